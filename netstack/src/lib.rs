@@ -1,0 +1,15 @@
+//! podnet's data plane, sans-IO: frames and `now` go in, frames and verdicts
+//! come out. Nothing here touches a syscall or a clock; the runtime owns the
+//! file descriptors and the time, which keeps every decision reproducible in
+//! a test byte for byte.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod ipam;
+pub mod switch;
+pub mod wire;
+
+/// Time as the caller sees it; netstack never reads a clock.
+pub use smoltcp::time::{Duration, Instant};

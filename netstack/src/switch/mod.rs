@@ -1,0 +1,217 @@
+//! The virtual switch: a port table filled from IPAM, an ARP responder, source
+//! checks, and L3-aware forwarding between pods and the node.
+//!
+//! Every frame handed to [`Switch::process`] starts with a virtio-net header
+//! (all ports are TAPs opened with `IFF_VNET_HDR`). The switch never floods:
+//! it knows every address on the subnet, so ARP is answered from the table and
+//! a frame either has exactly one egress port or is dropped and counted.
+
+mod arp;
+mod ipv4;
+mod port;
+mod verdict;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use port::{PortId, PortKind, PortSpec, PortStats};
+pub use verdict::{DropReason, Verdict};
+
+use crate::Instant;
+use crate::wire::{EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, vnet};
+use port::Port;
+
+/// Sizes and addresses a switch is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchConfig {
+    /// This node's pod subnet; its first host address is the gateway.
+    pub subnet: Ipv4Cidr,
+    /// Capacity of the port table (pods plus the host port).
+    pub max_ports: u16,
+}
+
+/// Why a port could not be attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchError {
+    /// The port table is at its configured capacity.
+    TableFull,
+    /// Another port already owns this IP.
+    AddressInUse,
+    /// The IP is not in the pod subnet.
+    OutsideSubnet,
+    /// A host port is attached already.
+    HostPortExists,
+    /// The pod subnet is wider than /16.
+    SubnetTooLarge,
+}
+
+impl fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SwitchError::TableFull => {
+                "switch port table full (raise max_ports in the board config)"
+            }
+            SwitchError::AddressInUse => "address already attached to another port",
+            SwitchError::OutsideSubnet => "address outside the node's pod subnet",
+            SwitchError::HostPortExists => "host port already attached",
+            SwitchError::SubnetTooLarge => "pod subnet wider than /16",
+        })
+    }
+}
+
+/// The switch state: ports and the address table derived from them.
+#[derive(Debug)]
+pub struct Switch {
+    subnet: Ipv4Cidr,
+    gateway: Ipv4Address,
+    ports: Vec<Option<Port>>,
+    /// Port owning each address of the subnet, by offset from the network
+    /// address: one array index per frame instead of a search.
+    by_offset: Vec<Option<PortId>>,
+}
+
+impl Switch {
+    /// An empty switch for `config.subnet`.
+    pub fn new(config: SwitchConfig) -> Result<Switch, SwitchError> {
+        if config.subnet.prefix_len() < 16 {
+            return Err(SwitchError::SubnetTooLarge);
+        }
+        let network = config.subnet.network().address();
+        Ok(Switch {
+            subnet: Ipv4Cidr::new(network, config.subnet.prefix_len()),
+            gateway: Ipv4Address::from(u32::from(network) + 1),
+            ports: vec![None; config.max_ports as usize],
+            by_offset: vec![None; 1 << (32 - config.subnet.prefix_len())],
+        })
+    }
+
+    /// The gateway address of the pod subnet (the host port's address).
+    pub fn gateway(&self) -> Ipv4Address {
+        self.gateway
+    }
+
+    /// Attaches a port. Pod ports must use an address of the subnet; the host
+    /// port always owns the gateway address, whatever `spec.ip` says.
+    pub fn attach(&mut self, mut spec: PortSpec) -> Result<PortId, SwitchError> {
+        if spec.kind == PortKind::Host {
+            if self.owner(self.gateway).is_some() {
+                return Err(SwitchError::HostPortExists);
+            }
+            spec.ip = self.gateway;
+        }
+        let offset = self.offset_of(spec.ip).ok_or(SwitchError::OutsideSubnet)?;
+        if self.by_offset[offset].is_some() {
+            return Err(SwitchError::AddressInUse);
+        }
+        let slot = self
+            .ports
+            .iter()
+            .position(Option::is_none)
+            .ok_or(SwitchError::TableFull)?;
+        let id = PortId(slot as u16);
+        self.ports[slot] = Some(Port {
+            spec,
+            stats: PortStats::default(),
+        });
+        self.by_offset[offset] = Some(id);
+        Ok(id)
+    }
+
+    /// Detaches a port, returning its final counters.
+    pub fn detach(&mut self, id: PortId) -> Option<PortStats> {
+        let port = self.ports.get_mut(id.0 as usize)?.take()?;
+        if let Some(offset) = self.offset_of(port.spec.ip) {
+            self.by_offset[offset] = None;
+        }
+        Some(port.stats)
+    }
+
+    /// A port's identity and counters.
+    pub fn port(&self, id: PortId) -> Option<(&PortSpec, &PortStats)> {
+        let port = self.ports.get(id.0 as usize)?.as_ref()?;
+        Some((&port.spec, &port.stats))
+    }
+
+    /// Every attached port.
+    pub fn ports(&self) -> impl Iterator<Item = (PortId, &PortSpec, &PortStats)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u16), &p.spec, &p.stats)))
+    }
+
+    /// Decides what to do with `frame` (virtio-net header first), received on
+    /// `ingress`. The frame may be rewritten in place; a reply is built in
+    /// `reply`, which must hold at least 128 bytes.
+    pub fn process(
+        &mut self,
+        _now: Instant,
+        ingress: PortId,
+        frame: &mut [u8],
+        reply: &mut [u8],
+    ) -> Verdict {
+        let Some(port) = self
+            .ports
+            .get_mut(ingress.0 as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        port.stats.rx_packets += 1;
+        port.stats.rx_bytes += frame.len().saturating_sub(vnet::HEADER_LEN) as u64;
+        let spec = port.spec;
+        let frame_len = frame.len();
+
+        let verdict =
+            match EthernetFrame::new_checked(&mut frame[vnet::HEADER_LEN.min(frame_len)..]) {
+                Err(_) => Verdict::Drop(DropReason::Malformed),
+                Ok(eth) if eth.src_addr() != spec.mac => Verdict::Drop(DropReason::SpoofedMac),
+                Ok(mut eth) => match eth.ethertype() {
+                    EthernetProtocol::Arp => self.answer_arp(&spec, &mut eth, reply),
+                    EthernetProtocol::Ipv4 => self.route_ipv4(&spec, &mut eth),
+                    _ => Verdict::Drop(DropReason::UnsupportedProtocol),
+                },
+            };
+
+        self.account(ingress, frame_len, verdict);
+        verdict
+    }
+
+    /// Counts a verdict on the ports it touches.
+    fn account(&mut self, ingress: PortId, frame_len: usize, verdict: Verdict) {
+        let (port, len) = match verdict {
+            Verdict::Forward { egress } => (egress, frame_len),
+            Verdict::Reply { len } => (ingress, len),
+            Verdict::Drop(reason) => {
+                if let Some(port) = self.port_mut(ingress) {
+                    port.stats.count_drop(reason);
+                }
+                return;
+            }
+        };
+        if let Some(port) = self.port_mut(port) {
+            port.stats.tx_packets += 1;
+            port.stats.tx_bytes += len.saturating_sub(vnet::HEADER_LEN) as u64;
+        }
+    }
+
+    fn port_mut(&mut self, id: PortId) -> Option<&mut Port> {
+        self.ports.get_mut(id.0 as usize)?.as_mut()
+    }
+
+    /// The port that owns `ip` on this subnet (the host port for the gateway).
+    fn owner(&self, ip: Ipv4Address) -> Option<(PortId, &PortSpec)> {
+        let id = self.by_offset[self.offset_of(ip)?]?;
+        Some((id, &self.ports[id.0 as usize].as_ref()?.spec))
+    }
+
+    fn offset_of(&self, ip: Ipv4Address) -> Option<usize> {
+        self.subnet
+            .contains_addr(&ip)
+            .then(|| (u32::from(ip) - u32::from(self.subnet.network().address())) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! What the switch decided about one frame, and why frames are dropped.
+
+use super::PortId;
+
+/// The outcome of [`super::Switch::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (possibly rewritten) input frame out of `egress`.
+    Forward {
+        /// The port to send the frame to.
+        egress: PortId,
+    },
+    /// Send the first `len` bytes of the reply buffer back out of the ingress port.
+    Reply {
+        /// Length of the reply, virtio-net header included.
+        len: usize,
+    },
+    /// Drop the frame; the reason has been counted on the ingress port.
+    Drop(DropReason),
+}
+
+/// Why a frame was dropped. Each reason has its own counter on every port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Too short or inconsistent headers.
+    Malformed,
+    /// Source MAC is not the port's own.
+    SpoofedMac,
+    /// Source IP (or ARP sender) is not the port's own.
+    SpoofedIp,
+    /// Broadcast or multicast that is neither ARP nor meant for the switch.
+    Broadcast,
+    /// No port owns the destination address.
+    NoSuchHost,
+    /// No route for the destination from this port.
+    NoRoute,
+    /// An ARP reply or announcement: the switch answers ARP itself.
+    UnsolicitedArp,
+    /// An EtherType the switch does not carry (IPv6 among others).
+    UnsupportedProtocol,
+    /// The ingress port is not (or no longer) attached.
+    UnknownPort,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Malformed,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::Broadcast,
+        DropReason::NoSuchHost,
+        DropReason::NoRoute,
+        DropReason::UnsolicitedArp,
+        DropReason::UnsupportedProtocol,
+        DropReason::UnknownPort,
+    ];
+
+    /// Number of reasons (size of a counter array).
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// A stable snake_case name for counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::Broadcast => "broadcast",
+            DropReason::NoSuchHost => "no_such_host",
+            DropReason::NoRoute => "no_route",
+            DropReason::UnsolicitedArp => "unsolicited_arp",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::UnknownPort => "unknown_port",
+        }
+    }
+}
