@@ -1,1 +1,295 @@
-fn main() {}
+//! The `podnet` command: `podnet node up` runs the agent; every other verb
+//! talks to a running agent over its control socket.
+
+mod args;
+mod demo;
+mod exec;
+mod kube;
+mod table;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use args::{
+    Cli, Command, ConfigCommand, CreateCommand, GetArgs, Kind, NodeCommand, NodeUpArgs, Output,
+};
+use clap::Parser;
+use runtime::api::{Client, Request, Response};
+use runtime::config::NodeConfig;
+use runtime::model::{DeploymentSpec, PodSpec};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start: {e}")),
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+    let socket = cli.socket.as_path();
+    match cli.command {
+        Command::Node {
+            command: NodeCommand::Up(args),
+        } => node_up(args, socket).await,
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            NodeConfig::load(&file)?;
+            println!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => demo::run().await,
+        Command::Exec {
+            pod, ns, command, ..
+        } => exec::run(socket, &ns.namespace, &pod, &command).await,
+        Command::Run(args) => {
+            let spec = PodSpec {
+                name: args.name,
+                namespace: args.ns.namespace,
+                labels: parse_labels(&args.labels)?,
+                command: args.command,
+                restart_policy: args.restart,
+                owner: None,
+            };
+            let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
+                return unexpected();
+            };
+            println!("pod/{} created", pod.spec.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Create {
+            command:
+                CreateCommand::Deployment {
+                    name,
+                    ns,
+                    replicas,
+                    labels,
+                    command,
+                },
+        } => {
+            let spec = DeploymentSpec {
+                name,
+                namespace: ns.namespace,
+                replicas,
+                labels: parse_labels(&labels)?,
+                command,
+            };
+            let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await?
+            else {
+                return unexpected();
+            };
+            println!("deployment.apps/{} created", d.spec.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scale {
+            kind,
+            name,
+            replicas,
+            ns,
+        } => {
+            if kind != Kind::Deployment {
+                return Err(
+                    "only deployments can be scaled: `podnet scale deployment NAME --replicas N`"
+                        .into(),
+                );
+            }
+            call(
+                socket,
+                Request::ScaleDeployment {
+                    namespace: ns.namespace,
+                    name: name.clone(),
+                    replicas,
+                },
+            )
+            .await?;
+            println!("deployment.apps/{name} scaled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete { kind, name, ns } => {
+            let (request, what) = match kind {
+                Kind::Pod => (
+                    Request::DeletePod {
+                        namespace: ns.namespace,
+                        name: name.clone(),
+                    },
+                    "pod",
+                ),
+                Kind::Deployment => (
+                    Request::DeleteDeployment {
+                        namespace: ns.namespace,
+                        name: name.clone(),
+                    },
+                    "deployment.apps",
+                ),
+                Kind::Node => {
+                    return Err("nodes cannot be deleted: stop the node's agent instead".into());
+                }
+            };
+            call(socket, request).await?;
+            println!("{what} \"{name}\" deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { pod, ns } => {
+            let Response::Logs(bytes) = call(
+                socket,
+                Request::Logs {
+                    namespace: ns.namespace,
+                    name: pod,
+                },
+            )
+            .await?
+            else {
+                return unexpected();
+            };
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(args) => get(socket, args).await,
+    }
+}
+
+async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("podnet node up must run as root: it creates network namespaces and TAP devices (try sudo)".into());
+    }
+    let config = match &args.config {
+        Some(path) => NodeConfig::load(path)?,
+        None => NodeConfig::default(),
+    };
+    let node_name = match args.name {
+        Some(name) => name,
+        None => nix::unistd::gethostname()
+            .map_err(|e| format!("cannot read the host name ({e}): pass --name"))?
+            .to_string_lossy()
+            .to_lowercase(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    runtime::agent::run(runtime::agent::AgentOptions {
+        config,
+        node_name,
+        data_dir: args.data_dir,
+        socket: socket.to_path_buf(),
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
+    let namespace = (!args.all_namespaces).then(|| args.namespace.clone());
+    let wide = args.output == Some(Output::Wide);
+    let (objects, text) = match args.kind {
+        Kind::Pod => {
+            let Response::Pods(mut pods) = call(socket, Request::GetPods { namespace }).await?
+            else {
+                return unexpected();
+            };
+            if let Some(name) = &args.name {
+                pods.retain(|p| &p.spec.name == name);
+                if pods.is_empty() {
+                    return Err(format!("pod {}/{name} not found", args.namespace));
+                }
+            }
+            (
+                pods.iter().map(kube::pod).collect::<Vec<_>>(),
+                table::pods(&pods, wide, args.all_namespaces),
+            )
+        }
+        Kind::Deployment => {
+            let Response::Deployments(mut list) =
+                call(socket, Request::GetDeployments { namespace }).await?
+            else {
+                return unexpected();
+            };
+            if let Some(name) = &args.name {
+                list.retain(|d| &d.spec.name == name);
+                if list.is_empty() {
+                    return Err(format!("deployment {}/{name} not found", args.namespace));
+                }
+            }
+            (
+                list.iter().map(kube::deployment).collect(),
+                table::deployments(&list, wide, args.all_namespaces),
+            )
+        }
+        Kind::Node => {
+            let Response::Node(node) = call(socket, Request::GetNode).await? else {
+                return unexpected();
+            };
+            (
+                vec![kube::node(&node)],
+                table::nodes(std::slice::from_ref(&node), wide),
+            )
+        }
+    };
+    let value = match (args.name.is_some(), objects.len()) {
+        (true, 1) => objects.into_iter().next().expect("one object"),
+        _ => kube::list(objects),
+    };
+    match args.output {
+        Some(Output::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+        ),
+        Some(Output::Yaml) => print!(
+            "{}",
+            serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?
+        ),
+        _ if text.lines().count() <= 1 => {
+            let ns = args.namespace;
+            eprintln!(
+                "{}",
+                if args.all_namespaces {
+                    "No resources found".into()
+                } else {
+                    format!("No resources found in {ns} namespace.")
+                }
+            );
+        }
+        _ => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends one request to the agent.
+pub async fn call(socket: &Path, request: Request) -> Result<Response, String> {
+    let mut client = Client::connect(socket).await.map_err(|e| e.to_string())?;
+    client.call(&request).await.map_err(|e| e.to_string())
+}
+
+fn unexpected<T>() -> Result<T, String> {
+    Err("the agent sent an unexpected answer: use the podnet binary that matches the agent".into())
+}
+
+fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    items
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("label `{item}` is not key=value"))
+        })
+        .collect()
+}

@@ -1,1 +1,15 @@
-//! runtime
+//! podnet's node agent: it owns the TAP file descriptors, the network
+//! namespaces, the pod processes and the clock, and drives the sans-IO
+//! netstack switch with them.
+
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod dataplane;
+pub mod model;
+pub mod netlink;
+pub mod netns;
+pub mod pod;
+pub mod server;
+pub mod store;
+pub mod tap;

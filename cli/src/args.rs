@@ -1,0 +1,192 @@
+//! The command line, with kubectl's verbs and flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use runtime::model::RestartPolicy;
+
+/// podnet: Kubernetes-style pod networking for edge clusters, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "podnet", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The agent's control socket.
+    #[arg(long, global = true, env = "PODNET_SOCKET", default_value = runtime::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run or inspect this node's agent.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Run one pod.
+    Run(RunArgs),
+    /// Create an object.
+    Create {
+        #[command(subcommand)]
+        command: CreateCommand,
+    },
+    /// Change a deployment's replica count.
+    Scale {
+        /// Only `deployment` (or `deploy`).
+        kind: Kind,
+        /// Deployment name.
+        name: String,
+        /// New replica count.
+        #[arg(long)]
+        replicas: u32,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// List objects.
+    Get(GetArgs),
+    /// Delete an object.
+    Delete {
+        /// pod or deployment.
+        kind: Kind,
+        /// Object name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Run a command inside a pod; stdin, stdout and the exit code pass through.
+    Exec {
+        /// Pod name.
+        pod: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Accepted for kubectl habits; stdin always passes through.
+        #[arg(short = 'i', long = "stdin")]
+        _stdin: bool,
+        /// Accepted for kubectl habits.
+        #[arg(short = 't', long = "tty")]
+        _tty: bool,
+        /// The command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a pod's output.
+    Logs {
+        /// Pod name.
+        pod: String,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Check a board config.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Start a throwaway node, run pods, show them talking, clean up.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run the node agent in the foreground (Ctrl-C stops it and removes its pods).
+    Up(NodeUpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeUpArgs {
+    /// Board config (board-configs/*.toml); built-in defaults without it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where desired state and pod logs live.
+    #[arg(long, default_value = "/var/lib/podnet")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Report every problem in a board config, with its line.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Namespace {
+    /// Namespace.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pod name.
+    pub name: String,
+    #[command(flatten)]
+    pub ns: Namespace,
+    /// Labels, k=v[,k=v...].
+    #[arg(long, short = 'l', value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Restart policy.
+    #[arg(long, default_value = "Always")]
+    pub restart: RestartPolicy,
+    /// The command, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Create a deployment: N pods named NAME-<suffix>, labelled app=NAME.
+    Deployment {
+        /// Deployment name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Pod count.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        /// Extra labels, k=v[,k=v...].
+        #[arg(long, short = 'l', value_delimiter = ',')]
+        labels: Vec<String>,
+        /// The pods' command, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// pods, deployments or nodes.
+    pub kind: Kind,
+    /// One object by name.
+    pub name: Option<String>,
+    /// Namespace.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    #[value(alias = "pods", alias = "po")]
+    Pod,
+    #[value(alias = "deployments", alias = "deploy")]
+    Deployment,
+    #[value(alias = "nodes", alias = "no")]
+    Node,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Wide,
+    Json,
+    Yaml,
+}

@@ -1,0 +1,110 @@
+//! Objects in the Kubernetes API shape, so `-o json | jq` and `-o yaml`
+//! habits from kubectl carry over.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use runtime::model::{Deployment, NodeInfo, Phase, Pod};
+use serde_json::{Value, json};
+
+fn timestamp(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+fn container(name: &str, command: &[String]) -> Value {
+    json!({ "name": name, "command": command })
+}
+
+/// A pod as `kubectl get pod -o json` shows one.
+pub fn pod(pod: &Pod) -> Value {
+    let spec = &pod.spec;
+    let status = &pod.status;
+    let mut metadata = json!({
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "uid": pod.uid,
+        "labels": spec.labels,
+        "creationTimestamp": timestamp(pod.created_at),
+    });
+    if let Some(owner) = &spec.owner {
+        metadata["ownerReferences"] =
+            json!([{ "apiVersion": "apps/v1", "kind": "Deployment", "name": owner }]);
+    }
+    let state = match (status.ready, status.phase) {
+        (true, _) => json!({ "running": { "startedAt": status.started_at.map(timestamp) } }),
+        (false, Phase::Pending) => json!({ "waiting": { "reason": "ContainerCreating" } }),
+        (false, Phase::Running) => json!({ "waiting": { "reason": status.reason } }),
+        (false, _) => {
+            json!({ "terminated": { "exitCode": status.last_exit_code, "reason": status.reason } })
+        }
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "nodeName": pod.node_name,
+            "restartPolicy": spec.restart_policy.to_string(),
+            "containers": [container(&spec.name, &spec.command)],
+        },
+        "status": {
+            "phase": format!("{:?}", status.phase),
+            "podIP": status.pod_ip,
+            "podIPs": status.pod_ip.map(|ip| vec![json!({ "ip": ip })]).unwrap_or_default(),
+            "startTime": status.started_at.map(timestamp),
+            "containerStatuses": [{
+                "name": spec.name,
+                "ready": status.ready,
+                "restartCount": status.restarts,
+                "state": state,
+            }],
+        },
+    })
+}
+
+/// A deployment as `kubectl get deployment -o json` shows one.
+pub fn deployment(d: &Deployment) -> Value {
+    let spec = &d.spec;
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "uid": d.uid,
+            "labels": spec.labels,
+            "creationTimestamp": timestamp(d.created_at),
+        },
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": { "matchLabels": { "app": spec.labels.get("app") } },
+            "template": {
+                "metadata": { "labels": spec.labels },
+                "spec": { "containers": [container(&spec.name, &spec.command)] },
+            },
+        },
+        "status": {
+            "replicas": d.replicas,
+            "readyReplicas": d.ready_replicas,
+            "availableReplicas": d.ready_replicas,
+        },
+    })
+}
+
+/// A node as `kubectl get node -o json` shows one.
+pub fn node(n: &NodeInfo) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": n.name, "creationTimestamp": timestamp(n.started_at) },
+        "spec": { "podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr] },
+        "status": {
+            "conditions": [{ "type": "Ready", "status": "True" }],
+            "nodeInfo": { "kubeletVersion": format!("podnet-{}", n.version) },
+        },
+    })
+}
+
+/// Several objects as a `kind: List`.
+pub fn list(items: Vec<Value>) -> Value {
+    json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "" }, "items": items })
+}

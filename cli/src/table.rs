@@ -1,0 +1,162 @@
+//! kubectl-style tables: upper-case headers, columns padded by three spaces.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use runtime::model::{Deployment, NodeInfo, Phase, Pod};
+
+/// Renders rows under headers with kubectl's spacing.
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// kubectl's AGE: the largest unit, e.g. 42s, 5m, 3h, 2d.
+pub fn age(unix: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let secs = now.saturating_sub(unix);
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7200 => format!("{}m", secs / 60),
+        7200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// The STATUS column: the waiting or terminated reason, else the phase.
+pub fn pod_status(pod: &Pod) -> String {
+    match (&pod.status.reason, pod.status.phase) {
+        (Some(reason), _) => reason.clone(),
+        (None, Phase::Pending) => "ContainerCreating".into(),
+        (None, phase) => format!("{phase:?}"),
+    }
+}
+
+/// `get pods`.
+pub fn pods(pods: &[Pod], wide: bool, all_namespaces: bool) -> String {
+    let mut headers = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+    if wide {
+        headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+    }
+    if all_namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            let mut row = vec![
+                p.spec.name.clone(),
+                format!("{}/1", p.status.ready as u8),
+                pod_status(p),
+                p.status.restarts.to_string(),
+                age(p.created_at),
+            ];
+            if wide {
+                let ip = p.status.pod_ip.map_or("<none>".into(), |ip| ip.to_string());
+                row.extend([ip, p.node_name.clone(), "<none>".into(), "<none>".into()]);
+            }
+            if all_namespaces {
+                row.insert(0, p.spec.namespace.clone());
+            }
+            row
+        })
+        .collect();
+    render(&headers, &rows)
+}
+
+/// `get deployments`.
+pub fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool) -> String {
+    let mut headers = vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"];
+    if wide {
+        headers.extend(["COMMAND", "SELECTOR"]);
+    }
+    if all_namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            let mut row = vec![
+                d.spec.name.clone(),
+                format!("{}/{}", d.ready_replicas, d.spec.replicas),
+                d.replicas.to_string(),
+                d.ready_replicas.to_string(),
+                age(d.created_at),
+            ];
+            if wide {
+                let selector = d
+                    .spec
+                    .labels
+                    .get("app")
+                    .map_or(String::new(), |app| format!("app={app}"));
+                row.extend([d.spec.command.join(" "), selector]);
+            }
+            if all_namespaces {
+                row.insert(0, d.spec.namespace.clone());
+            }
+            row
+        })
+        .collect();
+    render(&headers, &rows)
+}
+
+/// `get nodes`.
+pub fn nodes(list: &[NodeInfo], wide: bool) -> String {
+    let mut headers = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
+    if wide {
+        headers.push("POD-CIDR");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            let mut row = vec![
+                n.name.clone(),
+                "Ready".into(),
+                "control-plane".into(),
+                age(n.started_at),
+                format!("v{}", n.version),
+            ];
+            if wide {
+                row.push(n.pod_cidr.clone());
+            }
+            row
+        })
+        .collect();
+    render(&headers, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_padded_like_kubectl() {
+        let out = render(
+            &["NAME", "READY"],
+            &[vec!["web-abcde".into(), "1/1".into()]],
+        );
+        assert_eq!(out, "NAME        READY\nweb-abcde   1/1\n");
+    }
+}

@@ -1,0 +1,834 @@
+//! The node agent: owns the data plane, the pods and the desired state, and
+//! answers the CLI. One event loop handles every request, process exit and
+//! timer tick in turn, so state changes never race.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use netstack::ipam::{IpamError, Pool};
+use netstack::switch::{PortId, PortKind, PortSpec, SwitchConfig};
+use netstack::wire::EthernetAddress;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::api::{ExecTarget, Request, Response};
+use crate::config::NodeConfig;
+use crate::dataplane::Dataplane;
+use crate::model::{
+    Deployment, DeploymentSpec, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy,
+    check_label, check_name,
+};
+use crate::netlink::{LinkSetup, Netlink};
+use crate::pod::enter::PodEntry;
+use crate::pod::sandbox::{self, SandboxSpec};
+use crate::pod::{self, mac_for, process};
+use crate::server::{self, Call};
+use crate::store::{DeploymentRecord, PodRecord, State, Store};
+use crate::{netns, tap};
+
+/// A pod that ran this long without exiting has its restart backoff reset
+/// (as the kubelet does).
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// Most log bytes `podnet logs` returns.
+const MAX_LOG: u64 = 4 << 20;
+
+/// How `podnet node up` was asked to run.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Board config.
+    pub config: NodeConfig,
+    /// Node name.
+    pub node_name: String,
+    /// Where state and logs live.
+    pub data_dir: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+}
+
+/// Runs the agent until SIGINT or SIGTERM, then removes every pod sandbox it
+/// made. Desired state stays on disk for the next start.
+pub async fn run(options: AgentOptions) -> Result<(), String> {
+    check_name("node", &options.node_name, 63)?;
+    let data_dir = &options.data_dir;
+    std::fs::create_dir_all(data_dir.join("logs"))
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let _lock = lock_data_dir(data_dir)?;
+    let listener = server::bind(&options.socket).await?;
+    let socket_guard = RemoveOnDrop(options.socket.clone());
+
+    let store = Store::new(data_dir);
+    let state = store.load()?.unwrap_or_default();
+    if !state.node_name.is_empty() && state.node_name != options.node_name {
+        return Err(format!(
+            "data dir {} belongs to node `{}`, not `{}`: pass --name {} or another --data-dir",
+            data_dir.display(),
+            state.node_name,
+            options.node_name,
+            state.node_name
+        ));
+    }
+    remove_stale_sandboxes(
+        &options.node_name,
+        Duration::from_millis(options.config.pods.termination_grace_ms),
+    )
+    .await;
+
+    let mut agent = Agent::start(options.clone(), store).await?;
+    agent.restore(state).await?;
+    tracing::info!(
+        node = %agent.options.node_name,
+        subnet = %agent.options.config.network.node_subnet,
+        socket = %options.socket.display(),
+        "podnet agent ready"
+    );
+
+    let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
+    let server = tokio::spawn(server::serve(listener, calls_tx));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    loop {
+        tokio::select! {
+            Some((request, reply)) = calls.recv() => {
+                let _ = reply.send(agent.handle(request).await);
+            }
+            Some(exit) = agent.exits_rx.recv() => agent.on_exit(exit),
+            _ = tick.tick() => agent.tick().await,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    tracing::info!("stopping: removing pod sandboxes");
+    server.abort();
+    agent.shutdown().await;
+    drop(socket_guard);
+    Ok(())
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let path = dir.join("agent.lock");
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        format!(
+            "data dir {} is in use by another podnet agent: stop it, or give this one its own --data-dir",
+            dir.display()
+        )
+    })
+}
+
+/// Sandboxes left by an agent of this node that was killed: their processes
+/// are stopped and their namespaces removed before the state is restored.
+async fn remove_stale_sandboxes(node: &str, grace: Duration) {
+    for name in netns::list(&pod::netns_prefix(node)) {
+        tracing::info!(netns = %name, "removing stale pod sandbox");
+        process::stop_all(&name, grace).await;
+        if let Err(e) = sandbox::remove(&name) {
+            tracing::warn!(netns = %name, "cannot remove stale sandbox: {e}");
+        }
+    }
+}
+
+/// A process exit, tagged with the run it belongs to.
+struct Exit {
+    uid: String,
+    run: u64,
+    code: Option<i32>,
+}
+
+/// A pod as the agent tracks it.
+struct PodState {
+    record: PodRecord,
+    netns: String,
+    port: Option<PortId>,
+    /// Which start of the command is current; exits of older runs are stale.
+    run: u64,
+    status: PodStatus,
+    run_started: Option<Instant>,
+    restart_at: Option<Instant>,
+}
+
+type Key = (String, String);
+
+struct Agent {
+    options: AgentOptions,
+    store: Store,
+    ipam: Pool,
+    dataplane: Dataplane,
+    pods: BTreeMap<Key, PodState>,
+    deployments: BTreeMap<Key, DeploymentRecord>,
+    exits_tx: mpsc::UnboundedSender<Exit>,
+    exits_rx: mpsc::UnboundedReceiver<Exit>,
+    started_at: u64,
+}
+
+impl Agent {
+    /// Starts the data plane and plugs the node's own port into it.
+    async fn start(options: AgentOptions, store: Store) -> Result<Agent, String> {
+        let net = &options.config.network;
+        let subnet = net.node_subnet;
+        let ipam = Pool::new(subnet.to_netstack())
+            .map_err(|e| format!("network.node_subnet {subnet}: {e}"))?;
+        let dataplane = Dataplane::start(SwitchConfig {
+            subnet: subnet.to_netstack(),
+            max_ports: options.config.limits.max_pods + 1,
+        })
+        .map_err(|e| format!("cannot start the data plane: {e}"))?;
+
+        let gateway = ipam.gateway();
+        let host_fd = tap::open(&net.host_interface).map_err(|e| {
+            format!(
+                "cannot create interface {}: {e} (is another agent running in this network namespace? give it another network.host_interface)",
+                net.host_interface
+            )
+        })?;
+        let netlink = Netlink::open().map_err(|e| format!("cannot open netlink: {e}"))?;
+        netlink
+            .configure(&LinkSetup {
+                name: net.host_interface.clone(),
+                mac: mac_for(gateway),
+                mtu: net.mtu,
+                address: (gateway, subnet.prefix),
+                gateway: None,
+            })
+            .await
+            .map_err(|e| format!("cannot configure {}: {e}", net.host_interface))?;
+        let spec = PortSpec {
+            kind: PortKind::Host,
+            mac: EthernetAddress(mac_for(gateway)),
+            ip: gateway,
+        };
+        dataplane
+            .attach(spec, host_fd)
+            .await
+            .map_err(|e| format!("cannot attach the node port: {e}"))?;
+
+        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        Ok(Agent {
+            options,
+            store,
+            ipam,
+            dataplane,
+            pods: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            exits_tx,
+            exits_rx,
+            started_at: unix_now(),
+        })
+    }
+
+    /// Brings back every pod and deployment of the saved state, with the
+    /// same addresses.
+    async fn restore(&mut self, state: State) -> Result<(), String> {
+        for record in state.deployments {
+            self.deployments
+                .insert(key(&record.spec.namespace, &record.spec.name), record);
+        }
+        for record in state.pods {
+            let name = format!("{}/{}", record.spec.namespace, record.spec.name);
+            if let Err(e) = self.ipam.reserve(record.ip) {
+                tracing::warn!(pod = %name, ip = %record.ip, "cannot restore pod: {e}");
+                continue;
+            }
+            if let Err(e) = self.start_pod(record.clone()).await {
+                tracing::warn!(pod = %name, "cannot restore pod: {e}");
+                self.ipam.release(record.ip);
+            }
+        }
+        self.save()
+    }
+
+    fn state(&self) -> State {
+        State {
+            format: 0,
+            node_name: self.options.node_name.clone(),
+            pods: self.pods.values().map(|p| p.record.clone()).collect(),
+            deployments: self.deployments.values().cloned().collect(),
+        }
+    }
+
+    fn save(&self) -> Result<(), String> {
+        self.store
+            .save(&self.state())
+            .map_err(|e| format!("cannot save state: {e}"))
+    }
+
+    async fn handle(&mut self, request: Request) -> Result<Response, String> {
+        match request {
+            Request::RunPod(spec) => {
+                check_pod_spec(&spec)?;
+                let pod = self.create_pod(spec).await?;
+                Ok(Response::Pod(pod))
+            }
+            Request::CreateDeployment(spec) => {
+                self.create_deployment(spec).await.map(Response::Deployment)
+            }
+            Request::ScaleDeployment {
+                namespace,
+                name,
+                replicas,
+            } => {
+                let record = self
+                    .deployments
+                    .get_mut(&key(&namespace, &name))
+                    .ok_or_else(|| no_deployment(&namespace, &name))?;
+                let before = record.spec.replicas;
+                record.spec.replicas = replicas;
+                if let Err(e) = self.save() {
+                    if let Some(record) = self.deployments.get_mut(&key(&namespace, &name)) {
+                        record.spec.replicas = before;
+                    }
+                    return Err(e);
+                }
+                self.reconcile().await;
+                Ok(Response::Deployment(
+                    self.deployment(&self.deployments[&key(&namespace, &name)]),
+                ))
+            }
+            Request::GetPods { namespace } => Ok(Response::Pods(
+                self.pods
+                    .values()
+                    .filter(|p| in_namespace(&p.record.spec.namespace, &namespace))
+                    .map(|p| self.pod(p))
+                    .collect(),
+            )),
+            Request::GetDeployments { namespace } => Ok(Response::Deployments(
+                self.deployments
+                    .values()
+                    .filter(|d| in_namespace(&d.spec.namespace, &namespace))
+                    .map(|d| self.deployment(d))
+                    .collect(),
+            )),
+            Request::DeletePod { namespace, name } => {
+                let k = key(&namespace, &name);
+                let pod = self
+                    .pods
+                    .remove(&k)
+                    .ok_or_else(|| no_pod(&namespace, &name))?;
+                if let Err(e) = self.save() {
+                    self.pods.insert(k, pod);
+                    return Err(e);
+                }
+                self.teardown(pod).await;
+                Ok(Response::Done)
+            }
+            Request::DeleteDeployment { namespace, name } => {
+                let k = key(&namespace, &name);
+                let record = self
+                    .deployments
+                    .remove(&k)
+                    .ok_or_else(|| no_deployment(&namespace, &name))?;
+                let owned: Vec<Key> = self
+                    .pods
+                    .iter()
+                    .filter(|(_, p)| {
+                        p.record.spec.namespace == namespace
+                            && p.record.spec.owner.as_deref() == Some(&name)
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let pods: Vec<PodState> =
+                    owned.iter().filter_map(|k| self.pods.remove(k)).collect();
+                if let Err(e) = self.save() {
+                    self.deployments.insert(k, record);
+                    for pod in pods {
+                        self.pods
+                            .insert(key(&pod.record.spec.namespace, &pod.record.spec.name), pod);
+                    }
+                    return Err(e);
+                }
+                futures::future::join_all(pods.into_iter().map(|pod| self.teardown(pod))).await;
+                Ok(Response::Done)
+            }
+            Request::ExecTarget { namespace, name } => {
+                let pod = self
+                    .pods
+                    .get(&key(&namespace, &name))
+                    .ok_or_else(|| no_pod(&namespace, &name))?;
+                Ok(Response::Exec(ExecTarget {
+                    netns: netns::path(&pod.netns),
+                    resolv_conf: sandbox::etc_dir(&pod.netns).join("resolv.conf"),
+                    hostname: name.clone(),
+                    env: pod_env(&pod.record),
+                }))
+            }
+            Request::Logs { namespace, name } => {
+                let pod = self
+                    .pods
+                    .get(&key(&namespace, &name))
+                    .ok_or_else(|| no_pod(&namespace, &name))?;
+                process::read_log(&self.log_path(&pod.record.spec), MAX_LOG)
+                    .map(Response::Logs)
+                    .map_err(|e| format!("cannot read the logs of {namespace}/{name}: {e}"))
+            }
+            Request::GetNode => Ok(Response::Node(NodeInfo {
+                name: self.options.node_name.clone(),
+                pod_cidr: self.options.config.network.node_subnet.to_string(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at: self.started_at,
+            })),
+        }
+    }
+
+    /// Creates a pod: address, sandbox, process, then the state on disk.
+    /// Any failure undoes what was done.
+    async fn create_pod(&mut self, spec: PodSpec) -> Result<Pod, String> {
+        let k = key(&spec.namespace, &spec.name);
+        if self.pods.contains_key(&k) {
+            return Err(format!(
+                "pod {}/{} already exists: delete it first or choose another name",
+                spec.namespace, spec.name
+            ));
+        }
+        let ip = self.ipam.allocate().map_err(|e| match e {
+            IpamError::Exhausted => format!(
+                "node subnet {} has no free address: delete pods, or give the node a larger network.node_subnet",
+                self.options.config.network.node_subnet
+            ),
+            other => other.to_string(),
+        })?;
+        let record = PodRecord {
+            uid: random_id(16),
+            created_at: unix_now(),
+            ip,
+            spec,
+        };
+        if let Err(e) = self.start_pod(record).await {
+            self.ipam.release(ip);
+            return Err(e);
+        }
+        if let Err(e) = self.save() {
+            if let Some(pod) = self.pods.remove(&k) {
+                self.teardown(pod).await;
+            }
+            return Err(e);
+        }
+        Ok(self.pod(&self.pods[&k]))
+    }
+
+    /// Builds the sandbox, plugs it into the switch and starts the command.
+    async fn start_pod(&mut self, record: PodRecord) -> Result<(), String> {
+        let net = &self.options.config.network;
+        let spec = &record.spec;
+        let netns_name = pod::netns_name(&self.options.node_name, &spec.namespace, &spec.name);
+        let sandbox_spec = SandboxSpec {
+            netns: netns_name.clone(),
+            ip: record.ip,
+            prefix: net.node_subnet.prefix,
+            gateway: self.ipam.gateway(),
+            mac: mac_for(record.ip),
+            mtu: net.mtu,
+            resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
+        };
+        let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                format!(
+                    "cannot create the sandbox of pod {}/{}: {e}",
+                    spec.namespace, spec.name
+                )
+            })?;
+        let port_spec = PortSpec {
+            kind: PortKind::Pod,
+            mac: EthernetAddress(mac_for(record.ip)),
+            ip: record.ip,
+        };
+        let port = match self.dataplane.attach(port_spec, fd).await {
+            Ok(port) => port,
+            Err(e) => {
+                let _ = sandbox::remove(&netns_name);
+                return Err(format!(
+                    "cannot attach pod {}/{} to the switch: {e}",
+                    spec.namespace, spec.name
+                ));
+            }
+        };
+        let k = key(&spec.namespace, &spec.name);
+        let status = PodStatus {
+            phase: Phase::Pending,
+            pod_ip: Some(record.ip),
+            ready: false,
+            restarts: 0,
+            reason: None,
+            last_exit_code: None,
+            started_at: None,
+        };
+        let pod = PodState {
+            record,
+            netns: netns_name,
+            port: Some(port),
+            run: 0,
+            status,
+            run_started: None,
+            restart_at: None,
+        };
+        self.pods.insert(k.clone(), pod);
+        if let Err(e) = self.spawn_process(&k) {
+            let pod = self.pods.remove(&k).expect("inserted above");
+            self.teardown(pod).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) the pod's command.
+    fn spawn_process(&mut self, k: &Key) -> Result<(), String> {
+        let log = self.log_path(&self.pods[k].record.spec);
+        let pod = self.pods.get_mut(k).expect("caller checked");
+        let spec = &pod.record.spec;
+        let entry = PodEntry::open(
+            &netns::path(&pod.netns),
+            &sandbox::etc_dir(&pod.netns).join("resolv.conf"),
+            &spec.name,
+            true,
+        )
+        .map_err(|e| format!("cannot enter pod {}/{}: {e}", spec.namespace, spec.name))?;
+        let mut child =
+            process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
+                format!(
+                    "cannot start `{}` in pod {}/{}: {e}",
+                    spec.command.join(" "),
+                    spec.namespace,
+                    spec.name
+                )
+            })?;
+        pod.run += 1;
+        pod.run_started = Some(Instant::now());
+        pod.restart_at = None;
+        pod.status.phase = Phase::Running;
+        pod.status.ready = true;
+        pod.status.reason = None;
+        pod.status.started_at = Some(unix_now());
+        let (uid, run, exits) = (pod.record.uid.clone(), pod.run, self.exits_tx.clone());
+        tokio::spawn(async move {
+            let code = child.wait().await.ok().and_then(|status| {
+                use std::os::unix::process::ExitStatusExt;
+                status.code().or(status.signal().map(|s| 128 + s))
+            });
+            let _ = exits.send(Exit { uid, run, code });
+        });
+        Ok(())
+    }
+
+    /// Applies the restart policy to a process that exited.
+    fn on_exit(&mut self, exit: Exit) {
+        let config = &self.options.config.pods;
+        let Some(pod) = self
+            .pods
+            .values_mut()
+            .find(|p| p.record.uid == exit.uid && p.run == exit.run)
+        else {
+            return;
+        };
+        let code = exit.code.unwrap_or(-1);
+        pod.status.ready = false;
+        pod.status.last_exit_code = Some(code);
+        let restart = match pod.record.spec.restart_policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Never => false,
+        };
+        tracing::info!(pod = %pod.record.spec.name, namespace = %pod.record.spec.namespace, code, restart, "pod command exited");
+        if !restart {
+            pod.status.phase = if code == 0 {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+            pod.status.reason = Some(if code == 0 { "Completed" } else { "Error" }.into());
+            return;
+        }
+        if pod
+            .run_started
+            .is_some_and(|t| t.elapsed() >= BACKOFF_RESET)
+        {
+            pod.status.restarts = 0;
+        }
+        let doublings = pod.status.restarts.min(16);
+        let delay = config
+            .restart_backoff_initial_ms
+            .saturating_mul(1 << doublings)
+            .min(config.restart_backoff_max_ms);
+        pod.restart_at = Some(Instant::now() + Duration::from_millis(delay));
+        pod.status.reason = Some("CrashLoopBackOff".into());
+    }
+
+    /// Restarts pods whose backoff has passed and keeps deployments at their
+    /// replica counts.
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Key> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.restart_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(pod) = self.pods.get_mut(&k) {
+                pod.status.restarts += 1;
+            }
+            if let Err(e) = self.spawn_process(&k) {
+                tracing::warn!("{e}");
+                if let Some(pod) = self.pods.get_mut(&k) {
+                    pod.restart_at = Some(
+                        now + Duration::from_millis(
+                            self.options.config.pods.restart_backoff_max_ms,
+                        ),
+                    );
+                }
+            }
+        }
+        self.reconcile().await;
+    }
+
+    /// Creates or deletes deployment pods until each deployment has its
+    /// replica count.
+    async fn reconcile(&mut self) {
+        let deployments: Vec<DeploymentSpec> =
+            self.deployments.values().map(|d| d.spec.clone()).collect();
+        for spec in deployments {
+            let mut owned: Vec<(u64, Key)> = self
+                .pods
+                .iter()
+                .filter(|(_, p)| {
+                    p.record.spec.namespace == spec.namespace
+                        && p.record.spec.owner.as_deref() == Some(&spec.name)
+                })
+                .map(|(k, p)| (p.record.created_at, k.clone()))
+                .collect();
+            let want = spec.replicas as usize;
+            while owned.len() < want {
+                let pod_spec = PodSpec {
+                    name: format!("{}-{}", spec.name, random_suffix()),
+                    namespace: spec.namespace.clone(),
+                    labels: spec.labels.clone(),
+                    command: spec.command.clone(),
+                    restart_policy: RestartPolicy::Always,
+                    owner: Some(spec.name.clone()),
+                };
+                match self.create_pod(pod_spec).await {
+                    Ok(pod) => {
+                        owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name)))
+                    }
+                    Err(e) => {
+                        tracing::warn!(deployment = %spec.name, "cannot create replica: {e}");
+                        break;
+                    }
+                }
+            }
+            if owned.len() > want {
+                // Newest first, as a scale-down removes the youngest replicas.
+                owned.sort();
+                let extra: Vec<PodState> = owned
+                    .split_off(want)
+                    .into_iter()
+                    .filter_map(|(_, k)| self.pods.remove(&k))
+                    .collect();
+                if let Err(e) = self.save() {
+                    tracing::warn!("{e}");
+                }
+                futures::future::join_all(extra.into_iter().map(|pod| self.teardown(pod))).await;
+            }
+        }
+    }
+
+    async fn create_deployment(&mut self, mut spec: DeploymentSpec) -> Result<Deployment, String> {
+        check_name("deployment", &spec.name, 57)?;
+        check_name("namespace", &spec.namespace, 63)?;
+        check_command(&spec.command)?;
+        spec.labels
+            .entry("app".into())
+            .or_insert_with(|| spec.name.clone());
+        for (k, v) in &spec.labels {
+            check_label(k, v)?;
+        }
+        let k = key(&spec.namespace, &spec.name);
+        if self.deployments.contains_key(&k) {
+            return Err(format!(
+                "deployment {}/{} already exists: scale it, or delete it first",
+                spec.namespace, spec.name
+            ));
+        }
+        self.deployments.insert(
+            k.clone(),
+            DeploymentRecord {
+                uid: random_id(16),
+                created_at: unix_now(),
+                spec,
+            },
+        );
+        if let Err(e) = self.save() {
+            self.deployments.remove(&k);
+            return Err(e);
+        }
+        self.reconcile().await;
+        Ok(self.deployment(&self.deployments[&k]))
+    }
+
+    /// Stops a pod's processes and removes its sandbox, port, address and logs.
+    async fn teardown(&self, pod: PodState) {
+        let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
+        process::stop_all(&pod.netns, grace).await;
+        if let Some(port) = pod.port {
+            let _ = self.dataplane.detach(port).await;
+        }
+        if let Err(e) = sandbox::remove(&pod.netns) {
+            tracing::warn!(netns = %pod.netns, "cannot remove sandbox: {e}");
+        }
+        let _ = std::fs::remove_file(self.log_path(&pod.record.spec));
+    }
+
+    async fn shutdown(mut self) {
+        let pods: Vec<PodState> = std::mem::take(&mut self.pods).into_values().collect();
+        futures::future::join_all(pods.into_iter().map(|pod| self.teardown_keep_ip(pod))).await;
+    }
+
+    /// Teardown for shutdown: the pod stays in the saved state.
+    async fn teardown_keep_ip(&self, pod: PodState) {
+        let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
+        process::stop_all(&pod.netns, grace).await;
+        if let Some(port) = pod.port {
+            let _ = self.dataplane.detach(port).await;
+        }
+        let _ = sandbox::remove(&pod.netns);
+    }
+
+    fn log_path(&self, spec: &PodSpec) -> PathBuf {
+        self.options
+            .data_dir
+            .join("logs")
+            .join(format!("{}_{}.log", spec.namespace, spec.name))
+    }
+
+    fn pod(&self, pod: &PodState) -> Pod {
+        Pod {
+            uid: pod.record.uid.clone(),
+            created_at: pod.record.created_at,
+            node_name: self.options.node_name.clone(),
+            spec: pod.record.spec.clone(),
+            status: pod.status.clone(),
+        }
+    }
+
+    fn deployment(&self, record: &DeploymentRecord) -> Deployment {
+        let owned = self.pods.values().filter(|p| {
+            p.record.spec.namespace == record.spec.namespace
+                && p.record.spec.owner.as_deref() == Some(&record.spec.name)
+        });
+        let (mut replicas, mut ready) = (0, 0);
+        for pod in owned {
+            replicas += 1;
+            ready += pod.status.ready as u32;
+        }
+        Deployment {
+            uid: record.uid.clone(),
+            created_at: record.created_at,
+            spec: record.spec.clone(),
+            replicas,
+            ready_replicas: ready,
+        }
+    }
+}
+
+fn key(namespace: &str, name: &str) -> Key {
+    (namespace.to_string(), name.to_string())
+}
+
+fn in_namespace(ns: &str, filter: &Option<String>) -> bool {
+    filter.as_deref().is_none_or(|f| f == ns)
+}
+
+fn no_pod(namespace: &str, name: &str) -> String {
+    format!("pod {namespace}/{name} not found: list pods with `podnet get pods -n {namespace}`")
+}
+
+fn no_deployment(namespace: &str, name: &str) -> String {
+    format!(
+        "deployment {namespace}/{name} not found: list them with `podnet get deployments -n {namespace}`"
+    )
+}
+
+fn check_pod_spec(spec: &PodSpec) -> Result<(), String> {
+    check_name("pod", &spec.name, 63)?;
+    check_name("namespace", &spec.namespace, 63)?;
+    for (k, v) in &spec.labels {
+        check_label(k, v)?;
+    }
+    check_command(&spec.command)
+}
+
+/// A command must be given and must exist on the node, so a typo is an error
+/// now rather than a pod in CrashLoopBackOff.
+fn check_command(command: &[String]) -> Result<(), String> {
+    let program = command
+        .first()
+        .ok_or("no command given: put it after `--`, e.g. `podnet run client -- sleep infinity`")?;
+    let found = if program.contains('/') {
+        Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "command `{program}` not found on the node: install it, or give its full path"
+        ))
+    }
+}
+
+fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
+    vec![
+        ("POD_NAME".into(), record.spec.name.clone()),
+        ("POD_NAMESPACE".into(), record.spec.namespace.clone()),
+        ("POD_IP".into(), record.ip.to_string()),
+    ]
+}
+
+/// A pod's resolv.conf, as the kubelet writes it for ClusterFirst pods.
+fn resolv_conf(dns: Ipv4Addr, namespace: &str, domain: &str) -> String {
+    format!(
+        "nameserver {dns}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n"
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes
+}
+
+fn random_id(n: usize) -> String {
+    random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Five characters from Kubernetes' suffix alphabet (no vowels, no look-alikes).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    random_bytes(5)
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}

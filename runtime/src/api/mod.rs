@@ -1,0 +1,13 @@
+//! The control API between the `podnet` CLI and its agent: postcard messages
+//! in length-prefixed frames over a root-only Unix socket.
+
+mod client;
+mod frame;
+mod proto;
+
+pub use client::{Client, ClientError};
+pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
+pub use proto::{ExecTarget, PROTOCOL_VERSION, Request, Response};
+
+/// Where the CLI and the agent meet unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/podnet/podnet.sock";

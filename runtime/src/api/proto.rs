@@ -1,0 +1,104 @@
+//! Requests and responses. Any change to these types bumps
+//! [`PROTOCOL_VERSION`]: postcard is not self-describing, so both sides must
+//! agree on the exact shapes.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Deployment, DeploymentSpec, NodeInfo, Pod, PodSpec};
+
+/// Version of the message shapes below.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Something the CLI asks of the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Create one pod.
+    RunPod(PodSpec),
+    /// Create a deployment.
+    CreateDeployment(DeploymentSpec),
+    /// Change a deployment's replica count.
+    ScaleDeployment {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// New count.
+        replicas: u32,
+    },
+    /// List pods, in one namespace or all.
+    GetPods {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// List deployments, in one namespace or all.
+    GetDeployments {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a pod.
+    DeletePod {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Delete a deployment and its pods.
+    DeleteDeployment {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Where and how to run a command inside a pod.
+    ExecTarget {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A pod's output.
+    Logs {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The node.
+    GetNode,
+}
+
+/// Where `podnet exec` enters a pod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecTarget {
+    /// The pod's named network namespace.
+    pub netns: PathBuf,
+    /// The pod's resolv.conf, bind-mounted over /etc/resolv.conf.
+    pub resolv_conf: PathBuf,
+    /// The pod's hostname (its name).
+    pub hostname: String,
+    /// POD_NAME, POD_NAMESPACE, POD_IP.
+    pub env: Vec<(String, String)>,
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Done, nothing to report.
+    Done,
+    /// One pod.
+    Pod(Pod),
+    /// Pods.
+    Pods(Vec<Pod>),
+    /// One deployment.
+    Deployment(Deployment),
+    /// Deployments.
+    Deployments(Vec<Deployment>),
+    /// Exec target.
+    Exec(ExecTarget),
+    /// Log bytes.
+    Logs(Vec<u8>),
+    /// The node.
+    Node(NodeInfo),
+}

@@ -1,0 +1,280 @@
+//! The data-plane thread: one epoll loop that reads frames from every port's
+//! TAP, hands them to the netstack switch, and writes them where it says.
+//!
+//! One thread owns the switch, so the hot path takes no lock. The control side
+//! talks to it through a command queue and an eventfd that wakes the loop.
+//! Level-triggered epoll plus a per-wakeup read budget gives each port a fair
+//! share: a flooding pod cannot starve the others.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::Instant as StdInstant;
+
+use netstack::switch::{PortId, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict};
+use netstack::{Instant, wire::vnet};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use tokio::sync::oneshot;
+
+/// Largest frame a TAP with TSO hands over: 64 KiB of IP plus Ethernet and
+/// the virtio-net header.
+const FRAME_CAPACITY: usize = vnet::HEADER_LEN + 14 + 65_535;
+/// Frames read from one port per wakeup before the others get their turn.
+const READ_BUDGET: usize = 64;
+/// Room for replies the switch builds itself (ARP, ICMP errors, RSTs).
+const REPLY_CAPACITY: usize = 1_024;
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// Counters the switch does not see: frames it could not deliver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IoStats {
+    /// Writes that failed (TAP queue full, link down).
+    pub tx_errors: u64,
+}
+
+/// A port's identity and counters, as reported to the control side.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    /// Port index.
+    pub id: PortId,
+    /// Identity.
+    pub spec: PortSpec,
+    /// Switch counters.
+    pub stats: PortStats,
+    /// I/O counters.
+    pub io: IoStats,
+}
+
+enum Command {
+    Attach(
+        PortSpec,
+        OwnedFd,
+        oneshot::Sender<Result<PortId, SwitchError>>,
+    ),
+    Detach(PortId, oneshot::Sender<()>),
+    Report(oneshot::Sender<Vec<PortReport>>),
+    Stop,
+}
+
+/// The control side's handle on the data-plane thread.
+pub struct Dataplane {
+    commands: mpsc::Sender<Command>,
+    wake: std::sync::Arc<EventFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dataplane {
+    /// Starts the data-plane thread with an empty switch.
+    pub fn start(config: SwitchConfig) -> io::Result<Dataplane> {
+        let switch = Switch::new(config).map_err(|e| io::Error::other(e.to_string()))?;
+        let wake = std::sync::Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+        )?;
+        let (commands, queue) = mpsc::channel();
+        let mut lp = Loop {
+            switch,
+            epoll,
+            wake: wake.clone(),
+            queue,
+            fds: HashMap::new(),
+            io: HashMap::new(),
+            epoch: StdInstant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("dataplane".into())
+            .spawn(move || lp.run())?;
+        Ok(Dataplane {
+            commands,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| io::Error::other("data plane stopped"))?;
+        self.wake.write(1)?;
+        Ok(())
+    }
+
+    /// Attaches a TAP fd as a switch port.
+    pub async fn attach(&self, spec: PortSpec, fd: OwnedFd) -> io::Result<PortId> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Attach(spec, fd, tx))?;
+        let result = rx
+            .await
+            .map_err(|_| io::Error::other("data plane stopped"))?;
+        result.map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Detaches a port and closes its TAP fd (the device disappears with it).
+    pub async fn detach(&self, id: PortId) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Detach(id, tx))?;
+        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+    }
+
+    /// Every port with its counters.
+    pub async fn report(&self) -> io::Result<Vec<PortReport>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Report(tx))?;
+        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let _ = self.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Loop {
+    switch: Switch,
+    epoll: Epoll,
+    wake: std::sync::Arc<EventFd>,
+    queue: mpsc::Receiver<Command>,
+    fds: HashMap<PortId, OwnedFd>,
+    io: HashMap<PortId, IoStats>,
+    epoch: StdInstant,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut frame = vec![0u8; FRAME_CAPACITY];
+        let mut reply = vec![0u8; REPLY_CAPACITY];
+        let mut events = [EpollEvent::empty(); 64];
+        loop {
+            let ready = match self.epoll.wait(&mut events, EpollTimeout::from(1000u16)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("data plane epoll failed: {e}");
+                    return;
+                }
+            };
+            for event in &events[..ready] {
+                if event.data() == WAKE_TOKEN {
+                    let _ = self.wake.read();
+                    if !self.run_commands() {
+                        return;
+                    }
+                } else {
+                    self.drain(PortId(event.data() as u16), &mut frame, &mut reply);
+                }
+            }
+        }
+    }
+
+    /// Applies queued commands; false when told to stop.
+    fn run_commands(&mut self) -> bool {
+        while let Ok(command) = self.queue.try_recv() {
+            match command {
+                Command::Attach(spec, fd, reply) => {
+                    let _ = reply.send(self.attach(spec, fd));
+                }
+                Command::Detach(id, reply) => {
+                    self.switch.detach(id);
+                    self.io.remove(&id);
+                    if let Some(fd) = self.fds.remove(&id) {
+                        let _ = self.epoll.delete(&fd);
+                    }
+                    let _ = reply.send(());
+                }
+                Command::Report(reply) => {
+                    let ports = self
+                        .switch
+                        .ports()
+                        .map(|(id, spec, stats)| PortReport {
+                            id,
+                            spec: *spec,
+                            stats: *stats,
+                            io: self.io.get(&id).copied().unwrap_or_default(),
+                        })
+                        .collect();
+                    let _ = reply.send(ports);
+                }
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn attach(&mut self, spec: PortSpec, fd: OwnedFd) -> Result<PortId, SwitchError> {
+        let id = self.switch.attach(spec)?;
+        if let Err(e) = self
+            .epoll
+            .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, id.0 as u64))
+        {
+            tracing::error!("epoll add failed: {e}");
+            self.switch.detach(id);
+            return Err(SwitchError::TableFull);
+        }
+        self.fds.insert(id, fd);
+        self.io.insert(id, IoStats::default());
+        Ok(id)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+
+    /// Reads up to [`READ_BUDGET`] frames from one port and acts on each.
+    fn drain(&mut self, port: PortId, frame: &mut [u8], reply: &mut [u8]) {
+        for _ in 0..READ_BUDGET {
+            let Some(fd) = self.fds.get(&port) else {
+                return;
+            };
+            let len = match nix::unistd::read(fd, frame) {
+                Ok(len) => len,
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::debug!("read from port {}: {e}", port.0);
+                    return;
+                }
+            };
+            let now = self.now();
+            match self.switch.process(now, port, &mut frame[..len], reply) {
+                Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
+                Verdict::Reply { len } => self.transmit(port, &reply[..len]),
+                Verdict::Drop(_) => {}
+            }
+        }
+    }
+
+    fn transmit(&mut self, port: PortId, bytes: &[u8]) {
+        let Some(fd) = self.fds.get(&port) else {
+            return;
+        };
+        if write_frame(fd.as_fd(), bytes).is_err()
+            && let Some(io) = self.io.get_mut(&port)
+        {
+            io.tx_errors += 1;
+        }
+    }
+}
+
+fn write_frame(fd: BorrowedFd<'_>, bytes: &[u8]) -> nix::Result<()> {
+    loop {
+        match nix::unistd::write(fd, bytes) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::trace!("write to tap fd {}: {e}", fd.as_raw_fd());
+                return Err(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Pods on this node: their sandboxes (namespace, TAP, addresses) and their
+//! processes.
+
+pub mod enter;
+pub mod process;
+pub mod sandbox;
+
+use std::net::Ipv4Addr;
+
+/// The MAC a pod with address `ip` gets: 0a:58 followed by the IPv4 address,
+/// as Kubernetes' CNI plugins do, so an address tells its MAC at a glance.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x0a, 0x58, a, b, c, d]
+}
+
+/// Name of the pod's named network namespace: `pn.<node>.<ns>.<pod>`. Dots
+/// cannot appear in the RFC 1123 labels, so names never collide.
+pub fn netns_name(node: &str, namespace: &str, pod: &str) -> String {
+    format!("{}{namespace}.{pod}", netns_prefix(node))
+}
+
+/// The prefix every pod namespace of `node` starts with.
+pub fn netns_prefix(node: &str) -> String {
+    format!("pn.{node}.")
+}

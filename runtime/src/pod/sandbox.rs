@@ -1,0 +1,80 @@
+//! A pod's sandbox: a named network namespace whose `eth0` is a TAP the agent
+//! holds, with the pod's address, MAC, MTU and default route, `lo` up, IPv6
+//! off (the switch carries IPv4 only), and the pod's resolv.conf.
+
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use crate::netlink::{LinkSetup, Netlink};
+use crate::{netns, tap};
+
+/// Name of the pod-side interface.
+pub const POD_INTERFACE: &str = "eth0";
+
+/// What a sandbox is built from.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Named namespace to create.
+    pub netns: String,
+    /// Pod address.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the node subnet.
+    pub prefix: u8,
+    /// Gateway (the node's port).
+    pub gateway: Ipv4Addr,
+    /// MAC of `eth0`.
+    pub mac: [u8; 6],
+    /// MTU of `eth0`.
+    pub mtu: u32,
+    /// Contents of the pod's resolv.conf.
+    pub resolv_conf: String,
+}
+
+/// Directory holding a pod's resolv.conf, where `ip netns exec` looks too.
+pub fn etc_dir(netns: &str) -> PathBuf {
+    PathBuf::from("/etc/netns").join(netns)
+}
+
+/// Builds the sandbox and returns the fd of the pod's TAP. On error nothing
+/// is left behind.
+pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
+    let etc = etc_dir(&spec.netns);
+    fs::create_dir_all(&etc)?;
+    fs::write(etc.join("resolv.conf"), &spec.resolv_conf)?;
+    let inside = spec.clone();
+    netns::create(&spec.netns, move || {
+        let fd = tap::open(POD_INTERFACE)?;
+        // Per-namespace sysctls are resolved against the writer's namespace.
+        let _ = fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+        let _ = fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let netlink = Netlink::open()?;
+            netlink.up("lo").await?;
+            netlink
+                .configure(&LinkSetup {
+                    name: POD_INTERFACE.into(),
+                    mac: inside.mac,
+                    mtu: inside.mtu,
+                    address: (inside.ip, inside.prefix),
+                    gateway: Some(inside.gateway),
+                })
+                .await
+        })?;
+        Ok(fd)
+    })
+    .inspect_err(|_| {
+        let _ = fs::remove_dir_all(&etc);
+    })
+}
+
+/// Removes a sandbox's namespace and files. The TAP goes with its fd.
+pub fn remove(netns_name: &str) -> io::Result<()> {
+    let _ = fs::remove_dir_all(etc_dir(netns_name));
+    netns::remove(netns_name)
+}

@@ -1,0 +1,90 @@
+//! The control socket: accepts CLI connections and passes each request to the
+//! agent's event loop, which answers them one at a time.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{Frame, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+
+/// A request with the channel its answer goes back on.
+pub type Call = (Request, oneshot::Sender<Result<Response, String>>);
+
+/// Binds the control socket, refusing to steal it from a live agent. The
+/// socket is root-only (0600): pods and users cannot reach the agent.
+pub async fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(format!(
+                "another podnet agent is already serving {}: stop it first, or give this one its own --socket and --data-dir",
+                path.display()
+            ));
+        }
+        // A socket left by an agent that died: nobody answers on it.
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Accepts connections until the listener fails; each connection is served
+/// on a task of its own.
+pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, calls.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(mut stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
+    while let Some(frame) = read_frame(&mut stream).await? {
+        let reply = answer(frame, &calls).await;
+        write_frame(&mut stream, &reply).await?;
+    }
+    Ok(())
+}
+
+async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Frame {
+    if frame.version != PROTOCOL_VERSION {
+        return Frame::error(format!(
+            "this agent speaks control protocol v{PROTOCOL_VERSION} and the podnet CLI v{}: use the podnet binary that matches the agent",
+            frame.version
+        ));
+    }
+    let request = match frame
+        .body
+        .and_then(|body| Frame::decode::<Request>(&body).map_err(|e| e.to_string()))
+    {
+        Ok(request) => request,
+        Err(e) => return Frame::error(format!("bad request: {e}")),
+    };
+    let (tx, rx) = oneshot::channel();
+    if calls.send((request, tx)).await.is_err() {
+        return Frame::error("the agent is shutting down");
+    }
+    match rx.await {
+        Ok(Ok(response)) => {
+            Frame::message(&response).unwrap_or_else(|e| Frame::error(e.to_string()))
+        }
+        Ok(Err(text)) => Frame::error(text),
+        Err(_) => Frame::error("the agent is shutting down"),
+    }
+}

@@ -1,0 +1,155 @@
+//! Desired state on disk. Every change the CLI is told succeeded has been
+//! written first: a temporary file, fsync, rename over the old one, fsync of
+//! the directory. A torn write leaves the previous state, never a mix; a file
+//! that does not parse stops the agent instead of starting an empty cluster.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DeploymentSpec, PodSpec};
+
+const FORMAT: u32 = 1;
+
+/// A pod as remembered across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// Unique id.
+    pub uid: String,
+    /// Unix time of creation.
+    pub created_at: u64,
+    /// The pod's IP, kept across restarts.
+    pub ip: Ipv4Addr,
+    /// What the user asked for.
+    pub spec: PodSpec,
+}
+
+/// A deployment as remembered across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// Unique id.
+    pub uid: String,
+    /// Unix time of creation.
+    pub created_at: u64,
+    /// What the user asked for.
+    pub spec: DeploymentSpec,
+}
+
+/// Everything the node must not forget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// File format version.
+    pub format: u32,
+    /// Node name.
+    pub node_name: String,
+    /// Pods.
+    pub pods: Vec<PodRecord>,
+    /// Deployments.
+    pub deployments: Vec<DeploymentRecord>,
+}
+
+/// The state file of one data directory.
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// The store in `data_dir` (state.json).
+    pub fn new(data_dir: &Path) -> Store {
+        Store {
+            path: data_dir.join("state.json"),
+        }
+    }
+
+    /// Loads the state; a missing file is a fresh node, a bad one an error.
+    pub fn load(&self) -> Result<Option<State>, String> {
+        let text = match fs::read(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read state file {}: {e}",
+                    self.path.display()
+                ));
+            }
+        };
+        let state: State = serde_json::from_slice(&text).map_err(|e| {
+            format!(
+                "state file {} is corrupt ({e}); podnet will not start an empty node over it: restore it from a backup, or move it away to start afresh",
+                self.path.display()
+            )
+        })?;
+        if state.format != FORMAT {
+            return Err(format!(
+                "state file {} has format {} and this podnet reads format {FORMAT}: use a matching podnet",
+                self.path.display(),
+                state.format
+            ));
+        }
+        Ok(Some(state))
+    }
+
+    /// Replaces the state on disk atomically and durably.
+    pub fn save(&self, state: &State) -> io::Result<()> {
+        let mut state = state.clone();
+        state.format = FORMAT;
+        let bytes = serde_json::to_vec_pretty(&state).map_err(io::Error::other)?;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("podnet-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn saves_and_loads() {
+        let dir = tmpdir("roundtrip");
+        let store = Store::new(&dir);
+        assert_eq!(store.load().unwrap(), None);
+        let state = State {
+            format: FORMAT,
+            node_name: "n1".into(),
+            ..State::default()
+        };
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), Some(state));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_file_is_an_error_not_an_empty_node() {
+        let dir = tmpdir("corrupt");
+        let store = Store::new(&dir);
+        store
+            .save(&State {
+                node_name: "n1".into(),
+                ..State::default()
+            })
+            .unwrap();
+        let text = fs::read(dir.join("state.json")).unwrap();
+        fs::write(dir.join("state.json"), &text[..text.len() / 2]).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(err.contains("corrupt"), "{err}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
