@@ -89,6 +89,12 @@ pub enum Command {
 pub enum NodeCommand {
     /// Run the node agent in the foreground (Ctrl-C stops it and removes its pods).
     Up(NodeUpArgs),
+    /// Per-port packet, byte and drop counters of the switch.
+    Stats {
+        /// Output format (json or yaml; a table without it).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Node {
             command: NodeCommand::Up(args),
         } => node_up(args, socket).await,
+        Command::Node {
+            command: NodeCommand::Stats { output },
+        } => {
+            let Response::Stats(ports) = call(socket, Request::NodeStats).await? else {
+                return unexpected();
+            };
+            match output {
+                Some(Output::Json) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&ports).map_err(|e| e.to_string())?
+                ),
+                Some(Output::Yaml) => print!(
+                    "{}",
+                    serde_yaml_ng::to_string(&ports).map_err(|e| e.to_string())?
+                ),
+                _ => print!("{}", table::stats(&ports)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

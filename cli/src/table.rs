@@ -147,6 +147,44 @@ pub fn nodes(list: &[NodeInfo], wide: bool) -> String {
     render(&headers, &rows)
 }
 
+/// `node stats`.
+pub fn stats(ports: &[runtime::api::PortCounters]) -> String {
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| {
+            let drops = p
+                .drops
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                p.port.clone(),
+                p.ip.to_string(),
+                p.rx_packets.to_string(),
+                p.rx_bytes.to_string(),
+                p.tx_packets.to_string(),
+                p.tx_bytes.to_string(),
+                p.tx_errors.to_string(),
+                if drops.is_empty() { "-".into() } else { drops },
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "PORT",
+            "IP",
+            "RX-PACKETS",
+            "RX-BYTES",
+            "TX-PACKETS",
+            "TX-BYTES",
+            "TX-ERRORS",
+            "DROPS",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

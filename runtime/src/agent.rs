@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netstack::ipam::{IpamError, Pool};
-use netstack::switch::{PortId, PortKind, PortSpec, SwitchConfig};
+use netstack::switch::{DropReason, PortId, PortKind, PortSpec, SwitchConfig};
 use netstack::wire::EthernetAddress;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::api::{ExecTarget, Request, Response};
+use crate::api::{ExecTarget, PortCounters, Request, Response};
 use crate::config::NodeConfig;
 use crate::dataplane::Dataplane;
 use crate::model::{
@@ -310,13 +310,11 @@ impl Agent {
                     .collect(),
             )),
             Request::DeletePod { namespace, name } => {
-                let k = key(&namespace, &name);
                 let pod = self
-                    .pods
-                    .remove(&k)
+                    .take_pod(&key(&namespace, &name))
                     .ok_or_else(|| no_pod(&namespace, &name))?;
                 if let Err(e) = self.save() {
-                    self.pods.insert(k, pod);
+                    self.put_back(pod);
                     return Err(e);
                 }
                 self.teardown(pod).await;
@@ -337,14 +335,10 @@ impl Agent {
                     })
                     .map(|(k, _)| k.clone())
                     .collect();
-                let pods: Vec<PodState> =
-                    owned.iter().filter_map(|k| self.pods.remove(k)).collect();
+                let pods: Vec<PodState> = owned.iter().filter_map(|k| self.take_pod(k)).collect();
                 if let Err(e) = self.save() {
                     self.deployments.insert(k, record);
-                    for pod in pods {
-                        self.pods
-                            .insert(key(&pod.record.spec.namespace, &pod.record.spec.name), pod);
-                    }
+                    pods.into_iter().for_each(|pod| self.put_back(pod));
                     return Err(e);
                 }
                 futures::future::join_all(pods.into_iter().map(|pod| self.teardown(pod))).await;
@@ -370,6 +364,12 @@ impl Agent {
                 process::read_log(&self.log_path(&pod.record.spec), MAX_LOG)
                     .map(Response::Logs)
                     .map_err(|e| format!("cannot read the logs of {namespace}/{name}: {e}"))
+            }
+            Request::NodeStats => {
+                let ports = self.dataplane.report().await.map_err(|e| e.to_string())?;
+                Ok(Response::Stats(
+                    ports.into_iter().map(|p| self.port_counters(p)).collect(),
+                ))
             }
             Request::GetNode => Ok(Response::Node(NodeInfo {
                 name: self.options.node_name.clone(),
@@ -408,7 +408,7 @@ impl Agent {
             return Err(e);
         }
         if let Err(e) = self.save() {
-            if let Some(pod) = self.pods.remove(&k) {
+            if let Some(pod) = self.take_pod(&k) {
                 self.teardown(pod).await;
             }
             return Err(e);
@@ -628,12 +628,12 @@ impl Agent {
                 }
             }
             if owned.len() > want {
-                // Newest first, as a scale-down removes the youngest replicas.
+                // Oldest first: a scale-down removes the youngest replicas.
                 owned.sort();
                 let extra: Vec<PodState> = owned
                     .split_off(want)
                     .into_iter()
-                    .filter_map(|(_, k)| self.pods.remove(&k))
+                    .filter_map(|(_, k)| self.take_pod(&k))
                     .collect();
                 if let Err(e) = self.save() {
                     tracing::warn!("{e}");
@@ -676,7 +676,22 @@ impl Agent {
         Ok(self.deployment(&self.deployments[&k]))
     }
 
-    /// Stops a pod's processes and removes its sandbox, port, address and logs.
+    /// Removes a pod from the tables and frees its address; the caller tears
+    /// the sandbox down once the change is saved.
+    fn take_pod(&mut self, k: &Key) -> Option<PodState> {
+        let pod = self.pods.remove(k)?;
+        self.ipam.release(pod.record.ip);
+        Some(pod)
+    }
+
+    /// Undoes [`Agent::take_pod`] when saving the change failed.
+    fn put_back(&mut self, pod: PodState) {
+        let _ = self.ipam.reserve(pod.record.ip);
+        self.pods
+            .insert(key(&pod.record.spec.namespace, &pod.record.spec.name), pod);
+    }
+
+    /// Stops a pod's processes and removes its sandbox, port and logs.
     async fn teardown(&self, pod: PodState) {
         let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
         process::stop_all(&pod.netns, grace).await;
@@ -702,6 +717,35 @@ impl Agent {
             let _ = self.dataplane.detach(port).await;
         }
         let _ = sandbox::remove(&pod.netns);
+    }
+
+    fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {
+        let port = match report.spec.kind {
+            PortKind::Host => "node".to_string(),
+            PortKind::Pod => self
+                .pods
+                .values()
+                .find(|p| p.port == Some(report.id))
+                .map_or_else(
+                    || format!("port-{}", report.id.0),
+                    |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),
+                ),
+        };
+        let stats = report.stats;
+        PortCounters {
+            port,
+            ip: report.spec.ip,
+            rx_packets: stats.rx_packets,
+            rx_bytes: stats.rx_bytes,
+            tx_packets: stats.tx_packets,
+            tx_bytes: stats.tx_bytes,
+            tx_errors: report.io.tx_errors,
+            drops: DropReason::ALL
+                .iter()
+                .filter(|r| stats.dropped(**r) > 0)
+                .map(|r| (r.name().to_string(), stats.dropped(*r)))
+                .collect(),
+        }
     }
 
     fn log_path(&self, spec: &PodSpec) -> PathBuf {

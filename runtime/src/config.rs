@@ -166,7 +166,10 @@ impl NodeConfig {
         let config: NodeConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
             match e.span() {
-                Some(span) => format!("line {}: {msg}", text[..span.start].lines().count().max(1)),
+                Some(span) => format!(
+                    "line {}: {msg}",
+                    text[..span.start].matches('\n').count() + 1
+                ),
                 None => msg,
             }
         })?;

@@ -67,6 +67,29 @@ pub enum Request {
     },
     /// The node.
     GetNode,
+    /// Per-port counters of the switch.
+    NodeStats,
+}
+
+/// One switch port's counters, named for people.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortCounters {
+    /// `node`, or the pod as namespace/name.
+    pub port: String,
+    /// The port's IP.
+    pub ip: std::net::Ipv4Addr,
+    /// Frames received from the port.
+    pub rx_packets: u64,
+    /// Bytes received from the port.
+    pub rx_bytes: u64,
+    /// Frames sent to the port.
+    pub tx_packets: u64,
+    /// Bytes sent to the port.
+    pub tx_bytes: u64,
+    /// Writes to the port that failed.
+    pub tx_errors: u64,
+    /// Dropped frames received from the port, by reason (non-zero only).
+    pub drops: Vec<(String, u64)>,
 }
 
 /// Where `podnet exec` enters a pod.
@@ -101,4 +124,6 @@ pub enum Response {
     Logs(Vec<u8>),
     /// The node.
     Node(NodeInfo),
+    /// Switch counters.
+    Stats(Vec<PortCounters>),
 }

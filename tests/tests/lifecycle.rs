@@ -1,0 +1,226 @@
+//! Pods and deployments come and go without leaving anything behind, and the
+//! node keeps its desired state across restarts.
+
+use std::time::Duration;
+
+use podnet_e2e::{Node, busybox, eventually, stdout};
+
+fn pod_names(node: &Node) -> Vec<String> {
+    node.pods()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pids_in(netns: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()
+        .unwrap();
+    stdout(&out)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn deleting_a_pod_removes_its_namespace_tap_process_and_address() {
+    let node = Node::start("del");
+    node.ok(&["run", "victim", "--", "sleep", "infinity"]);
+    let ip = node.wait_running("victim");
+    let netns = format!("pn.{}.default.victim", node.name);
+    assert!(node.pod_namespaces().contains(&netns));
+    let pids = pids_in(&netns);
+    assert_eq!(pids.len(), 1, "the pod's command runs in its namespace");
+
+    node.ok(&["delete", "pod", "victim"]);
+    assert!(!node.pod_namespaces().contains(&netns), "namespace removed");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pids[0])).exists(),
+        "process stopped"
+    );
+    assert!(pod_names(&node).is_empty());
+    let stats = node.ok(&["node", "stats"]);
+    assert!(
+        !stats.contains("default/victim"),
+        "switch port detached: {stats}"
+    );
+    let out = node.on_node(&[&busybox(), "ping", "-c", "1", "-W", "1", &ip]);
+    assert!(!out.status.success(), "the old address no longer answers");
+}
+
+#[test]
+fn stopping_the_agent_leaves_nothing_behind_and_a_restart_restores_pods() {
+    let mut node = Node::start("stop");
+    node.ok(&["run", "keeper", "--", "sleep", "infinity"]);
+    node.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--replicas",
+        "2",
+        "--",
+        "sleep",
+        "infinity",
+    ]);
+    let ip = node.wait_running("keeper");
+    eventually(Duration::from_secs(15), "three pods", || {
+        (node.pods().len() == 3).then_some(())
+    });
+    let before: Vec<(String, String)> = node
+        .pods()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().into(),
+                p["status"]["podIP"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let namespaces = node.pod_namespaces();
+    let pids: Vec<String> = namespaces.iter().flat_map(|ns| pids_in(ns)).collect();
+    assert_eq!(pids.len(), 3);
+
+    node.stop(libc::SIGTERM);
+    assert!(node.pod_namespaces().is_empty(), "no pod namespace left");
+    for pid in &pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pod process {pid} stopped"
+        );
+    }
+    let out = node.on_node(&["ip", "link", "show", "podnet0"]);
+    assert!(!out.status.success(), "the node's TAP is gone");
+    assert!(!node.socket.exists(), "socket removed");
+
+    node.up();
+    eventually(Duration::from_secs(15), "pods restored", || {
+        (node.pods().len() == 3).then_some(())
+    });
+    let mut after: Vec<(String, String)> = node
+        .pods()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().into(),
+                p["status"]["podIP"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "same pods, same addresses");
+    let out = node.on_node(&[&busybox(), "ping", "-c", "1", "-W", "2", &ip]);
+    assert!(out.status.success(), "traffic resumes after the restart");
+}
+
+#[test]
+fn a_killed_agent_loses_no_acknowledged_change() {
+    let mut node = Node::start("kill9");
+    node.ok(&["run", "survivor", "--", "sleep", "infinity"]);
+    let ip = node.wait_running("survivor");
+    node.stop(libc::SIGKILL);
+    node.up();
+    assert_eq!(node.wait_running("survivor"), ip);
+    assert_eq!(
+        node.pod_namespaces().len(),
+        1,
+        "the stale sandbox was replaced, not duplicated"
+    );
+    let out = node.on_node(&[&busybox(), "ping", "-c", "1", "-W", "2", &ip]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn deployments_replace_scale_and_delete_their_pods() {
+    let node = Node::start("deploy");
+    node.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--replicas",
+        "2",
+        "--",
+        "sleep",
+        "infinity",
+    ]);
+    let names = eventually(Duration::from_secs(15), "two replicas", || {
+        let names = pod_names(&node);
+        (names.len() == 2).then_some(names)
+    });
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("web-") && n.len() == "web-".len() + 5),
+        "{names:?}"
+    );
+
+    node.ok(&["delete", "pod", &names[0]]);
+    eventually(Duration::from_secs(10), "a replacement replica", || {
+        let now = pod_names(&node);
+        (now.len() == 2 && !now.contains(&names[0])).then_some(())
+    });
+
+    node.ok(&["scale", "deployment", "web", "--replicas", "4"]);
+    eventually(Duration::from_secs(15), "four replicas", || {
+        (pod_names(&node).len() == 4).then_some(())
+    });
+    node.ok(&["scale", "deployment", "web", "--replicas", "1"]);
+    eventually(Duration::from_secs(15), "one replica", || {
+        (pod_names(&node).len() == 1).then_some(())
+    });
+    assert_eq!(node.pod_namespaces().len(), 1);
+
+    node.ok(&["delete", "deployment", "web"]);
+    assert!(pod_names(&node).is_empty());
+    assert!(node.pod_namespaces().is_empty());
+    assert!(node.ok(&["get", "deployments"]).is_empty());
+}
+
+#[test]
+fn exited_commands_restart_with_backoff_per_policy() {
+    let config = "[pods]\nrestart_backoff_initial_ms = 100\nrestart_backoff_max_ms = 400\n";
+    let node = Node::start_with("crash", Some(config));
+    node.ok(&["run", "crasher", "--", "sh", "-c", "echo run; exit 3"]);
+    node.ok(&["run", "once", "--restart", "Never", "--", "true"]);
+    node.ok(&[
+        "run",
+        "fails",
+        "--restart",
+        "OnFailure",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    eventually(Duration::from_secs(15), "restarts and final states", || {
+        let pods = node.pods();
+        let get = |name: &str| {
+            pods.iter()
+                .find(|p| p["metadata"]["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let crasher = get("crasher");
+        let restarts = crasher["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap();
+        (restarts >= 3
+            && get("once")["status"]["phase"] == "Succeeded"
+            && get("fails")["status"]["phase"] == "Succeeded")
+            .then_some(())
+    });
+    let table = node.ok(&["get", "pods"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("once ") && l.contains("Completed")),
+        "{table}"
+    );
+    let logs = node.ok(&["logs", "crasher"]);
+    assert!(
+        logs.matches("run").count() >= 3,
+        "output of every run is kept: {logs}"
+    );
+}
