@@ -7,7 +7,11 @@
 
 extern crate alloc;
 
+pub mod checksum;
+pub mod conntrack;
+pub mod dns;
 pub mod ipam;
+pub mod service;
 pub mod switch;
 pub mod wire;
 

@@ -5,6 +5,11 @@
 //! (all ports are TAPs opened with `IFF_VNET_HDR`). The switch never floods:
 //! it knows every address on the subnet, so ARP is answered from the table and
 //! a frame either has exactly one egress port or is dropped and counted.
+//!
+//! It also carries Services: packets to a VIP in the service CIDR are
+//! DNAT'd to a backend chosen by [`crate::service`] and tracked by
+//! [`crate::conntrack`], and the backend's replies translated back (see
+//! `ipv4.rs` for the path a packet takes).
 
 mod arp;
 mod ipv4;
@@ -15,10 +20,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use crate::service::refuse::MIN_REPLY_LEN;
 pub use port::{PortId, PortKind, PortSpec, PortStats};
 pub use verdict::{DropReason, Verdict};
 
 use crate::Instant;
+use crate::conntrack::{Conntrack, Proto};
+use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
 use crate::wire::{EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, vnet};
 use port::Port;
 
@@ -29,6 +37,16 @@ pub struct SwitchConfig {
     pub subnet: Ipv4Cidr,
     /// Capacity of the port table (pods plus the host port).
     pub max_ports: u16,
+    /// Addresses whose traffic is Service traffic: DNAT'd when a service
+    /// port matches, refused otherwise. Must not overlap `subnet`.
+    pub service_cidr: Ipv4Cidr,
+    /// Service, flow and affinity table sizes and flow timeouts.
+    pub services: ServiceConfig,
+}
+
+impl SwitchConfig {
+    /// The Kubernetes default service CIDR, 10.96.0.0/12.
+    pub const DEFAULT_SERVICE_CIDR: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 96, 0, 0), 12);
 }
 
 /// Why a port could not be attached.
@@ -44,6 +62,8 @@ pub enum SwitchError {
     HostPortExists,
     /// The pod subnet is wider than /16.
     SubnetTooLarge,
+    /// The service CIDR and the pod subnet overlap.
+    ServiceCidrOverlap,
 }
 
 impl fmt::Display for SwitchError {
@@ -56,6 +76,7 @@ impl fmt::Display for SwitchError {
             SwitchError::OutsideSubnet => "address outside the node's pod subnet",
             SwitchError::HostPortExists => "host port already attached",
             SwitchError::SubnetTooLarge => "pod subnet wider than /16",
+            SwitchError::ServiceCidrOverlap => "service CIDR overlaps the pod subnet",
         })
     }
 }
@@ -69,6 +90,9 @@ pub struct Switch {
     /// Port owning each address of the subnet, by offset from the network
     /// address: one array index per frame instead of a search.
     by_offset: Vec<Option<PortId>>,
+    service_cidr: Ipv4Cidr,
+    services: ServiceTable,
+    conntrack: Conntrack,
 }
 
 impl Switch {
@@ -78,12 +102,101 @@ impl Switch {
             return Err(SwitchError::SubnetTooLarge);
         }
         let network = config.subnet.network().address();
+        let service_cidr = config.service_cidr.network();
+        if service_cidr.contains_addr(&network)
+            || config.subnet.contains_addr(&service_cidr.address())
+        {
+            return Err(SwitchError::ServiceCidrOverlap);
+        }
+        let services = &config.services;
         Ok(Switch {
             subnet: Ipv4Cidr::new(network, config.subnet.prefix_len()),
             gateway: Ipv4Address::from(u32::from(network) + 1),
             ports: vec![None; config.max_ports as usize],
             by_offset: vec![None; 1 << (32 - config.subnet.prefix_len())],
+            service_cidr,
+            services: ServiceTable::new(services),
+            conntrack: Conntrack::new(
+                services.max_flows as usize,
+                services.timeouts,
+                services.hash_seed,
+            ),
         })
+    }
+
+    /// The service CIDR the switch DNATs for.
+    pub fn service_cidr(&self) -> Ipv4Cidr {
+        self.service_cidr
+    }
+
+    /// The Service table, read-only (change it with the methods below, which
+    /// keep the flow table consistent).
+    pub fn services(&self) -> &ServiceTable {
+        &self.services
+    }
+
+    /// The flow table, read-only.
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.conntrack
+    }
+
+    /// Creates a service port or replaces its backends and affinity at once.
+    /// Open TCP connections to backends no longer listed go on (a pod that
+    /// is terminating finishes its work); UDP flows to them are dropped so
+    /// the next datagram picks a live backend, as kube-proxy clears them.
+    pub fn upsert_service(
+        &mut self,
+        key: ServiceKey,
+        backends: &[Backend],
+        affinity: Affinity,
+    ) -> Result<(), ServiceError> {
+        if !self.service_cidr.contains_addr(&key.vip) {
+            return Err(ServiceError::OutsideServiceCidr);
+        }
+        self.services.upsert(key, backends, affinity)?;
+        self.forget_udp_flows(&key, backends);
+        Ok(())
+    }
+
+    /// Removes a service port. As with [`Switch::upsert_service`], its TCP
+    /// connections live out their flows and its UDP flows are dropped.
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), ServiceError> {
+        self.services.remove(key)?;
+        self.forget_udp_flows(key, &[]);
+        Ok(())
+    }
+
+    /// Changes the session affinity of a live service port.
+    pub fn set_service_affinity(
+        &mut self,
+        key: ServiceKey,
+        affinity: Affinity,
+    ) -> Result<(), ServiceError> {
+        self.services.set_affinity(key, affinity)
+    }
+
+    /// Removes flows idle past their timeout; the runtime calls this now and
+    /// then (say every few seconds) so memory is reclaimed before it is
+    /// needed. Returns how many went.
+    pub fn expire_flows(&mut self, now: Instant) -> usize {
+        self.conntrack.expire(now)
+    }
+
+    fn forget_udp_flows(&mut self, key: &ServiceKey, keep: &[Backend]) {
+        if key.proto != Proto::Udp {
+            return;
+        }
+        self.conntrack.retain(|flow| {
+            let (o, r) = (flow.original(), flow.reply());
+            let backend = Backend {
+                ip: r.src,
+                port: r.src_port,
+            };
+            o.proto != Proto::Udp
+                || o.dst != key.vip
+                || o.dst_port != key.port
+                || keep.contains(&backend)
+        });
     }
 
     /// The gateway address of the pod subnet (the host port's address).
@@ -142,11 +255,11 @@ impl Switch {
     }
 
     /// Decides what to do with `frame` (virtio-net header first), received on
-    /// `ingress`. The frame may be rewritten in place; a reply is built in
-    /// `reply`, which must hold at least 128 bytes.
+    /// `ingress` at `now`. The frame may be rewritten in place; a reply is
+    /// built in `reply`, which must hold at least [`MIN_REPLY_LEN`] bytes.
     pub fn process(
         &mut self,
-        _now: Instant,
+        now: Instant,
         ingress: PortId,
         frame: &mut [u8],
         reply: &mut [u8],
@@ -162,6 +275,9 @@ impl Switch {
         port.stats.rx_bytes += frame.len().saturating_sub(vnet::HEADER_LEN) as u64;
         let spec = port.spec;
         let frame_len = frame.len();
+        let offload = vnet::Header::new_checked(&frame[..])
+            .map(|h| vnet::Repr::parse(&h))
+            .unwrap_or(vnet::Repr::PLAIN);
 
         let verdict =
             match EthernetFrame::new_checked(&mut frame[vnet::HEADER_LEN.min(frame_len)..]) {
@@ -169,7 +285,9 @@ impl Switch {
                 Ok(eth) if eth.src_addr() != spec.mac => Verdict::Drop(DropReason::SpoofedMac),
                 Ok(mut eth) => match eth.ethertype() {
                     EthernetProtocol::Arp => self.answer_arp(&spec, &mut eth, reply),
-                    EthernetProtocol::Ipv4 => self.route_ipv4(&spec, &mut eth),
+                    EthernetProtocol::Ipv4 => {
+                        self.route_ipv4(now, &spec, &offload, &mut eth, reply)
+                    }
                     _ => Verdict::Drop(DropReason::UnsupportedProtocol),
                 },
             };

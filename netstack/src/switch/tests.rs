@@ -2,6 +2,7 @@
 //! handed to `process`, and the verdict and output bytes checked.
 
 use super::*;
+use crate::service::ServiceConfig;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vnet,
 };
@@ -28,6 +29,8 @@ fn fixture() -> Fixture {
     let mut switch = Switch::new(SwitchConfig {
         subnet: Ipv4Cidr::new(ip(0), 24),
         max_ports: 4,
+        service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
+        services: ServiceConfig::default(),
     })
     .unwrap();
     let host = switch

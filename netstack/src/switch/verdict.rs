@@ -41,11 +41,17 @@ pub enum DropReason {
     UnsupportedProtocol,
     /// The ingress port is not (or no longer) attached.
     UnknownPort,
+    /// A new connection to a Service was refused: the flow table is full of
+    /// live flows (or, rarely, no NAT source port was free).
+    FlowTableFull,
+    /// To a service address but not servable: neither TCP nor UDP, an IP
+    /// fragment, or a stray RST for no tracked connection.
+    ServiceUnsupported,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -55,6 +61,8 @@ impl DropReason {
         DropReason::UnsolicitedArp,
         DropReason::UnsupportedProtocol,
         DropReason::UnknownPort,
+        DropReason::FlowTableFull,
+        DropReason::ServiceUnsupported,
     ];
 
     /// Number of reasons (size of a counter array).
@@ -72,6 +80,8 @@ impl DropReason {
             DropReason::UnsolicitedArp => "unsolicited_arp",
             DropReason::UnsupportedProtocol => "unsupported_protocol",
             DropReason::UnknownPort => "unknown_port",
+            DropReason::FlowTableFull => "flow_table_full",
+            DropReason::ServiceUnsupported => "service_unsupported",
         }
     }
 }

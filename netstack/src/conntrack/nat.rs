@@ -1,0 +1,104 @@
+//! Reading a packet's 5-tuple and rewriting it to another one in place, with
+//! incremental checksum updates that keep virtio checksum offload valid.
+//!
+//! The IPv4 header checksum is always a full one. The L4 checksum is either
+//! full, or — on a `NEEDS_CSUM` frame — the partial pseudo-header sum the
+//! kernel completes over `[csum_start, end)`. The ports lie inside that range,
+//! so for a partial sum only the addresses (pseudo-header) are updated; for a
+//! full checksum addresses and ports both are. A UDP checksum of 0 means
+//! "none" and stays 0. Lengths never change, so `csum_start`/`csum_offset`
+//! stay right.
+
+use super::{FlowKey, Proto};
+use crate::checksum::{update_checksum, update_partial};
+use crate::wire::{IpProtocol, Ipv4Address, Ipv4Packet};
+
+const IP_CHECKSUM: usize = 10;
+const IP_ADDRS: core::ops::Range<usize> = 12..20;
+
+/// Offset of the checksum field inside the L4 header.
+pub fn l4_checksum_offset(proto: Proto) -> usize {
+    match proto {
+        Proto::Tcp => 16,
+        Proto::Udp => 6,
+    }
+}
+
+/// The 5-tuple and TCP flags (0 for UDP) of a TCP or UDP packet. `None`
+/// for other protocols, fragments (only the first has ports, and podnet
+/// does not reassemble) and truncated transport headers.
+pub fn flow_key(ip: &Ipv4Packet<&[u8]>) -> Option<(FlowKey, u8)> {
+    let proto = match ip.next_header() {
+        IpProtocol::Tcp => Proto::Tcp,
+        IpProtocol::Udp => Proto::Udp,
+        _ => return None,
+    };
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return None;
+    }
+    let l4 = ip.payload();
+    let min = match proto {
+        Proto::Tcp => 20,
+        Proto::Udp => 8,
+    };
+    if l4.len() < min {
+        return None;
+    }
+    let key = FlowKey {
+        proto,
+        src: ip.src_addr(),
+        src_port: u16::from_be_bytes([l4[0], l4[1]]),
+        dst: ip.dst_addr(),
+        dst_port: u16::from_be_bytes([l4[2], l4[3]]),
+    };
+    let flags = if proto == Proto::Tcp { l4[13] } else { 0 };
+    Some((key, flags))
+}
+
+fn addrs(src: Ipv4Address, dst: Ipv4Address) -> [u8; 8] {
+    let mut out = [0; 8];
+    out[..4].copy_from_slice(&src.octets());
+    out[4..].copy_from_slice(&dst.octets());
+    out
+}
+
+/// Rewrites the TCP/UDP packet `ip` (whose tuple is `from`, as given by
+/// [`flow_key`]) to carry `to`. `partial` says the L4 checksum field holds a
+/// `NEEDS_CSUM` pseudo-header sum rather than a full checksum.
+pub fn rewrite(ip: &mut [u8], from: &FlowKey, to: &FlowKey, partial: bool) {
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    let (old_addrs, new_addrs) = (addrs(from.src, from.dst), addrs(to.src, to.dst));
+
+    let ip_sum = u16::from_be_bytes([ip[IP_CHECKSUM], ip[IP_CHECKSUM + 1]]);
+    let ip_sum = update_checksum(ip_sum, &old_addrs, &new_addrs);
+    ip[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&ip_sum.to_be_bytes());
+    ip[IP_ADDRS].copy_from_slice(&new_addrs);
+
+    let l4 = &mut ip[header_len..];
+    let at = l4_checksum_offset(from.proto);
+    let sum = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    let old_ports: [u8; 4] = l4[..4].try_into().expect("length checked by flow_key");
+    let mut new_ports = [0u8; 4];
+    new_ports[..2].copy_from_slice(&to.src_port.to_be_bytes());
+    new_ports[2..].copy_from_slice(&to.dst_port.to_be_bytes());
+    l4[..4].copy_from_slice(&new_ports);
+
+    let sum = if partial {
+        update_partial(sum, &old_addrs, &new_addrs)
+    } else if from.proto == Proto::Udp && sum == 0 {
+        0
+    } else {
+        let mut old = [0u8; 12];
+        old[..8].copy_from_slice(&old_addrs);
+        old[8..].copy_from_slice(&old_ports);
+        let mut new = [0u8; 12];
+        new[..8].copy_from_slice(&new_addrs);
+        new[8..].copy_from_slice(&new_ports);
+        match update_checksum(sum, &old, &new) {
+            // A computed UDP checksum of 0 is sent as 0xffff (RFC 768).
+            0 if from.proto == Proto::Udp => 0xffff,
+            sum => sum,
+        }
+    };
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+}

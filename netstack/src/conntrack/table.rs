@@ -1,0 +1,234 @@
+//! Fixed-capacity building blocks for the flow, service and affinity tables:
+//! a slab of entries with a free list, and open-addressing indexes over it.
+//! Everything is allocated at construction; nothing allocates per frame.
+//!
+//! An index slot is a `u32` naming a slab entry, so the key lives only once
+//! (in the entry) and a flow can be reached by two keys at 4 bytes each. The
+//! index has at least twice as many slots as the slab has entries, which
+//! keeps linear probes short; removal shifts the probe chain back instead of
+//! leaving tombstones, so a long-lived table never degrades.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+const EMPTY: u32 = u32::MAX;
+
+/// Mixes two words with a seed (a folded 64x64->128 multiply, as in
+/// wyhash/foldhash): cheap, and with a secret seed a pod cannot aim its
+/// tuples at one probe chain.
+pub(crate) fn hash2(seed: u64, a: u64, b: u64) -> u64 {
+    let p = u128::from(a ^ seed ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// Entries at stable indices, with a free list.
+#[derive(Debug, Clone)]
+pub(crate) struct Slab<T> {
+    entries: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    pub fn new(capacity: usize) -> Self {
+        Slab {
+            entries: (0..capacity).map(|_| None).collect(),
+            // Popped from the end: hand out low indices first.
+            free: (0..capacity as u32).rev().collect(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes held by the entries and the free list.
+    pub fn bytes(&self) -> usize {
+        self.entries.len() * (core::mem::size_of::<Option<T>>() + core::mem::size_of::<u32>())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    pub fn insert(&mut self, value: T) -> Option<u32> {
+        let at = self.free.pop()?;
+        self.entries[at as usize] = Some(value);
+        Some(at)
+    }
+
+    pub fn remove(&mut self, at: u32) -> Option<T> {
+        let value = self.entries.get_mut(at as usize)?.take()?;
+        self.free.push(at);
+        Some(value)
+    }
+
+    pub fn get(&self, at: u32) -> Option<&T> {
+        self.entries.get(at as usize)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, at: u32) -> Option<&mut T> {
+        self.entries.get_mut(at as usize)?.as_mut()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
+    }
+}
+
+/// An open-addressing (linear probing) index from hashes to slab indices.
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    slots: Vec<u32>,
+    mask: usize,
+}
+
+impl Index {
+    /// An index for up to `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        let size = (capacity.max(1) * 2).next_power_of_two();
+        Index {
+            slots: vec![EMPTY; size],
+            mask: size - 1,
+        }
+    }
+
+    /// Bytes held by the index.
+    pub fn bytes(&self) -> usize {
+        self.slots.len() * core::mem::size_of::<u32>()
+    }
+
+    /// The slab index whose entry satisfies `is`, probing from `hash`.
+    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut pos = hash as usize & self.mask;
+        loop {
+            match self.slots[pos] {
+                EMPTY => return None,
+                at if is(at) => return Some(at),
+                _ => pos = (pos + 1) & self.mask,
+            }
+        }
+    }
+
+    /// Adds `at` under `hash`. The caller keeps the index below half full.
+    pub fn insert(&mut self, hash: u64, at: u32) {
+        let mut pos = hash as usize & self.mask;
+        while self.slots[pos] != EMPTY {
+            pos = (pos + 1) & self.mask;
+        }
+        self.slots[pos] = at;
+    }
+
+    /// Removes `at` (stored under `hash`); `hash_of` gives the hash of any
+    /// other stored entry, to shift the rest of the probe chain back.
+    pub fn remove(&mut self, hash: u64, at: u32, hash_of: impl Fn(u32) -> u64) {
+        let mut hole = hash as usize & self.mask;
+        loop {
+            match self.slots[hole] {
+                EMPTY => return,
+                found if found == at => break,
+                _ => hole = (hole + 1) & self.mask,
+            }
+        }
+        self.slots[hole] = EMPTY;
+        let mut pos = hole;
+        loop {
+            pos = (pos + 1) & self.mask;
+            let entry = self.slots[pos];
+            if entry == EMPTY {
+                return;
+            }
+            let home = hash_of(entry) as usize & self.mask;
+            // The entry may move into the hole unless its home lies
+            // cyclically in (hole, pos]: then the hole is before its home.
+            let stays = if hole <= pos {
+                hole < home && home <= pos
+            } else {
+                hole < home || home <= pos
+            };
+            if !stays {
+                self.slots[hole] = entry;
+                self.slots[pos] = EMPTY;
+                hole = pos;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map u64 -> () built from a slab and an index, hashed badly on
+    /// purpose (few buckets) so probe chains and wraparound get exercised.
+    struct Set {
+        slab: Slab<u64>,
+        index: Index,
+    }
+
+    fn bad_hash(key: u64) -> u64 {
+        key % 3 + 30 // near the end of a 32-slot index: chains wrap around
+    }
+
+    impl Set {
+        fn find(&self, key: u64) -> Option<u32> {
+            self.index
+                .find(bad_hash(key), |at| self.slab.get(at) == Some(&key))
+        }
+        fn insert(&mut self, key: u64) {
+            let at = self.slab.insert(key).unwrap();
+            self.index.insert(bad_hash(key), at);
+        }
+        fn remove(&mut self, key: u64) {
+            let at = self.find(key).unwrap();
+            let slab = &self.slab;
+            self.index
+                .remove(bad_hash(key), at, |i| bad_hash(*slab.get(i).unwrap()));
+            self.slab.remove(at);
+        }
+    }
+
+    #[test]
+    fn index_survives_interleaved_inserts_and_removals() {
+        let mut set = Set {
+            slab: Slab::new(16),
+            index: Index::new(16),
+        };
+        let mut live = alloc::collections::BTreeSet::new();
+        let mut x = 12345u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = x % 40;
+            if live.contains(&key) {
+                set.remove(key);
+                live.remove(&key);
+            } else if !set.slab.is_full() {
+                set.insert(key);
+                live.insert(key);
+            }
+            for k in 0..40 {
+                assert_eq!(set.find(k).is_some(), live.contains(&k), "key {k}");
+            }
+            assert_eq!(set.slab.len(), live.len());
+        }
+    }
+
+    #[test]
+    fn slab_reuses_freed_slots_and_reports_full() {
+        let mut slab = Slab::new(2);
+        let a = slab.insert('a').unwrap();
+        let _b = slab.insert('b').unwrap();
+        assert!(slab.is_full());
+        assert_eq!(slab.insert('c'), None);
+        assert_eq!(slab.remove(a), Some('a'));
+        assert_eq!(slab.insert('d'), Some(a));
+    }
+}

@@ -1,0 +1,176 @@
+//! Flow table tests with simulated time.
+
+use super::tcp_flags::*;
+use super::*;
+
+fn at(secs: u64) -> Instant {
+    Instant::from_secs(secs as i64)
+}
+
+fn key(proto: Proto, client: u8, port: u16) -> FlowKey {
+    FlowKey {
+        proto,
+        src: Ipv4Address::new(10, 244, 0, client),
+        src_port: port,
+        dst: Ipv4Address::new(10, 96, 0, 10),
+        dst_port: 80,
+    }
+}
+
+fn reply_of(original: &FlowKey) -> FlowKey {
+    FlowKey {
+        src: Ipv4Address::new(10, 244, 0, 200),
+        src_port: 8080,
+        ..original.reversed()
+    }
+}
+
+fn add(ct: &mut Conntrack, now: Instant, k: FlowKey) -> Result<FlowId, TableFull> {
+    ct.insert(now, k, reply_of(&k))
+}
+
+#[test]
+fn both_directions_find_the_flow_and_translate_to_the_other_tuple() {
+    let mut ct = Conntrack::new(8, Timeouts::default(), 7);
+    let k = key(Proto::Tcp, 2, 40000);
+    let id = add(&mut ct, at(0), k).unwrap();
+    assert_eq!(ct.lookup(at(1), &k), Some((id, Direction::Original)));
+    let r = reply_of(&k);
+    assert_eq!(ct.lookup(at(1), &r), Some((id, Direction::Reply)));
+    let flow = ct.get(id).unwrap();
+    assert_eq!(flow.translated(Direction::Original), r.reversed());
+    assert_eq!(flow.translated(Direction::Reply), k.reversed());
+    assert!(!ct.is_free(&r));
+    assert!(
+        ct.is_free(&key(Proto::Udp, 2, 40000)),
+        "protocol is part of the key"
+    );
+}
+
+#[test]
+fn tcp_timeouts_follow_the_connection_state() {
+    let t = Timeouts::default();
+    let mut ct = Conntrack::new(8, t, 1);
+    let k = key(Proto::Tcp, 2, 40000);
+    let id = add(&mut ct, at(0), k).unwrap();
+    ct.track(at(0), id, Direction::Original, SYN);
+    assert_eq!(ct.get(id).unwrap().state(), FlowState::SynSent);
+    assert_eq!(ct.get(id).unwrap().deadline(), at(0) + t.tcp_syn);
+
+    ct.track(at(1), id, Direction::Reply, SYN | ACK);
+    assert_eq!(ct.get(id).unwrap().state(), FlowState::Established);
+    assert_eq!(ct.get(id).unwrap().deadline(), at(1) + t.tcp_established);
+
+    ct.track(at(2), id, Direction::Original, FIN | ACK);
+    assert_eq!(ct.get(id).unwrap().state(), FlowState::Closing);
+    ct.track(at(3), id, Direction::Original, FIN | ACK); // retransmitted FIN
+    assert_eq!(ct.get(id).unwrap().state(), FlowState::Closing);
+    ct.track(at(4), id, Direction::Reply, FIN | ACK);
+    assert_eq!(ct.get(id).unwrap().state(), FlowState::Closed);
+    assert_eq!(ct.get(id).unwrap().deadline(), at(4) + t.tcp_closed);
+
+    // Idle past the closed timeout: gone on the next lookup.
+    assert!(ct.lookup(at(13), &k).is_some());
+    ct.track(at(13), id, Direction::Original, ACK);
+    assert!(ct.lookup(at(23), &k).is_none());
+    assert_eq!(ct.stats().expired, 1);
+    assert!(ct.is_empty());
+}
+
+#[test]
+fn unanswered_syn_expires_after_the_syn_timeout() {
+    let mut ct = Conntrack::new(8, Timeouts::default(), 1);
+    let k = key(Proto::Tcp, 2, 40000);
+    add(&mut ct, at(0), k).unwrap();
+    assert!(ct.lookup(at(29), &k).is_some());
+    assert!(ct.lookup(at(30), &k).is_none());
+}
+
+#[test]
+fn rst_closes_at_once_and_established_outlives_an_hour() {
+    let t = Timeouts::default();
+    let mut ct = Conntrack::new(8, t, 1);
+    let k = key(Proto::Tcp, 2, 40000);
+    let id = add(&mut ct, at(0), k).unwrap();
+    ct.track(at(0), id, Direction::Reply, SYN | ACK);
+    assert!(
+        ct.lookup(at(7200), &k).is_some(),
+        "idle 2 h, still established"
+    );
+    ct.track(at(7200), id, Direction::Reply, RST);
+    assert_eq!(ct.get(id).unwrap().state(), FlowState::Closed);
+    assert!(ct.lookup(at(7200) + t.tcp_closed, &k).is_none());
+}
+
+#[test]
+fn udp_idles_out_after_thirty_seconds_from_the_last_packet() {
+    let mut ct = Conntrack::new(8, Timeouts::default(), 1);
+    let k = key(Proto::Udp, 2, 5353);
+    let id = add(&mut ct, at(0), k).unwrap();
+    ct.track(at(20), id, Direction::Reply, 0);
+    assert!(ct.lookup(at(49), &k).is_some());
+    assert!(ct.lookup(at(50), &k).is_none());
+}
+
+#[test]
+fn a_full_table_refuses_new_flows_and_keeps_the_old_ones() {
+    let mut ct = Conntrack::new(4, Timeouts::default(), 3);
+    let keys: alloc::vec::Vec<_> = (0..4).map(|i| key(Proto::Udp, 2, 1000 + i)).collect();
+    for k in &keys {
+        add(&mut ct, at(0), *k).unwrap();
+    }
+    assert_eq!(add(&mut ct, at(1), key(Proto::Udp, 3, 1)), Err(TableFull));
+    assert_eq!(ct.stats().refused, 1);
+    for k in &keys {
+        assert!(ct.lookup(at(1), k).is_some());
+    }
+    // Once they idle out, room is made on demand.
+    assert!(add(&mut ct, at(31), key(Proto::Udp, 3, 1)).is_ok());
+    assert_eq!(ct.len(), 1);
+    assert_eq!(ct.stats().expired, 4);
+}
+
+#[test]
+fn a_full_table_sweeps_at_most_once_a_second() {
+    let mut ct = Conntrack::new(1, Timeouts::default(), 3);
+    let k = key(Proto::Udp, 2, 1);
+    add(&mut ct, at(0), k).unwrap();
+    assert!(add(&mut ct, Instant::from_millis(29_500), key(Proto::Udp, 3, 1)).is_err());
+    // Expired at 30 s, but the last sweep was only 0.6 s ago.
+    assert!(add(&mut ct, Instant::from_millis(30_100), key(Proto::Udp, 3, 1)).is_err());
+    assert!(add(&mut ct, Instant::from_millis(30_600), key(Proto::Udp, 3, 1)).is_ok());
+}
+
+#[test]
+fn expire_and_retain_keep_both_indexes_consistent() {
+    let mut ct = Conntrack::new(64, Timeouts::default(), 99);
+    for i in 0..64u16 {
+        let k = key(if i % 2 == 0 { Proto::Tcp } else { Proto::Udp }, 2, i);
+        let id = add(&mut ct, at(0), k).unwrap();
+        if i % 4 == 0 {
+            ct.track(at(0), id, Direction::Reply, SYN | ACK);
+        }
+    }
+    // UDP and unanswered SYNs expire at 30 s; established ones stay.
+    assert_eq!(ct.expire(at(40)), 48);
+    for i in 0..64u16 {
+        let k = key(if i % 2 == 0 { Proto::Tcp } else { Proto::Udp }, 2, i);
+        assert_eq!(ct.lookup(at(40), &k).is_some(), i % 4 == 0, "{i}");
+        assert_eq!(
+            ct.lookup(at(40), &reply_of(&k)).is_some(),
+            i % 4 == 0,
+            "{i}"
+        );
+    }
+    assert_eq!(ct.retain(|f| f.original().src_port != 0), 1);
+    assert_eq!(ct.len(), 15);
+}
+
+#[test]
+fn bytes_per_flow_is_small() {
+    // 40-byte entry, 4 bytes of free list, 16 bytes of index.
+    assert_eq!(core::mem::size_of::<Option<Flow>>(), 40);
+    assert_eq!(Conntrack::BYTES_PER_FLOW, 60);
+    let ct = Conntrack::new(1024, Timeouts::default(), 0);
+    assert_eq!(ct.memory_bytes(), 1024 * Conntrack::BYTES_PER_FLOW);
+}
