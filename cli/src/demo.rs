@@ -33,9 +33,7 @@ impl Drop for Demo {
 
 fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 /// Runs `cmd` inside the named namespace `ns`.
@@ -44,8 +42,7 @@ fn in_netns(cmd: &mut Command, ns: &Path) -> Result<(), String> {
     // SAFETY: setns is a plain system call on an fd opened before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
         });
     }
     Ok(())
@@ -75,18 +72,16 @@ impl Demo {
 
 pub async fn run() -> Result<ExitCode, String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("podnet demo must run as root: it creates network namespaces and TAP devices (try sudo)".into());
+        return Err(
+            "podnet demo must run as root: it creates network namespaces and TAP devices (try sudo)".into()
+        );
     }
     let busybox = which("busybox")
         .ok_or("podnet demo needs busybox for its web pods: apt-get install busybox-static")?;
     let pid = std::process::id();
     let dir = std::env::temp_dir().join(format!("podnet-demo-{pid}"));
-    let mut demo = Demo {
-        socket: dir.join("podnet.sock"),
-        dir,
-        node_ns: format!("podnet-demo-{pid}"),
-        agent: None,
-    };
+    let mut demo =
+        Demo { socket: dir.join("podnet.sock"), dir, node_ns: format!("podnet-demo-{pid}"), agent: None };
     std::fs::create_dir_all(demo.dir.join("www")).map_err(|e| e.to_string())?;
     std::fs::write(demo.dir.join("www/index.html"), "hello from a podnet pod\n")
         .map_err(|e| e.to_string())?;
@@ -108,11 +103,7 @@ pub async fn run() -> Result<ExitCode, String> {
         .stdout(Stdio::null())
         .stderr(log);
     in_netns(&mut agent, &netns::path(&demo.node_ns))?;
-    demo.agent = Some(
-        agent
-            .spawn()
-            .map_err(|e| format!("cannot start the agent: {e}"))?,
-    );
+    demo.agent = Some(agent.spawn().map_err(|e| format!("cannot start the agent: {e}"))?);
     let deadline = Instant::now() + Duration::from_secs(10);
     while runtime::api::Client::connect(&demo.socket).await.is_err() {
         if Instant::now() > deadline {
@@ -144,15 +135,8 @@ pub async fn run() -> Result<ExitCode, String> {
     ])?;
     let web_ip = wait_for_web_ip(&demo)?;
     demo.podnet(&["get", "pods", "-o", "wide"])?;
-    let page = demo.podnet(&[
-        "exec",
-        "client",
-        "--",
-        &busybox,
-        "wget",
-        "-qO-",
-        &format!("http://{web_ip}:8080/"),
-    ])?;
+    let page =
+        demo.podnet(&["exec", "client", "--", &busybox, "wget", "-qO-", &format!("http://{web_ip}:8080/")])?;
     demo.podnet(&["delete", "deployment", "web"])?;
     demo.podnet(&["get", "pods"])?;
     drop(demo);
@@ -173,18 +157,11 @@ fn wait_for_web_ip(demo: &Demo) -> Result<String, String> {
             .output();
         if let Ok(out) = out
             && let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            && let Some(ip) = list["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find_map(|pod| {
-                    let ready =
-                        pod["status"]["containerStatuses"][0]["ready"].as_bool() == Some(true);
-                    let web = pod["metadata"]["labels"]["app"] == "web";
-                    (ready && web)
-                        .then(|| pod["status"]["podIP"].as_str().map(str::to_string))
-                        .flatten()
-                })
+            && let Some(ip) = list["items"].as_array().into_iter().flatten().find_map(|pod| {
+                let ready = pod["status"]["containerStatuses"][0]["ready"].as_bool() == Some(true);
+                let web = pod["metadata"]["labels"]["app"] == "web";
+                (ready && web).then(|| pod["status"]["podIP"].as_str().map(str::to_string)).flatten()
+            })
         {
             return Ok(ip);
         }

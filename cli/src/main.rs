@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use args::{
-    Cli, Command, ConfigCommand, CreateCommand, GetArgs, Kind, NodeCommand, NodeUpArgs, Output,
-};
+use args::{Cli, Command, ConfigCommand, CreateCommand, GetArgs, Kind, NodeCommand, NodeUpArgs, Output};
 use clap::Parser;
 use runtime::api::{Client, Request, Response};
 use runtime::config::NodeConfig;
@@ -21,10 +19,7 @@ use runtime::model::{DeploymentSpec, PodSpec};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start: {e}")),
     };
@@ -42,39 +37,29 @@ fn fail(message: String) -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     let socket = cli.socket.as_path();
     match cli.command {
-        Command::Node {
-            command: NodeCommand::Up(args),
-        } => node_up(args, socket).await,
-        Command::Node {
-            command: NodeCommand::Stats { output },
-        } => {
+        Command::Node { command: NodeCommand::Up(args) } => node_up(args, socket).await,
+        Command::Node { command: NodeCommand::Stats { output } } => {
             let Response::Stats(ports) = call(socket, Request::NodeStats).await? else {
                 return unexpected();
             };
             match output {
-                Some(Output::Json) => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&ports).map_err(|e| e.to_string())?
-                ),
-                Some(Output::Yaml) => print!(
-                    "{}",
-                    serde_yaml_ng::to_string(&ports).map_err(|e| e.to_string())?
-                ),
+                Some(Output::Json) => {
+                    println!("{}", serde_json::to_string_pretty(&ports).map_err(|e| e.to_string())?)
+                }
+                Some(Output::Yaml) => {
+                    print!("{}", serde_yaml_ng::to_string(&ports).map_err(|e| e.to_string())?)
+                }
                 _ => print!("{}", table::stats(&ports)),
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config {
-            command: ConfigCommand::Check { file },
-        } => {
+        Command::Config { command: ConfigCommand::Check { file } } => {
             NodeConfig::load(&file)?;
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run().await,
-        Command::Exec {
-            pod, ns, command, ..
-        } => exec::run(socket, &ns.namespace, &pod, &command).await,
+        Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
         Command::Run(args) => {
             let spec = PodSpec {
                 name: args.name,
@@ -90,16 +75,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             println!("pod/{} created", pod.spec.name);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Create {
-            command:
-                CreateCommand::Deployment {
-                    name,
-                    ns,
-                    replicas,
-                    labels,
-                    command,
-                },
-        } => {
+        Command::Create { command: CreateCommand::Deployment { name, ns, replicas, labels, command } } => {
             let spec = DeploymentSpec {
                 name,
                 namespace: ns.namespace,
@@ -107,51 +83,28 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 labels: parse_labels(&labels)?,
                 command,
             };
-            let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await?
-            else {
+            let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();
             };
             println!("deployment.apps/{} created", d.spec.name);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Scale {
-            kind,
-            name,
-            replicas,
-            ns,
-        } => {
+        Command::Scale { kind, name, replicas, ns } => {
             if kind != Kind::Deployment {
                 return Err(
-                    "only deployments can be scaled: `podnet scale deployment NAME --replicas N`"
-                        .into(),
+                    "only deployments can be scaled: `podnet scale deployment NAME --replicas N`".into()
                 );
             }
-            call(
-                socket,
-                Request::ScaleDeployment {
-                    namespace: ns.namespace,
-                    name: name.clone(),
-                    replicas,
-                },
-            )
-            .await?;
+            call(socket, Request::ScaleDeployment { namespace: ns.namespace, name: name.clone(), replicas })
+                .await?;
             println!("deployment.apps/{name} scaled");
             Ok(ExitCode::SUCCESS)
         }
         Command::Delete { kind, name, ns } => {
             let (request, what) = match kind {
-                Kind::Pod => (
-                    Request::DeletePod {
-                        namespace: ns.namespace,
-                        name: name.clone(),
-                    },
-                    "pod",
-                ),
+                Kind::Pod => (Request::DeletePod { namespace: ns.namespace, name: name.clone() }, "pod"),
                 Kind::Deployment => (
-                    Request::DeleteDeployment {
-                        namespace: ns.namespace,
-                        name: name.clone(),
-                    },
+                    Request::DeleteDeployment { namespace: ns.namespace, name: name.clone() },
                     "deployment.apps",
                 ),
                 Kind::Node => {
@@ -163,21 +116,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { pod, ns } => {
-            let Response::Logs(bytes) = call(
-                socket,
-                Request::Logs {
-                    namespace: ns.namespace,
-                    name: pod,
-                },
-            )
-            .await?
+            let Response::Logs(bytes) =
+                call(socket, Request::Logs { namespace: ns.namespace, name: pod }).await?
             else {
                 return unexpected();
             };
             use std::io::Write;
-            std::io::stdout()
-                .write_all(&bytes)
-                .map_err(|e| e.to_string())?;
+            std::io::stdout().write_all(&bytes).map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => get(socket, args).await,
@@ -186,7 +131,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
 
 async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("podnet node up must run as root: it creates network namespaces and TAP devices (try sudo)".into());
+        return Err(
+            "podnet node up must run as root: it creates network namespaces and TAP devices (try sudo)"
+                .into(),
+        );
     }
     let config = match &args.config {
         Some(path) => NodeConfig::load(path)?,
@@ -220,8 +168,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
     let wide = args.output == Some(Output::Wide);
     let (objects, text) = match args.kind {
         Kind::Pod => {
-            let Response::Pods(mut pods) = call(socket, Request::GetPods { namespace }).await?
-            else {
+            let Response::Pods(mut pods) = call(socket, Request::GetPods { namespace }).await? else {
                 return unexpected();
             };
             if let Some(name) = &args.name {
@@ -230,14 +177,10 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
                     return Err(format!("pod {}/{name} not found", args.namespace));
                 }
             }
-            (
-                pods.iter().map(kube::pod).collect::<Vec<_>>(),
-                table::pods(&pods, wide, args.all_namespaces),
-            )
+            (pods.iter().map(kube::pod).collect::<Vec<_>>(), table::pods(&pods, wide, args.all_namespaces))
         }
         Kind::Deployment => {
-            let Response::Deployments(mut list) =
-                call(socket, Request::GetDeployments { namespace }).await?
+            let Response::Deployments(mut list) = call(socket, Request::GetDeployments { namespace }).await?
             else {
                 return unexpected();
             };
@@ -256,10 +199,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             let Response::Node(node) = call(socket, Request::GetNode).await? else {
                 return unexpected();
             };
-            (
-                vec![kube::node(&node)],
-                table::nodes(std::slice::from_ref(&node), wide),
-            )
+            (vec![kube::node(&node)], table::nodes(std::slice::from_ref(&node), wide))
         }
     };
     let value = match (args.name.is_some(), objects.len()) {
@@ -267,14 +207,10 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
         _ => kube::list(objects),
     };
     match args.output {
-        Some(Output::Json) => println!(
-            "{}",
-            serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
-        ),
-        Some(Output::Yaml) => print!(
-            "{}",
-            serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?
-        ),
+        Some(Output::Json) => {
+            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?)
+        }
+        Some(Output::Yaml) => print!("{}", serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?),
         _ if text.lines().count() <= 1 => {
             let ns = args.namespace;
             eprintln!(

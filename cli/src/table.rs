@@ -32,10 +32,7 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// kubectl's AGE: the largest unit, e.g. 42s, 5m, 3h, 2d.
 pub fn age(unix: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let secs = now.saturating_sub(unix);
     match secs {
         0..120 => format!("{secs}s"),
@@ -106,11 +103,7 @@ pub fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool) -> Str
                 age(d.created_at),
             ];
             if wide {
-                let selector = d
-                    .spec
-                    .labels
-                    .get("app")
-                    .map_or(String::new(), |app| format!("app={app}"));
+                let selector = d.spec.labels.get("app").map_or(String::new(), |app| format!("app={app}"));
                 row.extend([d.spec.command.join(" "), selector]);
             }
             if all_namespaces {
@@ -152,12 +145,7 @@ pub fn stats(ports: &[runtime::api::PortCounters]) -> String {
     let rows: Vec<Vec<String>> = ports
         .iter()
         .map(|p| {
-            let drops = p
-                .drops
-                .iter()
-                .map(|(r, n)| format!("{r}={n}"))
-                .collect::<Vec<_>>()
-                .join(",");
+            let drops = p.drops.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
             vec![
                 p.port.clone(),
                 p.ip.to_string(),
@@ -170,19 +158,7 @@ pub fn stats(ports: &[runtime::api::PortCounters]) -> String {
             ]
         })
         .collect();
-    render(
-        &[
-            "PORT",
-            "IP",
-            "RX-PACKETS",
-            "RX-BYTES",
-            "TX-PACKETS",
-            "TX-BYTES",
-            "TX-ERRORS",
-            "DROPS",
-        ],
-        &rows,
-    )
+    render(&["PORT", "IP", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "TX-ERRORS", "DROPS"], &rows)
 }
 
 #[cfg(test)]
@@ -191,10 +167,7 @@ mod tests {
 
     #[test]
     fn columns_are_padded_like_kubectl() {
-        let out = render(
-            &["NAME", "READY"],
-            &[vec!["web-abcde".into(), "1/1".into()]],
-        );
+        let out = render(&["NAME", "READY"], &[vec!["web-abcde".into(), "1/1".into()]]);
         assert_eq!(out, "NAME        READY\nweb-abcde   1/1\n");
     }
 }

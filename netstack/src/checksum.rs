@@ -84,11 +84,7 @@ mod tests {
             let new = bytes(seed * 7 + 3, 8);
             data[at..at + 8].copy_from_slice(&new);
             let updated = update_checksum(hc, &old, &new);
-            assert!(
-                sums_equal(updated, full(&data)),
-                "seed {seed}: {updated:#06x} vs {:#06x}",
-                full(&data)
-            );
+            assert!(sums_equal(updated, full(&data)), "seed {seed}: {updated:#06x} vs {:#06x}", full(&data));
             // Eqn. 3 only yields 0x0000 when the sum really is 0xffff.
             assert_eq!(updated, full(&data), "seed {seed}");
         }
@@ -97,10 +93,7 @@ mod tests {
     #[test]
     fn partial_sum_update_matches_a_fresh_pseudo_header_sum() {
         use smoltcp::wire::{IpProtocol, Ipv4Address};
-        let (src, dst) = (
-            Ipv4Address::new(10, 244, 0, 2),
-            Ipv4Address::new(10, 96, 0, 1),
-        );
+        let (src, dst) = (Ipv4Address::new(10, 244, 0, 2), Ipv4Address::new(10, 96, 0, 1));
         let new_dst = Ipv4Address::new(10, 244, 0, 3);
         let new_src = Ipv4Address::new(10, 96, 0, 1);
         let s = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, 65_000);
@@ -125,10 +118,7 @@ mod tests {
     #[test]
     fn rfc1624_example() {
         // RFC 1624 section 4: HC = 0xdd2f, m = 0x5555 -> m' = 0x3285 gives 0x0000.
-        assert_eq!(
-            update_checksum(0xdd2f, &[0x55, 0x55], &[0x32, 0x85]),
-            0x0000
-        );
+        assert_eq!(update_checksum(0xdd2f, &[0x55, 0x55], &[0x32, 0x85]), 0x0000);
     }
 
     #[test]

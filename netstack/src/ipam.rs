@@ -180,23 +180,11 @@ mod tests {
     #[test]
     fn reserve_rejects_reserved_taken_and_foreign_addresses() {
         let mut pool = pool(24);
-        assert_eq!(
-            pool.reserve(Ipv4Address::new(10, 244, 0, 1)),
-            Err(IpamError::OutOfRange)
-        );
-        assert_eq!(
-            pool.reserve(Ipv4Address::new(10, 244, 0, 255)),
-            Err(IpamError::OutOfRange)
-        );
-        assert_eq!(
-            pool.reserve(Ipv4Address::new(10, 244, 1, 9)),
-            Err(IpamError::OutOfRange)
-        );
+        assert_eq!(pool.reserve(Ipv4Address::new(10, 244, 0, 1)), Err(IpamError::OutOfRange));
+        assert_eq!(pool.reserve(Ipv4Address::new(10, 244, 0, 255)), Err(IpamError::OutOfRange));
+        assert_eq!(pool.reserve(Ipv4Address::new(10, 244, 1, 9)), Err(IpamError::OutOfRange));
         assert_eq!(pool.reserve(Ipv4Address::new(10, 244, 0, 9)), Ok(()));
-        assert_eq!(
-            pool.reserve(Ipv4Address::new(10, 244, 0, 9)),
-            Err(IpamError::InUse)
-        );
+        assert_eq!(pool.reserve(Ipv4Address::new(10, 244, 0, 9)), Err(IpamError::InUse));
     }
 
     #[test]
@@ -212,13 +200,7 @@ mod tests {
     #[test]
     fn subnet_sizes_are_bounded() {
         let net = Ipv4Address::new(10, 0, 0, 0);
-        assert_eq!(
-            Pool::new(Ipv4Cidr::new(net, 8)).unwrap_err(),
-            IpamError::BadSubnet
-        );
-        assert_eq!(
-            Pool::new(Ipv4Cidr::new(net, 31)).unwrap_err(),
-            IpamError::BadSubnet
-        );
+        assert_eq!(Pool::new(Ipv4Cidr::new(net, 8)).unwrap_err(), IpamError::BadSubnet);
+        assert_eq!(Pool::new(Ipv4Cidr::new(net, 31)).unwrap_err(), IpamError::BadSubnet);
     }
 }

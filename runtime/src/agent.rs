@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netstack::ipam::{IpamError, Pool};
+use netstack::service::{ServiceConfig, Timeouts};
 use netstack::switch::{DropReason, PortId, PortKind, PortSpec, SwitchConfig};
 use netstack::wire::EthernetAddress;
 use tokio::sync::mpsc;
@@ -17,8 +18,8 @@ use crate::api::{ExecTarget, PortCounters, Request, Response};
 use crate::config::NodeConfig;
 use crate::dataplane::Dataplane;
 use crate::model::{
-    Deployment, DeploymentSpec, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy,
-    check_label, check_name,
+    Deployment, DeploymentSpec, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy, check_label,
+    check_name,
 };
 use crate::netlink::{LinkSetup, Netlink};
 use crate::pod::enter::PodEntry;
@@ -117,8 +118,7 @@ impl Drop for RemoveOnDrop {
 
 fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
     let path = dir.join("agent.lock");
-    let file = std::fs::File::create(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
         format!(
             "data dir {} is in use by another podnet agent: stop it, or give this one its own --data-dir",
@@ -177,11 +177,21 @@ impl Agent {
     async fn start(options: AgentOptions, store: Store) -> Result<Agent, String> {
         let net = &options.config.network;
         let subnet = net.node_subnet;
-        let ipam = Pool::new(subnet.to_netstack())
-            .map_err(|e| format!("network.node_subnet {subnet}: {e}"))?;
+        let ipam =
+            Pool::new(subnet.to_netstack()).map_err(|e| format!("network.node_subnet {subnet}: {e}"))?;
+        let limits = &options.config.limits;
         let dataplane = Dataplane::start(SwitchConfig {
             subnet: subnet.to_netstack(),
-            max_ports: options.config.limits.max_pods + 1,
+            max_ports: limits.max_pods + 1,
+            service_cidr: net.service_cidr.to_netstack(),
+            services: ServiceConfig {
+                max_services: limits.max_services,
+                max_backends: limits.max_backends,
+                max_flows: limits.max_flows,
+                max_affinities: limits.max_affinities,
+                timeouts: Timeouts::default(),
+                hash_seed: u64::from_le_bytes(random_bytes(8).try_into().unwrap_or_default()),
+            },
         })
         .map_err(|e| format!("cannot start the data plane: {e}"))?;
 
@@ -203,15 +213,8 @@ impl Agent {
             })
             .await
             .map_err(|e| format!("cannot configure {}: {e}", net.host_interface))?;
-        let spec = PortSpec {
-            kind: PortKind::Host,
-            mac: EthernetAddress(mac_for(gateway)),
-            ip: gateway,
-        };
-        dataplane
-            .attach(spec, host_fd)
-            .await
-            .map_err(|e| format!("cannot attach the node port: {e}"))?;
+        let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
+        dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
 
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         Ok(Agent {
@@ -231,8 +234,7 @@ impl Agent {
     /// same addresses.
     async fn restore(&mut self, state: State) -> Result<(), String> {
         for record in state.deployments {
-            self.deployments
-                .insert(key(&record.spec.namespace, &record.spec.name), record);
+            self.deployments.insert(key(&record.spec.namespace, &record.spec.name), record);
         }
         for record in state.pods {
             let name = format!("{}/{}", record.spec.namespace, record.spec.name);
@@ -258,9 +260,7 @@ impl Agent {
     }
 
     fn save(&self) -> Result<(), String> {
-        self.store
-            .save(&self.state())
-            .map_err(|e| format!("cannot save state: {e}"))
+        self.store.save(&self.state()).map_err(|e| format!("cannot save state: {e}"))
     }
 
     async fn handle(&mut self, request: Request) -> Result<Response, String> {
@@ -270,14 +270,8 @@ impl Agent {
                 let pod = self.create_pod(spec).await?;
                 Ok(Response::Pod(pod))
             }
-            Request::CreateDeployment(spec) => {
-                self.create_deployment(spec).await.map(Response::Deployment)
-            }
-            Request::ScaleDeployment {
-                namespace,
-                name,
-                replicas,
-            } => {
+            Request::CreateDeployment(spec) => self.create_deployment(spec).await.map(Response::Deployment),
+            Request::ScaleDeployment { namespace, name, replicas } => {
                 let record = self
                     .deployments
                     .get_mut(&key(&namespace, &name))
@@ -291,9 +285,7 @@ impl Agent {
                     return Err(e);
                 }
                 self.reconcile().await;
-                Ok(Response::Deployment(
-                    self.deployment(&self.deployments[&key(&namespace, &name)]),
-                ))
+                Ok(Response::Deployment(self.deployment(&self.deployments[&key(&namespace, &name)])))
             }
             Request::GetPods { namespace } => Ok(Response::Pods(
                 self.pods
@@ -310,9 +302,7 @@ impl Agent {
                     .collect(),
             )),
             Request::DeletePod { namespace, name } => {
-                let pod = self
-                    .take_pod(&key(&namespace, &name))
-                    .ok_or_else(|| no_pod(&namespace, &name))?;
+                let pod = self.take_pod(&key(&namespace, &name)).ok_or_else(|| no_pod(&namespace, &name))?;
                 if let Err(e) = self.save() {
                     self.put_back(pod);
                     return Err(e);
@@ -322,16 +312,12 @@ impl Agent {
             }
             Request::DeleteDeployment { namespace, name } => {
                 let k = key(&namespace, &name);
-                let record = self
-                    .deployments
-                    .remove(&k)
-                    .ok_or_else(|| no_deployment(&namespace, &name))?;
+                let record = self.deployments.remove(&k).ok_or_else(|| no_deployment(&namespace, &name))?;
                 let owned: Vec<Key> = self
                     .pods
                     .iter()
                     .filter(|(_, p)| {
-                        p.record.spec.namespace == namespace
-                            && p.record.spec.owner.as_deref() == Some(&name)
+                        p.record.spec.namespace == namespace && p.record.spec.owner.as_deref() == Some(&name)
                     })
                     .map(|(k, _)| k.clone())
                     .collect();
@@ -345,10 +331,7 @@ impl Agent {
                 Ok(Response::Done)
             }
             Request::ExecTarget { namespace, name } => {
-                let pod = self
-                    .pods
-                    .get(&key(&namespace, &name))
-                    .ok_or_else(|| no_pod(&namespace, &name))?;
+                let pod = self.pods.get(&key(&namespace, &name)).ok_or_else(|| no_pod(&namespace, &name))?;
                 Ok(Response::Exec(ExecTarget {
                     netns: netns::path(&pod.netns),
                     resolv_conf: sandbox::etc_dir(&pod.netns).join("resolv.conf"),
@@ -357,19 +340,14 @@ impl Agent {
                 }))
             }
             Request::Logs { namespace, name } => {
-                let pod = self
-                    .pods
-                    .get(&key(&namespace, &name))
-                    .ok_or_else(|| no_pod(&namespace, &name))?;
+                let pod = self.pods.get(&key(&namespace, &name)).ok_or_else(|| no_pod(&namespace, &name))?;
                 process::read_log(&self.log_path(&pod.record.spec), MAX_LOG)
                     .map(Response::Logs)
                     .map_err(|e| format!("cannot read the logs of {namespace}/{name}: {e}"))
             }
             Request::NodeStats => {
                 let ports = self.dataplane.report().await.map_err(|e| e.to_string())?;
-                Ok(Response::Stats(
-                    ports.into_iter().map(|p| self.port_counters(p)).collect(),
-                ))
+                Ok(Response::Stats(ports.into_iter().map(|p| self.port_counters(p)).collect()))
             }
             Request::GetNode => Ok(Response::Node(NodeInfo {
                 name: self.options.node_name.clone(),
@@ -397,12 +375,7 @@ impl Agent {
             ),
             other => other.to_string(),
         })?;
-        let record = PodRecord {
-            uid: random_id(16),
-            created_at: unix_now(),
-            ip,
-            spec,
-        };
+        let record = PodRecord { uid: random_id(16), created_at: unix_now(), ip, spec };
         if let Err(e) = self.start_pod(record).await {
             self.ipam.release(ip);
             return Err(e);
@@ -433,25 +406,14 @@ impl Agent {
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| {
-                format!(
-                    "cannot create the sandbox of pod {}/{}: {e}",
-                    spec.namespace, spec.name
-                )
-            })?;
-        let port_spec = PortSpec {
-            kind: PortKind::Pod,
-            mac: EthernetAddress(mac_for(record.ip)),
-            ip: record.ip,
-        };
+            .map_err(|e| format!("cannot create the sandbox of pod {}/{}: {e}", spec.namespace, spec.name))?;
+        let port_spec =
+            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(e) => {
                 let _ = sandbox::remove(&netns_name);
-                return Err(format!(
-                    "cannot attach pod {}/{} to the switch: {e}",
-                    spec.namespace, spec.name
-                ));
+                return Err(format!("cannot attach pod {}/{} to the switch: {e}", spec.namespace, spec.name));
             }
         };
         let k = key(&spec.namespace, &spec.name);
@@ -494,15 +456,9 @@ impl Agent {
             true,
         )
         .map_err(|e| format!("cannot enter pod {}/{}: {e}", spec.namespace, spec.name))?;
-        let mut child =
-            process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
-                format!(
-                    "cannot start `{}` in pod {}/{}: {e}",
-                    spec.command.join(" "),
-                    spec.namespace,
-                    spec.name
-                )
-            })?;
+        let mut child = process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
+            format!("cannot start `{}` in pod {}/{}: {e}", spec.command.join(" "), spec.namespace, spec.name)
+        })?;
         pod.run += 1;
         pod.run_started = Some(Instant::now());
         pod.restart_at = None;
@@ -524,11 +480,7 @@ impl Agent {
     /// Applies the restart policy to a process that exited.
     fn on_exit(&mut self, exit: Exit) {
         let config = &self.options.config.pods;
-        let Some(pod) = self
-            .pods
-            .values_mut()
-            .find(|p| p.record.uid == exit.uid && p.run == exit.run)
-        else {
+        let Some(pod) = self.pods.values_mut().find(|p| p.record.uid == exit.uid && p.run == exit.run) else {
             return;
         };
         let code = exit.code.unwrap_or(-1);
@@ -541,18 +493,11 @@ impl Agent {
         };
         tracing::info!(pod = %pod.record.spec.name, namespace = %pod.record.spec.namespace, code, restart, "pod command exited");
         if !restart {
-            pod.status.phase = if code == 0 {
-                Phase::Succeeded
-            } else {
-                Phase::Failed
-            };
+            pod.status.phase = if code == 0 { Phase::Succeeded } else { Phase::Failed };
             pod.status.reason = Some(if code == 0 { "Completed" } else { "Error" }.into());
             return;
         }
-        if pod
-            .run_started
-            .is_some_and(|t| t.elapsed() >= BACKOFF_RESET)
-        {
+        if pod.run_started.is_some_and(|t| t.elapsed() >= BACKOFF_RESET) {
             pod.status.restarts = 0;
         }
         let doublings = pod.status.restarts.min(16);
@@ -581,11 +526,8 @@ impl Agent {
             if let Err(e) = self.spawn_process(&k) {
                 tracing::warn!("{e}");
                 if let Some(pod) = self.pods.get_mut(&k) {
-                    pod.restart_at = Some(
-                        now + Duration::from_millis(
-                            self.options.config.pods.restart_backoff_max_ms,
-                        ),
-                    );
+                    pod.restart_at =
+                        Some(now + Duration::from_millis(self.options.config.pods.restart_backoff_max_ms));
                 }
             }
         }
@@ -595,8 +537,7 @@ impl Agent {
     /// Creates or deletes deployment pods until each deployment has its
     /// replica count.
     async fn reconcile(&mut self) {
-        let deployments: Vec<DeploymentSpec> =
-            self.deployments.values().map(|d| d.spec.clone()).collect();
+        let deployments: Vec<DeploymentSpec> = self.deployments.values().map(|d| d.spec.clone()).collect();
         for spec in deployments {
             let mut owned: Vec<(u64, Key)> = self
                 .pods
@@ -618,9 +559,7 @@ impl Agent {
                     owner: Some(spec.name.clone()),
                 };
                 match self.create_pod(pod_spec).await {
-                    Ok(pod) => {
-                        owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name)))
-                    }
+                    Ok(pod) => owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name))),
                     Err(e) => {
                         tracing::warn!(deployment = %spec.name, "cannot create replica: {e}");
                         break;
@@ -630,11 +569,8 @@ impl Agent {
             if owned.len() > want {
                 // Oldest first: a scale-down removes the youngest replicas.
                 owned.sort();
-                let extra: Vec<PodState> = owned
-                    .split_off(want)
-                    .into_iter()
-                    .filter_map(|(_, k)| self.take_pod(&k))
-                    .collect();
+                let extra: Vec<PodState> =
+                    owned.split_off(want).into_iter().filter_map(|(_, k)| self.take_pod(&k)).collect();
                 if let Err(e) = self.save() {
                     tracing::warn!("{e}");
                 }
@@ -647,9 +583,7 @@ impl Agent {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
         check_command(&spec.command)?;
-        spec.labels
-            .entry("app".into())
-            .or_insert_with(|| spec.name.clone());
+        spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         for (k, v) in &spec.labels {
             check_label(k, v)?;
         }
@@ -660,14 +594,8 @@ impl Agent {
                 spec.namespace, spec.name
             ));
         }
-        self.deployments.insert(
-            k.clone(),
-            DeploymentRecord {
-                uid: random_id(16),
-                created_at: unix_now(),
-                spec,
-            },
-        );
+        self.deployments
+            .insert(k.clone(), DeploymentRecord { uid: random_id(16), created_at: unix_now(), spec });
         if let Err(e) = self.save() {
             self.deployments.remove(&k);
             return Err(e);
@@ -687,8 +615,7 @@ impl Agent {
     /// Undoes [`Agent::take_pod`] when saving the change failed.
     fn put_back(&mut self, pod: PodState) {
         let _ = self.ipam.reserve(pod.record.ip);
-        self.pods
-            .insert(key(&pod.record.spec.namespace, &pod.record.spec.name), pod);
+        self.pods.insert(key(&pod.record.spec.namespace, &pod.record.spec.name), pod);
     }
 
     /// Stops a pod's processes and removes its sandbox, port and logs.
@@ -722,14 +649,10 @@ impl Agent {
     fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {
         let port = match report.spec.kind {
             PortKind::Host => "node".to_string(),
-            PortKind::Pod => self
-                .pods
-                .values()
-                .find(|p| p.port == Some(report.id))
-                .map_or_else(
-                    || format!("port-{}", report.id.0),
-                    |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),
-                ),
+            PortKind::Pod => self.pods.values().find(|p| p.port == Some(report.id)).map_or_else(
+                || format!("port-{}", report.id.0),
+                |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),
+            ),
         };
         let stats = report.stats;
         PortCounters {
@@ -749,10 +672,7 @@ impl Agent {
     }
 
     fn log_path(&self, spec: &PodSpec) -> PathBuf {
-        self.options
-            .data_dir
-            .join("logs")
-            .join(format!("{}_{}.log", spec.namespace, spec.name))
+        self.options.data_dir.join("logs").join(format!("{}_{}.log", spec.namespace, spec.name))
     }
 
     fn pod(&self, pod: &PodState) -> Pod {
@@ -798,9 +718,7 @@ fn no_pod(namespace: &str, name: &str) -> String {
 }
 
 fn no_deployment(namespace: &str, name: &str) -> String {
-    format!(
-        "deployment {namespace}/{name} not found: list them with `podnet get deployments -n {namespace}`"
-    )
+    format!("deployment {namespace}/{name} not found: list them with `podnet get deployments -n {namespace}`")
 }
 
 fn check_pod_spec(spec: &PodSpec) -> Result<(), String> {
@@ -827,9 +745,7 @@ fn check_command(command: &[String]) -> Result<(), String> {
     if found {
         Ok(())
     } else {
-        Err(format!(
-            "command `{program}` not found on the node: install it, or give its full path"
-        ))
+        Err(format!("command `{program}` not found on the node: install it, or give its full path"))
     }
 }
 
@@ -843,16 +759,11 @@ fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
 
 /// A pod's resolv.conf, as the kubelet writes it for ClusterFirst pods.
 fn resolv_conf(dns: Ipv4Addr, namespace: &str, domain: &str) -> String {
-    format!(
-        "nameserver {dns}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n"
-    )
+    format!("nameserver {dns}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n")
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -871,8 +782,5 @@ fn random_id(n: usize) -> String {
 /// Five characters from Kubernetes' suffix alphabet (no vowels, no look-alikes).
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    random_bytes(5)
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    random_bytes(5).iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }

@@ -19,15 +19,8 @@ pub struct Cidr {
 impl Cidr {
     /// The prefix `addr/prefix`, with host bits cleared.
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Cidr {
-        let mask = if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - prefix)
-        };
-        Cidr {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix,
-        }
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        Cidr { addr: Ipv4Addr::from(u32::from(addr) & mask), prefix }
     }
 
     /// Whether `ip` falls inside the prefix.
@@ -109,11 +102,25 @@ impl Default for NetworkConfig {
 pub struct LimitsConfig {
     /// Pods on this node (Kubernetes' default is 110).
     pub max_pods: u16,
+    /// Service ports (a Service with two ports takes two).
+    pub max_services: u16,
+    /// Backends per service port.
+    pub max_backends: u16,
+    /// Connections tracked through ClusterIPs (60 bytes each).
+    pub max_flows: u32,
+    /// ClientIP session-affinity records.
+    pub max_affinities: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_pods: 110 }
+        LimitsConfig {
+            max_pods: 110,
+            max_services: 256,
+            max_backends: 32,
+            max_flows: 16_384,
+            max_affinities: 4096,
+        }
     }
 }
 
@@ -166,10 +173,7 @@ impl NodeConfig {
         let config: NodeConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
             match e.span() {
-                Some(span) => format!(
-                    "line {}: {msg}",
-                    text[..span.start].matches('\n').count() + 1
-                ),
+                Some(span) => format!("line {}: {msg}", text[..span.start].matches('\n').count() + 1),
                 None => msg,
             }
         })?;
@@ -181,10 +185,7 @@ impl NodeConfig {
     pub fn check(&self) -> Result<(), String> {
         let net = &self.network;
         if !(16..=30).contains(&net.node_subnet.prefix) {
-            return Err(format!(
-                "network.node_subnet {} must be between /16 and /30",
-                net.node_subnet
-            ));
+            return Err(format!("network.node_subnet {} must be between /16 and /30", net.node_subnet));
         }
         if !net.cluster_cidr.contains(net.node_subnet.addr)
             || net.node_subnet.prefix < net.cluster_cidr.prefix
@@ -201,19 +202,13 @@ impl NodeConfig {
             ));
         }
         if !(576..=65_000).contains(&net.mtu) {
-            return Err(format!(
-                "network.mtu {} must be between 576 and 65000",
-                net.mtu
-            ));
+            return Err(format!("network.mtu {} must be between 576 and 65000", net.mtu));
         }
         if net.host_interface.is_empty() || net.host_interface.len() > 15 {
             return Err("network.host_interface must be 1 to 15 characters".into());
         }
         if self.limits.max_pods == 0 || self.limits.max_pods > 4000 {
-            return Err(format!(
-                "limits.max_pods {} must be between 1 and 4000",
-                self.limits.max_pods
-            ));
+            return Err(format!("limits.max_pods {} must be between 1 and 4000", self.limits.max_pods));
         }
         Ok(())
     }
@@ -240,10 +235,7 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let err = NodeConfig::parse("[network]\nnode_subnet = \"10.244.0.0/33\"\n").unwrap_err();
-        assert!(
-            err.contains("line 2") && err.contains("10.244.0.0/33"),
-            "{err}"
-        );
+        assert!(err.contains("line 2") && err.contains("10.244.0.0/33"), "{err}");
         let err = NodeConfig::parse("[network]\nnode_subnet = \"10.1.0.0/24\"\n").unwrap_err();
         assert!(err.contains("cluster_cidr"), "{err}");
     }

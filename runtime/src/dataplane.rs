@@ -27,6 +27,8 @@ const READ_BUDGET: usize = 64;
 /// Room for replies the switch builds itself (ARP, ICMP errors, RSTs).
 const REPLY_CAPACITY: usize = 1_024;
 const WAKE_TOKEN: u64 = u64::MAX;
+/// How often idle flows are swept from the conntrack table.
+const EXPIRY_INTERVAL: netstack::Duration = netstack::Duration::from_secs(1);
 
 /// Counters the switch does not see: frames it could not deliver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,11 +51,7 @@ pub struct PortReport {
 }
 
 enum Command {
-    Attach(
-        PortSpec,
-        OwnedFd,
-        oneshot::Sender<Result<PortId, SwitchError>>,
-    ),
+    Attach(PortSpec, OwnedFd, oneshot::Sender<Result<PortId, SwitchError>>),
     Detach(PortId, oneshot::Sender<()>),
     Report(oneshot::Sender<Vec<PortReport>>),
     Stop,
@@ -70,14 +68,9 @@ impl Dataplane {
     /// Starts the data-plane thread with an empty switch.
     pub fn start(config: SwitchConfig) -> io::Result<Dataplane> {
         let switch = Switch::new(config).map_err(|e| io::Error::other(e.to_string()))?;
-        let wake = std::sync::Arc::new(EventFd::from_flags(
-            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-        )?);
+        let wake = std::sync::Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(
-            wake.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
-        )?;
+        epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
         let (commands, queue) = mpsc::channel();
         let mut lp = Loop {
             switch,
@@ -87,21 +80,14 @@ impl Dataplane {
             fds: HashMap::new(),
             io: HashMap::new(),
             epoch: StdInstant::now(),
+            next_expiry: Instant::ZERO,
         };
-        let thread = std::thread::Builder::new()
-            .name("dataplane".into())
-            .spawn(move || lp.run())?;
-        Ok(Dataplane {
-            commands,
-            wake,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("dataplane".into()).spawn(move || lp.run())?;
+        Ok(Dataplane { commands, wake, thread: Some(thread) })
     }
 
     fn send(&self, command: Command) -> io::Result<()> {
-        self.commands
-            .send(command)
-            .map_err(|_| io::Error::other("data plane stopped"))?;
+        self.commands.send(command).map_err(|_| io::Error::other("data plane stopped"))?;
         self.wake.write(1)?;
         Ok(())
     }
@@ -110,9 +96,7 @@ impl Dataplane {
     pub async fn attach(&self, spec: PortSpec, fd: OwnedFd) -> io::Result<PortId> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Attach(spec, fd, tx))?;
-        let result = rx
-            .await
-            .map_err(|_| io::Error::other("data plane stopped"))?;
+        let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
         result.map_err(|e| io::Error::other(e.to_string()))
     }
 
@@ -148,6 +132,7 @@ struct Loop {
     fds: HashMap<PortId, OwnedFd>,
     io: HashMap<PortId, IoStats>,
     epoch: StdInstant,
+    next_expiry: Instant,
 }
 
 impl Loop {
@@ -164,6 +149,11 @@ impl Loop {
                     return;
                 }
             };
+            let now = self.now();
+            if now >= self.next_expiry {
+                self.switch.expire_flows(now);
+                self.next_expiry = now + EXPIRY_INTERVAL;
+            }
             for event in &events[..ready] {
                 if event.data() == WAKE_TOKEN {
                     let _ = self.wake.read();
@@ -213,10 +203,7 @@ impl Loop {
 
     fn attach(&mut self, spec: PortSpec, fd: OwnedFd) -> Result<PortId, SwitchError> {
         let id = self.switch.attach(spec)?;
-        if let Err(e) = self
-            .epoll
-            .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, id.0 as u64))
-        {
+        if let Err(e) = self.epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, id.0 as u64)) {
             tracing::error!("epoll add failed: {e}");
             self.switch.detach(id);
             return Err(SwitchError::TableFull);

@@ -28,9 +28,7 @@ impl std::str::FromStr for RestartPolicy {
             "Always" => Ok(RestartPolicy::Always),
             "OnFailure" => Ok(RestartPolicy::OnFailure),
             "Never" => Ok(RestartPolicy::Never),
-            _ => Err(format!(
-                "restart policy `{s}` is not one of Always, OnFailure, Never"
-            )),
+            _ => Err(format!("restart policy `{s}` is not one of Always, OnFailure, Never")),
         }
     }
 }
@@ -153,9 +151,7 @@ pub struct NodeInfo {
 pub fn check_name(kind: &str, name: &str, max_len: usize) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= max_len
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {
@@ -171,14 +167,11 @@ pub fn check_name(kind: &str, name: &str, max_len: usize) -> Result<(), String> 
 pub fn check_label(key: &str, value: &str) -> Result<(), String> {
     let part = |s: &str| {
         s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
     };
     let key_ok = !key.is_empty()
-        && key.split_once('/').map_or(part(key), |(p, n)| {
-            !p.is_empty() && !n.is_empty() && part(n)
-        });
+        && key.split_once('/').map_or(part(key), |(p, n)| !p.is_empty() && !n.is_empty() && part(n));
     if key_ok && part(value) {
         Ok(())
     } else {

@@ -44,18 +44,10 @@ impl Netlink {
 
     /// Index of the interface called `name`.
     pub async fn index(&self, name: &str) -> io::Result<u32> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
         match links.try_next().await.map_err(nl_err)? {
             Some(link) => Ok(link.header.index),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface {name}"),
-            )),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}"))),
         }
     }
 
@@ -70,42 +62,19 @@ impl Netlink {
     /// default route when a gateway is given.
     pub async fn configure(&self, setup: &LinkSetup) -> io::Result<()> {
         let index = self.index(&setup.name).await?;
-        let msg = LinkUnspec::new_with_index(index)
-            .address(setup.mac.to_vec())
-            .mtu(setup.mtu)
-            .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(nl_err)?;
+        let msg = LinkUnspec::new_with_index(index).address(setup.mac.to_vec()).mtu(setup.mtu).build();
+        self.handle.link().set(msg).execute().await.map_err(nl_err)?;
         let (ip, prefix) = setup.address;
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(ip), prefix)
-            .execute()
-            .await
-            .map_err(nl_err)?;
+        self.handle.address().add(index, IpAddr::V4(ip), prefix).execute().await.map_err(nl_err)?;
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(nl_err)?;
+        self.handle.link().set(msg).execute().await.map_err(nl_err)?;
         if let Some(gateway) = setup.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                 .gateway(gateway)
                 .output_interface(index)
                 .build();
-            self.handle
-                .route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(nl_err)?;
+            self.handle.route().add(route).execute().await.map_err(nl_err)?;
         }
         Ok(())
     }
@@ -117,11 +86,6 @@ impl Netlink {
             .destination_prefix(dst, prefix)
             .output_interface(index)
             .build();
-        self.handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(nl_err)
+        self.handle.route().add(route).execute().await.map_err(nl_err)
     }
 }

@@ -29,24 +29,11 @@ fn nix_err(what: &str) -> impl Fn(nix::Error) -> io::Error + '_ {
 /// mounts made here are seen by every mount namespace (`ip netns list`).
 fn prepare_dir() -> io::Result<()> {
     fs::create_dir_all(NETNS_DIR)?;
-    let shared = || {
-        mount(
-            None::<&str>,
-            NETNS_DIR,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        )
-    };
+    let shared =
+        || mount(None::<&str>, NETNS_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
     if shared().is_err() {
-        mount(
-            Some(NETNS_DIR),
-            NETNS_DIR,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(nix_err("bind-mount /run/netns"))?;
+        mount(Some(NETNS_DIR), NETNS_DIR, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(nix_err("bind-mount /run/netns"))?;
         shared().map_err(nix_err("make /run/netns shared"))?;
     }
     Ok(())
@@ -64,20 +51,13 @@ pub fn create<T: Send + 'static>(
         .name("netns-create".into())
         .spawn(move || {
             prepare_dir()?;
-            File::options()
-                .write(true)
-                .create_new(true)
-                .open(&target)
-                .map_err(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        io::Error::new(
-                            e.kind(),
-                            format!("network namespace {} already exists", target.display()),
-                        )
-                    } else {
-                        e
-                    }
-                })?;
+            File::options().write(true).create_new(true).open(&target).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    io::Error::new(e.kind(), format!("network namespace {} already exists", target.display()))
+                } else {
+                    e
+                }
+            })?;
             let result = unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(nix_err("unshare(CLONE_NEWNET)"))
                 .and_then(|()| {

@@ -17,8 +17,7 @@ pub type Call = (Request, oneshot::Sender<Result<Response, String>>);
 /// socket is root-only (0600): pods and users cannot reach the agent.
 pub async fn bind(path: &Path) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
@@ -31,8 +30,8 @@ pub async fn bind(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
     Ok(listener)
@@ -69,9 +68,7 @@ async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Frame {
             frame.version
         ));
     }
-    let request = match frame
-        .body
-        .and_then(|body| Frame::decode::<Request>(&body).map_err(|e| e.to_string()))
+    let request = match frame.body.and_then(|body| Frame::decode::<Request>(&body).map_err(|e| e.to_string()))
     {
         Ok(request) => request,
         Err(e) => return Frame::error(format!("bad request: {e}")),
@@ -81,9 +78,7 @@ async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Frame {
         return Frame::error("the agent is shutting down");
     }
     match rx.await {
-        Ok(Ok(response)) => {
-            Frame::message(&response).unwrap_or_else(|e| Frame::error(e.to_string()))
-        }
+        Ok(Ok(response)) => Frame::message(&response).unwrap_or_else(|e| Frame::error(e.to_string())),
         Ok(Err(text)) => Frame::error(text),
         Err(_) => Frame::error("the agent is shutting down"),
     }

@@ -59,9 +59,7 @@ pub struct Store {
 impl Store {
     /// The store in `data_dir` (state.json).
     pub fn new(data_dir: &Path) -> Store {
-        Store {
-            path: data_dir.join("state.json"),
-        }
+        Store { path: data_dir.join("state.json") }
     }
 
     /// Loads the state; a missing file is a fresh node, a bad one an error.
@@ -70,10 +68,7 @@ impl Store {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(format!(
-                    "cannot read state file {}: {e}",
-                    self.path.display()
-                ));
+                return Err(format!("cannot read state file {}: {e}", self.path.display()));
             }
         };
         let state: State = serde_json::from_slice(&text).map_err(|e| {
@@ -126,11 +121,7 @@ mod tests {
         let dir = tmpdir("roundtrip");
         let store = Store::new(&dir);
         assert_eq!(store.load().unwrap(), None);
-        let state = State {
-            format: FORMAT,
-            node_name: "n1".into(),
-            ..State::default()
-        };
+        let state = State { format: FORMAT, node_name: "n1".into(), ..State::default() };
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), Some(state));
         fs::remove_dir_all(dir).unwrap();
@@ -140,12 +131,7 @@ mod tests {
     fn a_truncated_file_is_an_error_not_an_empty_node() {
         let dir = tmpdir("corrupt");
         let store = Store::new(&dir);
-        store
-            .save(&State {
-                node_name: "n1".into(),
-                ..State::default()
-            })
-            .unwrap();
+        store.save(&State { node_name: "n1".into(), ..State::default() }).unwrap();
         let text = fs::read(dir.join("state.json")).unwrap();
         fs::write(dir.join("state.json"), &text[..text.len() / 2]).unwrap();
         let err = store.load().unwrap_err();

@@ -23,10 +23,7 @@ nix::ioctl_write_ptr_bad!(
     nix::request_code_write!(b'T', 202, size_of::<libc::c_int>()),
     libc::ifreq
 );
-nix::ioctl_write_int_bad!(
-    tun_set_offload,
-    nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>())
-);
+nix::ioctl_write_int_bad!(tun_set_offload, nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>()));
 nix::ioctl_write_ptr_bad!(
     tun_set_vnet_hdr_size,
     nix::request_code_write!(b'T', 216, size_of::<libc::c_int>()),
@@ -38,10 +35,7 @@ nix::ioctl_write_ptr_bad!(
 /// behind when the agent stops.
 pub fn open(name: &str) -> io::Result<OwnedFd> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "bad interface name",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
     }
     let file = OpenOptions::new()
         .read(true)

@@ -19,10 +19,7 @@ pub fn podnet_bin() -> PathBuf {
         return bin.into();
     }
     static BUILD: Once = Once::new();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
     BUILD.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "podnet", "--bin", "podnet"])
@@ -31,8 +28,7 @@ pub fn podnet_bin() -> PathBuf {
             .expect("run cargo build");
         assert!(status.success(), "building podnet failed");
     });
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or(workspace.join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(workspace.join("target"), PathBuf::from);
     target.join("debug/podnet")
 }
 
@@ -42,26 +38,17 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     std::env::split_paths(&path)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{program} is missing: apt-get install {package} (scripts/test does this)")
-        })
+        .unwrap_or_else(|| panic!("{program} is missing: apt-get install {package} (scripts/test does this)"))
 }
 
 /// busybox, for wget, httpd, nc, ping and sh inside pods.
 pub fn busybox() -> String {
-    require("busybox", "busybox-static")
-        .to_string_lossy()
-        .into_owned()
+    require("busybox", "busybox-static").to_string_lossy().into_owned()
 }
 
 fn unique(tag: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "t{}-{}-{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        tag
-    )
+    format!("t{}-{}-{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed), tag)
 }
 
 /// Text of a command's stdout.
@@ -81,10 +68,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> O
         if let Some(value) = probe() {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -122,19 +106,10 @@ impl Node {
             std::fs::write(&path, text).unwrap();
             args = vec!["--config".into(), path.to_string_lossy().into_owned()];
         }
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("ip netns add");
+        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(status.success(), "ip netns add {name} failed");
-        let mut node = Node {
-            socket: dir.join("podnet.sock"),
-            netns: name.clone(),
-            name,
-            dir,
-            args,
-            agent: None,
-        };
+        let mut node =
+            Node { socket: dir.join("podnet.sock"), netns: name.clone(), name, dir, args, agent: None };
         node.up();
         node
     }
@@ -142,11 +117,8 @@ impl Node {
     /// Starts (or restarts) the agent and waits until it answers.
     pub fn up(&mut self) {
         assert!(self.agent.is_none(), "agent already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("agent.log"))
-            .unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log")).unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.netns))
             .arg(podnet_bin())
@@ -164,10 +136,7 @@ impl Node {
             if let Some(Ok(Some(status))) = self.agent.as_mut().map(Child::try_wait) {
                 panic!("agent exited with {status}: {}", self.agent_log());
             }
-            self.podnet(&["get", "nodes"])
-                .status
-                .success()
-                .then_some(())
+            self.podnet(&["get", "nodes"]).status.success().then_some(())
         });
     }
 
@@ -199,11 +168,7 @@ impl Node {
 
     /// Runs `podnet ARGS` against this node.
     pub fn podnet(&self, args: &[&str]) -> Output {
-        Command::new(podnet_bin())
-            .args(args)
-            .env("PODNET_SOCKET", &self.socket)
-            .output()
-            .expect("run podnet")
+        Command::new(podnet_bin()).args(args).env("PODNET_SOCKET", &self.socket).output().expect("run podnet")
     }
 
     /// Runs `podnet ARGS`, asserts success, returns stdout.
@@ -223,45 +188,28 @@ impl Node {
     pub fn fails(&self, args: &[&str], needle: &str) -> String {
         let out = self.podnet(args);
         let err = stderr(&out);
-        assert!(
-            !out.status.success(),
-            "podnet {} should fail, printed {}",
-            args.join(" "),
-            stdout(&out)
-        );
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "one-line error expected, got: {err}"
-        );
+        assert!(!out.status.success(), "podnet {} should fail, printed {}", args.join(" "), stdout(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected, got: {err}");
         assert!(err.starts_with("error: "), "{err}");
-        assert!(
-            err.contains(needle),
-            "error {err:?} should mention {needle:?}"
-        );
+        assert!(err.contains(needle), "error {err:?} should mention {needle:?}");
         err
     }
 
     /// `podnet get pods -o json`'s items.
     pub fn pods(&self) -> Vec<Value> {
-        let list: Value =
-            serde_json::from_str(&self.ok(&["get", "pods", "-A", "-o", "json"])).unwrap();
+        let list: Value = serde_json::from_str(&self.ok(&["get", "pods", "-A", "-o", "json"])).unwrap();
         list["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// Waits until pod `name` (namespace default) runs, and returns its IP.
     pub fn wait_running(&self, name: &str) -> String {
-        eventually(
-            Duration::from_secs(15),
-            &format!("pod {name} to run"),
-            || {
-                self.pods().into_iter().find_map(|p| {
-                    let running = p["metadata"]["name"] == name
-                        && p["status"]["containerStatuses"][0]["ready"] == true;
-                    running.then(|| p["status"]["podIP"].as_str().unwrap().to_string())
-                })
-            },
-        )
+        eventually(Duration::from_secs(15), &format!("pod {name} to run"), || {
+            self.pods().into_iter().find_map(|p| {
+                let running =
+                    p["metadata"]["name"] == name && p["status"]["containerStatuses"][0]["ready"] == true;
+                running.then(|| p["status"]["podIP"].as_str().unwrap().to_string())
+            })
+        })
     }
 
     /// Runs a command inside a pod through `podnet exec`.
@@ -298,20 +246,15 @@ impl Drop for Node {
         self.stop(15);
         // Whatever a failed test or a killed agent left behind.
         for ns in self.pod_namespaces() {
-            let _ = Command::new("ip")
-                .args(["netns", "pids", &ns])
-                .output()
-                .map(|out| {
-                    for pid in stdout(&out).split_whitespace() {
-                        let _ = Command::new("kill").args(["-9", pid]).status();
-                    }
-                });
+            let _ = Command::new("ip").args(["netns", "pids", &ns]).output().map(|out| {
+                for pid in stdout(&out).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

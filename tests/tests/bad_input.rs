@@ -7,34 +7,16 @@ use podnet_e2e::{Node, podnet_bin, stderr};
 fn invalid_names_duplicates_and_missing_commands_are_refused() {
     let node = Node::start("bad");
     node.fails(&["run", "Bad_Name", "--", "sleep", "1"], "invalid pod name");
-    node.fails(
-        &["run", "ok", "-n", "No", "--", "sleep", "1"],
-        "invalid namespace name",
-    );
+    node.fails(&["run", "ok", "-n", "No", "--", "sleep", "1"], "invalid namespace name");
     node.fails(&["run", "nocmd"], "no command given");
-    node.fails(
-        &["run", "typo", "--", "sleeep", "1"],
-        "not found on the node",
-    );
-    node.fails(
-        &["run", "lbl", "--labels", "a b=c", "--", "sleep", "1"],
-        "invalid label",
-    );
-    node.fails(
-        &["run", "lbl", "--labels", "novalue", "--", "sleep", "1"],
-        "key=value",
-    );
+    node.fails(&["run", "typo", "--", "sleeep", "1"], "not found on the node");
+    node.fails(&["run", "lbl", "--labels", "a b=c", "--", "sleep", "1"], "invalid label");
+    node.fails(&["run", "lbl", "--labels", "novalue", "--", "sleep", "1"], "key=value");
     node.ok(&["run", "dup", "--", "sleep", "infinity"]);
     node.fails(&["run", "dup", "--", "sleep", "infinity"], "already exists");
-    node.fails(
-        &["create", "deployment", "x", "--", "nope-not-a-command"],
-        "not found on the node",
-    );
+    node.fails(&["create", "deployment", "x", "--", "nope-not-a-command"], "not found on the node");
     node.fails(&["delete", "pod", "ghost"], "not found");
-    node.fails(
-        &["scale", "deployment", "ghost", "--replicas", "2"],
-        "not found",
-    );
+    node.fails(&["scale", "deployment", "ghost", "--replicas", "2"], "not found");
     node.fails(&["logs", "ghost"], "not found");
     node.fails(&["exec", "ghost", "--", "true"], "not found");
     let pods = node.pods();
@@ -92,11 +74,7 @@ fn no_agent_a_second_agent_and_a_non_root_user_get_clear_errors() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("must run as root"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("must run as root"), "{}", stderr(&out));
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(podnet_bin())
@@ -105,11 +83,7 @@ fn no_agent_a_second_agent_and_a_non_root_user_get_clear_errors() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("permission denied") || stderr(&out).contains("root"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("permission denied") || stderr(&out).contains("root"), "{}", stderr(&out));
 }
 
 #[test]
@@ -125,10 +99,7 @@ fn a_client_of_another_protocol_version_gets_a_readable_error() {
     stream.read_exact(&mut body).unwrap();
     assert_eq!(body[2], 1, "error status");
     let text = String::from_utf8_lossy(&body[3..]);
-    assert!(
-        text.contains("protocol v1") && text.contains("v99"),
-        "{text}"
-    );
+    assert!(text.contains("protocol v1") && text.contains("v99"), "{text}");
 }
 
 #[test]
@@ -149,11 +120,7 @@ fn a_corrupt_state_file_stops_the_agent_instead_of_emptying_the_node() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
-    assert_eq!(
-        std::fs::read(&state).unwrap(),
-        &text[..text.len() / 2],
-        "the file is left for the user"
-    );
+    assert_eq!(std::fs::read(&state).unwrap(), &text[..text.len() / 2], "the file is left for the user");
 }
 
 #[test]
@@ -162,28 +129,14 @@ fn config_check_names_the_bad_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[network]\nmtu = 1400\nmtuu = 9000\n").unwrap();
-    let out = std::process::Command::new(podnet_bin())
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(podnet_bin()).args(["config", "check"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("line 3") && stderr(&out).contains("mtuu"),
-        "{}",
-        stderr(&out)
-    );
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("board-configs");
+    assert!(stderr(&out).contains("line 3") && stderr(&out).contains("mtuu"), "{}", stderr(&out));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("board-configs");
     for entry in std::fs::read_dir(root).unwrap() {
         let path = entry.unwrap().path();
-        let out = std::process::Command::new(podnet_bin())
-            .args(["config", "check"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new(podnet_bin()).args(["config", "check"]).arg(&path).output().unwrap();
         assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
     }
     std::fs::remove_dir_all(dir).unwrap();

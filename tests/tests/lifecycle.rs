@@ -6,21 +6,12 @@ use std::time::Duration;
 use podnet_e2e::{Node, busybox, eventually, stdout};
 
 fn pod_names(node: &Node) -> Vec<String> {
-    node.pods()
-        .iter()
-        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
+    node.pods().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect()
 }
 
 fn pids_in(netns: &str) -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "pids", netns])
-        .output()
-        .unwrap();
-    stdout(&out)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    let out = std::process::Command::new("ip").args(["netns", "pids", netns]).output().unwrap();
+    stdout(&out).split_whitespace().map(str::to_string).collect()
 }
 
 #[test]
@@ -35,16 +26,10 @@ fn deleting_a_pod_removes_its_namespace_tap_process_and_address() {
 
     node.ok(&["delete", "pod", "victim"]);
     assert!(!node.pod_namespaces().contains(&netns), "namespace removed");
-    assert!(
-        !std::path::Path::new(&format!("/proc/{}", pids[0])).exists(),
-        "process stopped"
-    );
+    assert!(!std::path::Path::new(&format!("/proc/{}", pids[0])).exists(), "process stopped");
     assert!(pod_names(&node).is_empty());
     let stats = node.ok(&["node", "stats"]);
-    assert!(
-        !stats.contains("default/victim"),
-        "switch port detached: {stats}"
-    );
+    assert!(!stats.contains("default/victim"), "switch port detached: {stats}");
     let out = node.on_node(&[&busybox(), "ping", "-c", "1", "-W", "1", &ip]);
     assert!(!out.status.success(), "the old address no longer answers");
 }
@@ -53,28 +38,14 @@ fn deleting_a_pod_removes_its_namespace_tap_process_and_address() {
 fn stopping_the_agent_leaves_nothing_behind_and_a_restart_restores_pods() {
     let mut node = Node::start("stop");
     node.ok(&["run", "keeper", "--", "sleep", "infinity"]);
-    node.ok(&[
-        "create",
-        "deployment",
-        "web",
-        "--replicas",
-        "2",
-        "--",
-        "sleep",
-        "infinity",
-    ]);
+    node.ok(&["create", "deployment", "web", "--replicas", "2", "--", "sleep", "infinity"]);
     let ip = node.wait_running("keeper");
-    eventually(Duration::from_secs(15), "three pods", || {
-        (node.pods().len() == 3).then_some(())
-    });
+    eventually(Duration::from_secs(15), "three pods", || (node.pods().len() == 3).then_some(()));
     let before: Vec<(String, String)> = node
         .pods()
         .iter()
         .map(|p| {
-            (
-                p["metadata"]["name"].as_str().unwrap().into(),
-                p["status"]["podIP"].as_str().unwrap().into(),
-            )
+            (p["metadata"]["name"].as_str().unwrap().into(), p["status"]["podIP"].as_str().unwrap().into())
         })
         .collect();
     let namespaces = node.pod_namespaces();
@@ -84,27 +55,19 @@ fn stopping_the_agent_leaves_nothing_behind_and_a_restart_restores_pods() {
     node.stop(libc::SIGTERM);
     assert!(node.pod_namespaces().is_empty(), "no pod namespace left");
     for pid in &pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "pod process {pid} stopped"
-        );
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pod process {pid} stopped");
     }
     let out = node.on_node(&["ip", "link", "show", "podnet0"]);
     assert!(!out.status.success(), "the node's TAP is gone");
     assert!(!node.socket.exists(), "socket removed");
 
     node.up();
-    eventually(Duration::from_secs(15), "pods restored", || {
-        (node.pods().len() == 3).then_some(())
-    });
+    eventually(Duration::from_secs(15), "pods restored", || (node.pods().len() == 3).then_some(()));
     let mut after: Vec<(String, String)> = node
         .pods()
         .iter()
         .map(|p| {
-            (
-                p["metadata"]["name"].as_str().unwrap().into(),
-                p["status"]["podIP"].as_str().unwrap().into(),
-            )
+            (p["metadata"]["name"].as_str().unwrap().into(), p["status"]["podIP"].as_str().unwrap().into())
         })
         .collect();
     let mut before = before;
@@ -123,11 +86,7 @@ fn a_killed_agent_loses_no_acknowledged_change() {
     node.stop(libc::SIGKILL);
     node.up();
     assert_eq!(node.wait_running("survivor"), ip);
-    assert_eq!(
-        node.pod_namespaces().len(),
-        1,
-        "the stale sandbox was replaced, not duplicated"
-    );
+    assert_eq!(node.pod_namespaces().len(), 1, "the stale sandbox was replaced, not duplicated");
     let out = node.on_node(&[&busybox(), "ping", "-c", "1", "-W", "2", &ip]);
     assert!(out.status.success());
 }
@@ -135,26 +94,12 @@ fn a_killed_agent_loses_no_acknowledged_change() {
 #[test]
 fn deployments_replace_scale_and_delete_their_pods() {
     let node = Node::start("deploy");
-    node.ok(&[
-        "create",
-        "deployment",
-        "web",
-        "--replicas",
-        "2",
-        "--",
-        "sleep",
-        "infinity",
-    ]);
+    node.ok(&["create", "deployment", "web", "--replicas", "2", "--", "sleep", "infinity"]);
     let names = eventually(Duration::from_secs(15), "two replicas", || {
         let names = pod_names(&node);
         (names.len() == 2).then_some(names)
     });
-    assert!(
-        names
-            .iter()
-            .all(|n| n.starts_with("web-") && n.len() == "web-".len() + 5),
-        "{names:?}"
-    );
+    assert!(names.iter().all(|n| n.starts_with("web-") && n.len() == "web-".len() + 5), "{names:?}");
 
     node.ok(&["delete", "pod", &names[0]]);
     eventually(Duration::from_secs(10), "a replacement replica", || {
@@ -163,13 +108,9 @@ fn deployments_replace_scale_and_delete_their_pods() {
     });
 
     node.ok(&["scale", "deployment", "web", "--replicas", "4"]);
-    eventually(Duration::from_secs(15), "four replicas", || {
-        (pod_names(&node).len() == 4).then_some(())
-    });
+    eventually(Duration::from_secs(15), "four replicas", || (pod_names(&node).len() == 4).then_some(()));
     node.ok(&["scale", "deployment", "web", "--replicas", "1"]);
-    eventually(Duration::from_secs(15), "one replica", || {
-        (pod_names(&node).len() == 1).then_some(())
-    });
+    eventually(Duration::from_secs(15), "one replica", || (pod_names(&node).len() == 1).then_some(()));
     assert_eq!(node.pod_namespaces().len(), 1);
 
     node.ok(&["delete", "deployment", "web"]);
@@ -184,43 +125,19 @@ fn exited_commands_restart_with_backoff_per_policy() {
     let node = Node::start_with("crash", Some(config));
     node.ok(&["run", "crasher", "--", "sh", "-c", "echo run; exit 3"]);
     node.ok(&["run", "once", "--restart", "Never", "--", "true"]);
-    node.ok(&[
-        "run",
-        "fails",
-        "--restart",
-        "OnFailure",
-        "--",
-        "sh",
-        "-c",
-        "exit 0",
-    ]);
+    node.ok(&["run", "fails", "--restart", "OnFailure", "--", "sh", "-c", "exit 0"]);
     eventually(Duration::from_secs(15), "restarts and final states", || {
         let pods = node.pods();
-        let get = |name: &str| {
-            pods.iter()
-                .find(|p| p["metadata"]["name"] == name)
-                .cloned()
-                .unwrap()
-        };
+        let get = |name: &str| pods.iter().find(|p| p["metadata"]["name"] == name).cloned().unwrap();
         let crasher = get("crasher");
-        let restarts = crasher["status"]["containerStatuses"][0]["restartCount"]
-            .as_u64()
-            .unwrap();
+        let restarts = crasher["status"]["containerStatuses"][0]["restartCount"].as_u64().unwrap();
         (restarts >= 3
             && get("once")["status"]["phase"] == "Succeeded"
             && get("fails")["status"]["phase"] == "Succeeded")
             .then_some(())
     });
     let table = node.ok(&["get", "pods"]);
-    assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("once ") && l.contains("Completed")),
-        "{table}"
-    );
+    assert!(table.lines().any(|l| l.starts_with("once ") && l.contains("Completed")), "{table}");
     let logs = node.ok(&["logs", "crasher"]);
-    assert!(
-        logs.matches("run").count() >= 3,
-        "output of every run is kept: {logs}"
-    );
+    assert!(logs.matches("run").count() >= 3, "output of every run is kept: {logs}");
 }

@@ -49,10 +49,7 @@ fn pods_reach_each_other_over_http() {
     assert_ne!(web[0], web[1], "each pod has its own IP");
     for ip in &web {
         assert!(ip.starts_with("10.244.0."), "{ip}");
-        let out = node.exec(
-            "client",
-            &[&bb, "wget", "-qO-", &format!("http://{ip}:8080/")],
-        );
+        let out = node.exec("client", &[&bb, "wget", "-qO-", &format!("http://{ip}:8080/")]);
         assert!(out.status.success(), "wget {ip}: {}", stderr(&out));
         assert_eq!(stdout(&out), "served by podnet\n");
     }
@@ -63,8 +60,7 @@ fn pods_reach_each_other_over_http() {
         assert!(header.contains(column), "{header}");
     }
     assert!(
-        wide.lines()
-            .any(|l| l.starts_with("client ") && l.contains("Running") && l.contains(&node.name)),
+        wide.lines().any(|l| l.starts_with("client ") && l.contains("Running") && l.contains(&node.name)),
         "{wide}"
     );
 }
@@ -76,33 +72,17 @@ fn large_transfers_survive_offloaded_frames() {
     let node = Node::start("bulk");
     let bb = busybox();
     let www = web_root(&node, "");
-    let blob: Vec<u8> = (0..8u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let blob: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(format!("{www}/blob"), &blob).unwrap();
-    node.ok(&[
-        "run", "server", "--", &bb, "httpd", "-f", "-p", "80", "-h", &www,
-    ]);
+    node.ok(&["run", "server", "--", &bb, "httpd", "-f", "-p", "80", "-h", &www]);
     node.ok(&["run", "client", "--", "sleep", "infinity"]);
     let server = node.wait_running("server");
     node.wait_running("client");
-    let out = node.exec(
-        "client",
-        &[
-            "sh",
-            "-c",
-            &format!("{bb} wget -qO- http://{server}/blob | {bb} md5sum"),
-        ],
-    );
-    let expected = std::process::Command::new(&bb)
-        .args(["md5sum", &format!("{www}/blob")])
-        .output()
-        .unwrap();
+    let out =
+        node.exec("client", &["sh", "-c", &format!("{bb} wget -qO- http://{server}/blob | {bb} md5sum")]);
+    let expected = std::process::Command::new(&bb).args(["md5sum", &format!("{www}/blob")]).output().unwrap();
     let digest = stdout(&expected);
-    assert_eq!(
-        stdout(&out).split_whitespace().next(),
-        digest.split_whitespace().next()
-    );
+    assert_eq!(stdout(&out).split_whitespace().next(), digest.split_whitespace().next());
 }
 
 #[test]
@@ -110,70 +90,32 @@ fn udp_and_icmp_flow_between_pods_and_the_node() {
     let node = Node::start("udp");
     let bb = busybox();
     let socat = require("socat", "socat").to_string_lossy().into_owned();
-    node.ok(&[
-        "run",
-        "listener",
-        "--",
-        &socat,
-        "-u",
-        "UDP-RECV:9000",
-        "STDOUT",
-    ]);
+    node.ok(&["run", "listener", "--", &socat, "-u", "UDP-RECV:9000", "STDOUT"]);
     node.ok(&["run", "client", "--", "sleep", "infinity"]);
     let listener = node.wait_running("listener");
     let client = node.wait_running("client");
 
-    let out = node.exec(
-        "client",
-        &[
-            "sh",
-            "-c",
-            &format!("echo datagram-1 | {socat} - UDP-SENDTO:{listener}:9000"),
-        ],
-    );
+    let out = node
+        .exec("client", &["sh", "-c", &format!("echo datagram-1 | {socat} - UDP-SENDTO:{listener}:9000")]);
     assert!(out.status.success(), "{}", stderr(&out));
-    eventually(
-        Duration::from_secs(5),
-        "the datagram in the listener's log",
-        || {
-            node.ok(&["logs", "listener"])
-                .contains("datagram-1")
-                .then_some(())
-        },
-    );
+    eventually(Duration::from_secs(5), "the datagram in the listener's log", || {
+        node.ok(&["logs", "listener"]).contains("datagram-1").then_some(())
+    });
 
     // The node reaches its pods, and pods reach their gateway (the node).
     let out = node.on_node(&[&bb, "ping", "-c", "1", "-W", "2", &client]);
     assert!(out.status.success(), "node -> pod ping: {}", stdout(&out));
     let out = node.exec("client", &[&bb, "ping", "-c", "1", "-W", "2", "10.244.0.1"]);
-    assert!(
-        out.status.success(),
-        "pod -> gateway ping: {}",
-        stdout(&out)
-    );
+    assert!(out.status.success(), "pod -> gateway ping: {}", stdout(&out));
 }
 
 #[test]
 fn pods_see_their_identity_and_logs_are_kept() {
     let node = Node::start("env");
-    let script =
-        "echo $POD_NAME $POD_NAMESPACE $POD_IP; cat /etc/resolv.conf; hostname; sleep infinity";
-    node.ok(&[
-        "run",
-        "who",
-        "-n",
-        "team-a",
-        "--labels",
-        "tier=test",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let script = "echo $POD_NAME $POD_NAMESPACE $POD_IP; cat /etc/resolv.conf; hostname; sleep infinity";
+    node.ok(&["run", "who", "-n", "team-a", "--labels", "tier=test", "--", "sh", "-c", script]);
     let ip = eventually(Duration::from_secs(15), "pod who", || {
-        node.pods()
-            .into_iter()
-            .find_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+        node.pods().into_iter().find_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
     });
     let logs = eventually(Duration::from_secs(5), "logs", || {
         let out = node.ok(&["logs", "who", "-n", "team-a"]);
@@ -181,18 +123,9 @@ fn pods_see_their_identity_and_logs_are_kept() {
     });
     assert!(logs.contains(&format!("who team-a {ip}")), "{logs}");
     assert!(logs.contains("nameserver 10.96.0.10"), "{logs}");
-    assert!(
-        logs.contains("search team-a.svc.cluster.local svc.cluster.local cluster.local"),
-        "{logs}"
-    );
-    assert!(
-        logs.lines().any(|l| l == "who"),
-        "hostname is the pod name: {logs}"
-    );
-    assert!(
-        node.ok(&["get", "pods"]).is_empty(),
-        "namespace default is empty"
-    );
+    assert!(logs.contains("search team-a.svc.cluster.local svc.cluster.local cluster.local"), "{logs}");
+    assert!(logs.lines().any(|l| l == "who"), "hostname is the pod name: {logs}");
+    assert!(node.ok(&["get", "pods"]).is_empty(), "namespace default is empty");
     assert!(node.ok(&["get", "pods", "-n", "team-a"]).contains("who"));
 }
 
@@ -209,12 +142,7 @@ fn exec_passes_stdin_stdout_and_exit_code() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"through stdin\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"through stdin\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "through stdin\n");
     let out = node.exec("box", &["sh", "-c", "exit 7"]);
@@ -224,24 +152,11 @@ fn exec_passes_stdin_stdout_and_exit_code() {
 #[test]
 fn json_and_yaml_have_the_kubernetes_shape() {
     let node = Node::start("json");
-    node.ok(&[
-        "create",
-        "deployment",
-        "app",
-        "--replicas",
-        "1",
-        "--",
-        "sleep",
-        "infinity",
-    ]);
+    node.ok(&["create", "deployment", "app", "--replicas", "1", "--", "sleep", "infinity"]);
     eventually(Duration::from_secs(15), "one ready replica", || {
-        node.pods()
-            .iter()
-            .any(|p| p["status"]["containerStatuses"][0]["ready"] == true)
-            .then_some(())
+        node.pods().iter().any(|p| p["status"]["containerStatuses"][0]["ready"] == true).then_some(())
     });
-    let pods: serde_json::Value =
-        serde_json::from_str(&node.ok(&["get", "pods", "-o", "json"])).unwrap();
+    let pods: serde_json::Value = serde_json::from_str(&node.ok(&["get", "pods", "-o", "json"])).unwrap();
     assert_eq!(pods["kind"], "List");
     let pod = &pods["items"][0];
     assert_eq!(pod["apiVersion"], "v1");
@@ -250,16 +165,10 @@ fn json_and_yaml_have_the_kubernetes_shape() {
     assert_eq!(pod["metadata"]["labels"]["app"], "app");
     assert_eq!(pod["spec"]["nodeName"], node.name.as_str());
     assert_eq!(pod["status"]["phase"], "Running");
-    assert!(
-        pod["metadata"]["name"]
-            .as_str()
-            .unwrap()
-            .starts_with("app-")
-    );
+    assert!(pod["metadata"]["name"].as_str().unwrap().starts_with("app-"));
 
     let name = pod["metadata"]["name"].as_str().unwrap();
-    let one: serde_json::Value =
-        serde_json::from_str(&node.ok(&["get", "pod", name, "-o", "json"])).unwrap();
+    let one: serde_json::Value = serde_json::from_str(&node.ok(&["get", "pod", name, "-o", "json"])).unwrap();
     assert_eq!(one["kind"], "Pod");
 
     let yaml = node.ok(&["get", "deployments", "-o", "yaml"]);
@@ -270,8 +179,5 @@ fn json_and_yaml_have_the_kubernetes_shape() {
         "{yaml}"
     );
     let table = node.ok(&["get", "deployments"]);
-    assert!(
-        table.starts_with("NAME") && table.contains("UP-TO-DATE") && table.contains("1/1"),
-        "{table}"
-    );
+    assert!(table.starts_with("NAME") && table.contains("UP-TO-DATE") && table.contains("1/1"), "{table}");
 }

@@ -4,20 +4,13 @@
 use podnet_e2e::{Node, busybox, stdout};
 
 fn drops(node: &Node, port: &str, reason: &str) -> u64 {
-    let stats: serde_json::Value =
-        serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
     stats
         .as_array()
         .unwrap()
         .iter()
         .find(|p| p["port"] == port)
-        .and_then(|p| {
-            p["drops"]
-                .as_array()?
-                .iter()
-                .find(|d| d[0] == reason)
-                .and_then(|d| d[1].as_u64())
-        })
+        .and_then(|p| p["drops"].as_array()?.iter().find(|d| d[0] == reason).and_then(|d| d[1].as_u64()))
         .unwrap_or(0)
 }
 
@@ -31,19 +24,13 @@ fn forged_source_ip_and_mac_are_dropped_and_counted() {
     let alice = node.wait_running("alice");
 
     // Mallory claims Alice's address as a second one and pings from it.
-    let forge_ip =
-        format!("ip addr add {alice}/32 dev eth0 && {bb} ping -c 2 -W 1 -I {alice} 10.244.0.1");
+    let forge_ip = format!("ip addr add {alice}/32 dev eth0 && {bb} ping -c 2 -W 1 -I {alice} 10.244.0.1");
     let out = node.exec("mallory", &["sh", "-c", &forge_ip]);
-    assert!(
-        !out.status.success(),
-        "forged pings must not be answered: {}",
-        stdout(&out)
-    );
+    assert!(!out.status.success(), "forged pings must not be answered: {}", stdout(&out));
     assert!(drops(&node, "default/mallory", "spoofed_ip") >= 2);
 
     // Mallory changes her MAC: every frame is now dropped.
-    let forge_mac =
-        format!("ip link set eth0 address 02:00:00:00:00:66 && {bb} ping -c 2 -W 1 10.244.0.1");
+    let forge_mac = format!("ip link set eth0 address 02:00:00:00:00:66 && {bb} ping -c 2 -W 1 10.244.0.1");
     let out = node.exec("mallory", &["sh", "-c", &forge_mac]);
     assert!(!out.status.success());
     assert!(drops(&node, "default/mallory", "spoofed_mac") >= 1);

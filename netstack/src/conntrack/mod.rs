@@ -75,8 +75,7 @@ impl FlowKey {
 
     fn hash(&self, seed: u64) -> u64 {
         let addrs = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
-        let rest =
-            (u64::from(self.src_port) << 32) | (u64::from(self.dst_port) << 16) | self.proto as u64;
+        let rest = (u64::from(self.src_port) << 32) | (u64::from(self.dst_port) << 16) | self.proto as u64;
         hash2(seed, addrs, rest)
     }
 }
@@ -313,15 +312,12 @@ impl Conntrack {
     pub fn lookup(&mut self, now: Instant, key: &FlowKey) -> Option<(FlowId, Direction)> {
         let hash = key.hash(self.seed);
         let flows = &self.flows;
-        let (at, dir) = if let Some(at) = self
-            .by_original
-            .find(hash, |at| flows.get(at).is_some_and(|f| f.original == *key))
+        let (at, dir) = if let Some(at) =
+            self.by_original.find(hash, |at| flows.get(at).is_some_and(|f| f.original == *key))
         {
             (at, Direction::Original)
         } else {
-            let at = self
-                .by_reply
-                .find(hash, |at| flows.get(at).is_some_and(|f| f.reply == *key))?;
+            let at = self.by_reply.find(hash, |at| flows.get(at).is_some_and(|f| f.reply == *key))?;
             (at, Direction::Reply)
         };
         if self.flows.get(at)?.deadline <= now {
@@ -337,13 +333,8 @@ impl Conntrack {
     pub fn is_free(&self, key: &FlowKey) -> bool {
         let hash = key.hash(self.seed);
         let flows = &self.flows;
-        self.by_original
-            .find(hash, |at| flows.get(at).is_some_and(|f| f.original == *key))
-            .is_none()
-            && self
-                .by_reply
-                .find(hash, |at| flows.get(at).is_some_and(|f| f.reply == *key))
-                .is_none()
+        self.by_original.find(hash, |at| flows.get(at).is_some_and(|f| f.original == *key)).is_none()
+            && self.by_reply.find(hash, |at| flows.get(at).is_some_and(|f| f.reply == *key)).is_none()
     }
 
     /// Accounts a packet of flow `id` going `dir` with TCP `flags` (0 for
@@ -361,16 +352,9 @@ impl Conntrack {
     /// When the table is full, expired flows are swept first (at most every
     /// [`Conntrack::FULL_SWEEP_INTERVAL`]); if none had expired the new flow
     /// is refused and counted.
-    pub fn insert(
-        &mut self,
-        now: Instant,
-        original: FlowKey,
-        reply: FlowKey,
-    ) -> Result<FlowId, TableFull> {
+    pub fn insert(&mut self, now: Instant, original: FlowKey, reply: FlowKey) -> Result<FlowId, TableFull> {
         if self.flows.is_full() {
-            let due = self
-                .last_full_sweep
-                .is_none_or(|at| now >= at + Self::FULL_SWEEP_INTERVAL);
+            let due = self.last_full_sweep.is_none_or(|at| now >= at + Self::FULL_SWEEP_INTERVAL);
             if due {
                 self.last_full_sweep = Some(now);
                 self.expire(now);
@@ -384,13 +368,7 @@ impl Conntrack {
             Proto::Tcp => FlowState::SynSent,
             Proto::Udp => FlowState::Udp,
         };
-        let flow = Flow {
-            original,
-            reply,
-            state,
-            fin_from: None,
-            deadline: now + self.timeouts.of(state),
-        };
+        let flow = Flow { original, reply, state, fin_from: None, deadline: now + self.timeouts.of(state) };
         let at = self.flows.insert(flow).ok_or(TableFull)?;
         self.by_original.insert(original.hash(self.seed), at);
         self.by_reply.insert(reply.hash(self.seed), at);
@@ -403,12 +381,9 @@ impl Conntrack {
         let flow = *self.flows.get(id.0)?;
         let (seed, flows) = (self.seed, &self.flows);
         self.by_original
-            .remove(flow.original.hash(seed), id.0, |at| {
-                flows.get(at).map_or(0, |f| f.original.hash(seed))
-            });
-        self.by_reply.remove(flow.reply.hash(seed), id.0, |at| {
-            flows.get(at).map_or(0, |f| f.reply.hash(seed))
-        });
+            .remove(flow.original.hash(seed), id.0, |at| flows.get(at).map_or(0, |f| f.original.hash(seed)));
+        self.by_reply
+            .remove(flow.reply.hash(seed), id.0, |at| flows.get(at).map_or(0, |f| f.reply.hash(seed)));
         self.flows.remove(id.0)
     }
 

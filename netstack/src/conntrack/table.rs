@@ -75,10 +75,7 @@ impl<T> Slab<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
+        self.entries.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
     }
 }
 
@@ -93,10 +90,7 @@ impl Index {
     /// An index for up to `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         let size = (capacity.max(1) * 2).next_power_of_two();
-        Index {
-            slots: vec![EMPTY; size],
-            mask: size - 1,
-        }
+        Index { slots: vec![EMPTY; size], mask: size - 1 }
     }
 
     /// Bytes held by the index.
@@ -147,11 +141,7 @@ impl Index {
             let home = hash_of(entry) as usize & self.mask;
             // The entry may move into the hole unless its home lies
             // cyclically in (hole, pos]: then the hole is before its home.
-            let stays = if hole <= pos {
-                hole < home && home <= pos
-            } else {
-                hole < home || home <= pos
-            };
+            let stays = if hole <= pos { hole < home && home <= pos } else { hole < home || home <= pos };
             if !stays {
                 self.slots[hole] = entry;
                 self.slots[pos] = EMPTY;
@@ -178,8 +168,7 @@ mod tests {
 
     impl Set {
         fn find(&self, key: u64) -> Option<u32> {
-            self.index
-                .find(bad_hash(key), |at| self.slab.get(at) == Some(&key))
+            self.index.find(bad_hash(key), |at| self.slab.get(at) == Some(&key))
         }
         fn insert(&mut self, key: u64) {
             let at = self.slab.insert(key).unwrap();
@@ -188,18 +177,14 @@ mod tests {
         fn remove(&mut self, key: u64) {
             let at = self.find(key).unwrap();
             let slab = &self.slab;
-            self.index
-                .remove(bad_hash(key), at, |i| bad_hash(*slab.get(i).unwrap()));
+            self.index.remove(bad_hash(key), at, |i| bad_hash(*slab.get(i).unwrap()));
             self.slab.remove(at);
         }
     }
 
     #[test]
     fn index_survives_interleaved_inserts_and_removals() {
-        let mut set = Set {
-            slab: Slab::new(16),
-            index: Index::new(16),
-        };
+        let mut set = Set { slab: Slab::new(16), index: Index::new(16) };
         let mut live = alloc::collections::BTreeSet::new();
         let mut x = 12345u64;
         for _ in 0..2000 {

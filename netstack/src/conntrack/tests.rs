@@ -18,11 +18,7 @@ fn key(proto: Proto, client: u8, port: u16) -> FlowKey {
 }
 
 fn reply_of(original: &FlowKey) -> FlowKey {
-    FlowKey {
-        src: Ipv4Address::new(10, 244, 0, 200),
-        src_port: 8080,
-        ..original.reversed()
-    }
+    FlowKey { src: Ipv4Address::new(10, 244, 0, 200), src_port: 8080, ..original.reversed() }
 }
 
 fn add(ct: &mut Conntrack, now: Instant, k: FlowKey) -> Result<FlowId, TableFull> {
@@ -41,10 +37,7 @@ fn both_directions_find_the_flow_and_translate_to_the_other_tuple() {
     assert_eq!(flow.translated(Direction::Original), r.reversed());
     assert_eq!(flow.translated(Direction::Reply), k.reversed());
     assert!(!ct.is_free(&r));
-    assert!(
-        ct.is_free(&key(Proto::Udp, 2, 40000)),
-        "protocol is part of the key"
-    );
+    assert!(ct.is_free(&key(Proto::Udp, 2, 40000)), "protocol is part of the key");
 }
 
 #[test]
@@ -93,10 +86,7 @@ fn rst_closes_at_once_and_established_outlives_an_hour() {
     let k = key(Proto::Tcp, 2, 40000);
     let id = add(&mut ct, at(0), k).unwrap();
     ct.track(at(0), id, Direction::Reply, SYN | ACK);
-    assert!(
-        ct.lookup(at(7200), &k).is_some(),
-        "idle 2 h, still established"
-    );
+    assert!(ct.lookup(at(7200), &k).is_some(), "idle 2 h, still established");
     ct.track(at(7200), id, Direction::Reply, RST);
     assert_eq!(ct.get(id).unwrap().state(), FlowState::Closed);
     assert!(ct.lookup(at(7200) + t.tcp_closed, &k).is_none());
@@ -156,11 +146,7 @@ fn expire_and_retain_keep_both_indexes_consistent() {
     for i in 0..64u16 {
         let k = key(if i % 2 == 0 { Proto::Tcp } else { Proto::Udp }, 2, i);
         assert_eq!(ct.lookup(at(40), &k).is_some(), i % 4 == 0, "{i}");
-        assert_eq!(
-            ct.lookup(at(40), &reply_of(&k)).is_some(),
-            i % 4 == 0,
-            "{i}"
-        );
+        assert_eq!(ct.lookup(at(40), &reply_of(&k)).is_some(), i % 4 == 0, "{i}");
     }
     assert_eq!(ct.retain(|f| f.original().src_port != 0), 1);
     assert_eq!(ct.len(), 15);

@@ -96,12 +96,9 @@ impl Zone {
                         Srv::new(SRV_PRIORITY, SRV_WEIGHT, *port, target),
                     ))?,
                     Data::Ptr(target) => answer.push((owner, Class::IN, ttl, Ptr::new(target)))?,
-                    Data::Cname(target) => {
-                        answer.push((owner, Class::IN, ttl, Cname::new(target)))?
-                    }
+                    Data::Cname(target) => answer.push((owner, Class::IN, ttl, Cname::new(target)))?,
                     Data::Txt(text) => {
-                        let txt = Txt::<Vec<u8>>::build_from_slice(text)
-                            .map_err(|_| PushError::ShortBuf)?;
+                        let txt = Txt::<Vec<u8>>::build_from_slice(text).map_err(|_| PushError::ShortBuf)?;
                         answer.push((owner, Class::IN, ttl, txt))?
                     }
                     Data::Soa => answer.push((owner, Class::IN, ttl, self.soa()?))?,
@@ -131,22 +128,14 @@ impl Zone {
         }
         // Addresses of SRV targets, each once.
         for (i, data) in r.answers.iter().enumerate() {
-            let Data::Srv {
-                target, target_ip, ..
-            } = data
-            else {
+            let Data::Srv { target, target_ip, .. } = data else {
                 continue;
             };
-            let seen = r.answers[..i]
-                .iter()
-                .any(|d| matches!(d, Data::Srv { target: t, .. } if t == target));
+            let seen = r.answers[..i].iter().any(|d| matches!(d, Data::Srv { target: t, .. } if t == target));
             if seen {
                 continue;
             }
-            if additional
-                .push((target, Class::IN, ttl, A::new(*target_ip)))
-                .is_err()
-            {
+            if additional.push((target, Class::IN, ttl, A::new(*target_ip))).is_err() {
                 break;
             }
         }

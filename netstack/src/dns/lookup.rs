@@ -154,9 +154,9 @@ impl Zone {
             EntryKind::Headless(endpoints) => endpoints.iter().map(|e| Data::A(e.ip)).collect(),
             // Validated when stored; an unparsable target would only leave
             // the name without records.
-            EntryKind::ExternalName(target) => Name::from_octets(target.to_vec())
-                .map(|target| vec![Data::Cname(target)])
-                .unwrap_or_default(),
+            EntryKind::ExternalName(target) => {
+                Name::from_octets(target.to_vec()).map(|target| vec![Data::Cname(target)]).unwrap_or_default()
+            }
         }
     }
 
@@ -165,68 +165,36 @@ impl Zone {
         let EntryKind::Headless(endpoints) = &entry.kind else {
             return Lookup::NxDomain(Apex::Cluster);
         };
-        let records: Vec<Data> = endpoints
-            .iter()
-            .filter(|e| e.label().as_ref() == host)
-            .map(|e| Data::A(e.ip))
-            .collect();
-        if records.is_empty() {
-            Lookup::NxDomain(Apex::Cluster)
-        } else {
-            found(records)
-        }
+        let records: Vec<Data> =
+            endpoints.iter().filter(|e| e.label().as_ref() == host).map(|e| Data::A(e.ip)).collect();
+        if records.is_empty() { Lookup::NxDomain(Apex::Cluster) } else { found(records) }
     }
 
     /// `_<port>._<proto>.<svc>.<ns>.svc.<zone>`.
-    fn srv_records(
-        &self,
-        entry: &ServiceEntry,
-        port: &[u8],
-        proto: &[u8],
-        svc: &[u8],
-        ns: &[u8],
-    ) -> Lookup {
+    fn srv_records(&self, entry: &ServiceEntry, port: &[u8], proto: &[u8], svc: &[u8], ns: &[u8]) -> Lookup {
         let (Some(port), Some(proto)) = (port.strip_prefix(b"_"), proto.strip_prefix(b"_")) else {
             return Lookup::NxDomain(Apex::Cluster);
         };
         let mut records = Vec::new();
-        for p in entry
-            .ports
-            .iter()
-            .filter(|p| p.name() == port && p.protocol.label() == proto)
-        {
+        for p in entry.ports.iter().filter(|p| p.name() == port && p.protocol.label() == proto) {
             match &entry.kind {
                 EntryKind::ClusterIp(ip) => {
                     if let Some(target) = self.service_name(svc, ns) {
-                        records.push(Data::Srv {
-                            port: p.port,
-                            target,
-                            target_ip: *ip,
-                        });
+                        records.push(Data::Srv { port: p.port, target, target_ip: *ip });
                     }
                 }
                 EntryKind::Headless(endpoints) => {
                     for e in endpoints.iter() {
                         let host = e.label();
-                        if let Some(target) =
-                            name::join(&[host.as_ref(), svc, ns, b"svc"], &self.wire)
-                        {
-                            records.push(Data::Srv {
-                                port: p.port,
-                                target,
-                                target_ip: e.ip,
-                            });
+                        if let Some(target) = name::join(&[host.as_ref(), svc, ns, b"svc"], &self.wire) {
+                            records.push(Data::Srv { port: p.port, target, target_ip: e.ip });
                         }
                     }
                 }
                 EntryKind::ExternalName(_) => {}
             }
         }
-        if records.is_empty() {
-            Lookup::NxDomain(Apex::Cluster)
-        } else {
-            found(records)
-        }
+        if records.is_empty() { Lookup::NxDomain(Apex::Cluster) } else { found(records) }
     }
 
     /// `m` labels in front of `pod.<zone>`: `[a-b-c-d.]ns`.
@@ -250,11 +218,7 @@ impl Zone {
     /// `<ns>.svc.<zone>` and `<ns>.pod.<zone>` exist while the namespace has
     /// a service or a pod.
     fn namespace(&self, ns: &[u8]) -> Lookup {
-        if self.namespaces.contains_key(ns) {
-            found(Vec::new())
-        } else {
-            Lookup::NxDomain(Apex::Cluster)
-        }
+        if self.namespaces.contains_key(ns) { found(Vec::new()) } else { Lookup::NxDomain(Apex::Cluster) }
     }
 
     /// `k` labels in front of `in-addr.arpa`.
@@ -274,10 +238,7 @@ impl Zone {
         if parsed == 4 && k == 4 {
             let records = self.ptr_records(prefix.address());
             if !records.is_empty() {
-                return Lookup::Found {
-                    records,
-                    apex: Apex::Reverse,
-                };
+                return Lookup::Found { records, apex: Apex::Reverse };
             }
         }
         match (ours, parsed == k) {
@@ -285,30 +246,24 @@ impl Zone {
             // A shorter name inside our ranges (`0.244.10.in-addr.arpa`) is
             // an empty non-terminal: NODATA, never NXDOMAIN, which would
             // deny everything below it (RFC 8020).
-            (true, true) if parsed < 4 => Lookup::Found {
-                records: Vec::new(),
-                apex: Apex::Reverse,
-            },
+            (true, true) if parsed < 4 => Lookup::Found { records: Vec::new(), apex: Apex::Reverse },
             (true, _) => Lookup::NxDomain(Apex::Reverse),
         }
     }
 
     /// Whether `prefix` lies inside one of the cluster's ranges.
     fn in_cluster(&self, prefix: Ipv4Cidr) -> bool {
-        self.config.cluster_cidrs.iter().any(|cidr| {
-            cidr.prefix_len() <= prefix.prefix_len() && cidr.contains_addr(&prefix.address())
-        })
+        self.config
+            .cluster_cidrs
+            .iter()
+            .any(|cidr| cidr.prefix_len() <= prefix.prefix_len() && cidr.contains_addr(&prefix.address()))
     }
 
     /// PTR targets of `ip`: services and headless endpoints, else the pod name.
     fn ptr_records(&self, ip: Ipv4Address) -> Vec<Data> {
         let key = u32::from(ip);
         let mut records = Vec::new();
-        for (_, svc_key) in self
-            .reverse
-            .range((key, Default::default())..)
-            .take_while(|(k, _)| *k == key)
-        {
+        for (_, svc_key) in self.reverse.range((key, Default::default())..).take_while(|(k, _)| *k == key) {
             let Some(entry) = self.services.get(svc_key) else {
                 continue;
             };
@@ -320,10 +275,8 @@ impl Zone {
                 EntryKind::Headless(endpoints) => {
                     for e in endpoints.iter().filter(|e| e.ip == ip) {
                         let host = e.label();
-                        records.extend(
-                            name::join(&[host.as_ref(), svc, ns, b"svc"], &self.wire)
-                                .map(Data::Ptr),
-                        );
+                        records
+                            .extend(name::join(&[host.as_ref(), svc, ns, b"svc"], &self.wire).map(Data::Ptr));
                     }
                 }
                 _ => {}
@@ -345,8 +298,5 @@ impl Zone {
 }
 
 fn found(records: Vec<Data>) -> Lookup {
-    Lookup::Found {
-        records,
-        apex: Apex::Cluster,
-    }
+    Lookup::Found { records, apex: Apex::Cluster }
 }

@@ -30,21 +30,14 @@ impl Labels {
     /// `None` when the name breaks the wire limits (the parser should have
     /// refused it already; checked again so this never indexes out of range).
     pub(super) fn from_parsed<O: AsRef<[u8]>>(name: &ParsedName<O>) -> Option<Labels> {
-        let mut labels = Labels {
-            buf: [0; MAX_NAME_WIRE],
-            spans: [(0, 0); MAX_LABELS],
-            count: 0,
-        };
+        let mut labels = Labels { buf: [0; MAX_NAME_WIRE], spans: [(0, 0); MAX_LABELS], count: 0 };
         let mut used = 0usize;
         for label in name.iter_labels() {
             let bytes = label.as_slice();
             if bytes.is_empty() {
                 continue; // the root label
             }
-            if bytes.len() > MAX_LABEL
-                || used + bytes.len() > MAX_NAME_WIRE
-                || labels.count == MAX_LABELS
-            {
+            if bytes.len() > MAX_LABEL || used + bytes.len() > MAX_NAME_WIRE || labels.count == MAX_LABELS {
                 return None;
             }
             for (dst, src) in labels.buf[used..used + bytes.len()].iter_mut().zip(bytes) {
@@ -74,10 +67,7 @@ impl Labels {
     /// Whether the name ends with `suffix` (lowercase labels, leftmost first).
     pub(super) fn ends_with<S: AsRef<[u8]>>(&self, suffix: &[S]) -> bool {
         suffix.len() <= self.count
-            && suffix
-                .iter()
-                .enumerate()
-                .all(|(i, s)| self.get(self.count - suffix.len() + i) == s.as_ref())
+            && suffix.iter().enumerate().all(|(i, s)| self.get(self.count - suffix.len() + i) == s.as_ref())
     }
 }
 
@@ -86,9 +76,7 @@ impl Labels {
 pub(super) fn is_dns_label(label: &[u8]) -> bool {
     !label.is_empty()
         && label.len() <= MAX_LABEL
-        && label
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && label.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && label.first() != Some(&b'-')
         && label.last() != Some(&b'-')
 }
@@ -96,9 +84,7 @@ pub(super) fn is_dns_label(label: &[u8]) -> bool {
 /// Whether a query label could ever match a stored one; anything else
 /// (underscores aside, which SRV names use) is NXDOMAIN without a lookup.
 pub(super) fn is_lookup_label(label: &[u8]) -> bool {
-    label
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+    label.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
 /// The system-assigned hostname of an endpoint without one: its address
@@ -193,9 +179,7 @@ pub(super) fn dotted_to_wire(text: &str) -> Option<Vec<u8>> {
     for label in text.as_bytes().split(|c| *c == b'.') {
         let ok = !label.is_empty()
             && label.len() <= MAX_LABEL
-            && label
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
+            && label.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
         if !ok {
             return None;
         }
@@ -258,10 +242,7 @@ mod tests {
 
     #[test]
     fn dotted_names_convert_to_wire() {
-        assert_eq!(
-            dotted_to_wire("Example.com.").unwrap(),
-            b"\x07Example\x03com\x00"
-        );
+        assert_eq!(dotted_to_wire("Example.com.").unwrap(), b"\x07Example\x03com\x00");
         assert_eq!(dotted_to_wire("a").unwrap(), b"\x01a\x00");
         assert_eq!(dotted_to_wire(""), None);
         assert_eq!(dotted_to_wire("."), None);

@@ -116,12 +116,7 @@ impl PortEntry {
         }
         let mut name = [0; MAX_PORT_NAME];
         name[..bytes.len()].copy_from_slice(bytes);
-        Some(PortEntry {
-            name,
-            name_len: bytes.len() as u8,
-            port,
-            protocol,
-        })
+        Some(PortEntry { name, name_len: bytes.len() as u8, port, protocol })
     }
 
     /// The port name.
@@ -147,10 +142,7 @@ impl EndpointEntry {
             Some(_) => return None,
             None => None,
         };
-        Some(EndpointEntry {
-            ip: endpoint.ip,
-            hostname,
-        })
+        Some(EndpointEntry { ip: endpoint.ip, hostname })
     }
 
     /// The label naming this endpoint under its service: its hostname, or

@@ -69,9 +69,7 @@ impl Zone {
             Err(()) => return self.send(&response, out),
             Ok(None) => {}
             Ok(Some(opt)) => {
-                response.edns = Some(Edns {
-                    dnssec_ok: opt.dnssec_ok,
-                });
+                response.edns = Some(Edns { dnssec_ok: opt.dnssec_ok });
                 if transport == Transport::Udp {
                     // The client's buffer, capped by ours, never below 512
                     // (RFC 6891 §6.2.5). No `clamp`: it panics when a
@@ -88,9 +86,7 @@ impl Zone {
         }
         let qclass = question.qclass();
         let qtype = question.qtype();
-        if (qclass != Class::IN && qclass != Class::ANY)
-            || matches!(qtype, Rtype::AXFR | Rtype::IXFR)
-        {
+        if (qclass != Class::IN && qclass != Class::ANY) || matches!(qtype, Rtype::AXFR | Rtype::IXFR) {
             // Only the Internet class, and no zone transfers.
             response.rcode = OptRcode::NOTIMP;
             return self.send(&response, out);
@@ -108,9 +104,7 @@ impl Zone {
             Lookup::Found { records, apex } => {
                 answers = records
                     .into_iter()
-                    .filter(|d| {
-                        qtype == Rtype::ANY || d.rtype() == qtype || d.rtype() == Rtype::CNAME
-                    })
+                    .filter(|d| qtype == Rtype::ANY || d.rtype() == qtype || d.rtype() == Rtype::CNAME)
                     .collect();
                 response.answers = &answers;
                 if answers.is_empty() {
@@ -128,28 +122,17 @@ impl Zone {
         match self.write(response, mem::take(out)) {
             Ok(bytes) => {
                 *out = bytes;
-                return Outcome::Answered {
-                    rcode,
-                    truncated: false,
-                };
+                return Outcome::Answered { rcode, truncated: false };
             }
             Err(_) => out.clear(),
         }
         // Too big: header, question and OPT only, with TC, so that the client
         // retries over TCP (RFC 1035 §4.2.1, RFC 6891 §7).
-        let truncated = Response {
-            answers: &[],
-            negative: None,
-            truncated: true,
-            ..*response
-        };
+        let truncated = Response { answers: &[], negative: None, truncated: true, ..*response };
         match self.write(&truncated, mem::take(out)) {
             Ok(bytes) => {
                 *out = bytes;
-                Outcome::Answered {
-                    rcode,
-                    truncated: true,
-                }
+                Outcome::Answered { rcode, truncated: true }
             }
             Err(_) => {
                 out.clear();

@@ -29,27 +29,15 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Address {
 }
 
 fn port(name: Option<&str>, port: u16, protocol: Protocol) -> ServicePort {
-    ServicePort {
-        name: name.map(String::from),
-        port,
-        protocol,
-    }
+    ServicePort { name: name.map(String::from), port, protocol }
 }
 
 fn endpoint(address: Ipv4Address, hostname: Option<&str>) -> Endpoint {
-    Endpoint {
-        ip: address,
-        hostname: hostname.map(String::from),
-    }
+    Endpoint { ip: address, hostname: hostname.map(String::from) }
 }
 
 fn service(ns: &str, name: &str, ports: Vec<ServicePort>, kind: ServiceKind) -> Service {
-    Service {
-        name: name.into(),
-        namespace: ns.into(),
-        ports,
-        kind,
-    }
+    Service { name: name.into(), namespace: ns.into(), ports, kind }
 }
 
 /// web (ClusterIP), db (headless, two endpoints), ext (ExternalName),
@@ -98,11 +86,7 @@ fn zone() -> Zone {
 /// Wire form of a dotted name.
 fn wire(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }
@@ -154,9 +138,7 @@ fn section(records: domain::base::message::RecordSection<'_, &[u8]>) -> Vec<Stri
             if r.rtype() == Rtype::OPT {
                 return String::from("OPT");
             }
-            r.to_any_record::<AllRecordData<&[u8], ParsedName<&[u8]>>>()
-                .unwrap()
-                .to_string()
+            r.to_any_record::<AllRecordData<&[u8], ParsedName<&[u8]>>>().unwrap().to_string()
         })
         .filter(|s| s != "OPT")
         .collect()
@@ -165,14 +147,8 @@ fn section(records: domain::base::message::RecordSection<'_, &[u8]>) -> Vec<Stri
 fn read(bytes: &[u8]) -> Reply {
     let msg = Message::from_octets(bytes).unwrap();
     let h = msg.header();
-    let opt = msg.opt().map(|o| {
-        (
-            o.udp_payload_size(),
-            o.version(),
-            o.dnssec_ok(),
-            o.rcode(h).to_int() as u8,
-        )
-    });
+    let opt =
+        msg.opt().map(|o| (o.udp_payload_size(), o.version(), o.dnssec_ok(), o.rcode(h).to_int() as u8));
     Reply {
         rcode: h.rcode(),
         aa: h.aa(),
@@ -197,10 +173,7 @@ fn ask_on(zone: &Zone, q: &[u8], transport: Transport) -> (Outcome, Vec<u8>) {
 /// Asks over UDP and expects an answer.
 fn ask(zone: &Zone, q: &[u8]) -> Reply {
     let (outcome, out) = ask_on(zone, q, Transport::Udp);
-    assert!(
-        matches!(outcome, Outcome::Answered { .. }),
-        "expected an answer, got {outcome:?}"
-    );
+    assert!(matches!(outcome, Outcome::Answered { .. }), "expected an answer, got {outcome:?}");
     assert!(out.len() <= 512);
     read(&out)
 }
@@ -221,10 +194,7 @@ fn cluster_ip_service_has_an_a_record() {
     assert!(r.aa && r.ra && r.rd && !r.tc);
     assert_eq!(r.id, 0xbeef);
     assert_eq!(r.questions, 1);
-    assert_eq!(
-        r.answers,
-        ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]
-    );
+    assert_eq!(r.answers, ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]);
     assert!(r.authority.is_empty() && r.additional.is_empty());
     assert_eq!(r.opt, None);
 }
@@ -235,10 +205,7 @@ fn matching_ignores_case_and_answers_echo_it() {
     let q = query("Web.DEFAULT.svc.Cluster.Local.", A);
     let (_, out) = ask_on(&zone, &q, Transport::Udp);
     let r = read(&out);
-    assert_eq!(
-        r.answers,
-        ["Web.DEFAULT.svc.Cluster.Local. 5 IN A 10.96.0.20"]
-    );
+    assert_eq!(r.answers, ["Web.DEFAULT.svc.Cluster.Local. 5 IN A 10.96.0.20"]);
     // The question is echoed byte for byte.
     assert_eq!(&out[12..q.len()], &q[12..]);
 }
@@ -294,10 +261,7 @@ fn empty_non_terminals_are_nodata() {
         assert!(r.answers.is_empty(), "{name}");
         assert_eq!(r.authority.len(), 1, "{name}");
     }
-    assert_eq!(
-        ask(&zone, &query("_sctp.web.default.svc.cluster.local", A)).rcode,
-        WireRcode::NXDOMAIN
-    );
+    assert_eq!(ask(&zone, &query("_sctp.web.default.svc.cluster.local", A)).rcode, WireRcode::NXDOMAIN);
 }
 
 #[test]
@@ -317,15 +281,9 @@ fn headless_service_has_one_a_per_ready_endpoint() {
 fn headless_endpoints_are_named_by_hostname_or_address() {
     let zone = zone();
     let r = ask(&zone, &query("db-0.db.default.svc.cluster.local", A));
-    assert_eq!(
-        r.answers,
-        ["db-0.db.default.svc.cluster.local. 5 IN A 10.244.1.5"]
-    );
+    assert_eq!(r.answers, ["db-0.db.default.svc.cluster.local. 5 IN A 10.244.1.5"]);
     let r = ask(&zone, &query("10-244-1-6.db.default.svc.cluster.local", A));
-    assert_eq!(
-        r.answers,
-        ["10-244-1-6.db.default.svc.cluster.local. 5 IN A 10.244.1.6"]
-    );
+    assert_eq!(r.answers, ["10-244-1-6.db.default.svc.cluster.local. 5 IN A 10.244.1.6"]);
     // An endpoint with a hostname is not also reachable by its address name.
     let r = ask(&zone, &query("10-244-1-5.db.default.svc.cluster.local", A));
     assert_eq!(r.rcode, WireRcode::NXDOMAIN);
@@ -337,10 +295,7 @@ fn headless_endpoints_are_named_by_hostname_or_address() {
 #[test]
 fn headless_service_without_ready_endpoints_is_nxdomain() {
     let zone = zone();
-    for name in [
-        "empty.kube-system.svc.cluster.local",
-        "_x._tcp.empty.kube-system.svc.cluster.local",
-    ] {
+    for name in ["empty.kube-system.svc.cluster.local", "_x._tcp.empty.kube-system.svc.cluster.local"] {
         let qtype = if name.starts_with('_') { SRV } else { A };
         let r = ask(&zone, &query(name, qtype));
         assert_eq!(r.rcode, WireRcode::NXDOMAIN, "{name}");
@@ -350,24 +305,13 @@ fn headless_service_without_ready_endpoints_is_nxdomain() {
 #[test]
 fn srv_for_a_named_port_points_at_the_service_with_glue() {
     let zone = zone();
-    let r = ask(
-        &zone,
-        &query("_http._tcp.web.default.svc.cluster.local", SRV),
-    );
+    let r = ask(&zone, &query("_http._tcp.web.default.svc.cluster.local", SRV));
     assert_eq!(
         r.answers,
-        [
-            "_http._tcp.web.default.svc.cluster.local. 5 IN SRV 0 100 80 web.default.svc.cluster.local"
-        ]
+        ["_http._tcp.web.default.svc.cluster.local. 5 IN SRV 0 100 80 web.default.svc.cluster.local"]
     );
-    assert_eq!(
-        r.additional,
-        ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]
-    );
-    let r = ask(
-        &zone,
-        &query("_dns._udp.web.default.svc.cluster.local", SRV),
-    );
+    assert_eq!(r.additional, ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]);
+    let r = ask(&zone, &query("_dns._udp.web.default.svc.cluster.local", SRV));
     assert_eq!(r.answers.len(), 1);
     assert!(r.answers[0].ends_with("SRV 0 100 53 web.default.svc.cluster.local"));
 }
@@ -381,11 +325,7 @@ fn srv_needs_the_right_name_and_protocol() {
         "http._tcp.web.default.svc.cluster.local",
         "_http.tcp.web.default.svc.cluster.local",
     ] {
-        assert_eq!(
-            ask(&zone, &query(name, SRV)).rcode,
-            WireRcode::NXDOMAIN,
-            "{name}"
-        );
+        assert_eq!(ask(&zone, &query(name, SRV)).rcode, WireRcode::NXDOMAIN, "{name}");
     }
     // The SRV name exists: other types are NODATA.
     let r = ask(&zone, &query("_http._tcp.web.default.svc.cluster.local", A));
@@ -419,11 +359,7 @@ fn external_name_is_a_cname_for_any_type() {
     for qtype in [A, AAAA, CNAME, ANY] {
         let r = ask(&zone, &query("ext.default.svc.cluster.local", qtype));
         assert_eq!(r.rcode, WireRcode::NOERROR);
-        assert_eq!(
-            r.answers,
-            ["ext.default.svc.cluster.local. 5 IN CNAME db.example.com."],
-            "type {qtype}"
-        );
+        assert_eq!(r.answers, ["ext.default.svc.cluster.local. 5 IN CNAME db.example.com."], "type {qtype}");
     }
 }
 
@@ -431,10 +367,7 @@ fn external_name_is_a_cname_for_any_type() {
 fn any_returns_every_record_of_the_name() {
     let zone = zone();
     let r = ask(&zone, &query("web.default.svc.cluster.local", ANY));
-    assert_eq!(
-        r.answers,
-        ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]
-    );
+    assert_eq!(r.answers, ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]);
 }
 
 // --- pods, version, apex ----------------------------------------------------
@@ -443,21 +376,14 @@ fn any_returns_every_record_of_the_name() {
 fn pods_resolve_in_their_namespace_only() {
     let zone = zone();
     let r = ask(&zone, &query("10-244-0-7.default.pod.cluster.local", A));
-    assert_eq!(
-        r.answers,
-        ["10-244-0-7.default.pod.cluster.local. 5 IN A 10.244.0.7"]
-    );
+    assert_eq!(r.answers, ["10-244-0-7.default.pod.cluster.local. 5 IN A 10.244.0.7"]);
     for name in [
         "10-244-0-7.other.pod.cluster.local",
         "10-244-0-8.default.pod.cluster.local",
         "10-244-0-07.default.pod.cluster.local",
         "x.10-244-0-7.default.pod.cluster.local",
     ] {
-        assert_eq!(
-            ask(&zone, &query(name, A)).rcode,
-            WireRcode::NXDOMAIN,
-            "{name}"
-        );
+        assert_eq!(ask(&zone, &query(name, A)).rcode, WireRcode::NXDOMAIN, "{name}");
     }
 }
 
@@ -482,40 +408,17 @@ fn the_apex_has_an_soa() {
 
 #[test]
 fn a_configured_domain_and_ttl_are_used() {
-    let config = ZoneConfig {
-        domain: "Edge.Example.".into(),
-        ttl: 30,
-        ..ZoneConfig::default()
-    };
+    let config = ZoneConfig { domain: "Edge.Example.".into(), ttl: 30, ..ZoneConfig::default() };
     let mut zone = Zone::new(config).unwrap();
-    zone.upsert_service(&service(
-        "default",
-        "web",
-        vec![],
-        ServiceKind::ClusterIp(ip(10, 96, 0, 1)),
-    ))
-    .unwrap();
+    zone.upsert_service(&service("default", "web", vec![], ServiceKind::ClusterIp(ip(10, 96, 0, 1))))
+        .unwrap();
     let r = ask(&zone, &query("web.default.svc.edge.example", A));
-    assert_eq!(
-        r.answers,
-        ["web.default.svc.edge.example. 30 IN A 10.96.0.1"]
-    );
-    let (outcome, _) = ask_on(
-        &zone,
-        &query("web.default.svc.cluster.local", A),
-        Transport::Udp,
-    );
+    assert_eq!(r.answers, ["web.default.svc.edge.example. 30 IN A 10.96.0.1"]);
+    let (outcome, _) = ask_on(&zone, &query("web.default.svc.cluster.local", A), Transport::Udp);
     assert_eq!(outcome, Outcome::Forward);
     for bad in ["", ".", "a..b", "under_score.local", "-x.local"] {
-        let config = ZoneConfig {
-            domain: bad.into(),
-            ..ZoneConfig::default()
-        };
-        assert_eq!(
-            Zone::new(config).unwrap_err(),
-            ZoneError::InvalidDomain,
-            "{bad:?}"
-        );
+        let config = ZoneConfig { domain: bad.into(), ..ZoneConfig::default() };
+        assert_eq!(Zone::new(config).unwrap_err(), ZoneError::InvalidDomain, "{bad:?}");
     }
 }
 
@@ -526,18 +429,9 @@ fn ptr_for_cluster_ips_endpoints_and_pods() {
     let zone = zone();
     let cases = [
         ("20.0.96.10.in-addr.arpa", "web.default.svc.cluster.local."),
-        (
-            "5.1.244.10.in-addr.arpa",
-            "db-0.db.default.svc.cluster.local.",
-        ),
-        (
-            "6.1.244.10.in-addr.arpa",
-            "10-244-1-6.db.default.svc.cluster.local.",
-        ),
-        (
-            "7.0.244.10.in-addr.arpa",
-            "10-244-0-7.default.pod.cluster.local.",
-        ),
+        ("5.1.244.10.in-addr.arpa", "db-0.db.default.svc.cluster.local."),
+        ("6.1.244.10.in-addr.arpa", "10-244-1-6.db.default.svc.cluster.local."),
+        ("7.0.244.10.in-addr.arpa", "10-244-0-7.default.pod.cluster.local."),
     ];
     for (name, target) in cases {
         let r = ask(&zone, &query(name, PTR));
@@ -555,10 +449,7 @@ fn endpoint_ptr_wins_over_the_pod_name() {
     let mut zone = zone();
     zone.upsert_pod(ip(10, 244, 1, 5), "default").unwrap();
     let r = ask(&zone, &query("5.1.244.10.in-addr.arpa", PTR));
-    assert_eq!(
-        r.answers,
-        ["5.1.244.10.in-addr.arpa. 5 IN PTR db-0.db.default.svc.cluster.local."]
-    );
+    assert_eq!(r.answers, ["5.1.244.10.in-addr.arpa. 5 IN PTR db-0.db.default.svc.cluster.local."]);
 }
 
 #[test]
@@ -573,10 +464,7 @@ fn unknown_addresses_in_cluster_ranges_are_nxdomain_others_forwarded() {
         let r = ask(&zone, &query(name, PTR));
         assert_eq!(r.rcode, WireRcode::NXDOMAIN, "{name}");
         assert_eq!(r.authority.len(), 1);
-        assert!(
-            r.authority[0].starts_with("in-addr.arpa. 5 IN SOA"),
-            "{name}"
-        );
+        assert!(r.authority[0].starts_with("in-addr.arpa. 5 IN SOA"), "{name}");
     }
     for name in [
         "8.8.8.8.in-addr.arpa",
@@ -592,11 +480,7 @@ fn unknown_addresses_in_cluster_ranges_are_nxdomain_others_forwarded() {
         assert!(out.is_empty());
     }
     // Partial names inside the ranges exist (they have addresses under them).
-    for name in [
-        "0.244.10.in-addr.arpa",
-        "244.10.in-addr.arpa",
-        "97.10.in-addr.arpa",
-    ] {
+    for name in ["0.244.10.in-addr.arpa", "244.10.in-addr.arpa", "97.10.in-addr.arpa"] {
         let r = ask(&zone, &query(name, PTR));
         assert_eq!(r.rcode, WireRcode::NOERROR, "{name}");
         assert!(r.answers.is_empty());
@@ -608,13 +492,7 @@ fn unknown_addresses_in_cluster_ranges_are_nxdomain_others_forwarded() {
 #[test]
 fn names_outside_the_zone_are_forwarded() {
     let zone = zone();
-    for name in [
-        "example.com",
-        "local",
-        "cluster.local.example.com",
-        "xcluster.local",
-        ".",
-    ] {
+    for name in ["example.com", "local", "cluster.local.example.com", "xcluster.local", "."] {
         for qtype in [A, AAAA, 65, 99, 0xff00] {
             let (outcome, out) = ask_on(&zone, &query(name, qtype), Transport::Udp);
             assert_eq!(outcome, Outcome::Forward, "{name} type {qtype}");
@@ -633,22 +511,13 @@ fn names_outside_the_zone_are_forwarded() {
 #[test]
 fn edns_queries_get_an_opt_record_back() {
     let zone = zone();
-    let r = ask(
-        &zone,
-        &query_edns("web.default.svc.cluster.local", A, 4096, 0, false),
-    );
+    let r = ask(&zone, &query_edns("web.default.svc.cluster.local", A, 4096, 0, false));
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.opt, Some((1232, 0, false, 0)));
-    let r = ask(
-        &zone,
-        &query_edns("web.default.svc.cluster.local", A, 1232, 0, true),
-    );
+    let r = ask(&zone, &query_edns("web.default.svc.cluster.local", A, 1232, 0, true));
     assert_eq!(r.opt, Some((1232, 0, true, 0)), "DO is copied (RFC 3225)");
     // Negative answers keep the OPT too.
-    let r = ask(
-        &zone,
-        &query_edns("nope.default.svc.cluster.local", A, 512, 0, false),
-    );
+    let r = ask(&zone, &query_edns("nope.default.svc.cluster.local", A, 512, 0, false));
     assert_eq!(r.rcode, WireRcode::NXDOMAIN);
     assert!(r.opt.is_some());
 }
@@ -656,18 +525,9 @@ fn edns_queries_get_an_opt_record_back() {
 #[test]
 fn an_unknown_edns_version_is_badvers() {
     let zone = zone();
-    let (outcome, out) = ask_on(
-        &zone,
-        &query_edns("web.default.svc.cluster.local", A, 1232, 1, false),
-        Transport::Udp,
-    );
-    assert_eq!(
-        outcome,
-        Outcome::Answered {
-            rcode: Rcode::BadVers,
-            truncated: false
-        }
-    );
+    let (outcome, out) =
+        ask_on(&zone, &query_edns("web.default.svc.cluster.local", A, 1232, 1, false), Transport::Udp);
+    assert_eq!(outcome, Outcome::Answered { rcode: Rcode::BadVers, truncated: false });
     let r = read(&out);
     assert!(r.answers.is_empty());
     assert_eq!(r.opt, Some((1232, 0, false, 16)));
@@ -679,18 +539,15 @@ fn dig_fixture_with_edns_cookie_is_answered() {
     // set, OPT with a 4096-byte buffer and a client COOKIE option.
     let q: &[u8] = &[
         0x3a, 0x51, 0x01, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // header
-        0x03, b'w', b'e', b'b', 0x07, b'd', b'e', b'f', b'a', b'u', b'l', b't', 0x03, b's', b'v',
-        b'c', 0x07, b'c', b'l', b'u', b's', b't', b'e', b'r', 0x05, b'l', b'o', b'c', b'a', b'l',
-        0x00, 0x00, 0x01, 0x00, 0x01, // question
+        0x03, b'w', b'e', b'b', 0x07, b'd', b'e', b'f', b'a', b'u', b'l', b't', 0x03, b's', b'v', b'c', 0x07,
+        b'c', b'l', b'u', b's', b't', b'e', b'r', 0x05, b'l', b'o', b'c', b'a', b'l', 0x00, 0x00, 0x01, 0x00,
+        0x01, // question
         0x00, 0x00, 0x29, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, // OPT
         0x00, 0x0a, 0x00, 0x08, 0x5e, 0x1b, 0x7e, 0xa3, 0x91, 0x4c, 0x02, 0x6f, // COOKIE
     ];
     let r = ask(&zone(), q);
     assert_eq!(r.id, 0x3a51);
-    assert_eq!(
-        r.answers,
-        ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]
-    );
+    assert_eq!(r.answers, ["web.default.svc.cluster.local. 5 IN A 10.96.0.20"]);
     assert_eq!(r.opt, Some((1232, 0, false, 0)));
 }
 
@@ -713,13 +570,7 @@ fn udp_answers_over_512_bytes_are_truncated_without_edns() {
     let zone = big_zone(40); // 40 × 16 bytes of A records + header: > 512
     let q = query("big.default.svc.cluster.local", A);
     let (outcome, out) = ask_on(&zone, &q, Transport::Udp);
-    assert_eq!(
-        outcome,
-        Outcome::Answered {
-            rcode: Rcode::NoError,
-            truncated: true
-        }
-    );
+    assert_eq!(outcome, Outcome::Answered { rcode: Rcode::NoError, truncated: true });
     assert_eq!(out.len(), q.len(), "header and question only");
     let r = read(&out);
     assert!(r.tc && r.answers.is_empty() && r.authority.is_empty());
@@ -727,13 +578,7 @@ fn udp_answers_over_512_bytes_are_truncated_without_edns() {
 
     // The same over TCP is whole.
     let (outcome, out) = ask_on(&zone, &q, Transport::Tcp);
-    assert!(matches!(
-        outcome,
-        Outcome::Answered {
-            truncated: false,
-            ..
-        }
-    ));
+    assert!(matches!(outcome, Outcome::Answered { truncated: false, .. }));
     let r = read(&out);
     assert_eq!(r.answers.len(), 40);
     assert!(!r.tc && out.len() > 512);
@@ -745,41 +590,19 @@ fn edns_buffer_size_bounds_udp_answers() {
     let name = "big.default.svc.cluster.local";
     // 4096 offered, capped at our 1232: 40 records fit.
     let (outcome, out) = ask_on(&zone, &query_edns(name, A, 4096, 0, false), Transport::Udp);
-    assert!(matches!(
-        outcome,
-        Outcome::Answered {
-            truncated: false,
-            ..
-        }
-    ));
+    assert!(matches!(outcome, Outcome::Answered { truncated: false, .. }));
     assert!(out.len() > 512 && out.len() <= 1232);
     assert_eq!(read(&out).answers.len(), 40);
     // Below 512 counts as 512.
     let (outcome, out) = ask_on(&zone, &query_edns(name, A, 100, 0, false), Transport::Udp);
-    assert!(matches!(
-        outcome,
-        Outcome::Answered {
-            truncated: true,
-            ..
-        }
-    ));
+    assert!(matches!(outcome, Outcome::Answered { truncated: true, .. }));
     let r = read(&out);
     assert!(r.tc && r.answers.is_empty());
-    assert_eq!(
-        r.opt,
-        Some((1232, 0, false, 0)),
-        "OPT kept in a truncated answer"
-    );
+    assert_eq!(r.opt, Some((1232, 0, false, 0)), "OPT kept in a truncated answer");
     // 200 endpoints do not fit 1232 bytes either.
     let zone = big_zone(200);
     let (outcome, out) = ask_on(&zone, &query_edns(name, A, 4096, 0, false), Transport::Udp);
-    assert!(matches!(
-        outcome,
-        Outcome::Answered {
-            truncated: true,
-            ..
-        }
-    ));
+    assert!(matches!(outcome, Outcome::Answered { truncated: true, .. }));
     assert!(out.len() <= 1232);
 }
 
@@ -788,24 +611,9 @@ fn srv_glue_that_does_not_fit_is_left_out_without_tc() {
     // SRV targets are never compressed (RFC 2782): 15 records take ~900
     // bytes, which leaves room for some of their A records, not all.
     let zone = big_zone(15);
-    let q = query_edns(
-        "_http._tcp.big.default.svc.cluster.local",
-        SRV,
-        1232,
-        0,
-        false,
-    );
+    let q = query_edns("_http._tcp.big.default.svc.cluster.local", SRV, 1232, 0, false);
     let (outcome, out) = ask_on(&zone, &q, Transport::Udp);
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Answered {
-                truncated: false,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Outcome::Answered { truncated: false, .. }), "{outcome:?}");
     let r = read(&out);
     assert_eq!(r.answers.len(), 15);
     assert!(!r.tc);
@@ -822,14 +630,7 @@ fn outcome_of(zone: &Zone, q: &[u8]) -> Outcome {
 
 fn formerr(zone: &Zone, q: &[u8]) {
     let (outcome, out) = ask_on(zone, q, Transport::Udp);
-    assert_eq!(
-        outcome,
-        Outcome::Answered {
-            rcode: Rcode::FormErr,
-            truncated: false
-        },
-        "{q:02x?}"
-    );
+    assert_eq!(outcome, Outcome::Answered { rcode: Rcode::FormErr, truncated: false }, "{q:02x?}");
     let r = read(&out);
     assert_eq!(r.rcode, WireRcode::FORMERR);
     assert_eq!(r.id, u16::from_be_bytes([q[0], q[1]]));
@@ -847,10 +648,7 @@ fn short_messages_and_responses_are_dropped() {
     }
     let mut response = query("web.default.svc.cluster.local", A);
     response[2] |= 0x80;
-    assert_eq!(
-        outcome_of(&zone, &response),
-        Outcome::Drop(DropReason::NotAQuery)
-    );
+    assert_eq!(outcome_of(&zone, &response), Outcome::Drop(DropReason::NotAQuery));
 }
 
 #[test]
@@ -860,13 +658,7 @@ fn other_opcodes_are_notimp() {
         let mut q = query("web.default.svc.cluster.local", A);
         q[2] = (q[2] & 0x87) | (opcode << 3);
         let (outcome, out) = ask_on(&zone, &q, Transport::Udp);
-        assert_eq!(
-            outcome,
-            Outcome::Answered {
-                rcode: Rcode::NotImp,
-                truncated: false
-            }
-        );
+        assert_eq!(outcome, Outcome::Answered { rcode: Rcode::NotImp, truncated: false });
         let r = read(&out);
         assert_eq!(r.rcode, WireRcode::NOTIMP);
         assert_eq!(out[2] & 0x78, opcode << 3, "opcode echoed");
@@ -916,10 +708,7 @@ fn broken_names_are_formerr() {
     long.push(0);
     formerr(&zone, &with(&long));
     // Missing type and class.
-    formerr(
-        &zone,
-        &[&header[..], &wire("web.default.svc.cluster.local")].concat(),
-    );
+    formerr(&zone, &[&header[..], &wire("web.default.svc.cluster.local")].concat());
 }
 
 #[test]
@@ -950,10 +739,7 @@ fn other_classes_and_zone_transfers_are_notimp_in_the_zone() {
         let (outcome, out) = ask_on(&zone, &q, Transport::Udp);
         assert_eq!(
             outcome,
-            Outcome::Answered {
-                rcode: Rcode::NotImp,
-                truncated: false
-            },
+            Outcome::Answered { rcode: Rcode::NotImp, truncated: false },
             "type {qtype} class {class}"
         );
         assert_eq!(read(&out).rcode, WireRcode::NOTIMP);
@@ -1011,19 +797,11 @@ fn fuzzed_input_never_panics() {
             q
         };
         let z = if round % 2 == 0 { &zone } else { &zone2 };
-        let transport = if round % 3 == 0 {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
+        let transport = if round % 3 == 0 { Transport::Tcp } else { Transport::Udp };
         match z.answer(&input, transport, &mut out) {
             Outcome::Answered { .. } => {
                 answered += 1;
-                let limit = if transport == Transport::Tcp {
-                    65535
-                } else {
-                    1232
-                };
+                let limit = if transport == Transport::Tcp { 65535 } else { 1232 };
                 assert!(out.len() <= limit);
                 let msg = Message::from_octets(&out[..]).expect("responses parse");
                 assert!(msg.header().qr());
@@ -1032,10 +810,7 @@ fn fuzzed_input_never_panics() {
             Outcome::Forward | Outcome::Drop(_) => assert!(out.is_empty()),
         }
     }
-    assert!(
-        answered > 10_000,
-        "the fuzzer reaches the answer path: {answered}"
-    );
+    assert!(answered > 10_000, "the fuzzer reaches the answer path: {answered}");
 }
 
 // --- updates and capacities -------------------------------------------------
@@ -1044,37 +819,17 @@ fn fuzzed_input_never_panics() {
 fn services_are_replaced_and_removed() {
     let mut zone = zone();
     let serial = zone.serial();
-    zone.upsert_service(&service(
-        "default",
-        "web",
-        vec![],
-        ServiceKind::ClusterIp(ip(10, 96, 0, 21)),
-    ))
-    .unwrap();
+    zone.upsert_service(&service("default", "web", vec![], ServiceKind::ClusterIp(ip(10, 96, 0, 21))))
+        .unwrap();
     assert!(zone.serial() != serial);
     let r = ask(&zone, &query("web.default.svc.cluster.local", A));
-    assert_eq!(
-        r.answers,
-        ["web.default.svc.cluster.local. 5 IN A 10.96.0.21"]
-    );
+    assert_eq!(r.answers, ["web.default.svc.cluster.local. 5 IN A 10.96.0.21"]);
     // The old ClusterIP no longer has a PTR; the new one does.
-    assert_eq!(
-        ask(&zone, &query("20.0.96.10.in-addr.arpa", PTR)).rcode,
-        WireRcode::NXDOMAIN
-    );
-    assert_eq!(
-        ask(&zone, &query("21.0.96.10.in-addr.arpa", PTR))
-            .answers
-            .len(),
-        1
-    );
+    assert_eq!(ask(&zone, &query("20.0.96.10.in-addr.arpa", PTR)).rcode, WireRcode::NXDOMAIN);
+    assert_eq!(ask(&zone, &query("21.0.96.10.in-addr.arpa", PTR)).answers.len(), 1);
     // The port is gone with the update.
     assert_eq!(
-        ask(
-            &zone,
-            &query("_http._tcp.web.default.svc.cluster.local", SRV)
-        )
-        .rcode,
+        ask(&zone, &query("_http._tcp.web.default.svc.cluster.local", SRV)).rcode,
         WireRcode::NXDOMAIN
     );
 
@@ -1083,51 +838,28 @@ fn services_are_replaced_and_removed() {
     assert!(!zone.remove_service("default", "db"));
     assert!(!zone.remove_service("Bad Name", "db"));
     assert_eq!(zone.endpoint_count(), 0);
-    assert_eq!(
-        ask(&zone, &query("5.1.244.10.in-addr.arpa", PTR)).rcode,
-        WireRcode::NXDOMAIN
-    );
-    assert_eq!(
-        ask(&zone, &query("db.default.svc.cluster.local", A)).rcode,
-        WireRcode::NXDOMAIN
-    );
+    assert_eq!(ask(&zone, &query("5.1.244.10.in-addr.arpa", PTR)).rcode, WireRcode::NXDOMAIN);
+    assert_eq!(ask(&zone, &query("db.default.svc.cluster.local", A)).rcode, WireRcode::NXDOMAIN);
 }
 
 #[test]
 fn namespaces_exist_while_they_hold_something() {
     let mut zone = zone();
     assert!(zone.remove_service("kube-system", "empty"));
-    assert_eq!(
-        ask(&zone, &query("kube-system.svc.cluster.local", A)).rcode,
-        WireRcode::NXDOMAIN
-    );
+    assert_eq!(ask(&zone, &query("kube-system.svc.cluster.local", A)).rcode, WireRcode::NXDOMAIN);
     zone.upsert_pod(ip(10, 244, 0, 9), "kube-system").unwrap();
-    assert_eq!(
-        ask(&zone, &query("kube-system.svc.cluster.local", A)).rcode,
-        WireRcode::NOERROR
-    );
+    assert_eq!(ask(&zone, &query("kube-system.svc.cluster.local", A)).rcode, WireRcode::NOERROR);
     // Moving the pod moves the namespace count with it.
     zone.upsert_pod(ip(10, 244, 0, 9), "other").unwrap();
-    assert_eq!(
-        ask(&zone, &query("kube-system.pod.cluster.local", A)).rcode,
-        WireRcode::NXDOMAIN
-    );
+    assert_eq!(ask(&zone, &query("kube-system.pod.cluster.local", A)).rcode, WireRcode::NXDOMAIN);
     assert!(zone.remove_pod(ip(10, 244, 0, 9)));
     assert!(!zone.remove_pod(ip(10, 244, 0, 9)));
-    assert_eq!(
-        ask(&zone, &query("other.pod.cluster.local", A)).rcode,
-        WireRcode::NXDOMAIN
-    );
+    assert_eq!(ask(&zone, &query("other.pod.cluster.local", A)).rcode, WireRcode::NXDOMAIN);
 }
 
 #[test]
 fn capacities_are_enforced_and_failures_change_nothing() {
-    let config = ZoneConfig {
-        max_services: 2,
-        max_endpoints: 3,
-        max_pods: 1,
-        ..ZoneConfig::default()
-    };
+    let config = ZoneConfig { max_services: 2, max_endpoints: 3, max_pods: 1, ..ZoneConfig::default() };
     let mut zone = Zone::new(config).unwrap();
     let headless = |name: &str, n: u8| {
         service(
@@ -1138,37 +870,22 @@ fn capacities_are_enforced_and_failures_change_nothing() {
         )
     };
     zone.upsert_service(&headless("a", 2)).unwrap();
-    assert_eq!(
-        zone.upsert_service(&headless("b", 2)),
-        Err(ZoneError::EndpointsFull)
-    );
+    assert_eq!(zone.upsert_service(&headless("b", 2)), Err(ZoneError::EndpointsFull));
     zone.upsert_service(&headless("b", 1)).unwrap();
-    assert_eq!(
-        zone.upsert_service(&headless("c", 0)),
-        Err(ZoneError::ServicesFull)
-    );
+    assert_eq!(zone.upsert_service(&headless("c", 0)), Err(ZoneError::ServicesFull));
     // Replacing within the budget is fine; growing past it is not.
     zone.upsert_service(&headless("a", 1)).unwrap();
     zone.upsert_service(&headless("b", 2)).unwrap();
-    assert_eq!(
-        zone.upsert_service(&headless("a", 2)),
-        Err(ZoneError::EndpointsFull)
-    );
+    assert_eq!(zone.upsert_service(&headless("a", 2)), Err(ZoneError::EndpointsFull));
     assert_eq!(zone.endpoint_count(), 3);
     assert_eq!(zone.service_count(), 2);
     let serial = zone.serial();
-    assert_eq!(
-        zone.upsert_service(&headless("c", 0)),
-        Err(ZoneError::ServicesFull)
-    );
+    assert_eq!(zone.upsert_service(&headless("c", 0)), Err(ZoneError::ServicesFull));
     assert_eq!(zone.serial(), serial);
 
     zone.upsert_pod(ip(10, 244, 0, 1), "default").unwrap();
     zone.upsert_pod(ip(10, 244, 0, 1), "default").unwrap();
-    assert_eq!(
-        zone.upsert_pod(ip(10, 244, 0, 2), "default"),
-        Err(ZoneError::PodsFull)
-    );
+    assert_eq!(zone.upsert_pod(ip(10, 244, 0, 2), "default"), Err(ZoneError::PodsFull));
     assert_eq!(zone.pod_count(), 1);
 }
 
@@ -1177,13 +894,9 @@ fn invalid_names_are_refused() {
     let mut zone = zone();
     let ok = |kind| service("default", "ok", vec![], kind);
     let cluster_ip = ServiceKind::ClusterIp(ip(10, 96, 0, 1));
-    for (ns, name) in [
-        ("default", "Web"),
-        ("default", "a.b"),
-        ("default", ""),
-        ("", "web"),
-        ("default", "-web"),
-    ] {
+    for (ns, name) in
+        [("default", "Web"), ("default", "a.b"), ("default", ""), ("", "web"), ("default", "-web")]
+    {
         assert_eq!(
             zone.upsert_service(&service(ns, name, vec![], cluster_ip.clone())),
             Err(ZoneError::InvalidName),
@@ -1196,14 +909,9 @@ fn invalid_names_are_refused() {
     bad_port.ports = vec![port(Some("_http"), 1, Protocol::Tcp)];
     assert_eq!(zone.upsert_service(&bad_port), Err(ZoneError::InvalidName));
     let mut many = ok(cluster_ip);
-    many.ports = (0..65)
-        .map(|i| port(Some(&format!("p{i}")), i, Protocol::Tcp))
-        .collect();
+    many.ports = (0..65).map(|i| port(Some(&format!("p{i}")), i, Protocol::Tcp)).collect();
     assert_eq!(zone.upsert_service(&many), Err(ZoneError::TooManyPorts));
-    let bad_host = ok(ServiceKind::Headless(vec![endpoint(
-        ip(10, 244, 0, 1),
-        Some("A_b"),
-    )]));
+    let bad_host = ok(ServiceKind::Headless(vec![endpoint(ip(10, 244, 0, 1), Some("A_b"))]));
     assert_eq!(zone.upsert_service(&bad_host), Err(ZoneError::InvalidName));
     for target in ["", "a..b", "has space.com", &"x".repeat(64)] {
         assert_eq!(
@@ -1214,21 +922,10 @@ fn invalid_names_are_refused() {
     }
     // 3 × 64 + 4 bytes of `<host>.<svc>.<ns>.svc.` leave 59 for the domain.
     let long = "a".repeat(63);
-    let too_long = service(
-        &long,
-        &long,
-        vec![],
-        ServiceKind::Headless(vec![endpoint(ip(10, 244, 0, 1), Some(&long))]),
-    );
-    for (domain, fits) in [
-        ("d".repeat(51) + ".local", true),
-        ("d".repeat(52) + ".local", false),
-    ] {
-        let mut long_zone = Zone::new(ZoneConfig {
-            domain,
-            ..ZoneConfig::default()
-        })
-        .unwrap();
+    let too_long =
+        service(&long, &long, vec![], ServiceKind::Headless(vec![endpoint(ip(10, 244, 0, 1), Some(&long))]));
+    for (domain, fits) in [("d".repeat(51) + ".local", true), ("d".repeat(52) + ".local", false)] {
+        let mut long_zone = Zone::new(ZoneConfig { domain, ..ZoneConfig::default() }).unwrap();
         let result = long_zone.upsert_service(&too_long);
         assert_eq!(result.is_ok(), fits, "{result:?}");
         if !fits {
@@ -1236,10 +933,7 @@ fn invalid_names_are_refused() {
             assert_eq!(long_zone.service_count(), 0);
         }
     }
-    assert_eq!(
-        zone.upsert_pod(ip(10, 244, 0, 1), "Default"),
-        Err(ZoneError::InvalidName)
-    );
+    assert_eq!(zone.upsert_pod(ip(10, 244, 0, 1), "Default"), Err(ZoneError::InvalidName));
     assert_eq!(zone.service_count(), 4);
 }
 
@@ -1258,10 +952,7 @@ fn long_but_legal_names_are_served() {
     let r = ask(&zone, &query(&name, A));
     assert_eq!(r.answers.len(), 1);
     let r = ask(&zone, &query("1.3.244.10.in-addr.arpa", PTR));
-    assert_eq!(
-        r.answers,
-        [format!("1.3.244.10.in-addr.arpa. 5 IN PTR {name}.")]
-    );
+    assert_eq!(r.answers, [format!("1.3.244.10.in-addr.arpa. 5 IN PTR {name}.")]);
 }
 
 #[test]
@@ -1288,17 +979,9 @@ fn entry_sizes_stay_small() {
 
 #[test]
 fn cluster_cidrs_are_configurable() {
-    let config = ZoneConfig {
-        cluster_cidrs: vec![Ipv4Cidr::new(ip(192, 168, 50, 0), 24)],
-        ..ZoneConfig::default()
-    };
+    let config =
+        ZoneConfig { cluster_cidrs: vec![Ipv4Cidr::new(ip(192, 168, 50, 0), 24)], ..ZoneConfig::default() };
     let zone = Zone::new(config).unwrap();
-    assert_eq!(
-        ask(&zone, &query("9.50.168.192.in-addr.arpa", PTR)).rcode,
-        WireRcode::NXDOMAIN
-    );
-    assert_eq!(
-        outcome_of(&zone, &query("9.9.244.10.in-addr.arpa", PTR)),
-        Outcome::Forward
-    );
+    assert_eq!(ask(&zone, &query("9.50.168.192.in-addr.arpa", PTR)).rcode, WireRcode::NXDOMAIN);
+    assert_eq!(outcome_of(&zone, &query("9.9.244.10.in-addr.arpa", PTR)), Outcome::Forward);
 }

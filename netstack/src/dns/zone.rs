@@ -42,12 +42,8 @@ pub enum ZoneError {
 impl fmt::Display for ZoneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ZoneError::ServicesFull => {
-                "DNS service table full (raise max_services in the board config)"
-            }
-            ZoneError::EndpointsFull => {
-                "DNS endpoint table full (raise max_endpoints in the board config)"
-            }
+            ZoneError::ServicesFull => "DNS service table full (raise max_services in the board config)",
+            ZoneError::EndpointsFull => "DNS endpoint table full (raise max_endpoints in the board config)",
             ZoneError::PodsFull => "DNS pod table full (raise max_pods in the board config)",
             ZoneError::TooManyPorts => "service has more than 64 named ports",
             ZoneError::InvalidName => "not a valid DNS label or name",
@@ -84,12 +80,8 @@ impl Zone {
     pub fn new(config: ZoneConfig) -> Result<Zone, ZoneError> {
         let lower = config.domain.to_ascii_lowercase();
         let wire = name::dotted_to_wire(&lower).ok_or(ZoneError::InvalidDomain)?;
-        let labels: Vec<Box<[u8]>> = lower
-            .strip_suffix('.')
-            .unwrap_or(&lower)
-            .split('.')
-            .map(|l| Box::from(l.as_bytes()))
-            .collect();
+        let labels: Vec<Box<[u8]>> =
+            lower.strip_suffix('.').unwrap_or(&lower).split('.').map(|l| Box::from(l.as_bytes())).collect();
         if !labels.iter().all(|l| name::is_dns_label(l)) {
             return Err(ZoneError::InvalidDomain);
         }
@@ -215,8 +207,8 @@ impl Zone {
         let mut ports = Vec::new();
         for port in &service.ports {
             if let Some(port_name) = &port.name {
-                let entry = PortEntry::new(port_name, port.port, port.protocol)
-                    .ok_or(ZoneError::InvalidName)?;
+                let entry =
+                    PortEntry::new(port_name, port.port, port.protocol).ok_or(ZoneError::InvalidName)?;
                 if ports.len() == MAX_PORTS_PER_SERVICE {
                     return Err(ZoneError::TooManyPorts);
                 }
@@ -238,18 +230,13 @@ impl Zone {
                 EntryKind::Headless(stored.into_boxed_slice())
             }
             ServiceKind::ExternalName(target) => EntryKind::ExternalName(
-                name::dotted_to_wire(target)
-                    .ok_or(ZoneError::InvalidName)?
-                    .into_boxed_slice(),
+                name::dotted_to_wire(target).ok_or(ZoneError::InvalidName)?.into_boxed_slice(),
             ),
         };
         if name::wire_len(&[svc, ns, b"svc"], &self.wire) + longest_host > MAX_NAME_WIRE {
             return Err(ZoneError::NameTooLong);
         }
-        Ok(ServiceEntry {
-            kind,
-            ports: ports.into_boxed_slice(),
-        })
+        Ok(ServiceEntry { kind, ports: ports.into_boxed_slice() })
     }
 
     fn index(&mut self, key: &[u8], entry: &ServiceEntry) {
@@ -329,7 +316,5 @@ fn addresses(entry: &ServiceEntry) -> impl Iterator<Item = u32> + '_ {
         EntryKind::Headless(endpoints) => (None, &endpoints[..]),
         EntryKind::ExternalName(_) => (None, &[][..]),
     };
-    cluster_ip
-        .into_iter()
-        .chain(endpoints.iter().map(|e| u32::from(e.ip)))
+    cluster_ip.into_iter().chain(endpoints.iter().map(|e| u32::from(e.ip)))
 }

@@ -18,11 +18,7 @@ struct Record {
 }
 
 fn hash(seed: u64, client: Ipv4Address, service: u16) -> u64 {
-    hash2(
-        seed,
-        u64::from(u32::from(client)),
-        u64::from(service) | 0xaff << 16,
-    )
+    hash2(seed, u64::from(u32::from(client)), u64::from(service) | 0xaff << 16)
 }
 
 #[derive(Debug, Clone)]
@@ -53,9 +49,7 @@ impl AffinityTable {
     fn find(&self, client: Ipv4Address, service: u16) -> Option<u32> {
         let records = &self.records;
         self.index.find(hash(self.seed, client, service), |at| {
-            records
-                .get(at)
-                .is_some_and(|r| r.client == client && r.service == service)
+            records.get(at).is_some_and(|r| r.client == client && r.service == service)
         })
     }
 
@@ -86,22 +80,14 @@ impl AffinityTable {
         backend: Backend,
         timeout_of: impl Fn(u16) -> Option<Duration>,
     ) {
-        let record = Record {
-            client,
-            service,
-            backend,
-            last_used: now,
-        };
+        let record = Record { client, service, backend, last_used: now };
         if let Some(at) = self.find(client, service) {
             if let Some(r) = self.records.get_mut(at) {
                 *r = record;
             }
             return;
         }
-        if self.records.is_full()
-            && self
-                .last_full_sweep
-                .is_none_or(|at| now >= at + Duration::from_secs(1))
+        if self.records.is_full() && self.last_full_sweep.is_none_or(|at| now >= at + Duration::from_secs(1))
         {
             self.last_full_sweep = Some(now);
             self.retain(|r| timeout_of(r.service).is_some_and(|t| r.last_used + t > now));
@@ -131,9 +117,7 @@ impl AffinityTable {
         };
         let (seed, records) = (self.seed, &self.records);
         self.index.remove(hash(seed, r.client, r.service), at, |i| {
-            records
-                .get(i)
-                .map_or(0, |r| hash(seed, r.client, r.service))
+            records.get(i).map_or(0, |r| hash(seed, r.client, r.service))
         });
         self.records.remove(at);
     }

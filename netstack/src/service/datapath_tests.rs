@@ -7,16 +7,15 @@ use alloc::vec::Vec;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpAddress,
-    IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber, UdpPacket, UdpRepr, checksum,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpAddress, IpProtocol,
+    Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    UdpRepr, checksum,
 };
 
 use super::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey};
 use crate::conntrack::{Proto, Timeouts};
 use crate::switch::{
-    DropReason, MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, SwitchError,
-    Verdict,
+    DropReason, MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, SwitchError, Verdict,
 };
 use crate::wire::vnet;
 use crate::{Duration, Instant};
@@ -41,25 +40,15 @@ fn at(secs: u64) -> Instant {
 }
 
 fn tcp_key(port: u16) -> ServiceKey {
-    ServiceKey {
-        vip: VIP,
-        port,
-        proto: Proto::Tcp,
-    }
+    ServiceKey { vip: VIP, port, proto: Proto::Tcp }
 }
 
 fn udp_key(port: u16) -> ServiceKey {
-    ServiceKey {
-        proto: Proto::Udp,
-        ..tcp_key(port)
-    }
+    ServiceKey { proto: Proto::Udp, ..tcp_key(port) }
 }
 
 fn backend(last: u8) -> Backend {
-    Backend {
-        ip: ip(last),
-        port: 8080,
-    }
+    Backend { ip: ip(last), port: 8080 }
 }
 
 /// Host port at .1, pods .2 (client "a"), .3, .4, .5.
@@ -74,22 +63,14 @@ impl Net {
             subnet: Ipv4Cidr::new(ip(0), 24),
             max_ports: 8,
             service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
-            services: ServiceConfig {
-                max_flows,
-                hash_seed: 0x5eed,
-                ..ServiceConfig::default()
-            },
+            services: ServiceConfig { max_flows, hash_seed: 0x5eed, ..ServiceConfig::default() },
         })
         .unwrap();
         let mut ports = [PortId(0); 6];
         for last in 1..=5u8 {
             ports[last as usize] = switch
                 .attach(PortSpec {
-                    kind: if last == 1 {
-                        PortKind::Host
-                    } else {
-                        PortKind::Pod
-                    },
+                    kind: if last == 1 { PortKind::Host } else { PortKind::Pod },
                     mac: mac(last),
                     ip: ip(last),
                 })
@@ -102,9 +83,7 @@ impl Net {
     /// and the reply bytes, if any.
     fn send(&mut self, now: Instant, last: u8, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
         let mut reply = [0u8; MIN_REPLY_LEN];
-        let verdict = self
-            .switch
-            .process(now, self.ports[last as usize], frame, &mut reply);
+        let verdict = self.switch.process(now, self.ports[last as usize], frame, &mut reply);
         let len = match verdict {
             Verdict::Reply { len } => len,
             _ => 0,
@@ -113,26 +92,15 @@ impl Net {
     }
 
     fn fwd(&self, last: u8) -> Verdict {
-        Verdict::Forward {
-            egress: self.ports[last as usize],
-        }
+        Verdict::Forward { egress: self.ports[last as usize] }
     }
 }
 
 fn frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, ip: Ipv4Repr) -> Vec<u8> {
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
-        ethertype: EthernetProtocol::Ipv4,
-    };
+    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 };
     let mut buf = vec![0u8; ETH + ip.buffer_len() + ip.payload_len];
-    eth.emit(&mut EthernetFrame::new_unchecked(
-        &mut buf[vnet::HEADER_LEN..],
-    ));
-    ip.emit(
-        &mut Ipv4Packet::new_unchecked(&mut buf[ETH..]),
-        &ChecksumCapabilities::default(),
-    );
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]));
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..]), &ChecksumCapabilities::default());
     buf
 }
 
@@ -185,42 +153,15 @@ fn tcp(
 }
 
 fn syn(src_last: u8, sport: u16, dst: Endpoint) -> Vec<u8> {
-    tcp(
-        mac(src_last),
-        GW,
-        (ip(src_last), sport),
-        dst,
-        TcpControl::Syn,
-        1000,
-        None,
-        &[],
-    )
+    tcp(mac(src_last), GW, (ip(src_last), sport), dst, TcpControl::Syn, 1000, None, &[])
 }
 
 fn ack_from(src_last: u8, dst_mac: EthernetAddress, src: Endpoint, dst: Endpoint) -> Vec<u8> {
-    tcp(
-        mac(src_last),
-        dst_mac,
-        src,
-        dst,
-        TcpControl::None,
-        1001,
-        Some(5001),
-        b"data",
-    )
+    tcp(mac(src_last), dst_mac, src, dst, TcpControl::None, 1001, Some(5001), b"data")
 }
 
-fn udp(
-    src_last: u8,
-    dst_mac: EthernetAddress,
-    src: Endpoint,
-    dst: Endpoint,
-    payload: &[u8],
-) -> Vec<u8> {
-    let repr = UdpRepr {
-        src_port: src.1,
-        dst_port: dst.1,
-    };
+fn udp(src_last: u8, dst_mac: EthernetAddress, src: Endpoint, dst: Endpoint, payload: &[u8]) -> Vec<u8> {
+    let repr = UdpRepr { src_port: src.1, dst_port: dst.1 };
     let mut buf = frame(
         mac(src_last),
         dst_mac,
@@ -256,10 +197,7 @@ fn seen(buf: &[u8]) -> Seen {
     let eth = EthernetFrame::new_checked(&buf[vnet::HEADER_LEN..]).unwrap();
     let packet = Ipv4Packet::new_checked(eth.payload()).unwrap();
     assert!(packet.verify_checksum(), "IPv4 header checksum");
-    let (s, d) = (
-        IpAddress::Ipv4(packet.src_addr()),
-        IpAddress::Ipv4(packet.dst_addr()),
-    );
+    let (s, d) = (IpAddress::Ipv4(packet.src_addr()), IpAddress::Ipv4(packet.dst_addr()));
     let needs_csum = buf[0] & vnet::FLAG_NEEDS_CSUM != 0;
     let (sport, dport) = match packet.next_header() {
         IpProtocol::Tcp => {
@@ -308,18 +246,13 @@ fn assert_partial_sum_valid(buf: &[u8]) {
         IpProtocol::Tcp,
         u32::from(packet.total_len()) - 20,
     );
-    assert!(
-        crate::checksum::sums_equal(stored, fresh),
-        "{stored:#06x} vs {fresh:#06x}"
-    );
+    assert!(crate::checksum::sums_equal(stored, fresh), "{stored:#06x} vs {fresh:#06x}");
 }
 
 fn net_with_web(backends: &[u8]) -> Net {
     let mut net = Net::new(64);
     let list: Vec<_> = backends.iter().map(|&b| backend(b)).collect();
-    net.switch
-        .upsert_service(tcp_key(80), &list, Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(tcp_key(80), &list, Affinity::None).unwrap();
     net
 }
 
@@ -328,15 +261,7 @@ fn a_syn_to_a_vip_is_dnatted_to_a_backend_with_valid_checksums() {
     let mut net = net_with_web(&[3]);
     let mut f = syn(2, 40000, (VIP, 80));
     assert_eq!(net.send(at(0), 2, &mut f).0, net.fwd(3));
-    assert_eq!(
-        seen(&f),
-        Seen {
-            eth_src: mac(2),
-            eth_dst: mac(3),
-            src: (ip(2), 40000),
-            dst: (ip(3), 8080),
-        }
-    );
+    assert_eq!(seen(&f), Seen { eth_src: mac(2), eth_dst: mac(3), src: (ip(2), 40000), dst: (ip(3), 8080) });
     assert_eq!(net.switch.conntrack().len(), 1);
 }
 
@@ -344,16 +269,8 @@ fn a_syn_to_a_vip_is_dnatted_to_a_backend_with_valid_checksums() {
 fn backend_replies_are_translated_back_to_the_vip() {
     let mut net = net_with_web(&[3]);
     net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
-    let mut syn_ack = tcp(
-        mac(3),
-        mac(2),
-        (ip(3), 8080),
-        (ip(2), 40000),
-        TcpControl::Syn,
-        5000,
-        Some(1001),
-        &[],
-    );
+    let mut syn_ack =
+        tcp(mac(3), mac(2), (ip(3), 8080), (ip(2), 40000), TcpControl::Syn, 5000, Some(1001), &[]);
     assert_eq!(net.send(at(0), 3, &mut syn_ack).0, net.fwd(2));
     assert_eq!(
         seen(&syn_ack),
@@ -374,16 +291,8 @@ fn tso_super_frames_keep_a_valid_partial_checksum_both_ways() {
     let mut net = net_with_web(&[3]);
     net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     let payload = vec![0x5a; 60_000];
-    let mut f = as_tso(tcp(
-        mac(2),
-        GW,
-        (ip(2), 40000),
-        (VIP, 80),
-        TcpControl::None,
-        1001,
-        Some(5001),
-        &payload,
-    ));
+    let mut f =
+        as_tso(tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::None, 1001, Some(5001), &payload));
     let header: [u8; vnet::HEADER_LEN] = f[..vnet::HEADER_LEN].try_into().unwrap();
     assert_eq!(net.send(at(1), 2, &mut f).0, net.fwd(3));
     assert_eq!(&f[..vnet::HEADER_LEN], &header, "virtio header untouched");
@@ -410,18 +319,13 @@ fn a_partial_checksum_not_where_expected_is_malformed() {
     let mut net = net_with_web(&[3]);
     let mut f = as_tso(syn(2, 40000, (VIP, 80)));
     f[6] = 40; // csum_start past the TCP header start
-    assert_eq!(
-        net.send(at(0), 2, &mut f).0,
-        Verdict::Drop(DropReason::Malformed)
-    );
+    assert_eq!(net.send(at(0), 2, &mut f).0, Verdict::Drop(DropReason::Malformed));
 }
 
 #[test]
 fn udp_is_dnatted_and_a_zero_checksum_stays_zero() {
     let mut net = Net::new(64);
-    net.switch
-        .upsert_service(udp_key(53), &[backend(4)], Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(udp_key(53), &[backend(4)], Affinity::None).unwrap();
     let mut q = udp(2, GW, (ip(2), 5353), (VIP, 53), b"query");
     assert_eq!(net.send(at(0), 2, &mut q).0, net.fwd(4));
     assert_eq!(seen(&q).dst, (ip(4), 8080));
@@ -465,9 +369,7 @@ fn new_connections_spread_evenly_over_backends() {
 fn client_ip_affinity_holds_across_connections_until_its_timeout() {
     let mut net = net_with_web(&[3, 4, 5]);
     let timeout = Duration::from_secs(60);
-    net.switch
-        .set_service_affinity(tcp_key(80), Affinity::ClientIp { timeout })
-        .unwrap();
+    net.switch.set_service_affinity(tcp_key(80), Affinity::ClientIp { timeout }).unwrap();
     let target = |net: &mut Net, now, port| {
         let mut f = syn(2, port, (VIP, 80));
         net.send(now, 2, &mut f);
@@ -483,16 +385,11 @@ fn client_ip_affinity_holds_across_connections_until_its_timeout() {
 #[test]
 fn a_full_flow_table_refuses_new_connections_and_keeps_the_old() {
     let mut net = Net::new(2);
-    net.switch
-        .upsert_service(tcp_key(80), &[backend(3)], Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
     net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     net.send(at(0), 4, &mut syn(4, 40000, (VIP, 80)));
     let mut third = syn(5, 40000, (VIP, 80));
-    assert_eq!(
-        net.send(at(1), 5, &mut third).0,
-        Verdict::Drop(DropReason::FlowTableFull)
-    );
+    assert_eq!(net.send(at(1), 5, &mut third).0, Verdict::Drop(DropReason::FlowTableFull));
     let stats = net.switch.port(net.ports[5]).unwrap().1;
     assert_eq!(stats.dropped(DropReason::FlowTableFull), 1);
     assert_eq!(net.switch.conntrack().stats().refused, 1);
@@ -515,11 +412,7 @@ fn an_expired_flow_answers_its_next_segment_with_a_reset() {
     let (verdict, out) = net.send(at(0) + t, 2, &mut f);
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     let rst = parse_rst(&out, 80);
-    assert_eq!(
-        rst.seq_number(),
-        TcpSeqNumber(5001),
-        "seq from the ACK field"
-    );
+    assert_eq!(rst.seq_number(), TcpSeqNumber(5001), "seq from the ACK field");
     assert!(!rst.ack());
     assert_eq!(net.switch.conntrack().len(), 0);
 }
@@ -529,42 +422,17 @@ fn closed_connections_expire_quickly_and_established_ones_slowly() {
     let mut net = net_with_web(&[3]);
     for port in [40000, 40001] {
         net.send(at(0), 2, &mut syn(2, port, (VIP, 80)));
-        let mut sa = tcp(
-            mac(3),
-            mac(2),
-            (ip(3), 8080),
-            (ip(2), port),
-            TcpControl::Syn,
-            5000,
-            Some(1001),
-            &[],
-        );
+        let mut sa =
+            tcp(mac(3), mac(2), (ip(3), 8080), (ip(2), port), TcpControl::Syn, 5000, Some(1001), &[]);
         net.send(at(0), 3, &mut sa);
     }
     let fin = |src_last: u8, dst_mac, src, dst| {
-        tcp(
-            mac(src_last),
-            dst_mac,
-            src,
-            dst,
-            TcpControl::Fin,
-            1001,
-            Some(5001),
-            &[],
-        )
+        tcp(mac(src_last), dst_mac, src, dst, TcpControl::Fin, 1001, Some(5001), &[])
     };
     net.send(at(1), 2, &mut fin(2, GW, (ip(2), 40001), (VIP, 80)));
     net.send(at(1), 3, &mut fin(3, mac(2), (ip(3), 8080), (ip(2), 40001)));
-    assert_eq!(
-        net.switch
-            .expire_flows(at(1) + Timeouts::default().tcp_closed),
-        1
-    );
-    assert_eq!(
-        net.switch.expire_flows(at(7200)),
-        0,
-        "established survives 2 h idle"
-    );
+    assert_eq!(net.switch.expire_flows(at(1) + Timeouts::default().tcp_closed), 1);
+    assert_eq!(net.switch.expire_flows(at(7200)), 0, "established survives 2 h idle");
     assert_eq!(net.switch.conntrack().len(), 1);
 }
 
@@ -572,16 +440,7 @@ fn closed_connections_expire_quickly_and_established_ones_slowly() {
 fn a_new_syn_on_a_closed_tuple_is_balanced_afresh() {
     let mut net = net_with_web(&[3, 4]);
     net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
-    let mut rst = tcp(
-        mac(2),
-        GW,
-        (ip(2), 40000),
-        (VIP, 80),
-        TcpControl::Rst,
-        1001,
-        None,
-        &[],
-    );
+    let mut rst = tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::Rst, 1001, None, &[]);
     assert_eq!(net.send(at(1), 2, &mut rst).0, net.fwd(3));
     let mut again = syn(2, 40000, (VIP, 80));
     assert_eq!(net.send(at(2), 2, &mut again).0, net.fwd(4));
@@ -604,26 +463,9 @@ fn hairpin_round_trip_through_the_vip() {
         }
     );
     // The pod's kernel answers the VIP via its default route (the gateway).
-    let mut sa = tcp(
-        mac(2),
-        GW,
-        (ip(2), 8080),
-        (VIP, 40000),
-        TcpControl::Syn,
-        5000,
-        Some(1001),
-        &[],
-    );
+    let mut sa = tcp(mac(2), GW, (ip(2), 8080), (VIP, 40000), TcpControl::Syn, 5000, Some(1001), &[]);
     assert_eq!(net.send(at(0), 2, &mut sa).0, net.fwd(2));
-    assert_eq!(
-        seen(&sa),
-        Seen {
-            eth_src: GW,
-            eth_dst: mac(2),
-            src: (VIP, 80),
-            dst: (ip(2), 40000),
-        }
-    );
+    assert_eq!(seen(&sa), Seen { eth_src: GW, eth_dst: mac(2), src: (VIP, 80), dst: (ip(2), 40000) });
     let mut data = ack_from(2, GW, (ip(2), 40000), (VIP, 80));
     assert_eq!(net.send(at(0), 2, &mut data).0, net.fwd(2));
     assert_eq!(seen(&data).src, (VIP, 40000));
@@ -634,9 +476,7 @@ fn a_taken_reply_tuple_gets_another_source_port() {
     // Two service ports onto the same backend port, one client port: the
     // backend would see one 4-tuple twice without a port translation.
     let mut net = net_with_web(&[3]);
-    net.switch
-        .upsert_service(tcp_key(81), &[backend(3)], Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(tcp_key(81), &[backend(3)], Affinity::None).unwrap();
     let mut a = syn(2, 40000, (VIP, 80));
     let mut b = syn(2, 40000, (VIP, 81));
     net.send(at(0), 2, &mut a);
@@ -647,23 +487,11 @@ fn a_taken_reply_tuple_gets_another_source_port() {
     assert_ne!(b.src.1, 40000);
     let mut reply = ack_from(3, mac(2), (ip(3), 8080), b.src);
     net.send(at(0), 3, &mut reply);
-    assert_eq!(
-        seen(&reply),
-        Seen {
-            eth_src: GW,
-            eth_dst: mac(2),
-            src: (VIP, 81),
-            dst: (ip(2), 40000)
-        }
-    );
+    assert_eq!(seen(&reply), Seen { eth_src: GW, eth_dst: mac(2), src: (VIP, 81), dst: (ip(2), 40000) });
 }
 
 fn parse_rst(out: &[u8], vport: u16) -> TcpPacket<&[u8]> {
-    assert_eq!(
-        &out[..vnet::HEADER_LEN],
-        &[0; vnet::HEADER_LEN],
-        "plain virtio header"
-    );
+    assert_eq!(&out[..vnet::HEADER_LEN], &[0; vnet::HEADER_LEN], "plain virtio header");
     let eth = EthernetFrame::new_checked(&out[vnet::HEADER_LEN..]).unwrap();
     assert_eq!((eth.src_addr(), eth.dst_addr()), (GW, mac(2)));
     let packet = Ipv4Packet::new_checked(&out[ETH..]).unwrap();
@@ -679,9 +507,7 @@ fn parse_rst(out: &[u8], vport: u16) -> TcpPacket<&[u8]> {
 #[test]
 fn a_syn_to_a_port_without_backends_or_service_is_reset() {
     let mut net = Net::new(8);
-    net.switch
-        .upsert_service(tcp_key(80), &[], Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(tcp_key(80), &[], Affinity::None).unwrap();
     for port in [80, 443] {
         let mut f = syn(2, 40000, (VIP, port));
         let (verdict, out) = net.send(at(0), 2, &mut f);
@@ -700,9 +526,7 @@ fn udp_to_a_port_nobody_serves_gets_icmp_port_unreachable() {
     let mut f = udp(2, GW, (ip(2), 5353), (VIP, 53), b"where is everyone");
     let original = f.clone();
     let (verdict, out) = net.send(at(0), 2, &mut f);
-    let Verdict::Reply { len } = verdict else {
-        panic!("{verdict:?}")
-    };
+    let Verdict::Reply { len } = verdict else { panic!("{verdict:?}") };
     assert_eq!(len, ETH + 20 + 8 + 28);
     assert!(len <= MIN_REPLY_LEN);
     let eth = EthernetFrame::new_checked(&out[vnet::HEADER_LEN..]).unwrap();
@@ -714,31 +538,15 @@ fn udp_to_a_port_nobody_serves_gets_icmp_port_unreachable() {
     let icmp = Icmpv4Packet::new_checked(packet.payload()).unwrap();
     assert!(icmp.verify_checksum());
     assert_eq!((icmp.msg_type().into(), icmp.msg_code()), (3u8, 3u8));
-    assert_eq!(
-        &icmp.data()[..28],
-        &original[ETH..ETH + 28],
-        "quotes header + 8 bytes"
-    );
+    assert_eq!(&icmp.data()[..28], &original[ETH..ETH + 28], "quotes header + 8 bytes");
 }
 
 #[test]
 fn what_a_vip_cannot_serve_is_dropped_and_counted() {
     let mut net = net_with_web(&[3]);
     // A stray RST is never answered.
-    let mut rst = tcp(
-        mac(2),
-        GW,
-        (ip(2), 40000),
-        (VIP, 80),
-        TcpControl::Rst,
-        1,
-        None,
-        &[],
-    );
-    assert_eq!(
-        net.send(at(0), 2, &mut rst).0,
-        Verdict::Drop(DropReason::ServiceUnsupported)
-    );
+    let mut rst = tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::Rst, 1, None, &[]);
+    assert_eq!(net.send(at(0), 2, &mut rst).0, Verdict::Drop(DropReason::ServiceUnsupported));
     // ICMP echo to a ClusterIP goes unanswered, as with kube-proxy.
     let mut ping = frame(
         mac(2),
@@ -751,10 +559,7 @@ fn what_a_vip_cannot_serve_is_dropped_and_counted() {
             hop_limit: 64,
         },
     );
-    assert_eq!(
-        net.send(at(0), 2, &mut ping).0,
-        Verdict::Drop(DropReason::ServiceUnsupported)
-    );
+    assert_eq!(net.send(at(0), 2, &mut ping).0, Verdict::Drop(DropReason::ServiceUnsupported));
     let stats = net.switch.port(net.ports[2]).unwrap().1;
     assert_eq!(stats.dropped(DropReason::ServiceUnsupported), 2);
 }
@@ -762,20 +567,12 @@ fn what_a_vip_cannot_serve_is_dropped_and_counted() {
 #[test]
 fn removed_backends_lose_their_udp_flows_but_keep_tcp_connections() {
     let mut net = Net::new(16);
-    net.switch
-        .upsert_service(udp_key(53), &[backend(3)], Affinity::None)
-        .unwrap();
-    net.switch
-        .upsert_service(tcp_key(80), &[backend(3)], Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(udp_key(53), &[backend(3)], Affinity::None).unwrap();
+    net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
     net.send(at(0), 2, &mut udp(2, GW, (ip(2), 5353), (VIP, 53), b"q"));
     net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
-    net.switch
-        .upsert_service(udp_key(53), &[backend(4)], Affinity::None)
-        .unwrap();
-    net.switch
-        .upsert_service(tcp_key(80), &[backend(4)], Affinity::None)
-        .unwrap();
+    net.switch.upsert_service(udp_key(53), &[backend(4)], Affinity::None).unwrap();
+    net.switch.upsert_service(tcp_key(80), &[backend(4)], Affinity::None).unwrap();
     let mut q = udp(2, GW, (ip(2), 5353), (VIP, 53), b"q");
     assert_eq!(net.send(at(1), 2, &mut q).0, net.fwd(4), "UDP moves on");
     let mut t = ack_from(2, GW, (ip(2), 40000), (VIP, 80));
@@ -787,18 +584,12 @@ fn removed_backends_lose_their_udp_flows_but_keep_tcp_connections() {
 #[test]
 fn service_and_config_errors_are_reported() {
     let mut net = Net::new(8);
-    let outside = ServiceKey {
-        vip: Ipv4Address::new(192, 168, 0, 1),
-        ..tcp_key(80)
-    };
+    let outside = ServiceKey { vip: Ipv4Address::new(192, 168, 0, 1), ..tcp_key(80) };
     assert_eq!(
         net.switch.upsert_service(outside, &[], Affinity::None),
         Err(ServiceError::OutsideServiceCidr)
     );
-    assert_eq!(
-        net.switch.remove_service(&tcp_key(80)),
-        Err(ServiceError::NotFound)
-    );
+    assert_eq!(net.switch.remove_service(&tcp_key(80)), Err(ServiceError::NotFound));
     let overlapping = Switch::new(SwitchConfig {
         subnet: Ipv4Cidr::new(Ipv4Address::new(10, 100, 0, 0), 24),
         max_ports: 4,

@@ -45,9 +45,7 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     fn hash(&self, seed: u64) -> u64 {
-        let a = (u64::from(u32::from(self.vip)) << 32)
-            | (u64::from(self.port) << 8)
-            | self.proto as u64;
+        let a = (u64::from(u32::from(self.vip)) << 32) | (u64::from(self.port) << 8) | self.proto as u64;
         hash2(seed, a, 0x5e5e)
     }
 }
@@ -79,9 +77,7 @@ impl Affinity {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10_800);
 
     /// ClientIP affinity with the default timeout.
-    pub const CLIENT_IP: Affinity = Affinity::ClientIp {
-        timeout: Self::DEFAULT_TIMEOUT,
-    };
+    pub const CLIENT_IP: Affinity = Affinity::ClientIp { timeout: Self::DEFAULT_TIMEOUT };
 }
 
 /// Table sizes and flow timeouts, from the board config.
@@ -131,9 +127,7 @@ pub enum ServiceError {
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ServiceError::TableFull => {
-                "service table full (raise max_services in the board config)"
-            }
+            ServiceError::TableFull => "service table full (raise max_services in the board config)",
             ServiceError::TooManyBackends => {
                 "too many backends for one service (raise max_backends in the board config)"
             }
@@ -187,14 +181,8 @@ pub struct ServiceTable {
 impl ServiceTable {
     /// An empty table sized by `config`.
     pub fn new(config: &ServiceConfig) -> ServiceTable {
-        let (services, max_backends) = (
-            usize::from(config.max_services),
-            usize::from(config.max_backends),
-        );
-        let unset = Backend {
-            ip: Ipv4Address::UNSPECIFIED,
-            port: 0,
-        };
+        let (services, max_backends) = (usize::from(config.max_services), usize::from(config.max_backends));
+        let unset = Backend { ip: Ipv4Address::UNSPECIFIED, port: 0 };
         ServiceTable {
             services: Slab::new(services),
             index: Index::new(services),
@@ -235,19 +223,13 @@ impl ServiceTable {
     pub fn get(&self, key: &ServiceKey) -> Option<ServiceInfo<'_>> {
         let slot = self.find(key)?;
         let service = self.services.get(slot)?;
-        Some(ServiceInfo {
-            backends: self.backends_of(slot, service.len),
-            affinity: service.affinity,
-        })
+        Some(ServiceInfo { backends: self.backends_of(slot, service.len), affinity: service.affinity })
     }
 
     /// Every service.
     pub fn iter(&self) -> impl Iterator<Item = (ServiceKey, ServiceInfo<'_>)> {
         self.services.iter().map(|(slot, s)| {
-            let info = ServiceInfo {
-                backends: self.backends_of(slot, s.len),
-                affinity: s.affinity,
-            };
+            let info = ServiceInfo { backends: self.backends_of(slot, s.len), affinity: s.affinity };
             (s.key, info)
         })
     }
@@ -267,12 +249,7 @@ impl ServiceTable {
             None => {
                 let slot = self
                     .services
-                    .insert(Service {
-                        key,
-                        len: 0,
-                        affinity,
-                        next: 0,
-                    })
+                    .insert(Service { key, len: 0, affinity, next: 0 })
                     .ok_or(ServiceError::TableFull)?;
                 self.index.insert(key.hash(self.seed), slot);
                 slot
@@ -290,9 +267,7 @@ impl ServiceTable {
     pub fn remove(&mut self, key: &ServiceKey) -> Result<(), ServiceError> {
         let slot = self.find(key).ok_or(ServiceError::NotFound)?;
         let (seed, services) = (self.seed, &self.services);
-        self.index.remove(key.hash(seed), slot, |at| {
-            services.get(at).map_or(0, |s| s.key.hash(seed))
-        });
+        self.index.remove(key.hash(seed), slot, |at| services.get(at).map_or(0, |s| s.key.hash(seed)));
         self.services.remove(slot);
         self.affinity.forget_service(slot as u16);
         Ok(())
@@ -301,11 +276,7 @@ impl ServiceTable {
     /// Changes a live service's affinity. Turning it off forgets the
     /// clients recorded so far; a new timeout applies to existing records at
     /// once (records keep their last-use time, not a deadline).
-    pub fn set_affinity(
-        &mut self,
-        key: ServiceKey,
-        affinity: Affinity,
-    ) -> Result<(), ServiceError> {
+    pub fn set_affinity(&mut self, key: ServiceKey, affinity: Affinity) -> Result<(), ServiceError> {
         let slot = self.find(&key).ok_or(ServiceError::NotFound)?;
         let service = self.services.get_mut(slot).ok_or(ServiceError::NotFound)?;
         service.affinity = affinity;
@@ -333,9 +304,7 @@ impl ServiceTable {
         };
         let sticky = timeout.and_then(|timeout| {
             // A record naming a backend that has since gone is ignored.
-            self.affinity
-                .get(now, client, slot as u16, timeout)
-                .filter(|b| backends.contains(b))
+            self.affinity.get(now, client, slot as u16, timeout).filter(|b| backends.contains(b))
         });
         let backend = sticky.unwrap_or_else(|| backends[service.next as usize % backends.len()]);
         if sticky.is_none()
@@ -349,17 +318,14 @@ impl ServiceTable {
                 Affinity::None => None,
                 Affinity::ClientIp { timeout } => Some(timeout),
             };
-            self.affinity
-                .set(now, client, slot as u16, backend, timeout_of);
+            self.affinity.set(now, client, slot as u16, backend, timeout_of);
         }
         Selection::Backend(backend)
     }
 
     fn find(&self, key: &ServiceKey) -> Option<u32> {
         let services = &self.services;
-        self.index.find(key.hash(self.seed), |at| {
-            services.get(at).is_some_and(|s| s.key == *key)
-        })
+        self.index.find(key.hash(self.seed), |at| services.get(at).is_some_and(|s| s.key == *key))
     }
 
     fn backends_of(&self, slot: u32, len: u16) -> &[Backend] {

@@ -5,8 +5,8 @@
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, checksum,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet,
+    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, checksum,
 };
 
 use crate::wire::vnet;
@@ -35,14 +35,8 @@ fn emit_headers(
     out: &mut [u8],
 ) -> usize {
     vnet::Repr::PLAIN.emit(&mut vnet::Header::new_checked(&mut out[..]).expect("sized by caller"));
-    let eth = EthernetRepr {
-        src_addr: eth_src,
-        dst_addr: eth_dst,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    eth.emit(&mut EthernetFrame::new_unchecked(
-        &mut out[vnet::HEADER_LEN..],
-    ));
+    let eth = EthernetRepr { src_addr: eth_src, dst_addr: eth_dst, ethertype: EthernetProtocol::Ipv4 };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut out[vnet::HEADER_LEN..]));
     let repr = Ipv4Repr {
         // From the address the client tried, so its stack matches the answer.
         src_addr: ip.dst_addr(),
@@ -95,14 +89,7 @@ pub fn tcp_reset(
     };
     let len = vnet::HEADER_LEN + ETH_LEN + IPV4_LEN + repr.header_len();
     let out = out.get_mut(..len)?;
-    let at = emit_headers(
-        eth_src,
-        eth_dst,
-        ip,
-        IpProtocol::Tcp,
-        repr.header_len(),
-        out,
-    );
+    let at = emit_headers(eth_src, eth_dst, ip, IpProtocol::Tcp, repr.header_len(), out);
     repr.emit(
         &mut TcpPacket::new_unchecked(&mut out[at..]),
         &IpAddress::Ipv4(ip.dst_addr()),

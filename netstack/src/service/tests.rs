@@ -8,18 +8,11 @@ fn at(secs: u64) -> Instant {
 }
 
 fn key(port: u16) -> ServiceKey {
-    ServiceKey {
-        vip: Ipv4Address::new(10, 96, 0, 10),
-        port,
-        proto: Proto::Tcp,
-    }
+    ServiceKey { vip: Ipv4Address::new(10, 96, 0, 10), port, proto: Proto::Tcp }
 }
 
 fn backend(last: u8) -> Backend {
-    Backend {
-        ip: Ipv4Address::new(10, 244, 0, last),
-        port: 8080,
-    }
+    Backend { ip: Ipv4Address::new(10, 244, 0, last), port: 8080 }
 }
 
 fn client(last: u8) -> Ipv4Address {
@@ -46,17 +39,11 @@ fn pick(t: &mut ServiceTable, now: Instant, k: &ServiceKey, c: Ipv4Address) -> B
 fn capacity_limits_are_clear_errors_and_change_nothing() {
     let mut t = small();
     let four = [backend(2), backend(3), backend(4), backend(5)];
-    assert_eq!(
-        t.upsert(key(80), &four, Affinity::None),
-        Err(ServiceError::TooManyBackends)
-    );
+    assert_eq!(t.upsert(key(80), &four, Affinity::None), Err(ServiceError::TooManyBackends));
     assert!(t.is_empty());
     t.upsert(key(80), &four[..3], Affinity::None).unwrap();
     t.upsert(key(81), &four[..1], Affinity::None).unwrap();
-    assert_eq!(
-        t.upsert(key(82), &four[..1], Affinity::None),
-        Err(ServiceError::TableFull)
-    );
+    assert_eq!(t.upsert(key(82), &four[..1], Affinity::None), Err(ServiceError::TableFull));
     assert_eq!(t.len(), 2);
     assert_eq!(t.remove(&key(82)), Err(ServiceError::NotFound));
     t.remove(&key(81)).unwrap();
@@ -67,10 +54,8 @@ fn capacity_limits_are_clear_errors_and_change_nothing() {
 #[test]
 fn upsert_replaces_the_backend_list_at_once() {
     let mut t = small();
-    t.upsert(key(80), &[backend(2), backend(3)], Affinity::None)
-        .unwrap();
-    t.upsert(key(80), &[backend(7)], Affinity::CLIENT_IP)
-        .unwrap();
+    t.upsert(key(80), &[backend(2), backend(3)], Affinity::None).unwrap();
+    t.upsert(key(80), &[backend(7)], Affinity::CLIENT_IP).unwrap();
     let info = t.get(&key(80)).unwrap();
     assert_eq!(info.backends, &[backend(7)]);
     assert_eq!(info.affinity, Affinity::CLIENT_IP);
@@ -86,10 +71,7 @@ fn no_service_and_no_backend_are_told_apart() {
     assert_eq!(t.select(at(0), &key(80), client(1)), Selection::NoService);
     t.upsert(key(80), &[], Affinity::None).unwrap();
     assert_eq!(t.select(at(0), &key(80), client(1)), Selection::NoBackend);
-    let udp = ServiceKey {
-        proto: Proto::Udp,
-        ..key(80)
-    };
+    let udp = ServiceKey { proto: Proto::Udp, ..key(80) };
     assert_eq!(t.select(at(0), &udp, client(1)), Selection::NoService);
 }
 
@@ -110,12 +92,7 @@ fn round_robin_spreads_new_connections_evenly() {
 fn client_ip_affinity_sticks_until_the_timeout_since_the_last_connection() {
     let mut t = small();
     let timeout = Duration::from_secs(10);
-    t.upsert(
-        key(80),
-        &[backend(2), backend(3), backend(4)],
-        Affinity::ClientIp { timeout },
-    )
-    .unwrap();
+    t.upsert(key(80), &[backend(2), backend(3), backend(4)], Affinity::ClientIp { timeout }).unwrap();
     let first = pick(&mut t, at(0), &key(80), client(1));
     let other = pick(&mut t, at(0), &key(80), client(2));
     assert_ne!(first, other, "a second client is balanced on its own");
@@ -130,28 +107,18 @@ fn client_ip_affinity_sticks_until_the_timeout_since_the_last_connection() {
 #[test]
 fn affinity_to_a_removed_backend_is_dropped() {
     let mut t = small();
-    t.upsert(key(80), &[backend(2), backend(3)], Affinity::CLIENT_IP)
-        .unwrap();
+    t.upsert(key(80), &[backend(2), backend(3)], Affinity::CLIENT_IP).unwrap();
     let first = pick(&mut t, at(0), &key(80), client(1));
-    let remaining = if first == backend(2) {
-        backend(3)
-    } else {
-        backend(2)
-    };
-    t.upsert(key(80), &[remaining], Affinity::CLIENT_IP)
-        .unwrap();
+    let remaining = if first == backend(2) { backend(3) } else { backend(2) };
+    t.upsert(key(80), &[remaining], Affinity::CLIENT_IP).unwrap();
     assert_eq!(pick(&mut t, at(1), &key(80), client(1)), remaining);
 }
 
 #[test]
 fn switching_affinity_on_and_off_on_a_live_service() {
     let mut t = small();
-    t.upsert(key(80), &[backend(2), backend(3)], Affinity::None)
-        .unwrap();
-    assert_eq!(
-        t.set_affinity(key(99), Affinity::CLIENT_IP),
-        Err(ServiceError::NotFound)
-    );
+    t.upsert(key(80), &[backend(2), backend(3)], Affinity::None).unwrap();
+    assert_eq!(t.set_affinity(key(99), Affinity::CLIENT_IP), Err(ServiceError::NotFound));
     t.set_affinity(key(80), Affinity::CLIENT_IP).unwrap();
     let first = pick(&mut t, at(0), &key(80), client(1));
     assert_eq!(pick(&mut t, at(1), &key(80), client(1)), first);
@@ -166,12 +133,7 @@ fn switching_affinity_on_and_off_on_a_live_service() {
 fn a_full_affinity_table_still_serves_and_reclaims_expired_records() {
     let mut t = small(); // two records at most
     let timeout = Duration::from_secs(10);
-    t.upsert(
-        key(80),
-        &[backend(2), backend(3)],
-        Affinity::ClientIp { timeout },
-    )
-    .unwrap();
+    t.upsert(key(80), &[backend(2), backend(3)], Affinity::ClientIp { timeout }).unwrap();
     pick(&mut t, at(0), &key(80), client(1));
     pick(&mut t, at(0), &key(80), client(2));
     // Third client: served, but not recorded.
@@ -186,8 +148,7 @@ fn a_full_affinity_table_still_serves_and_reclaims_expired_records() {
 #[test]
 fn removing_a_service_forgets_its_clients() {
     let mut t = small();
-    t.upsert(key(80), &[backend(2)], Affinity::CLIENT_IP)
-        .unwrap();
+    t.upsert(key(80), &[backend(2)], Affinity::CLIENT_IP).unwrap();
     pick(&mut t, at(0), &key(80), client(1));
     t.remove(&key(80)).unwrap();
     assert_eq!(t.affinity_len(), 0);

@@ -2,9 +2,7 @@
 //! answered from the table and never flooded.
 
 use super::{DropReason, PortKind, PortSpec, Switch, Verdict};
-use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, vnet,
-};
+use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, vnet};
 
 impl Switch {
     pub(super) fn answer_arp(
@@ -13,8 +11,7 @@ impl Switch {
         eth: &mut EthernetFrame<&mut [u8]>,
         reply: &mut [u8],
     ) -> Verdict {
-        let Ok(repr) = ArpPacket::new_checked(&*eth.payload_mut()).and_then(|p| ArpRepr::parse(&p))
-        else {
+        let Ok(repr) = ArpPacket::new_checked(&*eth.payload_mut()).and_then(|p| ArpRepr::parse(&p)) else {
             return Verdict::Drop(DropReason::Malformed);
         };
         let ArpRepr::EthernetIpv4 {

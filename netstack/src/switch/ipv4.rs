@@ -55,9 +55,7 @@ impl Switch {
         let source_ok = match ingress.kind {
             PortKind::Pod => src == ingress.ip,
             // The node routes for others, but never in a pod's name.
-            PortKind::Host => self
-                .owner(src)
-                .is_none_or(|(_, p)| p.kind == PortKind::Host),
+            PortKind::Host => self.owner(src).is_none_or(|(_, p)| p.kind == PortKind::Host),
         };
         if !source_ok {
             return Verdict::Drop(DropReason::SpoofedIp);
@@ -89,21 +87,13 @@ impl Switch {
     /// The port a packet to `dst` leaves by, and the MAC to send it to: the
     /// one place a destination becomes a port (backends on other nodes will
     /// resolve to the overlay port here).
-    fn egress(
-        &self,
-        from: PortKind,
-        dst: Ipv4Address,
-    ) -> Result<(PortId, EthernetAddress), DropReason> {
+    fn egress(&self, from: PortKind, dst: Ipv4Address) -> Result<(PortId, EthernetAddress), DropReason> {
         if self.subnet.contains_addr(&dst) {
-            self.owner(dst)
-                .map(|(id, spec)| (id, spec.mac))
-                .ok_or(DropReason::NoSuchHost)
+            self.owner(dst).map(|(id, spec)| (id, spec.mac)).ok_or(DropReason::NoSuchHost)
         } else if from == PortKind::Pod {
             // Off the subnet: the node's kernel, owner of the gateway address,
             // is the next hop.
-            self.owner(self.gateway)
-                .map(|(id, spec)| (id, spec.mac))
-                .ok_or(DropReason::NoRoute)
+            self.owner(self.gateway).map(|(id, spec)| (id, spec.mac)).ok_or(DropReason::NoRoute)
         } else {
             // The node has its own routes for what is not on this subnet.
             Err(DropReason::NoRoute)
@@ -133,8 +123,7 @@ impl Switch {
         // A partial checksum must sit where this code updates it.
         let partial = offload.flags & vnet::FLAG_NEEDS_CSUM != 0;
         let offload_ok = !partial
-            || (usize::from(offload.csum_start)
-                == ETH_HEADER_LEN + usize::from(packet.header_len())
+            || (usize::from(offload.csum_start) == ETH_HEADER_LEN + usize::from(packet.header_len())
                 && usize::from(offload.csum_offset) == nat::l4_checksum_offset(key.proto));
 
         let tracked = match self.conntrack.lookup(now, &key) {
@@ -198,11 +187,7 @@ impl Switch {
             // closed port does, so a client whose flow expired fails fast.
             return Err(refusal(key.proto, packet, macs, reply));
         }
-        let service = ServiceKey {
-            vip: key.dst,
-            port: key.dst_port,
-            proto: key.proto,
-        };
+        let service = ServiceKey { vip: key.dst, port: key.dst_port, proto: key.proto };
         let backend = match self.services.select(now, &service, key.src) {
             Selection::Backend(backend) => backend,
             Selection::NoService | Selection::NoBackend => {
@@ -210,11 +195,7 @@ impl Switch {
             }
         };
         // Hairpin (see the module docs): the pod is its own backend.
-        let source = if backend.ip == key.src {
-            key.dst
-        } else {
-            key.src
-        };
+        let source = if backend.ip == key.src { key.dst } else { key.src };
         let reply_key = (0..NAT_PORT_TRIES)
             .map(|i| FlowKey {
                 proto: key.proto,
@@ -225,9 +206,7 @@ impl Switch {
             })
             .find(|k| self.conntrack.is_free(k))
             .ok_or(Verdict::Drop(DropReason::FlowTableFull))?;
-        self.conntrack
-            .insert(now, *key, reply_key)
-            .map_err(|_| Verdict::Drop(DropReason::FlowTableFull))?;
+        self.conntrack.insert(now, *key, reply_key).map_err(|_| Verdict::Drop(DropReason::FlowTableFull))?;
         Ok(reply_key.reversed())
     }
 
@@ -243,9 +222,7 @@ fn nat_port(port: u16, attempt: u32) -> u16 {
     if attempt == 0 {
         return port;
     }
-    let mixed = u32::from(port)
-        .wrapping_mul(0x9e37_79b1)
-        .wrapping_add(attempt.wrapping_mul(0x85eb_ca6b));
+    let mixed = u32::from(port).wrapping_mul(0x9e37_79b1).wrapping_add(attempt.wrapping_mul(0x85eb_ca6b));
     1024 + (mixed >> 16) as u16 % (u16::MAX - 1024)
 }
 

@@ -69,9 +69,7 @@ pub enum SwitchError {
 impl fmt::Display for SwitchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            SwitchError::TableFull => {
-                "switch port table full (raise max_ports in the board config)"
-            }
+            SwitchError::TableFull => "switch port table full (raise max_ports in the board config)",
             SwitchError::AddressInUse => "address already attached to another port",
             SwitchError::OutsideSubnet => "address outside the node's pod subnet",
             SwitchError::HostPortExists => "host port already attached",
@@ -103,9 +101,7 @@ impl Switch {
         }
         let network = config.subnet.network().address();
         let service_cidr = config.service_cidr.network();
-        if service_cidr.contains_addr(&network)
-            || config.subnet.contains_addr(&service_cidr.address())
-        {
+        if service_cidr.contains_addr(&network) || config.subnet.contains_addr(&service_cidr.address()) {
             return Err(SwitchError::ServiceCidrOverlap);
         }
         let services = &config.services;
@@ -116,11 +112,7 @@ impl Switch {
             by_offset: vec![None; 1 << (32 - config.subnet.prefix_len())],
             service_cidr,
             services: ServiceTable::new(services),
-            conntrack: Conntrack::new(
-                services.max_flows as usize,
-                services.timeouts,
-                services.hash_seed,
-            ),
+            conntrack: Conntrack::new(services.max_flows as usize, services.timeouts, services.hash_seed),
         })
     }
 
@@ -167,11 +159,7 @@ impl Switch {
     }
 
     /// Changes the session affinity of a live service port.
-    pub fn set_service_affinity(
-        &mut self,
-        key: ServiceKey,
-        affinity: Affinity,
-    ) -> Result<(), ServiceError> {
+    pub fn set_service_affinity(&mut self, key: ServiceKey, affinity: Affinity) -> Result<(), ServiceError> {
         self.services.set_affinity(key, affinity)
     }
 
@@ -188,14 +176,8 @@ impl Switch {
         }
         self.conntrack.retain(|flow| {
             let (o, r) = (flow.original(), flow.reply());
-            let backend = Backend {
-                ip: r.src,
-                port: r.src_port,
-            };
-            o.proto != Proto::Udp
-                || o.dst != key.vip
-                || o.dst_port != key.port
-                || keep.contains(&backend)
+            let backend = Backend { ip: r.src, port: r.src_port };
+            o.proto != Proto::Udp || o.dst != key.vip || o.dst_port != key.port || keep.contains(&backend)
         });
     }
 
@@ -217,16 +199,9 @@ impl Switch {
         if self.by_offset[offset].is_some() {
             return Err(SwitchError::AddressInUse);
         }
-        let slot = self
-            .ports
-            .iter()
-            .position(Option::is_none)
-            .ok_or(SwitchError::TableFull)?;
+        let slot = self.ports.iter().position(Option::is_none).ok_or(SwitchError::TableFull)?;
         let id = PortId(slot as u16);
-        self.ports[slot] = Some(Port {
-            spec,
-            stats: PortStats::default(),
-        });
+        self.ports[slot] = Some(Port { spec, stats: PortStats::default() });
         self.by_offset[offset] = Some(id);
         Ok(id)
     }
@@ -257,40 +232,26 @@ impl Switch {
     /// Decides what to do with `frame` (virtio-net header first), received on
     /// `ingress` at `now`. The frame may be rewritten in place; a reply is
     /// built in `reply`, which must hold at least [`MIN_REPLY_LEN`] bytes.
-    pub fn process(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        frame: &mut [u8],
-        reply: &mut [u8],
-    ) -> Verdict {
-        let Some(port) = self
-            .ports
-            .get_mut(ingress.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+    pub fn process(&mut self, now: Instant, ingress: PortId, frame: &mut [u8], reply: &mut [u8]) -> Verdict {
+        let Some(port) = self.ports.get_mut(ingress.0 as usize).and_then(Option::as_mut) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
         port.stats.rx_packets += 1;
         port.stats.rx_bytes += frame.len().saturating_sub(vnet::HEADER_LEN) as u64;
         let spec = port.spec;
         let frame_len = frame.len();
-        let offload = vnet::Header::new_checked(&frame[..])
-            .map(|h| vnet::Repr::parse(&h))
-            .unwrap_or(vnet::Repr::PLAIN);
+        let offload =
+            vnet::Header::new_checked(&frame[..]).map(|h| vnet::Repr::parse(&h)).unwrap_or(vnet::Repr::PLAIN);
 
-        let verdict =
-            match EthernetFrame::new_checked(&mut frame[vnet::HEADER_LEN.min(frame_len)..]) {
-                Err(_) => Verdict::Drop(DropReason::Malformed),
-                Ok(eth) if eth.src_addr() != spec.mac => Verdict::Drop(DropReason::SpoofedMac),
-                Ok(mut eth) => match eth.ethertype() {
-                    EthernetProtocol::Arp => self.answer_arp(&spec, &mut eth, reply),
-                    EthernetProtocol::Ipv4 => {
-                        self.route_ipv4(now, &spec, &offload, &mut eth, reply)
-                    }
-                    _ => Verdict::Drop(DropReason::UnsupportedProtocol),
-                },
-            };
+        let verdict = match EthernetFrame::new_checked(&mut frame[vnet::HEADER_LEN.min(frame_len)..]) {
+            Err(_) => Verdict::Drop(DropReason::Malformed),
+            Ok(eth) if eth.src_addr() != spec.mac => Verdict::Drop(DropReason::SpoofedMac),
+            Ok(mut eth) => match eth.ethertype() {
+                EthernetProtocol::Arp => self.answer_arp(&spec, &mut eth, reply),
+                EthernetProtocol::Ipv4 => self.route_ipv4(now, &spec, &offload, &mut eth, reply),
+                _ => Verdict::Drop(DropReason::UnsupportedProtocol),
+            },
+        };
 
         self.account(ingress, frame_len, verdict);
         verdict

@@ -33,27 +33,9 @@ fn fixture() -> Fixture {
         services: ServiceConfig::default(),
     })
     .unwrap();
-    let host = switch
-        .attach(PortSpec {
-            kind: PortKind::Host,
-            mac: mac(1),
-            ip: ip(1),
-        })
-        .unwrap();
-    let a = switch
-        .attach(PortSpec {
-            kind: PortKind::Pod,
-            mac: mac(2),
-            ip: ip(2),
-        })
-        .unwrap();
-    let b = switch
-        .attach(PortSpec {
-            kind: PortKind::Pod,
-            mac: mac(3),
-            ip: ip(3),
-        })
-        .unwrap();
+    let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();
+    let a = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(2), ip: ip(2) }).unwrap();
+    let b = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3) }).unwrap();
     Fixture { switch, host, a, b }
 }
 
@@ -91,13 +73,8 @@ fn ipv4_frame(
         payload_len: payload.len(),
         hop_limit: 64,
     };
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf =
-        vec![0u8; vnet::HEADER_LEN + eth.buffer_len() + ip_repr.buffer_len() + payload.len()];
+    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 };
+    let mut buf = vec![0u8; vnet::HEADER_LEN + eth.buffer_len() + ip_repr.buffer_len() + payload.len()];
     let mut frame = EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]);
     eth.emit(&mut frame);
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
@@ -127,11 +104,7 @@ fn arp_for_another_pod_is_answered_with_its_mac() {
     let mut f = fixture();
     let (verdict, out) = run(f.a, &mut f, &mut arp_request(mac(2), ip(2), ip(3)));
     assert!(matches!(verdict, Verdict::Reply { len: 52 }));
-    assert_eq!(
-        &out[..vnet::HEADER_LEN],
-        &[0; vnet::HEADER_LEN],
-        "plain virtio header"
-    );
+    assert_eq!(&out[..vnet::HEADER_LEN], &[0; vnet::HEADER_LEN], "plain virtio header");
     let (dst, arp) = parse_arp_reply(&out);
     assert_eq!(dst, mac(2));
     assert_eq!(
@@ -144,11 +117,7 @@ fn arp_for_another_pod_is_answered_with_its_mac() {
             target_protocol_addr: ip(2),
         }
     );
-    assert_eq!(
-        f.switch.port(f.b).unwrap().1.rx_packets,
-        0,
-        "nothing reached pod b"
-    );
+    assert_eq!(f.switch.port(f.b).unwrap().1.rx_packets, 0, "nothing reached pod b");
 }
 
 #[test]
@@ -156,13 +125,7 @@ fn arp_for_the_gateway_gets_the_host_mac() {
     let mut f = fixture();
     let (_, out) = run(f.a, &mut f, &mut arp_request(mac(2), ip(2), ip(1)));
     let (_, arp) = parse_arp_reply(&out);
-    let ArpRepr::EthernetIpv4 {
-        source_hardware_addr,
-        ..
-    } = arp
-    else {
-        panic!("{arp:?}")
-    };
+    let ArpRepr::EthernetIpv4 { source_hardware_addr, .. } = arp else { panic!("{arp:?}") };
     assert_eq!(source_hardware_addr, mac(1));
 }
 
@@ -170,11 +133,7 @@ fn arp_for_the_gateway_gets_the_host_mac() {
 fn the_host_may_arp_from_any_of_its_addresses() {
     let mut f = fixture();
     let other_host_ip = Ipv4Address::new(192, 168, 1, 10);
-    let (verdict, _) = run(
-        f.host,
-        &mut f,
-        &mut arp_request(mac(1), other_host_ip, ip(2)),
-    );
+    let (verdict, _) = run(f.host, &mut f, &mut arp_request(mac(1), other_host_ip, ip(2)));
     assert!(matches!(verdict, Verdict::Reply { .. }));
 }
 
@@ -183,14 +142,7 @@ fn arp_for_an_unknown_address_is_dropped_not_flooded() {
     let mut f = fixture();
     let (verdict, _) = run(f.a, &mut f, &mut arp_request(mac(2), ip(2), ip(77)));
     assert_eq!(verdict, Verdict::Drop(DropReason::NoSuchHost));
-    assert_eq!(
-        f.switch
-            .port(f.a)
-            .unwrap()
-            .1
-            .dropped(DropReason::NoSuchHost),
-        1
-    );
+    assert_eq!(f.switch.port(f.a).unwrap().1.dropped(DropReason::NoSuchHost), 1);
 }
 
 #[test]
@@ -216,51 +168,27 @@ fn pod_to_pod_is_forwarded_with_the_destination_mac_set() {
 #[test]
 fn off_subnet_traffic_goes_to_the_node() {
     let mut f = fixture();
-    let mut frame = ipv4_frame(
-        mac(2),
-        mac(1),
-        ip(2),
-        Ipv4Address::new(192, 168, 1, 10),
-        b"x",
-    );
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Forward { egress: f.host }
-    );
+    let mut frame = ipv4_frame(mac(2), mac(1), ip(2), Ipv4Address::new(192, 168, 1, 10), b"x");
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Forward { egress: f.host });
 }
 
 #[test]
 fn the_node_reaches_pods_but_gets_no_transit() {
     let mut f = fixture();
     let mut to_pod = ipv4_frame(mac(1), mac(2), ip(1), ip(2), b"ping");
-    assert_eq!(
-        run(f.host, &mut f, &mut to_pod).0,
-        Verdict::Forward { egress: f.a }
-    );
+    assert_eq!(run(f.host, &mut f, &mut to_pod).0, Verdict::Forward { egress: f.a });
     let mut transit = ipv4_frame(mac(1), mac(9), ip(1), Ipv4Address::new(8, 8, 8, 8), b"x");
-    assert_eq!(
-        run(f.host, &mut f, &mut transit).0,
-        Verdict::Drop(DropReason::NoRoute)
-    );
+    assert_eq!(run(f.host, &mut f, &mut transit).0, Verdict::Drop(DropReason::NoRoute));
 }
 
 #[test]
 fn spoofed_source_ip_is_dropped_and_counted() {
     let mut f = fixture();
     let mut frame = ipv4_frame(mac(2), mac(3), ip(3), ip(3), b"forged");
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::SpoofedIp)
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::SpoofedIp));
     let mut frame = ipv4_frame(mac(1), mac(3), ip(2), ip(3), b"forged by the host");
-    assert_eq!(
-        run(f.host, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::SpoofedIp)
-    );
-    assert_eq!(
-        f.switch.port(f.a).unwrap().1.dropped(DropReason::SpoofedIp),
-        1
-    );
+    assert_eq!(run(f.host, &mut f, &mut frame).0, Verdict::Drop(DropReason::SpoofedIp));
+    assert_eq!(f.switch.port(f.a).unwrap().1.dropped(DropReason::SpoofedIp), 1);
     assert_eq!(f.switch.port(f.b).unwrap().1.rx_packets, 0);
 }
 
@@ -268,18 +196,8 @@ fn spoofed_source_ip_is_dropped_and_counted() {
 fn spoofed_source_mac_is_dropped_and_counted() {
     let mut f = fixture();
     let mut frame = ipv4_frame(mac(3), mac(1), ip(2), ip(3), b"forged");
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::SpoofedMac)
-    );
-    assert_eq!(
-        f.switch
-            .port(f.a)
-            .unwrap()
-            .1
-            .dropped(DropReason::SpoofedMac),
-        1
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::SpoofedMac));
+    assert_eq!(f.switch.port(f.a).unwrap().1.dropped(DropReason::SpoofedMac), 1);
 }
 
 #[test]
@@ -287,27 +205,12 @@ fn broadcast_and_multicast_are_dropped() {
     let mut f = fixture();
     let bcast = EthernetAddress::BROADCAST;
     let mut frame = ipv4_frame(mac(2), bcast, ip(2), ip(255), b"storm");
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::Broadcast)
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::Broadcast));
     let mut frame = ipv4_frame(mac(2), mac(1), ip(2), ip(255), b"directed broadcast");
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::Broadcast)
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::Broadcast));
     let mcast = EthernetAddress([0x01, 0x00, 0x5e, 0, 0, 0xfb]);
-    let mut frame = ipv4_frame(
-        mac(2),
-        mcast,
-        ip(2),
-        Ipv4Address::new(224, 0, 0, 251),
-        b"mdns",
-    );
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::Broadcast)
-    );
+    let mut frame = ipv4_frame(mac(2), mcast, ip(2), Ipv4Address::new(224, 0, 0, 251), b"mdns");
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::Broadcast));
 }
 
 #[test]
@@ -315,10 +218,7 @@ fn ipv6_is_counted_as_unsupported() {
     let mut f = fixture();
     let mut frame = ipv4_frame(mac(2), mac(3), ip(2), ip(3), b"x");
     frame[vnet::HEADER_LEN + 12..vnet::HEADER_LEN + 14].copy_from_slice(&[0x86, 0xdd]);
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::UnsupportedProtocol)
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::UnsupportedProtocol));
 }
 
 #[test]
@@ -326,17 +226,11 @@ fn truncated_frames_are_malformed() {
     let mut f = fixture();
     for len in [0, 5, vnet::HEADER_LEN + 13] {
         let mut frame = vec![0u8; len];
-        assert_eq!(
-            run(f.a, &mut f, &mut frame).0,
-            Verdict::Drop(DropReason::Malformed)
-        );
+        assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::Malformed));
     }
     let mut frame = ipv4_frame(mac(2), mac(3), ip(2), ip(3), b"payload");
     let cut = frame.len() - 4; // IPv4 total length now exceeds the buffer
-    assert_eq!(
-        run(f.a, &mut f, &mut frame[..cut]).0,
-        Verdict::Drop(DropReason::Malformed)
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame[..cut]).0, Verdict::Drop(DropReason::Malformed));
 }
 
 #[test]
@@ -346,10 +240,7 @@ fn gso_super_frames_pass_with_their_virtio_header_intact() {
     let mut frame = ipv4_frame(mac(2), mac(1), ip(2), ip(3), &payload);
     let header = [0x01, 0x01, 0x42, 0x00, 0xa8, 0x05, 0x22, 0x00, 0x10, 0x00];
     frame[..vnet::HEADER_LEN].copy_from_slice(&header);
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Forward { egress: f.b }
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Forward { egress: f.b });
     assert_eq!(&frame[..vnet::HEADER_LEN], &header);
 }
 
@@ -357,30 +248,17 @@ fn gso_super_frames_pass_with_their_virtio_header_intact() {
 fn unknown_ingress_port_is_rejected() {
     let mut f = fixture();
     let mut frame = ipv4_frame(mac(2), mac(3), ip(2), ip(3), b"x");
-    assert_eq!(
-        run(PortId(99), &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::UnknownPort)
-    );
+    assert_eq!(run(PortId(99), &mut f, &mut frame).0, Verdict::Drop(DropReason::UnknownPort));
 }
 
 #[test]
 fn attach_enforces_capacity_uniqueness_and_subnet() {
     let mut f = fixture();
-    let pod = |last| PortSpec {
-        kind: PortKind::Pod,
-        mac: mac(last),
-        ip: ip(last),
-    };
+    let pod = |last| PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last) };
     assert_eq!(f.switch.attach(pod(3)), Err(SwitchError::AddressInUse));
-    let outside = PortSpec {
-        ip: Ipv4Address::new(10, 244, 1, 2),
-        ..pod(4)
-    };
+    let outside = PortSpec { ip: Ipv4Address::new(10, 244, 1, 2), ..pod(4) };
     assert_eq!(f.switch.attach(outside), Err(SwitchError::OutsideSubnet));
-    let host = PortSpec {
-        kind: PortKind::Host,
-        ..pod(9)
-    };
+    let host = PortSpec { kind: PortKind::Host, ..pod(9) };
     assert_eq!(f.switch.attach(host), Err(SwitchError::HostPortExists));
     f.switch.attach(pod(4)).unwrap();
     assert_eq!(f.switch.attach(pod(5)), Err(SwitchError::TableFull));
@@ -391,16 +269,9 @@ fn a_detached_port_stops_receiving_and_frees_its_address() {
     let mut f = fixture();
     f.switch.detach(f.b).unwrap();
     let mut frame = ipv4_frame(mac(2), mac(3), ip(2), ip(3), b"x");
-    assert_eq!(
-        run(f.a, &mut f, &mut frame).0,
-        Verdict::Drop(DropReason::NoSuchHost)
-    );
+    assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::NoSuchHost));
     let (verdict, _) = run(f.a, &mut f, &mut arp_request(mac(2), ip(2), ip(3)));
     assert_eq!(verdict, Verdict::Drop(DropReason::NoSuchHost));
-    let again = PortSpec {
-        kind: PortKind::Pod,
-        mac: mac(3),
-        ip: ip(3),
-    };
+    let again = PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3) };
     assert!(f.switch.attach(again).is_ok());
 }

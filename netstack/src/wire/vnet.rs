@@ -141,15 +141,8 @@ pub struct Repr {
 
 impl Repr {
     /// A header for a complete frame: no offload, nothing left to do.
-    pub const PLAIN: Repr = Repr {
-        flags: 0,
-        gso: Gso::None,
-        ecn: false,
-        hdr_len: 0,
-        gso_size: 0,
-        csum_start: 0,
-        csum_offset: 0,
-    };
+    pub const PLAIN: Repr =
+        Repr { flags: 0, gso: Gso::None, ecn: false, hdr_len: 0, gso_size: 0, csum_start: 0, csum_offset: 0 };
 
     /// Parses a header view.
     pub fn parse<T: AsRef<[u8]>>(header: &Header<T>) -> Repr {

@@ -54,34 +54,22 @@ pub struct Client {
 impl Client {
     /// Connects to the agent at `socket`.
     pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|e| ClientError::NoAgent(socket.to_path_buf(), e))?;
+        let stream =
+            UnixStream::connect(socket).await.map_err(|e| ClientError::NoAgent(socket.to_path_buf(), e))?;
         Ok(Client { stream })
     }
 
     /// Sends a request and waits for its answer.
     pub async fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
-        write_frame(
-            &mut self.stream,
-            &Frame::message(request).map_err(ClientError::Io)?,
-        )
-        .await
-        .map_err(ClientError::Io)?;
-        let frame = read_frame(&mut self.stream)
+        write_frame(&mut self.stream, &Frame::message(request).map_err(ClientError::Io)?)
             .await
-            .map_err(ClientError::Io)?
-            .ok_or_else(|| {
-                ClientError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "agent closed the connection",
-                ))
-            })?;
+            .map_err(ClientError::Io)?;
+        let frame = read_frame(&mut self.stream).await.map_err(ClientError::Io)?.ok_or_else(|| {
+            ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "agent closed the connection"))
+        })?;
         match frame.body {
             Err(text) => Err(ClientError::Agent(text)),
-            Ok(_) if frame.version != PROTOCOL_VERSION => Err(ClientError::Version {
-                agent: frame.version,
-            }),
+            Ok(_) if frame.version != PROTOCOL_VERSION => Err(ClientError::Version { agent: frame.version }),
             Ok(body) => Frame::decode(&body).map_err(ClientError::Io),
         }
     }

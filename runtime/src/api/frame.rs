@@ -30,24 +30,17 @@ impl Frame {
     /// A frame carrying `message`.
     pub fn message<T: Serialize>(message: &T) -> io::Result<Frame> {
         let body = postcard::to_stdvec(message).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Frame {
-            version: PROTOCOL_VERSION,
-            body: Ok(body),
-        })
+        Ok(Frame { version: PROTOCOL_VERSION, body: Ok(body) })
     }
 
     /// A frame carrying an error text.
     pub fn error(text: impl Into<String>) -> Frame {
-        Frame {
-            version: PROTOCOL_VERSION,
-            body: Err(text.into()),
-        }
+        Frame { version: PROTOCOL_VERSION, body: Err(text.into()) }
     }
 
     /// Decodes the postcard body.
     pub fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
-        postcard::from_bytes(body)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        postcard::from_bytes(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 }
 
@@ -61,10 +54,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Fr
     }
     let len = u32::from_le_bytes(len) as usize;
     if !(3..=MAX_FRAME).contains(&len) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad frame length {len}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).await?;
@@ -74,10 +64,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Fr
         STATUS_OK => Ok(payload),
         STATUS_ERROR => Err(String::from_utf8_lossy(&payload).into_owned()),
         other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad frame status {other}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame status {other}")));
         }
     };
     Ok(Some(Frame { version, body }))
@@ -91,10 +78,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> io:
     };
     let len = 3 + payload.len();
     if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "frame too large",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too large"));
     }
     let mut buf = Vec::with_capacity(4 + len);
     buf.extend_from_slice(&(len as u32).to_le_bytes());

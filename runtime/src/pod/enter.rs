@@ -26,24 +26,12 @@ pub struct PodEntry {
 
 impl PodEntry {
     /// Opens the pod's namespace file and prepares the paths.
-    pub fn open(
-        netns: &Path,
-        resolv_conf: &Path,
-        hostname: &str,
-        new_session: bool,
-    ) -> io::Result<PodEntry> {
+    pub fn open(netns: &Path, resolv_conf: &Path, hostname: &str, new_session: bool) -> io::Result<PodEntry> {
         let netns = File::open(netns)
             .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", netns.display())))?;
-        let resolv_conf = resolv_conf
-            .exists()
-            .then(|| CString::new(resolv_conf.as_os_str().as_bytes()))
-            .transpose()?;
-        Ok(PodEntry {
-            netns,
-            resolv_conf,
-            hostname: CString::new(hostname)?,
-            new_session,
-        })
+        let resolv_conf =
+            resolv_conf.exists().then(|| CString::new(resolv_conf.as_os_str().as_bytes())).transpose()?;
+        Ok(PodEntry { netns, resolv_conf, hostname: CString::new(hostname)?, new_session })
     }
 
     /// Moves the calling (child) process into the pod.
@@ -52,26 +40,13 @@ impl PodEntry {
         setns(self.netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(err)?;
         unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(err)?;
         // Keep our mounts to ourselves, while still seeing the host's.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_SLAVE,
-            None::<&str>,
-        )
-        .map_err(err)?;
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+            .map_err(err)?;
         if let Some(resolv) = &self.resolv_conf {
-            mount(
-                Some(resolv.as_c_str()),
-                "/etc/resolv.conf",
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(err)?;
+            mount(Some(resolv.as_c_str()), "/etc/resolv.conf", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(err)?;
         }
-        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(self.hostname.to_bytes()))
-            .map_err(err)?;
+        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(self.hostname.to_bytes())).map_err(err)?;
         if self.new_session {
             nix::unistd::setsid().map_err(err)?;
         }

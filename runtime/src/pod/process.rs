@@ -20,9 +20,8 @@ pub fn spawn(
     entry: PodEntry,
     log: &Path,
 ) -> io::Result<tokio::process::Child> {
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let (program, args) =
+        command.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     let out = OpenOptions::new().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(program);

@@ -50,9 +50,7 @@ pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
         // Per-namespace sysctls are resolved against the writer's namespace.
         let _ = fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
         let _ = fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             let netlink = Netlink::open()?;
             netlink.up("lo").await?;
