@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use runtime::model::RestartPolicy;
+use runtime::model::{ContainerPort, Probe, Protocol, RestartPolicy, TargetPort};
 
 /// podnet: Kubernetes-style pod networking for edge clusters, in one binary.
 #[derive(Debug, Parser)]
@@ -25,6 +25,23 @@ pub enum Command {
     },
     /// Run one pod.
     Run(RunArgs),
+    /// Make a Service for a deployment's or a pod's pods.
+    Expose(ExposeArgs),
+    /// Change a live object (a Service's session affinity).
+    Patch {
+        /// Only `service` (or `svc`).
+        kind: Kind,
+        /// Service name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// None or ClientIP.
+        #[arg(long)]
+        session_affinity: Affinity,
+        /// ClientIP affinity timeout in seconds (default 10800).
+        #[arg(long)]
+        session_affinity_timeout: Option<u32>,
+    },
     /// Create an object.
     Create {
         #[command(subcommand)]
@@ -138,9 +155,65 @@ pub struct RunArgs {
     /// Restart policy.
     #[arg(long, default_value = "Always")]
     pub restart: RestartPolicy,
+    #[command(flatten)]
+    pub pod: PodOptions,
     /// The command, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+/// Ports and readiness of a pod.
+#[derive(Debug, Args)]
+pub struct PodOptions {
+    /// A port the pod serves, [NAME:]PORT[/TCP|UDP]; repeatable.
+    #[arg(long = "port")]
+    pub ports: Vec<ContainerPort>,
+    /// Readiness probe: tcp:PORT or http:PORT/PATH.
+    #[arg(long)]
+    pub readiness: Option<Probe>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    /// deployment or pod.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    #[command(flatten)]
+    pub ns: Namespace,
+    /// Service port, [NAME:]PORT; repeatable for a multi-port service.
+    #[arg(long = "port", required = true)]
+    pub ports: Vec<String>,
+    /// Port on the pods, a number or a declared port name; one per --port (default: the port).
+    #[arg(long = "target-port")]
+    pub target_ports: Vec<TargetPort>,
+    /// Service name (default: NAME).
+    #[arg(long = "name")]
+    pub service_name: Option<String>,
+    /// Protocol of every port.
+    #[arg(long, default_value = "TCP")]
+    pub protocol: Protocol,
+    /// Pods to select, k=v[,k=v...] (default: the deployment's app label, or the pod's labels).
+    #[arg(long, value_delimiter = ',')]
+    pub selector: Vec<String>,
+    /// A specific ClusterIP, or None for a headless service.
+    #[arg(long)]
+    pub cluster_ip: Option<String>,
+    /// None or ClientIP.
+    #[arg(long, default_value = "None")]
+    pub session_affinity: Affinity,
+    /// ClientIP affinity timeout in seconds (default 10800).
+    #[arg(long)]
+    pub session_affinity_timeout: Option<u32>,
+}
+
+/// sessionAffinity on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Affinity {
+    #[value(name = "None")]
+    None,
+    #[value(name = "ClientIP")]
+    ClientIp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +230,8 @@ pub enum CreateCommand {
         /// Extra labels, k=v[,k=v...].
         #[arg(long, short = 'l', value_delimiter = ',')]
         labels: Vec<String>,
+        #[command(flatten)]
+        pod: PodOptions,
         /// The pods' command, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -188,6 +263,10 @@ pub enum Kind {
     Deployment,
     #[value(alias = "nodes", alias = "no")]
     Node,
+    #[value(alias = "services", alias = "svc")]
+    Service,
+    #[value(alias = "ep")]
+    Endpoints,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

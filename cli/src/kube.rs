@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use runtime::model::{Deployment, NodeInfo, Phase, Pod};
+use runtime::model::{Deployment, Endpoints, NodeInfo, Phase, Pod, Service, SessionAffinity, TargetPort};
 use serde_json::{Value, json};
 
 fn timestamp(unix: u64) -> String {
@@ -88,6 +88,77 @@ pub fn deployment(d: &Deployment) -> Value {
             "availableReplicas": d.ready_replicas,
         },
     })
+}
+
+/// A Service as `kubectl get svc -o json` shows one.
+pub fn service(s: &Service) -> Value {
+    let spec = &s.spec;
+    let ports: Vec<Value> = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let target = match &p.target_port {
+                TargetPort::Number(n) => json!(n),
+                TargetPort::Name(name) => json!(name),
+            };
+            json!({ "name": p.name, "port": p.port, "targetPort": target, "protocol": p.protocol.to_string() })
+        })
+        .collect();
+    let cluster_ip = s.cluster_ip.map_or("None".to_string(), |ip| ip.to_string());
+    let mut out = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "uid": s.uid,
+            "creationTimestamp": timestamp(s.created_at),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "ports": ports,
+            "selector": spec.selector,
+            "sessionAffinity": "None",
+        },
+        "status": { "loadBalancer": {} },
+    });
+    if let SessionAffinity::ClientIp { timeout_seconds } = spec.session_affinity {
+        out["spec"]["sessionAffinity"] = json!("ClientIP");
+        out["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": timeout_seconds } });
+    }
+    out
+}
+
+/// Endpoints as `kubectl get endpoints -o json` shows them.
+pub fn endpoints(e: &Endpoints) -> Value {
+    let address = |ip: &std::net::Ipv4Addr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
+    let subsets: Vec<Value> = e
+        .subsets
+        .iter()
+        .map(|(a, ports)| {
+            let ports: Vec<Value> = ports
+                .iter()
+                .map(|p| json!({ "name": p.name, "port": p.port, "protocol": p.protocol.to_string() }))
+                .collect();
+            json!({ "addresses": [address(&a.ip, &a.pod)], "ports": ports })
+        })
+        .collect();
+    let not_ready: Vec<Value> = e.not_ready.iter().map(|a| address(&a.ip, &a.pod)).collect();
+    let mut out = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": { "name": e.name, "namespace": e.namespace, "creationTimestamp": timestamp(e.created_at) },
+        "subsets": subsets,
+    });
+    if !not_ready.is_empty() {
+        out["notReadyAddresses"] = json!(not_ready);
+    }
+    if !e.problems.is_empty() {
+        out["metadata"]["annotations"] = json!({ "podnet.io/problems": e.problems.join("; ") });
+    }
+    out
 }
 
 /// A node as `kubectl get node -o json` shows one.

@@ -4,6 +4,7 @@
 mod args;
 mod demo;
 mod exec;
+mod expose;
 mod kube;
 mod table;
 
@@ -62,12 +63,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
         Command::Run(args) => {
             let spec = PodSpec {
-                name: args.name,
+                name: args.name.clone(),
                 namespace: args.ns.namespace,
-                labels: parse_labels(&args.labels)?,
+                labels: run_labels(&args.name, parse_labels(&args.labels)?),
                 command: args.command,
                 restart_policy: args.restart,
                 owner: None,
+                ports: args.pod.ports,
+                readiness: args.pod.readiness,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -75,13 +78,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             println!("pod/{} created", pod.spec.name);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Create { command: CreateCommand::Deployment { name, ns, replicas, labels, command } } => {
+        Command::Create {
+            command: CreateCommand::Deployment { name, ns, replicas, labels, pod, command },
+        } => {
             let spec = DeploymentSpec {
                 name,
                 namespace: ns.namespace,
                 replicas,
                 labels: parse_labels(&labels)?,
                 command,
+                ports: pod.ports,
+                readiness: pod.readiness,
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();
@@ -107,8 +114,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                     Request::DeleteDeployment { namespace: ns.namespace, name: name.clone() },
                     "deployment.apps",
                 ),
-                Kind::Node => {
-                    return Err("nodes cannot be deleted: stop the node's agent instead".into());
+                Kind::Service => {
+                    (Request::DeleteService { namespace: ns.namespace, name: name.clone() }, "service")
+                }
+                Kind::Node => return Err("nodes cannot be deleted: stop the node's agent instead".into()),
+                Kind::Endpoints => {
+                    return Err("endpoints follow their service: delete the service instead".into());
                 }
             };
             call(socket, request).await?;
@@ -126,6 +137,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => get(socket, args).await,
+        Command::Expose(args) => {
+            println!("{}", expose::run(socket, args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Patch { kind, name, ns, session_affinity, session_affinity_timeout } => {
+            if kind != Kind::Service {
+                return Err("only a service's session affinity can be patched: `podnet patch svc NAME --session-affinity ClientIP`".into());
+            }
+            let affinity = expose::affinity(session_affinity, session_affinity_timeout)?;
+            call(
+                socket,
+                Request::SetSessionAffinity { namespace: ns.namespace, name: name.clone(), affinity },
+            )
+            .await?;
+            println!("service/{name} patched");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -195,6 +223,31 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
                 table::deployments(&list, wide, args.all_namespaces),
             )
         }
+        Kind::Service => {
+            let Response::Services(mut list) = call(socket, Request::GetServices { namespace }).await? else {
+                return unexpected();
+            };
+            if let Some(name) = &args.name {
+                list.retain(|s| &s.spec.name == name);
+                if list.is_empty() {
+                    return Err(format!("service {}/{name} not found", args.namespace));
+                }
+            }
+            (list.iter().map(kube::service).collect(), table::services(&list, wide, args.all_namespaces))
+        }
+        Kind::Endpoints => {
+            let Response::Endpoints(mut list) = call(socket, Request::GetEndpoints { namespace }).await?
+            else {
+                return unexpected();
+            };
+            if let Some(name) = &args.name {
+                list.retain(|e| &e.name == name);
+                if list.is_empty() {
+                    return Err(format!("endpoints {}/{name} not found", args.namespace));
+                }
+            }
+            (list.iter().map(kube::endpoints).collect(), table::endpoints(&list, args.all_namespaces))
+        }
         Kind::Node => {
             let Response::Node(node) = call(socket, Request::GetNode).await? else {
                 return unexpected();
@@ -235,6 +288,11 @@ pub async fn call(socket: &Path, request: Request) -> Result<Response, String> {
 
 fn unexpected<T>() -> Result<T, String> {
     Err("the agent sent an unexpected answer: use the podnet binary that matches the agent".into())
+}
+
+/// `podnet run` labels its pod run=NAME unless given labels, as kubectl run does.
+fn run_labels(name: &str, labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    if labels.is_empty() { [("run".to_string(), name.to_string())].into() } else { labels }
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use runtime::model::{Deployment, NodeInfo, Phase, Pod};
+use runtime::model::{Deployment, Endpoints, NodeInfo, Phase, Pod, Service};
 
 /// Renders rows under headers with kubectl's spacing.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -133,6 +133,76 @@ pub fn nodes(list: &[NodeInfo], wide: bool) -> String {
             ];
             if wide {
                 row.push(n.pod_cidr.clone());
+            }
+            row
+        })
+        .collect();
+    render(&headers, &rows)
+}
+
+/// `get services`.
+pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
+    let mut headers = vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
+    if wide {
+        headers.push("SELECTOR");
+    }
+    if all_namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let ports: Vec<String> =
+                s.spec.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
+            let mut row = vec![
+                s.spec.name.clone(),
+                "ClusterIP".into(),
+                s.cluster_ip.map_or("None".into(), |ip| ip.to_string()),
+                "<none>".into(),
+                ports.join(","),
+                age(s.created_at),
+            ];
+            if wide {
+                let selector: Vec<String> = s.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                row.push(selector.join(","));
+            }
+            if all_namespaces {
+                row.insert(0, s.spec.namespace.clone());
+            }
+            row
+        })
+        .collect();
+    render(&headers, &rows)
+}
+
+/// `get endpoints`: up to three addresses, then "+ N more...", as kubectl;
+/// a Service without endpoints says why.
+pub fn endpoints(list: &[Endpoints], all_namespaces: bool) -> String {
+    let mut headers = vec!["NAME", "ENDPOINTS", "AGE"];
+    if all_namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|e| {
+            let all: Vec<String> = e
+                .subsets
+                .iter()
+                .flat_map(|(a, ports)| ports.iter().map(move |p| format!("{}:{}", a.ip, p.port)))
+                .collect();
+            let mut cell = all.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+            if all.len() > 3 {
+                cell += &format!(" + {} more...", all.len() - 3);
+            }
+            if all.is_empty() {
+                cell = "<none>".into();
+            }
+            if !e.problems.is_empty() {
+                cell += &format!(" ({})", e.problems.join("; "));
+            }
+            let mut row = vec![e.name.clone(), cell, age(e.created_at)];
+            if all_namespaces {
+                row.insert(0, e.namespace.clone());
             }
             row
         })

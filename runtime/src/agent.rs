@@ -18,14 +18,15 @@ use crate::api::{ExecTarget, PortCounters, Request, Response};
 use crate::config::NodeConfig;
 use crate::dataplane::Dataplane;
 use crate::model::{
-    Deployment, DeploymentSpec, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy, check_label,
-    check_name,
+    Deployment, DeploymentSpec, Endpoints, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy, Service,
+    ServiceSpec, check_label, check_name,
 };
 use crate::netlink::{LinkSetup, Netlink};
 use crate::pod::enter::PodEntry;
 use crate::pod::sandbox::{self, SandboxSpec};
 use crate::pod::{self, mac_for, process};
 use crate::server::{self, Call};
+use crate::services::{self, PodView, SwitchEntry};
 use crate::store::{DeploymentRecord, PodRecord, State, Store};
 use crate::{netns, tap};
 
@@ -96,10 +97,12 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
                 let _ = reply.send(agent.handle(request).await);
             }
             Some(exit) = agent.exits_rx.recv() => agent.on_exit(exit),
+            Some(result) = agent.probes_rx.recv() => agent.on_probe(result),
             _ = tick.tick() => agent.tick().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
+        agent.sync_services().await;
     }
     tracing::info!("stopping: removing pod sandboxes");
     server.abort();
@@ -146,6 +149,12 @@ struct Exit {
     code: Option<i32>,
 }
 
+/// The outcome of one readiness probe.
+struct ProbeResult {
+    uid: String,
+    ok: bool,
+}
+
 /// A pod as the agent tracks it.
 struct PodState {
     record: PodRecord,
@@ -156,6 +165,18 @@ struct PodState {
     status: PodStatus,
     run_started: Option<Instant>,
     restart_at: Option<Instant>,
+    /// Whether the command runs now.
+    running: bool,
+    /// The last readiness probe passed (true for pods without a probe).
+    probe_ok: bool,
+    /// When the next readiness probe is due; None while one is running.
+    next_probe: Option<Instant>,
+}
+
+impl PodState {
+    fn update_ready(&mut self) {
+        self.status.ready = self.running && self.probe_ok;
+    }
 }
 
 type Key = (String, String);
@@ -169,6 +190,14 @@ struct Agent {
     deployments: BTreeMap<Key, DeploymentRecord>,
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits_rx: mpsc::UnboundedReceiver<Exit>,
+    probes_tx: mpsc::UnboundedSender<ProbeResult>,
+    probes_rx: mpsc::UnboundedReceiver<ProbeResult>,
+    services: BTreeMap<Key, Service>,
+    /// What the switch's service table holds, to push only changes.
+    pushed: BTreeMap<
+        netstack::service::ServiceKey,
+        (Vec<netstack::service::Backend>, netstack::service::Affinity),
+    >,
     started_at: u64,
 }
 
@@ -213,10 +242,16 @@ impl Agent {
             })
             .await
             .map_err(|e| format!("cannot configure {}: {e}", net.host_interface))?;
+        // ClusterIPs are reachable from the node too, as kube-proxy makes them.
+        netlink
+            .add_route(&net.host_interface, net.service_cidr.addr, net.service_cidr.prefix)
+            .await
+            .map_err(|e| format!("cannot route {} to {}: {e}", net.service_cidr, net.host_interface))?;
         let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
         dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
 
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (probes_tx, probes_rx) = mpsc::unbounded_channel();
         Ok(Agent {
             options,
             store,
@@ -226,6 +261,10 @@ impl Agent {
             deployments: BTreeMap::new(),
             exits_tx,
             exits_rx,
+            probes_tx,
+            probes_rx,
+            services: BTreeMap::new(),
+            pushed: BTreeMap::new(),
             started_at: unix_now(),
         })
     }
@@ -233,6 +272,9 @@ impl Agent {
     /// Brings back every pod and deployment of the saved state, with the
     /// same addresses.
     async fn restore(&mut self, state: State) -> Result<(), String> {
+        for service in state.services {
+            self.services.insert(key(&service.spec.namespace, &service.spec.name), service);
+        }
         for record in state.deployments {
             self.deployments.insert(key(&record.spec.namespace, &record.spec.name), record);
         }
@@ -256,6 +298,7 @@ impl Agent {
             node_name: self.options.node_name.clone(),
             pods: self.pods.values().map(|p| p.record.clone()).collect(),
             deployments: self.deployments.values().cloned().collect(),
+            services: self.services.values().cloned().collect(),
         }
     }
 
@@ -349,6 +392,42 @@ impl Agent {
                 let ports = self.dataplane.report().await.map_err(|e| e.to_string())?;
                 Ok(Response::Stats(ports.into_iter().map(|p| self.port_counters(p)).collect()))
             }
+            Request::CreateService(spec) => self.create_service(spec).map(Response::Service),
+            Request::GetServices { namespace } => Ok(Response::Services(
+                self.services
+                    .values()
+                    .filter(|s| in_namespace(&s.spec.namespace, &namespace))
+                    .cloned()
+                    .collect(),
+            )),
+            Request::GetEndpoints { namespace } => Ok(Response::Endpoints(
+                self.services
+                    .values()
+                    .filter(|s| in_namespace(&s.spec.namespace, &namespace))
+                    .map(|s| self.endpoints(s))
+                    .collect(),
+            )),
+            Request::DeleteService { namespace, name } => {
+                let k = key(&namespace, &name);
+                let service = self.services.remove(&k).ok_or_else(|| no_service(&namespace, &name))?;
+                if let Err(e) = self.save() {
+                    self.services.insert(k, service);
+                    return Err(e);
+                }
+                Ok(Response::Done)
+            }
+            Request::SetSessionAffinity { namespace, name, affinity } => {
+                let k = key(&namespace, &name);
+                let service = self.services.get_mut(&k).ok_or_else(|| no_service(&namespace, &name))?;
+                let before = std::mem::replace(&mut service.spec.session_affinity, affinity);
+                if let Err(e) = self.save() {
+                    if let Some(service) = self.services.get_mut(&k) {
+                        service.spec.session_affinity = before;
+                    }
+                    return Err(e);
+                }
+                Ok(Response::Service(self.services[&k].clone()))
+            }
             Request::GetNode => Ok(Response::Node(NodeInfo {
                 name: self.options.node_name.clone(),
                 pod_cidr: self.options.config.network.node_subnet.to_string(),
@@ -434,6 +513,9 @@ impl Agent {
             status,
             run_started: None,
             restart_at: None,
+            running: false,
+            probe_ok: false,
+            next_probe: None,
         };
         self.pods.insert(k.clone(), pod);
         if let Err(e) = self.spawn_process(&k) {
@@ -463,7 +545,11 @@ impl Agent {
         pod.run_started = Some(Instant::now());
         pod.restart_at = None;
         pod.status.phase = Phase::Running;
-        pod.status.ready = true;
+        pod.running = true;
+        // A restarted command is unready until its probe passes again.
+        pod.probe_ok = pod.record.spec.readiness.is_none();
+        pod.next_probe = Some(Instant::now());
+        pod.update_ready();
         pod.status.reason = None;
         pod.status.started_at = Some(unix_now());
         let (uid, run, exits) = (pod.record.uid.clone(), pod.run, self.exits_tx.clone());
@@ -484,7 +570,8 @@ impl Agent {
             return;
         };
         let code = exit.code.unwrap_or(-1);
-        pod.status.ready = false;
+        pod.running = false;
+        pod.update_ready();
         pod.status.last_exit_code = Some(code);
         let restart = match pod.record.spec.restart_policy {
             RestartPolicy::Always => true,
@@ -509,10 +596,37 @@ impl Agent {
         pod.status.reason = Some("CrashLoopBackOff".into());
     }
 
-    /// Restarts pods whose backoff has passed and keeps deployments at their
-    /// replica counts.
+    /// Records a readiness probe's outcome.
+    fn on_probe(&mut self, result: ProbeResult) {
+        if let Some(pod) = self.pods.values_mut().find(|p| p.record.uid == result.uid) {
+            pod.probe_ok = result.ok;
+            pod.update_ready();
+            pod.next_probe = Some(Instant::now() + crate::probe::PERIOD);
+        }
+    }
+
+    /// Starts the readiness probes that are due, each on a task of its own.
+    fn start_probes(&mut self, now: Instant) {
+        for pod in self.pods.values_mut() {
+            let Some(probe) = &pod.record.spec.readiness else { continue };
+            if !pod.running || pod.next_probe.is_none_or(|t| t > now) {
+                continue;
+            }
+            pod.next_probe = None;
+            let (probe, ip, uid, results) =
+                (probe.clone(), pod.record.ip, pod.record.uid.clone(), self.probes_tx.clone());
+            tokio::spawn(async move {
+                let ok = crate::probe::check(&probe, ip).await;
+                let _ = results.send(ProbeResult { uid, ok });
+            });
+        }
+    }
+
+    /// Restarts pods whose backoff has passed, starts due probes, and keeps
+    /// deployments at their replica counts.
     async fn tick(&mut self) {
         let now = Instant::now();
+        self.start_probes(now);
         let due: Vec<Key> = self
             .pods
             .iter()
@@ -557,6 +671,8 @@ impl Agent {
                     command: spec.command.clone(),
                     restart_policy: RestartPolicy::Always,
                     owner: Some(spec.name.clone()),
+                    ports: spec.ports.clone(),
+                    readiness: spec.readiness.clone(),
                 };
                 match self.create_pod(pod_spec).await {
                     Ok(pod) => owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name))),
@@ -602,6 +718,102 @@ impl Agent {
         }
         self.reconcile().await;
         Ok(self.deployment(&self.deployments[&k]))
+    }
+
+    /// Checks and stores a new Service, with its ClusterIP.
+    fn create_service(&mut self, spec: ServiceSpec) -> Result<Service, String> {
+        check_name("service", &spec.name, 63)?;
+        check_name("namespace", &spec.namespace, 63)?;
+        let k = key(&spec.namespace, &spec.name);
+        if self.services.contains_key(&k) {
+            return Err(format!(
+                "service {}/{} already exists: delete it first or choose another --name",
+                spec.namespace, spec.name
+            ));
+        }
+        if spec.ports.is_empty() {
+            return Err("a service needs at least one port: give --port".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for port in &spec.ports {
+            if !seen.insert((port.port, port.protocol)) {
+                return Err(format!("port {}/{} is listed twice", port.port, port.protocol));
+            }
+            if spec.ports.len() > 1 && port.name.is_none() {
+                return Err("every port of a multi-port service needs a name: --port NAME:PORT".into());
+            }
+        }
+        for (k, v) in &spec.selector {
+            check_label(k, v)?;
+        }
+        let net = &self.options.config.network;
+        let used = self.services.values().filter_map(|s| s.cluster_ip).collect();
+        let seed = u32::from_le_bytes(random_bytes(4).try_into().unwrap_or_default());
+        let cluster_ip =
+            services::allocate_cluster_ip(spec.cluster_ip, net.service_cidr, net.cluster_dns, &used, seed)?;
+        let service = Service { uid: random_id(16), created_at: unix_now(), cluster_ip, spec };
+        self.services.insert(k.clone(), service.clone());
+        if let Err(e) = self.save() {
+            self.services.remove(&k);
+            return Err(e);
+        }
+        Ok(service)
+    }
+
+    /// The endpoints of a Service now.
+    fn endpoints(&self, service: &Service) -> Endpoints {
+        let pods = self.pods.values().map(|p| PodView {
+            spec: &p.record.spec,
+            ip: p.record.ip,
+            ready: p.status.ready,
+        });
+        services::endpoints(service, pods)
+    }
+
+    /// Brings the switch's service table in line with Services and pod
+    /// readiness, pushing only what changed.
+    async fn sync_services(&mut self) {
+        let desired: BTreeMap<_, _> = self
+            .services
+            .values()
+            .flat_map(|s| services::switch_entries(s, &self.endpoints(s)))
+            .map(|(k, backends, affinity)| (k, (backends, affinity)))
+            .collect();
+        if desired == self.pushed {
+            return;
+        }
+        let removed: Vec<_> = self.pushed.keys().filter(|k| !desired.contains_key(k)).copied().collect();
+        let changed: Vec<SwitchEntry> = desired
+            .iter()
+            .filter(|(k, v)| self.pushed.get(k) != Some(v))
+            .map(|(k, (b, a))| (*k, b.clone(), *a))
+            .collect();
+        let applied = self
+            .dataplane
+            .update(move |switch| {
+                for key in &removed {
+                    let _ = switch.remove_service(key);
+                }
+                changed
+                    .iter()
+                    .filter_map(|(key, backends, affinity)| {
+                        switch
+                            .upsert_service(*key, backends, *affinity)
+                            .err()
+                            .map(|e| format!("{}:{}: {e}", key.vip, key.port))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        match applied {
+            Ok(errors) => {
+                for e in errors {
+                    tracing::warn!("cannot program service {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot program services: {e}"),
+        }
+        self.pushed = desired;
     }
 
     /// Removes a pod from the tables and frees its address; the caller tears
@@ -719,6 +931,10 @@ fn no_pod(namespace: &str, name: &str) -> String {
 
 fn no_deployment(namespace: &str, name: &str) -> String {
     format!("deployment {namespace}/{name} not found: list them with `podnet get deployments -n {namespace}`")
+}
+
+fn no_service(namespace: &str, name: &str) -> String {
+    format!("service {namespace}/{name} not found: list them with `podnet get svc -n {namespace}`")
 }
 
 fn check_pod_spec(spec: &PodSpec) -> Result<(), String> {

@@ -54,6 +54,9 @@ enum Command {
     Attach(PortSpec, OwnedFd, oneshot::Sender<Result<PortId, SwitchError>>),
     Detach(PortId, oneshot::Sender<()>),
     Report(oneshot::Sender<Vec<PortReport>>),
+    /// Table changes (services, DNS records) made on the data-plane thread,
+    /// between two frames.
+    Update(Box<dyn FnOnce(&mut Switch) + Send>),
     Stop,
 }
 
@@ -104,6 +107,18 @@ impl Dataplane {
     pub async fn detach(&self, id: PortId) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Detach(id, tx))?;
+        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+    }
+
+    /// Runs `change` on the switch between two frames and returns its result.
+    pub async fn update<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Switch) -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Update(Box::new(move |switch| {
+            let _ = tx.send(change(switch));
+        })))?;
         rx.await.map_err(|_| io::Error::other("data plane stopped"))
     }
 
@@ -195,6 +210,7 @@ impl Loop {
                         .collect();
                     let _ = reply.send(ports);
                 }
+                Command::Update(change) => change(&mut self.switch),
                 Command::Stop => return false,
             }
         }

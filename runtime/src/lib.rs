@@ -10,6 +10,8 @@ pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod pod;
+pub mod probe;
 pub mod server;
+pub mod services;
 pub mod store;
 pub mod tap;

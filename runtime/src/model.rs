@@ -54,6 +54,12 @@ pub struct PodSpec {
     pub restart_policy: RestartPolicy,
     /// The deployment that owns this pod, if any.
     pub owner: Option<String>,
+    /// Ports the pod declares, so a Service can target them by name.
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+    /// Readiness probe: while it fails the pod is no Service endpoint.
+    #[serde(default)]
+    pub readiness: Option<Probe>,
 }
 
 /// Lifecycle phase (Kubernetes' PodPhase).
@@ -116,6 +122,12 @@ pub struct DeploymentSpec {
     pub labels: Labels,
     /// The pods' command.
     pub command: Vec<String>,
+    /// The pods' declared ports.
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+    /// The pods' readiness probe.
+    #[serde(default)]
+    pub readiness: Option<Probe>,
 }
 
 /// A deployment as reported to users.
@@ -200,4 +212,260 @@ mod tests {
         assert!(check_label("", "x").is_err());
         assert!(check_label("a", "has space").is_err());
     }
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// UDP.
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            _ => Err(format!("protocol `{s}` is not TCP or UDP")),
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// A port a pod declares (a container port in Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerPort {
+    /// Name a Service's targetPort can refer to.
+    pub name: Option<String>,
+    /// Port number.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+impl std::str::FromStr for ContainerPort {
+    type Err = String;
+    /// `[NAME:]PORT[/PROTOCOL]`, e.g. `http:8080/TCP`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (rest, protocol) = match s.split_once('/') {
+            Some((rest, proto)) => (rest, proto.parse()?),
+            None => (s, Protocol::Tcp),
+        };
+        let (name, port) = match rest.split_once(':') {
+            Some((name, port)) => (Some(name.to_string()), port),
+            None => (None, rest),
+        };
+        if let Some(name) = &name {
+            check_port_name(name)?;
+        }
+        Ok(ContainerPort { name, port: parse_port(port)?, protocol })
+    }
+}
+
+/// Parses a port number in 1..=65535.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port `{text}` is not a number from 1 to 65535"))
+}
+
+/// Checks a port name (an IANA service name, as Kubernetes requires).
+pub fn check_port_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid port name `{name}`: use up to 15 lowercase letters, digits and '-'"))
+    }
+}
+
+/// A readiness probe, run from the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Probe {
+    /// Ready while a TCP connection to the port succeeds.
+    Tcp {
+        /// Port.
+        port: u16,
+    },
+    /// Ready while GET PATH answers 200-399.
+    Http {
+        /// Port.
+        port: u16,
+        /// Path.
+        path: String,
+    },
+}
+
+impl std::str::FromStr for Probe {
+    type Err = String;
+    /// `tcp:PORT` or `http:PORT/PATH`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("readiness probe `{s}` is not tcp:PORT or http:PORT/PATH");
+        match s.split_once(':').ok_or_else(bad)? {
+            ("tcp", port) => Ok(Probe::Tcp { port: parse_port(port)? }),
+            ("http", rest) => {
+                let (port, path) =
+                    rest.split_once('/').map_or((rest, "/".to_string()), |(p, path)| (p, format!("/{path}")));
+                Ok(Probe::Http { port: parse_port(port)?, path })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Where a Service port sends traffic on its pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetPort {
+    /// A port number.
+    Number(u16),
+    /// A port name the pods declare.
+    Name(String),
+}
+
+impl std::str::FromStr for TargetPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(TargetPort::Number(parse_port(s)?))
+        } else {
+            check_port_name(s)?;
+            Ok(TargetPort::Name(s.to_string()))
+        }
+    }
+}
+
+impl std::fmt::Display for TargetPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetPort::Number(n) => write!(f, "{n}"),
+            TargetPort::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One port of a Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    /// Name (required when a Service has several ports; used by DNS SRV).
+    pub name: Option<String>,
+    /// The port clients connect to.
+    pub port: u16,
+    /// The port on the pods.
+    pub target_port: TargetPort,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// sessionAffinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SessionAffinity {
+    /// Every connection is balanced on its own.
+    #[default]
+    None,
+    /// Connections from one client IP go to one pod.
+    ClientIp {
+        /// sessionAffinityConfig.clientIP.timeoutSeconds.
+        timeout_seconds: u32,
+    },
+}
+
+/// Kubernetes' default ClientIP affinity timeout.
+pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+
+/// What ClusterIP a Service asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterIpRequest {
+    /// Any free address of the service CIDR.
+    Auto,
+    /// This address.
+    Fixed(Ipv4Addr),
+    /// No ClusterIP: a headless Service.
+    None,
+}
+
+/// What a user asks for when making a Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Name (an RFC 1123 label).
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// ClusterIP wanted.
+    pub cluster_ip: ClusterIpRequest,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+    /// Pods whose labels include all of these are the endpoints.
+    pub selector: Labels,
+    /// Session affinity.
+    pub session_affinity: SessionAffinity,
+}
+
+/// A Service as reported to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Unique id.
+    pub uid: String,
+    /// Unix time of creation.
+    pub created_at: u64,
+    /// The assigned ClusterIP; None for a headless Service.
+    pub cluster_ip: Option<Ipv4Addr>,
+    /// Desired state.
+    pub spec: ServiceSpec,
+}
+
+/// One ready pod behind a Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointAddress {
+    /// Pod IP.
+    pub ip: Ipv4Addr,
+    /// Pod name.
+    pub pod: String,
+}
+
+/// A Service port resolved to a number on the endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPort {
+    /// Service port name.
+    pub name: Option<String>,
+    /// Port on the pods.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// Endpoints: which pods serve a Service now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// Service name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Unix time the Service was created.
+    pub created_at: u64,
+    /// Ready pods, with the ports they serve.
+    pub subsets: Vec<(EndpointAddress, Vec<EndpointPort>)>,
+    /// Selected pods that are not ready.
+    pub not_ready: Vec<EndpointAddress>,
+    /// Why endpoints are missing, in words (empty when all is well).
+    pub problems: Vec<String>,
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeploymentSpec, PodSpec};
+use crate::model::{DeploymentSpec, PodSpec, Service};
 
 const FORMAT: u32 = 1;
 
@@ -49,6 +49,9 @@ pub struct State {
     pub pods: Vec<PodRecord>,
     /// Deployments.
     pub deployments: Vec<DeploymentRecord>,
+    /// Services, with their ClusterIPs.
+    #[serde(default)]
+    pub services: Vec<Service>,
 }
 
 /// The state file of one data directory.

@@ -2,7 +2,13 @@
 //! answered from the table and never flooded.
 
 use super::{DropReason, PortKind, PortSpec, Switch, Verdict};
-use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, vnet};
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, vnet,
+};
+
+/// The MAC the switch answers for ClusterIPs: locally administered, 0a:58
+/// like every podnet MAC, and outside the 0a:58:0a:f4 pod range.
+pub const SERVICE_ROUTER_MAC: EthernetAddress = EthernetAddress([0x0a, 0x58, 0xff, 0xff, 0xff, 0xfe]);
 
 impl Switch {
     pub(super) fn answer_arp(
@@ -34,19 +40,24 @@ impl Switch {
         if operation != ArpOperation::Request {
             return Verdict::Drop(DropReason::UnsolicitedArp);
         }
-        let Some((_, target)) = self.owner(target_protocol_addr) else {
-            return Verdict::Drop(DropReason::NoSuchHost);
+        // ClusterIPs belong to no port: the node's kernel, which routes the
+        // service range on-link, is told they sit behind the switch's own
+        // service-router MAC. (Pods never ask: they send via the gateway.)
+        let target_mac = match self.owner(target_protocol_addr) {
+            Some((_, target)) => target.mac,
+            None if self.service_cidr.contains_addr(&target_protocol_addr) => SERVICE_ROUTER_MAC,
+            None => return Verdict::Drop(DropReason::NoSuchHost),
         };
 
         let answer = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Reply,
-            source_hardware_addr: target.mac,
+            source_hardware_addr: target_mac,
             source_protocol_addr: target_protocol_addr,
             target_hardware_addr: source_hardware_addr,
             target_protocol_addr: source_protocol_addr,
         };
         let eth_repr = EthernetRepr {
-            src_addr: target.mac,
+            src_addr: target_mac,
             dst_addr: source_hardware_addr,
             ethertype: EthernetProtocol::Arp,
         };

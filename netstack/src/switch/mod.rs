@@ -11,7 +11,7 @@
 //! [`crate::conntrack`], and the backend's replies translated back (see
 //! `ipv4.rs` for the path a packet takes).
 
-mod arp;
+pub mod arp;
 mod ipv4;
 mod port;
 mod verdict;

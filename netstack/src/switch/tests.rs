@@ -275,3 +275,17 @@ fn a_detached_port_stops_receiving_and_frees_its_address() {
     let again = PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3) };
     assert!(f.switch.attach(again).is_ok());
 }
+
+#[test]
+fn the_node_is_told_cluster_ips_sit_behind_the_service_router() {
+    let mut f = fixture();
+    let vip = Ipv4Address::new(10, 96, 0, 42);
+    let (verdict, out) = run(f.host, &mut f, &mut arp_request(mac(1), ip(1), vip));
+    assert!(matches!(verdict, Verdict::Reply { .. }));
+    let (_, arp) = parse_arp_reply(&out);
+    let ArpRepr::EthernetIpv4 { source_hardware_addr, source_protocol_addr, .. } = arp else { panic!() };
+    assert_eq!((source_hardware_addr, source_protocol_addr), (arp::SERVICE_ROUTER_MAC, vip));
+    let outside = Ipv4Address::new(10, 200, 0, 1);
+    let (verdict, _) = run(f.host, &mut f, &mut arp_request(mac(1), ip(1), outside));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NoSuchHost));
+}

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Deployment, DeploymentSpec, NodeInfo, Pod, PodSpec};
+use crate::model::{
+    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodSpec, Service, ServiceSpec, SessionAffinity,
+};
 
 /// Version of the message shapes below.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -69,6 +71,34 @@ pub enum Request {
     GetNode,
     /// Per-port counters of the switch.
     NodeStats,
+    /// Create a Service.
+    CreateService(ServiceSpec),
+    /// List Services, in one namespace or all.
+    GetServices {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// List Endpoints, in one namespace or all.
+    GetEndpoints {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a Service.
+    DeleteService {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Change a live Service's session affinity.
+    SetSessionAffinity {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The new affinity.
+        affinity: SessionAffinity,
+    },
 }
 
 /// One switch port's counters, named for people.
@@ -126,4 +156,10 @@ pub enum Response {
     Node(NodeInfo),
     /// Switch counters.
     Stats(Vec<PortCounters>),
+    /// One Service.
+    Service(Service),
+    /// Services.
+    Services(Vec<Service>),
+    /// Endpoints.
+    Endpoints(Vec<Endpoints>),
 }

@@ -1,0 +1,253 @@
+//! Services on the agent's side: ClusterIP allocation, endpoints from pod
+//! labels and readiness, and the switch's service table derived from them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+
+use netstack::Duration;
+use netstack::service::{Affinity, Backend, Proto, ServiceKey};
+
+use crate::config::Cidr;
+use crate::model::{
+    ClusterIpRequest, EndpointAddress, EndpointPort, Endpoints, Labels, PodSpec, Protocol, Service,
+    SessionAffinity, TargetPort,
+};
+
+/// A pod as endpoints see it.
+pub struct PodView<'a> {
+    /// Its spec (labels, declared ports).
+    pub spec: &'a PodSpec,
+    /// Its IP.
+    pub ip: Ipv4Addr,
+    /// Running and passing its readiness probe.
+    pub ready: bool,
+}
+
+/// Chooses the ClusterIP for a new Service. The first address of the range
+/// (kubernetes.default in Kubernetes) and the cluster DNS address are never
+/// handed out; the search starts at a pseudo-random offset, as Kubernetes'
+/// allocator does, so addresses are not reused in creation order.
+pub fn allocate_cluster_ip(
+    request: ClusterIpRequest,
+    range: Cidr,
+    dns: Ipv4Addr,
+    used: &HashSet<Ipv4Addr>,
+    seed: u32,
+) -> Result<Option<Ipv4Addr>, String> {
+    let size = 1u32 << (32 - range.prefix);
+    let usable = |ip: Ipv4Addr| {
+        let offset = u32::from(ip).wrapping_sub(u32::from(range.addr));
+        range.contains(ip) && offset >= 2 && offset < size - 1 && ip != dns
+    };
+    match request {
+        ClusterIpRequest::None => Ok(None),
+        ClusterIpRequest::Fixed(ip) if !usable(ip) => Err(format!(
+            "cluster IP {ip} is not a usable address of the service range {range}: pick another, or leave --cluster-ip out"
+        )),
+        ClusterIpRequest::Fixed(ip) if used.contains(&ip) => Err(format!(
+            "cluster IP {ip} is already taken by another service: pick another, or leave --cluster-ip out"
+        )),
+        ClusterIpRequest::Fixed(ip) => Ok(Some(ip)),
+        ClusterIpRequest::Auto => {
+            let span = size.saturating_sub(3).max(1);
+            (0..span)
+                .map(|step| range.nth(2 + (seed.wrapping_add(step)) % span))
+                .find(|ip| usable(*ip) && !used.contains(ip))
+                .map(Some)
+                .ok_or_else(|| format!("the service range {range} has no free address: delete services"))
+        }
+    }
+}
+
+/// Whether `labels` carry every key/value of `selector` (an empty selector
+/// selects nothing, as for Services without a selector).
+pub fn selects(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The endpoints of `service` among `pods` (pods of every namespace may be
+/// given; only the service's namespace counts).
+pub fn endpoints<'a>(service: &Service, pods: impl Iterator<Item = PodView<'a>>) -> Endpoints {
+    let spec = &service.spec;
+    let mut result = Endpoints {
+        name: spec.name.clone(),
+        namespace: spec.namespace.clone(),
+        created_at: service.created_at,
+        subsets: Vec::new(),
+        not_ready: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut unresolved: BTreeMap<String, usize> = BTreeMap::new();
+    let mut selected = 0;
+    for pod in pods.filter(|p| p.spec.namespace == spec.namespace && selects(&spec.selector, &p.spec.labels))
+    {
+        selected += 1;
+        let address = EndpointAddress { ip: pod.ip, pod: pod.spec.name.clone() };
+        if !pod.ready {
+            result.not_ready.push(address);
+            continue;
+        }
+        let mut ports = Vec::new();
+        for port in &spec.ports {
+            match resolve_target(&port.target_port, port.protocol, pod.spec) {
+                Some(number) => ports.push(EndpointPort {
+                    name: port.name.clone(),
+                    port: number,
+                    protocol: port.protocol,
+                }),
+                None => *unresolved.entry(port.target_port.to_string()).or_default() += 1,
+            }
+        }
+        if !ports.is_empty() {
+            result.subsets.push((address, ports));
+        }
+    }
+    if selected == 0 && !spec.selector.is_empty() {
+        let selector: Vec<String> = spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        result.problems.push(format!("selector {} matches no pod", selector.join(",")));
+    }
+    for (name, count) in unresolved {
+        result.problems.push(format!("port name `{name}` is declared by none of {count} selected pod(s)"));
+    }
+    result
+}
+
+/// The port number `target` means on `pod`.
+fn resolve_target(target: &TargetPort, protocol: Protocol, pod: &PodSpec) -> Option<u16> {
+    match target {
+        TargetPort::Number(n) => Some(*n),
+        TargetPort::Name(name) => pod
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
+            .map(|p| p.port),
+    }
+}
+
+/// One entry of the switch's service table.
+pub type SwitchEntry = (ServiceKey, Vec<Backend>, Affinity);
+
+/// The switch entries a Service with a ClusterIP needs: one per port.
+pub fn switch_entries(service: &Service, endpoints: &Endpoints) -> Vec<SwitchEntry> {
+    let Some(vip) = service.cluster_ip else { return Vec::new() };
+    let affinity = match service.spec.session_affinity {
+        SessionAffinity::None => Affinity::None,
+        SessionAffinity::ClientIp { timeout_seconds } => {
+            Affinity::ClientIp { timeout: Duration::from_secs(u64::from(timeout_seconds)) }
+        }
+    };
+    service
+        .spec
+        .ports
+        .iter()
+        .map(|port| {
+            let proto = match port.protocol {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+            };
+            let mut backends: Vec<Backend> = endpoints
+                .subsets
+                .iter()
+                .filter_map(|(address, ports)| {
+                    ports
+                        .iter()
+                        .find(|p| p.name == port.name && p.protocol == port.protocol)
+                        .map(|p| Backend { ip: address.ip, port: p.port })
+                })
+                .collect();
+            backends.sort();
+            (ServiceKey { vip, port: port.port, proto }, backends, affinity)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerPort, RestartPolicy, ServicePort, ServiceSpec};
+
+    fn range() -> Cidr {
+        Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12)
+    }
+
+    fn pod(name: &str, app: &str, ports: Vec<ContainerPort>) -> PodSpec {
+        PodSpec {
+            name: name.into(),
+            namespace: "default".into(),
+            labels: [("app".to_string(), app.to_string())].into(),
+            command: vec!["x".into()],
+            restart_policy: RestartPolicy::Always,
+            owner: None,
+            ports,
+            readiness: None,
+        }
+    }
+
+    fn service(target: TargetPort) -> Service {
+        Service {
+            uid: "u".into(),
+            created_at: 0,
+            cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 42)),
+            spec: ServiceSpec {
+                name: "web".into(),
+                namespace: "default".into(),
+                cluster_ip: ClusterIpRequest::Auto,
+                ports: vec![ServicePort {
+                    name: None,
+                    port: 80,
+                    target_port: target,
+                    protocol: Protocol::Tcp,
+                }],
+                selector: [("app".to_string(), "web".to_string())].into(),
+                session_affinity: SessionAffinity::None,
+            },
+        }
+    }
+
+    #[test]
+    fn cluster_ips_avoid_reserved_and_taken_addresses() {
+        let dns = Ipv4Addr::new(10, 96, 0, 10);
+        let small = Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 29); // .2 .. .6 usable
+        let mut used = HashSet::new();
+        for seed in 0..5 {
+            let ip = allocate_cluster_ip(ClusterIpRequest::Auto, small, dns, &used, seed).unwrap().unwrap();
+            assert!(used.insert(ip), "{ip} handed out twice");
+            assert!(![0u8, 1, 7].contains(&ip.octets()[3]), "{ip}");
+        }
+        assert!(allocate_cluster_ip(ClusterIpRequest::Auto, small, dns, &used, 0).is_err());
+        assert!(allocate_cluster_ip(ClusterIpRequest::Fixed(dns), range(), dns, &HashSet::new(), 0).is_err());
+        let outside = Ipv4Addr::new(10, 200, 0, 1);
+        assert!(
+            allocate_cluster_ip(ClusterIpRequest::Fixed(outside), range(), dns, &HashSet::new(), 0).is_err()
+        );
+        assert_eq!(allocate_cluster_ip(ClusterIpRequest::None, range(), dns, &HashSet::new(), 0), Ok(None));
+    }
+
+    #[test]
+    fn endpoints_follow_labels_readiness_and_named_ports() {
+        let named = vec![ContainerPort { name: Some("http".into()), port: 8080, protocol: Protocol::Tcp }];
+        let pods = [pod("a", "web", named.clone()), pod("b", "web", vec![]), pod("c", "other", named)];
+        let views = |ready: [bool; 3]| {
+            pods.iter().zip(ready).enumerate().map(|(i, (spec, ready))| PodView {
+                spec,
+                ip: Ipv4Addr::new(10, 244, 0, 2 + i as u8),
+                ready,
+            })
+        };
+        let svc = service(TargetPort::Name("http".into()));
+        let eps = endpoints(&svc, views([true, true, true]));
+        assert_eq!(eps.subsets.len(), 1, "only pod a declares http");
+        assert_eq!(eps.subsets[0].1[0].port, 8080);
+        assert!(eps.problems[0].contains("`http`"), "{:?}", eps.problems);
+        let entries = switch_entries(&svc, &eps);
+        assert_eq!(entries[0].1, vec![Backend { ip: Ipv4Addr::new(10, 244, 0, 2), port: 8080 }]);
+
+        let eps = endpoints(&svc, views([false, true, true]));
+        assert!(eps.subsets.is_empty());
+        assert_eq!(eps.not_ready.len(), 1);
+
+        let mut lonely = service(TargetPort::Number(80));
+        lonely.spec.selector = [("app".to_string(), "nobody".to_string())].into();
+        assert!(endpoints(&lonely, views([true; 3])).problems[0].contains("matches no pod"));
+    }
+}
