@@ -86,6 +86,19 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Capture what the switch sees on a pod's port.
+    Capture {
+        /// Pod name.
+        pod: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Write pcap to FILE (`-` for stdout) instead of printing summaries.
+        #[arg(short = 'w')]
+        write: Option<PathBuf>,
+        /// Stop after this many frames.
+        #[arg(short = 'c')]
+        count: Option<u64>,
+    },
     /// Print a pod's output.
     Logs {
         /// Pod name.

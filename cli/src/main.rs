@@ -2,6 +2,7 @@
 //! talks to a running agent over its control socket.
 
 mod args;
+mod capture;
 mod demo;
 mod exec;
 mod expose;
@@ -137,6 +138,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => get(socket, args).await,
+        Command::Capture { pod, ns, write, count } => {
+            capture::run(socket, &ns.namespace, &pod, write, count).await
+        }
         Command::Expose(args) => {
             println!("{}", expose::run(socket, args).await?);
             Ok(ExitCode::SUCCESS)

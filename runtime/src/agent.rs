@@ -25,7 +25,7 @@ use crate::netlink::{LinkSetup, Netlink};
 use crate::pod::enter::PodEntry;
 use crate::pod::sandbox::{self, SandboxSpec};
 use crate::pod::{self, mac_for, process};
-use crate::server::{self, Call};
+use crate::server::{self, Answer, Call};
 use crate::services::{self, PodView, SwitchEntry};
 use crate::store::{DeploymentRecord, PodRecord, State, Store};
 use crate::{netns, tap};
@@ -94,7 +94,7 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     loop {
         tokio::select! {
             Some((request, reply)) = calls.recv() => {
-                let _ = reply.send(agent.handle(request).await);
+                let _ = reply.send(agent.answer(request).await);
             }
             Some(exit) = agent.exits_rx.recv() => agent.on_exit(exit),
             Some(result) = agent.probes_rx.recv() => agent.on_probe(result),
@@ -306,6 +306,32 @@ impl Agent {
         self.store.save(&self.state()).map_err(|e| format!("cannot save state: {e}"))
     }
 
+    /// Answers a request: a stream for captures, one response otherwise.
+    async fn answer(&mut self, request: Request) -> Result<Answer, String> {
+        match request {
+            Request::Capture { namespace, name } => self.capture(&namespace, &name).map(Answer::Stream),
+            other => self.handle(other).await.map(Answer::Once),
+        }
+    }
+
+    /// Starts copying a pod port's frames into a stream of responses.
+    fn capture(&self, namespace: &str, name: &str) -> Result<mpsc::Receiver<Response>, String> {
+        let pod = self.pods.get(&key(namespace, name)).ok_or_else(|| no_pod(namespace, name))?;
+        let port = pod.port.ok_or_else(|| format!("pod {namespace}/{name} has no switch port"))?;
+        let (frames_tx, mut frames) = mpsc::channel::<crate::dataplane::Captured>(4096);
+        self.dataplane.capture(port, frames_tx).map_err(|e| e.to_string())?;
+        let (items_tx, items) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(c) = frames.recv().await {
+                let item = Response::Captured { micros: c.at.as_micros() as u64, frame: c.frame };
+                if items_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(items)
+    }
+
     async fn handle(&mut self, request: Request) -> Result<Response, String> {
         match request {
             Request::RunPod(spec) => {
@@ -428,6 +454,7 @@ impl Agent {
                 }
                 Ok(Response::Service(self.services[&k].clone()))
             }
+            Request::Capture { .. } => Err("a capture is a stream: use `podnet capture`".into()),
             Request::GetNode => Ok(Response::Node(NodeInfo {
                 name: self.options.node_name.clone(),
                 pod_cidr: self.options.config.network.node_subnet.to_string(),

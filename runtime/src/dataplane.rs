@@ -57,7 +57,17 @@ enum Command {
     /// Table changes (services, DNS records) made on the data-plane thread,
     /// between two frames.
     Update(Box<dyn FnOnce(&mut Switch) + Send>),
+    Capture(PortId, tokio::sync::mpsc::Sender<Captured>),
     Stop,
+}
+
+/// A frame seen on a captured port.
+#[derive(Debug)]
+pub struct Captured {
+    /// When, since the Unix epoch.
+    pub at: std::time::Duration,
+    /// The Ethernet frame, without its virtio-net header.
+    pub frame: Vec<u8>,
 }
 
 /// The control side's handle on the data-plane thread.
@@ -84,6 +94,7 @@ impl Dataplane {
             io: HashMap::new(),
             epoch: StdInstant::now(),
             next_expiry: Instant::ZERO,
+            captures: HashMap::new(),
         };
         let thread = std::thread::Builder::new().name("dataplane".into()).spawn(move || lp.run())?;
         Ok(Dataplane { commands, wake, thread: Some(thread) })
@@ -122,6 +133,13 @@ impl Dataplane {
         rx.await.map_err(|_| io::Error::other("data plane stopped"))
     }
 
+    /// Copies every frame received from or sent to `port` into `sink`, until
+    /// the receiver is dropped. Frames are dropped, not queued, when the
+    /// receiver lags: a capture never slows the switch.
+    pub fn capture(&self, port: PortId, sink: tokio::sync::mpsc::Sender<Captured>) -> io::Result<()> {
+        self.send(Command::Capture(port, sink))
+    }
+
     /// Every port with its counters.
     pub async fn report(&self) -> io::Result<Vec<PortReport>> {
         let (tx, rx) = oneshot::channel();
@@ -148,6 +166,7 @@ struct Loop {
     io: HashMap<PortId, IoStats>,
     epoch: StdInstant,
     next_expiry: Instant,
+    captures: HashMap<PortId, Vec<tokio::sync::mpsc::Sender<Captured>>>,
 }
 
 impl Loop {
@@ -191,6 +210,7 @@ impl Loop {
                 }
                 Command::Detach(id, reply) => {
                     self.switch.detach(id);
+                    self.captures.remove(&id);
                     self.io.remove(&id);
                     if let Some(fd) = self.fds.remove(&id) {
                         let _ = self.epoll.delete(&fd);
@@ -211,6 +231,7 @@ impl Loop {
                     let _ = reply.send(ports);
                 }
                 Command::Update(change) => change(&mut self.switch),
+                Command::Capture(port, sink) => self.captures.entry(port).or_default().push(sink),
                 Command::Stop => return false,
             }
         }
@@ -249,6 +270,7 @@ impl Loop {
                 }
             };
             let now = self.now();
+            self.capture(port, &frame[..len]);
             match self.switch.process(now, port, &mut frame[..len], reply) {
                 Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
                 Verdict::Reply { len } => self.transmit(port, &reply[..len]),
@@ -257,7 +279,28 @@ impl Loop {
         }
     }
 
+    /// Hands a copy of a frame to the port's captures, forgetting those whose
+    /// reader went away.
+    fn capture(&mut self, port: PortId, bytes: &[u8]) {
+        if self.captures.is_empty() {
+            return;
+        }
+        let Some(sinks) = self.captures.get_mut(&port) else { return };
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let frame = bytes.get(vnet::HEADER_LEN..).unwrap_or_default();
+        sinks.retain(|sink| {
+            !matches!(
+                sink.try_send(Captured { at, frame: frame.to_vec() }),
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+            )
+        });
+        if sinks.is_empty() {
+            self.captures.remove(&port);
+        }
+    }
+
     fn transmit(&mut self, port: PortId, bytes: &[u8]) {
+        self.capture(port, bytes);
         let Some(fd) = self.fds.get(&port) else {
             return;
         };

@@ -10,8 +10,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Frame, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
 
+/// What the agent answers: one response, or a stream of them (a capture).
+pub enum Answer {
+    /// One response.
+    Once(Response),
+    /// Responses until the channel closes.
+    Stream(mpsc::Receiver<Response>),
+}
+
 /// A request with the channel its answer goes back on.
-pub type Call = (Request, oneshot::Sender<Result<Response, String>>);
+pub type Call = (Request, oneshot::Sender<Result<Answer, String>>);
 
 /// Binds the control socket, refusing to steal it from a live agent. The
 /// socket is root-only (0600): pods and users cannot reach the agent.
@@ -55,31 +63,48 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
 
 async fn connection(mut stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
     while let Some(frame) = read_frame(&mut stream).await? {
-        let reply = answer(frame, &calls).await;
-        write_frame(&mut stream, &reply).await?;
+        match answer(frame, &calls).await {
+            Reply::Frame(frame) => write_frame(&mut stream, &frame).await?,
+            Reply::Stream(mut items) => {
+                // A stream ends when the agent closes it or the client goes
+                // away; dropping `items` tells the producer to stop.
+                while let Some(item) = items.recv().await {
+                    write_frame(&mut stream, &Frame::message(&item)?).await?;
+                }
+                return Ok(());
+            }
+        }
     }
     Ok(())
 }
 
-async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Frame {
+enum Reply {
+    Frame(Frame),
+    Stream(mpsc::Receiver<Response>),
+}
+
+async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Reply {
     if frame.version != PROTOCOL_VERSION {
-        return Frame::error(format!(
+        return Reply::Frame(Frame::error(format!(
             "this agent speaks control protocol v{PROTOCOL_VERSION} and the podnet CLI v{}: use the podnet binary that matches the agent",
             frame.version
-        ));
+        )));
     }
     let request = match frame.body.and_then(|body| Frame::decode::<Request>(&body).map_err(|e| e.to_string()))
     {
         Ok(request) => request,
-        Err(e) => return Frame::error(format!("bad request: {e}")),
+        Err(e) => return Reply::Frame(Frame::error(format!("bad request: {e}"))),
     };
     let (tx, rx) = oneshot::channel();
     if calls.send((request, tx)).await.is_err() {
-        return Frame::error("the agent is shutting down");
+        return Reply::Frame(Frame::error("the agent is shutting down"));
     }
     match rx.await {
-        Ok(Ok(response)) => Frame::message(&response).unwrap_or_else(|e| Frame::error(e.to_string())),
-        Ok(Err(text)) => Frame::error(text),
-        Err(_) => Frame::error("the agent is shutting down"),
+        Ok(Ok(Answer::Once(response))) => {
+            Reply::Frame(Frame::message(&response).unwrap_or_else(|e| Frame::error(e.to_string())))
+        }
+        Ok(Ok(Answer::Stream(items))) => Reply::Stream(items),
+        Ok(Err(text)) => Reply::Frame(Frame::error(text)),
+        Err(_) => Reply::Frame(Frame::error("the agent is shutting down")),
     }
 }

@@ -40,3 +40,27 @@ fn forged_source_ip_and_mac_are_dropped_and_counted() {
     assert!(out.status.success());
     assert_eq!(drops(&node, "default/alice", "spoofed_ip"), 0);
 }
+
+#[test]
+fn capture_writes_pcap_that_tcpdump_reads() {
+    let tcpdump = podnet_e2e::require("tcpdump", "tcpdump");
+    let node = Node::start("pcap");
+    let bb = busybox();
+    node.ok(&["run", "talker", "--", "sleep", "infinity"]);
+    node.wait_running("talker");
+    let file = node.dir.join("talker.pcap");
+    let mut capture = std::process::Command::new(podnet_e2e::podnet_bin())
+        .args(["capture", "talker", "-c", "4", "-w"])
+        .arg(&file)
+        .env("PODNET_SOCKET", &node.socket)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = node.exec("talker", &[&bb, "ping", "-c", "2", "10.244.0.1"]);
+    assert!(out.status.success());
+    let status = capture.wait().unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new(tcpdump).args(["-n", "-r"]).arg(&file).output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("ICMP echo request") && text.contains("ICMP echo reply"), "{text}");
+}

@@ -59,6 +59,25 @@ impl Client {
         Ok(Client { stream })
     }
 
+    /// Sends a request whose answer is a stream; read it with [`Client::next`].
+    pub async fn start(&mut self, request: &Request) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, &Frame::message(request).map_err(ClientError::Io)?)
+            .await
+            .map_err(ClientError::Io)
+    }
+
+    /// The next item of a stream; None when the agent ends it.
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        let Some(frame) = read_frame(&mut self.stream).await.map_err(ClientError::Io)? else {
+            return Ok(None);
+        };
+        match frame.body {
+            Err(text) => Err(ClientError::Agent(text)),
+            Ok(_) if frame.version != PROTOCOL_VERSION => Err(ClientError::Version { agent: frame.version }),
+            Ok(body) => Frame::decode(&body).map(Some).map_err(ClientError::Io),
+        }
+    }
+
     /// Sends a request and waits for its answer.
     pub async fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
         write_frame(&mut self.stream, &Frame::message(request).map_err(ClientError::Io)?)

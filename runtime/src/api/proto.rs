@@ -90,6 +90,13 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Stream the frames a pod's switch port sees, in both directions.
+    Capture {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
     /// Change a live Service's session affinity.
     SetSessionAffinity {
         /// Namespace.
@@ -162,4 +169,11 @@ pub enum Response {
     Services(Vec<Service>),
     /// Endpoints.
     Endpoints(Vec<Endpoints>),
+    /// One captured frame (Ethernet, without the virtio-net header).
+    Captured {
+        /// Capture time, microseconds since the Unix epoch.
+        micros: u64,
+        /// The frame.
+        frame: Vec<u8>,
+    },
 }
