@@ -310,7 +310,7 @@ impl Agent {
     async fn answer(&mut self, request: Request) -> Result<Answer, String> {
         match request {
             Request::Capture { namespace, name } => self.capture(&namespace, &name).map(Answer::Stream),
-            other => self.handle(other).await.map(Answer::Once),
+            other => self.handle(other).await.map(|r| Answer::Once(Box::new(r))),
         }
     }
 

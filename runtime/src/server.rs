@@ -13,7 +13,7 @@ use crate::api::{Frame, PROTOCOL_VERSION, Request, Response, read_frame, write_f
 /// What the agent answers: one response, or a stream of them (a capture).
 pub enum Answer {
     /// One response.
-    Once(Response),
+    Once(Box<Response>),
     /// Responses until the channel closes.
     Stream(mpsc::Receiver<Response>),
 }
