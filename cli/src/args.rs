@@ -138,6 +138,9 @@ pub struct NodeUpArgs {
     /// Where desired state and pod logs live.
     #[arg(long, default_value = "/var/lib/podnet")]
     pub data_dir: PathBuf,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); off by default.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

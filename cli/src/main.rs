@@ -190,6 +190,7 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
         node_name,
         data_dir: args.data_dir,
         socket: socket.to_path_buf(),
+        metrics_addr: args.metrics_addr,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -47,6 +47,8 @@ pub struct AgentOptions {
     pub data_dir: PathBuf,
     /// Control socket.
     pub socket: PathBuf,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then removes every pod sandbox it
@@ -57,6 +59,10 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     std::fs::create_dir_all(data_dir.join("logs"))
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let _lock = lock_data_dir(data_dir)?;
+    let metrics = match options.metrics_addr {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
     let listener = server::bind(&options.socket).await?;
     let socket_guard = RemoveOnDrop(options.socket.clone());
 
@@ -87,6 +93,9 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     );
 
     let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
+    if let Some(metrics) = metrics {
+        tokio::spawn(crate::metrics::serve(metrics, calls_tx.clone()));
+    }
     let server = tokio::spawn(server::serve(listener, calls_tx));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -96,6 +96,11 @@ impl Node {
 
     /// Starts a node with a board config given as TOML text.
     pub fn start_with(tag: &str, config: Option<&str>) -> Node {
+        Node::start_custom(tag, config, &[])
+    }
+
+    /// Starts a node with a board config and extra `node up` arguments.
+    pub fn start_custom(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
         let name = unique(tag);
         let dir = std::env::temp_dir().join(format!("podnet-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -106,6 +111,7 @@ impl Node {
             std::fs::write(&path, text).unwrap();
             args = vec!["--config".into(), path.to_string_lossy().into_owned()];
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(status.success(), "ip netns add {name} failed");
         let mut node =

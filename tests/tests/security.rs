@@ -64,3 +64,26 @@ fn capture_writes_pcap_that_tcpdump_reads() {
     let text = stdout(&out);
     assert!(text.contains("ICMP echo request") && text.contains("ICMP echo reply"), "{text}");
 }
+
+#[test]
+fn metrics_are_served_only_when_asked_for() {
+    let node = Node::start_custom("metrics", None, &["--metrics-addr", "127.0.0.1:9464"]);
+    let bb = busybox();
+    node.ok(&["run", "m", "--", "sleep", "infinity"]);
+    let ip = node.wait_running("m");
+    node.on_node(&["ip", "link", "set", "lo", "up"]);
+    let out = node.on_node(&[&bb, "ping", "-c", "1", "-W", "2", &ip]);
+    assert!(out.status.success());
+    let out = node.on_node(&["timeout", "5", &bb, "wget", "-qO-", "http://127.0.0.1:9464/metrics"]);
+    let text = stdout(&out);
+    assert!(text.contains("# TYPE podnet_port_rx_packets_total counter"), "{text}");
+    assert!(
+        text.contains(&format!("podnet_port_tx_packets_total{{port=\"default/m\",ip=\"{ip}\"}}")),
+        "{text}"
+    );
+
+    let plain = Node::start("nometrics");
+    plain.on_node(&["ip", "link", "set", "lo", "up"]);
+    let out = plain.on_node(&["timeout", "5", &bb, "wget", "-qO-", "http://127.0.0.1:9464/metrics"]);
+    assert!(!out.status.success(), "no metrics endpoint by default");
+}

@@ -1,0 +1,105 @@
+//! The optional Prometheus endpoint (`podnet node up --metrics-addr`): the
+//! switch counters of `podnet node stats` in the text exposition format, for
+//! an operator's scraper. Off unless asked for; it serves GET only.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{PortCounters, Request, Response};
+use crate::server::{Answer, Call};
+
+/// Binds `addr`; the caller reports a failure before the agent starts.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}
+
+/// Answers scrapes until the agent stops.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(scrape(stream, calls.clone()));
+    }
+}
+
+async fn scrape(mut stream: TcpStream, calls: mpsc::Sender<Call>) -> std::io::Result<()> {
+    let mut request = [0u8; 1024];
+    let n = stream.read(&mut request).await?;
+    let (status, body) = if request[..n].starts_with(b"GET ") {
+        let (tx, rx) = oneshot::channel();
+        let _ = calls.send((Request::NodeStats, tx)).await;
+        match rx.await {
+            Ok(Ok(Answer::Once(response))) => match *response {
+                Response::Stats(ports) => ("200 OK", render(&ports)),
+                _ => ("500 Internal Server Error", String::new()),
+            },
+            _ => ("503 Service Unavailable", String::new()),
+        }
+    } else {
+        ("405 Method Not Allowed", String::new())
+    };
+    let head = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The counters in Prometheus' text format.
+pub fn render(ports: &[PortCounters]) -> String {
+    let mut out = String::new();
+    let counters: [(&str, &str, fn(&PortCounters) -> u64); 5] = [
+        ("podnet_port_rx_packets_total", "Frames received from a switch port.", |p| p.rx_packets),
+        ("podnet_port_rx_bytes_total", "Bytes received from a switch port.", |p| p.rx_bytes),
+        ("podnet_port_tx_packets_total", "Frames sent to a switch port.", |p| p.tx_packets),
+        ("podnet_port_tx_bytes_total", "Bytes sent to a switch port.", |p| p.tx_bytes),
+        ("podnet_port_tx_errors_total", "Frames that could not be written to a port.", |p| p.tx_errors),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for p in ports {
+            let _ = writeln!(out, "{name}{{port=\"{}\",ip=\"{}\"}} {}", p.port, p.ip, value(p));
+        }
+    }
+    let name = "podnet_port_drops_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Frames received from a port and dropped, by reason.\n# TYPE {name} counter"
+    );
+    for p in ports {
+        for (reason, count) in &p.drops {
+            let _ =
+                writeln!(out, "{name}{{port=\"{}\",ip=\"{}\",reason=\"{reason}\"}} {count}", p.port, p.ip);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_the_text_format() {
+        let ports = [PortCounters {
+            port: "default/web".into(),
+            ip: "10.244.0.2".parse().unwrap(),
+            rx_packets: 3,
+            rx_bytes: 300,
+            tx_packets: 2,
+            tx_bytes: 200,
+            tx_errors: 0,
+            drops: vec![("spoofed_ip".into(), 5)],
+        }];
+        let text = render(&ports);
+        assert!(text.contains("# TYPE podnet_port_rx_packets_total counter"));
+        assert!(text.contains("podnet_port_rx_packets_total{port=\"default/web\",ip=\"10.244.0.2\"} 3"));
+        assert!(text.contains(
+            "podnet_port_drops_total{port=\"default/web\",ip=\"10.244.0.2\",reason=\"spoofed_ip\"} 5"
+        ));
+    }
+}
