@@ -49,10 +49,13 @@ async fn scrape(mut stream: TcpStream, calls: mpsc::Sender<Call>) -> std::io::Re
     stream.shutdown().await
 }
 
+/// A per-port counter: metric name, help text, and how to read it.
+type Counter = (&'static str, &'static str, fn(&PortCounters) -> u64);
+
 /// The counters in Prometheus' text format.
 pub fn render(ports: &[PortCounters]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&PortCounters) -> u64); 5] = [
+    let counters: [Counter; 5] = [
         ("podnet_port_rx_packets_total", "Frames received from a switch port.", |p| p.rx_packets),
         ("podnet_port_rx_bytes_total", "Bytes received from a switch port.", |p| p.rx_bytes),
         ("podnet_port_tx_packets_total", "Frames sent to a switch port.", |p| p.tx_packets),
