@@ -230,6 +230,8 @@ impl Agent {
                 timeouts: Timeouts::default(),
                 hash_seed: u64::from_le_bytes(random_bytes(8).try_into().unwrap_or_default()),
             },
+            cluster_dns: net.cluster_dns,
+            dns: netstack::dns::ZoneConfig { domain: net.cluster_domain.clone(), ..Default::default() },
         })
         .map_err(|e| format!("cannot start the data plane: {e}"))?;
 

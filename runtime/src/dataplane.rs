@@ -274,7 +274,8 @@ impl Loop {
             match self.switch.process(now, port, &mut frame[..len], reply) {
                 Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
                 Verdict::Reply { len } => self.transmit(port, &reply[..len]),
-                Verdict::Drop(_) => {}
+                // Out-of-zone DNS (Upstream) is not relayed yet: the client times out.
+                Verdict::Drop(_) | Verdict::Upstream(_) => {}
             }
         }
     }

@@ -22,6 +22,7 @@ mod lookup;
 mod name;
 mod records;
 mod respond;
+mod udp;
 mod zone;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 
 pub use config::ZoneConfig;
 pub use records::{Endpoint, Protocol, Service, ServiceKind, ServicePort};
+pub use udp::{FitError, Fitted, PLAIN_UDP_LIMIT, fit_udp, udp_limit};
 pub use zone::{Zone, ZoneError};
 
 /// Which transport a query came in on; it bounds the size of the response.

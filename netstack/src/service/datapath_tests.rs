@@ -64,6 +64,9 @@ impl Net {
             max_ports: 8,
             service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
             services: ServiceConfig { max_flows, hash_seed: 0x5eed, ..ServiceConfig::default() },
+            // Away from VIP: these tests send UDP to VIP:53 through the Service path.
+            cluster_dns: Ipv4Address::new(10, 96, 0, 53),
+            ..SwitchConfig::default()
         })
         .unwrap();
         let mut ports = [PortId(0); 6];
@@ -595,6 +598,7 @@ fn service_and_config_errors_are_reported() {
         max_ports: 4,
         service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
         services: ServiceConfig::default(),
+        ..SwitchConfig::default()
     });
     assert_eq!(overlapping.unwrap_err(), SwitchError::ServiceCidrOverlap);
 }

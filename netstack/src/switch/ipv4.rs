@@ -1,9 +1,12 @@
-//! IPv4 forwarding: source checks, Service NAT, then one egress port chosen
+//! IPv4 forwarding: source checks, cluster DNS, Service NAT, then one egress port chosen
 //! by destination address, with the destination MAC rewritten to the egress
 //! port's own (pods address off-subnet traffic to the gateway's MAC; the
 //! switch is the router).
 //!
-//! A TCP or UDP packet that passed the source checks goes through NAT first:
+//! UDP to the cluster DNS address, port 53, is answered there and then (see
+//! `dns.rs`), whatever the Service table holds for that address.
+//!
+//! Any other TCP or UDP packet that passed the source checks goes through NAT first:
 //! 1. a packet of a tracked flow, either way, is rewritten to the flow's
 //!    other tuple (DNAT on the way to the backend, un-DNAT on the way back);
 //! 2. an untracked packet to the service CIDR opens a flow: the service
@@ -39,6 +42,7 @@ impl Switch {
     pub(super) fn route_ipv4(
         &mut self,
         now: Instant,
+        ingress_id: PortId,
         ingress: &PortSpec,
         offload: &vnet::Repr,
         eth: &mut EthernetFrame<&mut [u8]>,
@@ -64,7 +68,14 @@ impl Switch {
             return Verdict::Drop(DropReason::Broadcast);
         }
 
-        let translated = match self.service_nat(now, offload, ip.into_inner(), macs, reply) {
+        let ip = ip.into_inner();
+        if dst == self.cluster_dns
+            && let Some(verdict) =
+                self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETH_HEADER_LEN, reply)
+        {
+            return verdict;
+        }
+        let translated = match self.service_nat(now, offload, ip, macs, reply) {
             Ok(translated) => translated,
             Err(verdict) => return verdict,
         };

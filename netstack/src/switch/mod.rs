@@ -10,8 +10,13 @@
 //! DNAT'd to a backend chosen by [`crate::service`] and tracked by
 //! [`crate::conntrack`], and the backend's replies translated back (see
 //! `ipv4.rs` for the path a packet takes).
+//!
+//! And it answers cluster DNS: UDP queries to the cluster DNS address are
+//! answered from the [`crate::dns::Zone`] it holds, or handed to the runtime
+//! to relay upstream (`dns.rs`).
 
 pub mod arp;
+mod dns;
 mod ipv4;
 mod port;
 mod verdict;
@@ -21,17 +26,19 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub use crate::service::refuse::MIN_REPLY_LEN;
+pub use dns::{DNS_PORT, DNS_REPLY_OVERHEAD, DnsClient, DnsStats, DnsUpstream, MIN_DNS_REPLY_LEN};
 pub use port::{PortId, PortKind, PortSpec, PortStats};
 pub use verdict::{DropReason, Verdict};
 
 use crate::Instant;
 use crate::conntrack::{Conntrack, Proto};
+use crate::dns::{Zone, ZoneConfig, ZoneError};
 use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
 use crate::wire::{EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, vnet};
 use port::Port;
 
 /// Sizes and addresses a switch is built with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SwitchConfig {
     /// This node's pod subnet; its first host address is the gateway.
     pub subnet: Ipv4Cidr,
@@ -42,11 +49,35 @@ pub struct SwitchConfig {
     pub service_cidr: Ipv4Cidr,
     /// Service, flow and affinity table sizes and flow timeouts.
     pub services: ServiceConfig,
+    /// The cluster DNS address pods' resolv.conf names: UDP to it, port 53,
+    /// is answered by the switch. Normally inside `service_cidr`; never in
+    /// `subnet`.
+    pub cluster_dns: Ipv4Address,
+    /// The cluster zone the switch answers from.
+    pub dns: ZoneConfig,
 }
 
 impl SwitchConfig {
     /// The Kubernetes default service CIDR, 10.96.0.0/12.
     pub const DEFAULT_SERVICE_CIDR: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 96, 0, 0), 12);
+    /// The Kubernetes default cluster DNS address, 10.96.0.10.
+    pub const DEFAULT_CLUSTER_DNS: Ipv4Address = Ipv4Address::new(10, 96, 0, 10);
+}
+
+impl Default for SwitchConfig {
+    /// Kubernetes' defaults: node subnet 10.244.0.0/24 with 110 pods plus
+    /// the host port, service CIDR 10.96.0.0/12, DNS at 10.96.0.10 for
+    /// `cluster.local`.
+    fn default() -> Self {
+        SwitchConfig {
+            subnet: Ipv4Cidr::new(Ipv4Address::new(10, 244, 0, 0), 24),
+            max_ports: 111,
+            service_cidr: Self::DEFAULT_SERVICE_CIDR,
+            services: ServiceConfig::default(),
+            cluster_dns: Self::DEFAULT_CLUSTER_DNS,
+            dns: ZoneConfig::default(),
+        }
+    }
 }
 
 /// Why a port could not be attached.
@@ -64,6 +95,10 @@ pub enum SwitchError {
     SubnetTooLarge,
     /// The service CIDR and the pod subnet overlap.
     ServiceCidrOverlap,
+    /// The cluster DNS address is inside the pod subnet (or unspecified).
+    DnsAddress,
+    /// The zone configuration was refused.
+    Dns(ZoneError),
 }
 
 impl fmt::Display for SwitchError {
@@ -75,6 +110,8 @@ impl fmt::Display for SwitchError {
             SwitchError::HostPortExists => "host port already attached",
             SwitchError::SubnetTooLarge => "pod subnet wider than /16",
             SwitchError::ServiceCidrOverlap => "service CIDR overlaps the pod subnet",
+            SwitchError::DnsAddress => "cluster DNS address inside the pod subnet",
+            SwitchError::Dns(e) => return write!(f, "cluster DNS zone: {e}"),
         })
     }
 }
@@ -91,6 +128,11 @@ pub struct Switch {
     service_cidr: Ipv4Cidr,
     services: ServiceTable,
     conntrack: Conntrack,
+    cluster_dns: Ipv4Address,
+    zone: Zone,
+    dns_stats: DnsStats,
+    /// Where the zone writes answers; kept to reuse its allocation.
+    dns_buf: Vec<u8>,
 }
 
 impl Switch {
@@ -104,6 +146,10 @@ impl Switch {
         if service_cidr.contains_addr(&network) || config.subnet.contains_addr(&service_cidr.address()) {
             return Err(SwitchError::ServiceCidrOverlap);
         }
+        if config.subnet.contains_addr(&config.cluster_dns) || config.cluster_dns.is_unspecified() {
+            return Err(SwitchError::DnsAddress);
+        }
+        let zone = Zone::new(config.dns).map_err(SwitchError::Dns)?;
         let services = &config.services;
         Ok(Switch {
             subnet: Ipv4Cidr::new(network, config.subnet.prefix_len()),
@@ -113,6 +159,10 @@ impl Switch {
             service_cidr,
             services: ServiceTable::new(services),
             conntrack: Conntrack::new(services.max_flows as usize, services.timeouts, services.hash_seed),
+            cluster_dns: config.cluster_dns,
+            zone,
+            dns_stats: DnsStats::default(),
+            dns_buf: Vec::new(),
         })
     }
 
@@ -231,7 +281,10 @@ impl Switch {
 
     /// Decides what to do with `frame` (virtio-net header first), received on
     /// `ingress` at `now`. The frame may be rewritten in place; a reply is
-    /// built in `reply`, which must hold at least [`MIN_REPLY_LEN`] bytes.
+    /// built in `reply`, which must hold at least [`MIN_REPLY_LEN`] bytes,
+    /// and [`Switch::min_reply_len`] ([`MIN_DNS_REPLY_LEN`] with the default
+    /// zone) for DNS answers to go out whole: larger ones are truncated to
+    /// fit, and clients retry them over TCP.
     pub fn process(&mut self, now: Instant, ingress: PortId, frame: &mut [u8], reply: &mut [u8]) -> Verdict {
         let Some(port) = self.ports.get_mut(ingress.0 as usize).and_then(Option::as_mut) else {
             return Verdict::Drop(DropReason::UnknownPort);
@@ -248,7 +301,7 @@ impl Switch {
             Ok(eth) if eth.src_addr() != spec.mac => Verdict::Drop(DropReason::SpoofedMac),
             Ok(mut eth) => match eth.ethertype() {
                 EthernetProtocol::Arp => self.answer_arp(&spec, &mut eth, reply),
-                EthernetProtocol::Ipv4 => self.route_ipv4(now, &spec, &offload, &mut eth, reply),
+                EthernetProtocol::Ipv4 => self.route_ipv4(now, ingress, &spec, &offload, &mut eth, reply),
                 _ => Verdict::Drop(DropReason::UnsupportedProtocol),
             },
         };
@@ -262,6 +315,8 @@ impl Switch {
         let (port, len) = match verdict {
             Verdict::Forward { egress } => (egress, frame_len),
             Verdict::Reply { len } => (ingress, len),
+            // Sent, if at all, by the runtime through `dns_reply_frame`.
+            Verdict::Upstream(_) => return,
             Verdict::Drop(reason) => {
                 if let Some(port) = self.port_mut(ingress) {
                     port.stats.count_drop(reason);
@@ -292,5 +347,7 @@ impl Switch {
     }
 }
 
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod tests;

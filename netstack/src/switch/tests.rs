@@ -31,6 +31,7 @@ fn fixture() -> Fixture {
         max_ports: 4,
         service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
         services: ServiceConfig::default(),
+        ..SwitchConfig::default()
     })
     .unwrap();
     let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();

@@ -1,6 +1,7 @@
 //! What the switch decided about one frame, and why frames are dropped.
 
 use super::PortId;
+use super::dns::DnsUpstream;
 
 /// The outcome of [`super::Switch::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,12 @@ pub enum Verdict {
         /// Length of the reply, virtio-net header included.
         len: usize,
     },
+    /// A cluster DNS query for a name outside the zone: relay the DNS
+    /// message ([`DnsUpstream::query`], inside the input frame) to the
+    /// upstream resolver, then answer the client with the frame
+    /// [`super::Switch::dns_reply_frame`] builds from the response.
+    /// Nothing has been sent; the input frame goes nowhere else.
+    Upstream(DnsUpstream),
     /// Drop the frame; the reason has been counted on the ingress port.
     Drop(DropReason),
 }
@@ -47,11 +54,18 @@ pub enum DropReason {
     /// To a service address but not servable: neither TCP nor UDP, an IP
     /// fragment, or a stray RST for no tracked connection.
     ServiceUnsupported,
+    /// UDP to the cluster DNS address, port 53, with bad IPv4 or UDP
+    /// headers, a bad checksum, fragmented, or offloaded as several datagrams.
+    DnsMalformed,
+    /// A datagram to the cluster DNS port that is no query the zone answers:
+    /// shorter than a DNS header, or a response (answering those invites
+    /// loops); or the reply buffer cannot hold even a truncated answer.
+    DnsUnanswerable,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -63,6 +77,8 @@ impl DropReason {
         DropReason::UnknownPort,
         DropReason::FlowTableFull,
         DropReason::ServiceUnsupported,
+        DropReason::DnsMalformed,
+        DropReason::DnsUnanswerable,
     ];
 
     /// Number of reasons (size of a counter array).
@@ -82,6 +98,8 @@ impl DropReason {
             DropReason::UnknownPort => "unknown_port",
             DropReason::FlowTableFull => "flow_table_full",
             DropReason::ServiceUnsupported => "service_unsupported",
+            DropReason::DnsMalformed => "dns_malformed",
+            DropReason::DnsUnanswerable => "dns_unanswerable",
         }
     }
 }
