@@ -99,6 +99,16 @@ pub enum Command {
         #[arg(short = 'c')]
         count: Option<u64>,
     },
+    /// Resolve a name with the cluster DNS, as a pod in the namespace would.
+    Resolve {
+        /// The name (short names go through the pod search path).
+        name: String,
+        /// Record type: A, AAAA, SRV, PTR, TXT, CNAME, SOA or ANY.
+        #[arg(long = "type", short = 't', default_value = "A")]
+        qtype: String,
+        #[command(flatten)]
+        ns: Namespace,
+    },
     /// Print a pod's output.
     Logs {
         /// Pod name.
@@ -233,7 +243,26 @@ pub enum Affinity {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CreateServiceCommand {
+    /// A Service whose DNS name is a CNAME to an outside name.
+    Externalname {
+        /// Service name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// The name to point at, e.g. db.example.com.
+        #[arg(long)]
+        external_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CreateCommand {
+    /// Create a Service.
+    Service {
+        #[command(subcommand)]
+        command: CreateServiceCommand,
+    },
     /// Create a deployment: N pods named NAME-<suffix>, labelled app=NAME.
     Deployment {
         /// Deployment name.

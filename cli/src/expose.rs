@@ -63,6 +63,7 @@ pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, String> {
         ports,
         selector,
         session_affinity: affinity(args.session_affinity, args.session_affinity_timeout)?,
+        external_name: None,
     };
     let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
         return unexpected();

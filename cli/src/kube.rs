@@ -124,6 +124,10 @@ pub fn service(s: &Service) -> Value {
         },
         "status": { "loadBalancer": {} },
     });
+    if let Some(target) = &spec.external_name {
+        out["spec"] =
+            json!({ "type": "ExternalName", "externalName": target, "ports": out["spec"]["ports"] });
+    }
     if let SessionAffinity::ClientIp { timeout_seconds } = spec.session_affinity {
         out["spec"]["sessionAffinity"] = json!("ClientIP");
         out["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": timeout_seconds } });

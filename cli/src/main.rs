@@ -13,11 +13,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use args::{Cli, Command, ConfigCommand, CreateCommand, GetArgs, Kind, NodeCommand, NodeUpArgs, Output};
+use args::{
+    Cli, Command, ConfigCommand, CreateCommand, CreateServiceCommand, GetArgs, Kind, NodeCommand, NodeUpArgs,
+    Output,
+};
 use clap::Parser;
 use runtime::api::{Client, Request, Response};
 use runtime::config::NodeConfig;
-use runtime::model::{DeploymentSpec, PodSpec};
+use runtime::model::{ClusterIpRequest, DeploymentSpec, PodSpec, ServiceSpec, SessionAffinity};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,17 +44,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Node { command: NodeCommand::Up(args) } => node_up(args, socket).await,
         Command::Node { command: NodeCommand::Stats { output } } => {
-            let Response::Stats(ports) = call(socket, Request::NodeStats).await? else {
+            let Response::Stats(report) = call(socket, Request::NodeStats).await? else {
                 return unexpected();
             };
             match output {
                 Some(Output::Json) => {
-                    println!("{}", serde_json::to_string_pretty(&ports).map_err(|e| e.to_string())?)
+                    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
                 }
                 Some(Output::Yaml) => {
-                    print!("{}", serde_yaml_ng::to_string(&ports).map_err(|e| e.to_string())?)
+                    print!("{}", serde_yaml_ng::to_string(&report).map_err(|e| e.to_string())?)
                 }
-                _ => print!("{}", table::stats(&ports)),
+                _ => print!("{}", table::stats(&report)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -138,6 +141,53 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => get(socket, args).await,
+        Command::Resolve { name, qtype, ns } => {
+            let number = netstack::dns::record_type(&qtype).ok_or_else(|| {
+                format!("record type `{qtype}` is not one of A, AAAA, SRV, PTR, TXT, CNAME, SOA, ANY")
+            })?;
+            // A PTR question for an address is asked under in-addr.arpa.
+            let name = match (number, name.parse::<std::net::Ipv4Addr>()) {
+                (12, Ok(ip)) => {
+                    let [a, b, c, d] = ip.octets();
+                    format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+                }
+                _ => name,
+            };
+            let request = Request::Resolve { name, qtype: number, namespace: ns.namespace };
+            let Response::Resolved { name, response } = call(socket, request).await? else {
+                return unexpected();
+            };
+            let described =
+                netstack::dns::describe(&response).ok_or("the agent sent a malformed DNS answer")?;
+            println!(
+                ";; {name} {qtype}: {}{}",
+                described.rcode,
+                if described.truncated { " (truncated)" } else { "" }
+            );
+            for record in described.answers.iter().chain(&described.additional) {
+                println!("{record}");
+            }
+            Ok(if described.rcode == "NOERROR" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Create {
+            command:
+                CreateCommand::Service { command: CreateServiceCommand::Externalname { name, ns, external_name } },
+        } => {
+            let spec = ServiceSpec {
+                name,
+                namespace: ns.namespace,
+                cluster_ip: ClusterIpRequest::None,
+                ports: Vec::new(),
+                selector: BTreeMap::new(),
+                session_affinity: SessionAffinity::None,
+                external_name: Some(external_name),
+            };
+            let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
+                return unexpected();
+            };
+            println!("service/{} created", service.spec.name);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Capture { pod, ns, write, count } => {
             capture::run(socket, &ns.namespace, &pod, write, count).await
         }

@@ -154,12 +154,18 @@ pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
         .map(|s| {
             let ports: Vec<String> =
                 s.spec.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
+            let (kind, cluster_ip, external) = match &s.spec.external_name {
+                Some(target) => ("ExternalName", "<none>".to_string(), target.clone()),
+                None => {
+                    ("ClusterIP", s.cluster_ip.map_or("None".into(), |ip| ip.to_string()), "<none>".into())
+                }
+            };
             let mut row = vec![
                 s.spec.name.clone(),
-                "ClusterIP".into(),
-                s.cluster_ip.map_or("None".into(), |ip| ip.to_string()),
-                "<none>".into(),
-                ports.join(","),
+                kind.into(),
+                cluster_ip,
+                external,
+                if ports.is_empty() { "<none>".into() } else { ports.join(",") },
                 age(s.created_at),
             ];
             if wide {
@@ -211,8 +217,9 @@ pub fn endpoints(list: &[Endpoints], all_namespaces: bool) -> String {
 }
 
 /// `node stats`.
-pub fn stats(ports: &[runtime::api::PortCounters]) -> String {
-    let rows: Vec<Vec<String>> = ports
+pub fn stats(report: &runtime::api::StatsReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .ports
         .iter()
         .map(|p| {
             let drops = p.drops.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
@@ -228,7 +235,10 @@ pub fn stats(ports: &[runtime::api::PortCounters]) -> String {
             ]
         })
         .collect();
+    let line =
+        |pairs: &[(String, u64)]| pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
     render(&["PORT", "IP", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "TX-ERRORS", "DROPS"], &rows)
+        + &format!("\nDNS:   {}\nFLOWS: {}\n", line(&report.dns), line(&report.flows))
 }
 
 #[cfg(test)]

@@ -14,12 +14,12 @@ use netstack::wire::EthernetAddress;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::api::{ExecTarget, PortCounters, Request, Response};
+use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
 use crate::config::NodeConfig;
 use crate::dataplane::Dataplane;
 use crate::model::{
-    Deployment, DeploymentSpec, Endpoints, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy, Service,
-    ServiceSpec, check_label, check_name,
+    ClusterIpRequest, Deployment, DeploymentSpec, Endpoints, NodeInfo, Phase, Pod, PodSpec, PodStatus,
+    RestartPolicy, Service, ServiceSpec, check_label, check_name,
 };
 use crate::netlink::{LinkSetup, Netlink};
 use crate::pod::enter::PodEntry;
@@ -111,7 +111,7 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
-        agent.sync_services().await;
+        agent.sync_switch().await;
     }
     tracing::info!("stopping: removing pod sandboxes");
     server.abort();
@@ -156,6 +156,13 @@ struct Exit {
     uid: String,
     run: u64,
     code: Option<i32>,
+}
+
+/// The DNS records the zone holds: services by (namespace, name), pods by IP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ZoneContent {
+    services: BTreeMap<Key, netstack::dns::Service>,
+    pods: BTreeMap<Ipv4Addr, String>,
 }
 
 /// The outcome of one readiness probe.
@@ -207,6 +214,13 @@ struct Agent {
         netstack::service::ServiceKey,
         (Vec<netstack::service::Backend>, netstack::service::Affinity),
     >,
+    /// What the switch's DNS zone holds.
+    zone_pushed: ZoneContent,
+    /// Where the agent answers DNS over TCP (on the gateway address).
+    dns_tcp_port: u16,
+    /// Upstream resolvers and how long they may take.
+    upstream: std::sync::Arc<[std::net::SocketAddr]>,
+    dns_deadline: Duration,
     started_at: u64,
 }
 
@@ -218,21 +232,32 @@ impl Agent {
         let ipam =
             Pool::new(subnet.to_netstack()).map_err(|e| format!("network.node_subnet {subnet}: {e}"))?;
         let limits = &options.config.limits;
-        let dataplane = Dataplane::start(SwitchConfig {
-            subnet: subnet.to_netstack(),
-            max_ports: limits.max_pods + 1,
-            service_cidr: net.service_cidr.to_netstack(),
-            services: ServiceConfig {
-                max_services: limits.max_services,
-                max_backends: limits.max_backends,
-                max_flows: limits.max_flows,
-                max_affinities: limits.max_affinities,
-                timeouts: Timeouts::default(),
-                hash_seed: u64::from_le_bytes(random_bytes(8).try_into().unwrap_or_default()),
+        let (upstream_tx, upstream_rx) = mpsc::channel(1024);
+        let dataplane = Dataplane::start(
+            SwitchConfig {
+                subnet: subnet.to_netstack(),
+                max_ports: limits.max_pods + 1,
+                service_cidr: net.service_cidr.to_netstack(),
+                services: ServiceConfig {
+                    max_services: limits.max_services,
+                    max_backends: limits.max_backends,
+                    max_flows: limits.max_flows,
+                    max_affinities: limits.max_affinities,
+                    timeouts: Timeouts::default(),
+                    hash_seed: u64::from_le_bytes(random_bytes(8).try_into().unwrap_or_default()),
+                },
+                cluster_dns: net.cluster_dns,
+                dns: netstack::dns::ZoneConfig {
+                    domain: net.cluster_domain.clone(),
+                    ttl: net.dns_ttl,
+                    max_services: usize::from(limits.max_services),
+                    max_pods: usize::from(limits.max_pods),
+                    cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
+                    ..Default::default()
+                },
             },
-            cluster_dns: net.cluster_dns,
-            dns: netstack::dns::ZoneConfig { domain: net.cluster_domain.clone(), ..Default::default() },
-        })
+            upstream_tx,
+        )
         .map_err(|e| format!("cannot start the data plane: {e}"))?;
 
         let gateway = ipam.gateway();
@@ -261,6 +286,29 @@ impl Agent {
         let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
         dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
 
+        // Names outside the cluster zone go to the node's own resolvers.
+        let servers = match net.upstream_dns.is_empty() {
+            true => crate::upstream::nameservers(Path::new("/etc/resolv.conf")),
+            false => net.upstream_dns.clone(),
+        };
+        if servers.is_empty() {
+            tracing::warn!(
+                "no upstream DNS resolver (network.upstream_dns, /etc/resolv.conf): pods get SERVFAIL for outside names"
+            );
+        }
+        let dns_deadline = Duration::from_millis(net.dns_timeout_ms);
+        tokio::spawn(crate::upstream::relay(upstream_rx, servers.clone(), dns_deadline, dataplane.handle()));
+        let dns_tcp = crate::dns_tcp::bind(gateway)
+            .await
+            .map_err(|e| format!("cannot listen for DNS over TCP: {e}"))?;
+        let dns_tcp_port = dns_tcp.local_addr().map_err(|e| e.to_string())?.port();
+        tokio::spawn(crate::dns_tcp::serve(
+            dns_tcp,
+            dataplane.handle(),
+            crate::upstream::addresses(&servers),
+            dns_deadline,
+        ));
+
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (probes_tx, probes_rx) = mpsc::unbounded_channel();
         Ok(Agent {
@@ -276,6 +324,10 @@ impl Agent {
             probes_rx,
             services: BTreeMap::new(),
             pushed: BTreeMap::new(),
+            zone_pushed: ZoneContent::default(),
+            dns_tcp_port,
+            upstream: crate::upstream::addresses(&servers),
+            dns_deadline,
             started_at: unix_now(),
         })
     }
@@ -427,8 +479,36 @@ impl Agent {
             }
             Request::NodeStats => {
                 let ports = self.dataplane.report().await.map_err(|e| e.to_string())?;
-                Ok(Response::Stats(ports.into_iter().map(|p| self.port_counters(p)).collect()))
+                let (dns, flows) = self
+                    .dataplane
+                    .update(|switch| {
+                        let d = switch.dns_stats();
+                        let dns = vec![
+                            ("answered".to_string(), d.answered),
+                            ("nxdomain".into(), d.nxdomain),
+                            ("refused".into(), d.refused),
+                            ("forwarded".into(), d.forwarded),
+                            ("upstream_replies".into(), d.upstream_replies),
+                            ("truncated".into(), d.truncated),
+                            ("dropped".into(), d.dropped),
+                        ];
+                        let table = switch.conntrack();
+                        let s = table.stats();
+                        let flows = vec![
+                            ("active".to_string(), table.len() as u64),
+                            ("capacity".into(), table.capacity() as u64),
+                            ("created".into(), s.created),
+                            ("expired".into(), s.expired),
+                            ("refused".into(), s.refused),
+                        ];
+                        (dns, flows)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ports = ports.into_iter().map(|p| self.port_counters(p)).collect();
+                Ok(Response::Stats(StatsReport { ports, dns, flows }))
             }
+            Request::Resolve { name, qtype, namespace } => self.resolve(&name, qtype, &namespace).await,
             Request::CreateService(spec) => self.create_service(spec).map(Response::Service),
             Request::GetServices { namespace } => Ok(Response::Services(
                 self.services
@@ -758,6 +838,33 @@ impl Agent {
         Ok(self.deployment(&self.deployments[&k]))
     }
 
+    /// Resolves `name` as a pod in `namespace` would: with ndots:5, a name
+    /// of fewer than five dots tries the search path first.
+    async fn resolve(&self, name: &str, qtype: u16, namespace: &str) -> Result<Response, String> {
+        let domain = &self.options.config.network.cluster_domain;
+        let mut candidates = Vec::new();
+        if !name.ends_with('.') && name.matches('.').count() < 5 {
+            for suffix in [format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()] {
+                candidates.push(format!("{name}.{suffix}"));
+            }
+        }
+        candidates.push(name.trim_end_matches('.').to_string());
+        let mut last = None;
+        for candidate in candidates {
+            let query = netstack::dns::build_query(&candidate, qtype, 1)?;
+            let response =
+                crate::dns_tcp::answer(&self.dataplane.handle(), &self.upstream, query, self.dns_deadline)
+                    .await
+                    .ok_or_else(|| format!("no answer for {candidate}"))?;
+            let nxdomain = response.get(3).is_some_and(|b| b & 0x0f == 3);
+            last = Some(Response::Resolved { name: candidate, response });
+            if !nxdomain {
+                break;
+            }
+        }
+        last.ok_or_else(|| "nothing to resolve".into())
+    }
+
     /// Checks and stores a new Service, with its ClusterIP.
     fn create_service(&mut self, spec: ServiceSpec) -> Result<Service, String> {
         check_name("service", &spec.name, 63)?;
@@ -769,7 +876,9 @@ impl Agent {
                 spec.namespace, spec.name
             ));
         }
-        if spec.ports.is_empty() {
+        if let Some(target) = &spec.external_name {
+            check_dns_name(target)?;
+        } else if spec.ports.is_empty() {
             return Err("a service needs at least one port: give --port".into());
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -787,8 +896,9 @@ impl Agent {
         let net = &self.options.config.network;
         let used = self.services.values().filter_map(|s| s.cluster_ip).collect();
         let seed = u32::from_le_bytes(random_bytes(4).try_into().unwrap_or_default());
+        let request = if spec.external_name.is_some() { ClusterIpRequest::None } else { spec.cluster_ip };
         let cluster_ip =
-            services::allocate_cluster_ip(spec.cluster_ip, net.service_cidr, net.cluster_dns, &used, seed)?;
+            services::allocate_cluster_ip(request, net.service_cidr, net.cluster_dns, &used, seed)?;
         let service = Service { uid: random_id(16), created_at: unix_now(), cluster_ip, spec };
         self.services.insert(k.clone(), service.clone());
         if let Err(e) = self.save() {
@@ -808,15 +918,83 @@ impl Agent {
         services::endpoints(service, pods)
     }
 
+    /// Brings the switch's tables in line with the agent's state.
+    async fn sync_switch(&mut self) {
+        self.sync_services().await;
+        self.sync_zone().await;
+    }
+
+    /// Brings the DNS zone in line with Services, endpoints and pods.
+    async fn sync_zone(&mut self) {
+        let mut desired = ZoneContent::default();
+        for service in self.services.values() {
+            let endpoints = self.endpoints(service);
+            desired.services.insert(
+                key(&service.spec.namespace, &service.spec.name),
+                services::dns_record(service, &endpoints),
+            );
+        }
+        for pod in self.pods.values() {
+            desired.pods.insert(pod.record.ip, pod.record.spec.namespace.clone());
+        }
+        if desired == self.zone_pushed {
+            return;
+        }
+        let before = std::mem::take(&mut self.zone_pushed);
+        let change = desired.clone();
+        let applied = self
+            .dataplane
+            .update(move |switch| {
+                let zone = switch.zone_mut();
+                let mut errors = Vec::new();
+                for (ns, name) in before.services.keys().filter(|k| !change.services.contains_key(*k)) {
+                    zone.remove_service(ns, name);
+                }
+                for ip in before.pods.keys().filter(|ip| !change.pods.contains_key(*ip)) {
+                    zone.remove_pod(*ip);
+                }
+                for (k, record) in &change.services {
+                    if before.services.get(k) != Some(record)
+                        && let Err(e) = zone.upsert_service(record)
+                    {
+                        errors.push(format!("service {}/{}: {e:?}", k.0, k.1));
+                    }
+                }
+                for (ip, ns) in &change.pods {
+                    if before.pods.get(ip) != Some(ns)
+                        && let Err(e) = zone.upsert_pod(*ip, ns)
+                    {
+                        errors.push(format!("pod {ip}: {e:?}"));
+                    }
+                }
+                errors
+            })
+            .await;
+        match applied {
+            Ok(errors) => errors.iter().for_each(|e| tracing::warn!("cannot add DNS records for {e}")),
+            Err(e) => tracing::warn!("cannot update DNS records: {e}"),
+        }
+        self.zone_pushed = desired;
+    }
+
     /// Brings the switch's service table in line with Services and pod
     /// readiness, pushing only what changed.
     async fn sync_services(&mut self) {
-        let desired: BTreeMap<_, _> = self
+        let mut desired: BTreeMap<_, _> = self
             .services
             .values()
             .flat_map(|s| services::switch_entries(s, &self.endpoints(s)))
             .map(|(k, backends, affinity)| (k, (backends, affinity)))
             .collect();
+        // DNS over TCP to the cluster DNS address reaches the agent's listener.
+        let net = &self.options.config.network;
+        let dns_tcp = netstack::service::ServiceKey {
+            vip: net.cluster_dns,
+            port: 53,
+            proto: netstack::service::Proto::Tcp,
+        };
+        let listener = netstack::service::Backend { ip: self.ipam.gateway(), port: self.dns_tcp_port };
+        desired.insert(dns_tcp, (vec![listener], netstack::service::Affinity::None));
         if desired == self.pushed {
             return;
         }
@@ -969,6 +1147,21 @@ fn no_pod(namespace: &str, name: &str) -> String {
 
 fn no_deployment(namespace: &str, name: &str) -> String {
     format!("deployment {namespace}/{name} not found: list them with `podnet get deployments -n {namespace}`")
+}
+
+/// An ExternalName target: a DNS name of letters, digits, '-' and dots.
+fn check_dns_name(name: &str) -> Result<(), String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok { Ok(()) } else { Err(format!("`{name}` is not a valid DNS name for --external-name")) }
 }
 
 fn no_service(namespace: &str, name: &str) -> String {

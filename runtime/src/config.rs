@@ -80,6 +80,13 @@ pub struct NetworkConfig {
     pub mtu: u32,
     /// Name of the node's own port into the switch.
     pub host_interface: String,
+    /// Resolvers for names outside the cluster zone; empty: the node's
+    /// /etc/resolv.conf nameservers at start.
+    pub upstream_dns: Vec<Ipv4Addr>,
+    /// How long an upstream resolver may take before the pod gets SERVFAIL.
+    pub dns_timeout_ms: u64,
+    /// TTL of cluster DNS records (CoreDNS's default is 5 s).
+    pub dns_ttl: u32,
 }
 
 impl Default for NetworkConfig {
@@ -92,6 +99,9 @@ impl Default for NetworkConfig {
             cluster_domain: "cluster.local".into(),
             mtu: 1500,
             host_interface: "podnet0".into(),
+            upstream_dns: Vec::new(),
+            dns_timeout_ms: 2_000,
+            dns_ttl: 5,
         }
     }
 }
@@ -203,6 +213,12 @@ impl NodeConfig {
         }
         if !(576..=65_000).contains(&net.mtu) {
             return Err(format!("network.mtu {} must be between 576 and 65000", net.mtu));
+        }
+        if !(100..=30_000).contains(&net.dns_timeout_ms) {
+            return Err(format!(
+                "network.dns_timeout_ms {} must be between 100 and 30000",
+                net.dns_timeout_ms
+            ));
         }
         if net.host_interface.is_empty() || net.host_interface.len() > 15 {
             return Err("network.host_interface must be 1 to 15 characters".into());

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::Instant as StdInstant;
 
-use netstack::switch::{PortId, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict};
+use netstack::switch::{DnsClient, PortId, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -24,8 +24,6 @@ use tokio::sync::oneshot;
 const FRAME_CAPACITY: usize = vnet::HEADER_LEN + 14 + 65_535;
 /// Frames read from one port per wakeup before the others get their turn.
 const READ_BUDGET: usize = 64;
-/// Room for replies the switch builds itself (ARP, ICMP errors, RSTs).
-const REPLY_CAPACITY: usize = 1_024;
 const WAKE_TOKEN: u64 = u64::MAX;
 /// How often idle flows are swept from the conntrack table.
 const EXPIRY_INTERVAL: netstack::Duration = netstack::Duration::from_secs(1);
@@ -58,7 +56,50 @@ enum Command {
     /// between two frames.
     Update(Box<dyn FnOnce(&mut Switch) + Send>),
     Capture(PortId, tokio::sync::mpsc::Sender<Captured>),
+    DnsAnswer(DnsClient, Vec<u8>),
     Stop,
+}
+
+/// A cluster DNS query for a name outside the zone, to relay upstream.
+#[derive(Debug)]
+pub struct UpstreamQuery {
+    /// Who asked, for the answer's way back.
+    pub client: DnsClient,
+    /// The DNS message.
+    pub query: Vec<u8>,
+}
+
+/// A cheap, cloneable handle for tasks that talk to the data-plane thread:
+/// upstream DNS answers, zone look-ups for DNS over TCP.
+#[derive(Clone)]
+pub struct DataplaneHandle {
+    commands: mpsc::Sender<Command>,
+    wake: std::sync::Arc<EventFd>,
+}
+
+impl DataplaneHandle {
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.commands.send(command).map_err(|_| io::Error::other("data plane stopped"))?;
+        self.wake.write(1)?;
+        Ok(())
+    }
+
+    /// Sends `answer` (a DNS response from upstream) to the pod that asked.
+    pub fn dns_answer(&self, client: DnsClient, answer: Vec<u8>) {
+        let _ = self.send(Command::DnsAnswer(client, answer));
+    }
+
+    /// Runs `change` on the switch between two frames and returns its result.
+    pub async fn update<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Switch) -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Update(Box::new(move |switch| {
+            let _ = tx.send(change(switch));
+        })))?;
+        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+    }
 }
 
 /// A frame seen on a captured port.
@@ -79,8 +120,12 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Starts the data-plane thread with an empty switch.
-    pub fn start(config: SwitchConfig) -> io::Result<Dataplane> {
+    pub fn start(
+        config: SwitchConfig,
+        upstream: tokio::sync::mpsc::Sender<UpstreamQuery>,
+    ) -> io::Result<Dataplane> {
         let switch = Switch::new(config).map_err(|e| io::Error::other(e.to_string()))?;
+        let reply_capacity = switch.min_reply_len();
         let wake = std::sync::Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
@@ -95,6 +140,8 @@ impl Dataplane {
             epoch: StdInstant::now(),
             next_expiry: Instant::ZERO,
             captures: HashMap::new(),
+            upstream,
+            reply: vec![0u8; reply_capacity],
         };
         let thread = std::thread::Builder::new().name("dataplane".into()).spawn(move || lp.run())?;
         Ok(Dataplane { commands, wake, thread: Some(thread) })
@@ -121,16 +168,17 @@ impl Dataplane {
         rx.await.map_err(|_| io::Error::other("data plane stopped"))
     }
 
+    /// A cloneable handle for tasks.
+    pub fn handle(&self) -> DataplaneHandle {
+        DataplaneHandle { commands: self.commands.clone(), wake: self.wake.clone() }
+    }
+
     /// Runs `change` on the switch between two frames and returns its result.
     pub async fn update<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut Switch) -> T + Send + 'static,
     ) -> io::Result<T> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Update(Box::new(move |switch| {
-            let _ = tx.send(change(switch));
-        })))?;
-        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+        self.handle().update(change).await
     }
 
     /// Copies every frame received from or sent to `port` into `sink`, until
@@ -167,12 +215,14 @@ struct Loop {
     epoch: StdInstant,
     next_expiry: Instant,
     captures: HashMap<PortId, Vec<tokio::sync::mpsc::Sender<Captured>>>,
+    upstream: tokio::sync::mpsc::Sender<UpstreamQuery>,
+    /// Room for frames the switch builds itself (ARP, ICMP errors, RSTs, DNS).
+    reply: Vec<u8>,
 }
 
 impl Loop {
     fn run(&mut self) {
         let mut frame = vec![0u8; FRAME_CAPACITY];
-        let mut reply = vec![0u8; REPLY_CAPACITY];
         let mut events = [EpollEvent::empty(); 64];
         loop {
             let ready = match self.epoll.wait(&mut events, EpollTimeout::from(1000u16)) {
@@ -195,7 +245,7 @@ impl Loop {
                         return;
                     }
                 } else {
-                    self.drain(PortId(event.data() as u16), &mut frame, &mut reply);
+                    self.drain(PortId(event.data() as u16), &mut frame);
                 }
             }
         }
@@ -232,6 +282,13 @@ impl Loop {
                 }
                 Command::Update(change) => change(&mut self.switch),
                 Command::Capture(port, sink) => self.captures.entry(port).or_default().push(sink),
+                Command::DnsAnswer(client, answer) => {
+                    let mut out = std::mem::take(&mut self.reply);
+                    if let Some(len) = self.switch.dns_reply_frame(&client, &answer, &mut out) {
+                        self.transmit(client.port, &out[..len]);
+                    }
+                    self.reply = out;
+                }
                 Command::Stop => return false,
             }
         }
@@ -255,7 +312,13 @@ impl Loop {
     }
 
     /// Reads up to [`READ_BUDGET`] frames from one port and acts on each.
-    fn drain(&mut self, port: PortId, frame: &mut [u8], reply: &mut [u8]) {
+    fn drain(&mut self, port: PortId, frame: &mut [u8]) {
+        let mut reply = std::mem::take(&mut self.reply);
+        self.drain_with(port, frame, &mut reply);
+        self.reply = reply;
+    }
+
+    fn drain_with(&mut self, port: PortId, frame: &mut [u8], reply: &mut [u8]) {
         for _ in 0..READ_BUDGET {
             let Some(fd) = self.fds.get(&port) else {
                 return;
@@ -275,7 +338,12 @@ impl Loop {
                 Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
                 Verdict::Reply { len } => self.transmit(port, &reply[..len]),
                 // Out-of-zone DNS (Upstream) is not relayed yet: the client times out.
-                Verdict::Drop(_) | Verdict::Upstream(_) => {}
+                Verdict::Upstream(up) => {
+                    // A full queue means a query storm: drop, the client retries.
+                    let query = UpstreamQuery { client: up.client, query: up.query(&frame[..len]).to_vec() };
+                    let _ = self.upstream.try_send(query);
+                }
+                Verdict::Drop(_) => {}
             }
         }
     }

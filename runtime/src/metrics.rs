@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{PortCounters, Request, Response};
+use crate::api::{PortCounters, Request, Response, StatsReport};
 use crate::server::{Answer, Call};
 
 /// Binds `addr`; the caller reports a failure before the agent starts.
@@ -32,7 +32,7 @@ async fn scrape(mut stream: TcpStream, calls: mpsc::Sender<Call>) -> std::io::Re
         let _ = calls.send((Request::NodeStats, tx)).await;
         match rx.await {
             Ok(Ok(Answer::Once(response))) => match *response {
-                Response::Stats(ports) => ("200 OK", render(&ports)),
+                Response::Stats(report) => ("200 OK", render(&report)),
                 _ => ("500 Internal Server Error", String::new()),
             },
             _ => ("503 Service Unavailable", String::new()),
@@ -53,7 +53,8 @@ async fn scrape(mut stream: TcpStream, calls: mpsc::Sender<Call>) -> std::io::Re
 type Counter = (&'static str, &'static str, fn(&PortCounters) -> u64);
 
 /// The counters in Prometheus' text format.
-pub fn render(ports: &[PortCounters]) -> String {
+pub fn render(report: &StatsReport) -> String {
+    let ports = &report.ports;
     let mut out = String::new();
     let counters: [Counter; 5] = [
         ("podnet_port_rx_packets_total", "Frames received from a switch port.", |p| p.rx_packets),
@@ -79,6 +80,19 @@ pub fn render(ports: &[PortCounters]) -> String {
                 writeln!(out, "{name}{{port=\"{}\",ip=\"{}\",reason=\"{reason}\"}} {count}", p.port, p.ip);
         }
     }
+    let name = "podnet_dns_queries_total";
+    let _ = writeln!(out, "# HELP {name} Cluster DNS queries, by result.\n# TYPE {name} counter");
+    for (result, count) in &report.dns {
+        let _ = writeln!(out, "{name}{{result=\"{result}\"}} {count}");
+    }
+    for (what, value) in &report.flows {
+        let name = format!("podnet_flows_{what}");
+        let kind = if matches!(what.as_str(), "active" | "capacity") { "gauge" } else { "counter" };
+        let _ = writeln!(
+            out,
+            "# HELP {name} ClusterIP flow table: {what}.\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     out
 }
 
@@ -98,7 +112,14 @@ mod tests {
             tx_errors: 0,
             drops: vec![("spoofed_ip".into(), 5)],
         }];
-        let text = render(&ports);
+        let report = StatsReport {
+            ports: ports.to_vec(),
+            dns: vec![("answered".into(), 4)],
+            flows: vec![("active".into(), 1)],
+        };
+        let text = render(&report);
+        assert!(text.contains("podnet_dns_queries_total{result=\"answered\"} 4"));
+        assert!(text.contains("# TYPE podnet_flows_active gauge\npodnet_flows_active 1"));
         assert!(text.contains("# TYPE podnet_port_rx_packets_total counter"));
         assert!(text.contains("podnet_port_rx_packets_total{port=\"default/web\",ip=\"10.244.0.2\"} 3"));
         assert!(text.contains(

@@ -418,6 +418,9 @@ pub struct ServiceSpec {
     pub selector: Labels,
     /// Session affinity.
     pub session_affinity: SessionAffinity,
+    /// For an ExternalName Service: the name its DNS record is a CNAME to.
+    #[serde(default)]
+    pub external_name: Option<String>,
 }
 
 /// A Service as reported to users.

@@ -161,6 +161,38 @@ pub fn switch_entries(service: &Service, endpoints: &Endpoints) -> Vec<SwitchEnt
         .collect()
 }
 
+/// The Service's DNS record: a ClusterIP, its ready endpoints when headless,
+/// or a CNAME for an ExternalName Service.
+pub fn dns_record(service: &Service, endpoints: &Endpoints) -> netstack::dns::Service {
+    use netstack::dns::{Endpoint, ServiceKind};
+    let kind = match (&service.spec.external_name, service.cluster_ip) {
+        (Some(target), _) => ServiceKind::ExternalName(target.clone()),
+        (None, Some(vip)) => ServiceKind::ClusterIp(vip),
+        (None, None) => ServiceKind::Headless(
+            endpoints.subsets.iter().map(|(a, _)| Endpoint { ip: a.ip, hostname: None }).collect(),
+        ),
+    };
+    let ports = service
+        .spec
+        .ports
+        .iter()
+        .map(|p| netstack::dns::ServicePort {
+            name: p.name.clone(),
+            port: p.port,
+            protocol: match p.protocol {
+                Protocol::Tcp => netstack::dns::Protocol::Tcp,
+                Protocol::Udp => netstack::dns::Protocol::Udp,
+            },
+        })
+        .collect();
+    netstack::dns::Service {
+        name: service.spec.name.clone(),
+        namespace: service.spec.namespace.clone(),
+        ports,
+        kind,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +232,7 @@ mod tests {
                 }],
                 selector: [("app".to_string(), "web".to_string())].into(),
                 session_affinity: SessionAffinity::None,
+                external_name: None,
             },
         }
     }

@@ -5,7 +5,7 @@ use podnet_e2e::{Node, busybox, stdout};
 
 fn drops(node: &Node, port: &str, reason: &str) -> u64 {
     let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
-    stats
+    stats["ports"]
         .as_array()
         .unwrap()
         .iter()

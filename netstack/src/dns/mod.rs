@@ -17,6 +17,7 @@
 //! pointers, and its message builder compresses names.
 
 mod build;
+mod client;
 mod config;
 mod lookup;
 mod name;
@@ -28,6 +29,7 @@ mod zone;
 #[cfg(test)]
 mod tests;
 
+pub use client::{Described, build_query, describe, record_type, servfail};
 pub use config::ZoneConfig;
 pub use records::{Endpoint, Protocol, Service, ServiceKind, ServicePort};
 pub use udp::{FitError, Fitted, PLAIN_UDP_LIMIT, fit_udp, udp_limit};

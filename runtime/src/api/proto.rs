@@ -69,7 +69,7 @@ pub enum Request {
     },
     /// The node.
     GetNode,
-    /// Per-port counters of the switch.
+    /// Counters of the switch: ports, DNS, flows.
     NodeStats,
     /// Create a Service.
     CreateService(ServiceSpec),
@@ -97,6 +97,15 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Resolve a name as a pod in `namespace` would (search path, ndots:5).
+    Resolve {
+        /// The name.
+        name: String,
+        /// The record type number (1 = A, 33 = SRV, ...).
+        qtype: u16,
+        /// The namespace whose search path applies.
+        namespace: String,
+    },
     /// Change a live Service's session affinity.
     SetSessionAffinity {
         /// Namespace.
@@ -106,6 +115,17 @@ pub enum Request {
         /// The new affinity.
         affinity: SessionAffinity,
     },
+}
+
+/// Everything `podnet node stats` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Per-port counters.
+    pub ports: Vec<PortCounters>,
+    /// DNS queries by result.
+    pub dns: Vec<(String, u64)>,
+    /// The ClusterIP flow table: active, capacity, created, expired, refused.
+    pub flows: Vec<(String, u64)>,
 }
 
 /// One switch port's counters, named for people.
@@ -162,13 +182,20 @@ pub enum Response {
     /// The node.
     Node(NodeInfo),
     /// Switch counters.
-    Stats(Vec<PortCounters>),
+    Stats(StatsReport),
     /// One Service.
     Service(Service),
     /// Services.
     Services(Vec<Service>),
     /// Endpoints.
     Endpoints(Vec<Endpoints>),
+    /// A DNS answer: the name that was asked last, and the response bytes.
+    Resolved {
+        /// The name after the search path was applied.
+        name: String,
+        /// The DNS response.
+        response: Vec<u8>,
+    },
     /// One captured frame (Ethernet, without the virtio-net header).
     Captured {
         /// Capture time, microseconds since the Unix epoch.
