@@ -183,6 +183,9 @@ pub struct RunArgs {
     pub restart: RestartPolicy,
     #[command(flatten)]
     pub pod: PodOptions,
+    /// Run on this node (default: the scheduler's choice).
+    #[arg(long)]
+    pub node: Option<String>,
     /// The command, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,

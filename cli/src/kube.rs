@@ -173,7 +173,8 @@ pub fn node(n: &NodeInfo) -> Value {
         "metadata": { "name": n.name, "creationTimestamp": timestamp(n.started_at) },
         "spec": { "podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr] },
         "status": {
-            "conditions": [{ "type": "Ready", "status": "True" }],
+            "conditions": [{ "type": "Ready", "status": if n.ready { "True" } else { "False" } }],
+            "addresses": n.internal_ip.map(|ip| vec![json!({ "type": "InternalIP", "address": ip })]).unwrap_or_default(),
             "nodeInfo": { "kubeletVersion": format!("podnet-{}", n.version) },
         },
     })

@@ -75,6 +75,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 owner: None,
                 ports: args.pod.ports,
                 readiness: args.pod.readiness,
+                node_name: args.node,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -304,10 +305,16 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             (list.iter().map(kube::endpoints).collect(), table::endpoints(&list, args.all_namespaces))
         }
         Kind::Node => {
-            let Response::Node(node) = call(socket, Request::GetNode).await? else {
+            let Response::Nodes(mut list) = call(socket, Request::GetNodes).await? else {
                 return unexpected();
             };
-            (vec![kube::node(&node)], table::nodes(std::slice::from_ref(&node), wide))
+            if let Some(name) = &args.name {
+                list.retain(|n| &n.name == name);
+                if list.is_empty() {
+                    return Err(format!("node {name} not found"));
+                }
+            }
+            (list.iter().map(kube::node).collect(), table::nodes(&list, wide))
         }
     };
     let value = match (args.name.is_some(), objects.len()) {

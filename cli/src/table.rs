@@ -119,20 +119,21 @@ pub fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool) -> Str
 pub fn nodes(list: &[NodeInfo], wide: bool) -> String {
     let mut headers = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
     if wide {
-        headers.push("POD-CIDR");
+        headers.extend(["INTERNAL-IP", "POD-CIDR", "PODS"]);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|n| {
             let mut row = vec![
                 n.name.clone(),
-                "Ready".into(),
-                "control-plane".into(),
+                if n.ready { "Ready" } else { "NotReady" }.into(),
+                n.roles.clone(),
                 age(n.started_at),
                 format!("v{}", n.version),
             ];
             if wide {
-                row.push(n.pod_cidr.clone());
+                let ip = n.internal_ip.map_or("<none>".into(), |ip| ip.to_string());
+                row.extend([ip, n.pod_cidr.clone(), n.pods.to_string()]);
             }
             row
         })

@@ -60,6 +60,9 @@ pub struct PodSpec {
     /// Readiness probe: while it fails the pod is no Service endpoint.
     #[serde(default)]
     pub readiness: Option<Probe>,
+    /// Run on this node (`--node`); the scheduler picks one otherwise.
+    #[serde(default)]
+    pub node_name: Option<String>,
 }
 
 /// Lifecycle phase (Kubernetes' PodPhase).
@@ -145,7 +148,7 @@ pub struct Deployment {
     pub ready_replicas: u32,
 }
 
-/// The node as reported to users.
+/// A node as reported to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Node name.
@@ -154,8 +157,21 @@ pub struct NodeInfo {
     pub pod_cidr: String,
     /// Agent version.
     pub version: String,
-    /// Unix time the agent started.
+    /// Unix time the node joined (or the agent started).
     pub started_at: u64,
+    /// Ready or NotReady.
+    pub ready: bool,
+    /// control-plane for the server, else none.
+    pub roles: String,
+    /// Its address on the network between nodes.
+    pub internal_ip: Option<Ipv4Addr>,
+    /// Pods on it.
+    pub pods: u32,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Checks an object name is an RFC 1123 label, as Kubernetes requires of pod

@@ -212,6 +212,7 @@ mod tests {
             owner: None,
             ports,
             readiness: None,
+            node_name: None,
         }
     }
 

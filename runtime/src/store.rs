@@ -25,6 +25,9 @@ pub struct PodRecord {
     pub ip: Ipv4Addr,
     /// What the user asked for.
     pub spec: PodSpec,
+    /// The node the pod runs on.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// A deployment as remembered across restarts.
@@ -52,6 +55,22 @@ pub struct State {
     /// Services, with their ClusterIPs.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// The cluster's nodes and their pod subnets.
+    #[serde(default)]
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// A node as remembered: its pod subnet is kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node name.
+    pub name: String,
+    /// Its pod subnet.
+    pub subnet: crate::config::Cidr,
+    /// Its address on the network between nodes, if it joined over one.
+    pub address: Option<Ipv4Addr>,
+    /// Unix time it first joined.
+    pub joined_at: u64,
 }
 
 /// The state file of one data directory.

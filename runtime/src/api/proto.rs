@@ -67,8 +67,8 @@ pub enum Request {
         /// Name.
         name: String,
     },
-    /// The node.
-    GetNode,
+    /// The cluster's nodes.
+    GetNodes,
     /// Counters of the switch: ports, DNS, flows.
     NodeStats,
     /// Create a Service.
@@ -179,8 +179,8 @@ pub enum Response {
     Exec(ExecTarget),
     /// Log bytes.
     Logs(Vec<u8>),
-    /// The node.
-    Node(NodeInfo),
+    /// The cluster's nodes.
+    Nodes(Vec<NodeInfo>),
     /// Switch counters.
     Stats(StatsReport),
     /// One Service.

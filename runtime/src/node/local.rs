@@ -1,0 +1,161 @@
+//! Requests only this node can answer: entering and reading its pods,
+//! capturing on its switch ports, its counters, and resolving through its
+//! switch.
+
+use netstack::switch::{DropReason, PortKind};
+use tokio::sync::mpsc;
+
+use super::NodeRuntime;
+use super::pods::pod_env;
+use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
+use crate::netns;
+use crate::pod::{process, sandbox};
+
+/// Most log bytes `podnet logs` returns.
+const MAX_LOG: u64 = 4 << 20;
+
+impl NodeRuntime {
+    /// Whether `request` is one this node answers itself.
+    pub fn is_local(request: &Request) -> bool {
+        matches!(
+            request,
+            Request::ExecTarget { .. }
+                | Request::Logs { .. }
+                | Request::Capture { .. }
+                | Request::NodeStats
+                | Request::Resolve { .. }
+        )
+    }
+
+    /// Answers a local request (see [`NodeRuntime::is_local`]).
+    pub async fn handle_local(&mut self, request: Request) -> Result<Response, String> {
+        match request {
+            Request::ExecTarget { namespace, name } => {
+                let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
+                Ok(Response::Exec(ExecTarget {
+                    netns: netns::path(&pod.netns),
+                    resolv_conf: sandbox::etc_dir(&pod.netns).join("resolv.conf"),
+                    hostname: name.clone(),
+                    env: pod_env(&pod.record),
+                }))
+            }
+            Request::Logs { namespace, name } => {
+                let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
+                process::read_log(&self.log_path(&pod.record.spec), MAX_LOG)
+                    .map(Response::Logs)
+                    .map_err(|e| format!("cannot read the logs of {namespace}/{name}: {e}"))
+            }
+            Request::NodeStats => self.stats().await.map(Response::Stats),
+            Request::Resolve { name, qtype, namespace } => self.resolve(&name, qtype, &namespace).await,
+            _ => Err("not a node-local request".into()),
+        }
+    }
+
+    /// Starts copying a pod port's frames into a stream of responses.
+    pub fn capture(&self, namespace: &str, name: &str) -> Result<mpsc::Receiver<Response>, String> {
+        let pod = self.find(namespace, name).ok_or_else(|| not_here(namespace, name))?;
+        let port = pod.port.ok_or_else(|| format!("pod {namespace}/{name} has no switch port"))?;
+        let (frames_tx, mut frames) = mpsc::channel::<crate::dataplane::Captured>(4096);
+        self.dataplane.capture(port, frames_tx).map_err(|e| e.to_string())?;
+        let (items_tx, items) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(c) = frames.recv().await {
+                let item = Response::Captured { micros: c.at.as_micros() as u64, frame: c.frame };
+                if items_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(items)
+    }
+
+    async fn stats(&self) -> Result<StatsReport, String> {
+        let ports = self.dataplane.report().await.map_err(|e| e.to_string())?;
+        let (dns, flows) = self
+            .dataplane
+            .update(|switch| {
+                let d = switch.dns_stats();
+                let dns = vec![
+                    ("answered".to_string(), d.answered),
+                    ("nxdomain".into(), d.nxdomain),
+                    ("refused".into(), d.refused),
+                    ("forwarded".into(), d.forwarded),
+                    ("upstream_replies".into(), d.upstream_replies),
+                    ("truncated".into(), d.truncated),
+                    ("dropped".into(), d.dropped),
+                ];
+                let table = switch.conntrack();
+                let s = table.stats();
+                let flows = vec![
+                    ("active".to_string(), table.len() as u64),
+                    ("capacity".into(), table.capacity() as u64),
+                    ("created".into(), s.created),
+                    ("expired".into(), s.expired),
+                    ("refused".into(), s.refused),
+                ];
+                (dns, flows)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let ports = ports.into_iter().map(|p| self.port_counters(p)).collect();
+        Ok(StatsReport { ports, dns, flows })
+    }
+
+    fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {
+        let port = match report.spec.kind {
+            PortKind::Host => "node".to_string(),
+            PortKind::Pod => self.pods.values().find(|p| p.port == Some(report.id)).map_or_else(
+                || format!("port-{}", report.id.0),
+                |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),
+            ),
+        };
+        let stats = report.stats;
+        PortCounters {
+            port,
+            ip: report.spec.ip,
+            rx_packets: stats.rx_packets,
+            rx_bytes: stats.rx_bytes,
+            tx_packets: stats.tx_packets,
+            tx_bytes: stats.tx_bytes,
+            tx_errors: report.io.tx_errors,
+            drops: DropReason::ALL
+                .iter()
+                .filter(|r| stats.dropped(**r) > 0)
+                .map(|r| (r.name().to_string(), stats.dropped(*r)))
+                .collect(),
+        }
+    }
+
+    /// Resolves `name` as a pod in `namespace` would: with ndots:5, a name
+    /// of fewer than five dots tries the search path first.
+    async fn resolve(&self, name: &str, qtype: u16, namespace: &str) -> Result<Response, String> {
+        let domain = &self.options.config.network.cluster_domain;
+        let mut candidates = Vec::new();
+        if !name.ends_with('.') && name.matches('.').count() < 5 {
+            for suffix in [format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()] {
+                candidates.push(format!("{name}.{suffix}"));
+            }
+        }
+        candidates.push(name.trim_end_matches('.').to_string());
+        let mut last = None;
+        for candidate in candidates {
+            let query = netstack::dns::build_query(&candidate, qtype, 1)?;
+            let response =
+                crate::dns_tcp::answer(&self.dataplane.handle(), &self.upstream, query, self.dns_deadline)
+                    .await
+                    .ok_or_else(|| format!("no answer for {candidate}"))?;
+            let nxdomain = response.get(3).is_some_and(|b| b & 0x0f == 3);
+            last = Some(Response::Resolved { name: candidate, response });
+            if !nxdomain {
+                break;
+            }
+        }
+        last.ok_or_else(|| "nothing to resolve".into())
+    }
+}
+
+fn not_here(namespace: &str, name: &str) -> String {
+    format!(
+        "pod {namespace}/{name} does not run on this node: run the command on the pod's node (see `podnet get pods -o wide`)"
+    )
+}

@@ -1,0 +1,181 @@
+//! The node runtime — what the kubelet and kube-proxy are to Kubernetes: it
+//! runs the pods the control plane assigns to this node (sandbox, process,
+//! restarts, readiness), and programs this node's switch with the cluster's
+//! services and DNS records. It owns the data plane.
+
+mod local;
+mod pods;
+mod tables;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey, Timeouts};
+use netstack::switch::{PortKind, PortSpec, SwitchConfig};
+use netstack::wire::EthernetAddress;
+use tokio::sync::mpsc;
+
+use crate::config::{Cidr, NodeConfig};
+use crate::dataplane::Dataplane;
+use crate::netlink::{LinkSetup, Netlink};
+use crate::pod::mac_for;
+use crate::{random, tap};
+
+use pods::LocalPod;
+pub use pods::{Exit, ProbeResult, remove_stale_sandboxes};
+use tables::ZoneContent;
+
+/// How a node runtime is set up.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Node name.
+    pub name: String,
+    /// Board config (cluster-wide keys must match the control plane's).
+    pub config: NodeConfig,
+    /// This node's pod subnet, as the control plane assigned it.
+    pub subnet: Cidr,
+    /// Where pod logs live.
+    pub data_dir: PathBuf,
+}
+
+/// The node runtime's state.
+pub struct NodeRuntime {
+    options: NodeOptions,
+    gateway: Ipv4Addr,
+    dataplane: Dataplane,
+    pods: BTreeMap<String, LocalPod>,
+    exits_tx: mpsc::UnboundedSender<Exit>,
+    /// Exits of pod commands, for the event loop.
+    pub exits: mpsc::UnboundedReceiver<Exit>,
+    probes_tx: mpsc::UnboundedSender<ProbeResult>,
+    /// Readiness probe outcomes, for the event loop.
+    pub probes: mpsc::UnboundedReceiver<ProbeResult>,
+    /// What the switch's service table holds, to push only changes.
+    pushed: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)>,
+    /// What the switch's DNS zone holds.
+    zone_pushed: ZoneContent,
+    /// Where the agent answers DNS over TCP (on the gateway address).
+    dns_tcp_port: u16,
+    /// Upstream resolvers and how long they may take.
+    upstream: std::sync::Arc<[std::net::SocketAddr]>,
+    dns_deadline: Duration,
+}
+
+impl NodeRuntime {
+    /// Starts the data plane, plugs the node's own port into it, and starts
+    /// the DNS relay and the DNS-over-TCP listener.
+    pub async fn start(options: NodeOptions) -> Result<NodeRuntime, String> {
+        let config = &options.config;
+        let net = &config.network;
+        let limits = &config.limits;
+        let subnet = options.subnet;
+        let gateway = subnet.nth(1);
+        let (upstream_tx, upstream_rx) = mpsc::channel(1024);
+        let dataplane = Dataplane::start(
+            SwitchConfig {
+                subnet: subnet.to_netstack(),
+                max_ports: limits.max_pods + 1,
+                service_cidr: net.service_cidr.to_netstack(),
+                services: ServiceConfig {
+                    max_services: limits.max_services,
+                    max_backends: limits.max_backends,
+                    max_flows: limits.max_flows,
+                    max_affinities: limits.max_affinities,
+                    timeouts: Timeouts::default(),
+                    hash_seed: random::u64(),
+                },
+                cluster_dns: net.cluster_dns,
+                dns: netstack::dns::ZoneConfig {
+                    domain: net.cluster_domain.clone(),
+                    ttl: net.dns_ttl,
+                    max_services: usize::from(limits.max_services),
+                    max_pods: usize::from(limits.max_pods),
+                    cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
+                    ..Default::default()
+                },
+            },
+            upstream_tx,
+        )
+        .map_err(|e| format!("cannot start the data plane: {e}"))?;
+
+        let host_fd = tap::open(&net.host_interface).map_err(|e| {
+            format!(
+                "cannot create interface {}: {e} (is another agent running in this network namespace? give it another network.host_interface)",
+                net.host_interface
+            )
+        })?;
+        let netlink = Netlink::open().map_err(|e| format!("cannot open netlink: {e}"))?;
+        netlink
+            .configure(&LinkSetup {
+                name: net.host_interface.clone(),
+                mac: mac_for(gateway),
+                mtu: net.mtu,
+                address: (gateway, subnet.prefix),
+                gateway: None,
+            })
+            .await
+            .map_err(|e| format!("cannot configure {}: {e}", net.host_interface))?;
+        // ClusterIPs are reachable from the node too, as kube-proxy makes them.
+        netlink
+            .add_route(&net.host_interface, net.service_cidr.addr, net.service_cidr.prefix)
+            .await
+            .map_err(|e| format!("cannot route {} to {}: {e}", net.service_cidr, net.host_interface))?;
+        let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
+        dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
+
+        // Names outside the cluster zone go to the node's own resolvers.
+        let servers = match net.upstream_dns.is_empty() {
+            true => crate::upstream::nameservers(Path::new("/etc/resolv.conf")),
+            false => net.upstream_dns.clone(),
+        };
+        if servers.is_empty() {
+            tracing::warn!(
+                "no upstream DNS resolver (network.upstream_dns, /etc/resolv.conf): pods get SERVFAIL for outside names"
+            );
+        }
+        let dns_deadline = Duration::from_millis(net.dns_timeout_ms);
+        tokio::spawn(crate::upstream::relay(upstream_rx, servers.clone(), dns_deadline, dataplane.handle()));
+        let dns_tcp = crate::dns_tcp::bind(gateway)
+            .await
+            .map_err(|e| format!("cannot listen for DNS over TCP: {e}"))?;
+        let dns_tcp_port = dns_tcp.local_addr().map_err(|e| e.to_string())?.port();
+        tokio::spawn(crate::dns_tcp::serve(
+            dns_tcp,
+            dataplane.handle(),
+            crate::upstream::addresses(&servers),
+            dns_deadline,
+        ));
+
+        let (exits_tx, exits) = mpsc::unbounded_channel();
+        let (probes_tx, probes) = mpsc::unbounded_channel();
+        Ok(NodeRuntime {
+            options,
+            gateway,
+            dataplane,
+            pods: BTreeMap::new(),
+            exits_tx,
+            exits,
+            probes_tx,
+            probes,
+            pushed: BTreeMap::new(),
+            zone_pushed: ZoneContent::default(),
+            dns_tcp_port,
+            upstream: crate::upstream::addresses(&servers),
+            dns_deadline,
+        })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// Stops every pod and removes every sandbox; the data plane goes with
+    /// `self` (closing the TAPs removes them).
+    pub async fn shutdown(mut self) {
+        let pods: Vec<LocalPod> = std::mem::take(&mut self.pods).into_values().collect();
+        futures::future::join_all(pods.into_iter().map(|pod| self.teardown(pod, false))).await;
+    }
+}

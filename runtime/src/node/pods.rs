@@ -1,0 +1,316 @@
+//! The pods of this node: sandboxes built and removed to match what the
+//! control plane assigns, commands started and restarted with backoff, and
+//! readiness probes.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use netstack::switch::{PortId, PortKind, PortSpec};
+use netstack::wire::EthernetAddress;
+use tokio::time::Instant;
+
+use super::NodeRuntime;
+use crate::desired::PodReport;
+use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
+use crate::netns;
+use crate::pod::enter::PodEntry;
+use crate::pod::sandbox::{self, SandboxSpec};
+use crate::pod::{self, mac_for, process};
+use crate::store::PodRecord;
+
+/// A pod that ran this long without exiting has its restart backoff reset
+/// (as the kubelet does).
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// A process exit, tagged with the run it belongs to.
+pub struct Exit {
+    uid: String,
+    run: u64,
+    code: Option<i32>,
+}
+
+/// The outcome of one readiness probe.
+pub struct ProbeResult {
+    uid: String,
+    ok: bool,
+}
+
+/// A pod running on this node.
+pub(super) struct LocalPod {
+    pub(super) record: PodRecord,
+    pub(super) netns: String,
+    pub(super) port: Option<PortId>,
+    /// Which start of the command is current; exits of older runs are stale.
+    run: u64,
+    pub(super) status: PodStatus,
+    run_started: Option<Instant>,
+    restart_at: Option<Instant>,
+    /// Whether the command runs now.
+    running: bool,
+    /// The last readiness probe passed (true for pods without a probe).
+    probe_ok: bool,
+    /// When the next readiness probe is due; None while one is running.
+    next_probe: Option<Instant>,
+}
+
+impl LocalPod {
+    fn update_ready(&mut self) {
+        self.status.ready = self.running && self.probe_ok;
+    }
+}
+
+/// Sandboxes left by an agent of this node that was killed: their processes
+/// are stopped and their namespaces removed before pods are started again.
+pub async fn remove_stale_sandboxes(node: &str, grace: Duration) {
+    for name in netns::list(&pod::netns_prefix(node)) {
+        tracing::info!(netns = %name, "removing stale pod sandbox");
+        process::stop_all(&name, grace).await;
+        if let Err(e) = sandbox::remove(&name) {
+            tracing::warn!(netns = %name, "cannot remove stale sandbox: {e}");
+        }
+    }
+}
+
+impl NodeRuntime {
+    /// Starts the pods assigned to this node that are not running yet and
+    /// removes those no longer assigned. Returns the pods that could not be
+    /// started, with the reason.
+    pub async fn apply_pods(&mut self, desired: &[PodRecord]) -> Vec<(String, String)> {
+        let wanted: BTreeSet<&str> = desired.iter().map(|p| p.uid.as_str()).collect();
+        let gone: Vec<String> =
+            self.pods.keys().filter(|uid| !wanted.contains(uid.as_str())).cloned().collect();
+        let gone: Vec<LocalPod> = gone.iter().filter_map(|uid| self.pods.remove(uid)).collect();
+        futures::future::join_all(gone.into_iter().map(|pod| self.teardown(pod, true))).await;
+        let mut failed = Vec::new();
+        let new: Vec<&PodRecord> = desired.iter().filter(|p| !self.pods.contains_key(&p.uid)).collect();
+        for record in new {
+            if let Err(e) = self.start_pod(record.clone()).await {
+                tracing::warn!("{e}");
+                failed.push((record.uid.clone(), e));
+            }
+        }
+        failed
+    }
+
+    /// The status of every pod of this node.
+    pub fn statuses(&self) -> PodReport {
+        self.pods.iter().map(|(uid, p)| (uid.clone(), p.status.clone())).collect()
+    }
+
+    /// Builds the sandbox, plugs it into the switch and starts the command.
+    async fn start_pod(&mut self, record: PodRecord) -> Result<(), String> {
+        let net = &self.options.config.network;
+        let spec = &record.spec;
+        let netns_name = pod::netns_name(&self.options.name, &spec.namespace, &spec.name);
+        let sandbox_spec = SandboxSpec {
+            netns: netns_name.clone(),
+            ip: record.ip,
+            prefix: self.options.subnet.prefix,
+            gateway: self.gateway,
+            mac: mac_for(record.ip),
+            mtu: net.mtu,
+            resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
+        };
+        let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot create the sandbox of pod {}/{}: {e}", spec.namespace, spec.name))?;
+        let port_spec =
+            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let port = match self.dataplane.attach(port_spec, fd).await {
+            Ok(port) => port,
+            Err(e) => {
+                let _ = sandbox::remove(&netns_name);
+                return Err(format!("cannot attach pod {}/{} to the switch: {e}", spec.namespace, spec.name));
+            }
+        };
+        let uid = record.uid.clone();
+        let status = PodStatus {
+            phase: Phase::Pending,
+            pod_ip: Some(record.ip),
+            ready: false,
+            restarts: 0,
+            reason: None,
+            last_exit_code: None,
+            started_at: None,
+        };
+        let pod = LocalPod {
+            record,
+            netns: netns_name,
+            port: Some(port),
+            run: 0,
+            status,
+            run_started: None,
+            restart_at: None,
+            running: false,
+            probe_ok: false,
+            next_probe: None,
+        };
+        self.pods.insert(uid.clone(), pod);
+        if let Err(e) = self.spawn_process(&uid) {
+            let pod = self.pods.remove(&uid).expect("inserted above");
+            self.teardown(pod, true).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) the pod's command.
+    fn spawn_process(&mut self, uid: &str) -> Result<(), String> {
+        let log = self.log_path(&self.pods[uid].record.spec);
+        let pod = self.pods.get_mut(uid).expect("caller checked");
+        let spec = &pod.record.spec;
+        let entry = PodEntry::open(
+            &netns::path(&pod.netns),
+            &sandbox::etc_dir(&pod.netns).join("resolv.conf"),
+            &spec.name,
+            true,
+        )
+        .map_err(|e| format!("cannot enter pod {}/{}: {e}", spec.namespace, spec.name))?;
+        let mut child = process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
+            format!("cannot start `{}` in pod {}/{}: {e}", spec.command.join(" "), spec.namespace, spec.name)
+        })?;
+        pod.run += 1;
+        pod.run_started = Some(Instant::now());
+        pod.restart_at = None;
+        pod.status.phase = Phase::Running;
+        pod.running = true;
+        // A restarted command is unready until its probe passes again.
+        pod.probe_ok = pod.record.spec.readiness.is_none();
+        pod.next_probe = Some(Instant::now());
+        pod.update_ready();
+        pod.status.reason = None;
+        pod.status.started_at = Some(unix_now());
+        let (uid, run, exits) = (pod.record.uid.clone(), pod.run, self.exits_tx.clone());
+        tokio::spawn(async move {
+            let code = child.wait().await.ok().and_then(|status| {
+                use std::os::unix::process::ExitStatusExt;
+                status.code().or(status.signal().map(|s| 128 + s))
+            });
+            let _ = exits.send(Exit { uid, run, code });
+        });
+        Ok(())
+    }
+
+    /// Applies the restart policy to a process that exited.
+    pub fn on_exit(&mut self, exit: Exit) {
+        let config = &self.options.config.pods;
+        let Some(pod) = self.pods.get_mut(&exit.uid).filter(|p| p.run == exit.run) else { return };
+        let code = exit.code.unwrap_or(-1);
+        pod.running = false;
+        pod.update_ready();
+        pod.status.last_exit_code = Some(code);
+        let restart = match pod.record.spec.restart_policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Never => false,
+        };
+        tracing::info!(pod = %pod.record.spec.name, namespace = %pod.record.spec.namespace, code, restart, "pod command exited");
+        if !restart {
+            pod.status.phase = if code == 0 { Phase::Succeeded } else { Phase::Failed };
+            pod.status.reason = Some(if code == 0 { "Completed" } else { "Error" }.into());
+            return;
+        }
+        if pod.run_started.is_some_and(|t| t.elapsed() >= BACKOFF_RESET) {
+            pod.status.restarts = 0;
+        }
+        let doublings = pod.status.restarts.min(16);
+        let delay = config
+            .restart_backoff_initial_ms
+            .saturating_mul(1 << doublings)
+            .min(config.restart_backoff_max_ms);
+        pod.restart_at = Some(Instant::now() + Duration::from_millis(delay));
+        pod.status.reason = Some("CrashLoopBackOff".into());
+    }
+
+    /// Records a readiness probe's outcome.
+    pub fn on_probe(&mut self, result: ProbeResult) {
+        if let Some(pod) = self.pods.get_mut(&result.uid) {
+            pod.probe_ok = result.ok;
+            pod.update_ready();
+            pod.next_probe = Some(Instant::now() + crate::probe::PERIOD);
+        }
+    }
+
+    /// Restarts pods whose backoff has passed and starts due probes.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        self.start_probes(now);
+        let due: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.restart_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for uid in due {
+            if let Some(pod) = self.pods.get_mut(&uid) {
+                pod.status.restarts += 1;
+            }
+            if let Err(e) = self.spawn_process(&uid) {
+                tracing::warn!("{e}");
+                let backoff = Duration::from_millis(self.options.config.pods.restart_backoff_max_ms);
+                if let Some(pod) = self.pods.get_mut(&uid) {
+                    pod.restart_at = Some(now + backoff);
+                }
+            }
+        }
+    }
+
+    /// Starts the readiness probes that are due, each on a task of its own.
+    fn start_probes(&mut self, now: Instant) {
+        for pod in self.pods.values_mut() {
+            let Some(probe) = &pod.record.spec.readiness else { continue };
+            if !pod.running || pod.next_probe.is_none_or(|t| t > now) {
+                continue;
+            }
+            pod.next_probe = None;
+            let (probe, ip, uid, results) =
+                (probe.clone(), pod.record.ip, pod.record.uid.clone(), self.probes_tx.clone());
+            tokio::spawn(async move {
+                let ok = crate::probe::check(&probe, ip).await;
+                let _ = results.send(ProbeResult { uid, ok });
+            });
+        }
+    }
+
+    /// Stops a pod's processes and removes its sandbox and port; its logs
+    /// too when the pod is gone for good (not at shutdown).
+    pub(super) async fn teardown(&self, pod: LocalPod, forget: bool) {
+        let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
+        process::stop_all(&pod.netns, grace).await;
+        if let Some(port) = pod.port {
+            let _ = self.dataplane.detach(port).await;
+        }
+        if let Err(e) = sandbox::remove(&pod.netns) {
+            tracing::warn!(netns = %pod.netns, "cannot remove sandbox: {e}");
+        }
+        if forget {
+            let _ = std::fs::remove_file(self.log_path(&pod.record.spec));
+        }
+    }
+
+    pub(super) fn log_path(&self, spec: &PodSpec) -> PathBuf {
+        self.options.data_dir.join("logs").join(format!("{}_{}.log", spec.namespace, spec.name))
+    }
+
+    /// The local pod called namespace/name.
+    pub(super) fn find(&self, namespace: &str, name: &str) -> Option<&LocalPod> {
+        self.pods.values().find(|p| p.record.spec.namespace == namespace && p.record.spec.name == name)
+    }
+}
+
+/// The downward-API variables.
+pub(super) fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
+    vec![
+        ("POD_NAME".into(), record.spec.name.clone()),
+        ("POD_NAMESPACE".into(), record.spec.namespace.clone()),
+        ("POD_IP".into(), record.ip.to_string()),
+    ]
+}
+
+/// A pod's resolv.conf, as the kubelet writes it for ClusterFirst pods.
+fn resolv_conf(dns: Ipv4Addr, namespace: &str, domain: &str) -> String {
+    format!("nameserver {dns}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n")
+}

@@ -1,0 +1,119 @@
+//! Programming this node's switch from the control plane's view: the service
+//! table (ClusterIPs and their ready backends) and the DNS zone. Only
+//! differences are pushed to the data-plane thread.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use netstack::service::{Affinity, Backend, Proto, ServiceKey};
+
+use super::NodeRuntime;
+use crate::desired::NodeDesired;
+use crate::services::{self, SwitchEntry};
+
+/// The DNS records the zone holds: services by (namespace, name), pods by IP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ZoneContent {
+    services: BTreeMap<(String, String), netstack::dns::Service>,
+    pods: BTreeMap<Ipv4Addr, String>,
+}
+
+impl NodeRuntime {
+    /// Brings the switch's service table and DNS zone in line with `desired`.
+    pub async fn apply_tables(&mut self, desired: &NodeDesired) {
+        self.sync_services(desired).await;
+        self.sync_zone(desired).await;
+    }
+
+    async fn sync_services(&mut self, desired: &NodeDesired) {
+        let mut wanted: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)> = desired
+            .services
+            .iter()
+            .flat_map(|(service, endpoints)| services::switch_entries(service, endpoints))
+            .map(|(k, backends, affinity)| (k, (backends, affinity)))
+            .collect();
+        // DNS over TCP to the cluster DNS address reaches the agent's listener.
+        let dns_tcp =
+            ServiceKey { vip: self.options.config.network.cluster_dns, port: 53, proto: Proto::Tcp };
+        let listener = Backend { ip: self.gateway, port: self.dns_tcp_port };
+        wanted.insert(dns_tcp, (vec![listener], Affinity::None));
+        if wanted == self.pushed {
+            return;
+        }
+        let removed: Vec<_> = self.pushed.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+        let changed: Vec<SwitchEntry> = wanted
+            .iter()
+            .filter(|(k, v)| self.pushed.get(k) != Some(v))
+            .map(|(k, (b, a))| (*k, b.clone(), *a))
+            .collect();
+        let applied = self
+            .dataplane
+            .update(move |switch| {
+                for key in &removed {
+                    let _ = switch.remove_service(key);
+                }
+                changed
+                    .iter()
+                    .filter_map(|(key, backends, affinity)| {
+                        switch
+                            .upsert_service(*key, backends, *affinity)
+                            .err()
+                            .map(|e| format!("{}:{}: {e}", key.vip, key.port))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        match applied {
+            Ok(errors) => errors.iter().for_each(|e| tracing::warn!("cannot program service {e}")),
+            Err(e) => tracing::warn!("cannot program services: {e}"),
+        }
+        self.pushed = wanted;
+    }
+
+    async fn sync_zone(&mut self, desired: &NodeDesired) {
+        let mut wanted = ZoneContent::default();
+        for (service, endpoints) in &desired.services {
+            let k = (service.spec.namespace.clone(), service.spec.name.clone());
+            wanted.services.insert(k, services::dns_record(service, endpoints));
+        }
+        wanted.pods = desired.pod_ips.iter().cloned().collect();
+        if wanted == self.zone_pushed {
+            return;
+        }
+        let before = std::mem::take(&mut self.zone_pushed);
+        let change = wanted.clone();
+        let applied = self
+            .dataplane
+            .update(move |switch| {
+                let zone = switch.zone_mut();
+                let mut errors = Vec::new();
+                for (ns, name) in before.services.keys().filter(|k| !change.services.contains_key(*k)) {
+                    zone.remove_service(ns, name);
+                }
+                for ip in before.pods.keys().filter(|ip| !change.pods.contains_key(*ip)) {
+                    zone.remove_pod(*ip);
+                }
+                for (k, record) in &change.services {
+                    if before.services.get(k) != Some(record)
+                        && let Err(e) = zone.upsert_service(record)
+                    {
+                        errors.push(format!("service {}/{}: {e:?}", k.0, k.1));
+                    }
+                }
+                for (ip, ns) in &change.pods {
+                    if before.pods.get(ip) != Some(ns)
+                        && let Err(e) = zone.upsert_pod(*ip, ns)
+                    {
+                        errors.push(format!("pod {ip}: {e:?}"));
+                    }
+                }
+                errors
+            })
+            .await;
+        match applied {
+            Ok(errors) => errors.iter().for_each(|e| tracing::warn!("cannot add DNS records for {e}")),
+            Err(e) => tracing::warn!("cannot update DNS records: {e}"),
+        }
+        self.zone_pushed = wanted;
+    }
+}
