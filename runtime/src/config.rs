@@ -206,10 +206,10 @@ fn remove_at(table: &mut Table<'_>, offset: usize) -> bool {
     let mut found = None;
     for (key, value) in table.iter_mut() {
         let inside = key.span().contains(&offset) || value.span().contains(&offset);
-        if let toml::de::DeValue::Table(inner) = value.get_mut() {
-            if remove_at(inner, offset) {
-                return true;
-            }
+        if let toml::de::DeValue::Table(inner) = value.get_mut()
+            && remove_at(inner, offset)
+        {
+            return true;
         }
         if inside {
             found = Some(key.clone());
@@ -331,7 +331,9 @@ impl NodeConfig {
                 ),
             ));
         }
-        if net.service_cidr.contains(net.cluster_cidr.addr) || net.cluster_cidr.contains(net.service_cidr.addr) {
+        if net.service_cidr.contains(net.cluster_cidr.addr)
+            || net.cluster_cidr.contains(net.service_cidr.addr)
+        {
             found.push((
                 vec!["network.cluster_cidr", "network.service_cidr"],
                 format!(
@@ -360,7 +362,10 @@ impl NodeConfig {
             ));
         }
         if !(576..=65_000).contains(&net.mtu) {
-            found.push((vec!["network.mtu"], format!("network.mtu {} must be between 576 and 65000", net.mtu)));
+            found.push((
+                vec!["network.mtu"],
+                format!("network.mtu {} must be between 576 and 65000", net.mtu),
+            ));
         }
         if net.host_interface.is_empty()
             || net.host_interface.len() > 15
@@ -414,10 +419,10 @@ impl NodeConfig {
 /// The dotted key path (`network.mtu`) of the entry an error at `offset` is in.
 fn path_at(table: &Table<'_>, offset: usize) -> Option<String> {
     for (key, value) in table.iter() {
-        if let Some(inner) = value.get_ref().as_table() {
-            if let Some(path) = path_at(inner, offset) {
-                return Some(format!("{}.{path}", key.get_ref()));
-            }
+        if let Some(inner) = value.get_ref().as_table()
+            && let Some(path) = path_at(inner, offset)
+        {
+            return Some(format!("{}.{path}", key.get_ref()));
         }
         if key.span().contains(&offset) || value.span().contains(&offset) {
             return Some(key.get_ref().to_string());
@@ -507,8 +512,9 @@ mod tests {
         let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [Some(3), Some(6)], "{problems:#?}");
         // Overlapping ranges, both from the defaults except one key.
-        let problems = NodeConfig::parse_all("[network]\nservice_cidr = \"10.0.0.0/8\"\ncluster_dns = \"10.0.0.10\"\n")
-            .unwrap_err();
+        let problems =
+            NodeConfig::parse_all("[network]\nservice_cidr = \"10.0.0.0/8\"\ncluster_dns = \"10.0.0.10\"\n")
+                .unwrap_err();
         assert!(problems[0].message.contains("overlap") && problems[0].line == Some(2), "{problems:#?}");
     }
 
