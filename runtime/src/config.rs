@@ -170,64 +170,295 @@ pub struct NodeConfig {
     pub pods: PodsConfig,
 }
 
+/// One thing wrong in a board config: where (when known) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file, when the problem is tied to a place in it.
+    pub line: Option<usize>,
+    /// What is wrong and, where it helps, the fix.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Renders problems as one message: `line N: ...` alone for one problem,
+/// a count and one indented line per problem for several.
+fn render(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut text = format!("{} problems:", many.len());
+            for problem in many {
+                text.push_str("\n  ");
+                text.push_str(&problem.to_string());
+            }
+            text
+        }
+    }
+}
+
+type Table<'i> = toml::de::DeTable<'i>;
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Removes the entry an error at `offset` belongs to (searching nested
+/// tables first); returns whether one was found.
+fn remove_at(table: &mut Table<'_>, offset: usize) -> bool {
+    let mut found = None;
+    for (key, value) in table.iter_mut() {
+        let inside = key.span().contains(&offset) || value.span().contains(&offset);
+        if let toml::de::DeValue::Table(inner) = value.get_mut()
+            && remove_at(inner, offset)
+        {
+            return true;
+        }
+        if inside {
+            found = Some(key.clone());
+            break;
+        }
+    }
+    match found {
+        Some(key) => {
+            table.remove(&key);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The line of the key at `path` (`network.mtu`), when the file sets it.
+fn line_of(text: &str, table: &Table<'_>, path: &str) -> Option<usize> {
+    let mut table = table;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (key, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        if parts.peek().is_none() {
+            return Some(line_at(text, key.span().start));
+        }
+        table = value.get_ref().as_table()?;
+    }
+    None
+}
+
 impl NodeConfig {
-    /// Reads and checks a board config; errors name the file, the line and the fix.
+    /// Reads and checks a board config; errors name the file, every bad line and the fix.
     pub fn load(path: &Path) -> Result<NodeConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         NodeConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Parses and checks config text.
+    /// Parses and checks config text; the error lists every problem found.
     pub fn parse(text: &str) -> Result<NodeConfig, String> {
-        let config: NodeConfig = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            match e.span() {
-                Some(span) => format!("line {}: {msg}", text[..span.start].matches('\n').count() + 1),
-                None => msg,
+        NodeConfig::parse_all(text).map_err(|problems| render(&problems))
+    }
+
+    /// Parses and checks config text, collecting every problem rather than
+    /// stopping at the first: TOML syntax errors, unknown keys, values of the
+    /// wrong type or out of range, and cross-field conflicts.
+    pub fn parse_all(text: &str) -> Result<NodeConfig, Vec<Problem>> {
+        let (document, syntax) = Table::parse_recoverable(text);
+        let mut problems: Vec<Problem> = syntax
+            .iter()
+            .map(|e| Problem {
+                line: e.span().map(|s| line_at(text, s.start)),
+                message: e.message().trim_end().to_string(),
+            })
+            .collect();
+        let original = document.get_ref().clone();
+        // Deserialize; on an error, note it, drop the offending entry (so its
+        // default applies) and try again, until the rest deserializes.
+        let mut bad_paths: Vec<String> = Vec::new();
+        let mut document = document;
+        let config = loop {
+            match NodeConfig::deserialize(toml::de::Deserializer::from(document.clone())) {
+                Ok(config) => break config,
+                Err(e) => {
+                    let span = e.span();
+                    let path = span.clone().and_then(|s| path_at(&original, s.start));
+                    let removed = span.clone().is_some_and(|s| remove_at(document.get_mut(), s.start));
+                    let message = e.message().trim_end();
+                    let message = match &path {
+                        Some(path) => format!("{path}: {message}"),
+                        None => message.to_string(),
+                    };
+                    bad_paths.extend(path);
+                    problems.push(Problem { line: span.map(|s| line_at(text, s.start)), message });
+                    if !removed {
+                        break NodeConfig::default();
+                    }
+                }
             }
-        })?;
-        config.check()?;
-        Ok(config)
+        };
+        for (path, message) in config.findings() {
+            // A value already reported as malformed is not judged again.
+            if path.iter().any(|p| bad_paths.iter().any(|b| b == p)) {
+                continue;
+            }
+            let line = path.iter().filter_map(|p| line_of(text, &original, p)).max();
+            problems.push(Problem { line, message });
+        }
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        if problems.is_empty() { Ok(config) } else { Err(problems) }
     }
 
     /// Cross-field checks the types cannot express.
     pub fn check(&self) -> Result<(), String> {
+        let problems: Vec<Problem> =
+            self.findings().into_iter().map(|(_, message)| Problem { line: None, message }).collect();
+        if problems.is_empty() { Ok(()) } else { Err(render(&problems)) }
+    }
+
+    /// Every value or combination the types allow but podnet does not, each
+    /// with the keys involved (the last one set in the file gives the line).
+    fn findings(&self) -> Vec<(Vec<&'static str>, String)> {
+        let mut found = Vec::new();
         let net = &self.network;
+        let limits = &self.limits;
+        let pods = &self.pods;
         if !(16..=30).contains(&net.node_subnet.prefix) {
-            return Err(format!("network.node_subnet {} must be between /16 and /30", net.node_subnet));
-        }
-        if !net.cluster_cidr.contains(net.node_subnet.addr)
+            found.push((
+                vec!["network.node_subnet"],
+                format!("network.node_subnet {} must be between /16 and /30", net.node_subnet),
+            ));
+        } else if !net.cluster_cidr.contains(net.node_subnet.addr)
             || net.node_subnet.prefix < net.cluster_cidr.prefix
         {
-            return Err(format!(
-                "network.node_subnet {} must lie inside network.cluster_cidr {}",
-                net.node_subnet, net.cluster_cidr
+            found.push((
+                vec!["network.cluster_cidr", "network.node_subnet"],
+                format!(
+                    "network.node_subnet {} must lie inside network.cluster_cidr {}",
+                    net.node_subnet, net.cluster_cidr
+                ),
+            ));
+        }
+        if net.service_cidr.contains(net.cluster_cidr.addr)
+            || net.cluster_cidr.contains(net.service_cidr.addr)
+        {
+            found.push((
+                vec!["network.cluster_cidr", "network.service_cidr"],
+                format!(
+                    "network.service_cidr {} must not overlap network.cluster_cidr {}",
+                    net.service_cidr, net.cluster_cidr
+                ),
             ));
         }
         if !net.service_cidr.contains(net.cluster_dns) {
-            return Err(format!(
-                "network.cluster_dns {} must lie inside network.service_cidr {}",
-                net.cluster_dns, net.service_cidr
+            found.push((
+                vec!["network.service_cidr", "network.cluster_dns"],
+                format!(
+                    "network.cluster_dns {} must lie inside network.service_cidr {}",
+                    net.cluster_dns, net.service_cidr
+                ),
+            ));
+        }
+        if !valid_domain(&net.cluster_domain) {
+            found.push((
+                vec!["network.cluster_domain"],
+                format!(
+                    "network.cluster_domain `{}` must be a DNS name like cluster.local \
+                     (labels of letters, digits and '-', dot-separated)",
+                    net.cluster_domain
+                ),
             ));
         }
         if !(576..=65_000).contains(&net.mtu) {
-            return Err(format!("network.mtu {} must be between 576 and 65000", net.mtu));
-        }
-        if !(100..=30_000).contains(&net.dns_timeout_ms) {
-            return Err(format!(
-                "network.dns_timeout_ms {} must be between 100 and 30000",
-                net.dns_timeout_ms
+            found.push((
+                vec!["network.mtu"],
+                format!("network.mtu {} must be between 576 and 65000", net.mtu),
             ));
         }
-        if net.host_interface.is_empty() || net.host_interface.len() > 15 {
-            return Err("network.host_interface must be 1 to 15 characters".into());
+        if !(100..=30_000).contains(&net.dns_timeout_ms) {
+            found.push((
+                vec!["network.dns_timeout_ms"],
+                format!("network.dns_timeout_ms {} must be between 100 and 30000", net.dns_timeout_ms),
+            ));
         }
-        if self.limits.max_pods == 0 || self.limits.max_pods > 4000 {
-            return Err(format!("limits.max_pods {} must be between 1 and 4000", self.limits.max_pods));
+        if net.host_interface.is_empty()
+            || net.host_interface.len() > 15
+            || net.host_interface.contains(['/', ' ', '\0'])
+            || net.host_interface == "."
+            || net.host_interface == ".."
+        {
+            found.push((
+                vec!["network.host_interface"],
+                format!(
+                    "network.host_interface `{}` must be 1 to 15 characters, without '/' or spaces",
+                    net.host_interface
+                ),
+            ));
         }
-        Ok(())
+        if limits.max_pods == 0 || limits.max_pods > 4000 {
+            found.push((
+                vec!["limits.max_pods"],
+                format!("limits.max_pods {} must be between 1 and 4000", limits.max_pods),
+            ));
+        }
+        for (key, value) in [
+            ("limits.max_services", u32::from(limits.max_services)),
+            ("limits.max_backends", u32::from(limits.max_backends)),
+            ("limits.max_flows", limits.max_flows),
+            ("limits.max_affinities", limits.max_affinities),
+        ] {
+            if value == 0 {
+                found.push((vec![key], format!("{key} must be at least 1")));
+            }
+        }
+        if pods.restart_backoff_initial_ms == 0 {
+            found.push((
+                vec!["pods.restart_backoff_initial_ms"],
+                "pods.restart_backoff_initial_ms must be at least 1".into(),
+            ));
+        }
+        if pods.restart_backoff_max_ms < pods.restart_backoff_initial_ms {
+            found.push((
+                vec!["pods.restart_backoff_initial_ms", "pods.restart_backoff_max_ms"],
+                format!(
+                    "pods.restart_backoff_max_ms {} must not be below pods.restart_backoff_initial_ms {}",
+                    pods.restart_backoff_max_ms, pods.restart_backoff_initial_ms
+                ),
+            ));
+        }
+        found
     }
+}
+
+/// The dotted key path (`network.mtu`) of the entry an error at `offset` is in.
+fn path_at(table: &Table<'_>, offset: usize) -> Option<String> {
+    for (key, value) in table.iter() {
+        if let Some(inner) = value.get_ref().as_table()
+            && let Some(path) = path_at(inner, offset)
+        {
+            return Some(format!("{}.{path}", key.get_ref()));
+        }
+        if key.span().contains(&offset) || value.span().contains(&offset) {
+            return Some(key.get_ref().to_string());
+        }
+    }
+    None
+}
+
+/// A DNS name: dot-separated labels of 1 to 63 letters, digits or '-', not
+/// starting or ending with '-'.
+fn valid_domain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -254,5 +485,74 @@ mod tests {
         assert!(err.contains("line 2") && err.contains("10.244.0.0/33"), "{err}");
         let err = NodeConfig::parse("[network]\nnode_subnet = \"10.1.0.0/24\"\n").unwrap_err();
         assert!(err.contains("cluster_cidr"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = "board = \"x\"\n\
+                    [network]\n\
+                    mtuu = 1\n\
+                    mtu = \"big\"\n\
+                    node_subnet = \"10.244.0.0/33\"\n\
+                    cluster_domain = \"bad_domain\"\n\
+                    [limits]\n\
+                    max_pods = 0\n\
+                    max_flows = -5\n\
+                    [podz]\n";
+        let problems = NodeConfig::parse_all(text).unwrap_err();
+        let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(3), Some(4), Some(5), Some(6), Some(8), Some(9), Some(10)], "{problems:#?}");
+        assert!(problems[0].message.contains("mtuu"), "{problems:#?}");
+        assert!(problems[2].message.contains("10.244.0.0/33"), "{problems:#?}");
+        assert!(problems[3].message.contains("cluster_domain"), "{problems:#?}");
+        assert!(problems[6].message.contains("podz"), "{problems:#?}");
+        let err = NodeConfig::parse(text).unwrap_err();
+        assert!(err.starts_with("7 problems:\n  line 3: "), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_value_is_not_judged_again_by_cross_checks() {
+        // cluster_cidr is unparseable: only that is reported, not "node_subnet
+        // must lie inside cluster_cidr" against the default that replaced it.
+        let text = "[network]\ncluster_cidr = \"10.1.0.0\"\nnode_subnet = \"10.1.0.0/24\"\n";
+        let problems = NodeConfig::parse_all(text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].line, Some(2));
+    }
+
+    #[test]
+    fn cross_field_problems_point_at_the_last_key_involved() {
+        let text = "[network]\nservice_cidr = \"10.96.0.0/12\"\ncluster_dns = \"10.0.0.10\"\n\
+                    [pods]\nrestart_backoff_initial_ms = 5000\nrestart_backoff_max_ms = 100\n";
+        let problems = NodeConfig::parse_all(text).unwrap_err();
+        let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(3), Some(6)], "{problems:#?}");
+        // Overlapping ranges, both from the defaults except one key.
+        let problems =
+            NodeConfig::parse_all("[network]\nservice_cidr = \"10.0.0.0/8\"\ncluster_dns = \"10.0.0.10\"\n")
+                .unwrap_err();
+        assert!(problems[0].message.contains("overlap") && problems[0].line == Some(2), "{problems:#?}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_with_the_rest() {
+        let text = "[network]\nmtu = = 3\nmtuu = 1\n";
+        let problems = NodeConfig::parse_all(text).unwrap_err();
+        assert!(problems.iter().any(|p| p.line == Some(2)), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.line == Some(3) && p.message.contains("mtuu")), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_shipped_board_configs_are_clean() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../board-configs");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                NodeConfig::load(&path).unwrap();
+                count += 1;
+            }
+        }
+        assert!(count >= 2);
     }
 }

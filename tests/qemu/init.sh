@@ -1,0 +1,122 @@
+#!/bin/busybox sh
+# /init of the test VM (tests/qemu/run packs it into the initramfs).
+# Runs the one-node scenario; every step prints "PASS name" or "FAIL name",
+# measurements print "BENCH key value", and the last line is
+# "SCENARIO DONE" before the VM powers off. tests/qemu/run parses these.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=0755 run /run
+mount -t tmpfs tmp /tmp
+mkdir -p /run/netns /var/lib/podnet /dev/net /dev/pts
+mount -t devpts devpts /dev/pts
+echo "podnet-vm: /init at $(cut -d' ' -f1 /proc/uptime) s"
+
+FAILS=0
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
+step() { # name command... : PASS when the command succeeds
+    name=$1; shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+finish() {
+    echo "podnet-vm: $FAILS failed"
+    echo "SCENARIO DONE"
+    sync
+    poweroff -f
+}
+# Polls a condition once a second, up to $1 seconds.
+wait_for() {
+    limit=$1; shift
+    i=0
+    while [ "$i" -lt "$limit" ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 1
+        i=$((i + 1))
+    done
+    return 1
+}
+running() { # count of pods in Running state
+    podnet get pods 2>/dev/null | grep -c ' Running '
+}
+pods_running() { [ "$(running)" = "$1" ]; }
+rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+
+for m in $(cat /modules.order); do
+    insmod "/modules/$m" || echo "podnet-vm: insmod $m failed"
+done
+[ -c /dev/net/tun ] || mknod /dev/net/tun c 10 200
+step "kernel: /dev/net/tun present" test -c /dev/net/tun
+hostname vm1
+ip link set lo up
+echo "podnet-vm: $(uname -sr), $(grep -c ^processor /proc/cpuinfo) cpu, $(sed -n 's/MemTotal: *//p' /proc/meminfo) RAM"
+echo "BENCH binary_bytes $(stat -c %s /bin/podnet)"
+
+# --- the agent ---------------------------------------------------------------
+step "config check qemu-virt-aarch64.toml" podnet config check /etc/podnet/config.toml
+podnet node up --config /etc/podnet/config.toml --name vm1 >/tmp/agent.log 2>&1 &
+AGENT=$!
+if wait_for 60 podnet get nodes; then
+    pass "agent ready"
+    echo "BENCH boot_to_agent_ready_s $(cut -d' ' -f1 /proc/uptime)"
+else
+    fail "agent ready"
+    tail -20 /tmp/agent.log
+    finish
+fi
+podnet get nodes
+sleep 2
+echo "BENCH agent_rss_idle_kib $(rss_kib $AGENT)"
+
+# --- pods ---------------------------------------------------------------------
+step "run client" podnet run client -- sleep infinity
+step "create deployment web" podnet create deployment web --replicas 2 -- busybox httpd -f -p 8080 -h /www
+step "3 pods Running" wait_for 60 pods_running 3
+podnet get pods -o wide
+WEB_IPS=$(podnet get pods -o wide | awk '$1 ~ /^web-/ {print $6}')
+step "web pods have IPs" test "$(echo $WEB_IPS | wc -w)" = 2
+fetch() { # ip: the page, from the client pod
+    # Not wget -T: busybox 1.35's wget -T segfaults (exit 139) on arm64 here.
+    timeout 10 podnet exec client -- busybox wget -qO- "http://$1:8080/" 2>/tmp/wget.err
+}
+for ip in $WEB_IPS; do
+    # "Running" means the command started; give httpd a moment to listen.
+    wait_for 15 fetch "$ip" || true
+    body=$(fetch "$ip")
+    if [ "$body" = "hello from podnet" ]; then
+        pass "client -> web $ip:8080"
+    else
+        fail "client -> web $ip:8080 (got: $body; $(cat /tmp/wget.err))"
+    fi
+done
+step "exec passes the exit code" sh -c '! podnet exec client -- sh -c "exit 3"'
+for ip in $WEB_IPS; do
+    step "node pings pod $ip" ping -c 1 -W 3 "$ip"
+done
+step "pod pings the gateway" podnet exec client -- ping -c 1 -W 3 10.244.0.1
+step "pod hostname is its name" test "$(podnet exec client -- hostname)" = client
+step "pod has resolv.conf with cluster DNS" sh -c 'podnet exec client -- cat /etc/resolv.conf | grep -q "nameserver 10.96.0.10"'
+
+# --- 20 pods ------------------------------------------------------------------
+step "create deployment fill (17)" podnet create deployment fill --replicas 17 -- sleep infinity
+step "20 pods Running" wait_for 120 pods_running 20
+sleep 3
+echo "BENCH agent_rss_20_pods_kib $(rss_kib $AGENT)"
+echo "BENCH netns_with_20_pods $(ls /run/netns | wc -l)"
+step "delete deployment fill" podnet delete deployment fill
+step "fill pods gone" wait_for 60 pods_running 3
+
+# --- teardown -----------------------------------------------------------------
+step "delete deployment web" podnet delete deployment web
+step "web pods gone" wait_for 60 sh -c '! podnet get pods | grep -q "^web-"'
+podnet node stats
+kill -TERM $AGENT
+i=0
+while kill -0 $AGENT 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
+step "agent stops on SIGTERM" sh -c "! kill -0 $AGENT 2>/dev/null"
+step "no pod netns left" test -z "$(ls /run/netns)"
+step "no pod TAPs left" sh -c '! ip -o link | grep -v " lo:" | grep -q .'
+grep -ci "error\|panic" /tmp/agent.log >/dev/null && { echo "podnet-vm: agent log errors:"; grep -i "error\|panic" /tmp/agent.log | tail -10; }
+finish
