@@ -12,6 +12,9 @@ pub struct Cli {
     /// The agent's control socket.
     #[arg(long, global = true, env = "PODNET_SOCKET", default_value = runtime::api::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Talk to a cluster server with this client config instead of a local agent.
+    #[arg(long, global = true, env = "PODNET_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -151,6 +154,21 @@ pub struct NodeUpArgs {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); off by default.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Be the cluster's server: writes a join token and a client config into the data dir.
+    #[arg(long, conflicts_with = "server")]
+    pub cluster_init: bool,
+    /// Port of the cluster API (server) or of the server to join.
+    #[arg(long, default_value_t = runtime::cluster::DEFAULT_PORT)]
+    pub cluster_port: u16,
+    /// Join the cluster whose server is at this address (IP or IP:PORT).
+    #[arg(long, requires = "token_file")]
+    pub server: Option<String>,
+    /// The cluster token file (from the server's data dir).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// This node's address for other nodes (default: its first non-loopback address).
+    #[arg(long)]
+    pub node_ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Subcommand)]

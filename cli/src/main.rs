@@ -41,6 +41,10 @@ fn fail(message: String) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     let socket = cli.socket.as_path();
+    if let Some(path) = &cli.kubeconfig {
+        let (config, token) = runtime::cluster::token::ClientConfig::load(path)?;
+        let _ = REMOTE.set((config.server, token));
+    }
     match cli.command {
         Command::Node { command: NodeCommand::Up(args) } => node_up(args, socket).await,
         Command::Node { command: NodeCommand::Stats { output } } => {
@@ -230,6 +234,28 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
             .to_string_lossy()
             .to_lowercase(),
     };
+    let role = match (&args.server, args.cluster_init) {
+        (Some(server), _) => {
+            let server = match server.parse::<std::net::SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => std::net::SocketAddr::from((
+                    server.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                        format!(
+                            "--server `{server}` is not an IPv4 address or IP:PORT: give the server's address"
+                        )
+                    })?,
+                    args.cluster_port,
+                )),
+            };
+            let token_file = args.token_file.clone().ok_or("--server needs --token-file")?;
+            runtime::agent::Role::Member { server, token_file, address: args.node_ip }
+        }
+        (None, true) => runtime::agent::Role::Server {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], args.cluster_port)),
+            address: args.node_ip,
+        },
+        (None, false) => runtime::agent::Role::Standalone,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -242,6 +268,7 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
         data_dir: args.data_dir,
         socket: socket.to_path_buf(),
         metrics_addr: args.metrics_addr,
+        role,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -344,9 +371,16 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
 
 /// Sends one request to the agent.
 pub async fn call(socket: &Path, request: Request) -> Result<Response, String> {
+    if let Some((server, token)) = REMOTE.get() {
+        return runtime::cluster::client::call(*server, token, &request).await;
+    }
     let mut client = Client::connect(socket).await.map_err(|e| e.to_string())?;
     client.call(&request).await.map_err(|e| e.to_string())
 }
+
+/// The cluster server a `--kubeconfig` points at, if one was given.
+static REMOTE: std::sync::OnceLock<(std::net::SocketAddr, runtime::cluster::token::Token)> =
+    std::sync::OnceLock::new();
 
 fn unexpected<T>() -> Result<T, String> {
     Err("the agent sent an unexpected answer: use the podnet binary that matches the agent".into())

@@ -101,6 +101,13 @@ impl Node {
 
     /// Starts a node with a board config and extra `node up` arguments.
     pub fn start_custom(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
+        let mut node = Node::prepare(tag, config, extra);
+        node.up();
+        node
+    }
+
+    /// Creates the node's namespace and config, without starting its agent.
+    pub fn prepare(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
         let name = unique(tag);
         let dir = std::env::temp_dir().join(format!("podnet-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -122,10 +129,7 @@ impl Node {
         args.extend(extra.iter().map(|a| a.to_string()));
         let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(status.success(), "ip netns add {name} failed");
-        let mut node =
-            Node { socket: dir.join("podnet.sock"), netns: name.clone(), name, dir, args, agent: None };
-        node.up();
-        node
+        Node { socket: dir.join("podnet.sock"), netns: name.clone(), name, dir, args, agent: None }
     }
 
     /// Starts (or restarts) the agent and waits until it answers.
@@ -336,6 +340,122 @@ impl Drop for Lan {
         }
         let _ = Command::new("ip").args(["-n", &self.node_netns, "link", "del", "uplink"]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+/// Nodes on one LAN: a bridge in a "lan" namespace of the test's own, each
+/// node's namespace linked to it by a veth pair, node i at 192.168.251.(10+i).
+pub struct Cluster {
+    /// The nodes; the first is the server.
+    pub nodes: Vec<Node>,
+    /// The lan namespace (also where a "laptop" CLI runs).
+    pub lan: String,
+}
+
+impl Cluster {
+    /// Starts a server and `members` members, joined over the lan.
+    pub fn start(tag: &str, members: usize) -> Cluster {
+        let lan = format!("{}-lan", unique(tag));
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(out.status.success(), "ip {}: {}", args.join(" "), stderr(&out));
+        };
+        ip(&["netns", "add", &lan]);
+        let mut cluster = Cluster { nodes: Vec::new(), lan: lan.clone() };
+        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &lan, "link", "set", "br0", "up"]);
+        ip(&["-n", &lan, "addr", "add", "192.168.251.1/24", "dev", "br0"]);
+        for i in 0..=members {
+            let address = Cluster::address(i);
+            let args: Vec<String> = if i == 0 {
+                vec!["--cluster-init".into(), "--node-ip".into(), address.clone()]
+            } else {
+                let token = cluster.nodes[0].dir.join("data/token").to_string_lossy().into_owned();
+                vec![
+                    "--server".into(),
+                    Cluster::address(0),
+                    "--token-file".into(),
+                    token,
+                    "--node-ip".into(),
+                    address.clone(),
+                ]
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut node = Node::prepare(&format!("{tag}{i}"), None, &args);
+            cluster.link(&node, &address, &format!("p{i}"));
+            node.up();
+            cluster.nodes.push(node);
+        }
+        let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        eventually(Duration::from_secs(20), "every node Ready", || {
+            let out = cluster.nodes[0].podnet(&["get", "nodes"]);
+            let text = stdout(&out);
+            names
+                .iter()
+                .all(|n| text.lines().any(|l| l.starts_with(n.as_str()) && l.contains(" Ready")))
+                .then_some(())
+        });
+        cluster
+    }
+
+    /// Links `node`'s namespace to the lan bridge at `address`.
+    pub fn link(&self, node: &Node, address: &str, port: &str) {
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(out.status.success(), "ip {}: {}", args.join(" "), stderr(&out));
+        };
+        ip(&[
+            "-n",
+            &node.netns,
+            "link",
+            "add",
+            "uplink",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            &self.lan,
+        ]);
+        ip(&["-n", &node.netns, "addr", "add", &format!("{address}/24"), "dev", "uplink"]);
+        ip(&["-n", &node.netns, "link", "set", "uplink", "up"]);
+        ip(&["-n", &node.netns, "link", "set", "lo", "up"]);
+        ip(&["-n", &self.lan, "link", "set", port, "master", "br0", "up"]);
+    }
+
+    /// The lan address of node `i`.
+    pub fn address(i: usize) -> String {
+        format!("192.168.251.{}", 10 + i)
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Node {
+        &self.nodes[0]
+    }
+
+    /// Runs `podnet ARGS` from the lan with the server's client config, as a
+    /// laptop would.
+    pub fn remote(&self, args: &[&str]) -> Output {
+        let config = self.server().dir.join("data/podnet.yaml");
+        Command::new("ip")
+            .args(["netns", "exec", &self.lan])
+            .arg(podnet_bin())
+            .arg("--kubeconfig")
+            .arg(config)
+            .args(args)
+            .output()
+            .expect("remote podnet")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Members first, so they do not spin reconnecting to a gone server.
+        while let Some(node) = self.nodes.pop() {
+            drop(node);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.lan]).status();
     }
 }
 

@@ -55,6 +55,25 @@ impl ControlPlane {
         Ok(subnet)
     }
 
+    /// Records the address other nodes reach the server's own node at.
+    pub fn set_local_address(&mut self, address: Ipv4Addr) -> Result<(), String> {
+        if let Some(me) = self.nodes.get_mut(&self.local) {
+            me.record.address = Some(address);
+        }
+        self.save()
+    }
+
+    /// The settings every member takes from the server.
+    pub fn settings(&self) -> crate::cluster::proto::ClusterSettings {
+        let net = &self.config.network;
+        crate::cluster::proto::ClusterSettings {
+            cluster_cidr: net.cluster_cidr,
+            service_cidr: net.service_cidr,
+            cluster_dns: net.cluster_dns,
+            cluster_domain: net.cluster_domain.clone(),
+        }
+    }
+
     /// Records that `name` is alive.
     pub fn heartbeat(&mut self, name: &str) {
         if let Some(node) = self.nodes.get_mut(name) {

@@ -295,6 +295,11 @@ impl NodeRuntime {
         self.options.data_dir.join("logs").join(format!("{}_{}.log", spec.namespace, spec.name))
     }
 
+    /// Whether namespace/name runs on this node.
+    pub fn has_pod(&self, namespace: &str, name: &str) -> bool {
+        self.find(namespace, name).is_some()
+    }
+
     /// The local pod called namespace/name.
     pub(super) fn find(&self, namespace: &str, name: &str) -> Option<&LocalPod> {
         self.pods.values().find(|p| p.record.spec.namespace == namespace && p.record.spec.name == name)

@@ -1,0 +1,160 @@
+//! Several nodes as one cluster, each an agent in its own namespace, joined
+//! by a bridge in a "lan" namespace: join with a token, shared state,
+//! scheduling, failure detection, restarts.
+
+use std::time::{Duration, Instant};
+
+use podnet_e2e::{Cluster, Node, eventually, podnet_bin, stderr, stdout};
+
+fn nodes_json(node: &Node) -> serde_json::Value {
+    serde_json::from_str(&node.ok(&["get", "nodes", "-o", "json"])).unwrap()
+}
+
+#[test]
+fn nodes_join_with_a_token_and_share_one_state() {
+    let cluster = Cluster::start("join", 2);
+    let wide = cluster.server().ok(&["get", "nodes", "-o", "wide"]);
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let line = wide.lines().find(|l| l.starts_with(&node.name)).unwrap_or_else(|| panic!("{wide}"));
+        assert!(line.contains(" Ready") && line.contains(&Cluster::address(i)), "{line}");
+        assert!(line.contains(&format!("10.244.{i}.0/24")), "each node its own subnet: {line}");
+    }
+    assert!(wide.lines().next().unwrap().contains("POD-CIDR"));
+
+    // A deployment spreads over the nodes; every node's CLI sees the cluster.
+    cluster.server().ok(&["create", "deployment", "web", "--replicas", "3", "--", "sleep", "infinity"]);
+    let placed = eventually(Duration::from_secs(20), "three running replicas", || {
+        let pods = cluster.nodes[1].pods();
+        let running = pods.iter().filter(|p| p["status"]["containerStatuses"][0]["ready"] == true).count();
+        (running == 3).then_some(pods)
+    });
+    let mut nodes: Vec<&str> = placed.iter().map(|p| p["spec"]["nodeName"].as_str().unwrap()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one replica per node: {placed:?}");
+    for pod in &placed {
+        let node = pod["spec"]["nodeName"].as_str().unwrap();
+        let i = cluster.nodes.iter().position(|n| n.name == node).unwrap();
+        assert!(pod["status"]["podIP"].as_str().unwrap().starts_with(&format!("10.244.{i}.")), "{pod}");
+    }
+
+    // --node pins a pod; exec works on the pod's own node.
+    let target = cluster.nodes[2].name.clone();
+    cluster.nodes[1].ok(&["run", "pinned", "--node", &target, "--", "sleep", "infinity"]);
+    eventually(Duration::from_secs(15), "pinned pod running on its node", || {
+        cluster.nodes[2].exec("pinned", &["true"]).status.success().then_some(())
+    });
+    let elsewhere = cluster.nodes[1].podnet(&["exec", "pinned", "--", "true"]);
+    assert!(stderr(&elsewhere).contains(&format!("runs on node {target}")), "{}", stderr(&elsewhere));
+
+    // A remote CLI with the client config sees and changes the cluster.
+    let out = cluster.remote(&["get", "pods", "-o", "wide"]);
+    assert!(stdout(&out).contains("pinned"), "{}{}", stdout(&out), stderr(&out));
+    let out = cluster.remote(&["delete", "pod", "pinned"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::fs::metadata(cluster.server().dir.join("data/podnet.yaml")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_wrong_token_can_neither_join_nor_read() {
+    let cluster = Cluster::start("token", 0);
+    let bad = cluster.server().dir.join("bad-token");
+    std::fs::write(&bad, format!("PN1::{}\n", "ab".repeat(32))).unwrap();
+    let config = cluster.server().dir.join("bad.yaml");
+    let good = std::fs::read_to_string(cluster.server().dir.join("data/podnet.yaml")).unwrap();
+    let token_line = good.lines().find(|l| l.starts_with("token:")).unwrap();
+    std::fs::write(&config, good.replace(token_line, &format!("token: PN1::{}", "cd".repeat(32)))).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.lan])
+        .arg(podnet_bin())
+        .arg("--kubeconfig")
+        .arg(&config)
+        .args(["get", "pods"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("refused") && stderr(&out).contains("token"), "{}", stderr(&out));
+
+    let started = Instant::now();
+    let intruder = Node::prepare(
+        "intruder",
+        None,
+        &[
+            "--server",
+            &Cluster::address(0),
+            "--token-file",
+            bad.to_str().unwrap(),
+            "--node-ip",
+            "192.168.251.99",
+        ],
+    );
+    cluster.link(&intruder, "192.168.251.99", "px");
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", intruder.netns))
+        .arg(podnet_bin())
+        .args(["node", "up", "--name", &intruder.name, "--data-dir"])
+        .arg(intruder.dir.join("data"))
+        .args(&intruder.args)
+        .env("PODNET_SOCKET", &intruder.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a node without the token must not join");
+    assert!(stderr(&out).contains("token"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let nodes = nodes_json(cluster.server());
+    assert_eq!(nodes["items"].as_array().unwrap().len(), 1, "{nodes}");
+}
+
+#[test]
+fn a_lost_node_goes_not_ready_and_comes_back_without_duplicates() {
+    let mut cluster = Cluster::start("fault", 1);
+    let member = cluster.nodes[1].name.clone();
+    cluster.server().ok(&["run", "far", "--node", &member, "--", "sleep", "infinity"]);
+    let ip = eventually(Duration::from_secs(15), "pod on the member", || {
+        cluster.server().pods().iter().find_map(|p| {
+            (p["status"]["containerStatuses"][0]["ready"] == true)
+                .then(|| p["status"]["podIP"].as_str().unwrap().to_string())
+        })
+    });
+    cluster.nodes[1].stop(libc::SIGKILL);
+    let lost = Instant::now();
+    eventually(Duration::from_secs(12), "the member NotReady", || {
+        let nodes = cluster.server().ok(&["get", "nodes"]);
+        nodes.lines().any(|l| l.starts_with(&member) && l.contains("NotReady")).then_some(())
+    });
+    assert!(lost.elapsed() <= Duration::from_secs(10), "NotReady within 10 s, took {:?}", lost.elapsed());
+
+    cluster.nodes[1].up();
+    eventually(Duration::from_secs(20), "the member Ready with its pod", || {
+        let pods = cluster.server().pods();
+        let ready = pods.iter().any(|p| p["status"]["containerStatuses"][0]["ready"] == true);
+        (pods.len() == 1 && ready).then_some(())
+    });
+    assert_eq!(cluster.server().pods()[0]["status"]["podIP"], ip.as_str(), "same IP after the resync");
+    assert_eq!(cluster.nodes[1].pod_namespaces().len(), 1, "no duplicate sandbox");
+}
+
+#[test]
+fn the_server_restarting_loses_nothing_and_members_keep_serving() {
+    let mut cluster = Cluster::start("restart", 1);
+    let member = cluster.nodes[1].name.clone();
+    cluster.server().ok(&["run", "kept", "--node", &member, "--", "sleep", "infinity"]);
+    eventually(Duration::from_secs(15), "pod on the member", || {
+        cluster.nodes[1].exec("kept", &["true"]).status.success().then_some(())
+    });
+    cluster.nodes[0].stop(libc::SIGTERM);
+    // The member's pods keep running and its node-local answers work.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(cluster.nodes[1].exec("kept", &["true"]).status.success());
+    assert!(
+        cluster.nodes[1].ok(&["resolve", "dns-version.cluster.local.", "--type", "TXT"]).contains("1.1.0")
+    );
+    cluster.nodes[0].up();
+    eventually(Duration::from_secs(20), "the member back and its pod known", || {
+        let wide = cluster.server().ok(&["get", "pods", "-o", "wide"]);
+        let nodes = cluster.server().ok(&["get", "nodes"]);
+        (wide.contains("kept") && nodes.lines().filter(|l| l.contains(" Ready")).count() == 2).then_some(())
+    });
+}
