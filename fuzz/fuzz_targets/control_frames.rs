@@ -1,0 +1,93 @@
+//! Arbitrary bytes on the control socket: `read_frame` over a byte stream
+//! until it ends or errs, postcard decoding of every frame body as a
+//! `Request` (what the agent does) and as a `Response` (what the CLI does),
+//! and the raw bytes as a `Request` body too.
+//!
+//! Checks: nothing panics, and no input makes the decoder hold more than a
+//! frame's worth of memory: a counting allocator bounds the peak of live heap
+//! bytes at twice `MAX_FRAME` (the frame buffer and its split-off body) plus
+//! slack, whatever length prefix or postcard length the input claims.
+#![no_main]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use libfuzzer_sys::fuzz_target;
+use runtime::api::{Frame, MAX_FRAME, Request, Response, read_frame};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs a future that never waits: reading from a byte slice is always ready.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a read from a byte slice waited"),
+    }
+}
+
+fn decode(body: &[u8]) {
+    if let Ok(request) = Frame::decode::<Request>(body) {
+        // What decodes must encode again (the agent echoes names back).
+        Frame::message(&request).expect("a decoded request re-encodes");
+    }
+    let _ = Frame::decode::<Response>(body);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+
+    decode(data);
+    let mut stream = data;
+    // Each frame consumes at least its 4-byte length, so this ends.
+    while let Ok(Some(frame)) = ready(read_frame(&mut stream)) {
+        if let Ok(body) = &frame.body {
+            decode(body);
+        }
+    }
+
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    assert!(peak <= 2 * MAX_FRAME + (1 << 20), "{peak} bytes live while decoding {} input bytes", data.len());
+});

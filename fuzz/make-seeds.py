@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under corpus/<target>/ (committed; rerun after a
+change of input format). Frames are what pods really send: a virtio-net
+header (10 zero bytes: no offload), Ethernet, then ARP or IPv4 with valid
+checksums."""
+import os
+import shutil
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def mac(last):
+    return bytes([0x0A, 0x58, 10, 244, 0, last])
+
+
+def ip(*octets):
+    return bytes(octets)
+
+
+def pod(last):
+    return ip(10, 244, 0, last)
+
+
+VNET = bytes(10)
+GW_MAC = mac(1)
+VIP = ip(10, 96, 0, 10)
+EMPTY_VIP = ip(10, 96, 0, 11)
+
+
+def eth(dst, src, ethertype, payload):
+    return VNET + dst + src + struct.pack("!H", ethertype) + payload
+
+
+def arp_request(src_last, target):
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac(src_last) + pod(src_last) + bytes(6) + target
+    return eth(b"\xff" * 6, mac(src_last), 0x0806, arp)
+
+
+def ipv4(src, dst, proto, payload, ident=0x1234):
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto, 0, src, dst)
+    header = header[:10] + struct.pack("!H", csum(header)) + header[12:]
+    return header + payload
+
+
+def tcp(src, dst, sport, dport, seq, ack, flags, options=b""):
+    off = (20 + len(options)) // 4
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 64240, 0, 0) + options
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(seg))
+    return seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
+
+
+def udp(src, dst, sport, dport, data):
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, len(seg))
+    return seg[:6] + struct.pack("!H", csum(pseudo + seg) or 0xFFFF) + seg[8:]
+
+
+SYN_OPTS = bytes([2, 4, 0x05, 0xB4, 4, 2, 8, 10]) + bytes(8) + bytes([1, 3, 3, 7])
+
+
+def syn(src_last, dst_ip, dst_mac, dport, sport=40000):
+    src = pod(src_last)
+    return eth(dst_mac, mac(src_last), 0x0800, ipv4(src, dst_ip, 6, tcp(src, dst_ip, sport, dport, 1000, 0, 0x02, SYN_OPTS)))
+
+
+def record(port_index, frame, dt=0):
+    """One record of the switch_frames input: port selector, clock step, length, frame."""
+    return bytes([port_index, dt]) + struct.pack("<H", len(frame)) + frame
+
+
+# Port selectors of the switch_frames target: 0 host, 1..3 pods .2 .3 .4, 4 unattached.
+def switch_seeds():
+    write("switch_frames", "arp-request", record(1, arp_request(2, pod(3))))
+    write("switch_frames", "arp-request-vip-from-host", record(0, arp_request(1, VIP)))
+    write("switch_frames", "tcp-syn-pod-to-pod", record(1, syn(2, pod(3), mac(3), 8080)))
+    write("switch_frames", "tcp-syn-to-service", record(3, syn(4, VIP, GW_MAC, 80)))
+    write("switch_frames", "tcp-syn-to-empty-service", record(1, syn(2, EMPTY_VIP, GW_MAC, 80)))
+    dns = dig_query(b"web.default.svc.cluster.local", 1, edns=True)
+    u = eth(GW_MAC, mac(3), 0x0800, ipv4(pod(3), VIP, 17, udp(pod(3), VIP, 50000, 53, dns)))
+    write("switch_frames", "udp-to-service", record(2, u))
+    # A connection through the service: SYN from .4, SYN-ACK back from the
+    # first backend (.2), then the clock moves past the SYN timeout.
+    synack_seg = tcp(pod(2), pod(4), 8080, 40000, 5000, 1001, 0x12, SYN_OPTS)
+    synack = eth(GW_MAC, mac(2), 0x0800, ipv4(pod(2), pod(4), 6, synack_seg))
+    write("switch_frames", "service-conversation",
+          record(3, syn(4, VIP, GW_MAC, 80)) + record(1, synack, dt=5) + record(3, syn(4, VIP, GW_MAC, 80), dt=40))
+
+
+def name(dotted):
+    return b"".join(bytes([len(l)]) + l for l in dotted.split(b".") if l) + b"\0"
+
+
+def dig_query(qname, qtype, edns):
+    """A query as dig 9.18 sends it: RD and AD set, EDNS0 with a 1232-byte
+    buffer and a client cookie."""
+    header = struct.pack("!HHHHHH", 0x8A3C, 0x0120, 1, 0, 0, 1 if edns else 0)
+    q = header + name(qname) + struct.pack("!HH", qtype, 1)
+    if edns:
+        cookie = struct.pack("!HH", 10, 8) + bytes.fromhex("2f1ec8a5b6d34e71")
+        q += b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(cookie)) + cookie
+    return q
+
+
+def dns_seeds():
+    write("dns_queries", "dig-a-edns", dig_query(b"web.default.svc.cluster.local", 1, edns=True))
+    write("dns_queries", "a-plain", dig_query(b"web.default.svc.cluster.local", 1, edns=False))
+    write("dns_queries", "srv-edns", dig_query(b"_http._tcp.web.default.svc.cluster.local", 33, edns=True))
+    write("dns_queries", "ptr", dig_query(b"7.0.244.10.in-addr.arpa", 12, edns=False))
+    write("dns_queries", "headless-many", dig_query(b"many.big.svc.cluster.local", 1, edns=False))
+    write("dns_queries", "forward", dig_query(b"example.com", 1, edns=True))
+
+
+def frame(body, status=0, version=1):
+    return struct.pack("<IHB", 3 + len(body), version, status) + body
+
+
+def pstr(s):
+    return bytes([len(s)]) + s  # postcard: varint length (< 128) then bytes
+
+
+def control_seeds():
+    get_pods = bytes([3, 1]) + pstr(b"default")  # Request::GetPods { namespace: Some("default") }
+    write("control_frames", "get-pods", frame(get_pods))
+    delete = bytes([5]) + pstr(b"default") + pstr(b"web-0")  # Request::DeletePod
+    write("control_frames", "two-frames", frame(get_pods) + frame(delete))
+    write("control_frames", "error-frame", frame(b"agent speaks protocol 2", status=1, version=2))
+
+
+def config_seeds():
+    root = os.path.dirname(HERE)
+    for board in ("default", "rpi4b"):
+        shutil.copy(os.path.join(root, "board-configs", board + ".toml"),
+                    os.path.join(HERE, "corpus", "board_config", board + ".toml"))
+
+
+if __name__ == "__main__":
+    switch_seeds()
+    dns_seeds()
+    control_seeds()
+    os.makedirs(os.path.join(HERE, "corpus", "board_config"), exist_ok=True)
+    config_seeds()
