@@ -255,6 +255,7 @@ impl Agent {
                     cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
                     ..Default::default()
                 },
+                overlay: Default::default(),
             },
             upstream_tx,
         )
@@ -1077,6 +1078,7 @@ impl Agent {
     fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {
         let port = match report.spec.kind {
             PortKind::Host => "node".to_string(),
+            PortKind::Overlay => "overlay".to_string(),
             PortKind::Pod => self.pods.values().find(|p| p.port == Some(report.id)).map_or_else(
                 || format!("port-{}", report.id.0),
                 |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),

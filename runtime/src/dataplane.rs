@@ -343,7 +343,7 @@ impl Loop {
                     let query = UpstreamQuery { client: up.client, query: up.query(&frame[..len]).to_vec() };
                     let _ = self.upstream.try_send(query);
                 }
-                Verdict::Drop(_) => {}
+                Verdict::Encapsulate { .. } | Verdict::Drop(_) => {}
             }
         }
     }
