@@ -99,6 +99,16 @@ impl fmt::Display for OverlayError {
     }
 }
 
+/// Checks a peer set as [`crate::switch::Switch::set_overlay_peers`] would
+/// for a node owning `local` (capacity included), without a switch.
+pub fn check_peers(
+    peers: &[OverlayPeer],
+    config: &OverlayConfig,
+    local: Ipv4Cidr,
+) -> Result<(), OverlayError> {
+    PeerTable::new(config.max_peers).replace(peers, config.cluster_cidr, local)
+}
+
 /// The peer set, checked as a whole when replaced.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerTable {

@@ -255,7 +255,12 @@ impl Agent {
                     cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
                     ..Default::default()
                 },
-                overlay: Default::default(),
+                overlay: netstack::overlay::OverlayConfig {
+                    cluster_cidr: net.cluster_cidr.to_netstack(),
+                    vtep_mac: netstack::overlay::vtep_mac(subnet.to_netstack()),
+                    vni: options.config.cluster.vni,
+                    ..Default::default()
+                },
             },
             upstream_tx,
         )
@@ -273,7 +278,7 @@ impl Agent {
             .configure(&LinkSetup {
                 name: net.host_interface.clone(),
                 mac: mac_for(gateway),
-                mtu: net.mtu,
+                mtu: options.config.pod_mtu(),
                 address: (gateway, subnet.prefix),
                 gateway: None,
             })
@@ -286,6 +291,9 @@ impl Agent {
             .map_err(|e| format!("cannot route {} to {}: {e}", net.service_cidr, net.host_interface))?;
         let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
         dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
+        if options.config.overlay_enabled() {
+            start_overlay(&options.config, &dataplane, &netlink).await?;
+        }
 
         // Names outside the cluster zone go to the node's own resolvers.
         let servers = match net.upstream_dns.is_empty() {
@@ -598,7 +606,7 @@ impl Agent {
             prefix: net.node_subnet.prefix,
             gateway: self.ipam.gateway(),
             mac: mac_for(record.ip),
-            mtu: net.mtu,
+            mtu: self.options.config.pod_mtu(),
             resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
         };
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
@@ -1133,6 +1141,39 @@ impl Agent {
             ready_replicas: ready,
         }
     }
+}
+
+/// The VXLAN overlay: the UDP socket on the node's underlay as the switch's
+/// overlay port, the static peers, and the node's route to the whole
+/// cluster CIDR through its switch port (remote pods sit behind the VTEP).
+async fn start_overlay(config: &NodeConfig, dataplane: &Dataplane, netlink: &Netlink) -> Result<(), String> {
+    let cluster = &config.cluster;
+    let net = &config.network;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, cluster.vxlan_port))
+        .map_err(|e| format!("cannot bind the overlay's UDP port {}: {e}", cluster.vxlan_port))?;
+    crate::overlay::tune(&socket);
+    dataplane
+        .attach_overlay(socket, cluster.vxlan_port)
+        .await
+        .map_err(|e| format!("cannot attach the overlay port: {e}"))?;
+    let peers: Vec<_> = cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
+    dataplane
+        .update(move |switch| switch.set_overlay_peers(&peers))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cluster.peers: {e}"))?;
+    netlink
+        .add_route(&net.host_interface, net.cluster_cidr.addr, net.cluster_cidr.prefix)
+        .await
+        .map_err(|e| format!("cannot route {} to {}: {e}", net.cluster_cidr, net.host_interface))?;
+    tracing::info!(
+        "overlay: VXLAN VNI {} on UDP {}, {} static peers, pod MTU {}",
+        cluster.vni,
+        cluster.vxlan_port,
+        cluster.peers.len(),
+        config.pod_mtu()
+    );
+    Ok(())
 }
 
 fn key(namespace: &str, name: &str) -> Key {

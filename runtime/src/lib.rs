@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod overlay;
 pub mod pod;
 pub mod probe;
 pub mod server;

@@ -19,7 +19,7 @@ use super::{DropReason, PortId, PortKind, PortSpec, Switch, Verdict};
 use crate::Instant;
 use crate::overlay::{DECAP_HEADROOM, OverlayError, OverlayPeer};
 use crate::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, vnet, vxlan,
+    EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, gso, vnet, vxlan,
 };
 
 impl Switch {
@@ -60,8 +60,8 @@ impl Switch {
     /// Decides what to do with a VXLAN payload (VXLAN header, then the inner
     /// Ethernet frame) received from `from` on the underlay. `buf` holds it
     /// at offset [`DECAP_HEADROOM`]; on [`Verdict::Forward`] the first
-    /// [`vnet::HEADER_LEN`] bytes of `buf` have become a plain virtio-net
-    /// header and all of `buf` is the frame to write to the egress TAP.
+    /// [`vnet::HEADER_LEN`] bytes of `buf` have become a virtio-net header
+    /// (plain, or `NEEDS_CSUM` for an inner checksum the sender left partial) and all of `buf` is the frame to write to the egress TAP.
     /// Drops are counted on the overlay port, `UnknownPeer` for senders
     /// that are not peers.
     pub fn process_overlay(
@@ -105,9 +105,12 @@ impl Switch {
             Ok(_) => return Verdict::Drop(DropReason::WrongVni),
             Err(_) => return Verdict::Drop(DropReason::Malformed),
         }
-        // The VXLAN header becomes the virtio-net header of the inner frame.
-        vnet::Repr::PLAIN
-            .emit(&mut vnet::Header::new_checked(&mut buf[..]).expect("longer than the headroom"));
+        // The VXLAN header becomes the virtio-net header of the inner frame:
+        // plain, unless the sender left the checksum partial (see
+        // `gso::partial_checksum`), which the pod is then told to complete.
+        let inner = buf.get(vnet::HEADER_LEN..).unwrap_or_default();
+        let offload = gso::partial_checksum(inner).unwrap_or(vnet::Repr::PLAIN);
+        offload.emit(&mut vnet::Header::new_checked(&mut buf[..]).expect("longer than the headroom"));
 
         let Ok(mut eth) = EthernetFrame::new_checked(&mut buf[vnet::HEADER_LEN..]) else {
             return Verdict::Drop(DropReason::Malformed);
@@ -131,7 +134,7 @@ impl Switch {
         if !self.subnet.contains_addr(&dst) {
             return Verdict::Drop(DropReason::NoRoute);
         }
-        let verdict = self.route_ipv4(now, id, spec, &vnet::Repr::PLAIN, &mut eth, reply);
+        let verdict = self.route_ipv4(now, id, spec, &offload, &mut eth, reply);
         match verdict {
             Verdict::Forward { .. } => {
                 if let Some((_, gateway)) = self.owner(self.gateway) {

@@ -105,6 +105,51 @@ fn is_udp(frame: &[u8], start: usize, field: usize) -> bool {
         && frame.get(ETH_LEN + 9) == Some(&u8::from(IpProtocol::Udp))
 }
 
+/// Recognises a frame whose L4 checksum was left partial by a sender on the
+/// same machine and never completed: its TCP or UDP checksum field holds
+/// exactly the pseudo-header sum, as Linux stores it for offload. Such
+/// frames reach the overlay socket when the peer's vxlan device, a veth, or
+/// a virtio NIC between VMs on one host passes checksum offload along
+/// (`CHECKSUM_PARTIAL`) and the kernel hands the datagram to a socket
+/// as is. Returns the `NEEDS_CSUM` header to pass it on with, so the
+/// receiver completes (or trusts) it instead of dropping it; `None` for
+/// complete checksums and anything that is not an unfragmented TCP or UDP
+/// packet over IPv4. A complete checksum that happens to equal the
+/// pseudo-header sum (1 in 65536) is valid anyway, so passing it on as
+/// partial loses nothing.
+pub fn partial_checksum(frame: &[u8]) -> Option<vnet::Repr> {
+    if frame.len() < ETH_LEN + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[ETH_LEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
+        return None;
+    }
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let (proto, offset) = match IpProtocol::from(ip[9]) {
+        IpProtocol::Tcp if total >= ihl + 20 => (IpProtocol::Tcp, 16),
+        IpProtocol::Udp if total >= ihl + 8 => (IpProtocol::Udp, 6),
+        _ => return None,
+    };
+    let field = u16::from_be_bytes([ip[ihl + offset], ip[ihl + offset + 1]]);
+    if proto == IpProtocol::Udp && field == 0 {
+        return None;
+    }
+    let src = Ipv4Address::from_octets([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = Ipv4Address::from_octets([ip[16], ip[17], ip[18], ip[19]]);
+    let pseudo = checksum::pseudo_header_v4(&src, &dst, proto, (total - ihl) as u32);
+    crate::checksum::sums_equal(field, pseudo).then_some(vnet::Repr {
+        flags: vnet::FLAG_NEEDS_CSUM,
+        csum_start: (ETH_LEN + ihl) as u16,
+        csum_offset: offset as u16,
+        ..vnet::Repr::PLAIN
+    })
+}
+
 /// The segments of a TCP/IPv4 GSO super-frame, produced one at a time into
 /// a buffer of the caller's.
 #[derive(Debug, Clone)]
@@ -530,6 +575,26 @@ mod tests {
             let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
             assert!(tcp.verify_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST)), "len {len}");
         }
+    }
+
+    #[test]
+    fn partial_checksums_are_recognised_and_complete_ones_are_not() {
+        let (frame, offload) = udp_frame(&payload(100));
+        assert_eq!(partial_checksum(&frame), Some(offload));
+        let (mut frame, _) = tso_frame(&payload(1000), TCP_PSH, true);
+        let partial = partial_checksum(&frame).unwrap();
+        assert_eq!((partial.flags, partial.csum_start, partial.csum_offset), (vnet::FLAG_NEEDS_CSUM, 34, 16));
+        complete_checksum(&mut frame, &partial).unwrap();
+        assert_eq!(partial_checksum(&frame), None, "complete now");
+        let (mut frame, offload) = udp_frame(&payload(100));
+        complete_checksum(&mut frame, &offload).unwrap();
+        assert_eq!(partial_checksum(&frame), None);
+        frame[40..42].fill(0);
+        assert_eq!(partial_checksum(&frame), None, "UDP without checksum");
+        let (mut frame, _) = udp_frame(&payload(100));
+        frame[14 + 6] = 0x20;
+        assert_eq!(partial_checksum(&frame), None, "a fragment");
+        assert_eq!(partial_checksum(&frame[..30]), None);
     }
 
     #[test]
