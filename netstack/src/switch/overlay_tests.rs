@@ -434,3 +434,23 @@ fn two_nodes_talk_through_vxlan() {
     let (verdict, _) = decap(&mut n1, underlay(0), &encapsulate(&frame, VNI));
     assert_eq!(verdict, Verdict::Forward { egress: n1.a });
 }
+
+#[test]
+fn an_inner_checksum_left_partial_is_passed_on_as_such() {
+    let mut n = node0();
+    // As a kernel vxlan device over a veth hands it over: the UDP checksum
+    // field holds only the pseudo-header sum.
+    let mut inner =
+        udp_frame(vtep_mac(subnet(1)), vtep_mac(subnet(0)), pod_ip(1, 5), pod_ip(0, 2), 9000, b"p");
+    let ip_at = vnet::HEADER_LEN + 14;
+    let pseudo = smoltcp::wire::checksum::pseudo_header_v4(&pod_ip(1, 5), &pod_ip(0, 2), IpProtocol::Udp, 9);
+    inner[ip_at + 26..ip_at + 28].copy_from_slice(&pseudo.to_be_bytes());
+    let (verdict, buf) = decap(&mut n, underlay(1), &encapsulate(&inner, VNI));
+    assert_eq!(verdict, Verdict::Forward { egress: n.a });
+    let offload = vnet::Repr::parse(&vnet::Header::new_checked(&buf[..]).unwrap());
+    assert_eq!((offload.flags, offload.csum_start, offload.csum_offset), (vnet::FLAG_NEEDS_CSUM, 34, 6));
+    // A complete one is not.
+    let datagram = datagram_from(1, pod_ip(1, 5), pod_ip(0, 2), VNI);
+    let (_, buf) = decap(&mut n, underlay(1), &datagram);
+    assert_eq!(buf[..vnet::HEADER_LEN], [0; vnet::HEADER_LEN]);
+}
