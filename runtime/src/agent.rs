@@ -87,6 +87,11 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     if let Some(metrics) = metrics {
         tokio::spawn(crate::metrics::serve(metrics, calls_tx.clone()));
     }
+    // Nodes of a cluster reach each other's pods over the VXLAN overlay.
+    let mut options = options;
+    if !matches!(options.role, Role::Standalone) {
+        options.config.cluster.overlay = true;
+    }
     let result = match options.role.clone() {
         Role::Member { server, token_file, address } => {
             run_member(&options, listener, calls_tx, calls, server, &token_file, address).await

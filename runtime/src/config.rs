@@ -62,6 +62,41 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+/// A MAC address such as `0a:58:0a:f4:01:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mac(pub [u8; 6]);
+
+impl TryFrom<String> for Mac {
+    type Error = String;
+    fn try_from(text: String) -> Result<Mac, String> {
+        let bad = || format!("`{text}` is not a MAC address like 0a:58:0a:f4:01:00");
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut mac {
+            let part = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl From<Mac> for String {
+    fn from(mac: Mac) -> String {
+        mac.to_string()
+    }
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
 /// Addresses and names of the cluster network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -156,6 +191,66 @@ impl Default for PodsConfig {
     }
 }
 
+/// Another node reached through the overlay, given statically (until the
+/// cluster control plane programs peers itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The node's pod subnet.
+    pub subnet: Cidr,
+    /// The node's underlay (LAN) address.
+    pub address: Ipv4Addr,
+    /// The node's VTEP MAC; podnet nodes derive theirs from their subnet
+    /// (`0a:58` + the subnet's network address), which is the default.
+    pub vtep_mac: Option<Mac>,
+}
+
+impl PeerConfig {
+    /// The peer as the switch takes it.
+    pub fn to_netstack(&self) -> netstack::overlay::OverlayPeer {
+        let subnet = self.subnet.to_netstack();
+        netstack::overlay::OverlayPeer {
+            subnet,
+            underlay: self.address,
+            vtep_mac: self.vtep_mac.map_or_else(
+                || netstack::overlay::vtep_mac(subnet),
+                |m| netstack::wire::EthernetAddress(m.0),
+            ),
+        }
+    }
+}
+
+/// The multi-node cluster: the VXLAN overlay between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Run the overlay even without static peers (the control plane will
+    /// program them). Static peers imply it.
+    pub overlay: bool,
+    /// VXLAN network identifier (flannel's default is 1).
+    pub vni: u32,
+    /// UDP port of the overlay, on every node (flannel's default is 8472).
+    pub vxlan_port: u16,
+    /// MTU of the underlay (the LAN between nodes). With the overlay, pods
+    /// and the node port get at most this minus the 50 bytes of VXLAN
+    /// overhead.
+    pub underlay_mtu: u32,
+    /// Other nodes, fixed in the config.
+    pub peers: Vec<PeerConfig>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            overlay: false,
+            vni: 1,
+            vxlan_port: netstack::wire::vxlan::DEFAULT_PORT,
+            underlay_mtu: 1500,
+            peers: Vec::new(),
+        }
+    }
+}
+
 /// A whole board config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,6 +263,8 @@ pub struct NodeConfig {
     pub limits: LimitsConfig,
     /// Pod supervision.
     pub pods: PodsConfig,
+    /// The overlay to other nodes.
+    pub cluster: ClusterConfig,
 }
 
 /// One thing wrong in a board config: where (when known) and what.
@@ -397,6 +494,33 @@ impl NodeConfig {
                 ),
             ));
         }
+        let cluster = &self.cluster;
+        if cluster.vni > netstack::wire::vxlan::MAX_VNI {
+            found.push((vec!["cluster.vni"], format!("cluster.vni {} must be below 2^24", cluster.vni)));
+        }
+        if cluster.vxlan_port == 0 {
+            found.push((vec!["cluster.vxlan_port"], "cluster.vxlan_port must not be 0".into()));
+        }
+        let overhead = netstack::wire::vxlan::OVERHEAD as u32;
+        if !(576 + overhead..=65_000).contains(&cluster.underlay_mtu) {
+            found.push((
+                vec!["cluster.underlay_mtu"],
+                format!("cluster.underlay_mtu {} must be between 626 and 65000", cluster.underlay_mtu),
+            ));
+        }
+        if self.overlay_enabled() {
+            let switch_config = netstack::overlay::OverlayConfig {
+                cluster_cidr: net.cluster_cidr.to_netstack(),
+                max_peers: u16::MAX,
+                ..Default::default()
+            };
+            let peers: Vec<_> = cluster.peers.iter().map(PeerConfig::to_netstack).collect();
+            if let Err(e) =
+                netstack::overlay::check_peers(&peers, &switch_config, net.node_subnet.to_netstack())
+            {
+                found.push((vec!["cluster.peers"], format!("cluster.peers: {e}")));
+            }
+        }
         if limits.max_pods == 0 || limits.max_pods > 4000 {
             found.push((
                 vec!["limits.max_pods"],
@@ -459,6 +583,22 @@ fn valid_domain(name: &str) -> bool {
                 && !label.ends_with('-')
                 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+impl NodeConfig {
+    /// Whether this node runs the VXLAN overlay.
+    pub fn overlay_enabled(&self) -> bool {
+        self.cluster.overlay || !self.cluster.peers.is_empty()
+    }
+
+    /// MTU of pod interfaces and the node port: `network.mtu`, lowered with
+    /// the overlay to leave room for VXLAN's 50 bytes on the underlay.
+    pub fn pod_mtu(&self) -> u32 {
+        match self.overlay_enabled() {
+            true => self.network.mtu.min(self.cluster.underlay_mtu - netstack::wire::vxlan::OVERHEAD as u32),
+            false => self.network.mtu,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -554,5 +694,36 @@ mod tests {
             }
         }
         assert!(count >= 2);
+    }
+
+    #[test]
+    fn cluster_peers_and_the_overlay_mtu() {
+        let config = NodeConfig::parse(
+            "[network]\nnode_subnet = \"10.244.0.0/24\"\n[cluster]\nvni = 7\npeers = [\n  { subnet = \"10.244.1.0/24\", address = \"192.168.250.3\" },\n  { subnet = \"10.244.9.0/24\", address = \"192.168.250.9\", vtep_mac = \"02:aa:bb:cc:dd:ee\" },\n]\n",
+        )
+        .unwrap();
+        assert!(config.overlay_enabled());
+        assert_eq!(config.cluster.vxlan_port, 8472);
+        assert_eq!(config.pod_mtu(), 1450);
+        let peers: Vec<_> = config.cluster.peers.iter().map(PeerConfig::to_netstack).collect();
+        assert_eq!(peers[0].vtep_mac.0, [0x0a, 0x58, 10, 244, 1, 0]);
+        assert_eq!(peers[1].vtep_mac.0, [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+        assert_eq!(NodeConfig::parse("").unwrap().pod_mtu(), 1500, "no overlay, no overhead");
+        let jumbo =
+            NodeConfig::parse("[network]\nmtu = 1400\n[cluster]\noverlay = true\nunderlay_mtu = 9000\n");
+        assert_eq!(jumbo.unwrap().pod_mtu(), 1400);
+    }
+
+    #[test]
+    fn bad_peers_are_named() {
+        let err =
+            NodeConfig::parse("[[cluster.peers]]\nsubnet = \"10.244.0.0/24\"\naddress = \"192.168.250.3\"\n")
+                .unwrap_err();
+        assert!(err.contains("cluster.peers") && err.contains("10.244.0.0/24"), "{err}");
+        let err = NodeConfig::parse("[[cluster.peers]]\nsubnet = \"10.244.1.0/24\"\naddress = \"192.168.250.3\"\nvtep_mac = \"0a:58\"\n")
+            .unwrap_err();
+        assert!(err.contains("line 4") && err.contains("MAC"), "{err}");
+        let err = NodeConfig::parse("[cluster]\nvni = 16777216\n").unwrap_err();
+        assert!(err.contains("cluster.vni"), "{err}");
     }
 }

@@ -12,11 +12,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::Instant as StdInstant;
 
-use netstack::switch::{DnsClient, PortId, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict};
+use netstack::overlay::DECAP_HEADROOM;
+use netstack::switch::{
+    DnsClient, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict,
+};
+use netstack::wire::{EthernetAddress, Ipv4Address, gso, vxlan};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{MsgFlags, SockaddrIn};
 use tokio::sync::oneshot;
 
 /// Largest frame a TAP with TSO hands over: 64 KiB of IP plus Ethernet and
@@ -31,9 +36,13 @@ const EXPIRY_INTERVAL: netstack::Duration = netstack::Duration::from_secs(1);
 /// Counters the switch does not see: frames it could not deliver.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IoStats {
-    /// Writes that failed (TAP queue full, link down).
+    /// Writes that failed (TAP queue full, link down; on the overlay port,
+    /// sends that failed or offloaded frames that could not be finished).
     pub tx_errors: u64,
 }
+
+/// Room for the segments of one GSO frame, VXLAN headers included.
+const SEGMENT_CAPACITY: usize = 2 * FRAME_CAPACITY;
 
 /// A port's identity and counters, as reported to the control side.
 #[derive(Debug, Clone)]
@@ -50,6 +59,7 @@ pub struct PortReport {
 
 enum Command {
     Attach(PortSpec, OwnedFd, oneshot::Sender<Result<PortId, SwitchError>>),
+    AttachOverlay(OwnedFd, u16, oneshot::Sender<Result<PortId, SwitchError>>),
     Detach(PortId, oneshot::Sender<()>),
     Report(oneshot::Sender<Vec<PortReport>>),
     /// Table changes (services, DNS records) made on the data-plane thread,
@@ -142,6 +152,8 @@ impl Dataplane {
             captures: HashMap::new(),
             upstream,
             reply: vec![0u8; reply_capacity],
+            overlay: None,
+            segments: Vec::new(),
         };
         let thread = std::thread::Builder::new().name("dataplane".into()).spawn(move || lp.run())?;
         Ok(Dataplane { commands, wake, thread: Some(thread) })
@@ -157,6 +169,18 @@ impl Dataplane {
     pub async fn attach(&self, spec: PortSpec, fd: OwnedFd) -> io::Result<PortId> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Attach(spec, fd, tx))?;
+        let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
+        result.map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Attaches the overlay: `socket` is a UDP socket bound to the VXLAN
+    /// port of the node's underlay, `port` the peers' VXLAN port. The
+    /// switch's VTEP MAC and VNI come from its config; peers are set with
+    /// [`Dataplane::update`] and `Switch::set_overlay_peers`.
+    pub async fn attach_overlay(&self, socket: std::net::UdpSocket, port: u16) -> io::Result<PortId> {
+        socket.set_nonblocking(true)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::AttachOverlay(socket.into(), port, tx))?;
         let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
         result.map_err(|e| io::Error::other(e.to_string()))
     }
@@ -218,6 +242,10 @@ struct Loop {
     upstream: tokio::sync::mpsc::Sender<UpstreamQuery>,
     /// Room for frames the switch builds itself (ARP, ICMP errors, RSTs, DNS).
     reply: Vec<u8>,
+    /// The overlay port and the peers' VXLAN port.
+    overlay: Option<(PortId, u16)>,
+    /// Room for the VXLAN datagrams of one segmented GSO frame.
+    segments: Vec<u8>,
 }
 
 impl Loop {
@@ -258,7 +286,23 @@ impl Loop {
                 Command::Attach(spec, fd, reply) => {
                     let _ = reply.send(self.attach(spec, fd));
                 }
+                Command::AttachOverlay(fd, port, reply) => {
+                    let spec = PortSpec {
+                        kind: PortKind::Overlay,
+                        mac: EthernetAddress([0; 6]),
+                        ip: Ipv4Address::UNSPECIFIED,
+                    };
+                    let result = self.attach(spec, fd);
+                    if let Ok(id) = result {
+                        self.overlay = Some((id, port));
+                        self.segments = vec![0u8; SEGMENT_CAPACITY];
+                    }
+                    let _ = reply.send(result);
+                }
                 Command::Detach(id, reply) => {
+                    if self.overlay.is_some_and(|(overlay, _)| overlay == id) {
+                        self.overlay = None;
+                    }
                     self.switch.detach(id);
                     self.captures.remove(&id);
                     self.io.remove(&id);
@@ -319,6 +363,9 @@ impl Loop {
     }
 
     fn drain_with(&mut self, port: PortId, frame: &mut [u8], reply: &mut [u8]) {
+        if self.overlay.is_some_and(|(overlay, _)| overlay == port) {
+            return self.drain_overlay(port, frame, reply);
+        }
         for _ in 0..READ_BUDGET {
             let Some(fd) = self.fds.get(&port) else {
                 return;
@@ -343,9 +390,96 @@ impl Loop {
                     let query = UpstreamQuery { client: up.client, query: up.query(&frame[..len]).to_vec() };
                     let _ = self.upstream.try_send(query);
                 }
+                Verdict::Encapsulate { peer } => self.encapsulate(peer, &mut frame[..len]),
                 Verdict::Drop(_) => {}
             }
         }
+    }
+
+    /// Reads up to [`READ_BUDGET`] VXLAN datagrams from the overlay socket
+    /// and hands each to the switch with its sender.
+    fn drain_overlay(&mut self, port: PortId, buf: &mut [u8], reply: &mut [u8]) {
+        for _ in 0..READ_BUDGET {
+            let Some(fd) = self.fds.get(&port) else {
+                return;
+            };
+            let (len, from) =
+                match nix::sys::socket::recvfrom::<SockaddrIn>(fd.as_raw_fd(), &mut buf[DECAP_HEADROOM..]) {
+                    Ok((len, Some(from))) => (len, from),
+                    Ok((_, None)) => continue,
+                    Err(Errno::EAGAIN) => return,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        // ICMP errors from peers surface here (ECONNREFUSED): not fatal.
+                        tracing::trace!("overlay recvfrom: {e}");
+                        continue;
+                    }
+                };
+            let now = self.now();
+            let buf = &mut buf[..DECAP_HEADROOM + len];
+            // The switch answers nothing back into the overlay: the rest is dropped.
+            if let Verdict::Forward { egress } = self.switch.process_overlay(now, from.ip(), buf, reply) {
+                self.capture(port, buf);
+                self.transmit(egress, buf);
+            }
+        }
+    }
+
+    /// Sends a frame the switch encapsulated for `peer`: offloads finished
+    /// (partial checksums completed, GSO frames cut into MSS-sized
+    /// segments), a VXLAN header in front of each frame, one datagram each.
+    fn encapsulate(&mut self, peer: Ipv4Address, frame: &mut [u8]) {
+        let Some((port, udp_port)) = self.overlay else { return };
+        let vni = self.switch.vni();
+        let to = SockaddrIn::from(std::net::SocketAddrV4::new(peer, udp_port));
+        let offload =
+            vnet::Header::new_checked(&frame[..]).map(|h| vnet::Repr::parse(&h)).unwrap_or(vnet::Repr::PLAIN);
+        let ok = match gso::work(&offload) {
+            Ok(gso::Work::None) => self.send_datagram(port, vni, &mut frame[DECAP_HEADROOM..], &to),
+            Ok(gso::Work::Checksum) => {
+                gso::complete_checksum(&mut frame[vnet::HEADER_LEN..], &offload).is_ok()
+                    && self.send_datagram(port, vni, &mut frame[DECAP_HEADROOM..], &to)
+            }
+            Ok(gso::Work::SegmentTcpV4) => {
+                self.send_segments(port, vni, &frame[vnet::HEADER_LEN..], &offload, &to)
+            }
+            Err(_) => false,
+        };
+        if !ok && let Some(io) = self.io.get_mut(&port) {
+            io.tx_errors += 1;
+        }
+    }
+
+    /// Sends `datagram` (room for the VXLAN header, then a complete frame).
+    fn send_datagram(&mut self, port: PortId, vni: u32, datagram: &mut [u8], to: &SockaddrIn) -> bool {
+        vxlan::Repr { vni }.emit(&mut vxlan::Packet::new_unchecked(&mut datagram[..]));
+        if !self.captures.is_empty() {
+            self.capture(port, &[&[0u8; DECAP_HEADROOM][..], datagram].concat());
+        }
+        let Some(fd) = self.fds.get(&port) else { return false };
+        send_to(fd.as_fd(), datagram, to)
+    }
+
+    fn send_segments(
+        &mut self,
+        port: PortId,
+        vni: u32,
+        frame: &[u8],
+        offload: &vnet::Repr,
+        to: &SockaddrIn,
+    ) -> bool {
+        let Ok(mut segments) = gso::Segments::new(frame, offload) else { return false };
+        let mut out = std::mem::take(&mut self.segments);
+        let mut ok = true;
+        while let Some(next) = segments.next_into(&mut out[vxlan::HEADER_LEN..]) {
+            let Ok(len) = next else {
+                ok = false;
+                break;
+            };
+            ok &= self.send_datagram(port, vni, &mut out[..vxlan::HEADER_LEN + len], to);
+        }
+        self.segments = out;
+        ok
     }
 
     /// Hands a copy of a frame to the port's captures, forgetting those whose
@@ -377,6 +511,19 @@ impl Loop {
             && let Some(io) = self.io.get_mut(&port)
         {
             io.tx_errors += 1;
+        }
+    }
+}
+
+fn send_to(fd: BorrowedFd<'_>, datagram: &[u8], to: &SockaddrIn) -> bool {
+    loop {
+        match nix::sys::socket::sendto(fd.as_raw_fd(), datagram, to, MsgFlags::empty()) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::trace!("overlay sendto {to}: {e}");
+                return false;
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod node;
+pub mod overlay;
 pub mod pod;
 pub mod probe;
 pub mod random;

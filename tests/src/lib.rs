@@ -459,6 +459,94 @@ impl Drop for Cluster {
     }
 }
 
+/// An underlay: a LAN between nodes, as a Linux bridge in a namespace of its
+/// own, with a veth to each attached namespace (a node, or a bare host such
+/// as a foreign VXLAN peer). Addresses come from 192.168.250.0/24. Removing
+/// the bridge namespace removes every veth with it.
+pub struct Underlay {
+    /// The bridge's namespace.
+    pub netns: String,
+    links: u32,
+    hosts: Vec<String>,
+}
+
+fn ip_ok(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), stderr(&out));
+}
+
+impl Underlay {
+    /// Creates the bridge namespace.
+    pub fn new() -> Underlay {
+        let netns = unique("ul");
+        ip_ok(&["netns", "add", &netns]);
+        let underlay = Underlay { netns: netns.clone(), links: 0, hosts: Vec::new() };
+        ip_ok(&["-n", &netns, "link", "add", "br0", "type", "bridge"]);
+        ip_ok(&["-n", &netns, "link", "set", "br0", "up"]);
+        ip_ok(&["-n", &netns, "link", "set", "lo", "up"]);
+        underlay
+    }
+
+    /// Plugs namespace `netns` into the bridge: its interface `underlay`
+    /// gets `addr`/24.
+    pub fn attach(&mut self, netns: &str, addr: &str) {
+        let port = format!("p{}", self.links);
+        self.links += 1;
+        ip_ok(&[
+            "-n",
+            &self.netns,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "underlay",
+            "netns",
+            netns,
+        ]);
+        ip_ok(&["-n", &self.netns, "link", "set", &port, "master", "br0", "up"]);
+        ip_ok(&["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", "underlay"]);
+        ip_ok(&["-n", netns, "link", "set", "underlay", "up"]);
+        ip_ok(&["-n", netns, "link", "set", "lo", "up"]);
+    }
+
+    /// A bare host on the underlay at `addr`, in a namespace of its own
+    /// (removed, with its processes, on drop). Returns the namespace.
+    pub fn host(&mut self, addr: &str) -> String {
+        let netns = unique("host");
+        ip_ok(&["netns", "add", &netns]);
+        self.hosts.push(netns.clone());
+        self.attach(&netns, addr);
+        netns
+    }
+}
+
+impl Default for Underlay {
+    fn default() -> Self {
+        Underlay::new()
+    }
+}
+
+/// Runs a command in a named namespace and waits for it.
+pub fn in_netns(netns: &str, command: &[&str]) -> Output {
+    Command::new("ip").args(["netns", "exec", netns]).args(command).output().expect("ip netns exec")
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        for ns in self.hosts.iter().chain([&self.netns]) {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in stdout(&out).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop(15);

@@ -158,3 +158,44 @@ fn the_server_restarting_loses_nothing_and_members_keep_serving() {
         (wide.contains("kept") && nodes.lines().filter(|l| l.contains(" Ready")).count() == 2).then_some(())
     });
 }
+
+#[test]
+fn pods_on_different_nodes_talk_without_nat_through_services_and_dns() {
+    let cluster = Cluster::start("xnode", 2);
+    let bb = podnet_e2e::busybox();
+    let (a, b) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
+    let script = format!(
+        "mkdir -p /tmp/w-$POD_NAME && echo $POD_NAME > /tmp/w-$POD_NAME/index.html && exec {bb} httpd -f -vv -p 80 -h /tmp/w-$POD_NAME"
+    );
+    cluster.server().ok(&["run", "web", "--node", &a, "--labels", "app=web", "--", "sh", "-c", &script]);
+    cluster.server().ok(&["run", "client", "--node", &b, "--", "sleep", "infinity"]);
+    cluster.server().ok(&["expose", "pod", "web", "--port", "80", "--name", "web-svc"]);
+    let ip_of = |name: &str| {
+        eventually(Duration::from_secs(20), &format!("{name} running"), || {
+            cluster.server().pods().iter().find_map(|p| {
+                (p["metadata"]["name"] == name && p["status"]["containerStatuses"][0]["ready"] == true)
+                    .then(|| p["status"]["podIP"].as_str().unwrap().to_string())
+            })
+        })
+    };
+    let (web_ip, client_ip) = (ip_of("web"), ip_of("client"));
+    assert!(web_ip.starts_with("10.244.1.") && client_ip.starts_with("10.244.2."), "{web_ip} {client_ip}");
+    let client = &cluster.nodes[2];
+
+    // Pod to pod across nodes, both addresses kept (no NAT).
+    let out = client.exec("client", &[&bb, "ping", "-c", "1", "-W", "3", &web_ip]);
+    assert!(out.status.success(), "cross-node ping: {}", stdout(&out));
+    let out = client.exec("client", &["timeout", "5", &bb, "wget", "-qO-", &format!("http://{web_ip}/")]);
+    assert_eq!(stdout(&out).trim(), "web", "{}", stderr(&out));
+    let log = cluster.nodes[1].ok(&["logs", "web"]);
+    assert!(log.contains(&client_ip), "the server saw the client pod's own address: {log}");
+
+    // ClusterIP and DNS by name on a node without the backend.
+    eventually(Duration::from_secs(10), "web-svc reachable by name from the other node", || {
+        let out = client.exec("client", &["timeout", "3", &bb, "wget", "-qO-", "http://web-svc/"]);
+        (stdout(&out).trim() == "web").then_some(())
+    });
+    // The node itself reaches remote pods.
+    let out = client.on_node(&[&bb, "ping", "-c", "1", "-W", "3", &web_ip]);
+    assert!(out.status.success(), "node -> remote pod: {}", stdout(&out));
+}

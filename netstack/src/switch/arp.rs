@@ -46,7 +46,11 @@ impl Switch {
         let target_mac = match self.owner(target_protocol_addr) {
             Some((_, target)) => target.mac,
             None if self.service_cidr.contains_addr(&target_protocol_addr) => SERVICE_ROUTER_MAC,
-            None => return Verdict::Drop(DropReason::NoSuchHost),
+            // Pods of other nodes sit behind the overlay's VTEP.
+            None => match self.overlay_arp(target_protocol_addr) {
+                Some(vtep) => vtep,
+                None => return Verdict::Drop(DropReason::NoSuchHost),
+            },
         };
 
         let answer = ArpRepr::EthernetIpv4 {

@@ -60,6 +60,8 @@ impl Switch {
             PortKind::Pod => src == ingress.ip,
             // The node routes for others, but never in a pod's name.
             PortKind::Host => self.owner(src).is_none_or(|(_, p)| p.kind == PortKind::Host),
+            // Checked against the sending peer's subnet by `process_overlay`.
+            PortKind::Overlay => true,
         };
         if !source_ok {
             return Verdict::Drop(DropReason::SpoofedIp);
@@ -80,6 +82,10 @@ impl Switch {
             Err(verdict) => return verdict,
         };
         let dst = translated.map_or(dst, |t| t.dst);
+        let src = translated.map_or(src, |t| t.src);
+        if let Some(verdict) = self.overlay_egress(ingress.kind, src, dst, eth) {
+            return verdict;
+        }
         let (egress, mac) = match self.egress(ingress.kind, dst) {
             Ok(egress) => egress,
             Err(reason) => return Verdict::Drop(reason),

@@ -18,6 +18,7 @@
 pub mod arp;
 mod dns;
 mod ipv4;
+mod overlay;
 mod port;
 mod verdict;
 
@@ -33,6 +34,7 @@ pub use verdict::{DropReason, Verdict};
 use crate::Instant;
 use crate::conntrack::{Conntrack, Proto};
 use crate::dns::{Zone, ZoneConfig, ZoneError};
+use crate::overlay::{OverlayConfig, PeerTable};
 use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
 use crate::wire::{EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, vnet};
 use port::Port;
@@ -55,6 +57,9 @@ pub struct SwitchConfig {
     pub cluster_dns: Ipv4Address,
     /// The cluster zone the switch answers from.
     pub dns: ZoneConfig,
+    /// The VXLAN overlay to other nodes (used once an overlay port is
+    /// attached).
+    pub overlay: OverlayConfig,
 }
 
 impl SwitchConfig {
@@ -76,6 +81,7 @@ impl Default for SwitchConfig {
             services: ServiceConfig::default(),
             cluster_dns: Self::DEFAULT_CLUSTER_DNS,
             dns: ZoneConfig::default(),
+            overlay: OverlayConfig::default(),
         }
     }
 }
@@ -91,6 +97,8 @@ pub enum SwitchError {
     OutsideSubnet,
     /// A host port is attached already.
     HostPortExists,
+    /// An overlay port is attached already.
+    OverlayPortExists,
     /// The pod subnet is wider than /16.
     SubnetTooLarge,
     /// The service CIDR and the pod subnet overlap.
@@ -108,6 +116,7 @@ impl fmt::Display for SwitchError {
             SwitchError::AddressInUse => "address already attached to another port",
             SwitchError::OutsideSubnet => "address outside the node's pod subnet",
             SwitchError::HostPortExists => "host port already attached",
+            SwitchError::OverlayPortExists => "overlay port already attached",
             SwitchError::SubnetTooLarge => "pod subnet wider than /16",
             SwitchError::ServiceCidrOverlap => "service CIDR overlaps the pod subnet",
             SwitchError::DnsAddress => "cluster DNS address inside the pod subnet",
@@ -133,6 +142,9 @@ pub struct Switch {
     dns_stats: DnsStats,
     /// Where the zone writes answers; kept to reuse its allocation.
     dns_buf: Vec<u8>,
+    overlay: OverlayConfig,
+    peers: PeerTable,
+    overlay_port: Option<PortId>,
 }
 
 impl Switch {
@@ -163,6 +175,9 @@ impl Switch {
             zone,
             dns_stats: DnsStats::default(),
             dns_buf: Vec::new(),
+            peers: PeerTable::new(config.overlay.max_peers),
+            overlay: config.overlay,
+            overlay_port: None,
         })
     }
 
@@ -237,8 +252,22 @@ impl Switch {
     }
 
     /// Attaches a port. Pod ports must use an address of the subnet; the host
-    /// port always owns the gateway address, whatever `spec.ip` says.
+    /// port always owns the gateway address, whatever `spec.ip` says; the
+    /// overlay port owns no address (its `ip` becomes unspecified) and its
+    /// MAC is the VTEP MAC of the switch's overlay config.
     pub fn attach(&mut self, mut spec: PortSpec) -> Result<PortId, SwitchError> {
+        if spec.kind == PortKind::Overlay {
+            if self.overlay_port.is_some() {
+                return Err(SwitchError::OverlayPortExists);
+            }
+            spec.ip = Ipv4Address::UNSPECIFIED;
+            spec.mac = self.overlay.vtep_mac;
+            let slot = self.ports.iter().position(Option::is_none).ok_or(SwitchError::TableFull)?;
+            let id = PortId(slot as u16);
+            self.ports[slot] = Some(Port { spec, stats: PortStats::default() });
+            self.overlay_port = Some(id);
+            return Ok(id);
+        }
         if spec.kind == PortKind::Host {
             if self.owner(self.gateway).is_some() {
                 return Err(SwitchError::HostPortExists);
@@ -259,6 +288,9 @@ impl Switch {
     /// Detaches a port, returning its final counters.
     pub fn detach(&mut self, id: PortId) -> Option<PortStats> {
         let port = self.ports.get_mut(id.0 as usize)?.take()?;
+        if self.overlay_port == Some(id) {
+            self.overlay_port = None;
+        }
         if let Some(offset) = self.offset_of(port.spec.ip) {
             self.by_offset[offset] = None;
         }
@@ -298,6 +330,8 @@ impl Switch {
 
         let verdict = match EthernetFrame::new_checked(&mut frame[vnet::HEADER_LEN.min(frame_len)..]) {
             Err(_) => Verdict::Drop(DropReason::Malformed),
+            // Overlay frames come with their sender: `process_overlay`.
+            Ok(_) if spec.kind == PortKind::Overlay => Verdict::Drop(DropReason::UnknownPeer),
             Ok(eth) if eth.src_addr() != spec.mac => Verdict::Drop(DropReason::SpoofedMac),
             Ok(mut eth) => match eth.ethertype() {
                 EthernetProtocol::Arp => self.answer_arp(&spec, &mut eth, reply),
@@ -315,6 +349,10 @@ impl Switch {
         let (port, len) = match verdict {
             Verdict::Forward { egress } => (egress, frame_len),
             Verdict::Reply { len } => (ingress, len),
+            Verdict::Encapsulate { .. } => match self.overlay_port {
+                Some(overlay) => (overlay, frame_len),
+                None => return,
+            },
             // Sent, if at all, by the runtime through `dns_reply_frame`.
             Verdict::Upstream(_) => return,
             Verdict::Drop(reason) => {
@@ -349,5 +387,7 @@ impl Switch {
 
 #[cfg(test)]
 mod dns_tests;
+#[cfg(test)]
+mod overlay_tests;
 #[cfg(test)]
 mod tests;

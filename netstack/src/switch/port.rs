@@ -15,6 +15,9 @@ pub enum PortKind {
     /// The node's own kernel, which is also the pod subnet's gateway. It may
     /// send from any address except a pod's, since it routes for the node.
     Host,
+    /// The VXLAN overlay to other nodes: at most one, owning no address of
+    /// the subnet. Its frames enter through `Switch::process_overlay`.
+    Overlay,
 }
 
 /// A port's identity as the switch enforces it.
@@ -24,7 +27,8 @@ pub struct PortSpec {
     pub kind: PortKind,
     /// The only source MAC accepted on this port.
     pub mac: EthernetAddress,
-    /// The port's IP: the pod's address, or the gateway for the host port.
+    /// The port's IP: the pod's address, the gateway for the host port,
+    /// unspecified for the overlay port.
     pub ip: Ipv4Address,
 }
 

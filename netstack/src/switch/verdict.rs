@@ -2,6 +2,7 @@
 
 use super::PortId;
 use super::dns::DnsUpstream;
+use crate::wire::Ipv4Address;
 
 /// The outcome of [`super::Switch::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,13 @@ pub enum Verdict {
     /// [`super::Switch::dns_reply_frame`] builds from the response.
     /// Nothing has been sent; the input frame goes nowhere else.
     Upstream(DnsUpstream),
+    /// Send the (rewritten) input frame to another node: complete its
+    /// offloads, prepend a VXLAN header and send it to `peer`, the node's
+    /// underlay address. Counted as sent on the overlay port.
+    Encapsulate {
+        /// The peer node's underlay address.
+        peer: Ipv4Address,
+    },
     /// Drop the frame; the reason has been counted on the ingress port.
     Drop(DropReason),
 }
@@ -61,11 +69,15 @@ pub enum DropReason {
     /// shorter than a DNS header, or a response (answering those invites
     /// loops); or the reply buffer cannot hold even a truncated answer.
     DnsUnanswerable,
+    /// A VXLAN packet from an address that is not an overlay peer.
+    UnknownPeer,
+    /// A VXLAN packet with another VNI than this cluster's.
+    WrongVni,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -79,6 +91,8 @@ impl DropReason {
         DropReason::ServiceUnsupported,
         DropReason::DnsMalformed,
         DropReason::DnsUnanswerable,
+        DropReason::UnknownPeer,
+        DropReason::WrongVni,
     ];
 
     /// Number of reasons (size of a counter array).
@@ -100,6 +114,8 @@ impl DropReason {
             DropReason::ServiceUnsupported => "service_unsupported",
             DropReason::DnsMalformed => "dns_malformed",
             DropReason::DnsUnanswerable => "dns_unanswerable",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::WrongVni => "wrong_vni",
         }
     }
 }

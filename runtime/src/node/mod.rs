@@ -56,6 +56,8 @@ pub struct NodeRuntime {
     pushed: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)>,
     /// What the switch's DNS zone holds.
     zone_pushed: ZoneContent,
+    /// The overlay peers the switch holds.
+    peers_pushed: Vec<netstack::overlay::OverlayPeer>,
     /// Where the agent answers DNS over TCP (on the gateway address).
     dns_tcp_port: u16,
     /// Upstream resolvers and how long they may take.
@@ -95,6 +97,12 @@ impl NodeRuntime {
                     cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
                     ..Default::default()
                 },
+                overlay: netstack::overlay::OverlayConfig {
+                    cluster_cidr: net.cluster_cidr.to_netstack(),
+                    vtep_mac: netstack::overlay::vtep_mac(subnet.to_netstack()),
+                    vni: config.cluster.vni,
+                    ..Default::default()
+                },
             },
             upstream_tx,
         )
@@ -111,7 +119,7 @@ impl NodeRuntime {
             .configure(&LinkSetup {
                 name: net.host_interface.clone(),
                 mac: mac_for(gateway),
-                mtu: net.mtu,
+                mtu: config.pod_mtu(),
                 address: (gateway, subnet.prefix),
                 gateway: None,
             })
@@ -124,6 +132,9 @@ impl NodeRuntime {
             .map_err(|e| format!("cannot route {} to {}: {e}", net.service_cidr, net.host_interface))?;
         let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
         dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
+        if config.overlay_enabled() {
+            start_overlay(config, &dataplane, &netlink).await?;
+        }
 
         // Names outside the cluster zone go to the node's own resolvers.
         let servers = match net.upstream_dns.is_empty() {
@@ -161,6 +172,7 @@ impl NodeRuntime {
             probes,
             pushed: BTreeMap::new(),
             zone_pushed: ZoneContent::default(),
+            peers_pushed: Vec::new(),
             dns_tcp_port,
             upstream: crate::upstream::addresses(&servers),
             dns_deadline,
@@ -178,4 +190,32 @@ impl NodeRuntime {
         let pods: Vec<LocalPod> = std::mem::take(&mut self.pods).into_values().collect();
         futures::future::join_all(pods.into_iter().map(|pod| self.teardown(pod, false))).await;
     }
+}
+
+/// The VXLAN overlay: the UDP socket on the node's underlay as the switch's
+/// overlay port, and the node's route to the whole cluster CIDR through its
+/// switch port (remote pods sit behind the VTEP). Peers come later, from the
+/// config's static list and from the control plane.
+async fn start_overlay(config: &NodeConfig, dataplane: &Dataplane, netlink: &Netlink) -> Result<(), String> {
+    let cluster = &config.cluster;
+    let net = &config.network;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, cluster.vxlan_port))
+        .map_err(|e| format!("cannot bind the overlay's UDP port {}: {e}", cluster.vxlan_port))?;
+    crate::overlay::tune(&socket);
+    dataplane
+        .attach_overlay(socket, cluster.vxlan_port)
+        .await
+        .map_err(|e| format!("cannot attach the overlay port: {e}"))?;
+    netlink
+        .add_route(&net.host_interface, net.cluster_cidr.addr, net.cluster_cidr.prefix)
+        .await
+        .map_err(|e| format!("cannot route {} to {}: {e}", net.cluster_cidr, net.host_interface))?;
+    tracing::info!(
+        "overlay: VXLAN VNI {} on UDP {}, {} static peers, pod MTU {}",
+        cluster.vni,
+        cluster.vxlan_port,
+        cluster.peers.len(),
+        config.pod_mtu()
+    );
+    Ok(())
 }

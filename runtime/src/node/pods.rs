@@ -110,7 +110,7 @@ impl NodeRuntime {
             prefix: self.options.subnet.prefix,
             gateway: self.gateway,
             mac: mac_for(record.ip),
-            mtu: net.mtu,
+            mtu: self.options.config.pod_mtu(),
             resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
         };
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use netstack::overlay::OverlayPeer;
 use netstack::service::{Affinity, Backend, Proto, ServiceKey};
 
 use super::NodeRuntime;
@@ -23,6 +24,31 @@ impl NodeRuntime {
     pub async fn apply_tables(&mut self, desired: &NodeDesired) {
         self.sync_services(desired).await;
         self.sync_zone(desired).await;
+        self.sync_peers(desired).await;
+    }
+
+    /// The overlay's peers: the config's static ones and the cluster's nodes.
+    async fn sync_peers(&mut self, desired: &NodeDesired) {
+        let config = &self.options.config;
+        if !config.overlay_enabled() {
+            return;
+        }
+        let mut wanted: Vec<OverlayPeer> =
+            config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
+        wanted.extend(desired.peers.iter().map(|p| OverlayPeer {
+            subnet: p.subnet.to_netstack(),
+            underlay: p.address,
+            vtep_mac: netstack::overlay::vtep_mac(p.subnet.to_netstack()),
+        }));
+        if wanted == self.peers_pushed {
+            return;
+        }
+        let peers = wanted.clone();
+        match self.dataplane.update(move |switch| switch.set_overlay_peers(&peers)).await {
+            Ok(Ok(())) => self.peers_pushed = wanted,
+            Ok(Err(e)) => tracing::warn!("cannot set overlay peers: {e}"),
+            Err(e) => tracing::warn!("cannot set overlay peers: {e}"),
+        }
     }
 
     async fn sync_services(&mut self, desired: &NodeDesired) {
