@@ -66,6 +66,7 @@ fn switch() -> (Switch, [PortId; 5]) {
             },
             hash_seed: 0x5eed,
         },
+        ..SwitchConfig::default()
     })
     .unwrap();
     let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();
@@ -147,7 +148,10 @@ fuzz_target!(|data: &[u8]| {
             Verdict::Forward { egress } => {
                 assert!(switch.port(egress).is_some(), "forward to a detached port")
             }
-            Verdict::Drop(_) => {}
+            Verdict::Upstream(up) => {
+                assert!(up.range().end <= frame.len(), "upstream query outside the frame")
+            }
+            Verdict::Encapsulate { .. } | Verdict::Drop(_) => {}
         }
     }
 });
