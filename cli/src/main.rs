@@ -71,6 +71,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 owner: None,
                 ports: args.pod.ports,
                 readiness: args.pod.readiness,
+                host_ports: args.pod.host_ports,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -89,6 +90,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 command,
                 ports: pod.ports,
                 readiness: pod.readiness,
+                host_ports: pod.host_ports,
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();

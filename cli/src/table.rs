@@ -152,13 +152,20 @@ pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
-            let ports: Vec<String> =
-                s.spec.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
+            let ports: Vec<String> = s
+                .spec
+                .ports
+                .iter()
+                .map(|p| match p.node_port {
+                    Some(n) => format!("{}:{n}/{}", p.port, p.protocol),
+                    None => format!("{}/{}", p.port, p.protocol),
+                })
+                .collect();
             let mut row = vec![
                 s.spec.name.clone(),
-                "ClusterIP".into(),
+                s.spec.service_type.to_string(),
                 s.cluster_ip.map_or("None".into(), |ip| ip.to_string()),
-                "<none>".into(),
+                external_ip(s),
                 ports.join(","),
                 age(s.created_at),
             ];
@@ -173,6 +180,18 @@ pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
         })
         .collect();
     render(&headers, &rows)
+}
+
+/// EXTERNAL-IP: a LoadBalancer's node addresses, or why it has none.
+pub fn external_ip(s: &Service) -> String {
+    match &s.load_balancer {
+        Some(lb) => match (&lb.problem, lb.ingress.is_empty()) {
+            (Some(problem), _) => format!("<pending: {problem}>"),
+            (None, true) => "<pending>".into(),
+            (None, false) => lb.ingress.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(","),
+        },
+        None => "<none>".into(),
+    }
 }
 
 /// `get endpoints`: up to three addresses, then "+ N more...", as kubectl;

@@ -3,7 +3,7 @@
 //! timer tick in turn, so state changes never race.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +18,14 @@ use crate::api::{ExecTarget, PortCounters, Request, Response};
 use crate::config::NodeConfig;
 use crate::dataplane::Dataplane;
 use crate::model::{
-    Deployment, DeploymentSpec, Endpoints, NodeInfo, Phase, Pod, PodSpec, PodStatus, RestartPolicy, Service,
-    ServiceSpec, check_label, check_name,
+    Deployment, DeploymentSpec, Endpoints, LoadBalancerStatus, NodeInfo, Phase, Pod, PodSpec, PodStatus,
+    Protocol, RestartPolicy, Service, ServiceSpec, ServiceType, check_label, check_name,
 };
 use crate::netlink::{LinkSetup, Netlink};
 use crate::pod::enter::PodEntry;
 use crate::pod::sandbox::{self, SandboxSpec};
 use crate::pod::{self, mac_for, process};
+use crate::proxy::{self, Bound, Forward, ListenKey, Proxies};
 use crate::server::{self, Call};
 use crate::services::{self, PodView, SwitchEntry};
 use crate::store::{DeploymentRecord, PodRecord, State, Store};
@@ -77,6 +78,7 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     )
     .await;
 
+    raise_fd_limit();
     let mut agent = Agent::start(options.clone(), store).await?;
     agent.restore(state).await?;
     tracing::info!(
@@ -103,12 +105,26 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
             _ = sigterm.recv() => break,
         }
         agent.sync_services().await;
+        agent.sync_proxies().await;
     }
     tracing::info!("stopping: removing pod sandboxes");
     server.abort();
     agent.shutdown().await;
     drop(socket_guard);
     Ok(())
+}
+
+/// Proxied connections take two descriptors each: lift the soft limit to
+/// the hard one (1024 is the usual soft default).
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 struct RemoveOnDrop(PathBuf);
@@ -198,6 +214,8 @@ struct Agent {
         netstack::service::ServiceKey,
         (Vec<netstack::service::Backend>, netstack::service::Affinity),
     >,
+    /// Node ports, LoadBalancer ports and host ports.
+    proxies: Proxies,
     started_at: u64,
 }
 
@@ -252,6 +270,7 @@ impl Agent {
 
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (probes_tx, probes_rx) = mpsc::unbounded_channel();
+        let limits = options.config.limits.clone();
         Ok(Agent {
             options,
             store,
@@ -265,6 +284,10 @@ impl Agent {
             probes_rx,
             services: BTreeMap::new(),
             pushed: BTreeMap::new(),
+            proxies: Proxies::new(proxy::Limits::new(
+                limits.max_proxied_connections,
+                limits.max_proxied_udp_flows,
+            )),
             started_at: unix_now(),
         })
     }
@@ -319,6 +342,9 @@ impl Agent {
                     .deployments
                     .get_mut(&key(&namespace, &name))
                     .ok_or_else(|| no_deployment(&namespace, &name))?;
+                if replicas > 1 && !record.spec.host_ports.is_empty() {
+                    return Err(one_replica_per_node(&namespace, &name));
+                }
                 let before = record.spec.replicas;
                 record.spec.replicas = replicas;
                 if let Err(e) = self.save() {
@@ -397,7 +423,7 @@ impl Agent {
                 self.services
                     .values()
                     .filter(|s| in_namespace(&s.spec.namespace, &namespace))
-                    .cloned()
+                    .map(|s| self.reported_service(s))
                     .collect(),
             )),
             Request::GetEndpoints { namespace } => Ok(Response::Endpoints(
@@ -454,6 +480,13 @@ impl Agent {
             ),
             other => other.to_string(),
         })?;
+        let bound = match self.bind_host_ports(&spec) {
+            Ok(bound) => bound,
+            Err(e) => {
+                self.ipam.release(ip);
+                return Err(e);
+            }
+        };
         let record = PodRecord { uid: random_id(16), created_at: unix_now(), ip, spec };
         if let Err(e) = self.start_pod(record).await {
             self.ipam.release(ip);
@@ -464,6 +497,12 @@ impl Agent {
                 self.teardown(pod).await;
             }
             return Err(e);
+        }
+        let mut bound: BTreeMap<ListenKey, Bound> = bound.into_iter().collect();
+        for (key, forward) in pod_forwards(&self.pods[&k].record) {
+            if let Some(socket) = bound.remove(&key) {
+                self.proxies.start(key, forward, socket);
+            }
         }
         Ok(self.pod(&self.pods[&k]))
     }
@@ -673,6 +712,7 @@ impl Agent {
                     owner: Some(spec.name.clone()),
                     ports: spec.ports.clone(),
                     readiness: spec.readiness.clone(),
+                    host_ports: spec.host_ports.clone(),
                 };
                 match self.create_pod(pod_spec).await {
                     Ok(pod) => owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name))),
@@ -699,6 +739,10 @@ impl Agent {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
         check_command(&spec.command)?;
+        if spec.replicas > 1 && !spec.host_ports.is_empty() {
+            return Err(one_replica_per_node(&spec.namespace, &spec.name));
+        }
+        check_host_ports(&spec.host_ports)?;
         spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         for (k, v) in &spec.labels {
             check_label(k, v)?;
@@ -720,8 +764,10 @@ impl Agent {
         Ok(self.deployment(&self.deployments[&k]))
     }
 
-    /// Checks and stores a new Service, with its ClusterIP.
-    fn create_service(&mut self, spec: ServiceSpec) -> Result<Service, String> {
+    /// Checks and stores a new Service, with its ClusterIP and node ports.
+    /// Node ports are bound before anything is stored, so a port another
+    /// process holds is an error and nothing is half-made.
+    fn create_service(&mut self, mut spec: ServiceSpec) -> Result<Service, String> {
         check_name("service", &spec.name, 63)?;
         check_name("namespace", &spec.namespace, 63)?;
         let k = key(&spec.namespace, &spec.name);
@@ -751,13 +797,186 @@ impl Agent {
         let seed = u32::from_le_bytes(random_bytes(4).try_into().unwrap_or_default());
         let cluster_ip =
             services::allocate_cluster_ip(spec.cluster_ip, net.service_cidr, net.cluster_dns, &used, seed)?;
-        let service = Service { uid: random_id(16), created_at: unix_now(), cluster_ip, spec };
+        let bound = self.allocate_node_ports(&mut spec)?;
+        let service =
+            Service { uid: random_id(16), created_at: unix_now(), cluster_ip, spec, load_balancer: None };
         self.services.insert(k.clone(), service.clone());
         if let Err(e) = self.save() {
             self.services.remove(&k);
             return Err(e);
         }
-        Ok(service)
+        let forwards = service_forwards(&service);
+        for (key, bound) in bound {
+            if let Some(forward) = forwards.get(&key) {
+                self.proxies.start(key, forward.clone(), bound);
+            }
+        }
+        Ok(self.reported_service(&service))
+    }
+
+    /// Ports that services and pods already use on the node, by protocol
+    /// and number, with their owner.
+    fn used_node_ports(&self) -> BTreeMap<(Protocol, u16), String> {
+        let mut used = BTreeMap::new();
+        for s in self.services.values() {
+            for port in &s.spec.ports {
+                if let Some(n) = port.node_port {
+                    used.insert((port.protocol, n), service_owner(&s.spec));
+                }
+                if s.spec.service_type == ServiceType::LoadBalancer {
+                    used.entry((port.protocol, port.port)).or_insert_with(|| service_owner(&s.spec));
+                }
+            }
+        }
+        for p in self.pods.values() {
+            for hp in &p.record.spec.host_ports {
+                used.entry((hp.protocol, hp.host_port)).or_insert_with(|| pod_owner(&p.record.spec));
+            }
+        }
+        used
+    }
+
+    /// Checks the type and node ports of a new Service, picks the node ports
+    /// not given, and binds them all.
+    fn allocate_node_ports(&self, spec: &mut ServiceSpec) -> Result<Vec<(ListenKey, Bound)>, String> {
+        let range = self.options.config.network.node_port_range;
+        if spec.service_type == ServiceType::ClusterIP {
+            if spec.ports.iter().any(|p| p.node_port.is_some()) {
+                return Err("--node-port needs --type NodePort or LoadBalancer".into());
+            }
+            return Ok(Vec::new());
+        }
+        if spec.cluster_ip == crate::model::ClusterIpRequest::None {
+            return Err(format!(
+                "a {} service needs a ClusterIP: leave out --cluster-ip None",
+                spec.service_type
+            ));
+        }
+        let mut used = self.used_node_ports();
+        let me = service_owner(spec);
+        let mut bound = Vec::new();
+        let span = u32::from(range.last - range.first) + 1;
+        let seed = u32::from_le_bytes(random_bytes(4).try_into().unwrap_or_default());
+        for port in &mut spec.ports {
+            let key = |n: u16| ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: n };
+            let n = match port.node_port {
+                Some(n) => {
+                    if !range.contains(n) {
+                        return Err(format!(
+                            "node port {n} is outside the node port range {range}: choose one inside it, or leave --node-port out"
+                        ));
+                    }
+                    if let Some(owner) = used.get(&(port.protocol, n)) {
+                        return Err(format!(
+                            "node port {n}/{} is already used by {owner}: choose another, or leave --node-port out",
+                            port.protocol
+                        ));
+                    }
+                    let socket = proxy::bind(&key(n)).map_err(|e| {
+                        format!("node port {n}/{}: {e} (another process holds it): choose another, or leave --node-port out", port.protocol)
+                    })?;
+                    bound.push((key(n), socket));
+                    n
+                }
+                None => {
+                    let found = (0..span)
+                        .map(|i| range.first + ((seed.wrapping_add(i)) % span) as u16)
+                        .filter(|n| !used.contains_key(&(port.protocol, *n)))
+                        .find_map(|n| proxy::bind(&key(n)).ok().map(|socket| (n, socket)));
+                    let (n, socket) = found.ok_or_else(|| {
+                        format!("the node port range {range} has no free {} port: delete services, or widen network.node_port_range", port.protocol)
+                    })?;
+                    bound.push((key(n), socket));
+                    n
+                }
+            };
+            port.node_port = Some(n);
+            used.insert((port.protocol, n), me.clone());
+        }
+        Ok(bound)
+    }
+
+    /// Checks a new pod's host ports against the node's other ports and
+    /// binds them.
+    fn bind_host_ports(&self, spec: &PodSpec) -> Result<Vec<(ListenKey, Bound)>, String> {
+        check_host_ports(&spec.host_ports)?;
+        for hp in &spec.host_ports {
+            for p in self.pods.values() {
+                if let Some(other) = p.record.spec.host_ports.iter().find(|o| o.conflicts(hp)) {
+                    return Err(format!(
+                        "host port {hp} conflicts with {other} of {}: choose another host port",
+                        pod_owner(&p.record.spec)
+                    ));
+                }
+            }
+        }
+        let services = self.used_node_ports();
+        let mut bound = Vec::new();
+        for hp in &spec.host_ports {
+            if let Some(owner) =
+                services.get(&(hp.protocol, hp.host_port)).filter(|o| o.starts_with("service"))
+            {
+                return Err(format!("host port {hp} is already used by {owner}: choose another host port"));
+            }
+            let key = host_port_key(hp);
+            let socket =
+                proxy::bind(&key).map_err(|e| format!("host port {hp}: {e}: choose another host port"))?;
+            bound.push((key, socket));
+        }
+        Ok(bound)
+    }
+
+    /// Every listener the node should have; when two owners want one port,
+    /// the older service wins (the other shows it as a problem).
+    fn desired_forwards(&self) -> BTreeMap<ListenKey, Forward> {
+        let mut out = BTreeMap::new();
+        let mut services: Vec<&Service> = self.services.values().collect();
+        services.sort_by_key(|s| s.created_at);
+        for s in services {
+            for (key, forward) in service_forwards(s) {
+                out.entry(key).or_insert(forward);
+            }
+        }
+        for p in self.pods.values() {
+            for (key, forward) in pod_forwards(&p.record) {
+                out.entry(key).or_insert(forward);
+            }
+        }
+        out
+    }
+
+    async fn sync_proxies(&mut self) {
+        let desired = self.desired_forwards();
+        self.proxies.sync(&desired).await;
+    }
+
+    /// A Service as users see it: a LoadBalancer's addresses, or why it is
+    /// not served.
+    fn reported_service(&self, service: &Service) -> Service {
+        let mut out = service.clone();
+        if service.spec.service_type != ServiceType::LoadBalancer {
+            return out;
+        }
+        let desired = self.desired_forwards();
+        let me = service_owner(&service.spec);
+        let mut problem = None;
+        for port in &service.spec.ports {
+            let key = ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: port.port };
+            let why = match desired.get(&key) {
+                Some(f) if f.owner != me => Some(format!("port {key} in use by {}", f.owner)),
+                _ if self.proxies.serving(&key) => None,
+                _ => Some(self.proxies.problem(&key).unwrap_or("not bound yet").to_string()),
+            };
+            if problem.is_none() {
+                problem = why;
+            }
+        }
+        let ingress = match problem {
+            None => proxy::node_addresses(&self.options.config.network.host_interface),
+            Some(_) => Vec::new(),
+        };
+        out.load_balancer = Some(LoadBalancerStatus { ingress, problem });
+        out
     }
 
     /// The endpoints of a Service now.
@@ -935,6 +1154,75 @@ fn no_deployment(namespace: &str, name: &str) -> String {
 
 fn no_service(namespace: &str, name: &str) -> String {
     format!("service {namespace}/{name} not found: list them with `podnet get svc -n {namespace}`")
+}
+
+fn one_replica_per_node(namespace: &str, name: &str) -> String {
+    format!(
+        "deployment {namespace}/{name} has host ports: it can run one replica per node, and this cluster has one node"
+    )
+}
+
+/// Host ports of one pod must not conflict among themselves.
+fn check_host_ports(ports: &[crate::model::HostPort]) -> Result<(), String> {
+    for (i, a) in ports.iter().enumerate() {
+        if let Some(b) = ports[i + 1..].iter().find(|b| a.conflicts(b)) {
+            return Err(format!("host ports {a} and {b} conflict: give each its own port"));
+        }
+    }
+    Ok(())
+}
+
+fn service_owner(spec: &ServiceSpec) -> String {
+    format!("service {}/{}", spec.namespace, spec.name)
+}
+
+fn pod_owner(spec: &PodSpec) -> String {
+    format!("pod {}/{}", spec.namespace, spec.name)
+}
+
+fn host_port_key(hp: &crate::model::HostPort) -> ListenKey {
+    ListenKey { proto: hp.protocol, ip: hp.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port: hp.host_port }
+}
+
+/// The listeners a Service needs: its node ports, and for a LoadBalancer its
+/// ports on every node address, all forwarding to its ClusterIP.
+fn service_forwards(service: &Service) -> BTreeMap<ListenKey, Forward> {
+    let mut out = BTreeMap::new();
+    let Some(vip) = service.cluster_ip else { return out };
+    let owner = service_owner(&service.spec);
+    for port in &service.spec.ports {
+        let forward = Forward { target: SocketAddrV4::new(vip, port.port), owner: owner.clone() };
+        if service.spec.service_type == ServiceType::ClusterIP {
+            continue;
+        }
+        if let Some(n) = port.node_port {
+            out.insert(
+                ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: n },
+                forward.clone(),
+            );
+        }
+        if service.spec.service_type == ServiceType::LoadBalancer {
+            out.insert(
+                ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: port.port },
+                forward,
+            );
+        }
+    }
+    out
+}
+
+/// The listeners of a pod's host ports, forwarding to the pod.
+fn pod_forwards(record: &PodRecord) -> Vec<(ListenKey, Forward)> {
+    record
+        .spec
+        .host_ports
+        .iter()
+        .map(|hp| {
+            let forward =
+                Forward { target: SocketAddrV4::new(record.ip, hp.port), owner: pod_owner(&record.spec) };
+            (host_port_key(hp), forward)
+        })
+        .collect()
 }
 
 fn check_pod_spec(spec: &PodSpec) -> Result<(), String> {

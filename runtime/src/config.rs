@@ -62,6 +62,49 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+/// An inclusive port range such as `30000-32767`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(text: String) -> Result<PortRange, String> {
+        let bad = || format!("`{text}` is not a port range like 30000-32767");
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if last < first {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(range: PortRange) -> String {
+        range.to_string()
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
 /// Addresses and names of the cluster network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +123,8 @@ pub struct NetworkConfig {
     pub mtu: u32,
     /// Name of the node's own port into the switch.
     pub host_interface: String,
+    /// Range NodePorts are allocated from (Kubernetes' --service-node-port-range).
+    pub node_port_range: PortRange,
 }
 
 impl Default for NetworkConfig {
@@ -92,6 +137,7 @@ impl Default for NetworkConfig {
             cluster_domain: "cluster.local".into(),
             mtu: 1500,
             host_interface: "podnet0".into(),
+            node_port_range: PortRange { first: 30_000, last: 32_767 },
         }
     }
 }
@@ -110,6 +156,11 @@ pub struct LimitsConfig {
     pub max_flows: u32,
     /// ClientIP session-affinity records.
     pub max_affinities: u32,
+    /// TCP connections proxied at once through node ports, host ports and
+    /// egress together (each holds two sockets and two 16 KiB buffers).
+    pub max_proxied_connections: u32,
+    /// UDP flows proxied at once through node ports, host ports and egress.
+    pub max_proxied_udp_flows: u32,
 }
 
 impl Default for LimitsConfig {
@@ -120,6 +171,8 @@ impl Default for LimitsConfig {
             max_backends: 32,
             max_flows: 16_384,
             max_affinities: 4096,
+            max_proxied_connections: 4096,
+            max_proxied_udp_flows: 1024,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod netlink;
 pub mod netns;
 pub mod pod;
 pub mod probe;
+pub mod proxy;
 pub mod server;
 pub mod services;
 pub mod store;

@@ -180,6 +180,7 @@ mod tests {
             owner: None,
             ports,
             readiness: None,
+            host_ports: vec![],
         }
     }
 
@@ -197,10 +198,13 @@ mod tests {
                     port: 80,
                     target_port: target,
                     protocol: Protocol::Tcp,
+                    node_port: None,
                 }],
                 selector: [("app".to_string(), "web".to_string())].into(),
                 session_affinity: SessionAffinity::None,
+                service_type: Default::default(),
             },
+            load_balancer: None,
         }
     }
 
