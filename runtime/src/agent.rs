@@ -216,6 +216,8 @@ struct Agent {
     >,
     /// Node ports, LoadBalancer ports and host ports.
     proxies: Proxies,
+    /// Pod egress; stopped on drop.
+    _egress: crate::egress::Egress,
     started_at: u64,
 }
 
@@ -268,9 +270,17 @@ impl Agent {
         let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
         dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
 
+        let limits = options.config.limits.clone();
+        let egress_limits = crate::egress::EgressLimits {
+            connections: limits.max_proxied_connections as usize,
+            flows: limits.max_proxied_udp_flows as usize,
+        };
+        let egress = crate::egress::start(&dataplane, mac_for(gateway), egress_limits)
+            .await
+            .map_err(|e| format!("cannot start the egress endpoint: {e}"))?;
+
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (probes_tx, probes_rx) = mpsc::unbounded_channel();
-        let limits = options.config.limits.clone();
         Ok(Agent {
             options,
             store,
@@ -288,6 +298,7 @@ impl Agent {
                 limits.max_proxied_connections,
                 limits.max_proxied_udp_flows,
             )),
+            _egress: egress,
             started_at: unix_now(),
         })
     }
@@ -1080,6 +1091,7 @@ impl Agent {
     fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {
         let port = match report.spec.kind {
             PortKind::Host => "node".to_string(),
+            PortKind::Egress => "egress".to_string(),
             PortKind::Pod => self.pods.values().find(|p| p.port == Some(report.id)).map_or_else(
                 || format!("port-{}", report.id.0),
                 |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),

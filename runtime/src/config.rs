@@ -286,6 +286,17 @@ mod tests {
     }
 
     #[test]
+    fn node_port_range_parses_and_is_checked() {
+        let config = NodeConfig::parse("[network]\nnode_port_range = \"31000-31999\"\n").unwrap();
+        assert!(
+            config.network.node_port_range.contains(31000) && !config.network.node_port_range.contains(32000)
+        );
+        assert_eq!(NodeConfig::default().network.node_port_range.to_string(), "30000-32767");
+        let err = NodeConfig::parse("[network]\nnode_port_range = \"32000-31000\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("port range"), "{err}");
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let err = NodeConfig::parse("[network]\nnode_subnet = \"10.244.0.0/33\"\n").unwrap_err();
         assert!(err.contains("line 2") && err.contains("10.244.0.0/33"), "{err}");

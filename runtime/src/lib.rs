@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod dataplane;
+pub mod egress;
 pub mod model;
 pub mod netlink;
 pub mod netns;

@@ -212,6 +212,21 @@ mod tests {
     }
 
     #[test]
+    fn host_ports_parse_and_conflict_as_portmap_says() {
+        let hp = |s: &str| s.parse::<HostPort>().unwrap();
+        assert_eq!(hp("8554:9000/UDP").to_string(), "8554:9000/UDP");
+        assert_eq!(hp("192.168.1.5:80:8080").to_string(), "192.168.1.5:80:8080/TCP");
+        assert_eq!(hp("0.0.0.0:80:8080").host_ip, None);
+        for bad in ["80", "0:80", "a:b:c:d", "1.2.3:80:80", "80:80/SCTP"] {
+            assert!(bad.parse::<HostPort>().is_err(), "{bad}");
+        }
+        assert!(hp("80:1").conflicts(&hp("80:2")), "same port, protocol, all addresses");
+        assert!(hp("80:1").conflicts(&hp("10.0.0.1:80:2")), "all addresses overlap one");
+        assert!(!hp("10.0.0.1:80:1").conflicts(&hp("10.0.0.2:80:2")), "different host IPs");
+        assert!(!hp("80:1/TCP").conflicts(&hp("80:1/UDP")), "different protocols");
+    }
+
+    #[test]
     fn labels_are_checked() {
         assert!(check_label("app", "web").is_ok());
         assert!(check_label("app.kubernetes.io/name", "web").is_ok());

@@ -523,3 +523,95 @@ fn bad_node_ports_are_refused_and_nothing_is_half_made() {
         .collect::<Vec<_>>());
     assert_eq!(node.ok(&["get", "svc"]).lines().count(), 3, "header + b + e");
 }
+
+#[test]
+fn pods_reach_the_lan_as_the_node_over_tcp_udp_and_ping() {
+    let node = Node::start("egress");
+    let mut lan = Lan::attach(&node);
+    let bb = busybox();
+    let socat = require("socat", "socat").to_string_lossy().into_owned();
+    let www = node.dir.join("lan-www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from the lan\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(www.join("big"), &big).unwrap();
+    let www = www.to_string_lossy().into_owned();
+    lan.spawn(&[&bb, "httpd", "-f", "-vv", "-p", "80", "-h", &www], &node.dir.join("httpd.log"));
+    // Tells each client the address it sees; counts an upload.
+    lan.spawn(
+        &[&socat, "TCP-LISTEN:8000,fork,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR"],
+        &node.dir.join("peer.log"),
+    );
+    lan.spawn(&[&socat, "TCP-LISTEN:8001,fork,reuseaddr", "SYSTEM:wc -c"], &node.dir.join("count.log"));
+    lan.spawn(
+        &[&socat, "UDP-RECVFROM:9000,fork", "SYSTEM:echo $SOCAT_PEERADDR; cat"],
+        &node.dir.join("udp.log"),
+    );
+    node.ok(&["run", "client", "--", "sleep", "infinity"]);
+    node.wait_running("client");
+    eventually(Duration::from_secs(5), "the lan servers", || {
+        let out = lan.run(&["ss", "-Hltn", "sport = :8001"]);
+        (!stdout(&out).trim().is_empty()).then_some(())
+    });
+
+    // HTTP: the page, a big file (TSO super-frames back and forth), and the
+    // server's view of the client: the node's address.
+    let out = node.exec("client", &["timeout", "5", &bb, "wget", "-qO-", "http://192.168.77.2/"]);
+    assert_eq!(stdout(&out), "hello from the lan\n", "{}", stderr(&out));
+    let out = node
+        .exec("client", &["sh", "-c", &format!("timeout 20 {bb} wget -qO- http://192.168.77.2/big | wc -c")]);
+    assert_eq!(stdout(&out).trim(), "3000000", "{}", stderr(&out));
+    let out = node.exec("client", &["sh", "-c", &format!("{socat} -t 5 - TCP:192.168.77.2:8000 </dev/null")]);
+    assert_eq!(stdout(&out).trim(), "192.168.77.1", "the lan sees the node: {}", stderr(&out));
+    let log = std::fs::read_to_string(node.dir.join("httpd.log")).unwrap_or_default();
+    assert!(log.contains("192.168.77.1") && !log.contains("10.244."), "httpd log: {log}");
+
+    // An upload, half-closed by the pod: the server counts it all, answers.
+    let upload = format!("head -c 5000000 /dev/zero | timeout 20 {socat} -t 10 - TCP:192.168.77.2:8001");
+    let out = node.exec("client", &["sh", "-c", &upload]);
+    assert_eq!(stdout(&out).trim(), "5000000", "{}", stderr(&out));
+
+    // UDP both ways, seen from the node's address.
+    let out =
+        node.exec("client", &["sh", "-c", &format!("echo ping-udp | {socat} -t 2 - UDP:192.168.77.2:9000")]);
+    assert_eq!(stdout(&out), "192.168.77.1\nping-udp\n", "{}", stderr(&out));
+
+    // ICMP echo.
+    let out = node.exec("client", &[&bb, "ping", "-c", "2", "-W", "2", "192.168.77.2"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // A closed port refuses at once; so does a closed UDP port.
+    let started = Instant::now();
+    let out = node.exec("client", &["timeout", "10", &bb, "wget", "-qO-", "http://192.168.77.2:8999/"]);
+    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let out = node.exec("client", &["sh", "-c", &format!("echo x | {socat} -t 5 - UDP:192.168.77.2:9999")]);
+    assert!(!out.status.success(), "port unreachable ends the exchange");
+
+    // The node's own address works too: here its node port.
+    named_web(&node, "web", 1, 80, &[]);
+    node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "80", "--node-port", "30090"]);
+    wait_endpoints(&node, "web", 1);
+    let out = node.exec("client", &["timeout", "5", &bb, "wget", "-qO-", "http://192.168.77.1:30090/"]);
+    assert!(stdout(&out).starts_with("web-"), "{}", stderr(&out));
+}
+
+#[test]
+fn nothing_outside_reaches_a_pod_even_when_the_node_forwards() {
+    let node = Node::start("isolate");
+    let lan = Lan::attach(&node);
+    let bb = busybox();
+    node.ok(&["run", "web", "--", &bb, "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let pod = node.wait_running("web");
+    // A node that routes between its interfaces, as many hosts do.
+    let out = node.on_node(&["sysctl", "-w", "net.ipv4.ip_forward=1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = lan.run(&["timeout", "5", &bb, "wget", "-qO-", &format!("http://{pod}/hostname")]);
+    assert!(!out.status.success(), "the lan reached a pod directly: {}", stdout(&out));
+    let out = lan.run(&[&bb, "ping", "-c", "1", "-W", "1", &pod]);
+    assert!(!out.status.success());
+    let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
+    let node_port = stats.as_array().unwrap().iter().find(|p| p["port"] == "node").unwrap();
+    let drops = node_port["drops"].as_array().unwrap();
+    assert!(drops.iter().any(|d| d[0] == "not_from_node" && d[1].as_u64() > Some(0)), "{stats}");
+}

@@ -58,7 +58,7 @@ pub enum SwitchError {
     AddressInUse,
     /// The IP is not in the pod subnet.
     OutsideSubnet,
-    /// A host port is attached already.
+    /// A host port (or an egress port) is attached already.
     HostPortExists,
     /// The pod subnet is wider than /16.
     SubnetTooLarge,
@@ -91,6 +91,9 @@ pub struct Switch {
     service_cidr: Ipv4Cidr,
     services: ServiceTable,
     conntrack: Conntrack,
+    /// The egress endpoint's port, when attached: off-subnet traffic from
+    /// pods goes there instead of to the node's kernel.
+    egress: Option<PortId>,
 }
 
 impl Switch {
@@ -113,6 +116,7 @@ impl Switch {
             service_cidr,
             services: ServiceTable::new(services),
             conntrack: Conntrack::new(services.max_flows as usize, services.timeouts, services.hash_seed),
+            egress: None,
         })
     }
 
@@ -189,6 +193,15 @@ impl Switch {
     /// Attaches a port. Pod ports must use an address of the subnet; the host
     /// port always owns the gateway address, whatever `spec.ip` says.
     pub fn attach(&mut self, mut spec: PortSpec) -> Result<PortId, SwitchError> {
+        if spec.kind == PortKind::Egress {
+            if self.egress.is_some() {
+                return Err(SwitchError::HostPortExists);
+            }
+            let slot = self.ports.iter().position(Option::is_none).ok_or(SwitchError::TableFull)?;
+            self.ports[slot] = Some(Port { spec, stats: PortStats::default() });
+            self.egress = Some(PortId(slot as u16));
+            return Ok(PortId(slot as u16));
+        }
         if spec.kind == PortKind::Host {
             if self.owner(self.gateway).is_some() {
                 return Err(SwitchError::HostPortExists);
@@ -209,6 +222,10 @@ impl Switch {
     /// Detaches a port, returning its final counters.
     pub fn detach(&mut self, id: PortId) -> Option<PortStats> {
         let port = self.ports.get_mut(id.0 as usize)?.take()?;
+        if port.spec.kind == PortKind::Egress {
+            self.egress = None;
+            return Some(port.stats);
+        }
         if let Some(offset) = self.offset_of(port.spec.ip) {
             self.by_offset[offset] = None;
         }

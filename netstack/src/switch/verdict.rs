@@ -47,11 +47,15 @@ pub enum DropReason {
     /// To a service address but not servable: neither TCP nor UDP, an IP
     /// fragment, or a stray RST for no tracked connection.
     ServiceUnsupported,
+    /// From the node port but not from the node's gateway address: traffic
+    /// the node's kernel forwarded from elsewhere (pods are not reachable
+    /// from outside except through node ports and host ports).
+    NotFromNode,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -63,6 +67,7 @@ impl DropReason {
         DropReason::UnknownPort,
         DropReason::FlowTableFull,
         DropReason::ServiceUnsupported,
+        DropReason::NotFromNode,
     ];
 
     /// Number of reasons (size of a counter array).
@@ -82,6 +87,7 @@ impl DropReason {
             DropReason::UnknownPort => "unknown_port",
             DropReason::FlowTableFull => "flow_table_full",
             DropReason::ServiceUnsupported => "service_unsupported",
+            DropReason::NotFromNode => "not_from_node",
         }
     }
 }
