@@ -604,7 +604,7 @@ fn nothing_outside_reaches_a_pod_even_when_the_node_forwards() {
     node.ok(&["run", "web", "--", &bb, "httpd", "-f", "-p", "80", "-h", "/etc"]);
     let pod = node.wait_running("web");
     // A node that routes between its interfaces, as many hosts do.
-    let out = node.on_node(&["sysctl", "-w", "net.ipv4.ip_forward=1"]);
+    let out = node.on_node(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = lan.run(&["timeout", "5", &bb, "wget", "-qO-", &format!("http://{pod}/hostname")]);
     assert!(!out.status.success(), "the lan reached a pod directly: {}", stdout(&out));
