@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use runtime::model::{ContainerPort, Probe, Protocol, RestartPolicy, TargetPort};
+use runtime::model::{ContainerPort, HostPort, Probe, Protocol, RestartPolicy, ServiceType, TargetPort};
 
 /// podnet: Kubernetes-style pod networking for edge clusters, in one binary.
 #[derive(Debug, Parser)]
@@ -218,6 +218,9 @@ pub struct PodOptions {
     /// Readiness probe: tcp:PORT or http:PORT/PATH.
     #[arg(long)]
     pub readiness: Option<Probe>,
+    /// A node port proxied to the pod, [HOSTIP:]HOSTPORT:PORT[/TCP|UDP]; repeatable.
+    #[arg(long = "host-port")]
+    pub host_ports: Vec<HostPort>,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +243,12 @@ pub struct ExposeArgs {
     /// Protocol of every port.
     #[arg(long, default_value = "TCP")]
     pub protocol: Protocol,
+    /// ClusterIP, NodePort or LoadBalancer.
+    #[arg(long = "type", default_value = "ClusterIP")]
+    pub service_type: ServiceType,
+    /// Node port for a NodePort or LoadBalancer service, one per --port (default: allocated).
+    #[arg(long = "node-port")]
+    pub node_ports: Vec<u16>,
     /// Pods to select, k=v[,k=v...] (default: the deployment's app label, or the pod's labels).
     #[arg(long, value_delimiter = ',')]
     pub selector: Vec<String>,

@@ -37,6 +37,9 @@ pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, String> {
     if !args.target_ports.is_empty() && args.target_ports.len() != args.ports.len() {
         return Err("give one --target-port per --port, or none".into());
     }
+    if !args.node_ports.is_empty() && args.node_ports.len() != args.ports.len() {
+        return Err("give one --node-port per --port, or none".into());
+    }
     let mut ports = Vec::new();
     for (i, text) in args.ports.iter().enumerate() {
         let (name, number) = match text.split_once(':') {
@@ -47,7 +50,8 @@ pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, String> {
             None => (None, parse_port(text)?),
         };
         let target_port = args.target_ports.get(i).cloned().unwrap_or(TargetPort::Number(number));
-        ports.push(ServicePort { name, port: number, target_port, protocol: args.protocol });
+        let node_port = args.node_ports.get(i).copied();
+        ports.push(ServicePort { name, port: number, target_port, protocol: args.protocol, node_port });
     }
     let cluster_ip = match args.cluster_ip.as_deref() {
         None => ClusterIpRequest::Auto,
@@ -64,6 +68,7 @@ pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, String> {
         selector,
         session_affinity: affinity(args.session_affinity, args.session_affinity_timeout)?,
         external_name: None,
+        service_type: args.service_type,
     };
     let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
         return unexpected();

@@ -101,7 +101,11 @@ pub fn service(s: &Service) -> Value {
                 TargetPort::Number(n) => json!(n),
                 TargetPort::Name(name) => json!(name),
             };
-            json!({ "name": p.name, "port": p.port, "targetPort": target, "protocol": p.protocol.to_string() })
+            let mut port = json!({ "name": p.name, "port": p.port, "targetPort": target, "protocol": p.protocol.to_string() });
+            if let Some(n) = p.node_port {
+                port["nodePort"] = json!(n);
+            }
+            port
         })
         .collect();
     let cluster_ip = s.cluster_ip.map_or("None".to_string(), |ip| ip.to_string());
@@ -115,7 +119,7 @@ pub fn service(s: &Service) -> Value {
             "creationTimestamp": timestamp(s.created_at),
         },
         "spec": {
-            "type": "ClusterIP",
+            "type": spec.service_type.to_string(),
             "clusterIP": cluster_ip,
             "clusterIPs": [cluster_ip],
             "ports": ports,
@@ -127,6 +131,13 @@ pub fn service(s: &Service) -> Value {
     if let Some(target) = &spec.external_name {
         out["spec"] =
             json!({ "type": "ExternalName", "externalName": target, "ports": out["spec"]["ports"] });
+    }
+    if let Some(lb) = &s.load_balancer {
+        let ingress: Vec<Value> = lb.ingress.iter().map(|ip| json!({ "ip": ip })).collect();
+        out["status"]["loadBalancer"] = json!({ "ingress": ingress });
+        if let Some(problem) = &lb.problem {
+            out["metadata"]["annotations"] = json!({ "podnet.io/problem": problem });
+        }
     }
     if let SessionAffinity::ClientIp { timeout_seconds } = spec.session_affinity {
         out["spec"]["sessionAffinity"] = json!("ClientIP");

@@ -80,6 +80,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 ports: args.pod.ports,
                 readiness: args.pod.readiness,
                 node_name: args.node,
+                host_ports: args.pod.host_ports,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -98,6 +99,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 command,
                 ports: pod.ports,
                 readiness: pod.readiness,
+                host_ports: pod.host_ports,
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();
@@ -186,6 +188,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 selector: BTreeMap::new(),
                 session_affinity: SessionAffinity::None,
                 external_name: Some(external_name),
+                service_type: Default::default(),
             };
             let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
                 return unexpected();

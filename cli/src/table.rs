@@ -153,17 +153,26 @@ pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
-            let ports: Vec<String> =
-                s.spec.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
+            let ports: Vec<String> = s
+                .spec
+                .ports
+                .iter()
+                .map(|p| match p.node_port {
+                    Some(n) => format!("{}:{n}/{}", p.port, p.protocol),
+                    None => format!("{}/{}", p.port, p.protocol),
+                })
+                .collect();
             let (kind, cluster_ip, external) = match &s.spec.external_name {
-                Some(target) => ("ExternalName", "<none>".to_string(), target.clone()),
-                None => {
-                    ("ClusterIP", s.cluster_ip.map_or("None".into(), |ip| ip.to_string()), "<none>".into())
-                }
+                Some(target) => ("ExternalName".to_string(), "<none>".to_string(), target.clone()),
+                None => (
+                    s.spec.service_type.to_string(),
+                    s.cluster_ip.map_or("None".into(), |ip| ip.to_string()),
+                    external_ip(s),
+                ),
             };
             let mut row = vec![
                 s.spec.name.clone(),
-                kind.into(),
+                kind,
                 cluster_ip,
                 external,
                 if ports.is_empty() { "<none>".into() } else { ports.join(",") },
@@ -180,6 +189,18 @@ pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
         })
         .collect();
     render(&headers, &rows)
+}
+
+/// EXTERNAL-IP: a LoadBalancer's node addresses, or why it has none.
+pub fn external_ip(s: &Service) -> String {
+    match &s.load_balancer {
+        Some(lb) => match (&lb.problem, lb.ingress.is_empty()) {
+            (Some(problem), _) => format!("<pending: {problem}>"),
+            (None, true) => "<pending>".into(),
+            (None, false) => lb.ingress.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(","),
+        },
+        None => "<none>".into(),
+    }
 }
 
 /// `get endpoints`: up to three addresses, then "+ N more...", as kubectl;

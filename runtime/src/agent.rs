@@ -81,6 +81,7 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     let listener = server::bind(&options.socket).await?;
     let socket_guard = RemoveOnDrop(options.socket.clone());
 
+    raise_fd_limit();
     let grace = Duration::from_millis(options.config.pods.termination_grace_ms);
     crate::node::remove_stale_sandboxes(&options.node_name, grace).await;
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
@@ -407,6 +408,18 @@ async fn answer(cp: &mut ControlPlane, node: &mut NodeRuntime, request: Request)
             node.handle_local(request).await.map(once)
         }
         Request::NodeStats | Request::Resolve { .. } => node.handle_local(request).await.map(once),
+        Request::GetServices { .. } | Request::CreateService(_) => {
+            let response = cp.handle(request)?;
+            converge(cp, node).await;
+            // LoadBalancer status is what this node's listeners see.
+            Ok(once(match response {
+                Response::Services(list) => {
+                    Response::Services(list.iter().map(|s| node.reported_service(s)).collect())
+                }
+                Response::Service(s) => Response::Service(node.reported_service(&s)),
+                other => other,
+            }))
+        }
         Request::RunPod(_) => {
             let Response::Pod(pod) = cp.handle(request)? else { unreachable!("RunPod answers a Pod") };
             let failed = converge(cp, node).await;
@@ -421,6 +434,19 @@ async fn answer(cp: &mut ControlPlane, node: &mut NodeRuntime, request: Request)
             let response = cp.handle(other)?;
             converge(cp, node).await;
             Ok(once(response))
+        }
+    }
+}
+
+/// Proxied connections take two descriptors each: lift the soft limit to
+/// the hard one (1024 is the usual soft default).
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

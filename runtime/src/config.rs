@@ -97,6 +97,49 @@ impl std::fmt::Display for Mac {
     }
 }
 
+/// An inclusive port range such as `30000-32767`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(text: String) -> Result<PortRange, String> {
+        let bad = || format!("`{text}` is not a port range like 30000-32767");
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if last < first {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(range: PortRange) -> String {
+        range.to_string()
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
 /// Addresses and names of the cluster network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -122,6 +165,8 @@ pub struct NetworkConfig {
     pub dns_timeout_ms: u64,
     /// TTL of cluster DNS records (CoreDNS's default is 5 s).
     pub dns_ttl: u32,
+    /// Range NodePorts are allocated from (Kubernetes' --service-node-port-range).
+    pub node_port_range: PortRange,
 }
 
 impl Default for NetworkConfig {
@@ -137,6 +182,7 @@ impl Default for NetworkConfig {
             upstream_dns: Vec::new(),
             dns_timeout_ms: 2_000,
             dns_ttl: 5,
+            node_port_range: PortRange { first: 30_000, last: 32_767 },
         }
     }
 }
@@ -155,6 +201,11 @@ pub struct LimitsConfig {
     pub max_flows: u32,
     /// ClientIP session-affinity records.
     pub max_affinities: u32,
+    /// TCP connections proxied at once through node ports, host ports and
+    /// egress together (each holds two sockets and two 16 KiB buffers).
+    pub max_proxied_connections: u32,
+    /// UDP flows proxied at once through node ports, host ports and egress.
+    pub max_proxied_udp_flows: u32,
 }
 
 impl Default for LimitsConfig {
@@ -165,6 +216,8 @@ impl Default for LimitsConfig {
             max_backends: 32,
             max_flows: 16_384,
             max_affinities: 4096,
+            max_proxied_connections: 4096,
+            max_proxied_udp_flows: 1024,
         }
     }
 }
@@ -617,6 +670,17 @@ mod tests {
         let err = NodeConfig::parse("[network]\nmtu = 1400\nmtuu = 1\n").unwrap_err();
         assert!(err.starts_with("line 3:"), "{err}");
         assert!(err.contains("mtuu"), "{err}");
+    }
+
+    #[test]
+    fn node_port_range_parses_and_is_checked() {
+        let config = NodeConfig::parse("[network]\nnode_port_range = \"31000-31999\"\n").unwrap();
+        assert!(
+            config.network.node_port_range.contains(31000) && !config.network.node_port_range.contains(32000)
+        );
+        assert_eq!(NodeConfig::default().network.node_port_range.to_string(), "30000-32767");
+        let err = NodeConfig::parse("[network]\nnode_port_range = \"32000-31000\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("port range"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct PodSpec {
     /// Run on this node (`--node`); the scheduler picks one otherwise.
     #[serde(default)]
     pub node_name: Option<String>,
+    /// Ports of the node proxied to the pod (hostPort).
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
 
 /// Lifecycle phase (Kubernetes' PodPhase).
@@ -131,6 +134,9 @@ pub struct DeploymentSpec {
     /// The pods' readiness probe.
     #[serde(default)]
     pub readiness: Option<Probe>,
+    /// The pods' host ports.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
 
 /// A deployment as reported to users.
@@ -219,6 +225,21 @@ mod tests {
         for bad in ["", "Web", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
             assert!(check_name("pod", bad, 63).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_ports_parse_and_conflict_as_portmap_says() {
+        let hp = |s: &str| s.parse::<HostPort>().unwrap();
+        assert_eq!(hp("8554:9000/UDP").to_string(), "8554:9000/UDP");
+        assert_eq!(hp("192.168.1.5:80:8080").to_string(), "192.168.1.5:80:8080/TCP");
+        assert_eq!(hp("0.0.0.0:80:8080").host_ip, None);
+        for bad in ["80", "0:80", "a:b:c:d", "1.2.3:80:80", "80:80/SCTP"] {
+            assert!(bad.parse::<HostPort>().is_err(), "{bad}");
+        }
+        assert!(hp("80:1").conflicts(&hp("80:2")), "same port, protocol, all addresses");
+        assert!(hp("80:1").conflicts(&hp("10.0.0.1:80:2")), "all addresses overlap one");
+        assert!(!hp("10.0.0.1:80:1").conflicts(&hp("10.0.0.2:80:2")), "different host IPs");
+        assert!(!hp("80:1/TCP").conflicts(&hp("80:1/UDP")), "different protocols");
     }
 
     #[test]
@@ -390,6 +411,92 @@ pub struct ServicePort {
     pub target_port: TargetPort,
     /// Protocol.
     pub protocol: Protocol,
+    /// The node port (NodePort and LoadBalancer services).
+    #[serde(default)]
+    pub node_port: Option<u16>,
+}
+
+/// A Service's type: how it is reached from outside the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ServiceType {
+    /// Only inside the cluster, on its ClusterIP.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node address.
+    NodePort,
+    /// Also on the service port of the node's addresses (k3s ServiceLB style),
+    /// and on a node port.
+    LoadBalancer,
+}
+
+impl std::str::FromStr for ServiceType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ClusterIP" => Ok(ServiceType::ClusterIP),
+            "NodePort" => Ok(ServiceType::NodePort),
+            "LoadBalancer" => Ok(ServiceType::LoadBalancer),
+            _ => Err(format!("service type `{s}` is not one of ClusterIP, NodePort, LoadBalancer")),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A node port proxied to one pod's port (a container's hostPort).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPort {
+    /// The node address to listen on; None for every address (0.0.0.0).
+    pub host_ip: Option<Ipv4Addr>,
+    /// Port on the node.
+    pub host_port: u16,
+    /// Port on the pod.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+impl HostPort {
+    /// Whether two host ports cannot both be served (the CNI portmap rule:
+    /// same port and protocol, and the same host IP or either on all addresses).
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.host_port == other.host_port
+            && self.protocol == other.protocol
+            && (self.host_ip.is_none() || other.host_ip.is_none() || self.host_ip == other.host_ip)
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        write!(f, "{}:{}/{}", self.host_port, self.port, self.protocol)
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+    /// `[HOSTIP:]HOSTPORT:PORT[/PROTOCOL]`, e.g. `8554:8554/UDP`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("host port `{s}` is not [HOSTIP:]HOSTPORT:PORT[/TCP|UDP]");
+        let (rest, protocol) = match s.split_once('/') {
+            Some((rest, proto)) => (rest, proto.parse()?),
+            None => (s, Protocol::Tcp),
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (host_ip, host_port, port) = match parts[..] {
+            [h, p] => (None, h, p),
+            [ip, h, p] => (Some(ip.parse::<Ipv4Addr>().map_err(|_| bad())?), h, p),
+            _ => return Err(bad()),
+        };
+        let host_ip = host_ip.filter(|ip| !ip.is_unspecified());
+        Ok(HostPort { host_ip, host_port: parse_port(host_port)?, port: parse_port(port)?, protocol })
+    }
 }
 
 /// sessionAffinity.
@@ -437,6 +544,18 @@ pub struct ServiceSpec {
     /// For an ExternalName Service: the name its DNS record is a CNAME to.
     #[serde(default)]
     pub external_name: Option<String>,
+    /// ClusterIP, NodePort or LoadBalancer.
+    #[serde(default)]
+    pub service_type: ServiceType,
+}
+
+/// What the node observes about a LoadBalancer Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerStatus {
+    /// Node addresses serving it.
+    pub ingress: Vec<Ipv4Addr>,
+    /// Why it is not (fully) served, in words.
+    pub problem: Option<String>,
 }
 
 /// A Service as reported to users.
@@ -450,6 +569,9 @@ pub struct Service {
     pub cluster_ip: Option<Ipv4Addr>,
     /// Desired state.
     pub spec: ServiceSpec,
+    /// LoadBalancer status, filled in when the Service is reported.
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancerStatus>,
 }
 
 /// One ready pod behind a Service.

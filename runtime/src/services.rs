@@ -213,6 +213,7 @@ mod tests {
             ports,
             readiness: None,
             node_name: None,
+            host_ports: vec![],
         }
     }
 
@@ -230,11 +231,14 @@ mod tests {
                     port: 80,
                     target_port: target,
                     protocol: Protocol::Tcp,
+                    node_port: None,
                 }],
                 selector: [("app".to_string(), "web".to_string())].into(),
                 session_affinity: SessionAffinity::None,
                 external_name: None,
+                service_type: Default::default(),
             },
+            load_balancer: None,
         }
     }
 

@@ -566,3 +566,130 @@ impl Drop for Node {
         }
     }
 }
+
+/// The outside world of a node: a "lan" network namespace joined to the
+/// node's namespace by a veth pair, `192.168.77.1/24` on the node side
+/// (`lan0`) and `192.168.77.2/24` on the lan side (`eth0`). Every node lives
+/// in a namespace of its own, so the same addresses serve every test. The lan
+/// routes the pod range via the node, as a LAN host with a static route would
+/// (so tests can show it still cannot reach pods). Servers started with
+/// [`Outside::spawn`] and the namespace go away on drop.
+pub struct Outside {
+    /// The lan namespace.
+    pub netns: String,
+    /// The node's address on the lan.
+    pub node_ip: &'static str,
+    /// The lan host's address.
+    pub ip: &'static str,
+    children: Vec<Child>,
+}
+
+impl Outside {
+    /// Creates the lan namespace and wires it to `node`.
+    pub fn attach(node: &Node) -> Outside {
+        let netns = format!("{}-lan", node.netns);
+        let sh = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(out.status.success(), "ip {} failed: {}", args.join(" "), stderr(&out));
+        };
+        sh(&["netns", "add", &netns]);
+        let lan = Outside {
+            netns: netns.clone(),
+            node_ip: "192.168.77.1",
+            ip: "192.168.77.2",
+            children: Vec::new(),
+        };
+        sh(&[
+            "link",
+            "add",
+            "lan0",
+            "netns",
+            &node.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &netns,
+        ]);
+        sh(&["-n", &node.netns, "addr", "add", "192.168.77.1/24", "dev", "lan0"]);
+        sh(&["-n", &node.netns, "link", "set", "lan0", "up"]);
+        sh(&["-n", &node.netns, "link", "set", "lo", "up"]);
+        sh(&["-n", &netns, "addr", "add", "192.168.77.2/24", "dev", "eth0"]);
+        sh(&["-n", &netns, "link", "set", "eth0", "up"]);
+        sh(&["-n", &netns, "link", "set", "lo", "up"]);
+        sh(&["-n", &netns, "route", "add", "10.244.0.0/16", "via", "192.168.77.1"]);
+        lan
+    }
+
+    /// Runs a command in the lan namespace.
+    pub fn run(&self, command: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args(command)
+            .output()
+            .expect("nsenter")
+    }
+
+    /// Starts a long-running command (a server) in the lan namespace; its
+    /// stdout and stderr go to `log`.
+    pub fn spawn(&mut self, command: &[&str], log: &Path) {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn in lan");
+        self.children.push(child);
+    }
+
+    /// Runs `f` on a thread that has entered the lan namespace, so Rust test
+    /// code can open sockets there.
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.netns);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&path).expect("open lan netns");
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on this scoped thread only, with a valid fd.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns into {path}");
+                f()
+            })
+            .join()
+            .expect("lan thread")
+        })
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "pids", &self.netns]).output().map(|out| {
+            for pid in stdout(&out).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+/// Lifts this process's open-file soft limit to its hard limit (tests that
+/// hold many connections need more than 1024 descriptors).
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -58,8 +58,13 @@ impl Switch {
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let source_ok = match ingress.kind {
             PortKind::Pod => src == ingress.ip,
-            // The node routes for others, but never in a pod's name.
-            PortKind::Host => self.owner(src).is_none_or(|(_, p)| p.kind == PortKind::Host),
+            // Never in a pod's name; and only from its own gateway address,
+            // so what the node's kernel would forward from the LAN stays out.
+            PortKind::Host if self.owner(src).is_some_and(|(_, p)| p.kind != PortKind::Host) => false,
+            PortKind::Host if src != self.gateway => return Verdict::Drop(DropReason::NotFromNode),
+            PortKind::Host => true,
+            // The remote ends the endpoint stands for are off the subnet.
+            PortKind::Egress => !self.subnet.contains_addr(&src) && !self.service_cidr.contains_addr(&src),
             // Checked against the sending peer's subnet by `process_overlay`.
             PortKind::Overlay => true,
         };
@@ -108,8 +113,14 @@ impl Switch {
         if self.subnet.contains_addr(&dst) {
             self.owner(dst).map(|(id, spec)| (id, spec.mac)).ok_or(DropReason::NoSuchHost)
         } else if from == PortKind::Pod {
-            // Off the subnet: the node's kernel, owner of the gateway address,
-            // is the next hop.
+            // Off the subnet: the egress endpoint, which re-originates the
+            // traffic from the node; without one, the node's kernel (owner
+            // of the gateway address) is the next hop.
+            if let Some((id, port)) =
+                self.egress.and_then(|id| Some((id, self.ports[id.0 as usize].as_ref()?)))
+            {
+                return Ok((id, port.spec.mac));
+            }
             self.owner(self.gateway).map(|(id, spec)| (id, spec.mac)).ok_or(DropReason::NoRoute)
         } else {
             // The node has its own routes for what is not on this subnet.

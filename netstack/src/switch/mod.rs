@@ -95,7 +95,7 @@ pub enum SwitchError {
     AddressInUse,
     /// The IP is not in the pod subnet.
     OutsideSubnet,
-    /// A host port is attached already.
+    /// A host port (or an egress port) is attached already.
     HostPortExists,
     /// An overlay port is attached already.
     OverlayPortExists,
@@ -145,6 +145,9 @@ pub struct Switch {
     overlay: OverlayConfig,
     peers: PeerTable,
     overlay_port: Option<PortId>,
+    /// The egress endpoint's port, when attached: off-subnet traffic from
+    /// pods goes there instead of to the node's kernel.
+    egress: Option<PortId>,
 }
 
 impl Switch {
@@ -178,6 +181,7 @@ impl Switch {
             peers: PeerTable::new(config.overlay.max_peers),
             overlay: config.overlay,
             overlay_port: None,
+            egress: None,
         })
     }
 
@@ -268,6 +272,15 @@ impl Switch {
             self.overlay_port = Some(id);
             return Ok(id);
         }
+        if spec.kind == PortKind::Egress {
+            if self.egress.is_some() {
+                return Err(SwitchError::HostPortExists);
+            }
+            let slot = self.ports.iter().position(Option::is_none).ok_or(SwitchError::TableFull)?;
+            self.ports[slot] = Some(Port { spec, stats: PortStats::default() });
+            self.egress = Some(PortId(slot as u16));
+            return Ok(PortId(slot as u16));
+        }
         if spec.kind == PortKind::Host {
             if self.owner(self.gateway).is_some() {
                 return Err(SwitchError::HostPortExists);
@@ -290,6 +303,10 @@ impl Switch {
         let port = self.ports.get_mut(id.0 as usize)?.take()?;
         if self.overlay_port == Some(id) {
             self.overlay_port = None;
+        }
+        if port.spec.kind == PortKind::Egress {
+            self.egress = None;
+            return Some(port.stats);
         }
         if let Some(offset) = self.offset_of(port.spec.ip) {
             self.by_offset[offset] = None;

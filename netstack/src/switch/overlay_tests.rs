@@ -240,10 +240,10 @@ fn the_node_reaches_remote_pods_and_arps_for_them() {
 
     let mut frame = udp_frame(pod_mac(0, 1), vtep_mac(subnet(0)), pod_ip(0, 1), pod_ip(1, 5), 53, b"x");
     assert_eq!(n.process(n.host, &mut frame), Verdict::Encapsulate { peer: underlay(1) });
-    // From a node address outside the subnet the peer would drop it as spoofed.
+    // From a node address outside the subnet: not the node's own traffic.
     let lan = Ipv4Address::new(192, 168, 250, 10);
     let mut frame = udp_frame(pod_mac(0, 1), vtep_mac(subnet(0)), lan, pod_ip(1, 5), 53, b"x");
-    assert_eq!(n.process(n.host, &mut frame), Verdict::Drop(DropReason::NoRoute));
+    assert_eq!(n.process(n.host, &mut frame), Verdict::Drop(DropReason::NotFromNode));
 }
 
 fn arp_request(src_mac: EthernetAddress, src_ip: Ipv4Address, target: Ipv4Address) -> Vec<u8> {

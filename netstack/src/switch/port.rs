@@ -13,11 +13,18 @@ pub enum PortKind {
     /// A pod's `eth0`: may only send from its own MAC and IP.
     Pod,
     /// The node's own kernel, which is also the pod subnet's gateway. It may
-    /// send from any address except a pod's, since it routes for the node.
+    /// reach pods only from the gateway address: what it would forward from
+    /// elsewhere (the LAN) is dropped, so nothing outside reaches a pod
+    /// except through the agent's node ports and host ports.
     Host,
     /// The VXLAN overlay to other nodes: at most one, owning no address of
     /// the subnet. Its frames enter through `Switch::process_overlay`.
     Overlay,
+    /// The agent's egress endpoint: it terminates pod connections to
+    /// addresses outside the cluster and re-originates them from the node.
+    /// It owns no subnet address; it sends only from off-subnet addresses
+    /// (the remote ends it stands for), with the gateway's MAC.
+    Egress,
 }
 
 /// A port's identity as the switch enforces it.
@@ -27,8 +34,8 @@ pub struct PortSpec {
     pub kind: PortKind,
     /// The only source MAC accepted on this port.
     pub mac: EthernetAddress,
-    /// The port's IP: the pod's address, the gateway for the host port,
-    /// unspecified for the overlay port.
+    /// The port's IP: the pod's address, the gateway for the host port;
+    /// unspecified for the overlay port, ignored for the egress port.
     pub ip: Ipv4Address,
 }
 

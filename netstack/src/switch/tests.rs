@@ -290,3 +290,40 @@ fn the_node_is_told_cluster_ips_sit_behind_the_service_router() {
     let (verdict, _) = run(f.host, &mut f, &mut arp_request(mac(1), ip(1), outside));
     assert_eq!(verdict, Verdict::Drop(DropReason::NoSuchHost));
 }
+
+#[test]
+fn with_an_egress_port_off_subnet_traffic_goes_there_and_replies_come_back() {
+    let mut f = fixture();
+    let spec = PortSpec { kind: PortKind::Egress, mac: mac(1), ip: Ipv4Address::UNSPECIFIED };
+    let egress = f.switch.attach(spec).unwrap();
+    assert_eq!(f.switch.attach(spec), Err(SwitchError::HostPortExists), "one egress port");
+    let lan = Ipv4Address::new(192, 168, 1, 10);
+    let mut out = ipv4_frame(mac(2), mac(1), ip(2), lan, b"x");
+    assert_eq!(run(f.a, &mut f, &mut out).0, Verdict::Forward { egress });
+    let mut back = ipv4_frame(mac(1), mac(9), lan, ip(2), b"y");
+    assert_eq!(run(egress, &mut f, &mut back).0, Verdict::Forward { egress: f.a });
+    let eth = EthernetFrame::new_checked(&back[vnet::HEADER_LEN..]).unwrap();
+    assert_eq!(eth.dst_addr(), mac(2));
+    // Never in a pod's name, nor the node's.
+    for forged in [ip(3), ip(1)] {
+        let mut frame = ipv4_frame(mac(1), mac(9), forged, ip(2), b"z");
+        assert_eq!(run(egress, &mut f, &mut frame).0, Verdict::Drop(DropReason::SpoofedIp));
+    }
+    // The gateway is still the node's kernel.
+    let mut to_node = ipv4_frame(mac(2), mac(1), ip(2), ip(1), b"x");
+    assert_eq!(run(f.a, &mut f, &mut to_node).0, Verdict::Forward { egress: f.host });
+    // Without the endpoint, off-subnet traffic falls back to the node.
+    f.switch.detach(egress);
+    let mut out = ipv4_frame(mac(2), mac(1), ip(2), lan, b"x");
+    assert_eq!(run(f.a, &mut f, &mut out).0, Verdict::Forward { egress: f.host });
+}
+
+#[test]
+fn what_the_node_would_forward_from_outside_does_not_reach_pods() {
+    let mut f = fixture();
+    let lan = Ipv4Address::new(192, 168, 1, 10);
+    let mut frame = ipv4_frame(mac(1), mac(2), lan, ip(2), b"from the lan");
+    assert_eq!(run(f.host, &mut f, &mut frame).0, Verdict::Drop(DropReason::NotFromNode));
+    assert_eq!(f.switch.port(f.host).unwrap().1.dropped(DropReason::NotFromNode), 1);
+    assert_eq!(f.switch.port(f.a).unwrap().1.tx_packets, 0);
+}

@@ -73,11 +73,15 @@ pub enum DropReason {
     UnknownPeer,
     /// A VXLAN packet with another VNI than this cluster's.
     WrongVni,
+    /// From the node port but not from the node's gateway address: traffic
+    /// the node's kernel forwarded from elsewhere (pods are not reachable
+    /// from outside except through node ports and host ports).
+    NotFromNode,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -93,6 +97,7 @@ impl DropReason {
         DropReason::DnsUnanswerable,
         DropReason::UnknownPeer,
         DropReason::WrongVni,
+        DropReason::NotFromNode,
     ];
 
     /// Number of reasons (size of a counter array).
@@ -116,6 +121,7 @@ impl DropReason {
             DropReason::DnsUnanswerable => "dns_unanswerable",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::WrongVni => "wrong_vni",
+            DropReason::NotFromNode => "not_from_node",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! It does no I/O besides its state file: nodes report pod status back.
 
 mod nodes;
+mod ports;
 mod requests;
 mod scheduling;
 

@@ -29,6 +29,9 @@ impl ControlPlane {
             Request::ScaleDeployment { namespace, name, replicas } => {
                 let k = key(&namespace, &name);
                 let record = self.deployments.get_mut(&k).ok_or_else(|| no_deployment(&namespace, &name))?;
+                if replicas > 1 && !record.spec.host_ports.is_empty() {
+                    return Err(super::ports::one_replica_per_node(&namespace, &name));
+                }
                 let before = std::mem::replace(&mut record.spec.replicas, replicas);
                 if let Err(e) = self.save() {
                     if let Some(record) = self.deployments.get_mut(&k) {
@@ -139,6 +142,7 @@ impl ControlPlane {
             ));
         }
         let node = self.place(&spec)?;
+        self.check_pod_host_ports(&node, &spec)?;
         let entry = self.nodes.get_mut(&node).expect("placed on a known node");
         let ip = entry.ipam.allocate().map_err(|e| match e {
             IpamError::Exhausted => format!(
@@ -188,6 +192,10 @@ impl ControlPlane {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
         check_command(&spec.command)?;
+        if spec.replicas > 1 && !spec.host_ports.is_empty() {
+            return Err(super::ports::one_replica_per_node(&spec.namespace, &spec.name));
+        }
+        crate::listeners::check_host_ports(&spec.host_ports)?;
         spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         for (k, v) in &spec.labels {
             check_label(k, v)?;
@@ -210,7 +218,7 @@ impl ControlPlane {
     }
 
     /// Checks and stores a new Service, with its ClusterIP.
-    fn create_service(&mut self, spec: ServiceSpec) -> Result<Service, String> {
+    fn create_service(&mut self, mut spec: ServiceSpec) -> Result<Service, String> {
         check_name("service", &spec.name, 63)?;
         check_name("namespace", &spec.namespace, 63)?;
         let k = key(&spec.namespace, &spec.name);
@@ -243,7 +251,9 @@ impl ControlPlane {
         let request = if spec.external_name.is_some() { ClusterIpRequest::None } else { spec.cluster_ip };
         let cluster_ip =
             services::allocate_cluster_ip(request, net.service_cidr, net.cluster_dns, &used, seed)?;
-        let service = Service { uid: random::id(16), created_at: unix_now(), cluster_ip, spec };
+        self.allocate_node_ports(&mut spec)?;
+        let service =
+            Service { uid: random::id(16), created_at: unix_now(), cluster_ip, spec, load_balancer: None };
         self.services.insert(k.clone(), service.clone());
         if let Err(e) = self.save() {
             self.services.remove(&k);

@@ -52,6 +52,7 @@ impl ControlPlane {
                     ports: spec.ports.clone(),
                     readiness: spec.readiness.clone(),
                     node_name: None,
+                    host_ports: spec.host_ports.clone(),
                 };
                 match self.create_pod(pod) {
                     Ok(pod) => {

@@ -105,6 +105,7 @@ impl NodeRuntime {
         let port = match report.spec.kind {
             PortKind::Host => "node".to_string(),
             PortKind::Overlay => "overlay".to_string(),
+            PortKind::Egress => "egress".to_string(),
             PortKind::Pod => self.pods.values().find(|p| p.port == Some(report.id)).map_or_else(
                 || format!("port-{}", report.id.0),
                 |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),

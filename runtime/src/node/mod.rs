@@ -5,6 +5,7 @@
 
 mod local;
 mod pods;
+mod ports;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,11 @@ pub struct NodeRuntime {
     zone_pushed: ZoneContent,
     /// The overlay peers the switch holds.
     peers_pushed: Vec<netstack::overlay::OverlayPeer>,
+    /// Node ports, LoadBalancer ports and host ports, and what they forward to.
+    proxies: crate::proxy::Proxies,
+    forwards: BTreeMap<crate::proxy::ListenKey, crate::proxy::Forward>,
+    /// Pod egress; stopped on drop.
+    _egress: crate::egress::Egress,
     /// Where the agent answers DNS over TCP (on the gateway address).
     dns_tcp_port: u16,
     /// Upstream resolvers and how long they may take.
@@ -159,6 +165,18 @@ impl NodeRuntime {
             dns_deadline,
         ));
 
+        let egress_limits = crate::egress::EgressLimits {
+            connections: limits.max_proxied_connections as usize,
+            flows: limits.max_proxied_udp_flows as usize,
+        };
+        let egress = crate::egress::start(&dataplane, mac_for(gateway), egress_limits)
+            .await
+            .map_err(|e| format!("cannot start the egress endpoint: {e}"))?;
+        let proxies = crate::proxy::Proxies::new(crate::proxy::Limits::new(
+            limits.max_proxied_connections,
+            limits.max_proxied_udp_flows,
+        ));
+
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
         Ok(NodeRuntime {
@@ -173,6 +191,9 @@ impl NodeRuntime {
             pushed: BTreeMap::new(),
             zone_pushed: ZoneContent::default(),
             peers_pushed: Vec::new(),
+            proxies,
+            forwards: BTreeMap::new(),
+            _egress: egress,
             dns_tcp_port,
             upstream: crate::upstream::addresses(&servers),
             dns_deadline,

@@ -25,6 +25,7 @@ impl NodeRuntime {
         self.sync_services(desired).await;
         self.sync_zone(desired).await;
         self.sync_peers(desired).await;
+        self.sync_proxies(desired).await;
     }
 
     /// The overlay's peers: the config's static ones and the cluster's nodes.

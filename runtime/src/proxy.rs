@@ -1,0 +1,385 @@
+//! Node ports, LoadBalancer ports and host ports: real sockets in the node's
+//! network namespace (the agent runs there), each accepted connection or UDP
+//! flow proxied with kernel sockets to a ClusterIP or a pod. The node reaches
+//! both through its `podnet0` port and the switch, so load balancing and
+//! ClientIP affinity come from the switch's service path — with the node as
+//! the client, as kube-proxy's SNAT makes it for externalTrafficPolicy=Cluster.
+//!
+//! Connection semantics survive the proxy: a FIN is passed on as a
+//! half-close (shutdown of the other side's write half) in both directions,
+//! a reset as a reset (SO_LINGER 0 on close), a backend that refuses makes
+//! the client's connection reset at once. Each connection holds two bounded
+//! buffers, so a slow reader stalls its writer (backpressure) instead of
+//! growing memory; connections and UDP flows are capped node-wide.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::model::Protocol;
+
+/// Bytes buffered per direction of a proxied TCP connection.
+pub const TCP_BUFFER: usize = 16 * 1024;
+/// How long connecting to the backend may take before the client is reset.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A UDP flow with no datagram either way for this long is forgotten.
+pub const UDP_IDLE: Duration = Duration::from_secs(30);
+
+/// Where a proxy listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenKey {
+    /// TCP or UDP.
+    pub proto: Protocol,
+    /// Node address; unspecified for all of them.
+    pub ip: Ipv4Addr,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for ListenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.ip.is_unspecified() {
+            write!(f, "{}:", self.ip)?;
+        }
+        write!(f, "{}/{}", self.port, self.proto)
+    }
+}
+
+/// What a listener forwards to, and for whom (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The ClusterIP and port, or the pod's IP and port.
+    pub target: SocketAddrV4,
+    /// `service default/web` or `pod default/cam`.
+    pub owner: String,
+}
+
+/// A socket bound on the node, not yet serving.
+pub enum Bound {
+    /// A TCP listener.
+    Tcp(std::net::TcpListener),
+    /// A UDP socket.
+    Udp(std::net::UdpSocket),
+}
+
+/// Binds `key` on the node; the error says in words why not.
+pub fn bind(key: &ListenKey) -> Result<Bound, String> {
+    let addr = SocketAddr::from((key.ip, key.port));
+    let result = match key.proto {
+        // std sets SO_REUSEADDR on listeners (TIME_WAIT does not block a
+        // restart); a port another socket listens on still fails.
+        Protocol::Tcp => std::net::TcpListener::bind(addr).map(Bound::Tcp),
+        Protocol::Udp => std::net::UdpSocket::bind(addr).map(Bound::Udp),
+    };
+    let bound = result.map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => format!("port {key} in use on the node"),
+        io::ErrorKind::AddrNotAvailable => format!("address {} is not on the node", key.ip),
+        _ => format!("cannot listen on {key}: {e}"),
+    })?;
+    let nonblocking = match &bound {
+        Bound::Tcp(l) => l.set_nonblocking(true),
+        Bound::Udp(s) => s.set_nonblocking(true),
+    };
+    nonblocking.map_err(|e| format!("cannot listen on {key}: {e}"))?;
+    Ok(bound)
+}
+
+/// Node-wide caps and counters shared by every listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    connections: Arc<Semaphore>,
+    flows: Arc<Semaphore>,
+    refused: Arc<AtomicU64>,
+}
+
+impl Limits {
+    /// At most `connections` TCP connections and `flows` UDP flows at once.
+    pub fn new(connections: u32, flows: u32) -> Limits {
+        Limits {
+            connections: Arc::new(Semaphore::new(connections as usize)),
+            flows: Arc::new(Semaphore::new(flows as usize)),
+            refused: Arc::default(),
+        }
+    }
+
+    /// Connections and flows turned away because the caps were reached.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// A serving listener. Stopping it stops accepting; connections already
+/// proxied run to their end.
+struct Running {
+    forward: Forward,
+    task: JoinHandle<()>,
+}
+
+/// Every listener of the node.
+pub struct Proxies {
+    running: BTreeMap<ListenKey, Running>,
+    /// Wanted but not bound, with the reason.
+    failed: BTreeMap<ListenKey, String>,
+    limits: Limits,
+    last_retry: Option<Instant>,
+}
+
+/// How often listeners that could not bind are tried again.
+const RETRY: Duration = Duration::from_secs(2);
+
+impl Proxies {
+    /// No listeners yet.
+    pub fn new(limits: Limits) -> Proxies {
+        Proxies { running: BTreeMap::new(), failed: BTreeMap::new(), limits, last_retry: None }
+    }
+
+    /// Starts serving a socket bound with [`bind`].
+    pub fn start(&mut self, key: ListenKey, forward: Forward, bound: Bound) {
+        self.failed.remove(&key);
+        match spawn(bound, forward.target, self.limits.clone()) {
+            Ok(task) => {
+                tracing::info!(listen = %key, target = %forward.target, owner = %forward.owner, "proxying");
+                self.running.insert(key, Running { forward, task });
+            }
+            Err(e) => {
+                self.failed.insert(key, format!("cannot serve {key}: {e}"));
+            }
+        }
+    }
+
+    /// Makes the listeners those of `desired`: stops the others, starts the
+    /// missing ones (binding again what failed at most every two seconds).
+    /// Stopped listeners have closed their sockets when this returns, so
+    /// their ports can be bound again at once.
+    pub async fn sync(&mut self, desired: &BTreeMap<ListenKey, Forward>) {
+        let stale: Vec<ListenKey> = self
+            .running
+            .iter()
+            .filter(|(k, r)| desired.get(k) != Some(&r.forward))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(running) = self.running.remove(&key) {
+                running.task.abort();
+                tracing::info!(listen = %key, owner = %running.forward.owner, "stopped proxying");
+                // The aborted task has dropped its socket once awaited.
+                let _ = running.task.await;
+            }
+        }
+        self.failed.retain(|k, _| desired.contains_key(k));
+        let now = Instant::now();
+        let retry = self.last_retry.is_none_or(|t| now.duration_since(t) >= RETRY);
+        let mut tried = false;
+        for (key, forward) in desired {
+            if self.running.contains_key(key) || (self.failed.contains_key(key) && !retry) {
+                continue;
+            }
+            tried |= self.failed.contains_key(key);
+            match bind(key) {
+                Ok(bound) => self.start(*key, forward.clone(), bound),
+                Err(e) => {
+                    if self.failed.insert(*key, e.clone()).is_none() {
+                        tracing::warn!(owner = %forward.owner, "{e}");
+                    }
+                }
+            }
+        }
+        if tried || self.last_retry.is_none() {
+            self.last_retry = Some(now);
+        }
+    }
+
+    /// Whether `key` is being served.
+    pub fn serving(&self, key: &ListenKey) -> bool {
+        self.running.contains_key(key)
+    }
+
+    /// Why `key` is not served, if it is wanted and not served.
+    pub fn problem(&self, key: &ListenKey) -> Option<&str> {
+        self.failed.get(key).map(String::as_str)
+    }
+
+    /// The caps and counters.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+fn spawn(bound: Bound, target: SocketAddrV4, limits: Limits) -> io::Result<JoinHandle<()>> {
+    Ok(match bound {
+        Bound::Tcp(listener) => tokio::spawn(serve_tcp(TcpListener::from_std(listener)?, target, limits)),
+        Bound::Udp(socket) => tokio::spawn(serve_udp(Arc::new(UdpSocket::from_std(socket)?), target, limits)),
+    })
+}
+
+async fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
+    loop {
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                // Out of descriptors or memory: back off instead of spinning.
+                tracing::debug!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match limits.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    relay_tcp(client, target).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                limits.refused.fetch_add(1, Ordering::Relaxed);
+                reset(client);
+            }
+        }
+    }
+}
+
+/// Proxies one accepted connection to `target`.
+pub async fn relay_tcp(mut client: TcpStream, target: SocketAddrV4) {
+    let mut server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(server)) => server,
+        _ => {
+            // Refused, unreachable or too slow: the client hears a reset now
+            // rather than waiting on a connection that leads nowhere.
+            reset(client);
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    // EOF on one side shuts down the other side's write half and copying
+    // goes on the other way (half-close); an error on either side ends both.
+    if tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, TCP_BUFFER, TCP_BUFFER)
+        .await
+        .is_err()
+    {
+        reset(client);
+        reset(server);
+    }
+}
+
+/// Closes with a RST instead of a FIN.
+pub fn reset(stream: TcpStream) {
+    let _ = stream.set_zero_linger();
+    drop(stream);
+}
+
+/// One client's flow through a UDP listener.
+struct Flow {
+    socket: Arc<UdpSocket>,
+    last: AtomicU64,
+    closed: AtomicBool,
+}
+
+type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>>;
+
+async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limits) {
+    let flows: Flows = Arc::default();
+    let epoch = Instant::now();
+    loop {
+        if listener.readable().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        // Not held across an await: the buffer lives on the worker's stack.
+        let mut buf = [0u8; 65_536];
+        let (len, client) = match listener.try_recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => continue,
+        };
+        let existing = flows.lock().expect("flows lock").get(&client).cloned();
+        let flow = match existing.filter(|f| !f.closed.load(Ordering::Relaxed)) {
+            Some(flow) => flow,
+            None => match open_flow(&listener, client, target, &limits, &flows, epoch).await {
+                Some(flow) => flow,
+                None => continue,
+            },
+        };
+        flow.last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // A fresh socket's write readiness is not known yet: await, not try.
+        let _ = flow.socket.send(&buf[..len]).await;
+    }
+}
+
+async fn open_flow(
+    listener: &Arc<UdpSocket>,
+    client: SocketAddr,
+    target: SocketAddrV4,
+    limits: &Limits,
+    flows: &Flows,
+    epoch: Instant,
+) -> Option<Arc<Flow>> {
+    let Ok(permit) = limits.flows.clone().try_acquire_owned() else {
+        limits.refused.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
+    socket.connect(target).await.ok()?;
+    let now = AtomicU64::new(epoch.elapsed().as_millis() as u64);
+    let flow = Arc::new(Flow { socket: Arc::new(socket), last: now, closed: AtomicBool::new(false) });
+    flows.lock().expect("flows lock").insert(client, flow.clone());
+    // Flows hold the listener weakly: stopping it closes its port at once.
+    let (listener, flows, task_flow) = (Arc::downgrade(listener), flows.clone(), flow.clone());
+    tokio::spawn(async move {
+        let flow = task_flow;
+        loop {
+            let idle_for = Duration::from_millis(
+                (epoch.elapsed().as_millis() as u64).saturating_sub(flow.last.load(Ordering::Relaxed)),
+            );
+            let Some(left) = UDP_IDLE.checked_sub(idle_for).filter(|d| !d.is_zero()) else { break };
+            match tokio::time::timeout(left, flow.socket.readable()).await {
+                Err(_) => continue,
+                Ok(Err(_)) => break,
+                Ok(Ok(())) => {}
+            }
+            let datagram = {
+                let mut buf = [0u8; 65_536];
+                flow.socket.try_recv(&mut buf).map(|len| buf[..len].to_vec())
+            };
+            match datagram {
+                Ok(datagram) => {
+                    flow.last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    let Some(listener) = listener.upgrade() else { break };
+                    let _ = listener.send_to(&datagram, client).await;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // ICMP port unreachable from the backend side: end the flow,
+                // the next datagram opens a new one.
+                Err(_) => break,
+            }
+        }
+        flow.closed.store(true, Ordering::Relaxed);
+        let mut table = flows.lock().expect("flows lock");
+        if table.get(&client).is_some_and(|f| Arc::ptr_eq(f, &flow)) {
+            table.remove(&client);
+        }
+        drop(permit);
+    });
+    Some(flow)
+}
+
+/// The node's own IPv4 addresses: every interface but `lo` and `except`
+/// (the node's port into the switch). LoadBalancer services are served on them.
+pub fn node_addresses(except: &str) -> Vec<Ipv4Addr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let mut out: Vec<Ipv4Addr> = addrs
+        .filter(|a| a.interface_name != "lo" && a.interface_name != except)
+        .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
