@@ -249,7 +249,8 @@ fn a_query_from_the_node_is_answered_to_the_address_it_came_from() {
     let lan = Ipv4Address::new(192, 168, 1, 10);
     let mut frame = udp(mac(1), node_mac_target, (lan, 5353), (DNS, 53), &q);
     assert_eq!(n.send(n.host, &mut frame).0, Verdict::Drop(DropReason::NotFromNode));
-    for src in [ip(1)] {
+    {
+        let src = ip(1);
         let q = dig_noedns(7, "web.default.svc.cluster.local");
         let mut frame = udp(mac(1), node_mac_target, (src, 5353), (DNS, 53), &q);
         let (verdict, out) = n.send(n.host, &mut frame);
