@@ -157,6 +157,7 @@ async fn run_control(
         config: options.config.clone(),
         subnet,
         data_dir: data_dir.clone(),
+        hidden: vec![options.socket.clone(), data_dir.clone()],
     })
     .await?;
     cp.reconcile();
@@ -284,6 +285,7 @@ async fn run_member(
         config,
         subnet: welcome.subnet,
         data_dir: data_dir.clone(),
+        hidden: vec![options.socket.clone(), data_dir.clone(), token_file.to_path_buf()],
     })
     .await?;
     let mut desired = cache.desired.clone();

@@ -199,3 +199,52 @@ fn pods_on_different_nodes_talk_without_nat_through_services_and_dns() {
     let out = client.on_node(&[&bb, "ping", "-c", "1", "-W", "3", &web_ip]);
     assert!(out.status.success(), "node -> remote pod: {}", stdout(&out));
 }
+
+#[test]
+fn a_node_port_on_one_node_reaches_a_pod_on_another_and_a_cut_link_heals() {
+    let cluster = Cluster::start("np", 1);
+    let bb = podnet_e2e::busybox();
+    let member = cluster.nodes[1].name.clone();
+    let script = format!(
+        "mkdir -p /tmp/np && echo far-away > /tmp/np/index.html && exec {bb} httpd -f -p 80 -h /tmp/np"
+    );
+    cluster.server().ok(&["run", "far", "--node", &member, "--labels", "app=far", "--", "sh", "-c", &script]);
+    cluster.server().ok(&[
+        "expose",
+        "pod",
+        "far",
+        "--port",
+        "80",
+        "--type",
+        "NodePort",
+        "--node-port",
+        "30080",
+    ]);
+    // From the lan, through the server's node port, to the pod on the member.
+    let url = format!("http://{}:30080/", Cluster::address(0));
+    eventually(Duration::from_secs(20), "the node port answering from the lan", || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &cluster.lan, "timeout", "3", &bb, "wget", "-qO-", &url])
+            .output()
+            .unwrap();
+        (stdout(&out).trim() == "far-away").then_some(())
+    });
+
+    // Cut the member's link: NotReady, then Ready again once restored.
+    let cut = |state: &str| {
+        let out = cluster.nodes[1].on_node(&["ip", "link", "set", "uplink", state]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    cut("down");
+    eventually(Duration::from_secs(12), "the member NotReady", || {
+        let nodes = cluster.server().ok(&["get", "nodes"]);
+        nodes.lines().any(|l| l.starts_with(&member) && l.contains("NotReady")).then_some(())
+    });
+    cut("up");
+    let _ = cluster.nodes[1].on_node(&["ip", "route", "add", "192.168.251.0/24", "dev", "uplink"]);
+    eventually(Duration::from_secs(20), "the member Ready again", || {
+        let nodes = cluster.server().ok(&["get", "nodes"]);
+        nodes.lines().any(|l| l.starts_with(&member) && l.contains(" Ready")).then_some(())
+    });
+    assert_eq!(cluster.server().pods().len(), 1, "no duplicate pod after the resync");
+}

@@ -87,3 +87,22 @@ fn metrics_are_served_only_when_asked_for() {
     let out = plain.on_node(&["timeout", "5", &bb, "wget", "-qO-", "http://127.0.0.1:9464/metrics"]);
     assert!(!out.status.success(), "no metrics endpoint by default");
 }
+
+#[test]
+fn pods_cannot_reach_the_control_socket_or_the_data_dir() {
+    let node = Node::start("hide");
+    let probe = format!(
+        "PODNET_SOCKET={sock} {bin} get pods; echo rc=$?; ls -A {data} | wc -l",
+        sock = node.socket.display(),
+        bin = podnet_e2e::podnet_bin().display(),
+        data = node.dir.join("data").display()
+    );
+    node.ok(&["run", "nosy", "--restart", "Never", "--", "sh", "-c", &probe]);
+    let logs = podnet_e2e::eventually(std::time::Duration::from_secs(15), "the probe's output", || {
+        let logs = node.ok(&["logs", "nosy"]);
+        logs.contains("rc=").then_some(logs)
+    });
+    assert!(logs.contains("rc=1"), "a pod reached the agent: {logs}");
+    assert_eq!(logs.lines().last(), Some("0"), "a pod saw the data dir: {logs}");
+    node.ok(&["get", "pods"]); // the node itself still reaches its agent
+}

@@ -39,6 +39,8 @@ pub struct NodeOptions {
     pub subnet: Cidr,
     /// Where pod logs live.
     pub data_dir: PathBuf,
+    /// Host paths pods must not see (control socket, data dir, token).
+    pub hidden: Vec<PathBuf>,
 }
 
 /// The node runtime's state.

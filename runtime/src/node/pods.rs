@@ -168,6 +168,7 @@ impl NodeRuntime {
             &spec.name,
             true,
         )
+        .and_then(|entry| entry.hide(&self.options.hidden))
         .map_err(|e| format!("cannot enter pod {}/{}: {e}", spec.namespace, spec.name))?;
         let mut child = process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
             format!("cannot start `{}` in pod {}/{}: {e}", spec.command.join(" "), spec.namespace, spec.name)

@@ -22,6 +22,8 @@ pub struct PodEntry {
     resolv_conf: Option<CString>,
     hostname: CString,
     new_session: bool,
+    /// Host paths the pod must not see, and whether each is a directory.
+    hidden: Vec<(CString, bool)>,
 }
 
 impl PodEntry {
@@ -31,7 +33,23 @@ impl PodEntry {
             .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", netns.display())))?;
         let resolv_conf =
             resolv_conf.exists().then(|| CString::new(resolv_conf.as_os_str().as_bytes())).transpose()?;
-        Ok(PodEntry { netns, resolv_conf, hostname: CString::new(hostname)?, new_session })
+        Ok(PodEntry {
+            netns,
+            resolv_conf,
+            hostname: CString::new(hostname)?,
+            new_session,
+            hidden: Vec::new(),
+        })
+    }
+
+    /// Hides `paths` from the pod (the agent's control socket, its data dir
+    /// with the cluster token): a pod shares the host's files, and its
+    /// processes may run as root.
+    pub fn hide(mut self, paths: &[std::path::PathBuf]) -> io::Result<PodEntry> {
+        for path in paths.iter().filter(|p| p.exists()) {
+            self.hidden.push((CString::new(path.as_os_str().as_bytes())?, path.is_dir()));
+        }
+        Ok(self)
     }
 
     /// Moves the calling (child) process into the pod.
@@ -42,6 +60,16 @@ impl PodEntry {
         // Keep our mounts to ourselves, while still seeing the host's.
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
             .map_err(err)?;
+        for (path, is_dir) in &self.hidden {
+            if *is_dir {
+                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                mount(Some("tmpfs"), path.as_c_str(), Some("tmpfs"), flags, Some("size=4k,mode=000"))
+                    .map_err(err)?;
+            } else {
+                mount(Some("/dev/null"), path.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(err)?;
+            }
+        }
         if let Some(resolv) = &self.resolv_conf {
             mount(Some(resolv.as_c_str()), "/etc/resolv.conf", None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(err)?;
