@@ -129,6 +129,7 @@ echo "BENCH $NAME agent_rss_idle_kib $(rss_kib $AGENT)"
 # --- the cluster forms ----------------------------------------------------------
 if wait_for 180 all_ready; then
     pass "cluster formed: $NNODES nodes Ready"
+    echo "BENCH $NAME boot_to_cluster_ready_s $(uptime_s)"
 else
     fail "cluster formed: $NNODES nodes Ready"
 fi
