@@ -66,6 +66,17 @@ else
     tail -20 /tmp/agent.log
     finish
 fi
+i=0
+while ! podnet resolve dns-version.cluster.local. --type TXT >/dev/null 2>&1 && [ $i -lt 100 ]; do
+    sleep 0.2 2>/dev/null || sleep 1
+    i=$((i + 1))
+done
+if podnet resolve dns-version.cluster.local. --type TXT >/dev/null 2>&1; then
+    pass "agent answers DNS (dns-version.cluster.local TXT)"
+    echo "BENCH boot_to_dns_s $(cut -d' ' -f1 /proc/uptime)"
+else
+    fail "agent answers DNS (dns-version.cluster.local TXT)"
+fi
 podnet get nodes
 sleep 2
 echo "BENCH agent_rss_idle_kib $(rss_kib $AGENT)"
@@ -97,7 +108,7 @@ for ip in $WEB_IPS; do
 done
 step "pod pings the gateway" podnet exec client -- ping -c 1 -W 3 10.244.0.1
 step "pod hostname is its name" test "$(podnet exec client -- hostname)" = client
-step "pod has resolv.conf with cluster DNS" sh -c 'podnet exec client -- cat /etc/resolv.conf | grep -q "nameserver 10.96.0.10"'
+step "pod has resolv.conf with cluster DNS" sh -c 'podnet exec client -- cat /etc/resolv.conf | grep "nameserver 10.96.0.10" >/dev/null'
 
 # --- 20 pods ------------------------------------------------------------------
 step "create deployment fill (17)" podnet create deployment fill --replicas 17 -- sleep infinity
@@ -110,7 +121,7 @@ step "fill pods gone" wait_for 60 pods_running 3
 
 # --- teardown -----------------------------------------------------------------
 step "delete deployment web" podnet delete deployment web
-step "web pods gone" wait_for 60 sh -c '! podnet get pods | grep -q "^web-"'
+step "web pods gone" wait_for 60 sh -c '! podnet get pods | grep "^web-" >/dev/null'
 podnet node stats
 kill -TERM $AGENT
 i=0
