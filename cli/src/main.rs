@@ -24,6 +24,15 @@ use runtime::model::{ClusterIpRequest, DeploymentSpec, PodSpec, ServiceSpec, Ses
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node { command: NodeCommand::Up(_) }) {
+        // A CLI whose reader went away (`podnet get pods | head -1`) ends
+        // quietly like any Unix tool, instead of panicking on EPIPE. The
+        // agent keeps Rust's default of ignoring SIGPIPE for its sockets.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start: {e}")),
