@@ -152,6 +152,7 @@ if [ "$ROLE" = server ]; then
         step "run client-$n --node $n" podnet run "client-$n" --node "$n" -- sleep infinity
     done
     step "expose pod web-vm2 as web-svc" podnet expose pod web-vm2 --port 80 --name web-svc
+    step "expose pod web-vm2 as NodePort 30080" podnet expose pod web-vm2 --port 80 --type NodePort --node-port 30080 --name web-np
 fi
 
 # --- pods are placed and running --------------------------------------------------
@@ -193,6 +194,9 @@ expect_page "client-$NAME -> http://web-svc/ by DNS name" "client-$NAME" "http:/
 step "pod resolves web-svc.default.svc.cluster.local" sh -c \
     "podnet exec client-$NAME -- nslookup web-svc.default.svc.cluster.local 2>/dev/null | grep '$SVC_IP' >/dev/null"
 step "node $NAME resolves web-svc (podnet resolve)" sh -c "podnet resolve web-svc.default.svc.cluster.local. | grep '$SVC_IP' >/dev/null"
+# Through the server's node port (on another VM for the members) to web-vm2.
+step "node $NAME -> $SERVER:30080 (NodePort) -> web-vm2" wait_for 60 sh -c \
+    "timeout 5 busybox wget -qO- http://$SERVER:30080/ | grep '^web-vm2\$' >/dev/null"
 # The node itself reaches pods on the other nodes.
 for n in $NODES; do
     [ "$n" = "$NAME" ] && continue
@@ -233,6 +237,7 @@ for n in $NODES; do
     podnet delete pod "client-$n" >/dev/null
 done
 step "delete svc web-svc" podnet delete svc web-svc
+step "delete svc web-np" podnet delete svc web-np
 step "cluster pods gone" wait_for 60 sh -c '! podnet get pods | grep "^web-\|^client-" >/dev/null'
 for n in $NODES; do
     [ "$n" = "$NAME" ] || podnet delete pod "done-$n" >/dev/null
