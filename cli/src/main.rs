@@ -268,12 +268,12 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
         },
         (None, false) => runtime::agent::Role::Standalone,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // RUST_LOG is one level (error, warn, info, debug, trace) for the agent.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
     runtime::agent::run(runtime::agent::AgentOptions {
         config,
         node_name,
