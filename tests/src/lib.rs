@@ -114,7 +114,7 @@ impl Node {
         std::fs::create_dir_all(&dir).unwrap();
         // Outside names go to the test's own "lan" resolver address, never to
         // this machine's resolvers (a test without a lan gets SERVFAIL).
-        let upstream = "upstream_dns = [\"192.168.250.2\"]\n";
+        let upstream = "upstream_dns = [\"192.168.77.2\"]\n";
         let text = match config {
             Some(text) if text.contains("upstream_dns") => text.to_string(),
             Some(text) if text.contains("[network]\n") => {
@@ -256,90 +256,6 @@ impl Node {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-/// A "lan": a network namespace of the test's own, joined to a node's
-/// namespace by a veth pair, standing in for the world outside the cluster.
-/// The node side is 192.168.250.1/24, the lan side 192.168.250.2/24: private
-/// addresses that exist only inside these two namespaces.
-pub struct Lan {
-    /// The lan's namespace.
-    pub netns: String,
-    /// The lan host's address.
-    pub ip: String,
-    /// The node's address on the lan.
-    pub node_ip: String,
-    node_netns: String,
-    servers: Vec<Child>,
-}
-
-impl Lan {
-    /// Creates the lan namespace and the link to `node`.
-    pub fn attach(node: &Node) -> Lan {
-        let netns = format!("{}-lan", node.netns);
-        let run = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("ip");
-            assert!(out.status.success(), "ip {}: {}", args.join(" "), stderr(&out));
-        };
-        run(&["netns", "add", &netns]);
-        let lan = Lan {
-            netns: netns.clone(),
-            ip: "192.168.250.2".into(),
-            node_ip: "192.168.250.1".into(),
-            node_netns: node.netns.clone(),
-            servers: Vec::new(),
-        };
-        run(&[
-            "-n",
-            &node.netns,
-            "link",
-            "add",
-            "uplink",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &netns,
-        ]);
-        run(&["-n", &node.netns, "addr", "add", "192.168.250.1/24", "dev", "uplink"]);
-        run(&["-n", &node.netns, "link", "set", "uplink", "up"]);
-        run(&["-n", &node.netns, "link", "set", "lo", "up"]);
-        run(&["-n", &netns, "addr", "add", "192.168.250.2/24", "dev", "eth0"]);
-        run(&["-n", &netns, "link", "set", "eth0", "up"]);
-        run(&["-n", &netns, "link", "set", "lo", "up"]);
-        lan
-    }
-
-    /// Runs a command in the lan namespace and waits for it.
-    pub fn run(&self, command: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.netns]).args(command).output().expect("ip netns exec")
-    }
-
-    /// Starts a server in the lan namespace; it is stopped on drop.
-    pub fn serve(&mut self, command: &[&str]) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .args(command)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start lan server");
-        self.servers.push(child);
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for server in &mut self.servers {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-        let _ = Command::new("ip").args(["-n", &self.node_netns, "link", "del", "uplink"]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
     }
 }
 
@@ -581,6 +497,7 @@ pub struct Outside {
     pub node_ip: &'static str,
     /// The lan host's address.
     pub ip: &'static str,
+    node_netns: String,
     children: Vec<Child>,
 }
 
@@ -597,6 +514,7 @@ impl Outside {
             netns: netns.clone(),
             node_ip: "192.168.77.1",
             ip: "192.168.77.2",
+            node_netns: node.netns.clone(),
             children: Vec::new(),
         };
         sh(&[
@@ -677,6 +595,9 @@ impl Drop for Outside {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }
         });
+        // The node's end first: a veth half whose peer namespace is going
+        // away lingers for a moment, and a test may attach again at once.
+        let _ = Command::new("ip").args(["-n", &self.node_netns, "link", "del", "lan0"]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use podnet_e2e::{Lan, Node, busybox, eventually, require, stderr, stdout};
+use podnet_e2e::{Node, Outside, busybox, eventually, require, stderr, stdout};
 
 fn dig(node: &Node, pod: &str, args: &[&str]) -> String {
     let dig = require("dig", "bind9-dnsutils").to_string_lossy().into_owned();
@@ -191,9 +191,9 @@ fn services_are_answerable_at_once_and_gone_at_once() {
 #[test]
 fn outside_names_go_upstream_with_tcp_fallback_and_servfail_on_silence() {
     let dnsmasq = require("dnsmasq", "dnsmasq-base").to_string_lossy().into_owned();
-    let config = "[network]\nupstream_dns = [\"192.168.250.2\"]\ndns_timeout_ms = 1500\n";
+    let config = "[network]\nupstream_dns = [\"192.168.77.2\"]\ndns_timeout_ms = 1500\n";
     let (node, _) = cluster("upstream", Some(config));
-    let mut lan = Lan::attach(&node);
+    let mut lan = Outside::attach(&node);
     let chunk = "x".repeat(200);
     let mut args = vec![
         dnsmasq.clone(),
@@ -202,7 +202,7 @@ fn outside_names_go_upstream_with_tcp_fallback_and_servfail_on_silence() {
         "--no-hosts".into(),
         "--user=root".into(),
         "--bind-interfaces".into(),
-        "--listen-address=192.168.250.2".into(),
+        "--listen-address=192.168.77.2".into(),
         format!("--pid-file={}/dnsmasq.pid", node.dir.display()),
         "--address=/example.test/192.0.2.7".into(),
     ];
@@ -210,11 +210,10 @@ fn outside_names_go_upstream_with_tcp_fallback_and_servfail_on_silence() {
         args.push(format!("--txt-record=big.example.test,{i}{chunk}"));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    lan.serve(&args);
+    lan.spawn(&args, &node.dir.join("dnsmasq.log"));
     eventually(Duration::from_secs(10), "dnsmasq in the lan", || {
         let dig = require("dig", "bind9-dnsutils");
-        let out =
-            lan.run(&[dig.to_str().unwrap(), "+short", "+time=1", "@192.168.250.2", "www.example.test"]);
+        let out = lan.run(&[dig.to_str().unwrap(), "+short", "+time=1", "@192.168.77.2", "www.example.test"]);
         (stdout(&out).trim() == "192.0.2.7").then_some(())
     });
 
@@ -230,9 +229,12 @@ fn outside_names_go_upstream_with_tcp_fallback_and_servfail_on_silence() {
 
     // An upstream that takes queries and never answers: SERVFAIL in time.
     drop(lan);
-    let mut lan = Lan::attach(&node);
+    let mut lan = Outside::attach(&node);
     let socat = require("socat", "socat").to_string_lossy().into_owned();
-    lan.serve(&[&socat, "-u", "UDP-RECV:53,bind=192.168.250.2", "OPEN:/dev/null"]);
+    lan.spawn(
+        &[&socat, "-u", "UDP-RECV:53,bind=192.168.77.2", "OPEN:/dev/null"],
+        &node.dir.join("socat.log"),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let started = std::time::Instant::now();
     let out = dig(&node, "client", &["+time=5", "silent.example.test"]);

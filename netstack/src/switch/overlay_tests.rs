@@ -3,13 +3,12 @@
 //! switches (two nodes) talking through VXLAN datagrams built as the runtime
 //! builds them.
 
+use super::tests::arp_request;
 use super::*;
 use crate::conntrack::Proto;
 use crate::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayError, OverlayPeer, vtep_mac};
 use crate::service::{Affinity, Backend, ServiceKey};
-use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vxlan,
-};
+use crate::wire::{ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vxlan};
 use smoltcp::wire::{IpAddress, Ipv4Repr, UdpPacket, UdpRepr};
 
 const NOW: Instant = Instant::ZERO;
@@ -244,26 +243,6 @@ fn the_node_reaches_remote_pods_and_arps_for_them() {
     let lan = Ipv4Address::new(192, 168, 250, 10);
     let mut frame = udp_frame(pod_mac(0, 1), vtep_mac(subnet(0)), lan, pod_ip(1, 5), 53, b"x");
     assert_eq!(n.process(n.host, &mut frame), Verdict::Drop(DropReason::NotFromNode));
-}
-
-fn arp_request(src_mac: EthernetAddress, src_ip: Ipv4Address, target: Ipv4Address) -> Vec<u8> {
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: src_mac,
-        source_protocol_addr: src_ip,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: target,
-    };
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    };
-    let mut buf = vec![0u8; vnet::HEADER_LEN + eth.buffer_len() + arp.buffer_len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]);
-    eth.emit(&mut frame);
-    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-    buf
 }
 
 #[test]

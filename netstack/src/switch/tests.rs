@@ -40,7 +40,8 @@ fn fixture() -> Fixture {
     Fixture { switch, host, a, b }
 }
 
-fn arp_request(src_mac: EthernetAddress, src_ip: Ipv4Address, target: Ipv4Address) -> Vec<u8> {
+/// An ARP request as a pod kernel sends it, behind a plain virtio-net header.
+pub(super) fn arp_request(src_mac: EthernetAddress, src_ip: Ipv4Address, target: Ipv4Address) -> Vec<u8> {
     let arp = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
         source_hardware_addr: src_mac,
