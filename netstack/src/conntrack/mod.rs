@@ -19,6 +19,7 @@ mod table;
 
 pub(crate) use table::{Index, Slab, hash2};
 
+use alloc::collections::VecDeque;
 use core::fmt;
 
 use crate::wire::Ipv4Address;
@@ -238,16 +239,21 @@ pub struct Conntrack {
     seed: u64,
     stats: ConntrackStats,
     last_full_sweep: Option<Instant>,
+    /// Flows that reached `Closed`, oldest first: what a full table gives up
+    /// before it refuses a new connection. Entries may be stale (the flow
+    /// went or its slot holds another); they are checked when used.
+    closed: VecDeque<u32>,
 }
 
 impl Conntrack {
-    /// Bytes one flow costs: the entry, its free-list slot, and two index
-    /// slots in each of the two indexes (the indexes are kept half empty; a
+    /// Bytes one flow costs: the entry, its free-list slot, two index slots
+    /// in each of the two indexes (the indexes are kept half empty; a
     /// capacity that is not a power of two rounds them up further, see
-    /// [`Conntrack::memory_bytes`]).
+    /// [`Conntrack::memory_bytes`]), and its place in the closed-flow queue.
     pub const BYTES_PER_FLOW: usize = core::mem::size_of::<Option<Flow>>()
         + core::mem::size_of::<u32>()
-        + 2 * 2 * core::mem::size_of::<u32>();
+        + 2 * 2 * core::mem::size_of::<u32>()
+        + core::mem::size_of::<u32>();
 
     /// A full table sweeps for expired flows at most this often, so a flood
     /// of new flows against a full table costs no O(n) scan per packet.
@@ -264,12 +270,16 @@ impl Conntrack {
             seed,
             stats: ConntrackStats::default(),
             last_full_sweep: None,
+            closed: VecDeque::with_capacity(capacity),
         }
     }
 
     /// Bytes held by the table, all allocated at construction.
     pub fn memory_bytes(&self) -> usize {
-        self.flows.bytes() + self.by_original.bytes() + self.by_reply.bytes()
+        self.flows.bytes()
+            + self.by_original.bytes()
+            + self.by_reply.bytes()
+            + self.closed.capacity() * core::mem::size_of::<u32>()
     }
 
     /// Flows in the table (expired ones not yet swept included).
@@ -342,8 +352,15 @@ impl Conntrack {
     pub fn track(&mut self, now: Instant, id: FlowId, dir: Direction, flags: u8) {
         let timeouts = self.timeouts;
         if let Some(flow) = self.flows.get_mut(id.0) {
+            let was = flow.state;
             flow.state = flow.state.advance(dir, flags, &mut flow.fin_from);
             flow.deadline = now + timeouts.of(flow.state);
+            if flow.state == FlowState::Closed && was != FlowState::Closed {
+                if self.closed.len() == self.closed.capacity() {
+                    self.closed.pop_front();
+                }
+                self.closed.push_back(id.0);
+            }
         }
     }
 
@@ -359,7 +376,11 @@ impl Conntrack {
                 self.last_full_sweep = Some(now);
                 self.expire(now);
             }
-            if self.flows.is_full() {
+            // A closed connection only waits out stray packets: give the
+            // oldest one up rather than refuse a new connection. Without this
+            // the table caps new connections at capacity / tcp_closed per
+            // second (16384 / 10 s by default).
+            if self.flows.is_full() && !self.evict_closed() {
                 self.stats.refused += 1;
                 return Err(TableFull);
             }
@@ -374,6 +395,18 @@ impl Conntrack {
         self.by_reply.insert(reply.hash(self.seed), at);
         self.stats.created += 1;
         Ok(FlowId(at))
+    }
+
+    /// Removes the oldest flow still in the `Closed` state; false if none.
+    fn evict_closed(&mut self) -> bool {
+        while let Some(at) = self.closed.pop_front() {
+            if self.flows.get(at).is_some_and(|f| f.state == FlowState::Closed) {
+                self.remove(FlowId(at));
+                self.stats.expired += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Removes a flow.

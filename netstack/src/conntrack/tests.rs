@@ -156,7 +156,27 @@ fn expire_and_retain_keep_both_indexes_consistent() {
 fn bytes_per_flow_is_small() {
     // 40-byte entry, 4 bytes of free list, 16 bytes of index.
     assert_eq!(core::mem::size_of::<Option<Flow>>(), 40);
-    assert_eq!(Conntrack::BYTES_PER_FLOW, 60);
+    assert_eq!(Conntrack::BYTES_PER_FLOW, 64);
     let ct = Conntrack::new(1024, Timeouts::default(), 0);
     assert_eq!(ct.memory_bytes(), 1024 * Conntrack::BYTES_PER_FLOW);
+}
+
+#[test]
+fn a_full_table_gives_up_its_oldest_closed_flow_before_refusing() {
+    let t = Timeouts::default();
+    let mut ct = Conntrack::new(3, t, 1);
+    let keys: alloc::vec::Vec<_> = (0..3).map(|i| key(Proto::Tcp, 2, 40000 + i)).collect();
+    let ids: alloc::vec::Vec<_> = keys.iter().map(|k| add(&mut ct, at(0), *k).unwrap()).collect();
+    // The second connection ends with a reset; the others stay up.
+    ct.track(at(1), ids[0], Direction::Reply, SYN | ACK);
+    ct.track(at(1), ids[1], Direction::Original, RST);
+    ct.track(at(1), ids[2], Direction::Reply, SYN | ACK);
+    let fresh = key(Proto::Tcp, 2, 50000);
+    assert!(add(&mut ct, at(2), fresh).is_ok(), "the closed flow makes room at once");
+    assert!(ct.lookup(at(2), &keys[1]).is_none(), "the closed flow went");
+    assert!(ct.lookup(at(2), &keys[0]).is_some() && ct.lookup(at(2), &keys[2]).is_some());
+    // Full of live flows: refused and counted, the live flows go on.
+    assert!(add(&mut ct, at(2), key(Proto::Tcp, 2, 50001)).is_err());
+    assert_eq!(ct.stats().refused, 1);
+    assert_eq!(ct.len(), 3);
 }
