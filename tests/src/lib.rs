@@ -246,6 +246,31 @@ impl Node {
             .expect("nsenter")
     }
 
+    /// Counter `reason` of port `port` in `podnet node stats`.
+    pub fn drops(&self, port: &str, reason: &str) -> u64 {
+        let stats: Value = serde_json::from_str(&self.ok(&["node", "stats", "-o", "json"])).unwrap();
+        stats["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .and_then(|p| p["drops"].as_array()?.iter().find(|d| d[0] == reason).and_then(|d| d[1].as_u64()))
+            .unwrap_or(0)
+    }
+
+    /// A deployment whose pods each serve their own name over HTTP on `port`.
+    pub fn named_web(&self, name: &str, replicas: u32, port: u16, extra: &[&str]) {
+        let bb = busybox();
+        let script = format!(
+            "mkdir -p /tmp/www-$POD_NAME && echo $POD_NAME > /tmp/www-$POD_NAME/index.html && exec {bb} httpd -f -p {port} -h /tmp/www-$POD_NAME"
+        );
+        let replicas = replicas.to_string();
+        let mut args = vec!["create", "deployment", name, "--replicas", &replicas];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", &script]);
+        self.ok(&args);
+    }
+
     /// Named namespaces of this node's pods.
     pub fn pod_namespaces(&self) -> Vec<String> {
         let prefix = format!("pn.{}.", self.name);

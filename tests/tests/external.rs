@@ -11,19 +11,6 @@ use std::time::{Duration, Instant};
 
 use podnet_e2e::{Node, Outside, busybox, eventually, raise_fd_limit, require, stderr, stdout};
 
-/// A deployment whose pods each serve their own name over HTTP on `port`.
-fn named_web(node: &Node, name: &str, replicas: u32, port: u16, extra: &[&str]) {
-    let bb = busybox();
-    let script = format!(
-        "mkdir -p /tmp/www-$POD_NAME && echo $POD_NAME > /tmp/www-$POD_NAME/index.html && exec {bb} httpd -f -p {port} -h /tmp/www-$POD_NAME"
-    );
-    let replicas = replicas.to_string();
-    let mut args = vec!["create", "deployment", name, "--replicas", &replicas];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", "sh", "-c", &script]);
-    node.ok(&args);
-}
-
 fn svc_json(node: &Node, service: &str) -> serde_json::Value {
     serde_json::from_str(&node.ok(&["get", "svc", service, "-o", "json"])).unwrap()
 }
@@ -85,7 +72,7 @@ fn squat(node: &Node, proto: &str, port: u16) -> Squatter {
 fn nodeport_is_reachable_from_the_lan_and_balanced() {
     let node = Node::start("np");
     let lan = Outside::attach(&node);
-    named_web(&node, "web", 2, 8080, &[]);
+    node.named_web("web", 2, 8080, &[]);
     node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "80", "--target-port", "8080"]);
     wait_endpoints(&node, "web", 2);
     let np = node_port(&node, "web");
@@ -129,7 +116,7 @@ fn nodeport_is_reachable_from_the_lan_and_balanced() {
 fn loadbalancer_serves_on_node_addresses_or_says_why_not() {
     let node = Node::start("lb");
     let lan = Outside::attach(&node);
-    named_web(&node, "web", 1, 80, &[]);
+    node.named_web("web", 1, 80, &[]);
     node.ok(&[
         "expose",
         "deployment",
@@ -404,7 +391,7 @@ fn half_close_and_resets_pass_through_the_proxy() {
 fn a_service_without_ready_backends_refuses_at_once() {
     let node = Node::start("npclosed");
     let lan = Outside::attach(&node);
-    named_web(&node, "web", 1, 80, &[]);
+    node.named_web("web", 1, 80, &[]);
     node.ok(&[
         "expose",
         "deployment",
@@ -489,7 +476,7 @@ fn a_thousand_concurrent_connections_through_a_node_port() {
 #[test]
 fn bad_node_ports_are_refused_and_nothing_is_half_made() {
     let node = Node::start("npbad");
-    named_web(&node, "web", 1, 80, &[]);
+    node.named_web("web", 1, 80, &[]);
     let np = |extra: &[&str]| {
         let mut args = vec!["expose", "deployment", "web", "--type", "NodePort", "--port", "80", "--name"];
         args.extend_from_slice(extra);
@@ -589,7 +576,7 @@ fn pods_reach_the_lan_as_the_node_over_tcp_udp_and_ping() {
     assert!(!out.status.success(), "port unreachable ends the exchange");
 
     // The node's own address works too: here its node port.
-    named_web(&node, "web", 1, 80, &[]);
+    node.named_web("web", 1, 80, &[]);
     node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "80", "--node-port", "30090"]);
     wait_endpoints(&node, "web", 1);
     let out = node.exec("client", &["timeout", "5", &bb, "wget", "-qO-", "http://192.168.77.1:30090/"]);

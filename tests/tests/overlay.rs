@@ -46,18 +46,6 @@ fn md5(bb: &str, path: &str) -> String {
     stdout(&out).split_whitespace().next().unwrap().to_string()
 }
 
-/// Counter `reason` of port `port` in `podnet node stats`.
-fn drops(node: &Node, port: &str, reason: &str) -> u64 {
-    let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
-    stats["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["port"] == port)
-        .and_then(|p| p["drops"].as_array()?.iter().find(|d| d[0] == reason).and_then(|d| d[1].as_u64()))
-        .unwrap_or(0)
-}
-
 fn port_stat(node: &Node, port: &str, field: &str) -> u64 {
     let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
     stats["ports"]
@@ -157,8 +145,8 @@ fn pods_on_two_nodes_talk_with_their_own_addresses() {
     assert!(port_stat(a, "overlay", "rx_packets") > 5000, "8 MiB is thousands of datagrams");
     assert_eq!(port_stat(a, "overlay", "tx_errors"), 0);
     for reason in ["unknown_peer", "spoofed_ip", "malformed", "wrong_vni"] {
-        assert_eq!(drops(a, "overlay", reason), 0, "{reason}");
-        assert_eq!(drops(b, "overlay", reason), 0, "{reason}");
+        assert_eq!(a.drops("overlay", reason), 0, "{reason}");
+        assert_eq!(b.drops("overlay", reason), 0, "{reason}");
     }
 }
 
@@ -329,12 +317,12 @@ fn forged_overlay_packets_are_dropped_and_counted() {
 
     send_from(kv, "192.168.250.66", &forged_datagram([10, 244, 9, 0], dst, b"from-a-stranger\n"));
     eventually(Duration::from_secs(5), "the stranger's packet counted", || {
-        (drops(node, "overlay", "unknown_peer") == 1).then_some(())
+        (node.drops("overlay", "unknown_peer") == 1).then_some(())
     });
     // A real peer speaking for another node's pod.
     send_from(kv, KERNEL_UNDERLAY, &forged_datagram([10, 244, 1, 7], dst, b"spoofed-source\n"));
     eventually(Duration::from_secs(5), "the spoofed packet counted", || {
-        (drops(node, "overlay", "spoofed_ip") == 1).then_some(())
+        (node.drops("overlay", "spoofed_ip") == 1).then_some(())
     });
     // The same bytes, honest: delivered (so the drops above were the checks').
     send_from(kv, KERNEL_UNDERLAY, &forged_datagram([10, 244, 9, 0], dst, b"honest-peer\n"));

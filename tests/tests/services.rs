@@ -8,19 +8,6 @@ use std::time::{Duration, Instant};
 
 use podnet_e2e::{Node, busybox, eventually, require, stderr, stdout};
 
-/// A deployment whose pods each serve their own name over HTTP on `port`.
-fn named_web(node: &Node, name: &str, replicas: u32, port: u16, extra: &[&str]) {
-    let bb = busybox();
-    let script = format!(
-        "mkdir -p /tmp/www-$POD_NAME && echo $POD_NAME > /tmp/www-$POD_NAME/index.html && exec {bb} httpd -f -p {port} -h /tmp/www-$POD_NAME"
-    );
-    let replicas = replicas.to_string();
-    let mut args = vec!["create", "deployment", name, "--replicas", &replicas];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", "sh", "-c", &script]);
-    node.ok(&args);
-}
-
 fn cluster_ip(node: &Node, service: &str) -> String {
     let svc: serde_json::Value =
         serde_json::from_str(&node.ok(&["get", "svc", service, "-o", "json"])).unwrap();
@@ -60,7 +47,7 @@ fn spread(node: &Node, url: &str, n: usize) -> BTreeMap<String, usize> {
 #[test]
 fn should_serve_a_basic_endpoint_from_pods_and_spread_connections() {
     let node = Node::start("svc");
-    named_web(&node, "web", 3, 8080, &[]);
+    node.named_web("web", 3, 8080, &[]);
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80", "--target-port", "8080", "--name", "web-svc"]);
     wait_endpoints(&node, "web-svc", 3);
@@ -154,7 +141,7 @@ fn should_serve_multiport_endpoints_by_port_name() {
 #[test]
 fn should_have_session_affinity_and_switch_it_on_a_live_service() {
     let node = Node::start("aff");
-    named_web(&node, "web", 3, 80, &[]);
+    node.named_web("web", 3, 80, &[]);
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80", "--session-affinity", "ClientIP"]);
     wait_endpoints(&node, "web", 3);
@@ -174,7 +161,7 @@ fn should_have_session_affinity_and_switch_it_on_a_live_service() {
 #[test]
 fn should_allow_pods_to_hairpin_back_to_themselves_through_services() {
     let node = Node::start("hairpin");
-    named_web(&node, "solo", 1, 80, &[]);
+    node.named_web("solo", 1, 80, &[]);
     node.ok(&["expose", "deployment", "solo", "--port", "8000", "--target-port", "80"]);
     wait_endpoints(&node, "solo", 1);
     let pod = node.pods()[0]["metadata"]["name"].as_str().unwrap().to_string();
@@ -237,7 +224,7 @@ fn udp_services_answer_and_a_service_without_backends_refuses_at_once() {
 #[test]
 fn endpoints_follow_deletion_scaling_and_readiness() {
     let node = Node::start("follow");
-    named_web(&node, "web", 2, 80, &["--readiness", "http:80/ready"]);
+    node.named_web("web", 2, 80, &["--readiness", "http:80/ready"]);
     node.ok(&["expose", "deployment", "web", "--port", "80"]);
     // Pods answer 404 for /ready until the file exists: unready, not endpoints.
     eventually(Duration::from_secs(15), "two running pods", || (node.pods().len() == 2).then_some(()));
@@ -267,7 +254,7 @@ fn endpoints_follow_deletion_scaling_and_readiness() {
 #[test]
 fn bad_service_input_is_refused_or_shown() {
     let node = Node::start("badsvc");
-    named_web(&node, "web", 1, 80, &[]);
+    node.named_web("web", 1, 80, &[]);
     node.fails(&["expose", "deployment", "ghost", "--port", "80"], "not found");
     node.fails(&["expose", "deployment", "web", "--port", "0"], "1 to 65535");
     node.fails(&["expose", "deployment", "web", "--port", "70000"], "1 to 65535");
