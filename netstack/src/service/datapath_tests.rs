@@ -451,6 +451,22 @@ fn a_new_syn_on_a_closed_tuple_is_balanced_afresh() {
 }
 
 #[test]
+fn a_direct_connection_reusing_a_finished_service_tuple_is_not_rewritten() {
+    let mut net = net_with_web(&[3]);
+    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    let mut rst = tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::Rst, 1001, None, &[]);
+    net.send(at(1), 2, &mut rst);
+    // The client now connects straight to the pod from the same port.
+    let mut direct = syn(2, 40000, (ip(3), 8080));
+    assert_eq!(net.send(at(2), 2, &mut direct).0, net.fwd(3));
+    let mut syn_ack =
+        tcp(mac(3), mac(2), (ip(3), 8080), (ip(2), 40000), TcpControl::Syn, 5000, Some(1001), &[]);
+    assert_eq!(net.send(at(2), 3, &mut syn_ack).0, net.fwd(2));
+    assert_eq!(seen(&syn_ack).src, (ip(3), 8080), "the reply keeps the pod's address");
+    assert_eq!(net.switch.conntrack().len(), 0, "the finished service flow went");
+}
+
+#[test]
 fn hairpin_round_trip_through_the_vip() {
     let mut net = net_with_web(&[2]);
     let mut f = syn(2, 40000, (VIP, 80));

@@ -177,7 +177,18 @@ impl Switch {
                 }
                 self.open_flow(now, &key, flags, &packet, macs, reply)?
             }
-            None => return Ok(None),
+            None => {
+                // A direct connection whose replies would match a finished
+                // Service flow's (the client reused a port it had just used
+                // for the ClusterIP, towards the same pod): the old flow goes,
+                // or it would rewrite this connection's replies to the VIP.
+                if let Some((id, Direction::Reply)) = self.conntrack.lookup(now, &key.reversed())
+                    && self.reopens(id, Direction::Original, flags)
+                {
+                    self.conntrack.remove(id);
+                }
+                return Ok(None);
+            }
         };
         if !offload_ok {
             return Err(Verdict::Drop(DropReason::Malformed));
