@@ -20,48 +20,17 @@
 #
 # Pipes from podnet use `grep PATTERN >/dev/null`, not `grep -q`: grep -q exits at the
 # first match and the CLI then dies writing to the closed pipe (SIGPIPE/EPIPE, "Aborted").
-/bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=0755 run /run
-mount -t tmpfs tmp /tmp
-mkdir -p /run/netns /var/lib/podnet /dev/net /dev/pts
-mount -t devpts devpts /dev/pts
 
+. /lib.sh
 arg() { sed -n "s/.*podnet\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 NAME=$(arg name)
 IP=$(arg ip)
 SERVER=$(arg server)
 NODES=$(arg nodes | tr , ' ')
 NNODES=$(echo $NODES | wc -w)
+WHO=$NAME
 echo "podnet-vm: /init of $NAME ($IP) at $(cut -d' ' -f1 /proc/uptime) s"
 
-FAILS=0
-pass() { echo "PASS $NAME: $*"; }
-fail() { echo "FAIL $NAME: $*"; FAILS=$((FAILS + 1)); }
-step() { # name command... : PASS when the command succeeds
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
-finish() {
-    echo "podnet-vm: $NAME: $FAILS failed"
-    echo "SCENARIO DONE"
-    sync
-    poweroff -f
-}
-# Polls a condition once a second, up to $1 seconds.
-wait_for() {
-    limit=$1; shift
-    i=0
-    while [ "$i" -lt "$limit" ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 1
-        i=$((i + 1))
-    done
-    return 1
-}
 nap() { sleep 0.2 2>/dev/null || sleep 1; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }

@@ -3,41 +3,9 @@
 # Runs the one-node scenario; every step prints "PASS name" or "FAIL name",
 # measurements print "BENCH key value", and the last line is
 # "SCENARIO DONE" before the VM powers off. tests/qemu/run parses these.
-/bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=0755 run /run
-mount -t tmpfs tmp /tmp
-mkdir -p /run/netns /var/lib/podnet /dev/net /dev/pts
-mount -t devpts devpts /dev/pts
+. /lib.sh
 echo "podnet-vm: /init at $(cut -d' ' -f1 /proc/uptime) s"
 
-FAILS=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-step() { # name command... : PASS when the command succeeds
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
-finish() {
-    echo "podnet-vm: $FAILS failed"
-    echo "SCENARIO DONE"
-    sync
-    poweroff -f
-}
-# Polls a condition once a second, up to $1 seconds.
-wait_for() {
-    limit=$1; shift
-    i=0
-    while [ "$i" -lt "$limit" ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 1
-        i=$((i + 1))
-    done
-    return 1
-}
 running() { # count of pods in Running state
     podnet get pods 2>/dev/null | grep -c ' Running '
 }
