@@ -197,8 +197,12 @@ pub struct LimitsConfig {
     pub max_services: u16,
     /// Backends per service port.
     pub max_backends: u16,
-    /// Connections tracked through ClusterIPs (60 bytes each).
+    /// Connections tracked through ClusterIPs (64 bytes each).
     pub max_flows: u32,
+    /// Open connections through ClusterIPs one pod (or the node itself) may
+    /// hold, so one flooding pod cannot fill the table; closed ones do not
+    /// count. Default: a quarter of `max_flows`.
+    pub max_flows_per_pod: Option<u32>,
     /// ClientIP session-affinity records.
     pub max_affinities: u32,
     /// TCP connections proxied at once through node ports, host ports and
@@ -208,6 +212,13 @@ pub struct LimitsConfig {
     pub max_proxied_udp_flows: u32,
 }
 
+impl LimitsConfig {
+    /// Open ClusterIP connections one pod may hold (see `max_flows_per_pod`).
+    pub fn flows_per_pod(&self) -> u32 {
+        self.max_flows_per_pod.unwrap_or(self.max_flows.div_ceil(4))
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
@@ -215,6 +226,7 @@ impl Default for LimitsConfig {
             max_services: 256,
             max_backends: 32,
             max_flows: 16_384,
+            max_flows_per_pod: None,
             max_affinities: 4096,
             max_proxied_connections: 4096,
             max_proxied_udp_flows: 1024,
@@ -590,6 +602,17 @@ impl NodeConfig {
                 found.push((vec![key], format!("{key} must be at least 1")));
             }
         }
+        if let Some(per_pod) = limits.max_flows_per_pod
+            && (per_pod == 0 || per_pod > limits.max_flows)
+        {
+            found.push((
+                vec!["limits.max_flows_per_pod"],
+                format!(
+                    "limits.max_flows_per_pod {per_pod} must be between 1 and limits.max_flows ({})",
+                    limits.max_flows
+                ),
+            ));
+        }
         if pods.restart_backoff_initial_ms == 0 {
             found.push((
                 vec!["pods.restart_backoff_initial_ms"],
@@ -712,6 +735,19 @@ mod tests {
         assert!(problems[6].message.contains("podz"), "{problems:#?}");
         let err = NodeConfig::parse(text).unwrap_err();
         assert!(err.starts_with("7 problems:\n  line 3: "), "{err}");
+    }
+
+    #[test]
+    fn the_per_pod_flow_quota_defaults_to_a_quarter_and_is_checked() {
+        let config = NodeConfig::parse("[limits]\nmax_flows = 1000\n").unwrap();
+        assert_eq!(config.limits.flows_per_pod(), 250);
+        let config = NodeConfig::parse("[limits]\nmax_flows = 1000\nmax_flows_per_pod = 1000\n").unwrap();
+        assert_eq!(config.limits.flows_per_pod(), 1000);
+        for bad in ["0", "1001"] {
+            let text = format!("[limits]\nmax_flows = 1000\nmax_flows_per_pod = {bad}\n");
+            let err = NodeConfig::parse(&text).unwrap_err();
+            assert!(err.contains("line 3") && err.contains("between 1 and limits.max_flows (1000)"), "{err}");
+        }
     }
 
     #[test]

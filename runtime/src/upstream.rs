@@ -1,11 +1,15 @@
 //! Relays cluster DNS queries for names outside the zone to the node's own
 //! resolvers and hands the answers back to the switch. UDP first; a
 //! truncated answer is asked again over TCP. A resolver that does not answer
-//! in time gets the client a SERVFAIL, not silence.
+//! in time gets the client a SERVFAIL, not silence. Each pod may have a few
+//! queries out at once; past that it gets a REFUSED at once (as CoreDNS's
+//! `forward` does past `max_concurrent`), so one pod's query storm cannot
+//! take the relay from the others.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,10 +17,14 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, timeout_at};
 
+use netstack::switch::PortId;
+
 use crate::dataplane::{DataplaneHandle, UpstreamQuery};
 
 /// Queries relayed at once; more wait in the switch's queue or are dropped.
 const MAX_IN_FLIGHT: usize = 256;
+/// Queries one switch port (a pod) may have relayed at once.
+const MAX_IN_FLIGHT_PER_PORT: u32 = 32;
 
 /// The IPv4 nameservers of a resolv.conf.
 pub fn nameservers(resolv_conf: &Path) -> Vec<Ipv4Addr> {
@@ -39,10 +47,19 @@ pub async fn relay(
 ) {
     let servers = addresses(&servers);
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let shares = Shares::new(MAX_IN_FLIGHT_PER_PORT);
     while let Some(query) = queries.recv().await {
+        let Some(share) = shares.claim(query.client.port) else {
+            let mut refused = Vec::new();
+            if netstack::dns::refused(&query.query, &mut refused) {
+                injector.dns_answer(query.client, refused);
+            }
+            continue;
+        };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let (servers, injector) = (servers.clone(), injector.clone());
         tokio::spawn(async move {
+            let _share = share;
             let answer = match resolve(&servers, &query.query, Instant::now() + deadline).await {
                 Some(answer) => answer,
                 None => {
@@ -56,6 +73,48 @@ pub async fn relay(
             injector.dns_answer(query.client, answer);
             drop(slot);
         });
+    }
+}
+
+/// Counts what each port has in flight, up to a limit per port.
+#[derive(Clone)]
+struct Shares {
+    taken: Arc<Mutex<HashMap<PortId, u32>>>,
+    limit: u32,
+}
+
+/// One query's place in its port's share, given back when dropped.
+struct Share {
+    shares: Shares,
+    port: PortId,
+}
+
+impl Shares {
+    fn new(limit: u32) -> Shares {
+        Shares { taken: Arc::default(), limit }
+    }
+
+    /// A place for one more query from `port`, unless it has `limit` out.
+    fn claim(&self, port: PortId) -> Option<Share> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let count = taken.entry(port).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Share { shares: self.clone(), port })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut taken = self.shares.taken.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = taken.get_mut(&self.port) {
+            *count -= 1;
+            if *count == 0 {
+                taken.remove(&self.port);
+            }
+        }
     }
 }
 
@@ -154,5 +213,20 @@ mod tests {
         .unwrap();
         assert_eq!(nameservers(&path), vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 2)]);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn each_port_gets_its_own_share_back_when_queries_finish() {
+        let shares = Shares::new(2);
+        let (a, b) = (PortId(1), PortId(2));
+        let first = shares.claim(a).unwrap();
+        let second = shares.claim(a).unwrap();
+        assert!(shares.claim(a).is_none(), "a is at its limit");
+        let other = shares.claim(b);
+        assert!(other.is_some(), "b is not held back by a");
+        drop(first);
+        assert!(shares.claim(a).is_some());
+        drop((second, other));
+        assert!(shares.taken.lock().unwrap().is_empty(), "nothing left once all are done");
     }
 }

@@ -13,6 +13,12 @@
 //! (the runtime's periodic sweep), and when the table is full and a new flow
 //! needs room. If nothing has expired the new flow is refused, never an
 //! existing one evicted: a live connection is worth more than a new one.
+//!
+//! Each flow belongs to an [`Owner`], the switch port its first packet came
+//! in by, and each owner may hold at most a quota of live (not yet closed)
+//! flows: a pod flooding SYNs or UDP from fresh source ports fills its own
+//! share, not the table the other pods share. Closed flows do not count;
+//! they are given up first whenever the table needs room.
 
 pub mod nat;
 mod table;
@@ -20,6 +26,8 @@ mod table;
 pub(crate) use table::{Index, Slab, hash2};
 
 use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::wire::Ipv4Address;
@@ -168,6 +176,10 @@ impl Timeouts {
     }
 }
 
+/// Who opened a flow: the index of the switch port its first packet came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner(pub u16);
+
 /// One tracked connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
@@ -175,6 +187,7 @@ pub struct Flow {
     reply: FlowKey,
     state: FlowState,
     fin_from: Option<Direction>,
+    owner: Owner,
     deadline: Instant,
 }
 
@@ -190,6 +203,10 @@ impl Flow {
     /// Where the connection is in its life.
     pub fn state(&self) -> FlowState {
         self.state
+    }
+    /// The port that opened the flow.
+    pub fn owner(&self) -> Owner {
+        self.owner
     }
     /// When the flow expires unless another packet comes.
     pub fn deadline(&self) -> Instant {
@@ -217,15 +234,45 @@ pub struct ConntrackStats {
     pub expired: u64,
     /// New flows refused because the table was full of live flows.
     pub refused: u64,
+    /// New flows refused because their owner held its quota of live flows.
+    pub over_quota: u64,
 }
 
-/// The flow table is full of live flows.
+/// Why a new flow was not added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableFull;
+pub enum Refused {
+    /// The table is full of live flows.
+    TableFull,
+    /// The owner already holds its quota of live flows.
+    OverQuota,
+}
 
-impl fmt::Display for TableFull {
+impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("flow table full (raise max_flows in the board config)")
+        f.write_str(match self {
+            Refused::TableFull => "flow table full (raise max_flows in the board config)",
+            Refused::OverQuota => {
+                "the pod holds its quota of flows (raise max_flows_per_pod in the board config)"
+            }
+        })
+    }
+}
+
+/// How many flows the table holds, in all and per owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Flows in the table.
+    pub flows: usize,
+    /// Owners the table counts flows for (owner indices below this).
+    pub owners: usize,
+    /// Live flows one owner may hold.
+    pub per_owner: usize,
+}
+
+impl Capacity {
+    /// `flows` in all, shared by `owners`, each allowed a quarter of the table.
+    pub fn quarter_each(flows: usize, owners: usize) -> Capacity {
+        Capacity { flows, owners, per_owner: flows.div_ceil(4) }
     }
 }
 
@@ -243,6 +290,9 @@ pub struct Conntrack {
     /// before it refuses a new connection. Entries may be stale (the flow
     /// went or its slot holds another); they are checked when used.
     closed: VecDeque<u32>,
+    /// Live (not closed) flows per owner, and how many each may hold.
+    live: Vec<u32>,
+    per_owner: u32,
 }
 
 impl Conntrack {
@@ -259,18 +309,21 @@ impl Conntrack {
     /// of new flows against a full table costs no O(n) scan per packet.
     pub const FULL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-    /// An empty table for `capacity` flows. `seed` keys the hash; the
-    /// runtime passes a random one so tuples cannot be aimed at one chain.
-    pub fn new(capacity: usize, timeouts: Timeouts, seed: u64) -> Conntrack {
+    /// An empty table of `capacity`. `seed` keys the hash; the runtime
+    /// passes a random one so tuples cannot be aimed at one chain.
+    pub fn new(capacity: Capacity, timeouts: Timeouts, seed: u64) -> Conntrack {
+        let flows = capacity.flows;
         Conntrack {
-            flows: Slab::new(capacity),
-            by_original: Index::new(capacity),
-            by_reply: Index::new(capacity),
+            flows: Slab::new(flows),
+            by_original: Index::new(flows),
+            by_reply: Index::new(flows),
             timeouts,
             seed,
             stats: ConntrackStats::default(),
             last_full_sweep: None,
-            closed: VecDeque::with_capacity(capacity),
+            closed: VecDeque::with_capacity(flows),
+            live: vec![0; capacity.owners],
+            per_owner: u32::try_from(capacity.per_owner).unwrap_or(u32::MAX),
         }
     }
 
@@ -280,6 +333,7 @@ impl Conntrack {
             + self.by_original.bytes()
             + self.by_reply.bytes()
             + self.closed.capacity() * core::mem::size_of::<u32>()
+            + self.live.len() * core::mem::size_of::<u32>()
     }
 
     /// Flows in the table (expired ones not yet swept included).
@@ -300,6 +354,16 @@ impl Conntrack {
     /// Counters.
     pub fn stats(&self) -> &ConntrackStats {
         &self.stats
+    }
+
+    /// Live (not closed) flows `owner` holds.
+    pub fn live(&self, owner: Owner) -> u32 {
+        self.live.get(usize::from(owner.0)).copied().unwrap_or(0)
+    }
+
+    /// Live flows one owner may hold.
+    pub fn per_owner(&self) -> u32 {
+        self.per_owner
     }
 
     /// The timeouts in force.
@@ -356,6 +420,8 @@ impl Conntrack {
             flow.state = flow.state.advance(dir, flags, &mut flow.fin_from);
             flow.deadline = now + timeouts.of(flow.state);
             if flow.state == FlowState::Closed && was != FlowState::Closed {
+                let owner = flow.owner;
+                self.release(owner);
                 if self.closed.len() == self.closed.capacity() {
                     self.closed.pop_front();
                 }
@@ -364,12 +430,24 @@ impl Conntrack {
         }
     }
 
-    /// Adds a flow whose first packet (a TCP SYN or any UDP datagram) was
-    /// just seen at `now`. `reply` must be free (see [`Conntrack::is_free`]).
-    /// When the table is full, expired flows are swept first (at most every
-    /// [`Conntrack::FULL_SWEEP_INTERVAL`]); if none had expired the new flow
-    /// is refused and counted.
-    pub fn insert(&mut self, now: Instant, original: FlowKey, reply: FlowKey) -> Result<FlowId, TableFull> {
+    /// Adds a flow whose first packet (a TCP SYN or any UDP datagram) came
+    /// in from `owner` at `now`. `reply` must be free (see
+    /// [`Conntrack::is_free`]). An owner at its quota of live flows is
+    /// refused. When the table is full, expired flows are swept first (at
+    /// most every [`Conntrack::FULL_SWEEP_INTERVAL`]), then the oldest closed
+    /// flow is given up; if there is none the new flow is refused. Refusals
+    /// are counted.
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        owner: Owner,
+        original: FlowKey,
+        reply: FlowKey,
+    ) -> Result<FlowId, Refused> {
+        if self.live(owner) >= self.per_owner {
+            self.stats.over_quota += 1;
+            return Err(Refused::OverQuota);
+        }
         if self.flows.is_full() {
             let due = self.last_full_sweep.is_none_or(|at| now >= at + Self::FULL_SWEEP_INTERVAL);
             if due {
@@ -382,19 +460,30 @@ impl Conntrack {
             // second (16384 / 10 s by default).
             if self.flows.is_full() && !self.evict_closed() {
                 self.stats.refused += 1;
-                return Err(TableFull);
+                return Err(Refused::TableFull);
             }
         }
         let state = match original.proto {
             Proto::Tcp => FlowState::SynSent,
             Proto::Udp => FlowState::Udp,
         };
-        let flow = Flow { original, reply, state, fin_from: None, deadline: now + self.timeouts.of(state) };
-        let at = self.flows.insert(flow).ok_or(TableFull)?;
+        let deadline = now + self.timeouts.of(state);
+        let flow = Flow { original, reply, state, fin_from: None, owner, deadline };
+        let at = self.flows.insert(flow).ok_or(Refused::TableFull)?;
         self.by_original.insert(original.hash(self.seed), at);
         self.by_reply.insert(reply.hash(self.seed), at);
+        if let Some(live) = self.live.get_mut(usize::from(owner.0)) {
+            *live += 1;
+        }
         self.stats.created += 1;
         Ok(FlowId(at))
+    }
+
+    /// One live flow of `owner` closed or went.
+    fn release(&mut self, owner: Owner) {
+        if let Some(live) = self.live.get_mut(usize::from(owner.0)) {
+            *live = live.saturating_sub(1);
+        }
     }
 
     /// Removes the oldest flow still in the `Closed` state; false if none.
@@ -417,6 +506,9 @@ impl Conntrack {
             .remove(flow.original.hash(seed), id.0, |at| flows.get(at).map_or(0, |f| f.original.hash(seed)));
         self.by_reply
             .remove(flow.reply.hash(seed), id.0, |at| flows.get(at).map_or(0, |f| f.reply.hash(seed)));
+        if flow.state != FlowState::Closed {
+            self.release(flow.owner);
+        }
         self.flows.remove(id.0)
     }
 

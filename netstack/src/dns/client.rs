@@ -1,5 +1,6 @@
 //! The runtime's side of DNS messages: a SERVFAIL when upstream is silent,
-//! queries for `podnet resolve`, and answers rendered as zone-file text.
+//! a REFUSED for a pod over its share of upstream queries, queries for
+//! `podnet resolve`, and answers rendered as zone-file text.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -13,13 +14,22 @@ use domain::rdata::AllRecordData;
 /// Builds a SERVFAIL for `query`: same ID, RD and question, no records.
 /// Returns false when `query` is not a query with one question.
 pub fn servfail(query: &[u8], out: &mut Vec<u8>) -> bool {
+    error_answer(query, WireRcode::SERVFAIL, out)
+}
+
+/// Builds a REFUSED for `query`, as [`servfail`] does a SERVFAIL.
+pub fn refused(query: &[u8], out: &mut Vec<u8>) -> bool {
+    error_answer(query, WireRcode::REFUSED, out)
+}
+
+fn error_answer(query: &[u8], rcode: WireRcode, out: &mut Vec<u8>) -> bool {
     out.clear();
     let Ok(msg) = Message::from_octets(query) else { return false };
     if msg.header().qr() || msg.header_counts().qdcount() != 1 || msg.sole_question().is_err() {
         return false;
     }
     let Ok(builder) = MessageBuilder::from_target(Vec::new());
-    let Ok(answer) = builder.start_answer(&msg, WireRcode::SERVFAIL) else { return false };
+    let Ok(answer) = builder.start_answer(&msg, rcode) else { return false };
     let mut bytes = answer.finish();
     // Recursion is "available" in the sense that we tried it.
     bytes[3] |= 0x80;
@@ -117,6 +127,16 @@ mod tests {
         assert_eq!(msg.header().rcode(), WireRcode::SERVFAIL);
         assert_eq!(msg.sole_question().unwrap().qname().to_string(), "example.org");
         assert!(describe(&out).unwrap().answers.is_empty());
+    }
+
+    #[test]
+    fn refused_is_servfail_with_another_code() {
+        let query = build_query("example.org", 1, 0x4321).unwrap();
+        let mut out = Vec::new();
+        assert!(refused(&query, &mut out));
+        let msg = Message::from_octets(&out[..]).unwrap();
+        assert_eq!((msg.header().id(), msg.header().rcode()), (0x4321, WireRcode::REFUSED));
+        assert_eq!(describe(&out).unwrap().rcode, "REFUSED");
     }
 
     #[test]

@@ -59,11 +59,15 @@ struct Net {
 
 impl Net {
     fn new(max_flows: u32) -> Net {
+        Net::with(ServiceConfig { max_flows, hash_seed: 0x5eed, ..ServiceConfig::default() })
+    }
+
+    fn with(services: ServiceConfig) -> Net {
         let mut switch = Switch::new(SwitchConfig {
             subnet: Ipv4Cidr::new(ip(0), 24),
             max_ports: 8,
             service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
-            services: ServiceConfig { max_flows, hash_seed: 0x5eed, ..ServiceConfig::default() },
+            services,
             // Away from VIP: these tests send UDP to VIP:53 through the Service path.
             cluster_dns: Ipv4Address::new(10, 96, 0, 53),
             ..SwitchConfig::default()
@@ -403,6 +407,27 @@ fn a_full_flow_table_refuses_new_connections_and_keeps_the_old() {
         assert_eq!(net.send(at(2), 3, &mut r).0, net.fwd(client));
         assert_eq!(seen(&r).src, (VIP, 80));
     }
+}
+
+#[test]
+fn a_pod_flooding_syns_fills_its_quota_not_the_table() {
+    let mut net = Net::with(ServiceConfig { max_flows: 64, max_flows_per_port: 8, ..Default::default() });
+    net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
+    // 1,000 SYNs from fresh source ports that nobody answers.
+    let forwarded = (0..1000u16)
+        .filter(|i| net.send(at(0), 2, &mut syn(2, 10_000 + i, (VIP, 80))).0 == net.fwd(3))
+        .count();
+    assert_eq!(forwarded, 8);
+    let flooder = net.switch.port(net.ports[2]).unwrap().1;
+    assert_eq!(flooder.dropped(DropReason::FlowQuota), 992);
+    assert_eq!(flooder.dropped(DropReason::FlowTableFull), 0);
+    // Another pod's connection goes through at once, and is answered.
+    let mut f = syn(4, 40000, (VIP, 80));
+    assert_eq!(net.send(at(0), 4, &mut f).0, net.fwd(3));
+    assert_eq!(net.switch.conntrack().stats().over_quota, 992);
+    // The flooder's flows leave with its port.
+    net.switch.detach(net.ports[2]);
+    assert_eq!(net.switch.conntrack().len(), 1);
 }
 
 #[test]

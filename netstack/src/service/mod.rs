@@ -89,6 +89,8 @@ pub struct ServiceConfig {
     pub max_backends: u16,
     /// Tracked connections (see [`crate::conntrack::Conntrack::BYTES_PER_FLOW`]).
     pub max_flows: u32,
+    /// Live tracked connections one switch port (a pod) may hold.
+    pub max_flows_per_port: u32,
     /// ClientIP affinity records, over all services.
     pub max_affinities: u32,
     /// Conntrack idle timeouts.
@@ -104,6 +106,7 @@ impl Default for ServiceConfig {
             max_services: 256,
             max_backends: 32,
             max_flows: 16_384,
+            max_flows_per_port: 4096,
             max_affinities: 4096,
             timeouts: Timeouts::default(),
             hash_seed: 0,

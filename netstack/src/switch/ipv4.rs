@@ -26,7 +26,7 @@
 
 use super::{DropReason, PortId, PortKind, PortSpec, Switch, Verdict};
 use crate::Instant;
-use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Proto, nat, tcp_flags};
+use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Proto, Refused, nat, tcp_flags};
 use crate::service::{Selection, ServiceKey, refuse};
 use crate::wire::{EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, vnet};
 
@@ -82,7 +82,7 @@ impl Switch {
         {
             return verdict;
         }
-        let translated = match self.service_nat(now, offload, ip, macs, reply) {
+        let translated = match self.service_nat(now, ingress_id, offload, ip, macs, reply) {
             Ok(translated) => translated,
             Err(verdict) => return verdict,
         };
@@ -135,6 +135,7 @@ impl Switch {
     fn service_nat(
         &mut self,
         now: Instant,
+        ingress: PortId,
         offload: &vnet::Repr,
         ip: &mut [u8],
         macs: Macs,
@@ -175,7 +176,7 @@ impl Switch {
                 if !offload_ok {
                     return Err(Verdict::Drop(DropReason::Malformed));
                 }
-                self.open_flow(now, &key, flags, &packet, macs, reply)?
+                self.open_flow(now, Owner(ingress.0), &key, flags, &packet, macs, reply)?
             }
             None => {
                 // A direct connection whose replies would match a finished
@@ -211,9 +212,11 @@ impl Switch {
 
     /// Opens a flow for the first packet of a connection to a service, or
     /// refuses it. Returns the tuple the packet must be rewritten to.
+    #[allow(clippy::too_many_arguments)]
     fn open_flow(
         &mut self,
         now: Instant,
+        owner: Owner,
         key: &FlowKey,
         flags: u8,
         packet: &Ipv4Packet<&[u8]>,
@@ -245,7 +248,12 @@ impl Switch {
             })
             .find(|k| self.conntrack.is_free(k))
             .ok_or(Verdict::Drop(DropReason::FlowTableFull))?;
-        self.conntrack.insert(now, *key, reply_key).map_err(|_| Verdict::Drop(DropReason::FlowTableFull))?;
+        self.conntrack.insert(now, owner, *key, reply_key).map_err(|refused| {
+            Verdict::Drop(match refused {
+                Refused::TableFull => DropReason::FlowTableFull,
+                Refused::OverQuota => DropReason::FlowQuota,
+            })
+        })?;
         Ok(reply_key.reversed())
     }
 

@@ -32,7 +32,7 @@ pub use port::{PortId, PortKind, PortSpec, PortStats};
 pub use verdict::{DropReason, Verdict};
 
 use crate::Instant;
-use crate::conntrack::{Conntrack, Proto};
+use crate::conntrack::{Capacity, Conntrack, Owner, Proto};
 use crate::dns::{Zone, ZoneConfig, ZoneError};
 use crate::overlay::{OverlayConfig, PeerTable};
 use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
@@ -173,7 +173,15 @@ impl Switch {
             by_offset: vec![None; 1 << (32 - config.subnet.prefix_len())],
             service_cidr,
             services: ServiceTable::new(services),
-            conntrack: Conntrack::new(services.max_flows as usize, services.timeouts, services.hash_seed),
+            conntrack: Conntrack::new(
+                Capacity {
+                    flows: services.max_flows as usize,
+                    owners: usize::from(config.max_ports),
+                    per_owner: services.max_flows_per_port as usize,
+                },
+                services.timeouts,
+                services.hash_seed,
+            ),
             cluster_dns: config.cluster_dns,
             zone,
             dns_stats: DnsStats::default(),
@@ -298,9 +306,12 @@ impl Switch {
         Ok(id)
     }
 
-    /// Detaches a port, returning its final counters.
+    /// Detaches a port, returning its final counters. The connections it
+    /// opened through Services go with it: the next pod on its address or
+    /// slot starts with none.
     pub fn detach(&mut self, id: PortId) -> Option<PortStats> {
         let port = self.ports.get_mut(id.0 as usize)?.take()?;
+        self.conntrack.retain(|flow| flow.owner() != Owner(id.0));
         if self.overlay_port == Some(id) {
             self.overlay_port = None;
         }

@@ -59,6 +59,9 @@ pub enum DropReason {
     /// A new connection to a Service was refused: the flow table is full of
     /// live flows (or, rarely, no NAT source port was free).
     FlowTableFull,
+    /// A new connection to a Service was refused: the port already holds its
+    /// quota of live flows (a pod flooding connections fills its own share).
+    FlowQuota,
     /// To a service address but not servable: neither TCP nor UDP, an IP
     /// fragment, or a stray RST for no tracked connection.
     ServiceUnsupported,
@@ -81,7 +84,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -92,6 +95,7 @@ impl DropReason {
         DropReason::UnsupportedProtocol,
         DropReason::UnknownPort,
         DropReason::FlowTableFull,
+        DropReason::FlowQuota,
         DropReason::ServiceUnsupported,
         DropReason::DnsMalformed,
         DropReason::DnsUnanswerable,
@@ -116,6 +120,7 @@ impl DropReason {
             DropReason::UnsupportedProtocol => "unsupported_protocol",
             DropReason::UnknownPort => "unknown_port",
             DropReason::FlowTableFull => "flow_table_full",
+            DropReason::FlowQuota => "flow_quota",
             DropReason::ServiceUnsupported => "service_unsupported",
             DropReason::DnsMalformed => "dns_malformed",
             DropReason::DnsUnanswerable => "dns_unanswerable",

@@ -92,6 +92,8 @@ impl NodeRuntime {
                     ("created".into(), s.created),
                     ("expired".into(), s.expired),
                     ("refused".into(), s.refused),
+                    ("per_pod_limit".into(), u64::from(table.per_owner())),
+                    ("over_quota".into(), s.over_quota),
                 ];
                 (dns, flows)
             })

@@ -92,6 +92,7 @@ impl NodeRuntime {
                     max_services: limits.max_services,
                     max_backends: limits.max_backends,
                     max_flows: limits.max_flows,
+                    max_flows_per_port: limits.flows_per_pod(),
                     max_affinities: limits.max_affinities,
                     timeouts: Timeouts::default(),
                     hash_seed: random::u64(),
