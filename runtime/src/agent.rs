@@ -82,8 +82,6 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     let socket_guard = RemoveOnDrop(options.socket.clone());
 
     raise_fd_limit();
-    let grace = Duration::from_millis(options.config.pods.termination_grace_ms);
-    crate::node::remove_stale_sandboxes(&options.node_name, grace).await;
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
     if let Some(metrics) = metrics {
         tokio::spawn(crate::metrics::serve(metrics, calls_tx.clone()));

@@ -23,6 +23,7 @@ nix::ioctl_write_ptr_bad!(
     nix::request_code_write!(b'T', 202, size_of::<libc::c_int>()),
     libc::ifreq
 );
+nix::ioctl_write_int_bad!(tun_set_persist, nix::request_code_write!(b'T', 203, size_of::<libc::c_int>()));
 nix::ioctl_write_int_bad!(tun_set_offload, nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>()));
 nix::ioctl_write_ptr_bad!(
     tun_set_vnet_hdr_size,
@@ -30,9 +31,19 @@ nix::ioctl_write_ptr_bad!(
     libc::c_int
 );
 
-/// Opens a TAP named `name` in the calling thread's network namespace. The
-/// device lives as long as the returned fd: no persistent device is left
-/// behind when the agent stops.
+/// Makes the TAP behind `fd` outlive the fd: it stays (with its addresses
+/// and routes) until its namespace goes, and [`open`] with its name attaches
+/// to it again. Pods' TAPs are persistent so a pod keeps its network while
+/// a killed agent restarts.
+pub fn persist(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fd is an open, attached tun device; the argument is an int.
+    unsafe { tun_set_persist(fd.as_raw_fd(), 1) }?;
+    Ok(())
+}
+
+/// Opens a TAP named `name` in the calling thread's network namespace, or
+/// attaches to the persistent one of that name. A device created here lives
+/// as long as the returned fd unless made persistent with [`persist`].
 pub fn open(name: &str) -> io::Result<OwnedFd> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));

@@ -79,16 +79,56 @@ fn stopping_the_agent_leaves_nothing_behind_and_a_restart_restores_pods() {
 }
 
 #[test]
-fn a_killed_agent_loses_no_acknowledged_change() {
-    let mut node = Node::start("kill9");
+fn a_killed_agent_takes_its_running_pods_back() {
+    let config = "[pods]\nrestart_backoff_initial_ms = 100\nrestart_backoff_max_ms = 400\n";
+    let mut node = Node::start_with("kill9", Some(config));
+    let bb = busybox();
     node.ok(&["run", "survivor", "--", "sleep", "infinity"]);
+    node.ok(&["run", "crasher", "--", "sleep", "infinity"]);
     let ip = node.wait_running("survivor");
+    let crasher_ip = node.wait_running("crasher");
+    let netns_of =
+        |pod: &str| node.pod_namespaces().into_iter().find(|ns| ns.ends_with(&format!(".{pod}"))).unwrap();
+    let (survivor_ns, crasher_ns) = (netns_of("survivor"), netns_of("crasher"));
+    let survivor_pid = pids_in(&survivor_ns);
+    assert_eq!(survivor_pid.len(), 1);
+
     node.stop(libc::SIGKILL);
+    // The pods run on without the agent, their eth0 still there.
+    assert!(std::path::Path::new(&format!("/proc/{}", survivor_pid[0])).exists());
+    let out =
+        std::process::Command::new("ip").args(["-n", &survivor_ns, "addr", "show", "eth0"]).output().unwrap();
+    assert!(stdout(&out).contains(&format!("{ip}/")), "{}", stdout(&out));
+    // One pod's command dies while no agent watches.
+    for pid in pids_in(&crasher_ns) {
+        // SAFETY: kill on a PID of a process this test had the agent start.
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    }
+
     node.up();
     assert_eq!(node.wait_running("survivor"), ip);
-    assert_eq!(node.pod_namespaces().len(), 1, "the stale sandbox was replaced, not duplicated");
-    let out = node.on_node(&[&busybox(), "ping", "-c", "1", "-W", "2", &ip]);
-    assert!(out.status.success());
+    assert_eq!(pids_in(&survivor_ns), survivor_pid, "the same process, taken back, not restarted");
+    assert_eq!(node.wait_running("crasher"), crasher_ip, "a dead one is started again at its address");
+    assert_eq!(node.pod_namespaces().len(), 2, "nothing duplicated");
+    let out = node.on_node(&[&bb, "ping", "-c", "1", "-W", "2", &ip]);
+    assert!(out.status.success(), "traffic reaches the taken-back pod");
+    let out = node.exec("survivor", &[&bb, "ping", "-c", "1", "-W", "2", &crasher_ip]);
+    assert!(out.status.success(), "and leaves it");
+
+    // The agent sees a taken-back command exit and restarts it.
+    // SAFETY: as above.
+    unsafe { libc::kill(survivor_pid[0].parse().unwrap(), libc::SIGKILL) };
+    eventually(Duration::from_secs(10), "the survivor restarted", || {
+        let pod: serde_json::Value =
+            serde_json::from_str(&node.ok(&["get", "pod", "survivor", "-o", "json"])).unwrap();
+        let restarts = pod["status"]["containerStatuses"][0]["restartCount"].as_u64().unwrap();
+        let pids = pids_in(&survivor_ns);
+        (restarts == 1 && pids.len() == 1 && pids != survivor_pid).then_some(())
+    });
+
+    // Deleting a taken-back pod removes it like any other.
+    node.ok(&["delete", "pod", "crasher"]);
+    eventually(Duration::from_secs(10), "crasher gone", || (node.pod_namespaces().len() == 1).then_some(()));
 }
 
 #[test]

@@ -158,7 +158,7 @@ pub struct ExecTarget {
     pub resolv_conf: PathBuf,
     /// The pod's hostname (its name).
     pub hostname: String,
-    /// POD_NAME, POD_NAMESPACE, POD_IP.
+    /// POD_NAME, POD_NAMESPACE, POD_IP, POD_UID.
     pub env: Vec<(String, String)>,
 }
 

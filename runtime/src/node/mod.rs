@@ -25,7 +25,7 @@ use crate::pod::mac_for;
 use crate::{random, tap};
 
 use pods::LocalPod;
-pub use pods::{Exit, ProbeResult, remove_stale_sandboxes};
+pub use pods::{Exit, ProbeResult};
 use tables::ZoneContent;
 
 /// How a node runtime is set up.
@@ -49,6 +49,8 @@ pub struct NodeRuntime {
     gateway: Ipv4Addr,
     dataplane: Dataplane,
     pods: BTreeMap<String, LocalPod>,
+    /// Pod sandboxes an agent that did not stop cleanly left, found at start.
+    leftovers: Vec<String>,
     exits_tx: mpsc::UnboundedSender<Exit>,
     /// Exits of pod commands, for the event loop.
     pub exits: mpsc::UnboundedReceiver<Exit>,
@@ -182,11 +184,13 @@ impl NodeRuntime {
 
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
+        let leftovers = pods::leftover_sandboxes(&options.name);
         Ok(NodeRuntime {
             options,
             gateway,
             dataplane,
             pods: BTreeMap::new(),
+            leftovers,
             exits_tx,
             exits,
             probes_tx,

@@ -1,6 +1,7 @@
 //! The pods of this node: sandboxes built and removed to match what the
 //! control plane assigns, commands started and restarted with backoff, and
-//! readiness probes.
+//! readiness probes. Pods a killed agent left running are taken back as they
+//! are (see `pod::adopt`); other leftovers are removed.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -17,7 +18,7 @@ use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
 use crate::netns;
 use crate::pod::enter::PodEntry;
 use crate::pod::sandbox::{self, SandboxSpec};
-use crate::pod::{self, mac_for, process};
+use crate::pod::{self, adopt, mac_for, process};
 use crate::store::PodRecord;
 
 /// A pod that ran this long without exiting has its restart backoff reset
@@ -56,20 +57,64 @@ pub(super) struct LocalPod {
 }
 
 impl LocalPod {
+    /// A pod whose sandbox is plugged into `port`, its command not started.
+    fn new(record: PodRecord, netns: String, port: PortId) -> LocalPod {
+        let status = PodStatus {
+            phase: Phase::Pending,
+            pod_ip: Some(record.ip),
+            ready: false,
+            restarts: 0,
+            reason: None,
+            last_exit_code: None,
+            started_at: None,
+        };
+        LocalPod {
+            record,
+            netns,
+            port: Some(port),
+            run: 0,
+            status,
+            run_started: None,
+            restart_at: None,
+            running: false,
+            probe_ok: false,
+            next_probe: None,
+        }
+    }
+
+    /// Records that the command now runs (started at `started_at`, Unix
+    /// seconds) and returns the number of this run.
+    fn started(&mut self, started_at: u64) -> u64 {
+        self.run += 1;
+        self.run_started = Some(Instant::now());
+        self.restart_at = None;
+        self.status.phase = Phase::Running;
+        self.running = true;
+        // A restarted command is unready until its probe passes again.
+        self.probe_ok = self.record.spec.readiness.is_none();
+        self.next_probe = Some(Instant::now());
+        self.update_ready();
+        self.status.reason = None;
+        self.status.started_at = Some(started_at);
+        self.run
+    }
+
     fn update_ready(&mut self) {
         self.status.ready = self.running && self.probe_ok;
     }
 }
 
-/// Sandboxes left by an agent of this node that was killed: their processes
-/// are stopped and their namespaces removed before pods are started again.
-pub async fn remove_stale_sandboxes(node: &str, grace: Duration) {
-    for name in netns::list(&pod::netns_prefix(node)) {
-        tracing::info!(netns = %name, "removing stale pod sandbox");
-        process::stop_all(&name, grace).await;
-        if let Err(e) = sandbox::remove(&name) {
-            tracing::warn!(netns = %name, "cannot remove stale sandbox: {e}");
-        }
+/// Sandboxes of this node's pods that an agent which did not stop cleanly
+/// left behind; [`NodeRuntime::apply_pods`] takes back or removes them.
+pub fn leftover_sandboxes(node: &str) -> Vec<String> {
+    netns::list(&pod::netns_prefix(node))
+}
+
+/// Stops a sandbox's processes and removes it.
+async fn remove_sandbox(netns: &str, grace: Duration) {
+    process::stop_all(netns, grace).await;
+    if let Err(e) = sandbox::remove(netns) {
+        tracing::warn!(netns = %netns, "cannot remove stale sandbox: {e}");
     }
 }
 
@@ -78,6 +123,7 @@ impl NodeRuntime {
     /// removes those no longer assigned. Returns the pods that could not be
     /// started, with the reason.
     pub async fn apply_pods(&mut self, desired: &[PodRecord]) -> Vec<(String, String)> {
+        self.adopt_leftovers(desired).await;
         let wanted: BTreeSet<&str> = desired.iter().map(|p| p.uid.as_str()).collect();
         let gone: Vec<String> =
             self.pods.keys().filter(|uid| !wanted.contains(uid.as_str())).cloned().collect();
@@ -97,6 +143,56 @@ impl NodeRuntime {
     /// The status of every pod of this node.
     pub fn statuses(&self) -> PodReport {
         self.pods.iter().map(|(uid, p)| (uid.clone(), p.status.clone())).collect()
+    }
+
+    /// Takes back the leftover sandboxes whose pod is still wanted here and
+    /// whose command still runs; removes the others. Only the first call
+    /// finds any.
+    async fn adopt_leftovers(&mut self, desired: &[PodRecord]) {
+        let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
+        for netns in std::mem::take(&mut self.leftovers) {
+            let node = &self.options.name;
+            let record =
+                desired.iter().find(|r| pod::netns_name(node, &r.spec.namespace, &r.spec.name) == netns);
+            let adopted = match record {
+                Some(record) => self.adopt(record.clone(), &netns).await,
+                None => Err("no such pod on this node".into()),
+            };
+            match adopted {
+                Ok(pid) => tracing::info!(netns = %netns, pid, "took back a running pod"),
+                Err(why) => {
+                    tracing::info!(netns = %netns, "removing stale pod sandbox: {why}");
+                    remove_sandbox(&netns, grace).await;
+                }
+            }
+        }
+    }
+
+    /// Plugs a leftover sandbox into the switch again and watches its running
+    /// command. Returns the command's PID.
+    async fn adopt(&mut self, record: PodRecord, netns_name: &str) -> Result<i32, String> {
+        let pid = adopt::main_process(netns_name, &record.uid).ok_or("its command is not running")?;
+        let name = netns_name.to_string();
+        let fd = tokio::task::spawn_blocking(move || sandbox::reopen(&name))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot open its TAP again: {e}"))?;
+        let port_spec =
+            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let port = self.dataplane.attach(port_spec, fd).await.map_err(|e| e.to_string())?;
+        let uid = record.uid.clone();
+        let mut pod = LocalPod::new(record, netns_name.to_string(), port);
+        let run = pod.started(adopt::started_at(pid).unwrap_or_else(unix_now));
+        self.pods.insert(uid.clone(), pod);
+        let exits = self.exits_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = adopt::wait_exit(pid).await {
+                tracing::debug!(pid, "cannot watch a taken-back pod command: {e}");
+            }
+            // Not the parent: the exit code is unknown.
+            let _ = exits.send(Exit { uid, run, code: None });
+        });
+        Ok(pid)
     }
 
     /// Builds the sandbox, plugs it into the switch and starts the command.
@@ -127,28 +223,7 @@ impl NodeRuntime {
             }
         };
         let uid = record.uid.clone();
-        let status = PodStatus {
-            phase: Phase::Pending,
-            pod_ip: Some(record.ip),
-            ready: false,
-            restarts: 0,
-            reason: None,
-            last_exit_code: None,
-            started_at: None,
-        };
-        let pod = LocalPod {
-            record,
-            netns: netns_name,
-            port: Some(port),
-            run: 0,
-            status,
-            run_started: None,
-            restart_at: None,
-            running: false,
-            probe_ok: false,
-            next_probe: None,
-        };
-        self.pods.insert(uid.clone(), pod);
+        self.pods.insert(uid.clone(), LocalPod::new(record, netns_name, port));
         if let Err(e) = self.spawn_process(&uid) {
             let pod = self.pods.remove(&uid).expect("inserted above");
             self.teardown(pod, true).await;
@@ -173,18 +248,8 @@ impl NodeRuntime {
         let mut child = process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
             format!("cannot start `{}` in pod {}/{}: {e}", spec.command.join(" "), spec.namespace, spec.name)
         })?;
-        pod.run += 1;
-        pod.run_started = Some(Instant::now());
-        pod.restart_at = None;
-        pod.status.phase = Phase::Running;
-        pod.running = true;
-        // A restarted command is unready until its probe passes again.
-        pod.probe_ok = pod.record.spec.readiness.is_none();
-        pod.next_probe = Some(Instant::now());
-        pod.update_ready();
-        pod.status.reason = None;
-        pod.status.started_at = Some(unix_now());
-        let (uid, run, exits) = (pod.record.uid.clone(), pod.run, self.exits_tx.clone());
+        let run = pod.started(unix_now());
+        let (uid, exits) = (pod.record.uid.clone(), self.exits_tx.clone());
         tokio::spawn(async move {
             let code = child.wait().await.ok().and_then(|status| {
                 use std::os::unix::process::ExitStatusExt;
@@ -313,6 +378,7 @@ pub(super) fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
         ("POD_NAME".into(), record.spec.name.clone()),
         ("POD_NAMESPACE".into(), record.spec.namespace.clone()),
         ("POD_IP".into(), record.ip.to_string()),
+        ("POD_UID".into(), record.uid.clone()),
     ]
 }
 

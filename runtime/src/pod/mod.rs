@@ -1,6 +1,7 @@
 //! Pods on this node: their sandboxes (namespace, TAP, addresses) and their
 //! processes.
 
+pub mod adopt;
 pub mod enter;
 pub mod process;
 pub mod sandbox;

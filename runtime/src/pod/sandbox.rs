@@ -1,6 +1,8 @@
 //! A pod's sandbox: a named network namespace whose `eth0` is a TAP the agent
 //! holds, with the pod's address, MAC, MTU and default route, `lo` up, IPv6
-//! off (the switch carries IPv4 only), and the pod's resolv.conf.
+//! off (the switch carries IPv4 only), and the pod's resolv.conf. The TAP is
+//! persistent, so an agent restarted after a crash can take a running pod
+//! back (see `pod::adopt`).
 
 use std::fs;
 use std::io;
@@ -47,6 +49,7 @@ pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
     let inside = spec.clone();
     netns::create(&spec.netns, move || {
         let fd = tap::open(POD_INTERFACE)?;
+        tap::persist(&fd)?;
         // Per-namespace sysctls are resolved against the writer's namespace.
         let _ = fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
         let _ = fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
@@ -71,7 +74,13 @@ pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
     })
 }
 
-/// Removes a sandbox's namespace and files. The TAP goes with its fd.
+/// Attaches to the TAP of an existing sandbox again; its addresses and
+/// routes are as they were.
+pub fn reopen(netns_name: &str) -> io::Result<OwnedFd> {
+    netns::run_in(&netns::path(netns_name), || tap::open(POD_INTERFACE))
+}
+
+/// Removes a sandbox's namespace and files. The TAP goes with the namespace.
 pub fn remove(netns_name: &str) -> io::Result<()> {
     let _ = fs::remove_dir_all(etc_dir(netns_name));
     netns::remove(netns_name)
