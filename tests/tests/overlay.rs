@@ -252,13 +252,12 @@ fn a_linux_vxlan_device_is_a_peer() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let out = eventually(Duration::from_secs(10), "the kernel side's httpd", || {
-        let out = node.exec(
-            "client",
-            &["sh", "-c", &format!("{bb} wget -qO- http://10.244.9.0:8080/blob | {bb} md5sum")],
-        );
-        out.status.success().then_some(out)
+    // A pipeline's status is md5sum's: wait for the server on its own first.
+    let url = "http://10.244.9.0:8080/blob";
+    eventually(Duration::from_secs(10), "the kernel side's httpd", || {
+        node.exec("client", &[&bb, "wget", "-qO", "/dev/null", url]).status.success().then_some(())
     });
+    let out = node.exec("client", &["sh", "-c", &format!("{bb} wget -qO- {url} | {bb} md5sum")]);
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(stdout(&out).split_whitespace().next(), Some(digest.as_str()), "{}", stderr(&out));
