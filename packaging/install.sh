@@ -42,21 +42,14 @@ CONFIGS=$HERE/board-configs
 UNIT=$HERE/podnet.service
 [ -f "$UNIT" ] || die "no podnet.service next to install.sh"
 
-# Which board: /proc/device-tree/model on a Pi, else generic.
+# Which board: /proc/device-tree/model on a Pi, else generic (board.sh,
+# shared with the .deb's postinst).
 if [ -z "$BOARD" ]; then
-    model=""
-    [ -r "$MODEL_FILE" ] && model=$(tr -d '\0' < "$MODEL_FILE")
-    case "$model" in
-        "Raspberry Pi 5"*|"Raspberry Pi Compute Module 5"*) BOARD=rpi5 ;;
-        "Raspberry Pi 4"*|"Raspberry Pi 400"*|"Raspberry Pi Compute Module 4"*) BOARD=rpi4b ;;
-        "Raspberry Pi 3"*|"Raspberry Pi Compute Module 3"*) BOARD=rpi3b ;;
-        "Raspberry Pi Zero 2"*) BOARD=rpi-zero2w ;;
-        *)
-            case "$(uname -m)" in
-                x86_64) BOARD=x86_64 ;;
-                *) BOARD=default ;;
-            esac ;;
-    esac
+    [ -f "$HERE/board.sh" ] || die "no board.sh next to install.sh (pass --board NAME, or unpack the whole tarball)"
+    # shellcheck source=board.sh
+    . "$HERE/board.sh"
+    model=$(podnet_model "$MODEL_FILE")
+    BOARD=$(podnet_board "$model" "$(uname -m)")
     echo "install.sh: board ${model:+\"$model\" -> }$BOARD"
 fi
 [ -f "$CONFIGS/$BOARD.toml" ] || die "no board config $CONFIGS/$BOARD.toml (see $CONFIGS)"
