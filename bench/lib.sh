@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: shared by bench/services, bench/dns, bench/cluster and
 # bench/soak (sourced, not run). Root check, tools, the release binary, agents
 # in namespaces of the script's own, a cleanup trap, statistics.
@@ -42,6 +43,7 @@ bench_init() {
         (cd "$ROOT" && cargo build --release -p podnet) || die "cargo build failed"
     fi
     PODNET=$(readlink -f "$PODNET")
+    # shellcheck disable=SC2034 # used by the scripts that source this file
     BUSYBOX=$(command -v busybox)
     WORK=$(mktemp -d "/tmp/podnet-$TAG.XXXX")
     trap bench_cleanup EXIT
