@@ -23,6 +23,8 @@ pub struct LinkSetup {
     pub mac: [u8; 6],
     /// MTU.
     pub mtu: u32,
+    /// Frames the device queues (`ip link set ... txqueuelen`).
+    pub txqueuelen: u32,
     /// Address and prefix length.
     pub address: (Ipv4Addr, u8),
     /// Default gateway, if any.
@@ -58,11 +60,15 @@ impl Netlink {
         self.handle.link().set(msg).execute().await.map_err(nl_err)
     }
 
-    /// Sets MAC and MTU, adds the address, brings the link up, and adds the
+    /// Sets MAC, MTU and queue length, adds the address, brings the link up, and adds the
     /// default route when a gateway is given.
     pub async fn configure(&self, setup: &LinkSetup) -> io::Result<()> {
         let index = self.index(&setup.name).await?;
-        let msg = LinkUnspec::new_with_index(index).address(setup.mac.to_vec()).mtu(setup.mtu).build();
+        let msg = LinkUnspec::new_with_index(index)
+            .address(setup.mac.to_vec())
+            .mtu(setup.mtu)
+            .txqueuelen(setup.txqueuelen)
+            .build();
         self.handle.link().set(msg).execute().await.map_err(nl_err)?;
         let (ip, prefix) = setup.address;
         self.handle.address().add(index, IpAddr::V4(ip), prefix).execute().await.map_err(nl_err)?;

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use super::NodeRuntime;
 use super::pods::pod_env;
 use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
-use crate::netns;
 use crate::pod::{process, sandbox};
+use crate::{netns, tap};
 
 /// Most log bytes `podnet logs` returns.
 const MAX_LOG: u64 = 4 << 20;
@@ -99,8 +99,43 @@ impl NodeRuntime {
             })
             .await
             .map_err(|e| e.to_string())?;
-        let ports = ports.into_iter().map(|p| self.port_counters(p)).collect();
-        Ok(StatsReport { ports, dns, flows })
+        let mut counters = Vec::with_capacity(ports.len());
+        for report in ports {
+            let drops = self.tap_drops(&report).await;
+            let mut port = self.port_counters(report);
+            port.drops.extend(
+                [("tap_queue_full", drops.queue_full), ("tap_rx_dropped", drops.not_taken)]
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(name, n)| (name.to_string(), n)),
+            );
+            counters.push(port);
+        }
+        Ok(StatsReport { ports: counters, dns, flows })
+    }
+
+    /// What the kernel side of a port's TAP dropped: frames a pod (or the
+    /// node) sent while the TAP's queue was full never reach the switch, so
+    /// the switch's own counters cannot show them.
+    async fn tap_drops(&self, report: &crate::dataplane::PortReport) -> tap::QueueDrops {
+        let read = match report.spec.kind {
+            PortKind::Pod => {
+                let Some(pod) = self.pods.values().find(|p| p.port == Some(report.id)) else {
+                    return tap::QueueDrops::default();
+                };
+                let path = netns::path(&pod.netns);
+                tokio::task::spawn_blocking(move || {
+                    netns::run_in(&path, || Ok(tap::queue_drops(sandbox::POD_INTERFACE)))
+                })
+                .await
+            }
+            PortKind::Host => {
+                let name = self.options.config.network.host_interface.clone();
+                tokio::task::spawn_blocking(move || Ok(tap::queue_drops(&name))).await
+            }
+            PortKind::Overlay | PortKind::Egress => return tap::QueueDrops::default(),
+        };
+        read.ok().and_then(Result::ok).flatten().unwrap_or_default()
     }
 
     fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {

@@ -131,6 +131,7 @@ impl NodeRuntime {
                 name: net.host_interface.clone(),
                 mac: mac_for(gateway),
                 mtu: config.pod_mtu(),
+                txqueuelen: tap::QUEUE_LEN,
                 address: (gateway, subnet.prefix),
                 gateway: None,
             })

@@ -62,6 +62,7 @@ pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
                     name: POD_INTERFACE.into(),
                     mac: inside.mac,
                     mtu: inside.mtu,
+                    txqueuelen: tap::QUEUE_LEN,
                     address: (inside.ip, inside.prefix),
                     gateway: Some(inside.gateway),
                 })
