@@ -630,6 +630,38 @@ fn pods_reach_the_lan_as_the_node_over_tcp_udp_and_ping() {
 }
 
 #[test]
+fn bulk_data_crosses_egress_intact_both_ways() {
+    // Pod -> lan echo of 16 MiB: TSO super-frames taken by the endpoint in
+    // place, and MSS segments back, must carry every byte in order.
+    let node = Node::start("egbulk");
+    let mut lan = Outside::attach(&node);
+    let socat = require("socat", "socat").to_string_lossy().into_owned();
+    lan.spawn(
+        &[&socat, "-t", "30", "TCP-LISTEN:8002,fork,reuseaddr", "EXEC:cat"],
+        &node.dir.join("echo.log"),
+    );
+    node.ok(&["run", "client", "--", "sleep", "infinity"]);
+    node.wait_running("client");
+    eventually(Duration::from_secs(5), "the lan echo server", || {
+        let out = lan.run(&["ss", "-Hltn", "sport = :8002"]);
+        (!stdout(&out).trim().is_empty()).then_some(())
+    });
+    let data: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let (sent, echoed) = (node.dir.join("bulk.bin"), node.dir.join("echoed.bin"));
+    std::fs::write(&sent, &data).unwrap();
+    let script = format!(
+        "timeout 60 {socat} -t 30 - TCP:192.168.77.2:8002 <{} >{}",
+        sent.to_string_lossy(),
+        echoed.to_string_lossy()
+    );
+    let out = node.exec("client", &["sh", "-c", &script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = std::fs::read(&echoed).unwrap();
+    assert_eq!(got.len(), data.len(), "bytes echoed");
+    assert!(got == data, "the echoed bytes differ from those sent");
+}
+
+#[test]
 fn nothing_outside_reaches_a_pod_even_when_the_node_forwards() {
     let node = Node::start("isolate");
     let lan = Outside::attach(&node);
