@@ -1,9 +1,12 @@
 //! The byte mover of proxied TCP connections: splice(2) through a pipe per
 //! direction, so data goes socket → pipe → socket as page references instead
-//! of being copied into user space and back. A direction whose splice is
-//! refused (EINVAL and kin on some socket types), or that gets no pipe (the
-//! node-wide pipe budget is spent, or descriptors ran out), copies through a
-//! user-space buffer instead; the connection never notices.
+//! of being copied into user space and back. Each direction starts by copying
+//! through a small buffer and takes a pipe once a read fills that buffer
+//! (bulk data), so requests and answers that fit in one read (most short
+//! connections) never pay for a pipe. A direction whose splice is refused
+//! (EINVAL and kin on some socket types), or that gets no pipe (the node-wide
+//! pipe budget is spent, or descriptors ran out), keeps copying; the
+//! connection never notices.
 //!
 //! Semantics are those of `tokio::io::copy_bidirectional`: EOF on one side
 //! shuts down the other side's write half and the other direction goes on
@@ -34,24 +37,57 @@ static PIPES: AtomicUsize = AtomicUsize::new(0);
 /// Relays between `a` and `b` until both directions have ended; Err when
 /// either side failed (the caller resets both).
 pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<()> {
-    relay_with(a, b, true).await
+    relay_with(a, b, Mode::Upgrade).await
 }
 
-/// [`relay`], splicing only when `splice` is set (tests force copying).
-async fn relay_with(a: &TcpStream, b: &TcpStream, splice: bool) -> io::Result<()> {
-    tokio::try_join!(one_way(a, b, splice), one_way(b, a, splice)).map(|_| ())
+/// How a direction starts.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Copying, moving to a pipe once a read fills the buffer: a request or
+    /// an answer that fits one buffer never costs a pipe.
+    Upgrade,
+    /// Copying only (tests).
+    #[cfg(test)]
+    Copy,
+    /// Splicing from the first byte (tests).
+    #[cfg(test)]
+    Splice,
+}
+
+/// [`relay`], with each direction starting as `mode` says.
+async fn relay_with(a: &TcpStream, b: &TcpStream, mode: Mode) -> io::Result<()> {
+    tokio::try_join!(one_way(a, b, mode), one_way(b, a, mode)).map(|_| ())
 }
 
 /// Moves `from`'s bytes to `to` until `from`'s EOF, then half-closes `to`.
-async fn one_way(from: &TcpStream, to: &TcpStream, splice: bool) -> io::Result<()> {
-    if splice {
-        // The pipe is made when data first arrives: idle connections hold none.
-        from.readable().await?;
-        if let Some(pipe) = Pipe::new() {
-            return spliced(from, to, pipe).await;
-        }
+async fn one_way(from: &TcpStream, to: &TcpStream, mode: Mode) -> io::Result<()> {
+    let mut step = match mode {
+        Mode::Upgrade => Step::Start(true),
+        #[cfg(test)]
+        Mode::Copy => Step::Start(false),
+        #[cfg(test)]
+        Mode::Splice => Step::Splice(Pipe::new().ok_or(io::ErrorKind::OutOfMemory)?),
+    };
+    loop {
+        step = match step {
+            Step::Done => return Ok(()),
+            Step::Start(upgrade) => copied(from, to, None, upgrade).await?,
+            Step::Splice(pipe) => spliced(from, to, pipe).await?,
+            Step::Copy(pipe) => copied(from, to, Some(pipe), false).await?,
+        };
     }
-    copied(from, to, None).await
+}
+
+/// What a direction does next.
+enum Step {
+    /// Copying from the start; upgrading to a pipe when set.
+    Start(bool),
+    /// EOF passed on.
+    Done,
+    /// Bulk data: splice through this pipe.
+    Splice(Pipe),
+    /// Splice refused: copy, starting with what this pipe holds.
+    Copy(Pipe),
 }
 
 /// A pipe of the node-wide budget and the bytes it holds.
@@ -105,7 +141,7 @@ fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP))
 }
 
-async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result<()> {
+async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result<Step> {
     let mut eof = false;
     loop {
         if !eof && pipe.held < pipe.capacity {
@@ -124,8 +160,7 @@ async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result
                 Ok(0) => eof = true,
                 Ok(n) => pipe.held += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if unsupported(&e) && pipe.held == 0 => return copied(from, to, None).await,
-                Err(e) if unsupported(&e) => return copied(from, to, Some(pipe)).await,
+                Err(e) if unsupported(&e) => return Ok(Step::Copy(pipe)),
                 Err(e) => return Err(e),
             }
         }
@@ -135,29 +170,39 @@ async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => pipe.held -= n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if unsupported(&e) => return copied(from, to, Some(pipe)).await,
+                Err(e) if unsupported(&e) => return Ok(Step::Copy(pipe)),
                 Err(e) => return Err(e),
             }
         } else if eof {
-            return half_close(to);
+            return half_close(to).map(|()| Step::Done);
         }
     }
 }
 
 /// Copies through a buffer; `pipe` holds bytes already taken from `from`,
-/// which go first.
-async fn copied(from: &TcpStream, to: &TcpStream, mut pipe: Option<Pipe>) -> io::Result<()> {
-    let mut buf = vec![0u8; COPY_BUFFER];
+/// which go first. With `upgrade`, a read that fills the buffer moves the
+/// direction to a pipe when one is to be had.
+async fn copied(from: &TcpStream, to: &TcpStream, mut pipe: Option<Pipe>, upgrade: bool) -> io::Result<Step> {
+    // Made when data first arrives: an idle direction holds no buffer.
+    let mut buf = Vec::new();
     loop {
-        let len = match pipe.as_mut().filter(|p| p.held > 0) {
-            Some(p) => {
+        let len = match pipe.as_mut() {
+            Some(p) if p.held > 0 => {
+                if buf.is_empty() {
+                    buf = vec![0u8; COPY_BUFFER];
+                }
                 // The pipe holds data, so this read does not block.
                 let n = nix::unistd::read(&p.read, &mut buf).map_err(io::Error::from)?;
                 p.held -= n;
                 n
             }
-            None => {
+            _ => {
+                // Drained: give the pipe back to the budget.
+                pipe = None;
                 from.readable().await?;
+                if buf.is_empty() {
+                    buf = vec![0u8; COPY_BUFFER];
+                }
                 match from.try_read(&mut buf) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -166,7 +211,7 @@ async fn copied(from: &TcpStream, to: &TcpStream, mut pipe: Option<Pipe>) -> io:
             }
         };
         if len == 0 {
-            return half_close(to);
+            return half_close(to).map(|()| Step::Done);
         }
         let mut sent = 0;
         while sent < len {
@@ -177,6 +222,13 @@ async fn copied(from: &TcpStream, to: &TcpStream, mut pipe: Option<Pipe>) -> io:
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
+        }
+        if upgrade
+            && len == buf.len()
+            && pipe.is_none()
+            && let Some(pipe) = Pipe::new()
+        {
+            return Ok(Step::Splice(pipe));
         }
     }
 }
@@ -198,14 +250,14 @@ mod tests {
 
     /// A client connected to a relay whose other side is `server`; the relay
     /// task's result comes out of the join handle.
-    async fn through_relay(splice: bool) -> (TcpStream, TcpStream, tokio::task::JoinHandle<io::Result<()>>) {
+    async fn through_relay(mode: Mode) -> (TcpStream, TcpStream, tokio::task::JoinHandle<io::Result<()>>) {
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(front.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = front.accept().await.unwrap();
         let outgoing = TcpStream::connect(back.local_addr().unwrap()).await.unwrap();
         let (server, _) = back.accept().await.unwrap();
-        let task = tokio::spawn(async move { relay_with(&accepted, &outgoing, splice).await });
+        let task = tokio::spawn(async move { relay_with(&accepted, &outgoing, mode).await });
         (client, server, task)
     }
 
@@ -213,8 +265,8 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
 
-    async fn bulk_both_ways_with_half_close(splice: bool) {
-        let (client, server, task) = through_relay(splice).await;
+    async fn bulk_both_ways_with_half_close(mode: Mode) {
+        let (client, server, task) = through_relay(mode).await;
         let data = pattern(8 << 20);
         let (mut client_read, mut client_write) = client.into_split();
         let (mut server_read, mut server_write) = server.into_split();
@@ -241,18 +293,40 @@ mod tests {
 
     #[tokio::test]
     async fn spliced_bulk_and_half_close() {
-        bulk_both_ways_with_half_close(true).await;
+        bulk_both_ways_with_half_close(Mode::Splice).await;
     }
 
     #[tokio::test]
     async fn copied_bulk_and_half_close() {
-        bulk_both_ways_with_half_close(false).await;
+        bulk_both_ways_with_half_close(Mode::Copy).await;
     }
 
-    async fn reset_ends_the_relay(splice: bool) {
-        let (mut client, server, task) = through_relay(splice).await;
+    #[tokio::test]
+    async fn upgraded_bulk_and_half_close() {
+        bulk_both_ways_with_half_close(Mode::Upgrade).await;
+    }
+
+    #[tokio::test]
+    async fn a_short_exchange_half_closed_both_ways() {
+        // What stays in the copying start: a request, the client's EOF, an
+        // answer, the server's EOF.
+        let (mut client, mut server, task) = through_relay(Mode::Upgrade).await;
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"GET / HTTP/1.0\r\n\r\n");
+        server.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.0 200 OK\r\n\r\nok");
+        task.await.unwrap().unwrap();
+    }
+
+    async fn reset_ends_the_relay(mode: Mode) {
+        let (mut client, mut server, task) = through_relay(mode).await;
         client.write_all(b"x").await.unwrap();
-        let mut server = server;
         let mut byte = [0u8; 1];
         server.read_exact(&mut byte).await.unwrap();
         server.set_zero_linger().unwrap();
@@ -262,12 +336,17 @@ mod tests {
 
     #[tokio::test]
     async fn spliced_reset_is_an_error() {
-        reset_ends_the_relay(true).await;
+        reset_ends_the_relay(Mode::Splice).await;
     }
 
     #[tokio::test]
     async fn copied_reset_is_an_error() {
-        reset_ends_the_relay(false).await;
+        reset_ends_the_relay(Mode::Copy).await;
+    }
+
+    #[tokio::test]
+    async fn upgraded_reset_is_an_error() {
+        reset_ends_the_relay(Mode::Upgrade).await;
     }
 
     /// Two connected sockets on loopback.
@@ -289,7 +368,7 @@ mod tests {
         pipe.held = 5;
         feeder.write_all(b"then-socket").await.unwrap();
         feeder.shutdown().await.unwrap();
-        copied(&from, &to, Some(pipe)).await.unwrap();
+        copied(&from, &to, Some(pipe), false).await.unwrap();
         let mut got = Vec::new();
         sink.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"held-then-socket");
