@@ -393,7 +393,9 @@ impl Endpoint {
                     },
                 }
             }
-            self.poll();
+            // Frames were taken as they were read, so the sockets are up to
+            // date: drain them first, and one poll then sends each ACK with
+            // the window the drain reopened (not an ACK, then an update).
             for token in completed {
                 self.connected(token);
             }
