@@ -206,7 +206,8 @@ pub struct LimitsConfig {
     /// ClientIP session-affinity records.
     pub max_affinities: u32,
     /// TCP connections proxied at once through node ports, host ports and
-    /// egress together (each holds two sockets and two 16 KiB buffers).
+    /// egress together (each holds two sockets; a node-port connection also
+    /// a 16 KiB buffer or a pipe per busy direction, see `splice.rs`).
     pub max_proxied_connections: u32,
     /// UDP flows proxied at once through node ports, host ports and egress.
     pub max_proxied_udp_flows: u32,

@@ -30,6 +30,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
@@ -43,7 +44,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{
     self, AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType, SockaddrIn, sockopt,
 };
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
@@ -131,7 +132,13 @@ type Tuple = (Ipv4Addr, u16, Ipv4Addr, u16);
 struct Pipe {
     fd: OwnedFd,
     mac: EthernetAddress,
+    /// Packets kept for later (a SYN held while its connection is made),
+    /// handed over before `frame`.
     rx: VecDeque<Vec<u8>>,
+    /// The frame last read from the socketpair; `current`, when set, is the
+    /// IP packet in it smoltcp takes next, in place (no copy per frame).
+    frame: Vec<u8>,
+    current: Option<Range<usize>>,
     tx: Vec<u8>,
 }
 
@@ -156,39 +163,55 @@ fn write_frame(fd: &OwnedFd, frame: &[u8]) -> nix::Result<usize> {
     }
 }
 
-struct RxToken(Vec<u8>);
-struct TxToken<'a>(&'a mut Pipe);
+/// A packet for smoltcp: one kept for later, or one in the frame buffer.
+enum RxToken<'a> {
+    Kept(Vec<u8>),
+    InPlace(&'a [u8]),
+}
 
-impl smoltcp::phy::RxToken for RxToken {
+struct TxToken<'a> {
+    fd: &'a OwnedFd,
+    mac: EthernetAddress,
+    tx: &'a mut Vec<u8>,
+}
+
+impl smoltcp::phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        match self {
+            RxToken::Kept(packet) => f(&packet),
+            RxToken::InPlace(packet) => f(packet),
+        }
     }
 }
 
 impl smoltcp::phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let pipe = self.0;
-        pipe.tx.clear();
-        pipe.tx.resize(HEADERS + len, 0);
-        let result = f(&mut pipe.tx[HEADERS..]);
-        frame_headers(&mut pipe.tx, pipe.mac);
+        self.tx.clear();
+        self.tx.resize(HEADERS + len, 0);
+        let result = f(&mut self.tx[HEADERS..]);
+        frame_headers(self.tx, self.mac);
         // A full socketpair drops the segment; TCP retransmits it.
-        let _ = write_frame(&pipe.fd, &pipe.tx);
+        let _ = write_frame(self.fd, self.tx);
         result
     }
 }
 
 impl Device for Pipe {
-    type RxToken<'a> = RxToken;
+    type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken<'_>)> {
-        let packet = self.rx.pop_front()?;
-        Some((RxToken(packet), TxToken(self)))
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let tx = TxToken { fd: &self.fd, mac: self.mac, tx: &mut self.tx };
+        if let Some(packet) = self.rx.pop_front() {
+            return Some((RxToken::Kept(packet), tx));
+        }
+        let range = self.current.take()?;
+        let packet = self.frame.get(range)?;
+        Some((RxToken::InPlace(packet), tx))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        Some(TxToken(self))
+        Some(TxToken { fd: &self.fd, mac: self.mac, tx: &mut self.tx })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -271,7 +294,14 @@ impl Endpoint {
         stop: Arc<EventFd>,
         limits: EgressLimits,
     ) -> io::Result<Endpoint> {
-        let mut device = Pipe { fd, mac, rx: VecDeque::new(), tx: Vec::with_capacity(FRAME_CAPACITY) };
+        let mut device = Pipe {
+            fd,
+            mac,
+            rx: VecDeque::new(),
+            frame: vec![0; FRAME_CAPACITY],
+            current: None,
+            tx: Vec::with_capacity(FRAME_CAPACITY),
+        };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
         // Any-IP: smoltcp answers as whatever destination a pod dialled.
         iface.set_any_ip(true);
@@ -340,7 +370,7 @@ impl Endpoint {
             for event in &events[..ready] {
                 match event.data() {
                     STOP => return,
-                    PAIR => self.read_frames(&mut frame),
+                    PAIR => self.read_frames(),
                     ICMP => self.read_icmp(&mut frame),
                     token => match self.slots.get_mut(&token) {
                         Some(Slot::Tcp(conn)) if conn.syn.is_some() => completed.push(token),
@@ -363,7 +393,9 @@ impl Endpoint {
                     },
                 }
             }
-            self.poll();
+            // Frames were taken as they were read, so the sockets are up to
+            // date: drain them first, and one poll then sends each ACK with
+            // the window the drain reopened (not an ACK, then an update).
             for token in completed {
                 self.connected(token);
             }
@@ -380,34 +412,58 @@ impl Endpoint {
         self.iface.poll(now, &mut self.device, &mut self.sockets);
     }
 
-    fn read_frames(&mut self, frame: &mut [u8]) {
+    fn read_frames(&mut self) {
         for _ in 0..READ_BUDGET {
-            let len = match nix::unistd::read(&self.device.fd, frame) {
+            let len = match nix::unistd::read(&self.device.fd, &mut self.device.frame) {
                 Ok(len) => len,
                 Err(Errno::EINTR) => continue,
                 Err(_) => return,
             };
-            self.on_frame(&frame[..len]);
+            // Out of the device while `on_frame` borrows the endpoint; a
+            // moved Vec, not a copy.
+            let frame = std::mem::take(&mut self.device.frame);
+            let for_smoltcp = self.on_frame(&frame[..len]);
+            self.device.frame = frame;
+            if let Some(packet) = for_smoltcp {
+                // Now, while the packet is still in the buffer; replies
+                // (ACKs) go out with the next full poll.
+                self.device.current = Some(packet);
+                let now = self.now();
+                // Kept packets go first, so this may take more than one turn.
+                while self.device.current.is_some() {
+                    let done = self.iface.poll_ingress_single(now, &mut self.device, &mut self.sockets);
+                    if matches!(done, PollIngressSingleResult::None) {
+                        break;
+                    }
+                }
+                self.device.current = None;
+            }
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8]) {
-        let Ok(eth) = EthernetFrame::new_checked(frame.get(vnet::HEADER_LEN..).unwrap_or_default()) else {
-            return;
-        };
+    /// Handles a frame; Some(range of its IP packet) when smoltcp is to take it.
+    fn on_frame(&mut self, frame: &[u8]) -> Option<Range<usize>> {
+        let eth = EthernetFrame::new_checked(frame.get(vnet::HEADER_LEN..)?).ok()?;
         if eth.ethertype() != EthernetProtocol::Ipv4 {
-            return;
+            return None;
         }
-        let Ok(ip) = Ipv4Packet::new_checked(&frame[HEADERS..]) else { return };
+        let ip = Ipv4Packet::new_checked(&frame[HEADERS..]).ok()?;
         if ip.more_frags() || ip.frag_offset() != 0 {
-            return;
+            return None;
         }
-        let packet = &frame[HEADERS..HEADERS + usize::from(ip.total_len())];
+        let range = HEADERS..HEADERS + usize::from(ip.total_len());
+        let packet = &frame[range.clone()];
         match ip.next_header() {
-            IpProtocol::Tcp => self.on_tcp(packet),
-            IpProtocol::Udp => self.on_udp(packet),
-            IpProtocol::Icmp => self.on_icmp(packet),
-            _ => {}
+            IpProtocol::Tcp => self.on_tcp(packet).then_some(range),
+            IpProtocol::Udp => {
+                self.on_udp(packet);
+                None
+            }
+            IpProtocol::Icmp => {
+                self.on_icmp(packet);
+                None
+            }
+            _ => None,
         }
     }
 
@@ -417,33 +473,28 @@ impl Endpoint {
         token
     }
 
-    fn on_tcp(&mut self, packet: &[u8]) {
+    /// Handles a TCP packet; true when smoltcp is to take it.
+    fn on_tcp(&mut self, packet: &[u8]) -> bool {
         let ip = Ipv4Packet::new_unchecked(packet);
-        let Ok(segment) = TcpPacket::new_checked(ip.payload()) else { return };
+        let Ok(segment) = TcpPacket::new_checked(ip.payload()) else { return false };
         let tuple = (ip.src_addr(), segment.src_port(), ip.dst_addr(), segment.dst_port());
         if let Some(token) = self.tcp.get(&tuple) {
-            if let Some(Slot::Tcp(conn)) = self.slots.get(token)
-                && conn.syn.is_none()
-            {
-                self.device.rx.push_back(packet.to_vec());
-            }
             // Still connecting: a retransmitted SYN waits with the first.
-            return;
+            return matches!(self.slots.get(token), Some(Slot::Tcp(conn)) if conn.syn.is_none());
         }
         if !(segment.syn() && !segment.ack() && !segment.rst()) {
             // No such connection: smoltcp answers with a RST.
-            self.device.rx.push_back(packet.to_vec());
-            return;
+            return true;
         }
         if self.connections >= self.limits.connections {
             self.refuse(packet);
-            return;
+            return false;
         }
         let fd = match start_connect(SocketAddrV4::new(tuple.2, tuple.3)) {
             Ok(fd) => fd,
             Err(_) => {
                 self.refuse(packet);
-                return;
+                return false;
             }
         };
         let token = self.take_token();
@@ -451,7 +502,7 @@ impl Endpoint {
             EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
         if self.epoll.add(&fd, EpollEvent::new(interest, token)).is_err() {
             self.refuse(packet);
-            return;
+            return false;
         }
         self.connections += 1;
         self.tcp.insert(tuple, token);
@@ -467,6 +518,7 @@ impl Endpoint {
             dead: false,
         };
         self.slots.insert(token, Slot::Tcp(conn));
+        false
     }
 
     /// Answers a pod's SYN with a RST from the destination.

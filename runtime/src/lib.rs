@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod random;
 pub mod server;
 pub mod services;
+pub mod splice;
 pub mod store;
 pub mod tap;
 pub mod upstream;

@@ -8,8 +8,9 @@
 //! Connection semantics survive the proxy: a FIN is passed on as a
 //! half-close (shutdown of the other side's write half) in both directions,
 //! a reset as a reset (SO_LINGER 0 on close), a backend that refuses makes
-//! the client's connection reset at once. Each connection holds two bounded
-//! buffers, so a slow reader stalls its writer (backpressure) instead of
+//! the client's connection reset at once. Bytes move by splice(2) through a
+//! bounded pipe per direction (`crate::splice`; a bounded buffer where splice
+//! is refused), so a slow reader stalls its writer (backpressure) instead of
 //! growing memory; connections and UDP flows are capped node-wide.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,8 +27,6 @@ use tokio::time::Instant;
 
 use crate::model::Protocol;
 
-/// Bytes buffered per direction of a proxied TCP connection.
-pub const TCP_BUFFER: usize = 16 * 1024;
 /// How long connecting to the backend may take before the client is reset.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A UDP flow with no datagram either way for this long is forgotten.
@@ -247,8 +246,8 @@ async fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) 
 }
 
 /// Proxies one accepted connection to `target`.
-pub async fn relay_tcp(mut client: TcpStream, target: SocketAddrV4) {
-    let mut server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+pub async fn relay_tcp(client: TcpStream, target: SocketAddrV4) {
+    let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(server)) => server,
         _ => {
             // Refused, unreachable or too slow: the client hears a reset now
@@ -259,12 +258,9 @@ pub async fn relay_tcp(mut client: TcpStream, target: SocketAddrV4) {
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    // EOF on one side shuts down the other side's write half and copying
+    // EOF on one side shuts down the other side's write half and relaying
     // goes on the other way (half-close); an error on either side ends both.
-    if tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, TCP_BUFFER, TCP_BUFFER)
-        .await
-        .is_err()
-    {
+    if crate::splice::relay(&client, &server).await.is_err() {
         reset(client);
         reset(server);
     }
