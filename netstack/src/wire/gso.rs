@@ -318,6 +318,18 @@ impl<'a> Segments<'a> {
         Some(Ok((self.headers, payload)))
     }
 
+    /// How many segments are still to be written.
+    pub fn remaining(&self) -> usize {
+        if self.done { 0 } else { (self.end - self.next).div_ceil(self.mss).max(1) }
+    }
+
+    /// True when every segment carries a full MSS (the payload is a
+    /// multiple of it, and not empty): all segments have [`Self::max_len`].
+    pub fn all_full(&self) -> bool {
+        let payload = self.end - self.headers;
+        payload > 0 && payload.is_multiple_of(self.mss)
+    }
+
     /// Ethernet + IPv4 + TCP header length of every segment.
     pub fn header_len(&self) -> usize {
         self.headers
@@ -471,6 +483,27 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].2 & TCP_PSH, TCP_PSH);
         assert_eq!(seen[0].3, payload(100));
+    }
+
+    #[test]
+    fn remaining_counts_down_and_full_frames_are_recognised() {
+        let (frame, offload) = tso_frame(&payload(3 * 1448), 0, false);
+        let mut segments = Segments::new(&frame, &offload).unwrap();
+        assert!(segments.all_full());
+        let mut out = vec![0u8; 2000];
+        for left in (1..=3).rev() {
+            assert_eq!(segments.remaining(), left);
+            segments.next_into(&mut out).unwrap().unwrap();
+        }
+        assert_eq!(segments.remaining(), 0);
+        let (frame, offload) = tso_frame(&payload(3 * 1448 + 1), 0, false);
+        let segments = Segments::new(&frame, &offload).unwrap();
+        assert!(!segments.all_full());
+        assert_eq!(segments.remaining(), 4);
+        let (frame, offload) = tso_frame(&[], 0, false);
+        let segments = Segments::new(&frame, &offload).unwrap();
+        assert!(!segments.all_full(), "a bare ACK is short");
+        assert_eq!(segments.remaining(), 1);
     }
 
     #[test]

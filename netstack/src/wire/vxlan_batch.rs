@@ -41,6 +41,11 @@ pub struct Batch {
     pub count: usize,
 }
 
+/// How many datagrams of `segment_len` bytes one UDP GSO send takes.
+pub fn per_send(segment_len: usize) -> usize {
+    (MAX_UDP_PAYLOAD / segment_len.max(1)).clamp(1, MAX_SEGMENTS)
+}
+
 /// Writes the headers of the next segments of `segments`, each behind a
 /// VXLAN header for `vni`, one after the other into `headers`, and
 /// describes each datagram in `pieces`: as many as one UDP GSO send takes
@@ -55,7 +60,7 @@ pub fn next_batch(
     let segment_len = vxlan::HEADER_LEN + segments.max_len();
     // At least one datagram, even one too large for a GSO send: the socket
     // refuses it then, and the caller counts the error.
-    let most = (MAX_UDP_PAYLOAD / segment_len).clamp(1, MAX_SEGMENTS).min(pieces.len());
+    let most = per_send(segment_len).min(pieces.len());
     let mut batch = Batch { len: 0, segment_len, count: 0 };
     while batch.count < most {
         let at = batch.count * header_len;
@@ -210,6 +215,14 @@ mod tests {
         );
         let (batches, _) = datagrams(&frame, &offload, 1 << 16);
         assert_eq!(batches.len(), 1);
+    }
+
+    #[test]
+    fn per_send_follows_the_udp_limit() {
+        assert_eq!(per_send(1460), 44);
+        assert_eq!(per_send(598), MAX_SEGMENTS);
+        assert_eq!(per_send(70_000), 1);
+        assert_eq!(per_send(0), MAX_SEGMENTS);
     }
 
     #[test]
