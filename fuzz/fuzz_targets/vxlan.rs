@@ -4,7 +4,9 @@
 //! Input: `[sender][datagram...]`: the first byte picks the sender (one of
 //! two peers, or a stranger), the rest is the UDP payload as the overlay
 //! socket receives it. Checks: nothing panics, and anything forwarded goes
-//! to an attached pod port.
+//! to an attached pod port. Forwarded frames then go through the receive
+//! coalescer (`wire::gro`) as the data plane does, one pending super-frame
+//! kept across inputs, so hostile segments meet real pending ones.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -14,7 +16,8 @@ use libfuzzer_sys::fuzz_target;
 use netstack::Instant;
 use netstack::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayPeer, vtep_mac};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
-use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use netstack::wire::gro::{Gro, Push};
+use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, vnet};
 
 const PEERS: [Ipv4Address; 3] = [
     Ipv4Address::new(192, 168, 250, 3),
@@ -25,6 +28,8 @@ const PEERS: [Ipv4Address; 3] = [
 fn subnet(n: u8) -> Ipv4Cidr {
     Ipv4Cidr::new(Ipv4Address::new(10, 244, n, 0), 24)
 }
+
+static GRO: LazyLock<Mutex<Gro>> = LazyLock::new(|| Mutex::new(Gro::new()));
 
 static SWITCH: LazyLock<Mutex<(Switch, Vec<PortId>)>> = LazyLock::new(|| {
     let mut switch = Switch::new(SwitchConfig {
@@ -71,5 +76,29 @@ fuzz_target!(|data: &[u8]| {
     let (switch, ports) = &mut *guard;
     if let Verdict::Forward { egress } = switch.process_overlay(Instant::ZERO, from, &mut buf, &mut reply) {
         assert!(ports.contains(&egress), "forwarded to an unattached port {egress:?}");
+        let offload = vnet::Repr::parse(&vnet::Header::new_checked(&buf[..]).expect("a header on Forward"));
+        let mut gro = GRO.lock().unwrap();
+        for _ in 0..2 {
+            match gro.push(&buf[vnet::HEADER_LEN..], &offload) {
+                Push::Held => break,
+                Push::Flush => check_finished(gro.finish()),
+                Push::Alone => {
+                    check_finished(gro.finish());
+                    break;
+                }
+            }
+        }
+        if sel & 0x80 != 0 {
+            check_finished(gro.finish());
+        }
     }
 });
+
+/// A finished super-frame fits one IPv4 packet behind its headers.
+fn check_finished(frame: Option<&[u8]>) {
+    if let Some(frame) = frame {
+        assert!(frame.len() <= vnet::HEADER_LEN + 14 + 65_535);
+        let ip_len = u16::from_be_bytes([frame[vnet::HEADER_LEN + 16], frame[vnet::HEADER_LEN + 17]]);
+        assert_eq!(usize::from(ip_len), frame.len() - vnet::HEADER_LEN - 14);
+    }
+}

@@ -21,6 +21,7 @@
 //! offload parameters come from the header's [`vnet::Repr`].
 
 use core::fmt;
+use core::ops::Range;
 
 use super::vnet::{self, Gso};
 use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Address, checksum};
@@ -242,19 +243,41 @@ impl<'a> Segments<'a> {
     /// Writes the next segment, a complete Ethernet frame, at the start of
     /// `out` and returns its length; `None` when every segment was written.
     pub fn next_into(&mut self, out: &mut [u8]) -> Option<Result<usize, Error>> {
+        if !self.done && out.len() < self.headers + self.mss.min(self.end - self.next) {
+            return Some(Err(Error::BufferTooSmall));
+        }
+        let (headers, payload) = match self.next_header(out)? {
+            Ok(next) => next,
+            Err(e) => return Some(Err(e)),
+        };
+        let len = headers + payload.len();
+        let Some(body) = out.get_mut(headers..len) else {
+            return Some(Err(Error::BufferTooSmall));
+        };
+        body.copy_from_slice(&self.frame[payload]);
+        Some(Ok(len))
+    }
+
+    /// Writes the headers of the next segment (Ethernet, IPv4, TCP, with
+    /// the TCP checksum over the payload too) at the start of `out` and
+    /// returns their length and where the segment's payload lies in the
+    /// super-frame: a segment is the headers followed by that payload, so it
+    /// can be sent from two buffers without copying the payload. `None` when
+    /// every segment was written.
+    pub fn next_header(&mut self, out: &mut [u8]) -> Option<Result<(usize, Range<usize>), Error>> {
         if self.done {
             return None;
         }
         let payload_len = self.mss.min(self.end - self.next);
         let len = self.headers + payload_len;
-        let Some(out) = out.get_mut(..len) else {
+        let Some(out) = out.get_mut(..self.headers) else {
             return Some(Err(Error::BufferTooSmall));
         };
         let first = self.index == 0;
         let last = self.next + payload_len >= self.end;
         let offset = self.next - self.headers;
-        out[..self.headers].copy_from_slice(&self.frame[..self.headers]);
-        out[self.headers..].copy_from_slice(&self.frame[self.next..self.next + payload_len]);
+        let payload = self.next..self.next + payload_len;
+        out.copy_from_slice(&self.frame[..self.headers]);
 
         // IPv4: length, identification, checksum.
         let ip_len = (len - ETH_LEN) as u16;
@@ -279,14 +302,37 @@ impl<'a> Segments<'a> {
         }
         out[tcp + 16..tcp + 18].fill(0);
         let pseudo = checksum::pseudo_header_v4(&self.src, &self.dst, IpProtocol::Tcp, (len - tcp) as u32);
-        let tcp_sum = !checksum::combine(&[pseudo, checksum::data(&out[tcp..])]);
+        // The TCP header is a multiple of 4 bytes long, so the payload's sum
+        // starts on an even offset and combines with the header's.
+        let tcp_sum = !checksum::combine(&[
+            pseudo,
+            checksum::data(&out[tcp..]),
+            checksum::data(&self.frame[payload.clone()]),
+        ]);
         out[tcp + 16..tcp + 18].copy_from_slice(&tcp_sum.to_be_bytes());
 
         self.next += payload_len;
         self.index = self.index.wrapping_add(1);
         // A super-frame without payload (a bare ACK) is one segment.
         self.done = self.next >= self.end;
-        Some(Ok(len))
+        Some(Ok((self.headers, payload)))
+    }
+
+    /// How many segments are still to be written.
+    pub fn remaining(&self) -> usize {
+        if self.done { 0 } else { (self.end - self.next).div_ceil(self.mss).max(1) }
+    }
+
+    /// True when every segment carries a full MSS (the payload is a
+    /// multiple of it, and not empty): all segments have [`Self::max_len`].
+    pub fn all_full(&self) -> bool {
+        let payload = self.end - self.headers;
+        payload > 0 && payload.is_multiple_of(self.mss)
+    }
+
+    /// Ethernet + IPv4 + TCP header length of every segment.
+    pub fn header_len(&self) -> usize {
+        self.headers
     }
 }
 
@@ -437,6 +483,27 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].2 & TCP_PSH, TCP_PSH);
         assert_eq!(seen[0].3, payload(100));
+    }
+
+    #[test]
+    fn remaining_counts_down_and_full_frames_are_recognised() {
+        let (frame, offload) = tso_frame(&payload(3 * 1448), 0, false);
+        let mut segments = Segments::new(&frame, &offload).unwrap();
+        assert!(segments.all_full());
+        let mut out = vec![0u8; 2000];
+        for left in (1..=3).rev() {
+            assert_eq!(segments.remaining(), left);
+            segments.next_into(&mut out).unwrap().unwrap();
+        }
+        assert_eq!(segments.remaining(), 0);
+        let (frame, offload) = tso_frame(&payload(3 * 1448 + 1), 0, false);
+        let segments = Segments::new(&frame, &offload).unwrap();
+        assert!(!segments.all_full());
+        assert_eq!(segments.remaining(), 4);
+        let (frame, offload) = tso_frame(&[], 0, false);
+        let segments = Segments::new(&frame, &offload).unwrap();
+        assert!(!segments.all_full(), "a bare ACK is short");
+        assert_eq!(segments.remaining(), 1);
     }
 
     #[test]
