@@ -84,7 +84,12 @@ pub fn bind(key: &ListenKey) -> Result<Bound, String> {
         _ => format!("cannot listen on {key}: {e}"),
     })?;
     let nonblocking = match &bound {
-        Bound::Tcp(l) => l.set_nonblocking(true),
+        // std listens with a backlog of 128: a burst of 1,000 clients
+        // (bench/load) overflowed it and waited out SYN retransmits. -1 is
+        // as many as the node allows (net.core.somaxconn, 4096 since Linux 5.4).
+        Bound::Tcp(l) => nix::sys::socket::listen(l, nix::sys::socket::Backlog::MAXALLOWABLE)
+            .map_err(io::Error::from)
+            .and_then(|()| l.set_nonblocking(true)),
         Bound::Udp(s) => s.set_nonblocking(true),
     };
     nonblocking.map_err(|e| format!("cannot listen on {key}: {e}"))?;
