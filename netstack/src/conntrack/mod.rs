@@ -43,17 +43,7 @@ pub enum Proto {
     Udp = 17,
 }
 
-/// TCP flag bits as they sit in byte 13 of the TCP header.
-pub mod tcp_flags {
-    /// No more data from the sender.
-    pub const FIN: u8 = 0x01;
-    /// Synchronize sequence numbers: a connection attempt.
-    pub const SYN: u8 = 0x02;
-    /// Reset the connection.
-    pub const RST: u8 = 0x04;
-    /// The acknowledgment field is significant.
-    pub const ACK: u8 = 0x10;
-}
+pub use crate::wire::tcp_flags;
 
 /// A transport 5-tuple, as one packet carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

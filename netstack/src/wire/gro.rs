@@ -20,16 +20,11 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::tcp_flags;
 use super::vnet::{self, Gso};
 use smoltcp::wire::{IpProtocol, Ipv4Address, checksum};
 
 const ETH_LEN: usize = 14;
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_PSH: u8 = 0x08;
-const TCP_URG: u8 = 0x20;
-const TCP_CWR: u8 = 0x80;
 /// The `gso_type` bit telling the receiver CWR is on the first segment only.
 const GSO_ECN: u8 = 0x80;
 /// Largest IPv4 packet.
@@ -101,7 +96,7 @@ fn segment(frame: &[u8], offload: &vnet::Repr) -> Option<Segment> {
         return None;
     }
     let flags = frame[tcp_at + 13];
-    if flags & (TCP_SYN | TCP_RST | TCP_URG) != 0 {
+    if flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::URG) != 0 {
         return None;
     }
     let needs_csum = offload.flags & vnet::FLAG_NEEDS_CSUM != 0;
@@ -199,7 +194,7 @@ impl Gro {
                 next_seq: seg.seq.wrapping_add(seg.payload_len() as u32),
                 last_id: seg.id,
                 last_flags: seg.flags,
-                closed: seg.flags & (TCP_PSH | TCP_FIN) != 0,
+                closed: seg.flags & (tcp_flags::PSH | tcp_flags::FIN) != 0,
             });
             return Push::Held;
         };
@@ -218,7 +213,7 @@ impl Gro {
         p.next_seq = seg.seq.wrapping_add(payload as u32);
         p.last_id = seg.id;
         p.last_flags = seg.flags;
-        p.closed = payload < p.mss || seg.flags & (TCP_PSH | TCP_FIN) != 0;
+        p.closed = payload < p.mss || seg.flags & (tcp_flags::PSH | tcp_flags::FIN) != 0;
         Push::Held
     }
 
@@ -241,7 +236,7 @@ impl Gro {
         frame[ETH_LEN + 10..ETH_LEN + 12].fill(0);
         let ip_sum = !checksum::data(&frame[ETH_LEN..tcp]);
         frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&ip_sum.to_be_bytes());
-        frame[tcp + 13] |= p.last_flags & (TCP_PSH | TCP_FIN);
+        frame[tcp + 13] |= p.last_flags & (tcp_flags::PSH | tcp_flags::FIN);
         // The pseudo-header sum, as a TSO sender leaves it for the device.
         let (src, dst) = addresses(&frame[ETH_LEN..]);
         let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (frame.len() - tcp) as u32);
@@ -256,7 +251,7 @@ impl Gro {
             csum_offset: 16,
         }
         .emit(&mut header);
-        if p.first.flags & TCP_CWR != 0 {
+        if p.first.flags & tcp_flags::CWR != 0 {
             self.buf[1] |= GSO_ECN;
         }
         Some(&self.buf[..len])
@@ -272,8 +267,9 @@ fn continues(held: &[u8], first: &Segment, p: &Pending, frame: &[u8], seg: &Segm
     }
     let id_ok = seg.id == p.last_id.wrapping_add(1) || (seg.dont_frag && seg.id == p.last_id);
     // CWR only ever on the first segment of a super-frame.
-    let flags_ok = seg.flags & TCP_CWR == 0
-        && seg.flags & !(TCP_PSH | TCP_FIN) == first.flags & !(TCP_PSH | TCP_FIN | TCP_CWR);
+    let flags_ok = seg.flags & tcp_flags::CWR == 0
+        && seg.flags & !(tcp_flags::PSH | tcp_flags::FIN)
+            == first.flags & !(tcp_flags::PSH | tcp_flags::FIN | tcp_flags::CWR);
     let ip = ETH_LEN;
     id_ok
         && flags_ok
@@ -350,9 +346,9 @@ mod tests {
             &IpAddress::Ipv4(DST),
             &smoltcp::phy::ChecksumCapabilities::default(),
         );
-        segment.set_psh(flags & TCP_PSH != 0);
-        segment.set_fin(flags & TCP_FIN != 0);
-        segment.set_cwr(flags & TCP_CWR != 0);
+        segment.set_psh(flags & tcp_flags::PSH != 0);
+        segment.set_fin(flags & tcp_flags::FIN != 0);
+        segment.set_cwr(flags & tcp_flags::CWR != 0);
         segment.fill_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST));
         let offload = vnet::Repr {
             flags: vnet::FLAG_NEEDS_CSUM,
@@ -423,7 +419,7 @@ mod tests {
     #[test]
     fn segments_of_one_super_frame_merge_back_into_it() {
         let data = payload(30 * MSS + 100);
-        let segments = cut(&data, 0xffff_f000, TCP_PSH, 40000);
+        let segments = cut(&data, 0xffff_f000, tcp_flags::PSH, 40000);
         let written = run(&mut Gro::new(), &segments);
         assert_eq!(written.len(), 1, "one write");
         let out = &written[0];
@@ -455,7 +451,7 @@ mod tests {
 
     #[test]
     fn psh_fin_and_short_segments_end_a_super_frame() {
-        for flags in [TCP_PSH, TCP_FIN | TCP_PSH] {
+        for flags in [tcp_flags::PSH, tcp_flags::FIN | tcp_flags::PSH] {
             let mut frames = cut(&payload(3 * MSS), 1000, flags, 40000);
             frames.extend(cut(&payload(2 * MSS), 1000 + 3 * MSS as u32, 0, 40000));
             let written = run(&mut Gro::new(), &frames);
@@ -556,7 +552,7 @@ mod tests {
         let ack = cut(&[], 5000, 0, 40000);
         assert_eq!(Gro::new().push(&ack[0], &vnet::Repr::PLAIN), Push::Alone, "a bare ACK");
         let mut syn = cut(&payload(10), 5000, 0, 40000);
-        syn[0][34 + 13] |= TCP_SYN;
+        syn[0][34 + 13] |= tcp_flags::SYN;
         assert_eq!(Gro::new().push(&syn[0], &vnet::Repr::PLAIN), Push::Alone);
         for len in [0, 13, 33, 40, 54] {
             assert_eq!(Gro::new().push(&frames[0][..len], &vnet::Repr::PLAIN), Push::Alone, "cut at {len}");
@@ -613,7 +609,7 @@ mod tests {
 
     #[test]
     fn cwr_on_the_first_sets_the_ecn_bit() {
-        let frames = cut(&payload(3 * MSS), 1000, TCP_CWR, 40000);
+        let frames = cut(&payload(3 * MSS), 1000, tcp_flags::CWR, 40000);
         let written = run(&mut Gro::new(), &frames);
         assert_eq!(written.len(), 1);
         assert!(header(&written[0]).ecn);

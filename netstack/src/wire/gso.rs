@@ -23,13 +23,11 @@
 use core::fmt;
 use core::ops::Range;
 
+use super::tcp_flags;
 use super::vnet::{self, Gso};
 use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Address, checksum};
 
 const ETH_LEN: usize = 14;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
 
 /// Why a frame cannot be finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,10 +293,10 @@ impl<'a> Segments<'a> {
             .wrapping_add(offset as u32);
         out[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
         if !last {
-            out[tcp + 13] &= !(TCP_FIN | TCP_PSH);
+            out[tcp + 13] &= !(tcp_flags::FIN | tcp_flags::PSH);
         }
         if !first {
-            out[tcp + 13] &= !TCP_CWR;
+            out[tcp + 13] &= !tcp_flags::CWR;
         }
         out[tcp + 16..tcp + 18].fill(0);
         let pseudo = checksum::pseudo_header_v4(&self.src, &self.dst, IpProtocol::Tcp, (len - tcp) as u32);
@@ -446,7 +444,7 @@ mod tests {
     #[test]
     fn a_super_frame_becomes_mss_sized_segments() {
         let data = payload(10_000);
-        let (frame, offload) = tso_frame(&data, TCP_PSH | TCP_FIN | TCP_CWR, true);
+        let (frame, offload) = tso_frame(&data, tcp_flags::PSH | tcp_flags::FIN | tcp_flags::CWR, true);
         let segments = cut(&frame, &offload);
         assert_eq!(segments.len(), 7, "10000 bytes in 1448-byte segments");
         let seen = check(&segments, 1448);
@@ -456,9 +454,9 @@ mod tests {
             assert_eq!(*id, 0xfffe_u16.wrapping_add(i as u16), "IP id increments (and wraps)");
             assert_eq!(*seq, 0xffff_f000_u32.wrapping_add((i * 1448) as u32), "seq advances (and wraps)");
             let last = i == seen.len() - 1;
-            assert_eq!(flags & TCP_FIN != 0, last, "FIN on the last only");
-            assert_eq!(flags & TCP_PSH != 0, last, "PSH on the last only");
-            assert_eq!(flags & TCP_CWR != 0, i == 0, "CWR on the first only");
+            assert_eq!(flags & tcp_flags::FIN != 0, last, "FIN on the last only");
+            assert_eq!(flags & tcp_flags::PSH != 0, last, "PSH on the last only");
+            assert_eq!(flags & tcp_flags::CWR != 0, i == 0, "CWR on the first only");
             assert!(flags & 0x10 != 0, "ACK everywhere");
             assert_eq!(body.len(), if last { 10_000 - 6 * 1448 } else { 1448 });
         }
@@ -472,16 +470,16 @@ mod tests {
     #[test]
     fn exact_multiples_and_small_frames() {
         let data = payload(3 * 1448);
-        let (frame, offload) = tso_frame(&data, TCP_PSH, false);
+        let (frame, offload) = tso_frame(&data, tcp_flags::PSH, false);
         let seen = check(&cut(&frame, &offload), 1448);
         assert_eq!(seen.len(), 3);
         assert!(seen.iter().all(|s| s.3.len() == 1448));
-        assert_eq!(seen.iter().map(|s| s.2 & TCP_PSH != 0).collect::<Vec<_>>(), [false, false, true]);
+        assert_eq!(seen.iter().map(|s| s.2 & tcp_flags::PSH != 0).collect::<Vec<_>>(), [false, false, true]);
 
-        let (frame, offload) = tso_frame(&payload(100), TCP_PSH, false);
+        let (frame, offload) = tso_frame(&payload(100), tcp_flags::PSH, false);
         let seen = check(&cut(&frame, &offload), 1448);
         assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].2 & TCP_PSH, TCP_PSH);
+        assert_eq!(seen[0].2 & tcp_flags::PSH, tcp_flags::PSH);
         assert_eq!(seen[0].3, payload(100));
     }
 
@@ -635,7 +633,7 @@ mod tests {
     #[test]
     fn partial_tcp_checksums_are_completed() {
         for len in [0, 1, 1447, 1448] {
-            let (mut frame, mut offload) = tso_frame(&payload(len), TCP_PSH, true);
+            let (mut frame, mut offload) = tso_frame(&payload(len), tcp_flags::PSH, true);
             offload.gso = Gso::None;
             complete_checksum(&mut frame, &offload).unwrap();
             let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
@@ -648,7 +646,7 @@ mod tests {
     fn partial_checksums_are_recognised_and_complete_ones_are_not() {
         let (frame, offload) = udp_frame(&payload(100));
         assert_eq!(partial_checksum(&frame), Some(offload));
-        let (mut frame, _) = tso_frame(&payload(1000), TCP_PSH, true);
+        let (mut frame, _) = tso_frame(&payload(1000), tcp_flags::PSH, true);
         let partial = partial_checksum(&frame).unwrap();
         assert_eq!((partial.flags, partial.csum_start, partial.csum_offset), (vnet::FLAG_NEEDS_CSUM, 34, 16));
         complete_checksum(&mut frame, &partial).unwrap();

@@ -3,6 +3,7 @@
 
 pub mod gro;
 pub mod gso;
+pub mod tcp_flags;
 pub mod vnet;
 pub mod vxlan;
 pub mod vxlan_batch;
