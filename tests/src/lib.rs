@@ -246,6 +246,19 @@ impl Node {
             .expect("nsenter")
     }
 
+    /// The ClusterIP of Service `service`.
+    pub fn cluster_ip(&self, service: &str) -> String {
+        let svc: Value = serde_json::from_str(&self.ok(&["get", "svc", service, "-o", "json"])).unwrap();
+        svc["spec"]["clusterIP"].as_str().unwrap().to_string()
+    }
+
+    /// Flow-table counter `what` (active, over_quota...) in `podnet node stats`.
+    pub fn flow_counter(&self, what: &str) -> u64 {
+        let stats: Value = serde_json::from_str(&self.ok(&["node", "stats", "-o", "json"])).unwrap();
+        let flows = stats["flows"].as_array().unwrap();
+        flows.iter().find(|f| f[0] == what).and_then(|f| f[1].as_u64()).unwrap()
+    }
+
     /// Counter `reason` of port `port` in `podnet node stats`.
     pub fn drops(&self, port: &str, reason: &str) -> u64 {
         let stats: Value = serde_json::from_str(&self.ok(&["node", "stats", "-o", "json"])).unwrap();

@@ -56,9 +56,7 @@ fn cluster(tag: &str, config: Option<&str>) -> (Node, String) {
         "--name",
         "web-svc",
     ]);
-    let svc: serde_json::Value =
-        serde_json::from_str(&node.ok(&["get", "svc", "web-svc", "-o", "json"])).unwrap();
-    let vip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let vip = node.cluster_ip("web-svc");
     eventually(Duration::from_secs(15), "two endpoints", || {
         node.ok(&["get", "ep", "web-svc", "-o", "json"]).matches("\"ip\"").count().eq(&2).then_some(())
     });

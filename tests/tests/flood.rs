@@ -5,21 +5,6 @@
 
 use podnet_e2e::{Node, busybox, require, stderr, stdout};
 
-fn cluster_ip(node: &Node, service: &str) -> String {
-    let svc: serde_json::Value =
-        serde_json::from_str(&node.ok(&["get", "svc", service, "-o", "json"])).unwrap();
-    svc["spec"]["clusterIP"].as_str().unwrap().to_string()
-}
-
-fn flows(node: &Node) -> serde_json::Value {
-    let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
-    stats["flows"].clone()
-}
-
-fn flow_count(flows: &serde_json::Value, what: &str) -> u64 {
-    flows.as_array().unwrap().iter().find(|f| f[0] == what).and_then(|f| f[1].as_u64()).unwrap()
-}
-
 /// With the quota equal to the table (`per_pod` = 256) the flood fills the
 /// table and the victim's connection is refused; with the default quarter,
 /// the victim goes through.
@@ -37,7 +22,7 @@ fn udp_flood_then_victim_fetches(tag: &str, per_pod: Option<u32>) -> (bool, Node
     // Nothing listens on UDP 9: every flow the flood opens stays open for
     // the 30 s UDP timeout.
     node.ok(&["expose", "deployment", "web", "--name", "sink", "--port", "9", "--protocol", "UDP"]);
-    let (web, sink) = (cluster_ip(&node, "web"), cluster_ip(&node, "sink"));
+    let (web, sink) = (node.cluster_ip("web"), node.cluster_ip("sink"));
     let url = format!("http://{web}/");
     podnet_e2e::eventually(std::time::Duration::from_secs(15), "web answers", || {
         node.exec("victim", &["timeout", "3", &bb, "wget", "-qO-", &url]).status.success().then_some(())
@@ -56,11 +41,11 @@ fn udp_flood_then_victim_fetches(tag: &str, per_pod: Option<u32>) -> (bool, Node
 fn a_pod_flooding_new_flows_cannot_starve_another_pods_service_connections() {
     let (answered, node) = udp_flood_then_victim_fetches("flood", None);
     assert!(answered, "the victim's connection through the ClusterIP must go through");
-    let flows = flows(&node);
-    assert_eq!(flow_count(&flows, "per_pod_limit"), 64, "{flows}");
-    let over = flow_count(&flows, "over_quota");
-    assert!(over >= 500, "most of the 1,000 flows went over the quota: {flows}");
-    assert!(flow_count(&flows, "active") <= 64 + 4, "{flows}");
+    assert_eq!(node.flow_counter("per_pod_limit"), 64);
+    let over = node.flow_counter("over_quota");
+    assert!(over >= 500, "most of the 1,000 flows went over the quota: {over}");
+    let active = node.flow_counter("active");
+    assert!(active <= 64 + 4, "{active} flows active");
     assert_eq!(node.drops("default/flooder", "flow_quota"), over, "counted on the flooder's port");
     assert_eq!(node.drops("default/victim", "flow_quota"), 0);
     let table = node.ok(&["node", "stats"]);

@@ -8,12 +8,6 @@ use std::time::{Duration, Instant};
 
 use podnet_e2e::{Node, busybox, eventually, require, stderr, stdout};
 
-fn cluster_ip(node: &Node, service: &str) -> String {
-    let svc: serde_json::Value =
-        serde_json::from_str(&node.ok(&["get", "svc", service, "-o", "json"])).unwrap();
-    svc["spec"]["clusterIP"].as_str().unwrap().to_string()
-}
-
 fn endpoint_count(node: &Node, service: &str) -> usize {
     let ep: serde_json::Value =
         serde_json::from_str(&node.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
@@ -51,7 +45,7 @@ fn should_serve_a_basic_endpoint_from_pods_and_spread_connections() {
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80", "--target-port", "8080", "--name", "web-svc"]);
     wait_endpoints(&node, "web-svc", 3);
-    let vip = cluster_ip(&node, "web-svc");
+    let vip = node.cluster_ip("web-svc");
     assert!(vip.starts_with("10.") && vip != "10.96.0.10", "{vip}");
 
     let table = node.ok(&["get", "svc"]);
@@ -101,7 +95,7 @@ fn nginx_serves_through_its_cluster_ip() {
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80"]);
     wait_endpoints(&node, "web", 2);
-    let seen = spread(&node, &format!("http://{}/", cluster_ip(&node, "web")), 6);
+    let seen = spread(&node, &format!("http://{}/", node.cluster_ip("web")), 6);
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.keys().all(|k| k.starts_with("nginx on web-")), "{seen:?}");
 }
@@ -131,7 +125,7 @@ fn should_serve_multiport_endpoints_by_port_name() {
     let args = ["expose", "deployment", "app", "--port", "http:80", "--port", "metrics:81"];
     node.ok(&[&args[..], &["--target-port", "http", "--target-port", "metrics"]].concat());
     wait_endpoints(&node, "app", 1);
-    let vip = cluster_ip(&node, "app");
+    let vip = node.cluster_ip("app");
     assert_eq!(spread(&node, &format!("http://{vip}:80/"), 1).keys().next().unwrap(), "http");
     assert_eq!(spread(&node, &format!("http://{vip}:81/"), 1).keys().next().unwrap(), "metrics");
     let eps = node.ok(&["get", "endpoints", "app"]);
@@ -145,7 +139,7 @@ fn should_have_session_affinity_and_switch_it_on_a_live_service() {
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80", "--session-affinity", "ClientIP"]);
     wait_endpoints(&node, "web", 3);
-    let url = format!("http://{}/", cluster_ip(&node, "web"));
+    let url = format!("http://{}/", node.cluster_ip("web"));
     let seen = spread(&node, &url, 12);
     assert_eq!(seen.len(), 1, "ClientIP affinity sticks to one pod: {seen:?}");
     let svc: serde_json::Value =
@@ -165,7 +159,7 @@ fn should_allow_pods_to_hairpin_back_to_themselves_through_services() {
     node.ok(&["expose", "deployment", "solo", "--port", "8000", "--target-port", "80"]);
     wait_endpoints(&node, "solo", 1);
     let pod = node.pods()[0]["metadata"]["name"].as_str().unwrap().to_string();
-    let url = format!("http://{}:8000/", cluster_ip(&node, "solo"));
+    let url = format!("http://{}:8000/", node.cluster_ip("solo"));
     let out = node.exec(&pod, &["timeout", "3", &busybox(), "wget", "-qO-", &url]);
     assert_eq!(stdout(&out).trim(), pod, "{}", stderr(&out));
 }
@@ -188,7 +182,7 @@ fn udp_services_answer_and_a_service_without_backends_refuses_at_once() {
     client(&node);
     node.ok(&["expose", "deployment", "echo", "--port", "53", "--target-port", "9000", "--protocol", "UDP"]);
     wait_endpoints(&node, "echo", 2);
-    let vip = cluster_ip(&node, "echo");
+    let vip = node.cluster_ip("echo");
     let out = node.exec("client", &["sh", "-c", &format!("echo ping-udp | {socat} -t 2 - UDP:{vip}:53")]);
     assert_eq!(stdout(&out), "ping-udp\n", "{}", stderr(&out));
 
@@ -208,13 +202,13 @@ fn udp_services_answer_and_a_service_without_backends_refuses_at_once() {
     node.ok(&[&["expose", "deployment", "echo"][..], &udp_args].concat());
     let eps = node.ok(&["get", "endpoints", "lonely"]);
     assert!(eps.contains("<none>"), "{eps}");
-    let url = format!("http://{}/", cluster_ip(&node, "lonely"));
+    let url = format!("http://{}/", node.cluster_ip("lonely"));
     let started = Instant::now();
     let out = node.exec("client", &["timeout", "10", &busybox(), "wget", "-qO-", &url]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(3), "refused at once, not after a timeout");
-    let udp = format!("echo x | {socat} -t 5 - UDP:{}:99", cluster_ip(&node, "lonely-udp"));
+    let udp = format!("echo x | {socat} -t 5 - UDP:{}:99", node.cluster_ip("lonely-udp"));
     let started = Instant::now();
     let out = node.exec("client", &["sh", "-c", &udp]);
     assert!(!out.status.success(), "ICMP port unreachable ends the exchange");

@@ -259,13 +259,6 @@ pub struct Capacity {
     pub per_owner: usize,
 }
 
-impl Capacity {
-    /// `flows` in all, shared by `owners`, each allowed a quarter of the table.
-    pub fn quarter_each(flows: usize, owners: usize) -> Capacity {
-        Capacity { flows, owners, per_owner: flows.div_ceil(4) }
-    }
-}
-
 /// The flow table.
 #[derive(Debug, Clone)]
 pub struct Conntrack {

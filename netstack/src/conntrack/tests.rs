@@ -242,9 +242,3 @@ fn udp_flows_count_against_the_quota_until_they_idle_out() {
     let k = key(Proto::Udp, 2, 99);
     assert!(ct.insert(at(31), owner, k, reply_of(&k)).is_ok());
 }
-
-#[test]
-fn quarter_each_rounds_up() {
-    assert_eq!(Capacity::quarter_each(16_384, 111).per_owner, 4096);
-    assert_eq!(Capacity::quarter_each(3, 2).per_owner, 1);
-}

@@ -2,7 +2,7 @@
 //! capturing on its switch ports, its counters, and resolving through its
 //! switch.
 
-use netstack::switch::{DropReason, PortKind};
+use netstack::switch::{DropReason, PortId, PortKind};
 use tokio::sync::mpsc;
 
 use super::NodeRuntime;
@@ -120,7 +120,7 @@ impl NodeRuntime {
     async fn tap_drops(&self, report: &crate::dataplane::PortReport) -> tap::QueueDrops {
         let read = match report.spec.kind {
             PortKind::Pod => {
-                let Some(pod) = self.pods.values().find(|p| p.port == Some(report.id)) else {
+                let Some(pod) = self.pod_on(report.id) else {
                     return tap::QueueDrops::default();
                 };
                 let path = netns::path(&pod.netns);
@@ -138,12 +138,17 @@ impl NodeRuntime {
         read.ok().and_then(Result::ok).flatten().unwrap_or_default()
     }
 
+    /// The pod plugged into switch port `id`.
+    fn pod_on(&self, id: PortId) -> Option<&super::LocalPod> {
+        self.pods.values().find(|p| p.port == Some(id))
+    }
+
     fn port_counters(&self, report: crate::dataplane::PortReport) -> PortCounters {
         let port = match report.spec.kind {
             PortKind::Host => "node".to_string(),
             PortKind::Overlay => "overlay".to_string(),
             PortKind::Egress => "egress".to_string(),
-            PortKind::Pod => self.pods.values().find(|p| p.port == Some(report.id)).map_or_else(
+            PortKind::Pod => self.pod_on(report.id).map_or_else(
                 || format!("port-{}", report.id.0),
                 |p| format!("{}/{}", p.record.spec.namespace, p.record.spec.name),
             ),
