@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use runtime::netns;
+use runtime::sys::netns;
 
 struct Demo {
     dir: PathBuf,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use runtime::api::{Request, Response};
-use runtime::pod::enter::PodEntry;
+use runtime::node::pod::enter::PodEntry;
 
 pub async fn run(socket: &Path, namespace: &str, pod: &str, command: &[String]) -> Result<ExitCode, String> {
     let request = Request::ExecTarget { namespace: namespace.into(), name: pod.into() };

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::api::server::{self, Answer, Call};
 use crate::api::{Request, Response};
 use crate::cluster::member::{self, Cache, FromServer, MemberLink};
 use crate::cluster::proto::{ClusterSettings, Welcome};
@@ -22,7 +23,6 @@ use crate::control::ControlPlane;
 use crate::desired::NodeDesired;
 use crate::model::check_name;
 use crate::node::{NodeOptions, NodeRuntime};
-use crate::server::{self, Answer, Call};
 use crate::store::Store;
 
 /// This agent's part in a cluster.
@@ -75,7 +75,7 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let _lock = lock_data_dir(data_dir)?;
     let metrics = match options.metrics_addr {
-        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        Some(addr) => Some(crate::listeners::metrics::bind(addr).await?),
         None => None,
     };
     let listener = server::bind(&options.socket).await?;
@@ -84,7 +84,7 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     raise_fd_limit();
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
     if let Some(metrics) = metrics {
-        tokio::spawn(crate::metrics::serve(metrics, calls_tx.clone()));
+        tokio::spawn(crate::listeners::metrics::serve(metrics, calls_tx.clone()));
     }
     // Nodes of a cluster reach each other's pods over the VXLAN overlay.
     let mut options = options;

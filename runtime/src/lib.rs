@@ -1,6 +1,21 @@
 //! podnet's node agent: it owns the TAP file descriptors, the network
 //! namespaces, the pod processes and the clock, and drives the sans-IO
 //! netstack switch with them.
+//!
+//! The floors, bottom up:
+//! - `sys` — the kernel: namespaces, netlink, randomness.
+//! - `dataplane` — the data plane's I/O: TAPs, the data-plane thread, the
+//!   overlay socket, the egress endpoint.
+//! - `listeners` — what the node serves to the outside and to pods: node
+//!   ports and host ports (with their byte mover), DNS over TCP, the upstream
+//!   DNS relay, metrics.
+//! - `model`, `store`, `desired` — the objects, their saved form, and what the
+//!   control plane asks of a node.
+//! - `control` — the control plane (API server, scheduler, controllers).
+//! - `node` — the node runtime (kubelet, kube-proxy): pods and their sandboxes.
+//! - `cluster` — the channel between a cluster's server and its members.
+//! - `api` — the control socket the CLI talks to.
+//! - `agent` — the event loop that joins them.
 
 pub mod agent;
 pub mod api;
@@ -9,22 +24,8 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod desired;
-pub mod dns_tcp;
-pub mod egress;
 pub mod listeners;
-pub mod metrics;
 pub mod model;
-pub mod netlink;
-pub mod netns;
 pub mod node;
-pub mod overlay;
-pub mod pod;
-pub mod probe;
-pub mod proxy;
-pub mod random;
-pub mod server;
-pub mod services;
-pub mod splice;
 pub mod store;
-pub mod tap;
-pub mod upstream;
+pub mod sys;

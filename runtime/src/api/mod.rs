@@ -4,6 +4,7 @@
 mod client;
 mod frame;
 mod proto;
+pub mod server;
 
 pub use client::{Client, ClientError};
 pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};

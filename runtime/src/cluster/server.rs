@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::channel;
 use super::proto::{Hello, Report, ToMember, Welcome};
 use super::token::Token;
+use crate::api::server::{Answer, Call};
 use crate::api::{PROTOCOL_VERSION, Request, Response};
 use crate::desired::{NodeDesired, PodReport};
-use crate::server::{Answer, Call};
 
 /// What a member connection tells the event loop.
 pub enum ClusterEvent {

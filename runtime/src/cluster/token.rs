@@ -26,7 +26,7 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// A fresh random token.
     pub fn generate() -> Token {
-        let bytes = crate::random::bytes(32);
+        let bytes = crate::sys::random::bytes(32);
         let mut token = [0u8; 32];
         token.copy_from_slice(&bytes);
         Token(token)

@@ -16,8 +16,8 @@ use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::model::services::{self, PodView};
 use crate::model::{Deployment, Endpoints, Phase, Pod, PodStatus, Service, unix_now};
-use crate::services::{self, PodView};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State, Store};
 
 pub use nodes::HEARTBEAT_TIMEOUT;

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::ControlPlane;
-use crate::listeners::{check_host_ports, host_port_key, pod_owner, service_owner};
+use crate::listeners::proxy::{self, ListenKey};
+use crate::model::listeners::{check_host_ports, host_port_key, pod_owner, service_owner};
 use crate::model::{ClusterIpRequest, PodSpec, Protocol, ServiceSpec, ServiceType};
-use crate::proxy::{self, ListenKey};
 
 impl ControlPlane {
     /// Ports that services use on every node and pods on `node`, by
@@ -53,7 +53,7 @@ impl ControlPlane {
         let mut used = self.used_node_ports(None);
         let me = service_owner(spec);
         let span = u32::from(range.last - range.first) + 1;
-        let seed = u32::from_le_bytes(crate::random::bytes(4).try_into().unwrap_or_default());
+        let seed = u32::from_le_bytes(crate::sys::random::bytes(4).try_into().unwrap_or_default());
         for port in &mut spec.ports {
             let key = |n: u16| ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: n };
             let n = match port.node_port {

@@ -8,13 +8,13 @@ use netstack::ipam::IpamError;
 
 use super::{ControlPlane, Key, PodEntry, key, pending};
 use crate::api::{Request, Response};
+use crate::model::services;
 use crate::model::{
     ClusterIpRequest, Deployment, DeploymentSpec, Pod, PodSpec, Service, ServiceSpec, check_label,
     check_name, unix_now,
 };
-use crate::random;
-use crate::services;
 use crate::store::{DeploymentRecord, PodRecord};
+use crate::sys::random;
 
 impl ControlPlane {
     /// Answers a request about cluster state (everything but the node-local
@@ -195,7 +195,7 @@ impl ControlPlane {
         if spec.replicas > 1 && !spec.host_ports.is_empty() {
             return Err(super::ports::one_replica_per_node(&spec.namespace, &spec.name));
         }
-        crate::listeners::check_host_ports(&spec.host_ports)?;
+        crate::model::listeners::check_host_ports(&spec.host_ports)?;
         spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         for (k, v) in &spec.labels {
             check_label(k, v)?;

@@ -2,7 +2,7 @@
 
 use super::{ControlPlane, Key, key};
 use crate::model::{PodSpec, RestartPolicy};
-use crate::random;
+use crate::sys::random;
 
 impl ControlPlane {
     /// The node a new pod goes to: the one it names, else the ready node

@@ -8,8 +8,9 @@ use tokio::sync::mpsc;
 use super::NodeRuntime;
 use super::pods::pod_env;
 use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
-use crate::pod::{process, sandbox};
-use crate::{netns, tap};
+use crate::dataplane::tap;
+use crate::node::pod::{process, sandbox};
+use crate::sys::netns;
 
 /// Most log bytes `podnet logs` returns.
 const MAX_LOG: u64 = 4 << 20;
@@ -184,10 +185,14 @@ impl NodeRuntime {
         let mut last = None;
         for candidate in candidates {
             let query = netstack::dns::build_query(&candidate, qtype, 1)?;
-            let response =
-                crate::dns_tcp::answer(&self.dataplane.handle(), &self.upstream, query, self.dns_deadline)
-                    .await
-                    .ok_or_else(|| format!("no answer for {candidate}"))?;
+            let response = crate::listeners::dns_tcp::answer(
+                &self.dataplane.handle(),
+                &self.upstream,
+                query,
+                self.dns_deadline,
+            )
+            .await
+            .ok_or_else(|| format!("no answer for {candidate}"))?;
             let nxdomain = response.get(3).is_some_and(|b| b & 0x0f == 3);
             last = Some(Response::Resolved { name: candidate, response });
             if !nxdomain {

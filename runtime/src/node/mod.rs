@@ -4,8 +4,10 @@
 //! services and DNS records. It owns the data plane.
 
 mod local;
+pub mod pod;
 mod pods;
 mod ports;
+pub mod probe;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -20,9 +22,10 @@ use tokio::sync::mpsc;
 
 use crate::config::{Cidr, NodeConfig};
 use crate::dataplane::Dataplane;
-use crate::netlink::{LinkSetup, Netlink};
-use crate::pod::mac_for;
-use crate::{random, tap};
+use crate::dataplane::tap;
+use crate::node::pod::mac_for;
+use crate::sys::netlink::{LinkSetup, Netlink};
+use crate::sys::random;
 
 use pods::LocalPod;
 pub use pods::{Exit, ProbeResult};
@@ -64,10 +67,10 @@ pub struct NodeRuntime {
     /// The overlay peers the switch holds.
     peers_pushed: Vec<netstack::overlay::OverlayPeer>,
     /// Node ports, LoadBalancer ports and host ports, and what they forward to.
-    proxies: crate::proxy::Proxies,
-    forwards: BTreeMap<crate::proxy::ListenKey, crate::proxy::Forward>,
+    proxies: crate::listeners::proxy::Proxies,
+    forwards: BTreeMap<crate::listeners::proxy::ListenKey, crate::listeners::proxy::Forward>,
     /// Pod egress; stopped on drop.
-    _egress: crate::egress::Egress,
+    _egress: crate::dataplane::egress::Egress,
     /// Where the agent answers DNS over TCP (on the gateway address).
     dns_tcp_port: u16,
     /// Upstream resolvers and how long they may take.
@@ -150,7 +153,7 @@ impl NodeRuntime {
 
         // Names outside the cluster zone go to the node's own resolvers.
         let servers = match net.upstream_dns.is_empty() {
-            true => crate::upstream::nameservers(Path::new("/etc/resolv.conf")),
+            true => crate::listeners::upstream::nameservers(Path::new("/etc/resolv.conf")),
             false => net.upstream_dns.clone(),
         };
         if servers.is_empty() {
@@ -159,26 +162,31 @@ impl NodeRuntime {
             );
         }
         let dns_deadline = Duration::from_millis(net.dns_timeout_ms);
-        tokio::spawn(crate::upstream::relay(upstream_rx, servers.clone(), dns_deadline, dataplane.handle()));
-        let dns_tcp = crate::dns_tcp::bind(gateway)
+        tokio::spawn(crate::listeners::upstream::relay(
+            upstream_rx,
+            servers.clone(),
+            dns_deadline,
+            dataplane.handle(),
+        ));
+        let dns_tcp = crate::listeners::dns_tcp::bind(gateway)
             .await
             .map_err(|e| format!("cannot listen for DNS over TCP: {e}"))?;
         let dns_tcp_port = dns_tcp.local_addr().map_err(|e| e.to_string())?.port();
-        tokio::spawn(crate::dns_tcp::serve(
+        tokio::spawn(crate::listeners::dns_tcp::serve(
             dns_tcp,
             dataplane.handle(),
-            crate::upstream::addresses(&servers),
+            crate::listeners::upstream::addresses(&servers),
             dns_deadline,
         ));
 
-        let egress_limits = crate::egress::EgressLimits {
+        let egress_limits = crate::dataplane::egress::EgressLimits {
             connections: limits.max_proxied_connections as usize,
             flows: limits.max_proxied_udp_flows as usize,
         };
-        let egress = crate::egress::start(&dataplane, mac_for(gateway), egress_limits)
+        let egress = crate::dataplane::egress::start(&dataplane, mac_for(gateway), egress_limits)
             .await
             .map_err(|e| format!("cannot start the egress endpoint: {e}"))?;
-        let proxies = crate::proxy::Proxies::new(crate::proxy::Limits::new(
+        let proxies = crate::listeners::proxy::Proxies::new(crate::listeners::proxy::Limits::new(
             limits.max_proxied_connections,
             limits.max_proxied_udp_flows,
         ));
@@ -203,7 +211,7 @@ impl NodeRuntime {
             forwards: BTreeMap::new(),
             _egress: egress,
             dns_tcp_port,
-            upstream: crate::upstream::addresses(&servers),
+            upstream: crate::listeners::upstream::addresses(&servers),
             dns_deadline,
         })
     }
@@ -230,7 +238,7 @@ async fn start_overlay(config: &NodeConfig, dataplane: &Dataplane, netlink: &Net
     let net = &config.network;
     let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, cluster.vxlan_port))
         .map_err(|e| format!("cannot bind the overlay's UDP port {}: {e}", cluster.vxlan_port))?;
-    crate::overlay::tune(&socket);
+    crate::dataplane::overlay::tune(&socket);
     dataplane
         .attach_overlay(socket, cluster.vxlan_port)
         .await

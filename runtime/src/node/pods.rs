@@ -15,11 +15,11 @@ use tokio::time::Instant;
 use super::NodeRuntime;
 use crate::desired::PodReport;
 use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
-use crate::netns;
-use crate::pod::enter::PodEntry;
-use crate::pod::sandbox::{self, SandboxSpec};
-use crate::pod::{self, adopt, mac_for, process};
+use crate::node::pod::enter::PodEntry;
+use crate::node::pod::sandbox::{self, SandboxSpec};
+use crate::node::pod::{self, adopt, mac_for, process};
 use crate::store::PodRecord;
+use crate::sys::netns;
 
 /// A pod that ran this long without exiting has its restart backoff reset
 /// (as the kubelet does).
@@ -296,7 +296,7 @@ impl NodeRuntime {
         if let Some(pod) = self.pods.get_mut(&result.uid) {
             pod.probe_ok = result.ok;
             pod.update_ready();
-            pod.next_probe = Some(Instant::now() + crate::probe::PERIOD);
+            pod.next_probe = Some(Instant::now() + crate::node::probe::PERIOD);
         }
     }
 
@@ -335,7 +335,7 @@ impl NodeRuntime {
             let (probe, ip, uid, results) =
                 (probe.clone(), pod.record.ip, pod.record.uid.clone(), self.probes_tx.clone());
             tokio::spawn(async move {
-                let ok = crate::probe::check(&probe, ip).await;
+                let ok = crate::node::probe::check(&probe, ip).await;
                 let _ = results.send(ProbeResult { uid, ok });
             });
         }

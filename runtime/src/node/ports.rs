@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 
 use super::NodeRuntime;
 use crate::desired::NodeDesired;
-use crate::listeners::{pod_forwards, service_forwards, service_owner};
+use crate::listeners::proxy::{self, Forward, ListenKey};
+use crate::model::listeners::{pod_forwards, service_forwards, service_owner};
 use crate::model::{LoadBalancerStatus, Service, ServiceType};
-use crate::proxy::{self, Forward, ListenKey};
 
 impl NodeRuntime {
     /// Binds missing listeners and stops unwanted ones. When two owners want

@@ -10,7 +10,7 @@ use netstack::service::{Affinity, Backend, Proto, ServiceKey};
 
 use super::NodeRuntime;
 use crate::desired::NodeDesired;
-use crate::services::{self, SwitchEntry};
+use crate::model::services::{self, SwitchEntry};
 
 /// The DNS records the zone holds: services by (namespace, name), pods by IP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::netns;
+use crate::sys::netns;
 
 /// The command a pod was started with: the oldest session leader inside its
 /// namespace whose environment names the pod's `uid` (`POD_UID`), so a

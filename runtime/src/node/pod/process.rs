@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::enter::PodEntry;
-use crate::netns;
+use crate::sys::netns;
 
 /// Starts `command` inside the pod, in a session of its own.
 pub fn spawn(

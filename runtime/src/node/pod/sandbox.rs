@@ -10,8 +10,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-use crate::netlink::{LinkSetup, Netlink};
-use crate::{netns, tap};
+use crate::dataplane::tap;
+use crate::sys::netlink::{LinkSetup, Netlink};
+use crate::sys::netns;
 
 /// Name of the pod-side interface.
 pub const POD_INTERFACE: &str = "eth0";

@@ -6,6 +6,10 @@
 //! Level-triggered epoll plus a per-wakeup read budget gives each port a fair
 //! share: a flooding pod cannot starve the others.
 
+pub mod egress;
+pub mod overlay;
+pub mod tap;
+
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -25,8 +29,6 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::SockaddrIn;
 use tokio::sync::oneshot;
-
-use crate::overlay;
 
 /// Largest frame a TAP with TSO hands over: 64 KiB of IP plus Ethernet and
 /// the virtio-net header.

@@ -54,7 +54,7 @@ use smoltcp::wire::{
 };
 
 use crate::dataplane::Dataplane;
-use crate::pod::mac_for;
+use crate::node::pod::mac_for;
 
 /// Bytes smoltcp buffers per proxied TCP connection and direction.
 pub const TCP_BUFFER: usize = 64 * 1024;

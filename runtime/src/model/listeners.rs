@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::listeners::proxy::{Forward, ListenKey};
 use crate::model::{HostPort, PodSpec, Service, ServiceSpec, ServiceType};
-use crate::proxy::{Forward, ListenKey};
 use crate::store::PodRecord;
 
 /// Host ports of one pod must not conflict among themselves.

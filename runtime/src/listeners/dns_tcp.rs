@@ -71,7 +71,7 @@ pub async fn answer(
         netstack::dns::Outcome::Drop(_) => None,
         netstack::dns::Outcome::Forward => {
             let until = tokio::time::Instant::now() + deadline;
-            match crate::upstream::resolve_tcp_first(upstream, &query, until).await {
+            match crate::listeners::upstream::resolve_tcp_first(upstream, &query, until).await {
                 Some(answer) => Some(answer),
                 None => {
                     let mut out = Vec::new();

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::server::{Answer, Call};
 use crate::api::{PortCounters, Request, Response, StatsReport};
-use crate::server::{Answer, Call};
 
 /// Binds `addr`; the caller reports a failure before the agent starts.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {

@@ -1,6 +1,9 @@
 //! The objects users manage — pods and deployments — in the shape both the
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
+pub mod listeners;
+pub mod services;
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 

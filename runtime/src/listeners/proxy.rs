@@ -9,7 +9,7 @@
 //! half-close (shutdown of the other side's write half) in both directions,
 //! a reset as a reset (SO_LINGER 0 on close), a backend that refuses makes
 //! the client's connection reset at once. Bytes move by splice(2) through a
-//! bounded pipe per direction (`crate::splice`; a bounded buffer where splice
+//! bounded pipe per direction (`crate::listeners::splice`; a bounded buffer where splice
 //! is refused), so a slow reader stalls its writer (backpressure) instead of
 //! growing memory; connections and UDP flows are capped node-wide.
 
@@ -265,7 +265,7 @@ pub async fn relay_tcp(client: TcpStream, target: SocketAddrV4) {
     let _ = server.set_nodelay(true);
     // EOF on one side shuts down the other side's write half and relaying
     // goes on the other way (half-close); an error on either side ends both.
-    if crate::splice::relay(&client, &server).await.is_err() {
+    if crate::listeners::splice::relay(&client, &server).await.is_err() {
         reset(client);
         reset(server);
     }
