@@ -32,8 +32,27 @@ pub fn podnet_bin() -> PathBuf {
     target.join("debug/podnet")
 }
 
+/// Ends this test binary, successfully, unless it runs as root: everything
+/// below creates network namespaces. `cargo test` as an ordinary user thus
+/// runs every unit test and skips these, saying why once per test binary.
+/// The line goes straight to stderr, past libtest's output capture, because
+/// the process exits before libtest would print captured output.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return;
+    }
+    static SKIP: Once = Once::new();
+    SKIP.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped: end-to-end tests need root (sudo scripts/test)");
+        std::process::exit(0);
+    });
+}
+
 /// Path of a program the tests need, or a panic saying how to install it.
 pub fn require(program: &str, package: &str) -> PathBuf {
+    require_root();
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join(program))
@@ -108,6 +127,7 @@ impl Node {
 
     /// Creates the node's namespace and config, without starting its agent.
     pub fn prepare(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
+        require_root();
         let name = unique(tag);
         let dir = std::env::temp_dir().join(format!("podnet-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -309,6 +329,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a server and `members` members, joined over the lan.
     pub fn start(tag: &str, members: usize) -> Cluster {
+        require_root();
         let lan = format!("{}-lan", unique(tag));
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().expect("ip");
@@ -432,6 +453,7 @@ fn ip_ok(args: &[&str]) {
 impl Underlay {
     /// Creates the bridge namespace.
     pub fn new() -> Underlay {
+        require_root();
         let netns = unique("ul");
         ip_ok(&["netns", "add", &netns]);
         let underlay = Underlay { netns: netns.clone(), links: 0, hosts: Vec::new() };
@@ -485,6 +507,7 @@ impl Default for Underlay {
 
 /// Runs a command in a named namespace and waits for it.
 pub fn in_netns(netns: &str, command: &[&str]) -> Output {
+    require_root();
     Command::new("ip").args(["netns", "exec", netns]).args(command).output().expect("ip netns exec")
 }
 
