@@ -5,7 +5,7 @@
 //! two peers, or a stranger), the rest is the UDP payload as the overlay
 //! socket receives it. Checks: nothing panics, and anything forwarded goes
 //! to an attached pod port. Forwarded frames then go through the receive
-//! coalescer (`wire::gro`) as the data plane does, one pending super-frame
+//! coalescer (`offload::gro`) as the data plane does, one pending super-frame
 //! kept across inputs, so hostile segments meet real pending ones.
 #![no_main]
 
@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use netstack::Instant;
 use netstack::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayPeer, vtep_mac};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
-use netstack::wire::gro::{Gro, Push};
+use netstack::offload::gro::{Gro, Push};
 use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, vnet};
 
 const PEERS: [Ipv4Address; 3] = [

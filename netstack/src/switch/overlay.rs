@@ -17,9 +17,10 @@
 
 use super::{DropReason, PortId, PortKind, PortSpec, Switch, Verdict};
 use crate::Instant;
+use crate::offload::gso;
 use crate::overlay::{DECAP_HEADROOM, OverlayError, OverlayPeer};
 use crate::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, gso, vnet, vxlan,
+    EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, vnet, vxlan,
 };
 
 impl Switch {

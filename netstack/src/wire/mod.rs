@@ -1,12 +1,9 @@
 //! Packet views that smoltcp's `wire` module does not have, plus re-exports of
 //! the ones it does, so the rest of netstack names one module for formats.
 
-pub mod gro;
-pub mod gso;
 pub mod tcp_flags;
 pub mod vnet;
 pub mod vxlan;
-pub mod vxlan_batch;
 
 pub use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,

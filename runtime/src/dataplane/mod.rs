@@ -16,13 +16,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::Instant as StdInstant;
 
+use netstack::offload::gro::{Gro, Push};
+use netstack::offload::gso;
+use netstack::offload::vxlan_batch::{self, Piece};
 use netstack::overlay::DECAP_HEADROOM;
 use netstack::switch::{
     DnsClient, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict,
 };
-use netstack::wire::gro::{Gro, Push};
-use netstack::wire::vxlan_batch::{self, Piece};
-use netstack::wire::{EthernetAddress, Ipv4Address, gso, vxlan};
+use netstack::wire::{EthernetAddress, Ipv4Address, vxlan};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};

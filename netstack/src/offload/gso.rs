@@ -23,8 +23,8 @@
 use core::fmt;
 use core::ops::Range;
 
-use super::tcp_flags;
-use super::vnet::{self, Gso};
+use crate::wire::tcp_flags;
+use crate::wire::vnet::{self, Gso};
 use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Address, checksum};
 
 const ETH_LEN: usize = 14;

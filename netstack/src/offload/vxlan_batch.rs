@@ -12,7 +12,7 @@
 use core::ops::Range;
 
 use super::gso::{Error, Segments};
-use super::vxlan;
+use crate::wire::vxlan;
 
 /// The largest UDP payload over IPv4 (65535 − 20 − 8): one GSO send's limit.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;

@@ -20,8 +20,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::tcp_flags;
-use super::vnet::{self, Gso};
+use crate::wire::tcp_flags;
+use crate::wire::vnet::{self, Gso};
 use smoltcp::wire::{IpProtocol, Ipv4Address, checksum};
 
 const ETH_LEN: usize = 14;
@@ -289,7 +289,7 @@ fn continues(held: &[u8], first: &Segment, p: &Pending, frame: &[u8], seg: &Segm
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::gso::Segments;
+    use crate::offload::gso::Segments;
     use smoltcp::wire::{
         EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, Ipv4Packet, Ipv4Repr,
         TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
