@@ -15,6 +15,7 @@ pub mod offload;
 pub mod overlay;
 pub mod service;
 pub mod switch;
+mod table;
 pub mod wire;
 
 /// Time as the caller sees it; netstack never reads a clock.

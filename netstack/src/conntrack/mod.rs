@@ -21,9 +21,8 @@
 //! they are given up first whenever the table needs room.
 
 pub mod nat;
-mod table;
 
-pub(crate) use table::{Index, Slab, hash2};
+use crate::table::{Index, Slab, hash2};
 
 use alloc::collections::VecDeque;
 use alloc::vec;

@@ -5,7 +5,7 @@
 //! not sticky — and the miss is counted.
 
 use super::Backend;
-use crate::conntrack::{Index, Slab, hash2};
+use crate::table::{Index, Slab, hash2};
 use crate::wire::Ipv4Address;
 use crate::{Duration, Instant};
 

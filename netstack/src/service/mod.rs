@@ -26,8 +26,8 @@ use core::fmt;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::conntrack::{Index, Slab, hash2};
 pub use crate::conntrack::{Proto, Timeouts};
+use crate::table::{Index, Slab, hash2};
 use crate::wire::Ipv4Address;
 use crate::{Duration, Instant};
 use affinity::AffinityTable;

@@ -1,83 +1,12 @@
-//! Fixed-capacity building blocks for the flow, service and affinity tables:
-//! a slab of entries with a free list, and open-addressing indexes over it.
-//! Everything is allocated at construction; nothing allocates per frame.
-//!
-//! An index slot is a `u32` naming a slab entry, so the key lives only once
-//! (in the entry) and a flow can be reached by two keys at 4 bytes each. The
-//! index has at least twice as many slots as the slab has entries, which
-//! keeps linear probes short; removal shifts the probe chain back instead of
-//! leaving tombstones, so a long-lived table never degrades.
+//! An open-addressing index from hashes to slab entries. It has at least
+//! twice as many slots as the slab has entries, which keeps linear probes
+//! short; removal shifts the probe chain back instead of leaving
+//! tombstones, so a long-lived table never degrades.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 const EMPTY: u32 = u32::MAX;
-
-/// Mixes two words with a seed (a folded 64x64->128 multiply, as in
-/// wyhash/foldhash): cheap, and with a secret seed a pod cannot aim its
-/// tuples at one probe chain.
-pub(crate) fn hash2(seed: u64, a: u64, b: u64) -> u64 {
-    let p = u128::from(a ^ seed ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// Entries at stable indices, with a free list.
-#[derive(Debug, Clone)]
-pub(crate) struct Slab<T> {
-    entries: Vec<Option<T>>,
-    free: Vec<u32>,
-}
-
-impl<T> Slab<T> {
-    pub fn new(capacity: usize) -> Self {
-        Slab {
-            entries: (0..capacity).map(|_| None).collect(),
-            // Popped from the end: hand out low indices first.
-            free: (0..capacity as u32).rev().collect(),
-        }
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Bytes held by the entries and the free list.
-    pub fn bytes(&self) -> usize {
-        self.entries.len() * (core::mem::size_of::<Option<T>>() + core::mem::size_of::<u32>())
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len() - self.free.len()
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.free.is_empty()
-    }
-
-    pub fn insert(&mut self, value: T) -> Option<u32> {
-        let at = self.free.pop()?;
-        self.entries[at as usize] = Some(value);
-        Some(at)
-    }
-
-    pub fn remove(&mut self, at: u32) -> Option<T> {
-        let value = self.entries.get_mut(at as usize)?.take()?;
-        self.free.push(at);
-        Some(value)
-    }
-
-    pub fn get(&self, at: u32) -> Option<&T> {
-        self.entries.get(at as usize)?.as_ref()
-    }
-
-    pub fn get_mut(&mut self, at: u32) -> Option<&mut T> {
-        self.entries.get_mut(at as usize)?.as_mut()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        self.entries.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
-    }
-}
 
 /// An open-addressing (linear probing) index from hashes to slab indices.
 #[derive(Debug, Clone)]
@@ -154,6 +83,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::Slab;
 
     /// A map u64 -> () built from a slab and an index, hashed badly on
     /// purpose (few buckets) so probe chains and wraparound get exercised.
@@ -204,16 +134,5 @@ mod tests {
             }
             assert_eq!(set.slab.len(), live.len());
         }
-    }
-
-    #[test]
-    fn slab_reuses_freed_slots_and_reports_full() {
-        let mut slab = Slab::new(2);
-        let a = slab.insert('a').unwrap();
-        let _b = slab.insert('b').unwrap();
-        assert!(slab.is_full());
-        assert_eq!(slab.insert('c'), None);
-        assert_eq!(slab.remove(a), Some('a'));
-        assert_eq!(slab.insert('d'), Some(a));
     }
 }
