@@ -34,6 +34,8 @@ impl fmt::Display for IpamError {
     }
 }
 
+impl core::error::Error for IpamError {}
+
 /// The pool of host addresses of one subnet; the network address, the first
 /// host (the gateway) and the broadcast address are never handed out.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod checksum;
 pub mod conntrack;
 pub mod dns;
+pub mod drop;
 pub mod ipam;
 pub mod offload;
 pub mod overlay;
@@ -17,6 +18,8 @@ pub mod service;
 pub mod switch;
 mod table;
 pub mod wire;
+
+pub use drop::DropReason;
 
 /// Time as the caller sees it; netstack never reads a clock.
 pub use smoltcp::time::{Duration, Instant};

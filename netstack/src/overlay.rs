@@ -88,7 +88,7 @@ pub enum OverlayError {
 impl fmt::Display for OverlayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OverlayError::TooManyPeers => f.write_str("too many overlay peers (raise the peer capacity)"),
+            OverlayError::TooManyPeers => f.write_str("too many overlay peers for the switch's peer table (OverlayConfig::max_peers, not a board-config key)"),
             OverlayError::OutsideClusterCidr(s) => write!(f, "peer subnet {s} is outside the cluster CIDR"),
             OverlayError::OverlapsLocalSubnet(s) => write!(f, "peer subnet {s} overlaps the node subnet"),
             OverlayError::OverlappingPeers(a, b) => write!(f, "peer subnets {a} and {b} overlap"),
@@ -98,6 +98,8 @@ impl fmt::Display for OverlayError {
         }
     }
 }
+
+impl core::error::Error for OverlayError {}
 
 /// Checks a peer set as [`crate::switch::Switch::set_overlay_peers`] would
 /// for a node owning `local` (capacity included), without a switch.

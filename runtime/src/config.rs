@@ -827,4 +827,24 @@ mod tests {
         let err = NodeConfig::parse("[cluster]\nvni = 16777216\n").unwrap_err();
         assert!(err.contains("cluster.vni"), "{err}");
     }
+
+    #[test]
+    fn netstack_capacity_errors_name_keys_that_exist() {
+        let messages = [
+            netstack::switch::SwitchError::TableFull.to_string(),
+            netstack::dns::ZoneError::ServicesFull.to_string(),
+            netstack::dns::ZoneError::PodsFull.to_string(),
+            netstack::service::ServiceError::TableFull.to_string(),
+            netstack::service::ServiceError::TooManyBackends.to_string(),
+            netstack::conntrack::Refused::TableFull.to_string(),
+            netstack::conntrack::Refused::OverQuota.to_string(),
+        ];
+        for message in messages {
+            let (_, rest) = message.split_once("raise limits.").unwrap_or_else(|| panic!("{message}"));
+            let key = rest.split_whitespace().next().unwrap();
+            // A key the board config does not have is refused by name.
+            let text = format!("[limits]\n{key} = 100\n");
+            assert!(NodeConfig::parse(&text).is_ok(), "{message}: limits.{key} is not a board-config key");
+        }
+    }
 }

@@ -239,13 +239,15 @@ pub enum Refused {
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Refused::TableFull => "flow table full (raise max_flows in the board config)",
+            Refused::TableFull => "flow table full (raise limits.max_flows in the board config)",
             Refused::OverQuota => {
-                "the pod holds its quota of flows (raise max_flows_per_pod in the board config)"
+                "the pod holds its quota of flows (raise limits.max_flows_per_pod in the board config)"
             }
         })
     }
 }
+
+impl core::error::Error for Refused {}
 
 /// How many flows the table holds, in all and per owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,6 +35,8 @@ pub use records::{Endpoint, Protocol, Service, ServiceKind, ServicePort};
 pub use udp::{FitError, Fitted, PLAIN_UDP_LIMIT, fit_udp, udp_limit};
 pub use zone::{Zone, ZoneError};
 
+use crate::DropReason;
+
 /// Which transport a query came in on; it bounds the size of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -60,18 +62,6 @@ pub enum Rcode {
     BadVers,
 }
 
-/// Why a message was not answered at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Shorter than a DNS header: there is not even an ID to answer to.
-    TooShort,
-    /// A response (QR=1): answering responses invites reflection loops.
-    NotAQuery,
-    /// Even the truncated response could not be encoded (not expected:
-    /// a header, one question and an OPT always fit in 512 bytes).
-    Unanswerable,
-}
-
 /// What the runtime should do with a query after [`Zone::answer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -84,6 +74,9 @@ pub enum Outcome {
     },
     /// The name is outside the zone: relay the query upstream unchanged.
     Forward,
-    /// Send nothing back.
+    /// Send nothing back: shorter than a DNS header (no ID to answer to), a
+    /// response (answering responses invites reflection loops), or not even
+    /// the truncated response could be encoded; always
+    /// [`DropReason::DnsUnanswerable`], counted as such by the switch.
     Drop(DropReason),
 }

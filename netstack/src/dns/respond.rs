@@ -25,11 +25,11 @@ impl Zone {
     pub fn answer(&self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
         out.clear();
         let Ok(msg) = Message::from_octets(query) else {
-            return Outcome::Drop(DropReason::TooShort);
+            return Outcome::Drop(DropReason::DnsUnanswerable);
         };
         let header = msg.header();
         if header.qr() {
-            return Outcome::Drop(DropReason::NotAQuery);
+            return Outcome::Drop(DropReason::DnsUnanswerable);
         }
         let mut response = Response {
             id: header.id(),
@@ -136,7 +136,7 @@ impl Zone {
             }
             Err(_) => {
                 out.clear();
-                Outcome::Drop(DropReason::Unanswerable)
+                Outcome::Drop(DropReason::DnsUnanswerable)
             }
         }
     }

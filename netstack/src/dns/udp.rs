@@ -53,6 +53,17 @@ pub enum FitError {
     TooLarge,
 }
 
+impl core::fmt::Display for FitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FitError::Malformed => "oversized DNS response whose question section does not parse",
+            FitError::TooLarge => "DNS header and question alone exceed the UDP limit",
+        })
+    }
+}
+
+impl core::error::Error for FitError {}
+
 /// Copies `response` into `out` as a UDP client accepting `limit` bytes may
 /// receive it: unchanged when it fits in `limit` (and in `out`), else cut to
 /// the header, the question section and the OPT record if there is one, with

@@ -42,9 +42,13 @@ pub enum ZoneError {
 impl fmt::Display for ZoneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ZoneError::ServicesFull => "DNS service table full (raise max_services in the board config)",
-            ZoneError::EndpointsFull => "DNS endpoint table full (raise max_endpoints in the board config)",
-            ZoneError::PodsFull => "DNS pod table full (raise max_pods in the board config)",
+            ZoneError::ServicesFull => {
+                "DNS service table full (raise limits.max_services in the board config)"
+            }
+            ZoneError::EndpointsFull => {
+                "DNS endpoint table full (ZoneConfig::max_endpoints, not a board-config key)"
+            }
+            ZoneError::PodsFull => "DNS pod table full (raise limits.max_pods in the board config)",
             ZoneError::TooManyPorts => "service has more than 64 named ports",
             ZoneError::InvalidName => "not a valid DNS label or name",
             ZoneError::NameTooLong => "record name longer than 255 bytes",
@@ -52,6 +56,8 @@ impl fmt::Display for ZoneError {
         })
     }
 }
+
+impl core::error::Error for ZoneError {}
 
 /// The cluster zone: configuration plus the records fed by the runtime.
 #[derive(Debug, Clone)]

@@ -130,15 +130,17 @@ pub enum ServiceError {
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ServiceError::TableFull => "service table full (raise max_services in the board config)",
+            ServiceError::TableFull => "service table full (raise limits.max_services in the board config)",
             ServiceError::TooManyBackends => {
-                "too many backends for one service (raise max_backends in the board config)"
+                "too many backends for one service (raise limits.max_backends in the board config)"
             }
             ServiceError::NotFound => "no such service",
             ServiceError::OutsideServiceCidr => "service IP outside the service CIDR",
         })
     }
 }
+
+impl core::error::Error for ServiceError {}
 
 /// A service as the runtime last set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -238,7 +238,7 @@ impl Switch {
                 let offset = ip_at + usize::from(packet.header_len()) + UDP_LEN;
                 Some(Verdict::Upstream(DnsUpstream { client, offset, len: query.len() }))
             }
-            Outcome::Drop(_) => Some(self.dns_drop(DropReason::DnsUnanswerable)),
+            Outcome::Drop(reason) => Some(self.dns_drop(reason)),
         }
     }
 

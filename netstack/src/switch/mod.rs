@@ -112,7 +112,7 @@ pub enum SwitchError {
 impl fmt::Display for SwitchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            SwitchError::TableFull => "switch port table full (raise max_ports in the board config)",
+            SwitchError::TableFull => "switch port table full (raise limits.max_pods in the board config)",
             SwitchError::AddressInUse => "address already attached to another port",
             SwitchError::OutsideSubnet => "address outside the node's pod subnet",
             SwitchError::HostPortExists => "host port already attached",
@@ -122,6 +122,15 @@ impl fmt::Display for SwitchError {
             SwitchError::DnsAddress => "cluster DNS address inside the pod subnet",
             SwitchError::Dns(e) => return write!(f, "cluster DNS zone: {e}"),
         })
+    }
+}
+
+impl core::error::Error for SwitchError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SwitchError::Dns(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
