@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod conntrack;
 pub mod dns;
 pub mod drop;
+pub mod egress;
 pub mod ipam;
 pub mod offload;
 pub mod overlay;

@@ -211,12 +211,31 @@ pub struct LimitsConfig {
     pub max_proxied_connections: u32,
     /// UDP flows proxied at once through node ports, host ports and egress.
     pub max_proxied_udp_flows: u32,
+    /// Egress TCP connections one pod may hold (each holds two 64 KiB
+    /// buffers). Default: a quarter of `max_proxied_connections`.
+    pub max_egress_connections_per_pod: Option<u32>,
+    /// Egress UDP flows one pod may hold. Default: a quarter of
+    /// `max_proxied_udp_flows`.
+    pub max_egress_udp_flows_per_pod: Option<u32>,
+    /// Egress ICMP echo identifiers in use at once (at most 65,535); one pod
+    /// may hold a quarter of them.
+    pub max_egress_pings: u32,
 }
 
 impl LimitsConfig {
     /// Open ClusterIP connections one pod may hold (see `max_flows_per_pod`).
     pub fn flows_per_pod(&self) -> u32 {
         self.max_flows_per_pod.unwrap_or(self.max_flows.div_ceil(4))
+    }
+
+    /// Egress TCP connections one pod may hold.
+    pub fn egress_connections_per_pod(&self) -> u32 {
+        self.max_egress_connections_per_pod.unwrap_or(self.max_proxied_connections.div_ceil(4))
+    }
+
+    /// Egress UDP flows one pod may hold.
+    pub fn egress_udp_flows_per_pod(&self) -> u32 {
+        self.max_egress_udp_flows_per_pod.unwrap_or(self.max_proxied_udp_flows.div_ceil(4))
     }
 }
 
@@ -231,6 +250,9 @@ impl Default for LimitsConfig {
             max_affinities: 4096,
             max_proxied_connections: 4096,
             max_proxied_udp_flows: 1024,
+            max_egress_connections_per_pod: None,
+            max_egress_udp_flows_per_pod: None,
+            max_egress_pings: 4096,
         }
     }
 }
@@ -614,6 +636,35 @@ impl NodeConfig {
                 ),
             ));
         }
+        for (key, per_pod, total_key, total) in [
+            (
+                "limits.max_egress_connections_per_pod",
+                limits.max_egress_connections_per_pod,
+                "limits.max_proxied_connections",
+                limits.max_proxied_connections,
+            ),
+            (
+                "limits.max_egress_udp_flows_per_pod",
+                limits.max_egress_udp_flows_per_pod,
+                "limits.max_proxied_udp_flows",
+                limits.max_proxied_udp_flows,
+            ),
+        ] {
+            if let Some(per_pod) = per_pod
+                && (per_pod == 0 || per_pod > total)
+            {
+                found.push((
+                    vec![key],
+                    format!("{key} {per_pod} must be between 1 and {total_key} ({total})"),
+                ));
+            }
+        }
+        if limits.max_egress_pings > 65_535 {
+            found.push((
+                vec!["limits.max_egress_pings"],
+                format!("limits.max_egress_pings {} must be at most 65535", limits.max_egress_pings),
+            ));
+        }
         if pods.restart_backoff_initial_ms == 0 {
             found.push((
                 vec!["pods.restart_backoff_initial_ms"],
@@ -736,6 +787,21 @@ mod tests {
         assert!(problems[6].message.contains("podz"), "{problems:#?}");
         let err = NodeConfig::parse(text).unwrap_err();
         assert!(err.starts_with("7 problems:\n  line 3: "), "{err}");
+    }
+
+    #[test]
+    fn egress_per_pod_caps_default_to_a_quarter_and_are_checked() {
+        let config = NodeConfig::parse("[limits]\nmax_proxied_connections = 100\n").unwrap();
+        assert_eq!(config.limits.egress_connections_per_pod(), 25);
+        assert_eq!(config.limits.egress_udp_flows_per_pod(), 256);
+        for bad in ["0", "101"] {
+            let text =
+                format!("[limits]\nmax_proxied_connections = 100\nmax_egress_connections_per_pod = {bad}\n");
+            let err = NodeConfig::parse(&text).unwrap_err();
+            assert!(err.contains("line 3") && err.contains("limits.max_proxied_connections (100)"), "{err}");
+        }
+        let err = NodeConfig::parse("[limits]\nmax_egress_pings = 70000\n").unwrap_err();
+        assert!(err.contains("at most 65535"), "{err}");
     }
 
     #[test]

@@ -155,6 +155,15 @@ impl NodeRuntime {
             ),
         };
         let stats = report.stats;
+        let mut drops: Vec<(String, u64)> = DropReason::ALL
+            .iter()
+            .filter(|r| stats.dropped(**r) > 0)
+            .map(|r| (r.name().to_string(), stats.dropped(*r)))
+            .collect();
+        if report.spec.kind == PortKind::Egress {
+            // The egress table's own refusals, beside the switch's drops.
+            drops.extend(self.egress.stats().nonzero().map(|(name, n)| (name.to_string(), n)));
+        }
         PortCounters {
             port,
             ip: report.spec.ip,
@@ -163,11 +172,7 @@ impl NodeRuntime {
             tx_packets: stats.tx_packets,
             tx_bytes: stats.tx_bytes,
             tx_errors: report.io.tx_errors,
-            drops: DropReason::ALL
-                .iter()
-                .filter(|r| stats.dropped(**r) > 0)
-                .map(|r| (r.name().to_string(), stats.dropped(*r)))
-                .collect(),
+            drops,
         }
     }
 

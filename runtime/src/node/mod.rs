@@ -70,7 +70,7 @@ pub struct NodeRuntime {
     proxies: crate::listeners::proxy::Proxies,
     forwards: BTreeMap<crate::listeners::proxy::ListenKey, crate::listeners::proxy::Forward>,
     /// Pod egress; stopped on drop.
-    _egress: crate::dataplane::egress::Egress,
+    egress: crate::dataplane::egress::Egress,
     /// Where the agent answers DNS over TCP (on the gateway address).
     dns_tcp_port: u16,
     /// Upstream resolvers and how long they may take.
@@ -181,7 +181,10 @@ impl NodeRuntime {
 
         let egress_limits = crate::dataplane::egress::EgressLimits {
             connections: limits.max_proxied_connections as usize,
+            connections_per_pod: limits.egress_connections_per_pod() as usize,
             flows: limits.max_proxied_udp_flows as usize,
+            flows_per_pod: limits.egress_udp_flows_per_pod() as usize,
+            pings: limits.max_egress_pings as usize,
         };
         let egress = crate::dataplane::egress::start(&dataplane, mac_for(gateway), egress_limits)
             .await
@@ -209,7 +212,7 @@ impl NodeRuntime {
             peers_pushed: Vec::new(),
             proxies,
             forwards: BTreeMap::new(),
-            _egress: egress,
+            egress,
             dns_tcp_port,
             upstream: crate::listeners::upstream::addresses(&servers),
             dns_deadline,

@@ -349,6 +349,8 @@ impl NodeRuntime {
         if let Some(port) = pod.port {
             let _ = self.dataplane.detach(port).await;
         }
+        // Its egress connections, flows and echo identifiers go with it.
+        self.egress.forget_pod(pod.record.ip);
         if let Err(e) = sandbox::remove(&pod.netns) {
             tracing::warn!(netns = %pod.netns, "cannot remove sandbox: {e}");
         }
