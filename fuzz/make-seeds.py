@@ -150,9 +150,40 @@ def config_seeds():
                     os.path.join(HERE, "corpus", "board_config", board + ".toml"))
 
 
+REMOTE = ip(192, 168, 77, 2)
+
+
+def erec(op, arg, data=b""):
+    """One record of the egress_frames input: op, arg, length, bytes."""
+    return bytes([op, arg]) + struct.pack("<H", len(data)) + data
+
+
+def egress_seeds():
+    # arg 0: bytes are the IPv4 packet, from 10.244.0.2.
+    src = pod(2)
+    syn_packet = ipv4(src, REMOTE, 6, tcp(src, REMOTE, 40000, 80, 1000, 0, 0x02, SYN_OPTS))
+    ack = ipv4(src, REMOTE, 6, tcp(src, REMOTE, 40000, 80, 1001, 1, 0x10) + b"GET /")
+    fin = ipv4(src, REMOTE, 6, tcp(src, REMOTE, 40000, 80, 1006, 1, 0x11))
+    write("egress_frames", "tcp-connect-data-fin",
+          erec(0, 0, syn_packet) + erec(1, 0) + erec(0, 0, ack) + erec(3, 0, b"HTTP/1.0 200 OK")
+          + erec(2, 0, b"\x03") + erec(0, 0, fin) + erec(3, 0) + erec(2, 0, b"\x01") + erec(7, 1))
+    write("egress_frames", "tcp-connect-refused", erec(0, 0, syn_packet) + erec(1, 0, b"x") + erec(7, 0))
+    write("egress_frames", "tcp-full-kernel-buffer",
+          erec(0, 0, syn_packet) + erec(1, 0) + erec(4, 0) + erec(0, 0, ack) + erec(2, 0, b"\x02")
+          + erec(3, 0x80, b"x") + erec(2, 0, b"\x01"))
+    dns = ipv4(src, REMOTE, 17, udp(src, REMOTE, 5353, 53, b"query"))
+    write("egress_frames", "udp-reply-refused-expiry",
+          erec(0, 0, dns) + erec(3, 0, b"reply") + erec(2, 0, b"\x01") + erec(3, 0xc0) + erec(2, 0, b"\x01")
+          + erec(7, 31) + erec(6, 0))
+    request = bytes([8, 0, 0, 0, 0, 7, 0, 1]) + b"ping"
+    request = request[:2] + struct.pack("!H", csum(request)) + request[4:]
+    write("egress_frames", "echo", erec(0, 0, ipv4(src, REMOTE, 1, request)) + erec(7, 11))
+
+
 if __name__ == "__main__":
     switch_seeds()
     dns_seeds()
     control_seeds()
     os.makedirs(os.path.join(HERE, "corpus", "board_config"), exist_ok=True)
     config_seeds()
+    egress_seeds()
