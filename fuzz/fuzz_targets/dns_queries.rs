@@ -10,8 +10,9 @@ use std::sync::LazyLock;
 use domain::base::Message;
 use libfuzzer_sys::fuzz_target;
 use netstack::dns::{
-    Endpoint, Outcome, Protocol, Service, ServiceKind, ServicePort, Transport, Zone, ZoneConfig,
+    Endpoint, Outcome, Service, ServiceKind, ServicePort, Transport, Zone, ZoneConfig,
 };
+use netstack::Protocol;
 use netstack::wire::Ipv4Address;
 
 fn port(name: Option<&str>, port: u16, protocol: Protocol) -> ServicePort {

@@ -13,7 +13,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use netstack::conntrack::{Proto, Timeouts};
+use netstack::conntrack::{Timeouts};
+use netstack::Protocol;
 use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
 use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
@@ -40,9 +41,9 @@ fn backends(mask: u8) -> Vec<Backend> {
 
 fn keys() -> [ServiceKey; 3] {
     [
-        ServiceKey { vip: VIP, port: 80, proto: Proto::Tcp },
-        ServiceKey { vip: VIP, port: 53, proto: Proto::Udp },
-        ServiceKey { vip: EMPTY_VIP, port: 80, proto: Proto::Tcp },
+        ServiceKey { vip: VIP, port: 80, proto: Protocol::Tcp },
+        ServiceKey { vip: VIP, port: 53, proto: Protocol::Udp },
+        ServiceKey { vip: EMPTY_VIP, port: 80, proto: Protocol::Tcp },
     ]
 }
 

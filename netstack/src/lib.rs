@@ -15,12 +15,14 @@ pub mod egress;
 pub mod ipam;
 pub mod offload;
 pub mod overlay;
+pub mod protocol;
 pub mod service;
 pub mod switch;
 mod table;
 pub mod wire;
 
 pub use drop::DropReason;
+pub use protocol::Protocol;
 
 /// Time as the caller sees it; netstack never reads a clock.
 pub use smoltcp::time::{Duration, Instant};

@@ -29,18 +29,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::Protocol;
 use crate::wire::Ipv4Address;
 use crate::{Duration, Instant};
-
-/// Transport protocols a Service can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Proto {
-    /// TCP (IP protocol 6).
-    Tcp = 6,
-    /// UDP (IP protocol 17).
-    Udp = 17,
-}
 
 pub use crate::wire::tcp_flags;
 
@@ -48,7 +39,7 @@ pub use crate::wire::tcp_flags;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// TCP or UDP.
-    pub proto: Proto,
+    pub proto: Protocol,
     /// Source address.
     pub src: Ipv4Address,
     /// Source port.
@@ -448,8 +439,8 @@ impl Conntrack {
             }
         }
         let state = match original.proto {
-            Proto::Tcp => FlowState::SynSent,
-            Proto::Udp => FlowState::Udp,
+            Protocol::Tcp => FlowState::SynSent,
+            Protocol::Udp => FlowState::Udp,
         };
         let deadline = now + self.timeouts.of(state);
         let flow = Flow { original, reply, state, fin_from: None, owner, deadline };

@@ -9,7 +9,8 @@
 //! "none" and stays 0. Lengths never change, so `csum_start`/`csum_offset`
 //! stay right.
 
-use super::{FlowKey, Proto};
+use super::FlowKey;
+use crate::Protocol;
 use crate::checksum::{update_checksum, update_partial};
 use crate::wire::{IpProtocol, Ipv4Address, Ipv4Packet};
 
@@ -17,10 +18,10 @@ const IP_CHECKSUM: usize = 10;
 const IP_ADDRS: core::ops::Range<usize> = 12..20;
 
 /// Offset of the checksum field inside the L4 header.
-pub fn l4_checksum_offset(proto: Proto) -> usize {
+pub fn l4_checksum_offset(proto: Protocol) -> usize {
     match proto {
-        Proto::Tcp => 16,
-        Proto::Udp => 6,
+        Protocol::Tcp => 16,
+        Protocol::Udp => 6,
     }
 }
 
@@ -29,8 +30,8 @@ pub fn l4_checksum_offset(proto: Proto) -> usize {
 /// does not reassemble) and truncated transport headers.
 pub fn flow_key(ip: &Ipv4Packet<&[u8]>) -> Option<(FlowKey, u8)> {
     let proto = match ip.next_header() {
-        IpProtocol::Tcp => Proto::Tcp,
-        IpProtocol::Udp => Proto::Udp,
+        IpProtocol::Tcp => Protocol::Tcp,
+        IpProtocol::Udp => Protocol::Udp,
         _ => return None,
     };
     if ip.more_frags() || ip.frag_offset() != 0 {
@@ -38,8 +39,8 @@ pub fn flow_key(ip: &Ipv4Packet<&[u8]>) -> Option<(FlowKey, u8)> {
     }
     let l4 = ip.payload();
     let min = match proto {
-        Proto::Tcp => 20,
-        Proto::Udp => 8,
+        Protocol::Tcp => 20,
+        Protocol::Udp => 8,
     };
     if l4.len() < min {
         return None;
@@ -51,7 +52,7 @@ pub fn flow_key(ip: &Ipv4Packet<&[u8]>) -> Option<(FlowKey, u8)> {
         dst: ip.dst_addr(),
         dst_port: u16::from_be_bytes([l4[2], l4[3]]),
     };
-    let flags = if proto == Proto::Tcp { l4[13] } else { 0 };
+    let flags = if proto == Protocol::Tcp { l4[13] } else { 0 };
     Some((key, flags))
 }
 
@@ -85,7 +86,7 @@ pub fn rewrite(ip: &mut [u8], from: &FlowKey, to: &FlowKey, partial: bool) {
 
     let sum = if partial {
         update_partial(sum, &old_addrs, &new_addrs)
-    } else if from.proto == Proto::Udp && sum == 0 {
+    } else if from.proto == Protocol::Udp && sum == 0 {
         0
     } else {
         let mut old = [0u8; 12];
@@ -96,7 +97,7 @@ pub fn rewrite(ip: &mut [u8], from: &FlowKey, to: &FlowKey, partial: bool) {
         new[8..].copy_from_slice(&new_ports);
         match update_checksum(sum, &old, &new) {
             // A computed UDP checksum of 0 is sent as 0xffff (RFC 768).
-            0 if from.proto == Proto::Udp => 0xffff,
+            0 if from.proto == Protocol::Udp => 0xffff,
             sum => sum,
         }
     };

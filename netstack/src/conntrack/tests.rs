@@ -7,7 +7,7 @@ fn at(secs: u64) -> Instant {
     Instant::from_secs(secs as i64)
 }
 
-fn key(proto: Proto, client: u8, port: u16) -> FlowKey {
+fn key(proto: Protocol, client: u8, port: u16) -> FlowKey {
     FlowKey {
         proto,
         src: Ipv4Address::new(10, 244, 0, client),
@@ -33,7 +33,7 @@ fn add(ct: &mut Conntrack, now: Instant, k: FlowKey) -> Result<FlowId, Refused> 
 #[test]
 fn both_directions_find_the_flow_and_translate_to_the_other_tuple() {
     let mut ct = Conntrack::new(room(8), Timeouts::default(), 7);
-    let k = key(Proto::Tcp, 2, 40000);
+    let k = key(Protocol::Tcp, 2, 40000);
     let id = add(&mut ct, at(0), k).unwrap();
     assert_eq!(ct.lookup(at(1), &k), Some((id, Direction::Original)));
     let r = reply_of(&k);
@@ -42,14 +42,14 @@ fn both_directions_find_the_flow_and_translate_to_the_other_tuple() {
     assert_eq!(flow.translated(Direction::Original), r.reversed());
     assert_eq!(flow.translated(Direction::Reply), k.reversed());
     assert!(!ct.is_free(&r));
-    assert!(ct.is_free(&key(Proto::Udp, 2, 40000)), "protocol is part of the key");
+    assert!(ct.is_free(&key(Protocol::Udp, 2, 40000)), "protocol is part of the key");
 }
 
 #[test]
 fn tcp_timeouts_follow_the_connection_state() {
     let t = Timeouts::default();
     let mut ct = Conntrack::new(room(8), t, 1);
-    let k = key(Proto::Tcp, 2, 40000);
+    let k = key(Protocol::Tcp, 2, 40000);
     let id = add(&mut ct, at(0), k).unwrap();
     ct.track(at(0), id, Direction::Original, SYN);
     assert_eq!(ct.get(id).unwrap().state(), FlowState::SynSent);
@@ -78,7 +78,7 @@ fn tcp_timeouts_follow_the_connection_state() {
 #[test]
 fn unanswered_syn_expires_after_the_syn_timeout() {
     let mut ct = Conntrack::new(room(8), Timeouts::default(), 1);
-    let k = key(Proto::Tcp, 2, 40000);
+    let k = key(Protocol::Tcp, 2, 40000);
     add(&mut ct, at(0), k).unwrap();
     assert!(ct.lookup(at(29), &k).is_some());
     assert!(ct.lookup(at(30), &k).is_none());
@@ -88,7 +88,7 @@ fn unanswered_syn_expires_after_the_syn_timeout() {
 fn rst_closes_at_once_and_established_outlives_an_hour() {
     let t = Timeouts::default();
     let mut ct = Conntrack::new(room(8), t, 1);
-    let k = key(Proto::Tcp, 2, 40000);
+    let k = key(Protocol::Tcp, 2, 40000);
     let id = add(&mut ct, at(0), k).unwrap();
     ct.track(at(0), id, Direction::Reply, SYN | ACK);
     assert!(ct.lookup(at(7200), &k).is_some(), "idle 2 h, still established");
@@ -100,7 +100,7 @@ fn rst_closes_at_once_and_established_outlives_an_hour() {
 #[test]
 fn udp_idles_out_after_thirty_seconds_from_the_last_packet() {
     let mut ct = Conntrack::new(room(8), Timeouts::default(), 1);
-    let k = key(Proto::Udp, 2, 5353);
+    let k = key(Protocol::Udp, 2, 5353);
     let id = add(&mut ct, at(0), k).unwrap();
     ct.track(at(20), id, Direction::Reply, 0);
     assert!(ct.lookup(at(49), &k).is_some());
@@ -110,17 +110,17 @@ fn udp_idles_out_after_thirty_seconds_from_the_last_packet() {
 #[test]
 fn a_full_table_refuses_new_flows_and_keeps_the_old_ones() {
     let mut ct = Conntrack::new(room(4), Timeouts::default(), 3);
-    let keys: alloc::vec::Vec<_> = (0..4).map(|i| key(Proto::Udp, 2, 1000 + i)).collect();
+    let keys: alloc::vec::Vec<_> = (0..4).map(|i| key(Protocol::Udp, 2, 1000 + i)).collect();
     for k in &keys {
         add(&mut ct, at(0), *k).unwrap();
     }
-    assert_eq!(add(&mut ct, at(1), key(Proto::Udp, 3, 1)), Err(Refused::TableFull));
+    assert_eq!(add(&mut ct, at(1), key(Protocol::Udp, 3, 1)), Err(Refused::TableFull));
     assert_eq!(ct.stats().refused, 1);
     for k in &keys {
         assert!(ct.lookup(at(1), k).is_some());
     }
     // Once they idle out, room is made on demand.
-    assert!(add(&mut ct, at(31), key(Proto::Udp, 3, 1)).is_ok());
+    assert!(add(&mut ct, at(31), key(Protocol::Udp, 3, 1)).is_ok());
     assert_eq!(ct.len(), 1);
     assert_eq!(ct.stats().expired, 4);
 }
@@ -128,19 +128,19 @@ fn a_full_table_refuses_new_flows_and_keeps_the_old_ones() {
 #[test]
 fn a_full_table_sweeps_at_most_once_a_second() {
     let mut ct = Conntrack::new(room(1), Timeouts::default(), 3);
-    let k = key(Proto::Udp, 2, 1);
+    let k = key(Protocol::Udp, 2, 1);
     add(&mut ct, at(0), k).unwrap();
-    assert!(add(&mut ct, Instant::from_millis(29_500), key(Proto::Udp, 3, 1)).is_err());
+    assert!(add(&mut ct, Instant::from_millis(29_500), key(Protocol::Udp, 3, 1)).is_err());
     // Expired at 30 s, but the last sweep was only 0.6 s ago.
-    assert!(add(&mut ct, Instant::from_millis(30_100), key(Proto::Udp, 3, 1)).is_err());
-    assert!(add(&mut ct, Instant::from_millis(30_600), key(Proto::Udp, 3, 1)).is_ok());
+    assert!(add(&mut ct, Instant::from_millis(30_100), key(Protocol::Udp, 3, 1)).is_err());
+    assert!(add(&mut ct, Instant::from_millis(30_600), key(Protocol::Udp, 3, 1)).is_ok());
 }
 
 #[test]
 fn expire_and_retain_keep_both_indexes_consistent() {
     let mut ct = Conntrack::new(room(64), Timeouts::default(), 99);
     for i in 0..64u16 {
-        let k = key(if i % 2 == 0 { Proto::Tcp } else { Proto::Udp }, 2, i);
+        let k = key(if i % 2 == 0 { Protocol::Tcp } else { Protocol::Udp }, 2, i);
         let id = add(&mut ct, at(0), k).unwrap();
         if i % 4 == 0 {
             ct.track(at(0), id, Direction::Reply, SYN | ACK);
@@ -149,7 +149,7 @@ fn expire_and_retain_keep_both_indexes_consistent() {
     // UDP and unanswered SYNs expire at 30 s; established ones stay.
     assert_eq!(ct.expire(at(40)), 48);
     for i in 0..64u16 {
-        let k = key(if i % 2 == 0 { Proto::Tcp } else { Proto::Udp }, 2, i);
+        let k = key(if i % 2 == 0 { Protocol::Tcp } else { Protocol::Udp }, 2, i);
         assert_eq!(ct.lookup(at(40), &k).is_some(), i % 4 == 0, "{i}");
         assert_eq!(ct.lookup(at(40), &reply_of(&k)).is_some(), i % 4 == 0, "{i}");
     }
@@ -170,18 +170,18 @@ fn bytes_per_flow_is_small() {
 fn a_full_table_gives_up_its_oldest_closed_flow_before_refusing() {
     let t = Timeouts::default();
     let mut ct = Conntrack::new(room(3), t, 1);
-    let keys: alloc::vec::Vec<_> = (0..3).map(|i| key(Proto::Tcp, 2, 40000 + i)).collect();
+    let keys: alloc::vec::Vec<_> = (0..3).map(|i| key(Protocol::Tcp, 2, 40000 + i)).collect();
     let ids: alloc::vec::Vec<_> = keys.iter().map(|k| add(&mut ct, at(0), *k).unwrap()).collect();
     // The second connection ends with a reset; the others stay up.
     ct.track(at(1), ids[0], Direction::Reply, SYN | ACK);
     ct.track(at(1), ids[1], Direction::Original, RST);
     ct.track(at(1), ids[2], Direction::Reply, SYN | ACK);
-    let fresh = key(Proto::Tcp, 2, 50000);
+    let fresh = key(Protocol::Tcp, 2, 50000);
     assert!(add(&mut ct, at(2), fresh).is_ok(), "the closed flow makes room at once");
     assert!(ct.lookup(at(2), &keys[1]).is_none(), "the closed flow went");
     assert!(ct.lookup(at(2), &keys[0]).is_some() && ct.lookup(at(2), &keys[2]).is_some());
     // Full of live flows: refused and counted, the live flows go on.
-    assert!(add(&mut ct, at(2), key(Proto::Tcp, 2, 50001)).is_err());
+    assert!(add(&mut ct, at(2), key(Protocol::Tcp, 2, 50001)).is_err());
     assert_eq!(ct.stats().refused, 1);
     assert_eq!(ct.len(), 3);
 }
@@ -190,15 +190,15 @@ fn a_full_table_gives_up_its_oldest_closed_flow_before_refusing() {
 fn an_owner_at_its_quota_is_refused_while_others_open_flows() {
     let mut ct = Conntrack::new(Capacity { flows: 8, owners: 3, per_owner: 3 }, Timeouts::default(), 5);
     let (flooder, victim) = (Owner(1), Owner(2));
-    let flood: alloc::vec::Vec<_> = (0..3).map(|i| key(Proto::Tcp, 2, 1000 + i)).collect();
+    let flood: alloc::vec::Vec<_> = (0..3).map(|i| key(Protocol::Tcp, 2, 1000 + i)).collect();
     for k in &flood {
         ct.insert(at(0), flooder, *k, reply_of(k)).unwrap();
     }
-    let k = key(Proto::Tcp, 2, 2000);
+    let k = key(Protocol::Tcp, 2, 2000);
     assert_eq!(ct.insert(at(0), flooder, k, reply_of(&k)), Err(Refused::OverQuota));
     assert_eq!((ct.stats().over_quota, ct.stats().refused), (1, 0));
     assert_eq!(ct.live(flooder), 3);
-    let v = key(Proto::Tcp, 3, 40000);
+    let v = key(Protocol::Tcp, 3, 40000);
     assert!(ct.insert(at(0), victim, v, reply_of(&v)).is_ok(), "the flood does not touch others' share");
     assert_eq!(ct.live(victim), 1);
 }
@@ -207,7 +207,7 @@ fn an_owner_at_its_quota_is_refused_while_others_open_flows() {
 fn closed_and_removed_flows_give_their_quota_back() {
     let mut ct = Conntrack::new(Capacity { flows: 8, owners: 2, per_owner: 2 }, Timeouts::default(), 5);
     let owner = Owner(1);
-    let ks: alloc::vec::Vec<_> = (0..4).map(|i| key(Proto::Tcp, 2, 1000 + i)).collect();
+    let ks: alloc::vec::Vec<_> = (0..4).map(|i| key(Protocol::Tcp, 2, 1000 + i)).collect();
     let a = ct.insert(at(0), owner, ks[0], reply_of(&ks[0])).unwrap();
     let b = ct.insert(at(0), owner, ks[1], reply_of(&ks[1])).unwrap();
     assert!(ct.insert(at(0), owner, ks[2], reply_of(&ks[2])).is_err());
@@ -232,13 +232,13 @@ fn udp_flows_count_against_the_quota_until_they_idle_out() {
     let mut ct = Conntrack::new(Capacity { flows: 16, owners: 2, per_owner: 4 }, Timeouts::default(), 9);
     let owner = Owner(0);
     for port in 0..10u16 {
-        let k = key(Proto::Udp, 2, port);
+        let k = key(Protocol::Udp, 2, port);
         let added = ct.insert(at(0), owner, k, reply_of(&k));
         assert_eq!(added.is_ok(), port < 4, "port {port}");
     }
     assert_eq!(ct.stats().over_quota, 6);
     ct.expire(at(31));
     assert_eq!(ct.live(owner), 0);
-    let k = key(Proto::Udp, 2, 99);
+    let k = key(Protocol::Udp, 2, 99);
     assert!(ct.insert(at(31), owner, k, reply_of(&k)).is_ok());
 }

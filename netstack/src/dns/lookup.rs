@@ -135,7 +135,7 @@ impl Zone {
                 let first = q.get(0);
                 match first.strip_prefix(b"_") {
                     // `_proto.<svc>…` exists as the parent of its SRV names.
-                    Some(proto) if entry.ports.iter().any(|p| p.protocol.label() == proto) => {
+                    Some(proto) if entry.ports.iter().any(|p| p.protocol.srv_label() == proto) => {
                         found(Vec::new())
                     }
                     Some(_) => Lookup::NxDomain(Apex::Cluster),
@@ -176,7 +176,7 @@ impl Zone {
             return Lookup::NxDomain(Apex::Cluster);
         };
         let mut records = Vec::new();
-        for p in entry.ports.iter().filter(|p| p.name() == port && p.protocol.label() == proto) {
+        for p in entry.ports.iter().filter(|p| p.name() == port && p.protocol.srv_label() == proto) {
             match &entry.kind {
                 EntryKind::ClusterIp(ip) => {
                     if let Some(target) = self.service_name(svc, ns) {

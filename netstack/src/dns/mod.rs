@@ -31,7 +31,7 @@ mod tests;
 
 pub use client::{Described, build_query, describe, record_type, refused, servfail};
 pub use config::ZoneConfig;
-pub use records::{Endpoint, Protocol, Service, ServiceKind, ServicePort};
+pub use records::{Endpoint, Service, ServiceKind, ServicePort};
 pub use udp::{FitError, Fitted, PLAIN_UDP_LIMIT, fit_udp, udp_limit};
 pub use zone::{Zone, ZoneError};
 

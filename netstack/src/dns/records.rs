@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::Protocol;
 use crate::wire::Ipv4Address;
 
 use super::name::{self, MAX_PORT_NAME};
@@ -42,28 +43,6 @@ pub struct ServicePort {
     pub port: u16,
     /// The transport protocol.
     pub protocol: Protocol,
-}
-
-/// Transport protocol of a service port, as SRV names spell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `_tcp`
-    Tcp,
-    /// `_udp`
-    Udp,
-    /// `_sctp`
-    Sctp,
-}
-
-impl Protocol {
-    /// The SRV label for the protocol, without its underscore.
-    pub(super) fn label(self) -> &'static [u8] {
-        match self {
-            Protocol::Tcp => b"tcp",
-            Protocol::Udp => b"udp",
-            Protocol::Sctp => b"sctp",
-        }
-    }
 }
 
 /// A ready endpoint of a headless service.

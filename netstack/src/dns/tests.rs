@@ -11,6 +11,7 @@ use domain::base::{Message, ParsedName, Rtype};
 use domain::rdata::AllRecordData;
 
 use super::*;
+use crate::Protocol;
 use crate::wire::{Ipv4Address, Ipv4Cidr};
 
 const A: u16 = 1;

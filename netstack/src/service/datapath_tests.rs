@@ -13,7 +13,8 @@ use smoltcp::wire::{
 };
 
 use super::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey};
-use crate::conntrack::{Proto, Timeouts};
+use crate::Protocol;
+use crate::conntrack::Timeouts;
 use crate::switch::{
     DropReason, MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, SwitchError, Verdict,
 };
@@ -40,11 +41,11 @@ fn at(secs: u64) -> Instant {
 }
 
 fn tcp_key(port: u16) -> ServiceKey {
-    ServiceKey { vip: VIP, port, proto: Proto::Tcp }
+    ServiceKey { vip: VIP, port, proto: Protocol::Tcp }
 }
 
 fn udp_key(port: u16) -> ServiceKey {
-    ServiceKey { proto: Proto::Udp, ..tcp_key(port) }
+    ServiceKey { proto: Protocol::Udp, ..tcp_key(port) }
 }
 
 fn backend(last: u8) -> Backend {

@@ -26,7 +26,8 @@ use core::fmt;
 use alloc::vec;
 use alloc::vec::Vec;
 
-pub use crate::conntrack::{Proto, Timeouts};
+use crate::Protocol;
+pub use crate::conntrack::Timeouts;
 use crate::table::{Index, Slab, hash2};
 use crate::wire::Ipv4Address;
 use crate::{Duration, Instant};
@@ -40,7 +41,7 @@ pub struct ServiceKey {
     /// The Service port (`port:` in the Service spec).
     pub port: u16,
     /// TCP or UDP.
-    pub proto: Proto,
+    pub proto: Protocol,
 }
 
 impl ServiceKey {

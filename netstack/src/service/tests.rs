@@ -8,7 +8,7 @@ fn at(secs: u64) -> Instant {
 }
 
 fn key(port: u16) -> ServiceKey {
-    ServiceKey { vip: Ipv4Address::new(10, 96, 0, 10), port, proto: Proto::Tcp }
+    ServiceKey { vip: Ipv4Address::new(10, 96, 0, 10), port, proto: Protocol::Tcp }
 }
 
 fn backend(last: u8) -> Backend {
@@ -71,7 +71,7 @@ fn no_service_and_no_backend_are_told_apart() {
     assert_eq!(t.select(at(0), &key(80), client(1)), Selection::NoService);
     t.upsert(key(80), &[], Affinity::None).unwrap();
     assert_eq!(t.select(at(0), &key(80), client(1)), Selection::NoBackend);
-    let udp = ServiceKey { proto: Proto::Udp, ..key(80) };
+    let udp = ServiceKey { proto: Protocol::Udp, ..key(80) };
     assert_eq!(t.select(at(0), &udp, client(1)), Selection::NoService);
 }
 

@@ -26,7 +26,8 @@
 
 use super::{DropReason, PortId, PortKind, PortSpec, Switch, Verdict};
 use crate::Instant;
-use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Proto, Refused, nat, tcp_flags};
+use crate::Protocol;
+use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Refused, nat, tcp_flags};
 use crate::service::{Selection, ServiceKey, refuse};
 use crate::wire::{EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, vnet};
 
@@ -224,7 +225,7 @@ impl Switch {
         reply: &mut [u8],
     ) -> Result<FlowKey, Verdict> {
         use tcp_flags::*;
-        if key.proto == Proto::Tcp && flags & (SYN | ACK | RST | FIN) != SYN {
+        if key.proto == Protocol::Tcp && flags & (SYN | ACK | RST | FIN) != SYN {
             // Not a connection attempt, and no connection: answer as a
             // closed port does, so a client whose flow expired fails fast.
             return Err(refusal(key.proto, packet, macs, reply));
@@ -275,11 +276,11 @@ fn nat_port(port: u16, attempt: u32) -> u16 {
 
 /// The refusal of a connection to a service port nobody serves: a RST for
 /// TCP, an ICMP port unreachable for UDP, built in `reply`.
-fn refusal(proto: Proto, packet: &Ipv4Packet<&[u8]>, macs: Macs, reply: &mut [u8]) -> Verdict {
+fn refusal(proto: Protocol, packet: &Ipv4Packet<&[u8]>, macs: Macs, reply: &mut [u8]) -> Verdict {
     let (src_mac, dst_mac) = macs;
     let len = match proto {
-        Proto::Tcp => refuse::tcp_reset(dst_mac, src_mac, packet, reply),
-        Proto::Udp => refuse::port_unreachable(dst_mac, src_mac, packet, reply),
+        Protocol::Tcp => refuse::tcp_reset(dst_mac, src_mac, packet, reply),
+        Protocol::Udp => refuse::port_unreachable(dst_mac, src_mac, packet, reply),
     };
     match len {
         Some(len) => Verdict::Reply { len },

@@ -32,7 +32,8 @@ pub use port::{PortId, PortKind, PortSpec, PortStats};
 pub use verdict::{DropReason, Verdict};
 
 use crate::Instant;
-use crate::conntrack::{Capacity, Conntrack, Owner, Proto};
+use crate::Protocol;
+use crate::conntrack::{Capacity, Conntrack, Owner};
 use crate::dns::{Zone, ZoneConfig, ZoneError};
 use crate::overlay::{OverlayConfig, PeerTable};
 use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
@@ -257,13 +258,13 @@ impl Switch {
     }
 
     fn forget_udp_flows(&mut self, key: &ServiceKey, keep: &[Backend]) {
-        if key.proto != Proto::Udp {
+        if key.proto != Protocol::Udp {
             return;
         }
         self.conntrack.retain(|flow| {
             let (o, r) = (flow.original(), flow.reply());
             let backend = Backend { ip: r.src, port: r.src_port };
-            o.proto != Proto::Udp || o.dst != key.vip || o.dst_port != key.port || keep.contains(&backend)
+            o.proto != Protocol::Udp || o.dst != key.vip || o.dst_port != key.port || keep.contains(&backend)
         });
     }
 

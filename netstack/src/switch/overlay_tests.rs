@@ -5,7 +5,7 @@
 
 use super::tests::arp_request;
 use super::*;
-use crate::conntrack::Proto;
+use crate::Protocol;
 use crate::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayError, OverlayPeer, vtep_mac};
 use crate::service::{Affinity, Backend, ServiceKey};
 use crate::wire::{ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vxlan};
@@ -354,7 +354,7 @@ fn one_overlay_port_owning_no_address() {
 fn a_service_backend_on_another_node() {
     let mut n = node0();
     let vip = Ipv4Address::new(10, 96, 0, 20);
-    let key = ServiceKey { vip, port: 80, proto: Proto::Udp };
+    let key = ServiceKey { vip, port: 80, proto: Protocol::Udp };
     n.switch.upsert_service(key, &[Backend { ip: pod_ip(1, 5), port: 8080 }], Affinity::None).unwrap();
     let mut frame = from_pod(0, 2, vip, 80);
     assert_eq!(n.process(n.a, &mut frame), Verdict::Encapsulate { peer: underlay(1) });

@@ -246,6 +246,18 @@ mod tests {
     }
 
     #[test]
+    fn protocol_keeps_its_state_file_and_cluster_channel_encoding() {
+        assert_eq!(serde_json::to_string(&Protocol::Udp).unwrap(), "\"UDP\"");
+        assert_eq!(serde_json::from_str::<Protocol>("\"TCP\"").unwrap(), Protocol::Tcp);
+        assert!(serde_json::from_str::<Protocol>("\"udp\"").is_err(), "JSON names are exact");
+        // postcard writes the variant index, as for the enum runtime had.
+        assert_eq!(postcard::to_allocvec(&Protocol::Tcp).unwrap(), [0]);
+        assert_eq!(postcard::to_allocvec(&Protocol::Udp).unwrap(), [1]);
+        assert_eq!("53/udp".parse::<ContainerPort>().unwrap().protocol, Protocol::Udp);
+        assert_eq!("80/sctp".parse::<ContainerPort>().unwrap_err(), "protocol `sctp` is not TCP or UDP");
+    }
+
+    #[test]
     fn labels_are_checked() {
         assert!(check_label("app", "web").is_ok());
         assert!(check_label("app.kubernetes.io/name", "web").is_ok());
@@ -254,37 +266,8 @@ mod tests {
     }
 }
 
-/// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
-pub enum Protocol {
-    /// TCP.
-    #[default]
-    #[serde(rename = "TCP")]
-    Tcp,
-    /// UDP.
-    #[serde(rename = "UDP")]
-    Udp,
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            _ => Err(format!("protocol `{s}` is not TCP or UDP")),
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        })
-    }
-}
+/// Transport protocol of a port: netstack's, serialized as `"TCP"`/`"UDP"`.
+pub use netstack::Protocol;
 
 /// A port a pod declares (a container port in Kubernetes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,7 +285,9 @@ impl std::str::FromStr for ContainerPort {
     /// `[NAME:]PORT[/PROTOCOL]`, e.g. `http:8080/TCP`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (rest, protocol) = match s.split_once('/') {
-            Some((rest, proto)) => (rest, proto.parse()?),
+            Some((rest, proto)) => {
+                (rest, proto.parse().map_err(|e: netstack::protocol::UnknownProtocol| e.to_string())?)
+            }
             None => (s, Protocol::Tcp),
         };
         let (name, port) = match rest.split_once(':') {
@@ -488,7 +473,9 @@ impl std::str::FromStr for HostPort {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("host port `{s}` is not [HOSTIP:]HOSTPORT:PORT[/TCP|UDP]");
         let (rest, protocol) = match s.split_once('/') {
-            Some((rest, proto)) => (rest, proto.parse()?),
+            Some((rest, proto)) => {
+                (rest, proto.parse().map_err(|e: netstack::protocol::UnknownProtocol| e.to_string())?)
+            }
             None => (s, Protocol::Tcp),
         };
         let parts: Vec<&str> = rest.split(':').collect();

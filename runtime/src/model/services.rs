@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 use netstack::Duration;
-use netstack::service::{Affinity, Backend, Proto, ServiceKey};
+use netstack::service::{Affinity, Backend, ServiceKey};
 
 use crate::config::Cidr;
 use crate::model::{
@@ -141,10 +141,7 @@ pub fn switch_entries(service: &Service, endpoints: &Endpoints) -> Vec<SwitchEnt
         .ports
         .iter()
         .map(|port| {
-            let proto = match port.protocol {
-                Protocol::Tcp => Proto::Tcp,
-                Protocol::Udp => Proto::Udp,
-            };
+            let proto = port.protocol;
             let mut backends: Vec<Backend> = endpoints
                 .subsets
                 .iter()
@@ -176,14 +173,7 @@ pub fn dns_record(service: &Service, endpoints: &Endpoints) -> netstack::dns::Se
         .spec
         .ports
         .iter()
-        .map(|p| netstack::dns::ServicePort {
-            name: p.name.clone(),
-            port: p.port,
-            protocol: match p.protocol {
-                Protocol::Tcp => netstack::dns::Protocol::Tcp,
-                Protocol::Udp => netstack::dns::Protocol::Udp,
-            },
-        })
+        .map(|p| netstack::dns::ServicePort { name: p.name.clone(), port: p.port, protocol: p.protocol })
         .collect();
     netstack::dns::Service {
         name: service.spec.name.clone(),

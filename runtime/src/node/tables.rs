@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use netstack::Protocol;
 use netstack::overlay::OverlayPeer;
-use netstack::service::{Affinity, Backend, Proto, ServiceKey};
+use netstack::service::{Affinity, Backend, ServiceKey};
 
 use super::NodeRuntime;
 use crate::desired::NodeDesired;
@@ -61,7 +62,7 @@ impl NodeRuntime {
             .collect();
         // DNS over TCP to the cluster DNS address reaches the agent's listener.
         let dns_tcp =
-            ServiceKey { vip: self.options.config.network.cluster_dns, port: 53, proto: Proto::Tcp };
+            ServiceKey { vip: self.options.config.network.cluster_dns, port: 53, proto: Protocol::Tcp };
         let listener = Backend { ip: self.gateway, port: self.dns_tcp_port };
         wanted.insert(dns_tcp, (vec![listener], Affinity::None));
         if wanted == self.pushed {
