@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use runtime::model::{ContainerPort, HostPort, Probe, Protocol, RestartPolicy, ServiceType, TargetPort};
+use runtime::model::{
+    ContainerPort, HostPort, Probe, Protocol, RestartPolicy, RunAs, SecurityContext, ServiceType, TargetPort,
+};
 
 /// podnet: Kubernetes-style pod networking for edge clusters, in one binary.
 #[derive(Debug, Parser)]
@@ -221,6 +223,19 @@ pub struct PodOptions {
     /// A node port proxied to the pod, [HOSTIP:]HOSTPORT:PORT[/TCP|UDP]; repeatable.
     #[arg(long = "host-port")]
     pub host_ports: Vec<HostPort>,
+    /// No sandbox: every capability, no seccomp filter, the host's /dev and /sys.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run the command as this user, UID[:GID] (runAsUser, runAsGroup).
+    #[arg(long)]
+    pub user: Option<RunAs>,
+}
+
+impl PodOptions {
+    /// The pod's securityContext.
+    pub fn security(&self) -> SecurityContext {
+        SecurityContext { privileged: self.privileged, run_as: self.user }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,8 @@
 //! `podnet exec`: the CLI enters the pod itself (it runs as root on the node),
-//! so stdin, stdout, signals and the exit code pass through untouched.
+//! so stdin, stdout, signals and the exit code pass through untouched. The
+//! command joins the PID, IPC, mount, UTS and network namespaces of the pod's
+//! command and is confined as it is (capabilities, seccomp, user), with the
+//! pod's environment.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,13 +15,16 @@ pub async fn run(socket: &Path, namespace: &str, pod: &str, command: &[String]) 
     let Response::Exec(target) = crate::call(socket, request).await? else {
         return Err("the agent sent an unexpected answer".into());
     };
-    let entry = PodEntry::open(&target.netns, &target.resolv_conf, &target.hostname, false)
+    let pid =
+        target.pid.ok_or_else(|| format!("pod {namespace}/{pod} has no running command to exec beside"))?;
+    let entry = PodEntry::join(pid, &target.netns, &target.security)
         .map_err(|e| format!("cannot enter pod {namespace}/{pod}: {e}"))?;
     let (program, args) = command.split_first().ok_or("no command given: put it after `--`")?;
     let mut cmd = std::process::Command::new(program);
-    cmd.args(args).envs(target.env.iter().map(|(k, v)| (k, v)));
-    entry.apply(&mut cmd);
-    let status = cmd.status().map_err(|e| format!("cannot run `{program}` in pod {namespace}/{pod}: {e}"))?;
+    cmd.args(args).env_clear().envs(target.env.iter().map(|(k, v)| (k, v)));
+    let status = entry
+        .spawn(cmd, |mut cmd| cmd.status())
+        .map_err(|e| format!("cannot run `{program}` in pod {namespace}/{pod}: {e}"))?;
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

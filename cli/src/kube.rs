@@ -14,6 +14,19 @@ fn container(name: &str, command: &[String]) -> Value {
     json!({ "name": name, "command": command })
 }
 
+/// A container with the pod's securityContext, when it has one.
+fn security_context(mut container: Value, security: &runtime::model::SecurityContext) -> Value {
+    if *security != Default::default() {
+        let mut context = json!({ "privileged": security.privileged });
+        if let Some(run_as) = security.run_as {
+            context["runAsUser"] = json!(run_as.uid);
+            context["runAsGroup"] = json!(run_as.gid);
+        }
+        container["securityContext"] = context;
+    }
+    container
+}
+
 /// A pod as `kubectl get pod -o json` shows one.
 pub fn pod(pod: &Pod) -> Value {
     let spec = &pod.spec;
@@ -44,7 +57,7 @@ pub fn pod(pod: &Pod) -> Value {
         "spec": {
             "nodeName": pod.node_name,
             "restartPolicy": spec.restart_policy.to_string(),
-            "containers": [container(&spec.name, &spec.command)],
+            "containers": [security_context(container(&spec.name, &spec.command), &spec.security)],
         },
         "status": {
             "phase": format!("{:?}", status.phase),

@@ -7,7 +7,8 @@ use podnet_e2e::{Node, busybox, stdout};
 fn forged_source_ip_and_mac_are_dropped_and_counted() {
     let node = Node::start("spoof");
     let bb = busybox();
-    node.ok(&["run", "mallory", "--", "sleep", "infinity"]);
+    // Changing eth0's address and MAC needs CAP_NET_ADMIN: outside the sandbox's default set.
+    node.ok(&["run", "mallory", "--privileged", "--", "sleep", "infinity"]);
     node.ok(&["run", "alice", "--", "sleep", "infinity"]);
     node.wait_running("mallory");
     let alice = node.wait_running("alice");

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodSpec, Service, ServiceSpec, SessionAffinity,
+    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodSpec, SecurityContext, Service, ServiceSpec,
+    SessionAffinity,
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,8 +159,13 @@ pub struct ExecTarget {
     pub resolv_conf: PathBuf,
     /// The pod's hostname (its name).
     pub hostname: String,
-    /// POD_NAME, POD_NAMESPACE, POD_IP, POD_UID.
+    /// The pod's whole environment (POD_NAME, POD_NAMESPACE, POD_IP, POD_UID, PATH, HOME).
     pub env: Vec<(String, String)>,
+    /// Host PID of the pod's command, whose PID, IPC, mount and UTS
+    /// namespaces `podnet exec` joins; None while it does not run.
+    pub pid: Option<i32>,
+    /// The pod's securityContext, applied to the exec'd command too.
+    pub security: SecurityContext,
 }
 
 /// The agent's answer.

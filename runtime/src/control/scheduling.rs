@@ -53,6 +53,7 @@ impl ControlPlane {
                     readiness: spec.readiness.clone(),
                     node_name: None,
                     host_ports: spec.host_ports.clone(),
+                    security: spec.security,
                 };
                 match self.create_pod(pod) {
                     Ok(pod) => {

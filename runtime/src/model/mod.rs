@@ -69,6 +69,39 @@ pub struct PodSpec {
     /// Ports of the node proxied to the pod (hostPort).
     #[serde(default)]
     pub host_ports: Vec<HostPort>,
+    /// How the pod's processes are confined (securityContext).
+    #[serde(default)]
+    pub security: SecurityContext,
+}
+
+/// How a pod's processes are confined (Kubernetes' securityContext). The
+/// default is the container sandbox (see `node::pod::enter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityContext {
+    /// Every capability, no seccomp filter, the host's /dev and /sys (`--privileged`).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Run as this user and group (runAsUser, runAsGroup); root otherwise.
+    #[serde(default)]
+    pub run_as: Option<RunAs>,
+}
+
+/// A user and group id (`--user UID[:GID]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id (the user id when not given).
+    pub gid: u32,
+}
+
+impl std::str::FromStr for RunAs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("user `{s}` is not UID[:GID] (numbers)");
+        let (uid, gid) = s.split_once(':').unwrap_or((s, s));
+        Ok(RunAs { uid: uid.parse().map_err(|_| bad())?, gid: gid.parse().map_err(|_| bad())? })
+    }
 }
 
 /// Lifecycle phase (Kubernetes' PodPhase).
@@ -140,6 +173,9 @@ pub struct DeploymentSpec {
     /// The pods' host ports.
     #[serde(default)]
     pub host_ports: Vec<HostPort>,
+    /// The pods' securityContext.
+    #[serde(default)]
+    pub security: SecurityContext,
 }
 
 /// A deployment as reported to users.

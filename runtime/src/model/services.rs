@@ -204,6 +204,7 @@ mod tests {
             readiness: None,
             node_name: None,
             host_ports: vec![],
+            security: Default::default(),
         }
     }
 

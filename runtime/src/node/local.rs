@@ -9,7 +9,7 @@ use super::NodeRuntime;
 use super::pods::pod_env;
 use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
 use crate::dataplane::tap;
-use crate::node::pod::{process, sandbox};
+use crate::node::pod::{adopt, process, sandbox};
 use crate::sys::netns;
 
 /// Most log bytes `podnet logs` returns.
@@ -38,6 +38,8 @@ impl NodeRuntime {
                     resolv_conf: sandbox::etc_dir(&pod.netns).join("resolv.conf"),
                     hostname: name.clone(),
                     env: pod_env(&pod.record),
+                    pid: adopt::main_process(&pod.netns, &pod.record.uid),
+                    security: pod.record.spec.security,
                 }))
             }
             Request::Logs { namespace, name } => {

@@ -237,13 +237,13 @@ impl NodeRuntime {
         let log = self.log_path(&self.pods[uid].record.spec);
         let pod = self.pods.get_mut(uid).expect("caller checked");
         let spec = &pod.record.spec;
-        let entry = PodEntry::open(
+        let entry = PodEntry::new_pod(
             &netns::path(&pod.netns),
             &sandbox::etc_dir(&pod.netns).join("resolv.conf"),
             &spec.name,
-            true,
+            &self.options.hidden,
+            &spec.security,
         )
-        .and_then(|entry| entry.hide(&self.options.hidden))
         .map_err(|e| format!("cannot enter pod {}/{}: {e}", spec.namespace, spec.name))?;
         let mut child = process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
             format!("cannot start `{}` in pod {}/{}: {e}", spec.command.join(" "), spec.namespace, spec.name)
@@ -376,12 +376,14 @@ impl NodeRuntime {
 
 /// The downward-API variables.
 pub(super) fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
-    vec![
+    let mut env = process::base_env(&record.spec.security);
+    env.extend([
         ("POD_NAME".into(), record.spec.name.clone()),
         ("POD_NAMESPACE".into(), record.spec.namespace.clone()),
         ("POD_IP".into(), record.ip.to_string()),
         ("POD_UID".into(), record.uid.clone()),
-    ]
+    ]);
+    env
 }
 
 /// A pod's resolv.conf, as the kubelet writes it for ClusterFirst pods.

@@ -1,92 +1,139 @@
-//! Entering a pod from a freshly forked child: its network namespace, a
-//! private mount namespace with the pod's resolv.conf over /etc/resolv.conf
-//! (as `ip netns exec` does with /etc/netns/NAME), and its hostname.
+//! Entering a pod from a freshly forked child. A new pod process gets the
+//! pod's network namespace, new PID, mount, UTS and IPC namespaces (see
+//! `pod::mounts`), its hostname, and is confined (see `pod::confine`);
+//! `podnet exec` joins the namespaces of the pod's running command instead
+//! and is confined the same way.
 //!
-//! Everything that allocates happens in [`PodEntry::open`], before the fork;
-//! [`PodEntry::enter`] makes only system calls, as a pre_exec hook must.
+//! Everything that allocates happens before the fork ([`PodEntry::new_pod`],
+//! [`PodEntry::join`]); [`PodEntry::enter`] makes only system calls, as a
+//! pre_exec hook must. A PID namespace applies to the children of the thread
+//! that enters it, not to the thread itself, so [`PodEntry::spawn`] forks
+//! from a thread of its own that enters it first: the pod's command is PID 1
+//! of its namespace.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
-use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns, unshare};
+
+use super::confine::Confinement;
+use super::mounts::Mounts;
+use crate::model::SecurityContext;
 
 /// Everything needed to put a child process inside a pod.
 #[derive(Debug)]
 pub struct PodEntry {
-    netns: File,
-    resolv_conf: Option<CString>,
-    hostname: CString,
-    new_session: bool,
-    /// Host paths the pod must not see, and whether each is a directory.
-    hidden: Vec<(CString, bool)>,
+    namespaces: Namespaces,
+    confinement: Confinement,
+}
+
+#[derive(Debug)]
+enum Namespaces {
+    /// A pod's command: the pod's network namespace, new other ones.
+    New { netns: File, mounts: Mounts, hostname: CString },
+    /// `podnet exec`: the namespaces of the pod's command.
+    Join { pid: File, others: Vec<(File, CloneFlags)> },
 }
 
 impl PodEntry {
-    /// Opens the pod's namespace file and prepares the paths.
-    pub fn open(netns: &Path, resolv_conf: &Path, hostname: &str, new_session: bool) -> io::Result<PodEntry> {
+    /// Prepares the entry of a pod's command: `hidden` host paths are
+    /// covered, `resolv_conf` goes over /etc/resolv.conf.
+    pub fn new_pod(
+        netns: &Path,
+        resolv_conf: &Path,
+        hostname: &str,
+        hidden: &[PathBuf],
+        security: &SecurityContext,
+    ) -> io::Result<PodEntry> {
         let netns = File::open(netns)
             .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", netns.display())))?;
-        let resolv_conf =
-            resolv_conf.exists().then(|| CString::new(resolv_conf.as_os_str().as_bytes())).transpose()?;
-        Ok(PodEntry {
-            netns,
-            resolv_conf,
-            hostname: CString::new(hostname)?,
-            new_session,
-            hidden: Vec::new(),
-        })
+        let mounts = Mounts::new(resolv_conf, hidden, !security.privileged)?;
+        let namespaces = Namespaces::New { netns, mounts, hostname: CString::new(hostname)? };
+        Ok(PodEntry { namespaces, confinement: Confinement::new(security)? })
     }
 
-    /// Hides `paths` from the pod (the agent's control socket, its data dir
-    /// with the cluster token): a pod shares the host's files, and its
-    /// processes may run as root.
-    pub fn hide(mut self, paths: &[std::path::PathBuf]) -> io::Result<PodEntry> {
-        for path in paths.iter().filter(|p| p.exists()) {
-            self.hidden.push((CString::new(path.as_os_str().as_bytes())?, path.is_dir()));
+    /// Prepares joining the pod whose command runs as host PID `pid` and
+    /// whose network namespace is `netns` (checked, so a PID reused by
+    /// another process is never joined).
+    pub fn join(pid: i32, netns: &Path, security: &SecurityContext) -> io::Result<PodEntry> {
+        let open = |ns: &str| {
+            let path = format!("/proc/{pid}/ns/{ns}");
+            File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("open {path}: {e}")))
+        };
+        let net = open("net")?;
+        let (ours, want) = (net.metadata()?, std::fs::metadata(netns)?);
+        if (ours.dev(), ours.ino()) != (want.dev(), want.ino()) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("process {pid} left the pod")));
         }
-        Ok(self)
+        // The mount namespace last: the others are opened through the host's /proc.
+        let others = vec![
+            (open("ipc")?, CloneFlags::CLONE_NEWIPC),
+            (open("uts")?, CloneFlags::CLONE_NEWUTS),
+            (net, CloneFlags::CLONE_NEWNET),
+            (open("mnt")?, CloneFlags::CLONE_NEWNS),
+        ];
+        let namespaces = Namespaces::Join { pid: open("pid")?, others };
+        Ok(PodEntry { namespaces, confinement: Confinement::new(security)? })
     }
 
-    /// Moves the calling (child) process into the pod.
+    /// Moves the calling (child) process into the pod and confines it.
     pub fn enter(&self) -> io::Result<()> {
         let err = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
-        setns(self.netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(err)?;
-        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(err)?;
-        // Keep our mounts to ourselves, while still seeing the host's.
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-            .map_err(err)?;
-        for (path, is_dir) in &self.hidden {
-            if *is_dir {
-                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                mount(Some("tmpfs"), path.as_c_str(), Some("tmpfs"), flags, Some("size=4k,mode=000"))
+        match &self.namespaces {
+            Namespaces::New { netns, mounts, hostname } => {
+                setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(err)?;
+                unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
                     .map_err(err)?;
-            } else {
-                mount(Some("/dev/null"), path.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(err)?;
+                mounts.apply()?;
+                nix::unistd::sethostname(std::ffi::OsStr::from_bytes(hostname.to_bytes())).map_err(err)?;
+                // Not tied to the agent's session: a killed agent's pods run on (see `pod::adopt`).
+                nix::unistd::setsid().map_err(err)?;
+            }
+            Namespaces::Join { others, .. } => {
+                for (fd, kind) in others {
+                    setns(fd.as_fd(), *kind).map_err(err)?;
+                }
             }
         }
-        if let Some(resolv) = &self.resolv_conf {
-            mount(Some(resolv.as_c_str()), "/etc/resolv.conf", None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(err)?;
-        }
-        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(self.hostname.to_bytes())).map_err(err)?;
-        if self.new_session {
-            nix::unistd::setsid().map_err(err)?;
-        }
-        Ok(())
+        self.confinement.apply()
     }
 
-    /// Installs [`PodEntry::enter`] as the command's pre_exec hook.
-    pub fn apply(self, command: &mut std::process::Command) {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: `enter` makes only system calls on data prepared before the fork.
-        unsafe {
-            command.pre_exec(move || self.enter());
+    /// Makes the children the calling thread forks from now on start in the
+    /// pod's PID namespace (a new one for a pod's command).
+    fn enter_pid_namespace(&self) -> io::Result<()> {
+        let err = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
+        match &self.namespaces {
+            Namespaces::New { .. } => unshare(CloneFlags::CLONE_NEWPID).map_err(err),
+            Namespaces::Join { pid, .. } => setns(pid.as_fd(), CloneFlags::CLONE_NEWPID).map_err(err),
         }
+    }
+
+    /// Starts `command` inside the pod with `spawn` (which forks), from a
+    /// thread of its own that enters the pod's PID namespace first, and
+    /// returns what `spawn` returned.
+    pub fn spawn<T: Send>(
+        self,
+        mut command: std::process::Command,
+        spawn: impl FnOnce(std::process::Command) -> io::Result<T> + Send,
+    ) -> io::Result<T> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    self.enter_pid_namespace()?;
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: `enter` makes only system calls on data prepared before the fork.
+                    unsafe {
+                        command.pre_exec(move || self.enter());
+                    }
+                    spawn(command)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the thread starting a pod process panicked")))
+        })
     }
 }

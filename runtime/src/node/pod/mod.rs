@@ -2,9 +2,12 @@
 //! processes.
 
 pub mod adopt;
+pub mod confine;
 pub mod enter;
+pub mod mounts;
 pub mod process;
 pub mod sandbox;
+pub mod seccomp;
 
 use std::net::Ipv4Addr;
 

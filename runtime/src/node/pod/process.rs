@@ -1,5 +1,6 @@
-//! Pod processes: started inside the sandbox with the downward-API variables,
-//! output appended to a log file, stopped with SIGTERM then SIGKILL.
+//! Pod processes: started inside the sandbox with only the pod's own
+//! environment, output appended to a log file, stopped with SIGTERM then
+//! SIGKILL.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -11,9 +12,21 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::enter::PodEntry;
+use crate::model::SecurityContext;
 use crate::sys::netns;
 
-/// Starts `command` inside the pod, in a session of its own.
+/// The variables every pod process has besides the downward-API ones: a
+/// PATH as container runtimes default to, and HOME.
+pub fn base_env(security: &SecurityContext) -> Vec<(String, String)> {
+    let home = if security.run_as.is_none_or(|r| r.uid == 0) { "/root" } else { "/" };
+    vec![
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("HOME".into(), home.into()),
+    ]
+}
+
+/// Starts `command` inside the pod, PID 1 of its own PID namespace and in a
+/// session of its own, with `env` as its whole environment.
 pub fn spawn(
     command: &[String],
     env: &[(String, String)],
@@ -26,15 +39,40 @@ pub fn spawn(
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
+        .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .current_dir("/");
-    entry.apply(&mut cmd);
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(false);
-    cmd.spawn()
+    let runtime = tokio::runtime::Handle::current();
+    entry.spawn(cmd, move |cmd| {
+        let _runtime = runtime.enter();
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.kill_on_drop(false);
+        cmd.spawn()
+    })
+}
+
+/// True for the init of a PID namespace that neither catches, ignores nor
+/// blocks SIGTERM.
+fn dies_of_sigterm_as_init(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|status| sigterm_dropped_as_init(&status))
+}
+
+/// Decides [`dies_of_sigterm_as_init`] from a /proc/PID/status text.
+fn sigterm_dropped_as_init(status: &str) -> bool {
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let init = field("NSpid:").is_some_and(|ids| {
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        ids.len() > 1 && ids.last() == Some(&"1")
+    });
+    let sigterm = 1u64 << (libc::SIGTERM - 1);
+    let handled = ["SigBlk:", "SigIgn:", "SigCgt:"].iter().any(|name| {
+        field(name).and_then(|m| u64::from_str_radix(m, 16).ok()).is_none_or(|m| m & sigterm != 0)
+    });
+    init && !handled
 }
 
 /// Opens a pod's log for reading, keeping at most the last `max` bytes.
@@ -65,6 +103,14 @@ pub async fn stop_all(netns_name: &str, grace: Duration) {
     if signal_all(Signal::SIGTERM) == 0 {
         return;
     }
+    // The kernel drops a signal its PID namespace's init does not handle, so
+    // a pod's command that would die of SIGTERM anywhere else ignores it as
+    // PID 1: give it the default action, as before pods had a PID namespace.
+    for pid in netns::pids_inside(netns_name) {
+        if dies_of_sigterm_as_init(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -78,5 +124,26 @@ pub async fn stop_all(netns_name: &str, grace: Duration) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_init_that_leaves_sigterm_alone_is_killed_outright() {
+        let status = |nspid: &str, cgt: &str| {
+            format!(
+                "Name:\tsleep\nNSpid:\t{nspid}\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t{cgt}\n"
+            )
+        };
+        assert!(sigterm_dropped_as_init(&status("4242\t1", "0000000000000000")));
+        // Catches SIGTERM (bit 14): it gets its grace period.
+        assert!(!sigterm_dropped_as_init(&status("4242\t1", "0000000000004000")));
+        // Not an init (the host's namespace, or PID 2 inside).
+        assert!(!sigterm_dropped_as_init(&status("4242", "0000000000000000")));
+        assert!(!sigterm_dropped_as_init(&status("4243\t2", "0000000000000000")));
+        assert!(!sigterm_dropped_as_init("garbage"));
     }
 }
