@@ -9,7 +9,14 @@
 //! its inner source address lies in *that* peer's subnet, and is delivered
 //! to a local pod, both pod addresses unchanged (no NAT). The switch side is
 //! in `switch/overlay.rs`; the control plane programs the peer set with
-//! [`crate::switch::Switch::set_overlay_peers`].
+//! [`crate::switch::Switch::set_overlay_peers`]. What the overlay sends is
+//! planned in [`transmit`], what it delivers to pods coalesced in
+//! [`deliver`]; the runtime makes the system calls.
+
+pub mod deliver;
+pub mod transmit;
+#[cfg(test)]
+mod transmit_tests;
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -16,14 +16,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::Instant as StdInstant;
 
-use netstack::offload::gro::{Gro, Push};
-use netstack::offload::gso;
-use netstack::offload::vxlan_batch::{self, Piece};
 use netstack::overlay::DECAP_HEADROOM;
+use netstack::overlay::deliver::{Coalescer, Push};
+use netstack::overlay::transmit::{self, Encapsulator, Fallback, Plan, SendError};
 use netstack::switch::{
     DnsClient, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict,
 };
-use netstack::wire::{EthernetAddress, Ipv4Address, vxlan};
+use netstack::wire::{EthernetAddress, Ipv4Address};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -47,10 +46,6 @@ pub struct IoStats {
     /// sends that failed or offloaded frames that could not be finished).
     pub tx_errors: u64,
 }
-
-/// Room for the headers of one UDP GSO send's datagrams: VXLAN, Ethernet,
-/// and IPv4 and TCP with options.
-const SEGMENT_HEADERS_CAPACITY: usize = vxlan_batch::MAX_SEGMENTS * (vxlan::HEADER_LEN + 14 + 60 + 60);
 
 /// A port's identity and counters, as reported to the control side.
 #[derive(Debug, Clone)]
@@ -161,13 +156,9 @@ impl Dataplane {
             upstream,
             reply: vec![0u8; reply_capacity],
             overlay: None,
-            segments: Vec::new(),
-            pieces: Vec::new(),
-            carry: Carry::default(),
-            gro: None,
-            gro_egress: None,
+            encap: None,
+            coalescer: None,
             control: overlay::control_buffer(),
-            udp_gso: true,
         };
         let thread = std::thread::Builder::new().name("dataplane".into()).spawn(move || lp.run())?;
         Ok(Dataplane { commands, wake, thread: Some(thread) })
@@ -258,22 +249,14 @@ struct Loop {
     reply: Vec<u8>,
     /// The overlay port and the peers' VXLAN port.
     overlay: Option<(PortId, u16)>,
-    /// Room for the headers of the VXLAN datagrams of one UDP GSO send.
-    segments: Vec<u8>,
-    /// Those datagrams: headers in `segments`, payload in the frame.
-    pieces: Vec<Piece>,
-    /// Whole datagrams held back from a cut super-frame, fewer than one UDP
-    /// GSO send takes, to lead the next send to the same peer.
-    carry: Carry,
+    /// Plans the VXLAN sends of encapsulated frames (allocated with the
+    /// overlay; taken out while in use).
+    encap: Option<Box<Encapsulator>>,
     /// Merges TCP segments from the overlay into super-frames for the pods
     /// (allocated with the overlay; taken out while in use).
-    gro: Option<Box<Gro>>,
-    /// The port the pending super-frame goes to.
-    gro_egress: Option<PortId>,
+    coalescer: Option<Coalescer>,
     /// Room for an overlay receive's control message.
     control: Vec<u8>,
-    /// False once the kernel refused UDP GSO: datagrams go one by one.
-    udp_gso: bool,
 }
 
 impl Loop {
@@ -324,9 +307,8 @@ impl Loop {
                     let result = self.attach(spec, fd);
                     if let Ok(id) = result {
                         self.overlay = Some((id, port));
-                        self.segments = vec![0u8; SEGMENT_HEADERS_CAPACITY];
-                        self.pieces = vec![Piece::default(); vxlan_batch::MAX_SEGMENTS];
-                        self.gro = Some(Box::default());
+                        self.encap = Some(Box::new(Encapsulator::new(self.switch.vni())));
+                        self.coalescer = Some(Coalescer::new());
                     }
                     let _ = reply.send(result);
                 }
@@ -421,7 +403,7 @@ impl Loop {
             match self.switch.process(now, port, &mut frame[..len], reply) {
                 Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
                 Verdict::Reply { len } => self.transmit(port, &reply[..len]),
-                // Out-of-zone DNS (Upstream) is not relayed yet: the client times out.
+                // Out-of-zone DNS goes to the upstream relay task.
                 Verdict::Upstream(up) => {
                     // A full queue means a query storm: drop, the client retries.
                     let query = UpstreamQuery { client: up.client, query: up.query(&frame[..len]).to_vec() };
@@ -474,233 +456,96 @@ impl Loop {
     }
 
     /// Passes `frame` (virtio-net header, then the frame) to the coalescer
-    /// for `egress`, writing what it gives back.
+    /// for `egress`, writing what it says to write.
     fn deliver(&mut self, egress: PortId, frame: &[u8]) {
-        let (Some(mut gro), Ok(header)) = (self.gro.take(), vnet::Header::new_checked(frame)) else {
+        let Some(mut coalescer) = self.coalescer.take() else {
             return self.transmit(egress, frame);
         };
-        let offload = vnet::Repr::parse(&header);
-        if self.gro_egress != Some(egress) {
-            self.write_pending(&mut gro);
-        }
-        // A push after a flush meets an empty coalescer: Held or Alone.
-        for _ in 0..2 {
-            match gro.push(&frame[vnet::HEADER_LEN..], &offload) {
-                Push::Held => {
-                    self.gro_egress = Some(egress);
-                    break;
-                }
-                Push::Flush => self.write_pending(&mut gro),
-                Push::Alone => {
-                    self.write_pending(&mut gro);
-                    self.transmit(egress, frame);
+        loop {
+            match coalescer.push(egress, frame) {
+                Push::Held => break,
+                Push::Flush => self.write_pending(&mut coalescer),
+                Push::Alone(port) => {
+                    self.transmit(port, frame);
                     break;
                 }
             }
         }
-        self.gro = Some(gro);
+        self.coalescer = Some(coalescer);
     }
 
     /// Writes the coalescer's pending super-frame, if any.
-    fn write_pending(&mut self, gro: &mut Gro) {
-        if let (Some(egress), Some(frame)) = (self.gro_egress.take(), gro.finish()) {
+    fn write_pending(&mut self, coalescer: &mut Coalescer) {
+        if let Some((egress, frame)) = coalescer.take() {
             self.transmit(egress, frame);
         }
     }
 
     fn flush_gro(&mut self) {
-        if let Some(mut gro) = self.gro.take() {
-            self.write_pending(&mut gro);
-            self.gro = Some(gro);
+        if let Some(mut coalescer) = self.coalescer.take() {
+            self.write_pending(&mut coalescer);
+            self.coalescer = Some(coalescer);
         }
     }
 
-    /// Sends a frame the switch encapsulated for `peer`: offloads finished
-    /// (partial checksums completed, GSO frames cut into MSS-sized
-    /// segments), a VXLAN header in front of each frame, one datagram each.
+    /// Sends a frame the switch encapsulated for `peer`, as netstack's
+    /// encapsulation step plans it.
     fn encapsulate(&mut self, peer: Ipv4Address, frame: &mut [u8]) {
-        let Some((port, udp_port)) = self.overlay else { return };
-        let vni = self.switch.vni();
-        let to = SockaddrIn::from(std::net::SocketAddrV4::new(peer, udp_port));
-        let offload =
-            vnet::Header::new_checked(&frame[..]).map(|h| vnet::Repr::parse(&h)).unwrap_or(vnet::Repr::PLAIN);
-        let ok = match gso::work(&offload) {
-            Ok(gso::Work::None) => self.send_datagram(port, vni, &mut frame[DECAP_HEADROOM..], &to),
-            Ok(gso::Work::Checksum) => {
-                gso::complete_checksum(&mut frame[vnet::HEADER_LEN..], &offload).is_ok()
-                    && self.send_datagram(port, vni, &mut frame[DECAP_HEADROOM..], &to)
-            }
-            Ok(gso::Work::SegmentTcpV4) => {
-                self.send_segments(port, vni, &frame[vnet::HEADER_LEN..], &offload, &to)
-            }
-            Err(_) => false,
-        };
-        if !ok && let Some(io) = self.io.get_mut(&port) {
-            io.tx_errors += 1;
-        }
-    }
-
-    /// Sends `datagram` (room for the VXLAN header, then a complete frame).
-    fn send_datagram(&mut self, port: PortId, vni: u32, datagram: &mut [u8], to: &SockaddrIn) -> bool {
-        // Nothing overtakes held-back datagrams (they may be of the same flow).
-        self.flush_carry();
-        vxlan::Repr { vni }.emit(&mut vxlan::Packet::new_unchecked(&mut datagram[..]));
-        if !self.captures.is_empty() {
-            self.capture(port, &[&[0u8; DECAP_HEADROOM][..], datagram].concat());
-        }
-        let Some(fd) = self.fds.get(&port) else { return false };
-        overlay::send_to(fd.as_fd(), datagram, to)
-            .map_err(|e| tracing::trace!("overlay sendto {to}: {e}"))
-            .is_ok()
-    }
-
-    /// Cuts a TSO super-frame into VXLAN datagrams and sends them, as few
-    /// UDP GSO sends as the 64 KiB limit allows. Datagrams held back from
-    /// the previous frame to the same peer lead the first send; when every
-    /// segment is full-size, the tail that would make a small send of its
-    /// own is held back in turn (a stream of 46-segment frames then needs
-    /// ~1.05 sends per frame instead of 2).
-    fn send_segments(
-        &mut self,
-        port: PortId,
-        vni: u32,
-        frame: &[u8],
-        offload: &vnet::Repr,
-        to: &SockaddrIn,
-    ) -> bool {
-        let Ok(mut segments) = gso::Segments::new(frame, offload) else { return false };
-        let segment_len = vxlan::HEADER_LEN + segments.max_len();
-        if self.carry.count > 0 && (self.carry.to != Some(*to) || self.carry.segment_len != segment_len) {
-            self.flush_carry();
-        }
-        let per_send = vxlan_batch::per_send(segment_len);
-        let hold_tail = segments.all_full() && per_send > 1;
-        let mut headers = std::mem::take(&mut self.segments);
-        let mut pieces = std::mem::take(&mut self.pieces);
-        let mut carry = std::mem::take(&mut self.carry);
-        let mut ok = true;
-        loop {
-            let room = per_send - carry.count;
-            let remaining = segments.remaining();
-            if remaining == 0 {
-                break;
-            }
-            let take = remaining.min(room).min(pieces.len());
-            let batch = match vxlan_batch::next_batch(&mut segments, vni, &mut headers, &mut pieces[..take]) {
-                Some(Ok(batch)) => batch,
-                Some(Err(_)) => {
-                    ok = false;
-                    break;
-                }
-                None => break,
-            };
-            let sent = &pieces[..batch.count];
-            if hold_tail && remaining < room {
-                // The frame's last datagrams, all full-size: held for the next send.
-                carry.hold(&headers, frame, sent, segment_len, *to);
-                break;
-            }
-            ok &= self.send_batch(port, &carry.bytes, &headers, frame, sent, segment_len, to);
-            carry.clear();
-        }
-        self.segments = headers;
-        self.pieces = pieces;
-        self.carry = carry;
-        ok
+        let Some(mut encap) = self.encap.take() else { return };
+        let plan = encap.encapsulate(peer, frame);
+        self.send_plan(plan);
+        self.encap = Some(encap);
     }
 
     /// Sends the held-back datagrams, if any.
     fn flush_carry(&mut self) {
-        if self.carry.count == 0 {
-            return;
+        let Some(mut encap) = self.encap.take() else { return };
+        if encap.held() > 0 {
+            let plan = encap.flush();
+            self.send_plan(plan);
         }
-        let (Some((port, _)), Some(to)) = (self.overlay, self.carry.to) else {
-            return self.carry.clear();
-        };
-        let carry = std::mem::take(&mut self.carry);
-        let ok = self.send_batch(port, &carry.bytes, &[], &[], &[], carry.segment_len, &to);
-        if !ok && let Some(io) = self.io.get_mut(&port) {
-            io.tx_errors += 1;
-        }
-        self.carry = carry;
-        self.carry.clear();
+        self.encap = Some(encap);
     }
 
-    /// Sends whole datagrams in `carry`, then datagrams made of headers in
-    /// `headers` and payloads in `frame`, each `segment_len` long but the
-    /// last: one UDP GSO send, or one send each where the kernel refuses.
-    #[allow(clippy::too_many_arguments)]
-    fn send_batch(
-        &mut self,
-        port: PortId,
-        carry: &[u8],
-        headers: &[u8],
-        frame: &[u8],
-        pieces: &[Piece],
-        segment_len: usize,
-        to: &SockaddrIn,
-    ) -> bool {
-        if !self.captures.is_empty() {
-            for datagram in carry.chunks(segment_len) {
-                self.capture(port, &[&[0u8; DECAP_HEADROOM][..], datagram].concat());
+    /// Makes the sends `plan` describes and reports each result to it.
+    fn send_plan(&mut self, mut plan: Plan<'_>) {
+        let Some((port, udp_port)) = self.overlay else { return };
+        while let Some(tx) = plan.next() {
+            let to = SockaddrIn::from(std::net::SocketAddrV4::new(tx.to, udp_port));
+            if !self.captures.is_empty() && !tx.retry {
+                let gathered: Vec<u8> = plan.parts().iter().flat_map(|p| plan.bytes(p)).copied().collect();
+                let size = tx.segment_len.map_or(gathered.len(), usize::from).max(1);
+                for datagram in gathered.chunks(size) {
+                    self.capture(port, &[&[0u8; DECAP_HEADROOM][..], datagram].concat());
+                }
             }
-            for piece in pieces {
-                let datagram = [
-                    &[0u8; DECAP_HEADROOM][..],
-                    &headers[piece.header.clone()],
-                    &frame[piece.payload.clone()],
-                ];
-                self.capture(port, &datagram.concat());
+            let Some(fd) = self.fds.get(&port) else { return };
+            let mut iov = [IoSlice::new(&[]); transmit::MAX_PARTS];
+            let parts = plan.parts();
+            for (slot, part) in iov.iter_mut().zip(parts) {
+                *slot = IoSlice::new(plan.bytes(part));
             }
-        }
-        let Some(fd) = self.fds.get(&port) else { return false };
-        let count = carry.len().div_ceil(segment_len) + pieces.len();
-        if count > 1 && self.udp_gso {
-            let mut iov = [IoSlice::new(&[]); 1 + 2 * vxlan_batch::MAX_SEGMENTS];
-            iov[0] = IoSlice::new(carry);
-            for (i, piece) in pieces.iter().enumerate() {
-                iov[1 + 2 * i] = IoSlice::new(&headers[piece.header.clone()]);
-                iov[2 + 2 * i] = IoSlice::new(&frame[piece.payload.clone()]);
-            }
-            match overlay::send_gathered(
-                fd.as_fd(),
-                &iov[..1 + 2 * pieces.len()],
-                Some(segment_len as u16),
-                to,
-            ) {
-                Ok(()) => return true,
-                // A full socket buffer: lost, as single datagrams would be.
-                Err(Errno::EAGAIN | Errno::ENOBUFS) => return false,
-                Err(e) => {
-                    // EIO: the route's device cannot checksum for GSO;
-                    // ENOPROTOOPT/EOPNOTSUPP: a kernel without UDP GSO.
-                    if matches!(e, Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP) {
-                        tracing::info!(
-                            "overlay: no UDP GSO towards {to} ({e}); sending datagram by datagram"
-                        );
-                        self.udp_gso = false;
-                    } else {
-                        tracing::debug!("overlay: UDP GSO send to {to}: {e}; retrying datagram by datagram");
-                    }
+            let result = overlay::send_gathered(fd.as_fd(), &iov[..parts.len()], tx.segment_len, &to);
+            let result = result.map_err(|e| {
+                tracing::trace!("overlay sendmsg {to}: {e}");
+                send_error(e)
+            });
+            match plan.sent(result) {
+                Fallback::None => {}
+                Fallback::Retry => {
+                    tracing::debug!("overlay: UDP GSO send to {to} failed; retrying datagram by datagram")
+                }
+                Fallback::GsoOff => {
+                    tracing::info!("overlay: no UDP GSO towards {to}; sending datagram by datagram")
                 }
             }
         }
-        let mut ok = true;
-        for datagram in carry.chunks(segment_len) {
-            if let Err(e) = overlay::send_to(fd.as_fd(), datagram, to) {
-                tracing::trace!("overlay sendto {to}: {e}");
-                ok = false;
-            }
+        let errors = plan.errors();
+        if errors > 0
+            && let Some(io) = self.io.get_mut(&port)
+        {
+            io.tx_errors += u64::from(errors);
         }
-        for piece in pieces {
-            let iov =
-                [IoSlice::new(&headers[piece.header.clone()]), IoSlice::new(&frame[piece.payload.clone()])];
-            if let Err(e) = overlay::send_gathered(fd.as_fd(), &iov, None, to) {
-                tracing::trace!("overlay sendmsg {to}: {e}");
-                ok = false;
-            }
-        }
-        ok
     }
 
     /// Hands a copy of a frame to the port's captures, forgetting those whose
@@ -736,33 +581,14 @@ impl Loop {
     }
 }
 
-/// Whole VXLAN datagrams held back for the next UDP GSO send to a peer.
-#[derive(Default)]
-struct Carry {
-    /// The datagrams, end to end, each `segment_len` long.
-    bytes: Vec<u8>,
-    count: usize,
-    segment_len: usize,
-    to: Option<SockaddrIn>,
-}
-
-impl Carry {
-    /// Appends the datagrams `pieces` describe (headers in `headers`,
-    /// payloads in `frame`).
-    fn hold(&mut self, headers: &[u8], frame: &[u8], pieces: &[Piece], segment_len: usize, to: SockaddrIn) {
-        for piece in pieces {
-            self.bytes.extend_from_slice(&headers[piece.header.clone()]);
-            self.bytes.extend_from_slice(&frame[piece.payload.clone()]);
-        }
-        self.count += pieces.len();
-        self.segment_len = segment_len;
-        self.to = Some(to);
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.count = 0;
-        self.to = None;
+/// What netstack's encapsulation step needs to know of a failed send.
+fn send_error(e: Errno) -> SendError {
+    match e {
+        Errno::EAGAIN | Errno::ENOBUFS => SendError::Full,
+        // EIO: the route's device cannot checksum for GSO; ENOPROTOOPT and
+        // EOPNOTSUPP: a kernel without UDP GSO.
+        Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP => SendError::GsoRefused,
+        _ => SendError::Other,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The overlay's UDP socket on the underlay: its tuning, and the batched
-//! sends and receives the data path uses (the VXLAN data path itself is in
-//! `dataplane.rs`, the decisions in netstack's switch).
+//! sends and receives the data path uses (the loop is in `dataplane/mod.rs`;
+//! what to send, hold back or retry is decided by netstack's
+//! `overlay::transmit`, what to write to pods by `overlay::deliver`).
 //!
 //! A TSO super-frame leaves as one `sendmsg` with `UDP_SEGMENT` (UDP GSO):
 //! the kernel cuts the buffer into datagrams, over a veth or a NIC with
@@ -96,17 +97,6 @@ pub fn send_gathered(
     };
     loop {
         match sendmsg(fd.as_raw_fd(), iov, cmsg, MsgFlags::empty(), Some(to)) {
-            Err(Errno::EINTR) => continue,
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Sends one datagram.
-pub fn send_to(fd: BorrowedFd<'_>, datagram: &[u8], to: &SockaddrIn) -> nix::Result<()> {
-    loop {
-        match nix::sys::socket::sendto(fd.as_raw_fd(), datagram, to, MsgFlags::empty()) {
             Err(Errno::EINTR) => continue,
             Ok(_) => return Ok(()),
             Err(e) => return Err(e),
