@@ -143,6 +143,24 @@ def control_seeds():
     write("control_frames", "error-frame", frame(b"agent speaks protocol 2", status=1, version=2))
 
 
+def tso_frame(mss, data_len, seq=1):
+    """A TCP/IPv4 super-frame; with control bit 3 the first two header bytes are its gso_size."""
+    src, dst = pod(2), ip(10, 244, 1, 2)
+    data = bytes((i * 7) & 0xFF for i in range(data_len))
+    frame = eth(mac(1), mac(2), 0x0800, ipv4(src, dst, 6, tcp(src, dst, 40000, 5201, seq, 1, 0x18) + data))
+    return struct.pack("<H", mss) + frame[2:]
+
+
+# overlay_transmit: [control][4 outcomes][virtio-net header][frame].
+def overlay_seeds():
+    ok = bytes(4)
+    write("overlay_transmit", "plain", bytes([0]) + ok + syn(2, ip(10, 244, 1, 2), mac(1), 80))
+    write("overlay_transmit", "tso-two-sends", bytes([0x08]) + ok + tso_frame(1398, 65000 - 54))
+    write("overlay_transmit", "tso-full-tail", bytes([0x08]) + ok + tso_frame(500, 46 * 500))
+    write("overlay_transmit", "tso-flush", bytes([0x0A]) + ok + tso_frame(500, 3 * 500))
+    write("overlay_transmit", "tso-gso-refused", bytes([0x08, 6, 0, 5, 7]) + tso_frame(1000, 10 * 1000 + 1))
+
+
 def config_seeds():
     root = os.path.dirname(HERE)
     for board in ("default", "rpi4b"):
@@ -184,6 +202,7 @@ if __name__ == "__main__":
     switch_seeds()
     dns_seeds()
     control_seeds()
+    overlay_seeds()
     os.makedirs(os.path.join(HERE, "corpus", "board_config"), exist_ok=True)
     config_seeds()
     egress_seeds()
