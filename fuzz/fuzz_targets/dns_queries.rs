@@ -29,7 +29,7 @@ static ZONE: LazyLock<Zone> = LazyLock::new(|| {
         port(Some("http"), 80, Protocol::Tcp),
         port(None, 443, Protocol::Tcp),
         port(Some("dns"), 53, Protocol::Udp),
-        port(Some("sig"), 5060, Protocol::Sctp),
+        port(Some("sig"), 5060, Protocol::Udp),
     ];
     let web = ServiceKind::ClusterIp(Ipv4Address::new(10, 96, 0, 20));
     zone.upsert_service(&service("default", "web", ports, web)).unwrap();
