@@ -12,6 +12,8 @@ use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use runtime::api::{Client, Request, Response};
 
+use crate::error::{CliError, step};
+
 /// Room for a 64 KiB GSO super-frame plus its Ethernet header.
 const SNAPLEN: u32 = 262_144;
 
@@ -21,12 +23,9 @@ pub async fn run(
     pod: &str,
     write: Option<PathBuf>,
     count: Option<u64>,
-) -> Result<ExitCode, String> {
-    let mut client = Client::connect(socket).await.map_err(|e| e.to_string())?;
-    client
-        .start(&Request::Capture { namespace: namespace.into(), name: pod.into() })
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<ExitCode, CliError> {
+    let mut client = Client::connect(socket).await?;
+    client.start(&Request::Capture { namespace: namespace.into(), name: pod.into() }).await?;
     let mut pcap = match &write {
         None => None,
         Some(path) => {
@@ -34,13 +33,12 @@ pub async fn run(
                 Box::new(Flushing(std::io::stdout()))
             } else {
                 Box::new(
-                    std::fs::File::create(path)
-                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+                    std::fs::File::create(path).map_err(step(format!("cannot create {}", path.display())))?,
                 )
             };
             let header =
                 PcapHeader { snaplen: SNAPLEN, datalink: DataLink::ETHERNET, ..PcapHeader::default() };
-            Some(PcapWriter::with_header(out, header).map_err(|e| e.to_string())?)
+            Some(PcapWriter::with_header(out, header)?)
         }
     };
     if write.as_deref().is_some_and(|p| p.as_os_str() != "-") || write.is_none() {
@@ -49,7 +47,7 @@ pub async fn run(
     let mut seen = 0u64;
     while count.is_none_or(|c| seen < c) {
         let next = tokio::select! {
-            next = client.next() => next.map_err(|e| e.to_string())?,
+            next = client.next() => next?,
             _ = tokio::signal::ctrl_c() => None,
         };
         let Some(Response::Captured { micros, frame }) = next else { break };
@@ -58,7 +56,7 @@ pub async fn run(
         match &mut pcap {
             Some(writer) => {
                 let packet = PcapPacket::new(at, frame.len() as u32, &frame);
-                writer.write_packet(&packet).map_err(|e| format!("cannot write the capture: {e}"))?;
+                writer.write_packet(&packet).map_err(step("cannot write the capture"))?;
             }
             None => println!("{}", summary(at, &frame)),
         }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use runtime::sys::netns;
 
+use crate::error::{CliError, step};
+
 struct Demo {
     dir: PathBuf,
     node_ns: String,
@@ -37,8 +39,8 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// Runs `cmd` inside the named namespace `ns`.
-fn in_netns(cmd: &mut Command, ns: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(ns).map_err(|e| format!("open {}: {e}", ns.display()))?;
+fn in_netns(cmd: &mut Command, ns: &Path) -> Result<(), CliError> {
+    let file = std::fs::File::open(ns).map_err(step(format!("open {}", ns.display())))?;
     // SAFETY: setns is a plain system call on an fd opened before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -49,28 +51,24 @@ fn in_netns(cmd: &mut Command, ns: &Path) -> Result<(), String> {
 }
 
 impl Demo {
-    fn podnet(&self, args: &[&str]) -> Result<String, String> {
+    fn podnet(&self, args: &[&str]) -> Result<String, CliError> {
         println!("$ podnet {}", args.join(" "));
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let out = Command::new(exe)
-            .args(args)
-            .env("PODNET_SOCKET", &self.socket)
-            .output()
-            .map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe()?;
+        let out = Command::new(exe).args(args).env("PODNET_SOCKET", &self.socket).output()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         print!("{text}");
         if !out.status.success() {
-            return Err(format!(
+            return Err(CliError::Message(format!(
                 "`podnet {}` failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         Ok(text)
     }
 }
 
-pub async fn run() -> Result<ExitCode, String> {
+pub async fn run() -> Result<ExitCode, CliError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "podnet demo must run as root: it creates network namespaces and TAP devices (try sudo)".into()
@@ -82,19 +80,17 @@ pub async fn run() -> Result<ExitCode, String> {
     let dir = std::env::temp_dir().join(format!("podnet-demo-{pid}"));
     let mut demo =
         Demo { socket: dir.join("podnet.sock"), dir, node_ns: format!("podnet-demo-{pid}"), agent: None };
-    std::fs::create_dir_all(demo.dir.join("www")).map_err(|e| e.to_string())?;
-    std::fs::write(demo.dir.join("www/index.html"), "hello from a podnet pod\n")
-        .map_err(|e| e.to_string())?;
-    netns::create(&demo.node_ns, || Ok(()))
-        .map_err(|e| format!("cannot create the demo node namespace: {e}"))?;
+    std::fs::create_dir_all(demo.dir.join("www"))?;
+    std::fs::write(demo.dir.join("www/index.html"), "hello from a podnet pod\n")?;
+    netns::create(&demo.node_ns, || Ok(())).map_err(step("cannot create the demo node namespace"))?;
 
     println!(
         "# a node agent in its own network namespace ({}), logs in {}",
         demo.node_ns,
         demo.dir.join("agent.log").display()
     );
-    let log = std::fs::File::create(demo.dir.join("agent.log")).map_err(|e| e.to_string())?;
-    let mut agent = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    let log = std::fs::File::create(demo.dir.join("agent.log"))?;
+    let mut agent = Command::new(std::env::current_exe()?);
     agent
         .args(["node", "up", "--name", "demo", "--data-dir"])
         .arg(demo.dir.join("data"))
@@ -103,14 +99,14 @@ pub async fn run() -> Result<ExitCode, String> {
         .stdout(Stdio::null())
         .stderr(log);
     in_netns(&mut agent, &netns::path(&demo.node_ns))?;
-    demo.agent = Some(agent.spawn().map_err(|e| format!("cannot start the agent: {e}"))?);
+    demo.agent = Some(agent.spawn().map_err(step("cannot start the agent"))?);
     let deadline = Instant::now() + Duration::from_secs(10);
     while runtime::api::Client::connect(&demo.socket).await.is_err() {
         if Instant::now() > deadline {
-            return Err(format!(
+            return Err(CliError::Message(format!(
                 "the demo agent did not start; see {}",
                 demo.dir.join("agent.log").display()
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -147,8 +143,8 @@ pub async fn run() -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn wait_for_web_ip(demo: &Demo) -> Result<String, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+fn wait_for_web_ip(demo: &Demo) -> Result<String, CliError> {
+    let exe = std::env::current_exe()?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = Command::new(&exe)

@@ -10,21 +10,28 @@ use std::process::ExitCode;
 use runtime::api::{Request, Response};
 use runtime::node::pod::enter::PodEntry;
 
-pub async fn run(socket: &Path, namespace: &str, pod: &str, command: &[String]) -> Result<ExitCode, String> {
+use crate::error::{CliError, step};
+
+pub async fn run(
+    socket: &Path,
+    namespace: &str,
+    pod: &str,
+    command: &[String],
+) -> Result<ExitCode, CliError> {
     let request = Request::ExecTarget { namespace: namespace.into(), name: pod.into() };
     let Response::Exec(target) = crate::call(socket, request).await? else {
-        return Err("the agent sent an unexpected answer".into());
+        return Err(CliError::Message("the agent sent an unexpected answer".into()));
     };
     let pid =
         target.pid.ok_or_else(|| format!("pod {namespace}/{pod} has no running command to exec beside"))?;
     let entry = PodEntry::join(pid, &target.netns, &target.security)
-        .map_err(|e| format!("cannot enter pod {namespace}/{pod}: {e}"))?;
+        .map_err(step(format!("cannot enter pod {namespace}/{pod}")))?;
     let (program, args) = command.split_first().ok_or("no command given: put it after `--`")?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).env_clear().envs(target.env.iter().map(|(k, v)| (k, v)));
     let status = entry
         .spawn(cmd, |mut cmd| cmd.status())
-        .map_err(|e| format!("cannot run `{program}` in pod {namespace}/{pod}: {e}"))?;
+        .map_err(step(format!("cannot run `{program}` in pod {namespace}/{pod}")))?;
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

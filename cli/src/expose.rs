@@ -11,10 +11,11 @@ use runtime::model::{
 };
 
 use crate::args::{Affinity, ExposeArgs, Kind};
+use crate::error::CliError;
 use crate::{call, parse_labels, unexpected};
 
 /// The affinity the flags ask for.
-pub fn affinity(choice: Affinity, timeout: Option<u32>) -> Result<SessionAffinity, String> {
+pub fn affinity(choice: Affinity, timeout: Option<u32>) -> Result<SessionAffinity, CliError> {
     match (choice, timeout) {
         (Affinity::None, Some(_)) => {
             Err("--session-affinity-timeout needs --session-affinity ClientIP".into())
@@ -27,7 +28,7 @@ pub fn affinity(choice: Affinity, timeout: Option<u32>) -> Result<SessionAffinit
     }
 }
 
-pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, String> {
+pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, CliError> {
     let namespace = args.ns.namespace.clone();
     let selector = if args.selector.is_empty() {
         default_selector(socket, args.kind, &namespace, &args.name).await?
@@ -53,13 +54,14 @@ pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, String> {
         let node_port = args.node_ports.get(i).copied();
         ports.push(ServicePort { name, port: number, target_port, protocol: args.protocol, node_port });
     }
-    let cluster_ip = match args.cluster_ip.as_deref() {
-        None => ClusterIpRequest::Auto,
-        Some("None") => ClusterIpRequest::None,
-        Some(ip) => ClusterIpRequest::Fixed(
-            ip.parse().map_err(|_| format!("--cluster-ip `{ip}` is not an IPv4 address or None"))?,
-        ),
-    };
+    let cluster_ip =
+        match args.cluster_ip.as_deref() {
+            None => ClusterIpRequest::Auto,
+            Some("None") => ClusterIpRequest::None,
+            Some(ip) => ClusterIpRequest::Fixed(ip.parse().map_err(|_| {
+                CliError::Message(format!("--cluster-ip `{ip}` is not an IPv4 address or None"))
+            })?),
+        };
     let spec = ServiceSpec {
         name: args.service_name.unwrap_or(args.name),
         namespace,
@@ -81,7 +83,7 @@ async fn default_selector(
     kind: Kind,
     namespace: &str,
     name: &str,
-) -> Result<runtime::model::Labels, String> {
+) -> Result<runtime::model::Labels, CliError> {
     match kind {
         Kind::Deployment => {
             let request = Request::GetDeployments { namespace: Some(namespace.into()) };
@@ -99,7 +101,9 @@ async fn default_selector(
                 format!("pod {namespace}/{name} not found: list pods with `podnet get pods`")
             })?;
             if pod.spec.labels.is_empty() {
-                return Err(format!("pod {namespace}/{name} has no labels to select it by: give --selector"));
+                return Err(
+                    format!("pod {namespace}/{name} has no labels to select it by: give --selector").into()
+                );
             }
             Ok(pod.spec.labels)
         }

@@ -4,6 +4,7 @@
 mod args;
 mod capture;
 mod demo;
+mod error;
 mod exec;
 mod expose;
 mod kube;
@@ -18,6 +19,7 @@ use args::{
     Output,
 };
 use clap::Parser;
+use error::CliError;
 use runtime::api::{Client, Request, Response};
 use runtime::config::NodeConfig;
 use runtime::model::{ClusterIpRequest, DeploymentSpec, PodSpec, ServiceSpec, SessionAffinity};
@@ -43,12 +45,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(message: String) -> ExitCode {
-    eprintln!("error: {message}");
+/// The one place an error becomes text for the user.
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
     ExitCode::FAILURE
 }
 
-async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let socket = cli.socket.as_path();
     if let Some(path) = &cli.kubeconfig {
         let (config, token) = runtime::cluster::token::ClientConfig::load(path)?;
@@ -62,10 +65,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             };
             match output {
                 Some(Output::Json) => {
-                    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
+                    println!("{}", serde_json::to_string_pretty(&report)?)
                 }
                 Some(Output::Yaml) => {
-                    print!("{}", serde_yaml_ng::to_string(&report).map_err(|e| e.to_string())?)
+                    print!("{}", serde_yaml_ng::to_string(&report)?)
                 }
                 _ => print!("{}", table::stats(&report)),
             }
@@ -155,7 +158,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 return unexpected();
             };
             use std::io::Write;
-            std::io::stdout().write_all(&bytes).map_err(|e| e.to_string())?;
+            std::io::stdout().write_all(&bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => get(socket, args).await,
@@ -230,7 +233,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
+async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "podnet node up must run as root: it creates network namespaces and TAP devices (try sudo)"
@@ -244,7 +247,7 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
     let node_name = match args.name {
         Some(name) => name,
         None => nix::unistd::gethostname()
-            .map_err(|e| format!("cannot read the host name ({e}): pass --name"))?
+            .map_err(|e| CliError::Message(format!("cannot read the host name ({e}): pass --name")))?
             .to_string_lossy()
             .to_lowercase(),
     };
@@ -284,11 +287,12 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, String> {
         metrics_addr: args.metrics_addr,
         role,
     })
-    .await?;
+    .await
+    .map_err(CliError::Message)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
+async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
     let namespace = (!args.all_namespaces).then(|| args.namespace.clone());
     let wide = args.output == Some(Output::Wide);
     let (objects, text) = match args.kind {
@@ -299,7 +303,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             if let Some(name) = &args.name {
                 pods.retain(|p| &p.spec.name == name);
                 if pods.is_empty() {
-                    return Err(format!("pod {}/{name} not found", args.namespace));
+                    return Err(format!("pod {}/{name} not found", args.namespace).into());
                 }
             }
             (pods.iter().map(kube::pod).collect::<Vec<_>>(), table::pods(&pods, wide, args.all_namespaces))
@@ -312,7 +316,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             if let Some(name) = &args.name {
                 list.retain(|d| &d.spec.name == name);
                 if list.is_empty() {
-                    return Err(format!("deployment {}/{name} not found", args.namespace));
+                    return Err(format!("deployment {}/{name} not found", args.namespace).into());
                 }
             }
             (
@@ -327,7 +331,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             if let Some(name) = &args.name {
                 list.retain(|s| &s.spec.name == name);
                 if list.is_empty() {
-                    return Err(format!("service {}/{name} not found", args.namespace));
+                    return Err(format!("service {}/{name} not found", args.namespace).into());
                 }
             }
             (list.iter().map(kube::service).collect(), table::services(&list, wide, args.all_namespaces))
@@ -340,7 +344,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             if let Some(name) = &args.name {
                 list.retain(|e| &e.name == name);
                 if list.is_empty() {
-                    return Err(format!("endpoints {}/{name} not found", args.namespace));
+                    return Err(format!("endpoints {}/{name} not found", args.namespace).into());
                 }
             }
             (list.iter().map(kube::endpoints).collect(), table::endpoints(&list, args.all_namespaces))
@@ -352,7 +356,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
             if let Some(name) = &args.name {
                 list.retain(|n| &n.name == name);
                 if list.is_empty() {
-                    return Err(format!("node {name} not found"));
+                    return Err(format!("node {name} not found").into());
                 }
             }
             (list.iter().map(kube::node).collect(), table::nodes(&list, wide))
@@ -364,9 +368,9 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
     };
     match args.output {
         Some(Output::Json) => {
-            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?)
+            println!("{}", serde_json::to_string_pretty(&value)?)
         }
-        Some(Output::Yaml) => print!("{}", serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?),
+        Some(Output::Yaml) => print!("{}", serde_yaml_ng::to_string(&value)?),
         _ if text.lines().count() <= 1 => {
             let ns = args.namespace;
             eprintln!(
@@ -384,20 +388,20 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, String> {
 }
 
 /// Sends one request to the agent.
-pub async fn call(socket: &Path, request: Request) -> Result<Response, String> {
+pub async fn call(socket: &Path, request: Request) -> Result<Response, CliError> {
     if let Some((server, token)) = REMOTE.get() {
-        return runtime::cluster::client::call(*server, token, &request).await;
+        return Ok(runtime::cluster::client::call(*server, token, &request).await?);
     }
-    let mut client = Client::connect(socket).await.map_err(|e| e.to_string())?;
-    client.call(&request).await.map_err(|e| e.to_string())
+    let mut client = Client::connect(socket).await?;
+    Ok(client.call(&request).await?)
 }
 
 /// The cluster server a `--kubeconfig` points at, if one was given.
 static REMOTE: std::sync::OnceLock<(std::net::SocketAddr, runtime::cluster::token::Token)> =
     std::sync::OnceLock::new();
 
-fn unexpected<T>() -> Result<T, String> {
-    Err("the agent sent an unexpected answer: use the podnet binary that matches the agent".into())
+fn unexpected<T>() -> Result<T, CliError> {
+    Err(CliError::Unexpected)
 }
 
 /// `podnet run` labels its pod run=NAME unless given labels, as kubectl run does.
@@ -405,14 +409,14 @@ fn run_labels(name: &str, labels: BTreeMap<String, String>) -> BTreeMap<String, 
     if labels.is_empty() { [("run".to_string(), name.to_string())].into() } else { labels }
 }
 
-fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
     items
         .iter()
         .filter(|s| !s.is_empty())
         .map(|item| {
             item.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| format!("label `{item}` is not key=value"))
+                .ok_or_else(|| CliError::Message(format!("label `{item}` is not key=value")))
         })
         .collect()
 }

@@ -348,18 +348,23 @@ async fn member_answer(
     let once = |response| Answer::Once(Box::new(response));
     let answer = match request {
         Request::Capture { ref namespace, ref name } if node.has_pod(namespace, name) => {
-            node.capture(namespace, name).map(Answer::Stream)
+            node.capture(namespace, name).map(Answer::Stream).map_err(String::from)
         }
         Request::ExecTarget { ref namespace, ref name } | Request::Logs { ref namespace, ref name }
             if node.has_pod(namespace, name) =>
         {
-            node.handle_local(request).await.map(once)
+            node.handle_local(request).await.map(once).map_err(String::from)
         }
-        Request::NodeStats | Request::Resolve { .. } => node.handle_local(request).await.map(once),
+        Request::NodeStats | Request::Resolve { .. } => {
+            node.handle_local(request).await.map(once).map_err(String::from)
+        }
         other => {
             let token = token.clone();
             tokio::spawn(async move {
-                let answer = crate::cluster::client::call(server, &token, &other).await.map(once);
+                let answer = crate::cluster::client::call(server, &token, &other)
+                    .await
+                    .map(once)
+                    .map_err(String::from);
                 let _ = reply.send(answer);
             });
             return;
@@ -400,14 +405,16 @@ async fn answer(cp: &mut ControlPlane, node: &mut NodeRuntime, request: Request)
     let local = |ns: &str, name: &str| cp.locate(ns, name) == Some(node.name());
     match request {
         Request::Capture { ref namespace, ref name } if local(namespace, name) => {
-            node.capture(namespace, name).map(Answer::Stream)
+            node.capture(namespace, name).map(Answer::Stream).map_err(String::from)
         }
         Request::ExecTarget { ref namespace, ref name } | Request::Logs { ref namespace, ref name }
             if local(namespace, name) =>
         {
-            node.handle_local(request).await.map(once)
+            node.handle_local(request).await.map(once).map_err(String::from)
         }
-        Request::NodeStats | Request::Resolve { .. } => node.handle_local(request).await.map(once),
+        Request::NodeStats | Request::Resolve { .. } => {
+            node.handle_local(request).await.map(once).map_err(String::from)
+        }
         Request::GetServices { .. } | Request::CreateService(_) => {
             let response = cp.handle(request)?;
             converge(cp, node).await;

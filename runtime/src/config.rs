@@ -2,7 +2,7 @@
 //! key optional, defaults as Kubernetes has them.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -373,6 +373,28 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// Why a board config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text has problems: every one found, each with its line and fix.
+    #[error("{}{}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default(), render(problems))]
+    Invalid {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// What is wrong.
+        problems: Vec<Problem>,
+    },
+}
+
 /// Renders problems as one message: `line N: ...` alone for one problem,
 /// a count and one indented line per problem for several.
 fn render(problems: &[Problem]) -> String {
@@ -436,15 +458,16 @@ fn line_of(text: &str, table: &Table<'_>, path: &str) -> Option<usize> {
 
 impl NodeConfig {
     /// Reads and checks a board config; errors name the file, every bad line and the fix.
-    pub fn load(path: &Path) -> Result<NodeConfig, String> {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        NodeConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        NodeConfig::parse_all(&text)
+            .map_err(|problems| ConfigError::Invalid { file: Some(path.to_path_buf()), problems })
     }
 
     /// Parses and checks config text; the error lists every problem found.
-    pub fn parse(text: &str) -> Result<NodeConfig, String> {
-        NodeConfig::parse_all(text).map_err(|problems| render(&problems))
+    pub fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse_all(text).map_err(|problems| ConfigError::Invalid { file: None, problems })
     }
 
     /// Parses and checks config text, collecting every problem rather than
@@ -497,10 +520,10 @@ impl NodeConfig {
     }
 
     /// Cross-field checks the types cannot express.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         let problems: Vec<Problem> =
             self.findings().into_iter().map(|(_, message)| Problem { line: None, message }).collect();
-        if problems.is_empty() { Ok(()) } else { Err(render(&problems)) }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { file: None, problems }) }
     }
 
     /// Every value or combination the types allow but podnet does not, each
@@ -546,7 +569,8 @@ impl NodeConfig {
                 ),
             ));
         }
-        if !valid_domain(&net.cluster_domain) {
+        // No trailing dot: the zone appends its own root.
+        if net.cluster_domain.ends_with('.') || !crate::model::is_dns_name(&net.cluster_domain) {
             found.push((
                 vec!["network.cluster_domain"],
                 format!(
@@ -699,20 +723,6 @@ fn path_at(table: &Table<'_>, offset: usize) -> Option<String> {
     None
 }
 
-/// A DNS name: dot-separated labels of 1 to 63 letters, digits or '-', not
-/// starting or ending with '-'.
-fn valid_domain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 impl NodeConfig {
     /// Whether this node runs the VXLAN overlay.
     pub fn overlay_enabled(&self) -> bool {
@@ -742,7 +752,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_with_their_line() {
-        let err = NodeConfig::parse("[network]\nmtu = 1400\nmtuu = 1\n").unwrap_err();
+        let err = NodeConfig::parse("[network]\nmtu = 1400\nmtuu = 1\n").unwrap_err().to_string();
         assert!(err.starts_with("line 3:"), "{err}");
         assert!(err.contains("mtuu"), "{err}");
     }
@@ -754,15 +764,16 @@ mod tests {
             config.network.node_port_range.contains(31000) && !config.network.node_port_range.contains(32000)
         );
         assert_eq!(NodeConfig::default().network.node_port_range.to_string(), "30000-32767");
-        let err = NodeConfig::parse("[network]\nnode_port_range = \"32000-31000\"\n").unwrap_err();
+        let err =
+            NodeConfig::parse("[network]\nnode_port_range = \"32000-31000\"\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("port range"), "{err}");
     }
 
     #[test]
     fn bad_values_are_named() {
-        let err = NodeConfig::parse("[network]\nnode_subnet = \"10.244.0.0/33\"\n").unwrap_err();
+        let err = NodeConfig::parse("[network]\nnode_subnet = \"10.244.0.0/33\"\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("10.244.0.0/33"), "{err}");
-        let err = NodeConfig::parse("[network]\nnode_subnet = \"10.1.0.0/24\"\n").unwrap_err();
+        let err = NodeConfig::parse("[network]\nnode_subnet = \"10.1.0.0/24\"\n").unwrap_err().to_string();
         assert!(err.contains("cluster_cidr"), "{err}");
     }
 
@@ -785,7 +796,7 @@ mod tests {
         assert!(problems[2].message.contains("10.244.0.0/33"), "{problems:#?}");
         assert!(problems[3].message.contains("cluster_domain"), "{problems:#?}");
         assert!(problems[6].message.contains("podz"), "{problems:#?}");
-        let err = NodeConfig::parse(text).unwrap_err();
+        let err = NodeConfig::parse(text).unwrap_err().to_string();
         assert!(err.starts_with("7 problems:\n  line 3: "), "{err}");
     }
 
@@ -797,10 +808,10 @@ mod tests {
         for bad in ["0", "101"] {
             let text =
                 format!("[limits]\nmax_proxied_connections = 100\nmax_egress_connections_per_pod = {bad}\n");
-            let err = NodeConfig::parse(&text).unwrap_err();
+            let err = NodeConfig::parse(&text).unwrap_err().to_string();
             assert!(err.contains("line 3") && err.contains("limits.max_proxied_connections (100)"), "{err}");
         }
-        let err = NodeConfig::parse("[limits]\nmax_egress_pings = 70000\n").unwrap_err();
+        let err = NodeConfig::parse("[limits]\nmax_egress_pings = 70000\n").unwrap_err().to_string();
         assert!(err.contains("at most 65535"), "{err}");
     }
 
@@ -812,7 +823,7 @@ mod tests {
         assert_eq!(config.limits.flows_per_pod(), 1000);
         for bad in ["0", "1001"] {
             let text = format!("[limits]\nmax_flows = 1000\nmax_flows_per_pod = {bad}\n");
-            let err = NodeConfig::parse(&text).unwrap_err();
+            let err = NodeConfig::parse(&text).unwrap_err().to_string();
             assert!(err.contains("line 3") && err.contains("between 1 and limits.max_flows (1000)"), "{err}");
         }
     }
@@ -885,12 +896,14 @@ mod tests {
     fn bad_peers_are_named() {
         let err =
             NodeConfig::parse("[[cluster.peers]]\nsubnet = \"10.244.0.0/24\"\naddress = \"192.168.250.3\"\n")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("cluster.peers") && err.contains("10.244.0.0/24"), "{err}");
         let err = NodeConfig::parse("[[cluster.peers]]\nsubnet = \"10.244.1.0/24\"\naddress = \"192.168.250.3\"\nvtep_mac = \"0a:58\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 4") && err.contains("MAC"), "{err}");
-        let err = NodeConfig::parse("[cluster]\nvni = 16777216\n").unwrap_err();
+        let err = NodeConfig::parse("[cluster]\nvni = 16777216\n").unwrap_err().to_string();
         assert!(err.contains("cluster.vni"), "{err}");
     }
 

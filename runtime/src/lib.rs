@@ -24,6 +24,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod desired;
+mod error;
 pub mod listeners;
 pub mod model;
 pub mod node;

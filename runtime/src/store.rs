@@ -78,6 +78,43 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Why the saved state cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file exists but cannot be read.
+    #[error("cannot read state file {}: {source}", path.display())]
+    Read {
+        /// state.json.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a state podnet wrote.
+    #[error(
+        "state file {} is corrupt ({source}); podnet will not start an empty node over it: restore it from a backup, or move it away to start afresh",
+        path.display()
+    )]
+    Corrupt {
+        /// state.json.
+        path: PathBuf,
+        /// What the parser found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another podnet version's format.
+    #[error(
+        "state file {} has format {found} and this podnet reads format {FORMAT}: use a matching podnet",
+        path.display()
+    )]
+    Format {
+        /// state.json.
+        path: PathBuf,
+        /// The file's format number.
+        found: u32,
+    },
+}
+
 impl Store {
     /// The store in `data_dir` (state.json).
     pub fn new(data_dir: &Path) -> Store {
@@ -85,26 +122,16 @@ impl Store {
     }
 
     /// Loads the state; a missing file is a fresh node, a bad one an error.
-    pub fn load(&self) -> Result<Option<State>, String> {
+    pub fn load(&self) -> Result<Option<State>, StoreError> {
         let text = match fs::read(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(format!("cannot read state file {}: {e}", self.path.display()));
-            }
+            Err(source) => return Err(StoreError::Read { path: self.path.clone(), source }),
         };
-        let state: State = serde_json::from_slice(&text).map_err(|e| {
-            format!(
-                "state file {} is corrupt ({e}); podnet will not start an empty node over it: restore it from a backup, or move it away to start afresh",
-                self.path.display()
-            )
-        })?;
+        let state: State = serde_json::from_slice(&text)
+            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
         if state.format != FORMAT {
-            return Err(format!(
-                "state file {} has format {} and this podnet reads format {FORMAT}: use a matching podnet",
-                self.path.display(),
-                state.format
-            ));
+            return Err(StoreError::Format { path: self.path.clone(), found: state.format });
         }
         Ok(Some(state))
     }
@@ -156,7 +183,7 @@ mod tests {
         store.save(&State { node_name: "n1".into(), ..State::default() }).unwrap();
         let text = fs::read(dir.join("state.json")).unwrap();
         fs::write(dir.join("state.json"), &text[..text.len() / 2]).unwrap();
-        let err = store.load().unwrap_err();
+        let err = store.load().unwrap_err().to_string();
         assert!(err.contains("corrupt"), "{err}");
         fs::remove_dir_all(dir).unwrap();
     }

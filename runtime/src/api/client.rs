@@ -46,6 +46,15 @@ impl std::fmt::Display for ClientError {
     }
 }
 
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::NoAgent(_, e) | ClientError::Io(e) => Some(e),
+            ClientError::Agent(_) | ClientError::Version { .. } => None,
+        }
+    }
+}
+
 /// A connection to an agent.
 pub struct Client {
     stream: UnixStream,

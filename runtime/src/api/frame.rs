@@ -29,7 +29,7 @@ pub struct Frame {
 impl Frame {
     /// A frame carrying `message`.
     pub fn message<T: Serialize>(message: &T) -> io::Result<Frame> {
-        let body = postcard::to_stdvec(message).map_err(|e| io::Error::other(e.to_string()))?;
+        let body = postcard::to_stdvec(message).map_err(io::Error::other)?;
         Ok(Frame { version: PROTOCOL_VERSION, body: Ok(body) })
     }
 
@@ -40,7 +40,7 @@ impl Frame {
 
     /// Decodes the postcard body.
     pub fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
-        postcard::from_bytes(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        postcard::from_bytes(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -21,27 +21,47 @@ pub enum Answer {
 /// A request with the channel its answer goes back on.
 pub type Call = (Request, oneshot::Sender<Result<Answer, String>>);
 
+/// Why the control socket cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A live agent answers on the socket.
+    #[error(
+        "another podnet agent is already serving {}: stop it first, or give this one its own --socket and --data-dir",
+        .0.display()
+    )]
+    InUse(PathBuf),
+    /// A step of setting the socket up failed.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        /// The step: create, remove stale socket, listen on, restrict.
+        what: &'static str,
+        /// The path it was about.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Binds the control socket, refusing to steal it from a live agent. The
 /// socket is root-only (0600): pods and users cannot reach the agent.
-pub async fn bind(path: &Path) -> Result<UnixListener, String> {
+pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    fn fail(what: &'static str, at: &Path) -> impl FnOnce(io::Error) -> BindError + use<> {
+        let path = at.to_path_buf();
+        move |source| BindError::Io { what, path, source }
+    }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(fail("create", dir))?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
-            return Err(format!(
-                "another podnet agent is already serving {}: stop it first, or give this one its own --socket and --data-dir",
-                path.display()
-            ));
+            return Err(BindError::InUse(path.to_path_buf()));
         }
         // A socket left by an agent that died: nobody answers on it.
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(fail("remove stale socket", path))?;
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(fail("listen on", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail("restrict", path))?;
     Ok(listener)
 }
 

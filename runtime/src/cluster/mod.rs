@@ -10,6 +10,83 @@ pub mod proto;
 pub mod server;
 pub mod token;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// What can go wrong with the cluster's files and its channel, as a CLI or a
+/// member sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The text is not a token.
+    #[error(
+        "the token is not a podnet cluster token (PN1::<64 hex digits>): copy it again from the server's data dir"
+    )]
+    TokenFormat,
+    /// The token file cannot be read.
+    #[error("cannot read the token file {}: {source}", path.display())]
+    ReadToken {
+        /// --token-file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client config cannot be read.
+    #[error("cannot read the client config {}: {source}", path.display())]
+    ReadClientConfig {
+        /// --kubeconfig.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client config is not one podnet wrote.
+    #[error("{} is not a podnet client config: {source}", path.display())]
+    ClientConfig {
+        /// --kubeconfig.
+        path: PathBuf,
+        /// What the parser found.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    /// A private file cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client config cannot be rendered.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// The server refused the handshake: another cluster's token.
+    #[error("the cluster server at {0} refused the connection: check that the token is this cluster's")]
+    Refused(SocketAddr),
+    /// The server cannot be reached.
+    #[error("cannot reach the cluster server at {server}: {source}")]
+    Unreachable {
+        /// Its address.
+        server: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The channel broke mid-request.
+    #[error("talking to the cluster server at {server} failed: {source}")]
+    Talk {
+        /// Its address.
+        server: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server answered with an error, already in words.
+    #[error("{0}")]
+    Remote(String),
+}
+
 /// The cluster API's default port (k3s's, so firewall habits carry over).
 pub const DEFAULT_PORT: u16 = 6443;
 

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::ClusterError;
+
 const PREFIX: &str = "PN1::";
 
 /// The cluster's shared secret.
@@ -33,25 +35,22 @@ impl Token {
     }
 
     /// Parses `PN1::<64 hex digits>`.
-    pub fn parse(text: &str) -> Result<Token, String> {
-        let bad = || {
-            "the token is not a podnet cluster token (PN1::<64 hex digits>): copy it again from the server's data dir".to_string()
-        };
-        let hex = text.trim().strip_prefix(PREFIX).ok_or_else(bad)?;
-        if hex.len() != 64 {
-            return Err(bad());
+    pub fn parse(text: &str) -> Result<Token, ClusterError> {
+        let hex = text.trim().strip_prefix(PREFIX).ok_or(ClusterError::TokenFormat)?;
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(ClusterError::TokenFormat);
         }
         let mut token = [0u8; 32];
         for (i, byte) in token.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| ClusterError::TokenFormat)?;
         }
         Ok(Token(token))
     }
 
     /// Reads a token file.
-    pub fn load(path: &Path) -> Result<Token, String> {
+    pub fn load(path: &Path) -> Result<Token, ClusterError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+            .map_err(|source| ClusterError::ReadToken { path: path.to_path_buf(), source })?;
         Token::parse(&text)
     }
 
@@ -78,18 +77,18 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Reads a client config.
-    pub fn load(path: &Path) -> Result<(ClientConfig, Token), String> {
+    pub fn load(path: &Path) -> Result<(ClientConfig, Token), ClusterError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the client config {}: {e}", path.display()))?;
+            .map_err(|source| ClusterError::ReadClientConfig { path: path.to_path_buf(), source })?;
         let config: ClientConfig = serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("{} is not a podnet client config: {e}", path.display()))?;
+            .map_err(|source| ClusterError::ClientConfig { path: path.to_path_buf(), source })?;
         let token = Token::parse(&config.token)?;
         Ok((config, token))
     }
 }
 
 /// Writes `text` to `path` readable by root only, replacing it atomically.
-pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+pub fn write_private(path: &Path, text: &str) -> Result<(), ClusterError> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut file = OpenOptions::new()
@@ -97,13 +96,15 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| ClusterError::Write { path: tmp.clone(), source })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| ClusterError::Write { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| ClusterError::Write { path: path.to_path_buf(), source })
 }
 
 /// The server's token, made on the first `--cluster-init` and kept after.
-pub fn server_token(data_dir: &Path) -> Result<Token, String> {
+pub fn server_token(data_dir: &Path) -> Result<Token, ClusterError> {
     let path = data_dir.join("token");
     if path.exists() {
         return Token::load(&path);
@@ -114,14 +115,14 @@ pub fn server_token(data_dir: &Path) -> Result<Token, String> {
 }
 
 /// Writes the client config for remote CLIs next to the token.
-pub fn write_client_config(data_dir: &Path, server: SocketAddr, token: &Token) -> Result<(), String> {
+pub fn write_client_config(data_dir: &Path, server: SocketAddr, token: &Token) -> Result<(), ClusterError> {
     let config = ClientConfig {
         api_version: "podnet/v1".into(),
         kind: "Config".into(),
         server,
         token: token.encode(),
     };
-    let text = serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?;
+    let text = serde_yaml_ng::to_string(&config)?;
     write_private(&data_dir.join("podnet.yaml"), &text)
 }
 
@@ -133,7 +134,7 @@ mod tests {
     fn tokens_round_trip_and_bad_ones_are_named() {
         let token = Token::generate();
         assert_eq!(Token::parse(&token.encode()).unwrap(), token);
-        assert!(Token::parse("PN1::zz").unwrap_err().contains("not a podnet cluster token"));
+        assert!(Token::parse("PN1::zz").unwrap_err().to_string().contains("not a podnet cluster token"));
         assert!(Token::parse(&token.encode().replace("PN1", "XX1")).is_err());
     }
 

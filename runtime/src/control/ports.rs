@@ -8,13 +8,13 @@ use std::net::Ipv4Addr;
 
 use super::ControlPlane;
 use crate::listeners::proxy::{self, ListenKey};
-use crate::model::listeners::{check_host_ports, host_port_key, pod_owner, service_owner};
+use crate::model::listeners::{Owner, check_host_ports, host_port_key, pod_owner, service_owner};
 use crate::model::{ClusterIpRequest, PodSpec, Protocol, ServiceSpec, ServiceType};
 
 impl ControlPlane {
     /// Ports that services use on every node and pods on `node`, by
     /// protocol and number, with their owner.
-    fn used_node_ports(&self, node: Option<&str>) -> BTreeMap<(Protocol, u16), String> {
+    fn used_node_ports(&self, node: Option<&str>) -> BTreeMap<(Protocol, u16), Owner> {
         let mut used = BTreeMap::new();
         for s in self.services.values() {
             for port in &s.spec.ports {
@@ -110,7 +110,7 @@ impl ControlPlane {
         }
         let used = self.used_node_ports(Some(node));
         for hp in &spec.host_ports {
-            if let Some(owner) = used.get(&(hp.protocol, hp.host_port)).filter(|o| o.starts_with("service")) {
+            if let Some(owner) = used.get(&(hp.protocol, hp.host_port)).filter(|o| o.is_service()) {
                 return Err(format!("host port {hp} is already used by {owner}: choose another host port"));
             }
             if node == self.local {

@@ -229,7 +229,7 @@ impl ControlPlane {
             ));
         }
         if let Some(target) = &spec.external_name {
-            check_dns_name(target)?;
+            crate::model::check_external_name(target)?;
         } else if spec.ports.is_empty() {
             return Err("a service needs at least one port: give --port".into());
         }
@@ -278,21 +278,6 @@ fn no_deployment(namespace: &str, name: &str) -> String {
 
 fn no_service(namespace: &str, name: &str) -> String {
     format!("service {namespace}/{name} not found: list them with `podnet get svc -n {namespace}`")
-}
-
-/// An ExternalName target: a DNS name of letters, digits, '-' and dots.
-fn check_dns_name(name: &str) -> Result<(), String> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok { Ok(()) } else { Err(format!("`{name}` is not a valid DNS name for --external-name")) }
 }
 
 fn check_pod_spec(spec: &PodSpec) -> Result<(), String> {

@@ -7,8 +7,11 @@
 //! share: a flooding pod cannot starve the others.
 
 pub mod egress;
+mod error;
 pub mod overlay;
 pub mod tap;
+
+pub use error::AttachError;
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -19,9 +22,7 @@ use std::time::Instant as StdInstant;
 use netstack::overlay::DECAP_HEADROOM;
 use netstack::overlay::deliver::{Coalescer, Push};
 use netstack::overlay::transmit::{self, Encapsulator, Fallback, Plan, SendError};
-use netstack::switch::{
-    DnsClient, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, SwitchError, Verdict,
-};
+use netstack::switch::{DnsClient, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, Verdict};
 use netstack::wire::{EthernetAddress, Ipv4Address};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
@@ -61,8 +62,8 @@ pub struct PortReport {
 }
 
 enum Command {
-    Attach(PortSpec, OwnedFd, oneshot::Sender<Result<PortId, SwitchError>>),
-    AttachOverlay(OwnedFd, u16, oneshot::Sender<Result<PortId, SwitchError>>),
+    Attach(PortSpec, OwnedFd, oneshot::Sender<Result<PortId, AttachError>>),
+    AttachOverlay(OwnedFd, u16, oneshot::Sender<Result<PortId, AttachError>>),
     Detach(PortId, oneshot::Sender<()>),
     Report(oneshot::Sender<Vec<PortReport>>),
     /// Table changes (services, DNS records) made on the data-plane thread,
@@ -137,7 +138,7 @@ impl Dataplane {
         config: SwitchConfig,
         upstream: tokio::sync::mpsc::Sender<UpstreamQuery>,
     ) -> io::Result<Dataplane> {
-        let switch = Switch::new(config).map_err(|e| io::Error::other(e.to_string()))?;
+        let switch = Switch::new(config).map_err(io::Error::other)?;
         let reply_capacity = switch.min_reply_len();
         let wake = std::sync::Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -175,7 +176,7 @@ impl Dataplane {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Attach(spec, fd, tx))?;
         let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
-        result.map_err(|e| io::Error::other(e.to_string()))
+        result.map_err(io::Error::other)
     }
 
     /// Attaches the overlay: `socket` is a UDP socket bound to the VXLAN
@@ -187,7 +188,7 @@ impl Dataplane {
         let (tx, rx) = oneshot::channel();
         self.send(Command::AttachOverlay(socket.into(), port, tx))?;
         let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
-        result.map_err(|e| io::Error::other(e.to_string()))
+        result.map_err(io::Error::other)
     }
 
     /// Detaches a port and closes its TAP fd (the device disappears with it).
@@ -352,12 +353,11 @@ impl Loop {
         true
     }
 
-    fn attach(&mut self, spec: PortSpec, fd: OwnedFd) -> Result<PortId, SwitchError> {
+    fn attach(&mut self, spec: PortSpec, fd: OwnedFd) -> Result<PortId, AttachError> {
         let id = self.switch.attach(spec)?;
         if let Err(e) = self.epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, id.0 as u64)) {
-            tracing::error!("epoll add failed: {e}");
             self.switch.detach(id);
-            return Err(SwitchError::TableFull);
+            return Err(AttachError::Epoll(e));
         }
         self.fds.insert(id, fd);
         self.io.insert(id, IoStats::default());

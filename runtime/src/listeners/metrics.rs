@@ -13,8 +13,8 @@ use crate::api::server::{Answer, Call};
 use crate::api::{PortCounters, Request, Response, StatsReport};
 
 /// Binds `addr`; the caller reports a failure before the agent starts.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, super::ListenError> {
+    TcpListener::bind(addr).await.map_err(|source| super::ListenError::Metrics { addr, source })
 }
 
 /// Answers scrapes until the agent stops.

@@ -8,3 +8,36 @@ pub mod metrics;
 pub mod proxy;
 pub mod splice;
 pub mod upstream;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use proxy::ListenKey;
+
+/// Why the node cannot listen where it was asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Another socket holds the port.
+    #[error("port {0} in use on the node")]
+    InUse(ListenKey),
+    /// The address is none of the node's.
+    #[error("address {0} is not on the node")]
+    NotOnNode(Ipv4Addr),
+    /// Any other refusal.
+    #[error("cannot listen on {key}: {source}")]
+    Listen {
+        /// Where.
+        key: ListenKey,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics endpoint cannot bind.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// --metrics-addr.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}

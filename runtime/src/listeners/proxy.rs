@@ -25,7 +25,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::ListenError;
 use crate::model::Protocol;
+use crate::model::listeners::Owner;
 
 /// How long connecting to the backend may take before the client is reset.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,8 +59,8 @@ impl std::fmt::Display for ListenKey {
 pub struct Forward {
     /// The ClusterIP and port, or the pod's IP and port.
     pub target: SocketAddrV4,
-    /// `service default/web` or `pod default/cam`.
-    pub owner: String,
+    /// The Service or pod it serves.
+    pub owner: Owner,
 }
 
 /// A socket bound on the node, not yet serving.
@@ -70,7 +72,7 @@ pub enum Bound {
 }
 
 /// Binds `key` on the node; the error says in words why not.
-pub fn bind(key: &ListenKey) -> Result<Bound, String> {
+pub fn bind(key: &ListenKey) -> Result<Bound, ListenError> {
     let addr = SocketAddr::from((key.ip, key.port));
     let result = match key.proto {
         // std sets SO_REUSEADDR on listeners (TIME_WAIT does not block a
@@ -78,10 +80,10 @@ pub fn bind(key: &ListenKey) -> Result<Bound, String> {
         Protocol::Tcp => std::net::TcpListener::bind(addr).map(Bound::Tcp),
         Protocol::Udp => std::net::UdpSocket::bind(addr).map(Bound::Udp),
     };
-    let bound = result.map_err(|e| match e.kind() {
-        io::ErrorKind::AddrInUse => format!("port {key} in use on the node"),
-        io::ErrorKind::AddrNotAvailable => format!("address {} is not on the node", key.ip),
-        _ => format!("cannot listen on {key}: {e}"),
+    let bound = result.map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => ListenError::InUse(*key),
+        io::ErrorKind::AddrNotAvailable => ListenError::NotOnNode(key.ip),
+        _ => ListenError::Listen { key: *key, source },
     })?;
     let nonblocking = match &bound {
         // std listens with a backlog of 128: a burst of 1,000 clients
@@ -92,7 +94,7 @@ pub fn bind(key: &ListenKey) -> Result<Bound, String> {
             .and_then(|()| l.set_nonblocking(true)),
         Bound::Udp(s) => s.set_nonblocking(true),
     };
-    nonblocking.map_err(|e| format!("cannot listen on {key}: {e}"))?;
+    nonblocking.map_err(|source| ListenError::Listen { key: *key, source })?;
     Ok(bound)
 }
 
@@ -190,7 +192,8 @@ impl Proxies {
             match bind(key) {
                 Ok(bound) => self.start(*key, forward.clone(), bound),
                 Err(e) => {
-                    if self.failed.insert(*key, e.clone()).is_none() {
+                    // Kept as text: it is what `get svc` shows as the problem.
+                    if self.failed.insert(*key, e.to_string()).is_none() {
                         tracing::warn!(owner = %forward.owner, "{e}");
                     }
                 }

@@ -7,27 +7,63 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::listeners::proxy::{Forward, ListenKey};
-use crate::model::{HostPort, PodSpec, Service, ServiceSpec, ServiceType};
+use crate::model::{HostPort, ModelError, PodSpec, Service, ServiceSpec, ServiceType};
 use crate::store::PodRecord;
 
 /// Host ports of one pod must not conflict among themselves.
-pub fn check_host_ports(ports: &[HostPort]) -> Result<(), String> {
+pub fn check_host_ports(ports: &[HostPort]) -> Result<(), ModelError> {
     for (i, a) in ports.iter().enumerate() {
         if let Some(b) = ports[i + 1..].iter().find(|b| a.conflicts(b)) {
-            return Err(format!("host ports {a} and {b} conflict: give each its own port"));
+            return Err(ModelError::HostPortConflict(a.clone(), b.clone()));
         }
     }
     Ok(())
 }
 
-/// How a Service is named in messages about ports.
-pub fn service_owner(spec: &ServiceSpec) -> String {
-    format!("service {}/{}", spec.namespace, spec.name)
+/// Who a node port, LoadBalancer port or host port belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A Service's node port or LoadBalancer port.
+    Service {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A pod's host port.
+    Pod {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
 }
 
-/// How a pod is named in messages about ports.
-pub fn pod_owner(spec: &PodSpec) -> String {
-    format!("pod {}/{}", spec.namespace, spec.name)
+impl Owner {
+    /// Whether a Service owns the port (a pod's host port may not take it).
+    pub fn is_service(&self) -> bool {
+        matches!(self, Owner::Service { .. })
+    }
+}
+
+/// `service default/web` or `pod default/cam`, as messages name them.
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Service { namespace, name } => write!(f, "service {namespace}/{name}"),
+            Owner::Pod { namespace, name } => write!(f, "pod {namespace}/{name}"),
+        }
+    }
+}
+
+/// The owner of a Service's ports.
+pub fn service_owner(spec: &ServiceSpec) -> Owner {
+    Owner::Service { namespace: spec.namespace.clone(), name: spec.name.clone() }
+}
+
+/// The owner of a pod's host ports.
+pub fn pod_owner(spec: &PodSpec) -> Owner {
+    Owner::Pod { namespace: spec.namespace.clone(), name: spec.name.clone() }
 }
 
 /// The listener of a host port.

@@ -1,8 +1,11 @@
 //! The objects users manage — pods and deployments — in the shape both the
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
+mod error;
 pub mod listeners;
 pub mod services;
+
+pub use error::ModelError;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -25,13 +28,13 @@ pub enum RestartPolicy {
 }
 
 impl std::str::FromStr for RestartPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
         match s {
             "Always" => Ok(RestartPolicy::Always),
             "OnFailure" => Ok(RestartPolicy::OnFailure),
             "Never" => Ok(RestartPolicy::Never),
-            _ => Err(format!("restart policy `{s}` is not one of Always, OnFailure, Never")),
+            _ => Err(ModelError::RestartPolicy(s.to_string())),
         }
     }
 }
@@ -219,25 +222,49 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Whether `label` is one DNS label (RFC 1123): 1 to 63 letters, digits and
+/// '-', not starting or ending with '-'. The one rule behind object names,
+/// port names and DNS names; object names also want it lowercase.
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// Whether `name` is a DNS name: dot-separated [`is_dns_label`] labels, at
+/// most 253 bytes, a trailing dot allowed.
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// A lowercase [`is_dns_label`] of at most `max_len` bytes.
+fn is_lowercase_label(name: &str, max_len: usize) -> bool {
+    is_dns_label(name) && name.len() <= max_len && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// Checks an object name is an RFC 1123 label, as Kubernetes requires of pod
 /// and namespace names.
-pub fn check_name(kind: &str, name: &str, max_len: usize) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= max_len
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
+pub fn check_name(kind: &str, name: &str, max_len: usize) -> Result<(), ModelError> {
+    if is_lowercase_label(name, max_len) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid {kind} name `{name}`: use at most {max_len} lowercase letters, digits and '-', starting and ending with a letter or digit"
-        ))
+        Err(ModelError::Name { kind: kind.to_string(), name: name.to_string(), max_len })
+    }
+}
+
+/// Checks an ExternalName target is a DNS name.
+pub fn check_external_name(name: &str) -> Result<(), ModelError> {
+    match is_dns_name(name) {
+        true => Ok(()),
+        false => Err(ModelError::DnsName(name.strip_suffix('.').unwrap_or(name).to_string())),
     }
 }
 
 /// Checks a label key and value (a simplified form of Kubernetes' rules).
-pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+pub fn check_label(key: &str, value: &str) -> Result<(), ModelError> {
     let part = |s: &str| {
         s.len() <= 63
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
@@ -248,9 +275,7 @@ pub fn check_label(key: &str, value: &str) -> Result<(), String> {
     if key_ok && part(value) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid label `{key}={value}`: keys and values are up to 63 letters, digits, '-', '_' or '.'"
-        ))
+        Err(ModelError::Label { key: key.to_string(), value: value.to_string() })
     }
 }
 
@@ -290,7 +315,30 @@ mod tests {
         assert_eq!(postcard::to_allocvec(&Protocol::Tcp).unwrap(), [0]);
         assert_eq!(postcard::to_allocvec(&Protocol::Udp).unwrap(), [1]);
         assert_eq!("53/udp".parse::<ContainerPort>().unwrap().protocol, Protocol::Udp);
-        assert_eq!("80/sctp".parse::<ContainerPort>().unwrap_err(), "protocol `sctp` is not TCP or UDP");
+        assert_eq!(
+            "80/sctp".parse::<ContainerPort>().unwrap_err().to_string(),
+            "protocol `sctp` is not TCP or UDP"
+        );
+    }
+
+    #[test]
+    fn one_label_rule_serves_names_ports_and_dns_names() {
+        for good in ["a", "web-1", "0abc", &"a".repeat(63)] {
+            assert!(is_dns_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+        assert!(is_dns_name("example.com.") && is_dns_name("Example.COM") && is_dns_name("a"));
+        assert!(
+            !is_dns_name("a..b") && !is_dns_name(".") && !is_dns_name(&format!("{}.a", "a.".repeat(126)))
+        );
+        assert!(check_external_name("db.example.com").is_ok());
+        assert!(check_external_name("db_example").is_err());
+        // Object and port names are the lowercase subset.
+        assert!(check_name("pod", "Web", 63).is_err() && is_dns_label("Web"));
+        assert!(check_port_name("http").is_ok() && check_port_name("80").is_err());
+        assert!(check_port_name("Http").is_err() && check_port_name(&"a".repeat(16)).is_err());
     }
 
     #[test]
@@ -317,13 +365,11 @@ pub struct ContainerPort {
 }
 
 impl std::str::FromStr for ContainerPort {
-    type Err = String;
+    type Err = ModelError;
     /// `[NAME:]PORT[/PROTOCOL]`, e.g. `http:8080/TCP`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ModelError> {
         let (rest, protocol) = match s.split_once('/') {
-            Some((rest, proto)) => {
-                (rest, proto.parse().map_err(|e: netstack::protocol::UnknownProtocol| e.to_string())?)
-            }
+            Some((rest, proto)) => (rest, proto.parse::<Protocol>()?),
             None => (s, Protocol::Tcp),
         };
         let (name, port) = match rest.split_once(':') {
@@ -338,25 +384,16 @@ impl std::str::FromStr for ContainerPort {
 }
 
 /// Parses a port number in 1..=65535.
-pub fn parse_port(text: &str) -> Result<u16, String> {
-    text.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| format!("port `{text}` is not a number from 1 to 65535"))
+pub fn parse_port(text: &str) -> Result<u16, ModelError> {
+    text.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| ModelError::Port(text.to_string()))
 }
 
 /// Checks a port name (an IANA service name, as Kubernetes requires).
-pub fn check_port_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.bytes().any(|b| b.is_ascii_lowercase())
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
+pub fn check_port_name(name: &str) -> Result<(), ModelError> {
+    if is_lowercase_label(name, 15) && name.bytes().any(|b| b.is_ascii_lowercase()) {
         Ok(())
     } else {
-        Err(format!("invalid port name `{name}`: use up to 15 lowercase letters, digits and '-'"))
+        Err(ModelError::PortName(name.to_string()))
     }
 }
 
@@ -378,10 +415,10 @@ pub enum Probe {
 }
 
 impl std::str::FromStr for Probe {
-    type Err = String;
+    type Err = ModelError;
     /// `tcp:PORT` or `http:PORT/PATH`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("readiness probe `{s}` is not tcp:PORT or http:PORT/PATH");
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        let bad = || ModelError::Probe(s.to_string());
         match s.split_once(':').ok_or_else(bad)? {
             ("tcp", port) => Ok(Probe::Tcp { port: parse_port(port)? }),
             ("http", rest) => {
@@ -404,8 +441,8 @@ pub enum TargetPort {
 }
 
 impl std::str::FromStr for TargetPort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
         if s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(TargetPort::Number(parse_port(s)?))
         } else {
@@ -454,13 +491,13 @@ pub enum ServiceType {
 }
 
 impl std::str::FromStr for ServiceType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
         match s {
             "ClusterIP" => Ok(ServiceType::ClusterIP),
             "NodePort" => Ok(ServiceType::NodePort),
             "LoadBalancer" => Ok(ServiceType::LoadBalancer),
-            _ => Err(format!("service type `{s}` is not one of ClusterIP, NodePort, LoadBalancer")),
+            _ => Err(ModelError::ServiceType(s.to_string())),
         }
     }
 }
@@ -504,14 +541,12 @@ impl std::fmt::Display for HostPort {
 }
 
 impl std::str::FromStr for HostPort {
-    type Err = String;
+    type Err = ModelError;
     /// `[HOSTIP:]HOSTPORT:PORT[/PROTOCOL]`, e.g. `8554:8554/UDP`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("host port `{s}` is not [HOSTIP:]HOSTPORT:PORT[/TCP|UDP]");
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        let bad = || ModelError::HostPort(s.to_string());
         let (rest, protocol) = match s.split_once('/') {
-            Some((rest, proto)) => {
-                (rest, proto.parse().map_err(|e: netstack::protocol::UnknownProtocol| e.to_string())?)
-            }
+            Some((rest, proto)) => (rest, proto.parse::<Protocol>()?),
             None => (s, Protocol::Tcp),
         };
         let parts: Vec<&str> = rest.split(':').collect();

@@ -9,8 +9,8 @@ use netstack::service::{Affinity, Backend, ServiceKey};
 
 use crate::config::Cidr;
 use crate::model::{
-    ClusterIpRequest, EndpointAddress, EndpointPort, Endpoints, Labels, PodSpec, Protocol, Service,
-    SessionAffinity, TargetPort,
+    ClusterIpRequest, EndpointAddress, EndpointPort, Endpoints, Labels, ModelError, PodSpec, Protocol,
+    Service, SessionAffinity, TargetPort,
 };
 
 /// A pod as endpoints see it.
@@ -33,7 +33,7 @@ pub fn allocate_cluster_ip(
     dns: Ipv4Addr,
     used: &HashSet<Ipv4Addr>,
     seed: u32,
-) -> Result<Option<Ipv4Addr>, String> {
+) -> Result<Option<Ipv4Addr>, ModelError> {
     let size = 1u32 << (32 - range.prefix);
     let usable = |ip: Ipv4Addr| {
         let offset = u32::from(ip).wrapping_sub(u32::from(range.addr));
@@ -41,12 +41,8 @@ pub fn allocate_cluster_ip(
     };
     match request {
         ClusterIpRequest::None => Ok(None),
-        ClusterIpRequest::Fixed(ip) if !usable(ip) => Err(format!(
-            "cluster IP {ip} is not a usable address of the service range {range}: pick another, or leave --cluster-ip out"
-        )),
-        ClusterIpRequest::Fixed(ip) if used.contains(&ip) => Err(format!(
-            "cluster IP {ip} is already taken by another service: pick another, or leave --cluster-ip out"
-        )),
+        ClusterIpRequest::Fixed(ip) if !usable(ip) => Err(ModelError::ClusterIpUnusable { ip, range }),
+        ClusterIpRequest::Fixed(ip) if used.contains(&ip) => Err(ModelError::ClusterIpTaken(ip)),
         ClusterIpRequest::Fixed(ip) => Ok(Some(ip)),
         ClusterIpRequest::Auto => {
             let span = size.saturating_sub(3).max(1);
@@ -54,7 +50,7 @@ pub fn allocate_cluster_ip(
                 .map(|step| range.nth(2 + (seed.wrapping_add(step)) % span))
                 .find(|ip| usable(*ip) && !used.contains(ip))
                 .map(Some)
-                .ok_or_else(|| format!("the service range {range} has no free address: delete services"))
+                .ok_or(ModelError::ServiceRangeFull(range))
         }
     }
 }

@@ -5,8 +5,8 @@
 use netstack::switch::{DropReason, PortId, PortKind};
 use tokio::sync::mpsc;
 
-use super::NodeRuntime;
 use super::pods::pod_env;
+use super::{NodeError, NodeRuntime};
 use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
 use crate::dataplane::tap;
 use crate::node::pod::{adopt, process, sandbox};
@@ -29,7 +29,7 @@ impl NodeRuntime {
     }
 
     /// Answers a local request (see [`NodeRuntime::is_local`]).
-    pub async fn handle_local(&mut self, request: Request) -> Result<Response, String> {
+    pub async fn handle_local(&mut self, request: Request) -> Result<Response, NodeError> {
         match request {
             Request::ExecTarget { namespace, name } => {
                 let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
@@ -46,20 +46,20 @@ impl NodeRuntime {
                 let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
                 process::read_log(&self.log_path(&pod.record.spec), MAX_LOG)
                     .map(Response::Logs)
-                    .map_err(|e| format!("cannot read the logs of {namespace}/{name}: {e}"))
+                    .map_err(|source| NodeError::Logs { pod: format!("{namespace}/{name}"), source })
             }
             Request::NodeStats => self.stats().await.map(Response::Stats),
             Request::Resolve { name, qtype, namespace } => self.resolve(&name, qtype, &namespace).await,
-            _ => Err("not a node-local request".into()),
+            _ => Err(NodeError::NotLocal),
         }
     }
 
     /// Starts copying a pod port's frames into a stream of responses.
-    pub fn capture(&self, namespace: &str, name: &str) -> Result<mpsc::Receiver<Response>, String> {
+    pub fn capture(&self, namespace: &str, name: &str) -> Result<mpsc::Receiver<Response>, NodeError> {
         let pod = self.find(namespace, name).ok_or_else(|| not_here(namespace, name))?;
-        let port = pod.port.ok_or_else(|| format!("pod {namespace}/{name} has no switch port"))?;
+        let port = pod.port.ok_or_else(|| NodeError::NoPort { pod: format!("{namespace}/{name}") })?;
         let (frames_tx, mut frames) = mpsc::channel::<crate::dataplane::Captured>(4096);
-        self.dataplane.capture(port, frames_tx).map_err(|e| e.to_string())?;
+        self.dataplane.capture(port, frames_tx)?;
         let (items_tx, items) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(c) = frames.recv().await {
@@ -72,8 +72,8 @@ impl NodeRuntime {
         Ok(items)
     }
 
-    async fn stats(&self) -> Result<StatsReport, String> {
-        let ports = self.dataplane.report().await.map_err(|e| e.to_string())?;
+    async fn stats(&self) -> Result<StatsReport, NodeError> {
+        let ports = self.dataplane.report().await?;
         let (dns, flows) = self
             .dataplane
             .update(|switch| {
@@ -100,8 +100,7 @@ impl NodeRuntime {
                 ];
                 (dns, flows)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut counters = Vec::with_capacity(ports.len());
         for report in ports {
             let drops = self.tap_drops(&report).await;
@@ -180,7 +179,7 @@ impl NodeRuntime {
 
     /// Resolves `name` as a pod in `namespace` would: with ndots:5, a name
     /// of fewer than five dots tries the search path first.
-    async fn resolve(&self, name: &str, qtype: u16, namespace: &str) -> Result<Response, String> {
+    async fn resolve(&self, name: &str, qtype: u16, namespace: &str) -> Result<Response, NodeError> {
         let domain = &self.options.config.network.cluster_domain;
         let mut candidates = Vec::new();
         if !name.ends_with('.') && name.matches('.').count() < 5 {
@@ -191,7 +190,7 @@ impl NodeRuntime {
         candidates.push(name.trim_end_matches('.').to_string());
         let mut last = None;
         for candidate in candidates {
-            let query = netstack::dns::build_query(&candidate, qtype, 1)?;
+            let query = netstack::dns::build_query(&candidate, qtype, 1).map_err(NodeError::Query)?;
             let response = crate::listeners::dns_tcp::answer(
                 &self.dataplane.handle(),
                 &self.upstream,
@@ -199,19 +198,17 @@ impl NodeRuntime {
                 self.dns_deadline,
             )
             .await
-            .ok_or_else(|| format!("no answer for {candidate}"))?;
+            .ok_or_else(|| NodeError::NoAnswer(candidate.clone()))?;
             let nxdomain = response.get(3).is_some_and(|b| b & 0x0f == 3);
             last = Some(Response::Resolved { name: candidate, response });
             if !nxdomain {
                 break;
             }
         }
-        last.ok_or_else(|| "nothing to resolve".into())
+        last.ok_or_else(|| NodeError::NoAnswer(name.to_string()))
     }
 }
 
-fn not_here(namespace: &str, name: &str) -> String {
-    format!(
-        "pod {namespace}/{name} does not run on this node: run the command on the pod's node (see `podnet get pods -o wide`)"
-    )
+fn not_here(namespace: &str, name: &str) -> NodeError {
+    NodeError::NotHere { pod: format!("{namespace}/{name}") }
 }

@@ -3,6 +3,7 @@
 //! restarts, readiness), and programs this node's switch with the cluster's
 //! services and DNS records. It owns the data plane.
 
+mod error;
 mod local;
 pub mod pod;
 mod pods;
@@ -27,6 +28,7 @@ use crate::node::pod::mac_for;
 use crate::sys::netlink::{LinkSetup, Netlink};
 use crate::sys::random;
 
+pub use error::NodeError;
 use pods::LocalPod;
 pub use pods::{Exit, ProbeResult};
 use tables::ZoneContent;
@@ -81,7 +83,7 @@ pub struct NodeRuntime {
 impl NodeRuntime {
     /// Starts the data plane, plugs the node's own port into it, and starts
     /// the DNS relay and the DNS-over-TCP listener.
-    pub async fn start(options: NodeOptions) -> Result<NodeRuntime, String> {
+    pub async fn start(options: NodeOptions) -> Result<NodeRuntime, NodeError> {
         let config = &options.config;
         let net = &config.network;
         let limits = &config.limits;
@@ -120,15 +122,11 @@ impl NodeRuntime {
             },
             upstream_tx,
         )
-        .map_err(|e| format!("cannot start the data plane: {e}"))?;
+        .map_err(NodeError::Dataplane)?;
 
-        let host_fd = tap::open(&net.host_interface).map_err(|e| {
-            format!(
-                "cannot create interface {}: {e} (is another agent running in this network namespace? give it another network.host_interface)",
-                net.host_interface
-            )
-        })?;
-        let netlink = Netlink::open().map_err(|e| format!("cannot open netlink: {e}"))?;
+        let host_fd = tap::open(&net.host_interface)
+            .map_err(|source| NodeError::HostInterface { name: net.host_interface.clone(), source })?;
+        let netlink = Netlink::open().map_err(NodeError::Netlink)?;
         netlink
             .configure(&LinkSetup {
                 name: net.host_interface.clone(),
@@ -139,14 +137,18 @@ impl NodeRuntime {
                 gateway: None,
             })
             .await
-            .map_err(|e| format!("cannot configure {}: {e}", net.host_interface))?;
+            .map_err(|source| NodeError::Configure { name: net.host_interface.clone(), source })?;
         // ClusterIPs are reachable from the node too, as kube-proxy makes them.
         netlink
             .add_route(&net.host_interface, net.service_cidr.addr, net.service_cidr.prefix)
             .await
-            .map_err(|e| format!("cannot route {} to {}: {e}", net.service_cidr, net.host_interface))?;
+            .map_err(|source| NodeError::Route {
+                cidr: net.service_cidr,
+                interface: net.host_interface.clone(),
+                source,
+            })?;
         let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
-        dataplane.attach(spec, host_fd).await.map_err(|e| format!("cannot attach the node port: {e}"))?;
+        dataplane.attach(spec, host_fd).await.map_err(NodeError::AttachHost)?;
         if config.overlay_enabled() {
             start_overlay(config, &dataplane, &netlink).await?;
         }
@@ -168,10 +170,8 @@ impl NodeRuntime {
             dns_deadline,
             dataplane.handle(),
         ));
-        let dns_tcp = crate::listeners::dns_tcp::bind(gateway)
-            .await
-            .map_err(|e| format!("cannot listen for DNS over TCP: {e}"))?;
-        let dns_tcp_port = dns_tcp.local_addr().map_err(|e| e.to_string())?.port();
+        let dns_tcp = crate::listeners::dns_tcp::bind(gateway).await.map_err(NodeError::DnsTcp)?;
+        let dns_tcp_port = dns_tcp.local_addr()?.port();
         tokio::spawn(crate::listeners::dns_tcp::serve(
             dns_tcp,
             dataplane.handle(),
@@ -188,7 +188,7 @@ impl NodeRuntime {
         };
         let egress = crate::dataplane::egress::start(&dataplane, mac_for(gateway), egress_limits)
             .await
-            .map_err(|e| format!("cannot start the egress endpoint: {e}"))?;
+            .map_err(NodeError::Egress)?;
         let proxies = crate::listeners::proxy::Proxies::new(crate::listeners::proxy::Limits::new(
             limits.max_proxied_connections,
             limits.max_proxied_udp_flows,
@@ -236,20 +236,20 @@ impl NodeRuntime {
 /// overlay port, and the node's route to the whole cluster CIDR through its
 /// switch port (remote pods sit behind the VTEP). Peers come later, from the
 /// config's static list and from the control plane.
-async fn start_overlay(config: &NodeConfig, dataplane: &Dataplane, netlink: &Netlink) -> Result<(), String> {
+async fn start_overlay(
+    config: &NodeConfig,
+    dataplane: &Dataplane,
+    netlink: &Netlink,
+) -> Result<(), NodeError> {
     let cluster = &config.cluster;
     let net = &config.network;
     let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, cluster.vxlan_port))
-        .map_err(|e| format!("cannot bind the overlay's UDP port {}: {e}", cluster.vxlan_port))?;
+        .map_err(|source| NodeError::OverlayBind { port: cluster.vxlan_port, source })?;
     crate::dataplane::overlay::tune(&socket);
-    dataplane
-        .attach_overlay(socket, cluster.vxlan_port)
-        .await
-        .map_err(|e| format!("cannot attach the overlay port: {e}"))?;
-    netlink
-        .add_route(&net.host_interface, net.cluster_cidr.addr, net.cluster_cidr.prefix)
-        .await
-        .map_err(|e| format!("cannot route {} to {}: {e}", net.cluster_cidr, net.host_interface))?;
+    dataplane.attach_overlay(socket, cluster.vxlan_port).await.map_err(NodeError::AttachOverlay)?;
+    netlink.add_route(&net.host_interface, net.cluster_cidr.addr, net.cluster_cidr.prefix).await.map_err(
+        |source| NodeError::Route { cidr: net.cluster_cidr, interface: net.host_interface.clone(), source },
+    )?;
     tracing::info!(
         "overlay: VXLAN VNI {} on UDP {}, {} static peers, pod MTU {}",
         cluster.vni,

@@ -12,7 +12,7 @@ use netstack::switch::{PortId, PortKind, PortSpec};
 use netstack::wire::EthernetAddress;
 use tokio::time::Instant;
 
-use super::NodeRuntime;
+use super::{NodeError, NodeRuntime};
 use crate::desired::PodReport;
 use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
 use crate::node::pod::enter::PodEntry;
@@ -134,7 +134,7 @@ impl NodeRuntime {
         for record in new {
             if let Err(e) = self.start_pod(record.clone()).await {
                 tracing::warn!("{e}");
-                failed.push((record.uid.clone(), e));
+                failed.push((record.uid.clone(), e.to_string()));
             }
         }
         failed
@@ -156,7 +156,7 @@ impl NodeRuntime {
                 desired.iter().find(|r| pod::netns_name(node, &r.spec.namespace, &r.spec.name) == netns);
             let adopted = match record {
                 Some(record) => self.adopt(record.clone(), &netns).await,
-                None => Err("no such pod on this node".into()),
+                None => Err(NodeError::NotWanted),
             };
             match adopted {
                 Ok(pid) => tracing::info!(netns = %netns, pid, "took back a running pod"),
@@ -170,16 +170,14 @@ impl NodeRuntime {
 
     /// Plugs a leftover sandbox into the switch again and watches its running
     /// command. Returns the command's PID.
-    async fn adopt(&mut self, record: PodRecord, netns_name: &str) -> Result<i32, String> {
-        let pid = adopt::main_process(netns_name, &record.uid).ok_or("its command is not running")?;
+    async fn adopt(&mut self, record: PodRecord, netns_name: &str) -> Result<i32, NodeError> {
+        let pid = adopt::main_process(netns_name, &record.uid).ok_or(NodeError::NotRunning)?;
         let name = netns_name.to_string();
-        let fd = tokio::task::spawn_blocking(move || sandbox::reopen(&name))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot open its TAP again: {e}"))?;
+        let fd =
+            tokio::task::spawn_blocking(move || sandbox::reopen(&name)).await?.map_err(NodeError::Reopen)?;
         let port_spec =
             PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
-        let port = self.dataplane.attach(port_spec, fd).await.map_err(|e| e.to_string())?;
+        let port = self.dataplane.attach(port_spec, fd).await?;
         let uid = record.uid.clone();
         let mut pod = LocalPod::new(record, netns_name.to_string(), port);
         let run = pod.started(adopt::started_at(pid).unwrap_or_else(unix_now));
@@ -196,7 +194,7 @@ impl NodeRuntime {
     }
 
     /// Builds the sandbox, plugs it into the switch and starts the command.
-    async fn start_pod(&mut self, record: PodRecord) -> Result<(), String> {
+    async fn start_pod(&mut self, record: PodRecord) -> Result<(), NodeError> {
         let net = &self.options.config.network;
         let spec = &record.spec;
         let netns_name = pod::netns_name(&self.options.name, &spec.namespace, &spec.name);
@@ -209,17 +207,17 @@ impl NodeRuntime {
             mtu: self.options.config.pod_mtu(),
             resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
         };
+        let pod_name = || format!("{}/{}", spec.namespace, spec.name);
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot create the sandbox of pod {}/{}: {e}", spec.namespace, spec.name))?;
+            .await?
+            .map_err(|source| NodeError::Sandbox { pod: pod_name(), source })?;
         let port_spec =
             PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(e) => {
                 let _ = sandbox::remove(&netns_name);
-                return Err(format!("cannot attach pod {}/{} to the switch: {e}", spec.namespace, spec.name));
+                return Err(NodeError::AttachPod { pod: pod_name(), source: e });
             }
         };
         let uid = record.uid.clone();
@@ -233,7 +231,7 @@ impl NodeRuntime {
     }
 
     /// Starts (or restarts) the pod's command.
-    fn spawn_process(&mut self, uid: &str) -> Result<(), String> {
+    fn spawn_process(&mut self, uid: &str) -> Result<(), NodeError> {
         let log = self.log_path(&self.pods[uid].record.spec);
         let pod = self.pods.get_mut(uid).expect("caller checked");
         let spec = &pod.record.spec;
@@ -244,10 +242,15 @@ impl NodeRuntime {
             &self.options.hidden,
             &spec.security,
         )
-        .map_err(|e| format!("cannot enter pod {}/{}: {e}", spec.namespace, spec.name))?;
-        let mut child = process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|e| {
-            format!("cannot start `{}` in pod {}/{}: {e}", spec.command.join(" "), spec.namespace, spec.name)
-        })?;
+        .map_err(|source| NodeError::Enter { pod: format!("{}/{}", spec.namespace, spec.name), source })?;
+        let mut child =
+            process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|source| {
+                NodeError::Spawn {
+                    command: spec.command.join(" "),
+                    pod: format!("{}/{}", spec.namespace, spec.name),
+                    source,
+                }
+            })?;
         let run = pod.started(unix_now());
         let (uid, exits) = (pod.record.uid.clone(), self.exits_tx.clone());
         tokio::spawn(async move {

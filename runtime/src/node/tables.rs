@@ -125,14 +125,14 @@ impl NodeRuntime {
                     if before.services.get(k) != Some(record)
                         && let Err(e) = zone.upsert_service(record)
                     {
-                        errors.push(format!("service {}/{}: {e:?}", k.0, k.1));
+                        errors.push(format!("service {}/{}: {e}", k.0, k.1));
                     }
                 }
                 for (ip, ns) in &change.pods {
                     if before.pods.get(ip) != Some(ns)
                         && let Err(e) = zone.upsert_pod(*ip, ns)
                     {
-                        errors.push(format!("pod {ip}: {e:?}"));
+                        errors.push(format!("pod {ip}: {e}"));
                     }
                 }
                 errors

@@ -4,3 +4,34 @@
 pub mod netlink;
 pub mod netns;
 pub mod random;
+
+use std::path::PathBuf;
+
+/// What went wrong talking to the kernel about namespaces and interfaces.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    /// An rtnetlink request failed.
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    /// No interface has this name.
+    #[error("no interface {0}")]
+    NoInterface(String),
+    /// A namespace or mount system call failed.
+    #[error("{what}: {source}")]
+    Call {
+        /// The call, in words.
+        what: &'static str,
+        /// The kernel's answer.
+        #[source]
+        source: nix::Error,
+    },
+    /// The named namespace exists already.
+    #[error("network namespace {} already exists", .0.display())]
+    NetnsExists(PathBuf),
+    /// The thread doing namespace work panicked.
+    #[error("namespace thread panicked")]
+    ThreadPanicked,
+    /// Any other I/O error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

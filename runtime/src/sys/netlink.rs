@@ -3,11 +3,12 @@
 //! it was opened in, so a [`Netlink`] opened on a thread inside a pod's
 //! namespace configures that pod.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use super::SysError;
 
 /// A netlink connection bound to the namespace it was opened in.
 pub struct Netlink {
@@ -31,67 +32,63 @@ pub struct LinkSetup {
     pub gateway: Option<Ipv4Addr>,
 }
 
-fn nl_err(e: rtnetlink::Error) -> io::Error {
-    io::Error::other(format!("netlink: {e}"))
-}
-
 impl Netlink {
     /// Opens a connection in the calling thread's namespace; its driver task
     /// runs on the current tokio runtime.
-    pub fn open() -> io::Result<Netlink> {
+    pub fn open() -> Result<Netlink, SysError> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
         Ok(Netlink { handle })
     }
 
     /// Index of the interface called `name`.
-    pub async fn index(&self, name: &str) -> io::Result<u32> {
+    pub async fn index(&self, name: &str) -> Result<u32, SysError> {
         let mut links = self.handle.link().get().match_name(name.to_string()).execute();
-        match links.try_next().await.map_err(nl_err)? {
+        match links.try_next().await? {
             Some(link) => Ok(link.header.index),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}"))),
+            None => Err(SysError::NoInterface(name.to_string())),
         }
     }
 
     /// Brings an interface up with no other change (used for `lo`).
-    pub async fn up(&self, name: &str) -> io::Result<()> {
+    pub async fn up(&self, name: &str) -> Result<(), SysError> {
         let index = self.index(name).await?;
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(msg).execute().await.map_err(nl_err)
+        Ok(self.handle.link().set(msg).execute().await?)
     }
 
     /// Sets MAC, MTU and queue length, adds the address, brings the link up, and adds the
     /// default route when a gateway is given.
-    pub async fn configure(&self, setup: &LinkSetup) -> io::Result<()> {
+    pub async fn configure(&self, setup: &LinkSetup) -> Result<(), SysError> {
         let index = self.index(&setup.name).await?;
         let msg = LinkUnspec::new_with_index(index)
             .address(setup.mac.to_vec())
             .mtu(setup.mtu)
             .txqueuelen(setup.txqueuelen)
             .build();
-        self.handle.link().set(msg).execute().await.map_err(nl_err)?;
+        self.handle.link().set(msg).execute().await?;
         let (ip, prefix) = setup.address;
-        self.handle.address().add(index, IpAddr::V4(ip), prefix).execute().await.map_err(nl_err)?;
+        self.handle.address().add(index, IpAddr::V4(ip), prefix).execute().await?;
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(msg).execute().await.map_err(nl_err)?;
+        self.handle.link().set(msg).execute().await?;
         if let Some(gateway) = setup.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                 .gateway(gateway)
                 .output_interface(index)
                 .build();
-            self.handle.route().add(route).execute().await.map_err(nl_err)?;
+            self.handle.route().add(route).execute().await?;
         }
         Ok(())
     }
 
     /// Adds a route to `dst/prefix` out of `name` (the node's route to a pod CIDR).
-    pub async fn add_route(&self, name: &str, dst: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    pub async fn add_route(&self, name: &str, dst: Ipv4Addr, prefix: u8) -> Result<(), SysError> {
         let index = self.index(name).await?;
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst, prefix)
             .output_interface(index)
             .build();
-        self.handle.route().add(route).execute().await.map_err(nl_err)
+        Ok(self.handle.route().add(route).execute().await?)
     }
 }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 
+use super::SysError;
+
 /// Where named namespaces live (iproute2's NETNS_RUN_DIR).
 pub const NETNS_DIR: &str = "/run/netns";
 
@@ -21,13 +23,13 @@ pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
-fn nix_err(what: &str) -> impl Fn(nix::Error) -> io::Error + '_ {
-    move |e| io::Error::other(format!("{what}: {e}"))
+fn nix_err(what: &'static str) -> impl Fn(nix::Error) -> SysError {
+    move |source| SysError::Call { what, source }
 }
 
 /// Makes /run/netns a shared mount point, as iproute2 does, so namespace
 /// mounts made here are seen by every mount namespace (`ip netns list`).
-fn prepare_dir() -> io::Result<()> {
+fn prepare_dir() -> Result<(), SysError> {
     fs::create_dir_all(NETNS_DIR)?;
     let shared =
         || mount(None::<&str>, NETNS_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
@@ -44,8 +46,8 @@ fn prepare_dir() -> io::Result<()> {
 /// left half-created.
 pub fn create<T: Send + 'static>(
     name: &str,
-    setup: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+    setup: impl FnOnce() -> Result<T, SysError> + Send + 'static,
+) -> Result<T, SysError> {
     let target = path(name);
     std::thread::Builder::new()
         .name("netns-create".into())
@@ -53,9 +55,9 @@ pub fn create<T: Send + 'static>(
             prepare_dir()?;
             File::options().write(true).create_new(true).open(&target).map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
-                    io::Error::new(e.kind(), format!("network namespace {} already exists", target.display()))
+                    SysError::NetnsExists(target.clone())
                 } else {
-                    e
+                    SysError::Io(e)
                 }
             })?;
             let result = unshare(CloneFlags::CLONE_NEWNET)
@@ -79,14 +81,14 @@ pub fn create<T: Send + 'static>(
             result
         })?
         .join()
-        .map_err(|_| io::Error::other("namespace thread panicked"))?
+        .map_err(|_| SysError::ThreadPanicked)?
 }
 
 /// Runs `work` on a thread inside the existing namespace at `ns`.
 pub fn run_in<T: Send + 'static>(
     ns: &Path,
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+    work: impl FnOnce() -> Result<T, SysError> + Send + 'static,
+) -> Result<T, SysError> {
     let file = File::open(ns)?;
     std::thread::Builder::new()
         .name("netns-enter".into())
@@ -95,22 +97,22 @@ pub fn run_in<T: Send + 'static>(
             work()
         })?
         .join()
-        .map_err(|_| io::Error::other("namespace thread panicked"))?
+        .map_err(|_| SysError::ThreadPanicked)?
 }
 
 /// Removes the named namespace `name`. The namespace itself disappears once
 /// no process and no fd holds it any more.
-pub fn remove(name: &str) -> io::Result<()> {
+pub fn remove(name: &str) -> Result<(), SysError> {
     remove_path(&path(name))
 }
 
-fn remove_path(target: &Path) -> io::Result<()> {
+fn remove_path(target: &Path) -> Result<(), SysError> {
     match umount2(target, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
         Err(e) => return Err(nix_err("unmount namespace")(e)),
     }
     match fs::remove_file(target) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
 }

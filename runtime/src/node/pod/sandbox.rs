@@ -5,14 +5,13 @@
 //! back (see `pod::adopt`).
 
 use std::fs;
-use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use crate::dataplane::tap;
 use crate::sys::netlink::{LinkSetup, Netlink};
-use crate::sys::netns;
+use crate::sys::{SysError, netns};
 
 /// Name of the pod-side interface.
 pub const POD_INTERFACE: &str = "eth0";
@@ -43,7 +42,7 @@ pub fn etc_dir(netns: &str) -> PathBuf {
 
 /// Builds the sandbox and returns the fd of the pod's TAP. On error nothing
 /// is left behind.
-pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
+pub fn create(spec: &SandboxSpec) -> Result<OwnedFd, SysError> {
     let etc = etc_dir(&spec.netns);
     fs::create_dir_all(&etc)?;
     fs::write(etc.join("resolv.conf"), &spec.resolv_conf)?;
@@ -78,12 +77,12 @@ pub fn create(spec: &SandboxSpec) -> io::Result<OwnedFd> {
 
 /// Attaches to the TAP of an existing sandbox again; its addresses and
 /// routes are as they were.
-pub fn reopen(netns_name: &str) -> io::Result<OwnedFd> {
-    netns::run_in(&netns::path(netns_name), || tap::open(POD_INTERFACE))
+pub fn reopen(netns_name: &str) -> Result<OwnedFd, SysError> {
+    netns::run_in(&netns::path(netns_name), || Ok(tap::open(POD_INTERFACE)?))
 }
 
 /// Removes a sandbox's namespace and files. The TAP goes with the namespace.
-pub fn remove(netns_name: &str) -> io::Result<()> {
+pub fn remove(netns_name: &str) -> Result<(), SysError> {
     let _ = fs::remove_dir_all(etc_dir(netns_name));
     netns::remove(netns_name)
 }

@@ -1,0 +1,75 @@
+//! Why an object or a field a user wrote is refused. Each message names the
+//! rule, so the user can fix the input.
+
+use std::net::Ipv4Addr;
+
+use crate::config::Cidr;
+use crate::model::HostPort;
+
+/// An invalid object, field or request about the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// A pod, namespace, deployment, service or node name.
+    #[error(
+        "invalid {kind} name `{name}`: use at most {max_len} lowercase letters, digits and '-', starting and ending with a letter or digit"
+    )]
+    Name {
+        /// What is named.
+        kind: String,
+        /// The name given.
+        name: String,
+        /// Its longest allowed length.
+        max_len: usize,
+    },
+    /// A label key or value.
+    #[error("invalid label `{key}={value}`: keys and values are up to 63 letters, digits, '-', '_' or '.'")]
+    Label {
+        /// The key given.
+        key: String,
+        /// The value given.
+        value: String,
+    },
+    /// An ExternalName target.
+    #[error("`{0}` is not a valid DNS name for --external-name")]
+    DnsName(String),
+    /// A restart policy.
+    #[error("restart policy `{0}` is not one of Always, OnFailure, Never")]
+    RestartPolicy(String),
+    /// A transport protocol.
+    #[error(transparent)]
+    Protocol(#[from] netstack::protocol::UnknownProtocol),
+    /// A port number.
+    #[error("port `{0}` is not a number from 1 to 65535")]
+    Port(String),
+    /// A port name.
+    #[error("invalid port name `{0}`: use up to 15 lowercase letters, digits and '-'")]
+    PortName(String),
+    /// A readiness probe.
+    #[error("readiness probe `{0}` is not tcp:PORT or http:PORT/PATH")]
+    Probe(String),
+    /// A Service type.
+    #[error("service type `{0}` is not one of ClusterIP, NodePort, LoadBalancer")]
+    ServiceType(String),
+    /// A host port.
+    #[error("host port `{0}` is not [HOSTIP:]HOSTPORT:PORT[/TCP|UDP]")]
+    HostPort(String),
+    /// Two host ports of one pod.
+    #[error("host ports {0} and {1} conflict: give each its own port")]
+    HostPortConflict(HostPort, HostPort),
+    /// A ClusterIP outside the usable part of the service range.
+    #[error(
+        "cluster IP {ip} is not a usable address of the service range {range}: pick another, or leave --cluster-ip out"
+    )]
+    ClusterIpUnusable {
+        /// The address asked for.
+        ip: Ipv4Addr,
+        /// network.service_cidr.
+        range: Cidr,
+    },
+    /// A ClusterIP another Service has.
+    #[error("cluster IP {0} is already taken by another service: pick another, or leave --cluster-ip out")]
+    ClusterIpTaken(Ipv4Addr),
+    /// Every address of the service range is taken.
+    #[error("the service range {0} has no free address: delete services")]
+    ServiceRangeFull(Cidr),
+}
