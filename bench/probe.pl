@@ -19,6 +19,27 @@
 #   probe.pl tcp-hold IP PORT COUNT SECONDS
 #       Opens COUNT TCP connections to IP:PORT and holds them SECONDS;
 #       prints how many connected.
+#   probe.pl dns-latency IP NAME COUNT INTERVAL_MS
+#       COUNT UDP queries (type A) for NAME to IP:53, one every INTERVAL_MS;
+#       prints each one's time to an answer in ms ("fail" after 1 s).
+#   probe.pl tcp-trickle IP PORT COUNT SECONDS HEX
+#       Opens COUNT TCP connections to IP:PORT, writes the bytes HEX (the
+#       start of a request) on each and never finishes it (a slow-loris
+#       client); holds
+#       them SECONDS; prints how many connected and how many the server
+#       had closed by then.
+#   probe.pl tcp-sink IP PORT SECONDS
+#       Listens on IP:PORT (backlog 4096), accepts every connection and
+#       holds it open without reading, for SECONDS.
+#   probe.pl icmp-ids IP COUNT SECONDS
+#       Sends ICMP echo requests to IP with COUNT different identifiers
+#       (raw socket: needs CAP_NET_RAW, which pods have), round after round
+#       for SECONDS; prints how many were sent.
+#   probe.pl vxlan-inject PEER PORT VNI SRC_IP DST_IP DST_PORT COUNT
+#       Sends COUNT UDP datagrams to PEER:PORT, each a VXLAN packet (VNI)
+#       carrying an Ethernet/IPv4/UDP frame from SRC_IP (spoofed) to
+#       DST_IP:DST_PORT with the payload "INJECTED": what a pod would send
+#       to inject frames into another node's pods through the overlay.
 use strict;
 use warnings;
 use Socket qw(:all);
@@ -137,6 +158,109 @@ if ($mode eq 'wait-http') {
     }
     print scalar(@socks), "\n";
     sleep $secs;
+} elsif ($mode eq 'dns-latency') {
+    my ($ip, $name, $count, $interval) = @ARGV;
+    $| = 1;
+    socket(my $s, PF_INET, SOCK_DGRAM, 0) or die "socket: $!\n";
+    connect($s, pack_sockaddr_in(53, inet_aton($ip))) or die "connect: $!\n";
+    my $qname = join('', map { chr(length $_) . $_ } split /\./, $name) . "\0";
+    for my $i (1 .. $count) {
+        my $t0 = time;
+        my $id = $i & 0xffff;
+        my $ok = 0;
+        if (send($s, pack('nnnnnn', $id, 0x0100, 1, 0, 0, 0) . $qname . pack('nn', 1, 1), 0)) {
+            my $deadline = $t0 + 1;
+            while ((my $left = $deadline - time) > 0) {
+                my $r = '';
+                vec($r, fileno($s), 1) = 1;
+                last unless select($r, undef, undef, $left);
+                my $buf;
+                defined(recv($s, $buf, 4096, 0)) or last;
+                if (length($buf) >= 12 && unpack('n', $buf) == $id) { $ok = 1; last }
+            }
+        }
+        if ($ok) { printf "%.3f\n", (time - $t0) * 1000 } else { print "fail\n" }
+        my $left = $interval / 1000 - (time - $t0);
+        sleep $left if $left > 0;
+    }
+} elsif ($mode eq 'tcp-trickle') {
+    my ($ip, $port, $count, $secs, $hex) = @ARGV;
+    my $start = pack('H*', $hex);
+    my @socks;
+    my $end = time + $secs;
+    local $SIG{TERM} = sub { $end = 0 };
+    for (1 .. $count) {
+        last if time >= $end;
+        my $s = IO::Socket::INET->new(PeerAddr => $ip, PeerPort => $port, Proto => 'tcp', Timeout => 1) or next;
+        syswrite($s, $start);
+        push @socks, $s;
+    }
+    my $opened = @socks;
+    sleep 0.2 while time < $end;
+    # A socket the server closed reads EOF (or an error) at once.
+    my $closed = 0;
+    for my $s (@socks) {
+        my $flags = fcntl($s, F_GETFL, 0);
+        fcntl($s, F_SETFL, $flags | O_NONBLOCK);
+        my $n = sysread($s, my $buf, 1);
+        $closed++ if defined($n) ? $n == 0 : $! != Errno::EAGAIN();
+    }
+    print "$opened connected, $closed closed by the server\n";
+} elsif ($mode eq 'tcp-sink') {
+    my ($ip, $port, $secs) = @ARGV;
+    my $l = IO::Socket::INET->new(LocalAddr => $ip, LocalPort => $port, Listen => 4096, ReuseAddr => 1, Proto => 'tcp')
+        or die "listen $ip:$port: $!\n";
+    my @held;
+    my $end = time + $secs;
+    local $SIG{TERM} = sub { $end = 0 };
+    while (time < $end) {
+        my $r = '';
+        vec($r, fileno($l), 1) = 1;
+        next unless select($r, undef, undef, 0.2);
+        my $c = $l->accept or next;
+        push @held, $c;
+    }
+    print scalar(@held), " connections held\n";
+} elsif ($mode eq 'icmp-ids') {
+    my ($ip, $count, $secs) = @ARGV;
+    socket(my $s, PF_INET, SOCK_RAW, 1) or die "raw socket (needs CAP_NET_RAW): $!\n";
+    my $to = pack_sockaddr_in(0, inet_aton($ip));
+    my ($sent, $end) = (0, time + $secs);
+    local $SIG{TERM} = sub { $end = 0 };
+    ROUND: while (time < $end) {
+        for my $id (0 .. $count - 1) {
+            last ROUND if time >= $end;
+            my $msg = pack('CCnnn', 8, 0, 0, $id & 0xffff, 1) . 'hostile';
+            my $sum = checksum($msg);
+            substr($msg, 2, 2) = pack('n', $sum);
+            $sent++ if send($s, $msg, 0, $to);
+        }
+    }
+    print "$sent echo requests sent\n";
+} elsif ($mode eq 'vxlan-inject') {
+    my ($peer, $port, $vni, $src, $dst, $dport, $count) = @ARGV;
+    socket(my $s, PF_INET, SOCK_DGRAM, 0) or die "socket: $!\n";
+    my $to = pack_sockaddr_in($port, inet_aton($peer));
+    my $payload = 'INJECTED';
+    my $udp = pack('nnnn', 4242, $dport, 8 + length $payload, 0) . $payload;
+    my $ip = pack('CCnnnCCna4a4', 0x45, 0, 20 + length $udp, 1, 0x4000, 64, 17, 0, inet_aton($src), inet_aton($dst));
+    substr($ip, 10, 2) = pack('n', checksum($ip));
+    # Destination MAC: broadcast (a real attacker would use the pod's MAC; the
+    # switch must refuse the datagram before any MAC matters).
+    my $eth = ("\xff" x 6) . "\x02\x00\x00\x00\x00\x01" . pack('n', 0x0800);
+    my $vx = pack('CCCC', 0x08, 0, 0, 0) . pack('N', ($vni << 8));
+    my $sent = 0;
+    for (1 .. $count) { $sent++ if send($s, $vx . $eth . $ip . $udp, 0, $to); sleep 0.01 }
+    print "$sent VXLAN datagrams sent\n";
 } else {
     die "unknown mode $mode\n";
+}
+
+sub checksum {
+    my ($data) = @_;
+    $data .= "\0" if length($data) % 2;
+    my $sum = 0;
+    $sum += $_ for unpack('n*', $data);
+    $sum = ($sum >> 16) + ($sum & 0xffff) while $sum >> 16;
+    return ~$sum & 0xffff;
 }
