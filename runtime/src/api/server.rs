@@ -5,10 +5,13 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Frame, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use crate::listeners::accept;
+use crate::listeners::limits::{Caps, Gate, Listener, Permit};
 
 /// What the agent answers: one response, or a stream of them (a capture).
 pub enum Answer {
@@ -65,37 +68,48 @@ pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Accepts connections until the listener fails; each connection is served
-/// on a task of its own.
-pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, calls.clone()));
-            }
-            Err(e) => {
-                tracing::warn!("control socket accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+/// Accepts connections until the agent stops, at most `caps.total` at once
+/// (only root can connect: no per-client cap); each connection is served on
+/// a task of its own.
+pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, caps: Caps) {
+    let caps = Caps { per_client: caps.total, ..caps };
+    let gate = Gate::new(Listener::Control, caps);
+    accept::serve(listener, gate, move |stream, permit| {
+        let calls = calls.clone();
+        async move {
+            let _ = connection(stream, permit, calls).await;
         }
-    }
+    })
+    .await
 }
 
-async fn connection(mut stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
-    while let Some(frame) = read_frame(&mut stream).await? {
+async fn connection(mut stream: UnixStream, permit: Permit, calls: mpsc::Sender<Call>) -> io::Result<()> {
+    let timed_out = || io::Error::from(io::ErrorKind::TimedOut);
+    let (read, mut write) = stream.split();
+    let mut read = BufReader::new(read);
+    loop {
+        // A CLI may wait between requests; a frame, once started, must
+        // arrive whole within the request timeout.
+        if read.fill_buf().await?.is_empty() {
+            return Ok(());
+        }
+        let Some(frame) = permit.within(read_frame(&mut read)).await.ok_or_else(timed_out)?? else {
+            return Ok(());
+        };
         match answer(frame, &calls).await {
-            Reply::Frame(frame) => write_frame(&mut stream, &frame).await?,
+            Reply::Frame(frame) => {
+                permit.within(write_frame(&mut write, &frame)).await.ok_or_else(timed_out)??
+            }
             Reply::Stream(mut items) => {
                 // A stream ends when the agent closes it or the client goes
                 // away; dropping `items` tells the producer to stop.
                 while let Some(item) = items.recv().await {
-                    write_frame(&mut stream, &Frame::message(&item)?).await?;
+                    write_frame(&mut write, &Frame::message(&item)?).await?;
                 }
                 return Ok(());
             }
         }
     }
-    Ok(())
 }
 
 enum Reply {
