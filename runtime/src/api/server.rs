@@ -142,3 +142,62 @@ async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Reply {
         Err(_) => Reply::Frame(Frame::error("the agent is shutting down")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listeners::limits::{Counters, Reason};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A control socket in a fresh directory whose agent answers every
+    /// request with an error text; its counters come back too.
+    async fn agent(tag: &str) -> (std::path::PathBuf, &'static Counters) {
+        let dir = std::env::temp_dir().join(format!("podnet-control-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("podnet.sock");
+        let listener = bind(&path).await.unwrap();
+        let counters: &'static Counters = Box::leak(Box::new(Counters::new()));
+        let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
+        let gate = Gate::with_counters(Listener::Control, caps, counters);
+        let (calls, mut requests) = mpsc::channel::<Call>(4);
+        tokio::spawn(async move {
+            while let Some((_, reply)) = requests.recv().await {
+                let _ = reply.send(Err("answered".into()));
+            }
+        });
+        tokio::spawn(accept::serve(listener, gate, move |stream, permit| {
+            let calls = calls.clone();
+            async move {
+                let _ = connection(stream, permit, calls).await;
+            }
+        }));
+        (path, counters)
+    }
+
+    #[tokio::test]
+    async fn a_frame_left_half_way_is_cut_at_the_request_timeout() {
+        let (path, counters) = agent("cut").await;
+        let mut client = UnixStream::connect(&path).await.unwrap();
+        // Two bytes of a four-byte length, then nothing.
+        client.write_all(&[9, 0]).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "closed without an answer");
+        assert_eq!(counters.get(Reason::RequestTimeout), 1);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_client_may_wait_between_requests() {
+        let (path, counters) = agent("wait").await;
+        let mut client = UnixStream::connect(&path).await.unwrap();
+        // Longer than the request timeout before the request starts.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        write_frame(&mut client, &Frame::message(&Request::NodeStats).unwrap()).await.unwrap();
+        let frame = read_frame(&mut client).await.unwrap().expect("an answer");
+        assert_eq!(frame.body.unwrap_err(), "answered");
+        assert_eq!(counters.get(Reason::RequestTimeout), 0);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

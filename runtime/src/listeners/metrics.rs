@@ -141,6 +141,41 @@ pub fn render(report: &StatsReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listeners::limits::{Counters, Reason};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_request_that_never_ends_is_cut_at_the_request_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters: &'static Counters = Box::leak(Box::new(Counters::new()));
+        let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
+        let gate = Gate::with_counters(Listener::Metrics, caps, counters);
+        let (calls, _requests) = mpsc::channel(1);
+        let server = tokio::spawn(accept::serve(listener, gate, move |stream, permit| {
+            let calls = calls.clone();
+            async move {
+                let _ = scrape(stream, permit, calls).await;
+            }
+        }));
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = client.into_split();
+        // A byte every 50 ms, never the blank line that ends a request.
+        let trickle = tokio::spawn(async move {
+            for byte in b"GET /metrics HTTP/1.0\r\nX-Slow: ".iter().cycle().take(200) {
+                if write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = read.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(counters.get(Reason::RequestTimeout), 1);
+        trickle.abort();
+        server.abort();
+    }
 
     #[test]
     fn counters_render_in_the_text_format() {
