@@ -259,8 +259,22 @@ pub fn stats(report: &runtime::api::StatsReport) -> String {
         .collect();
     let line =
         |pairs: &[(String, u64)]| pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-    render(&["PORT", "IP", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "TX-ERRORS", "DROPS"], &rows)
-        + &format!("\nDNS:   {}\nFLOWS: {}\n", line(&report.dns), line(&report.flows))
+    let mut out = render(
+        &["PORT", "IP", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "TX-ERRORS", "DROPS"],
+        &rows,
+    ) + &format!("\nDNS:   {}\nFLOWS: {}\n", line(&report.dns), line(&report.flows));
+    // Connections each listener holds, and what it refused or closed.
+    let listeners: Vec<Vec<String>> = report
+        .listeners
+        .iter()
+        .map(|l| {
+            let counts = line(&l.counts);
+            vec![l.listener.clone(), l.open.to_string(), if counts.is_empty() { "-".into() } else { counts }]
+        })
+        .collect();
+    out += "\n";
+    out += &render(&["LISTENER", "OPEN", "REFUSED/CLOSED"], &listeners);
+    out
 }
 
 #[cfg(test)]

@@ -84,7 +84,11 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
     raise_fd_limit();
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
     if let Some(metrics) = metrics {
-        tokio::spawn(crate::listeners::metrics::serve(metrics, calls_tx.clone()));
+        tokio::spawn(crate::listeners::metrics::serve(
+            metrics,
+            calls_tx.clone(),
+            crate::listeners::limits::Caps::listener(&options.config.limits),
+        ));
     }
     // Nodes of a cluster reach each other's pods over the VXLAN overlay.
     let mut options = options;
@@ -137,7 +141,8 @@ async fn run_control(
             .map_err(|e| format!("cannot listen for the cluster API on {listen}: {e}"))?;
         token::write_client_config(data_dir, SocketAddr::from((address, listen.port())), &token)?;
         let (events_tx, events_rx) = mpsc::channel(64);
-        tokio::spawn(crate::cluster::server::serve(api, token, events_tx, calls_tx.clone()));
+        let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
+        tokio::spawn(crate::cluster::server::serve(api, token, events_tx, calls_tx.clone(), caps));
         cluster_events = Some(events_rx);
         tracing::info!(
             %address,
@@ -162,7 +167,11 @@ async fn run_control(
     converge(&mut cp, &mut node).await;
     tracing::info!(node = %options.node_name, %subnet, socket = %options.socket.display(), "podnet agent ready");
 
-    let server = tokio::spawn(server::serve(listener, calls_tx));
+    let server = tokio::spawn(server::serve(
+        listener,
+        calls_tx,
+        crate::listeners::limits::Caps::listener(&options.config.limits),
+    ));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
@@ -289,7 +298,11 @@ async fn run_member(
     let mut desired = cache.desired.clone();
     tracing::info!(node = %options.node_name, subnet = %welcome.subnet, server = %server_addr, "podnet member ready");
 
-    let socket_server = tokio::spawn(server::serve(listener, calls_tx));
+    let socket_server = tokio::spawn(server::serve(
+        listener,
+        calls_tx,
+        crate::listeners::limits::Caps::listener(&options.config.limits),
+    ));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;

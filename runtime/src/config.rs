@@ -220,6 +220,27 @@ pub struct LimitsConfig {
     /// Egress ICMP echo identifiers in use at once (at most 65,535); one pod
     /// may hold a quarter of them.
     pub max_egress_pings: u32,
+    /// TCP connections one client (source address) may hold through node
+    /// ports, LoadBalancer ports and host ports together, so one client
+    /// cannot take them all. Default: a quarter of `max_proxied_connections`.
+    pub max_proxied_connections_per_client: Option<u32>,
+    /// UDP flows one client may hold through those ports. Default: a quarter
+    /// of `max_proxied_udp_flows`.
+    pub max_proxied_udp_flows_per_client: Option<u32>,
+    /// Seconds a node-port, LoadBalancer or host-port TCP connection may
+    /// stay idle (no byte either way) before both ends are reset, as
+    /// conntrack forgets an idle established connection for kube-proxy.
+    pub proxy_idle_timeout_s: u64,
+    /// Connections open at once to each of the agent's own listeners: DNS
+    /// over TCP, the cluster API, the metrics endpoint, the control socket.
+    pub max_listener_connections: u32,
+    /// Connections one client (source address) may hold to one of those
+    /// listeners (the control socket, root's only, has the total cap only).
+    pub max_listener_connections_per_client: u32,
+    /// Milliseconds a request to those listeners may take, whole, once it
+    /// started: a DNS message, a metrics request, a control frame. A client
+    /// that trickles it or never finishes it is closed.
+    pub request_timeout_ms: u64,
 }
 
 impl LimitsConfig {
@@ -237,6 +258,16 @@ impl LimitsConfig {
     pub fn egress_udp_flows_per_pod(&self) -> u32 {
         self.max_egress_udp_flows_per_pod.unwrap_or(self.max_proxied_udp_flows.div_ceil(4))
     }
+
+    /// Node-port, LoadBalancer and host-port TCP connections one client may hold.
+    pub fn proxied_connections_per_client(&self) -> u32 {
+        self.max_proxied_connections_per_client.unwrap_or(self.max_proxied_connections.div_ceil(4))
+    }
+
+    /// Node-port, LoadBalancer and host-port UDP flows one client may hold.
+    pub fn proxied_udp_flows_per_client(&self) -> u32 {
+        self.max_proxied_udp_flows_per_client.unwrap_or(self.max_proxied_udp_flows.div_ceil(4))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -253,6 +284,12 @@ impl Default for LimitsConfig {
             max_egress_connections_per_pod: None,
             max_egress_udp_flows_per_pod: None,
             max_egress_pings: 4096,
+            max_proxied_connections_per_client: None,
+            max_proxied_udp_flows_per_client: None,
+            proxy_idle_timeout_s: 3600,
+            max_listener_connections: 512,
+            max_listener_connections_per_client: 32,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -673,6 +710,24 @@ impl NodeConfig {
                 "limits.max_proxied_udp_flows",
                 limits.max_proxied_udp_flows,
             ),
+            (
+                "limits.max_proxied_connections_per_client",
+                limits.max_proxied_connections_per_client,
+                "limits.max_proxied_connections",
+                limits.max_proxied_connections,
+            ),
+            (
+                "limits.max_proxied_udp_flows_per_client",
+                limits.max_proxied_udp_flows_per_client,
+                "limits.max_proxied_udp_flows",
+                limits.max_proxied_udp_flows,
+            ),
+            (
+                "limits.max_listener_connections_per_client",
+                Some(limits.max_listener_connections_per_client),
+                "limits.max_listener_connections",
+                limits.max_listener_connections,
+            ),
         ] {
             if let Some(per_pod) = per_pod
                 && (per_pod == 0 || per_pod > total)
@@ -682,6 +737,31 @@ impl NodeConfig {
                     format!("{key} {per_pod} must be between 1 and {total_key} ({total})"),
                 ));
             }
+        }
+        if limits.max_listener_connections == 0 {
+            found.push((
+                vec!["limits.max_listener_connections"],
+                "limits.max_listener_connections must be at least 1".into(),
+            ));
+        }
+        // An hour is the default; a week is past anything a proxy should hold.
+        if !(1..=604_800).contains(&limits.proxy_idle_timeout_s) {
+            found.push((
+                vec!["limits.proxy_idle_timeout_s"],
+                format!(
+                    "limits.proxy_idle_timeout_s {} must be between 1 and 604800 (a week)",
+                    limits.proxy_idle_timeout_s
+                ),
+            ));
+        }
+        if !(100..=600_000).contains(&limits.request_timeout_ms) {
+            found.push((
+                vec!["limits.request_timeout_ms"],
+                format!(
+                    "limits.request_timeout_ms {} must be between 100 and 600000",
+                    limits.request_timeout_ms
+                ),
+            ));
         }
         if limits.max_egress_pings > 65_535 {
             found.push((
@@ -813,6 +893,34 @@ mod tests {
         }
         let err = NodeConfig::parse("[limits]\nmax_egress_pings = 70000\n").unwrap_err().to_string();
         assert!(err.contains("at most 65535"), "{err}");
+    }
+
+    #[test]
+    fn listener_caps_and_timeouts_have_pi_sized_defaults_and_are_checked() {
+        let config = NodeConfig::parse("[limits]\nmax_proxied_connections = 100\n").unwrap();
+        let limits = &config.limits;
+        assert_eq!(limits.proxied_connections_per_client(), 25);
+        assert_eq!(limits.proxied_udp_flows_per_client(), 256);
+        assert_eq!(limits.proxy_idle_timeout_s, 3600);
+        assert_eq!((limits.max_listener_connections, limits.max_listener_connections_per_client), (512, 32));
+        assert_eq!(limits.request_timeout_ms, 10_000);
+        for (text, needle) in [
+            (
+                "max_proxied_connections = 100\nmax_proxied_connections_per_client = 101",
+                "limits.max_proxied_connections_per_client 101 must be between 1 and limits.max_proxied_connections (100)",
+            ),
+            ("max_proxied_udp_flows_per_client = 0", "limits.max_proxied_udp_flows_per_client 0 must be"),
+            (
+                "max_listener_connections = 10\nmax_listener_connections_per_client = 11",
+                "limits.max_listener_connections_per_client 11 must be between 1 and limits.max_listener_connections (10)",
+            ),
+            ("max_listener_connections = 0", "limits.max_listener_connections must be at least 1"),
+            ("proxy_idle_timeout_s = 0", "limits.proxy_idle_timeout_s 0 must be between 1 and 604800"),
+            ("request_timeout_ms = 10", "limits.request_timeout_ms 10 must be between 100 and 600000"),
+        ] {
+            let err = NodeConfig::parse(&format!("[limits]\n{text}\n")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +127,19 @@ pub struct StatsReport {
     pub dns: Vec<(String, u64)>,
     /// The ClusterIP flow table: active, capacity, created, expired, refused.
     pub flows: Vec<(String, u64)>,
+    /// The agent's listeners: connections open, refused and closed by reason.
+    pub listeners: Vec<ListenerCounters>,
+}
+
+/// One listener's connections, and what it refused or closed, by reason.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenerCounters {
+    /// `dns_tcp`, `cluster_api`, `metrics`, `control`, `proxy_tcp`, `proxy_udp`.
+    pub listener: String,
+    /// Connections (UDP: flows) open now.
+    pub open: u64,
+    /// Refusals and closes by reason (non-zero only).
+    pub counts: Vec<(String, u64)>,
 }
 
 /// One switch port's counters, named for people.

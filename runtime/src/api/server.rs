@@ -5,10 +5,13 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Frame, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use crate::listeners::accept;
+use crate::listeners::limits::{Caps, Gate, Listener, Permit};
 
 /// What the agent answers: one response, or a stream of them (a capture).
 pub enum Answer {
@@ -65,37 +68,48 @@ pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Accepts connections until the listener fails; each connection is served
-/// on a task of its own.
-pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, calls.clone()));
-            }
-            Err(e) => {
-                tracing::warn!("control socket accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+/// Accepts connections until the agent stops, at most `caps.total` at once
+/// (only root can connect: no per-client cap); each connection is served on
+/// a task of its own.
+pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, caps: Caps) {
+    let caps = Caps { per_client: caps.total, ..caps };
+    let gate = Gate::new(Listener::Control, caps);
+    accept::serve(listener, gate, move |stream, permit| {
+        let calls = calls.clone();
+        async move {
+            let _ = connection(stream, permit, calls).await;
         }
-    }
+    })
+    .await
 }
 
-async fn connection(mut stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
-    while let Some(frame) = read_frame(&mut stream).await? {
+async fn connection(mut stream: UnixStream, permit: Permit, calls: mpsc::Sender<Call>) -> io::Result<()> {
+    let timed_out = || io::Error::from(io::ErrorKind::TimedOut);
+    let (read, mut write) = stream.split();
+    let mut read = BufReader::new(read);
+    loop {
+        // A CLI may wait between requests; a frame, once started, must
+        // arrive whole within the request timeout.
+        if read.fill_buf().await?.is_empty() {
+            return Ok(());
+        }
+        let Some(frame) = permit.within(read_frame(&mut read)).await.ok_or_else(timed_out)?? else {
+            return Ok(());
+        };
         match answer(frame, &calls).await {
-            Reply::Frame(frame) => write_frame(&mut stream, &frame).await?,
+            Reply::Frame(frame) => {
+                permit.within(write_frame(&mut write, &frame)).await.ok_or_else(timed_out)??
+            }
             Reply::Stream(mut items) => {
                 // A stream ends when the agent closes it or the client goes
                 // away; dropping `items` tells the producer to stop.
                 while let Some(item) = items.recv().await {
-                    write_frame(&mut stream, &Frame::message(&item)?).await?;
+                    write_frame(&mut write, &Frame::message(&item)?).await?;
                 }
                 return Ok(());
             }
         }
     }
-    Ok(())
 }
 
 enum Reply {
@@ -126,5 +140,64 @@ async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Reply {
         Ok(Ok(Answer::Stream(items))) => Reply::Stream(items),
         Ok(Err(text)) => Reply::Frame(Frame::error(text)),
         Err(_) => Reply::Frame(Frame::error("the agent is shutting down")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listeners::limits::{Counters, Reason};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A control socket in a fresh directory whose agent answers every
+    /// request with an error text; its counters come back too.
+    async fn agent(tag: &str) -> (std::path::PathBuf, &'static Counters) {
+        let dir = std::env::temp_dir().join(format!("podnet-control-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("podnet.sock");
+        let listener = bind(&path).await.unwrap();
+        let counters: &'static Counters = Box::leak(Box::new(Counters::new()));
+        let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
+        let gate = Gate::with_counters(Listener::Control, caps, counters);
+        let (calls, mut requests) = mpsc::channel::<Call>(4);
+        tokio::spawn(async move {
+            while let Some((_, reply)) = requests.recv().await {
+                let _ = reply.send(Err("answered".into()));
+            }
+        });
+        tokio::spawn(accept::serve(listener, gate, move |stream, permit| {
+            let calls = calls.clone();
+            async move {
+                let _ = connection(stream, permit, calls).await;
+            }
+        }));
+        (path, counters)
+    }
+
+    #[tokio::test]
+    async fn a_frame_left_half_way_is_cut_at_the_request_timeout() {
+        let (path, counters) = agent("cut").await;
+        let mut client = UnixStream::connect(&path).await.unwrap();
+        // Two bytes of a four-byte length, then nothing.
+        client.write_all(&[9, 0]).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "closed without an answer");
+        assert_eq!(counters.get(Reason::RequestTimeout), 1);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_client_may_wait_between_requests() {
+        let (path, counters) = agent("wait").await;
+        let mut client = UnixStream::connect(&path).await.unwrap();
+        // Longer than the request timeout before the request starts.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        write_frame(&mut client, &Frame::message(&Request::NodeStats).unwrap()).await.unwrap();
+        let frame = read_frame(&mut client).await.unwrap().expect("an answer");
+        assert_eq!(frame.body.unwrap_err(), "answered");
+        assert_eq!(counters.get(Reason::RequestTimeout), 0);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

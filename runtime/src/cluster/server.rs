@@ -13,6 +13,8 @@ use super::token::Token;
 use crate::api::server::{Answer, Call};
 use crate::api::{PROTOCOL_VERSION, Request, Response};
 use crate::desired::{NodeDesired, PodReport};
+use crate::listeners::accept;
+use crate::listeners::limits::{Caps, Gate, Listener};
 
 /// What a member connection tells the event loop.
 pub enum ClusterEvent {
@@ -45,23 +47,29 @@ pub enum ClusterEvent {
     },
 }
 
-/// Accepts cluster connections until the agent stops.
+/// Accepts cluster connections until the agent stops, at most `caps` at
+/// once (the shared accept loop: caps, keep-alive, backoff on errors).
 pub async fn serve(
     listener: TcpListener,
     token: Token,
     events: mpsc::Sender<ClusterEvent>,
     calls: mpsc::Sender<Call>,
+    caps: Caps,
 ) {
     let mut next_conn = 0u64;
-    while let Ok((stream, peer)) = listener.accept().await {
+    let gate = Gate::new(Listener::ClusterApi, caps);
+    accept::serve(listener, gate, move |stream, permit| {
         next_conn += 1;
         let (token, events, calls, conn) = (token.clone(), events.clone(), calls.clone(), next_conn);
-        tokio::spawn(async move {
+        async move {
+            let peer = permit.client();
             if let Err(e) = connection(stream, token, events, calls, conn).await {
                 tracing::debug!(%peer, "cluster connection ended: {e}");
             }
-        });
-    }
+            drop(permit);
+        }
+    })
+    .await
 }
 
 async fn connection(

@@ -11,6 +11,8 @@ use netstack::dns::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::accept;
+use super::limits::{Caps, Gate, Listener, Permit, Reason};
 use crate::dataplane::DataplaneHandle;
 
 /// Longest a client may stay idle between two messages (RFC 7766 suggests
@@ -22,33 +24,56 @@ pub async fn bind(gateway: Ipv4Addr) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((gateway, 0))).await
 }
 
-/// Serves connections until the agent stops.
+/// Serves connections until the agent stops, at most `caps` of them.
 pub async fn serve(
     listener: TcpListener,
     switch: DataplaneHandle,
     upstream: Arc<[SocketAddr]>,
     deadline: Duration,
+    caps: Caps,
 ) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(connection(stream, switch.clone(), upstream.clone(), deadline));
-    }
+    let gate = Gate::new(Listener::DnsTcp, caps);
+    accept::serve(listener, gate, move |stream, permit| {
+        let (switch, upstream) = (switch.clone(), upstream.clone());
+        async move {
+            let _ = connection(stream, permit, switch, upstream, deadline).await;
+        }
+    })
+    .await
 }
 
 async fn connection(
     mut stream: TcpStream,
+    permit: Permit,
     switch: DataplaneHandle,
     upstream: Arc<[SocketAddr]>,
     deadline: Duration,
 ) -> Option<()> {
     loop {
-        let len = tokio::time::timeout(IDLE, stream.read_u16()).await.ok()?.ok()? as usize;
-        let mut query = vec![0u8; len];
-        stream.read_exact(&mut query).await.ok()?;
+        // Between messages the client may think; once a message starts it
+        // must arrive whole within the request timeout, however it trickles.
+        match tokio::time::timeout(IDLE, stream.peek(&mut [0u8; 1])).await {
+            Ok(Ok(1..)) => {}
+            Ok(_) => return None,
+            Err(_) => {
+                permit.count(Reason::IdleTimeout);
+                return None;
+            }
+        }
+        let query = permit.within(read_message(&mut stream)).await?.ok()?;
         let answer = answer(&switch, &upstream, query, deadline).await?;
         let mut message = (answer.len() as u16).to_be_bytes().to_vec();
         message.extend_from_slice(&answer);
-        stream.write_all(&message).await.ok()?;
+        permit.within(stream.write_all(&message)).await?.ok()?;
     }
+}
+
+/// One length-prefixed DNS message.
+async fn read_message(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_u16().await? as usize;
+    let mut query = vec![0u8; len];
+    stream.read_exact(&mut query).await?;
+    Ok(query)
 }
 
 /// The answer to one query: from the zone, else from upstream, else SERVFAIL.

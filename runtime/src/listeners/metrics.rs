@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::accept;
+use super::limits::{Caps, Gate, Listener, Permit};
 use crate::api::server::{Answer, Call};
 use crate::api::{PortCounters, Request, Response, StatsReport};
 
@@ -17,17 +19,24 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, super::ListenError> {
     TcpListener::bind(addr).await.map_err(|source| super::ListenError::Metrics { addr, source })
 }
 
-/// Answers scrapes until the agent stops.
-pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(scrape(stream, calls.clone()));
-    }
+/// Answers scrapes until the agent stops, at most `caps` at once.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>, caps: Caps) {
+    let gate = Gate::new(Listener::Metrics, caps);
+    accept::serve(listener, gate, move |stream, permit| {
+        let calls = calls.clone();
+        async move {
+            let _ = scrape(stream, permit, calls).await;
+        }
+    })
+    .await
 }
 
-async fn scrape(mut stream: TcpStream, calls: mpsc::Sender<Call>) -> std::io::Result<()> {
-    let mut request = [0u8; 1024];
-    let n = stream.read(&mut request).await?;
-    let (status, body) = if request[..n].starts_with(b"GET ") {
+/// Longest request head read; a scraper's GET is a few hundred bytes.
+const MAX_REQUEST: usize = 1024;
+
+async fn scrape(mut stream: TcpStream, permit: Permit, calls: mpsc::Sender<Call>) -> Option<()> {
+    let request = permit.within(read_head(&mut stream)).await?.ok()?;
+    let (status, body) = if request.starts_with(b"GET ") {
         let (tx, rx) = oneshot::channel();
         let _ = calls.send((Request::NodeStats, tx)).await;
         match rx.await {
@@ -44,9 +53,27 @@ async fn scrape(mut stream: TcpStream, calls: mpsc::Sender<Call>) -> std::io::Re
         "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let answer = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    permit.within(answer).await?.ok()
+}
+
+/// The request up to its blank line, or its first [`MAX_REQUEST`] bytes.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut request = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    while request.len() < MAX_REQUEST && !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    request.truncate(MAX_REQUEST);
+    Ok(request)
 }
 
 /// A per-port counter: metric name, help text, and how to read it.
@@ -93,12 +120,62 @@ pub fn render(report: &StatsReport) -> String {
             "# HELP {name} ClusterIP flow table: {what}.\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    let name = "podnet_listener_connections";
+    let _ = writeln!(out, "# HELP {name} Connections (UDP: flows) open, by listener.\n# TYPE {name} gauge");
+    for l in &report.listeners {
+        let _ = writeln!(out, "{name}{{listener=\"{}\"}} {}", l.listener, l.open);
+    }
+    let name = "podnet_listener_refusals_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections a listener refused or closed, by listener and reason.\n# TYPE {name} counter"
+    );
+    for l in &report.listeners {
+        for (reason, count) in &l.counts {
+            let _ = writeln!(out, "{name}{{listener=\"{}\",reason=\"{reason}\"}} {count}", l.listener);
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listeners::limits::{Counters, Reason};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_request_that_never_ends_is_cut_at_the_request_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters: &'static Counters = Box::leak(Box::new(Counters::new()));
+        let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
+        let gate = Gate::with_counters(Listener::Metrics, caps, counters);
+        let (calls, _requests) = mpsc::channel(1);
+        let server = tokio::spawn(accept::serve(listener, gate, move |stream, permit| {
+            let calls = calls.clone();
+            async move {
+                let _ = scrape(stream, permit, calls).await;
+            }
+        }));
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = client.into_split();
+        // A byte every 50 ms, never the blank line that ends a request.
+        let trickle = tokio::spawn(async move {
+            for byte in b"GET /metrics HTTP/1.0\r\nX-Slow: ".iter().cycle().take(200) {
+                if write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = read.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(counters.get(Reason::RequestTimeout), 1);
+        trickle.abort();
+        server.abort();
+    }
 
     #[test]
     fn counters_render_in_the_text_format() {
@@ -116,11 +193,22 @@ mod tests {
             ports: ports.to_vec(),
             dns: vec![("answered".into(), 4)],
             flows: vec![("active".into(), 1)],
+            listeners: vec![crate::api::ListenerCounters {
+                listener: "dns_tcp".into(),
+                open: 2,
+                counts: vec![("per_client_limit".into(), 7)],
+            }],
         };
         let text = render(&report);
         assert!(text.contains("podnet_dns_queries_total{result=\"answered\"} 4"));
         assert!(text.contains("# TYPE podnet_flows_active gauge\npodnet_flows_active 1"));
         assert!(text.contains("# TYPE podnet_port_rx_packets_total counter"));
+        assert!(text.contains("podnet_listener_connections{listener=\"dns_tcp\"} 2"));
+        assert!(
+            text.contains(
+                "podnet_listener_refusals_total{listener=\"dns_tcp\",reason=\"per_client_limit\"} 7"
+            )
+        );
         assert!(text.contains("podnet_port_rx_packets_total{port=\"default/web\",ip=\"10.244.0.2\"} 3"));
         assert!(text.contains(
             "podnet_port_drops_total{port=\"default/web\",ip=\"10.244.0.2\",reason=\"spoofed_ip\"} 5"

@@ -1,9 +1,12 @@
 //! What the node serves beyond the switch: node ports, LoadBalancer ports and
 //! host ports (`proxy`, with `splice` moving their bytes), cluster DNS over
 //! TCP (`dns_tcp`), the upstream DNS relay (`upstream`) and the Prometheus
-//! endpoint (`metrics`).
+//! endpoint (`metrics`). Every one of them accepts through one loop
+//! (`accept`), admitted by per-client and total caps (`limits`).
 
+pub mod accept;
 pub mod dns_tcp;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod splice;

@@ -11,7 +11,9 @@
 //! the client's connection reset at once. Bytes move by splice(2) through a
 //! bounded pipe per direction (`crate::listeners::splice`; a bounded buffer where splice
 //! is refused), so a slow reader stalls its writer (backpressure) instead of
-//! growing memory; connections and UDP flows are capped node-wide.
+//! growing memory; connections and UDP flows are capped per client (source
+//! address) and node-wide, and a connection idle for
+//! `limits.proxy_idle_timeout_s` is reset at both ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -21,11 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ListenError;
+use super::accept;
+use super::limits::{Caps, Client, Gate, Listener, Permit, Reason};
 use crate::model::Protocol;
 use crate::model::listeners::Owner;
 
@@ -98,27 +101,32 @@ pub fn bind(key: &ListenKey) -> Result<Bound, ListenError> {
     Ok(bound)
 }
 
-/// Node-wide caps and counters shared by every listener.
+/// Node-wide caps shared by every proxy listener: per client and in total,
+/// for TCP connections and UDP flows; and the idle timeout of connections.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    connections: Arc<Semaphore>,
-    flows: Arc<Semaphore>,
-    refused: Arc<AtomicU64>,
+    connections: Arc<Gate>,
+    flows: Arc<Gate>,
+    idle: Duration,
 }
 
 impl Limits {
-    /// At most `connections` TCP connections and `flows` UDP flows at once.
-    pub fn new(connections: u32, flows: u32) -> Limits {
+    /// The caps of the board config's `limits` section.
+    pub fn new(limits: &crate::config::LimitsConfig) -> Limits {
+        let idle = Duration::from_secs(limits.proxy_idle_timeout_s);
+        // Proxied bytes have no request shape: only the idle timeout applies.
+        let caps = |per_client, total| Caps { per_client, total, request_timeout: idle };
         Limits {
-            connections: Arc::new(Semaphore::new(connections as usize)),
-            flows: Arc::new(Semaphore::new(flows as usize)),
-            refused: Arc::default(),
+            connections: Gate::new(
+                Listener::ProxyTcp,
+                caps(limits.proxied_connections_per_client(), limits.max_proxied_connections),
+            ),
+            flows: Gate::new(
+                Listener::ProxyUdp,
+                caps(limits.proxied_udp_flows_per_client(), limits.max_proxied_udp_flows),
+            ),
+            idle,
         }
-    }
-
-    /// Connections and flows turned away because the caps were reached.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -228,33 +236,14 @@ fn spawn(bound: Bound, target: SocketAddrV4, limits: Limits) -> io::Result<JoinH
 }
 
 async fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
-    loop {
-        let client = match listener.accept().await {
-            Ok((client, _)) => client,
-            Err(e) => {
-                // Out of descriptors or memory: back off instead of spinning.
-                tracing::debug!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        match limits.connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(async move {
-                    relay_tcp(client, target).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                limits.refused.fetch_add(1, Ordering::Relaxed);
-                reset(client);
-            }
-        }
-    }
+    let idle = limits.idle;
+    accept::serve(listener, limits.connections, move |client, permit| relay_tcp(client, target, idle, permit))
+        .await
 }
 
-/// Proxies one accepted connection to `target`.
-pub async fn relay_tcp(client: TcpStream, target: SocketAddrV4) {
+/// Proxies one accepted connection to `target`, holding `permit` until it
+/// ends; idle for `idle`, both ends are reset.
+async fn relay_tcp(client: TcpStream, target: SocketAddrV4, idle: Duration, permit: Permit) {
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(server)) => server,
         _ => {
@@ -268,7 +257,10 @@ pub async fn relay_tcp(client: TcpStream, target: SocketAddrV4) {
     let _ = server.set_nodelay(true);
     // EOF on one side shuts down the other side's write half and relaying
     // goes on the other way (half-close); an error on either side ends both.
-    if crate::listeners::splice::relay(&client, &server).await.is_err() {
+    if let Err(e) = crate::listeners::splice::relay(&client, &server, idle).await {
+        if e.kind() == io::ErrorKind::TimedOut {
+            permit.count(Reason::IdleTimeout);
+        }
         reset(client);
         reset(server);
     }
@@ -326,10 +318,8 @@ async fn open_flow(
     flows: &Flows,
     epoch: Instant,
 ) -> Option<Arc<Flow>> {
-    let Ok(permit) = limits.flows.clone().try_acquire_owned() else {
-        limits.refused.fetch_add(1, Ordering::Relaxed);
-        return None;
-    };
+    // Refusals are counted by the gate.
+    let permit = limits.flows.admit(Client::Ip(client.ip())).ok()?;
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
     socket.connect(target).await.ok()?;
     let now = AtomicU64::new(epoch.elapsed().as_millis() as u64);

@@ -12,16 +12,20 @@
 //! shuts down the other side's write half and the other direction goes on
 //! (half-close); an error in either direction ends both and is returned.
 //! Each direction holds at most one pipe's or one buffer's worth of data, so
-//! a slow reader stalls its writer (backpressure).
+//! a slow reader stalls its writer (backpressure). A connection on which no
+//! byte moved either way for the idle timeout ends with a `TimedOut` error
+//! (conntrack's timeout for an idle established connection).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::socket::{Shutdown, shutdown};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Bytes a pipe holds per direction (asked for; the kernel may round it).
 pub const PIPE_SIZE: usize = 256 * 1024;
@@ -35,9 +39,39 @@ pub const MAX_PIPES: usize = 1024;
 static PIPES: AtomicUsize = AtomicUsize::new(0);
 
 /// Relays between `a` and `b` until both directions have ended; Err when
-/// either side failed (the caller resets both).
-pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<()> {
-    relay_with(a, b, Mode::Upgrade).await
+/// either side failed or nothing moved for `idle` (`TimedOut`); the caller
+/// resets both.
+pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration) -> io::Result<()> {
+    relay_with(a, b, Mode::Upgrade, idle).await
+}
+
+/// When bytes last moved on a connection, either way.
+struct Activity {
+    start: Instant,
+    /// Milliseconds from `start` to the last move.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { start: Instant::now(), last: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Returns once nothing moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let until = last + idle;
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep_until(until).await;
+        }
+    }
 }
 
 /// How a direction starts.
@@ -55,12 +89,19 @@ enum Mode {
 }
 
 /// [`relay`], with each direction starting as `mode` says.
-async fn relay_with(a: &TcpStream, b: &TcpStream, mode: Mode) -> io::Result<()> {
-    tokio::try_join!(one_way(a, b, mode), one_way(b, a, mode)).map(|_| ())
+async fn relay_with(a: &TcpStream, b: &TcpStream, mode: Mode, idle: Duration) -> io::Result<()> {
+    let activity = Activity::new();
+    let both = async {
+        tokio::try_join!(one_way(a, b, mode, &activity), one_way(b, a, mode, &activity)).map(|_| ())
+    };
+    tokio::select! {
+        result = both => result,
+        () = activity.idle_for(idle) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle for too long")),
+    }
 }
 
 /// Moves `from`'s bytes to `to` until `from`'s EOF, then half-closes `to`.
-async fn one_way(from: &TcpStream, to: &TcpStream, mode: Mode) -> io::Result<()> {
+async fn one_way(from: &TcpStream, to: &TcpStream, mode: Mode, activity: &Activity) -> io::Result<()> {
     let mut step = match mode {
         Mode::Upgrade => Step::Start(true),
         #[cfg(test)]
@@ -71,9 +112,9 @@ async fn one_way(from: &TcpStream, to: &TcpStream, mode: Mode) -> io::Result<()>
     loop {
         step = match step {
             Step::Done => return Ok(()),
-            Step::Start(upgrade) => copied(from, to, None, upgrade).await?,
-            Step::Splice(pipe) => spliced(from, to, pipe).await?,
-            Step::Copy(pipe) => copied(from, to, Some(pipe), false).await?,
+            Step::Start(upgrade) => copied(from, to, None, upgrade, activity).await?,
+            Step::Splice(pipe) => spliced(from, to, pipe, activity).await?,
+            Step::Copy(pipe) => copied(from, to, Some(pipe), false, activity).await?,
         };
     }
 }
@@ -141,7 +182,7 @@ fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP))
 }
 
-async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result<Step> {
+async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe, activity: &Activity) -> io::Result<Step> {
     let mut eof = false;
     loop {
         if !eof && pipe.held < pipe.capacity {
@@ -158,7 +199,10 @@ async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result
             };
             match got {
                 Ok(0) => eof = true,
-                Ok(n) => pipe.held += n,
+                Ok(n) => {
+                    pipe.held += n;
+                    activity.touch();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if unsupported(&e) => return Ok(Step::Copy(pipe)),
                 Err(e) => return Err(e),
@@ -168,7 +212,10 @@ async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || splice(pipe.read.as_fd(), to.as_fd(), pipe.held)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => pipe.held -= n,
+                Ok(n) => {
+                    pipe.held -= n;
+                    activity.touch();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if unsupported(&e) => return Ok(Step::Copy(pipe)),
                 Err(e) => return Err(e),
@@ -182,7 +229,13 @@ async fn spliced(from: &TcpStream, to: &TcpStream, mut pipe: Pipe) -> io::Result
 /// Copies through a buffer; `pipe` holds bytes already taken from `from`,
 /// which go first. With `upgrade`, a read that fills the buffer moves the
 /// direction to a pipe when one is to be had.
-async fn copied(from: &TcpStream, to: &TcpStream, mut pipe: Option<Pipe>, upgrade: bool) -> io::Result<Step> {
+async fn copied(
+    from: &TcpStream,
+    to: &TcpStream,
+    mut pipe: Option<Pipe>,
+    upgrade: bool,
+    activity: &Activity,
+) -> io::Result<Step> {
     // Made when data first arrives: an idle direction holds no buffer.
     let mut buf = Vec::new();
     loop {
@@ -218,7 +271,10 @@ async fn copied(from: &TcpStream, to: &TcpStream, mut pipe: Option<Pipe>, upgrad
             to.writable().await?;
             match to.try_write(&buf[sent..len]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    sent += n;
+                    activity.touch();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
@@ -251,13 +307,21 @@ mod tests {
     /// A client connected to a relay whose other side is `server`; the relay
     /// task's result comes out of the join handle.
     async fn through_relay(mode: Mode) -> (TcpStream, TcpStream, tokio::task::JoinHandle<io::Result<()>>) {
+        through_relay_idle(mode, Duration::from_secs(3600)).await
+    }
+
+    /// [`through_relay`] with an idle timeout of `idle`.
+    async fn through_relay_idle(
+        mode: Mode,
+        idle: Duration,
+    ) -> (TcpStream, TcpStream, tokio::task::JoinHandle<io::Result<()>>) {
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(front.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = front.accept().await.unwrap();
         let outgoing = TcpStream::connect(back.local_addr().unwrap()).await.unwrap();
         let (server, _) = back.accept().await.unwrap();
-        let task = tokio::spawn(async move { relay_with(&accepted, &outgoing, mode).await });
+        let task = tokio::spawn(async move { relay_with(&accepted, &outgoing, mode, idle).await });
         (client, server, task)
     }
 
@@ -368,9 +432,34 @@ mod tests {
         pipe.held = 5;
         feeder.write_all(b"then-socket").await.unwrap();
         feeder.shutdown().await.unwrap();
-        copied(&from, &to, Some(pipe), false).await.unwrap();
+        copied(&from, &to, Some(pipe), false, &Activity::new()).await.unwrap();
         let mut got = Vec::new();
         sink.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"held-then-socket");
+    }
+
+    async fn an_idle_connection_times_out(mode: Mode) {
+        let (mut client, mut server, task) = through_relay_idle(mode, Duration::from_secs(1)).await;
+        // Bytes every fifth of the idle time keep it open past it...
+        for _ in 0..8 {
+            client.write_all(b"x").await.unwrap();
+            let mut byte = [0u8; 1];
+            server.read_exact(&mut byte).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(!task.is_finished(), "a connection in use is not idle");
+        // ...silence ends it.
+        let result = task.await.unwrap();
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn spliced_idle_times_out() {
+        an_idle_connection_times_out(Mode::Splice).await;
+    }
+
+    #[tokio::test]
+    async fn copied_idle_times_out() {
+        an_idle_connection_times_out(Mode::Copy).await;
     }
 }

@@ -113,7 +113,7 @@ impl NodeRuntime {
             );
             counters.push(port);
         }
-        Ok(StatsReport { ports: counters, dns, flows })
+        Ok(StatsReport { ports: counters, dns, flows, listeners: crate::listeners::limits::report() })
     }
 
     /// What the kernel side of a port's TAP dropped: frames a pod (or the

@@ -177,6 +177,7 @@ impl NodeRuntime {
             dataplane.handle(),
             crate::listeners::upstream::addresses(&servers),
             dns_deadline,
+            crate::listeners::limits::Caps::listener(limits),
         ));
 
         let egress_limits = crate::dataplane::egress::EgressLimits {
@@ -189,10 +190,7 @@ impl NodeRuntime {
         let egress = crate::dataplane::egress::start(&dataplane, mac_for(gateway), egress_limits)
             .await
             .map_err(NodeError::Egress)?;
-        let proxies = crate::listeners::proxy::Proxies::new(crate::listeners::proxy::Limits::new(
-            limits.max_proxied_connections,
-            limits.max_proxied_udp_flows,
-        ));
+        let proxies = crate::listeners::proxy::Proxies::new(crate::listeners::proxy::Limits::new(limits));
 
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
