@@ -245,9 +245,9 @@ if ($mode eq 'wait-http') {
     my $udp = pack('nnnn', 4242, $dport, 8 + length $payload, 0) . $payload;
     my $ip = pack('CCnnnCCna4a4', 0x45, 0, 20 + length $udp, 1, 0x4000, 64, 17, 0, inet_aton($src), inet_aton($dst));
     substr($ip, 10, 2) = pack('n', checksum($ip));
-    # Destination MAC: broadcast (a real attacker would use the pod's MAC; the
-    # switch must refuse the datagram before any MAC matters).
-    my $eth = ("\xff" x 6) . "\x02\x00\x00\x00\x00\x01" . pack('n', 0x0800);
+    # MACs as podnet derives them (0a:58 + the IPv4 address), as a real
+    # attacker would read them from ARP.
+    my $eth = "\x0a\x58" . inet_aton($dst) . "\x0a\x58" . inet_aton($src) . pack('n', 0x0800);
     my $vx = pack('CCCC', 0x08, 0, 0, 0) . pack('N', ($vni << 8));
     my $sent = 0;
     for (1 .. $count) { $sent++ if send($s, $vx . $eth . $ip . $udp, 0, $to); sleep 0.01 }
