@@ -204,7 +204,7 @@ async fn event_loop(
         tokio::select! {
             Some((request, reply)) = calls.recv() => side.answer(node, request, reply).await,
             event = side.next() => {
-                if let Err(e) = side.on_event(node, event).await {
+                if let Err(e) = side.on_event(event).await {
                     stopped = Err(e);
                     break;
                 }
@@ -240,7 +240,7 @@ impl Side {
         }
     }
 
-    async fn on_event(&mut self, node: &mut NodeRuntime, event: SideEvent) -> Result<(), String> {
+    async fn on_event(&mut self, event: SideEvent) -> Result<(), String> {
         match (self, event) {
             (Side::Control(c), SideEvent::Cluster(event)) => {
                 let Some(hub) = c.hub.as_mut() else { return Ok(()) };
@@ -250,7 +250,7 @@ impl Side {
                 }
                 Ok(())
             }
-            (Side::Member(m), SideEvent::Server(message)) => m.on_message(node, message).await,
+            (Side::Member(m), SideEvent::Server(message)) => m.on_message(message).await,
             _ => Ok(()),
         }
     }
@@ -507,11 +507,7 @@ impl Member {
     }
 
     /// Takes a message from the link; an error stops the agent.
-    async fn on_message(
-        &mut self,
-        _node: &mut NodeRuntime,
-        message: Option<FromServer>,
-    ) -> Result<(), String> {
+    async fn on_message(&mut self, message: Option<FromServer>) -> Result<(), String> {
         match message {
             Some(FromServer::Desired(desired)) => {
                 self.cache.desired = desired;

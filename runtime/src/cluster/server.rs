@@ -158,11 +158,6 @@ impl Hub {
             }
         }
     }
-
-    /// The connected members' names.
-    pub fn members(&self) -> impl Iterator<Item = &str> {
-        self.members.keys().map(String::as_str)
-    }
 }
 
 /// Accepts cluster connections until the agent stops.
