@@ -183,3 +183,32 @@ fn deleting_the_server_or_an_unknown_node_is_refused() {
     let err = h.err(Request::DeleteNode { name: "ghost".into() });
     assert!(err.contains("node `ghost` not found") && err.contains("podnet get nodes"), "{err}");
 }
+
+#[test]
+fn a_bad_node_record_in_a_saved_state_costs_one_peer_not_the_peer_set() {
+    let mut h = Harness::new(1);
+    h.join("n1", 2);
+    h.join("n2", 3);
+    let mut state = h.store.last().unwrap();
+    // Records written before joins were checked, or by hand.
+    let mut bad = state.nodes.iter().find(|n| n.name == "n2").unwrap().clone();
+    for (name, subnet, address) in [("lo", 10, [127, 0, 0, 1]), ("twin", 11, [192, 168, 1, 3])] {
+        bad.name = name.into();
+        bad.subnet = Cidr::new([10, 244, subnet, 0].into(), 24);
+        bad.address = Some(address.into());
+        state.nodes.push(bad.clone());
+    }
+    let mut h = Harness::restore(1, state, FakeStore::default());
+    let subnet = h.join("n1", 2);
+    h.converge();
+    let desired = &h.nodes["n1"].desired;
+    assert_eq!(desired.peers.len(), 4, "the server sends every record");
+    let usable = crate::desired::usable_peers(
+        &desired.peers,
+        &[],
+        crate::config::NodeConfig::default().network.cluster_cidr,
+        subnet,
+    );
+    let names: Vec<&str> = usable.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(names, ["n2", SERVER], "the loopback record and n2's twin are skipped");
+}
