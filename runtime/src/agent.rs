@@ -558,7 +558,12 @@ impl Host for SystemHost {
     }
 
     fn has_command(&self, program: &str) -> bool {
-        crate::control::command_exists(program)
+        if program.contains('/') {
+            Path::new(program).is_file()
+        } else {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        }
     }
 }
 

@@ -38,7 +38,6 @@ use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
 pub use error::ControlError;
 pub use inputs::{Host, Now, Persist, Rng};
 pub use nodes::HEARTBEAT_TIMEOUT;
-pub use requests::command_exists;
 use transact::Snapshot;
 
 type Key = (String, String);

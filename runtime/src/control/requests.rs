@@ -2,8 +2,6 @@
 //! deleting pods, deployments, services and nodes. Every change is one
 //! transaction: saved before it is acknowledged, undone if it fails.
 
-use std::path::Path;
-
 use netstack::ipam::IpamError;
 
 use super::{ControlError, ControlPlane, Key, Now, PodEntry, key, pending};
@@ -252,14 +250,4 @@ impl ControlPlane {
 
 fn in_namespace(ns: &str, filter: &Option<String>) -> bool {
     filter.as_deref().is_none_or(|f| f == ns)
-}
-
-/// Whether `program` (a path, or a name on PATH) is a file on this host.
-pub fn command_exists(program: &str) -> bool {
-    if program.contains('/') {
-        Path::new(program).is_file()
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-    }
 }
