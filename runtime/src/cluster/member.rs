@@ -1,6 +1,8 @@
 //! A member's side of the cluster channel: it joins, receives what to run,
-//! and reports back every [`HEARTBEAT`]. When the server is unreachable the
-//! member keeps serving with its last known state and reconnects by itself.
+//! and reports back every [`HEARTBEAT`]. When the server is unreachable, or
+//! refuses a member that has run before (a failed save there, another
+//! version during an upgrade), the member keeps serving with its last known
+//! state and asks again by itself.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
