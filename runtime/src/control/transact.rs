@@ -61,19 +61,26 @@ impl ControlPlane {
 
     /// Takes the result of saving [`ControlPlane::to_save`]'s state: kept
     /// when it was saved, else every change since the last save is undone
-    /// and the error returned.
+    /// and the error returned. Changes that are not undone (what restoring
+    /// the state changed at start) are saved with the next change, and
+    /// failing to save them alone is no error: a read on a full disk still
+    /// answers.
     pub fn saved(&mut self, result: Result<(), StoreError>) -> Result<(), ControlError> {
-        match result {
-            Ok(()) => {
-                self.unsaved = None;
+        match (result, self.unsaved.take()) {
+            (Ok(()), _) => {
                 self.dirty = false;
                 Ok(())
             }
-            Err(e) => {
-                if let Some(before) = self.unsaved.take() {
-                    self.restore(before);
-                }
+            (Err(e), Some(before)) => {
+                self.restore(before);
                 Err(e.into())
+            }
+            (Err(e), None) => {
+                // Not retried on every read: the next change saves them, and
+                // a restart derives them again.
+                self.dirty = false;
+                tracing::warn!("{e}");
+                Ok(())
             }
         }
     }

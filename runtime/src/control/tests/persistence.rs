@@ -160,3 +160,19 @@ fn a_fixed_seed_replays_uids_names_addresses_and_ports() {
     assert_ne!(a, b, "another seed, other uids and names");
     assert!(a.iter().all(|(uid, _)| uid.len() == 32 && uid.chars().all(|c| c.is_ascii_hexdigit())));
 }
+
+#[test]
+fn unsaved_start_up_changes_do_not_fail_reads_on_a_full_disk() {
+    let store = FakeStore::default();
+    store.fail_with(libc::ENOSPC);
+    // A fresh server registers its own node: a change it cannot save yet.
+    let mut h = Harness::restore(1, State::default(), store.clone());
+    assert!(h.pods().is_empty());
+    assert!(h.ready(SERVER));
+    assert_disk_full(&h.err(Request::RunPod(pod("a"))));
+    assert!(h.cp.subnet_of(SERVER).is_some(), "its own node stays registered");
+    store.heal();
+    h.ok(Request::RunPod(pod("a")));
+    let saved = store.last().unwrap();
+    assert_eq!((saved.nodes.len(), saved.pods.len()), (1, 1), "saved with the next change");
+}
