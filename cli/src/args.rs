@@ -66,9 +66,9 @@ pub enum Command {
     },
     /// List objects.
     Get(GetArgs),
-    /// Delete an object.
+    /// Delete an object (a node: its pods go, its subnet is freed).
     Delete {
-        /// pod or deployment.
+        /// pod, deployment, service or node.
         kind: Kind,
         /// Object name.
         name: String,

@@ -142,7 +142,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 Kind::Service => {
                     (Request::DeleteService { namespace: ns.namespace, name: name.clone() }, "service")
                 }
-                Kind::Node => return Err("nodes cannot be deleted: stop the node's agent instead".into()),
+                Kind::Node => (Request::DeleteNode { name: name.clone() }, "node"),
                 Kind::Endpoints => {
                     return Err("endpoints follow their service: delete the service instead".into());
                 }

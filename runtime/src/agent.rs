@@ -4,7 +4,6 @@
 //! probe, cluster message and timer tick in turn, and after each turn brings
 //! the node in line with the desired state: state changes never race.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,17 +12,19 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::server::{self, Answer, Call};
-use crate::api::{Request, Response};
+use crate::api::{Request, Response, Route};
 use crate::cluster::member::{self, Cache, FromServer, MemberLink};
 use crate::cluster::proto::{ClusterSettings, Welcome};
-use crate::cluster::server::ClusterEvent;
+use crate::cluster::server::{ClusterEvent, Hub};
 use crate::cluster::token::{self, Token};
-use crate::config::NodeConfig;
-use crate::control::ControlPlane;
-use crate::desired::NodeDesired;
+use crate::config::{Cidr, NodeConfig};
+use crate::control::{ControlError, ControlPlane, Host, Now, Rng};
+use crate::desired::{NodeDesired, PodReport, usable_peers};
+use crate::listeners::ListenError;
+use crate::listeners::proxy::ListenKey;
 use crate::model::check_name;
 use crate::node::{NodeOptions, NodeRuntime};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// This agent's part in a cluster.
 #[derive(Debug, Clone)]
@@ -68,9 +69,10 @@ pub struct AgentOptions {
 
 /// Runs the agent until SIGINT or SIGTERM, then removes every pod sandbox it
 /// made. Desired state stays on disk for the next start.
-pub async fn run(options: AgentOptions) -> Result<(), String> {
+pub async fn run(mut options: AgentOptions) -> Result<(), String> {
     check_name("node", &options.node_name, 63)?;
-    let data_dir = &options.data_dir;
+    let data_dir = options.data_dir.clone();
+    let data_dir = &data_dir;
     std::fs::create_dir_all(data_dir.join("logs"))
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let _lock = lock_data_dir(data_dir)?;
@@ -91,299 +93,455 @@ pub async fn run(options: AgentOptions) -> Result<(), String> {
         ));
     }
     // Nodes of a cluster reach each other's pods over the VXLAN overlay.
-    let mut options = options;
     if !matches!(options.role, Role::Standalone) {
         options.config.cluster.overlay = true;
     }
-    let result = match options.role.clone() {
+    let mut hidden = vec![options.socket.clone(), data_dir.clone()];
+    let (mut side, config, subnet) = match options.role.clone() {
         Role::Member { server, token_file, address } => {
-            run_member(&options, listener, calls_tx, calls, server, &token_file, address).await
+            let (member, config) = Member::start(&options, server, &token_file, address).await?;
+            hidden.push(token_file);
+            let subnet = member.subnet;
+            (Side::Member(Box::new(member)), config, subnet)
         }
-        _ => run_control(&options, listener, calls_tx, calls).await,
+        _ => {
+            let mut control = Control::start(&options, &calls_tx).await?;
+            control.cp.reconcile(Now::system());
+            if let Err(e) = commit(&mut control.cp, &control.store).await {
+                tracing::warn!("{e}");
+            }
+            let subnet = control.cp.subnet_of(&options.node_name).expect("the local node is registered");
+            (Side::Control(Box::new(control)), options.config.clone(), subnet)
+        }
     };
+    let mut node = NodeRuntime::start(NodeOptions {
+        name: options.node_name.clone(),
+        config,
+        subnet,
+        data_dir: data_dir.clone(),
+        hidden,
+    })
+    .await?;
+    side.converge(&mut node).await;
+    tracing::info!(node = %options.node_name, %subnet, socket = %options.socket.display(), "podnet agent ready");
+    let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
+    let result = event_loop(&mut side, &mut node, listener, calls_tx, calls, caps).await;
+    node.shutdown().await;
     drop(socket_guard);
     result
 }
 
-/// A standalone node or a cluster's server: control plane and node runtime
-/// in one event loop.
-async fn run_control(
-    options: &AgentOptions,
-    listener: UnixListener,
-    calls_tx: mpsc::Sender<Call>,
-    mut calls: mpsc::Receiver<Call>,
-) -> Result<(), String> {
-    let data_dir = &options.data_dir;
-    let store = Store::new(data_dir);
-    let state = store.load()?.unwrap_or_default();
-    if !state.node_name.is_empty() && state.node_name != options.node_name {
-        return Err(format!(
-            "data dir {} belongs to node `{}`, not `{}`: pass --name {} or another --data-dir",
-            data_dir.display(),
-            state.node_name,
-            options.node_name,
-            state.node_name
-        ));
-    }
-    let mut cp = ControlPlane::new(options.config.clone(), store, &options.node_name, state)?;
-
-    // The cluster API, when this node is the server.
-    let mut cluster_events = None;
-    if let Role::Server { listen, address } = &options.role {
-        let interface = &options.config.network.host_interface;
-        let address = address
-            .or_else(|| crate::cluster::node_address(interface))
-            .ok_or("cannot tell this node's address for other nodes: pass --node-ip")?;
-        cp.set_local_address(address)?;
-        let token = token::server_token(data_dir)?;
-        let api = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen for the cluster API on {listen}: {e}"))?;
-        token::write_client_config(data_dir, SocketAddr::from((address, listen.port())), &token)?;
-        let (events_tx, events_rx) = mpsc::channel(64);
-        let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
-        tokio::spawn(crate::cluster::server::serve(api, token, events_tx, calls_tx.clone(), caps));
-        cluster_events = Some(events_rx);
-        tracing::info!(
-            %address,
-            port = listen.port(),
-            token = %data_dir.join("token").display(),
-            client_config = %data_dir.join("podnet.yaml").display(),
-            "cluster server ready"
-        );
-    }
-    let mut members: BTreeMap<String, Member> = BTreeMap::new();
-
-    let subnet = cp.subnet_of(&options.node_name).expect("the local node is registered");
-    let mut node = NodeRuntime::start(NodeOptions {
-        name: options.node_name.clone(),
-        config: options.config.clone(),
-        subnet,
-        data_dir: data_dir.clone(),
-        hidden: vec![options.socket.clone(), data_dir.clone()],
-    })
-    .await?;
-    cp.reconcile();
-    converge(&mut cp, &mut node).await;
-    tracing::info!(node = %options.node_name, %subnet, socket = %options.socket.display(), "podnet agent ready");
-
-    let server = tokio::spawn(server::serve(
-        listener,
-        calls_tx,
-        crate::listeners::limits::Caps::listener(&options.config.limits),
-    ));
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    loop {
-        let next_event = async {
-            match &mut cluster_events {
-                Some(events) => events.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            Some((request, reply)) = calls.recv() => {
-                let _ = reply.send(answer(&mut cp, &mut node, request).await);
-            }
-            Some(event) = next_event => on_cluster_event(&mut cp, &mut members, event),
-            Some(exit) = node.exits.recv() => node.on_exit(exit),
-            Some(result) = node.probes.recv() => node.on_probe(result),
-            _ = tick.tick() => {
-                node.tick();
-                cp.check_heartbeats();
-                cp.reconcile();
-            }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
-        }
-        converge(&mut cp, &mut node).await;
-        push_to_members(&cp, &mut members);
-    }
-    tracing::info!("stopping: removing pod sandboxes");
-    server.abort();
-    node.shutdown().await;
-    Ok(())
+/// A standalone node or a cluster's server: the control plane, its store,
+/// and the cluster API's members when there are any.
+struct Control {
+    cp: ControlPlane,
+    store: Store,
+    hub: Option<Hub>,
+    overlay: Overlay,
 }
 
-/// A connected member, and what it was last sent.
+/// A member: the link to its server and the last state it was given.
 struct Member {
-    conn: u64,
-    desired: mpsc::Sender<NodeDesired>,
-    sent: Option<NodeDesired>,
+    server: SocketAddr,
+    token: Token,
+    from_server: mpsc::Receiver<FromServer>,
+    reports: watch::Sender<PodReport>,
+    cache: Cache,
+    data_dir: PathBuf,
+    subnet: Cidr,
+    overlay: Overlay,
 }
 
-fn on_cluster_event(cp: &mut ControlPlane, members: &mut BTreeMap<String, Member>, event: ClusterEvent) {
-    match event {
-        ClusterEvent::Join { name, address, conn, reply, desired } => {
-            let welcome =
-                cp.register(&name, address).map(|subnet| Welcome { subnet, settings: cp.settings() });
-            if welcome.is_ok() {
-                members.insert(name, Member { conn, desired, sent: None });
-            }
-            let _ = reply.send(welcome);
+/// What a node needs to tell usable overlay peers from bad ones.
+struct Overlay {
+    fixed: Vec<netstack::overlay::OverlayPeer>,
+    cluster_cidr: Cidr,
+    subnet: Cidr,
+}
+
+impl Overlay {
+    fn new(config: &NodeConfig) -> Overlay {
+        Overlay {
+            fixed: config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect(),
+            cluster_cidr: config.network.cluster_cidr,
+            subnet: config.network.node_subnet,
         }
-        ClusterEvent::Report { name, report } => {
-            cp.heartbeat(&name);
-            cp.report(&name, report);
-        }
-        ClusterEvent::Left { name, conn } => {
-            if members.get(&name).is_some_and(|m| m.conn == conn) {
-                members.remove(&name);
-            }
-        }
+    }
+
+    /// Programs the node's tables, skipping peers the overlay would refuse.
+    async fn apply(&self, node: &mut NodeRuntime, desired: &NodeDesired) {
+        let mut desired = desired.clone();
+        desired.peers = usable_peers(&desired.peers, &self.fixed, self.cluster_cidr, self.subnet);
+        node.apply_tables(&desired).await;
     }
 }
 
-/// Sends each member its desired state when it changed.
-fn push_to_members(cp: &ControlPlane, members: &mut BTreeMap<String, Member>) {
-    for (name, member) in members.iter_mut() {
-        let desired = cp.desired_for(name);
-        if member.sent.as_ref() != Some(&desired) && member.desired.try_send(desired.clone()).is_ok() {
-            member.sent = Some(desired);
-        }
-    }
+/// The part of the event loop that differs between the roles.
+enum Side {
+    Control(Box<Control>),
+    Member(Box<Member>),
 }
 
-/// A member: its node runtime, linked to the server. It keeps serving with
-/// the last state it was given while the server is away.
-async fn run_member(
-    options: &AgentOptions,
+/// An event only one role has.
+enum SideEvent {
+    /// From a member's connection, on the server.
+    Cluster(ClusterEvent),
+    /// From the server, on a member.
+    Server(Option<FromServer>),
+}
+
+/// The one event loop of both roles: requests, process exits, probes, the
+/// role's own events and timer ticks in turn; after each turn the node is
+/// brought in line with the desired state, so state changes never race.
+async fn event_loop(
+    side: &mut Side,
+    node: &mut NodeRuntime,
     listener: UnixListener,
     calls_tx: mpsc::Sender<Call>,
     mut calls: mpsc::Receiver<Call>,
-    server_addr: SocketAddr,
-    token_file: &Path,
-    address: Option<Ipv4Addr>,
+    caps: crate::listeners::limits::Caps,
 ) -> Result<(), String> {
-    let data_dir = &options.data_dir;
-    let token = Token::load(token_file)?;
-    let interface = &options.config.network.host_interface;
-    let address = address
-        .or_else(|| crate::cluster::node_address(interface))
-        .ok_or("cannot tell this node's address for other nodes: pass --node-ip")?;
-    let link =
-        MemberLink { server: server_addr, token: token.clone(), name: options.node_name.clone(), address };
-    let mut cache = Cache::load(data_dir);
-    let (to_loop, mut from_server) = mpsc::channel(16);
-    let (reports_tx, reports_rx) = watch::channel(Vec::new());
-    tokio::spawn(member::run(link, to_loop, reports_rx));
-
-    // Wait for the server's welcome; with a cached one, start without it
-    // after a while (the server may be down: edge autonomy).
-    let patience = if cache.welcome.is_some() { Duration::from_secs(5) } else { Duration::from_secs(3600) };
-    let welcome = tokio::select! {
-        message = from_server.recv() => match message {
-            Some(FromServer::Welcome(welcome)) => welcome,
-            Some(FromServer::Refused(reason)) => return Err(format!("the cluster server refused this node: {reason}")),
-            _ => return Err("the cluster link stopped".into()),
-        },
-        _ = tokio::time::sleep(patience) => {
-            tracing::warn!(server = %server_addr, "server unreachable: starting from the last known state");
-            cache.welcome.clone().expect("patience is short only with a cached welcome")
-        }
-    };
-    cache.welcome = Some(welcome.clone());
-    cache.save(data_dir);
-    let mut config = options.config.clone();
-    apply_settings(&mut config, &welcome);
-    let mut node = NodeRuntime::start(NodeOptions {
-        name: options.node_name.clone(),
-        config,
-        subnet: welcome.subnet,
-        data_dir: data_dir.clone(),
-        hidden: vec![options.socket.clone(), data_dir.clone(), token_file.to_path_buf()],
-    })
-    .await?;
-    let mut desired = cache.desired.clone();
-    tracing::info!(node = %options.node_name, subnet = %welcome.subnet, server = %server_addr, "podnet member ready");
-
-    let socket_server = tokio::spawn(server::serve(
-        listener,
-        calls_tx,
-        crate::listeners::limits::Caps::listener(&options.config.limits),
-    ));
+    let socket_server = tokio::spawn(server::serve(listener, calls_tx, caps));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut stopped = Ok(());
     loop {
-        node.apply_pods(&desired.pods).await;
-        node.apply_tables(&desired).await;
-        let report = node.statuses();
-        reports_tx.send_if_modified(|current| {
-            let changed = *current != report;
-            *current = report;
-            changed
-        });
         tokio::select! {
-            Some((request, reply)) = calls.recv() => {
-                member_answer(&mut node, server_addr, &token, request, reply).await;
+            Some((request, reply)) = calls.recv() => side.answer(node, request, reply).await,
+            event = side.next() => {
+                if let Err(e) = side.on_event(event).await {
+                    stopped = Err(e);
+                    break;
+                }
             }
-            Some(message) = from_server.recv() => match message {
-                FromServer::Desired(d) => {
-                    desired = d;
-                    cache.desired = desired.clone();
-                    cache.save(data_dir);
-                }
-                FromServer::Welcome(w) if w.subnet != welcome.subnet => {
-                    stopped = Err(format!("the server moved this node to subnet {}: restart the agent", w.subnet));
-                    break;
-                }
-                FromServer::Welcome(_) => {}
-                FromServer::Refused(reason) => {
-                    stopped = Err(format!("the cluster server refused this node: {reason}"));
-                    break;
-                }
-            },
             Some(exit) = node.exits.recv() => node.on_exit(exit),
             Some(result) = node.probes.recv() => node.on_probe(result),
-            _ = tick.tick() => node.tick(),
+            _ = tick.tick() => {
+                node.tick();
+                side.tick().await;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
+        side.converge(node).await;
     }
     tracing::info!("stopping: removing pod sandboxes");
     socket_server.abort();
-    node.shutdown().await;
     stopped
 }
 
-/// A member answers node-local requests itself and forwards the rest to the
-/// server, on a task of its own so the event loop goes on.
-async fn member_answer(
-    node: &mut NodeRuntime,
-    server: SocketAddr,
-    token: &Token,
-    request: Request,
-    reply: tokio::sync::oneshot::Sender<Result<Answer, String>>,
-) {
-    let once = |response| Answer::Once(Box::new(response));
-    let answer = match request {
-        Request::Capture { ref namespace, ref name } if node.has_pod(namespace, name) => {
-            node.capture(namespace, name).map(Answer::Stream).map_err(String::from)
+impl Side {
+    /// The role's next event; never, for a standalone node.
+    async fn next(&mut self) -> SideEvent {
+        match self {
+            Side::Control(c) => match &mut c.hub {
+                Some(hub) => match hub.recv().await {
+                    Some(event) => SideEvent::Cluster(event),
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            },
+            Side::Member(m) => SideEvent::Server(m.from_server.recv().await),
         }
-        Request::ExecTarget { ref namespace, ref name } | Request::Logs { ref namespace, ref name }
-            if node.has_pod(namespace, name) =>
-        {
-            node.handle_local(request).await.map(once).map_err(String::from)
+    }
+
+    async fn on_event(&mut self, event: SideEvent) -> Result<(), String> {
+        match (self, event) {
+            (Side::Control(c), SideEvent::Cluster(event)) => {
+                let Some(hub) = c.hub.as_mut() else { return Ok(()) };
+                if let Some(join) = hub.on_event(&mut c.cp, Now::system(), event) {
+                    let saved = commit(&mut c.cp, &c.store).await;
+                    c.hub.as_mut().expect("hub above").finish_join(join, saved);
+                }
+                Ok(())
+            }
+            (Side::Member(m), SideEvent::Server(message)) => m.on_message(message).await,
+            _ => Ok(()),
         }
-        Request::NodeStats | Request::Resolve { .. } => {
-            node.handle_local(request).await.map(once).map_err(String::from)
+    }
+
+    async fn tick(&mut self) {
+        if let Side::Control(c) = self {
+            let now = Now::system();
+            if let Some(hub) = c.hub.as_mut() {
+                hub.tick(&mut c.cp, now);
+            }
+            if c.cp.reconcile(now)
+                && let Err(e) = commit(&mut c.cp, &c.store).await
+            {
+                tracing::warn!("cannot keep deployments at their replica count: {e}");
+            }
         }
-        other => {
-            let token = token.clone();
-            tokio::spawn(async move {
-                let answer = crate::cluster::client::call(server, &token, &other)
-                    .await
-                    .map(once)
-                    .map_err(String::from);
-                let _ = reply.send(answer);
-            });
+    }
+
+    /// Brings the node in line: the control plane's view of it, or the last
+    /// state the server sent; then tells the server (or the members) what
+    /// changed.
+    async fn converge(&mut self, node: &mut NodeRuntime) {
+        match self {
+            Side::Control(c) => {
+                c.converge(node).await;
+                if let Some(hub) = c.hub.as_mut() {
+                    hub.push(&c.cp);
+                }
+            }
+            Side::Member(m) => {
+                node.apply_pods(&m.cache.desired.pods).await;
+                m.overlay.apply(node, &m.cache.desired).await;
+                let report = node.statuses();
+                m.reports.send_if_modified(|current| {
+                    let changed = *current != report;
+                    *current = report;
+                    changed
+                });
+            }
+        }
+    }
+
+    /// Answers one CLI request. Who answers is [`Request::route`]'s to say:
+    /// this node for its own counters and its own pods, else the control
+    /// plane (here, or the server's for a member).
+    async fn answer(&mut self, node: &mut NodeRuntime, request: Request, reply: Reply) {
+        let once = |response| Answer::Once(Box::new(response));
+        let here = match request.route() {
+            Route::Node => true,
+            Route::Pod { namespace, name } => match self {
+                Side::Control(c) => c.cp.runs_on(namespace, name, node.name()),
+                Side::Member(_) => node.has_pod(namespace, name),
+            },
+            Route::Cluster => false,
+        };
+        if here {
+            let answer = match request {
+                Request::Capture { namespace, name } => {
+                    node.capture(&namespace, &name).map(Answer::Stream).map_err(String::from)
+                }
+                request => node.handle_local(request).await.map(once).map_err(String::from),
+            };
+            let _ = reply.send(answer);
             return;
         }
-    };
-    let _ = reply.send(answer);
+        match self {
+            Side::Control(c) => {
+                let answer = c.answer(node, request).await.map_err(|e| e.to_string());
+                let _ = reply.send(answer);
+            }
+            // On a task of its own, so the event loop goes on.
+            Side::Member(m) => {
+                let (server, token) = (m.server, m.token.clone());
+                tokio::spawn(async move {
+                    let answer = crate::cluster::client::call(server, &token, &request)
+                        .await
+                        .map(once)
+                        .map_err(String::from);
+                    let _ = reply.send(answer);
+                });
+            }
+        }
+    }
+}
+
+/// Where a request's answer goes.
+type Reply = tokio::sync::oneshot::Sender<Result<Answer, String>>;
+
+/// Saves what the control plane changed, on a blocking thread (fsync must
+/// not stall the proxies, the DNS relay and the cluster I/O that share this
+/// thread); the event loop waits for it, so nothing is acknowledged before it
+/// is on disk. A failed save undoes the change.
+async fn commit(cp: &mut ControlPlane, store: &Store) -> Result<(), ControlError> {
+    let Some(state) = cp.to_save() else { return Ok(()) };
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || store.save(&state)).await.unwrap_or_else(|e| {
+        Err(StoreError::Write { path: PathBuf::from("state.json"), source: std::io::Error::other(e) })
+    });
+    cp.saved(result)
+}
+
+impl Control {
+    /// Starts the control plane from the saved state, and the cluster API
+    /// when this node is the server.
+    async fn start(options: &AgentOptions, calls_tx: &mpsc::Sender<Call>) -> Result<Control, String> {
+        let data_dir = &options.data_dir;
+        let store = Store::new(data_dir);
+        let state = store.load()?.unwrap_or_default();
+        if !state.node_name.is_empty() && state.node_name != options.node_name {
+            return Err(format!(
+                "data dir {} belongs to node `{}`, not `{}`: pass --name {} or another --data-dir",
+                data_dir.display(),
+                state.node_name,
+                options.node_name,
+                state.node_name
+            ));
+        }
+        let rng = Rng::seeded(crate::sys::random::u64());
+        let host = Box::new(SystemHost);
+        let mut cp =
+            ControlPlane::new(options.config.clone(), &options.node_name, state, Now::system(), rng, host)
+                .map_err(|e| e.to_string())?;
+        let mut hub = None;
+        if let Role::Server { listen, address } = &options.role {
+            let interface = &options.config.network.host_interface;
+            let address = address
+                .or_else(|| crate::cluster::node_address(interface))
+                .ok_or("cannot tell this node's address for other nodes: pass --node-ip")?;
+            cp.set_local_address(address);
+            let token = token::server_token(data_dir)?;
+            let api = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("cannot listen for the cluster API on {listen}: {e}"))?;
+            token::write_client_config(data_dir, SocketAddr::from((address, listen.port())), &token)?;
+            let (events_tx, events_rx) = mpsc::channel(64);
+            let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
+            tokio::spawn(crate::cluster::server::serve(api, token, events_tx, calls_tx.clone(), caps));
+            hub = Some(Hub::new(events_rx));
+            tracing::info!(
+                %address,
+                port = listen.port(),
+                token = %data_dir.join("token").display(),
+                client_config = %data_dir.join("podnet.yaml").display(),
+                "cluster server ready"
+            );
+        }
+        // What restoring changed is saved now if it can be; a full disk
+        // does not stop the node from serving what it has.
+        if let Err(e) = commit(&mut cp, &store).await {
+            tracing::warn!("{e}");
+        }
+        Ok(Control { cp, store, hub, overlay: Overlay::new(&options.config) })
+    }
+
+    /// Brings the local node in line with the control plane: its pods
+    /// first, then (with their fresh status) the service table and DNS
+    /// records. Returns the pods that could not be started.
+    async fn converge(&mut self, node: &mut NodeRuntime) -> Vec<(String, String)> {
+        let desired = self.cp.desired_for(node.name());
+        let failed = node.apply_pods(&desired.pods).await;
+        self.cp.start_failed(&failed);
+        self.cp.report(node.name(), node.statuses());
+        self.overlay.apply(node, &self.cp.desired_for(node.name())).await;
+        failed
+    }
+
+    /// Answers a request of the control plane's; its changes are saved and
+    /// applied before the answer goes back (a deleted pod is gone when
+    /// `podnet delete` returns).
+    async fn answer(&mut self, node: &mut NodeRuntime, request: Request) -> Result<Answer, ControlError> {
+        let once = |response| Answer::Once(Box::new(response));
+        let run = matches!(request, Request::RunPod(_));
+        let response = self.cp.handle(Now::system(), request)?;
+        commit(&mut self.cp, &self.store).await?;
+        let failed = self.converge(node).await;
+        Ok(once(match response {
+            // A pod the node could not start leaves nothing behind.
+            Response::Pod(pod) if run => {
+                if let Some((_, error)) = failed.iter().find(|(uid, _)| *uid == pod.uid) {
+                    self.cp.forget_pod(&pod.uid);
+                    if let Err(e) = commit(&mut self.cp, &self.store).await {
+                        tracing::warn!("{e}");
+                    }
+                    self.converge(node).await;
+                    return Err(ControlError::StartFailed(error.clone()));
+                }
+                Response::Pod(pod)
+            }
+            // LoadBalancer status is what this node's listeners see.
+            Response::Services(list) => {
+                Response::Services(list.iter().map(|s| node.reported_service(s)).collect())
+            }
+            Response::Service(s) => Response::Service(node.reported_service(&s)),
+            other => other,
+        }))
+    }
+}
+
+impl Member {
+    /// Waits for the server's welcome (or, with a cached one, starts without
+    /// it after a while: the server may be down, edge autonomy).
+    async fn start(
+        options: &AgentOptions,
+        server: SocketAddr,
+        token_file: &Path,
+        address: Option<Ipv4Addr>,
+    ) -> Result<(Member, NodeConfig), String> {
+        let data_dir = &options.data_dir;
+        let token = Token::load(token_file)?;
+        let interface = &options.config.network.host_interface;
+        let address = address
+            .or_else(|| crate::cluster::node_address(interface))
+            .ok_or("cannot tell this node's address for other nodes: pass --node-ip")?;
+        let link = MemberLink { server, token: token.clone(), name: options.node_name.clone(), address };
+        let mut cache = Cache::load(data_dir);
+        let (to_loop, mut from_server) = mpsc::channel(16);
+        let (reports, reports_rx) = watch::channel(Vec::new());
+        tokio::spawn(member::run(link, to_loop, reports_rx));
+
+        let patience =
+            if cache.welcome.is_some() { Duration::from_secs(5) } else { Duration::from_secs(3600) };
+        let welcome = tokio::select! {
+            message = from_server.recv() => match (message, cache.welcome.clone()) {
+                (Some(FromServer::Welcome(welcome)), _) => welcome,
+                // A node that was in the cluster keeps serving its last state.
+                (Some(FromServer::Refused(reason)), Some(cached)) => {
+                    tracing::warn!(server = %server, "the cluster server refused this node: {reason}; serving the last known state and asking again");
+                    cached
+                }
+                (Some(FromServer::Refused(reason)), None) => {
+                    return Err(format!("the cluster server refused this node: {reason}"));
+                }
+                _ => return Err("the cluster link stopped".into()),
+            },
+            _ = tokio::time::sleep(patience) => {
+                tracing::warn!(server = %server, "server unreachable: starting from the last known state");
+                cache.welcome.clone().expect("patience is short only with a cached welcome")
+            }
+        };
+        cache.welcome = Some(welcome.clone());
+        save_cache(&cache, data_dir).await;
+        let mut config = options.config.clone();
+        apply_settings(&mut config, &welcome);
+        let member = Member {
+            server,
+            token,
+            from_server,
+            reports,
+            cache,
+            data_dir: data_dir.clone(),
+            subnet: welcome.subnet,
+            overlay: Overlay::new(&config),
+        };
+        Ok((member, config))
+    }
+
+    /// Takes a message from the link; an error stops the agent.
+    async fn on_message(&mut self, message: Option<FromServer>) -> Result<(), String> {
+        match message {
+            Some(FromServer::Desired(desired)) => {
+                self.cache.desired = desired;
+                save_cache(&self.cache, &self.data_dir).await;
+            }
+            Some(FromServer::Welcome(w)) if w.subnet != self.subnet => {
+                return Err(format!("the server moved this node to subnet {}: restart the agent", w.subnet));
+            }
+            Some(FromServer::Welcome(_)) => {
+                tracing::info!(server = %self.server, "admitted by the cluster server")
+            }
+            // Refused after it started (a failed save on the server, another
+            // version during an upgrade): keep serving, say why, ask again.
+            Some(FromServer::Refused(reason)) => tracing::warn!(
+                server = %self.server,
+                "the cluster server refused this node: {reason}; serving the last known state and asking again"
+            ),
+            None => return Err("the cluster link stopped".into()),
+        }
+        Ok(())
+    }
+}
+
+/// Saves a member's cache off the event loop (it is fsynced).
+async fn save_cache(cache: &Cache, data_dir: &Path) {
+    let (cache, dir) = (cache.clone(), data_dir.to_path_buf());
+    let _ = tokio::task::spawn_blocking(move || cache.save(&dir)).await;
 }
 
 /// A member takes the cluster-wide settings from its server.
@@ -398,62 +556,20 @@ fn apply_settings(config: &mut NodeConfig, welcome: &Welcome) {
     net.node_subnet = welcome.subnet;
 }
 
-/// Brings the local node in line with the control plane: its pods first,
-/// then (with their fresh status) the service table and DNS records.
-/// Returns the pods that could not be started.
-async fn converge(cp: &mut ControlPlane, node: &mut NodeRuntime) -> Vec<(String, String)> {
-    let desired = cp.desired_for(node.name());
-    let failed = node.apply_pods(&desired.pods).await;
-    cp.start_failed(&failed);
-    cp.report(node.name(), node.statuses());
-    node.apply_tables(&cp.desired_for(node.name())).await;
-    failed
-}
+/// The control plane's node, as it checks ports and commands on it.
+struct SystemHost;
 
-/// Answers one CLI request: node-local ones from the node, the rest from the
-/// control plane, whose changes are applied before the answer goes back (a
-/// deleted pod is gone when `podnet delete` returns).
-async fn answer(cp: &mut ControlPlane, node: &mut NodeRuntime, request: Request) -> Result<Answer, String> {
-    let once = |response| Answer::Once(Box::new(response));
-    let local = |ns: &str, name: &str| cp.locate(ns, name) == Some(node.name());
-    match request {
-        Request::Capture { ref namespace, ref name } if local(namespace, name) => {
-            node.capture(namespace, name).map(Answer::Stream).map_err(String::from)
-        }
-        Request::ExecTarget { ref namespace, ref name } | Request::Logs { ref namespace, ref name }
-            if local(namespace, name) =>
-        {
-            node.handle_local(request).await.map(once).map_err(String::from)
-        }
-        Request::NodeStats | Request::Resolve { .. } => {
-            node.handle_local(request).await.map(once).map_err(String::from)
-        }
-        Request::GetServices { .. } | Request::CreateService(_) => {
-            let response = cp.handle(request)?;
-            converge(cp, node).await;
-            // LoadBalancer status is what this node's listeners see.
-            Ok(once(match response {
-                Response::Services(list) => {
-                    Response::Services(list.iter().map(|s| node.reported_service(s)).collect())
-                }
-                Response::Service(s) => Response::Service(node.reported_service(&s)),
-                other => other,
-            }))
-        }
-        Request::RunPod(_) => {
-            let Response::Pod(pod) = cp.handle(request)? else { unreachable!("RunPod answers a Pod") };
-            let failed = converge(cp, node).await;
-            if let Some((_, error)) = failed.iter().find(|(uid, _)| *uid == pod.uid) {
-                cp.forget_pod(&pod.uid);
-                converge(cp, node).await;
-                return Err(error.clone());
-            }
-            Ok(once(Response::Pod(pod)))
-        }
-        other => {
-            let response = cp.handle(other)?;
-            converge(cp, node).await;
-            Ok(once(response))
+impl Host for SystemHost {
+    fn try_bind(&mut self, key: &ListenKey) -> Result<(), ListenError> {
+        crate::listeners::proxy::bind(key).map(drop)
+    }
+
+    fn has_command(&self, program: &str) -> bool {
+        if program.contains('/') {
+            Path::new(program).is_file()
+        } else {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use netstack::overlay::{OverlayConfig, OverlayPeer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Cidr;
@@ -36,3 +37,59 @@ pub struct NodeDesired {
 
 /// A node's report: the observed status of each of its pods, by uid.
 pub type PodReport = Vec<(String, PodStatus)>;
+
+/// The cluster's peers a node owning `local` can use beside its static
+/// ones (`fixed`): each peer is added in turn and skipped, with a warning,
+/// when the overlay would refuse the set with it (a bad or duplicate
+/// address, an overlapping subnet). One bad node record then costs one
+/// peer, not the whole peer set.
+pub fn usable_peers(peers: &[Peer], fixed: &[OverlayPeer], cluster_cidr: Cidr, local: Cidr) -> Vec<Peer> {
+    let config =
+        OverlayConfig { cluster_cidr: cluster_cidr.to_netstack(), max_peers: u16::MAX, ..Default::default() };
+    let mut set = fixed.to_vec();
+    let mut usable = Vec::new();
+    for peer in peers {
+        let subnet = peer.subnet.to_netstack();
+        set.push(OverlayPeer {
+            subnet,
+            underlay: peer.address,
+            vtep_mac: netstack::overlay::vtep_mac(subnet),
+        });
+        match netstack::overlay::check_peers(&set, &config, local.to_netstack()) {
+            Ok(()) => usable.push(peer.clone()),
+            Err(e) => {
+                tracing::warn!(node = %peer.node, address = %peer.address, "skipping an unusable overlay peer: {e}");
+                set.pop();
+            }
+        }
+    }
+    usable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(node: &str, subnet: [u8; 4], address: [u8; 4]) -> Peer {
+        Peer { node: node.into(), subnet: Cidr::new(subnet.into(), 24), address: address.into() }
+    }
+
+    #[test]
+    fn a_bad_peer_record_is_skipped_and_the_rest_kept() {
+        let cluster = Cidr::new([10, 244, 0, 0].into(), 16);
+        let local = Cidr::new([10, 244, 0, 0].into(), 24);
+        let peers = vec![
+            peer("a", [10, 244, 1, 0], [192, 168, 1, 2]),
+            peer("zero", [10, 244, 2, 0], [0, 0, 0, 0]),
+            peer("lo", [10, 244, 3, 0], [127, 0, 0, 1]),
+            peer("mcast", [10, 244, 4, 0], [224, 0, 0, 1]),
+            peer("bcast", [10, 244, 5, 0], [255, 255, 255, 255]),
+            peer("twin", [10, 244, 6, 0], [192, 168, 1, 2]),
+            peer("mine", [10, 244, 0, 0], [192, 168, 1, 9]),
+            peer("b", [10, 244, 7, 0], [192, 168, 1, 3]),
+        ];
+        let names: Vec<String> =
+            usable_peers(&peers, &[], cluster, local).into_iter().map(|p| p.node).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+}

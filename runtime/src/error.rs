@@ -21,6 +21,7 @@ rendered_at_the_boundary!(
     crate::listeners::ListenError,
     crate::config::ConfigError,
     crate::store::StoreError,
+    crate::control::ControlError,
     crate::cluster::ClusterError,
     crate::api::server::BindError,
     crate::sys::SysError,

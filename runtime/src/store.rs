@@ -2,10 +2,13 @@
 //! written first: a temporary file, fsync, rename over the old one, fsync of
 //! the directory. A torn write leaves the previous state, never a mix; a file
 //! that does not parse stops the agent instead of starting an empty cluster.
+//! The file is root's only (0600). A full disk refuses the change with a
+//! message that says so, and leaves the previous state in place.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -74,13 +77,33 @@ pub struct NodeRecord {
 }
 
 /// The state file of one data directory.
+#[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
 }
 
-/// Why the saved state cannot be loaded.
+/// Why the saved state cannot be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The disk holding the data dir is full: the change was not saved.
+    #[error(
+        "the disk holding {} is full, so the change was not saved: free space on it (old pod logs are in {}/logs) and retry",
+        dir.display(),
+        dir.display()
+    )]
+    DiskFull {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// Writing the state failed: the change was not saved.
+    #[error("cannot save state to {}: {source}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The file exists but cannot be read.
     #[error("cannot read state file {}: {source}", path.display())]
     Read {
@@ -136,21 +159,41 @@ impl Store {
         Ok(Some(state))
     }
 
-    /// Replaces the state on disk atomically and durably.
-    pub fn save(&self, state: &State) -> io::Result<()> {
+    /// Replaces the state on disk atomically and durably (blocks on
+    /// fsync: the agent calls it off its event loop).
+    pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let tmp = self.path.with_extension("json.tmp");
+        self.write(state, &tmp).map_err(|source| {
+            // A partial temporary file takes space a full disk lacks.
+            let _ = fs::remove_file(&tmp);
+            self.failed(source)
+        })
+    }
+
+    /// The error for a failed save: a full disk is named as such.
+    pub(crate) fn failed(&self, source: io::Error) -> StoreError {
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::DiskFull { dir: self.dir() },
+            _ => StoreError::Write { path: self.path.clone(), source },
+        }
+    }
+
+    fn write(&self, state: &State, tmp: &Path) -> io::Result<()> {
         let mut state = state.clone();
         state.format = FORMAT;
         let bytes = serde_json::to_vec_pretty(&state).map_err(io::Error::other)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut file = File::create(&tmp)?;
+        let _ = fs::remove_file(tmp);
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        fs::rename(tmp, &self.path)?;
+        File::open(self.dir())?.sync_all()
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 }
 
@@ -174,6 +217,27 @@ mod tests {
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), Some(state));
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_state_file_is_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir("mode");
+        let store = Store::new(&dir);
+        store.save(&State { node_name: "n1".into(), ..State::default() }).unwrap();
+        let mode = fs::metadata(dir.join("state.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_data_dir_and_the_fix() {
+        let store = Store::new(Path::new("/var/lib/podnet"));
+        let err = store.failed(io::Error::from_raw_os_error(libc::ENOSPC)).to_string();
+        assert!(err.contains("disk holding /var/lib/podnet is full") && err.contains("free space"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let other = store.failed(io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(other, StoreError::Write { .. }), "{other}");
     }
 
     #[test]

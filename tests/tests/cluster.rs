@@ -248,3 +248,86 @@ fn a_node_port_on_one_node_reaches_a_pod_on_another_and_a_cut_link_heals() {
     });
     assert_eq!(cluster.server().pods().len(), 1, "no duplicate pod after the resync");
 }
+
+#[test]
+fn a_refused_member_keeps_serving_and_a_deleted_node_frees_its_name_and_address() {
+    let mut cluster = Cluster::start("delnode", 1);
+    let (server, member) = (cluster.nodes[0].name.clone(), cluster.nodes[1].name.clone());
+    cluster.server().fails(&["delete", "node", &server], "control plane's own node");
+    cluster.server().fails(&["delete", "node", "ghost"], "node `ghost` not found");
+    cluster.server().ok(&["run", "far", "--node", &member, "--", "sleep", "infinity"]);
+    eventually(Duration::from_secs(15), "pod on the member", || {
+        cluster.nodes[1].exec("far", &["true"]).status.success().then_some(())
+    });
+
+    // The server comes back with a record of another node at the member's
+    // address (as a hand-edited or stale state would have): the member is
+    // refused when it reconnects.
+    cluster.nodes[0].stop(libc::SIGTERM);
+    let state_path = cluster.server().dir.join("data/state.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let nodes = state["nodes"].as_array_mut().unwrap();
+    let mut imposter = nodes.iter().find(|n| n["name"] == member.as_str()).unwrap().clone();
+    imposter["name"] = "imposter".into();
+    imposter["subnet"] = "10.244.9.0/24".into();
+    nodes.push(imposter);
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    cluster.nodes[0].up();
+    eventually(Duration::from_secs(20), "the member refused, saying why", || {
+        cluster.nodes[1].agent_log().contains("node imposter has it").then_some(())
+    });
+    // It keeps serving its pods and its node-local answers.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(cluster.nodes[1].exec("far", &["true"]).status.success(), "{}", cluster.nodes[1].agent_log());
+    assert!(cluster.nodes[1].ok(&["get", "pods"]).contains("far"));
+
+    // Deleting the stale record lets the member back in on its next try.
+    let out = cluster.server().ok(&["delete", "node", "imposter"]);
+    assert!(out.contains("node \"imposter\" deleted"), "{out}");
+    eventually(Duration::from_secs(20), "the member Ready again", || {
+        let nodes = cluster.server().ok(&["get", "nodes"]);
+        nodes.lines().any(|l| l.starts_with(&member) && l.contains(" Ready")).then_some(())
+    });
+    assert!(cluster.nodes[1].exec("far", &["true"]).status.success());
+
+    // Deleting a node takes its pods with it.
+    cluster.nodes[1].stop(libc::SIGTERM);
+    cluster.server().ok(&["delete", "node", &member]);
+    let nodes = nodes_json(cluster.server());
+    assert_eq!(nodes["items"].as_array().unwrap().len(), 1, "{nodes}");
+    assert!(cluster.server().pods().is_empty(), "its pods are gone");
+}
+
+#[test]
+fn a_second_agent_with_a_live_nodes_name_is_refused() {
+    let cluster = Cluster::start("twin", 1);
+    let member = cluster.nodes[1].name.clone();
+    let token = cluster.server().dir.join("data/token");
+    let twin = Node::prepare(
+        "twin",
+        None,
+        &[
+            "--server",
+            &Cluster::address(0),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--node-ip",
+            "192.168.251.98",
+        ],
+    );
+    cluster.link(&twin, "192.168.251.98", "pt");
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", twin.netns))
+        .arg(podnet_bin())
+        .args(["node", "up", "--name", &member, "--data-dir"])
+        .arg(twin.dir.join("data"))
+        .args(&twin.args)
+        .env("PODNET_SOCKET", &twin.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a second agent must not take a live node's name");
+    assert!(stderr(&out).contains("in use by a live node at 192.168.251.11"), "{}", stderr(&out));
+    let nodes = cluster.server().ok(&["get", "nodes", "-o", "wide"]);
+    let line = nodes.lines().find(|l| l.starts_with(&member)).unwrap();
+    assert!(line.contains(" Ready") && line.contains("192.168.251.11"), "{line}");
+}

@@ -181,3 +181,70 @@ fn exited_commands_restart_with_backoff_per_policy() {
     let logs = node.ok(&["logs", "crasher"]);
     assert!(logs.matches("run").count() >= 3, "output of every run is kept: {logs}");
 }
+
+/// A tmpfs of `size` mounted on a test's data dir, lazily unmounted when
+/// dropped (also when the test fails, and while the agent still holds it).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "podnet-e2e-disk"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes to `path` until the file system is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    let err = loop {
+        if let Err(e) = file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+}
+
+#[test]
+fn a_full_disk_refuses_changes_in_one_line_and_the_node_keeps_serving_and_restarts() {
+    let mut node = Node::prepare("disk", None, &[]);
+    let data = node.dir.join("data");
+    let _tmpfs = Tmpfs::mount(&data, "8m");
+    node.up();
+    node.ok(&["run", "before", "--", "sleep", "infinity"]);
+    node.wait_running("before");
+    let filler = data.join("filler");
+    fill(&filler);
+
+    let err = node.fails(&["run", "after", "--", "sleep", "infinity"], "is full");
+    assert!(err.contains(&format!("disk holding {}", data.display())) && err.contains("free space"), "{err}");
+    assert_eq!(pod_names(&node), ["before"], "nothing half-created");
+    node.fails(&["create", "deployment", "web", "--", "sleep", "infinity"], "is full");
+    assert!(node.exec("before", &["true"]).status.success(), "pods keep running");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("state.json")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "state.json is root's only");
+
+    // It starts again on the full disk, with its state.
+    node.stop(libc::SIGTERM);
+    node.up();
+    assert_eq!(pod_names(&node), ["before"]);
+    // Space back: changes work again.
+    std::fs::remove_file(&filler).unwrap();
+    node.ok(&["run", "after", "--", "sleep", "infinity"]);
+    node.wait_running("after");
+    node.stop(libc::SIGTERM);
+}

@@ -116,6 +116,40 @@ pub enum Request {
         /// The new affinity.
         affinity: SessionAffinity,
     },
+    /// Remove a node from the cluster, with its pods, freeing its subnet.
+    DeleteNode {
+        /// Node name.
+        name: String,
+    },
+}
+
+/// Who answers a request: the one place that decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// The node the CLI talks to (its counters, its DNS view).
+    Node,
+    /// The node the pod runs on (exec, logs, capture).
+    Pod {
+        /// Namespace.
+        namespace: &'a str,
+        /// Name.
+        name: &'a str,
+    },
+    /// The control plane (cluster state).
+    Cluster,
+}
+
+impl Request {
+    /// Who answers this request.
+    pub fn route(&self) -> Route<'_> {
+        match self {
+            Request::NodeStats | Request::Resolve { .. } => Route::Node,
+            Request::ExecTarget { namespace, name }
+            | Request::Logs { namespace, name }
+            | Request::Capture { namespace, name } => Route::Pod { namespace, name },
+            _ => Route::Cluster,
+        }
+    }
 }
 
 /// Everything `podnet node stats` shows.

@@ -1,6 +1,8 @@
 //! A member's side of the cluster channel: it joins, receives what to run,
-//! and reports back every [`HEARTBEAT`]. When the server is unreachable the
-//! member keeps serving with its last known state and reconnects by itself.
+//! and reports back every [`HEARTBEAT`]. When the server is unreachable, or
+//! refuses a member that has run before (a failed save there, another
+//! version during an upgrade), the member keeps serving with its last known
+//! state and asks again by itself.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -34,7 +36,8 @@ pub struct MemberLink {
 pub enum FromServer {
     /// Admitted (again).
     Welcome(Welcome),
-    /// Refused, with the reason: the agent stops.
+    /// Refused, with the reason. Before the first welcome the agent stops;
+    /// after it, the agent keeps serving its last state while the link retries.
     Refused(String),
     /// What to run now.
     Desired(NodeDesired),
@@ -80,26 +83,39 @@ pub async fn run(
     let mut backoff = Duration::from_millis(200);
     let mut welcomed = false;
     loop {
-        match session(&link, &to_loop, &mut reports, &mut welcomed).await {
+        let wait = match session(&link, &to_loop, &mut reports, &mut welcomed).await {
             Ok(()) => return,
             // A server that hangs up during the handshake does not hold our
-            // token; before we were ever admitted that is final.
+            // token: the event loop decides whether that is final.
             Err(e) if !welcomed && handshake_refused(&e) => {
                 let reason = format!(
                     "the server at {} ended the handshake: the token in --token-file is not this cluster's",
                     link.server
                 );
                 let _ = to_loop.send(FromServer::Refused(reason)).await;
-                return;
+                REFUSED_RETRY
             }
+            // The loop was told; ask again later (the server's disk may have
+            // room again, or it may run a matching version by then).
+            Err(e) if e.to_string().starts_with(REFUSED) => REFUSED_RETRY,
             Err(e) => {
-                tracing::warn!(server = %link.server, "cluster link down: {e}; retrying in {backoff:?}")
+                tracing::warn!(server = %link.server, "cluster link down: {e}; retrying in {backoff:?}");
+                let wait = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                wait
             }
+        };
+        if to_loop.is_closed() {
+            return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(wait).await;
     }
 }
+
+/// How long a refused member waits before asking again.
+const REFUSED_RETRY: Duration = Duration::from_secs(5);
+/// How a session's error starts when the server refused the node.
+const REFUSED: &str = "refused: ";
 
 fn handshake_refused(e: &std::io::Error) -> bool {
     e.to_string().starts_with("handshake: ")
@@ -132,8 +148,10 @@ async fn session(
             }
         }
         ToMember::Refused(reason) => {
-            let _ = to_loop.send(FromServer::Refused(reason.clone())).await;
-            return Ok(());
+            if to_loop.send(FromServer::Refused(reason.clone())).await.is_err() {
+                return Ok(());
+            }
+            return Err(std::io::Error::other(format!("{REFUSED}{reason}")));
         }
         ToMember::Desired(_) => return Err(std::io::Error::other("server sent state before welcoming us")),
     }

@@ -1,7 +1,8 @@
 //! The server's side of the cluster channel: members join and report, remote
 //! CLIs send requests. Connections are turned into events for the agent's
-//! event loop, which owns the control plane.
+//! event loop, which owns the control plane and hands them to the [`Hub`].
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -12,6 +13,7 @@ use super::proto::{Hello, Report, ToMember, Welcome};
 use super::token::Token;
 use crate::api::server::{Answer, Call};
 use crate::api::{PROTOCOL_VERSION, Request, Response};
+use crate::control::{ControlError, ControlPlane, Now};
 use crate::desired::{NodeDesired, PodReport};
 use crate::listeners::accept;
 use crate::listeners::limits::{Caps, Gate, Listener};
@@ -35,6 +37,8 @@ pub enum ClusterEvent {
     Report {
         /// Node name.
         name: String,
+        /// Connection id: reports of a connection that was replaced are ignored.
+        conn: u64,
         /// Its pods' status.
         report: PodReport,
     },
@@ -45,6 +49,117 @@ pub enum ClusterEvent {
         /// Connection id.
         conn: u64,
     },
+}
+
+/// The server's side of its members, in the agent's event loop: who is
+/// connected, what each was last sent, and the events not handled yet.
+pub struct Hub {
+    events: mpsc::Receiver<ClusterEvent>,
+    /// Events taken out of turn by [`Hub::tick`] (joins and leaves keep
+    /// their order behind it).
+    deferred: VecDeque<ClusterEvent>,
+    members: BTreeMap<String, Member>,
+}
+
+/// A connected member, and what it was last sent.
+struct Member {
+    conn: u64,
+    desired: mpsc::Sender<NodeDesired>,
+    sent: Option<NodeDesired>,
+}
+
+/// A join admitted in memory; it is answered once the change is saved.
+pub struct PendingJoin {
+    name: String,
+    conn: u64,
+    reply: oneshot::Sender<Result<Welcome, String>>,
+    desired: mpsc::Sender<NodeDesired>,
+    welcome: Result<Welcome, ControlError>,
+}
+
+impl Hub {
+    /// A hub taking the events of [`serve`]'s connections.
+    pub fn new(events: mpsc::Receiver<ClusterEvent>) -> Hub {
+        Hub { events, deferred: VecDeque::new(), members: BTreeMap::new() }
+    }
+
+    /// The next event (cancel-safe; pending forever once every sender is gone).
+    pub async fn recv(&mut self) -> Option<ClusterEvent> {
+        match self.deferred.pop_front() {
+            Some(event) => Some(event),
+            None => self.events.recv().await,
+        }
+    }
+
+    /// The next event if one is waiting (for a caller without a runtime).
+    pub fn try_next(&mut self) -> Option<ClusterEvent> {
+        self.deferred.pop_front().or_else(|| self.events.try_recv().ok())
+    }
+
+    /// Handles one event at `now`. A join comes back: save the control
+    /// plane's change, then answer it with [`Hub::finish_join`].
+    pub fn on_event(&mut self, cp: &mut ControlPlane, now: Now, event: ClusterEvent) -> Option<PendingJoin> {
+        match event {
+            ClusterEvent::Join { name, address, conn, reply, desired } => {
+                let connected = self.members.get(&name).is_some_and(|m| m.conn != conn);
+                let welcome = cp
+                    .register(now, &name, address, connected)
+                    .map(|subnet| Welcome { subnet, settings: cp.settings() });
+                return Some(PendingJoin { name, conn, reply, desired, welcome });
+            }
+            ClusterEvent::Report { name, conn, report } => {
+                if self.members.get(&name).is_some_and(|m| m.conn == conn) {
+                    cp.heartbeat(now, &name);
+                    cp.report(&name, report);
+                }
+            }
+            ClusterEvent::Left { name, conn } => {
+                if self.members.get(&name).is_some_and(|m| m.conn == conn) {
+                    self.members.remove(&name);
+                }
+            }
+        }
+        None
+    }
+
+    /// Answers a join: welcomed when admitted and saved, else refused with
+    /// the reason.
+    pub fn finish_join(&mut self, join: PendingJoin, saved: Result<(), ControlError>) {
+        let PendingJoin { name, conn, reply, desired, welcome } = join;
+        let answer = welcome.and_then(|welcome| saved.map(|()| welcome));
+        match &answer {
+            Ok(_) => {
+                self.members.insert(name, Member { conn, desired, sent: None });
+            }
+            Err(e) => tracing::warn!(node = %name, "refused a node: {e}"),
+        }
+        let _ = reply.send(answer.map_err(|e| e.to_string()));
+    }
+
+    /// The periodic check at `now`: every report already received counts
+    /// first (a report queued behind a slow turn is a heartbeat all the
+    /// same), then members silent too long go NotReady.
+    pub fn tick(&mut self, cp: &mut ControlPlane, now: Now) {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                report @ ClusterEvent::Report { .. } => {
+                    self.on_event(cp, now, report);
+                }
+                other => self.deferred.push_back(other),
+            }
+        }
+        cp.check_heartbeats(now);
+    }
+
+    /// Sends each member its desired state when it changed.
+    pub fn push(&mut self, cp: &ControlPlane) {
+        for (name, member) in self.members.iter_mut() {
+            let desired = cp.desired_for(name);
+            if member.sent.as_ref() != Some(&desired) && member.desired.try_send(desired.clone()).is_ok() {
+                member.sent = Some(desired);
+            }
+        }
+    }
 }
 
 /// Accepts cluster connections until the agent stops, at most `caps` at
@@ -142,7 +257,7 @@ async fn connection(
             let result = async {
                 loop {
                     let Report(report) = rx.recv_value().await?;
-                    let _ = events.send(ClusterEvent::Report { name: name.clone(), report }).await;
+                    let _ = events.send(ClusterEvent::Report { name: name.clone(), conn, report }).await;
                 }
             }
             .await;

@@ -2,12 +2,27 @@
 //! are to Kubernetes: it owns the desired state (nodes, pods with their IPs,
 //! deployments, services with their ClusterIPs), saves it before any change
 //! is acknowledged, places pods on nodes, and tells each node what to run.
-//! It does no I/O besides its state file: nodes report pod status back.
+//!
+//! It is a deterministic state machine, as quinn-proto's connection is: it
+//! does no I/O. Time comes in with each input ([`Now`]), randomness from a
+//! seeded [`Rng`], port and command checks through the [`Host`] it is given,
+//! and saving is an effect: every change runs in a transaction
+//! ([`ControlPlane::transact`]) that leaves the state to save, and the
+//! caller saves it ([`ControlPlane::commit`], or the agent on a blocking
+//! thread) before it acknowledges anything. A failed save restores the
+//! state as it was before the change.
 
+mod error;
+#[cfg(test)]
+mod harness;
+mod inputs;
 mod nodes;
 mod ports;
 mod requests;
 mod scheduling;
+#[cfg(test)]
+mod tests;
+mod transact;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,10 +32,13 @@ use netstack::ipam::Pool;
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
 use crate::model::services::{self, PodView};
-use crate::model::{Deployment, Endpoints, Phase, Pod, PodStatus, Service, unix_now};
-use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State, Store};
+use crate::model::{Deployment, Endpoints, Phase, Pod, PodStatus, Service};
+use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
 
+pub use error::ControlError;
+pub use inputs::{Host, Now, Persist, Rng};
 pub use nodes::HEARTBEAT_TIMEOUT;
+use transact::Snapshot;
 
 type Key = (String, String);
 
@@ -29,14 +47,16 @@ fn key(namespace: &str, name: &str) -> Key {
 }
 
 /// A node as the control plane tracks it.
+#[derive(Clone)]
 struct NodeEntry {
     record: NodeRecord,
     ipam: Pool,
     ready: bool,
-    last_seen: Option<tokio::time::Instant>,
+    last_seen: Option<std::time::Instant>,
 }
 
 /// A pod with its last reported status.
+#[derive(Clone)]
 struct PodEntry {
     record: PodRecord,
     status: PodStatus,
@@ -45,7 +65,13 @@ struct PodEntry {
 /// The cluster's desired state and what nodes report of it.
 pub struct ControlPlane {
     config: NodeConfig,
-    store: Store,
+    host: Box<dyn Host>,
+    rng: Rng,
+    /// The state as last saved, while changes since are not saved yet.
+    unsaved: Option<Snapshot>,
+    /// Changes not saved yet that a failed save does not undo (the local
+    /// node's record at start): they are saved with the next change.
+    dirty: bool,
     local: String,
     nodes: BTreeMap<String, NodeEntry>,
     pods: BTreeMap<Key, PodEntry>,
@@ -55,11 +81,23 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Restores the saved state; the local node is registered with the
-    /// configured subnet the first time.
-    pub fn new(config: NodeConfig, store: Store, local: &str, state: State) -> Result<ControlPlane, String> {
+    /// configured subnet the first time. Nothing is saved here (a node whose
+    /// disk is full still starts): what restoring changed waits in
+    /// [`ControlPlane::to_save`].
+    pub fn new(
+        config: NodeConfig,
+        local: &str,
+        state: State,
+        now: Now,
+        rng: Rng,
+        host: Box<dyn Host>,
+    ) -> Result<ControlPlane, ControlError> {
         let mut cp = ControlPlane {
             config,
-            store,
+            host,
+            rng,
+            unsaved: None,
+            dirty: false,
             local: local.to_string(),
             nodes: BTreeMap::new(),
             pods: BTreeMap::new(),
@@ -69,8 +107,8 @@ impl ControlPlane {
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
             let subnet = cp.config.network.node_subnet;
-            records
-                .insert(0, NodeRecord { name: local.into(), subnet, address: None, joined_at: unix_now() });
+            records.insert(0, NodeRecord { name: local.into(), subnet, address: None, joined_at: now.unix });
+            cp.dirty = true;
         }
         for record in records {
             cp.add_node(record)?;
@@ -87,6 +125,7 @@ impl ControlPlane {
         for mut record in state.pods {
             if record.node.is_empty() {
                 record.node = local.to_string();
+                cp.dirty = true;
             }
             let name = format!("{}/{}", record.spec.namespace, record.spec.name);
             let reserved = cp.nodes.get_mut(&record.node).map(|n| n.ipam.reserve(record.ip));
@@ -97,10 +136,12 @@ impl ControlPlane {
                         PodEntry { status: pending(record.ip), record },
                     );
                 }
-                _ => tracing::warn!(pod = %name, ip = %record.ip, node = %record.node, "cannot restore pod"),
+                _ => {
+                    tracing::warn!(pod = %name, ip = %record.ip, node = %record.node, "cannot restore pod");
+                    cp.dirty = true;
+                }
             }
         }
-        cp.save()?;
         Ok(cp)
     }
 
@@ -114,7 +155,8 @@ impl ControlPlane {
         self.nodes.get(node).map(|n| n.record.subnet)
     }
 
-    fn state(&self) -> State {
+    /// The state to save, as it is in memory.
+    pub fn state(&self) -> State {
         State {
             format: 0,
             node_name: self.local.clone(),
@@ -123,10 +165,6 @@ impl ControlPlane {
             services: self.services.values().cloned().collect(),
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
         }
-    }
-
-    fn save(&self) -> Result<(), String> {
-        self.store.save(&self.state()).map_err(|e| format!("cannot save state: {e}"))
     }
 
     /// What `node` must run and program now.
@@ -150,7 +188,8 @@ impl ControlPlane {
         }
     }
 
-    /// Takes a node's report of its pods' status.
+    /// Takes a node's report of its pods' status (the local node's too;
+    /// a member's report is also its heartbeat: see [`ControlPlane::heartbeat`]).
     pub fn report(&mut self, node: &str, report: PodReport) {
         let statuses: BTreeMap<String, PodStatus> = report.into_iter().collect();
         for pod in self.pods.values_mut().filter(|p| p.record.node == node) {
@@ -158,6 +197,11 @@ impl ControlPlane {
                 pod.status = status.clone();
             }
         }
+    }
+
+    /// Whether namespace/name exists and runs on `node`.
+    pub fn runs_on(&self, namespace: &str, name: &str, node: &str) -> bool {
+        self.locate(namespace, name) == Some(node)
     }
 
     /// Marks pods a node could not start.

@@ -6,61 +6,120 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use netstack::ipam::Pool;
-use tokio::time::Instant;
 
-use super::{ControlPlane, NodeEntry};
+use super::{ControlError, ControlPlane, NodeEntry, Now};
 use crate::config::Cidr;
-use crate::model::{NodeInfo, unix_now};
+use crate::model::NodeInfo;
 use crate::store::NodeRecord;
 
 /// A node silent for this long is NotReady: its pods leave every endpoint set.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
 
 impl ControlPlane {
-    pub(super) fn add_node(&mut self, record: NodeRecord) -> Result<(), String> {
-        let ipam = Pool::new(record.subnet.to_netstack())
-            .map_err(|e| format!("node {} subnet {}: {e}", record.name, record.subnet))?;
+    pub(super) fn add_node(&mut self, record: NodeRecord) -> Result<(), ControlError> {
+        let ipam = Pool::new(record.subnet.to_netstack()).map_err(|source| ControlError::NodeSubnet {
+            node: record.name.clone(),
+            subnet: record.subnet,
+            source,
+        })?;
         let name = record.name.clone();
         self.nodes.insert(name, NodeEntry { record, ipam, ready: false, last_seen: None });
         Ok(())
     }
 
-    /// Admits a node (new or returning) at `address`; returns its pod subnet.
-    pub fn register(&mut self, name: &str, address: Ipv4Addr) -> Result<Cidr, String> {
+    /// Admits a node (new or returning) at `address`; returns its pod
+    /// subnet once saved. `connected` says another connection of that name
+    /// is open: a node still Ready there at another address is another
+    /// agent claiming the name, and is refused rather than taken over.
+    pub fn register(
+        &mut self,
+        now: Now,
+        name: &str,
+        address: Ipv4Addr,
+        connected: bool,
+    ) -> Result<Cidr, ControlError> {
         crate::model::check_name("node", name, 63)?;
         if name == self.local {
-            return Err(format!(
-                "node name `{name}` is the server's own: give the joining node another --name"
-            ));
+            return Err(ControlError::ServerName(name.into()));
         }
-        if let Some(node) = self.nodes.get_mut(name) {
-            node.record.address = Some(address);
+        check_address(name, address)?;
+        if let Some(other) =
+            self.nodes.values().find(|n| n.record.name != name && n.record.address == Some(address))
+        {
+            return Err(ControlError::AddressTaken {
+                node: name.into(),
+                address,
+                other: other.record.name.clone(),
+            });
+        }
+        if let Some(node) = self.nodes.get(name)
+            && connected
+            && node.ready
+            && let Some(live) = node.record.address.filter(|a| *a != address)
+        {
+            return Err(ControlError::NameInUse { node: name.into(), address: live });
+        }
+        // A node returning at its address changes nothing to save (a
+        // returning member is admitted on a full disk too).
+        if let Some(node) = self.nodes.get_mut(name)
+            && node.record.address == Some(address)
+        {
             node.ready = true;
-            node.last_seen = Some(Instant::now());
-            let subnet = node.record.subnet;
-            self.save()?;
-            return Ok(subnet);
+            node.last_seen = Some(now.at);
+            return Ok(node.record.subnet);
         }
-        let subnet = self.free_subnet()?;
-        let record = NodeRecord { name: name.into(), subnet, address: Some(address), joined_at: unix_now() };
-        self.add_node(record)?;
-        if let Err(e) = self.save() {
-            self.nodes.remove(name);
-            return Err(e);
-        }
-        let node = self.nodes.get_mut(name).expect("added above");
-        node.ready = true;
-        node.last_seen = Some(Instant::now());
-        tracing::info!(node = name, %subnet, %address, "node joined");
-        Ok(subnet)
+        self.transact(|cp| {
+            let subnet = match cp.nodes.get_mut(name) {
+                Some(node) => {
+                    node.record.address = Some(address);
+                    node.record.subnet
+                }
+                None => {
+                    let subnet = cp.free_subnet()?;
+                    cp.add_node(NodeRecord {
+                        name: name.into(),
+                        subnet,
+                        address: Some(address),
+                        joined_at: now.unix,
+                    })?;
+                    tracing::info!(node = name, %subnet, %address, "node joined");
+                    subnet
+                }
+            };
+            let node = cp.nodes.get_mut(name).expect("registered above");
+            node.ready = true;
+            node.last_seen = Some(now.at);
+            Ok(subnet)
+        })
     }
 
-    /// Records the address other nodes reach the server's own node at.
-    pub fn set_local_address(&mut self, address: Ipv4Addr) -> Result<(), String> {
-        if let Some(me) = self.nodes.get_mut(&self.local) {
+    /// Records the address other nodes reach the server's own node at
+    /// (saved with the next change).
+    pub fn set_local_address(&mut self, address: Ipv4Addr) {
+        if let Some(me) = self.nodes.get_mut(&self.local)
+            && me.record.address != Some(address)
+        {
             me.record.address = Some(address);
+            self.dirty = true;
         }
-        self.save()
+    }
+
+    /// Removes a node and its pods and frees its subnet; the deployments
+    /// whose replicas ran there get new ones on the other nodes.
+    pub(super) fn delete_node(&mut self, now: Now, name: &str) -> Result<(), ControlError> {
+        if name == self.local {
+            return Err(ControlError::DeleteServer(name.into()));
+        }
+        if !self.nodes.contains_key(name) {
+            return Err(ControlError::NoNode(name.into()));
+        }
+        self.transact(|cp| {
+            cp.nodes.remove(name);
+            cp.pods.retain(|_, p| p.record.node != name);
+            cp.reconcile_pods(now);
+            tracing::info!(node = name, "node deleted");
+            Ok(())
+        })
     }
 
     /// The settings every member takes from the server.
@@ -75,9 +134,9 @@ impl ControlPlane {
     }
 
     /// Records that `name` is alive.
-    pub fn heartbeat(&mut self, name: &str) {
+    pub fn heartbeat(&mut self, now: Now, name: &str) {
         if let Some(node) = self.nodes.get_mut(name) {
-            node.last_seen = Some(Instant::now());
+            node.last_seen = Some(now.at);
             if !node.ready {
                 tracing::info!(node = name, "node Ready again");
             }
@@ -85,11 +144,14 @@ impl ControlPlane {
         }
     }
 
-    /// Marks silent nodes NotReady.
-    pub fn check_heartbeats(&mut self) {
+    /// Marks nodes silent for longer than [`HEARTBEAT_TIMEOUT`] NotReady.
+    /// Reports already received must be taken first (see
+    /// `cluster::server::Hub::tick`).
+    pub fn check_heartbeats(&mut self, now: Now) {
         let local = self.local.clone();
         for (name, node) in self.nodes.iter_mut().filter(|(name, _)| **name != local) {
-            let silent = node.last_seen.is_none_or(|t| t.elapsed() > HEARTBEAT_TIMEOUT);
+            let silent =
+                node.last_seen.is_none_or(|t| now.at.saturating_duration_since(t) > HEARTBEAT_TIMEOUT);
             if silent && node.ready {
                 tracing::warn!(node = %name, "node NotReady: no heartbeat");
                 node.ready = false;
@@ -98,7 +160,7 @@ impl ControlPlane {
     }
 
     /// The next free /N of the cluster CIDR, N being the node subnet's prefix.
-    fn free_subnet(&self) -> Result<Cidr, String> {
+    fn free_subnet(&self) -> Result<Cidr, ControlError> {
         let net = &self.config.network;
         let prefix = net.node_subnet.prefix;
         let count = 1u32 << (prefix - net.cluster_cidr.prefix);
@@ -106,9 +168,12 @@ impl ControlPlane {
         (0..count)
             .map(|i| Cidr::new(net.cluster_cidr.nth(i * size), prefix))
             .find(|candidate| self.nodes.values().all(|n| n.record.subnet != *candidate))
-            .ok_or_else(|| {
-                format!("the cluster CIDR {} has no free /{prefix} for another node", net.cluster_cidr)
-            })
+            .ok_or(ControlError::ClusterFull { cidr: net.cluster_cidr, prefix })
+    }
+
+    /// Whether `name` is a node and Ready.
+    pub fn is_ready(&self, name: &str) -> bool {
+        self.nodes.get(name).is_some_and(|n| n.ready)
     }
 
     /// Every node, as `get nodes` shows them.
@@ -127,4 +192,21 @@ impl ControlPlane {
             })
             .collect()
     }
+}
+
+/// Refuses an address other nodes cannot reach a node at: one such record
+/// would make every node's overlay refuse the peer set.
+fn check_address(node: &str, address: Ipv4Addr) -> Result<(), ControlError> {
+    let what = if address.is_unspecified() {
+        "the unspecified address"
+    } else if address.is_loopback() {
+        "a loopback address"
+    } else if address.is_multicast() {
+        "a multicast address"
+    } else if address.is_broadcast() {
+        "the broadcast address"
+    } else {
+        return Ok(());
+    };
+    Err(ControlError::BadAddress { node: node.into(), address, what })
 }

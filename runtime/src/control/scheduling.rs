@@ -1,16 +1,15 @@
 //! Placing pods on nodes, and keeping deployments at their replica count.
 
-use super::{ControlPlane, Key, key};
+use super::{ControlError, ControlPlane, Key, Now, key};
 use crate::model::{PodSpec, RestartPolicy};
-use crate::sys::random;
 
 impl ControlPlane {
     /// The node a new pod goes to: the one it names, else the ready node
     /// with the fewest pods (the local one on a tie).
-    pub(super) fn place(&self, spec: &PodSpec) -> Result<String, String> {
+    pub(super) fn place(&self, spec: &PodSpec) -> Result<String, ControlError> {
         if let Some(node) = &spec.node_name {
             if !self.nodes.contains_key(node) {
-                return Err(format!("node `{node}` not found: list nodes with `podnet get nodes`"));
+                return Err(ControlError::NoNode(node.clone()));
             }
             return Ok(node.clone());
         }
@@ -22,28 +21,43 @@ impl ControlPlane {
                 (pods, n.record.name != self.local)
             })
             .map(|n| n.record.name.clone())
-            .ok_or_else(|| "no Ready node to run the pod on".into())
+            .ok_or(ControlError::NoReadyNode)
     }
 
     /// Creates or deletes deployment pods until each deployment has its
-    /// replica count. Returns whether anything changed.
-    pub fn reconcile(&mut self) -> bool {
+    /// replica count, as one change to save. Returns whether anything changed.
+    pub fn reconcile(&mut self, now: Now) -> bool {
+        if !self
+            .deployments
+            .values()
+            .any(|d| self.owned(&d.spec.namespace, &d.spec.name).len() != d.spec.replicas as usize)
+        {
+            return false;
+        }
+        self.transact(|cp| Ok(cp.reconcile_pods(now))).unwrap_or(false)
+    }
+
+    /// The pods of a deployment.
+    fn owned(&self, namespace: &str, name: &str) -> Vec<(u64, Key)> {
+        self.pods
+            .iter()
+            .filter(|(_, p)| {
+                p.record.spec.namespace == namespace && p.record.spec.owner.as_deref() == Some(name)
+            })
+            .map(|(k, p)| (p.record.created_at, k.clone()))
+            .collect()
+    }
+
+    /// [`ControlPlane::reconcile`] inside a change already under way.
+    pub(super) fn reconcile_pods(&mut self, now: Now) -> bool {
         let mut changed = false;
         let specs: Vec<_> = self.deployments.values().map(|d| d.spec.clone()).collect();
         for spec in specs {
-            let mut owned: Vec<(u64, Key)> = self
-                .pods
-                .iter()
-                .filter(|(_, p)| {
-                    p.record.spec.namespace == spec.namespace
-                        && p.record.spec.owner.as_deref() == Some(&spec.name)
-                })
-                .map(|(k, p)| (p.record.created_at, k.clone()))
-                .collect();
+            let mut owned = self.owned(&spec.namespace, &spec.name);
             let want = spec.replicas as usize;
             while owned.len() < want {
                 let pod = PodSpec {
-                    name: format!("{}-{}", spec.name, random::suffix()),
+                    name: format!("{}-{}", spec.name, self.rng.suffix()),
                     namespace: spec.namespace.clone(),
                     labels: spec.labels.clone(),
                     command: spec.command.clone(),
@@ -55,7 +69,7 @@ impl ControlPlane {
                     host_ports: spec.host_ports.clone(),
                     security: spec.security,
                 };
-                match self.create_pod(pod) {
+                match self.create_pod(now, pod) {
                     Ok(pod) => {
                         owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name)));
                         changed = true;
@@ -72,9 +86,6 @@ impl ControlPlane {
                 for (_, k) in owned.split_off(want) {
                     self.take_pod(&k);
                     changed = true;
-                }
-                if let Err(e) = self.save() {
-                    tracing::warn!("{e}");
                 }
             }
         }

@@ -16,19 +16,7 @@ use crate::sys::netns;
 const MAX_LOG: u64 = 4 << 20;
 
 impl NodeRuntime {
-    /// Whether `request` is one this node answers itself.
-    pub fn is_local(request: &Request) -> bool {
-        matches!(
-            request,
-            Request::ExecTarget { .. }
-                | Request::Logs { .. }
-                | Request::Capture { .. }
-                | Request::NodeStats
-                | Request::Resolve { .. }
-        )
-    }
-
-    /// Answers a local request (see [`NodeRuntime::is_local`]).
+    /// Answers a local request (see [`Request::route`]).
     pub async fn handle_local(&mut self, request: Request) -> Result<Response, NodeError> {
         match request {
             Request::ExecTarget { namespace, name } => {

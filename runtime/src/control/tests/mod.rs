@@ -1,0 +1,9 @@
+//! The control plane driven by [`super::harness`]: a server and fake
+//! members under simulated time.
+
+mod endpoints;
+mod members;
+mod persistence;
+mod ports;
+mod replicas;
+mod scheduling;

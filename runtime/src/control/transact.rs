@@ -1,0 +1,98 @@
+//! Changes as transactions: a change runs on the state, is undone if it
+//! fails half-way, and is kept only once it is saved. The state as last
+//! saved is held until then, so a failed save puts memory back exactly as it
+//! was: what the CLI was told failed did not happen.
+
+use std::collections::BTreeMap;
+
+use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
+use crate::model::Service;
+use crate::store::{DeploymentRecord, State, StoreError};
+
+/// The cluster's objects at one moment.
+pub(super) struct Snapshot {
+    nodes: BTreeMap<String, NodeEntry>,
+    pods: BTreeMap<Key, PodEntry>,
+    deployments: BTreeMap<Key, DeploymentRecord>,
+    services: BTreeMap<Key, Service>,
+}
+
+impl ControlPlane {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            nodes: self.nodes.clone(),
+            pods: self.pods.clone(),
+            deployments: self.deployments.clone(),
+            services: self.services.clone(),
+        }
+    }
+
+    fn restore(&mut self, snapshot: Snapshot) {
+        let Snapshot { nodes, pods, deployments, services } = snapshot;
+        (self.nodes, self.pods, self.deployments, self.services) = (nodes, pods, deployments, services);
+    }
+
+    /// Runs `change`: undone if it fails, else left to save (see
+    /// [`ControlPlane::to_save`] and [`ControlPlane::saved`]).
+    pub(super) fn transact<T>(
+        &mut self,
+        change: impl FnOnce(&mut ControlPlane) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let before = self.snapshot();
+        match change(self) {
+            Ok(value) => {
+                // Several changes before one save: the rollback point stays
+                // the state as last saved.
+                self.unsaved.get_or_insert(before);
+                Ok(value)
+            }
+            Err(e) => {
+                self.restore(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// The state to save before anything else is acknowledged, if it
+    /// changed since it was last saved.
+    pub fn to_save(&self) -> Option<State> {
+        (self.unsaved.is_some() || self.dirty).then(|| self.state())
+    }
+
+    /// Takes the result of saving [`ControlPlane::to_save`]'s state: kept
+    /// when it was saved, else every change since the last save is undone
+    /// and the error returned. Changes that are not undone (what restoring
+    /// the state changed at start) are saved with the next change, and
+    /// failing to save them alone is no error: a read on a full disk still
+    /// answers.
+    pub fn saved(&mut self, result: Result<(), StoreError>) -> Result<(), ControlError> {
+        match (result, self.unsaved.take()) {
+            (Ok(()), _) => {
+                self.dirty = false;
+                Ok(())
+            }
+            (Err(e), Some(before)) => {
+                self.restore(before);
+                Err(e.into())
+            }
+            (Err(e), None) => {
+                // Not retried on every read: the next change saves them, and
+                // a restart derives them again.
+                self.dirty = false;
+                tracing::warn!("{e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Saves what changed, in place (tests; the agent saves off its loop).
+    pub fn commit(&mut self, persist: &mut dyn Persist) -> Result<(), ControlError> {
+        match self.to_save() {
+            Some(state) => {
+                let result = persist.save(&state);
+                self.saved(result)
+            }
+            None => Ok(()),
+        }
+    }
+}
