@@ -117,6 +117,7 @@ impl NodeRuntime {
                     cluster_cidr: net.cluster_cidr.to_netstack(),
                     vtep_mac: netstack::overlay::vtep_mac(subnet.to_netstack()),
                     vni: config.cluster.vni,
+                    udp_port: config.cluster.vxlan_port,
                     ..Default::default()
                 },
             },
