@@ -10,6 +10,9 @@ use crate::sys::SysError;
 /// An error of the node runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// No random bytes for the tables' hash seed.
+    #[error(transparent)]
+    Random(#[from] crate::sys::random::RandomError),
     /// The data-plane thread did not start.
     #[error("cannot start the data plane: {0}")]
     Dataplane(#[source] io::Error),

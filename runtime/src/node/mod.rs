@@ -84,6 +84,15 @@ impl NodeRuntime {
     /// Starts the data plane, plugs the node's own port into it, and starts
     /// the DNS relay and the DNS-over-TCP listener.
     pub async fn start(options: NodeOptions) -> Result<NodeRuntime, NodeError> {
+        // The kubelet's protection from the OOM killer: under memory pressure
+        // the kernel kills pods (`process::POD_OOM_SCORE_ADJ`) before the
+        // agent that serves every other pod.
+        if let Err(e) = pod::process::set_own_oom_score_adj(pod::process::AGENT_OOM_SCORE_ADJ) {
+            tracing::warn!(
+                "cannot set the agent's oom_score_adj to {}: {e} (needs CAP_SYS_RESOURCE); under memory pressure the kernel may kill the agent before pods",
+                pod::process::AGENT_OOM_SCORE_ADJ
+            );
+        }
         let config = &options.config;
         let net = &config.network;
         let limits = &config.limits;
@@ -102,7 +111,7 @@ impl NodeRuntime {
                     max_flows_per_port: limits.flows_per_pod(),
                     max_affinities: limits.max_affinities,
                     timeouts: Timeouts::default(),
-                    hash_seed: random::u64(),
+                    hash_seed: random::seed()?,
                 },
                 cluster_dns: net.cluster_dns,
                 dns: netstack::dns::ZoneConfig {
