@@ -135,6 +135,24 @@ pub enum NodeError {
         #[source]
         source: io::Error,
     },
+    /// A pod's output pipe could not be made or read.
+    #[error("cannot set up the log of {pod}: {source}")]
+    LogPipe {
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The pod logs directory could not be made private.
+    #[error("cannot make the pod log directory {} private (0700): {source}", dir.display())]
+    LogDir {
+        /// DATA_DIR/logs.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A pod without a switch port (it is being torn down).
     #[error("pod {pod} has no switch port")]
     NoPort {

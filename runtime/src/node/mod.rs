@@ -9,6 +9,7 @@ pub mod pod;
 mod pods;
 mod ports;
 pub mod probe;
+mod start_backoff;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ pub struct NodeRuntime {
     gateway: Ipv4Addr,
     dataplane: Dataplane,
     pods: BTreeMap<String, LocalPod>,
+    /// Pods that failed to start, waiting to be tried again.
+    start_failures: start_backoff::StartFailures,
     /// Pod sandboxes an agent that did not stop cleanly left, found at start.
     leftovers: Vec<String>,
     exits_tx: mpsc::UnboundedSender<Exit>,
@@ -93,6 +96,8 @@ impl NodeRuntime {
                 pod::process::AGENT_OOM_SCORE_ADJ
             );
         }
+        let logs = options.data_dir.join("logs");
+        pod::log::private_dir(&logs).map_err(|source| NodeError::LogDir { dir: logs, source })?;
         let config = &options.config;
         let net = &config.network;
         let limits = &config.limits;
@@ -207,11 +212,15 @@ impl NodeRuntime {
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
         let leftovers = pods::leftover_sandboxes(&options.name);
+        let start_failures = start_backoff::StartFailures::new(Duration::from_millis(
+            options.config.pods.restart_backoff_max_ms,
+        ));
         Ok(NodeRuntime {
             options,
             gateway,
             dataplane,
             pods: BTreeMap::new(),
+            start_failures,
             leftovers,
             exits_tx,
             exits,

@@ -1,8 +1,8 @@
 //! Pod processes: started inside the sandbox with only the pod's own
-//! environment and the OOM score of a best-effort pod, output appended to a
-//! log file, stopped with SIGTERM then SIGKILL.
+//! environment and the OOM score of a best-effort pod, output into its log
+//! pipe (`log.rs`), stopped with SIGTERM then SIGKILL.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::process::Stdio;
@@ -60,17 +60,18 @@ fn child_oom_score_adj(value: &'static [u8]) -> io::Result<()> {
 }
 
 /// Starts `command` inside the pod, PID 1 of its own PID namespace and in a
-/// session of its own, with `env` as its whole environment.
+/// session of its own, with `env` as its whole environment and `output` (the
+/// pod's log pipe, see `log.rs`) as its stdout and stderr.
 pub fn spawn(
     command: &[String],
     env: &[(String, String)],
     entry: PodEntry,
-    log: &Path,
+    output: File,
 ) -> io::Result<tokio::process::Child> {
     let (program, args) =
         command.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
-    let err = out.try_clone()?;
+    let err = output.try_clone()?;
+    let out = output;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .env_clear()
