@@ -717,13 +717,10 @@ impl NodeConfig {
                 ),
             ));
         }
-        if limits.max_cluster_pods < u32::from(limits.max_pods) || limits.max_cluster_pods > 1 << 20 {
+        if !(1..=1 << 20).contains(&limits.max_cluster_pods) {
             found.push((
                 vec!["limits.max_cluster_pods"],
-                format!(
-                    "limits.max_cluster_pods {} must be between limits.max_pods ({}) and 1048576",
-                    limits.max_cluster_pods, limits.max_pods
-                ),
+                format!("limits.max_cluster_pods {} must be between 1 and 1048576", limits.max_cluster_pods),
             ));
         }
         if pods.restart_backoff_initial_ms == 0 {
@@ -863,7 +860,7 @@ mod tests {
         for (text, needle) in [
             ("pod_log_max_bytes = 100", "at least 4096"),
             ("pod_log_max_files = 1", "between 2 and 100"),
-            ("max_cluster_pods = 50", "between limits.max_pods (110)"),
+            ("max_cluster_pods = 0", "between 1 and 1048576"),
         ] {
             let err = NodeConfig::parse(&format!("[limits]\n{text}\n")).unwrap_err().to_string();
             assert!(err.contains("line 2") && err.contains(needle), "{err}");

@@ -11,6 +11,7 @@ mod ports;
 pub mod probe;
 mod start_backoff;
 mod tables;
+mod zone;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -32,7 +33,6 @@ use crate::sys::random;
 pub use error::NodeError;
 use pods::LocalPod;
 pub use pods::{Exit, ProbeResult};
-use tables::ZoneContent;
 
 /// How a node runtime is set up.
 #[derive(Debug, Clone)]
@@ -67,8 +67,8 @@ pub struct NodeRuntime {
     pub probes: mpsc::UnboundedReceiver<ProbeResult>,
     /// What the switch's service table holds, to push only changes.
     pushed: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)>,
-    /// What the switch's DNS zone holds.
-    zone_pushed: ZoneContent,
+    /// What the switch's DNS zone holds and refused.
+    zone: zone::ZoneSync,
     /// The overlay peers the switch holds.
     peers_pushed: Vec<netstack::overlay::OverlayPeer>,
     /// Node ports, LoadBalancer ports and host ports, and what they forward to.
@@ -119,14 +119,7 @@ impl NodeRuntime {
                     hash_seed: random::seed()?,
                 },
                 cluster_dns: net.cluster_dns,
-                dns: netstack::dns::ZoneConfig {
-                    domain: net.cluster_domain.clone(),
-                    ttl: net.dns_ttl,
-                    max_services: usize::from(limits.max_services),
-                    max_pods: usize::from(limits.max_pods),
-                    cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
-                    ..Default::default()
-                },
+                dns: zone::zone_config(config),
                 overlay: netstack::overlay::OverlayConfig {
                     cluster_cidr: net.cluster_cidr.to_netstack(),
                     vtep_mac: netstack::overlay::vtep_mac(subnet.to_netstack()),
@@ -227,7 +220,7 @@ impl NodeRuntime {
             probes_tx,
             probes,
             pushed: BTreeMap::new(),
-            zone_pushed: ZoneContent::default(),
+            zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),
             proxies,
             forwards: BTreeMap::new(),
