@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use podnet_e2e::{Node, busybox, eventually, stderr};
+use podnet_e2e::{Node, busybox, eventually, podnet_bin, stderr};
 
 /// The PIDs in a pod's network namespace, from the host.
 fn pids_in(netns: &str) -> Vec<i32> {
@@ -138,4 +138,34 @@ fn a_pod_whose_sandbox_fails_is_reported_and_retried_with_backoff() {
         (!node.ok(&["get", "pods"]).contains("CreatePodSandboxError")).then_some(())
     });
     node.wait_running("web");
+}
+
+#[test]
+fn a_token_file_others_can_read_stops_the_agent_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let token = std::env::temp_dir().join(format!("podnet-e2e-token-{}", std::process::id()));
+    std::fs::write(&token, format!("PN1::{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let node = Node::prepare(
+        "tokmode",
+        None,
+        &["--server", "127.0.0.1:6443", "--token-file", token.to_str().unwrap()],
+    );
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", node.netns))
+        .arg(podnet_bin())
+        .args(["node", "up", "--name", &node.name, "--data-dir"])
+        .arg(node.dir.join("data"))
+        .args(&node.args)
+        .env("PODNET_SOCKET", &node.socket)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&token);
+    assert!(!out.status.success(), "an agent must not use a token others can read");
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("permissions 0644") && err.contains(&format!("chmod 600 {}", token.display())),
+        "{err}"
+    );
 }
