@@ -72,6 +72,11 @@ drop_reasons! {
     /// the node's kernel forwarded from elsewhere (pods are not reachable
     /// from outside except through node ports and host ports).
     NotFromNode => "not_from_node",
+    /// UDP from a pod to the overlay's port on a peer node (or on loopback):
+    /// the peer would take it as VXLAN from this node, with whatever inner
+    /// frame and source the pod wrote (Calico drops VXLAN from workloads for
+    /// the same reason).
+    OverlayBypass => "overlay_bypass",
 }
 
 #[cfg(test)]
@@ -83,7 +88,7 @@ mod tests {
         for (index, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, index, "{reason:?}");
         }
-        assert_eq!(DropReason::COUNT, 17);
+        assert_eq!(DropReason::COUNT, 18);
     }
 
     #[test]

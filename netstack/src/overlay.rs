@@ -50,17 +50,22 @@ pub struct OverlayConfig {
     pub vni: u32,
     /// Capacity of the peer table (nodes in the cluster, minus one).
     pub max_peers: u16,
+    /// The UDP port every node's VXLAN socket listens on: pods may not
+    /// send to it on a peer (see [`crate::switch::DropReason::OverlayBypass`]).
+    pub udp_port: u16,
 }
 
 impl Default for OverlayConfig {
     /// Kubernetes' cluster CIDR 10.244.0.0/16, the VTEP MAC of the default
-    /// node subnet 10.244.0.0/24, VNI 1 (flannel's), 255 peers.
+    /// node subnet 10.244.0.0/24, VNI 1 and UDP port 8472 (flannel's), 255
+    /// peers.
     fn default() -> Self {
         OverlayConfig {
             cluster_cidr: Ipv4Cidr::new(Ipv4Address::new(10, 244, 0, 0), 16),
             vtep_mac: vtep_mac(Ipv4Cidr::new(Ipv4Address::new(10, 244, 0, 0), 24)),
             vni: 1,
             max_peers: 255,
+            udp_port: vxlan::DEFAULT_PORT,
         }
     }
 }

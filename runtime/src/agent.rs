@@ -374,7 +374,7 @@ impl Control {
                 state.node_name
             ));
         }
-        let rng = Rng::seeded(crate::sys::random::u64());
+        let rng = Rng::seeded(crate::sys::random::seed().map_err(|e| e.to_string())?);
         let host = Box::new(SystemHost);
         let mut cp =
             ControlPlane::new(options.config.clone(), &options.node_name, state, Now::system(), rng, host)

@@ -241,6 +241,16 @@ pub struct LimitsConfig {
     /// started: a DNS message, a metrics request, a control frame. A client
     /// that trickles it or never finishes it is closed.
     pub request_timeout_ms: u64,
+    /// Size at which a pod's log is rotated (the kubelet's
+    /// containerLogMaxSize, 10 MiB).
+    pub pod_log_max_bytes: u64,
+    /// Log files kept per pod, the current one included (the kubelet's
+    /// containerLogMaxFiles, 5).
+    pub pod_log_max_files: u32,
+    /// Pod records of the cluster DNS zone (reverse lookups, pod A
+    /// records): the whole cluster's pods, not this node's. Pods past it get
+    /// no records, counted as `pod_records_refused` in `podnet node stats`.
+    pub max_cluster_pods: u32,
 }
 
 impl LimitsConfig {
@@ -290,6 +300,9 @@ impl Default for LimitsConfig {
             max_listener_connections: 512,
             max_listener_connections_per_client: 32,
             request_timeout_ms: 10_000,
+            pod_log_max_bytes: 10 << 20,
+            pod_log_max_files: 5,
+            max_cluster_pods: 4096,
         }
     }
 }
@@ -769,6 +782,27 @@ impl NodeConfig {
                 format!("limits.max_egress_pings {} must be at most 65535", limits.max_egress_pings),
             ));
         }
+        if limits.pod_log_max_bytes < 4096 {
+            found.push((
+                vec!["limits.pod_log_max_bytes"],
+                format!("limits.pod_log_max_bytes {} must be at least 4096", limits.pod_log_max_bytes),
+            ));
+        }
+        if !(2..=100).contains(&limits.pod_log_max_files) {
+            found.push((
+                vec!["limits.pod_log_max_files"],
+                format!(
+                    "limits.pod_log_max_files {} must be between 2 and 100 (the current file and at least one rotated one, as the kubelet's containerLogMaxFiles)",
+                    limits.pod_log_max_files
+                ),
+            ));
+        }
+        if !(1..=1 << 20).contains(&limits.max_cluster_pods) {
+            found.push((
+                vec!["limits.max_cluster_pods"],
+                format!("limits.max_cluster_pods {} must be between 1 and 1048576", limits.max_cluster_pods),
+            ));
+        }
         if pods.restart_backoff_initial_ms == 0 {
             found.push((
                 vec!["pods.restart_backoff_initial_ms"],
@@ -920,6 +954,24 @@ mod tests {
         ] {
             let err = NodeConfig::parse(&format!("[limits]\n{text}\n")).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn pod_log_and_cluster_dns_limits_default_to_the_kubelets_and_are_checked() {
+        let limits = NodeConfig::default().limits;
+        assert_eq!((limits.pod_log_max_bytes, limits.pod_log_max_files), (10 << 20, 5));
+        assert_eq!(limits.max_cluster_pods, 4096);
+        let config =
+            NodeConfig::parse("[limits]\npod_log_max_bytes = 65536\npod_log_max_files = 2\n").unwrap();
+        assert_eq!((config.limits.pod_log_max_bytes, config.limits.pod_log_max_files), (65536, 2));
+        for (text, needle) in [
+            ("pod_log_max_bytes = 100", "at least 4096"),
+            ("pod_log_max_files = 1", "between 2 and 100"),
+            ("max_cluster_pods = 0", "between 1 and 1048576"),
+        ] {
+            let err = NodeConfig::parse(&format!("[limits]\n{text}\n")).unwrap_err().to_string();
+            assert!(err.contains("line 2") && err.contains(needle), "{err}");
         }
     }
 

@@ -62,6 +62,8 @@ fn a_wrong_token_can_neither_join_nor_read() {
     let cluster = Cluster::start("token", 0);
     let bad = cluster.server().dir.join("bad-token");
     std::fs::write(&bad, format!("PN1::{}\n", "ab".repeat(32))).unwrap();
+    // Private, as a token file must be: refused for being another cluster's.
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let config = cluster.server().dir.join("bad.yaml");
     let good = std::fs::read_to_string(cluster.server().dir.join("data/podnet.yaml")).unwrap();
     let token_line = good.lines().find(|l| l.starts_with("token:")).unwrap();

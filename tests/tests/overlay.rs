@@ -2,7 +2,7 @@
 //! reach each other with both pod addresses kept; a Linux kernel vxlan
 //! device, set up as flannel sets up its peers, speaks the same wire format;
 //! VXLAN packets from strangers and spoofed inner sources are dropped and
-//! counted.
+//! counted, and so is VXLAN a pod writes itself.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -337,4 +337,62 @@ fn forged_overlay_packets_are_dropped_and_counted() {
     assert!(!logs.contains("from-a-stranger") && !logs.contains("spoofed-source"), "{logs}");
     let text = node.ok(&["node", "stats"]);
     assert!(text.contains("unknown_peer=1"), "{text}");
+}
+
+/// `bytes` as a printf format of octal escapes (no `%`, no quoting issue).
+fn printf_octal(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:03o}")).collect()
+}
+
+fn octets(ip: &str) -> [u8; 4] {
+    let v: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    [v[0], v[1], v[2], v[3]]
+}
+
+#[test]
+fn a_pod_cannot_write_vxlan_to_the_nodes() {
+    let nodes = two_nodes("byp");
+    let (a, b) = (&nodes.a, &nodes.b);
+    let socat = require("socat", "socat").to_string_lossy().into_owned();
+    b.ok(&["run", "victim", "--", &socat, "-u", "UDP-RECV:9000", "STDOUT"]);
+    a.ok(&["run", "local-victim", "--", &socat, "-u", "UDP-RECV:9000", "STDOUT"]);
+    a.ok(&["run", "attacker", "--", "sleep", "infinity"]);
+    let victim = b.wait_running("victim");
+    let local_victim = a.wait_running("local-victim");
+    a.wait_running("attacker");
+
+    // VXLAN to node B's overlay port, from inside a pod of node A: egress
+    // would send it from A's address, which B takes as its peer's, and the
+    // inner source (a made-up address of A's subnet) is A's to speak for.
+    let forged = forged_datagram([10, 244, 0, 77], octets(&victim), b"injected\n");
+    let send =
+        |to: &str| format!("printf '{}' | {socat} -u STDIN UDP-SENDTO:{to}:8472", printf_octal(&forged));
+    for _ in 0..3 {
+        let out = a.exec("attacker", &["sh", "-c", &send(B_UNDERLAY)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    eventually(Duration::from_secs(5), "the three datagrams refused on the attacker's port", || {
+        (a.drops("default/attacker", "overlay_bypass") == 3).then_some(())
+    });
+    assert!(a.ok(&["node", "stats"]).contains("overlay_bypass=3"));
+
+    // To its own node's overlay port: it comes from the node's own address,
+    // which is no peer.
+    let forged = forged_datagram([10, 244, 1, 77], octets(&local_victim), b"injected\n");
+    let send = format!("printf '{}' | {socat} -u STDIN UDP-SENDTO:{A_UNDERLAY}:8472", printf_octal(&forged));
+    let out = a.exec("attacker", &["sh", "-c", &send]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually(Duration::from_secs(5), "the datagram to A's own overlay port refused", || {
+        (a.drops("overlay", "unknown_peer") == 1).then_some(())
+    });
+
+    // The path itself works: an honest datagram pod to pod reaches the victim.
+    let honest = format!("echo honest | {socat} -u STDIN UDP-SENDTO:{victim}:9000");
+    eventually(Duration::from_secs(10), "an honest datagram in the victim's log", || {
+        a.exec("attacker", &["sh", "-c", &honest]);
+        b.ok(&["logs", "victim"]).contains("honest").then_some(())
+    });
+    assert!(!b.ok(&["logs", "victim"]).contains("injected"));
+    assert!(!a.ok(&["logs", "local-victim"]).contains("injected"));
+    assert_eq!(b.drops("overlay", "spoofed_ip"), 0);
 }

@@ -48,7 +48,7 @@ impl fmt::Display for ZoneError {
             ZoneError::EndpointsFull => {
                 "DNS endpoint table full (ZoneConfig::max_endpoints, not a board-config key)"
             }
-            ZoneError::PodsFull => "DNS pod table full (raise limits.max_pods in the board config)",
+            ZoneError::PodsFull => "DNS pod table full (raise limits.max_cluster_pods in the board config)",
             ZoneError::TooManyPorts => "service has more than 64 named ports",
             ZoneError::InvalidName => "not a valid DNS label or name",
             ZoneError::NameTooLong => "record name longer than 255 bytes",

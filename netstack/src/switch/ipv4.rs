@@ -77,6 +77,9 @@ impl Switch {
         }
 
         let ip = ip.into_inner();
+        if ingress.kind == PortKind::Pod && self.overlay_bypass(ip) {
+            return Verdict::Drop(DropReason::OverlayBypass);
+        }
         if dst == self.cluster_dns
             && let Some(verdict) =
                 self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETH_HEADER_LEN, reply)

@@ -20,7 +20,8 @@ use crate::Instant;
 use crate::offload::gso;
 use crate::overlay::{DECAP_HEADROOM, OverlayError, OverlayPeer};
 use crate::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, vnet, vxlan,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, vnet,
+    vxlan,
 };
 
 impl Switch {
@@ -181,6 +182,25 @@ impl Switch {
         eth.set_src_addr(self.overlay.vtep_mac);
         eth.set_dst_addr(peer.vtep_mac);
         Some(Verdict::Encapsulate { peer: peer.underlay })
+    }
+
+    /// Whether `ip` (an IPv4 packet from a pod) is UDP to the overlay's port
+    /// of a peer node, or of the node itself through loopback. The egress
+    /// path would send it from this node's own address, which the peer
+    /// accepts as VXLAN: the pod could put any frame, with any source, on
+    /// another node's pods. A later fragment carries no port, but neither
+    /// egress nor the peer reassembles one without its first.
+    pub(super) fn overlay_bypass(&self, ip: &[u8]) -> bool {
+        let packet = Ipv4Packet::new_unchecked(ip);
+        if packet.next_header() != IpProtocol::Udp || packet.frag_offset() != 0 {
+            return false;
+        }
+        let dst = packet.dst_addr();
+        if !dst.is_loopback() && self.peers.by_underlay(dst).is_none() {
+            return false;
+        }
+        let udp = ip.get(usize::from(packet.header_len())..).unwrap_or_default();
+        udp.get(2..4).is_some_and(|port| u16::from_be_bytes([port[0], port[1]]) == self.overlay.udp_port)
     }
 
     /// The remote pod address `ip` sits behind the overlay: the node asks

@@ -433,3 +433,65 @@ fn an_inner_checksum_left_partial_is_passed_on_as_such() {
     let (_, buf) = decap(&mut n, underlay(1), &datagram);
     assert_eq!(buf[..vnet::HEADER_LEN], [0; vnet::HEADER_LEN]);
 }
+
+/// A pod of node 0 writing VXLAN itself to `dst`:`port`: a datagram from
+/// node 0's VTEP carrying a frame "from" `spoofed` to pod .3 of node 1.
+fn vxlan_from_pod(dst: Ipv4Address, port: u16, spoofed: Ipv4Address) -> Vec<u8> {
+    let inner = udp_frame(vtep_mac(subnet(0)), vtep_mac(subnet(1)), spoofed, pod_ip(1, 3), 9000, b"injected");
+    let payload = encapsulate(&inner, VNI);
+    udp_frame(pod_mac(0, 2), pod_mac(0, 1), pod_ip(0, 2), dst, port, &payload)
+}
+
+#[test]
+fn a_pod_cannot_send_vxlan_to_a_peer_node() {
+    let mut n0 = node(0, &[peer(1)]);
+    let mut n1 = node(1, &[peer(0)]);
+    // What the attack would achieve: the peer takes the pod's payload as
+    // VXLAN from node 0 (egress sends it from node 0's address), with the
+    // source the pod chose.
+    let mut frame = vxlan_from_pod(underlay(1), 8472, pod_ip(0, 3));
+    let payload = frame[vnet::HEADER_LEN + 14 + 20 + 8..].to_vec();
+    assert_eq!(decap(&mut n1, underlay(0), &payload).0, Verdict::Forward { egress: n1.b });
+
+    assert_eq!(n0.process(n0.a, &mut frame), Verdict::Drop(DropReason::OverlayBypass));
+    assert_eq!(drops(&n0, n0.a, DropReason::OverlayBypass), 1, "counted on the pod's port");
+    // Through loopback to the node's own overlay socket, too.
+    let mut frame = vxlan_from_pod(Ipv4Address::new(127, 0, 0, 1), 8472, pod_ip(0, 3));
+    assert_eq!(n0.process(n0.a, &mut frame), Verdict::Drop(DropReason::OverlayBypass));
+    assert_eq!(drops(&n0, n0.a, DropReason::OverlayBypass), 2);
+
+    // Other ports of the peer, and the overlay port of hosts that are no
+    // peer, are ordinary egress.
+    let mut frame = vxlan_from_pod(underlay(1), 8473, pod_ip(0, 3));
+    assert_eq!(n0.process(n0.a, &mut frame), Verdict::Forward { egress: n0.host });
+    let mut frame = vxlan_from_pod(Ipv4Address::new(192, 168, 250, 99), 8472, pod_ip(0, 3));
+    assert_eq!(n0.process(n0.a, &mut frame), Verdict::Forward { egress: n0.host });
+    // A node that leaves the peer set is no node of the cluster any more.
+    n0.switch.set_overlay_peers(&[]).unwrap();
+    let mut frame = vxlan_from_pod(underlay(1), 8472, pod_ip(0, 3));
+    assert_eq!(n0.process(n0.a, &mut frame), Verdict::Forward { egress: n0.host });
+    assert_eq!(drops(&n0, n0.a, DropReason::OverlayBypass), 2);
+}
+
+#[test]
+fn the_overlay_port_refused_is_the_configured_one() {
+    let mut switch = Switch::new(SwitchConfig {
+        subnet: subnet(0),
+        max_ports: 8,
+        overlay: OverlayConfig { udp_port: 4789, ..OverlayConfig::default() },
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    switch.attach(PortSpec { kind: PortKind::Host, mac: pod_mac(0, 1), ip: pod_ip(0, 1) }).unwrap();
+    let a = switch.attach(PortSpec { kind: PortKind::Pod, mac: pod_mac(0, 2), ip: pod_ip(0, 2) }).unwrap();
+    switch.set_overlay_peers(&[peer(1)]).unwrap();
+    let mut reply = [0u8; 128];
+    let mut frame = vxlan_from_pod(underlay(1), 4789, pod_ip(0, 3));
+    assert_eq!(switch.process(NOW, a, &mut frame, &mut reply), Verdict::Drop(DropReason::OverlayBypass));
+    let mut frame = vxlan_from_pod(underlay(1), 8472, pod_ip(0, 3));
+    assert!(matches!(switch.process(NOW, a, &mut frame, &mut reply), Verdict::Forward { .. }));
+    // A later fragment has no port to check; the egress endpoint drops it.
+    let mut frame = vxlan_from_pod(underlay(1), 4789, pod_ip(0, 3));
+    Ipv4Packet::new_unchecked(&mut frame[vnet::HEADER_LEN + 14..]).set_frag_offset(8);
+    assert!(matches!(switch.process(NOW, a, &mut frame, &mut reply), Verdict::Forward { .. }));
+}

@@ -179,7 +179,7 @@ mod tests {
     async fn a_shared_token_opens_the_channel_and_large_messages_pass() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let token = Token::generate();
+        let token = Token::generate().unwrap();
         let server_token = token.clone();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
@@ -200,9 +200,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            accept(stream, &Token::generate()).await.map(|_| ())
+            accept(stream, &Token::generate().unwrap()).await.map(|_| ())
         });
-        let client = connect(addr, &Token::generate()).await;
+        let client = connect(addr, &Token::generate().unwrap()).await;
         let server = server.await.unwrap();
         assert!(server.is_err(), "the server must refuse a peer without its token");
         assert!(client.is_err() || server.is_err());

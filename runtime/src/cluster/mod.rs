@@ -82,6 +82,21 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// No random bytes for a new token.
+    #[error(transparent)]
+    Random(#[from] crate::sys::random::RandomError),
+    /// The token file can be read by others than its owner.
+    #[error(
+        "permissions {mode:04o} for the token file {} are too open: it must be readable by its owner only (run `chmod 600 {}`)",
+        path.display(),
+        path.display()
+    )]
+    TokenPermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The server answered with an error, already in words.
     #[error("{0}")]
     Remote(String),

@@ -6,7 +6,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -26,12 +26,12 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// A fresh random token.
-    pub fn generate() -> Token {
-        let bytes = crate::sys::random::bytes(32);
+    /// A fresh random token, or why the kernel gave no random bytes.
+    pub fn generate() -> Result<Token, ClusterError> {
+        let bytes = crate::sys::random::secret(32)?;
         let mut token = [0u8; 32];
         token.copy_from_slice(&bytes);
-        Token(token)
+        Ok(Token(token))
     }
 
     /// Parses `PN1::<64 hex digits>`.
@@ -47,10 +47,17 @@ impl Token {
         Ok(Token(token))
     }
 
-    /// Reads a token file.
+    /// Reads a token file, refusing one that group or others may read or
+    /// write (as ssh refuses such a private key).
     pub fn load(path: &Path) -> Result<Token, ClusterError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ClusterError::ReadToken { path: path.to_path_buf(), source })?;
+        let read = |source| ClusterError::ReadToken { path: path.to_path_buf(), source };
+        let file = std::fs::File::open(path).map_err(read)?;
+        // The mode of the file opened, not of whatever the path names later.
+        let mode = file.metadata().map_err(read)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ClusterError::TokenPermissions { path: path.to_path_buf(), mode });
+        }
+        let text = std::io::read_to_string(file).map_err(read)?;
         Token::parse(&text)
     }
 
@@ -109,7 +116,7 @@ pub fn server_token(data_dir: &Path) -> Result<Token, ClusterError> {
     if path.exists() {
         return Token::load(&path);
     }
-    let token = Token::generate();
+    let token = Token::generate()?;
     write_private(&path, &format!("{}\n", token.encode()))?;
     Ok(token)
 }
@@ -132,15 +139,34 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_bad_ones_are_named() {
-        let token = Token::generate();
+        let token = Token::generate().unwrap();
         assert_eq!(Token::parse(&token.encode()).unwrap(), token);
         assert!(Token::parse("PN1::zz").unwrap_err().to_string().contains("not a podnet cluster token"));
         assert!(Token::parse(&token.encode().replace("PN1", "XX1")).is_err());
     }
 
     #[test]
+    fn a_token_file_others_can_read_is_refused_with_the_fix() {
+        let dir = std::env::temp_dir().join(format!("podnet-token-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        let token = Token::generate().unwrap();
+        std::fs::write(&path, format!("{}\n", token.encode())).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = Token::load(&path).unwrap_err().to_string();
+            assert!(message.contains(&format!("permissions {mode:04o}")), "{message}");
+            assert!(message.contains(&format!("chmod 600 {}", path.display())), "{message}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(Token::load(&path).unwrap(), token, "{mode:o}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn private_files_are_0600() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("podnet-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let token = server_token(&dir).unwrap();

@@ -10,6 +10,9 @@ use crate::sys::SysError;
 /// An error of the node runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// No random bytes for the tables' hash seed.
+    #[error(transparent)]
+    Random(#[from] crate::sys::random::RandomError),
     /// The data-plane thread did not start.
     #[error("cannot start the data plane: {0}")]
     Dataplane(#[source] io::Error),
@@ -128,6 +131,24 @@ pub enum NodeError {
     Logs {
         /// NAMESPACE/NAME.
         pod: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A pod's output pipe could not be made or read.
+    #[error("cannot set up the log of {pod}: {source}")]
+    LogPipe {
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The pod logs directory could not be made private.
+    #[error("cannot make the pod log directory {} private (0700): {source}", dir.display())]
+    LogDir {
+        /// DATA_DIR/logs.
+        dir: std::path::PathBuf,
         /// Why.
         #[source]
         source: io::Error,

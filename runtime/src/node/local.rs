@@ -62,7 +62,7 @@ impl NodeRuntime {
 
     async fn stats(&self) -> Result<StatsReport, NodeError> {
         let ports = self.dataplane.report().await?;
-        let (dns, flows) = self
+        let (mut dns, flows) = self
             .dataplane
             .update(|switch| {
                 let d = switch.dns_stats();
@@ -89,6 +89,8 @@ impl NodeRuntime {
                 (dns, flows)
             })
             .await?;
+        // Pod records the zone's full pod table refused (see `zone.rs`).
+        dns.push(("pod_records_refused".into(), self.zone.refusals()));
         let mut counters = Vec::with_capacity(ports.len());
         for report in ports {
             let drops = self.tap_drops(&report).await;

@@ -9,7 +9,9 @@ pub mod pod;
 mod pods;
 mod ports;
 pub mod probe;
+mod start_backoff;
 mod tables;
+mod zone;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -31,7 +33,6 @@ use crate::sys::random;
 pub use error::NodeError;
 use pods::LocalPod;
 pub use pods::{Exit, ProbeResult};
-use tables::ZoneContent;
 
 /// How a node runtime is set up.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct NodeRuntime {
     gateway: Ipv4Addr,
     dataplane: Dataplane,
     pods: BTreeMap<String, LocalPod>,
+    /// Pods that failed to start, waiting to be tried again.
+    start_failures: start_backoff::StartFailures,
     /// Pod sandboxes an agent that did not stop cleanly left, found at start.
     leftovers: Vec<String>,
     exits_tx: mpsc::UnboundedSender<Exit>,
@@ -64,8 +67,8 @@ pub struct NodeRuntime {
     pub probes: mpsc::UnboundedReceiver<ProbeResult>,
     /// What the switch's service table holds, to push only changes.
     pushed: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)>,
-    /// What the switch's DNS zone holds.
-    zone_pushed: ZoneContent,
+    /// What the switch's DNS zone holds and refused.
+    zone: zone::ZoneSync,
     /// The overlay peers the switch holds.
     peers_pushed: Vec<netstack::overlay::OverlayPeer>,
     /// Node ports, LoadBalancer ports and host ports, and what they forward to.
@@ -84,6 +87,17 @@ impl NodeRuntime {
     /// Starts the data plane, plugs the node's own port into it, and starts
     /// the DNS relay and the DNS-over-TCP listener.
     pub async fn start(options: NodeOptions) -> Result<NodeRuntime, NodeError> {
+        // The kubelet's protection from the OOM killer: under memory pressure
+        // the kernel kills pods (`process::POD_OOM_SCORE_ADJ`) before the
+        // agent that serves every other pod.
+        if let Err(e) = pod::process::set_own_oom_score_adj(pod::process::AGENT_OOM_SCORE_ADJ) {
+            tracing::warn!(
+                "cannot set the agent's oom_score_adj to {}: {e} (needs CAP_SYS_RESOURCE); under memory pressure the kernel may kill the agent before pods",
+                pod::process::AGENT_OOM_SCORE_ADJ
+            );
+        }
+        let logs = options.data_dir.join("logs");
+        pod::log::private_dir(&logs).map_err(|source| NodeError::LogDir { dir: logs, source })?;
         let config = &options.config;
         let net = &config.network;
         let limits = &config.limits;
@@ -102,21 +116,15 @@ impl NodeRuntime {
                     max_flows_per_port: limits.flows_per_pod(),
                     max_affinities: limits.max_affinities,
                     timeouts: Timeouts::default(),
-                    hash_seed: random::u64(),
+                    hash_seed: random::seed()?,
                 },
                 cluster_dns: net.cluster_dns,
-                dns: netstack::dns::ZoneConfig {
-                    domain: net.cluster_domain.clone(),
-                    ttl: net.dns_ttl,
-                    max_services: usize::from(limits.max_services),
-                    max_pods: usize::from(limits.max_pods),
-                    cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
-                    ..Default::default()
-                },
+                dns: zone::zone_config(config),
                 overlay: netstack::overlay::OverlayConfig {
                     cluster_cidr: net.cluster_cidr.to_netstack(),
                     vtep_mac: netstack::overlay::vtep_mac(subnet.to_netstack()),
                     vni: config.cluster.vni,
+                    udp_port: config.cluster.vxlan_port,
                     ..Default::default()
                 },
             },
@@ -195,18 +203,22 @@ impl NodeRuntime {
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
         let leftovers = pods::leftover_sandboxes(&options.name);
+        let start_failures = start_backoff::StartFailures::new(Duration::from_millis(
+            options.config.pods.restart_backoff_max_ms,
+        ));
         Ok(NodeRuntime {
             options,
             gateway,
             dataplane,
             pods: BTreeMap::new(),
+            start_failures,
             leftovers,
             exits_tx,
             exits,
             probes_tx,
             probes,
             pushed: BTreeMap::new(),
-            zone_pushed: ZoneContent::default(),
+            zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),
             proxies,
             forwards: BTreeMap::new(),

@@ -12,10 +12,11 @@ use netstack::switch::{PortId, PortKind, PortSpec};
 use netstack::wire::EthernetAddress;
 use tokio::time::Instant;
 
-use super::{NodeError, NodeRuntime};
+use super::{NodeError, NodeRuntime, start_backoff};
 use crate::desired::PodReport;
 use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
 use crate::node::pod::enter::PodEntry;
+use crate::node::pod::log::{self, LogLimits, LogPaths, RotatingLog, SharedLog};
 use crate::node::pod::sandbox::{self, SandboxSpec};
 use crate::node::pod::{self, adopt, mac_for, process};
 use crate::store::PodRecord;
@@ -54,11 +55,13 @@ pub(super) struct LocalPod {
     probe_ok: bool,
     /// When the next readiness probe is due; None while one is running.
     next_probe: Option<Instant>,
+    /// Where its output goes, shared by the readers of its runs.
+    log: SharedLog,
 }
 
 impl LocalPod {
     /// A pod whose sandbox is plugged into `port`, its command not started.
-    fn new(record: PodRecord, netns: String, port: PortId) -> LocalPod {
+    fn new(record: PodRecord, netns: String, port: PortId, log: SharedLog) -> LocalPod {
         let status = PodStatus {
             phase: Phase::Pending,
             pod_ip: Some(record.ip),
@@ -79,6 +82,7 @@ impl LocalPod {
             running: false,
             probe_ok: false,
             next_probe: None,
+            log,
         }
     }
 
@@ -120,29 +124,46 @@ async fn remove_sandbox(netns: &str, grace: Duration) {
 
 impl NodeRuntime {
     /// Starts the pods assigned to this node that are not running yet and
-    /// removes those no longer assigned. Returns the pods that could not be
-    /// started, with the reason.
+    /// removes those no longer assigned. Returns the pods that failed to
+    /// start now, with the reason; one that failed before is tried again
+    /// only once its backoff has passed (`start_backoff.rs`), and reported
+    /// Pending with the reason meanwhile.
     pub async fn apply_pods(&mut self, desired: &[PodRecord]) -> Vec<(String, String)> {
         self.adopt_leftovers(desired).await;
         let wanted: BTreeSet<&str> = desired.iter().map(|p| p.uid.as_str()).collect();
+        self.start_failures.retain(|uid| wanted.contains(uid));
         let gone: Vec<String> =
             self.pods.keys().filter(|uid| !wanted.contains(uid.as_str())).cloned().collect();
         let gone: Vec<LocalPod> = gone.iter().filter_map(|uid| self.pods.remove(uid)).collect();
         futures::future::join_all(gone.into_iter().map(|pod| self.teardown(pod, true))).await;
         let mut failed = Vec::new();
-        let new: Vec<&PodRecord> = desired.iter().filter(|p| !self.pods.contains_key(&p.uid)).collect();
+        let now = Instant::now();
+        let new: Vec<&PodRecord> = desired
+            .iter()
+            .filter(|p| !self.pods.contains_key(&p.uid) && self.start_failures.due(&p.uid, now))
+            .collect();
         for record in new {
-            if let Err(e) = self.start_pod(record.clone()).await {
-                tracing::warn!("{e}");
-                failed.push((record.uid.clone(), e.to_string()));
+            match self.start_pod(record.clone()).await {
+                Ok(()) => self.start_failures.started(&record.uid),
+                Err(e) => {
+                    let wait =
+                        self.start_failures.failed(&record.uid, record.ip, start_backoff::reason(&e), now);
+                    tracing::warn!("{e} (trying again in {} s)", wait.as_secs());
+                    failed.push((record.uid.clone(), e.to_string()));
+                }
             }
         }
         failed
     }
 
-    /// The status of every pod of this node.
+    /// The status of every pod of this node, those waiting to be tried
+    /// again included.
     pub fn statuses(&self) -> PodReport {
-        self.pods.iter().map(|(uid, p)| (uid.clone(), p.status.clone())).collect()
+        self.pods
+            .iter()
+            .map(|(uid, p)| (uid.clone(), p.status.clone()))
+            .chain(self.start_failures.statuses())
+            .collect()
     }
 
     /// Takes back the leftover sandboxes whose pod is still wanted here and
@@ -179,7 +200,17 @@ impl NodeRuntime {
             PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
         let port = self.dataplane.attach(port_spec, fd).await?;
         let uid = record.uid.clone();
-        let mut pod = LocalPod::new(record, netns_name.to_string(), port);
+        let paths = self.log_paths(&record.spec);
+        let log = RotatingLog::shared(paths.clone(), self.log_limits());
+        let pod_name = format!("{}/{}", record.spec.namespace, record.spec.name);
+        match log::reattach(&paths, log.clone(), &pod_name) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(pod = %pod_name, "no log pipe (started by an older agent): its output goes on to its log file unrotated")
+            }
+            Err(e) => tracing::warn!(pod = %pod_name, "cannot read the pod's output again: {e}"),
+        }
+        let mut pod = LocalPod::new(record, netns_name.to_string(), port, log);
         let run = pod.started(adopt::started_at(pid).unwrap_or_else(unix_now));
         self.pods.insert(uid.clone(), pod);
         let exits = self.exits_tx.clone();
@@ -221,7 +252,8 @@ impl NodeRuntime {
             }
         };
         let uid = record.uid.clone();
-        self.pods.insert(uid.clone(), LocalPod::new(record, netns_name, port));
+        let log = RotatingLog::shared(self.log_paths(&record.spec), self.log_limits());
+        self.pods.insert(uid.clone(), LocalPod::new(record, netns_name, port, log));
         if let Err(e) = self.spawn_process(&uid) {
             let pod = self.pods.remove(&uid).expect("inserted above");
             self.teardown(pod, true).await;
@@ -232,9 +264,15 @@ impl NodeRuntime {
 
     /// Starts (or restarts) the pod's command.
     fn spawn_process(&mut self, uid: &str) -> Result<(), NodeError> {
-        let log = self.log_path(&self.pods[uid].record.spec);
+        let paths = self.log_paths(&self.pods[uid].record.spec);
         let pod = self.pods.get_mut(uid).expect("caller checked");
         let spec = &pod.record.spec;
+        let pod_name = format!("{}/{}", spec.namespace, spec.name);
+        let log_error = |source| NodeError::LogPipe { pod: pod_name.clone(), source };
+        // The reader runs before the command: the agent's copy of the pod's
+        // end keeps it from seeing the end before the command starts.
+        let (output, reader) = log::pipe(&paths).map_err(log_error)?;
+        reader.start(pod.log.clone(), &pod_name).map_err(log_error)?;
         let entry = PodEntry::new_pod(
             &netns::path(&pod.netns),
             &sandbox::etc_dir(&pod.netns).join("resolv.conf"),
@@ -244,7 +282,7 @@ impl NodeRuntime {
         )
         .map_err(|source| NodeError::Enter { pod: format!("{}/{}", spec.namespace, spec.name), source })?;
         let mut child =
-            process::spawn(&spec.command, &pod_env(&pod.record), entry, &log).map_err(|source| {
+            process::spawn(&spec.command, &pod_env(&pod.record), entry, output).map_err(|source| {
                 NodeError::Spawn {
                     command: spec.command.join(" "),
                     pod: format!("{}/{}", spec.namespace, spec.name),
@@ -358,12 +396,23 @@ impl NodeRuntime {
             tracing::warn!(netns = %pod.netns, "cannot remove sandbox: {e}");
         }
         if forget {
-            let _ = std::fs::remove_file(self.log_path(&pod.record.spec));
+            pod.log.lock().unwrap_or_else(|e| e.into_inner()).close();
+            self.log_paths(&pod.record.spec).remove();
         }
     }
 
+    /// The file `podnet logs` shows for a pod.
     pub(super) fn log_path(&self, spec: &PodSpec) -> PathBuf {
         self.options.data_dir.join("logs").join(format!("{}_{}.log", spec.namespace, spec.name))
+    }
+
+    fn log_paths(&self, spec: &PodSpec) -> LogPaths {
+        LogPaths::new(self.log_path(spec))
+    }
+
+    fn log_limits(&self) -> LogLimits {
+        let limits = &self.options.config.limits;
+        LogLimits { max_bytes: limits.pod_log_max_bytes, max_files: limits.pod_log_max_files }
     }
 
     /// Whether namespace/name runs on this node.

@@ -1,9 +1,8 @@
 //! Programming this node's switch from the control plane's view: the service
-//! table (ClusterIPs and their ready backends) and the DNS zone. Only
-//! differences are pushed to the data-plane thread.
+//! table (ClusterIPs and their ready backends), the DNS zone (`zone.rs`) and
+//! the overlay peers. Only differences are pushed to the data-plane thread.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use netstack::Protocol;
 use netstack::overlay::OverlayPeer;
@@ -12,13 +11,6 @@ use netstack::service::{Affinity, Backend, ServiceKey};
 use super::NodeRuntime;
 use crate::desired::NodeDesired;
 use crate::model::services::{self, SwitchEntry};
-
-/// The DNS records the zone holds: services by (namespace, name), pods by IP.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct ZoneContent {
-    services: BTreeMap<(String, String), netstack::dns::Service>,
-    pods: BTreeMap<Ipv4Addr, String>,
-}
 
 impl NodeRuntime {
     /// Brings the switch's service table and DNS zone in line with `desired`.
@@ -96,52 +88,5 @@ impl NodeRuntime {
             Err(e) => tracing::warn!("cannot program services: {e}"),
         }
         self.pushed = wanted;
-    }
-
-    async fn sync_zone(&mut self, desired: &NodeDesired) {
-        let mut wanted = ZoneContent::default();
-        for (service, endpoints) in &desired.services {
-            let k = (service.spec.namespace.clone(), service.spec.name.clone());
-            wanted.services.insert(k, services::dns_record(service, endpoints));
-        }
-        wanted.pods = desired.pod_ips.iter().cloned().collect();
-        if wanted == self.zone_pushed {
-            return;
-        }
-        let before = std::mem::take(&mut self.zone_pushed);
-        let change = wanted.clone();
-        let applied = self
-            .dataplane
-            .update(move |switch| {
-                let zone = switch.zone_mut();
-                let mut errors = Vec::new();
-                for (ns, name) in before.services.keys().filter(|k| !change.services.contains_key(*k)) {
-                    zone.remove_service(ns, name);
-                }
-                for ip in before.pods.keys().filter(|ip| !change.pods.contains_key(*ip)) {
-                    zone.remove_pod(*ip);
-                }
-                for (k, record) in &change.services {
-                    if before.services.get(k) != Some(record)
-                        && let Err(e) = zone.upsert_service(record)
-                    {
-                        errors.push(format!("service {}/{}: {e}", k.0, k.1));
-                    }
-                }
-                for (ip, ns) in &change.pods {
-                    if before.pods.get(ip) != Some(ns)
-                        && let Err(e) = zone.upsert_pod(*ip, ns)
-                    {
-                        errors.push(format!("pod {ip}: {e}"));
-                    }
-                }
-                errors
-            })
-            .await;
-        match applied {
-            Ok(errors) => errors.iter().for_each(|e| tracing::warn!("cannot add DNS records for {e}")),
-            Err(e) => tracing::warn!("cannot update DNS records: {e}"),
-        }
-        self.zone_pushed = wanted;
     }
 }

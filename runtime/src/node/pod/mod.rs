@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod confine;
 pub mod enter;
+pub mod log;
 pub mod mounts;
 pub mod process;
 pub mod sandbox;

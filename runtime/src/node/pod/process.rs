@@ -1,8 +1,8 @@
 //! Pod processes: started inside the sandbox with only the pod's own
-//! environment, output appended to a log file, stopped with SIGTERM then
-//! SIGKILL.
+//! environment and the OOM score of a best-effort pod, output into its log
+//! pipe (`log.rs`), stopped with SIGTERM then SIGKILL.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::process::Stdio;
@@ -25,18 +25,53 @@ pub fn base_env(security: &SecurityContext) -> Vec<(String, String)> {
     ]
 }
 
+/// The OOM score adjustment of pod processes: the kubelet's for BestEffort
+/// pods (podnet pods declare no resource requests), so the kernel kills a pod
+/// before the agent (-999, [`AGENT_OOM_SCORE_ADJ`]) or the system's daemons,
+/// and pods never inherit the agent's protection.
+pub const POD_OOM_SCORE_ADJ: i32 = 1000;
+
+/// [`POD_OOM_SCORE_ADJ`] as written to /proc (no formatting after a fork).
+const POD_OOM_SCORE_TEXT: &[u8] = b"1000";
+
+/// The agent's OOM score adjustment: the kubelet's own.
+pub const AGENT_OOM_SCORE_ADJ: i32 = -999;
+
+/// Sets this process's OOM score adjustment.
+pub fn set_own_oom_score_adj(value: i32) -> io::Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", value.to_string())
+}
+
+/// Sets the OOM score adjustment in a forked child before exec: only system
+/// calls on data made before the fork. Raising it needs no privilege.
+fn child_oom_score_adj(value: &'static [u8]) -> io::Result<()> {
+    // SAFETY: open/write/close on a NUL-terminated static path and a static
+    // buffer; async-signal-safe, as required between fork and exec.
+    unsafe {
+        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, value.as_ptr().cast(), value.len());
+        let result = if written < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+        libc::close(fd);
+        result
+    }
+}
+
 /// Starts `command` inside the pod, PID 1 of its own PID namespace and in a
-/// session of its own, with `env` as its whole environment.
+/// session of its own, with `env` as its whole environment and `output` (the
+/// pod's log pipe, see `log.rs`) as its stdout and stderr.
 pub fn spawn(
     command: &[String],
     env: &[(String, String)],
     entry: PodEntry,
-    log: &Path,
+    output: File,
 ) -> io::Result<tokio::process::Child> {
     let (program, args) =
         command.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
-    let err = out.try_clone()?;
+    let err = output.try_clone()?;
+    let out = output;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -45,6 +80,11 @@ pub fn spawn(
         .stdout(out)
         .stderr(err)
         .current_dir("/");
+    // SAFETY: the hook makes only async-signal-safe system calls.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| child_oom_score_adj(POD_OOM_SCORE_TEXT));
+    }
     let runtime = tokio::runtime::Handle::current();
     entry.spawn(cmd, move |cmd| {
         let _runtime = runtime.enter();
@@ -130,6 +170,11 @@ pub async fn stop_all(netns_name: &str, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_score_is_the_text_written() {
+        assert_eq!(POD_OOM_SCORE_ADJ.to_string().as_bytes(), POD_OOM_SCORE_TEXT);
+    }
 
     #[test]
     fn only_an_init_that_leaves_sigterm_alone_is_killed_outright() {

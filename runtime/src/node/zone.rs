@@ -1,0 +1,189 @@
+//! Programming the switch's DNS zone: service records and the pod records
+//! of the whole cluster (reverse lookups), pushing only differences.
+//!
+//! The zone's pod table holds the cluster's pods, so it is sized by
+//! `limits.max_cluster_pods`, not by this node's `limits.max_pods`. A pod
+//! past it gets no records: a counted refusal (`pod_records_refused` in
+//! `podnet node stats`), tried again whenever the zone changes (a removed
+//! pod may have made room), never a silent loss.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use netstack::dns::{Zone, ZoneConfig, ZoneError};
+
+use super::NodeRuntime;
+use crate::config::NodeConfig;
+use crate::desired::NodeDesired;
+use crate::model::services;
+
+/// The DNS records the zone holds: services by (namespace, name), pods by IP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ZoneContent {
+    services: BTreeMap<(String, String), netstack::dns::Service>,
+    pods: BTreeMap<Ipv4Addr, String>,
+}
+
+/// What the zone was asked to hold, what it holds, and what it refused.
+#[derive(Debug, Default)]
+pub(super) struct ZoneSync {
+    /// The content last asked for.
+    wanted: ZoneContent,
+    /// The content the zone holds.
+    pushed: ZoneContent,
+    /// Pods the full pod table refused, now.
+    refused: BTreeSet<Ipv4Addr>,
+    /// Pods refused since start (each counted once per refusal).
+    refusals: u64,
+}
+
+impl ZoneSync {
+    /// Pod records refused since start, for `podnet node stats`.
+    pub(super) fn refusals(&self) -> u64 {
+        self.refusals
+    }
+}
+
+/// The zone's configuration for this node.
+pub(super) fn zone_config(config: &NodeConfig) -> ZoneConfig {
+    let (net, limits) = (&config.network, &config.limits);
+    ZoneConfig {
+        domain: net.cluster_domain.clone(),
+        ttl: net.dns_ttl,
+        max_services: usize::from(limits.max_services),
+        max_pods: limits.max_cluster_pods as usize,
+        cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
+        ..Default::default()
+    }
+}
+
+/// What applying a change to the zone gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Applied {
+    /// Records refused for other reasons than room, in words.
+    errors: Vec<String>,
+    /// Pods the full pod table refused.
+    refused: Vec<Ipv4Addr>,
+}
+
+/// Takes `zone` from `before` to `change`: removals first, so they make room.
+fn apply(zone: &mut Zone, before: &ZoneContent, change: &ZoneContent) -> Applied {
+    let mut applied = Applied::default();
+    for (ns, name) in before.services.keys().filter(|k| !change.services.contains_key(*k)) {
+        zone.remove_service(ns, name);
+    }
+    for ip in before.pods.keys().filter(|ip| !change.pods.contains_key(*ip)) {
+        zone.remove_pod(*ip);
+    }
+    for (k, record) in &change.services {
+        if before.services.get(k) != Some(record)
+            && let Err(e) = zone.upsert_service(record)
+        {
+            applied.errors.push(format!("service {}/{}: {e}", k.0, k.1));
+        }
+    }
+    for (ip, ns) in &change.pods {
+        if before.pods.get(ip) == Some(ns) {
+            continue;
+        }
+        match zone.upsert_pod(*ip, ns) {
+            Ok(()) => {}
+            Err(ZoneError::PodsFull) => applied.refused.push(*ip),
+            Err(e) => applied.errors.push(format!("pod {ip}: {e}")),
+        }
+    }
+    applied
+}
+
+impl ZoneSync {
+    /// Records what the zone holds after `applied` was made of `wanted`.
+    fn record(&mut self, wanted: ZoneContent, applied: &Applied) {
+        let mut pushed = wanted.clone();
+        for ip in &applied.refused {
+            pushed.pods.remove(ip);
+        }
+        let refused: BTreeSet<Ipv4Addr> = applied.refused.iter().copied().collect();
+        let new = refused.difference(&self.refused).count();
+        if new > 0 {
+            tracing::warn!(
+                "cluster DNS: {} pods get no records, the pod table is full (raise limits.max_cluster_pods in the board config)",
+                refused.len()
+            );
+        }
+        self.refusals += new as u64;
+        self.refused = refused;
+        self.pushed = pushed;
+        self.wanted = wanted;
+    }
+}
+
+impl NodeRuntime {
+    /// Brings the switch's DNS zone in line with `desired`.
+    pub(super) async fn sync_zone(&mut self, desired: &NodeDesired) {
+        let mut wanted = ZoneContent::default();
+        for (service, endpoints) in &desired.services {
+            let k = (service.spec.namespace.clone(), service.spec.name.clone());
+            wanted.services.insert(k, services::dns_record(service, endpoints));
+        }
+        wanted.pods = desired.pod_ips.iter().cloned().collect();
+        if wanted == self.zone.wanted {
+            return;
+        }
+        let before = self.zone.pushed.clone();
+        let change = wanted.clone();
+        let applied = self.dataplane.update(move |switch| apply(switch.zone_mut(), &before, &change)).await;
+        match applied {
+            Ok(applied) => {
+                applied.errors.iter().for_each(|e| tracing::warn!("cannot add DNS records for {e}"));
+                self.zone.record(wanted, &applied);
+            }
+            Err(e) => tracing::warn!("cannot update DNS records: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods(ips: &[u8]) -> ZoneContent {
+        ZoneContent {
+            services: BTreeMap::new(),
+            pods: ips.iter().map(|i| (Ipv4Addr::new(10, 244, 1, *i), "default".to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn the_pod_table_is_sized_for_the_cluster() {
+        let config = NodeConfig::parse("[limits]\nmax_pods = 30\nmax_cluster_pods = 2000\n").unwrap();
+        assert_eq!(zone_config(&config).max_pods, 2000);
+        assert_eq!(zone_config(&NodeConfig::default()).max_pods, 4096, "not the node's 110");
+    }
+
+    #[test]
+    fn pods_past_the_table_are_counted_and_get_in_once_there_is_room() {
+        let mut zone = Zone::new(ZoneConfig { max_pods: 2, ..ZoneConfig::default() }).unwrap();
+        let mut sync = ZoneSync::default();
+
+        let wanted = pods(&[1, 2, 3]);
+        let applied = apply(&mut zone, &sync.pushed, &wanted);
+        assert_eq!(applied.refused, [Ipv4Addr::new(10, 244, 1, 3)]);
+        sync.record(wanted.clone(), &applied);
+        assert_eq!((sync.refusals(), zone.pod_count()), (1, 2));
+
+        // Asked again with the table still full: the same pod, counted once.
+        let wanted = pods(&[1, 2, 3, 4]);
+        let applied = apply(&mut zone, &sync.pushed, &wanted);
+        assert_eq!(applied.refused.len(), 2);
+        sync.record(wanted, &applied);
+        assert_eq!(sync.refusals(), 2, "only pod .4 is a new refusal");
+
+        // A pod goes: the refused ones are tried again and one fits.
+        let wanted = pods(&[2, 3, 4]);
+        let applied = apply(&mut zone, &sync.pushed, &wanted);
+        assert_eq!(applied.refused.len(), 1);
+        sync.record(wanted, &applied);
+        assert_eq!((sync.refusals(), zone.pod_count()), (2, 2));
+        assert!(applied.errors.is_empty());
+    }
+}
