@@ -77,6 +77,11 @@ drop_reasons! {
     /// frame and source the pod wrote (Calico drops VXLAN from workloads for
     /// the same reason).
     OverlayBypass => "overlay_bypass",
+    /// From a pod to 127.0.0.0/8 or 0.0.0.0/8, which a pod's own kernel keeps
+    /// on its loopback: only a frame written by hand gets here, and egress
+    /// would deliver it to the node's loopback services (a kernel drops such
+    /// martians on any interface but `lo`).
+    MartianDestination => "martian_destination",
 }
 
 #[cfg(test)]
@@ -88,7 +93,7 @@ mod tests {
         for (index, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, index, "{reason:?}");
         }
-        assert_eq!(DropReason::COUNT, 18);
+        assert_eq!(DropReason::COUNT, 19);
     }
 
     #[test]

@@ -80,6 +80,9 @@ impl Switch {
         if ingress.kind == PortKind::Pod && self.overlay_bypass(ip) {
             return Verdict::Drop(DropReason::OverlayBypass);
         }
+        if ingress.kind == PortKind::Pod && (dst.is_loopback() || dst.octets()[0] == 0) {
+            return Verdict::Drop(DropReason::MartianDestination);
+        }
         if dst == self.cluster_dns
             && let Some(verdict) =
                 self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETH_HEADER_LEN, reply)

@@ -175,6 +175,18 @@ fn off_subnet_traffic_goes_to_the_node() {
 }
 
 #[test]
+fn a_pod_cannot_reach_the_nodes_loopback() {
+    let mut f = fixture();
+    for dst in [Ipv4Address::new(127, 0, 0, 1), Ipv4Address::new(127, 9, 9, 9), Ipv4Address::new(0, 0, 0, 0)]
+    {
+        let mut frame = ipv4_frame(mac(2), mac(1), ip(2), dst, b"to the agent's 127.0.0.1 listeners");
+        assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::MartianDestination), "{dst}");
+    }
+    assert_eq!(f.switch.port(f.a).unwrap().1.dropped(DropReason::MartianDestination), 3);
+    assert_eq!(f.switch.port(f.host).unwrap().1.tx_packets, 0);
+}
+
+#[test]
 fn the_node_reaches_pods_but_gets_no_transit() {
     let mut f = fixture();
     let mut to_pod = ipv4_frame(mac(1), mac(2), ip(1), ip(2), b"ping");
