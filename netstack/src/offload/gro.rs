@@ -20,11 +20,14 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::wire::tcp_flags;
 use crate::wire::vnet::{self, Gso};
-use smoltcp::wire::{IpProtocol, Ipv4Address, checksum};
+use crate::wire::{
+    self, ETHERNET_HEADER_LEN, IpProtocol, Ipv4Packet, TCP_CHECKSUM_AT, TCP_HEADER_LEN, TcpPacket, tcp_flags,
+};
+use smoltcp::wire::checksum;
 
-const ETH_LEN: usize = 14;
+/// `csum_offset` of a partial TCP checksum.
+const CSUM_OFFSET: u16 = TCP_CHECKSUM_AT as u16;
 /// The `gso_type` bit telling the receiver CWR is on the first segment only.
 const GSO_ECN: u8 = 0x80;
 /// Largest IPv4 packet.
@@ -69,65 +72,52 @@ impl Segment {
 /// Finds a mergeable TCP/IPv4 data segment in `frame`, verifying its
 /// checksum unless `offload` marks it partial; `None` otherwise.
 fn segment(frame: &[u8], offload: &vnet::Repr) -> Option<Segment> {
-    if offload.gso != Gso::None || frame.len() < ETH_LEN + 20 || frame[12..14] != [0x08, 0x00] {
+    if offload.gso != Gso::None {
         return None;
     }
-    let ip = &frame[ETH_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4
-        || ihl < 20
-        || total < ihl + 20
-        || total > ip.len()
-        || ip[9] != u8::from(IpProtocol::Tcp)
-    {
+    let ip = wire::ipv4_in(frame)?;
+    let ihl = usize::from(ip.header_len());
+    let total = usize::from(ip.total_len());
+    if total < ihl + TCP_HEADER_LEN || ip.next_header() != IpProtocol::Tcp {
         return None;
     }
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
     // More fragments or an offset: a fragment, not a segment.
-    if frag & 0x3fff != 0 {
+    if ip.more_frags() || ip.frag_offset() != 0 {
         return None;
     }
-    let tcp_at = ETH_LEN + ihl;
-    let end = ETH_LEN + total;
-    let thl = usize::from(frame[tcp_at + 12] >> 4) * 4;
-    if thl < 20 || tcp_at + thl >= end {
-        // Malformed, or no payload (a bare ACK is never merged).
-        return None;
-    }
-    let flags = frame[tcp_at + 13];
+    // Malformed, or no payload (a bare ACK is never merged).
+    let tcp = TcpPacket::new_checked(ip.payload()).ok().filter(|t| !t.payload().is_empty())?;
+    let flags = tcp_flags::of(tcp.as_ref());
     if flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::URG) != 0 {
         return None;
     }
+    let tcp_at = ETHERNET_HEADER_LEN + ihl;
+    let end = ETHERNET_HEADER_LEN + total;
     let needs_csum = offload.flags & vnet::FLAG_NEEDS_CSUM != 0;
     if needs_csum {
-        if usize::from(offload.csum_start) != tcp_at || offload.csum_offset != 16 {
+        if usize::from(offload.csum_start) != tcp_at || offload.csum_offset != CSUM_OFFSET {
             return None;
         }
     } else if offload.flags & vnet::FLAG_DATA_VALID == 0 {
-        let (src, dst) = addresses(ip);
-        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (end - tcp_at) as u32);
-        if checksum::combine(&[pseudo, checksum::data(&frame[tcp_at..end])]) != 0xffff {
+        let pseudo = checksum::pseudo_header_v4(
+            &ip.src_addr(),
+            &ip.dst_addr(),
+            IpProtocol::Tcp,
+            (end - tcp_at) as u32,
+        );
+        if checksum::combine(&[pseudo, checksum::data(ip.payload())]) != 0xffff {
             return None;
         }
     }
-    let t = &frame[tcp_at..];
     Some(Segment {
         tcp_at,
-        headers: tcp_at + thl,
+        headers: tcp_at + usize::from(tcp.header_len()),
         end,
-        id: u16::from_be_bytes([ip[4], ip[5]]),
-        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        id: ip.ident(),
+        seq: tcp.seq_number().0 as u32,
         flags,
-        dont_frag: frag & 0x4000 != 0,
+        dont_frag: ip.dont_frag(),
     })
-}
-
-fn addresses(ip: &[u8]) -> (Ipv4Address, Ipv4Address) {
-    (
-        Ipv4Address::from_octets([ip[12], ip[13], ip[14], ip[15]]),
-        Ipv4Address::from_octets([ip[16], ip[17], ip[18], ip[19]]),
-    )
 }
 
 /// The pending super-frame's bookkeeping.
@@ -168,7 +158,7 @@ impl Default for Gro {
 impl Gro {
     /// A coalescer with room for a 64 KiB IPv4 packet.
     pub fn new() -> Gro {
-        Gro { buf: vec![0u8; vnet::HEADER_LEN + ETH_LEN + MAX_IP_LEN], len: 0, pending: None }
+        Gro { buf: vec![0u8; vnet::HEADER_LEN + ETHERNET_HEADER_LEN + MAX_IP_LEN], len: 0, pending: None }
     }
 
     /// True when a super-frame is pending.
@@ -202,7 +192,7 @@ impl Gro {
         let payload = seg.payload_len();
         if p.closed
             || payload > p.mss
-            || self.len + payload > vnet::HEADER_LEN + ETH_LEN + MAX_IP_LEN
+            || self.len + payload > vnet::HEADER_LEN + ETHERNET_HEADER_LEN + MAX_IP_LEN
             || !continues(held, &p.first, p, frame, &seg)
         {
             return Push::Flush;
@@ -230,25 +220,24 @@ impl Gro {
             p.offload.emit(&mut header);
             return Some(&self.buf[..len]);
         }
-        let tcp = p.first.tcp_at;
-        let ip_len = frame.len() - ETH_LEN;
-        frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        frame[ETH_LEN + 10..ETH_LEN + 12].fill(0);
-        let ip_sum = !checksum::data(&frame[ETH_LEN..tcp]);
-        frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&ip_sum.to_be_bytes());
-        frame[tcp + 13] |= p.last_flags & (tcp_flags::PSH | tcp_flags::FIN);
+        let tcp_at = p.first.tcp_at;
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]);
+        ip.set_total_len(ip.as_ref().len() as u16);
+        ip.fill_checksum();
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let tcp_len = (frame.len() - tcp_at) as u32;
+        tcp_flags::set(&mut frame[tcp_at..], p.last_flags & (tcp_flags::PSH | tcp_flags::FIN));
         // The pseudo-header sum, as a TSO sender leaves it for the device.
-        let (src, dst) = addresses(&frame[ETH_LEN..]);
-        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (frame.len() - tcp) as u32);
-        frame[tcp + 16..tcp + 18].copy_from_slice(&pseudo.to_be_bytes());
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[tcp_at..]);
+        tcp.set_checksum(checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, tcp_len));
         vnet::Repr {
             flags: vnet::FLAG_NEEDS_CSUM,
             gso: Gso::TcpV4,
             ecn: false,
             hdr_len: p.first.headers as u16,
             gso_size: p.mss as u16,
-            csum_start: tcp as u16,
-            csum_offset: 16,
+            csum_start: tcp_at as u16,
+            csum_offset: CSUM_OFFSET,
         }
         .emit(&mut header);
         if p.first.flags & tcp_flags::CWR != 0 {
@@ -270,7 +259,8 @@ fn continues(held: &[u8], first: &Segment, p: &Pending, frame: &[u8], seg: &Segm
     let flags_ok = seg.flags & tcp_flags::CWR == 0
         && seg.flags & !(tcp_flags::PSH | tcp_flags::FIN)
             == first.flags & !(tcp_flags::PSH | tcp_flags::FIN | tcp_flags::CWR);
-    let ip = ETH_LEN;
+    // Compared as bytes: the header regions that must be equal, by offset.
+    let ip = ETHERNET_HEADER_LEN;
     id_ok
         && flags_ok
         && seg.seq == p.next_seq
@@ -291,8 +281,8 @@ mod tests {
     use super::*;
     use crate::offload::gso::Segments;
     use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, Ipv4Packet, Ipv4Repr,
-        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, Ipv4Address, Ipv4Packet,
+        Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
     };
 
     const SRC: Ipv4Address = Ipv4Address::new(10, 244, 1, 3);
@@ -602,7 +592,7 @@ mod tests {
         }
         let written = run(&mut Gro::new(), &frames);
         assert_eq!(written.len(), 2);
-        assert!(written.iter().all(|w| w.len() - vnet::HEADER_LEN - ETH_LEN <= MAX_IP_LEN));
+        assert!(written.iter().all(|w| w.len() - vnet::HEADER_LEN - ETHERNET_HEADER_LEN <= MAX_IP_LEN));
         let again: Vec<Vec<u8>> = written.iter().flat_map(|w| recut(w)).collect();
         assert_eq!(again, frames);
     }

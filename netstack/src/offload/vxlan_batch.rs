@@ -12,10 +12,10 @@
 use core::ops::Range;
 
 use super::gso::{Error, Segments};
-use crate::wire::vxlan;
+use crate::wire::{IPV4_HEADER_LEN, UDP_HEADER_LEN, vxlan};
 
 /// The largest UDP payload over IPv4 (65535 − 20 − 8): one GSO send's limit.
-pub const MAX_UDP_PAYLOAD: usize = 65_507;
+pub const MAX_UDP_PAYLOAD: usize = u16::MAX as usize - IPV4_HEADER_LEN - UDP_HEADER_LEN;
 /// Most segments one UDP GSO send may carry (`UDP_MAX_SEGMENTS` of older
 /// kernels; newer ones allow more).
 pub const MAX_SEGMENTS: usize = 64;

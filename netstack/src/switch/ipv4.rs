@@ -29,9 +29,7 @@ use crate::Instant;
 use crate::Protocol;
 use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Refused, nat, tcp_flags};
 use crate::service::{Selection, ServiceKey, refuse};
-use crate::wire::{EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, vnet};
-
-const ETH_HEADER_LEN: usize = 14;
+use crate::wire::{ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, vnet};
 
 /// Source ports tried for a new flow's reply tuple before giving up.
 const NAT_PORT_TRIES: u32 = 16;
@@ -79,7 +77,7 @@ impl Switch {
         let ip = ip.into_inner();
         if dst == self.cluster_dns
             && let Some(verdict) =
-                self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETH_HEADER_LEN, reply)
+                self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETHERNET_HEADER_LEN, reply)
         {
             return verdict;
         }
@@ -153,7 +151,7 @@ impl Switch {
         // A partial checksum must sit where this code updates it.
         let partial = offload.flags & vnet::FLAG_NEEDS_CSUM != 0;
         let offload_ok = !partial
-            || (usize::from(offload.csum_start) == ETH_HEADER_LEN + usize::from(packet.header_len())
+            || (usize::from(offload.csum_start) == ETHERNET_HEADER_LEN + usize::from(packet.header_len())
                 && usize::from(offload.csum_offset) == nat::l4_checksum_offset(key.proto));
 
         let tracked = match self.conntrack.lookup(now, &key) {
