@@ -2,23 +2,14 @@
 
 use super::tcp_flags::*;
 use super::*;
-
-fn at(secs: u64) -> Instant {
-    Instant::from_secs(secs as i64)
-}
+use crate::testing::{VIP, at, ip};
 
 fn key(proto: Protocol, client: u8, port: u16) -> FlowKey {
-    FlowKey {
-        proto,
-        src: Ipv4Address::new(10, 244, 0, client),
-        src_port: port,
-        dst: Ipv4Address::new(10, 96, 0, 10),
-        dst_port: 80,
-    }
+    FlowKey { proto, src: ip(client), src_port: port, dst: VIP, dst_port: 80 }
 }
 
 fn reply_of(original: &FlowKey) -> FlowKey {
-    FlowKey { src: Ipv4Address::new(10, 244, 0, 200), src_port: 8080, ..original.reversed() }
+    FlowKey { src: ip(200), src_port: 8080, ..original.reversed() }
 }
 
 /// A table of `flows` for four owners, without a quota.

@@ -15,11 +15,7 @@ pub(super) const IPV4_UDP_LEN: usize = IPV4_HEADER_LEN + UDP_HEADER_LEN;
 /// headers.
 pub const FRAME_CAPACITY: usize = HEADERS + 65_535;
 
-/// The MAC of the pod at `ip` (podnet's scheme: `0a:58` and the address).
-pub(super) fn pod_mac(ip: Ipv4Address) -> EthernetAddress {
-    let [a, b, c, d] = ip.octets();
-    EthernetAddress([0x0a, 0x58, a, b, c, d])
-}
+pub(super) use crate::mac::of_ip as pod_mac;
 
 /// Fills the virtio-net and Ethernet headers in front of the IP packet at
 /// `frame[HEADERS..]`, sent from `mac`.

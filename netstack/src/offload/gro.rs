@@ -279,89 +279,35 @@ fn continues(held: &[u8], first: &Segment, p: &Pending, frame: &[u8], seg: &Segm
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offload::gso::Segments;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, Ipv4Address, Ipv4Packet,
-        Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
-    };
+    use crate::testing::{self, Tcp, mac, payload, pod_ip, refill_ipv4_checksum};
+    use smoltcp::wire::{IpAddress, Ipv4Address};
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 244, 1, 3);
-    const DST: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
+    const SRC: Ipv4Address = pod_ip(1, 3);
+    const DST: Ipv4Address = pod_ip(0, 2);
     const MSS: usize = 1398;
 
-    fn payload(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect()
-    }
-
-    /// A TSO super-frame (partial checksum, as a pod hands it over).
+    /// A TSO super-frame (full checksum, DF, ids from 0xfff0).
     fn tso(data: &[u8], seq: u32, flags: u8, src_port: u16) -> (Vec<u8>, vnet::Repr) {
-        let tcp = TcpRepr {
-            src_port,
-            dst_port: 5201,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(seq as i32),
-            ack_number: Some(TcpSeqNumber(777)),
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: Some(TcpTimestampRepr { tsval: 11, tsecr: 22 }),
-            payload: data,
-        };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
+        Tcp {
+            eth_src: mac(1),
+            eth_dst: mac(2),
+            seq,
+            ack: Some(777),
+            window: 1000,
+            timestamp: Some((11, 22)),
+            flags,
             hop_limit: 63,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]),
-            dst_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 2]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut frame);
-        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        packet.set_dont_frag(true);
-        packet.set_ident(0xfff0);
-        packet.fill_checksum();
-        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
-        tcp.emit(
-            &mut segment,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            &smoltcp::phy::ChecksumCapabilities::default(),
-        );
-        segment.set_psh(flags & tcp_flags::PSH != 0);
-        segment.set_fin(flags & tcp_flags::FIN != 0);
-        segment.set_cwr(flags & tcp_flags::CWR != 0);
-        segment.fill_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST));
-        let offload = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso: Gso::TcpV4,
-            ecn: false,
-            hdr_len: 66,
-            gso_size: MSS as u16,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        (buf, offload)
+            ident: 0xfff0,
+            dont_frag: true,
+            ..Tcp::new((SRC, src_port), (DST, 5201), data)
+        }
+        .tso(MSS as u16)
     }
 
     /// The wire segments of a super-frame (complete checksums).
     fn cut(data: &[u8], seq: u32, flags: u8, src_port: u16) -> Vec<Vec<u8>> {
         let (frame, offload) = tso(data, seq, flags, src_port);
-        let mut segments = Segments::new(&frame, &offload).unwrap();
-        let mut out = vec![0u8; 2000];
-        let mut all = Vec::new();
-        while let Some(len) = segments.next_into(&mut out) {
-            all.push(out[..len.unwrap()].to_vec());
-        }
-        all
+        testing::cut(&frame, &offload)
     }
 
     /// What the pod's kernel would do with a GRO frame: cut it again.
@@ -371,13 +317,7 @@ mod tests {
         if offload.gso == Gso::None {
             return vec![frame.to_vec()];
         }
-        let mut segments = Segments::new(frame, &offload).unwrap();
-        let mut out = vec![0u8; 2000];
-        let mut all = Vec::new();
-        while let Some(len) = segments.next_into(&mut out) {
-            all.push(out[..len.unwrap()].to_vec());
-        }
-        all
+        testing::cut(frame, &offload)
     }
 
     /// Pushes every frame; returns the frames written, in order.
@@ -491,10 +431,7 @@ mod tests {
             let mut f = frames[1].clone();
             f[at] ^= v;
             // Keep the checksums valid so only the tweaked field differs.
-            let ip = &mut f[14..];
-            ip[10..12].fill(0);
-            let s = !checksum::data(&ip[..20]);
-            ip[10..12].copy_from_slice(&s.to_be_bytes());
+            refill_ipv4_checksum(&mut f);
             let mut tcp = TcpPacket::new_unchecked(&mut f[34..]);
             tcp.fill_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST));
             f
@@ -516,17 +453,13 @@ mod tests {
         // The same id with DF set is a fixed-id sender: merged.
         let mut same_id = frames[1].clone();
         same_id[18..20].copy_from_slice(&frames[0][18..20]);
-        same_id[24..26].fill(0);
-        let s = !checksum::data(&same_id[14..34]);
-        same_id[24..26].copy_from_slice(&s.to_be_bytes());
+        refill_ipv4_checksum(&mut same_id);
         assert_eq!(run(&mut Gro::new(), &[frames[0].clone(), same_id.clone()]).len(), 1);
         // Without DF it must increment.
         let mut no_df = [frames[0].clone(), same_id];
         for f in &mut no_df {
-            f[20] &= !0x40;
-            f[24..26].fill(0);
-            let s = !checksum::data(&f[14..34]);
-            f[24..26].copy_from_slice(&s.to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut f[14..]).set_dont_frag(false);
+            refill_ipv4_checksum(f);
         }
         assert_eq!(run(&mut Gro::new(), &no_df).len(), 2);
     }
@@ -585,10 +518,8 @@ mod tests {
         // Fix the ids of the second half so only size stops the merge.
         for (i, f) in frames.iter_mut().enumerate() {
             let id = 0xfff0u16.wrapping_add(i as u16);
-            f[18..20].copy_from_slice(&id.to_be_bytes());
-            f[24..26].fill(0);
-            let s = !checksum::data(&f[14..34]);
-            f[24..26].copy_from_slice(&s.to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut f[14..]).set_ident(id);
+            refill_ipv4_checksum(f);
         }
         let written = run(&mut Gro::new(), &frames);
         assert_eq!(written.len(), 2);

@@ -335,90 +335,30 @@ impl<'a> Segments<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Checksum, Tcp, Udp, cut, mac, payload, pod_ip};
     use alloc::vec;
     use alloc::vec::Vec;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetRepr, IpAddress, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
-        TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
-    };
+    use smoltcp::wire::IpAddress;
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
-    const DST: Ipv4Address = Ipv4Address::new(10, 244, 1, 3);
-
-    fn payload(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect()
-    }
+    const SRC: Ipv4Address = pod_ip(0, 2);
+    const DST: Ipv4Address = pod_ip(1, 3);
 
     /// A TCP/IPv4 frame as a pod kernel hands it over with TSO: full
     /// length in the IP header, the pseudo-header sum in the TCP checksum.
     fn tso_frame(data: &[u8], flags: u8, options: bool) -> (Vec<u8>, vnet::Repr) {
-        let tcp = TcpRepr {
-            src_port: 40000,
-            dst_port: 80,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(0xffff_f000_u32 as i32),
-            ack_number: Some(TcpSeqNumber(1234)),
-            window_len: 502,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: options.then_some(smoltcp::wire::TcpTimestampRepr { tsval: 7, tsecr: 9 }),
-            payload: data,
-        };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 2]),
-            dst_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut frame);
-        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        packet.set_ident(0xfffe);
-        packet.set_dont_frag(true);
-        packet.fill_checksum();
-        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
-        tcp.emit(
-            &mut segment,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            &smoltcp::phy::ChecksumCapabilities::ignored(),
-        );
-        let thl = usize::from(segment.header_len());
-        let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Tcp, tcp.buffer_len() as u32);
-        segment.set_checksum(pseudo);
-        buf[34 + 13] |= flags;
-        let offload = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso: Gso::TcpV4,
-            ecn: false,
-            hdr_len: (34 + thl) as u16,
-            gso_size: 1448,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        (buf, offload)
-    }
-
-    fn cut(frame: &[u8], offload: &vnet::Repr) -> Vec<Vec<u8>> {
-        let mut segments = Segments::new(frame, offload).unwrap();
-        let count = segments.count();
-        let mut out = vec![0u8; segments.max_len()];
-        let mut all = Vec::new();
-        while let Some(len) = segments.next_into(&mut out) {
-            all.push(out[..len.unwrap()].to_vec());
+        Tcp {
+            eth_dst: mac(1),
+            seq: 0xffff_f000,
+            ack: Some(1234),
+            window: 502,
+            timestamp: options.then_some((7, 9)),
+            flags,
+            ident: 0xfffe,
+            dont_frag: true,
+            checksum: Checksum::Partial,
+            ..Tcp::new((SRC, 40000), (DST, 80), data)
         }
-        assert_eq!(all.len(), count, "count() predicted the segments");
-        all
+        .tso(1448)
     }
 
     /// Checks every segment with smoltcp and returns (ip id, seq, flags, payload) per segment.
@@ -567,32 +507,8 @@ mod tests {
 
     /// A UDP/IPv4 frame with the partial checksum a pod kernel leaves.
     fn udp_frame(data: &[u8]) -> (Vec<u8>, vnet::Repr) {
-        let udp = UdpRepr { src_port: 5353, dst_port: 9000 };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Udp,
-            payload_len: udp.header_len() + data.len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + ip.payload_len];
-        buf[12..14].copy_from_slice(&[0x08, 0x00]);
-        let mut packet = Ipv4Packet::new_unchecked(&mut buf[14..]);
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-        udp.emit(
-            &mut datagram,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            data.len(),
-            |p| p.copy_from_slice(data),
-            &smoltcp::phy::ChecksumCapabilities::ignored(),
-        );
-        let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Udp, (8 + data.len()) as u32);
-        datagram.set_checksum(pseudo);
-        let offload =
-            vnet::Repr { flags: vnet::FLAG_NEEDS_CSUM, csum_start: 34, csum_offset: 6, ..vnet::Repr::PLAIN };
-        (buf, offload)
+        let udp = Udp { checksum: Checksum::Partial, ..Udp::new((SRC, 5353), (DST, 9000), data) };
+        (udp.frame(), udp.partial_header())
     }
 
     #[test]

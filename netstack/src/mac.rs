@@ -1,0 +1,17 @@
+//! podnet's MAC scheme, the one place it is coded: every MAC podnet hands
+//! out is `0a:58` (locally administered, unicast) followed by an IPv4
+//! address, so a MAC never needs a table to be found.
+
+use crate::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+
+/// The MAC of the interface at `ip`: a pod's, or a gateway's.
+pub const fn of_ip(ip: Ipv4Address) -> EthernetAddress {
+    let [a, b, c, d] = ip.octets();
+    EthernetAddress([0x0a, 0x58, a, b, c, d])
+}
+
+/// The VTEP MAC of the node owning `subnet`: the MAC of the subnet's
+/// network address. No pod has it, since no pod has the network address.
+pub fn vtep(subnet: Ipv4Cidr) -> EthernetAddress {
+    of_ip(subnet.network().address())
+}
