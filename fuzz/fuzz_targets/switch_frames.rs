@@ -48,7 +48,7 @@ fn switch() -> (Switch, [PortId; 5]) {
             max_backends: 4,
             max_flows: 16,
             // Below the table: both a pod's quota and a full table are reachable.
-            max_flows_per_port: 6,
+            max_flows_per_pod: 6,
             max_affinities: 4,
             timeouts: Timeouts {
                 tcp_syn: Duration::from_secs(2),

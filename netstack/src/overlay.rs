@@ -37,6 +37,14 @@ pub struct OverlayPeer {
     pub vtep_mac: EthernetAddress,
 }
 
+impl OverlayPeer {
+    /// A podnet node owning `subnet` at `underlay`: its VTEP MAC follows
+    /// podnet's MAC scheme ([`crate::mac::vtep`]).
+    pub fn podnet(subnet: Ipv4Cidr, underlay: Ipv4Address) -> OverlayPeer {
+        OverlayPeer { subnet, underlay, vtep_mac: crate::mac::vtep(subnet) }
+    }
+}
+
 /// The overlay parameters of a switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverlayConfig {

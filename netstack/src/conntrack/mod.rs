@@ -247,8 +247,8 @@ pub struct Capacity {
     pub flows: usize,
     /// Owners the table counts flows for (owner indices below this).
     pub owners: usize,
-    /// Live flows one owner may hold.
-    pub per_owner: usize,
+    /// Live flows one owner (a pod's switch port) may hold.
+    pub max_flows_per_pod: usize,
 }
 
 /// The flow table.
@@ -267,7 +267,7 @@ pub struct Conntrack {
     closed: VecDeque<u32>,
     /// Live (not closed) flows per owner, and how many each may hold.
     live: Vec<u32>,
-    per_owner: u32,
+    max_flows_per_pod: u32,
 }
 
 impl Conntrack {
@@ -298,7 +298,7 @@ impl Conntrack {
             last_full_sweep: None,
             closed: VecDeque::with_capacity(flows),
             live: vec![0; capacity.owners],
-            per_owner: u32::try_from(capacity.per_owner).unwrap_or(u32::MAX),
+            max_flows_per_pod: u32::try_from(capacity.max_flows_per_pod).unwrap_or(u32::MAX),
         }
     }
 
@@ -336,9 +336,9 @@ impl Conntrack {
         self.live.get(usize::from(owner.0)).copied().unwrap_or(0)
     }
 
-    /// Live flows one owner may hold.
-    pub fn per_owner(&self) -> u32 {
-        self.per_owner
+    /// Live flows one owner (a pod's switch port) may hold.
+    pub fn max_flows_per_pod(&self) -> u32 {
+        self.max_flows_per_pod
     }
 
     /// The timeouts in force.
@@ -419,7 +419,7 @@ impl Conntrack {
         original: FlowKey,
         reply: FlowKey,
     ) -> Result<FlowId, Refused> {
-        if self.live(owner) >= self.per_owner {
+        if self.live(owner) >= self.max_flows_per_pod {
             self.stats.over_quota += 1;
             return Err(Refused::OverQuota);
         }

@@ -320,7 +320,7 @@ fn a_full_flow_table_refuses_new_connections_and_keeps_the_old() {
 
 #[test]
 fn a_pod_flooding_syns_fills_its_quota_not_the_table() {
-    let mut net = net_with(ServiceConfig { max_flows: 64, max_flows_per_port: 8, ..Default::default() });
+    let mut net = net_with(ServiceConfig { max_flows: 64, max_flows_per_pod: 8, ..Default::default() });
     net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
     // 1,000 SYNs from fresh source ports that nobody answers.
     let forwarded = (0..1000u16)

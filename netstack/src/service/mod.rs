@@ -90,8 +90,10 @@ pub struct ServiceConfig {
     pub max_backends: u16,
     /// Tracked connections (see [`crate::conntrack::Conntrack::BYTES_PER_FLOW`]).
     pub max_flows: u32,
-    /// Live tracked connections one switch port (a pod) may hold.
-    pub max_flows_per_port: u32,
+    /// Live tracked connections one switch port (a pod) may hold: the
+    /// board config's `limits.max_flows_per_pod`, under the same name down
+    /// to conntrack ([`crate::conntrack::Capacity::max_flows_per_pod`]).
+    pub max_flows_per_pod: u32,
     /// ClientIP affinity records, over all services.
     pub max_affinities: u32,
     /// Conntrack idle timeouts.
@@ -107,7 +109,7 @@ impl Default for ServiceConfig {
             max_services: 256,
             max_backends: 32,
             max_flows: 16_384,
-            max_flows_per_port: 4096,
+            max_flows_per_pod: 4096,
             max_affinities: 4096,
             timeouts: Timeouts::default(),
             hash_seed: 0,

@@ -187,7 +187,7 @@ impl Switch {
                 Capacity {
                     flows: services.max_flows as usize,
                     owners: usize::from(config.max_ports),
-                    per_owner: services.max_flows_per_port as usize,
+                    max_flows_per_pod: services.max_flows_per_pod as usize,
                 },
                 services.timeouts,
                 services.hash_seed,

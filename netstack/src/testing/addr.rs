@@ -51,7 +51,7 @@ pub const fn underlay(node: u8) -> Ipv4Address {
 
 /// Node `node` as another node's overlay sees it.
 pub fn peer(node: u8) -> OverlayPeer {
-    OverlayPeer { subnet: subnet(node), underlay: underlay(node), vtep_mac: mac::vtep(subnet(node)) }
+    OverlayPeer::podnet(subnet(node), underlay(node))
 }
 
 /// Time `secs` seconds after [`NOW`].

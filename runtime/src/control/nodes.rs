@@ -18,7 +18,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
 
 impl ControlPlane {
     pub(super) fn add_node(&mut self, record: NodeRecord) -> Result<(), String> {
-        let ipam = Pool::new(record.subnet.to_netstack())
+        let ipam = Pool::new(*record.subnet)
             .map_err(|e| format!("node {} subnet {}: {e}", record.name, record.subnet))?;
         let name = record.name.clone();
         self.nodes.insert(name, NodeEntry { record, ipam, ready: false, last_seen: None });
@@ -100,8 +100,8 @@ impl ControlPlane {
     /// The next free /N of the cluster CIDR, N being the node subnet's prefix.
     fn free_subnet(&self) -> Result<Cidr, String> {
         let net = &self.config.network;
-        let prefix = net.node_subnet.prefix;
-        let count = 1u32 << (prefix - net.cluster_cidr.prefix);
+        let prefix = net.node_subnet.prefix_len();
+        let count = 1u32 << (prefix - net.cluster_cidr.prefix_len());
         let size = 1u32 << (32 - prefix);
         (0..count)
             .map(|i| Cidr::new(net.cluster_cidr.nth(i * size), prefix))

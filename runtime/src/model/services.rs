@@ -34,9 +34,9 @@ pub fn allocate_cluster_ip(
     used: &HashSet<Ipv4Addr>,
     seed: u32,
 ) -> Result<Option<Ipv4Addr>, ModelError> {
-    let size = 1u32 << (32 - range.prefix);
+    let size = 1u32 << (32 - range.prefix_len());
     let usable = |ip: Ipv4Addr| {
-        let offset = u32::from(ip).wrapping_sub(u32::from(range.addr));
+        let offset = u32::from(ip).wrapping_sub(u32::from(range.address()));
         range.contains(ip) && offset >= 2 && offset < size - 1 && ip != dns
     };
     match request {

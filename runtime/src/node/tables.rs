@@ -37,11 +37,7 @@ impl NodeRuntime {
         }
         let mut wanted: Vec<OverlayPeer> =
             config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
-        wanted.extend(desired.peers.iter().map(|p| OverlayPeer {
-            subnet: p.subnet.to_netstack(),
-            underlay: p.address,
-            vtep_mac: netstack::overlay::vtep_mac(p.subnet.to_netstack()),
-        }));
+        wanted.extend(desired.peers.iter().map(|p| OverlayPeer::podnet(*p.subnet, p.address)));
         if wanted == self.peers_pushed {
             return;
         }
