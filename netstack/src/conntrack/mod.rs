@@ -22,7 +22,7 @@
 
 pub mod nat;
 
-use crate::table::{Index, Slab, hash2};
+use crate::table::{Index, Slab, addr_pair_word, hash2};
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -30,22 +30,23 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::Protocol;
-use crate::wire::Ipv4Address;
+use crate::wire::IpAddress;
 use crate::{Duration, Instant};
 
 pub use crate::wire::tcp_flags;
 
-/// A transport 5-tuple, as one packet carries it.
+/// A transport 5-tuple, as one packet carries it. Addresses are
+/// family-generic; netstack fills them from IPv4 packets today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// TCP or UDP.
     pub proto: Protocol,
     /// Source address.
-    pub src: Ipv4Address,
+    pub src: IpAddress,
     /// Source port.
     pub src_port: u16,
     /// Destination address.
-    pub dst: Ipv4Address,
+    pub dst: IpAddress,
     /// Destination port.
     pub dst_port: u16,
 }
@@ -63,7 +64,7 @@ impl FlowKey {
     }
 
     fn hash(&self, seed: u64) -> u64 {
-        let addrs = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
+        let addrs = addr_pair_word(self.src, self.dst);
         let rest = (u64::from(self.src_port) << 32) | (u64::from(self.dst_port) << 16) | self.proto as u64;
         hash2(seed, addrs, rest)
     }

@@ -13,8 +13,8 @@ use super::FlowKey;
 use crate::Protocol;
 use crate::checksum::{update_checksum, update_partial};
 use crate::wire::{
-    IpProtocol, Ipv4Address, Ipv4Packet, TCP_CHECKSUM_AT, TCP_HEADER_LEN, TcpPacket, UDP_CHECKSUM_AT,
-    UDP_HEADER_LEN, UdpPacket, tcp_flags,
+    IpAddress, IpProtocol, Ipv4Packet, TCP_CHECKSUM_AT, TCP_HEADER_LEN, TcpPacket, UDP_CHECKSUM_AT,
+    UDP_HEADER_LEN, UdpPacket, ipv4_of, tcp_flags,
 };
 
 /// The IPv4 header checksum and the two addresses, rewritten together.
@@ -53,14 +53,15 @@ pub fn flow_key(ip: &Ipv4Packet<&[u8]>) -> Option<(FlowKey, u8)> {
         }
         _ => return None,
     };
-    let key = FlowKey { proto, src: ip.src_addr(), src_port, dst: ip.dst_addr(), dst_port };
+    let key = FlowKey { proto, src: ip.src_addr().into(), src_port, dst: ip.dst_addr().into(), dst_port };
     Some((key, flags))
 }
 
-fn addrs(src: Ipv4Address, dst: Ipv4Address) -> [u8; 8] {
+/// The key's addresses as they sit in the IPv4 header, source first.
+fn addrs(src: IpAddress, dst: IpAddress) -> [u8; 8] {
     let mut out = [0; 8];
-    out[..4].copy_from_slice(&src.octets());
-    out[4..].copy_from_slice(&dst.octets());
+    out[..4].copy_from_slice(&ipv4_of(src).octets());
+    out[4..].copy_from_slice(&ipv4_of(dst).octets());
     out
 }
 

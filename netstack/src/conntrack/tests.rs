@@ -5,11 +5,11 @@ use super::*;
 use crate::testing::{VIP, at, ip};
 
 fn key(proto: Protocol, client: u8, port: u16) -> FlowKey {
-    FlowKey { proto, src: ip(client), src_port: port, dst: VIP, dst_port: 80 }
+    FlowKey { proto, src: ip(client).into(), src_port: port, dst: VIP.into(), dst_port: 80 }
 }
 
 fn reply_of(original: &FlowKey) -> FlowKey {
-    FlowKey { src: ip(200), src_port: 8080, ..original.reversed() }
+    FlowKey { src: ip(200).into(), src_port: 8080, ..original.reversed() }
 }
 
 /// A table of `flows` for four owners, without a quota.

@@ -22,7 +22,7 @@ const ETH: usize = vnet::HEADER_LEN + ETHERNET_HEADER_LEN;
 const GW: EthernetAddress = mac(1);
 
 fn tcp_key(port: u16) -> ServiceKey {
-    ServiceKey { vip: VIP, port, proto: Protocol::Tcp }
+    ServiceKey { vip: VIP.into(), port, proto: Protocol::Tcp }
 }
 
 fn udp_key(port: u16) -> ServiceKey {
@@ -30,7 +30,7 @@ fn udp_key(port: u16) -> ServiceKey {
 }
 
 fn backend(last: u8) -> Backend {
-    Backend { ip: ip(last), port: 8080 }
+    Backend { ip: ip(last).into(), port: 8080 }
 }
 
 /// Host port at .1, pods .2 (client "a"), .3, .4, .5.
@@ -538,7 +538,7 @@ fn removed_backends_lose_their_udp_flows_but_keep_tcp_connections() {
 #[test]
 fn service_and_config_errors_are_reported() {
     let mut net = net(8);
-    let outside = ServiceKey { vip: Ipv4Address::new(192, 168, 0, 1), ..tcp_key(80) };
+    let outside = ServiceKey { vip: Ipv4Address::new(192, 168, 0, 1).into(), ..tcp_key(80) };
     assert_eq!(
         net.switch.upsert_service(outside, &[], Affinity::None),
         Err(ServiceError::OutsideServiceCidr)

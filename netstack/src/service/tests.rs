@@ -5,15 +5,15 @@ use crate::testing::{VIP, at, ip, pod_ip};
 use alloc::string::ToString;
 
 fn key(port: u16) -> ServiceKey {
-    ServiceKey { vip: VIP, port, proto: Protocol::Tcp }
+    ServiceKey { vip: VIP.into(), port, proto: Protocol::Tcp }
 }
 
 fn backend(last: u8) -> Backend {
-    Backend { ip: ip(last), port: 8080 }
+    Backend { ip: ip(last).into(), port: 8080 }
 }
 
-fn client(last: u8) -> Ipv4Address {
-    pod_ip(1, last)
+fn client(last: u8) -> IpAddress {
+    pod_ip(1, last).into()
 }
 
 fn small() -> ServiceTable {
@@ -25,7 +25,7 @@ fn small() -> ServiceTable {
     })
 }
 
-fn pick(t: &mut ServiceTable, now: Instant, k: &ServiceKey, c: Ipv4Address) -> Backend {
+fn pick(t: &mut ServiceTable, now: Instant, k: &ServiceKey, c: IpAddress) -> Backend {
     match t.select(now, k, c) {
         Selection::Backend(b) => b,
         other => panic!("{other:?}"),

@@ -385,16 +385,16 @@ fn other_service_traffic_still_takes_the_service_path() {
     let icmp = Ipv4Packet::new_checked(&out[ETH..]).unwrap();
     assert_eq!((icmp.next_header(), icmp.payload()[0], icmp.payload()[1]), (IpProtocol::Icmp, 3, 3));
     // UDP port 53 of another VIP is a Service like any other.
-    let key = ServiceKey { vip: WEB, port: 53, proto: crate::Protocol::Udp };
-    n.switch.upsert_service(key, &[Backend { ip: ip(3), port: 5353 }], Affinity::None).unwrap();
+    let key = ServiceKey { vip: WEB.into(), port: 53, proto: crate::Protocol::Udp };
+    n.switch.upsert_service(key, &[Backend { ip: ip(3).into(), port: 5353 }], Affinity::None).unwrap();
     let q = dig(4, "web.default.svc.cluster.local");
     let mut frame = udp(mac(2), mac(1), (ip(2), 40000), (WEB, 53), &q);
     assert_eq!(n.ask(n.a, &mut frame).0, Verdict::Forward { egress: n.b });
     let ip_packet = Ipv4Packet::new_checked(&frame[ETH..]).unwrap();
     assert_eq!(ip_packet.dst_addr(), ip(3));
     // A Service on the DNS address itself does not shadow the zone.
-    let key = ServiceKey { vip: DNS, port: 53, proto: crate::Protocol::Udp };
-    n.switch.upsert_service(key, &[Backend { ip: ip(3), port: 53 }], Affinity::None).unwrap();
+    let key = ServiceKey { vip: DNS.into(), port: 53, proto: crate::Protocol::Udp };
+    n.switch.upsert_service(key, &[Backend { ip: ip(3).into(), port: 53 }], Affinity::None).unwrap();
     let (verdict, _) = n.ask(n.a, &mut query_frame(&q));
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     assert_eq!(n.switch.dns_stats().answered, 1);

@@ -29,7 +29,9 @@ use crate::Instant;
 use crate::Protocol;
 use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Refused, nat, tcp_flags};
 use crate::service::{Selection, ServiceKey, refuse};
-use crate::wire::{ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, vnet};
+use crate::wire::{
+    ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, ipv4_of, vnet,
+};
 
 /// Source ports tried for a new flow's reply tuple before giving up.
 const NAT_PORT_TRIES: u32 = 16;
@@ -85,8 +87,8 @@ impl Switch {
             Ok(translated) => translated,
             Err(verdict) => return verdict,
         };
-        let dst = translated.map_or(dst, |t| t.dst);
-        let src = translated.map_or(src, |t| t.src);
+        let dst = translated.map_or(dst, |t| ipv4_of(t.dst));
+        let src = translated.map_or(src, |t| ipv4_of(t.src));
         if let Some(verdict) = self.overlay_egress(ingress.kind, src, dst, eth) {
             return verdict;
         }
@@ -96,7 +98,7 @@ impl Switch {
         };
         eth.set_dst_addr(mac);
         if let Some(t) = translated
-            && self.service_cidr.contains_addr(&t.src)
+            && self.service_cidr.contains_addr(&ipv4_of(t.src))
             && let Some((_, gateway)) = self.owner(self.gateway)
         {
             // From a VIP is from off the subnet: as routed by the gateway.

@@ -290,8 +290,8 @@ fn one_overlay_port_owning_no_address() {
 fn a_service_backend_on_another_node() {
     let mut n = node0();
     let vip = Ipv4Address::new(10, 96, 0, 20);
-    let key = ServiceKey { vip, port: 80, proto: Protocol::Udp };
-    n.switch.upsert_service(key, &[Backend { ip: pod_ip(1, 5), port: 8080 }], Affinity::None).unwrap();
+    let key = ServiceKey { vip: vip.into(), port: 80, proto: Protocol::Udp };
+    n.switch.upsert_service(key, &[Backend { ip: pod_ip(1, 5).into(), port: 8080 }], Affinity::None).unwrap();
     let mut frame = from_pod(0, 2, vip, 80);
     assert_eq!(n.process(n.a, &mut frame), Verdict::Encapsulate { peer: underlay(1) });
     assert_eq!(addrs(&frame), (pod_ip(0, 2), pod_ip(1, 5)), "DNAT'd to the remote backend");

@@ -8,9 +8,20 @@ pub mod vxlan;
 
 pub use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IPV4_HEADER_LEN, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TCP_HEADER_LEN, TcpPacket,
-    UDP_HEADER_LEN, UdpPacket,
+    EthernetRepr, IPV4_HEADER_LEN, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TCP_HEADER_LEN,
+    TcpPacket, UDP_HEADER_LEN, UdpPacket,
 };
+
+/// The IPv4 address behind a family-generic key's address. netstack is
+/// built for IPv4 only (smoltcp's `proto-ipv4`), so this cannot fail today;
+/// building with IPv6 turns it into a compile error wherever a key's
+/// address is written into an IPv4 header, which is where dual-stack needs
+/// its decisions.
+pub const fn ipv4_of(addr: IpAddress) -> Ipv4Address {
+    match addr {
+        IpAddress::Ipv4(v4) => v4,
+    }
+}
 
 /// Length of an ICMPv4 header (type, code, checksum and the 4-byte rest of
 /// header); smoltcp exports no constant for it.

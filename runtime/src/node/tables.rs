@@ -57,9 +57,12 @@ impl NodeRuntime {
             .map(|(k, backends, affinity)| (k, (backends, affinity)))
             .collect();
         // DNS over TCP to the cluster DNS address reaches the agent's listener.
-        let dns_tcp =
-            ServiceKey { vip: self.options.config.network.cluster_dns, port: 53, proto: Protocol::Tcp };
-        let listener = Backend { ip: self.gateway, port: self.dns_tcp_port };
+        let dns_tcp = ServiceKey {
+            vip: self.options.config.network.cluster_dns.into(),
+            port: 53,
+            proto: Protocol::Tcp,
+        };
+        let listener = Backend { ip: self.gateway.into(), port: self.dns_tcp_port };
         wanted.insert(dns_tcp, (vec![listener], Affinity::None));
         if wanted == self.pushed {
             return;
