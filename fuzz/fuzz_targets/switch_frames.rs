@@ -28,14 +28,14 @@ fn pod(last: u8) -> PortSpec {
 }
 
 fn backends(mask: u8) -> Vec<Backend> {
-    (2..=4u8).filter(|i| mask & (1 << (i - 2)) != 0).map(|i| Backend { ip: ip(i), port: 8080 }).collect()
+    (2..=4u8).filter(|i| mask & (1 << (i - 2)) != 0).map(|i| Backend { ip: ip(i).into(), port: 8080 }).collect()
 }
 
 fn keys() -> [ServiceKey; 3] {
     [
-        ServiceKey { vip: VIP, port: 80, proto: Protocol::Tcp },
-        ServiceKey { vip: VIP, port: 53, proto: Protocol::Udp },
-        ServiceKey { vip: EMPTY_VIP, port: 80, proto: Protocol::Tcp },
+        ServiceKey { vip: VIP.into(), port: 80, proto: Protocol::Tcp },
+        ServiceKey { vip: VIP.into(), port: 53, proto: Protocol::Udp },
+        ServiceKey { vip: EMPTY_VIP.into(), port: 80, proto: Protocol::Tcp },
     ]
 }
 
