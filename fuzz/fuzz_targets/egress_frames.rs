@@ -26,6 +26,7 @@ use netstack::egress::{
     Transfer,
 };
 use netstack::service::Timeouts;
+use netstack::testing::{ethernet, mac, with_vnet};
 use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Packet, vnet};
 use netstack::{Duration, Instant};
 
@@ -135,15 +136,13 @@ impl Io for Sim {
 }
 
 fn frame(packet: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0u8; HEADERS];
-    frame[vnet::HEADER_LEN + 12..HEADERS].copy_from_slice(&[0x08, 0x00]);
-    frame.extend_from_slice(packet);
-    frame
+    let unset = EthernetAddress([0; 6]);
+    with_vnet(&vnet::Repr::PLAIN, &ethernet(unset, unset, packet))
 }
 
 fuzz_target!(|data: &[u8]| {
     let config = EgressConfig {
-        mac: EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]),
+        mac: mac(1),
         tcp: TCP,
         udp: UDP,
         echo: ECHO,

@@ -27,10 +27,11 @@ use libfuzzer_sys::fuzz_target;
 use netstack::offload::gso::{self, Segments, Work};
 use netstack::offload::vxlan_batch::{MAX_SEGMENTS, MAX_UDP_PAYLOAD};
 use netstack::overlay::transmit::{Buffer, Encapsulator, Plan, SendError};
+use netstack::testing::underlay;
 use netstack::wire::{Ipv4Address, Ipv4Packet, vnet, vxlan};
 
 const VNI: u32 = 0x0012_3456;
-const PEERS: [Ipv4Address; 2] = [Ipv4Address::new(192, 168, 250, 3), Ipv4Address::new(192, 168, 250, 4)];
+const PEERS: [Ipv4Address; 2] = [underlay(1), underlay(2)];
 
 static ENCAP: LazyLock<Mutex<Encapsulator>> = LazyLock::new(|| Mutex::new(Encapsulator::new(VNI)));
 

@@ -17,18 +17,10 @@ use netstack::conntrack::{Timeouts};
 use netstack::Protocol;
 use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
-use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use netstack::testing::{self, Node, VIP, ip, mac};
+use netstack::wire::Ipv4Address;
 use netstack::{Duration, Instant};
 
-fn ip(last: u8) -> Ipv4Address {
-    Ipv4Address::new(10, 244, 0, last)
-}
-
-fn mac(last: u8) -> EthernetAddress {
-    EthernetAddress([0x0a, 0x58, 10, 244, 0, last])
-}
-
-const VIP: Ipv4Address = Ipv4Address::new(10, 96, 0, 10);
 const EMPTY_VIP: Ipv4Address = Ipv4Address::new(10, 96, 0, 11);
 
 fn pod(last: u8) -> PortSpec {
@@ -36,29 +28,27 @@ fn pod(last: u8) -> PortSpec {
 }
 
 fn backends(mask: u8) -> Vec<Backend> {
-    (2..=4u8).filter(|i| mask & (1 << (i - 2)) != 0).map(|i| Backend { ip: ip(i), port: 8080 }).collect()
+    (2..=4u8).filter(|i| mask & (1 << (i - 2)) != 0).map(|i| Backend { ip: ip(i).into(), port: 8080 }).collect()
 }
 
 fn keys() -> [ServiceKey; 3] {
     [
-        ServiceKey { vip: VIP, port: 80, proto: Protocol::Tcp },
-        ServiceKey { vip: VIP, port: 53, proto: Protocol::Udp },
-        ServiceKey { vip: EMPTY_VIP, port: 80, proto: Protocol::Tcp },
+        ServiceKey { vip: VIP.into(), port: 80, proto: Protocol::Tcp },
+        ServiceKey { vip: VIP.into(), port: 53, proto: Protocol::Udp },
+        ServiceKey { vip: EMPTY_VIP.into(), port: 80, proto: Protocol::Tcp },
     ]
 }
 
 fn switch() -> (Switch, [PortId; 5]) {
-    let mut switch = Switch::new(SwitchConfig {
-        subnet: Ipv4Cidr::new(ip(0), 24),
+    let config = SwitchConfig {
         max_ports: 6,
-        service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
         // Small tables, short timeouts: full tables and expiry are reachable.
         services: ServiceConfig {
             max_services: 4,
             max_backends: 4,
             max_flows: 16,
             // Below the table: both a pod's quota and a full table are reachable.
-            max_flows_per_port: 6,
+            max_flows_per_pod: 6,
             max_affinities: 4,
             timeouts: Timeouts {
                 tcp_syn: Duration::from_secs(2),
@@ -69,11 +59,11 @@ fn switch() -> (Switch, [PortId; 5]) {
             },
             hash_seed: 0x5eed,
         },
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();
-    let [a, b, c] = [2, 3, 4].map(|i| switch.attach(pod(i)).unwrap());
+        ..testing::config(0)
+    };
+    // Host .1, pods .2, .3, .4.
+    let Node { mut switch, host, pods, .. } = Node::new(0, 3, config);
+    let [a, b, c] = [pods[0], pods[1], pods[2]];
     let [tcp, udp, empty] = keys();
     switch.upsert_service(tcp, &backends(0b111), Affinity::None).unwrap();
     switch.upsert_service(udp, &backends(0b011), Affinity::None).unwrap();

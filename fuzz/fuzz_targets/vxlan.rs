@@ -14,56 +14,24 @@ use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
 use netstack::Instant;
-use netstack::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayPeer, vtep_mac};
-use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
 use netstack::offload::gro::{Gro, Push};
-use netstack::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, vnet};
+use netstack::overlay::DECAP_HEADROOM;
+use netstack::switch::{MIN_REPLY_LEN, PortId, Switch, SwitchConfig, Verdict};
+use netstack::testing::{self, Node, peer, underlay};
+use netstack::wire::{ETHERNET_HEADER_LEN, Ipv4Address, Ipv4Packet, vnet};
 
-const PEERS: [Ipv4Address; 3] = [
-    Ipv4Address::new(192, 168, 250, 3),
-    Ipv4Address::new(192, 168, 250, 4),
-    Ipv4Address::new(192, 168, 250, 99),
-];
-
-fn subnet(n: u8) -> Ipv4Cidr {
-    Ipv4Cidr::new(Ipv4Address::new(10, 244, n, 0), 24)
-}
+/// Node 1, node 2 and a stranger.
+const PEERS: [Ipv4Address; 3] = [underlay(1), underlay(2), Ipv4Address::new(192, 168, 250, 99)];
 
 static GRO: LazyLock<Mutex<Gro>> = LazyLock::new(|| Mutex::new(Gro::new()));
 
 static SWITCH: LazyLock<Mutex<(Switch, Vec<PortId>)>> = LazyLock::new(|| {
-    let mut switch = Switch::new(SwitchConfig {
-        subnet: subnet(0),
-        max_ports: 4,
-        overlay: OverlayConfig {
-            cluster_cidr: Ipv4Cidr::new(Ipv4Address::new(10, 244, 0, 0), 16),
-            vtep_mac: vtep_mac(subnet(0)),
-            vni: 1,
-            ..Default::default()
-        },
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let mac = |last| EthernetAddress([0x0a, 0x58, 10, 244, 0, last]);
-    let ip = |last| Ipv4Address::new(10, 244, 0, last);
-    let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();
-    let pod = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(2), ip: ip(2) }).unwrap();
-    let overlay = switch.attach(PortSpec {
-        kind: PortKind::Overlay,
-        mac: EthernetAddress([0; 6]),
-        ip: Ipv4Address::UNSPECIFIED,
-    });
-    let peers: Vec<OverlayPeer> = (1..=2)
-        .map(|n| OverlayPeer {
-            subnet: subnet(n),
-            underlay: PEERS[n as usize - 1],
-            vtep_mac: vtep_mac(subnet(n)),
-        })
-        .collect();
-    switch.set_overlay_peers(&peers).unwrap();
-    let mut ports = vec![host, pod];
-    ports.extend(overlay);
-    Mutex::new((switch, ports))
+    // Host .1, pods .2 and .3, the overlay port; peers nodes 1 and 2.
+    let node = Node::with_overlay(0, 2, SwitchConfig { max_ports: 4, ..testing::config(0) }, &[peer(1), peer(2)]);
+    let mut ports = vec![node.host];
+    ports.extend(&node.pods);
+    ports.extend(node.overlay);
+    Mutex::new((node.switch, ports))
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -97,8 +65,9 @@ fuzz_target!(|data: &[u8]| {
 /// A finished super-frame fits one IPv4 packet behind its headers.
 fn check_finished(frame: Option<&[u8]>) {
     if let Some(frame) = frame {
-        assert!(frame.len() <= vnet::HEADER_LEN + 14 + 65_535);
-        let ip_len = u16::from_be_bytes([frame[vnet::HEADER_LEN + 16], frame[vnet::HEADER_LEN + 17]]);
-        assert_eq!(usize::from(ip_len), frame.len() - vnet::HEADER_LEN - 14);
+        let headers = vnet::HEADER_LEN + ETHERNET_HEADER_LEN;
+        assert!(frame.len() <= headers + 65_535);
+        let ip = Ipv4Packet::new_unchecked(&frame[headers..]);
+        assert_eq!(usize::from(ip.total_len()), frame.len() - headers);
     }
 }

@@ -13,12 +13,15 @@ pub mod dns;
 pub mod drop;
 pub mod egress;
 pub mod ipam;
+pub mod mac;
 pub mod offload;
 pub mod overlay;
 pub mod protocol;
 pub mod service;
 pub mod switch;
 mod table;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod wire;
 
 pub use drop::DropReason;

@@ -37,6 +37,14 @@ pub struct OverlayPeer {
     pub vtep_mac: EthernetAddress,
 }
 
+impl OverlayPeer {
+    /// A podnet node owning `subnet` at `underlay`: its VTEP MAC follows
+    /// podnet's MAC scheme ([`crate::mac::vtep`]).
+    pub fn podnet(subnet: Ipv4Cidr, underlay: Ipv4Address) -> OverlayPeer {
+        OverlayPeer { subnet, underlay, vtep_mac: crate::mac::vtep(subnet) }
+    }
+}
+
 /// The overlay parameters of a switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverlayConfig {
@@ -70,13 +78,7 @@ impl Default for OverlayConfig {
     }
 }
 
-/// The VTEP MAC of the node owning `subnet`: `0a:58` followed by the
-/// subnet's network address, like every podnet MAC (`0a:58` + IPv4). No pod
-/// has that MAC, since no pod has the network address.
-pub fn vtep_mac(subnet: Ipv4Cidr) -> EthernetAddress {
-    let [a, b, c, d] = subnet.network().address().octets();
-    EthernetAddress([0x0a, 0x58, a, b, c, d])
-}
+pub use crate::mac::vtep as vtep_mac;
 
 /// Why a peer set was refused. Nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

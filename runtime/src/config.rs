@@ -4,38 +4,37 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use netstack::wire::{EthernetAddress, Ipv4Cidr};
 use serde::{Deserialize, Serialize};
 
-/// An IPv4 prefix such as `10.244.0.0/24`.
+/// An IPv4 prefix such as `10.244.0.0/24`, host bits cleared: smoltcp's
+/// `Ipv4Cidr`, the type netstack takes, wrapped only to be read and written
+/// as that text in board configs, the state file and the cluster channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Cidr {
-    /// Network address.
-    pub addr: Ipv4Addr,
-    /// Prefix length.
-    pub prefix: u8,
-}
+pub struct Cidr(Ipv4Cidr);
 
 impl Cidr {
-    /// The prefix `addr/prefix`, with host bits cleared.
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Cidr {
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-        Cidr { addr: Ipv4Addr::from(u32::from(addr) & mask), prefix }
+    /// The prefix `addr/prefix` (at most 32), with host bits cleared.
+    pub const fn new(addr: Ipv4Addr, prefix: u8) -> Cidr {
+        Cidr(Ipv4Cidr::new(addr, prefix).network())
     }
 
     /// Whether `ip` falls inside the prefix.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        Cidr::new(ip, self.prefix).addr == self.addr
+        self.0.contains_addr(&ip)
     }
 
     /// Address at `offset` from the network address.
     pub fn nth(&self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) + offset)
+        Ipv4Addr::from(u32::from(self.0.address()) + offset)
     }
+}
 
-    /// The same prefix as netstack's type.
-    pub fn to_netstack(self) -> netstack::wire::Ipv4Cidr {
-        netstack::wire::Ipv4Cidr::new(self.addr, self.prefix)
+impl std::ops::Deref for Cidr {
+    type Target = Ipv4Cidr;
+    fn deref(&self) -> &Ipv4Cidr {
+        &self.0
     }
 }
 
@@ -58,14 +57,15 @@ impl From<Cidr> for String {
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}/{}", self.0.address(), self.0.prefix_len())
     }
 }
 
-/// A MAC address such as `0a:58:0a:f4:01:00`.
+/// A MAC address such as `0a:58:0a:f4:01:00`: smoltcp's `EthernetAddress`,
+/// wrapped only to be read and written as that text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Mac(pub [u8; 6]);
+pub struct Mac(pub EthernetAddress);
 
 impl TryFrom<String> for Mac {
     type Error = String;
@@ -80,7 +80,7 @@ impl TryFrom<String> for Mac {
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(Mac(mac))
+        Ok(Mac(EthernetAddress(mac)))
     }
 }
 
@@ -92,7 +92,7 @@ impl From<Mac> for String {
 
 impl std::fmt::Display for Mac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = self.0;
+        let m = self.0.0;
         write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
@@ -346,15 +346,8 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// The peer as the switch takes it.
     pub fn to_netstack(&self) -> netstack::overlay::OverlayPeer {
-        let subnet = self.subnet.to_netstack();
-        netstack::overlay::OverlayPeer {
-            subnet,
-            underlay: self.address,
-            vtep_mac: self.vtep_mac.map_or_else(
-                || netstack::overlay::vtep_mac(subnet),
-                |m| netstack::wire::EthernetAddress(m.0),
-            ),
-        }
+        let podnet = netstack::overlay::OverlayPeer::podnet(*self.subnet, self.address);
+        netstack::overlay::OverlayPeer { vtep_mac: self.vtep_mac.map_or(podnet.vtep_mac, |m| m.0), ..podnet }
     }
 }
 
@@ -583,13 +576,13 @@ impl NodeConfig {
         let net = &self.network;
         let limits = &self.limits;
         let pods = &self.pods;
-        if !(16..=30).contains(&net.node_subnet.prefix) {
+        if !(16..=30).contains(&net.node_subnet.prefix_len()) {
             found.push((
                 vec!["network.node_subnet"],
                 format!("network.node_subnet {} must be between /16 and /30", net.node_subnet),
             ));
-        } else if !net.cluster_cidr.contains(net.node_subnet.addr)
-            || net.node_subnet.prefix < net.cluster_cidr.prefix
+        } else if !net.cluster_cidr.contains(net.node_subnet.address())
+            || net.node_subnet.prefix_len() < net.cluster_cidr.prefix_len()
         {
             found.push((
                 vec!["network.cluster_cidr", "network.node_subnet"],
@@ -599,8 +592,8 @@ impl NodeConfig {
                 ),
             ));
         }
-        if net.service_cidr.contains(net.cluster_cidr.addr)
-            || net.cluster_cidr.contains(net.service_cidr.addr)
+        if net.service_cidr.contains(net.cluster_cidr.address())
+            || net.cluster_cidr.contains(net.service_cidr.address())
         {
             found.push((
                 vec!["network.cluster_cidr", "network.service_cidr"],
@@ -672,14 +665,12 @@ impl NodeConfig {
         }
         if self.overlay_enabled() {
             let switch_config = netstack::overlay::OverlayConfig {
-                cluster_cidr: net.cluster_cidr.to_netstack(),
+                cluster_cidr: *net.cluster_cidr,
                 max_peers: u16::MAX,
                 ..Default::default()
             };
             let peers: Vec<_> = cluster.peers.iter().map(PeerConfig::to_netstack).collect();
-            if let Err(e) =
-                netstack::overlay::check_peers(&peers, &switch_config, net.node_subnet.to_netstack())
-            {
+            if let Err(e) = netstack::overlay::check_peers(&peers, &switch_config, *net.node_subnet) {
                 found.push((vec!["cluster.peers"], format!("cluster.peers: {e}")));
             }
         }
@@ -1085,5 +1076,53 @@ mod tests {
             let text = format!("[limits]\n{key} = 100\n");
             assert!(NodeConfig::parse(&text).is_ok(), "{message}: limits.{key} is not a board-config key");
         }
+    }
+
+    /// Prefixes and MACs travel as text in board configs, the state file
+    /// (JSON) and the cluster channel (postcard): the exact bytes must not
+    /// change with the type behind them.
+    #[test]
+    fn cidr_and_mac_keep_their_serialized_form() {
+        let cidr = Cidr::new(Ipv4Addr::new(10, 244, 3, 77), 24);
+        assert_eq!(cidr.to_string(), "10.244.3.0/24", "host bits cleared");
+        assert_eq!(serde_json::to_string(&cidr).unwrap(), "\"10.244.3.0/24\"");
+        assert_eq!(postcard::to_stdvec(&cidr).unwrap(), b"\x0d10.244.3.0/24");
+        assert_eq!(serde_json::from_str::<Cidr>("\"10.244.3.9/24\"").unwrap(), cidr);
+        assert_eq!(postcard::from_bytes::<Cidr>(b"\x0d10.244.3.0/24").unwrap(), cidr);
+        let zero = Cidr::new(Ipv4Addr::new(1, 2, 3, 4), 0);
+        assert_eq!(serde_json::to_string(&zero).unwrap(), "\"0.0.0.0/0\"");
+        let err = serde_json::from_str::<Cidr>("\"10.244.0.0/33\"").unwrap_err().to_string();
+        assert!(err.contains("`10.244.0.0/33` is not an IPv4 prefix like 10.244.0.0/24"), "{err}");
+
+        let mac = Mac::try_from("0a:58:0A:f4:01:00".to_string()).unwrap();
+        assert_eq!(serde_json::to_string(&mac).unwrap(), "\"0a:58:0a:f4:01:00\"");
+        assert_eq!(postcard::to_stdvec(&mac).unwrap(), b"\x110a:58:0a:f4:01:00");
+        assert!(Mac::try_from("0a:58:0a:f4:01".to_string()).is_err());
+
+        let record = crate::store::NodeRecord {
+            name: "n1".into(),
+            subnet: cidr,
+            address: Some(Ipv4Addr::new(192, 168, 250, 3)),
+            joined_at: 7,
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"name":"n1","subnet":"10.244.3.0/24","address":"192.168.250.3","joined_at":7}"#
+        );
+        let peer = crate::desired::Peer {
+            node: "n1".into(),
+            subnet: cidr,
+            address: Ipv4Addr::new(192, 168, 250, 3),
+        };
+        assert_eq!(postcard::to_stdvec(&peer).unwrap(), b"\x02n1\x0d10.244.3.0/24\xc0\xa8\xfa\x03");
+        let config = NodeConfig::parse(
+            "[network]\nnode_subnet = \"10.244.3.0/24\"\n[[cluster.peers]]\nsubnet = \"10.244.1.0/24\"\naddress = \"192.168.250.3\"\nvtep_mac = \"02:aa:bb:cc:dd:ee\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.network.node_subnet, cidr);
+        assert_eq!(
+            config.cluster.peers[0].vtep_mac,
+            Some(Mac::try_from("02:aa:bb:cc:dd:ee".to_string()).unwrap())
+        );
     }
 }

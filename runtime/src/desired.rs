@@ -44,18 +44,17 @@ pub type PodReport = Vec<(String, PodStatus)>;
 /// address, an overlapping subnet). One bad node record then costs one
 /// peer, not the whole peer set.
 pub fn usable_peers(peers: &[Peer], fixed: &[OverlayPeer], cluster_cidr: Cidr, local: Cidr) -> Vec<Peer> {
-    let config =
-        OverlayConfig { cluster_cidr: cluster_cidr.to_netstack(), max_peers: u16::MAX, ..Default::default() };
+    let config = OverlayConfig { cluster_cidr: *cluster_cidr, max_peers: u16::MAX, ..Default::default() };
     let mut set = fixed.to_vec();
     let mut usable = Vec::new();
     for peer in peers {
-        let subnet = peer.subnet.to_netstack();
+        let subnet = *peer.subnet;
         set.push(OverlayPeer {
             subnet,
             underlay: peer.address,
             vtep_mac: netstack::overlay::vtep_mac(subnet),
         });
-        match netstack::overlay::check_peers(&set, &config, local.to_netstack()) {
+        match netstack::overlay::check_peers(&set, &config, *local) {
             Ok(()) => usable.push(peer.clone()),
             Err(e) => {
                 tracing::warn!(node = %peer.node, address = %peer.address, "skipping an unusable overlay peer: {e}");

@@ -22,7 +22,7 @@
 
 pub mod nat;
 
-use crate::table::{Index, Slab, hash2};
+use crate::table::{Index, Slab, addr_pair_word, hash2};
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -30,22 +30,23 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::Protocol;
-use crate::wire::Ipv4Address;
+use crate::wire::IpAddress;
 use crate::{Duration, Instant};
 
 pub use crate::wire::tcp_flags;
 
-/// A transport 5-tuple, as one packet carries it.
+/// A transport 5-tuple, as one packet carries it. Addresses are
+/// family-generic; netstack fills them from IPv4 packets today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// TCP or UDP.
     pub proto: Protocol,
     /// Source address.
-    pub src: Ipv4Address,
+    pub src: IpAddress,
     /// Source port.
     pub src_port: u16,
     /// Destination address.
-    pub dst: Ipv4Address,
+    pub dst: IpAddress,
     /// Destination port.
     pub dst_port: u16,
 }
@@ -63,7 +64,7 @@ impl FlowKey {
     }
 
     fn hash(&self, seed: u64) -> u64 {
-        let addrs = (u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst));
+        let addrs = addr_pair_word(self.src, self.dst);
         let rest = (u64::from(self.src_port) << 32) | (u64::from(self.dst_port) << 16) | self.proto as u64;
         hash2(seed, addrs, rest)
     }
@@ -247,8 +248,8 @@ pub struct Capacity {
     pub flows: usize,
     /// Owners the table counts flows for (owner indices below this).
     pub owners: usize,
-    /// Live flows one owner may hold.
-    pub per_owner: usize,
+    /// Live flows one owner (a pod's switch port) may hold.
+    pub max_flows_per_pod: usize,
 }
 
 /// The flow table.
@@ -267,7 +268,7 @@ pub struct Conntrack {
     closed: VecDeque<u32>,
     /// Live (not closed) flows per owner, and how many each may hold.
     live: Vec<u32>,
-    per_owner: u32,
+    max_flows_per_pod: u32,
 }
 
 impl Conntrack {
@@ -298,7 +299,7 @@ impl Conntrack {
             last_full_sweep: None,
             closed: VecDeque::with_capacity(flows),
             live: vec![0; capacity.owners],
-            per_owner: u32::try_from(capacity.per_owner).unwrap_or(u32::MAX),
+            max_flows_per_pod: u32::try_from(capacity.max_flows_per_pod).unwrap_or(u32::MAX),
         }
     }
 
@@ -336,9 +337,9 @@ impl Conntrack {
         self.live.get(usize::from(owner.0)).copied().unwrap_or(0)
     }
 
-    /// Live flows one owner may hold.
-    pub fn per_owner(&self) -> u32 {
-        self.per_owner
+    /// Live flows one owner (a pod's switch port) may hold.
+    pub fn max_flows_per_pod(&self) -> u32 {
+        self.max_flows_per_pod
     }
 
     /// The timeouts in force.
@@ -419,7 +420,7 @@ impl Conntrack {
         original: FlowKey,
         reply: FlowKey,
     ) -> Result<FlowId, Refused> {
-        if self.live(owner) >= self.per_owner {
+        if self.live(owner) >= self.max_flows_per_pod {
             self.stats.over_quota += 1;
             return Err(Refused::OverQuota);
         }

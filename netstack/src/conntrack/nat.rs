@@ -12,16 +12,20 @@
 use super::FlowKey;
 use crate::Protocol;
 use crate::checksum::{update_checksum, update_partial};
-use crate::wire::{IpProtocol, Ipv4Address, Ipv4Packet};
+use crate::wire::{
+    IpAddress, IpProtocol, Ipv4Packet, TCP_CHECKSUM_AT, TCP_HEADER_LEN, TcpPacket, UDP_CHECKSUM_AT,
+    UDP_HEADER_LEN, UdpPacket, ipv4_of, tcp_flags,
+};
 
-const IP_CHECKSUM: usize = 10;
+/// The IPv4 header checksum and the two addresses, rewritten together.
+const IP_CHECKSUM: core::ops::Range<usize> = 10..12;
 const IP_ADDRS: core::ops::Range<usize> = 12..20;
 
 /// Offset of the checksum field inside the L4 header.
 pub fn l4_checksum_offset(proto: Protocol) -> usize {
     match proto {
-        Protocol::Tcp => 16,
-        Protocol::Udp => 6,
+        Protocol::Tcp => TCP_CHECKSUM_AT,
+        Protocol::Udp => UDP_CHECKSUM_AT,
     }
 }
 
@@ -38,28 +42,26 @@ pub fn flow_key(ip: &Ipv4Packet<&[u8]>) -> Option<(FlowKey, u8)> {
         return None;
     }
     let l4 = ip.payload();
-    let min = match proto {
-        Protocol::Tcp => 20,
-        Protocol::Udp => 8,
+    let (src_port, dst_port, flags) = match proto {
+        Protocol::Tcp if l4.len() >= TCP_HEADER_LEN => {
+            let tcp = TcpPacket::new_unchecked(l4);
+            (tcp.src_port(), tcp.dst_port(), tcp_flags::of(l4))
+        }
+        Protocol::Udp if l4.len() >= UDP_HEADER_LEN => {
+            let udp = UdpPacket::new_unchecked(l4);
+            (udp.src_port(), udp.dst_port(), 0)
+        }
+        _ => return None,
     };
-    if l4.len() < min {
-        return None;
-    }
-    let key = FlowKey {
-        proto,
-        src: ip.src_addr(),
-        src_port: u16::from_be_bytes([l4[0], l4[1]]),
-        dst: ip.dst_addr(),
-        dst_port: u16::from_be_bytes([l4[2], l4[3]]),
-    };
-    let flags = if proto == Protocol::Tcp { l4[13] } else { 0 };
+    let key = FlowKey { proto, src: ip.src_addr().into(), src_port, dst: ip.dst_addr().into(), dst_port };
     Some((key, flags))
 }
 
-fn addrs(src: Ipv4Address, dst: Ipv4Address) -> [u8; 8] {
+/// The key's addresses as they sit in the IPv4 header, source first.
+fn addrs(src: IpAddress, dst: IpAddress) -> [u8; 8] {
     let mut out = [0; 8];
-    out[..4].copy_from_slice(&src.octets());
-    out[4..].copy_from_slice(&dst.octets());
+    out[..4].copy_from_slice(&ipv4_of(src).octets());
+    out[4..].copy_from_slice(&ipv4_of(dst).octets());
     out
 }
 
@@ -67,12 +69,14 @@ fn addrs(src: Ipv4Address, dst: Ipv4Address) -> [u8; 8] {
 /// [`flow_key`]) to carry `to`. `partial` says the L4 checksum field holds a
 /// `NEEDS_CSUM` pseudo-header sum rather than a full checksum.
 pub fn rewrite(ip: &mut [u8], from: &FlowKey, to: &FlowKey, partial: bool) {
-    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    let header_len = usize::from(Ipv4Packet::new_unchecked(&*ip).header_len());
     let (old_addrs, new_addrs) = (addrs(from.src, from.dst), addrs(to.src, to.dst));
 
-    let ip_sum = u16::from_be_bytes([ip[IP_CHECKSUM], ip[IP_CHECKSUM + 1]]);
+    // Incremental updates over the raw fields: the addresses change as one
+    // 8-byte run, so the checksums are updated for that run at once.
+    let ip_sum = u16::from_be_bytes([ip[IP_CHECKSUM.start], ip[IP_CHECKSUM.start + 1]]);
     let ip_sum = update_checksum(ip_sum, &old_addrs, &new_addrs);
-    ip[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&ip_sum.to_be_bytes());
+    ip[IP_CHECKSUM].copy_from_slice(&ip_sum.to_be_bytes());
     ip[IP_ADDRS].copy_from_slice(&new_addrs);
 
     let l4 = &mut ip[header_len..];

@@ -2,28 +2,19 @@
 
 use super::tcp_flags::*;
 use super::*;
-
-fn at(secs: u64) -> Instant {
-    Instant::from_secs(secs as i64)
-}
+use crate::testing::{VIP, at, ip};
 
 fn key(proto: Protocol, client: u8, port: u16) -> FlowKey {
-    FlowKey {
-        proto,
-        src: Ipv4Address::new(10, 244, 0, client),
-        src_port: port,
-        dst: Ipv4Address::new(10, 96, 0, 10),
-        dst_port: 80,
-    }
+    FlowKey { proto, src: ip(client).into(), src_port: port, dst: VIP.into(), dst_port: 80 }
 }
 
 fn reply_of(original: &FlowKey) -> FlowKey {
-    FlowKey { src: Ipv4Address::new(10, 244, 0, 200), src_port: 8080, ..original.reversed() }
+    FlowKey { src: ip(200).into(), src_port: 8080, ..original.reversed() }
 }
 
 /// A table of `flows` for four owners, without a quota.
 fn room(flows: usize) -> Capacity {
-    Capacity { flows, owners: 4, per_owner: usize::MAX }
+    Capacity { flows, owners: 4, max_flows_per_pod: usize::MAX }
 }
 
 fn add(ct: &mut Conntrack, now: Instant, k: FlowKey) -> Result<FlowId, Refused> {
@@ -188,7 +179,8 @@ fn a_full_table_gives_up_its_oldest_closed_flow_before_refusing() {
 
 #[test]
 fn an_owner_at_its_quota_is_refused_while_others_open_flows() {
-    let mut ct = Conntrack::new(Capacity { flows: 8, owners: 3, per_owner: 3 }, Timeouts::default(), 5);
+    let mut ct =
+        Conntrack::new(Capacity { flows: 8, owners: 3, max_flows_per_pod: 3 }, Timeouts::default(), 5);
     let (flooder, victim) = (Owner(1), Owner(2));
     let flood: alloc::vec::Vec<_> = (0..3).map(|i| key(Protocol::Tcp, 2, 1000 + i)).collect();
     for k in &flood {
@@ -205,7 +197,8 @@ fn an_owner_at_its_quota_is_refused_while_others_open_flows() {
 
 #[test]
 fn closed_and_removed_flows_give_their_quota_back() {
-    let mut ct = Conntrack::new(Capacity { flows: 8, owners: 2, per_owner: 2 }, Timeouts::default(), 5);
+    let mut ct =
+        Conntrack::new(Capacity { flows: 8, owners: 2, max_flows_per_pod: 2 }, Timeouts::default(), 5);
     let owner = Owner(1);
     let ks: alloc::vec::Vec<_> = (0..4).map(|i| key(Protocol::Tcp, 2, 1000 + i)).collect();
     let a = ct.insert(at(0), owner, ks[0], reply_of(&ks[0])).unwrap();
@@ -229,7 +222,8 @@ fn closed_and_removed_flows_give_their_quota_back() {
 
 #[test]
 fn udp_flows_count_against_the_quota_until_they_idle_out() {
-    let mut ct = Conntrack::new(Capacity { flows: 16, owners: 2, per_owner: 4 }, Timeouts::default(), 9);
+    let mut ct =
+        Conntrack::new(Capacity { flows: 16, owners: 2, max_flows_per_pod: 4 }, Timeouts::default(), 9);
     let owner = Owner(0);
     for port in 0..10u16 {
         let k = key(Protocol::Udp, 2, port);

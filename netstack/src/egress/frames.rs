@@ -5,23 +5,17 @@
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, UdpPacket};
 
 use super::table::Tuple;
-use crate::wire::{EthernetAddress, Ipv4Address, vnet};
+use crate::wire::{ETHERNET_HEADER_LEN, EthernetAddress, IPV4_HEADER_LEN, Ipv4Address, UDP_HEADER_LEN, vnet};
 
-/// Ethernet header length.
-const ETH_LEN: usize = 14;
 /// virtio-net and Ethernet headers in front of every IP packet.
-pub const HEADERS: usize = vnet::HEADER_LEN + ETH_LEN;
+pub const HEADERS: usize = vnet::HEADER_LEN + ETHERNET_HEADER_LEN;
 /// IPv4 (no options) and UDP headers.
-pub(super) const IPV4_UDP_LEN: usize = 20 + 8;
+pub(super) const IPV4_UDP_LEN: usize = IPV4_HEADER_LEN + UDP_HEADER_LEN;
 /// The largest frame the endpoint handles: a 64 KiB IP packet behind the
 /// headers.
 pub const FRAME_CAPACITY: usize = HEADERS + 65_535;
 
-/// The MAC of the pod at `ip` (podnet's scheme: `0a:58` and the address).
-pub(super) fn pod_mac(ip: Ipv4Address) -> EthernetAddress {
-    let [a, b, c, d] = ip.octets();
-    EthernetAddress([0x0a, 0x58, a, b, c, d])
-}
+pub(super) use crate::mac::of_ip as pod_mac;
 
 /// Fills the virtio-net and Ethernet headers in front of the IP packet at
 /// `frame[HEADERS..]`, sent from `mac`.
@@ -40,7 +34,7 @@ pub(super) fn frame_headers(frame: &mut [u8], mac: EthernetAddress) {
 /// `packet[IPV4_UDP_LEN..]`.
 pub(super) fn udp_reply(packet: &mut [u8], tuple: Tuple, len: usize) {
     write_ipv4_udp(packet, tuple.remote, tuple.remote_port, tuple.pod, tuple.pod_port, len);
-    let mut udp = UdpPacket::new_unchecked(&mut packet[20..]);
+    let mut udp = UdpPacket::new_unchecked(&mut packet[IPV4_HEADER_LEN..]);
     udp.fill_checksum(&IpAddress::Ipv4(tuple.remote), &IpAddress::Ipv4(tuple.pod));
 }
 
@@ -72,7 +66,7 @@ fn write_ipv4_udp(
     ip.set_src_addr(src);
     ip.set_dst_addr(dst);
     ip.fill_checksum();
-    let mut udp = UdpPacket::new_unchecked(&mut packet[20..]);
+    let mut udp = UdpPacket::new_unchecked(&mut packet[IPV4_HEADER_LEN..]);
     udp.set_src_port(src_port);
     udp.set_dst_port(dst_port);
     udp.set_len((8 + len) as u16);

@@ -15,13 +15,14 @@ use smoltcp::wire::{
 
 use super::*;
 use crate::conntrack::Timeouts;
+use crate::testing::{ethernet, ip, mac, with_vnet};
 
-const POD: Ipv4Address = Ipv4Address::new(10, 244, 0, 5);
-const POD2: Ipv4Address = Ipv4Address::new(10, 244, 0, 6);
-const POD3: Ipv4Address = Ipv4Address::new(10, 244, 0, 7);
-const GATEWAY: Ipv4Address = Ipv4Address::new(10, 244, 0, 1);
+const POD: Ipv4Address = ip(5);
+const POD2: Ipv4Address = ip(6);
+const POD3: Ipv4Address = ip(7);
+const GATEWAY: Ipv4Address = ip(1);
 const REMOTE: Ipv4Address = Ipv4Address::new(192, 168, 77, 2);
-const GW_MAC: EthernetAddress = EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]);
+const GW_MAC: EthernetAddress = mac(1);
 const BUFFER: usize = 4096;
 
 fn config() -> EgressConfig {
@@ -321,11 +322,7 @@ impl World {
 
 /// `packet` behind a plain virtio-net header and an Ethernet header.
 fn frame(packet: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0u8; HEADERS];
-    frame[vnet::HEADER_LEN..vnet::HEADER_LEN + 6].copy_from_slice(&GW_MAC.0);
-    frame[vnet::HEADER_LEN + 12..HEADERS].copy_from_slice(&[0x08, 0x00]);
-    frame.extend_from_slice(packet);
-    frame
+    with_vnet(&vnet::Repr::PLAIN, &ethernet(EthernetAddress([0; 6]), GW_MAC, packet))
 }
 
 /// An IPv4 packet from `src` to `dst` carrying `payload` as `proto`.

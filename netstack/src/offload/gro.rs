@@ -20,11 +20,14 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::wire::tcp_flags;
 use crate::wire::vnet::{self, Gso};
-use smoltcp::wire::{IpProtocol, Ipv4Address, checksum};
+use crate::wire::{
+    self, ETHERNET_HEADER_LEN, IpProtocol, Ipv4Packet, TCP_CHECKSUM_AT, TCP_HEADER_LEN, TcpPacket, tcp_flags,
+};
+use smoltcp::wire::checksum;
 
-const ETH_LEN: usize = 14;
+/// `csum_offset` of a partial TCP checksum.
+const CSUM_OFFSET: u16 = TCP_CHECKSUM_AT as u16;
 /// The `gso_type` bit telling the receiver CWR is on the first segment only.
 const GSO_ECN: u8 = 0x80;
 /// Largest IPv4 packet.
@@ -69,65 +72,52 @@ impl Segment {
 /// Finds a mergeable TCP/IPv4 data segment in `frame`, verifying its
 /// checksum unless `offload` marks it partial; `None` otherwise.
 fn segment(frame: &[u8], offload: &vnet::Repr) -> Option<Segment> {
-    if offload.gso != Gso::None || frame.len() < ETH_LEN + 20 || frame[12..14] != [0x08, 0x00] {
+    if offload.gso != Gso::None {
         return None;
     }
-    let ip = &frame[ETH_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4
-        || ihl < 20
-        || total < ihl + 20
-        || total > ip.len()
-        || ip[9] != u8::from(IpProtocol::Tcp)
-    {
+    let ip = wire::ipv4_in(frame)?;
+    let ihl = usize::from(ip.header_len());
+    let total = usize::from(ip.total_len());
+    if total < ihl + TCP_HEADER_LEN || ip.next_header() != IpProtocol::Tcp {
         return None;
     }
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
     // More fragments or an offset: a fragment, not a segment.
-    if frag & 0x3fff != 0 {
+    if ip.more_frags() || ip.frag_offset() != 0 {
         return None;
     }
-    let tcp_at = ETH_LEN + ihl;
-    let end = ETH_LEN + total;
-    let thl = usize::from(frame[tcp_at + 12] >> 4) * 4;
-    if thl < 20 || tcp_at + thl >= end {
-        // Malformed, or no payload (a bare ACK is never merged).
-        return None;
-    }
-    let flags = frame[tcp_at + 13];
+    // Malformed, or no payload (a bare ACK is never merged).
+    let tcp = TcpPacket::new_checked(ip.payload()).ok().filter(|t| !t.payload().is_empty())?;
+    let flags = tcp_flags::of(tcp.as_ref());
     if flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::URG) != 0 {
         return None;
     }
+    let tcp_at = ETHERNET_HEADER_LEN + ihl;
+    let end = ETHERNET_HEADER_LEN + total;
     let needs_csum = offload.flags & vnet::FLAG_NEEDS_CSUM != 0;
     if needs_csum {
-        if usize::from(offload.csum_start) != tcp_at || offload.csum_offset != 16 {
+        if usize::from(offload.csum_start) != tcp_at || offload.csum_offset != CSUM_OFFSET {
             return None;
         }
     } else if offload.flags & vnet::FLAG_DATA_VALID == 0 {
-        let (src, dst) = addresses(ip);
-        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (end - tcp_at) as u32);
-        if checksum::combine(&[pseudo, checksum::data(&frame[tcp_at..end])]) != 0xffff {
+        let pseudo = checksum::pseudo_header_v4(
+            &ip.src_addr(),
+            &ip.dst_addr(),
+            IpProtocol::Tcp,
+            (end - tcp_at) as u32,
+        );
+        if checksum::combine(&[pseudo, checksum::data(ip.payload())]) != 0xffff {
             return None;
         }
     }
-    let t = &frame[tcp_at..];
     Some(Segment {
         tcp_at,
-        headers: tcp_at + thl,
+        headers: tcp_at + usize::from(tcp.header_len()),
         end,
-        id: u16::from_be_bytes([ip[4], ip[5]]),
-        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        id: ip.ident(),
+        seq: tcp.seq_number().0 as u32,
         flags,
-        dont_frag: frag & 0x4000 != 0,
+        dont_frag: ip.dont_frag(),
     })
-}
-
-fn addresses(ip: &[u8]) -> (Ipv4Address, Ipv4Address) {
-    (
-        Ipv4Address::from_octets([ip[12], ip[13], ip[14], ip[15]]),
-        Ipv4Address::from_octets([ip[16], ip[17], ip[18], ip[19]]),
-    )
 }
 
 /// The pending super-frame's bookkeeping.
@@ -168,7 +158,7 @@ impl Default for Gro {
 impl Gro {
     /// A coalescer with room for a 64 KiB IPv4 packet.
     pub fn new() -> Gro {
-        Gro { buf: vec![0u8; vnet::HEADER_LEN + ETH_LEN + MAX_IP_LEN], len: 0, pending: None }
+        Gro { buf: vec![0u8; vnet::HEADER_LEN + ETHERNET_HEADER_LEN + MAX_IP_LEN], len: 0, pending: None }
     }
 
     /// True when a super-frame is pending.
@@ -202,7 +192,7 @@ impl Gro {
         let payload = seg.payload_len();
         if p.closed
             || payload > p.mss
-            || self.len + payload > vnet::HEADER_LEN + ETH_LEN + MAX_IP_LEN
+            || self.len + payload > vnet::HEADER_LEN + ETHERNET_HEADER_LEN + MAX_IP_LEN
             || !continues(held, &p.first, p, frame, &seg)
         {
             return Push::Flush;
@@ -230,25 +220,24 @@ impl Gro {
             p.offload.emit(&mut header);
             return Some(&self.buf[..len]);
         }
-        let tcp = p.first.tcp_at;
-        let ip_len = frame.len() - ETH_LEN;
-        frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        frame[ETH_LEN + 10..ETH_LEN + 12].fill(0);
-        let ip_sum = !checksum::data(&frame[ETH_LEN..tcp]);
-        frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&ip_sum.to_be_bytes());
-        frame[tcp + 13] |= p.last_flags & (tcp_flags::PSH | tcp_flags::FIN);
+        let tcp_at = p.first.tcp_at;
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]);
+        ip.set_total_len(ip.as_ref().len() as u16);
+        ip.fill_checksum();
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let tcp_len = (frame.len() - tcp_at) as u32;
+        tcp_flags::set(&mut frame[tcp_at..], p.last_flags & (tcp_flags::PSH | tcp_flags::FIN));
         // The pseudo-header sum, as a TSO sender leaves it for the device.
-        let (src, dst) = addresses(&frame[ETH_LEN..]);
-        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (frame.len() - tcp) as u32);
-        frame[tcp + 16..tcp + 18].copy_from_slice(&pseudo.to_be_bytes());
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[tcp_at..]);
+        tcp.set_checksum(checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, tcp_len));
         vnet::Repr {
             flags: vnet::FLAG_NEEDS_CSUM,
             gso: Gso::TcpV4,
             ecn: false,
             hdr_len: p.first.headers as u16,
             gso_size: p.mss as u16,
-            csum_start: tcp as u16,
-            csum_offset: 16,
+            csum_start: tcp_at as u16,
+            csum_offset: CSUM_OFFSET,
         }
         .emit(&mut header);
         if p.first.flags & tcp_flags::CWR != 0 {
@@ -270,7 +259,8 @@ fn continues(held: &[u8], first: &Segment, p: &Pending, frame: &[u8], seg: &Segm
     let flags_ok = seg.flags & tcp_flags::CWR == 0
         && seg.flags & !(tcp_flags::PSH | tcp_flags::FIN)
             == first.flags & !(tcp_flags::PSH | tcp_flags::FIN | tcp_flags::CWR);
-    let ip = ETH_LEN;
+    // Compared as bytes: the header regions that must be equal, by offset.
+    let ip = ETHERNET_HEADER_LEN;
     id_ok
         && flags_ok
         && seg.seq == p.next_seq
@@ -289,89 +279,35 @@ fn continues(held: &[u8], first: &Segment, p: &Pending, frame: &[u8], seg: &Segm
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offload::gso::Segments;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, Ipv4Packet, Ipv4Repr,
-        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
-    };
+    use crate::testing::{self, Tcp, mac, payload, pod_ip, refill_ipv4_checksum};
+    use smoltcp::wire::{IpAddress, Ipv4Address};
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 244, 1, 3);
-    const DST: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
+    const SRC: Ipv4Address = pod_ip(1, 3);
+    const DST: Ipv4Address = pod_ip(0, 2);
     const MSS: usize = 1398;
 
-    fn payload(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect()
-    }
-
-    /// A TSO super-frame (partial checksum, as a pod hands it over).
+    /// A TSO super-frame (full checksum, DF, ids from 0xfff0).
     fn tso(data: &[u8], seq: u32, flags: u8, src_port: u16) -> (Vec<u8>, vnet::Repr) {
-        let tcp = TcpRepr {
-            src_port,
-            dst_port: 5201,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(seq as i32),
-            ack_number: Some(TcpSeqNumber(777)),
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: Some(TcpTimestampRepr { tsval: 11, tsecr: 22 }),
-            payload: data,
-        };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
+        Tcp {
+            eth_src: mac(1),
+            eth_dst: mac(2),
+            seq,
+            ack: Some(777),
+            window: 1000,
+            timestamp: Some((11, 22)),
+            flags,
             hop_limit: 63,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]),
-            dst_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 2]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut frame);
-        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        packet.set_dont_frag(true);
-        packet.set_ident(0xfff0);
-        packet.fill_checksum();
-        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
-        tcp.emit(
-            &mut segment,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            &smoltcp::phy::ChecksumCapabilities::default(),
-        );
-        segment.set_psh(flags & tcp_flags::PSH != 0);
-        segment.set_fin(flags & tcp_flags::FIN != 0);
-        segment.set_cwr(flags & tcp_flags::CWR != 0);
-        segment.fill_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST));
-        let offload = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso: Gso::TcpV4,
-            ecn: false,
-            hdr_len: 66,
-            gso_size: MSS as u16,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        (buf, offload)
+            ident: 0xfff0,
+            dont_frag: true,
+            ..Tcp::new((SRC, src_port), (DST, 5201), data)
+        }
+        .tso(MSS as u16)
     }
 
     /// The wire segments of a super-frame (complete checksums).
     fn cut(data: &[u8], seq: u32, flags: u8, src_port: u16) -> Vec<Vec<u8>> {
         let (frame, offload) = tso(data, seq, flags, src_port);
-        let mut segments = Segments::new(&frame, &offload).unwrap();
-        let mut out = vec![0u8; 2000];
-        let mut all = Vec::new();
-        while let Some(len) = segments.next_into(&mut out) {
-            all.push(out[..len.unwrap()].to_vec());
-        }
-        all
+        testing::cut(&frame, &offload)
     }
 
     /// What the pod's kernel would do with a GRO frame: cut it again.
@@ -381,13 +317,7 @@ mod tests {
         if offload.gso == Gso::None {
             return vec![frame.to_vec()];
         }
-        let mut segments = Segments::new(frame, &offload).unwrap();
-        let mut out = vec![0u8; 2000];
-        let mut all = Vec::new();
-        while let Some(len) = segments.next_into(&mut out) {
-            all.push(out[..len.unwrap()].to_vec());
-        }
-        all
+        testing::cut(frame, &offload)
     }
 
     /// Pushes every frame; returns the frames written, in order.
@@ -501,10 +431,7 @@ mod tests {
             let mut f = frames[1].clone();
             f[at] ^= v;
             // Keep the checksums valid so only the tweaked field differs.
-            let ip = &mut f[14..];
-            ip[10..12].fill(0);
-            let s = !checksum::data(&ip[..20]);
-            ip[10..12].copy_from_slice(&s.to_be_bytes());
+            refill_ipv4_checksum(&mut f);
             let mut tcp = TcpPacket::new_unchecked(&mut f[34..]);
             tcp.fill_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST));
             f
@@ -526,17 +453,13 @@ mod tests {
         // The same id with DF set is a fixed-id sender: merged.
         let mut same_id = frames[1].clone();
         same_id[18..20].copy_from_slice(&frames[0][18..20]);
-        same_id[24..26].fill(0);
-        let s = !checksum::data(&same_id[14..34]);
-        same_id[24..26].copy_from_slice(&s.to_be_bytes());
+        refill_ipv4_checksum(&mut same_id);
         assert_eq!(run(&mut Gro::new(), &[frames[0].clone(), same_id.clone()]).len(), 1);
         // Without DF it must increment.
         let mut no_df = [frames[0].clone(), same_id];
         for f in &mut no_df {
-            f[20] &= !0x40;
-            f[24..26].fill(0);
-            let s = !checksum::data(&f[14..34]);
-            f[24..26].copy_from_slice(&s.to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut f[14..]).set_dont_frag(false);
+            refill_ipv4_checksum(f);
         }
         assert_eq!(run(&mut Gro::new(), &no_df).len(), 2);
     }
@@ -595,14 +518,12 @@ mod tests {
         // Fix the ids of the second half so only size stops the merge.
         for (i, f) in frames.iter_mut().enumerate() {
             let id = 0xfff0u16.wrapping_add(i as u16);
-            f[18..20].copy_from_slice(&id.to_be_bytes());
-            f[24..26].fill(0);
-            let s = !checksum::data(&f[14..34]);
-            f[24..26].copy_from_slice(&s.to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut f[14..]).set_ident(id);
+            refill_ipv4_checksum(f);
         }
         let written = run(&mut Gro::new(), &frames);
         assert_eq!(written.len(), 2);
-        assert!(written.iter().all(|w| w.len() - vnet::HEADER_LEN - ETH_LEN <= MAX_IP_LEN));
+        assert!(written.iter().all(|w| w.len() - vnet::HEADER_LEN - ETHERNET_HEADER_LEN <= MAX_IP_LEN));
         let again: Vec<Vec<u8>> = written.iter().flat_map(|w| recut(w)).collect();
         assert_eq!(again, frames);
     }

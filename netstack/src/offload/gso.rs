@@ -23,11 +23,13 @@
 use core::fmt;
 use core::ops::Range;
 
-use crate::wire::tcp_flags;
 use crate::wire::vnet::{self, Gso};
-use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Address, checksum};
-
-const ETH_LEN: usize = 14;
+use crate::wire::{
+    self, ETHERNET_HEADER_LEN, EthernetFrame, EthernetProtocol, IPV4_HEADER_LEN, IpProtocol, Ipv4Address,
+    Ipv4Packet, TCP_CHECKSUM_AT, TCP_HEADER_LEN, TcpPacket, UDP_CHECKSUM_AT, UDP_HEADER_LEN, UdpPacket,
+    tcp_flags,
+};
+use smoltcp::wire::{TcpSeqNumber, checksum};
 
 /// Why a frame cannot be finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +87,7 @@ pub fn complete_checksum(frame: &mut [u8], offload: &vnet::Repr) -> Result<(), E
     }
     let start = usize::from(offload.csum_start);
     let field = start + usize::from(offload.csum_offset);
-    if start < ETH_LEN || field + 2 > frame.len() {
+    if start < ETHERNET_HEADER_LEN || field + 2 > frame.len() {
         return Err(Error::Malformed);
     }
     // The field holds the pseudo-header sum: summing over it completes it.
@@ -98,10 +100,17 @@ pub fn complete_checksum(frame: &mut [u8], offload: &vnet::Repr) -> Result<(), E
 }
 
 /// True when the checksum at `field` is the one of a UDP header at `start`.
+/// Only the EtherType and the IPv4 protocol byte are read: the rest of the
+/// IPv4 header need not be whole for a checksum the sender left partial.
 fn is_udp(frame: &[u8], start: usize, field: usize) -> bool {
-    field == start + 6
-        && frame.get(12..14) == Some(&[0x08, 0x00])
-        && frame.get(ETH_LEN + 9) == Some(&u8::from(IpProtocol::Udp))
+    /// Where the IPv4 header's protocol byte ends.
+    const PROTOCOL_END: usize = 10;
+    field == start + UDP_CHECKSUM_AT
+        && EthernetFrame::new_checked(frame).is_ok_and(|eth| {
+            eth.ethertype() == EthernetProtocol::Ipv4
+                && eth.payload().len() >= PROTOCOL_END
+                && Ipv4Packet::new_unchecked(eth.payload()).next_header() == IpProtocol::Udp
+        })
 }
 
 /// Recognises a frame whose L4 checksum was left partial by a sender on the
@@ -117,33 +126,27 @@ fn is_udp(frame: &[u8], start: usize, field: usize) -> bool {
 /// pseudo-header sum (1 in 65536) is valid anyway, so passing it on as
 /// partial loses nothing.
 pub fn partial_checksum(frame: &[u8]) -> Option<vnet::Repr> {
-    if frame.len() < ETH_LEN + 20 || frame[12..14] != [0x08, 0x00] {
+    let ip = wire::ipv4_in(frame)?;
+    if ip.more_frags() || ip.frag_offset() != 0 {
         return None;
     }
-    let ip = &frame[ETH_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
-        return None;
-    }
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-        return None;
-    }
-    let (proto, offset) = match IpProtocol::from(ip[9]) {
-        IpProtocol::Tcp if total >= ihl + 20 => (IpProtocol::Tcp, 16),
-        IpProtocol::Udp if total >= ihl + 8 => (IpProtocol::Udp, 6),
+    let l4 = ip.payload();
+    let (proto, offset, field) = match ip.next_header() {
+        IpProtocol::Tcp if l4.len() >= TCP_HEADER_LEN => {
+            (IpProtocol::Tcp, TCP_CHECKSUM_AT, TcpPacket::new_unchecked(l4).checksum())
+        }
+        IpProtocol::Udp if l4.len() >= UDP_HEADER_LEN => {
+            (IpProtocol::Udp, UDP_CHECKSUM_AT, UdpPacket::new_unchecked(l4).checksum())
+        }
         _ => return None,
     };
-    let field = u16::from_be_bytes([ip[ihl + offset], ip[ihl + offset + 1]]);
     if proto == IpProtocol::Udp && field == 0 {
         return None;
     }
-    let src = Ipv4Address::from_octets([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = Ipv4Address::from_octets([ip[16], ip[17], ip[18], ip[19]]);
-    let pseudo = checksum::pseudo_header_v4(&src, &dst, proto, (total - ihl) as u32);
+    let pseudo = checksum::pseudo_header_v4(&ip.src_addr(), &ip.dst_addr(), proto, l4.len() as u32);
     crate::checksum::sums_equal(field, pseudo).then_some(vnet::Repr {
         flags: vnet::FLAG_NEEDS_CSUM,
-        csum_start: (ETH_LEN + ihl) as u16,
+        csum_start: (ETHERNET_HEADER_LEN + usize::from(ip.header_len())) as u16,
         csum_offset: offset as u16,
         ..vnet::Repr::PLAIN
     })
@@ -175,38 +178,37 @@ impl<'a> Segments<'a> {
         if offload.gso != Gso::TcpV4 {
             return Err(Error::Unsupported);
         }
-        if frame.len() < ETH_LEN + 20 {
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| Error::Malformed)?;
+        if frame.len() < ETHERNET_HEADER_LEN + IPV4_HEADER_LEN || eth.ethertype() != EthernetProtocol::Ipv4 {
             return Err(Error::Malformed);
         }
-        if u16::from_be_bytes([frame[12], frame[13]]) != u16::from(EthernetProtocol::Ipv4) {
+        // Unchecked: the total length may be 0 here (see `end`).
+        let ip = Ipv4Packet::new_unchecked(eth.payload());
+        let ihl = usize::from(ip.header_len());
+        if ip.version() != 4 || ihl < IPV4_HEADER_LEN {
             return Err(Error::Malformed);
         }
-        let ip = &frame[ETH_LEN..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        if ip[0] >> 4 != 4 || ihl < 20 {
-            return Err(Error::Malformed);
-        }
-        if ip[9] != u8::from(IpProtocol::Tcp) {
+        if ip.next_header() != IpProtocol::Tcp {
             return Err(Error::Unsupported);
         }
         // More fragments or a fragment offset: not a whole TCP super-frame.
-        if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        if ip.more_frags() || ip.frag_offset() != 0 {
             return Err(Error::Unsupported);
         }
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        let tcp_at = ETH_LEN + ihl;
+        let total = usize::from(ip.total_len());
+        let tcp_at = ETHERNET_HEADER_LEN + ihl;
         // Linux writes the super-frame's own length; a frame longer than the
         // field can hold (or that leaves it 0) runs to the end of the buffer.
         let end = match total {
             0 => frame.len(),
-            t if ETH_LEN + t <= frame.len() => ETH_LEN + t,
+            t if ETHERNET_HEADER_LEN + t <= frame.len() => ETHERNET_HEADER_LEN + t,
             _ => return Err(Error::Malformed),
         };
-        if tcp_at + 20 > end {
+        if tcp_at + TCP_HEADER_LEN > end {
             return Err(Error::Malformed);
         }
-        let thl = usize::from(frame[tcp_at + 12] >> 4) * 4;
-        if thl < 20 || tcp_at + thl > end {
+        let thl = usize::from(TcpPacket::new_unchecked(&frame[tcp_at..end]).header_len());
+        if thl < TCP_HEADER_LEN || tcp_at + thl > end {
             return Err(Error::Malformed);
         }
         let mss = usize::from(offload.gso_size);
@@ -223,8 +225,8 @@ impl<'a> Segments<'a> {
             next: headers,
             index: 0,
             done: false,
-            src: Ipv4Address::from_octets([ip[12], ip[13], ip[14], ip[15]]),
-            dst: Ipv4Address::from_octets([ip[16], ip[17], ip[18], ip[19]]),
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
         })
     }
 
@@ -278,36 +280,32 @@ impl<'a> Segments<'a> {
         out.copy_from_slice(&self.frame[..self.headers]);
 
         // IPv4: length, identification, checksum.
-        let ip_len = (len - ETH_LEN) as u16;
-        out[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&ip_len.to_be_bytes());
-        let id =
-            u16::from_be_bytes([self.frame[ETH_LEN + 4], self.frame[ETH_LEN + 5]]).wrapping_add(self.index);
-        out[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&id.to_be_bytes());
-        out[ETH_LEN + 10..ETH_LEN + 12].fill(0);
-        let ip_sum = !checksum::data(&out[ETH_LEN..self.tcp_at]);
-        out[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&ip_sum.to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(&mut out[ETHERNET_HEADER_LEN..self.tcp_at]);
+        ip.set_total_len((len - ETHERNET_HEADER_LEN) as u16);
+        ip.set_ident(ip.ident().wrapping_add(self.index));
+        ip.fill_checksum();
 
         // TCP: sequence number, flags, checksum.
-        let tcp = self.tcp_at;
-        let seq = u32::from_be_bytes([out[tcp + 4], out[tcp + 5], out[tcp + 6], out[tcp + 7]])
-            .wrapping_add(offset as u32);
-        out[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        let tcp_at = self.tcp_at;
         if !last {
-            out[tcp + 13] &= !(tcp_flags::FIN | tcp_flags::PSH);
+            tcp_flags::clear(&mut out[tcp_at..], tcp_flags::FIN | tcp_flags::PSH);
         }
         if !first {
-            out[tcp + 13] &= !tcp_flags::CWR;
+            tcp_flags::clear(&mut out[tcp_at..], tcp_flags::CWR);
         }
-        out[tcp + 16..tcp + 18].fill(0);
-        let pseudo = checksum::pseudo_header_v4(&self.src, &self.dst, IpProtocol::Tcp, (len - tcp) as u32);
+        let mut tcp = TcpPacket::new_unchecked(&mut out[tcp_at..]);
+        let seq = (tcp.seq_number().0 as u32).wrapping_add(offset as u32);
+        tcp.set_seq_number(TcpSeqNumber(seq as i32));
+        tcp.set_checksum(0);
+        let pseudo = checksum::pseudo_header_v4(&self.src, &self.dst, IpProtocol::Tcp, (len - tcp_at) as u32);
         // The TCP header is a multiple of 4 bytes long, so the payload's sum
         // starts on an even offset and combines with the header's.
         let tcp_sum = !checksum::combine(&[
             pseudo,
-            checksum::data(&out[tcp..]),
+            checksum::data(tcp.as_ref()),
             checksum::data(&self.frame[payload.clone()]),
         ]);
-        out[tcp + 16..tcp + 18].copy_from_slice(&tcp_sum.to_be_bytes());
+        tcp.set_checksum(tcp_sum);
 
         self.next += payload_len;
         self.index = self.index.wrapping_add(1);
@@ -337,90 +335,30 @@ impl<'a> Segments<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Checksum, Tcp, Udp, cut, mac, payload, pod_ip};
     use alloc::vec;
     use alloc::vec::Vec;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetRepr, IpAddress, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
-        TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
-    };
+    use smoltcp::wire::IpAddress;
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
-    const DST: Ipv4Address = Ipv4Address::new(10, 244, 1, 3);
-
-    fn payload(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect()
-    }
+    const SRC: Ipv4Address = pod_ip(0, 2);
+    const DST: Ipv4Address = pod_ip(1, 3);
 
     /// A TCP/IPv4 frame as a pod kernel hands it over with TSO: full
     /// length in the IP header, the pseudo-header sum in the TCP checksum.
     fn tso_frame(data: &[u8], flags: u8, options: bool) -> (Vec<u8>, vnet::Repr) {
-        let tcp = TcpRepr {
-            src_port: 40000,
-            dst_port: 80,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(0xffff_f000_u32 as i32),
-            ack_number: Some(TcpSeqNumber(1234)),
-            window_len: 502,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: options.then_some(smoltcp::wire::TcpTimestampRepr { tsval: 7, tsecr: 9 }),
-            payload: data,
-        };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 2]),
-            dst_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut frame);
-        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        packet.set_ident(0xfffe);
-        packet.set_dont_frag(true);
-        packet.fill_checksum();
-        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
-        tcp.emit(
-            &mut segment,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            &smoltcp::phy::ChecksumCapabilities::ignored(),
-        );
-        let thl = usize::from(segment.header_len());
-        let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Tcp, tcp.buffer_len() as u32);
-        segment.set_checksum(pseudo);
-        buf[34 + 13] |= flags;
-        let offload = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso: Gso::TcpV4,
-            ecn: false,
-            hdr_len: (34 + thl) as u16,
-            gso_size: 1448,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        (buf, offload)
-    }
-
-    fn cut(frame: &[u8], offload: &vnet::Repr) -> Vec<Vec<u8>> {
-        let mut segments = Segments::new(frame, offload).unwrap();
-        let count = segments.count();
-        let mut out = vec![0u8; segments.max_len()];
-        let mut all = Vec::new();
-        while let Some(len) = segments.next_into(&mut out) {
-            all.push(out[..len.unwrap()].to_vec());
+        Tcp {
+            eth_dst: mac(1),
+            seq: 0xffff_f000,
+            ack: Some(1234),
+            window: 502,
+            timestamp: options.then_some((7, 9)),
+            flags,
+            ident: 0xfffe,
+            dont_frag: true,
+            checksum: Checksum::Partial,
+            ..Tcp::new((SRC, 40000), (DST, 80), data)
         }
-        assert_eq!(all.len(), count, "count() predicted the segments");
-        all
+        .tso(1448)
     }
 
     /// Checks every segment with smoltcp and returns (ip id, seq, flags, payload) per segment.
@@ -569,32 +507,8 @@ mod tests {
 
     /// A UDP/IPv4 frame with the partial checksum a pod kernel leaves.
     fn udp_frame(data: &[u8]) -> (Vec<u8>, vnet::Repr) {
-        let udp = UdpRepr { src_port: 5353, dst_port: 9000 };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Udp,
-            payload_len: udp.header_len() + data.len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + ip.payload_len];
-        buf[12..14].copy_from_slice(&[0x08, 0x00]);
-        let mut packet = Ipv4Packet::new_unchecked(&mut buf[14..]);
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-        udp.emit(
-            &mut datagram,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            data.len(),
-            |p| p.copy_from_slice(data),
-            &smoltcp::phy::ChecksumCapabilities::ignored(),
-        );
-        let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Udp, (8 + data.len()) as u32);
-        datagram.set_checksum(pseudo);
-        let offload =
-            vnet::Repr { flags: vnet::FLAG_NEEDS_CSUM, csum_start: 34, csum_offset: 6, ..vnet::Repr::PLAIN };
-        (buf, offload)
+        let udp = Udp { checksum: Checksum::Partial, ..Udp::new((SRC, 5353), (DST, 9000), data) };
+        (udp.frame(), udp.partial_header())
     }
 
     #[test]

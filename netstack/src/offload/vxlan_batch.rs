@@ -12,10 +12,10 @@
 use core::ops::Range;
 
 use super::gso::{Error, Segments};
-use crate::wire::vxlan;
+use crate::wire::{IPV4_HEADER_LEN, UDP_HEADER_LEN, vxlan};
 
 /// The largest UDP payload over IPv4 (65535 − 20 − 8): one GSO send's limit.
-pub const MAX_UDP_PAYLOAD: usize = 65_507;
+pub const MAX_UDP_PAYLOAD: usize = u16::MAX as usize - IPV4_HEADER_LEN - UDP_HEADER_LEN;
 /// Most segments one UDP GSO send may carry (`UDP_MAX_SEGMENTS` of older
 /// kernels; newer ones allow more).
 pub const MAX_SEGMENTS: usize = 64;
@@ -91,48 +91,19 @@ pub fn next_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::vnet::{self, Gso};
+    use crate::testing;
+    use crate::wire::vnet;
     use alloc::vec;
     use alloc::vec::Vec;
-    use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket, checksum};
+    use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Packet, TcpPacket};
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
-    const DST: Ipv4Address = Ipv4Address::new(10, 244, 1, 2);
+    const SRC: Ipv4Address = testing::pod_ip(0, 2);
+    const DST: Ipv4Address = testing::pod_ip(1, 2);
 
     /// A TSO super-frame of `data` with `mss`: Ethernet, IPv4 (id 100, DF),
     /// TCP with PSH, partial checksum.
     fn tso(data: &[u8], mss: u16) -> (Vec<u8>, vnet::Repr) {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[..12].copy_from_slice(&[0x0a, 0x58, 10, 244, 1, 0, 0x0a, 0x58, 10, 244, 0, 0]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let total = (40 + data.len()) as u16;
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&total.to_be_bytes());
-        f[18..20].copy_from_slice(&100u16.to_be_bytes());
-        f[20] = 0x40;
-        f[22] = 64;
-        f[23] = 6;
-        f[26..30].copy_from_slice(&SRC.octets());
-        f[30..34].copy_from_slice(&DST.octets());
-        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-        f[36..38].copy_from_slice(&5201u16.to_be_bytes());
-        f[38..42].copy_from_slice(&7u32.to_be_bytes());
-        f[46] = 0x50;
-        f[47] = 0x18;
-        f[48..50].copy_from_slice(&500u16.to_be_bytes());
-        let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Tcp, (20 + data.len()) as u32);
-        f[50..52].copy_from_slice(&pseudo.to_be_bytes());
-        f.extend_from_slice(data);
-        let offload = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso: Gso::TcpV4,
-            ecn: false,
-            hdr_len: 54,
-            gso_size: mss,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        (f, offload)
+        testing::overlay_tso(data, mss, 7)
     }
 
     fn payload(len: usize) -> Vec<u8> {

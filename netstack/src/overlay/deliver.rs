@@ -77,16 +77,13 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offload::gso::Segments;
+    use crate::testing::{Tcp, cut, mac, payload, pod_ip, with_vnet};
+    use crate::wire::Ipv4Address;
     use alloc::vec;
     use alloc::vec::Vec;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Address,
-        Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    };
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 244, 1, 3);
-    const DST: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
+    const SRC: Ipv4Address = pod_ip(1, 3);
+    const DST: Ipv4Address = pod_ip(0, 2);
     const MSS: usize = 1000;
     const POD_A: PortId = PortId(1);
     const POD_B: PortId = PortId(2);
@@ -94,65 +91,17 @@ mod tests {
     /// The wire segments of `len` bytes of a stream from `src_port`, each
     /// behind a plain virtio-net header, as the switch forwards them.
     fn segments(len: usize, seq: u32, src_port: u16) -> Vec<Vec<u8>> {
-        let data: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
-        let tcp = TcpRepr {
-            src_port,
-            dst_port: 5201,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(seq as i32),
-            ack_number: Some(TcpSeqNumber(1)),
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &data,
-        };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]),
-            dst_addr: EthernetAddress([0x0a, 0x58, 10, 244, 0, 2]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut frame);
-        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-        ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-        packet.set_dont_frag(true);
-        packet.fill_checksum();
-        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
-        tcp.emit(
-            &mut segment,
-            &IpAddress::Ipv4(SRC),
-            &IpAddress::Ipv4(DST),
-            &smoltcp::phy::ChecksumCapabilities::default(),
-        );
-        let offload = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso: vnet::Gso::TcpV4,
-            ecn: false,
-            hdr_len: 54,
-            gso_size: MSS as u16,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        let mut cut = Segments::new(&buf, &offload).unwrap();
-        let mut out = vec![0u8; 2000];
-        let mut all = Vec::new();
-        while let Some(n) = cut.next_into(&mut out) {
-            let mut f = vec![0u8; vnet::HEADER_LEN];
-            f.extend_from_slice(&out[..n.unwrap()]);
-            all.push(f);
+        let data = payload(len);
+        let (frame, offload) = Tcp {
+            eth_src: mac(1),
+            eth_dst: mac(2),
+            seq,
+            window: 1000,
+            dont_frag: true,
+            ..Tcp::new((SRC, src_port), (DST, 5201), &data)
         }
-        all
+        .tso(MSS as u16);
+        cut(&frame, &offload).iter().map(|s| with_vnet(&vnet::Repr::PLAIN, s)).collect()
     }
 
     /// Runs the driver as the runtime does; returns (port, bytes) written.

@@ -28,7 +28,7 @@ use core::ops::Range;
 
 use crate::offload::gso::{self, Segments, Work};
 use crate::offload::vxlan_batch::{self, MAX_SEGMENTS, MAX_UDP_PAYLOAD, Piece};
-use crate::wire::{Ipv4Address, vnet, vxlan};
+use crate::wire::{ETHERNET_HEADER_LEN, Ipv4Address, MAX_IPV4_HEADER_LEN, MAX_TCP_HEADER_LEN, vnet, vxlan};
 
 use super::DECAP_HEADROOM;
 
@@ -38,7 +38,8 @@ pub const MAX_PARTS: usize = 1 + 2 * MAX_SEGMENTS;
 
 /// Longest header a segment repeats: VXLAN, Ethernet, and IPv4 and TCP with
 /// options.
-const MAX_SEGMENT_HEADER: usize = vxlan::HEADER_LEN + 14 + 60 + 60;
+const MAX_SEGMENT_HEADER: usize =
+    vxlan::HEADER_LEN + ETHERNET_HEADER_LEN + MAX_IPV4_HEADER_LEN + MAX_TCP_HEADER_LEN;
 
 /// Which buffer a [`Part`] lies in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

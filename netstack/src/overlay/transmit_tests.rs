@@ -8,14 +8,15 @@ use super::DECAP_HEADROOM;
 use super::transmit::{Encapsulator, Fallback, Plan, SendError, Transmit};
 use crate::offload::gso::Segments;
 use crate::offload::vxlan_batch::{MAX_SEGMENTS, MAX_UDP_PAYLOAD};
-use crate::wire::vnet::{self, Gso};
+use crate::testing::{overlay_tso, pod_ip, underlay, with_vnet};
+use crate::wire::vnet;
 use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket, UdpPacket, checksum};
 
 const VNI: u32 = 0x00ab_cdef;
-const SRC: Ipv4Address = Ipv4Address::new(10, 244, 0, 2);
-const DST: Ipv4Address = Ipv4Address::new(10, 244, 1, 2);
-const PEER: Ipv4Address = Ipv4Address::new(192, 168, 250, 3);
-const OTHER: Ipv4Address = Ipv4Address::new(192, 168, 250, 4);
+const SRC: Ipv4Address = pod_ip(0, 2);
+const DST: Ipv4Address = pod_ip(1, 2);
+const PEER: Ipv4Address = underlay(1);
+const OTHER: Ipv4Address = underlay(2);
 const MSS: u16 = 1398;
 /// VXLAN + Ethernet + IPv4 + TCP: 1398 + 62 = 1460, 44 to a send.
 const SEGMENT_LEN: usize = 1460;
@@ -23,43 +24,8 @@ const SEGMENT_LEN: usize = 1460;
 /// A TSO super-frame behind its virtio-net header: `data` in `mss`-sized
 /// segments, TCP sequence `seq`, partial checksum.
 fn tso(data: &[u8], mss: u16, seq: u32) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20 + 20];
-    f[..12].copy_from_slice(&[0x0a, 0x58, 10, 244, 1, 0, 0x0a, 0x58, 10, 244, 0, 0]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((40 + data.len()) as u16).to_be_bytes());
-    f[18..20].copy_from_slice(&100u16.to_be_bytes());
-    f[20] = 0x40;
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&SRC.octets());
-    f[30..34].copy_from_slice(&DST.octets());
-    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&5201u16.to_be_bytes());
-    f[38..42].copy_from_slice(&seq.to_be_bytes());
-    f[46] = 0x50;
-    f[47] = 0x18;
-    f[48..50].copy_from_slice(&500u16.to_be_bytes());
-    let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Tcp, (20 + data.len()) as u32);
-    f[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    f.extend_from_slice(data);
-    let offload = vnet::Repr {
-        flags: vnet::FLAG_NEEDS_CSUM,
-        gso: Gso::TcpV4,
-        ecn: false,
-        hdr_len: 54,
-        gso_size: mss,
-        csum_start: 34,
-        csum_offset: 16,
-    };
-    with_header(&offload, &f)
-}
-
-fn with_header(offload: &vnet::Repr, frame: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; vnet::HEADER_LEN];
-    offload.emit(&mut vnet::Header::new_checked(&mut buf[..]).unwrap());
-    buf.extend_from_slice(frame);
-    buf
+    let (frame, offload) = overlay_tso(data, mss, seq);
+    with_vnet(&offload, &frame)
 }
 
 fn payload(len: usize, salt: usize) -> Vec<u8> {
@@ -126,7 +92,7 @@ fn all_datagrams(sends: &[Sent]) -> Vec<Vec<u8>> {
 #[test]
 fn a_plain_frame_is_one_datagram_behind_a_vxlan_header() {
     let frame: Vec<u8> = (0..60).map(|i| i as u8).collect();
-    let mut buf = with_header(&vnet::Repr::PLAIN, &frame);
+    let mut buf = with_vnet(&vnet::Repr::PLAIN, &frame);
     let mut enc = Encapsulator::new(VNI);
     let (sends, errors) = run(enc.encapsulate(PEER, &mut buf), &mut ok);
     assert_eq!(errors, 0);
@@ -159,7 +125,7 @@ fn a_partial_checksum_is_completed_before_sending() {
     f.extend_from_slice(&data);
     let offload =
         vnet::Repr { flags: vnet::FLAG_NEEDS_CSUM, csum_start: 34, csum_offset: 6, ..vnet::Repr::PLAIN };
-    let mut buf = with_header(&offload, &f);
+    let mut buf = with_vnet(&offload, &f);
     let mut enc = Encapsulator::new(VNI);
     let (sends, errors) = run(enc.encapsulate(PEER, &mut buf), &mut ok);
     assert_eq!((sends.len(), errors), (1, 0));
@@ -223,7 +189,7 @@ fn held_datagrams_never_wait_behind_other_traffic() {
     run(enc.encapsulate(PEER, &mut full.clone()), &mut ok);
     assert_eq!(enc.held(), 2);
     // A plain frame: the carry leaves first, alone.
-    let mut plain = with_header(&vnet::Repr::PLAIN, &[0x11; 60]);
+    let mut plain = with_vnet(&vnet::Repr::PLAIN, &[0x11; 60]);
     let (sends, _) = run(enc.encapsulate(PEER, &mut plain), &mut ok);
     assert_eq!(sends.len(), 2);
     assert_eq!((sends[0].tx.to, sends[0].datagrams.clone()), (PEER, tail.clone()));
@@ -303,7 +269,7 @@ fn a_full_socket_loses_the_send_without_retrying() {
     // A failed flush of held datagrams counts on its own.
     let mut full = tso(&payload(46 * usize::from(MSS), 0), MSS, 1);
     run(enc.encapsulate(PEER, &mut full), &mut ok);
-    let mut plain = with_header(&vnet::Repr::PLAIN, &[0x22; 60]);
+    let mut plain = with_vnet(&vnet::Repr::PLAIN, &[0x22; 60]);
     let (sends, errors) = run(enc.encapsulate(PEER, &mut plain), &mut |_| Err(SendError::Full));
     assert_eq!((sends.len(), errors), (2, 2));
     assert_eq!(enc.held(), 0, "lost, not kept");
@@ -321,7 +287,7 @@ fn frames_that_cannot_be_finished_are_one_error_and_send_nothing() {
     udp[vnet::HEADER_LEN + 14 + 9] = 17;
     let mut cut = good.clone();
     cut.truncate(vnet::HEADER_LEN + 40);
-    let mut bad_csum = with_header(
+    let mut bad_csum = with_vnet(
         &vnet::Repr { flags: vnet::FLAG_NEEDS_CSUM, csum_start: 34, csum_offset: 200, ..vnet::Repr::PLAIN },
         &[0u8; 60],
     );

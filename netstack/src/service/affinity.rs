@@ -5,20 +5,20 @@
 //! not sticky — and the miss is counted.
 
 use super::Backend;
-use crate::table::{Index, Slab, hash2};
-use crate::wire::Ipv4Address;
+use crate::table::{Index, Slab, addr_word, hash2};
+use crate::wire::IpAddress;
 use crate::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
 struct Record {
-    client: Ipv4Address,
+    client: IpAddress,
     service: u16,
     backend: Backend,
     last_used: Instant,
 }
 
-fn hash(seed: u64, client: Ipv4Address, service: u16) -> u64 {
-    hash2(seed, u64::from(u32::from(client)), u64::from(service) | 0xaff << 16)
+fn hash(seed: u64, client: IpAddress, service: u16) -> u64 {
+    hash2(seed, addr_word(client), u64::from(service) | 0xaff << 16)
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ impl AffinityTable {
         self.records.len()
     }
 
-    fn find(&self, client: Ipv4Address, service: u16) -> Option<u32> {
+    fn find(&self, client: IpAddress, service: u16) -> Option<u32> {
         let records = &self.records;
         self.index.find(hash(self.seed, client, service), |at| {
             records.get(at).is_some_and(|r| r.client == client && r.service == service)
@@ -57,7 +57,7 @@ impl AffinityTable {
     pub fn get(
         &mut self,
         now: Instant,
-        client: Ipv4Address,
+        client: IpAddress,
         service: u16,
         timeout: Duration,
     ) -> Option<Backend> {
@@ -75,7 +75,7 @@ impl AffinityTable {
     pub fn set(
         &mut self,
         now: Instant,
-        client: Ipv4Address,
+        client: IpAddress,
         service: u16,
         backend: Backend,
         timeout_of: impl Fn(u16) -> Option<Duration>,

@@ -5,43 +5,24 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
-    UdpRepr, checksum,
+    EthernetAddress, EthernetFrame, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet,
+    Ipv4Repr, TcpControl, TcpPacket, TcpSeqNumber, UdpPacket, checksum,
 };
 
 use super::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey};
 use crate::Protocol;
 use crate::conntrack::Timeouts;
-use crate::switch::{
-    DropReason, MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, SwitchError, Verdict,
-};
-use crate::wire::vnet;
+use crate::switch::{DropReason, MIN_REPLY_LEN, Switch, SwitchConfig, SwitchError, Verdict};
+use crate::testing::{self, Endpoint, Node, Tcp, Udp, VIP, at, ip, mac, with_vnet};
+use crate::wire::{ETHERNET_HEADER_LEN, vnet};
 use crate::{Duration, Instant};
 
-type Endpoint = (Ipv4Address, u16);
-
-const ETH: usize = vnet::HEADER_LEN + 14;
-
-fn ip(last: u8) -> Ipv4Address {
-    Ipv4Address::new(10, 244, 0, last)
-}
-
-fn mac(last: u8) -> EthernetAddress {
-    EthernetAddress([0x0a, 0x58, 10, 244, 0, last])
-}
-
-const GW: EthernetAddress = EthernetAddress([0x0a, 0x58, 10, 244, 0, 1]);
-const VIP: Ipv4Address = Ipv4Address::new(10, 96, 0, 10);
-
-fn at(secs: u64) -> Instant {
-    Instant::from_secs(secs as i64)
-}
+const ETH: usize = vnet::HEADER_LEN + ETHERNET_HEADER_LEN;
+const GW: EthernetAddress = mac(1);
 
 fn tcp_key(port: u16) -> ServiceKey {
-    ServiceKey { vip: VIP, port, proto: Protocol::Tcp }
+    ServiceKey { vip: VIP.into(), port, proto: Protocol::Tcp }
 }
 
 fn udp_key(port: u16) -> ServiceKey {
@@ -49,67 +30,46 @@ fn udp_key(port: u16) -> ServiceKey {
 }
 
 fn backend(last: u8) -> Backend {
-    Backend { ip: ip(last), port: 8080 }
+    Backend { ip: ip(last).into(), port: 8080 }
 }
 
 /// Host port at .1, pods .2 (client "a"), .3, .4, .5.
-struct Net {
-    switch: Switch,
-    ports: [PortId; 6],
+fn net(max_flows: u32) -> Node {
+    net_with(ServiceConfig { max_flows, hash_seed: 0x5eed, ..ServiceConfig::default() })
 }
 
-impl Net {
-    fn new(max_flows: u32) -> Net {
-        Net::with(ServiceConfig { max_flows, hash_seed: 0x5eed, ..ServiceConfig::default() })
-    }
-
-    fn with(services: ServiceConfig) -> Net {
-        let mut switch = Switch::new(SwitchConfig {
-            subnet: Ipv4Cidr::new(ip(0), 24),
+fn net_with(services: ServiceConfig) -> Node {
+    Node::new(
+        0,
+        4,
+        SwitchConfig {
             max_ports: 8,
-            service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
             services,
             // Away from VIP: these tests send UDP to VIP:53 through the Service path.
             cluster_dns: Ipv4Address::new(10, 96, 0, 53),
-            ..SwitchConfig::default()
-        })
-        .unwrap();
-        let mut ports = [PortId(0); 6];
-        for last in 1..=5u8 {
-            ports[last as usize] = switch
-                .attach(PortSpec {
-                    kind: if last == 1 { PortKind::Host } else { PortKind::Pod },
-                    mac: mac(last),
-                    ip: ip(last),
-                })
-                .unwrap();
-        }
-        Net { switch, ports }
-    }
+            ..testing::config(0)
+        },
+    )
+}
 
+/// Frames from the host or pods by their last address byte.
+trait Pods {
     /// Sends `frame` from the pod (or host) at `.last`; returns the verdict
     /// and the reply bytes, if any.
-    fn send(&mut self, now: Instant, last: u8, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
-        let mut reply = [0u8; MIN_REPLY_LEN];
-        let verdict = self.switch.process(now, self.ports[last as usize], frame, &mut reply);
-        let len = match verdict {
-            Verdict::Reply { len } => len,
-            _ => 0,
-        };
-        (verdict, reply[..len].to_vec())
+    fn send_from(&mut self, now: Instant, last: u8, frame: &mut [u8]) -> (Verdict, Vec<u8>);
+    /// The verdict forwarding to `.last`.
+    fn fwd(&self, last: u8) -> Verdict;
+}
+
+impl Pods for Node {
+    fn send_from(&mut self, now: Instant, last: u8, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
+        let port = self.port(last);
+        self.send(now, port, frame, MIN_REPLY_LEN)
     }
 
     fn fwd(&self, last: u8) -> Verdict {
-        Verdict::Forward { egress: self.ports[last as usize] }
+        Verdict::Forward { egress: self.port(last) }
     }
-}
-
-fn frame(src_mac: EthernetAddress, dst_mac: EthernetAddress, ip: Ipv4Repr) -> Vec<u8> {
-    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 };
-    let mut buf = vec![0u8; ETH + ip.buffer_len() + ip.payload_len];
-    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]));
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..]), &ChecksumCapabilities::default());
-    buf
 }
 
 /// A TCP segment from `src` to `dst` with `control`, an ACK if `ack` is
@@ -125,39 +85,7 @@ fn tcp(
     ack: Option<u32>,
     payload: &[u8],
 ) -> Vec<u8> {
-    let repr = TcpRepr {
-        src_port: src.1,
-        dst_port: dst.1,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: 64_000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload,
-    };
-    let mut buf = frame(
-        src_mac,
-        dst_mac,
-        Ipv4Repr {
-            src_addr: src.0,
-            dst_addr: dst.0,
-            next_header: IpProtocol::Tcp,
-            payload_len: repr.buffer_len(),
-            hop_limit: 64,
-        },
-    );
-    let at = ETH + 20;
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut buf[at..]),
-        &IpAddress::Ipv4(src.0),
-        &IpAddress::Ipv4(dst.0),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+    Tcp { eth_src: src_mac, eth_dst: dst_mac, control, seq, ack, ..Tcp::new(src, dst, payload) }.vnet()
 }
 
 fn syn(src_last: u8, sport: u16, dst: Endpoint) -> Vec<u8> {
@@ -169,27 +97,7 @@ fn ack_from(src_last: u8, dst_mac: EthernetAddress, src: Endpoint, dst: Endpoint
 }
 
 fn udp(src_last: u8, dst_mac: EthernetAddress, src: Endpoint, dst: Endpoint, payload: &[u8]) -> Vec<u8> {
-    let repr = UdpRepr { src_port: src.1, dst_port: dst.1 };
-    let mut buf = frame(
-        mac(src_last),
-        dst_mac,
-        Ipv4Repr {
-            src_addr: src.0,
-            dst_addr: dst.0,
-            next_header: IpProtocol::Udp,
-            payload_len: 8 + payload.len(),
-            hop_limit: 64,
-        },
-    );
-    repr.emit(
-        &mut UdpPacket::new_unchecked(&mut buf[ETH + 20..]),
-        &IpAddress::Ipv4(src.0),
-        &IpAddress::Ipv4(dst.0),
-        payload.len(),
-        |p| p.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+    Udp { eth_src: mac(src_last), eth_dst: dst_mac, ..Udp::new(src, dst, payload) }.vnet()
 }
 
 /// What a forwarded frame carries, with its IPv4 and full L4 checksums verified.
@@ -257,8 +165,8 @@ fn assert_partial_sum_valid(buf: &[u8]) {
     assert!(crate::checksum::sums_equal(stored, fresh), "{stored:#06x} vs {fresh:#06x}");
 }
 
-fn net_with_web(backends: &[u8]) -> Net {
-    let mut net = Net::new(64);
+fn net_with_web(backends: &[u8]) -> Node {
+    let mut net = net(64);
     let list: Vec<_> = backends.iter().map(|&b| backend(b)).collect();
     net.switch.upsert_service(tcp_key(80), &list, Affinity::None).unwrap();
     net
@@ -268,7 +176,7 @@ fn net_with_web(backends: &[u8]) -> Net {
 fn a_syn_to_a_vip_is_dnatted_to_a_backend_with_valid_checksums() {
     let mut net = net_with_web(&[3]);
     let mut f = syn(2, 40000, (VIP, 80));
-    assert_eq!(net.send(at(0), 2, &mut f).0, net.fwd(3));
+    assert_eq!(net.send_from(at(0), 2, &mut f).0, net.fwd(3));
     assert_eq!(seen(&f), Seen { eth_src: mac(2), eth_dst: mac(3), src: (ip(2), 40000), dst: (ip(3), 8080) });
     assert_eq!(net.switch.conntrack().len(), 1);
 }
@@ -276,10 +184,10 @@ fn a_syn_to_a_vip_is_dnatted_to_a_backend_with_valid_checksums() {
 #[test]
 fn backend_replies_are_translated_back_to_the_vip() {
     let mut net = net_with_web(&[3]);
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     let mut syn_ack =
         tcp(mac(3), mac(2), (ip(3), 8080), (ip(2), 40000), TcpControl::Syn, 5000, Some(1001), &[]);
-    assert_eq!(net.send(at(0), 3, &mut syn_ack).0, net.fwd(2));
+    assert_eq!(net.send_from(at(0), 3, &mut syn_ack).0, net.fwd(2));
     assert_eq!(
         seen(&syn_ack),
         Seen {
@@ -297,12 +205,12 @@ fn backend_replies_are_translated_back_to_the_vip() {
 #[test]
 fn tso_super_frames_keep_a_valid_partial_checksum_both_ways() {
     let mut net = net_with_web(&[3]);
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     let payload = vec![0x5a; 60_000];
     let mut f =
         as_tso(tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::None, 1001, Some(5001), &payload));
     let header: [u8; vnet::HEADER_LEN] = f[..vnet::HEADER_LEN].try_into().unwrap();
-    assert_eq!(net.send(at(1), 2, &mut f).0, net.fwd(3));
+    assert_eq!(net.send_from(at(1), 2, &mut f).0, net.fwd(3));
     assert_eq!(&f[..vnet::HEADER_LEN], &header, "virtio header untouched");
     assert_eq!(seen(&f).dst, (ip(3), 8080));
     assert_partial_sum_valid(&f);
@@ -317,7 +225,7 @@ fn tso_super_frames_keep_a_valid_partial_checksum_both_ways() {
         Some(61_001),
         &payload,
     ));
-    assert_eq!(net.send(at(1), 3, &mut back).0, net.fwd(2));
+    assert_eq!(net.send_from(at(1), 3, &mut back).0, net.fwd(2));
     assert_eq!(seen(&back).src, (VIP, 80));
     assert_partial_sum_valid(&back);
 }
@@ -327,23 +235,23 @@ fn a_partial_checksum_not_where_expected_is_malformed() {
     let mut net = net_with_web(&[3]);
     let mut f = as_tso(syn(2, 40000, (VIP, 80)));
     f[6] = 40; // csum_start past the TCP header start
-    assert_eq!(net.send(at(0), 2, &mut f).0, Verdict::Drop(DropReason::Malformed));
+    assert_eq!(net.send_from(at(0), 2, &mut f).0, Verdict::Drop(DropReason::Malformed));
 }
 
 #[test]
 fn udp_is_dnatted_and_a_zero_checksum_stays_zero() {
-    let mut net = Net::new(64);
+    let mut net = net(64);
     net.switch.upsert_service(udp_key(53), &[backend(4)], Affinity::None).unwrap();
     let mut q = udp(2, GW, (ip(2), 5353), (VIP, 53), b"query");
-    assert_eq!(net.send(at(0), 2, &mut q).0, net.fwd(4));
+    assert_eq!(net.send_from(at(0), 2, &mut q).0, net.fwd(4));
     assert_eq!(seen(&q).dst, (ip(4), 8080));
     let mut a = udp(4, mac(2), (ip(4), 8080), (ip(2), 5353), b"answer!");
-    assert_eq!(net.send(at(0), 4, &mut a).0, net.fwd(2));
+    assert_eq!(net.send_from(at(0), 4, &mut a).0, net.fwd(2));
     assert_eq!(seen(&a).src, (VIP, 53));
 
     let mut none = udp(2, GW, (ip(2), 5354), (VIP, 53), b"no checksum");
     none[ETH + 26..ETH + 28].copy_from_slice(&[0, 0]);
-    net.send(at(0), 2, &mut none);
+    net.send_from(at(0), 2, &mut none);
     assert_eq!(&none[ETH + 26..ETH + 28], &[0, 0]);
     assert_eq!(seen(&none).dst, (ip(4), 8080));
 }
@@ -351,12 +259,12 @@ fn udp_is_dnatted_and_a_zero_checksum_stays_zero() {
 #[test]
 fn every_packet_of_a_connection_sticks_to_its_backend() {
     let mut net = net_with_web(&[3, 4, 5]);
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     for i in 0..6u16 {
         // Other connections move the round-robin cursor in between.
-        net.send(at(1), 2, &mut syn(2, 41000 + i, (VIP, 80)));
+        net.send_from(at(1), 2, &mut syn(2, 41000 + i, (VIP, 80)));
         let mut f = ack_from(2, GW, (ip(2), 40000), (VIP, 80));
-        assert_eq!(net.send(at(1), 2, &mut f).0, net.fwd(3));
+        assert_eq!(net.send_from(at(1), 2, &mut f).0, net.fwd(3));
         assert_eq!(seen(&f).dst, (ip(3), 8080));
     }
 }
@@ -367,7 +275,7 @@ fn new_connections_spread_evenly_over_backends() {
     let mut counts = [0usize; 6];
     for i in 0..30u16 {
         let mut f = syn(2, 40000 + i, (VIP, 80));
-        net.send(at(0), 2, &mut f);
+        net.send_from(at(0), 2, &mut f);
         counts[seen(&f).dst.0.octets()[3] as usize] += 1;
     }
     assert_eq!(&counts[3..], &[10, 10, 10]);
@@ -378,9 +286,9 @@ fn client_ip_affinity_holds_across_connections_until_its_timeout() {
     let mut net = net_with_web(&[3, 4, 5]);
     let timeout = Duration::from_secs(60);
     net.switch.set_service_affinity(tcp_key(80), Affinity::ClientIp { timeout }).unwrap();
-    let target = |net: &mut Net, now, port| {
+    let target = |net: &mut Node, now, port| {
         let mut f = syn(2, port, (VIP, 80));
-        net.send(now, 2, &mut f);
+        net.send_from(now, 2, &mut f);
         seen(&f).dst
     };
     let first = target(&mut net, at(0), 40000);
@@ -392,53 +300,53 @@ fn client_ip_affinity_holds_across_connections_until_its_timeout() {
 
 #[test]
 fn a_full_flow_table_refuses_new_connections_and_keeps_the_old() {
-    let mut net = Net::new(2);
+    let mut net = net(2);
     net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
-    net.send(at(0), 4, &mut syn(4, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 4, &mut syn(4, 40000, (VIP, 80)));
     let mut third = syn(5, 40000, (VIP, 80));
-    assert_eq!(net.send(at(1), 5, &mut third).0, Verdict::Drop(DropReason::FlowTableFull));
-    let stats = net.switch.port(net.ports[5]).unwrap().1;
+    assert_eq!(net.send_from(at(1), 5, &mut third).0, Verdict::Drop(DropReason::FlowTableFull));
+    let stats = net.switch.port(net.port(5)).unwrap().1;
     assert_eq!(stats.dropped(DropReason::FlowTableFull), 1);
     assert_eq!(net.switch.conntrack().stats().refused, 1);
     for client in [2, 4] {
         let mut f = ack_from(client, GW, (ip(client), 40000), (VIP, 80));
-        assert_eq!(net.send(at(2), client, &mut f).0, net.fwd(3));
+        assert_eq!(net.send_from(at(2), client, &mut f).0, net.fwd(3));
         let mut r = ack_from(3, mac(client), (ip(3), 8080), (ip(client), 40000));
-        assert_eq!(net.send(at(2), 3, &mut r).0, net.fwd(client));
+        assert_eq!(net.send_from(at(2), 3, &mut r).0, net.fwd(client));
         assert_eq!(seen(&r).src, (VIP, 80));
     }
 }
 
 #[test]
 fn a_pod_flooding_syns_fills_its_quota_not_the_table() {
-    let mut net = Net::with(ServiceConfig { max_flows: 64, max_flows_per_port: 8, ..Default::default() });
+    let mut net = net_with(ServiceConfig { max_flows: 64, max_flows_per_pod: 8, ..Default::default() });
     net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
     // 1,000 SYNs from fresh source ports that nobody answers.
     let forwarded = (0..1000u16)
-        .filter(|i| net.send(at(0), 2, &mut syn(2, 10_000 + i, (VIP, 80))).0 == net.fwd(3))
+        .filter(|i| net.send_from(at(0), 2, &mut syn(2, 10_000 + i, (VIP, 80))).0 == net.fwd(3))
         .count();
     assert_eq!(forwarded, 8);
-    let flooder = net.switch.port(net.ports[2]).unwrap().1;
+    let flooder = net.switch.port(net.port(2)).unwrap().1;
     assert_eq!(flooder.dropped(DropReason::FlowQuota), 992);
     assert_eq!(flooder.dropped(DropReason::FlowTableFull), 0);
     // Another pod's connection goes through at once, and is answered.
     let mut f = syn(4, 40000, (VIP, 80));
-    assert_eq!(net.send(at(0), 4, &mut f).0, net.fwd(3));
+    assert_eq!(net.send_from(at(0), 4, &mut f).0, net.fwd(3));
     assert_eq!(net.switch.conntrack().stats().over_quota, 992);
     // The flooder's flows leave with its port.
-    net.switch.detach(net.ports[2]);
+    net.switch.detach(net.port(2));
     assert_eq!(net.switch.conntrack().len(), 1);
 }
 
 #[test]
 fn an_expired_flow_answers_its_next_segment_with_a_reset() {
     let mut net = net_with_web(&[3]);
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     // The handshake never completed: gone after the SYN timeout.
     let t = Timeouts::default().tcp_syn;
     let mut f = ack_from(2, GW, (ip(2), 40000), (VIP, 80));
-    let (verdict, out) = net.send(at(0) + t, 2, &mut f);
+    let (verdict, out) = net.send_from(at(0) + t, 2, &mut f);
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     let rst = parse_rst(&out, 80);
     assert_eq!(rst.seq_number(), TcpSeqNumber(5001), "seq from the ACK field");
@@ -450,16 +358,16 @@ fn an_expired_flow_answers_its_next_segment_with_a_reset() {
 fn closed_connections_expire_quickly_and_established_ones_slowly() {
     let mut net = net_with_web(&[3]);
     for port in [40000, 40001] {
-        net.send(at(0), 2, &mut syn(2, port, (VIP, 80)));
+        net.send_from(at(0), 2, &mut syn(2, port, (VIP, 80)));
         let mut sa =
             tcp(mac(3), mac(2), (ip(3), 8080), (ip(2), port), TcpControl::Syn, 5000, Some(1001), &[]);
-        net.send(at(0), 3, &mut sa);
+        net.send_from(at(0), 3, &mut sa);
     }
     let fin = |src_last: u8, dst_mac, src, dst| {
         tcp(mac(src_last), dst_mac, src, dst, TcpControl::Fin, 1001, Some(5001), &[])
     };
-    net.send(at(1), 2, &mut fin(2, GW, (ip(2), 40001), (VIP, 80)));
-    net.send(at(1), 3, &mut fin(3, mac(2), (ip(3), 8080), (ip(2), 40001)));
+    net.send_from(at(1), 2, &mut fin(2, GW, (ip(2), 40001), (VIP, 80)));
+    net.send_from(at(1), 3, &mut fin(3, mac(2), (ip(3), 8080), (ip(2), 40001)));
     assert_eq!(net.switch.expire_flows(at(1) + Timeouts::default().tcp_closed), 1);
     assert_eq!(net.switch.expire_flows(at(7200)), 0, "established survives 2 h idle");
     assert_eq!(net.switch.conntrack().len(), 1);
@@ -468,26 +376,26 @@ fn closed_connections_expire_quickly_and_established_ones_slowly() {
 #[test]
 fn a_new_syn_on_a_closed_tuple_is_balanced_afresh() {
     let mut net = net_with_web(&[3, 4]);
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     let mut rst = tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::Rst, 1001, None, &[]);
-    assert_eq!(net.send(at(1), 2, &mut rst).0, net.fwd(3));
+    assert_eq!(net.send_from(at(1), 2, &mut rst).0, net.fwd(3));
     let mut again = syn(2, 40000, (VIP, 80));
-    assert_eq!(net.send(at(2), 2, &mut again).0, net.fwd(4));
+    assert_eq!(net.send_from(at(2), 2, &mut again).0, net.fwd(4));
     assert_eq!(net.switch.conntrack().len(), 1);
 }
 
 #[test]
 fn a_direct_connection_reusing_a_finished_service_tuple_is_not_rewritten() {
     let mut net = net_with_web(&[3]);
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     let mut rst = tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::Rst, 1001, None, &[]);
-    net.send(at(1), 2, &mut rst);
+    net.send_from(at(1), 2, &mut rst);
     // The client now connects straight to the pod from the same port.
     let mut direct = syn(2, 40000, (ip(3), 8080));
-    assert_eq!(net.send(at(2), 2, &mut direct).0, net.fwd(3));
+    assert_eq!(net.send_from(at(2), 2, &mut direct).0, net.fwd(3));
     let mut syn_ack =
         tcp(mac(3), mac(2), (ip(3), 8080), (ip(2), 40000), TcpControl::Syn, 5000, Some(1001), &[]);
-    assert_eq!(net.send(at(2), 3, &mut syn_ack).0, net.fwd(2));
+    assert_eq!(net.send_from(at(2), 3, &mut syn_ack).0, net.fwd(2));
     assert_eq!(seen(&syn_ack).src, (ip(3), 8080), "the reply keeps the pod's address");
     assert_eq!(net.switch.conntrack().len(), 0, "the finished service flow went");
 }
@@ -496,7 +404,7 @@ fn a_direct_connection_reusing_a_finished_service_tuple_is_not_rewritten() {
 fn hairpin_round_trip_through_the_vip() {
     let mut net = net_with_web(&[2]);
     let mut f = syn(2, 40000, (VIP, 80));
-    assert_eq!(net.send(at(0), 2, &mut f).0, net.fwd(2));
+    assert_eq!(net.send_from(at(0), 2, &mut f).0, net.fwd(2));
     assert_eq!(
         seen(&f),
         Seen {
@@ -509,10 +417,10 @@ fn hairpin_round_trip_through_the_vip() {
     );
     // The pod's kernel answers the VIP via its default route (the gateway).
     let mut sa = tcp(mac(2), GW, (ip(2), 8080), (VIP, 40000), TcpControl::Syn, 5000, Some(1001), &[]);
-    assert_eq!(net.send(at(0), 2, &mut sa).0, net.fwd(2));
+    assert_eq!(net.send_from(at(0), 2, &mut sa).0, net.fwd(2));
     assert_eq!(seen(&sa), Seen { eth_src: GW, eth_dst: mac(2), src: (VIP, 80), dst: (ip(2), 40000) });
     let mut data = ack_from(2, GW, (ip(2), 40000), (VIP, 80));
-    assert_eq!(net.send(at(0), 2, &mut data).0, net.fwd(2));
+    assert_eq!(net.send_from(at(0), 2, &mut data).0, net.fwd(2));
     assert_eq!(seen(&data).src, (VIP, 40000));
 }
 
@@ -524,14 +432,14 @@ fn a_taken_reply_tuple_gets_another_source_port() {
     net.switch.upsert_service(tcp_key(81), &[backend(3)], Affinity::None).unwrap();
     let mut a = syn(2, 40000, (VIP, 80));
     let mut b = syn(2, 40000, (VIP, 81));
-    net.send(at(0), 2, &mut a);
-    net.send(at(0), 2, &mut b);
+    net.send_from(at(0), 2, &mut a);
+    net.send_from(at(0), 2, &mut b);
     let (a, b) = (seen(&a), seen(&b));
     assert_eq!(a.src, (ip(2), 40000));
     assert_eq!(b.src.0, ip(2));
     assert_ne!(b.src.1, 40000);
     let mut reply = ack_from(3, mac(2), (ip(3), 8080), b.src);
-    net.send(at(0), 3, &mut reply);
+    net.send_from(at(0), 3, &mut reply);
     assert_eq!(seen(&reply), Seen { eth_src: GW, eth_dst: mac(2), src: (VIP, 81), dst: (ip(2), 40000) });
 }
 
@@ -551,11 +459,11 @@ fn parse_rst(out: &[u8], vport: u16) -> TcpPacket<&[u8]> {
 
 #[test]
 fn a_syn_to_a_port_without_backends_or_service_is_reset() {
-    let mut net = Net::new(8);
+    let mut net = net(8);
     net.switch.upsert_service(tcp_key(80), &[], Affinity::None).unwrap();
     for port in [80, 443] {
         let mut f = syn(2, 40000, (VIP, port));
-        let (verdict, out) = net.send(at(0), 2, &mut f);
+        let (verdict, out) = net.send_from(at(0), 2, &mut f);
         assert_eq!(verdict, Verdict::Reply { len: 64 });
         let rst = parse_rst(&out, port);
         assert!(rst.ack());
@@ -567,10 +475,10 @@ fn a_syn_to_a_port_without_backends_or_service_is_reset() {
 
 #[test]
 fn udp_to_a_port_nobody_serves_gets_icmp_port_unreachable() {
-    let mut net = Net::new(8);
+    let mut net = net(8);
     let mut f = udp(2, GW, (ip(2), 5353), (VIP, 53), b"where is everyone");
     let original = f.clone();
-    let (verdict, out) = net.send(at(0), 2, &mut f);
+    let (verdict, out) = net.send_from(at(0), 2, &mut f);
     let Verdict::Reply { len } = verdict else { panic!("{verdict:?}") };
     assert_eq!(len, ETH + 20 + 8 + 28);
     assert!(len <= MIN_REPLY_LEN);
@@ -591,9 +499,9 @@ fn what_a_vip_cannot_serve_is_dropped_and_counted() {
     let mut net = net_with_web(&[3]);
     // A stray RST is never answered.
     let mut rst = tcp(mac(2), GW, (ip(2), 40000), (VIP, 80), TcpControl::Rst, 1, None, &[]);
-    assert_eq!(net.send(at(0), 2, &mut rst).0, Verdict::Drop(DropReason::ServiceUnsupported));
+    assert_eq!(net.send_from(at(0), 2, &mut rst).0, Verdict::Drop(DropReason::ServiceUnsupported));
     // ICMP echo to a ClusterIP goes unanswered, as with kube-proxy.
-    let mut ping = frame(
+    let ping = testing::ipv4(
         mac(2),
         GW,
         Ipv4Repr {
@@ -604,32 +512,33 @@ fn what_a_vip_cannot_serve_is_dropped_and_counted() {
             hop_limit: 64,
         },
     );
-    assert_eq!(net.send(at(0), 2, &mut ping).0, Verdict::Drop(DropReason::ServiceUnsupported));
-    let stats = net.switch.port(net.ports[2]).unwrap().1;
+    let mut ping = with_vnet(&vnet::Repr::PLAIN, &ping);
+    assert_eq!(net.send_from(at(0), 2, &mut ping).0, Verdict::Drop(DropReason::ServiceUnsupported));
+    let stats = net.switch.port(net.port(2)).unwrap().1;
     assert_eq!(stats.dropped(DropReason::ServiceUnsupported), 2);
 }
 
 #[test]
 fn removed_backends_lose_their_udp_flows_but_keep_tcp_connections() {
-    let mut net = Net::new(16);
+    let mut net = net(16);
     net.switch.upsert_service(udp_key(53), &[backend(3)], Affinity::None).unwrap();
     net.switch.upsert_service(tcp_key(80), &[backend(3)], Affinity::None).unwrap();
-    net.send(at(0), 2, &mut udp(2, GW, (ip(2), 5353), (VIP, 53), b"q"));
-    net.send(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
+    net.send_from(at(0), 2, &mut udp(2, GW, (ip(2), 5353), (VIP, 53), b"q"));
+    net.send_from(at(0), 2, &mut syn(2, 40000, (VIP, 80)));
     net.switch.upsert_service(udp_key(53), &[backend(4)], Affinity::None).unwrap();
     net.switch.upsert_service(tcp_key(80), &[backend(4)], Affinity::None).unwrap();
     let mut q = udp(2, GW, (ip(2), 5353), (VIP, 53), b"q");
-    assert_eq!(net.send(at(1), 2, &mut q).0, net.fwd(4), "UDP moves on");
+    assert_eq!(net.send_from(at(1), 2, &mut q).0, net.fwd(4), "UDP moves on");
     let mut t = ack_from(2, GW, (ip(2), 40000), (VIP, 80));
-    assert_eq!(net.send(at(1), 2, &mut t).0, net.fwd(3), "TCP finishes");
+    assert_eq!(net.send_from(at(1), 2, &mut t).0, net.fwd(3), "TCP finishes");
     net.switch.remove_service(&udp_key(53)).unwrap();
     assert_eq!(net.switch.conntrack().len(), 1);
 }
 
 #[test]
 fn service_and_config_errors_are_reported() {
-    let mut net = Net::new(8);
-    let outside = ServiceKey { vip: Ipv4Address::new(192, 168, 0, 1), ..tcp_key(80) };
+    let mut net = net(8);
+    let outside = ServiceKey { vip: Ipv4Address::new(192, 168, 0, 1).into(), ..tcp_key(80) };
     assert_eq!(
         net.switch.upsert_service(outside, &[], Affinity::None),
         Err(ServiceError::OutsideServiceCidr)
@@ -650,7 +559,7 @@ fn traffic_outside_the_service_cidr_is_untouched() {
     let mut net = net_with_web(&[3]);
     let mut f = ack_from(2, mac(3), (ip(2), 40000), (ip(3), 8080));
     let before = f.clone();
-    assert_eq!(net.send(at(0), 2, &mut f).0, net.fwd(3));
+    assert_eq!(net.send_from(at(0), 2, &mut f).0, net.fwd(3));
     assert_eq!(f, before);
     assert_eq!(net.switch.conntrack().len(), 0);
 }

@@ -28,8 +28,8 @@ use alloc::vec::Vec;
 
 use crate::Protocol;
 pub use crate::conntrack::Timeouts;
-use crate::table::{Index, Slab, hash2};
-use crate::wire::Ipv4Address;
+use crate::table::{Index, Slab, addr_word, hash2};
+use crate::wire::{IpAddress, Ipv4Address};
 use crate::{Duration, Instant};
 use affinity::AffinityTable;
 
@@ -37,7 +37,7 @@ use affinity::AffinityTable;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     /// The ClusterIP, inside the switch's service CIDR.
-    pub vip: Ipv4Address,
+    pub vip: IpAddress,
     /// The Service port (`port:` in the Service spec).
     pub port: u16,
     /// TCP or UDP.
@@ -46,7 +46,7 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     fn hash(&self, seed: u64) -> u64 {
-        let a = (u64::from(u32::from(self.vip)) << 32) | (u64::from(self.port) << 8) | self.proto as u64;
+        let a = (addr_word(self.vip) << 32) | (u64::from(self.port) << 8) | self.proto as u64;
         hash2(seed, a, 0x5e5e)
     }
 }
@@ -55,7 +55,7 @@ impl ServiceKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Backend {
     /// The pod's IP.
-    pub ip: Ipv4Address,
+    pub ip: IpAddress,
     /// The pod's port (`targetPort` resolved to a number).
     pub port: u16,
 }
@@ -90,8 +90,10 @@ pub struct ServiceConfig {
     pub max_backends: u16,
     /// Tracked connections (see [`crate::conntrack::Conntrack::BYTES_PER_FLOW`]).
     pub max_flows: u32,
-    /// Live tracked connections one switch port (a pod) may hold.
-    pub max_flows_per_port: u32,
+    /// Live tracked connections one switch port (a pod) may hold: the
+    /// board config's `limits.max_flows_per_pod`, under the same name down
+    /// to conntrack ([`crate::conntrack::Capacity::max_flows_per_pod`]).
+    pub max_flows_per_pod: u32,
     /// ClientIP affinity records, over all services.
     pub max_affinities: u32,
     /// Conntrack idle timeouts.
@@ -107,7 +109,7 @@ impl Default for ServiceConfig {
             max_services: 256,
             max_backends: 32,
             max_flows: 16_384,
-            max_flows_per_port: 4096,
+            max_flows_per_pod: 4096,
             max_affinities: 4096,
             timeouts: Timeouts::default(),
             hash_seed: 0,
@@ -188,7 +190,7 @@ impl ServiceTable {
     /// An empty table sized by `config`.
     pub fn new(config: &ServiceConfig) -> ServiceTable {
         let (services, max_backends) = (usize::from(config.max_services), usize::from(config.max_backends));
-        let unset = Backend { ip: Ipv4Address::UNSPECIFIED, port: 0 };
+        let unset = Backend { ip: IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), port: 0 };
         ServiceTable {
             services: Slab::new(services),
             index: Index::new(services),
@@ -293,7 +295,7 @@ impl ServiceTable {
     }
 
     /// Picks the backend for a new connection from `client` to `key`.
-    pub fn select(&mut self, now: Instant, key: &ServiceKey, client: Ipv4Address) -> Selection {
+    pub fn select(&mut self, now: Instant, key: &ServiceKey, client: IpAddress) -> Selection {
         let Some(slot) = self.find(key) else {
             return Selection::NoService;
         };

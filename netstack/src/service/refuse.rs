@@ -9,20 +9,19 @@ use smoltcp::wire::{
     Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, checksum,
 };
 
-use crate::wire::vnet;
-
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const ICMP_HEADER_LEN: usize = 8;
+use crate::wire::{ETHERNET_HEADER_LEN, ICMPV4_HEADER_LEN, IPV4_HEADER_LEN, MAX_IPV4_HEADER_LEN, vnet};
 /// An ICMP error quotes the offending IP header and 8 bytes past it (RFC 792).
 const QUOTED_PAYLOAD: usize = 8;
-const MAX_IPV4_HEADER: usize = 60;
 
 /// Smallest reply buffer [`crate::switch::Switch::process`] needs: an ICMP
 /// error quoting an IPv4 header with full options (60 bytes) plus 8 bytes,
 /// behind a virtio-net header. A TCP RST (64) and an ARP reply (52) are smaller.
-pub const MIN_REPLY_LEN: usize =
-    vnet::HEADER_LEN + ETH_LEN + IPV4_LEN + ICMP_HEADER_LEN + MAX_IPV4_HEADER + QUOTED_PAYLOAD;
+pub const MIN_REPLY_LEN: usize = vnet::HEADER_LEN
+    + ETHERNET_HEADER_LEN
+    + IPV4_HEADER_LEN
+    + ICMPV4_HEADER_LEN
+    + MAX_IPV4_HEADER_LEN
+    + QUOTED_PAYLOAD;
 
 /// Writes virtio, Ethernet and IPv4 headers of a reply to `ip` into `out`
 /// and returns where the IP payload starts.
@@ -45,12 +44,12 @@ fn emit_headers(
         payload_len,
         hop_limit: 64,
     };
-    let at = vnet::HEADER_LEN + ETH_LEN;
+    let at = vnet::HEADER_LEN + ETHERNET_HEADER_LEN;
     repr.emit(
-        &mut Ipv4Packet::new_unchecked(&mut out[at..at + IPV4_LEN + payload_len]),
+        &mut Ipv4Packet::new_unchecked(&mut out[at..at + IPV4_HEADER_LEN + payload_len]),
         &ChecksumCapabilities::default(),
     );
-    at + IPV4_LEN
+    at + IPV4_HEADER_LEN
 }
 
 /// Builds, in `out`, the RST a closed port answers the TCP segment in `ip`
@@ -87,7 +86,7 @@ pub fn tcp_reset(
         timestamp: None,
         payload: &[],
     };
-    let len = vnet::HEADER_LEN + ETH_LEN + IPV4_LEN + repr.header_len();
+    let len = vnet::HEADER_LEN + ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + repr.header_len();
     let out = out.get_mut(..len)?;
     let at = emit_headers(eth_src, eth_dst, ip, IpProtocol::Tcp, repr.header_len(), out);
     repr.emit(
@@ -110,14 +109,14 @@ pub fn port_unreachable(
 ) -> Option<usize> {
     let header_len = usize::from(ip.header_len());
     let quoted = header_len + ip.payload().len().min(QUOTED_PAYLOAD);
-    let icmp_len = ICMP_HEADER_LEN + quoted;
-    let len = vnet::HEADER_LEN + ETH_LEN + IPV4_LEN + icmp_len;
+    let icmp_len = ICMPV4_HEADER_LEN + quoted;
+    let len = vnet::HEADER_LEN + ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + icmp_len;
     let out = out.get_mut(..len)?;
     let at = emit_headers(eth_src, eth_dst, ip, IpProtocol::Icmp, icmp_len, out);
     let icmp = &mut out[at..];
     // Type 3 (destination unreachable), code 3 (port unreachable), unused word.
-    icmp[..ICMP_HEADER_LEN].copy_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
-    icmp[ICMP_HEADER_LEN..].copy_from_slice(&ip.as_ref()[..quoted]);
+    icmp[..ICMPV4_HEADER_LEN].copy_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+    icmp[ICMPV4_HEADER_LEN..].copy_from_slice(&ip.as_ref()[..quoted]);
     let sum = !checksum::data(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Some(len)

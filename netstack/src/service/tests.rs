@@ -1,22 +1,19 @@
 //! Service table tests: capacity, atomic replacement, spread and affinity.
 
 use super::*;
+use crate::testing::{VIP, at, ip, pod_ip};
 use alloc::string::ToString;
 
-fn at(secs: u64) -> Instant {
-    Instant::from_secs(secs as i64)
-}
-
 fn key(port: u16) -> ServiceKey {
-    ServiceKey { vip: Ipv4Address::new(10, 96, 0, 10), port, proto: Protocol::Tcp }
+    ServiceKey { vip: VIP.into(), port, proto: Protocol::Tcp }
 }
 
 fn backend(last: u8) -> Backend {
-    Backend { ip: Ipv4Address::new(10, 244, 0, last), port: 8080 }
+    Backend { ip: ip(last).into(), port: 8080 }
 }
 
-fn client(last: u8) -> Ipv4Address {
-    Ipv4Address::new(10, 244, 1, last)
+fn client(last: u8) -> IpAddress {
+    pod_ip(1, last).into()
 }
 
 fn small() -> ServiceTable {
@@ -28,7 +25,7 @@ fn small() -> ServiceTable {
     })
 }
 
-fn pick(t: &mut ServiceTable, now: Instant, k: &ServiceKey, c: Ipv4Address) -> Backend {
+fn pick(t: &mut ServiceTable, now: Instant, k: &ServiceKey, c: IpAddress) -> Backend {
     match t.select(now, k, c) {
         Selection::Backend(b) => b,
         other => panic!("{other:?}"),

@@ -2,13 +2,9 @@
 //! answered from the table and never flooded.
 
 use super::{DropReason, PortKind, PortSpec, Switch, Verdict};
-use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, vnet,
-};
+use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, vnet};
 
-/// The MAC the switch answers for ClusterIPs: locally administered, 0a:58
-/// like every podnet MAC, and outside the 0a:58:0a:f4 pod range.
-pub const SERVICE_ROUTER_MAC: EthernetAddress = EthernetAddress([0x0a, 0x58, 0xff, 0xff, 0xff, 0xfe]);
+pub use crate::mac::SERVICE_ROUTER as SERVICE_ROUTER_MAC;
 
 impl Switch {
     pub(super) fn answer_arp(

@@ -25,22 +25,21 @@ use smoltcp::wire::{IpAddress, Ipv4Repr, UdpPacket};
 use super::{DropReason, PortId, PortKind, Switch, Verdict};
 use crate::dns::{self, Outcome, Rcode, Transport};
 use crate::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address, Ipv4Packet, vnet,
+    ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IPV4_HEADER_LEN,
+    IpProtocol, Ipv4Address, Ipv4Packet, UDP_HEADER_LEN, vnet,
 };
 
 /// The DNS port.
 pub const DNS_PORT: u16 = 53;
 
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const UDP_LEN: usize = 8;
 const DNS_HEADER_LEN: usize = 12;
 /// The largest DNS message an IPv4 datagram carries.
-const MAX_UDP_MESSAGE: usize = u16::MAX as usize - IPV4_LEN - UDP_LEN;
+const MAX_UDP_MESSAGE: usize = u16::MAX as usize - IPV4_HEADER_LEN - UDP_HEADER_LEN;
 
 /// Bytes a DNS reply frame takes around its DNS message: virtio-net (10),
 /// Ethernet (14), IPv4 (20) and UDP (8) headers.
-pub const DNS_REPLY_OVERHEAD: usize = vnet::HEADER_LEN + ETH_LEN + IPV4_LEN + UDP_LEN;
+pub const DNS_REPLY_OVERHEAD: usize =
+    vnet::HEADER_LEN + ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
 
 /// Reply buffer length for DNS answers of up to 1232 bytes, the default
 /// [`dns::ZoneConfig::max_udp_payload`] (1284 bytes). With another
@@ -235,7 +234,7 @@ impl Switch {
             Outcome::Forward => {
                 self.dns_stats.forwarded += 1;
                 client.max_payload = dns::udp_limit(query, self.zone.config().max_udp_payload);
-                let offset = ip_at + usize::from(packet.header_len()) + UDP_LEN;
+                let offset = ip_at + usize::from(packet.header_len()) + UDP_HEADER_LEN;
                 Some(Verdict::Upstream(DnsUpstream { client, offset, len: query.len() }))
             }
             Outcome::Drop(reason) => Some(self.dns_drop(reason)),
@@ -257,7 +256,7 @@ fn checked_udp<'p>(packet: &Ipv4Packet<&'p [u8]>, offload: &vnet::Repr) -> Optio
         return None;
     }
     let udp = UdpPacket::new_checked(packet.payload()).ok()?;
-    let payload_len = usize::from(udp.len()) - UDP_LEN;
+    let payload_len = usize::from(udp.len()) - UDP_HEADER_LEN;
     let one_datagram = match offload.gso {
         // UFO: one datagram, to be fragmented.
         vnet::Gso::None | vnet::Gso::Udp => true,
@@ -283,15 +282,15 @@ fn emit_headers(client: &DnsClient, payload_len: usize, out: &mut [u8]) -> usize
         src_addr: client.server,
         dst_addr: client.ip,
         next_header: IpProtocol::Udp,
-        payload_len: UDP_LEN + payload_len,
+        payload_len: UDP_HEADER_LEN + payload_len,
         hop_limit: 64,
     };
-    let at = vnet::HEADER_LEN + ETH_LEN;
+    let at = vnet::HEADER_LEN + ETHERNET_HEADER_LEN;
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut out[at..len]), &ChecksumCapabilities::default());
-    let mut udp = UdpPacket::new_unchecked(&mut out[at + IPV4_LEN..len]);
+    let mut udp = UdpPacket::new_unchecked(&mut out[at + IPV4_HEADER_LEN..len]);
     udp.set_src_port(DNS_PORT);
     udp.set_dst_port(client.udp_port);
-    udp.set_len((UDP_LEN + payload_len) as u16);
+    udp.set_len((UDP_HEADER_LEN + payload_len) as u16);
     udp.fill_checksum(&IpAddress::Ipv4(client.server), &IpAddress::Ipv4(client.ip));
     len
 }

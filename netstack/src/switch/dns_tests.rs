@@ -8,65 +8,44 @@ use alloc::vec::Vec;
 
 use domain::base::{Message, ParsedName, Rtype};
 use domain::rdata::AllRecordData;
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    IpAddress, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr, checksum,
-};
+use smoltcp::wire::{IpAddress, TcpControl, TcpPacket, UdpPacket, checksum};
 
 use super::*;
 use crate::dns::{Service, ServiceKind};
 use crate::service::{Affinity, Backend, ServiceKey};
-use crate::wire::{EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vnet};
+use crate::testing::{Endpoint, NOW, Node, Tcp, Udp, ip, mac};
+use crate::wire::{EthernetAddress, IpProtocol, Ipv4Packet, vnet};
 
-const NOW: Instant = Instant::ZERO;
 const DNS: Ipv4Address = SwitchConfig::DEFAULT_CLUSTER_DNS;
 const WEB: Ipv4Address = Ipv4Address::new(10, 96, 0, 20);
 const ETH: usize = vnet::HEADER_LEN + 14;
 
-fn ip(last: u8) -> Ipv4Address {
-    Ipv4Address::new(10, 244, 0, last)
-}
-
-fn mac(last: u8) -> EthernetAddress {
-    EthernetAddress([0x0a, 0x58, 10, 244, 0, last])
-}
-
-struct Net {
-    switch: Switch,
-    host: PortId,
-    a: PortId,
-    b: PortId,
-}
-
 /// Host at .1, pods at .2 and .3; `web.default` (ClusterIP 10.96.0.20) in the zone.
-fn net() -> Net {
-    let mut switch = Switch::new(SwitchConfig { max_ports: 4, ..SwitchConfig::default() }).unwrap();
-    let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();
-    let a = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(2), ip: ip(2) }).unwrap();
-    let b = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3) }).unwrap();
+fn net() -> Node {
+    let mut n = Node::new(0, 2, SwitchConfig { max_ports: 4, ..SwitchConfig::default() });
     let web = Service {
         name: "web".into(),
         namespace: "default".into(),
         ports: vec![],
         kind: ServiceKind::ClusterIp(WEB),
     };
-    switch.zone_mut().upsert_service(&web).unwrap();
-    Net { switch, host, a, b }
+    n.switch.zone_mut().upsert_service(&web).unwrap();
+    n
 }
 
-impl Net {
-    fn send(&mut self, port: PortId, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
-        self.send_with(port, frame, MIN_DNS_REPLY_LEN)
+/// Queries at [`NOW`] with a reply buffer for DNS answers.
+trait Ask {
+    fn ask(&mut self, port: PortId, frame: &mut [u8]) -> (Verdict, Vec<u8>);
+    fn ask_with(&mut self, port: PortId, frame: &mut [u8], reply_len: usize) -> (Verdict, Vec<u8>);
+}
+
+impl Ask for Node {
+    fn ask(&mut self, port: PortId, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
+        self.send(NOW, port, frame, MIN_DNS_REPLY_LEN)
     }
 
-    fn send_with(&mut self, port: PortId, frame: &mut [u8], reply_len: usize) -> (Verdict, Vec<u8>) {
-        let mut reply = vec![0u8; reply_len];
-        let verdict = self.switch.process(NOW, port, frame, &mut reply);
-        let len = match verdict {
-            Verdict::Reply { len } => len,
-            _ => 0,
-        };
-        (verdict, reply[..len].to_vec())
+    fn ask_with(&mut self, port: PortId, frame: &mut [u8], reply_len: usize) -> (Verdict, Vec<u8>) {
+        self.send(NOW, port, frame, reply_len)
     }
 }
 
@@ -101,9 +80,8 @@ fn dig_noedns(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
-type Endpoint = (Ipv4Address, u16);
-
-/// A UDP datagram with full IPv4 and UDP checksums.
+/// A UDP datagram with full IPv4 and UDP checksums, behind a plain
+/// virtio-net header.
 fn udp(
     src_mac: EthernetAddress,
     dst_mac: EthernetAddress,
@@ -111,26 +89,7 @@ fn udp(
     dst: Endpoint,
     payload: &[u8],
 ) -> Vec<u8> {
-    let ip = Ipv4Repr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
-    };
-    let mut buf = vec![0u8; ETH + 20 + 8 + payload.len()];
-    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 };
-    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]));
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..]), &ChecksumCapabilities::default());
-    UdpRepr { src_port: src.1, dst_port: dst.1 }.emit(
-        &mut UdpPacket::new_unchecked(&mut buf[ETH + 20..]),
-        &IpAddress::Ipv4(src.0),
-        &IpAddress::Ipv4(dst.0),
-        payload.len(),
-        |p| p.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+    Udp { eth_src: src_mac, eth_dst: dst_mac, ..Udp::new(src, dst, payload) }.vnet()
 }
 
 /// A query from pod .2 (port 40000) to the cluster DNS address.
@@ -204,7 +163,7 @@ fn upstream_answer(query: &[u8], id: u16, count: u8) -> Vec<u8> {
 fn a_pods_query_for_a_service_is_answered_by_the_switch() {
     let mut n = net();
     let q = dig(0x4d2a, "web.default.svc.cluster.local");
-    let (verdict, out) = n.send(n.a, &mut query_frame(&q));
+    let (verdict, out) = n.ask(n.a, &mut query_frame(&q));
     let Verdict::Reply { len } = verdict else { panic!("{verdict:?}") };
     assert_eq!(len, out.len());
     let r = parse_reply(&out);
@@ -228,11 +187,11 @@ fn a_pods_query_for_a_service_is_answered_by_the_switch() {
 #[test]
 fn answers_are_counted_by_result() {
     let mut n = net();
-    n.send(n.a, &mut query_frame(&dig(1, "nope.default.svc.cluster.local")));
-    n.send(n.a, &mut query_frame(&dig(2, "web.default.svc.cluster.local")));
+    n.ask(n.a, &mut query_frame(&dig(1, "nope.default.svc.cluster.local")));
+    n.ask(n.a, &mut query_frame(&dig(2, "web.default.svc.cluster.local")));
     let mut notimp = dig(3, "web.default.svc.cluster.local");
     notimp[2] |= 0x10; // opcode 2, STATUS
-    let (verdict, out) = n.send(n.a, &mut query_frame(&notimp));
+    let (verdict, out) = n.ask(n.a, &mut query_frame(&notimp));
     assert!(matches!(verdict, Verdict::Reply { .. }));
     assert_eq!(Message::from_octets(&parse_reply(&out).dns[..]).unwrap().header().rcode().to_int(), 4);
     let stats = n.switch.dns_stats();
@@ -248,12 +207,12 @@ fn a_query_from_the_node_is_answered_to_the_address_it_came_from() {
     let q = dig_noedns(7, "web.default.svc.cluster.local");
     let lan = Ipv4Address::new(192, 168, 1, 10);
     let mut frame = udp(mac(1), node_mac_target, (lan, 5353), (DNS, 53), &q);
-    assert_eq!(n.send(n.host, &mut frame).0, Verdict::Drop(DropReason::NotFromNode));
+    assert_eq!(n.ask(n.host, &mut frame).0, Verdict::Drop(DropReason::NotFromNode));
     {
         let src = ip(1);
         let q = dig_noedns(7, "web.default.svc.cluster.local");
         let mut frame = udp(mac(1), node_mac_target, (src, 5353), (DNS, 53), &q);
-        let (verdict, out) = n.send(n.host, &mut frame);
+        let (verdict, out) = n.ask(n.host, &mut frame);
         assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
         let r = parse_reply(&out);
         assert_eq!((r.eth_src, r.eth_dst), (node_mac_target, mac(1)));
@@ -267,7 +226,7 @@ fn names_outside_the_zone_go_upstream_and_come_back_as_a_frame() {
     let mut n = net();
     let q = dig(0x1111, "example.com");
     let mut frame = query_frame(&q);
-    let (verdict, _) = n.send(n.a, &mut frame);
+    let (verdict, _) = n.ask(n.a, &mut frame);
     let Verdict::Upstream(up) = verdict else { panic!("{verdict:?}") };
     assert_eq!(up.query(&frame), &q[..], "the query, untouched, for the runtime to relay");
     assert_eq!(up.range(), ETH + 28..frame.len());
@@ -308,7 +267,7 @@ fn large_upstream_answers_are_truncated_to_the_clients_limit() {
     let mut n = net();
     let q = dig_noedns(0x2222, "example.com");
     let mut frame = query_frame(&q);
-    let Verdict::Upstream(up) = n.send(n.a, &mut frame).0 else { panic!() };
+    let Verdict::Upstream(up) = n.ask(n.a, &mut frame).0 else { panic!() };
     assert_eq!(up.client.max_payload, 512, "no EDNS0: 512 bytes");
     let answer = upstream_answer(&q, 0x2222, 40);
     assert!(answer.len() > 512);
@@ -323,9 +282,7 @@ fn large_upstream_answers_are_truncated_to_the_clients_limit() {
     assert_eq!(n.switch.dns_stats().truncated, 1);
 
     // An EDNS0 client takes the same answer whole.
-    let Verdict::Upstream(up) = n.send(n.a, &mut query_frame(&dig(0x2223, "example.com"))).0 else {
-        panic!()
-    };
+    let Verdict::Upstream(up) = n.ask(n.a, &mut query_frame(&dig(0x2223, "example.com"))).0 else { panic!() };
     let len = n.switch.dns_reply_frame(&up.client, &answer, &mut out).unwrap();
     assert_eq!(answers(&parse_reply(&out[..len]).dns).len(), 40);
 }
@@ -334,7 +291,7 @@ fn large_upstream_answers_are_truncated_to_the_clients_limit() {
 fn upstream_answers_for_gone_clients_or_that_are_no_answers_are_refused() {
     let mut n = net();
     let q = dig(5, "example.com");
-    let Verdict::Upstream(up) = n.send(n.a, &mut query_frame(&q)).0 else { panic!() };
+    let Verdict::Upstream(up) = n.ask(n.a, &mut query_frame(&q)).0 else { panic!() };
     let mut out = vec![0u8; MIN_DNS_REPLY_LEN];
     assert_eq!(n.switch.dns_reply_frame(&up.client, &q, &mut out), None, "a query is no answer");
     assert_eq!(n.switch.dns_reply_frame(&up.client, &[0x81; 11], &mut out), None, "shorter than a header");
@@ -375,7 +332,7 @@ fn garbage_to_the_dns_port_is_dropped_and_counted() {
     };
     let count = cases.len() as u64;
     for (mut frame, reason) in cases {
-        assert_eq!(n.send(n.a, &mut frame).0, Verdict::Drop(reason));
+        assert_eq!(n.ask(n.a, &mut frame).0, Verdict::Drop(reason));
     }
     let stats = n.switch.dns_stats();
     assert_eq!(stats, DnsStats { dropped: count, ..DnsStats::default() });
@@ -391,20 +348,20 @@ fn a_partial_checksum_from_an_offloading_kernel_is_accepted() {
     // NEEDS_CSUM at the UDP checksum: the field holds only the pseudo-header sum.
     frame[..vnet::HEADER_LEN].copy_from_slice(&[1, 0, 0, 0, 0, 0, 34, 0, 6, 0]);
     frame[ETH + 20 + 6..ETH + 20 + 8].copy_from_slice(&[0x12, 0x34]);
-    let (verdict, out) = n.send(n.a, &mut frame);
+    let (verdict, out) = n.ask(n.a, &mut frame);
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     assert_eq!(answers(&parse_reply(&out).dns).len(), 1);
     // A UDP GSO super-frame of several datagrams is not one query.
     let mut frame = query_frame(&dig(9, "web.default.svc.cluster.local"));
     frame[..vnet::HEADER_LEN].copy_from_slice(&[1, 5, 42, 0, 16, 0, 34, 0, 6, 0]);
-    assert_eq!(n.send(n.a, &mut frame).0, Verdict::Drop(DropReason::DnsMalformed));
+    assert_eq!(n.ask(n.a, &mut frame).0, Verdict::Drop(DropReason::DnsMalformed));
 }
 
 #[test]
 fn a_small_reply_buffer_gets_a_truncated_answer() {
     let mut n = net();
     let mut frame = query_frame(&dig(3, "web.default.svc.cluster.local"));
-    let (verdict, out) = n.send_with(n.a, &mut frame, MIN_REPLY_LEN);
+    let (verdict, out) = n.ask_with(n.a, &mut frame, MIN_REPLY_LEN);
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     let r = parse_reply(&out);
     let msg = Message::from_octets(&r.dns[..]).unwrap();
@@ -412,9 +369,9 @@ fn a_small_reply_buffer_gets_a_truncated_answer() {
     assert!(msg.opt().is_some(), "OPT kept");
     assert_eq!(n.switch.dns_stats().truncated, 1);
     // Too small for even that: dropped, not written past the buffer.
-    let (verdict, _) = n.send_with(n.a, &mut frame, DNS_REPLY_OVERHEAD + 20);
+    let (verdict, _) = n.ask_with(n.a, &mut frame, DNS_REPLY_OVERHEAD + 20);
     assert_eq!(verdict, Verdict::Drop(DropReason::DnsUnanswerable));
-    let (verdict, _) = n.send_with(n.a, &mut frame, 30);
+    let (verdict, _) = n.ask_with(n.a, &mut frame, 30);
     assert_eq!(verdict, Verdict::Drop(DropReason::DnsUnanswerable));
 }
 
@@ -423,22 +380,22 @@ fn other_service_traffic_still_takes_the_service_path() {
     let mut n = net();
     // Another port of the DNS address: nobody serves it, ICMP port unreachable.
     let mut frame = udp(mac(2), mac(1), (ip(2), 40000), (DNS, 5353), b"not dns");
-    let (verdict, out) = n.send(n.a, &mut frame);
+    let (verdict, out) = n.ask(n.a, &mut frame);
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     let icmp = Ipv4Packet::new_checked(&out[ETH..]).unwrap();
     assert_eq!((icmp.next_header(), icmp.payload()[0], icmp.payload()[1]), (IpProtocol::Icmp, 3, 3));
     // UDP port 53 of another VIP is a Service like any other.
-    let key = ServiceKey { vip: WEB, port: 53, proto: crate::Protocol::Udp };
-    n.switch.upsert_service(key, &[Backend { ip: ip(3), port: 5353 }], Affinity::None).unwrap();
+    let key = ServiceKey { vip: WEB.into(), port: 53, proto: crate::Protocol::Udp };
+    n.switch.upsert_service(key, &[Backend { ip: ip(3).into(), port: 5353 }], Affinity::None).unwrap();
     let q = dig(4, "web.default.svc.cluster.local");
     let mut frame = udp(mac(2), mac(1), (ip(2), 40000), (WEB, 53), &q);
-    assert_eq!(n.send(n.a, &mut frame).0, Verdict::Forward { egress: n.b });
+    assert_eq!(n.ask(n.a, &mut frame).0, Verdict::Forward { egress: n.b });
     let ip_packet = Ipv4Packet::new_checked(&frame[ETH..]).unwrap();
     assert_eq!(ip_packet.dst_addr(), ip(3));
     // A Service on the DNS address itself does not shadow the zone.
-    let key = ServiceKey { vip: DNS, port: 53, proto: crate::Protocol::Udp };
-    n.switch.upsert_service(key, &[Backend { ip: ip(3), port: 53 }], Affinity::None).unwrap();
-    let (verdict, _) = n.send(n.a, &mut query_frame(&q));
+    let key = ServiceKey { vip: DNS.into(), port: 53, proto: crate::Protocol::Udp };
+    n.switch.upsert_service(key, &[Backend { ip: ip(3).into(), port: 53 }], Affinity::None).unwrap();
+    let (verdict, _) = n.ask(n.a, &mut query_frame(&q));
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     assert_eq!(n.switch.dns_stats().answered, 1);
 }
@@ -446,38 +403,14 @@ fn other_service_traffic_still_takes_the_service_path() {
 #[test]
 fn tcp_to_the_dns_address_is_reset_at_once() {
     let mut n = net();
-    let syn = TcpRepr {
-        src_port: 41000,
-        dst_port: 53,
+    let mut frame = Tcp {
+        eth_dst: mac(1),
         control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1000),
-        ack_number: None,
-        window_len: 64_000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
-    let ip_repr = Ipv4Repr {
-        src_addr: ip(2),
-        dst_addr: DNS,
-        next_header: IpProtocol::Tcp,
-        payload_len: syn.buffer_len(),
-        hop_limit: 64,
-    };
-    let mut frame = vec![0u8; ETH + 20 + syn.buffer_len()];
-    let eth = EthernetRepr { src_addr: mac(2), dst_addr: mac(1), ethertype: EthernetProtocol::Ipv4 };
-    eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[vnet::HEADER_LEN..]));
-    ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH..]), &ChecksumCapabilities::default());
-    syn.emit(
-        &mut TcpPacket::new_unchecked(&mut frame[ETH + 20..]),
-        &IpAddress::Ipv4(ip(2)),
-        &IpAddress::Ipv4(DNS),
-        &ChecksumCapabilities::default(),
-    );
-    let (verdict, out) = n.send(n.a, &mut frame);
+        ack: None,
+        ..Tcp::new((ip(2), 41000), (DNS, 53), &[])
+    }
+    .vnet();
+    let (verdict, out) = n.ask(n.a, &mut frame);
     assert!(matches!(verdict, Verdict::Reply { .. }), "{verdict:?}");
     let packet = Ipv4Packet::new_checked(&out[ETH..]).unwrap();
     assert_eq!(packet.src_addr(), DNS);

@@ -29,9 +29,9 @@ use crate::Instant;
 use crate::Protocol;
 use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Refused, nat, tcp_flags};
 use crate::service::{Selection, ServiceKey, refuse};
-use crate::wire::{EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, vnet};
-
-const ETH_HEADER_LEN: usize = 14;
+use crate::wire::{
+    ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, ipv4_of, vnet,
+};
 
 /// Source ports tried for a new flow's reply tuple before giving up.
 const NAT_PORT_TRIES: u32 = 16;
@@ -85,7 +85,7 @@ impl Switch {
         }
         if dst == self.cluster_dns
             && let Some(verdict) =
-                self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETH_HEADER_LEN, reply)
+                self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETHERNET_HEADER_LEN, reply)
         {
             return verdict;
         }
@@ -93,8 +93,8 @@ impl Switch {
             Ok(translated) => translated,
             Err(verdict) => return verdict,
         };
-        let dst = translated.map_or(dst, |t| t.dst);
-        let src = translated.map_or(src, |t| t.src);
+        let dst = translated.map_or(dst, |t| ipv4_of(t.dst));
+        let src = translated.map_or(src, |t| ipv4_of(t.src));
         if let Some(verdict) = self.overlay_egress(ingress.kind, src, dst, eth) {
             return verdict;
         }
@@ -104,7 +104,7 @@ impl Switch {
         };
         eth.set_dst_addr(mac);
         if let Some(t) = translated
-            && self.service_cidr.contains_addr(&t.src)
+            && self.service_cidr.contains_addr(&ipv4_of(t.src))
             && let Some((_, gateway)) = self.owner(self.gateway)
         {
             // From a VIP is from off the subnet: as routed by the gateway.
@@ -159,7 +159,7 @@ impl Switch {
         // A partial checksum must sit where this code updates it.
         let partial = offload.flags & vnet::FLAG_NEEDS_CSUM != 0;
         let offload_ok = !partial
-            || (usize::from(offload.csum_start) == ETH_HEADER_LEN + usize::from(packet.header_len())
+            || (usize::from(offload.csum_start) == ETHERNET_HEADER_LEN + usize::from(packet.header_len())
                 && usize::from(offload.csum_offset) == nat::l4_checksum_offset(key.proto));
 
         let tracked = match self.conntrack.lookup(now, &key) {

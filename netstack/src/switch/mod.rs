@@ -37,7 +37,7 @@ use crate::conntrack::{Capacity, Conntrack, Owner};
 use crate::dns::{Zone, ZoneConfig, ZoneError};
 use crate::overlay::{OverlayConfig, PeerTable};
 use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
-use crate::wire::{EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, vnet};
+use crate::wire::{EthernetFrame, EthernetProtocol, IpAddress, Ipv4Address, Ipv4Cidr, ipv4_of, vnet};
 use port::Port;
 
 /// Sizes and addresses a switch is built with.
@@ -187,7 +187,7 @@ impl Switch {
                 Capacity {
                     flows: services.max_flows as usize,
                     owners: usize::from(config.max_ports),
-                    per_owner: services.max_flows_per_port as usize,
+                    max_flows_per_pod: services.max_flows_per_pod as usize,
                 },
                 services.timeouts,
                 services.hash_seed,
@@ -229,7 +229,7 @@ impl Switch {
         backends: &[Backend],
         affinity: Affinity,
     ) -> Result<(), ServiceError> {
-        if !self.service_cidr.contains_addr(&key.vip) {
+        if !self.service_cidr.contains_addr(&ipv4_of(key.vip)) {
             return Err(ServiceError::OutsideServiceCidr);
         }
         self.services.upsert(key, backends, affinity)?;
@@ -305,7 +305,7 @@ impl Switch {
             }
             spec.ip = self.gateway;
         }
-        let offset = self.offset_of(spec.ip).ok_or(SwitchError::OutsideSubnet)?;
+        let offset = self.offset_of(spec.ip.into()).ok_or(SwitchError::OutsideSubnet)?;
         if self.by_offset[offset].is_some() {
             return Err(SwitchError::AddressInUse);
         }
@@ -329,7 +329,7 @@ impl Switch {
             self.egress = None;
             return Some(port.stats);
         }
-        if let Some(offset) = self.offset_of(port.spec.ip) {
+        if let Some(offset) = self.offset_of(port.spec.ip.into()) {
             self.by_offset[offset] = None;
         }
         Some(port.stats)
@@ -411,15 +411,20 @@ impl Switch {
     }
 
     /// The port that owns `ip` on this subnet (the host port for the gateway).
-    fn owner(&self, ip: Ipv4Address) -> Option<(PortId, &PortSpec)> {
-        let id = self.by_offset[self.offset_of(ip)?]?;
+    fn owner(&self, ip: impl Into<IpAddress>) -> Option<(PortId, &PortSpec)> {
+        let id = self.by_offset[self.offset_of(ip.into())?]?;
         Some((id, &self.ports[id.0 as usize].as_ref()?.spec))
     }
 
-    fn offset_of(&self, ip: Ipv4Address) -> Option<usize> {
-        self.subnet
-            .contains_addr(&ip)
-            .then(|| (u32::from(ip) - u32::from(self.subnet.network().address())) as usize)
+    /// Where `ip` sits in the address table: its offset in the node
+    /// subnet. (An IPv6 subnet will index its own table here.)
+    fn offset_of(&self, ip: IpAddress) -> Option<usize> {
+        match ip {
+            IpAddress::Ipv4(ip) => self
+                .subnet
+                .contains_addr(&ip)
+                .then(|| (u32::from(ip) - u32::from(self.subnet.network().address())) as usize),
+        }
     }
 }
 

@@ -3,68 +3,25 @@
 //! switches (two nodes) talking through VXLAN datagrams built as the runtime
 //! builds them.
 
-use super::tests::arp_request;
 use super::*;
 use crate::Protocol;
 use crate::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayError, OverlayPeer, vtep_mac};
 use crate::service::{Affinity, Backend, ServiceKey};
-use crate::wire::{ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vxlan};
-use smoltcp::wire::{IpAddress, Ipv4Repr, UdpPacket, UdpRepr};
+use crate::testing::{self, NOW, Node, Udp, arp_request, peer, pod_ip, pod_mac, subnet, underlay};
+use crate::wire::{ArpPacket, ArpRepr, EthernetAddress, IpProtocol, Ipv4Packet, vxlan};
+use smoltcp::wire::{IpAddress, UdpPacket};
 
-const NOW: Instant = Instant::ZERO;
 const VNI: u32 = 1;
 
-fn pod_ip(node: u8, last: u8) -> Ipv4Address {
-    Ipv4Address::new(10, 244, node, last)
-}
-
-fn pod_mac(node: u8, last: u8) -> EthernetAddress {
-    EthernetAddress([0x0a, 0x58, 10, 244, node, last])
-}
-
-fn subnet(node: u8) -> Ipv4Cidr {
-    Ipv4Cidr::new(pod_ip(node, 0), 24)
-}
-
-fn underlay(node: u8) -> Ipv4Address {
-    Ipv4Address::new(192, 168, 250, 10 + node)
-}
-
-fn peer(node: u8) -> OverlayPeer {
-    OverlayPeer { subnet: subnet(node), underlay: underlay(node), vtep_mac: vtep_mac(subnet(node)) }
-}
-
-/// One node's switch: host port, pods .2 and .3, an overlay port.
-struct Node {
-    n: u8,
-    switch: Switch,
-    host: PortId,
-    a: PortId,
-    b: PortId,
-    overlay: PortId,
-}
-
+/// Node `n`'s switch: host port, pods .2 and .3, an overlay port to `peers`.
 fn node(n: u8, peers: &[OverlayPeer]) -> Node {
-    let mut switch = Switch::new(SwitchConfig {
-        subnet: subnet(n),
-        max_ports: 8,
-        overlay: OverlayConfig { vtep_mac: vtep_mac(subnet(n)), vni: VNI, ..OverlayConfig::default() },
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let host =
-        switch.attach(PortSpec { kind: PortKind::Host, mac: pod_mac(n, 1), ip: pod_ip(n, 1) }).unwrap();
-    let a = switch.attach(PortSpec { kind: PortKind::Pod, mac: pod_mac(n, 2), ip: pod_ip(n, 2) }).unwrap();
-    let b = switch.attach(PortSpec { kind: PortKind::Pod, mac: pod_mac(n, 3), ip: pod_ip(n, 3) }).unwrap();
-    let overlay = switch
-        .attach(PortSpec {
-            kind: PortKind::Overlay,
-            mac: EthernetAddress([0; 6]),
-            ip: Ipv4Address::UNSPECIFIED,
-        })
-        .unwrap();
-    switch.set_overlay_peers(peers).unwrap();
-    Node { n, switch, host, a, b, overlay }
+    let config = SwitchConfig { max_ports: 8, ..testing::config(n) };
+    Node::with_overlay(
+        n,
+        2,
+        SwitchConfig { overlay: OverlayConfig { vni: VNI, ..config.overlay }, ..config },
+        peers,
+    )
 }
 
 /// Node 0 with peers 1 and 2.
@@ -72,6 +29,7 @@ fn node0() -> Node {
     node(0, &[peer(1), peer(2)])
 }
 
+/// A UDP datagram from port 40000, behind a plain virtio-net header.
 fn udp_frame(
     src_mac: EthernetAddress,
     dst_mac: EthernetAddress,
@@ -80,29 +38,7 @@ fn udp_frame(
     dst_port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let udp = UdpRepr { src_port: 40000, dst_port };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 };
-    let mut buf = vec![0u8; vnet::HEADER_LEN + eth.buffer_len() + ip.buffer_len() + ip.payload_len];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-    udp.emit(
-        &mut UdpPacket::new_unchecked(packet.payload_mut()),
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(dst),
-        payload.len(),
-        |p| p.copy_from_slice(payload),
-        &smoltcp::phy::ChecksumCapabilities::default(),
-    );
-    buf
+    Udp { eth_src: src_mac, eth_dst: dst_mac, ..Udp::new((src, 40000), (dst, dst_port), payload) }.vnet()
 }
 
 /// A frame from pod `.last` of node `n` to `dst`, as its kernel sends it
@@ -169,7 +105,7 @@ fn a_pod_reaches_another_nodes_pod_through_its_peer() {
     assert_eq!(eth(&frame).src_addr(), vtep_mac(subnet(0)), "inner source: the local VTEP");
     assert_eq!(eth(&frame).dst_addr(), vtep_mac(subnet(2)), "inner destination: the peer's VTEP");
     assert_eq!(addrs(&frame), (pod_ip(0, 2), pod_ip(2, 7)), "no NAT");
-    let overlay = n.switch.port(n.overlay).unwrap().1;
+    let overlay = n.switch.port(n.overlay_port()).unwrap().1;
     assert_eq!((overlay.tx_packets, overlay.tx_bytes), (1, (frame.len() - vnet::HEADER_LEN) as u64));
 }
 
@@ -189,7 +125,7 @@ fn the_cluster_cidr_without_a_peer_is_no_route() {
 #[test]
 fn without_an_overlay_port_remote_pods_go_to_the_node() {
     let mut n = node0();
-    n.switch.detach(n.overlay);
+    n.switch.detach(n.overlay_port());
     assert_eq!(n.switch.overlay_port(), None);
     let mut frame = from_pod(0, 2, pod_ip(1, 7), 9000);
     assert_eq!(n.process(n.a, &mut frame), Verdict::Forward { egress: n.host });
@@ -257,7 +193,7 @@ fn a_peers_frame_is_delivered_to_the_local_pod() {
     assert_eq!(eth(&buf).src_addr(), pod_mac(0, 1), "as routed by the gateway");
     assert_eq!(addrs(&buf), (pod_ip(1, 5), pod_ip(0, 2)), "both pod addresses kept");
     assert_eq!(buf[vnet::HEADER_LEN + 14..], datagram[vxlan::HEADER_LEN + 14..], "IP packet untouched");
-    let overlay = n.switch.port(n.overlay).unwrap().1;
+    let overlay = n.switch.port(n.overlay_port()).unwrap().1;
     assert_eq!(overlay.rx_packets, 1);
     assert_eq!(n.switch.port(n.a).unwrap().1.tx_packets, 1);
 
@@ -273,7 +209,7 @@ fn a_peer_speaks_for_its_own_subnet_only() {
         let datagram = datagram_from(1, src, pod_ip(0, 2), VNI);
         assert_eq!(decap(&mut n, underlay(1), &datagram).0, Verdict::Drop(DropReason::SpoofedIp), "{src}");
     }
-    assert_eq!(drops(&n, n.overlay, DropReason::SpoofedIp), 4, "counted on the overlay port");
+    assert_eq!(drops(&n, n.overlay_port(), DropReason::SpoofedIp), 4, "counted on the overlay port");
     assert_eq!(n.switch.port(n.a).unwrap().1.tx_packets, 0);
 }
 
@@ -283,11 +219,11 @@ fn unknown_senders_are_dropped_and_counted() {
     let datagram = datagram_from(1, pod_ip(1, 5), pod_ip(0, 2), VNI);
     let stranger = Ipv4Address::new(192, 168, 250, 66);
     assert_eq!(decap(&mut n, stranger, &datagram).0, Verdict::Drop(DropReason::UnknownPeer));
-    assert_eq!(drops(&n, n.overlay, DropReason::UnknownPeer), 1);
+    assert_eq!(drops(&n, n.overlay_port(), DropReason::UnknownPeer), 1);
     // A peer that left is a stranger.
     n.switch.set_overlay_peers(&[peer(2)]).unwrap();
     assert_eq!(decap(&mut n, underlay(1), &datagram).0, Verdict::Drop(DropReason::UnknownPeer));
-    assert_eq!(drops(&n, n.overlay, DropReason::UnknownPeer), 2);
+    assert_eq!(drops(&n, n.overlay_port(), DropReason::UnknownPeer), 2);
 }
 
 #[test]
@@ -305,8 +241,8 @@ fn bad_vxlan_headers_are_dropped() {
         n.switch.process_overlay(NOW, underlay(1), &mut [0u8; 1], &mut reply),
         Verdict::Drop(DropReason::Malformed)
     );
-    assert_eq!(drops(&n, n.overlay, DropReason::Malformed), 4);
-    assert_eq!(drops(&n, n.overlay, DropReason::WrongVni), 1);
+    assert_eq!(drops(&n, n.overlay_port(), DropReason::Malformed), 4);
+    assert_eq!(drops(&n, n.overlay_port(), DropReason::WrongVni), 1);
 }
 
 #[test]
@@ -330,7 +266,7 @@ fn the_overlay_is_no_transit_and_carries_no_arp() {
 
     // Nor does anything enter by the overlay port without its sender.
     let mut frame = from_pod(1, 5, pod_ip(0, 2), 9000);
-    let id = n.overlay;
+    let id = n.overlay_port();
     assert_eq!(n.process(id, &mut frame), Verdict::Drop(DropReason::UnknownPeer));
 }
 
@@ -340,9 +276,9 @@ fn one_overlay_port_owning_no_address() {
     let again =
         PortSpec { kind: PortKind::Overlay, mac: EthernetAddress([0; 6]), ip: Ipv4Address::UNSPECIFIED };
     assert_eq!(n.switch.attach(again), Err(SwitchError::OverlayPortExists));
-    let (spec, _) = n.switch.port(n.overlay).unwrap();
+    let (spec, _) = n.switch.port(n.overlay_port()).unwrap();
     assert_eq!((spec.mac, spec.ip), (vtep_mac(subnet(0)), Ipv4Address::UNSPECIFIED));
-    n.switch.detach(n.overlay);
+    n.switch.detach(n.overlay_port());
     let id = n.switch.attach(again).unwrap();
     assert_eq!(n.switch.overlay_port(), Some(id));
     // Pods and the host are unaffected.
@@ -354,8 +290,8 @@ fn one_overlay_port_owning_no_address() {
 fn a_service_backend_on_another_node() {
     let mut n = node0();
     let vip = Ipv4Address::new(10, 96, 0, 20);
-    let key = ServiceKey { vip, port: 80, proto: Protocol::Udp };
-    n.switch.upsert_service(key, &[Backend { ip: pod_ip(1, 5), port: 8080 }], Affinity::None).unwrap();
+    let key = ServiceKey { vip: vip.into(), port: 80, proto: Protocol::Udp };
+    n.switch.upsert_service(key, &[Backend { ip: pod_ip(1, 5).into(), port: 8080 }], Affinity::None).unwrap();
     let mut frame = from_pod(0, 2, vip, 80);
     assert_eq!(n.process(n.a, &mut frame), Verdict::Encapsulate { peer: underlay(1) });
     assert_eq!(addrs(&frame), (pod_ip(0, 2), pod_ip(1, 5)), "DNAT'd to the remote backend");

@@ -2,65 +2,17 @@
 //! handed to `process`, and the verdict and output bytes checked.
 
 use super::*;
-use crate::service::ServiceConfig;
-use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Packet, vnet,
-};
+use crate::testing::{self, NOW, Node, arp_request, ip, mac, with_vnet};
+use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, IpProtocol, vnet};
 use smoltcp::wire::Ipv4Repr;
 
-const NOW: Instant = Instant::ZERO;
-
-fn ip(last: u8) -> Ipv4Address {
-    Ipv4Address::new(10, 244, 0, last)
+/// Host at .1, pods .2 (a) and .3 (b), room for one more port.
+fn fixture() -> Node {
+    Node::new(0, 2, SwitchConfig { max_ports: 4, ..testing::config(0) })
 }
 
-fn mac(last: u8) -> EthernetAddress {
-    EthernetAddress([0x0a, 0x58, 10, 244, 0, last])
-}
-
-struct Fixture {
-    switch: Switch,
-    host: PortId,
-    a: PortId,
-    b: PortId,
-}
-
-fn fixture() -> Fixture {
-    let mut switch = Switch::new(SwitchConfig {
-        subnet: Ipv4Cidr::new(ip(0), 24),
-        max_ports: 4,
-        service_cidr: SwitchConfig::DEFAULT_SERVICE_CIDR,
-        services: ServiceConfig::default(),
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let host = switch.attach(PortSpec { kind: PortKind::Host, mac: mac(1), ip: ip(1) }).unwrap();
-    let a = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(2), ip: ip(2) }).unwrap();
-    let b = switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3) }).unwrap();
-    Fixture { switch, host, a, b }
-}
-
-/// An ARP request as a pod kernel sends it, behind a plain virtio-net header.
-pub(super) fn arp_request(src_mac: EthernetAddress, src_ip: Ipv4Address, target: Ipv4Address) -> Vec<u8> {
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: src_mac,
-        source_protocol_addr: src_ip,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: target,
-    };
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    };
-    let mut buf = vec![0u8; vnet::HEADER_LEN + eth.buffer_len() + arp.buffer_len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]);
-    eth.emit(&mut frame);
-    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-    buf
-}
-
+/// An IPv4 frame (protocol UDP, `payload` as the whole IP payload) behind
+/// a plain virtio-net header.
 fn ipv4_frame(
     src_mac: EthernetAddress,
     dst_mac: EthernetAddress,
@@ -75,24 +27,14 @@ fn ipv4_frame(
         payload_len: payload.len(),
         hop_limit: 64,
     };
-    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EthernetProtocol::Ipv4 };
-    let mut buf = vec![0u8; vnet::HEADER_LEN + eth.buffer_len() + ip_repr.buffer_len() + payload.len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[vnet::HEADER_LEN..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip_repr.emit(&mut packet, &smoltcp::phy::ChecksumCapabilities::default());
-    packet.payload_mut().copy_from_slice(payload);
-    buf
+    let mut frame = testing::ipv4(src_mac, dst_mac, ip_repr);
+    let at = frame.len() - payload.len();
+    frame[at..].copy_from_slice(payload);
+    with_vnet(&vnet::Repr::PLAIN, &frame)
 }
 
-fn run(ingress: PortId, f: &mut Fixture, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
-    let mut reply = [0u8; 128];
-    let verdict = f.switch.process(NOW, ingress, frame, &mut reply);
-    let len = match verdict {
-        Verdict::Reply { len } => len,
-        _ => 0,
-    };
-    (verdict, reply[..len].to_vec())
+fn run(ingress: PortId, f: &mut Node, frame: &mut [u8]) -> (Verdict, Vec<u8>) {
+    f.send(NOW, ingress, frame, 128)
 }
 
 fn parse_arp_reply(bytes: &[u8]) -> (EthernetAddress, ArpRepr) {

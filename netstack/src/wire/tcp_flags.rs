@@ -1,5 +1,6 @@
 //! TCP flag bits as they sit in byte 13 of the TCP header: what conntrack,
-//! segmentation and coalescing read and write without parsing the header.
+//! segmentation and coalescing compare and carry as one byte (smoltcp's
+//! `TcpPacket` reads and sets them one at a time).
 
 /// No more data from the sender.
 pub const FIN: u8 = 0x01;
@@ -15,3 +16,22 @@ pub const ACK: u8 = 0x10;
 pub const URG: u8 = 0x20;
 /// Congestion window reduced (ECN).
 pub const CWR: u8 = 0x80;
+
+/// Offset of the flags byte in the TCP header.
+const AT: usize = 13;
+
+/// The flags byte of `tcp`, a TCP header of at least 14 bytes (as
+/// `TcpPacket::new_checked` guarantees).
+pub fn of(tcp: &[u8]) -> u8 {
+    tcp[AT]
+}
+
+/// Sets the bits of `flags` in the flags byte of `tcp`.
+pub fn set(tcp: &mut [u8], flags: u8) {
+    tcp[AT] |= flags;
+}
+
+/// Clears the bits of `flags` in the flags byte of `tcp`.
+pub fn clear(tcp: &mut [u8], flags: u8) {
+    tcp[AT] &= !flags;
+}

@@ -21,7 +21,8 @@ pub const HEADER_LEN: usize = 8;
 /// Bytes VXLAN adds around an inner frame on an IPv4 underlay: outer
 /// Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8). Pods' MTU must be this
 /// much below the underlay's.
-pub const OVERHEAD: usize = 14 + 20 + 8 + HEADER_LEN;
+pub const OVERHEAD: usize =
+    super::ETHERNET_HEADER_LEN + super::IPV4_HEADER_LEN + super::UDP_HEADER_LEN + HEADER_LEN;
 /// The UDP port Linux's vxlan driver and flannel use by default.
 pub const DEFAULT_PORT: u16 = 8472;
 /// The `I` flag: the VNI field is valid.

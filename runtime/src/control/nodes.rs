@@ -17,7 +17,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
 
 impl ControlPlane {
     pub(super) fn add_node(&mut self, record: NodeRecord) -> Result<(), ControlError> {
-        let ipam = Pool::new(record.subnet.to_netstack()).map_err(|source| ControlError::NodeSubnet {
+        let ipam = Pool::new(*record.subnet).map_err(|source| ControlError::NodeSubnet {
             node: record.name.clone(),
             subnet: record.subnet,
             source,
@@ -162,8 +162,8 @@ impl ControlPlane {
     /// The next free /N of the cluster CIDR, N being the node subnet's prefix.
     fn free_subnet(&self) -> Result<Cidr, ControlError> {
         let net = &self.config.network;
-        let prefix = net.node_subnet.prefix;
-        let count = 1u32 << (prefix - net.cluster_cidr.prefix);
+        let prefix = net.node_subnet.prefix_len();
+        let count = 1u32 << (prefix - net.cluster_cidr.prefix_len());
         let size = 1u32 << (32 - prefix);
         (0..count)
             .map(|i| Cidr::new(net.cluster_cidr.nth(i * size), prefix))

@@ -34,9 +34,9 @@ pub fn allocate_cluster_ip(
     used: &HashSet<Ipv4Addr>,
     seed: u32,
 ) -> Result<Option<Ipv4Addr>, ModelError> {
-    let size = 1u32 << (32 - range.prefix);
+    let size = 1u32 << (32 - range.prefix_len());
     let usable = |ip: Ipv4Addr| {
-        let offset = u32::from(ip).wrapping_sub(u32::from(range.addr));
+        let offset = u32::from(ip).wrapping_sub(u32::from(range.address()));
         range.contains(ip) && offset >= 2 && offset < size - 1 && ip != dns
     };
     match request {
@@ -145,11 +145,11 @@ pub fn switch_entries(service: &Service, endpoints: &Endpoints) -> Vec<SwitchEnt
                     ports
                         .iter()
                         .find(|p| p.name == port.name && p.protocol == port.protocol)
-                        .map(|p| Backend { ip: address.ip, port: p.port })
+                        .map(|p| Backend { ip: address.ip.into(), port: p.port })
                 })
                 .collect();
             backends.sort();
-            (ServiceKey { vip, port: port.port, proto }, backends, affinity)
+            (ServiceKey { vip: vip.into(), port: port.port, proto }, backends, affinity)
         })
         .collect()
 }
@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(eps.subsets[0].1[0].port, 8080);
         assert!(eps.problems[0].contains("`http`"), "{:?}", eps.problems);
         let entries = switch_entries(&svc, &eps);
-        assert_eq!(entries[0].1, vec![Backend { ip: Ipv4Addr::new(10, 244, 0, 2), port: 8080 }]);
+        assert_eq!(entries[0].1, vec![Backend { ip: Ipv4Addr::new(10, 244, 0, 2).into(), port: 8080 }]);
 
         let eps = endpoints(&svc, views([false, true, true]));
         assert!(eps.subsets.is_empty());

@@ -83,7 +83,7 @@ impl NodeRuntime {
                     ("created".into(), s.created),
                     ("expired".into(), s.expired),
                     ("refused".into(), s.refused),
-                    ("per_pod_limit".into(), u64::from(table.per_owner())),
+                    ("per_pod_limit".into(), u64::from(table.max_flows_per_pod())),
                     ("over_quota".into(), s.over_quota),
                 ];
                 (dns, flows)

@@ -106,14 +106,14 @@ impl NodeRuntime {
         let (upstream_tx, upstream_rx) = mpsc::channel(1024);
         let dataplane = Dataplane::start(
             SwitchConfig {
-                subnet: subnet.to_netstack(),
+                subnet: *subnet,
                 max_ports: limits.max_pods + 1,
-                service_cidr: net.service_cidr.to_netstack(),
+                service_cidr: *net.service_cidr,
                 services: ServiceConfig {
                     max_services: limits.max_services,
                     max_backends: limits.max_backends,
                     max_flows: limits.max_flows,
-                    max_flows_per_port: limits.flows_per_pod(),
+                    max_flows_per_pod: limits.flows_per_pod(),
                     max_affinities: limits.max_affinities,
                     timeouts: Timeouts::default(),
                     hash_seed: random::seed()?,
@@ -121,8 +121,8 @@ impl NodeRuntime {
                 cluster_dns: net.cluster_dns,
                 dns: zone::zone_config(config),
                 overlay: netstack::overlay::OverlayConfig {
-                    cluster_cidr: net.cluster_cidr.to_netstack(),
-                    vtep_mac: netstack::overlay::vtep_mac(subnet.to_netstack()),
+                    cluster_cidr: *net.cluster_cidr,
+                    vtep_mac: netstack::overlay::vtep_mac(*subnet),
                     vni: config.cluster.vni,
                     udp_port: config.cluster.vxlan_port,
                     ..Default::default()
@@ -141,14 +141,14 @@ impl NodeRuntime {
                 mac: mac_for(gateway),
                 mtu: config.pod_mtu(),
                 txqueuelen: tap::QUEUE_LEN,
-                address: (gateway, subnet.prefix),
+                address: (gateway, subnet.prefix_len()),
                 gateway: None,
             })
             .await
             .map_err(|source| NodeError::Configure { name: net.host_interface.clone(), source })?;
         // ClusterIPs are reachable from the node too, as kube-proxy makes them.
         netlink
-            .add_route(&net.host_interface, net.service_cidr.addr, net.service_cidr.prefix)
+            .add_route(&net.host_interface, net.service_cidr.address(), net.service_cidr.prefix_len())
             .await
             .map_err(|source| NodeError::Route {
                 cidr: net.service_cidr,
@@ -257,9 +257,14 @@ async fn start_overlay(
         .map_err(|source| NodeError::OverlayBind { port: cluster.vxlan_port, source })?;
     crate::dataplane::overlay::tune(&socket);
     dataplane.attach_overlay(socket, cluster.vxlan_port).await.map_err(NodeError::AttachOverlay)?;
-    netlink.add_route(&net.host_interface, net.cluster_cidr.addr, net.cluster_cidr.prefix).await.map_err(
-        |source| NodeError::Route { cidr: net.cluster_cidr, interface: net.host_interface.clone(), source },
-    )?;
+    netlink
+        .add_route(&net.host_interface, net.cluster_cidr.address(), net.cluster_cidr.prefix_len())
+        .await
+        .map_err(|source| NodeError::Route {
+        cidr: net.cluster_cidr,
+        interface: net.host_interface.clone(),
+        source,
+    })?;
     tracing::info!(
         "overlay: VXLAN VNI {} on UDP {}, {} static peers, pod MTU {}",
         cluster.vni,

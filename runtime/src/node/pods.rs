@@ -232,7 +232,7 @@ impl NodeRuntime {
         let sandbox_spec = SandboxSpec {
             netns: netns_name.clone(),
             ip: record.ip,
-            prefix: self.options.subnet.prefix,
+            prefix: self.options.subnet.prefix_len(),
             gateway: self.gateway,
             mac: mac_for(record.ip),
             mtu: self.options.config.pod_mtu(),

@@ -29,11 +29,7 @@ impl NodeRuntime {
         }
         let mut wanted: Vec<OverlayPeer> =
             config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
-        wanted.extend(desired.peers.iter().map(|p| OverlayPeer {
-            subnet: p.subnet.to_netstack(),
-            underlay: p.address,
-            vtep_mac: netstack::overlay::vtep_mac(p.subnet.to_netstack()),
-        }));
+        wanted.extend(desired.peers.iter().map(|p| OverlayPeer::podnet(*p.subnet, p.address)));
         if wanted == self.peers_pushed {
             return;
         }
@@ -53,9 +49,12 @@ impl NodeRuntime {
             .map(|(k, backends, affinity)| (k, (backends, affinity)))
             .collect();
         // DNS over TCP to the cluster DNS address reaches the agent's listener.
-        let dns_tcp =
-            ServiceKey { vip: self.options.config.network.cluster_dns, port: 53, proto: Protocol::Tcp };
-        let listener = Backend { ip: self.gateway, port: self.dns_tcp_port };
+        let dns_tcp = ServiceKey {
+            vip: self.options.config.network.cluster_dns.into(),
+            port: 53,
+            proto: Protocol::Tcp,
+        };
+        let listener = Backend { ip: self.gateway.into(), port: self.dns_tcp_port };
         wanted.insert(dns_tcp, (vec![listener], Affinity::None));
         if wanted == self.pushed {
             return;

@@ -52,7 +52,7 @@ pub(super) fn zone_config(config: &NodeConfig) -> ZoneConfig {
         ttl: net.dns_ttl,
         max_services: usize::from(limits.max_services),
         max_pods: limits.max_cluster_pods as usize,
-        cluster_cidrs: vec![net.cluster_cidr.to_netstack(), net.service_cidr.to_netstack()],
+        cluster_cidrs: vec![*net.cluster_cidr, *net.service_cidr],
         ..Default::default()
     }
 }

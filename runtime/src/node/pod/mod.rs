@@ -12,11 +12,10 @@ pub mod seccomp;
 
 use std::net::Ipv4Addr;
 
-/// The MAC a pod with address `ip` gets: 0a:58 followed by the IPv4 address,
-/// as Kubernetes' CNI plugins do, so an address tells its MAC at a glance.
+/// The MAC a pod (or gateway) with address `ip` gets, as bytes for
+/// netlink: podnet's MAC scheme, [`netstack::mac::of_ip`].
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = ip.octets();
-    [0x0a, 0x58, a, b, c, d]
+    netstack::mac::of_ip(ip).0
 }
 
 /// Name of the pod's named network namespace: `pn.<node>.<ns>.<pod>`. Dots
