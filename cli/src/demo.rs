@@ -3,7 +3,6 @@
 //! the switch, then everything removed. It drives the real CLI so what it
 //! prints is what a user would type.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -41,12 +40,7 @@ fn which(program: &str) -> Option<PathBuf> {
 /// Runs `cmd` inside the named namespace `ns`.
 fn in_netns(cmd: &mut Command, ns: &Path) -> Result<(), CliError> {
     let file = std::fs::File::open(ns).map_err(step(format!("open {}", ns.display())))?;
-    // SAFETY: setns is a plain system call on an fd opened before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-        });
-    }
+    crate::sys::setns_before_exec(cmd, file);
     Ok(())
 }
 

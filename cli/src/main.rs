@@ -1,6 +1,9 @@
 //! The `podnet` command: `podnet node up` runs the agent; every other verb
 //! talks to a running agent over its control socket.
 
+// Unsafe code lives in `sys`, behind safe wrappers.
+#![deny(unsafe_code)]
+
 mod args;
 mod capture;
 mod demo;
@@ -8,6 +11,8 @@ mod error;
 mod exec;
 mod expose;
 mod kube;
+#[allow(unsafe_code)]
+mod sys;
 mod table;
 
 use std::collections::BTreeMap;
@@ -30,10 +35,7 @@ fn main() -> ExitCode {
         // A CLI whose reader went away (`podnet get pods | head -1`) ends
         // quietly like any Unix tool, instead of panicking on EPIPE. The
         // agent keeps Rust's default of ignoring SIGPIPE for its sockets.
-        // SAFETY: setting a signal disposition before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        let _ = sys::default_sigpipe();
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

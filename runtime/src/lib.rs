@@ -3,7 +3,8 @@
 //! netstack switch with them.
 //!
 //! The floors, bottom up:
-//! - `sys` — the kernel: namespaces, netlink, randomness.
+//! - `sys` — the kernel: namespaces, netlink, randomness, and the only
+//!   `unsafe` code of the crate (denied everywhere else).
 //! - `dataplane` — the data plane's I/O: TAPs, the data-plane thread, the
 //!   overlay socket, the egress endpoint.
 //! - `listeners` — what the node serves to the outside and to pods: node
@@ -17,6 +18,10 @@
 //! - `api` — the control socket the CLI talks to.
 //! - `agent` — the event loop that joins them.
 
+// Unsafe code lives in `sys`, behind safe wrappers; the few hooks that must
+// run between fork and exec say so where they are allowed.
+#![deny(unsafe_code)]
+
 pub mod agent;
 pub mod api;
 pub mod cluster;
@@ -29,4 +34,5 @@ pub mod listeners;
 pub mod model;
 pub mod node;
 pub mod store;
+#[allow(unsafe_code)]
 pub mod sys;

@@ -604,12 +604,8 @@ const DATAPLANE_NICE: libc::c_int = -10;
 /// so a flood takes at most one core. Best effort: without CAP_SYS_NICE the
 /// thread keeps the default.
 fn raise_priority() {
-    let tid = nix::unistd::gettid().as_raw();
-    // SAFETY: setpriority only reads its integer arguments; `tid` is this
-    // thread's own id.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, DATAPLANE_NICE) };
-    if rc != 0 {
-        tracing::debug!("data plane: nice {DATAPLANE_NICE} refused: {}", io::Error::last_os_error());
+    if let Err(e) = crate::sys::process::set_thread_nice(nix::unistd::gettid(), DATAPLANE_NICE) {
+        tracing::debug!("data plane: nice {DATAPLANE_NICE} refused: {e}");
     }
 }
 

@@ -4,10 +4,12 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use netstack::wire::vnet;
+
+use crate::sys::tun;
 
 /// Queue length of the TAPs (pods' `eth0`, the node's `podnet0`): frames a
 /// pod's kernel can hand over while the data-plane thread is busy. At the
@@ -24,27 +26,12 @@ const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 
-nix::ioctl_write_ptr_bad!(
-    tun_set_iff,
-    nix::request_code_write!(b'T', 202, size_of::<libc::c_int>()),
-    libc::ifreq
-);
-nix::ioctl_write_int_bad!(tun_set_persist, nix::request_code_write!(b'T', 203, size_of::<libc::c_int>()));
-nix::ioctl_write_int_bad!(tun_set_offload, nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>()));
-nix::ioctl_write_ptr_bad!(
-    tun_set_vnet_hdr_size,
-    nix::request_code_write!(b'T', 216, size_of::<libc::c_int>()),
-    libc::c_int
-);
-
 /// Makes the TAP behind `fd` outlive the fd: it stays (with its addresses
 /// and routes) until its namespace goes, and [`open`] with its name attaches
 /// to it again. Pods' TAPs are persistent so a pod keeps its network while
 /// a killed agent restarts.
 pub fn persist(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fd is an open, attached tun device; the argument is an int.
-    unsafe { tun_set_persist(fd.as_raw_fd(), 1) }?;
-    Ok(())
+    tun::set_persist(fd.as_fd(), true)
 }
 
 /// Opens a TAP named `name` in the calling thread's network namespace, or
@@ -59,23 +46,10 @@ pub fn open(name: &str) -> io::Result<OwnedFd> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
-    let fd = file.as_raw_fd();
-
-    // SAFETY: ifreq is plain old data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    let hdr_len = vnet::HEADER_LEN as libc::c_int;
-    let offload = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    // SAFETY: fd is an open tun device; the pointers are to live, correctly
-    // typed values, as the kernel's tun ioctls expect.
-    unsafe {
-        tun_set_iff(fd, &req)?;
-        tun_set_vnet_hdr_size(fd, &hdr_len)?;
-        tun_set_offload(fd, offload as libc::c_int)?;
-    }
+    let fd = file.as_fd();
+    tun::set_iff(fd, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
+    tun::set_vnet_hdr_size(fd, vnet::HEADER_LEN as libc::c_int)?;
+    tun::set_offload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)?;
     Ok(file.into())
 }
 

@@ -325,8 +325,7 @@ mod tests {
             }
         }));
         let _first = UnixStream::connect(&path).await.unwrap();
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = nix::unistd::geteuid().as_raw();
         assert_eq!(rx.recv().await.unwrap(), Client::Uid(uid));
         let mut second = UnixStream::connect(&path).await.unwrap();
         assert_eq!(second.read(&mut [0u8; 1]).await.unwrap(), 0, "refused: closed at once");

@@ -167,13 +167,10 @@ impl Drop for Pipe {
 
 /// Moves up to `len` bytes from `from` to `to`, without blocking.
 fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-    // SAFETY: both descriptors are borrowed, so open for the call; null
-    // offsets (pipes and sockets have none) point at no memory.
-    let n = unsafe {
-        libc::splice(from.as_raw_fd(), std::ptr::null_mut(), to.as_raw_fd(), std::ptr::null_mut(), len, flags)
-    };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    use nix::fcntl::SpliceFFlags;
+    // No offsets: pipes and sockets have none.
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    nix::fcntl::splice(from, None, to, None, len, flags).map_err(io::Error::from)
 }
 
 /// Errors saying splice does not work with this descriptor, not that the

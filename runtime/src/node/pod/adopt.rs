@@ -7,11 +7,8 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 
-use tokio::io::unix::AsyncFd;
-
-use crate::sys::netns;
+use crate::sys::{self, netns};
 
 /// The command a pod was started with: the oldest session leader inside its
 /// namespace whose environment names the pod's `uid` (`POD_UID`), so a
@@ -36,25 +33,15 @@ pub fn started_at(pid: i32) -> Option<u64> {
         .ok()?
         .lines()
         .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     Some(boot + ticks / u64::try_from(hz).ok().filter(|hz| *hz > 0)?)
 }
 
 /// Waits until `pid` exits. An error means it could not be watched (it may
 /// already be gone).
 pub async fn wait_exit(pid: i32) -> io::Result<()> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     // A pidfd becomes readable when its process exits.
-    // SAFETY: the AsyncFd owns `fd`, which stays open and the same until it drops.
-    let watched = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(io::Error::from)?;
+    let watched = sys::process::watch(sys::process::pidfd_open(pid)?, tokio::io::Interest::READABLE)?;
     let _ = watched.readable().await?;
     Ok(())
 }

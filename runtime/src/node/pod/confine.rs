@@ -8,6 +8,7 @@
 use std::io;
 
 use crate::model::{RunAs, SecurityContext};
+use crate::sys::caps;
 
 use super::seccomp;
 
@@ -81,19 +82,14 @@ impl Confinement {
     /// and in Kubernetes' allowPrivilegeEscalation default); the bounding set
     /// still caps what they can regain.
     pub fn apply(&self) -> io::Result<()> {
-        let check = |rc: libc::c_int| if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY (this block): plain system calls on local data.
-        unsafe {
-            check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit))?;
-            limit.rlim_cur =
-                libc::rlim_t::try_from(NOFILE_SOFT).unwrap_or(libc::rlim_t::MAX).min(limit.rlim_max);
-            check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit))?;
-        }
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+        let soft = libc::rlim_t::try_from(NOFILE_SOFT).unwrap_or(libc::rlim_t::MAX).min(hard);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
         if let Some(sandbox) = &self.sandbox {
             for cap in (0..=sandbox.last_cap).filter(|c| !DEFAULT_CAPS.contains(c)) {
-                // SAFETY: prctl with integer arguments.
-                check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+                caps::drop_bounding(cap)?;
             }
             if let Some(filters) = &sandbox.filters {
                 seccomp::install(filters)?;
@@ -101,53 +97,18 @@ impl Confinement {
         }
         if let Some(RunAs { uid, gid }) = self.run_as {
             // Leaving uid 0 clears the permitted and effective sets.
-            // SAFETY: plain system calls on local data.
-            unsafe {
-                check(libc::setgroups(1, &gid))?;
-                check(libc::setresgid(gid, gid, gid))?;
-                check(libc::setresuid(uid, uid, uid))?;
-            }
+            let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+            setgroups(&[gid])?;
+            setresgid(gid, gid, gid)?;
+            setresuid(uid, uid, uid)?;
         }
         if self.sandbox.is_some() {
             let mask = if self.run_as.is_some_and(|r| r.uid != 0) { 0 } else { default_caps_mask() };
-            set_caps(mask)?;
-            // SAFETY: prctl with integer arguments.
-            check(unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
-            })?;
+            caps::set(mask)?;
+            caps::clear_ambient()?;
         }
         Ok(())
     }
-}
-
-/// Sets the effective and permitted sets to `mask`, the inheritable set to
-/// nothing.
-fn set_caps(mask: u64) -> io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header { version: VERSION_3, pid: 0 };
-    let half = |shift: u32| {
-        let bits = (mask >> shift) as u32;
-        Data { effective: bits, permitted: bits, inheritable: 0 }
-    };
-    let data = [half(0), half(32)];
-    // SAFETY: capset reads a v3 header and two data words.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -170,8 +131,12 @@ mod tests {
             let mut cmd = std::process::Command::new("cat");
             cmd.arg("/proc/self/status");
             use std::os::unix::process::CommandExt;
-            // SAFETY: `apply` makes only system calls.
-            unsafe { cmd.pre_exec(move || confinement.apply()) };
+            // SAFETY: `apply` makes only system calls on data made before
+            // the fork, as a hook between fork and exec must.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(move || confinement.apply())
+            };
             String::from_utf8(cmd.output().unwrap().stdout).unwrap()
         };
         let field = |status: &str, name: &str| {

@@ -126,7 +126,12 @@ impl PodEntry {
                 .spawn(move || {
                     self.enter_pid_namespace()?;
                     use std::os::unix::process::CommandExt;
-                    // SAFETY: `enter` makes only system calls on data prepared before the fork.
+                    // The one hook the crate cannot wrap in `sys`: it enters
+                    // the pod with code from `pod::{mounts, confine}`.
+                    // SAFETY: `enter` makes only system calls on data
+                    // prepared before the fork (no allocation, no lock), as
+                    // a hook between fork and exec must.
+                    #[allow(unsafe_code)]
                     unsafe {
                         command.pre_exec(move || self.enter());
                     }

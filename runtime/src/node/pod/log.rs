@@ -280,14 +280,9 @@ fn ensure_fifo(fifo: &Path) -> io::Result<()> {
 /// The FIFO's read end, blocking: opened without waiting for a writer.
 fn open_reader(fifo: &Path) -> io::Result<File> {
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(fifo)?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    // SAFETY: fcntl on a descriptor this function owns.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_retain(fcntl(&file, FcntlArg::F_GETFL)?);
+    fcntl(&file, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
     Ok(file)
 }
 

@@ -12,7 +12,10 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::AT_FDCWD;
 use nix::mount::{MsFlags, mount};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod, umask};
+use nix::unistd::{mkdir, symlinkat};
 
 /// Files runc masks with /dev/null.
 const MASKED_FILES: &[&CStr] = &[
@@ -130,25 +133,25 @@ impl Mounts {
         let none = None::<&str>;
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
         mount(Some("tmpfs"), "/dev", Some("tmpfs"), flags, Some("mode=755,size=64k")).map_err(err)?;
-        let check = |rc: libc::c_int| if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
-        // SAFETY (this block): plain system calls on constant paths.
-        unsafe {
-            let umask = libc::umask(0);
-            for (path, major, minor) in DEVICES {
-                let rc = libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(*major, *minor));
-                if rc < 0 {
-                    libc::umask(umask);
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            libc::umask(umask);
-            for (link, target) in DEV_LINKS {
-                check(libc::symlink(target.as_ptr(), link.as_ptr()))?;
-            }
-            check(libc::mkdir(c"/dev/pts".as_ptr(), 0o755))?;
-            check(libc::mkdir(c"/dev/shm".as_ptr(), 0o1777))?;
-            check(libc::mkdir(c"/dev/mqueue".as_ptr(), 0o755))?;
+        // Paths are &CStr: nix passes them through without allocating, as a
+        // hook between fork and exec must.
+        let old_umask = umask(Mode::empty());
+        let made = DEVICES.iter().try_for_each(|(path, major, minor)| {
+            mknod(
+                *path,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev((*major).into(), (*minor).into()),
+            )
+        });
+        umask(old_umask);
+        made.map_err(err)?;
+        for (link, target) in DEV_LINKS {
+            symlinkat(*target, AT_FDCWD, *link).map_err(err)?;
         }
+        mkdir(c"/dev/pts", Mode::from_bits_truncate(0o755)).map_err(err)?;
+        mkdir(c"/dev/shm", Mode::from_bits_truncate(0o1777)).map_err(err)?;
+        mkdir(c"/dev/mqueue", Mode::from_bits_truncate(0o755)).map_err(err)?;
         let pts = Some("newinstance,ptmxmode=0666,mode=0620");
         mount(Some("devpts"), "/dev/pts", Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, pts)
             .map_err(err)?;

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use super::enter::PodEntry;
 use crate::model::SecurityContext;
-use crate::sys::netns;
+use crate::sys::{self, netns};
 
 /// The variables every pod process has besides the downward-API ones: a
 /// PATH as container runtimes default to, and HOME.
@@ -42,23 +42,6 @@ pub fn set_own_oom_score_adj(value: i32) -> io::Result<()> {
     std::fs::write("/proc/self/oom_score_adj", value.to_string())
 }
 
-/// Sets the OOM score adjustment in a forked child before exec: only system
-/// calls on data made before the fork. Raising it needs no privilege.
-fn child_oom_score_adj(value: &'static [u8]) -> io::Result<()> {
-    // SAFETY: open/write/close on a NUL-terminated static path and a static
-    // buffer; async-signal-safe, as required between fork and exec.
-    unsafe {
-        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let written = libc::write(fd, value.as_ptr().cast(), value.len());
-        let result = if written < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
-        libc::close(fd);
-        result
-    }
-}
-
 /// Starts `command` inside the pod, PID 1 of its own PID namespace and in a
 /// session of its own, with `env` as its whole environment and `output` (the
 /// pod's log pipe, see `log.rs`) as its stdout and stderr.
@@ -80,11 +63,7 @@ pub fn spawn(
         .stdout(out)
         .stderr(err)
         .current_dir("/");
-    // SAFETY: the hook makes only async-signal-safe system calls.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| child_oom_score_adj(POD_OOM_SCORE_TEXT));
-    }
+    sys::process::oom_score_adj_before_exec(&mut cmd, POD_OOM_SCORE_TEXT);
     let runtime = tokio::runtime::Handle::current();
     entry.spawn(cmd, move |cmd| {
         let _runtime = runtime.enter();

@@ -159,20 +159,7 @@ fn no_x32() -> BpfProgram {
 /// system calls, for a pre_exec hook.
 pub fn install(filters: &Filters) -> io::Result<()> {
     for filter in filters {
-        let program =
-            libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-        // SAFETY: the kernel copies the program; `filter` outlives the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &program as *const libc::sock_fprog,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::sys::seccomp::set_mode_filter(filter)?;
     }
     Ok(())
 }
@@ -184,53 +171,56 @@ mod tests {
     /// Runs `f` in a forked child with the filters installed and returns
     /// what it exited with.
     fn in_filtered_child(f: impl FnOnce() -> i32) -> i32 {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        use nix::unistd::{ForkResult, fork};
         let filters = default_filters().unwrap().expect("a seccomp backend on the test machine");
-        // SAFETY: the child only makes system calls and exits.
-        match unsafe { libc::fork() } {
-            0 => {
+        // SAFETY: the child makes only system calls (on constant arguments,
+        // no allocation) and leaves with _exit.
+        #[allow(unsafe_code)]
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
                 let code = if install(&filters).is_ok() { f() } else { 99 };
-                // SAFETY: leaving the forked child without running the parent's destructors.
-                unsafe { libc::_exit(code) }
+                crate::sys::process::exit_child(code)
             }
-            pid => {
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                libc::WEXITSTATUS(status)
-            }
+            ForkResult::Parent { child } => match waitpid(child, None).unwrap() {
+                WaitStatus::Exited(_, code) => code,
+                other => panic!("filtered child: {other:?}"),
+            },
         }
     }
 
-    fn errno() -> i32 {
-        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    /// The errno of a failed call, 0 for success.
+    fn errno<T>(result: nix::Result<T>) -> i32 {
+        result.err().map_or(0, |e| e as i32)
     }
 
     #[test]
     fn the_filter_refuses_namespaces_mounts_and_devices_and_allows_the_rest() {
+        use nix::fcntl::AT_FDCWD;
+        use nix::sys::stat::{Mode, SFlag, mknodat};
         if !nix::unistd::Uid::effective().is_root() {
             return; // installing a filter without no_new_privs needs CAP_SYS_ADMIN
         }
-        // SAFETY (all closures): plain system calls on constant arguments.
-        let unshare_user = in_filtered_child(|| unsafe { libc::unshare(libc::CLONE_NEWUSER) + errno() });
-        assert_eq!(unshare_user, -1 + libc::EPERM);
-        let umount =
-            in_filtered_child(|| unsafe { libc::umount2(c"/".as_ptr(), libc::MNT_DETACH) + errno() });
-        assert_eq!(umount, -1 + libc::EPERM);
-        let device = in_filtered_child(|| unsafe {
-            libc::mknodat(libc::AT_FDCWD, c"/tmp/podnet-seccomp-test-dev".as_ptr(), libc::S_IFCHR | 0o600, 0)
-                + errno()
+        let unshare_user =
+            in_filtered_child(|| errno(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)));
+        assert_eq!(unshare_user, libc::EPERM);
+        let umount = in_filtered_child(|| errno(nix::mount::umount2(c"/", nix::mount::MntFlags::MNT_DETACH)));
+        assert_eq!(umount, libc::EPERM);
+        let rw = Mode::from_bits_truncate(0o600);
+        let device = in_filtered_child(|| {
+            errno(mknodat(AT_FDCWD, c"/tmp/podnet-seccomp-test-dev", SFlag::S_IFCHR, rw, 0))
         });
-        assert_eq!(device, -1 + libc::EPERM);
+        assert_eq!(device, libc::EPERM);
         // A FIFO is allowed, as are ordinary calls.
-        let fifo = in_filtered_child(|| unsafe {
+        let fifo = in_filtered_child(|| {
             let path = c"/tmp/podnet-seccomp-test-fifo";
-            libc::unlink(path.as_ptr());
-            let rc = libc::mknodat(libc::AT_FDCWD, path.as_ptr(), libc::S_IFIFO | 0o600, 0);
-            libc::unlink(path.as_ptr());
-            rc
+            let _ = nix::unistd::unlink(path);
+            let made = errno(mknodat(AT_FDCWD, path, SFlag::S_IFIFO, rw, 0));
+            let _ = nix::unistd::unlink(path);
+            made
         });
         assert_eq!(fifo, 0);
-        let pid = in_filtered_child(|| unsafe { i32::from(libc::getpid() > 0) });
+        let pid = in_filtered_child(|| i32::from(nix::unistd::getpid().as_raw() > 0));
         assert_eq!(pid, 1);
     }
 }
