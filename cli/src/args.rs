@@ -10,7 +10,7 @@ use runtime::model::{
 /// podnet: Kubernetes-style pod networking for edge clusters, in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "podnet", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The agent's control socket.
     #[arg(long, global = true, env = "PODNET_SOCKET", default_value = runtime::api::DEFAULT_SOCKET)]
     pub socket: PathBuf,
@@ -22,7 +22,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run or inspect this node's agent.
     Node {
         #[command(subcommand)]
@@ -131,7 +131,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum NodeCommand {
+pub(crate) enum NodeCommand {
     /// Run the node agent in the foreground (Ctrl-C stops it and removes its pods).
     Up(NodeUpArgs),
     /// Per-port packet, byte and drop counters of the switch.
@@ -143,7 +143,7 @@ pub enum NodeCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct NodeUpArgs {
+pub(crate) struct NodeUpArgs {
     /// Board config (board-configs/*.toml); built-in defaults without it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -174,7 +174,7 @@ pub struct NodeUpArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Report every problem in a board config, with its line.
     Check {
         /// The file.
@@ -183,14 +183,14 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct Namespace {
+pub(crate) struct Namespace {
     /// Namespace.
     #[arg(short = 'n', long = "namespace", default_value = "default")]
     pub namespace: String,
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Pod name.
     pub name: String,
     #[command(flatten)]
@@ -213,7 +213,7 @@ pub struct RunArgs {
 
 /// Ports and readiness of a pod.
 #[derive(Debug, Args)]
-pub struct PodOptions {
+pub(crate) struct PodOptions {
     /// A port the pod serves, [NAME:]PORT[/TCP|UDP]; repeatable.
     #[arg(long = "port")]
     pub ports: Vec<ContainerPort>,
@@ -233,13 +233,13 @@ pub struct PodOptions {
 
 impl PodOptions {
     /// The pod's securityContext.
-    pub fn security(&self) -> SecurityContext {
+    pub(crate) fn security(&self) -> SecurityContext {
         SecurityContext { privileged: self.privileged, run_as: self.user }
     }
 }
 
 #[derive(Debug, Args)]
-pub struct ExposeArgs {
+pub(crate) struct ExposeArgs {
     /// deployment or pod.
     pub kind: Kind,
     /// Its name.
@@ -280,7 +280,7 @@ pub struct ExposeArgs {
 
 /// sessionAffinity on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Affinity {
+pub(crate) enum Affinity {
     #[value(name = "None")]
     None,
     #[value(name = "ClientIP")]
@@ -288,7 +288,7 @@ pub enum Affinity {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CreateServiceCommand {
+pub(crate) enum CreateServiceCommand {
     /// A Service whose DNS name is a CNAME to an outside name.
     Externalname {
         /// Service name.
@@ -302,7 +302,7 @@ pub enum CreateServiceCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CreateCommand {
+pub(crate) enum CreateCommand {
     /// Create a Service.
     Service {
         #[command(subcommand)]
@@ -329,7 +329,7 @@ pub enum CreateCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// pods, deployments or nodes.
     pub kind: Kind,
     /// One object by name.
@@ -346,7 +346,7 @@ pub struct GetArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
+pub(crate) enum Kind {
     #[value(alias = "pods", alias = "po")]
     Pod,
     #[value(alias = "deployments", alias = "deploy")]
@@ -360,7 +360,7 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Wide,
     Json,
     Yaml,

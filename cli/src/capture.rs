@@ -17,7 +17,7 @@ use crate::error::{CliError, step};
 /// Room for a 64 KiB GSO super-frame plus its Ethernet header.
 const SNAPLEN: u32 = 262_144;
 
-pub async fn run(
+pub(crate) async fn run(
     socket: &Path,
     namespace: &str,
     pod: &str,

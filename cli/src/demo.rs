@@ -62,7 +62,7 @@ impl Demo {
     }
 }
 
-pub async fn run() -> Result<ExitCode, CliError> {
+pub(crate) async fn run() -> Result<ExitCode, CliError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "podnet demo must run as root: it creates network namespaces and TAP devices (try sudo)".into()

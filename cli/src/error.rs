@@ -69,7 +69,9 @@ impl From<&str> for CliError {
 }
 
 /// Wraps an error with the step that failed: `.map_err(step("cannot start the agent"))`.
-pub fn step<E: std::error::Error + Send + Sync + 'static>(what: impl Display) -> impl FnOnce(E) -> CliError {
+pub(crate) fn step<E: std::error::Error + Send + Sync + 'static>(
+    what: impl Display,
+) -> impl FnOnce(E) -> CliError {
     let what = what.to_string();
     move |source| CliError::Step { what, source: Box::new(source) }
 }

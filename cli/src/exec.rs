@@ -12,7 +12,7 @@ use runtime::node::pod::enter::PodEntry;
 
 use crate::error::{CliError, step};
 
-pub async fn run(
+pub(crate) async fn run(
     socket: &Path,
     namespace: &str,
     pod: &str,

@@ -15,7 +15,7 @@ use crate::error::CliError;
 use crate::{call, parse_labels, unexpected};
 
 /// The affinity the flags ask for.
-pub fn affinity(choice: Affinity, timeout: Option<u32>) -> Result<SessionAffinity, CliError> {
+pub(crate) fn affinity(choice: Affinity, timeout: Option<u32>) -> Result<SessionAffinity, CliError> {
     match (choice, timeout) {
         (Affinity::None, Some(_)) => {
             Err("--session-affinity-timeout needs --session-affinity ClientIP".into())
@@ -28,7 +28,7 @@ pub fn affinity(choice: Affinity, timeout: Option<u32>) -> Result<SessionAffinit
     }
 }
 
-pub async fn run(socket: &Path, args: ExposeArgs) -> Result<String, CliError> {
+pub(crate) async fn run(socket: &Path, args: ExposeArgs) -> Result<String, CliError> {
     let namespace = args.ns.namespace.clone();
     let selector = if args.selector.is_empty() {
         default_selector(socket, args.kind, &namespace, &args.name).await?

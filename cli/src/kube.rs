@@ -28,7 +28,7 @@ fn security_context(mut container: Value, security: &runtime::model::SecurityCon
 }
 
 /// A pod as `kubectl get pod -o json` shows one.
-pub fn pod(pod: &Pod) -> Value {
+pub(crate) fn pod(pod: &Pod) -> Value {
     let spec = &pod.spec;
     let status = &pod.status;
     let mut metadata = json!({
@@ -75,7 +75,7 @@ pub fn pod(pod: &Pod) -> Value {
 }
 
 /// A deployment as `kubectl get deployment -o json` shows one.
-pub fn deployment(d: &Deployment) -> Value {
+pub(crate) fn deployment(d: &Deployment) -> Value {
     let spec = &d.spec;
     json!({
         "apiVersion": "apps/v1",
@@ -104,7 +104,7 @@ pub fn deployment(d: &Deployment) -> Value {
 }
 
 /// A Service as `kubectl get svc -o json` shows one.
-pub fn service(s: &Service) -> Value {
+pub(crate) fn service(s: &Service) -> Value {
     let spec = &s.spec;
     let ports: Vec<Value> = spec
         .ports
@@ -160,7 +160,7 @@ pub fn service(s: &Service) -> Value {
 }
 
 /// Endpoints as `kubectl get endpoints -o json` shows them.
-pub fn endpoints(e: &Endpoints) -> Value {
+pub(crate) fn endpoints(e: &Endpoints) -> Value {
     let address = |ip: &std::net::Ipv4Addr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
     let subsets: Vec<Value> = e
         .subsets
@@ -190,7 +190,7 @@ pub fn endpoints(e: &Endpoints) -> Value {
 }
 
 /// A node as `kubectl get node -o json` shows one.
-pub fn node(n: &NodeInfo) -> Value {
+pub(crate) fn node(n: &NodeInfo) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -205,6 +205,6 @@ pub fn node(n: &NodeInfo) -> Value {
 }
 
 /// Several objects as a `kind: List`.
-pub fn list(items: Vec<Value>) -> Value {
+pub(crate) fn list(items: Vec<Value>) -> Value {
     json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "" }, "items": items })
 }

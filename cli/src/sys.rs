@@ -11,14 +11,14 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 
 /// Restores the default disposition of SIGPIPE (death), which Rust's
 /// runtime sets to ignored.
-pub fn default_sigpipe() -> nix::Result<()> {
+pub(crate) fn default_sigpipe() -> nix::Result<()> {
     // SAFETY: SIG_DFL installs no handler, so no handler code can run at an
     // unsafe moment; the call only changes a disposition.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Makes `cmd`'s child enter the network namespace `netns` before exec.
-pub fn setns_before_exec(cmd: &mut Command, netns: File) {
+pub(crate) fn setns_before_exec(cmd: &mut Command, netns: File) {
     // SAFETY: the hook runs between fork and exec, where only
     // async-signal-safe calls may be made: it makes one setns system call on
     // a descriptor opened before the fork, and on failure converts the errno

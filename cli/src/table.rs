@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use runtime::model::{Deployment, Endpoints, NodeInfo, Phase, Pod, Service};
 
 /// Renders rows under headers with kubectl's spacing.
-pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -31,7 +31,7 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// kubectl's AGE: the largest unit, e.g. 42s, 5m, 3h, 2d.
-pub fn age(unix: u64) -> String {
+pub(crate) fn age(unix: u64) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let secs = now.saturating_sub(unix);
     match secs {
@@ -43,7 +43,7 @@ pub fn age(unix: u64) -> String {
 }
 
 /// The STATUS column: the waiting or terminated reason, else the phase.
-pub fn pod_status(pod: &Pod) -> String {
+pub(crate) fn pod_status(pod: &Pod) -> String {
     match (&pod.status.reason, pod.status.phase) {
         (Some(reason), _) => reason.clone(),
         (None, Phase::Pending) => "ContainerCreating".into(),
@@ -52,7 +52,7 @@ pub fn pod_status(pod: &Pod) -> String {
 }
 
 /// `get pods`.
-pub fn pods(pods: &[Pod], wide: bool, all_namespaces: bool) -> String {
+pub(crate) fn pods(pods: &[Pod], wide: bool, all_namespaces: bool) -> String {
     let mut headers = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
         headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
@@ -84,7 +84,7 @@ pub fn pods(pods: &[Pod], wide: bool, all_namespaces: bool) -> String {
 }
 
 /// `get deployments`.
-pub fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool) -> String {
+pub(crate) fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool) -> String {
     let mut headers = vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"];
     if wide {
         headers.extend(["COMMAND", "SELECTOR"]);
@@ -116,7 +116,7 @@ pub fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool) -> Str
 }
 
 /// `get nodes`.
-pub fn nodes(list: &[NodeInfo], wide: bool) -> String {
+pub(crate) fn nodes(list: &[NodeInfo], wide: bool) -> String {
     let mut headers = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
     if wide {
         headers.extend(["INTERNAL-IP", "POD-CIDR", "PODS"]);
@@ -142,7 +142,7 @@ pub fn nodes(list: &[NodeInfo], wide: bool) -> String {
 }
 
 /// `get services`.
-pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
+pub(crate) fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
     let mut headers = vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
     if wide {
         headers.push("SELECTOR");
@@ -192,7 +192,7 @@ pub fn services(list: &[Service], wide: bool, all_namespaces: bool) -> String {
 }
 
 /// EXTERNAL-IP: a LoadBalancer's node addresses, or why it has none.
-pub fn external_ip(s: &Service) -> String {
+pub(crate) fn external_ip(s: &Service) -> String {
     match &s.load_balancer {
         Some(lb) => match (&lb.problem, lb.ingress.is_empty()) {
             (Some(problem), _) => format!("<pending: {problem}>"),
@@ -205,7 +205,7 @@ pub fn external_ip(s: &Service) -> String {
 
 /// `get endpoints`: up to three addresses, then "+ N more...", as kubectl;
 /// a Service without endpoints says why.
-pub fn endpoints(list: &[Endpoints], all_namespaces: bool) -> String {
+pub(crate) fn endpoints(list: &[Endpoints], all_namespaces: bool) -> String {
     let mut headers = vec!["NAME", "ENDPOINTS", "AGE"];
     if all_namespaces {
         headers.insert(0, "NAMESPACE");
@@ -239,7 +239,7 @@ pub fn endpoints(list: &[Endpoints], all_namespaces: bool) -> String {
 }
 
 /// `node stats`.
-pub fn stats(report: &runtime::api::StatsReport) -> String {
+pub(crate) fn stats(report: &runtime::api::StatsReport) -> String {
     let rows: Vec<Vec<String>> = report
         .ports
         .iter()

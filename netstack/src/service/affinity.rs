@@ -32,7 +32,7 @@ pub(super) struct AffinityTable {
 }
 
 impl AffinityTable {
-    pub fn new(capacity: usize, seed: u64) -> Self {
+    pub(super) fn new(capacity: usize, seed: u64) -> Self {
         AffinityTable {
             records: Slab::new(capacity),
             index: Index::new(capacity),
@@ -42,7 +42,7 @@ impl AffinityTable {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.records.len()
     }
 
@@ -54,7 +54,7 @@ impl AffinityTable {
     }
 
     /// The backend `client` used last for `service`, if within `timeout`.
-    pub fn get(
+    pub(super) fn get(
         &mut self,
         now: Instant,
         client: IpAddress,
@@ -72,7 +72,7 @@ impl AffinityTable {
 
     /// Records (or refreshes) `client`'s backend for `service`.
     /// `timeout_of` gives each service's current timeout (None: no affinity).
-    pub fn set(
+    pub(super) fn set(
         &mut self,
         now: Instant,
         client: IpAddress,
@@ -99,7 +99,7 @@ impl AffinityTable {
     }
 
     /// Forgets every record of a service (removed, or affinity turned off).
-    pub fn forget_service(&mut self, service: u16) {
+    pub(super) fn forget_service(&mut self, service: u16) {
         self.retain(|r| r.service != service);
     }
 

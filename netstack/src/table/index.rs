@@ -17,18 +17,18 @@ pub(crate) struct Index {
 
 impl Index {
     /// An index for up to `capacity` entries.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let size = (capacity.max(1) * 2).next_power_of_two();
         Index { slots: vec![EMPTY; size], mask: size - 1 }
     }
 
     /// Bytes held by the index.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.slots.len() * core::mem::size_of::<u32>()
     }
 
     /// The slab index whose entry satisfies `is`, probing from `hash`.
-    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(crate) fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut pos = hash as usize & self.mask;
         loop {
             match self.slots[pos] {
@@ -40,7 +40,7 @@ impl Index {
     }
 
     /// Adds `at` under `hash`. The caller keeps the index below half full.
-    pub fn insert(&mut self, hash: u64, at: u32) {
+    pub(crate) fn insert(&mut self, hash: u64, at: u32) {
         let mut pos = hash as usize & self.mask;
         while self.slots[pos] != EMPTY {
             pos = (pos + 1) & self.mask;
@@ -50,7 +50,7 @@ impl Index {
 
     /// Removes `at` (stored under `hash`); `hash_of` gives the hash of any
     /// other stored entry, to shift the rest of the probe chain back.
-    pub fn remove(&mut self, hash: u64, at: u32, hash_of: impl Fn(u32) -> u64) {
+    pub(crate) fn remove(&mut self, hash: u64, at: u32, hash_of: impl Fn(u32) -> u64) {
         let mut hole = hash as usize & self.mask;
         loop {
             match self.slots[hole] {

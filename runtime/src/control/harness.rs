@@ -29,11 +29,11 @@ use crate::model::{
 use crate::store::{State, StoreError};
 
 /// The server's node name.
-pub const SERVER: &str = "server";
+pub(super) const SERVER: &str = "server";
 
 /// A store in memory: what was saved last, and a failure to return instead.
 #[derive(Default, Clone)]
-pub struct FakeStore {
+pub(super) struct FakeStore {
     /// The state as last saved.
     pub saved: Arc<Mutex<Option<State>>>,
     /// Saves made.
@@ -44,17 +44,17 @@ pub struct FakeStore {
 
 impl FakeStore {
     /// Every save fails with `errno` until [`FakeStore::heal`].
-    pub fn fail_with(&self, errno: i32) {
+    pub(super) fn fail_with(&self, errno: i32) {
         *self.fail.lock().unwrap() = Some(errno);
     }
 
     /// Saves succeed again.
-    pub fn heal(&self) {
+    pub(super) fn heal(&self) {
         *self.fail.lock().unwrap() = None;
     }
 
     /// The state as last saved.
-    pub fn last(&self) -> Option<State> {
+    pub(super) fn last(&self) -> Option<State> {
         self.saved.lock().unwrap().clone()
     }
 }
@@ -75,7 +75,7 @@ impl Persist for FakeStore {
 /// The server's node as the control plane probes it: ports other
 /// processes hold, and commands that exist.
 #[derive(Default, Clone)]
-pub struct FakeHost {
+pub(super) struct FakeHost {
     /// Ports held by other processes.
     pub taken: Arc<Mutex<BTreeSet<(Protocol, u16)>>>,
 }
@@ -94,7 +94,7 @@ impl Host for FakeHost {
 }
 
 /// A fake member: what it was told, what it runs, its link.
-pub struct FakeNode {
+pub(super) struct FakeNode {
     /// Its address between nodes.
     pub address: Ipv4Addr,
     /// Its current connection, while connected.
@@ -116,7 +116,7 @@ impl FakeNode {
 }
 
 /// The status of a pod its node runs.
-pub fn running(ip: Ipv4Addr, ready: bool) -> PodStatus {
+pub(super) fn running(ip: Ipv4Addr, ready: bool) -> PodStatus {
     PodStatus {
         phase: Phase::Running,
         pod_ip: Some(ip),
@@ -129,7 +129,7 @@ pub fn running(ip: Ipv4Addr, ready: bool) -> PodStatus {
 }
 
 /// A control plane, its hub, and fake nodes.
-pub struct Harness {
+pub(super) struct Harness {
     /// The control plane under test.
     pub cp: ControlPlane,
     /// The server's member hub.
@@ -147,7 +147,7 @@ pub struct Harness {
 }
 
 /// The board config the harness's control plane runs with.
-pub fn config() -> NodeConfig {
+pub(super) fn config() -> NodeConfig {
     let mut config = NodeConfig::default();
     config.network.node_port_range = crate::config::PortRange { first: 30_000, last: 30_009 };
     config
@@ -155,17 +155,17 @@ pub fn config() -> NodeConfig {
 
 impl Harness {
     /// A fresh server with seed `seed`.
-    pub fn new(seed: u64) -> Harness {
+    pub(super) fn new(seed: u64) -> Harness {
         Harness::restore(seed, State::default(), FakeStore::default())
     }
 
     /// A server started from `state`, saving to `store`.
-    pub fn restore(seed: u64, state: State, store: FakeStore) -> Harness {
+    pub(super) fn restore(seed: u64, state: State, store: FakeStore) -> Harness {
         Harness::with_config(seed, state, store, config())
     }
 
     /// A server with its own config.
-    pub fn with_config(seed: u64, state: State, store: FakeStore, config: NodeConfig) -> Harness {
+    pub(super) fn with_config(seed: u64, state: State, store: FakeStore, config: NodeConfig) -> Harness {
         let now = Now { at: std::time::Instant::now(), unix: 1_700_000_000 };
         let host = FakeHost::default();
         let mut cp = ControlPlane::new(config, SERVER, state, now, Rng::seeded(seed), Box::new(host.clone()))
@@ -187,12 +187,12 @@ impl Harness {
     }
 
     /// Lets simulated time pass.
-    pub fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
     }
 
     /// A member connects (again) and asks to join; its answer.
-    pub fn connect(&mut self, name: &str, address: [u8; 4]) -> Result<Welcome, String> {
+    pub(super) fn connect(&mut self, name: &str, address: [u8; 4]) -> Result<Welcome, String> {
         self.next_conn += 1;
         let conn = self.next_conn;
         let (desired, desired_rx) = mpsc::channel(8);
@@ -219,12 +219,12 @@ impl Harness {
     }
 
     /// A member joins; panics if refused.
-    pub fn join(&mut self, name: &str, last_octet: u8) -> Cidr {
+    pub(super) fn join(&mut self, name: &str, last_octet: u8) -> Cidr {
         self.connect(name, [192, 168, 1, last_octet]).unwrap_or_else(|e| panic!("{name} refused: {e}")).subnet
     }
 
     /// A member's connection ends (a partition, or its agent stopped).
-    pub fn disconnect(&mut self, name: &str) {
+    pub(super) fn disconnect(&mut self, name: &str) {
         let node = self.nodes.get_mut(name).expect("a member");
         if let Some(conn) = node.conn.take() {
             node.desired_rx = None;
@@ -234,7 +234,7 @@ impl Harness {
     }
 
     /// Queues a member's report (and heartbeat) without the server taking it yet.
-    pub fn queue_report(&mut self, name: &str) {
+    pub(super) fn queue_report(&mut self, name: &str) {
         let node = &self.nodes[name];
         let Some(conn) = node.conn else { return };
         let report = ClusterEvent::Report { name: name.into(), conn, report: node.report() };
@@ -243,7 +243,7 @@ impl Harness {
 
     /// Handles every queued event, as the agent's loop does one per turn;
     /// a join is answered after its change is saved.
-    pub fn pump(&mut self) {
+    pub(super) fn pump(&mut self) {
         while let Some(event) = self.hub.try_next() {
             if let Some(join) = self.hub.on_event(&mut self.cp, self.now, event) {
                 let saved = self.cp.commit(&mut self.store);
@@ -253,7 +253,7 @@ impl Harness {
     }
 
     /// The agent's timer turn: queued reports, heartbeats, replicas.
-    pub fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         self.hub.tick(&mut self.cp, self.now);
         if self.cp.reconcile(self.now) {
             let _ = self.cp.commit(&mut self.store);
@@ -262,7 +262,7 @@ impl Harness {
 
     /// The end of a turn: the server's own node runs its pods, members get
     /// what changed.
-    pub fn converge(&mut self) {
+    pub(super) fn converge(&mut self) {
         let local = self.cp.desired_for(SERVER);
         let report: PodReport = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, true))).collect();
         self.cp.report(SERVER, report);
@@ -278,7 +278,7 @@ impl Harness {
     }
 
     /// Every connected member reports, and the server takes the reports.
-    pub fn reports(&mut self) {
+    pub(super) fn reports(&mut self) {
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         for name in names {
             self.queue_report(&name);
@@ -287,7 +287,7 @@ impl Harness {
     }
 
     /// Turns until the cluster is quiet: pods placed, run and reported.
-    pub fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..4 {
             self.converge();
             self.reports();
@@ -298,7 +298,7 @@ impl Harness {
 
     /// `seconds` of simulated time in heartbeat-sized turns: connected
     /// members report every 2 s, as their link does.
-    pub fn run_for(&mut self, seconds: u64) {
+    pub(super) fn run_for(&mut self, seconds: u64) {
         for _ in 0..seconds / 2 {
             self.advance(Duration::from_secs(2));
             self.converge();
@@ -310,7 +310,7 @@ impl Harness {
 
     /// A CLI request, answered as the agent does: saved before it is
     /// acknowledged, then applied.
-    pub fn request(&mut self, request: Request) -> Result<Response, ControlError> {
+    pub(super) fn request(&mut self, request: Request) -> Result<Response, ControlError> {
         let response = self.cp.handle(self.now, request)?;
         self.cp.commit(&mut self.store)?;
         self.converge();
@@ -318,12 +318,12 @@ impl Harness {
     }
 
     /// A request that must succeed.
-    pub fn ok(&mut self, request: Request) -> Response {
+    pub(super) fn ok(&mut self, request: Request) -> Response {
         self.request(request).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A request that must fail; its message.
-    pub fn err(&mut self, request: Request) -> String {
+    pub(super) fn err(&mut self, request: Request) -> String {
         match self.request(request) {
             Ok(response) => panic!("expected an error, got {response:?}"),
             Err(e) => e.to_string(),
@@ -331,7 +331,7 @@ impl Harness {
     }
 
     /// Every pod.
-    pub fn pods(&mut self) -> Vec<Pod> {
+    pub(super) fn pods(&mut self) -> Vec<Pod> {
         match self.ok(Request::GetPods { namespace: None }) {
             Response::Pods(pods) => pods,
             other => panic!("{other:?}"),
@@ -339,12 +339,12 @@ impl Harness {
     }
 
     /// A pod by name.
-    pub fn pod(&mut self, name: &str) -> Pod {
+    pub(super) fn pod(&mut self, name: &str) -> Pod {
         self.pods().into_iter().find(|p| p.spec.name == name).unwrap_or_else(|| panic!("no pod {name}"))
     }
 
     /// A service's endpoints in the default namespace.
-    pub fn endpoints(&mut self, service: &str) -> Endpoints {
+    pub(super) fn endpoints(&mut self, service: &str) -> Endpoints {
         match self.ok(Request::GetEndpoints { namespace: None }) {
             Response::Endpoints(list) => list.into_iter().find(|e| e.name == service).expect("endpoints"),
             other => panic!("{other:?}"),
@@ -352,14 +352,14 @@ impl Harness {
     }
 
     /// The IPs of a service's ready endpoints, sorted.
-    pub fn ready_ips(&mut self, service: &str) -> Vec<Ipv4Addr> {
+    pub(super) fn ready_ips(&mut self, service: &str) -> Vec<Ipv4Addr> {
         let mut ips: Vec<Ipv4Addr> = self.endpoints(service).subsets.iter().map(|(a, _)| a.ip).collect();
         ips.sort();
         ips
     }
 
     /// Whether node `name` is Ready, as `get nodes` shows it.
-    pub fn ready(&mut self, name: &str) -> bool {
+    pub(super) fn ready(&mut self, name: &str) -> bool {
         match self.ok(Request::GetNodes) {
             Response::Nodes(nodes) => nodes.iter().find(|n| n.name == name).expect("node").ready,
             other => panic!("{other:?}"),
@@ -368,7 +368,7 @@ impl Harness {
 }
 
 /// A pod spec running `sleep`.
-pub fn pod(name: &str) -> PodSpec {
+pub(super) fn pod(name: &str) -> PodSpec {
     PodSpec {
         name: name.into(),
         namespace: "default".into(),
@@ -385,12 +385,12 @@ pub fn pod(name: &str) -> PodSpec {
 }
 
 /// A pod pinned to `node`.
-pub fn pinned(name: &str, node: &str) -> PodSpec {
+pub(super) fn pinned(name: &str, node: &str) -> PodSpec {
     PodSpec { node_name: Some(node.into()), ..pod(name) }
 }
 
 /// A deployment of `replicas` sleeping pods, labelled app=`name`.
-pub fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
+pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
     DeploymentSpec {
         name: name.into(),
         namespace: "default".into(),
@@ -405,7 +405,7 @@ pub fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
 }
 
 /// A ClusterIP service selecting app=`app` on port 80.
-pub fn service(name: &str, app: &str) -> ServiceSpec {
+pub(super) fn service(name: &str, app: &str) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
         namespace: "default".into(),
@@ -425,7 +425,7 @@ pub fn service(name: &str, app: &str) -> ServiceSpec {
 }
 
 /// A NodePort service, with `node_port` or an allocated one.
-pub fn node_port_service(name: &str, app: &str, node_port: Option<u16>) -> ServiceSpec {
+pub(super) fn node_port_service(name: &str, app: &str, node_port: Option<u16>) -> ServiceSpec {
     let mut spec = service(name, app);
     spec.service_type = ServiceType::NodePort;
     spec.ports[0].node_port = node_port;

@@ -110,7 +110,7 @@ impl LocalPod {
 
 /// Sandboxes of this node's pods that an agent which did not stop cleanly
 /// left behind; [`NodeRuntime::apply_pods`] takes back or removes them.
-pub fn leftover_sandboxes(node: &str) -> Vec<String> {
+pub(super) fn leftover_sandboxes(node: &str) -> Vec<String> {
     netns::list(&pod::netns_prefix(node))
 }
 

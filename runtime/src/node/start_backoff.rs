@@ -19,17 +19,17 @@ use super::NodeError;
 use crate::model::{Phase, PodStatus};
 
 /// The first delay before a pod that failed to start is tried again.
-pub const INITIAL: Duration = Duration::from_secs(1);
+pub(super) const INITIAL: Duration = Duration::from_secs(1);
 
 /// The delay after `failures` failures in a row: [`INITIAL`] doubled each
 /// time, at most `max`.
-pub fn delay(failures: u32, max: Duration) -> Duration {
+pub(super) fn delay(failures: u32, max: Duration) -> Duration {
     let doublings = failures.saturating_sub(1).min(20);
     INITIAL.saturating_mul(1 << doublings).min(max)
 }
 
 /// The kubectl-style reason for a start error.
-pub fn reason(error: &NodeError) -> String {
+pub(super) fn reason(error: &NodeError) -> String {
     let kind = match error {
         NodeError::Sandbox { .. } | NodeError::AttachPod { .. } | NodeError::Reopen(_) => {
             "CreatePodSandboxError"
@@ -46,26 +46,26 @@ struct Failure {
 }
 
 /// The pods waiting to be tried again, by uid.
-pub struct StartFailures {
+pub(super) struct StartFailures {
     pods: BTreeMap<String, Failure>,
     max: Duration,
 }
 
 impl StartFailures {
     /// None yet; delays grow to `max`.
-    pub fn new(max: Duration) -> StartFailures {
+    pub(super) fn new(max: Duration) -> StartFailures {
         StartFailures { pods: BTreeMap::new(), max: max.max(INITIAL) }
     }
 
     /// Whether pod `uid` may be tried now (it never failed, or its delay
     /// has passed).
-    pub fn due(&self, uid: &str, now: Instant) -> bool {
+    pub(super) fn due(&self, uid: &str, now: Instant) -> bool {
         self.pods.get(uid).is_none_or(|f| f.retry_at <= now)
     }
 
     /// Records that pod `uid` (address `ip`) failed to start at `now`;
     /// returns the delay before the next attempt.
-    pub fn failed(&mut self, uid: &str, ip: Ipv4Addr, reason: String, now: Instant) -> Duration {
+    pub(super) fn failed(&mut self, uid: &str, ip: Ipv4Addr, reason: String, now: Instant) -> Duration {
         let failures = self.pods.get(uid).map_or(0, |f| f.failures) + 1;
         let wait = delay(failures, self.max);
         let status = PodStatus {
@@ -82,17 +82,17 @@ impl StartFailures {
     }
 
     /// Pod `uid` started: its failures are forgotten.
-    pub fn started(&mut self, uid: &str) {
+    pub(super) fn started(&mut self, uid: &str) {
         self.pods.remove(uid);
     }
 
     /// Forgets the pods `wanted` says no to (deleted, or moved elsewhere).
-    pub fn retain(&mut self, wanted: impl Fn(&str) -> bool) {
+    pub(super) fn retain(&mut self, wanted: impl Fn(&str) -> bool) {
         self.pods.retain(|uid, _| wanted(uid));
     }
 
     /// The status of each waiting pod, for the pod report.
-    pub fn statuses(&self) -> impl Iterator<Item = (String, PodStatus)> + '_ {
+    pub(super) fn statuses(&self) -> impl Iterator<Item = (String, PodStatus)> + '_ {
         self.pods.iter().map(|(uid, f)| (uid.clone(), f.status.clone()))
     }
 }

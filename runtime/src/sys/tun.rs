@@ -4,13 +4,23 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 nix::ioctl_write_ptr_bad!(
+    /// TUNSETIFF: attach the descriptor to an interface.
     tun_set_iff,
     nix::request_code_write!(b'T', 202, size_of::<libc::c_int>()),
     libc::ifreq
 );
-nix::ioctl_write_int_bad!(tun_set_persist, nix::request_code_write!(b'T', 203, size_of::<libc::c_int>()));
-nix::ioctl_write_int_bad!(tun_set_offload, nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>()));
+nix::ioctl_write_int_bad!(
+    /// TUNSETPERSIST: keep the interface after the descriptor closes.
+    tun_set_persist,
+    nix::request_code_write!(b'T', 203, size_of::<libc::c_int>())
+);
+nix::ioctl_write_int_bad!(
+    /// TUNSETOFFLOAD: the offloads the reader accepts.
+    tun_set_offload,
+    nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>())
+);
 nix::ioctl_write_ptr_bad!(
+    /// TUNSETVNETHDRSZ: the virtio-net header's size.
     tun_set_vnet_hdr_size,
     nix::request_code_write!(b'T', 216, size_of::<libc::c_int>()),
     libc::c_int
