@@ -21,6 +21,9 @@ pub enum CliError {
     /// The local agent, or its answer.
     #[error(transparent)]
     Agent(#[from] ClientError),
+    /// `podnet node up`: why the agent could not start or stopped.
+    #[error(transparent)]
+    NodeUp(#[from] runtime::agent::AgentError),
     /// An argument the model refuses.
     #[error(transparent)]
     Model(#[from] ModelError),

@@ -289,8 +289,7 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
         metrics_addr: args.metrics_addr,
         role,
     })
-    .await
-    .map_err(CliError::Message)?;
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

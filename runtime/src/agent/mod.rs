@@ -26,6 +26,10 @@ use crate::model::check_name;
 use crate::node::{NodeOptions, NodeRuntime};
 use crate::store::{Store, StoreError};
 
+mod error;
+
+pub use error::AgentError;
+
 /// This agent's part in a cluster.
 #[derive(Debug, Clone)]
 pub enum Role {
@@ -69,12 +73,12 @@ pub struct AgentOptions {
 
 /// Runs the agent until SIGINT or SIGTERM, then removes every pod sandbox it
 /// made. Desired state stays on disk for the next start.
-pub async fn run(mut options: AgentOptions) -> Result<(), String> {
+pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     check_name("node", &options.node_name, 63)?;
     let data_dir = options.data_dir.clone();
     let data_dir = &data_dir;
     std::fs::create_dir_all(data_dir.join("logs"))
-        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+        .map_err(|source| AgentError::DataDir { path: data_dir.clone(), source })?;
     let _lock = lock_data_dir(data_dir)?;
     let metrics = match options.metrics_addr {
         Some(addr) => Some(crate::listeners::metrics::bind(addr).await?),
@@ -200,11 +204,11 @@ async fn event_loop(
     calls_tx: mpsc::Sender<Call>,
     mut calls: mpsc::Receiver<Call>,
     caps: crate::listeners::limits::Caps,
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     let socket_server = tokio::spawn(server::serve(listener, calls_tx, caps));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+        .map_err(AgentError::Signal)?;
     let mut stopped = Ok(());
     loop {
         tokio::select! {
@@ -246,7 +250,7 @@ impl Side {
         }
     }
 
-    async fn on_event(&mut self, event: SideEvent) -> Result<(), String> {
+    async fn on_event(&mut self, event: SideEvent) -> Result<(), AgentError> {
         match (self, event) {
             (Side::Control(c), SideEvent::Cluster(event)) => {
                 let Some(hub) = c.hub.as_mut() else { return Ok(()) };
@@ -361,35 +365,31 @@ async fn commit(cp: &mut ControlPlane, store: &Store) -> Result<(), ControlError
 impl Control {
     /// Starts the control plane from the saved state, and the cluster API
     /// when this node is the server.
-    async fn start(options: &AgentOptions, calls_tx: &mpsc::Sender<Call>) -> Result<Control, String> {
+    async fn start(options: &AgentOptions, calls_tx: &mpsc::Sender<Call>) -> Result<Control, AgentError> {
         let data_dir = &options.data_dir;
         let store = Store::new(data_dir);
         let state = store.load()?.unwrap_or_default();
         if !state.node_name.is_empty() && state.node_name != options.node_name {
-            return Err(format!(
-                "data dir {} belongs to node `{}`, not `{}`: pass --name {} or another --data-dir",
-                data_dir.display(),
-                state.node_name,
-                options.node_name,
-                state.node_name
-            ));
+            return Err(AgentError::WrongNode {
+                dir: data_dir.clone(),
+                saved: state.node_name,
+                given: options.node_name.clone(),
+            });
         }
-        let rng = Rng::seeded(crate::sys::random::seed().map_err(|e| e.to_string())?);
+        let rng = Rng::seeded(crate::sys::random::seed()?);
         let host = Box::new(SystemHost);
         let mut cp =
-            ControlPlane::new(options.config.clone(), &options.node_name, state, Now::system(), rng, host)
-                .map_err(|e| e.to_string())?;
+            ControlPlane::new(options.config.clone(), &options.node_name, state, Now::system(), rng, host)?;
         let mut hub = None;
         if let Role::Server { listen, address } = &options.role {
             let interface = &options.config.network.host_interface;
-            let address = address
-                .or_else(|| crate::cluster::node_address(interface))
-                .ok_or("cannot tell this node's address for other nodes: pass --node-ip")?;
+            let address =
+                address.or_else(|| crate::cluster::node_address(interface)).ok_or(AgentError::NoAddress)?;
             cp.set_local_address(address);
             let token = token::server_token(data_dir)?;
             let api = tokio::net::TcpListener::bind(listen)
                 .await
-                .map_err(|e| format!("cannot listen for the cluster API on {listen}: {e}"))?;
+                .map_err(|source| AgentError::ClusterApi { listen: *listen, source })?;
             token::write_client_config(data_dir, SocketAddr::from((address, listen.port())), &token)?;
             let (events_tx, events_rx) = mpsc::channel(64);
             let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
@@ -463,13 +463,12 @@ impl Member {
         server: SocketAddr,
         token_file: &Path,
         address: Option<Ipv4Addr>,
-    ) -> Result<(Member, NodeConfig), String> {
+    ) -> Result<(Member, NodeConfig), AgentError> {
         let data_dir = &options.data_dir;
         let token = Token::load(token_file)?;
         let interface = &options.config.network.host_interface;
-        let address = address
-            .or_else(|| crate::cluster::node_address(interface))
-            .ok_or("cannot tell this node's address for other nodes: pass --node-ip")?;
+        let address =
+            address.or_else(|| crate::cluster::node_address(interface)).ok_or(AgentError::NoAddress)?;
         let link = MemberLink { server, token: token.clone(), name: options.node_name.clone(), address };
         let mut cache = Cache::load(data_dir);
         let (to_loop, mut from_server) = mpsc::channel(16);
@@ -487,9 +486,9 @@ impl Member {
                     cached
                 }
                 (Some(FromServer::Refused(reason)), None) => {
-                    return Err(format!("the cluster server refused this node: {reason}"));
+                    return Err(AgentError::Refused(reason));
                 }
-                _ => return Err("the cluster link stopped".into()),
+                _ => return Err(AgentError::LinkStopped),
             },
             _ = tokio::time::sleep(patience) => {
                 tracing::warn!(server = %server, "server unreachable: starting from the last known state");
@@ -514,14 +513,14 @@ impl Member {
     }
 
     /// Takes a message from the link; an error stops the agent.
-    async fn on_message(&mut self, message: Option<FromServer>) -> Result<(), String> {
+    async fn on_message(&mut self, message: Option<FromServer>) -> Result<(), AgentError> {
         match message {
             Some(FromServer::Desired(desired)) => {
                 self.cache.desired = desired;
                 save_cache(&self.cache, &self.data_dir).await;
             }
             Some(FromServer::Welcome(w)) if w.subnet != self.subnet => {
-                return Err(format!("the server moved this node to subnet {}: restart the agent", w.subnet));
+                return Err(AgentError::Moved(w.subnet));
             }
             Some(FromServer::Welcome(_)) => {
                 tracing::info!(server = %self.server, "admitted by the cluster server")
@@ -532,7 +531,7 @@ impl Member {
                 server = %self.server,
                 "the cluster server refused this node: {reason}; serving the last known state and asking again"
             ),
-            None => return Err("the cluster link stopped".into()),
+            None => return Err(AgentError::LinkStopped),
         }
         Ok(())
     }
@@ -593,13 +592,9 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AgentError> {
     let path = dir.join("agent.lock");
-    let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-        format!(
-            "data dir {} is in use by another podnet agent: stop it, or give this one its own --data-dir",
-            dir.display()
-        )
-    })
+    let file = std::fs::File::create(&path).map_err(|source| AgentError::LockFile { path, source })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| AgentError::Locked { dir: dir.to_path_buf() })
 }
