@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::{ImageInfo, PullEvent};
+
 use crate::model::{
     Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodSpec, SecurityContext, Service, ServiceSpec,
     SessionAffinity,
@@ -116,6 +118,25 @@ pub enum Request {
         /// The new affinity.
         affinity: SessionAffinity,
     },
+    /// Pull an image into the node's store; the answer streams progress.
+    ImagePull {
+        /// The reference as the user wrote it.
+        reference: String,
+        /// OS/ARCH[/VARIANT]; None for the node's own.
+        platform: Option<String>,
+    },
+    /// The node's stored images.
+    ImageList,
+    /// Forget an image and collect the blobs nothing else uses.
+    ImageRemove {
+        /// The reference as the user wrote it.
+        reference: String,
+    },
+    /// Import an image archive (OCI layout or `docker save`) from a file on the node.
+    ImageImport {
+        /// Absolute path of the archive.
+        path: PathBuf,
+    },
 }
 
 /// Everything `podnet node stats` shows.
@@ -221,5 +242,16 @@ pub enum Response {
         micros: u64,
         /// The frame.
         frame: Vec<u8>,
+    },
+    /// A pull's progress, then its end.
+    ImagePull(PullEvent),
+    /// Stored images (a list, or what an import stored).
+    Images(Vec<ImageInfo>),
+    /// An image was removed: the blobs collected and their bytes.
+    ImageRemoved {
+        /// Blobs deleted.
+        blobs: u64,
+        /// Bytes freed.
+        bytes: u64,
     },
 }

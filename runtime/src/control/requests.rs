@@ -128,7 +128,12 @@ impl ControlPlane {
                     "pod {namespace}/{name} runs on node {node}: run the command there (podnet on that node)"
                 )),
             },
-            Request::NodeStats | Request::Resolve { .. } => Err("this request is answered by a node".into()),
+            Request::NodeStats
+            | Request::Resolve { .. }
+            | Request::ImagePull { .. }
+            | Request::ImageList
+            | Request::ImageRemove { .. }
+            | Request::ImageImport { .. } => Err("this request is answered by a node".into()),
         }
     }
 
