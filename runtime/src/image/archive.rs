@@ -84,7 +84,7 @@ impl Archive {
                 } else {
                     target.clone()
                 };
-                let target = clean(&base).ok_or_else(|| {
+                let target = resolve(&base).ok_or_else(|| {
                     fail(format!(
                         "link `{name}` -> `{}` points outside the archive: refusing a hostile archive",
                         target.display()
@@ -137,6 +137,23 @@ impl Archive {
         store.write(&mut reader, Some((descriptor.digest, descriptor.size)), 0, &mut |_| {})?;
         Ok(())
     }
+}
+
+/// A link target inside the archive: `a/../b` → `b`; None when it climbs
+/// out of the archive or is absolute.
+fn resolve(path: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// `a/./b` → `a/b`; None for absolute paths and `..`.
@@ -390,6 +407,15 @@ mod tests {
         assert!(store.images().unwrap().is_empty());
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(dir2);
+    }
+
+    #[test]
+    fn link_targets_resolve_inside_the_archive_only() {
+        assert_eq!(resolve(Path::new("id/../layer.tar")).as_deref(), Some("layer.tar"));
+        assert_eq!(resolve(Path::new("id/../../etc/passwd")), None);
+        assert_eq!(resolve(Path::new("/etc/passwd")), None);
+        assert_eq!(clean(Path::new("./a/./b")).as_deref(), Some("a/b"));
+        assert_eq!(clean(Path::new("a/../b")), None);
     }
 
     #[test]

@@ -394,6 +394,92 @@ mod tests {
         assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
     }
 
+    /// A registry on loopback that wants a bearer token from its token
+    /// service, which wants basic credentials: Docker Hub's flow.
+    fn token_registry() -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    head.push(line.trim().to_string());
+                }
+                let auth =
+                    head.iter().find_map(|h| h.strip_prefix("authorization: ")).unwrap_or("").to_string();
+                let (status, extra, body) = if head[0].starts_with("GET /token?") {
+                    if auth == "Basic dTpw" {
+                        ("200 OK", "", r#"{"token":"T0K"}"#)
+                    } else {
+                        ("401 No", "", "")
+                    }
+                } else if auth == "Bearer T0K" {
+                    ("200 OK", "Docker-Content-Digest: sha256:x\r\n", "{}")
+                } else {
+                    let challenge = format!(
+                        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"reg\",scope=\"repository:lib/x:pull\"\r\n"
+                    );
+                    let mut stream = &stream;
+                    write!(stream, "HTTP/1.1 401 Unauthorized\r\n{challenge}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+                    seen.push(format!("{} [{auth}]", head[0]));
+                    continue;
+                };
+                let mut stream = &stream;
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                seen.push(format!("{} [{auth}]", head[0]));
+            }
+            seen
+        });
+        (port, server)
+    }
+
+    #[test]
+    fn a_bearer_challenge_is_answered_with_a_token_from_the_realm() {
+        let (port, server) = token_registry();
+        let endpoint = Endpoint {
+            scheme: "http".into(),
+            host: format!("127.0.0.1:{port}"),
+            api: "/v2".into(),
+            repository: "lib/x".into(),
+            is_default: false,
+        };
+        let config = HostConfig {
+            auth: Some(crate::image::registries::Auth {
+                username: Some("u".into()),
+                password: Some("p".into()),
+                ..Default::default()
+            }),
+            tls: None,
+        };
+        let mut session = Session::new(endpoint, Some(&config)).unwrap();
+        let fetched = session.manifest("v1").unwrap();
+        assert_eq!(fetched.bytes, b"{}");
+        assert_eq!(fetched.digest.as_deref(), Some("sha256:x"));
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /v2/lib/x/manifests/v1 HTTP/1.1 []".to_string(),
+                "GET /token?scope=repository%3Alib%2Fx%3Apull&service=reg HTTP/1.1 [Basic dTpw]".into(),
+                "GET /v2/lib/x/manifests/v1 HTTP/1.1 [Bearer T0K]".into(),
+            ]
+        );
+    }
+
     #[test]
     fn registry_errors_are_read_from_their_json() {
         let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
