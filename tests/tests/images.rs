@@ -322,8 +322,30 @@ fn images_are_pulled_listed_and_removed_from_a_lan_registry() {
     // The store outlives the agent: pull, restart, still listed.
     node.ok(&["image", "pull", &format!("{REGISTRY}/test/box:v1")]);
     node.stop(libc::SIGTERM);
+    // A full disk: the store on a 256 KiB tmpfs, smaller than a layer.
+    let store = node.dir.join("data/images");
+    sh("mount", &["-t", "tmpfs", "-o", "size=256k", "podnet-test", &store.to_string_lossy()]);
+    let mounted = Unmount(store);
+    node.up();
+    node.fails(
+        &["image", "pull", &format!("{REGISTRY}/test/multi:v1")],
+        "No space left on device (os error 28): free space on that file system",
+    );
+    assert!(images(&node).is_empty());
+    assert!(std::fs::read_dir(mounted.0.join("tmp")).unwrap().next().is_none(), "no temp files left");
+    node.stop(libc::SIGTERM);
+    drop(mounted);
     node.up();
     assert_eq!(images(&node).len(), 1);
+}
+
+/// Unmounts a test's tmpfs on drop.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// The node's platform as podnet names it.
