@@ -69,7 +69,7 @@ pub enum ImageError {
     #[error(transparent)]
     Registries(#[from] registries::RegistriesError),
     /// The registry has no such repository, tag or blob.
-    #[error("not found at {endpoint} ({what})")]
+    #[error("registry {endpoint} lacks {what} that the image names: its copy of the image is incomplete, push it again")]
     Missing {
         /// The endpoint.
         endpoint: String,
