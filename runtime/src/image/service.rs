@@ -224,3 +224,103 @@ async fn blocking<T: Send + 'static>(
         .await
         .unwrap_or_else(|e| Err(ImageError::Corrupt(format!("the image task failed: {e}"))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::digest::Digest;
+    use crate::image::manifest::{self, Descriptor};
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A registry on loopback serving one image, which holds its first
+    /// answer until `release` is sent; it counts manifest requests.
+    fn registry(release: std::sync::mpsc::Receiver<()>) -> (u16, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let platform = Platform::node();
+        let config = format!(
+            r#"{{"architecture":"{}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#,
+            platform.architecture
+        );
+        let layer = b"not really a tar".to_vec();
+        let desc = |bytes: &[u8], media: &str| Descriptor {
+            media_type: media.into(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+        };
+        let image = manifest::oci_manifest(
+            &desc(config.as_bytes(), manifest::OCI_CONFIG),
+            &[desc(&layer, manifest::OCI_LAYER_TAR)],
+        );
+        let manifests = Arc::new(AtomicUsize::new(0));
+        let counter = manifests.clone();
+        std::thread::spawn(move || {
+            let mut release = Some(release);
+            for stream in listener.incoming() {
+                let stream = stream.unwrap();
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                reader.read_line(&mut line).unwrap();
+                while reader.read_line(&mut String::new()).unwrap() > 2 {}
+                if let Some(gate) = release.take() {
+                    let _ = gate.recv();
+                }
+                let (media, body) = if line.contains("/manifests/") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    (manifest::OCI_MANIFEST, image.clone())
+                } else if line.contains(&Digest::of(config.as_bytes()).to_string()) {
+                    ("application/octet-stream", config.clone().into_bytes())
+                } else {
+                    ("application/octet-stream", layer.clone())
+                };
+                let mut stream = &stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {media}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        (port, manifests)
+    }
+
+    #[tokio::test]
+    async fn two_pulls_of_one_image_share_one_download() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let (port, manifests) = registry(gate);
+        let host = format!("127.0.0.1:{port}");
+        let registries =
+            Registries::parse(&format!("mirrors:\n  \"{host}\":\n    endpoint: [\"http://{host}\"]\n"))
+                .unwrap();
+        let dir = std::env::temp_dir().join(format!("podnet-images-share-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let images = Images::open(&dir, registries).unwrap();
+        let reference = format!("{host}/test/box:v1");
+        let first = images.pull(&reference, None).unwrap();
+        let second = images.pull(&reference, None).unwrap();
+        release.send(()).unwrap();
+        let last = |mut events: broadcast::Receiver<PullEvent>| async move {
+            loop {
+                match events.recv().await.unwrap() {
+                    PullEvent::Done(info) => return Ok(info),
+                    PullEvent::Failed(e) => return Err(e),
+                    PullEvent::Layer { .. } => {}
+                }
+            }
+        };
+        let a = last(first).await.unwrap();
+        let b = last(second).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(manifests.load(Ordering::SeqCst), 1, "one download for both");
+        assert_eq!(images.list().await.unwrap().len(), 1);
+        // Once done, a new ask pulls again (a tag may have moved).
+        let third = images.pull(&reference, None).unwrap();
+        last(third).await.unwrap();
+        assert_eq!(manifests.load(Ordering::SeqCst), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
