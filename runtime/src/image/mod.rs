@@ -69,7 +69,9 @@ pub enum ImageError {
     #[error(transparent)]
     Registries(#[from] registries::RegistriesError),
     /// The registry has no such repository, tag or blob.
-    #[error("registry {endpoint} lacks {what} that the image names: its copy of the image is incomplete, push it again")]
+    #[error(
+        "registry {endpoint} lacks {what} that the image names: its copy of the image is incomplete, push it again"
+    )]
     Missing {
         /// The endpoint.
         endpoint: String,
