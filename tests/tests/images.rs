@@ -125,8 +125,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
     stdout(&out).split_whitespace().next().unwrap().to_string()
 }
 
-/// A docker-registry in the lan namespace; `auth` adds htpasswd auth, `tls`
-/// a certificate for 192.168.77.2 signed by the returned CA.
+/// A docker-registry in the lan namespace; `htpasswd` adds basic auth,
+/// `tls` its certificate, key, and the CA its clients' certificates need.
 struct Registry {
     storage: String,
 }
@@ -135,15 +135,17 @@ fn start_registry(
     lan: &mut Outside,
     scratch: &Scratch,
     htpasswd: Option<&str>,
-    tls: Option<(&str, &str)>,
+    tls: Option<(&str, &str, &str)>,
 ) -> Registry {
     require("docker-registry", "docker-registry");
     let storage = scratch.path("registry-data");
     let mut config = format!(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\nhttp:\n  addr: {REGISTRY}\n  secret: podnet-test\n"
     );
-    if let Some((cert, key)) = tls {
-        config += &format!("  tls:\n    certificate: {cert}\n    key: {key}\n");
+    if let Some((cert, key, client_ca)) = tls {
+        config += &format!(
+            "  tls:\n    certificate: {cert}\n    key: {key}\n    clientcas:\n      - {client_ca}\n"
+        );
     }
     if let Some(file) = htpasswd {
         config += &format!("auth:\n  htpasswd:\n    realm: podnet-test\n    path: {file}\n");
@@ -159,13 +161,16 @@ fn start_registry(
 }
 
 /// Pushes `layout:tag` to the registry as `repo` (from the lan namespace).
-fn push(lan: &Outside, layout: &str, tag: &str, repo: &str, creds: Option<&str>) {
+fn push(lan: &Outside, layout: &str, tag: &str, repo: &str, creds: Option<&str>, cert_dir: Option<&str>) {
     require("skopeo", "skopeo");
     let source = format!("oci:{layout}:{tag}");
     let dest = format!("docker://{REGISTRY}/{repo}");
     let mut args = vec!["skopeo", "--insecure-policy", "copy", "--all", "--dest-tls-verify=false"];
     if let Some(creds) = creds {
         args.extend(["--dest-creds", creds]);
+    }
+    if let Some(dir) = cert_dir {
+        args.extend(["--dest-cert-dir", dir]);
     }
     args.extend([source.as_str(), dest.as_str()]);
     let out = lan.run(&args);
@@ -226,9 +231,9 @@ fn images_are_pulled_listed_and_removed_from_a_lan_registry() {
     .unwrap();
     let (mut node, mut lan) = node_with_lan("img", &registries);
     let registry = start_registry(&mut lan, &scratch, None, None);
-    push(&lan, &layout, "amd64", "test/box:v1", None);
-    push(&lan, &layout, "multi", "test/multi:v1", None);
-    push(&lan, &layout, "tampered", "test/tampered:v1", None);
+    push(&lan, &layout, "amd64", "test/box:v1", None, None);
+    push(&lan, &layout, "multi", "test/multi:v1", None, None);
+    push(&lan, &layout, "tampered", "test/tampered:v1", None, None);
     node.up();
 
     // A single-platform image, then its entry in `image ls`.
@@ -415,6 +420,48 @@ fn registry_auth_and_tls_come_from_registries_yaml() {
             &ext,
         ],
     );
+    // A client certificate: the registry wants one signed by the same CA.
+    let certs = scratch.path("client-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (client_key, client_csr, client_cert) =
+        (format!("{certs}/client.key"), scratch.path("client.csr"), format!("{certs}/client.cert"));
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &client_key,
+            "-out",
+            &client_csr,
+            "-subj",
+            "/CN=podnet node",
+        ],
+    );
+    let client_ext = scratch.path("client-ext.cnf");
+    std::fs::write(&client_ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    sh(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &client_csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &client_cert,
+            "-days",
+            "2",
+            "-extfile",
+            &client_ext,
+        ],
+    );
     let htpasswd = scratch.path("htpasswd");
     std::fs::write(&htpasswd, sh("htpasswd", &["-Bbn", "puller", "s3cret"])).unwrap();
 
@@ -425,11 +472,13 @@ fn registry_auth_and_tls_come_from_registries_yaml() {
         )
     };
     let good_auth = "    auth:\n      username: puller\n      password: s3cret\n";
-    let good_tls = format!("    tls:\n      ca_file: {ca}\n");
+    let good_tls = format!(
+        "    tls:\n      ca_file: {ca}\n      cert_file: {client_cert}\n      key_file: {client_key}\n"
+    );
     std::fs::write(&registries, config(good_auth, &good_tls)).unwrap();
     let (mut node, mut lan) = node_with_lan("auth", &registries);
-    start_registry(&mut lan, &scratch, Some(&htpasswd), Some((&cert, &key)));
-    push(&lan, &layout, "amd64", "test/box:v1", Some("puller:s3cret"));
+    start_registry(&mut lan, &scratch, Some(&htpasswd), Some((&cert, &key, &ca)));
+    push(&lan, &layout, "amd64", "test/box:v1", Some("puller:s3cret"), Some(&certs));
     let image = format!("{REGISTRY}/test/box:v1");
 
     // Right password, CA from the file: pulled over TLS with basic auth.
@@ -449,12 +498,23 @@ fn registry_auth_and_tls_come_from_registries_yaml() {
         &["image", "pull", &image],
         "refused anonymous access (401 Unauthorized): add auth.username and auth.password",
     );
-    restart(&mut node, config(good_auth, ""));
+    restart(
+        &mut node,
+        config(
+            good_auth,
+            &format!("    tls:\n      cert_file: {client_cert}\n      key_file: {client_key}\n"),
+        ),
+    );
     node.fails(
         &["image", "pull", &image],
         "set configs.\"192.168.77.2:5000\".tls.ca_file in registries.yaml",
     );
-    restart(&mut node, config(good_auth, "    tls:\n      insecure_skip_verify: true\n"));
+    restart(&mut node, config(good_auth, &format!("    tls:\n      ca_file: {ca}\n")));
+    node.fails(&["image", "pull", &image], "set configs.\"192.168.77.2:5000\".tls.cert_file and key_file");
+    let skip = format!(
+        "    tls:\n      insecure_skip_verify: true\n      cert_file: {client_cert}\n      key_file: {client_key}\n"
+    );
+    restart(&mut node, config(good_auth, &skip));
     node.ok(&["image", "pull", &image]);
     assert_eq!(images(&node).len(), 1);
     assert!(blobs(&node).len() >= 3);

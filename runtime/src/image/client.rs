@@ -248,14 +248,18 @@ impl Session {
 
 /// Renders a transport failure: unreachable, or TLS.
 pub fn transport_error(url: &str, host: &str, e: ureq::Error) -> ImageError {
+    let tls = |e: &ureq::Error| {
+        let text = e.to_string().to_lowercase();
+        // The registry refused this node's client certificate (or its lack).
+        let refused = text.contains("alert") && text.contains("certificate");
+        ImageError::Tls { endpoint: url.to_string(), host: host.to_string(), message: e.to_string(), refused }
+    };
     match e {
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
-            ImageError::Tls { endpoint: url.to_string(), host: host.to_string(), message: e.to_string() }
-        }
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => tls(&e),
         ureq::Error::Io(ref io)
-            if io.get_ref().is_some_and(|inner| inner.to_string().contains("certificate")) =>
+            if io.get_ref().is_some_and(|inner| inner.to_string().to_lowercase().contains("certificate")) =>
         {
-            ImageError::Tls { endpoint: url.to_string(), host: host.to_string(), message: e.to_string() }
+            tls(&e)
         }
         other => ImageError::Unreachable { endpoint: url.to_string(), message: other.to_string() },
     }

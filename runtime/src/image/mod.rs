@@ -98,7 +98,12 @@ pub enum ImageError {
     },
     /// TLS failed (unknown CA, bad certificate).
     #[error(
-        "TLS with registry {endpoint} failed: {message}: set configs.\"{host}\".tls.ca_file in registries.yaml to the CA that signed its certificate"
+        "TLS with registry {endpoint} failed: {message}: {}",
+        if *refused {
+            format!("set configs.\"{host}\".tls.cert_file and key_file in registries.yaml to a client certificate the registry accepts")
+        } else {
+            format!("set configs.\"{host}\".tls.ca_file in registries.yaml to the CA that signed its certificate")
+        }
     )]
     Tls {
         /// The endpoint.
@@ -107,6 +112,9 @@ pub enum ImageError {
         host: String,
         /// Why.
         message: String,
+        /// Whether the registry refused the client certificate (rather
+        /// than this node refusing the registry's).
+        refused: bool,
     },
     /// A TLS file from registries.yaml cannot be used.
     #[error("configs.\"{host}\".tls.{what} {}: {message}: fix registries.yaml", path.display())]
