@@ -121,6 +121,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         ns: Namespace,
     },
+    /// Pull, list, remove and import OCI images on this node.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Check a board config.
     Config {
         #[command(subcommand)]
@@ -171,6 +176,40 @@ pub(crate) struct NodeUpArgs {
     /// This node's address for other nodes (default: its first non-loopback address).
     #[arg(long)]
     pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Registry mirrors, credentials and TLS, in k3s's registries.yaml format
+    /// (default: /etc/podnet/registries.yaml when it exists).
+    #[arg(long)]
+    pub registries: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Pull an image from its registry (or a mirror in registries.yaml) into the node's store.
+    Pull {
+        /// The image: NAME[:TAG][@DIGEST] (nginx is docker.io/library/nginx:latest).
+        reference: String,
+        /// OS/ARCH[/VARIANT] to pull (default: the node's, e.g. linux/arm64).
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// List the node's images.
+    #[command(alias = "list")]
+    Ls {
+        /// Output format (json or yaml; a table without it).
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// Remove an image and the layers no other image uses.
+    #[command(alias = "remove")]
+    Rm {
+        /// The image, as pulled.
+        reference: String,
+    },
+    /// Import an OCI image archive (skopeo oci-archive:) or a `docker save` tarball.
+    Import {
+        /// The archive file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod demo;
 mod error;
 mod exec;
 mod expose;
+mod image;
 mod kube;
 #[allow(unsafe_code)]
 mod sys;
@@ -76,6 +77,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Image { command } => image::run(socket, command).await,
         Command::Config { command: ConfigCommand::Check { file } } => {
             NodeConfig::load(&file)?;
             println!("{}: ok", file.display());
@@ -275,6 +277,13 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
         },
         (None, false) => runtime::agent::Role::Standalone,
     };
+    // A file given by name must exist; the default path may not.
+    let registries = match &args.registries {
+        Some(path) => runtime::image::Registries::load(path, false),
+        None => runtime::image::Registries::load(Path::new(runtime::image::registries::DEFAULT_PATH), true),
+    }
+    .map_err(|e| CliError::Message(e.to_string()))?
+    .unwrap_or_default();
     // RUST_LOG is one level (error, warn, info, debug, trace) for the agent.
     let level = std::env::var("RUST_LOG")
         .ok()
@@ -288,6 +297,7 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
         socket: socket.to_path_buf(),
         metrics_addr: args.metrics_addr,
         role,
+        registries,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

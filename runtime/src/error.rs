@@ -25,4 +25,5 @@ rendered_at_the_boundary!(
     crate::cluster::ClusterError,
     crate::api::server::BindError,
     crate::sys::SysError,
+    crate::image::ImageError,
 );

@@ -15,6 +15,8 @@
 //! - `control` — the control plane (API server, scheduler, controllers).
 //! - `node` — the node runtime (kubelet, kube-proxy): pods and their sandboxes.
 //! - `cluster` — the channel between a cluster's server and its members.
+//! - `image` — OCI images: pulls from registries, archive imports, the
+//!   content store.
 //! - `api` — the control socket the CLI talks to.
 //! - `agent` — the event loop that joins them.
 
@@ -30,6 +32,7 @@ pub mod control;
 pub mod dataplane;
 pub mod desired;
 mod error;
+pub mod image;
 pub mod listeners;
 pub mod model;
 pub mod node;

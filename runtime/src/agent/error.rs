@@ -66,6 +66,9 @@ pub enum AgentError {
     /// The node runtime.
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
+    /// The image store.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// The token, the client config or the cluster link.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),

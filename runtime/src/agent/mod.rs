@@ -69,6 +69,8 @@ pub struct AgentOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Standalone, server or member.
     pub role: Role,
+    /// Registry mirrors, credentials and TLS (registries.yaml).
+    pub registries: crate::image::Registries,
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then removes every pod sandbox it
@@ -89,6 +91,8 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
 
     raise_fd_limit();
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
+    // Image requests are served beside the event loop: pulls take minutes.
+    let calls = crate::image::Images::open(data_dir, options.registries.clone())?.intercept(calls);
     if let Some(metrics) = metrics {
         tokio::spawn(crate::listeners::metrics::serve(
             metrics,

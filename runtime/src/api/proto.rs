@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::{ImageInfo, PullEvent};
+
 use crate::model::{
     Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodSpec, SecurityContext, Service, ServiceSpec,
     SessionAffinity,
@@ -121,6 +123,25 @@ pub enum Request {
         /// Node name.
         name: String,
     },
+    /// Pull an image into the node's store; the answer streams progress.
+    ImagePull {
+        /// The reference as the user wrote it.
+        reference: String,
+        /// OS/ARCH[/VARIANT]; None for the node's own.
+        platform: Option<String>,
+    },
+    /// The node's stored images.
+    ImageList,
+    /// Forget an image and collect the blobs nothing else uses.
+    ImageRemove {
+        /// The reference as the user wrote it.
+        reference: String,
+    },
+    /// Import an image archive (OCI layout or `docker save`) from a file on the node.
+    ImageImport {
+        /// Absolute path of the archive.
+        path: PathBuf,
+    },
 }
 
 /// Who answers a request: the one place that decides it.
@@ -143,7 +164,12 @@ impl Request {
     /// Who answers this request.
     pub fn route(&self) -> Route<'_> {
         match self {
-            Request::NodeStats | Request::Resolve { .. } => Route::Node,
+            Request::NodeStats
+            | Request::Resolve { .. }
+            | Request::ImagePull { .. }
+            | Request::ImageList
+            | Request::ImageRemove { .. }
+            | Request::ImageImport { .. } => Route::Node,
             Request::ExecTarget { namespace, name }
             | Request::Logs { namespace, name }
             | Request::Capture { namespace, name } => Route::Pod { namespace, name },
@@ -255,5 +281,16 @@ pub enum Response {
         micros: u64,
         /// The frame.
         frame: Vec<u8>,
+    },
+    /// A pull's progress, then its end.
+    ImagePull(PullEvent),
+    /// Stored images (a list, or what an import stored).
+    Images(Vec<ImageInfo>),
+    /// An image was removed: the blobs collected and their bytes.
+    ImageRemoved {
+        /// Blobs deleted.
+        blobs: u64,
+        /// Bytes freed.
+        bytes: u64,
     },
 }

@@ -121,7 +121,11 @@ impl ControlPlane {
             | Request::Logs { .. }
             | Request::Capture { .. }
             | Request::NodeStats
-            | Request::Resolve { .. } => unreachable!("routed above"),
+            | Request::Resolve { .. }
+            | Request::ImagePull { .. }
+            | Request::ImageList
+            | Request::ImageRemove { .. }
+            | Request::ImageImport { .. } => unreachable!("routed above"),
         }
     }
 
