@@ -7,6 +7,11 @@
 //! Framing: each Noise message goes as `u16` length + ciphertext. An
 //! application message is a `u32` length followed by its bytes, cut into as
 //! many Noise messages as it takes.
+//!
+//! Limits: the handshake must end within 5 s; after it, a receiver can
+//! give the peer an idle time to start each message, and a message once
+//! started (or being sent) must pass whole within a limit, however it
+//! trickles: a token holder cannot pin a connection mid-message.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
