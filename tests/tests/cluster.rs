@@ -349,4 +349,5 @@ fn a_second_agent_with_a_live_nodes_name_is_refused() {
     let nodes = cluster.server().ok(&["get", "nodes", "-o", "wide"]);
     let line = nodes.lines().find(|l| l.starts_with(&member)).unwrap();
     assert!(line.contains(" Ready") && line.contains("192.168.251.11"), "{line}");
+    assert_eq!(cluster_api_refusals(cluster.server(), "join_refused"), 1, "the refusal is counted");
 }
