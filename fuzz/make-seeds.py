@@ -198,6 +198,37 @@ def egress_seeds():
     write("egress_frames", "echo", erec(0, 0, ipv4(src, REMOTE, 1, request)) + erec(7, 11))
 
 
+def crec(payload):
+    """One record of the cluster_messages input: one decrypted Noise payload."""
+    return struct.pack("!H", len(payload)) + payload
+
+
+def cmsg(body):
+    """An application message: u32 length, then the postcard bytes."""
+    return struct.pack("!I", len(body)) + body
+
+
+def pstr(text):
+    return bytes([len(text)]) + text.encode()
+
+
+def cluster_seeds():
+    version = 4  # api::PROTOCOL_VERSION
+    hello_cli = bytes([0, version])
+    hello_node = bytes([1, version]) + pstr("n1") + bytes([192, 168, 1, 2])
+    settings = pstr("10.244.0.0/16") + pstr("10.96.0.0/12") + bytes([10, 96, 0, 10]) + pstr("cluster.local")
+    welcome = bytes([0]) + pstr("10.244.1.0/24") + settings
+    write("cluster_messages", "cli-hello-get-nodes", crec(cmsg(hello_cli)) + crec(cmsg(bytes([9]))))
+    write("cluster_messages", "node-hello-report", crec(cmsg(hello_node)) + crec(cmsg(bytes([0]))))
+    write("cluster_messages", "welcome-desired-refused",
+          crec(cmsg(welcome)) + crec(cmsg(bytes([2, 0, 0, 0, 0]))) + crec(cmsg(bytes([1]) + pstr("name taken"))))
+    write("cluster_messages", "answer-error", crec(cmsg(bytes([1]) + pstr("bad request"))))
+    # A message cut over three Noise payloads, the length prefix split too.
+    whole = cmsg(hello_node)
+    write("cluster_messages", "split", crec(whole[:2]) + crec(whole[2:7]) + crec(whole[7:]))
+    write("cluster_messages", "claims-4gib", crec(b"\xff\xff\xff\xff" + hello_cli))
+
+
 if __name__ == "__main__":
     switch_seeds()
     dns_seeds()
@@ -206,3 +237,4 @@ if __name__ == "__main__":
     os.makedirs(os.path.join(HERE, "corpus", "board_config"), exist_ok=True)
     config_seeds()
     egress_seeds()
+    cluster_seeds()

@@ -10,6 +10,18 @@ fn nodes_json(node: &Node) -> serde_json::Value {
     serde_json::from_str(&node.ok(&["get", "nodes", "-o", "json"])).unwrap()
 }
 
+/// How many times the cluster API refused for `reason`, from `podnet node
+/// stats -o json` on `node`.
+fn cluster_api_refusals(node: &Node, reason: &str) -> u64 {
+    let stats: serde_json::Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
+    let api = stats["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["listener"] == "cluster_api"))
+        .unwrap_or_else(|| panic!("no cluster_api listener in {stats}"))
+        .clone();
+    api["counts"].as_array().unwrap().iter().find(|c| c[0] == reason).map_or(0, |c| c[1].as_u64().unwrap())
+}
+
 #[test]
 fn nodes_join_with_a_token_and_share_one_state() {
     let cluster = Cluster::start("join", 2);
@@ -78,6 +90,10 @@ fn a_wrong_token_can_neither_join_nor_read() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("refused") && stderr(&out).contains("token"), "{}", stderr(&out));
+    // The server counts the refusal, by reason.
+    eventually(Duration::from_secs(10), "the CLI's handshake counted", || {
+        (cluster_api_refusals(cluster.server(), "handshake_failed") == 1).then_some(())
+    });
 
     let started = Instant::now();
     let intruder = Node::prepare(
@@ -107,6 +123,9 @@ fn a_wrong_token_can_neither_join_nor_read() {
     assert!(started.elapsed() < Duration::from_secs(30));
     let nodes = nodes_json(cluster.server());
     assert_eq!(nodes["items"].as_array().unwrap().len(), 1, "{nodes}");
+    assert!(cluster_api_refusals(cluster.server(), "handshake_failed") >= 2, "the intruder's handshake too");
+    let table = cluster.server().ok(&["node", "stats"]);
+    assert!(table.contains("handshake_failed="), "shown in the table too: {table}");
 }
 
 #[test]
@@ -332,4 +351,5 @@ fn a_second_agent_with_a_live_nodes_name_is_refused() {
     let nodes = cluster.server().ok(&["get", "nodes", "-o", "wide"]);
     let line = nodes.lines().find(|l| l.starts_with(&member)).unwrap();
     assert!(line.contains(" Ready") && line.contains("192.168.251.11"), "{line}");
+    assert_eq!(cluster_api_refusals(cluster.server(), "join_refused"), 1, "the refusal is counted");
 }

@@ -473,7 +473,13 @@ impl Member {
         let interface = &options.config.network.host_interface;
         let address =
             address.or_else(|| crate::cluster::node_address(interface)).ok_or(AgentError::NoAddress)?;
-        let link = MemberLink { server, token: token.clone(), name: options.node_name.clone(), address };
+        let link = MemberLink {
+            server,
+            token: token.clone(),
+            name: options.node_name.clone(),
+            address,
+            message_timeout: Duration::from_millis(options.config.limits.request_timeout_ms),
+        };
         let mut cache = Cache::load(data_dir);
         let (to_loop, mut from_server) = mpsc::channel(16);
         let (reports, reports_rx) = watch::channel(Vec::new());

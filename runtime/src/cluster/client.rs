@@ -20,5 +20,5 @@ pub async fn call(server: SocketAddr, token: &Token, request: &Request) -> Resul
     tx.send_value(&Hello::Cli { version: PROTOCOL_VERSION }).await.map_err(io)?;
     tx.send_value(request).await.map_err(io)?;
     // The answer's error is text: the server rendered it at its boundary.
-    rx.recv_value::<Result<Response, String>>().await.map_err(io)?.map_err(ClusterError::Remote)
+    rx.recv_value::<Result<Response, String>>().await.map_err(|e| io(e.into()))?.map_err(ClusterError::Remote)
 }

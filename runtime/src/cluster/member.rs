@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::channel;
 use super::proto::{Report, ToMember, Welcome, hello_node};
 use super::token::Token;
+use super::{channel, server};
 use crate::desired::{NodeDesired, PodReport};
 
 /// How often a member reports, unchanged or not: its heartbeat.
@@ -30,6 +30,10 @@ pub struct MemberLink {
     pub name: String,
     /// This node's address between nodes.
     pub address: Ipv4Addr,
+    /// Longest a message from or to the server may take once it started
+    /// (the board's `limits.request_timeout_ms`): a server that trickles
+    /// or stops reading is left and asked again.
+    pub message_timeout: Duration,
 }
 
 /// What the link tells the event loop.
@@ -130,16 +134,20 @@ async fn session(
 ) -> std::io::Result<()> {
     // Until the server answers our Hello, a connection it closes means it
     // refused the handshake.
-    let refused = |e: std::io::Error| std::io::Error::new(e.kind(), format!("handshake: {e}"));
-    let (mut tx, mut rx) = channel::connect(link.server, &link.token).await.map_err(|e| {
+    let closed = |e: std::io::Error| {
         if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) {
-            refused(e)
+            std::io::Error::new(e.kind(), format!("handshake: {e}"))
         } else {
             e
         }
-    })?;
-    tx.send_value(&hello_node(&link.name, link.address)).await.map_err(refused)?;
-    let first = rx.recv_value::<ToMember>().await.map_err(refused)?;
+    };
+    let whole = link.message_timeout;
+    let (mut tx, mut rx) = channel::connect(link.server, &link.token).await.map_err(closed)?;
+    tx.send_value_within(&hello_node(&link.name, link.address), whole).await.map_err(closed)?;
+    // The server answers once it saved the join: a server that does not
+    // answer at all is left like a silent member.
+    let first =
+        rx.recv_value_within::<ToMember>(Some(server::SILENCE), whole).await.map_err(|e| closed(e.into()))?;
     match first {
         ToMember::Welcome(welcome) => {
             *welcomed = true;
@@ -161,10 +169,9 @@ async fn session(
     let forward = to_loop.clone();
     let mut reader = tokio::spawn(async move {
         loop {
-            let message = match rx.recv_value::<ToMember>().await {
-                Ok(message) => message,
-                Err(e) => return Err(e),
-            };
+            // The server speaks only when something changed, so no idle
+            // limit; a message it started must arrive whole.
+            let message = rx.recv_value_within::<ToMember>(None, whole).await?;
             let item = match message {
                 ToMember::Desired(desired) => FromServer::Desired(desired),
                 ToMember::Refused(reason) => FromServer::Refused(reason),
@@ -184,13 +191,13 @@ async fn session(
                     break Ok(());
                 }
                 let report = reports.borrow_and_update().clone();
-                if let Err(e) = tx.send_value(&Report(report)).await {
+                if let Err(e) = tx.send_value_within(&Report(report), whole).await {
                     break Err(e);
                 }
             }
             _ = heartbeat.tick() => {
                 let report = reports.borrow().clone();
-                if let Err(e) = tx.send_value(&Report(report)).await {
+                if let Err(e) = tx.send_value_within(&Report(report), whole).await {
                     break Err(e);
                 }
             }
@@ -198,4 +205,52 @@ async fn session(
     };
     reader.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::proto::{ClusterSettings, Hello};
+    use crate::config::Cidr;
+
+    fn welcome() -> Welcome {
+        let settings = ClusterSettings {
+            cluster_cidr: Cidr::new(Ipv4Addr::new(10, 42, 0, 0), 16),
+            service_cidr: Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12),
+            cluster_dns: Ipv4Addr::new(10, 96, 0, 10),
+            cluster_domain: "cluster.local".into(),
+        };
+        Welcome { subnet: Cidr::new(Ipv4Addr::new(10, 42, 1, 0), 24), settings }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_trickles_is_left_and_asked_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let token = Token::generate().unwrap();
+        let link = MemberLink {
+            server: listener.local_addr().unwrap(),
+            token: token.clone(),
+            name: "n1".into(),
+            address: Ipv4Addr::new(192, 168, 1, 2),
+            message_timeout: Duration::from_millis(300),
+        };
+        let (to_loop, mut from_link) = mpsc::channel(8);
+        let (_reports, reports_rx) = watch::channel(PodReport::default());
+        tokio::spawn(run(link, to_loop, reports_rx));
+        let ends = |work| tokio::time::timeout(Duration::from_secs(10), work);
+
+        // The server welcomes the member, then starts a message and stalls,
+        // keeping the connection open.
+        let (stream, _) = ends(listener.accept()).await.expect("the member connects").unwrap();
+        let (mut tx, mut rx) = channel::accept(stream, &token).await.unwrap();
+        assert!(matches!(rx.recv_value::<Hello>().await.unwrap(), Hello::Node { .. }));
+        tx.send_value(&ToMember::Welcome(welcome())).await.unwrap();
+        assert!(matches!(from_link.recv().await, Some(FromServer::Welcome(_))));
+        let desired = postcard::to_stdvec(&ToMember::Desired(NodeDesired::default())).unwrap();
+        tx.send_part(&desired, 4).await.unwrap();
+
+        let again = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+        assert!(again.is_ok(), "the member must leave a stalled server and connect again");
+        drop((tx, rx));
+    }
 }

@@ -75,16 +75,33 @@ pub enum Reason {
     RequestTimeout,
     /// Nothing moved for longer than the idle timeout.
     IdleTimeout,
+    /// The cluster API: the peer failed the Noise handshake (another
+    /// cluster's token, not Noise at all, or it hung up or stalled in it).
+    HandshakeFailed,
+    /// The cluster API: the server refused a node's join (bad address,
+    /// name taken, a failed save).
+    JoinRefused,
+    /// The cluster API: the peer speaks another control protocol version.
+    VersionMismatch,
+    /// A message announced more bytes than a message may have.
+    OversizedMessage,
+    /// A message did not decrypt, decode or end where it said.
+    MalformedMessage,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 10] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
         Reason::RequestTimeout,
         Reason::IdleTimeout,
+        Reason::HandshakeFailed,
+        Reason::JoinRefused,
+        Reason::VersionMismatch,
+        Reason::OversizedMessage,
+        Reason::MalformedMessage,
     ];
 
     /// The name shown to people and scrapers.
@@ -95,6 +112,11 @@ impl Reason {
             Reason::AcceptFailed => "accept_failed",
             Reason::RequestTimeout => "request_timeout",
             Reason::IdleTimeout => "idle_timeout",
+            Reason::HandshakeFailed => "handshake_failed",
+            Reason::JoinRefused => "join_refused",
+            Reason::VersionMismatch => "version_mismatch",
+            Reason::OversizedMessage => "oversized_message",
+            Reason::MalformedMessage => "malformed_message",
         }
     }
 }
