@@ -117,8 +117,19 @@ pub(super) fn leftover_sandboxes(node: &str) -> Vec<String> {
 /// Stops a sandbox's processes and removes it.
 async fn remove_sandbox(netns: &str, grace: Duration) {
     process::stop_all(netns, grace).await;
-    if let Err(e) = sandbox::remove(netns) {
-        tracing::warn!(netns = %netns, "cannot remove stale sandbox: {e}");
+    remove_off_loop(netns).await;
+}
+
+/// Removes a sandbox on a blocking thread: unmounting a namespace waits for
+/// the kernel (an RCU grace period, longer under load), which must not stall
+/// the proxies, the DNS relay and the cluster link sharing the event loop.
+async fn remove_off_loop(netns: &str) {
+    let name = netns.to_string();
+    let result = tokio::task::spawn_blocking(move || sandbox::remove(&name)).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(netns = %netns, "cannot remove sandbox: {e}"),
+        Err(e) => tracing::warn!(netns = %netns, "cannot remove sandbox: {e}"),
     }
 }
 
@@ -247,7 +258,7 @@ impl NodeRuntime {
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(e) => {
-                let _ = sandbox::remove(&netns_name);
+                remove_off_loop(&netns_name).await;
                 return Err(NodeError::AttachPod { pod: pod_name(), source: e });
             }
         };
@@ -392,9 +403,7 @@ impl NodeRuntime {
         }
         // Its egress connections, flows and echo identifiers go with it.
         self.egress.forget_pod(pod.record.ip);
-        if let Err(e) = sandbox::remove(&pod.netns) {
-            tracing::warn!(netns = %pod.netns, "cannot remove sandbox: {e}");
-        }
+        remove_off_loop(&pod.netns).await;
         if forget {
             pod.log.lock().unwrap_or_else(|e| e.into_inner()).close();
             self.log_paths(&pod.record.spec).remove();
