@@ -15,8 +15,6 @@
 //! is allocated for it.
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use runtime::api::{Request, Response};
@@ -25,45 +23,8 @@ use runtime::cluster::proto::{Hello, Report, ToMember};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new_size) };
-        if !q.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: podnet_fuzz::Counting = podnet_fuzz::Counting;
 
 /// serde preallocates at most 1 MiB per sequence it decodes (its
 /// "cautious" size hint); a message nests a few sequences deep.
@@ -90,8 +51,7 @@ fn decode_all(message: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = podnet_fuzz::start_measuring();
 
     decode_all(data);
     let mut assembler = Assembler::default();
@@ -117,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = podnet_fuzz::peak_since(base);
     assert!(
         peak <= 4 * data.len() + PREALLOCATION,
         "{peak} bytes live while decoding {} input bytes",

@@ -9,54 +9,15 @@
 //! slack, whatever length prefix or postcard length the input claims.
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use libfuzzer_sys::fuzz_target;
 use runtime::api::{Frame, MAX_FRAME, Request, Response, read_frame};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new_size) };
-        if !q.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: podnet_fuzz::Counting = podnet_fuzz::Counting;
 
 /// Runs a future that never waits: reading from a byte slice is always ready.
 fn ready<F: Future>(future: F) -> F::Output {
@@ -76,8 +37,7 @@ fn decode(body: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = podnet_fuzz::start_measuring();
 
     decode(data);
     let mut stream = data;
@@ -88,6 +48,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = podnet_fuzz::peak_since(base);
     assert!(peak <= 2 * MAX_FRAME + (1 << 20), "{peak} bytes live while decoding {} input bytes", data.len());
 });
