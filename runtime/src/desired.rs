@@ -49,11 +49,7 @@ pub fn usable_peers(peers: &[Peer], fixed: &[OverlayPeer], cluster_cidr: Cidr, l
     let mut usable = Vec::new();
     for peer in peers {
         let subnet = *peer.subnet;
-        set.push(OverlayPeer {
-            subnet,
-            underlay: peer.address,
-            vtep_mac: netstack::overlay::vtep_mac(subnet),
-        });
+        set.push(OverlayPeer::podnet(subnet, peer.address));
         match netstack::overlay::check_peers(&set, &config, *local) {
             Ok(()) => usable.push(peer.clone()),
             Err(e) => {

@@ -19,7 +19,7 @@ use crate::cluster::server::{ClusterEvent, Hub};
 use crate::cluster::token::{self, Token};
 use crate::config::{Cidr, NodeConfig};
 use crate::control::{ControlError, ControlPlane, Host, Now, Rng};
-use crate::desired::{NodeDesired, PodReport, usable_peers};
+use crate::desired::PodReport;
 use crate::listeners::ListenError;
 use crate::listeners::proxy::ListenKey;
 use crate::model::check_name;
@@ -145,7 +145,6 @@ struct Control {
     cp: ControlPlane,
     store: Store,
     hub: Option<Hub>,
-    overlay: Overlay,
 }
 
 /// A member: the link to its server and the last state it was given.
@@ -157,31 +156,6 @@ struct Member {
     cache: Cache,
     data_dir: PathBuf,
     subnet: Cidr,
-    overlay: Overlay,
-}
-
-/// What a node needs to tell usable overlay peers from bad ones.
-struct Overlay {
-    fixed: Vec<netstack::overlay::OverlayPeer>,
-    cluster_cidr: Cidr,
-    subnet: Cidr,
-}
-
-impl Overlay {
-    fn new(config: &NodeConfig) -> Overlay {
-        Overlay {
-            fixed: config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect(),
-            cluster_cidr: config.network.cluster_cidr,
-            subnet: config.network.node_subnet,
-        }
-    }
-
-    /// Programs the node's tables, skipping peers the overlay would refuse.
-    async fn apply(&self, node: &mut NodeRuntime, desired: &NodeDesired) {
-        let mut desired = desired.clone();
-        desired.peers = usable_peers(&desired.peers, &self.fixed, self.cluster_cidr, self.subnet);
-        node.apply_tables(&desired).await;
-    }
 }
 
 /// The part of the event loop that differs between the roles.
@@ -296,7 +270,7 @@ impl Side {
             }
             Side::Member(m) => {
                 node.apply_pods(&m.cache.desired.pods).await;
-                m.overlay.apply(node, &m.cache.desired).await;
+                node.apply_tables(&m.cache.desired).await;
                 let report = node.statuses();
                 m.reports.send_if_modified(|current| {
                     let changed = *current != report;
@@ -412,7 +386,7 @@ impl Control {
         if let Err(e) = commit(&mut cp, &store).await {
             tracing::warn!("{e}");
         }
-        Ok(Control { cp, store, hub, overlay: Overlay::new(&options.config) })
+        Ok(Control { cp, store, hub })
     }
 
     /// Brings the local node in line with the control plane: its pods
@@ -423,7 +397,7 @@ impl Control {
         let failed = node.apply_pods(&desired.pods).await;
         self.cp.start_failed(&failed);
         self.cp.report(node.name(), node.statuses());
-        self.overlay.apply(node, &self.cp.desired_for(node.name())).await;
+        node.apply_tables(&self.cp.desired_for(node.name())).await;
         failed
     }
 
@@ -517,7 +491,6 @@ impl Member {
             cache,
             data_dir: data_dir.clone(),
             subnet: welcome.subnet,
-            overlay: Overlay::new(&config),
         };
         Ok((member, config))
     }

@@ -71,6 +71,9 @@ pub struct NodeRuntime {
     zone: zone::ZoneSync,
     /// The overlay peers the switch holds.
     peers_pushed: Vec<netstack::overlay::OverlayPeer>,
+    /// The peer records last seen, and the usable overlay peers made of them
+    /// (the config's static ones first); None until the first sync.
+    peers_usable: Option<(Vec<crate::desired::Peer>, Vec<netstack::overlay::OverlayPeer>)>,
     /// Node ports, LoadBalancer ports and host ports, and what they forward to.
     proxies: crate::listeners::proxy::Proxies,
     forwards: BTreeMap<crate::listeners::proxy::ListenKey, crate::listeners::proxy::Forward>,
@@ -220,6 +223,7 @@ impl NodeRuntime {
             pushed: BTreeMap::new(),
             zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),
+            peers_usable: None,
             proxies,
             forwards: BTreeMap::new(),
             egress,

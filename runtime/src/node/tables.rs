@@ -9,7 +9,7 @@ use netstack::overlay::OverlayPeer;
 use netstack::service::{Affinity, Backend, ServiceKey};
 
 use super::NodeRuntime;
-use crate::desired::NodeDesired;
+use crate::desired::{NodeDesired, usable_peers};
 use crate::model::services::{self, SwitchEntry};
 
 impl NodeRuntime {
@@ -21,21 +21,30 @@ impl NodeRuntime {
         self.sync_proxies(desired).await;
     }
 
-    /// The overlay's peers: the config's static ones and the cluster's nodes.
+    /// The overlay's peers: the config's static ones and the cluster's
+    /// nodes, less records the overlay would refuse (checked, and warned
+    /// about, only when the records change).
     async fn sync_peers(&mut self, desired: &NodeDesired) {
         let config = &self.options.config;
         if !config.overlay_enabled() {
             return;
         }
-        let mut wanted: Vec<OverlayPeer> =
-            config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
-        wanted.extend(desired.peers.iter().map(|p| OverlayPeer::podnet(*p.subnet, p.address)));
-        if wanted == self.peers_pushed {
+        if self.peers_usable.as_ref().is_none_or(|(seen, _)| *seen != desired.peers) {
+            let fixed: Vec<OverlayPeer> =
+                config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
+            let usable =
+                usable_peers(&desired.peers, &fixed, config.network.cluster_cidr, self.options.subnet);
+            let mut wanted = fixed;
+            wanted.extend(usable.iter().map(|p| OverlayPeer::podnet(*p.subnet, p.address)));
+            self.peers_usable = Some((desired.peers.clone(), wanted));
+        }
+        let Some((_, wanted)) = &self.peers_usable else { return };
+        if *wanted == self.peers_pushed {
             return;
         }
         let peers = wanted.clone();
         match self.dataplane.update(move |switch| switch.set_overlay_peers(&peers)).await {
-            Ok(Ok(())) => self.peers_pushed = wanted,
+            Ok(Ok(())) => self.peers_pushed = wanted.clone(),
             Ok(Err(e)) => tracing::warn!("cannot set overlay peers: {e}"),
             Err(e) => tracing::warn!("cannot set overlay peers: {e}"),
         }
