@@ -98,6 +98,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 readiness: args.pod.readiness,
                 node_name: args.node,
                 host_ports: args.pod.host_ports,
+                image: None,
+                resources: Default::default(),
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -118,6 +120,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 ports: pod.ports,
                 readiness: pod.readiness,
                 host_ports: pod.host_ports,
+                image: None,
+                resources: Default::default(),
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();

@@ -381,6 +381,8 @@ pub(super) fn pod(name: &str) -> PodSpec {
         node_name: None,
         host_ports: Vec::new(),
         security: Default::default(),
+        image: None,
+        resources: Default::default(),
     }
 }
 
@@ -401,6 +403,8 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         readiness: None,
         host_ports: Vec::new(),
         security: Default::default(),
+        image: None,
+        resources: Default::default(),
     }
 }
 

@@ -68,6 +68,8 @@ impl ControlPlane {
                     node_name: None,
                     host_ports: spec.host_ports.clone(),
                     security: spec.security,
+                    image: spec.image.clone(),
+                    resources: spec.resources,
                 };
                 match self.create_pod(now, pod) {
                     Ok(pod) => {

@@ -164,8 +164,9 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, FormatE
     }
 }
 
-/// The part of an image config podnet reads now: the layer diff IDs (a
-/// `docker save` archive is checked against them) and the platform.
+/// The part of an image config podnet reads: the layer diff IDs (a
+/// `docker save` archive is checked against them, unpacked layers too), the
+/// platform, and how to run it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImageConfig {
     /// The platform's architecture.
@@ -179,6 +180,43 @@ pub struct ImageConfig {
     pub variant: Option<String>,
     /// The uncompressed layers' digests.
     pub rootfs: RootFs,
+    /// How a container of the image runs.
+    #[serde(default)]
+    pub config: RunConfig,
+}
+
+/// The image config's `config` section: what a container of the image runs
+/// unless the pod says otherwise. Registries write `null` for empty fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunConfig {
+    /// `NAME=value` pairs.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: Vec<String>,
+    /// `user[:group]`, by name or number; root when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub user: String,
+    /// The process's working directory; `/` when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub working_dir: String,
+    /// ENTRYPOINT.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub entrypoint: Vec<String>,
+    /// CMD.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cmd: Vec<String>,
+    /// The signal that stops it (`SIGQUIT` for nginx); SIGTERM when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub stop_signal: String,
+}
+
+/// Reads `null` as the type's default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// The config's rootfs section.

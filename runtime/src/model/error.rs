@@ -47,6 +47,12 @@ pub enum ModelError {
     /// A readiness probe.
     #[error("readiness probe `{0}` is not tcp:PORT or http:PORT/PATH")]
     Probe(String),
+    /// An image pull policy.
+    #[error("image pull policy `{0}` is not one of Always, IfNotPresent, Never")]
+    PullPolicy(String),
+    /// Resource limits or requests.
+    #[error("resources `{0}` are not memory=QUANTITY,cpu=QUANTITY (e.g. memory=128Mi,cpu=500m)")]
+    Resources(String),
     /// A Service type.
     #[error("service type `{0}` is not one of ClusterIP, NodePort, LoadBalancer")]
     ServiceType(String),

@@ -75,6 +75,163 @@ pub struct PodSpec {
     /// How the pod's processes are confined (securityContext).
     #[serde(default)]
     pub security: SecurityContext,
+    /// The container image it runs; a command pod (`command` on the host's
+    /// filesystem) without one.
+    #[serde(default)]
+    pub image: Option<ImageSpec>,
+    /// Memory and CPU limits and requests (resources).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// The image a pod runs and how its command is made from the image's
+/// ENTRYPOINT and CMD (Kubernetes' container image, command, args).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// The image reference as the user wrote it (`nginx`, `alpine:3.20`).
+    pub image: String,
+    /// When the node pulls it.
+    pub pull_policy: PullPolicy,
+    /// Replaces the image's ENTRYPOINT (and drops its CMD) when not empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Replaces the image's CMD when not empty.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl ImageSpec {
+    /// The process to run, as Kubernetes combines command and args with the
+    /// image's ENTRYPOINT and CMD.
+    pub fn process(&self, entrypoint: &[String], cmd: &[String]) -> Vec<String> {
+        match (self.command.is_empty(), self.args.is_empty()) {
+            (false, _) => self.command.iter().chain(&self.args).cloned().collect(),
+            (true, false) => entrypoint.iter().chain(&self.args).cloned().collect(),
+            (true, true) => entrypoint.iter().chain(cmd).cloned().collect(),
+        }
+    }
+}
+
+/// When a node pulls a pod's image (imagePullPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Before every start of a pod.
+    Always,
+    /// Only when the node does not have it.
+    IfNotPresent,
+    /// Never: the image must be on the node (imported).
+    Never,
+}
+
+impl PullPolicy {
+    /// Kubernetes' default: Always for `:latest` or no tag, IfNotPresent
+    /// otherwise (a digest counts as a tag).
+    pub fn default_for(image: &str) -> PullPolicy {
+        let name = image.rsplit('/').next().unwrap_or(image);
+        if image.contains('@') {
+            return PullPolicy::IfNotPresent;
+        }
+        match name.split_once(':') {
+            Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
+            _ => PullPolicy::Always,
+        }
+    }
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "Always" => Ok(PullPolicy::Always),
+            "IfNotPresent" => Ok(PullPolicy::IfNotPresent),
+            "Never" => Ok(PullPolicy::Never),
+            _ => Err(ModelError::PullPolicy(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Memory and CPU a pod may use (limits) and is promised (requests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// The most it may use: past the memory limit it is OOM-killed, past
+    /// the CPU limit throttled.
+    #[serde(default)]
+    pub limits: ResourceList,
+    /// What it is promised: CPU weight, and the memory it is protected for.
+    #[serde(default)]
+    pub requests: ResourceList,
+}
+
+/// One set of amounts (`memory=128Mi,cpu=500m`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceList {
+    /// Bytes of memory.
+    #[serde(default)]
+    pub memory: Option<u64>,
+    /// Thousandths of a CPU.
+    #[serde(default)]
+    pub cpu_millis: Option<u64>,
+}
+
+impl std::str::FromStr for ResourceList {
+    type Err = ModelError;
+    /// Parses `memory=128Mi,cpu=500m` (Kubernetes quantities).
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        let bad = || ModelError::Resources(s.to_string());
+        let mut list = ResourceList::default();
+        for item in s.split(',').filter(|i| !i.is_empty()) {
+            let (key, value) = item.split_once('=').ok_or_else(bad)?;
+            match key.trim() {
+                "memory" => list.memory = Some(parse_memory(value.trim()).ok_or_else(bad)?),
+                "cpu" => list.cpu_millis = Some(parse_cpu(value.trim()).ok_or_else(bad)?),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// A memory quantity in bytes: `128Mi`, `1G`, `1048576`, `1.5Gi`.
+fn parse_memory(text: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 12] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("Ei", 1 << 60),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+        ("E", 1_000_000_000_000_000_000),
+    ];
+    let (number, unit) = UNITS
+        .iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n, *unit)))
+        .unwrap_or((text, 1));
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite() && *v > 0.0)?;
+    let bytes = (value * unit as f64).ceil();
+    (bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// A CPU quantity in thousandths of a CPU: `500m`, `0.5`, `2`.
+fn parse_cpu(text: &str) -> Option<u64> {
+    let millis = match text.strip_suffix('m') {
+        Some(m) => m.parse::<u64>().ok()?,
+        None => {
+            let cpus: f64 = text.parse().ok().filter(|v: &f64| v.is_finite())?;
+            (cpus * 1000.0).ceil() as u64
+        }
+    };
+    (1..=1_000_000).contains(&millis).then_some(millis)
 }
 
 /// How a pod's processes are confined (Kubernetes' securityContext). The
@@ -179,6 +336,12 @@ pub struct DeploymentSpec {
     /// The pods' securityContext.
     #[serde(default)]
     pub security: SecurityContext,
+    /// The pods' image.
+    #[serde(default)]
+    pub image: Option<ImageSpec>,
+    /// The pods' resources.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 /// A deployment as reported to users.

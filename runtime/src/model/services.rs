@@ -201,6 +201,8 @@ mod tests {
             node_name: None,
             host_ports: vec![],
             security: Default::default(),
+            image: None,
+            resources: Default::default(),
         }
     }
 
