@@ -317,6 +317,9 @@ pub struct PodsConfig {
     pub restart_backoff_max_ms: u64,
     /// Time between SIGTERM and SIGKILL when a pod is deleted.
     pub termination_grace_ms: u64,
+    /// The OCI runtime for image pods: `crun`, `runc` or a path; the first
+    /// that works on this node's cgroups when not set.
+    pub runtime: Option<String>,
 }
 
 impl Default for PodsConfig {
@@ -325,6 +328,7 @@ impl Default for PodsConfig {
             restart_backoff_initial_ms: 10_000,
             restart_backoff_max_ms: 300_000,
             termination_grace_ms: 5_000,
+            runtime: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod netlink;
 pub mod netns;
 pub mod process;
 pub mod random;
+pub mod reaper;
 pub mod seccomp;
 pub mod tun;
 

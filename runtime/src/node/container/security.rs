@@ -1,0 +1,294 @@
+//! What a container may do, in OCI form: the container default
+//! capabilities, runc's masked and read-only paths, and podnet's default
+//! seccomp filter (`node/pod/seccomp.rs`, the RuntimeDefault of command
+//! pods) as an OCI seccomp profile that runc or crun compile with libseccomp.
+
+use serde::Serialize;
+
+use crate::node::pod::confine::DEFAULT_CAPS;
+
+/// Capability names by number (linux/capability.h), as OCI spells them.
+pub const CAP_NAMES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The container default set ([`DEFAULT_CAPS`]) by name.
+pub fn default_caps() -> Vec<String> {
+    DEFAULT_CAPS.iter().filter_map(|cap| CAP_NAMES.get(*cap as usize)).map(|n| n.to_string()).collect()
+}
+
+/// Every capability this kernel knows (`cap_last_cap`), for a privileged
+/// container.
+pub fn all_caps(last_cap: u32) -> Vec<String> {
+    CAP_NAMES.iter().take(last_cap as usize + 1).map(|n| n.to_string()).collect()
+}
+
+/// The kernel's highest capability number; the highest podnet knows if
+/// /proc does not say.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(CAP_NAMES.len() as u32 - 1)
+}
+
+/// Paths runc masks (as `node/pod/mounts.rs` does for command pods), with
+/// containerd's powercap.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths runc makes read-only.
+pub const READONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// System calls refused with EPERM whatever their arguments: the DENIED
+/// list of `node/pod/seccomp.rs` by name (libseccomp resolves names per
+/// architecture, and the runtimes skip names an architecture lacks).
+pub const DENIED_SYSCALLS: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "settimeofday",
+    "delete_module",
+    "finit_module",
+    "init_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "mount",
+    "umount2",
+    "umount",
+    "pivot_root",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "request_key",
+    "lookup_dcookie",
+    "open_by_handle_at",
+    "perf_event_open",
+    "quotactl",
+    "reboot",
+    "setns",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "userfaultfd",
+    "vhangup",
+    "nfsservctl",
+    "iopl",
+    "ioperm",
+    "uselib",
+    "_sysctl",
+];
+
+/// Namespace flags `clone` and `unshare` may not carry (as in
+/// `node/pod/seccomp.rs`): user, mount, net, pid, ipc, uts, cgroup, time.
+pub const NEW_NAMESPACE_FLAGS: &[u64] =
+    &[0x1000_0000, 0x0002_0000, 0x4000_0000, 0x2000_0000, 0x0800_0000, 0x0400_0000, 0x0200_0000, 0x80];
+
+/// An OCI seccomp profile (`linux.seccomp`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    /// What calls no rule names get.
+    pub default_action: String,
+    /// The architectures the filter covers.
+    pub architectures: Vec<String>,
+    /// The rules.
+    pub syscalls: Vec<SyscallRule>,
+}
+
+/// One rule of a profile: the calls, what they get, and (all of) the
+/// argument conditions.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyscallRule {
+    /// System call names.
+    pub names: Vec<String>,
+    /// `SCMP_ACT_ERRNO`.
+    pub action: String,
+    /// The errno returned.
+    pub errno_ret: u32,
+    /// Conditions, all of which must hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SyscallArg>,
+}
+
+/// One argument condition.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyscallArg {
+    /// Which argument.
+    pub index: u32,
+    /// The mask, for SCMP_CMP_MASKED_EQ.
+    pub value: u64,
+    /// What the masked argument must equal.
+    pub value_two: u64,
+    /// The comparison.
+    pub op: String,
+}
+
+/// The libseccomp architectures of this build: the native one plus those
+/// whose programs the kernel also runs (Docker's choice).
+fn architectures() -> Vec<String> {
+    let names: &[&str] = match std::env::consts::ARCH {
+        "x86_64" => &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "aarch64" => &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "arm" => &["SCMP_ARCH_ARM"],
+        "riscv64" => &["SCMP_ARCH_RISCV64"],
+        _ => &[],
+    };
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// podnet's default filter as an OCI profile: everything allowed but the
+/// denied calls, new namespaces through clone/unshare, and device nodes
+/// (EPERM); clone3, whose flags a filter cannot read, gets ENOSYS so C
+/// libraries fall back to clone.
+pub fn default_seccomp() -> Seccomp {
+    let eperm = libc::EPERM as u32;
+    let rule = |names: &[&str], errno_ret: u32, args: Vec<SyscallArg>| SyscallRule {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        action: "SCMP_ACT_ERRNO".into(),
+        errno_ret,
+        args,
+    };
+    let masked = |index: u32, mask: u64, value: u64| SyscallArg {
+        index,
+        value: mask,
+        value_two: value,
+        op: "SCMP_CMP_MASKED_EQ".into(),
+    };
+    let mut syscalls = vec![rule(DENIED_SYSCALLS, eperm, Vec::new())];
+    // One rule per flag: conditions of one rule must all hold.
+    for flag in NEW_NAMESPACE_FLAGS {
+        syscalls.push(rule(&["clone", "unshare"], eperm, vec![masked(0, *flag, *flag)]));
+    }
+    let kind_mask = u64::from(libc::S_IFMT);
+    for kind in [libc::S_IFCHR, libc::S_IFBLK] {
+        syscalls.push(rule(&["mknodat"], eperm, vec![masked(2, kind_mask, u64::from(kind))]));
+        syscalls.push(rule(&["mknod"], eperm, vec![masked(1, kind_mask, u64::from(kind))]));
+    }
+    syscalls.push(rule(&["clone3"], libc::ENOSYS as u32, Vec::new()));
+    Seccomp { default_action: "SCMP_ACT_ALLOW".into(), architectures: architectures(), syscalls }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_caps_are_the_container_default_set_by_name() {
+        let caps = default_caps();
+        assert_eq!(caps.len(), DEFAULT_CAPS.len());
+        for name in ["CAP_CHOWN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE", "CAP_SETFCAP"] {
+            assert!(caps.iter().any(|c| c == name), "{name}");
+        }
+        assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN" || c == "CAP_NET_ADMIN"));
+        // Numbers and names agree where the kernel's header defines them.
+        assert_eq!(CAP_NAMES[21], "CAP_SYS_ADMIN");
+        assert_eq!(CAP_NAMES[40], "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(all_caps(40).len(), 41);
+    }
+
+    #[test]
+    fn the_namespace_flags_are_the_kernels() {
+        let flags = [
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWCGROUP,
+        ];
+        for (ours, kernel) in NEW_NAMESPACE_FLAGS.iter().zip(flags) {
+            assert_eq!(*ours, kernel as u64);
+        }
+    }
+
+    #[test]
+    fn the_profile_allows_by_default_and_refuses_mounts_namespaces_and_devices() {
+        let profile = serde_json::to_value(default_seccomp()).unwrap();
+        assert_eq!(profile["defaultAction"], "SCMP_ACT_ALLOW");
+        let rules = profile["syscalls"].as_array().unwrap();
+        let denied = &rules[0];
+        assert_eq!(denied["action"], "SCMP_ACT_ERRNO");
+        assert_eq!(denied["errnoRet"], 1);
+        for name in ["mount", "umount2", "setns", "bpf", "kexec_load", "init_module", "keyctl"] {
+            assert!(denied["names"].as_array().unwrap().iter().any(|n| n == name), "{name}");
+        }
+        assert!(denied.get("args").is_none());
+        let user_ns = rules
+            .iter()
+            .find(|r| r["names"][0] == "clone" && r["args"][0]["value"] == libc::CLONE_NEWUSER as u64)
+            .unwrap();
+        assert_eq!(user_ns["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+        assert_eq!(user_ns["args"][0]["valueTwo"], libc::CLONE_NEWUSER as u64);
+        assert!(
+            rules.iter().any(|r| r["names"][0] == "mknodat" && r["args"][0]["valueTwo"] == libc::S_IFCHR)
+        );
+        let clone3 = rules.iter().find(|r| r["names"][0] == "clone3").unwrap();
+        assert_eq!(clone3["errnoRet"], libc::ENOSYS);
+    }
+}
