@@ -46,8 +46,8 @@ pub struct NodeLimits {
     pub nofile_hard: u64,
     /// The node's memory, for the kubelet's OOM score of burstable pods.
     pub memory_total: u64,
-    /// The kernel's highest capability number.
-    pub last_cap: u32,
+    /// The capabilities the node can give (the agent's bounding set).
+    pub bounding: u64,
     /// The lowest OOM score adjustment the runtime (the agent's child) may
     /// set: any without CAP_SYS_RESOURCE, else none below the agent's own.
     pub oom_score_adj_min: i32,
@@ -70,7 +70,7 @@ impl NodeLimits {
         NodeLimits {
             nofile_hard,
             memory_total,
-            last_cap: security::last_cap(),
+            bounding: security::node_bounding(),
             oom_score_adj_min: oom_floor(),
         }
     }
@@ -81,13 +81,7 @@ impl NodeLimits {
 /// container may lack; the runtime would then fail to start anything).
 fn oom_floor() -> i32 {
     const CAP_SYS_RESOURCE: u32 = 24;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    if effective & (1 << CAP_SYS_RESOURCE) != 0 {
+    if security::own_caps("CapEff").unwrap_or(0) & (1 << CAP_SYS_RESOURCE) != 0 {
         return -1000;
     }
     std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
@@ -205,8 +199,11 @@ pub fn write(dir: &Path, spec: &BundleSpec<'_>) -> Result<(), ContainerError> {
 
 /// The OCI config for `spec`.
 pub fn config(spec: &BundleSpec<'_>) -> Spec {
-    let caps =
-        if spec.privileged { security::all_caps(spec.node.last_cap) } else { security::default_caps() };
+    let caps = if spec.privileged {
+        security::all_caps(spec.node.bounding)
+    } else {
+        security::default_caps(spec.node.bounding)
+    };
     let limits = &spec.resources.limits;
     let path = |p: &Path| p.to_string_lossy().into_owned();
     let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -458,7 +455,12 @@ mod tests {
     }
 
     fn node() -> NodeLimits {
-        NodeLimits { nofile_hard: 20_000, memory_total: 4 << 30, last_cap: 40, oom_score_adj_min: -1000 }
+        NodeLimits {
+            nofile_hard: 20_000,
+            memory_total: 4 << 30,
+            bounding: (1 << 41) - 1,
+            oom_score_adj_min: -1000,
+        }
     }
 
     fn json_of(privileged: bool, resources: &Resources, node: NodeLimits) -> Value {
@@ -515,7 +517,7 @@ mod tests {
         assert_eq!(process["cwd"], "/");
         assert_eq!(process["user"], json!({"uid": 101, "gid": 101, "additionalGids": [44]}));
         let caps = &process["capabilities"];
-        assert_eq!(caps["effective"], json!(security::default_caps()));
+        assert_eq!(caps["effective"], json!(security::default_caps(u64::MAX)));
         assert_eq!(caps["bounding"], caps["effective"]);
         assert_eq!(caps["permitted"], caps["effective"]);
         assert!(caps.get("inheritable").is_none() && caps.get("ambient").is_none());

@@ -52,24 +52,41 @@ pub const CAP_NAMES: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// The container default set ([`DEFAULT_CAPS`]) by name.
-pub fn default_caps() -> Vec<String> {
-    DEFAULT_CAPS.iter().filter_map(|cap| CAP_NAMES.get(*cap as usize)).map(|n| n.to_string()).collect()
+/// The container default set ([`DEFAULT_CAPS`]) by name, those in
+/// `bounding` (the node's own set: a runtime cannot grant more).
+pub fn default_caps(bounding: u64) -> Vec<String> {
+    DEFAULT_CAPS.iter().filter(|cap| bounding & (1 << **cap) != 0).filter_map(|cap| name(*cap)).collect()
 }
 
-/// Every capability this kernel knows (`cap_last_cap`), for a privileged
+/// Every capability in `bounding` (the node's own set), for a privileged
 /// container.
-pub fn all_caps(last_cap: u32) -> Vec<String> {
-    CAP_NAMES.iter().take(last_cap as usize + 1).map(|n| n.to_string()).collect()
+pub fn all_caps(bounding: u64) -> Vec<String> {
+    (0..64).filter(|cap| bounding & (1 << cap) != 0).filter_map(name).collect()
 }
 
-/// The kernel's highest capability number; the highest podnet knows if
-/// /proc does not say.
-pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(CAP_NAMES.len() as u32 - 1)
+fn name(cap: u32) -> Option<String> {
+    CAP_NAMES.get(cap as usize).map(|n| n.to_string())
+}
+
+/// A capability set of this process from /proc/self/status (`CapBnd`,
+/// `CapEff`, …).
+pub fn own_caps(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    u64::from_str_radix(value.trim(), 16).ok()
+}
+
+/// The capabilities a container of this node can be given: the agent's
+/// bounding set (every capability on an ordinary node; fewer when the node
+/// itself runs in a container).
+pub fn node_bounding() -> u64 {
+    own_caps("CapBnd").unwrap_or_else(|| {
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(CAP_NAMES.len() as u32 - 1);
+        (1u64 << (last + 1)) - 1
+    })
 }
 
 /// Paths runc masks (as `node/pod/mounts.rs` does for command pods), with
@@ -239,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_default_caps_are_the_container_default_set_by_name() {
-        let caps = default_caps();
+        let caps = default_caps(u64::MAX);
         assert_eq!(caps.len(), DEFAULT_CAPS.len());
         for name in ["CAP_CHOWN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE", "CAP_SETFCAP"] {
             assert!(caps.iter().any(|c| c == name), "{name}");
@@ -248,7 +265,12 @@ mod tests {
         // Numbers and names agree where the kernel's header defines them.
         assert_eq!(CAP_NAMES[21], "CAP_SYS_ADMIN");
         assert_eq!(CAP_NAMES[40], "CAP_CHECKPOINT_RESTORE");
-        assert_eq!(all_caps(40).len(), 41);
+        assert_eq!(all_caps((1 << 41) - 1).len(), 41);
+        // Only what the node itself has.
+        let without_kill = !(1u64 << 5);
+        assert!(!default_caps(without_kill).iter().any(|c| c == "CAP_KILL"));
+        assert!(!all_caps(without_kill).iter().any(|c| c == "CAP_KILL"));
+        assert!(own_caps("CapBnd").is_some());
     }
 
     #[test]

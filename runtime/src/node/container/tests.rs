@@ -156,9 +156,15 @@ async fn a_container_runs_in_the_pods_namespace_with_its_limits_and_exit_code() 
         limits: ResourceList { memory: Some(64 << 20), cpu_millis: Some(500) },
         ..Default::default()
     };
-    let script = "echo hi; hostname; cat /layer; grep CapEff /proc/self/status; \
-                  cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
-                  cat /etc/hosts; echo pod=$POD_NAME; id -u; exit 3";
+    let script = "echo hi; hostname; cat /layer; \
+                  echo cap=$(grep CapEff /proc/self/status | cut -f2); \
+                  echo seccomp=$(grep Seccomp: /proc/self/status | cut -f2); \
+                  echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max); \
+                  echo timer_list=$(wc -c < /proc/timer_list); \
+                  unshare -U true 2>/dev/null; echo unshare=$?; \
+                  echo nofile=$(ulimit -n)/$(ulimit -Hn); \
+                  echo sysctl=$(echo 1 2>/dev/null > /proc/sys/kernel/panic && echo written || echo refused); \
+                  cat /etc/hosts; echo pod=$POD_NAME uid=$(id -u); exit 3";
     let container = fx
         .create(
             "c-run",
@@ -176,13 +182,24 @@ async fn a_container_runs_in_the_pods_namespace_with_its_limits_and_exit_code() 
     assert_eq!(wait_exit(container.pid).await, Some(3));
     let out = std::fs::read_to_string(&log_path).unwrap();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "hi", "{out}");
-    assert_eq!(lines[1], "web", "{out}");
-    assert_eq!(lines[2], "top", "{out}");
-    assert_eq!(lines[3].split_whitespace().nth(1), Some("00000000a80425fb"), "{out}");
-    assert_eq!(lines[4], (64u64 << 20).to_string(), "{out}");
-    assert!(out.contains("10.244.0.9\tweb\n"), "{out}");
-    assert!(out.contains("pod=web\n0\n"), "{out}");
+    assert_eq!(lines[..3], ["hi", "web", "top"], "{out}");
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap().1;
+    for expected in [
+        "cap=00000000a80425fb".to_string(),
+        "seccomp=2".into(),
+        format!("mem={}", 64u64 << 20),
+        "unshare=1".into(),
+        format!("nofile=1024/{}", hard.min(bundle::NOFILE_HARD_MAX)),
+        "sysctl=refused".into(),
+        "10.244.0.9\tweb".into(),
+        "pod=web uid=0".into(),
+    ] {
+        assert!(lines.contains(&expected.as_str()), "{expected} not in:\n{out}");
+    }
+    // A masked file reads empty (where the kernel has it).
+    if Path::new("/proc/timer_list").exists() {
+        assert!(lines.contains(&"timer_list=0"), "{out}");
+    }
     fx.runtime.delete("c-run", &fx.pod_dir("c-run")).unwrap();
     fx.assert_gone("c-run");
     fx.runtime.delete("c-run", &fx.pod_dir("c-run")).unwrap();
@@ -242,6 +259,36 @@ async fn a_running_container_is_found_killed_and_deleted_without_a_trace() {
 }
 
 #[tokio::test]
+async fn a_privileged_container_has_every_capability_and_no_filter() {
+    let Some(fx) = Fixture::new("priv") else { return };
+    let (log_path, log) = fx.log("c-priv");
+    let script = "echo cap=$(grep CapEff /proc/self/status | cut -f2); \
+                  echo seccomp=$(grep Seccomp: /proc/self/status | cut -f2); echo timer_list=$(wc -c < /proc/timer_list)";
+    let security = SecurityContext { privileged: true, run_as: None };
+    let container = fx
+        .create(
+            "c-priv",
+            &["sh", "-c", script],
+            &RunConfig::default(),
+            &security,
+            &Resources::default(),
+            &log,
+        )
+        .unwrap();
+    assert_eq!(wait_exit(container.pid).await, Some(0));
+    let out = std::fs::read_to_string(&log_path).unwrap();
+    // Every capability the node has.
+    let all = security::node_bounding();
+    assert!(out.contains(&format!("cap={all:016x}\n")), "{out}");
+    assert!(out.contains("seccomp=0\n"), "{out}");
+    if Path::new("/proc/timer_list").exists() {
+        assert!(!out.contains("timer_list=0\n"), "{out}");
+    }
+    fx.runtime.delete("c-priv", &fx.pod_dir("c-priv")).unwrap();
+    fx.assert_gone("c-priv");
+}
+
+#[tokio::test]
 async fn a_failed_create_says_why_and_leaves_nothing() {
     let Some(fx) = Fixture::new("fail") else { return };
     let (_, log) = fx.log("c-fail");
@@ -277,6 +324,13 @@ async fn a_failed_create_says_why_and_leaves_nothing() {
         .unwrap_err();
     assert_eq!(err.to_string(), "the image has no command: give one after --");
     fx.assert_gone("c-none");
+
+    // Deleting what was never made, or half made, is fine.
+    fx.runtime.delete("c-never", &fx.pod_dir("c-never")).unwrap();
+    std::fs::create_dir_all(fx.pod_dir("c-half").join("upper")).unwrap();
+    std::fs::create_dir_all(fx.pod_dir("c-half").join("rootfs")).unwrap();
+    fx.runtime.delete("c-half", &fx.pod_dir("c-half")).unwrap();
+    fx.assert_gone("c-half");
 }
 
 #[tokio::test]
