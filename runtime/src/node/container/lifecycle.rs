@@ -1,8 +1,11 @@
 //! Creating, signalling, finding and deleting containers with the runtime's
 //! command line, its state under podnet's own `--root`.
 
+use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
@@ -16,6 +19,9 @@ use super::{Container, ContainerError, ContainerSpec, OciRuntime};
 const RUNTIME_LOG: &str = "runtime.log";
 /// Where the runtime writes the init's pid.
 const PID_FILE: &str = "container.pid";
+/// The longest one runtime command may take (the kubelet's runtime request
+/// timeout); past it the runtime is killed and the call fails.
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl OciRuntime {
     /// Makes the container and starts it detached: its init is the pid
@@ -84,7 +90,9 @@ impl OciRuntime {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        let status = cmd.status().map_err(|source| self.spawn_error("run", source))?;
+        let status = bounded(&mut cmd, RUNTIME_TIMEOUT)
+            .map_err(|source| self.spawn_error("run", spec.id, source))?
+            .status;
         if !status.success() {
             let message = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
             return Err(self.refused("run", spec.id, message));
@@ -104,14 +112,13 @@ impl OciRuntime {
     /// Sends `signal` to the container's init.
     pub fn kill(&self, id: &str, signal: Signal) -> Result<(), ContainerError> {
         check_id(id)?;
-        let out = self
-            .command(None)
-            .args(["kill", id, &(signal as i32).to_string()])
+        let mut cmd = self.command(None);
+        cmd.args(["kill", id, &(signal as i32).to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| self.spawn_error("kill", source))?;
+            .stderr(Stdio::piped());
+        let out =
+            bounded(&mut cmd, RUNTIME_TIMEOUT).map_err(|source| self.spawn_error("kill", id, source))?;
         if out.status.success() {
             return Ok(());
         }
@@ -127,13 +134,9 @@ impl OciRuntime {
     /// For taking containers back after an agent restart.
     pub fn state(&self, id: &str) -> Option<i32> {
         check_id(id).ok()?;
-        let out = self
-            .command(None)
-            .args(["state", id])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
+        let mut cmd = self.command(None);
+        cmd.args(["state", id]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let out = bounded(&mut cmd, RUNTIME_TIMEOUT).ok()?;
         if !out.status.success() {
             return None;
         }
@@ -163,14 +166,10 @@ impl OciRuntime {
 
     /// `delete --force`; a container the runtime does not know is fine.
     fn delete_state(&self, id: &str) -> Result<(), ContainerError> {
-        let out = self
-            .command(None)
-            .args(["delete", "--force", id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| self.spawn_error("delete", source))?;
+        let mut cmd = self.command(None);
+        cmd.args(["delete", "--force", id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let out =
+            bounded(&mut cmd, RUNTIME_TIMEOUT).map_err(|source| self.spawn_error("delete", id, source))?;
         if out.status.success() || !self.root.join(id).exists() {
             return Ok(());
         }
@@ -217,13 +216,61 @@ impl OciRuntime {
         cmd
     }
 
-    fn spawn_error(&self, action: &'static str, source: std::io::Error) -> ContainerError {
-        ContainerError::Spawn { runtime: self.describe(), action, source }
+    fn spawn_error(&self, action: &'static str, id: &str, source: std::io::Error) -> ContainerError {
+        match source.kind() {
+            // Started, but stuck: `bounded` killed it.
+            std::io::ErrorKind::TimedOut => ContainerError::Runtime {
+                runtime: self.describe(),
+                action,
+                id: id.to_string(),
+                message: format!(
+                    "{source} and was killed: look for stuck runtime processes (ps) and in the kernel log"
+                ),
+            },
+            _ => ContainerError::Spawn { runtime: self.describe(), action, source },
+        }
     }
 
     fn refused(&self, action: &'static str, id: &str, message: String) -> ContainerError {
         ContainerError::Runtime { runtime: self.describe(), action, id: id.to_string(), message }
     }
+}
+
+/// Runs `cmd` to its end, or kills it after `timeout`. Its piped output is
+/// read once it has exited: only commands whose output is small and whose
+/// pipes no container inherits may pipe it (kill, state, delete).
+fn bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Output> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut child = cmd.spawn()?;
+    let pidfd = crate::sys::process::pidfd_open(child.id() as i32)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("did not finish in {} s", timeout.as_secs_f32()),
+            ));
+        }
+        let wait = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], wait) {
+            Ok(0) | Err(nix::Error::EINTR) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let status = child.wait()?;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut stdout)?;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_end(&mut stderr)?;
+    }
+    Ok(Output { status, stdout, stderr })
 }
 
 /// Refuses ids the runtime would refuse or that could name another path.
@@ -272,6 +319,19 @@ mod tests {
             let err = check_id(id).unwrap_err().to_string();
             assert!(err.starts_with("bad container id"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_runtime_command_that_hangs_is_killed() {
+        let err = bounded(Command::new("sleep").arg("100"), Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let mut echo = Command::new("sh");
+        echo.args(["-c", "echo out; echo err >&2; exit 4"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let out = bounded(&mut echo, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            (out.status.code(), &out.stdout[..], &out.stderr[..]),
+            (Some(4), &b"out\n"[..], &b"err\n"[..])
+        );
     }
 
     #[test]
