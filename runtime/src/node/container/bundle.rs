@@ -51,6 +51,9 @@ pub struct NodeLimits {
     /// The lowest OOM score adjustment the runtime (the agent's child) may
     /// set: any without CAP_SYS_RESOURCE, else none below the agent's own.
     pub oom_score_adj_min: i32,
+    /// The node's cgroups account swap (v2, or v1's memsw files): a memory
+    /// limit then covers swap too, as Kubernetes' NoSwap default.
+    pub swap_accounting: bool,
 }
 
 impl NodeLimits {
@@ -72,6 +75,8 @@ impl NodeLimits {
             memory_total,
             bounding: security::node_bounding(),
             oom_score_adj_min: oom_floor(),
+            swap_accounting: Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+                || Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
         }
     }
 }
@@ -255,7 +260,11 @@ pub fn config(spec: &BundleSpec<'_>) -> Spec {
         // Deny every device but those the runtimes always allow (null,
         // zero, tty, …); a privileged container may use any.
         devices: vec![DeviceRule { allow: spec.privileged, access: "rwm".into() }],
-        memory: limits.memory.map(|bytes| Memory { limit: i64::try_from(bytes).unwrap_or(i64::MAX) }),
+        memory: limits.memory.map(|bytes| {
+            let limit = i64::try_from(bytes).unwrap_or(i64::MAX);
+            // Memory plus swap = the limit: no swap (v2: memory.swap.max 0).
+            Memory { limit, swap: spec.node.swap_accounting.then_some(limit) }
+        }),
         cpu: Some(Cpu {
             shares: cpu_shares(cpu_request),
             quota: limits.cpu_millis.map(cpu_quota),
@@ -263,7 +272,12 @@ pub fn config(spec: &BundleSpec<'_>) -> Spec {
         }),
         pids: Some(Pids { limit: spec.pids_limit }),
     };
-    let cwd = if spec.working_dir.is_empty() { "/".to_string() } else { spec.working_dir.to_string() };
+    // OCI wants an absolute cwd; Docker reads a relative WorkingDir from `/`.
+    let cwd = match spec.working_dir {
+        "" => "/".to_string(),
+        dir if dir.starts_with('/') => dir.to_string(),
+        dir => format!("/{dir}"),
+    };
     Spec {
         oci_version: "1.0.2".into(),
         process: Process {
@@ -407,6 +421,8 @@ struct DeviceRule {
 #[derive(Debug, Clone, Serialize)]
 struct Memory {
     limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    swap: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -460,17 +476,22 @@ mod tests {
             memory_total: 4 << 30,
             bounding: (1 << 41) - 1,
             oom_score_adj_min: -1000,
+            swap_accounting: true,
         }
     }
 
     fn json_of(privileged: bool, resources: &Resources, node: NodeLimits) -> Value {
+        json_in("", privileged, resources, node)
+    }
+
+    fn json_in(working_dir: &str, privileged: bool, resources: &Resources, node: NodeLimits) -> Value {
         let etc = etc();
         let spec = BundleSpec {
             rootfs: Path::new("/pods/u1/rootfs"),
             args: vec!["sh".into(), "-c".into(), "echo hi".into()],
             env: environment(&["A=1".into()], &[("POD_NAME".into(), "web".into())]),
             user: User { uid: 101, gid: 101, additional_gids: vec![44] },
-            working_dir: "",
+            working_dir,
             hostname: "web",
             netns: Path::new("/run/netns/pn.n1.default.web"),
             etc: &etc,
@@ -515,6 +536,9 @@ mod tests {
         assert_eq!(process["args"], json!(["sh", "-c", "echo hi"]));
         assert_eq!(process["env"], json!([DEFAULT_PATH, "A=1", "POD_NAME=web"]));
         assert_eq!(process["cwd"], "/");
+        let cwd = |dir: &str| json_in(dir, false, &Resources::default(), node())["process"]["cwd"].clone();
+        assert_eq!(cwd("/srv/app"), "/srv/app");
+        assert_eq!(cwd("app"), "/app");
         assert_eq!(process["user"], json!({"uid": 101, "gid": 101, "additionalGids": [44]}));
         let caps = &process["capabilities"];
         assert_eq!(caps["effective"], json!(security::default_caps(u64::MAX)));
@@ -575,7 +599,9 @@ mod tests {
         };
         let config = json_of(false, &burstable, node());
         let resources = &config["linux"]["resources"];
-        assert_eq!(resources["memory"]["limit"], 128 * mi);
+        assert_eq!(resources["memory"], json!({"limit": 128 * mi, "swap": 128 * mi}));
+        let no_swap = json_of(false, &burstable, NodeLimits { swap_accounting: false, ..node() });
+        assert_eq!(no_swap["linux"]["resources"]["memory"], json!({"limit": 128 * mi}));
         assert_eq!(resources["cpu"], json!({"shares": 256, "quota": 50_000, "period": 100_000}));
         // 1000 - 1000 * 64 MiB / 4 GiB
         assert_eq!(config["process"]["oomScoreAdj"], 985);

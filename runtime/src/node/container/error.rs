@@ -41,6 +41,9 @@ pub enum ContainerError {
     /// A container id the runtime would refuse or that could name a path.
     #[error("bad container id `{0}`: use 1-64 letters, digits, `-`, `_` or `.`, not starting with `.`")]
     BadId(String),
+    /// The runtime has a container of this id, or its rootfs is mounted.
+    #[error("container {0} exists already: delete it first")]
+    Exists(String),
     /// Neither the pod nor the image gives a command.
     #[error("the image has no command: give one after --")]
     NoCommand,

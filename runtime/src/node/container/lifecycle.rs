@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::bundle::{self, BundleSpec, NodeLimits};
 use super::oci_runtime::RuntimeKind;
-use super::rootfs::Rootfs;
+use super::rootfs::{self, Rootfs};
 use super::user::{self, User};
 use super::{Container, ContainerError, ContainerSpec, OciRuntime};
 
@@ -35,6 +35,10 @@ impl OciRuntime {
                 "the agent is not a child subreaper: container {} exits will have no exit code",
                 spec.id
             );
+        }
+        // Never touch a container that exists: a failed create cleans up.
+        if self.root.join(spec.id).exists() || rootfs::is_mounted(&Rootfs::new(spec.pod_dir).merged()) {
+            return Err(ContainerError::Exists(spec.id.to_string()));
         }
         let dir_existed = spec.pod_dir.exists();
         std::fs::create_dir_all(spec.pod_dir).map_err(ContainerError::io("cannot create", spec.pod_dir))?;

@@ -22,6 +22,14 @@ struct Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // After a failed assertion: containers killed, rootfs unmounted.
+        let ids =
+            ["state", "pods"].iter().filter_map(|d| std::fs::read_dir(self.base.join(d)).ok()).flatten();
+        for entry in ids.flatten() {
+            if let Some(id) = entry.file_name().to_str() {
+                let _ = self.runtime.delete(id, &self.pod_dir(id));
+            }
+        }
         let _ = netns::remove(&self.netns);
         let _ = std::fs::remove_dir_all(&self.base);
     }
@@ -234,6 +242,20 @@ async fn a_running_container_is_found_killed_and_deleted_without_a_trace() {
         inode(&PathBuf::from(format!("/proc/{}/ns/net", container.pid))),
         inode(&netns::path(&fx.netns))
     );
+    assert!(rootfs::is_mounted(&fx.pod_dir("c-kill").join("rootfs")));
+    // Making it again is refused, and leaves the running one alone.
+    let again = fx
+        .create(
+            "c-kill",
+            &["true"],
+            &RunConfig::default(),
+            &SecurityContext::default(),
+            &Resources::default(),
+            &log,
+        )
+        .unwrap_err();
+    assert_eq!(again.to_string(), "container c-kill exists already: delete it first");
+    assert_eq!(fx.runtime.state("c-kill"), Some(container.pid));
     assert!(rootfs::is_mounted(&fx.pod_dir("c-kill").join("rootfs")));
 
     fx.runtime.kill("c-kill", Signal::SIGKILL).unwrap();
