@@ -1,11 +1,29 @@
-//! A container's exit, seen by its init's parent: the agent, as a child
-//! subreaper once the runtime that started it has exited.
+//! A container's end: the signal that stops it (the image's StopSignal)
+//! and its exit, seen by its init's parent: the agent, as a child subreaper
+//! once the runtime that started it has exited.
 
 use std::os::fd::AsFd;
 
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 
 use crate::sys::process::{pidfd_open, watch};
+
+/// The signal that stops a container of an image whose config says
+/// `stop_signal` (`SIGQUIT`, `QUIT` or `3`; SIGTERM when empty or unknown,
+/// as Docker falls back).
+pub fn stop_signal(stop_signal: &str) -> nix::sys::signal::Signal {
+    use nix::sys::signal::Signal;
+    let text = stop_signal.trim();
+    if text.is_empty() {
+        return Signal::SIGTERM;
+    }
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).unwrap_or(Signal::SIGTERM);
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse().unwrap_or(Signal::SIGTERM)
+}
 
 /// Waits for process `pid` to end and returns its exit code, 128 + the
 /// signal for a killed one (as Kubernetes reports it). None when `pid` is
@@ -30,6 +48,18 @@ pub async fn wait_exit(pid: i32) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_signals_are_read_by_name_or_number() {
+        use nix::sys::signal::Signal;
+        assert_eq!(stop_signal("SIGQUIT"), Signal::SIGQUIT);
+        assert_eq!(stop_signal("quit"), Signal::SIGQUIT);
+        assert_eq!(stop_signal("SIGWINCH"), Signal::SIGWINCH);
+        assert_eq!(stop_signal("3"), Signal::SIGQUIT);
+        assert_eq!(stop_signal(""), Signal::SIGTERM);
+        assert_eq!(stop_signal("SIGNOPE"), Signal::SIGTERM);
+        assert_eq!(stop_signal("99"), Signal::SIGTERM);
+    }
 
     #[tokio::test]
     #[allow(clippy::zombie_processes)] // wait_exit reaps them

@@ -113,7 +113,9 @@ impl OciRuntime {
         Ok(Container { id: spec.id.to_string(), pid })
     }
 
-    /// Sends `signal` to the container's init.
+    /// Sends `signal` to the container's init (as PID 1 of its namespace it
+    /// ignores signals it has no handler for, SIGKILL aside). Fails when it
+    /// no longer runs.
     pub fn kill(&self, id: &str, signal: Signal) -> Result<(), ContainerError> {
         check_id(id)?;
         let mut cmd = self.command(None);

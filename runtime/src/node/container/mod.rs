@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 pub use bundle::EtcFiles;
 pub use error::ContainerError;
-pub use exit::wait_exit;
+pub use exit::{stop_signal, wait_exit};
 pub use oci_runtime::{CgroupMode, RuntimeKind};
 
 use crate::image::manifest::RunConfig;
