@@ -307,12 +307,37 @@ mod tests {
     }
 
     #[test]
-    fn this_nodes_cgroups_are_read() {
-        // Whatever the machine has, it is one of the three setups.
-        if let Ok(mode) = CgroupMode::read(Path::new("/sys/fs/cgroup")) {
-            let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup").unwrap().filesystem_type()
-                == nix::sys::statfs::CGROUP2_SUPER_MAGIC;
-            assert_eq!(mode.is_v2(), v2);
+    fn the_three_cgroup_setups_are_told_apart() {
+        use nix::mount::{MntFlags, MsFlags, mount, umount2};
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
         }
+        let base = std::env::temp_dir().join(format!("podnet-cgroup-modes-{}", std::process::id()));
+        let none = None::<&str>;
+        let (v2, hybrid, v1) = (base.join("v2"), base.join("hybrid"), base.join("v1"));
+        for dir in [&v2, &hybrid, &v1] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        // Views of this machine's own v2 hierarchy, and tmpfs roots as
+        // systemd makes them for hybrid and v1 setups.
+        mount(Some("cgroup2"), &v2, Some("cgroup2"), MsFlags::empty(), none).unwrap();
+        mount(Some("tmpfs"), &hybrid, Some("tmpfs"), MsFlags::empty(), none).unwrap();
+        std::fs::create_dir(hybrid.join("unified")).unwrap();
+        mount(Some("cgroup2"), &hybrid.join("unified"), Some("cgroup2"), MsFlags::empty(), none).unwrap();
+        mount(Some("tmpfs"), &v1, Some("tmpfs"), MsFlags::empty(), none).unwrap();
+        std::fs::create_dir(v1.join("memory")).unwrap();
+        let read = |root: &Path| CgroupMode::read(root);
+        let (v2_mode, hybrid_mode, v1_mode, empty) = (read(&v2), read(&hybrid), read(&v1), read(&base));
+        let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap();
+        for dir in [hybrid.join("unified"), hybrid.clone(), v2.clone(), v1.clone()] {
+            umount2(&dir, MntFlags::MNT_DETACH).unwrap();
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+        assert_eq!(v2_mode.unwrap(), CgroupMode::V2);
+        let v2_controllers: Vec<String> = controllers.split_whitespace().map(String::from).collect();
+        assert_eq!(hybrid_mode.unwrap(), CgroupMode::Hybrid { v2_controllers });
+        assert_eq!(v1_mode.unwrap(), CgroupMode::V1);
+        assert_eq!(empty.unwrap_err().to_string(), ContainerError::NoCgroups.to_string());
     }
 }
