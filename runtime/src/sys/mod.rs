@@ -11,6 +11,7 @@ pub mod process;
 pub mod random;
 pub mod seccomp;
 pub mod tun;
+pub mod xattr;
 
 use std::path::PathBuf;
 
