@@ -12,7 +12,6 @@
 //! names and PAX headers are read only up to [`MAX_META`]; the entries and
 //! bytes a layer may have are bounded by config.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -185,7 +184,7 @@ pub fn apply(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied
 }
 
 fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied, LayerError> {
-    let mut applier = Applier { root, dirs: Vec::new(), applied: Applied::default() };
+    let mut applier = Applier { root, applied: Applied::default() };
     let mut archive = tar::Archive::new(from);
     let entries = archive.entries().map_err(|e| LayerError::Damaged(e.to_string()))?;
     // Raw: the crate would read long names and PAX headers whole, unbounded.
@@ -267,7 +266,6 @@ fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied
         meta.mtime = mtime;
         applier.entry(&meta, kind, &header, &mut entry)?;
     }
-    applier.finish()?;
     Ok(applier.applied)
 }
 
@@ -283,9 +281,20 @@ fn pax_time(text: &str) -> Option<TimeSpec> {
 
 struct Applier<'a> {
     root: &'a Path,
-    /// Directories and their mtimes, set last (entries inside change them).
-    dirs: Vec<(PathBuf, TimeSpec)>,
     applied: Applied,
+}
+
+/// Runs `change` on an entry of `dir`, keeping `dir`'s times as the tar set
+/// them (in O(1) memory: no list of directories to fix up at the end).
+fn keeping_times<T>(dir: &Path, change: impl FnOnce() -> Result<T, LayerError>) -> Result<T, LayerError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir).map_err(disk(dir))?;
+    let atime = TimeSpec::new(meta.atime(), meta.atime_nsec());
+    let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
+    let result = change();
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, dir, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
+        .map_err(nix_disk(dir))?;
+    result
 }
 
 impl Applier<'_> {
@@ -311,7 +320,10 @@ impl Applier<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // A parent the tar does not list: as the runtimes make it.
-                    fs::DirBuilder::new().mode(0o755).create(&path).map_err(disk(&path))?;
+                    let parent = path.parent().unwrap_or(self.root);
+                    keeping_times(parent, || {
+                        fs::DirBuilder::new().mode(0o755).create(&path).map_err(disk(&path))
+                    })?;
                 }
                 Err(e) => return Err(disk(&path)(e)),
             }
@@ -348,7 +360,7 @@ impl Applier<'_> {
         let Some(base) = parts.last() else {
             // `./`: the layer's root directory itself.
             if kind.is_dir() {
-                return self.metadata(self.root.to_path_buf(), meta, true);
+                return self.metadata(self.root.to_path_buf(), meta);
             }
             return Err(hostile(&meta.name, "names the layer's root as a file"));
         };
@@ -357,7 +369,24 @@ impl Applier<'_> {
             return self.whiteout(meta, &parts, hidden);
         }
         let path = self.place(&meta.name, &parts)?;
-        self.clear(&path, kind.is_dir())?;
+        let parent = path.parent().unwrap_or(self.root);
+        let set_metadata = keeping_times(parent, || {
+            self.clear(&path, kind.is_dir())?;
+            self.create(meta, kind, header, data, &path)
+        })?;
+        if set_metadata { self.metadata(path, meta) } else { Ok(()) }
+    }
+
+    /// Makes the node; false when it takes no metadata of its own (a hard link).
+    fn create(
+        &self,
+        meta: &Meta,
+        kind: EntryType,
+        header: &tar::Header,
+        data: &mut dyn Read,
+        path: &Path,
+    ) -> Result<bool, LayerError> {
+        let path = path.to_path_buf();
         match kind {
             EntryType::Regular | EntryType::Continuous => {
                 let mut file = OpenOptions::new()
@@ -408,7 +437,7 @@ impl Applier<'_> {
                 }
                 fs::hard_link(&source, &path).map_err(disk(&path))?;
                 // A hard link shares its target's metadata: nothing more to set.
-                return Ok(());
+                return Ok(false);
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let flag = match kind {
@@ -424,7 +453,7 @@ impl Applier<'_> {
             }
             other => return Err(LayerError::Unsupported { entry: self.show(&path), kind: other.as_byte() }),
         }
-        self.metadata(path, meta, kind.is_dir())
+        Ok(true)
     }
 
     /// `.wh.NAME` hides NAME of the layers below; `.wh..wh..opq` hides all
@@ -449,16 +478,17 @@ impl Applier<'_> {
         let mut target: Vec<&OsStr> = dir_parts.to_vec();
         target.push(OsStr::from_bytes(hidden));
         let path = self.place(&meta.name, &target)?;
-        self.clear(&path, false)?;
-        nix::sys::stat::mknod(&path, SFlag::S_IFCHR, Mode::empty(), nix::sys::stat::makedev(0, 0))
-            .map_err(nix_disk(&path))?;
+        keeping_times(path.parent().unwrap_or(self.root), || {
+            self.clear(&path, false)?;
+            nix::sys::stat::mknod(&path, SFlag::S_IFCHR, Mode::empty(), nix::sys::stat::makedev(0, 0))
+                .map_err(nix_disk(&path))
+        })?;
         self.applied.whiteouts += 1;
         Ok(())
     }
 
-    /// Owner, then mode (chown clears setuid), xattrs, and mtime (for
-    /// directories, at the end).
-    fn metadata(&mut self, path: PathBuf, meta: &Meta, dir: bool) -> Result<(), LayerError> {
+    /// Owner, then mode (chown clears setuid), xattrs, and mtime.
+    fn metadata(&mut self, path: PathBuf, meta: &Meta) -> Result<(), LayerError> {
         nix::unistd::fchownat(
             nix::fcntl::AT_FDCWD,
             &path,
@@ -484,40 +514,14 @@ impl Applier<'_> {
                 Err(e) => return Err(disk(&path)(e)),
             }
         }
-        if dir {
-            self.dirs.push((path, meta.mtime));
-        } else {
-            nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                &path,
-                &meta.mtime,
-                &meta.mtime,
-                UtimensatFlags::NoFollowSymlink,
-            )
-            .map_err(nix_disk(&path))?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), LayerError> {
-        // A directory listed twice takes its last mtime.
-        let mut last: HashMap<&Path, TimeSpec> = HashMap::new();
-        for (path, mtime) in &self.dirs {
-            last.insert(path, *mtime);
-        }
-        for (path, mtime) in last {
-            if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-                nix::sys::stat::utimensat(
-                    nix::fcntl::AT_FDCWD,
-                    path,
-                    &mtime,
-                    &mtime,
-                    UtimensatFlags::NoFollowSymlink,
-                )
-                .map_err(nix_disk(path))?;
-            }
-        }
-        Ok(())
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            &meta.mtime,
+            &meta.mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(nix_disk(&path))
     }
 }
 
