@@ -110,6 +110,9 @@ pub struct Applied {
     /// `trusted.overlay.*` xattrs in the tar, not applied: only podnet
     /// writes overlayfs's own attributes.
     pub refused_xattrs: u64,
+    /// Xattrs the file system would not take (ENOTSUP, EPERM), skipped
+    /// as Docker and containerd skip them.
+    pub unsupported_xattrs: u64,
 }
 
 fn disk(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -509,8 +512,10 @@ impl Applier<'_> {
             }
             match crate::sys::xattr::set(&path, name, value) {
                 Ok(()) => {}
-                // user.* xattrs cannot be set on symlinks; the kernel says so.
-                Err(e) if is_link && e.raw_os_error() == Some(libc::EPERM) => {}
+                // user.* ones cannot be set on symlinks, some file systems take none.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM)) => {
+                    self.applied.unsupported_xattrs += 1;
+                }
                 Err(e) => return Err(disk(&path)(e)),
             }
         }

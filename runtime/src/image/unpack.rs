@@ -128,6 +128,9 @@ impl Layers {
         }
         self.unpacked.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(layer = %layer.digest, %diff_id, size, entries = applied.entries, "layer unpacked");
+        if applied.unsupported_xattrs > 0 {
+            tracing::warn!(layer = %layer.digest, count = applied.unsupported_xattrs, "the file system refused some of the layer's xattrs; skipped");
+        }
         if applied.refused_xattrs > 0 {
             tracing::warn!(layer = %layer.digest, count = applied.refused_xattrs, "layer sets overlayfs xattrs; not applied");
         }
