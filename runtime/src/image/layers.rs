@@ -172,12 +172,47 @@ impl Read for Bounded<'_> {
     }
 }
 
+/// Past the end of its input, reads as the zero blocks that end a tar:
+/// Go's archive/tar (containerd, umoci) takes a stream that stops right
+/// after an entry's data as ended, and umoci writes such layers.
+struct Tail<'a> {
+    inner: &'a mut dyn Read,
+    /// Bytes of the input itself.
+    real: u64,
+    /// Zeros still to give once the input has ended.
+    zeros: Option<u64>,
+}
+
+impl Read for Tail<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = &mut self.zeros {
+            let n = buf.len().min(*left as usize);
+            buf[..n].fill(0);
+            *left -= n as u64;
+            return Ok(n);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // Padding to the block, and the two zero blocks of the end.
+            self.zeros = Some(3 * 512);
+            return self.read(buf);
+        }
+        self.real += n as u64;
+        Ok(n)
+    }
+}
+
 /// Applies the tar stream `from` to the empty directory `root`, and reads
 /// `from` to its end (a digest of it covers the padding after the tar).
 pub fn apply(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied, LayerError> {
     let mut bounded = Bounded { inner: from, left: bounds.bytes, hit: false };
-    let result = apply_tar(&mut bounded, root, bounds).and_then(|applied| {
-        io::copy(&mut bounded, &mut io::sink()).map_err(|e| LayerError::Damaged(e.to_string()))?;
+    let mut tail = Tail { inner: &mut bounded, real: 0, zeros: None };
+    let result = apply_tar(&mut tail, root, bounds).and_then(|(applied, data_end)| {
+        io::copy(&mut tail, &mut io::sink()).map_err(|e| LayerError::Damaged(e.to_string()))?;
+        // Zeros stand in for a missing end only, never for an entry's data.
+        if tail.real < data_end {
+            return Err(LayerError::Damaged("the stream ends inside an entry's data".into()));
+        }
         Ok(applied)
     });
     match result {
@@ -186,15 +221,18 @@ pub fn apply(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied
     }
 }
 
-fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied, LayerError> {
+/// The entries applied, and where the last one's data ends in the stream.
+fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<(Applied, u64), LayerError> {
     let mut applier = Applier { root, applied: Applied::default() };
     let mut archive = tar::Archive::new(from);
     let entries = archive.entries().map_err(|e| LayerError::Damaged(e.to_string()))?;
     // Raw: the crate would read long names and PAX headers whole, unbounded.
     let entries = entries.raw(true);
     let (mut long_name, mut long_link, mut pax) = (None, None, None::<Vec<u8>>);
+    let mut data_end = 0;
     for entry in entries {
         let mut entry = entry.map_err(|e| LayerError::Damaged(e.to_string()))?;
+        data_end = entry.raw_file_position().saturating_add(entry.size());
         applier.applied.entries += 1;
         if applier.applied.entries > bounds.entries {
             return Err(LayerError::TooManyEntries(bounds.entries));
@@ -269,7 +307,7 @@ fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<Applied
         meta.mtime = mtime;
         applier.entry(&meta, kind, &header, &mut entry)?;
     }
-    Ok(applier.applied)
+    Ok((applier.applied, data_end))
 }
 
 /// A PAX time, `seconds[.fraction]`.
@@ -769,6 +807,22 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("images.max_layer_bytes"));
         // The padding after the tar counts too: it is hashed.
         assert!(apply(&mut &big[..], &layer, Bounds { bytes: big.len() as u64, entries: 10 }).is_ok());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_tar_that_stops_right_after_its_last_entry_is_whole_as_go_reads_it() {
+        // umoci writes such layers: no padding after the data, no end blocks.
+        let dir = sandbox("unterminated");
+        let mut bytes = tar(&[T::File("a", b"first"), T::File("bin/busybox", &[5u8; 1000])]);
+        bytes.truncate(512 + 512 + 512 + 1000);
+        apply(&mut &bytes[..], &dir.join("layer"), BOUNDS).unwrap();
+        assert_eq!(fs::read(dir.join("layer/bin/busybox")).unwrap(), [5u8; 1000]);
+        // One byte of its data fewer: damaged.
+        bytes.pop();
+        let err =
+            run(&dir, &[]).and_then(|_| apply(&mut &bytes[..], &dir.join("layer"), BOUNDS)).unwrap_err();
+        assert!(matches!(err, LayerError::Damaged(_)), "{err}");
         let _ = fs::remove_dir_all(dir);
     }
 
