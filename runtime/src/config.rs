@@ -333,6 +333,33 @@ impl Default for PodsConfig {
     }
 }
 
+/// The image store: unpacking bounds and disk-threshold garbage collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Disk use (percent of the data dir's file system) past which unused
+    /// images are removed, least recently used first (the kubelet's
+    /// imageGCHighThresholdPercent, 85).
+    pub gc_high_percent: u8,
+    /// Disk use image GC brings it down to (imageGCLowThresholdPercent, 80).
+    pub gc_low_percent: u8,
+    /// Uncompressed bytes one layer may unpack to; a layer past it is refused.
+    pub max_layer_bytes: u64,
+    /// Tar entries one layer may have; a layer past it is refused.
+    pub max_layer_entries: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            gc_high_percent: 85,
+            gc_low_percent: 80,
+            max_layer_bytes: 8 << 30,
+            max_layer_entries: 500_000,
+        }
+    }
+}
+
 /// Another node reached through the overlay, given statically (until the
 /// cluster control plane programs peers itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +427,8 @@ pub struct NodeConfig {
     pub pods: PodsConfig,
     /// The overlay to other nodes.
     pub cluster: ClusterConfig,
+    /// The image store.
+    pub images: ImagesConfig,
 }
 
 /// One thing wrong in a board config: where (when known) and what.
@@ -580,6 +609,16 @@ impl NodeConfig {
         let net = &self.network;
         let limits = &self.limits;
         let pods = &self.pods;
+        let images = &self.images;
+        if images.gc_high_percent > 100 || images.gc_low_percent >= images.gc_high_percent {
+            found.push((
+                vec!["images.gc_high_percent", "images.gc_low_percent"],
+                format!(
+                    "images.gc_low_percent {} must be below images.gc_high_percent {}, which is at most 100",
+                    images.gc_low_percent, images.gc_high_percent
+                ),
+            ));
+        }
         if !(16..=30).contains(&net.node_subnet.prefix_len()) {
             found.push((
                 vec!["network.node_subnet"],

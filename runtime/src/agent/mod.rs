@@ -92,7 +92,10 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     raise_fd_limit();
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
     // Image requests are served beside the event loop: pulls take minutes.
-    let calls = crate::image::Images::open(data_dir, options.registries.clone())?.intercept(calls);
+    let calls =
+        crate::image::Images::start(data_dir, options.registries.clone(), options.config.images.clone())
+            .await?
+            .intercept(calls);
     if let Some(metrics) = metrics {
         tokio::spawn(crate::listeners::metrics::serve(
             metrics,

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod client;
 pub mod digest;
+pub mod layers;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
@@ -14,6 +15,7 @@ pub mod reference;
 pub mod registries;
 pub mod service;
 pub mod store;
+pub mod unpack;
 
 use std::path::{Path, PathBuf};
 
@@ -214,6 +216,18 @@ pub enum ImageError {
     /// `image rm` of a name the store does not have.
     #[error("no image {0} in the store: see `podnet image ls`")]
     Unknown(String),
+    /// `image rm` of an image a pod of this node runs.
+    #[error("image {0} is used by a pod on this node: delete the pod first")]
+    InUse(String),
+    /// A layer that cannot be unpacked; nothing of it is kept.
+    #[error("cannot unpack layer {layer}: {source}")]
+    Unpack {
+        /// The layer blob's digest.
+        layer: Digest,
+        /// Why.
+        #[source]
+        source: layers::LayerError,
+    },
     /// An archive that cannot be imported.
     #[error("cannot import {}: {message}", path.display())]
     Archive {

@@ -32,6 +32,26 @@ pub struct ImageRecord {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RefsFile {
     images: BTreeMap<String, ImageRecord>,
+    /// When each image was last pulled, imported or prepared (Unix
+    /// seconds): disk-threshold GC removes the least recent first.
+    #[serde(default)]
+    last_used: BTreeMap<String, u64>,
+    /// Archives in the store's directory imported at start, by file name.
+    #[serde(default)]
+    imported: BTreeMap<String, ArchiveStamp>,
+}
+
+/// What tells one dropped-in archive file from a new one of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveStamp {
+    /// Its size.
+    pub size: u64,
+    /// Its mtime, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The store on disk.
@@ -173,6 +193,43 @@ impl Store {
         let _held = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         let mut refs = self.load_refs()?;
         refs.images.insert(name.to_string(), record);
+        refs.last_used.insert(name.to_string(), now_secs());
+        self.save_refs(&refs)
+    }
+
+    /// Records that `name` was used now.
+    pub fn touch(&self, name: &str) -> Result<(), ImageError> {
+        let _held = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refs = self.load_refs()?;
+        if refs.images.contains_key(name) {
+            refs.last_used.insert(name.to_string(), now_secs());
+            self.save_refs(&refs)?;
+        }
+        Ok(())
+    }
+
+    /// When each image was last used (0: never recorded).
+    pub fn last_used(&self) -> Result<BTreeMap<String, u64>, ImageError> {
+        let _held = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        let refs = self.load_refs()?;
+        Ok(refs
+            .images
+            .keys()
+            .map(|name| (name.clone(), refs.last_used.get(name).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    /// The stamp recorded for an archive imported at start.
+    pub fn imported(&self, file: &str) -> Result<Option<ArchiveStamp>, ImageError> {
+        let _held = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.load_refs()?.imported.get(file).copied())
+    }
+
+    /// Records an archive imported at start.
+    pub fn set_imported(&self, file: &str, stamp: ArchiveStamp) -> Result<(), ImageError> {
+        let _held = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refs = self.load_refs()?;
+        refs.imported.insert(file.to_string(), stamp);
         self.save_refs(&refs)
     }
 
@@ -181,6 +238,7 @@ impl Store {
         let _held = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         let mut refs = self.load_refs()?;
         let removed = refs.images.remove(name).is_some();
+        refs.last_used.remove(name);
         if removed {
             self.save_refs(&refs)?;
         }

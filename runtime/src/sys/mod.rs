@@ -12,6 +12,7 @@ pub mod random;
 pub mod reaper;
 pub mod seccomp;
 pub mod tun;
+pub mod xattr;
 
 use std::path::PathBuf;
 
