@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runtime::model::{
-    ContainerPort, HostPort, Probe, Protocol, RestartPolicy, RunAs, SecurityContext, ServiceType, TargetPort,
+    ContainerPort, HostPort, ImageSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RestartPolicy,
+    RunAs, SecurityContext, ServiceType, TargetPort,
 };
 
 /// podnet: Kubernetes-style pod networking for edge clusters, in one binary.
@@ -111,6 +112,15 @@ pub(crate) enum Command {
         /// Record type: A, AAAA, SRV, PTR, TXT, CNAME, SOA or ANY.
         #[arg(long = "type", short = 't', default_value = "A")]
         qtype: String,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Show one pod in detail: its state, reason, conditions and events.
+    Describe {
+        /// Only `pod` (or `po`).
+        kind: Kind,
+        /// Pod name.
+        name: String,
         #[command(flatten)]
         ns: Namespace,
     },
@@ -268,12 +278,41 @@ pub(crate) struct PodOptions {
     /// Run the command as this user, UID[:GID] (runAsUser, runAsGroup).
     #[arg(long)]
     pub user: Option<RunAs>,
+    /// Run this container image, NAME[:TAG][@DIGEST]; the words after `--` replace its CMD.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// With --image: the words after `--` replace the image's ENTRYPOINT too (kubectl run --command).
+    #[arg(long = "command", id = "replace_entrypoint", requires = "image")]
+    pub replace_entrypoint: bool,
+    /// Always, IfNotPresent or Never (default: Always for :latest or no tag, IfNotPresent otherwise).
+    #[arg(long, requires = "image")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// The most the pod may use, memory=QUANTITY,cpu=QUANTITY (e.g. memory=128Mi,cpu=500m).
+    #[arg(long, requires = "image")]
+    pub limits: Option<ResourceList>,
+    /// What the pod is promised, memory=QUANTITY,cpu=QUANTITY.
+    #[arg(long, requires = "image")]
+    pub requests: Option<ResourceList>,
 }
 
 impl PodOptions {
     /// The pod's securityContext.
     pub(crate) fn security(&self) -> SecurityContext {
         SecurityContext { privileged: self.privileged, run_as: self.user }
+    }
+
+    /// The host command and image of a pod whose words after `--` are
+    /// `words`: with --image they are the container's args (or command).
+    pub(crate) fn workload(&self, words: Vec<String>) -> (Vec<String>, Option<ImageSpec>) {
+        let Some(image) = &self.image else { return (words, None) };
+        let (command, args) = if self.replace_entrypoint { (words, Vec::new()) } else { (Vec::new(), words) };
+        let pull_policy = self.image_pull_policy.unwrap_or_else(|| PullPolicy::default_for(image));
+        (Vec::new(), Some(ImageSpec { image: image.clone(), pull_policy, command, args }))
+    }
+
+    /// The pod's resources.
+    pub(crate) fn resources(&self) -> Resources {
+        Resources { limits: self.limits.unwrap_or_default(), requests: self.requests.unwrap_or_default() }
     }
 }
 
@@ -360,7 +399,7 @@ pub(crate) enum CreateCommand {
         #[arg(long, short = 'l', value_delimiter = ',')]
         labels: Vec<String>,
         #[command(flatten)]
-        pod: PodOptions,
+        pod: Box<PodOptions>,
         /// The pods' command, after `--`.
         #[arg(last = true)]
         command: Vec<String>,

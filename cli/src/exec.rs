@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use runtime::api::{Request, Response};
+use runtime::api::{ContainerExec, Request, Response};
 use runtime::node::pod::enter::PodEntry;
 
 use crate::error::{CliError, step};
@@ -24,6 +24,9 @@ pub(crate) async fn run(
     };
     let pid =
         target.pid.ok_or_else(|| format!("pod {namespace}/{pod} has no running command to exec beside"))?;
+    if let Some(container) = &target.container {
+        return exec_container(container, command, &format!("{namespace}/{pod}"));
+    }
     let entry = PodEntry::join(pid, &target.netns, &target.security)
         .map_err(step(format!("cannot enter pod {namespace}/{pod}")))?;
     let (program, args) = command.split_first().ok_or("no command given: put it after `--`")?;
@@ -32,6 +35,25 @@ pub(crate) async fn run(
     let status = entry
         .spawn(cmd, |mut cmd| cmd.status())
         .map_err(step(format!("cannot run `{program}` in pod {namespace}/{pod}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Runs `command` in an image pod's container through its OCI runtime,
+/// which applies the container's root, user, cgroup and confinement.
+fn exec_container(container: &ContainerExec, command: &[String], pod: &str) -> Result<ExitCode, CliError> {
+    if command.is_empty() {
+        return Err("no command given: put it after `--`".into());
+    }
+    let status = std::process::Command::new(&container.runtime)
+        .arg("--root")
+        .arg(&container.root)
+        .arg("exec")
+        .arg(&container.id)
+        .args(command)
+        .status()
+        .map_err(step(format!("cannot run {} to exec in pod {pod}", container.runtime.display())))?;
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

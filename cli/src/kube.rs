@@ -3,15 +3,46 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use runtime::model::{Deployment, Endpoints, NodeInfo, Phase, Pod, Service, SessionAffinity, TargetPort};
+use runtime::model::{
+    Deployment, Endpoints, ImageSpec, NodeInfo, Phase, Pod, ResourceList, Resources, Service,
+    SessionAffinity, TargetPort,
+};
 use serde_json::{Value, json};
 
 fn timestamp(unix: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
-fn container(name: &str, command: &[String]) -> Value {
-    json!({ "name": name, "command": command })
+/// A container: a command pod's host command, or an image with its
+/// command, args, pull policy and resources.
+fn container(name: &str, command: &[String], image: Option<&ImageSpec>, resources: &Resources) -> Value {
+    let Some(image) = image else { return json!({ "name": name, "command": command }) };
+    let mut container = json!({
+        "name": name,
+        "image": image.image,
+        "imagePullPolicy": image.pull_policy.to_string(),
+    });
+    if !image.command.is_empty() {
+        container["command"] = json!(image.command);
+    }
+    if !image.args.is_empty() {
+        container["args"] = json!(image.args);
+    }
+    let list = |l: &ResourceList| {
+        let mut v = json!({});
+        if let Some(m) = l.memory {
+            v["memory"] = json!(m.to_string());
+        }
+        if let Some(c) = l.cpu_millis {
+            v["cpu"] = json!(format!("{c}m"));
+        }
+        v
+    };
+    if *resources != Resources::default() {
+        container["resources"] =
+            json!({ "limits": list(&resources.limits), "requests": list(&resources.requests) });
+    }
+    container
 }
 
 /// A container with the pod's securityContext, when it has one.
@@ -44,8 +75,13 @@ pub(crate) fn pod(pod: &Pod) -> Value {
     }
     let state = match (status.ready, status.phase) {
         (true, _) => json!({ "running": { "startedAt": status.started_at.map(timestamp) } }),
-        (false, Phase::Pending) => json!({ "waiting": { "reason": "ContainerCreating" } }),
-        (false, Phase::Running) => json!({ "waiting": { "reason": status.reason } }),
+        (false, Phase::Pending) => json!({ "waiting": {
+            "reason": status.reason.as_deref().unwrap_or("ContainerCreating"),
+            "message": status.message,
+        } }),
+        (false, Phase::Running) => {
+            json!({ "waiting": { "reason": status.reason, "message": status.message } })
+        }
         (false, _) => {
             json!({ "terminated": { "exitCode": status.last_exit_code, "reason": status.reason } })
         }
@@ -57,7 +93,7 @@ pub(crate) fn pod(pod: &Pod) -> Value {
         "spec": {
             "nodeName": pod.node_name,
             "restartPolicy": spec.restart_policy.to_string(),
-            "containers": [security_context(container(&spec.name, &spec.command), &spec.security)],
+            "containers": [security_context(container(&spec.name, &spec.command, spec.image.as_ref(), &spec.resources), &spec.security)],
         },
         "status": {
             "phase": format!("{:?}", status.phase),
@@ -92,7 +128,7 @@ pub(crate) fn deployment(d: &Deployment) -> Value {
             "selector": { "matchLabels": { "app": spec.labels.get("app") } },
             "template": {
                 "metadata": { "labels": spec.labels },
-                "spec": { "containers": [container(&spec.name, &spec.command)] },
+                "spec": { "containers": [container(&spec.name, &spec.command, spec.image.as_ref(), &spec.resources)] },
             },
         },
         "status": {

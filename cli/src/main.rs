@@ -7,6 +7,7 @@
 mod args;
 mod capture;
 mod demo;
+mod describe;
 mod error;
 mod exec;
 mod expose;
@@ -86,20 +87,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo => demo::run().await,
         Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
         Command::Run(args) => {
+            let (command, image) = args.pod.workload(args.command);
+            let resources = args.pod.resources();
             let spec = PodSpec {
                 name: args.name.clone(),
                 namespace: args.ns.namespace,
                 labels: run_labels(&args.name, parse_labels(&args.labels)?),
-                command: args.command,
+                command,
                 restart_policy: args.restart,
                 owner: None,
                 security: args.pod.security(),
                 ports: args.pod.ports,
                 readiness: args.pod.readiness,
                 node_name: args.node,
+                resources,
                 host_ports: args.pod.host_ports,
-                image: None,
-                resources: Default::default(),
+                image,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -110,6 +113,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Create {
             command: CreateCommand::Deployment { name, ns, replicas, labels, pod, command },
         } => {
+            let (command, image) = pod.workload(command);
+            let resources = pod.resources();
             let spec = DeploymentSpec {
                 name,
                 namespace: ns.namespace,
@@ -119,9 +124,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 security: pod.security(),
                 ports: pod.ports,
                 readiness: pod.readiness,
+                resources,
                 host_ports: pod.host_ports,
-                image: None,
-                resources: Default::default(),
+                image,
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();
@@ -158,6 +163,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             call(socket, request).await?;
             println!("{what} \"{name}\" deleted");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { kind, name, ns } => {
+            if kind != Kind::Pod {
+                return Err("only pods can be described: podnet describe pod NAME".into());
+            }
+            describe::run(socket, &ns.namespace, &name).await
         }
         Command::Logs { pod, ns } => {
             let Response::Logs(bytes) =

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod oci;
+
 /// The podnet binary under test: $PODNET_BIN, else the workspace's debug
 /// build, built once per test process.
 pub fn podnet_bin() -> PathBuf {
@@ -538,9 +540,41 @@ impl Drop for Node {
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         }
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        remove_containers(&self.dir);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// Deletes the containers whose bundle lies under `dir` (image pods a
+/// failed test or a killed agent left) and unmounts what is mounted there.
+fn remove_containers(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    for runtime in ["runc", "crun"] {
+        let root = format!("/run/podnet/{runtime}");
+        if !Path::new(&root).exists() {
+            continue;
+        }
+        let Ok(out) = Command::new(runtime).args(["--root", &root, "list", "--format", "json"]).output()
+        else {
+            continue;
+        };
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        for container in list.as_array().into_iter().flatten() {
+            let bundle = container["bundle"].as_str().unwrap_or_default();
+            if let (true, Some(id)) = (bundle.starts_with(&prefix), container["id"].as_str()) {
+                let _ = Command::new(runtime).args(["--root", &root, "delete", "--force", id]).output();
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> =
+        mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).collect();
+    // Deepest first.
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").args(["-l", point]).status();
     }
 }
 

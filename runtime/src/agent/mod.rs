@@ -92,10 +92,15 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     raise_fd_limit();
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
     // Image requests are served beside the event loop: pulls take minutes.
-    let calls =
+    let images =
         crate::image::Images::start(data_dir, options.registries.clone(), options.config.images.clone())
-            .await?
-            .intercept(calls);
+            .await?;
+    let calls = images.clone().intercept(calls);
+    // Detached containers' inits become the agent's children, so it learns
+    // their exit codes (see node::container).
+    if let Err(e) = crate::sys::reaper::set_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}; image pods' exit codes will be unknown");
+    }
     if let Some(metrics) = metrics {
         tokio::spawn(crate::listeners::metrics::serve(
             metrics,
@@ -125,13 +130,10 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
             (Side::Control(Box::new(control)), options.config.clone(), subnet)
         }
     };
-    let mut node = NodeRuntime::start(NodeOptions {
-        name: options.node_name.clone(),
-        config,
-        subnet,
-        data_dir: data_dir.clone(),
-        hidden,
-    })
+    let mut node = NodeRuntime::start(
+        NodeOptions { name: options.node_name.clone(), config, subnet, data_dir: data_dir.clone(), hidden },
+        images,
+    )
     .await?;
     side.converge(&mut node).await;
     tracing::info!(node = %options.node_name, %subnet, socket = %options.socket.display(), "podnet agent ready");
@@ -202,6 +204,7 @@ async fn event_loop(
             }
             Some(exit) = node.exits.recv() => node.on_exit(exit),
             Some(result) = node.probes.recv() => node.on_probe(result),
+            Some(start) = node.containers.recv() => node.on_container(start),
             _ = tick.tick() => {
                 node.tick();
                 side.tick().await;

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::image::{ImageInfo, PullEvent};
 
 use crate::model::{
-    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodSpec, SecurityContext, Service, ServiceSpec,
-    SessionAffinity,
+    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext, Service,
+    ServiceSpec, SessionAffinity,
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +58,13 @@ pub enum Request {
     },
     /// Where and how to run a command inside a pod.
     ExecTarget {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// What happened to a pod on its node (kubectl describe's events).
+    DescribePod {
         /// Namespace.
         namespace: String,
         /// Name.
@@ -172,6 +179,7 @@ impl Request {
             | Request::ImageImport { .. } => Route::Node,
             Request::ExecTarget { namespace, name }
             | Request::Logs { namespace, name }
+            | Request::DescribePod { namespace, name }
             | Request::Capture { namespace, name } => Route::Pod { namespace, name },
             _ => Route::Cluster,
         }
@@ -239,6 +247,21 @@ pub struct ExecTarget {
     pub pid: Option<i32>,
     /// The pod's securityContext, applied to the exec'd command too.
     pub security: SecurityContext,
+    /// For an image pod: the OCI runtime that runs its container, which
+    /// execs into it (its namespaces, cgroup, root, user and confinement).
+    #[serde(default)]
+    pub container: Option<ContainerExec>,
+}
+
+/// How to run `RUNTIME --root ROOT exec ID COMMAND...`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerExec {
+    /// The runtime's executable (crun or runc).
+    pub runtime: PathBuf,
+    /// Its state directory for podnet's containers.
+    pub root: PathBuf,
+    /// The container id.
+    pub id: String,
 }
 
 /// The agent's answer.
@@ -258,6 +281,8 @@ pub enum Response {
     Exec(ExecTarget),
     /// Log bytes.
     Logs(Vec<u8>),
+    /// A pod's events on its node, oldest first.
+    PodEvents(Vec<PodEvent>),
     /// The cluster's nodes.
     Nodes(Vec<NodeInfo>),
     /// Switch counters.

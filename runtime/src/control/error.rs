@@ -275,6 +275,12 @@ pub enum ControlError {
     /// No command.
     #[error("no command given: put it after `--`, e.g. `podnet run client -- sleep infinity`")]
     NoCommand,
+    /// An image reference that does not parse.
+    #[error(transparent)]
+    Image(crate::image::reference::ReferenceError),
+    /// Both a host command and an image.
+    #[error("pod runs image {0}: its command goes in the image spec (args after `--`, or --command)")]
+    CommandAndImage(String),
     /// The command is not on the node.
     #[error("command `{0}` not found on the node: install it, or give its full path")]
     CommandNotFound(String),

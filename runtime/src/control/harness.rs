@@ -125,6 +125,7 @@ pub(super) fn running(ip: Ipv4Addr, ready: bool) -> PodStatus {
         reason: None,
         last_exit_code: None,
         started_at: Some(0),
+        message: None,
     }
 }
 

@@ -269,5 +269,6 @@ fn pending(ip: Ipv4Addr) -> PodStatus {
         reason: None,
         last_exit_code: None,
         started_at: None,
+        message: None,
     }
 }

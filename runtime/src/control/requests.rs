@@ -8,7 +8,8 @@ use super::{ControlError, ControlPlane, Key, Now, PodEntry, key, pending};
 use crate::api::{Request, Response, Route};
 use crate::model::services;
 use crate::model::{
-    ClusterIpRequest, Deployment, DeploymentSpec, Pod, PodSpec, Service, ServiceSpec, check_label, check_name,
+    ClusterIpRequest, Deployment, DeploymentSpec, ImageSpec, Pod, PodSpec, Service, ServiceSpec, check_label,
+    check_name,
 };
 use crate::store::{DeploymentRecord, PodRecord};
 
@@ -119,6 +120,7 @@ impl ControlPlane {
             Request::DeleteNode { name } => self.delete_node(now, &name).map(|()| Response::Done),
             Request::ExecTarget { .. }
             | Request::Logs { .. }
+            | Request::DescribePod { .. }
             | Request::Capture { .. }
             | Request::NodeStats
             | Request::Resolve { .. }
@@ -169,7 +171,7 @@ impl ControlPlane {
     fn create_deployment(&mut self, now: Now, mut spec: DeploymentSpec) -> Result<Deployment, ControlError> {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
-        self.check_command(&spec.command)?;
+        self.check_workload(&spec.command, spec.image.as_ref())?;
         if spec.replicas > 1 && !spec.host_ports.is_empty() {
             return Err(ControlError::OneReplicaPerNode { namespace: spec.namespace, name: spec.name });
         }
@@ -236,7 +238,19 @@ impl ControlPlane {
         for (k, v) in &spec.labels {
             check_label(k, v)?;
         }
-        self.check_command(&spec.command)
+        self.check_workload(&spec.command, spec.image.as_ref())
+    }
+
+    /// An image pod needs a reference that parses (whether it exists is
+    /// the node's business: it pulls); a command pod a command on the node.
+    fn check_workload(&self, command: &[String], image: Option<&ImageSpec>) -> Result<(), ControlError> {
+        match image {
+            Some(image) if !command.is_empty() => Err(ControlError::CommandAndImage(image.image.clone())),
+            Some(image) => {
+                crate::image::Reference::parse(&image.image).map(drop).map_err(ControlError::Image)
+            }
+            None => self.check_command(command),
+        }
     }
 
     /// A command must be given and must exist (on the control plane's node:

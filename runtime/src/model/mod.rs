@@ -294,6 +294,25 @@ pub struct PodStatus {
     pub last_exit_code: Option<i32>,
     /// Unix time the current run started.
     pub started_at: Option<u64>,
+    /// The reason in one line a person can act on (why the image pull or
+    /// the container failed), as kubectl describe's Message.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Something that happened to a pod, as `kubectl describe` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodEvent {
+    /// Unix time of the last occurrence.
+    pub at: u64,
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// Pulling, Pulled, Failed, BackOff, Created, Started, Killing.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// How many times it happened in a row.
+    pub count: u32,
 }
 
 /// A pod as reported to users.
@@ -445,6 +464,53 @@ pub fn check_label(key: &str, value: &str) -> Result<(), ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_and_args_combine_with_the_image_as_kubernetes_does() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let spec = |command: &[&str], args: &[&str]| ImageSpec {
+            image: "nginx".into(),
+            pull_policy: PullPolicy::Always,
+            command: strings(command),
+            args: strings(args),
+        };
+        let (entrypoint, cmd) =
+            (strings(&["/docker-entrypoint.sh"]), strings(&["nginx", "-g", "daemon off;"]));
+        let run = |s: ImageSpec| s.process(&entrypoint, &cmd).join(" ");
+        assert_eq!(run(spec(&[], &[])), "/docker-entrypoint.sh nginx -g daemon off;");
+        assert_eq!(run(spec(&[], &["sh"])), "/docker-entrypoint.sh sh");
+        assert_eq!(run(spec(&["/bin/sh", "-c"], &[])), "/bin/sh -c");
+        assert_eq!(run(spec(&["/bin/sh"], &["-c", "x"])), "/bin/sh -c x");
+    }
+
+    #[test]
+    fn pull_policy_defaults_by_tag() {
+        for (image, policy) in [
+            ("nginx", PullPolicy::Always),
+            ("nginx:latest", PullPolicy::Always),
+            ("localhost:5000/app", PullPolicy::Always),
+            ("localhost:5000/app:v1", PullPolicy::IfNotPresent),
+            ("alpine:3.20", PullPolicy::IfNotPresent),
+            ("alpine@sha256:00", PullPolicy::IfNotPresent),
+        ] {
+            assert_eq!(PullPolicy::default_for(image), policy, "{image}");
+        }
+        assert!("Sometimes".parse::<PullPolicy>().is_err());
+    }
+
+    #[test]
+    fn quantities_parse_as_kubernetes_writes_them() {
+        let list: ResourceList = "memory=128Mi,cpu=500m".parse().unwrap();
+        assert_eq!(list, ResourceList { memory: Some(128 << 20), cpu_millis: Some(500) });
+        let list: ResourceList = "cpu=1.5,memory=1G".parse().unwrap();
+        assert_eq!(list, ResourceList { memory: Some(1_000_000_000), cpu_millis: Some(1500) });
+        assert_eq!("memory=1.5Gi".parse::<ResourceList>().unwrap().memory, Some(3 << 29));
+        for bad in
+            ["memory", "memory=", "memory=-1Mi", "memory=12Qi", "cpu=0", "cpu=abc", "disk=1G", "memory=NaN"]
+        {
+            assert!(bad.parse::<ResourceList>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn names_follow_rfc_1123() {

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::pods::pod_env;
 use super::{NodeError, NodeRuntime};
-use crate::api::{ExecTarget, PortCounters, Request, Response, StatsReport};
+use crate::api::{ContainerExec, ExecTarget, PortCounters, Request, Response, StatsReport};
 use crate::dataplane::tap;
 use crate::node::pod::{adopt, process, sandbox};
 use crate::sys::netns;
@@ -21,15 +21,31 @@ impl NodeRuntime {
         match request {
             Request::ExecTarget { namespace, name } => {
                 let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
+                let (pid, container) = match (&pod.image, &self.oci_runtime) {
+                    (Some(state), Ok(runtime)) => (
+                        state.pid,
+                        state.pid.map(|_| ContainerExec {
+                            runtime: runtime.program().to_path_buf(),
+                            root: runtime.state_root().to_path_buf(),
+                            id: super::image_pods::container_id(&pod.record.uid),
+                        }),
+                    ),
+                    (Some(_), Err(_)) => (None, None),
+                    (None, _) => (adopt::main_process(&pod.netns, &pod.record.uid), None),
+                };
                 Ok(Response::Exec(ExecTarget {
                     netns: netns::path(&pod.netns),
                     resolv_conf: sandbox::etc_dir(&pod.netns).join("resolv.conf"),
                     hostname: name.clone(),
                     env: pod_env(&pod.record),
-                    pid: adopt::main_process(&pod.netns, &pod.record.uid),
+                    pid,
                     security: pod.record.spec.security,
+                    container,
                 }))
             }
+            Request::DescribePod { namespace, name } => Ok(Response::PodEvents(
+                self.find(&namespace, &name).map(|p| p.events.list()).unwrap_or_default(),
+            )),
             Request::Logs { namespace, name } => {
                 let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
                 process::read_log(&self.log_path(&pod.record.spec), MAX_LOG)

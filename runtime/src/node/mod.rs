@@ -5,6 +5,8 @@
 
 pub mod container;
 mod error;
+mod events;
+mod image_pods;
 mod local;
 pub mod pod;
 mod pods;
@@ -32,6 +34,7 @@ use crate::sys::netlink::{LinkSetup, Netlink};
 use crate::sys::random;
 
 pub use error::NodeError;
+pub use image_pods::ContainerStart;
 use pods::LocalPod;
 pub use pods::{Exit, ProbeResult};
 
@@ -66,6 +69,15 @@ pub struct NodeRuntime {
     probes_tx: mpsc::UnboundedSender<ProbeResult>,
     /// Readiness probe outcomes, for the event loop.
     pub probes: mpsc::UnboundedReceiver<ProbeResult>,
+    containers_tx: mpsc::UnboundedSender<ContainerStart>,
+    /// Answers of container start tasks, for the event loop.
+    pub containers: mpsc::UnboundedReceiver<ContainerStart>,
+    /// The node's image store, which image pods are run from.
+    images: crate::image::Images,
+    /// The OCI runtime image pods run with, or why there is none.
+    oci_runtime: Result<std::sync::Arc<container::OciRuntime>, String>,
+    /// Whether container directories of pods gone meanwhile were swept.
+    pod_dirs_swept: bool,
     /// What the switch's service table holds, to push only changes.
     pushed: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)>,
     /// What the switch's DNS zone holds and refused.
@@ -90,7 +102,7 @@ pub struct NodeRuntime {
 impl NodeRuntime {
     /// Starts the data plane, plugs the node's own port into it, and starts
     /// the DNS relay and the DNS-over-TCP listener.
-    pub async fn start(options: NodeOptions) -> Result<NodeRuntime, NodeError> {
+    pub async fn start(options: NodeOptions, images: crate::image::Images) -> Result<NodeRuntime, NodeError> {
         // The kubelet's protection from the OOM killer: under memory pressure
         // the kernel kills pods (`process::POD_OOM_SCORE_ADJ`) before the
         // agent that serves every other pod.
@@ -206,6 +218,17 @@ impl NodeRuntime {
 
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
+        let (containers_tx, containers) = mpsc::unbounded_channel();
+        let configured = options.config.pods.runtime.clone();
+        let oci_runtime =
+            tokio::task::spawn_blocking(move || container::OciRuntime::detect(configured.as_deref()))
+                .await?
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.to_string());
+        match &oci_runtime {
+            Ok(runtime) => tracing::info!("image pods run with {}", runtime.describe()),
+            Err(why) => tracing::info!("image pods cannot run: {why}"),
+        }
         let leftovers = pods::leftover_sandboxes(&options.name);
         let start_failures = start_backoff::StartFailures::new(Duration::from_millis(
             options.config.pods.restart_backoff_max_ms,
@@ -221,6 +244,11 @@ impl NodeRuntime {
             exits,
             probes_tx,
             probes,
+            containers_tx,
+            containers,
+            images,
+            oci_runtime,
+            pod_dirs_swept: false,
             pushed: BTreeMap::new(),
             zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),

@@ -12,6 +12,8 @@ use netstack::switch::{PortId, PortKind, PortSpec};
 use netstack::wire::EthernetAddress;
 use tokio::time::Instant;
 
+use super::events::Events;
+use super::image_pods::{self, ImageState};
 use super::{NodeError, NodeRuntime, start_backoff};
 use crate::desired::PodReport;
 use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
@@ -33,6 +35,13 @@ pub struct Exit {
     code: Option<i32>,
 }
 
+impl Exit {
+    /// Run `run` of pod `uid` ended with `code` (None: unknown).
+    pub(super) fn new(uid: String, run: u64, code: Option<i32>) -> Exit {
+        Exit { uid, run, code }
+    }
+}
+
 /// The outcome of one readiness probe.
 pub struct ProbeResult {
     uid: String,
@@ -48,7 +57,6 @@ pub(super) struct LocalPod {
     run: u64,
     pub(super) status: PodStatus,
     run_started: Option<Instant>,
-    restart_at: Option<Instant>,
     /// Whether the command runs now.
     running: bool,
     /// The last readiness probe passed (true for pods without a probe).
@@ -56,7 +64,13 @@ pub(super) struct LocalPod {
     /// When the next readiness probe is due; None while one is running.
     next_probe: Option<Instant>,
     /// Where its output goes, shared by the readers of its runs.
-    log: SharedLog,
+    pub(super) log: SharedLog,
+    /// What happened to it, for `podnet describe pod`.
+    pub(super) events: Events,
+    /// An image pod's container; None for a command pod.
+    pub(super) image: Option<ImageState>,
+    /// When its command or container is started again.
+    pub(super) restart_at: Option<Instant>,
 }
 
 impl LocalPod {
@@ -70,6 +84,7 @@ impl LocalPod {
             reason: None,
             last_exit_code: None,
             started_at: None,
+            message: None,
         };
         LocalPod {
             record,
@@ -83,12 +98,14 @@ impl LocalPod {
             probe_ok: false,
             next_probe: None,
             log,
+            events: Events::default(),
+            image: None,
         }
     }
 
     /// Records that the command now runs (started at `started_at`, Unix
     /// seconds) and returns the number of this run.
-    fn started(&mut self, started_at: u64) -> u64 {
+    pub(super) fn started(&mut self, started_at: u64) -> u64 {
         self.run += 1;
         self.run_started = Some(Instant::now());
         self.restart_at = None;
@@ -157,8 +174,8 @@ impl NodeRuntime {
             match self.start_pod(record.clone()).await {
                 Ok(()) => self.start_failures.started(&record.uid),
                 Err(e) => {
-                    let wait =
-                        self.start_failures.failed(&record.uid, record.ip, start_backoff::reason(&e), now);
+                    let reason = start_backoff::reason(&e);
+                    let wait = self.start_failures.failed(&record.uid, record.ip, reason, e.to_string(), now);
                     tracing::warn!("{e} (trying again in {} s)", wait.as_secs());
                     failed.push((record.uid.clone(), e.to_string()));
                 }
@@ -198,12 +215,38 @@ impl NodeRuntime {
                 }
             }
         }
+        if !std::mem::replace(&mut self.pod_dirs_swept, true) {
+            self.sweep_containers().await;
+        }
+    }
+
+    /// Deletes the containers and container directories (`<data-dir>/pods`)
+    /// of pods this node no longer runs: left by an agent that did not stop
+    /// cleanly, or by a reboot (the mounts went, the directories stayed).
+    async fn sweep_containers(&self) {
+        let Ok(entries) = std::fs::read_dir(self.options.data_dir.join("pods")) else { return };
+        for entry in entries.flatten() {
+            let uid = entry.file_name().to_string_lossy().into_owned();
+            if self.pods.contains_key(&uid) || !uid.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            tracing::info!(uid = %uid, "removing a stale container");
+            self.delete_container_by_uid(&uid).await;
+        }
     }
 
     /// Plugs a leftover sandbox into the switch again and watches its running
     /// command. Returns the command's PID.
     async fn adopt(&mut self, record: PodRecord, netns_name: &str) -> Result<i32, NodeError> {
-        let pid = adopt::main_process(netns_name, &record.uid).ok_or(NodeError::NotRunning)?;
+        let pid = match (&record.spec.image, &self.oci_runtime) {
+            (None, _) => adopt::main_process(netns_name, &record.uid),
+            (Some(_), Ok(runtime)) => {
+                let (runtime, id) = (runtime.clone(), image_pods::container_id(&record.uid));
+                tokio::task::spawn_blocking(move || runtime.state(&id)).await?
+            }
+            (Some(_), Err(_)) => None,
+        }
+        .ok_or(NodeError::NotRunning)?;
         let name = netns_name.to_string();
         let fd =
             tokio::task::spawn_blocking(move || sandbox::reopen(&name)).await?.map_err(NodeError::Reopen)?;
@@ -221,9 +264,14 @@ impl NodeRuntime {
             }
             Err(e) => tracing::warn!(pod = %pod_name, "cannot read the pod's output again: {e}"),
         }
+        let is_image = record.spec.image.is_some();
         let mut pod = LocalPod::new(record, netns_name.to_string(), port, log);
+        if is_image {
+            pod.image = Some(ImageState::adopted(pid));
+        }
         let run = pod.started(adopt::started_at(pid).unwrap_or_else(unix_now));
         self.pods.insert(uid.clone(), pod);
+        self.update_images_in_use();
         let exits = self.exits_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = adopt::wait_exit(pid).await {
@@ -265,12 +313,21 @@ impl NodeRuntime {
         let uid = record.uid.clone();
         let log = RotatingLog::shared(self.log_paths(&record.spec), self.log_limits());
         self.pods.insert(uid.clone(), LocalPod::new(record, netns_name, port, log));
-        if let Err(e) = self.spawn_process(&uid) {
+        if let Err(e) = self.start_workload(&uid) {
             let pod = self.pods.remove(&uid).expect("inserted above");
             self.teardown(pod, true).await;
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Starts (or restarts) the pod's command or container.
+    fn start_workload(&mut self, uid: &str) -> Result<(), NodeError> {
+        match self.pods.get(uid).map(|p| p.record.spec.image.is_some()) {
+            Some(true) => self.start_container(uid),
+            Some(false) => self.spawn_process(uid),
+            None => Ok(()),
+        }
     }
 
     /// Starts (or restarts) the pod's command.
@@ -300,7 +357,9 @@ impl NodeRuntime {
                     source,
                 }
             })?;
+        let started = format!("Started command `{}`", spec.command.join(" "));
         let run = pod.started(unix_now());
+        pod.events.normal(unix_now(), "Started", started);
         let (uid, exits) = (pod.record.uid.clone(), self.exits_tx.clone());
         tokio::spawn(async move {
             let code = child.wait().await.ok().and_then(|status| {
@@ -318,6 +377,9 @@ impl NodeRuntime {
         let Some(pod) = self.pods.get_mut(&exit.uid).filter(|p| p.run == exit.run) else { return };
         let code = exit.code.unwrap_or(-1);
         pod.running = false;
+        if let Some(state) = pod.image.as_mut() {
+            state.pid = None;
+        }
         pod.update_ready();
         pod.status.last_exit_code = Some(code);
         let restart = match pod.record.spec.restart_policy {
@@ -341,6 +403,11 @@ impl NodeRuntime {
             .min(config.restart_backoff_max_ms);
         pod.restart_at = Some(Instant::now() + Duration::from_millis(delay));
         pod.status.reason = Some("CrashLoopBackOff".into());
+        pod.events.warning(
+            unix_now(),
+            "BackOff",
+            format!("Back-off restarting failed container (exit code {code})"),
+        );
     }
 
     /// Records a readiness probe's outcome.
@@ -356,6 +423,7 @@ impl NodeRuntime {
     pub fn tick(&mut self) {
         let now = Instant::now();
         self.start_probes(now);
+        self.show_backoffs(now);
         let due: Vec<String> = self
             .pods
             .iter()
@@ -364,9 +432,13 @@ impl NodeRuntime {
             .collect();
         for uid in due {
             if let Some(pod) = self.pods.get_mut(&uid) {
-                pod.status.restarts += 1;
+                pod.restart_at = None;
+                // A start that failed is tried again, not restarted.
+                if !pod.image.as_ref().is_some_and(ImageState::waiting_after_failure) {
+                    pod.status.restarts += 1;
+                }
             }
-            if let Err(e) = self.spawn_process(&uid) {
+            if let Err(e) = self.start_workload(&uid) {
                 tracing::warn!("{e}");
                 let backoff = Duration::from_millis(self.options.config.pods.restart_backoff_max_ms);
                 if let Some(pod) = self.pods.get_mut(&uid) {
@@ -398,6 +470,9 @@ impl NodeRuntime {
     pub(super) async fn teardown(&self, pod: LocalPod, forget: bool) {
         let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
         process::stop_all(&pod.netns, grace).await;
+        if pod.image.is_some() {
+            self.delete_container(&pod.record).await;
+        }
         if let Some(port) = pod.port {
             let _ = self.dataplane.detach(port).await;
         }
@@ -415,7 +490,7 @@ impl NodeRuntime {
         self.options.data_dir.join("logs").join(format!("{}_{}.log", spec.namespace, spec.name))
     }
 
-    fn log_paths(&self, spec: &PodSpec) -> LogPaths {
+    pub(super) fn log_paths(&self, spec: &PodSpec) -> LogPaths {
         LogPaths::new(self.log_path(spec))
     }
 
@@ -435,16 +510,23 @@ impl NodeRuntime {
     }
 }
 
-/// The downward-API variables.
+/// A command pod's whole environment: PATH, HOME and the downward-API
+/// variables.
 pub(super) fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
     let mut env = process::base_env(&record.spec.security);
-    env.extend([
+    env.extend(downward_env(record));
+    env
+}
+
+/// The downward-API variables (an image pod's container gets these over
+/// its image's environment).
+pub(super) fn downward_env(record: &PodRecord) -> Vec<(String, String)> {
+    vec![
         ("POD_NAME".into(), record.spec.name.clone()),
         ("POD_NAMESPACE".into(), record.spec.namespace.clone()),
         ("POD_IP".into(), record.ip.to_string()),
         ("POD_UID".into(), record.uid.clone()),
-    ]);
-    env
+    ]
 }
 
 /// A pod's resolv.conf, as the kubelet writes it for ClusterFirst pods.

@@ -29,14 +29,13 @@ pub(super) fn delay(failures: u32, max: Duration) -> Duration {
 }
 
 /// The kubectl-style reason for a start error.
-pub(super) fn reason(error: &NodeError) -> String {
-    let kind = match error {
+pub(super) fn reason(error: &NodeError) -> &'static str {
+    match error {
         NodeError::Sandbox { .. } | NodeError::AttachPod { .. } | NodeError::Reopen(_) => {
             "CreatePodSandboxError"
         }
         _ => "StartError",
-    };
-    format!("{kind}: {error}")
+    }
 }
 
 struct Failure {
@@ -63,9 +62,17 @@ impl StartFailures {
         self.pods.get(uid).is_none_or(|f| f.retry_at <= now)
     }
 
-    /// Records that pod `uid` (address `ip`) failed to start at `now`;
-    /// returns the delay before the next attempt.
-    pub(super) fn failed(&mut self, uid: &str, ip: Ipv4Addr, reason: String, now: Instant) -> Duration {
+    /// Records that pod `uid` (address `ip`) failed to start at `now`, for
+    /// `reason` (kubectl's word) and `message` (the error); returns the delay
+    /// before the next attempt.
+    pub(super) fn failed(
+        &mut self,
+        uid: &str,
+        ip: Ipv4Addr,
+        reason: &str,
+        message: String,
+        now: Instant,
+    ) -> Duration {
         let failures = self.pods.get(uid).map_or(0, |f| f.failures) + 1;
         let wait = delay(failures, self.max);
         let status = PodStatus {
@@ -73,9 +80,10 @@ impl StartFailures {
             pod_ip: Some(ip),
             ready: false,
             restarts: 0,
-            reason: Some(reason),
+            reason: Some(reason.into()),
             last_exit_code: None,
             started_at: None,
+            message: Some(message),
         };
         self.pods.insert(uid.to_string(), Failure { failures, retry_at: now + wait, status });
         wait
@@ -115,19 +123,23 @@ mod tests {
         let now = Instant::now();
         let ip = Ipv4Addr::new(10, 244, 0, 5);
         assert!(failures.due("a", now));
-        let wait = failures.failed("a", ip, "CreatePodSandboxError: no".into(), now);
+        let wait = failures.failed("a", ip, "CreatePodSandboxError", "no".into(), now);
         assert_eq!(wait, INITIAL);
         assert!(!failures.due("a", now), "not again on the next event-loop turn");
         assert!(!failures.due("a", now + Duration::from_millis(999)));
         assert!(failures.due("a", now + INITIAL));
-        assert_eq!(failures.failed("a", ip, "CreatePodSandboxError: no".into(), now + INITIAL), INITIAL * 2);
+        assert_eq!(
+            failures.failed("a", ip, "CreatePodSandboxError", "no".into(), now + INITIAL),
+            INITIAL * 2
+        );
         let report: Vec<_> = failures.statuses().collect();
         assert_eq!(report.len(), 1);
         assert_eq!(report[0].1.phase, Phase::Pending);
-        assert_eq!(report[0].1.reason.as_deref(), Some("CreatePodSandboxError: no"));
+        assert_eq!(report[0].1.reason.as_deref(), Some("CreatePodSandboxError"));
+        assert_eq!(report[0].1.message.as_deref(), Some("no"));
         failures.started("a");
         assert!(failures.due("a", now) && failures.statuses().next().is_none());
-        failures.failed("b", ip, "StartError: x".into(), now);
+        failures.failed("b", ip, "StartError", "x".into(), now);
         failures.retain(|uid| uid != "b");
         assert!(failures.due("b", now), "a deleted pod's failures go with it");
     }
@@ -138,12 +150,12 @@ mod tests {
             pod: "default/web".into(),
             source: crate::sys::SysError::Io(std::io::Error::other("File exists")),
         };
-        assert!(reason(&sandbox).starts_with("CreatePodSandboxError: "), "{}", reason(&sandbox));
+        assert_eq!(reason(&sandbox), "CreatePodSandboxError");
         let spawn = NodeError::Spawn {
             command: "nope".into(),
             pod: "default/web".into(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         };
-        assert!(reason(&spawn).starts_with("StartError: "), "{}", reason(&spawn));
+        assert_eq!(reason(&spawn), "StartError");
     }
 }

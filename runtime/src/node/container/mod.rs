@@ -78,6 +78,11 @@ impl OciRuntime {
         self.found.describe()
     }
 
+    /// The runtime's executable.
+    pub fn program(&self) -> &Path {
+        &self.found.path
+    }
+
     /// Where the runtime keeps its containers' state (`--root`).
     pub fn state_root(&self) -> &Path {
         &self.root

@@ -1,0 +1,211 @@
+//! `podnet describe pod`: kubectl describe's view of one pod — what was
+//! asked, its state with the reason and message, its conditions, and the
+//! events its node recorded.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use runtime::api::{Request, Response};
+use runtime::model::{Phase, Pod, PodEvent, ResourceList};
+
+use crate::error::CliError;
+use crate::table;
+
+pub(crate) async fn run(socket: &Path, namespace: &str, name: &str) -> Result<ExitCode, CliError> {
+    let Response::Pods(pods) =
+        crate::call(socket, Request::GetPods { namespace: Some(namespace.into()) }).await?
+    else {
+        return Err(CliError::Message("the agent sent an unexpected answer".into()));
+    };
+    let pod = pods
+        .into_iter()
+        .find(|p| p.spec.name == name)
+        .ok_or_else(|| format!("pod {namespace}/{name} not found"))?;
+    // A node that is down cannot say what happened: describe without events.
+    let request = Request::DescribePod { namespace: namespace.into(), name: name.into() };
+    let events = match crate::call(socket, request).await {
+        Ok(Response::PodEvents(events)) => Some(events),
+        _ => None,
+    };
+    print!("{}", render(&pod, events.as_deref()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text kubectl describe prints, for `pod` and its node's `events`.
+fn render(pod: &Pod, events: Option<&[PodEvent]>) -> String {
+    let (spec, status) = (&pod.spec, &pod.status);
+    let mut out = String::new();
+    let labels: Vec<String> = spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let field = |out: &mut String, name: &str, value: &str| {
+        let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
+    };
+    field(&mut out, "Name", &spec.name);
+    field(&mut out, "Namespace", &spec.namespace);
+    field(&mut out, "Node", &pod.node_name);
+    field(&mut out, "Labels", &if labels.is_empty() { "<none>".into() } else { labels.join(",") });
+    field(&mut out, "Status", &format!("{:?}", status.phase));
+    field(&mut out, "IP", &status.pod_ip.map_or("<none>".into(), |ip| ip.to_string()));
+    if let Some(owner) = &spec.owner {
+        field(&mut out, "Controlled By", &format!("Deployment/{owner}"));
+    }
+    out.push_str("Containers:\n");
+    let _ = writeln!(out, "  {}:", spec.name);
+    let item = |out: &mut String, name: &str, value: &str| {
+        let _ = writeln!(out, "    {:<20}{value}", format!("{name}:"));
+    };
+    match &spec.image {
+        Some(image) => {
+            item(&mut out, "Image", &image.image);
+            item(&mut out, "Image Pull Policy", &image.pull_policy.to_string());
+            if !image.command.is_empty() {
+                item(&mut out, "Command", &image.command.join(" "));
+            }
+            if !image.args.is_empty() {
+                item(&mut out, "Args", &image.args.join(" "));
+            }
+        }
+        None => item(&mut out, "Command", &spec.command.join(" ")),
+    }
+    let (state, reason) = match (status.phase, status.ready || status.started_at.is_some()) {
+        (Phase::Succeeded | Phase::Failed, _) => ("Terminated", status.reason.clone()),
+        (Phase::Running, true) if status.reason.is_none() => ("Running", None),
+        _ => ("Waiting", status.reason.clone().or(Some("ContainerCreating".into()))),
+    };
+    item(&mut out, "State", state);
+    if let Some(reason) = reason {
+        let _ = writeln!(out, "      {:<18}{reason}", "Reason:");
+    }
+    if let Some(message) = &status.message {
+        let _ = writeln!(out, "      {:<18}{message}", "Message:");
+    }
+    if let Some(code) = status.last_exit_code {
+        item(&mut out, "Last Exit Code", &code.to_string());
+    }
+    item(&mut out, "Ready", if status.ready { "True" } else { "False" });
+    item(&mut out, "Restart Count", &status.restarts.to_string());
+    for (name, list) in [("Limits", &spec.resources.limits), ("Requests", &spec.resources.requests)] {
+        if let Some(text) = resource_text(list) {
+            item(&mut out, name, &text);
+        }
+    }
+    out.push_str("Conditions:\n  Type              Status\n");
+    let running = status.phase == Phase::Running && status.reason.is_none();
+    for (kind, ok) in [
+        ("Initialized", true),
+        ("Ready", status.ready),
+        ("ContainersReady", status.ready),
+        ("PodScheduled", !pod.node_name.is_empty()),
+        ("ContainersStarted", running),
+    ] {
+        let _ = writeln!(out, "  {kind:<18}{}", if ok { "True" } else { "False" });
+    }
+    match events {
+        None => out.push_str("Events:         <unknown: the pod's node did not answer>\n"),
+        Some([]) => out.push_str("Events:         <none>\n"),
+        Some(events) => {
+            out.push_str("Events:\n");
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    let age = if e.count > 1 {
+                        format!("{} (x{})", table::age(e.at), e.count)
+                    } else {
+                        table::age(e.at)
+                    };
+                    let kind = if e.warning { "Warning" } else { "Normal" };
+                    vec![kind.into(), e.reason.clone(), age, "podnet".into(), e.message.clone()]
+                })
+                .collect();
+            for line in table::render(&["Type", "Reason", "Age", "From", "Message"], &rows).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    out
+}
+
+/// `memory=128Mi,cpu=500m` as kubectl describe lists it.
+fn resource_text(list: &ResourceList) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(cpu) = list.cpu_millis {
+        parts.push(format!("cpu: {cpu}m"));
+    }
+    if let Some(memory) = list.memory {
+        parts.push(match memory % (1 << 20) {
+            0 => format!("memory: {}Mi", memory >> 20),
+            _ => format!("memory: {memory}"),
+        });
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::model::{ImageSpec, PodSpec, PodStatus, PullPolicy};
+
+    fn pod() -> Pod {
+        Pod {
+            uid: "u".into(),
+            created_at: 0,
+            node_name: "pi1".into(),
+            spec: PodSpec {
+                name: "web".into(),
+                namespace: "default".into(),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                command: vec![],
+                restart_policy: Default::default(),
+                owner: None,
+                ports: vec![],
+                readiness: None,
+                node_name: None,
+                host_ports: vec![],
+                security: Default::default(),
+                image: Some(ImageSpec {
+                    image: "nginx".into(),
+                    pull_policy: PullPolicy::Always,
+                    command: vec![],
+                    args: vec![],
+                }),
+                resources: Default::default(),
+            },
+            status: PodStatus {
+                phase: Phase::Pending,
+                pod_ip: Some([10, 244, 0, 5].into()),
+                ready: false,
+                restarts: 0,
+                reason: Some("ImagePullBackOff".into()),
+                last_exit_code: None,
+                started_at: None,
+                message: Some("registry down".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_waiting_pod_shows_its_reason_message_and_events() {
+        let events = [PodEvent {
+            at: 0,
+            warning: true,
+            reason: "Failed".into(),
+            message: "Failed to pull image: registry down".into(),
+            count: 3,
+        }];
+        let text = render(&pod(), Some(&events));
+        assert!(text.contains("Image:              nginx\n"), "{text}");
+        assert!(text.contains("State:              Waiting\n"), "{text}");
+        assert!(text.contains("Reason:           ImagePullBackOff\n"), "{text}");
+        assert!(text.contains("Message:          registry down\n"), "{text}");
+        assert!(text.contains("Warning   Failed"), "{text}");
+        assert!(text.contains("(x3)"), "{text}");
+        assert!(render(&pod(), None).contains("did not answer"));
+    }
+
+    #[test]
+    fn resources_read_as_kubectl_lists_them() {
+        let list = ResourceList { memory: Some(128 << 20), cpu_millis: Some(500) };
+        assert_eq!(resource_text(&list).as_deref(), Some("cpu: 500m, memory: 128Mi"));
+        assert_eq!(resource_text(&ResourceList::default()), None);
+    }
+}
