@@ -7,6 +7,8 @@
 pub mod archive;
 pub mod client;
 pub mod digest;
+pub mod dropped;
+pub mod gc;
 pub mod layers;
 pub mod manifest;
 pub mod platform;
@@ -25,7 +27,7 @@ pub use digest::Digest;
 pub use platform::Platform;
 pub use reference::Reference;
 pub use registries::Registries;
-pub use service::Images;
+pub use service::{ImageStats, Images, Prepared};
 
 /// One image as `podnet image ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
