@@ -293,6 +293,14 @@ fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<(Applie
                     b"uid" => uid = text().and_then(|t| t.parse().ok()).unwrap_or(uid),
                     b"gid" => gid = text().and_then(|t| t.parse().ok()).unwrap_or(gid),
                     b"mtime" => mtime = text().and_then(pax_time).unwrap_or(mtime),
+                    // Raw entries take their size from the header: one PAX
+                    // overrides (files past 8 GiB) would be misread.
+                    b"size" if text().and_then(|t| t.parse::<u64>().ok()) != Some(entry.size()) => {
+                        return Err(hostile(
+                            &meta.name,
+                            "has a PAX size unlike its header's (a file over 8 GiB?)",
+                        ));
+                    }
                     _ => {
                         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                             meta.xattrs.push((name.to_vec(), value.to_vec()));
@@ -767,6 +775,7 @@ pub(crate) mod tests {
             (vec![T::File("f", b"x"), T::File("f/g", b"x")], "not a directory"),
             (vec![T::Raw("big", EntryType::XHeader, MAX_META + 1)], "extended header"),
             (vec![T::Raw("sparse", EntryType::GNUSparse, 0)], "tar type"),
+            (vec![T::Pax(&[("size", b"9999999999")]), T::File("f", b"x")], "PAX size unlike its header's"),
         ];
         for (entries, expected) in cases {
             let err = run(&dir, &entries).unwrap_err().to_string();
