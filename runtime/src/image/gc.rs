@@ -70,4 +70,19 @@ mod tests {
         assert_eq!(percent(Ok((0, 0))), None);
         assert_eq!(percent(Err(io::Error::other("gone"))), None);
     }
+
+    #[test]
+    fn the_board_config_sets_the_thresholds_and_low_must_be_below_high() {
+        use crate::config::NodeConfig;
+        let config = NodeConfig::parse("[images]\ngc_high_percent = 90\ngc_low_percent = 70\n").unwrap();
+        assert_eq!((config.images.gc_high_percent, config.images.gc_low_percent), (90, 70));
+        assert_eq!(NodeConfig::parse("").unwrap().images.gc_high_percent, 85);
+        let err = NodeConfig::parse("[images]\ngc_high_percent = 70\ngc_low_percent = 75\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: images.gc_low_percent 75 must be below images.gc_high_percent 70, which is at most 100"
+        );
+        assert!(NodeConfig::parse("[images]\ngc_high_percent = 101\n").is_err());
+        assert!(NodeConfig::parse("[images]\nmax_layer_bytez = 1\n").is_err());
+    }
 }

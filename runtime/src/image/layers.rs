@@ -347,8 +347,8 @@ fn keeping_times<T>(dir: &Path, change: impl FnOnce() -> Result<T, LayerError>) 
 }
 
 impl Applier<'_> {
-    /// The entry's path inside the root, its parents made (and checked: no
-    /// symlink, no file), or None for the root itself.
+    /// The entry's path inside the root (the root itself for no parts),
+    /// its parents made and checked: directories, never symlinks or files.
     fn place(&self, name: &[u8], parts: &[&OsStr]) -> Result<PathBuf, LayerError> {
         let mut path = self.root.to_path_buf();
         for part in &parts[..parts.len().saturating_sub(1)] {
