@@ -1,5 +1,6 @@
 //! OCI images: references, registries.yaml, the distribution client, the
-//! content store, pulls, archive imports and garbage collection. The agent
+//! content store, pulls, archive imports, unpacked layers for overlayfs,
+//! and garbage collection (of what nothing names, and by disk use). The agent
 //! owns the store ([`service`]); `podnet image …` asks it over the control
 //! socket, so one process writes the store and pulls of one image are
 //! shared.
