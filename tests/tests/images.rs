@@ -570,6 +570,41 @@ fn archives_from_skopeo_are_imported_and_hostile_ones_refused() {
 }
 
 #[test]
+fn archives_dropped_into_the_data_dir_are_imported_once_when_the_agent_starts() {
+    require("skopeo", "skopeo");
+    let scratch = Scratch::new("airgap");
+    let layout = build_layout(&scratch);
+    let mut node = Node::prepare("airgap", None, &[]);
+    let dropped = node.dir.join("data/images");
+    std::fs::create_dir_all(&dropped).unwrap();
+    let archive = dropped.join("box.tar").to_string_lossy().into_owned();
+    sh(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("oci:{layout}:amd64"),
+            &format!("oci-archive:{archive}:example.com/tools/box:v1"),
+        ],
+    );
+    std::fs::write(dropped.join("broken.tar"), "just text").unwrap();
+    node.up();
+    let names = |node: &Node| -> Vec<String> {
+        images(node).iter().map(|i| i["reference"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&node), ["example.com/tools/box:v1"]);
+    // The bad archive is a warning naming the file; the agent runs.
+    let log = node.agent_log();
+    assert!(log.contains("skipping image archive") && log.contains("broken.tar"), "{log}");
+
+    // Once per file: removed, it stays removed across a restart.
+    node.ok(&["image", "rm", "example.com/tools/box:v1"]);
+    node.stop(libc::SIGTERM);
+    node.up();
+    assert!(names(&node).is_empty());
+}
+
+#[test]
 fn a_malformed_registries_yaml_stops_node_up_naming_the_field_and_line() {
     let scratch = Scratch::new("badyaml");
     let path = scratch.path("registries.yaml");

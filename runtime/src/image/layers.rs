@@ -26,6 +26,11 @@ use tar::EntryType;
 /// Largest GNU long name, long link or PAX header read into memory.
 pub const MAX_META: u64 = 1 << 20;
 
+/// Longest entry or link name taken (Linux's PATH_MAX).
+const MAX_NAME: usize = 4096;
+/// How much of a refused name an error shows.
+const SHOWN: usize = 200;
+
 /// The OCI whiteout prefix.
 const WHITEOUT: &str = ".wh.";
 /// The OCI opaque-directory marker.
@@ -124,7 +129,12 @@ fn nix_disk(path: &Path) -> impl FnOnce(nix::Error) -> LayerError + '_ {
 }
 
 fn hostile(entry: &[u8], why: impl Into<String>) -> LayerError {
-    LayerError::Hostile { entry: String::from_utf8_lossy(entry).into_owned(), why: why.into() }
+    // A hostile name may be a megabyte long: the message shows its start.
+    let mut entry = String::from_utf8_lossy(&entry[..entry.len().min(SHOWN)]).into_owned();
+    if entry.len() >= SHOWN {
+        entry.push('…');
+    }
+    LayerError::Hostile { entry, why: why.into() }
 }
 
 /// The parts of `name` below the layer root: `/a/./b` → `[a, b]`; `..` refused.
@@ -293,6 +303,14 @@ fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<(Applie
                     b"uid" => uid = text().and_then(|t| t.parse().ok()).unwrap_or(uid),
                     b"gid" => gid = text().and_then(|t| t.parse().ok()).unwrap_or(gid),
                     b"mtime" => mtime = text().and_then(pax_time).unwrap_or(mtime),
+                    // Raw entries take their size from the header: one PAX
+                    // overrides (files past 8 GiB) would be misread.
+                    b"size" if text().and_then(|t| t.parse::<u64>().ok()) != Some(entry.size()) => {
+                        return Err(hostile(
+                            &meta.name,
+                            "has a PAX size unlike its header's (a file over 8 GiB?)",
+                        ));
+                    }
                     _ => {
                         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                             meta.xattrs.push((name.to_vec(), value.to_vec()));
@@ -300,6 +318,9 @@ fn apply_tar(from: &mut dyn Read, root: &Path, bounds: Bounds) -> Result<(Applie
                     }
                 }
             }
+        }
+        if meta.name.len() > MAX_NAME || meta.link.as_ref().is_some_and(|l| l.len() > MAX_NAME) {
+            return Err(hostile(&meta.name, format!("has a name or link over {MAX_NAME} bytes")));
         }
         let id = |n: u64| u32::try_from(n).map_err(|_| hostile(&meta.name, format!("has owner ID {n}")));
         meta.uid = id(uid)?;
@@ -339,8 +360,8 @@ fn keeping_times<T>(dir: &Path, change: impl FnOnce() -> Result<T, LayerError>) 
 }
 
 impl Applier<'_> {
-    /// The entry's path inside the root, its parents made (and checked: no
-    /// symlink, no file), or None for the root itself.
+    /// The entry's path inside the root (the root itself for no parts),
+    /// its parents made and checked: directories, never symlinks or files.
     fn place(&self, name: &[u8], parts: &[&OsStr]) -> Result<PathBuf, LayerError> {
         let mut path = self.root.to_path_buf();
         for part in &parts[..parts.len().saturating_sub(1)] {
@@ -751,6 +772,8 @@ pub(crate) mod tests {
         let dir = sandbox("hostile");
         let outside = dir.join("outside");
         let out = outside.to_str().unwrap();
+        let long_name = "a/".repeat(3000);
+        let long_path = &[("path", long_name.as_bytes())];
         let cases: Vec<(Vec<T<'_>>, &str)> = vec![
             (vec![T::File("../outside/new", b"x")], "climbs out of the layer"),
             (vec![T::File("a/../../outside/new", b"x")], "climbs out of the layer"),
@@ -767,10 +790,13 @@ pub(crate) mod tests {
             (vec![T::File("f", b"x"), T::File("f/g", b"x")], "not a directory"),
             (vec![T::Raw("big", EntryType::XHeader, MAX_META + 1)], "extended header"),
             (vec![T::Raw("sparse", EntryType::GNUSparse, 0)], "tar type"),
+            (vec![T::Pax(&[("size", b"9999999999")]), T::File("f", b"x")], "PAX size unlike its header's"),
+            (vec![T::Pax(long_path), T::File("f", b"x")], "over 4096 bytes"),
         ];
         for (entries, expected) in cases {
             let err = run(&dir, &entries).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}: wanted {expected}");
+            assert!(err.len() < 400, "a short message: {err}");
         }
         // Allowed, and kept inside: an absolute name, a symlink replaced by
         // a file (not written through), a device node.

@@ -1,5 +1,6 @@
 //! OCI images: references, registries.yaml, the distribution client, the
-//! content store, pulls, archive imports and garbage collection. The agent
+//! content store, pulls, archive imports, unpacked layers for overlayfs,
+//! and garbage collection (of what nothing names, and by disk use). The agent
 //! owns the store ([`service`]); `podnet image …` asks it over the control
 //! socket, so one process writes the store and pulls of one image are
 //! shared.
@@ -7,6 +8,8 @@
 pub mod archive;
 pub mod client;
 pub mod digest;
+pub mod dropped;
+pub mod gc;
 pub mod layers;
 pub mod manifest;
 pub mod platform;
@@ -25,7 +28,7 @@ pub use digest::Digest;
 pub use platform::Platform;
 pub use reference::Reference;
 pub use registries::Registries;
-pub use service::Images;
+pub use service::{ImageStats, Images, Prepared};
 
 /// One image as `podnet image ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, mpsc};
@@ -20,17 +21,12 @@ use super::manifest::RunConfig;
 use super::platform::Platform;
 use super::reference::Reference;
 use super::registries::Registries;
-use super::store::{ArchiveStamp, Store};
+use super::store::Store;
 use super::unpack::{self, Layers};
-use super::{ImageError, ImageInfo, PullEvent, archive, pull};
+use super::{ImageError, ImageInfo, PullEvent, archive, dropped, gc, pull};
 use crate::api::server::{Answer, Call};
 use crate::api::{Request, Response};
 use crate::config::ImagesConfig;
-
-/// Images used (pulled, imported, prepared) more recently than this are
-/// not removed by disk-threshold GC (the kubelet's imageMinimumGCAge): a
-/// pod about to start keeps the image it just pulled.
-const GC_MIN_AGE_S: u64 = 120;
 
 /// Progress events a slow client may fall behind by before it skips some.
 const EVENT_BACKLOG: usize = 256;
@@ -50,6 +46,31 @@ struct Inner {
     gate: RwLock<()>,
     pulls: Mutex<HashMap<(String, String), broadcast::Sender<PullEvent>>>,
     in_use: Mutex<BTreeSet<String>>,
+    counts: Counts,
+}
+
+#[derive(Default)]
+struct Counts {
+    layers_refused: AtomicU64,
+    gc_removed: AtomicU64,
+    archives_imported: AtomicU64,
+    archives_refused: AtomicU64,
+}
+
+/// What the image service did since the agent started, for `node stats`
+/// and the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageStats {
+    /// Layers unpacked.
+    pub layers_unpacked: u64,
+    /// Layers refused: hostile, over a bound, damaged, not their diff ID.
+    pub layers_refused: u64,
+    /// Images the disk-threshold GC removed.
+    pub gc_removed: u64,
+    /// Dropped-in archives imported at start.
+    pub archives_imported: u64,
+    /// Dropped-in archives refused at start.
+    pub archives_refused: u64,
 }
 
 /// An image ready to run: its layers unpacked.
@@ -91,6 +112,7 @@ impl Images {
                 gate: RwLock::new(()),
                 pulls: Mutex::new(HashMap::new()),
                 in_use: Mutex::new(BTreeSet::new()),
+                counts: Counts::default(),
             }),
         })
     }
@@ -107,7 +129,7 @@ impl Images {
         let inner = images.inner.clone();
         blocking(move || {
             inner.import_dropped();
-            inner.collect_for_disk(&|| disk_usage(inner.store.root()), GC_MIN_AGE_S);
+            inner.collect_for_disk(&|| gc::disk_usage(inner.store.root()), gc::MIN_AGE_S);
             Ok(())
         })
         .await?;
@@ -132,6 +154,18 @@ impl Images {
     /// are not removed, by `image rm` or by GC.
     pub fn set_in_use(&self, references: BTreeSet<String>) {
         *self.inner.in_use.lock().unwrap_or_else(|e| e.into_inner()) = references;
+    }
+
+    /// What the service did since it opened.
+    pub fn stats(&self) -> ImageStats {
+        let counts = &self.inner.counts;
+        ImageStats {
+            layers_unpacked: self.inner.layers.unpacked(),
+            layers_refused: counts.layers_refused.load(Ordering::Relaxed),
+            gc_removed: counts.gc_removed.load(Ordering::Relaxed),
+            archives_imported: counts.archives_imported.load(Ordering::Relaxed),
+            archives_refused: counts.archives_refused.load(Ordering::Relaxed),
+        }
     }
 
     /// Starts (or joins) a pull; events end with Done or Failed.
@@ -164,7 +198,7 @@ impl Images {
             if result.is_err() {
                 inner.collect_garbage();
             } else {
-                inner.collect_for_disk(&|| disk_usage(inner.store.root()), GC_MIN_AGE_S);
+                inner.collect_for_disk(&|| gc::disk_usage(inner.store.root()), gc::MIN_AGE_S);
             }
             // Leave the table before the last event: a later ask starts afresh.
             inner.pulls.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
@@ -336,7 +370,12 @@ impl Inner {
             .iter()
             .zip(&config.rootfs.diff_ids)
             .map(|(layer, diff_id)| self.layers.ensure(&self.store, layer, diff_id))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .inspect_err(|e| {
+                if matches!(e, ImageError::Unpack { .. }) {
+                    self.counts.layers_refused.fetch_add(1, Ordering::Relaxed);
+                }
+            })?;
         self.store.touch(name)?;
         Ok(Prepared {
             reference: name.to_string(),
@@ -351,18 +390,8 @@ impl Inner {
     /// `gc_low_percent`; images used in the last `min_age` seconds stay.
     /// `usage` gives the file system's (capacity, free).
     fn collect_for_disk(&self, usage: &dyn Fn() -> std::io::Result<(u64, u64)>, min_age: u64) {
-        let percent = || -> Option<u64> {
-            match usage() {
-                Ok((capacity, free)) if capacity > 0 => Some(capacity.saturating_sub(free) * 100 / capacity),
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot measure the image store's disk use");
-                    None
-                }
-            }
-        };
         let (high, low) = (u64::from(self.config.gc_high_percent), u64::from(self.config.gc_low_percent));
-        let Some(mut now) = percent().filter(|p| *p > high) else { return };
+        let Some(mut now) = gc::percent(usage()).filter(|p| *p > high) else { return };
         let before = now;
         let _alone = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let last_used = match self.store.last_used() {
@@ -373,27 +402,19 @@ impl Inner {
             }
         };
         let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let recent = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_sub(min_age);
-        let mut candidates: Vec<(u64, String)> = last_used
-            .into_iter()
-            .filter(|(name, used)| !in_use.contains(name) && (min_age == 0 || *used < recent))
-            .map(|(n, t)| (t, n))
-            .collect();
-        candidates.sort();
+        let clock =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let (mut images, mut blobs, mut bytes) = (0, 0, 0);
-        for (_, name) in candidates {
+        for name in gc::candidates(last_used, &in_use, clock, min_age) {
             if now < low {
                 break;
             }
-            let freed = self.store.remove(&name).and_then(|_| self.collect_unused());
-            match freed {
+            match self.store.remove(&name).and_then(|_| self.collect_unused()) {
                 Ok((b, n)) => {
                     images += 1;
                     blobs += b;
                     bytes += n;
+                    self.counts.gc_removed.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(image = %name, "image GC removed an unused image");
                 }
                 Err(e) => {
@@ -401,7 +422,7 @@ impl Inner {
                     break;
                 }
             }
-            now = percent().unwrap_or(0);
+            now = gc::percent(usage()).unwrap_or(0);
         }
         tracing::info!(
             images,
@@ -421,35 +442,17 @@ impl Inner {
         }
     }
 
-    /// Imports each `*.tar` in the store's directory not imported before
-    /// as it is now (name, size, mtime); a bad one is a warning.
+    /// Imports the archives dropped into the store's directory that are
+    /// new or changed; a bad one is a warning naming it.
     fn import_dropped(&self) {
-        let root = self.store.root();
-        let Ok(entries) = std::fs::read_dir(root) else { return };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "tar") && p.is_file())
-            .collect();
-        files.sort();
-        for path in files {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
-            let mtime_ns = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos() as i128);
-            let stamp = ArchiveStamp { size: meta.len(), mtime_ns };
-            if self.store.imported(&name).ok().flatten() == Some(stamp) {
-                continue;
-            }
+        for (path, name, stamp) in dropped::pending(&self.store, self.store.root()) {
             let result = {
                 let _shared = self.gate.read().unwrap_or_else(|e| e.into_inner());
                 archive::import(&self.store, &path, &self.platform)
             };
             match result {
                 Ok(images) => {
+                    self.counts.archives_imported.fetch_add(1, Ordering::Relaxed);
                     for image in &images {
                         tracing::info!(file = %path.display(), image = %image.reference, "image imported from a dropped-in archive");
                     }
@@ -458,19 +461,13 @@ impl Inner {
                     }
                 }
                 Err(e) => {
+                    self.counts.archives_refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("skipping image archive {}: {e}", path.display());
                     self.collect_garbage();
                 }
             }
         }
     }
-}
-
-/// The file system holding `path`: (capacity, bytes free to unprivileged users), as the kubelet counts.
-fn disk_usage(path: &Path) -> std::io::Result<(u64, u64)> {
-    let stat = nix::sys::statvfs::statvfs(path)?;
-    let unit = stat.fragment_size() as u64;
-    Ok((stat.blocks() as u64 * unit, stat.blocks_available() as u64 * unit))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -638,6 +635,16 @@ mod tests {
         assert_eq!(a.config.cmd, ["/bin/sh"]);
         assert_eq!(a.config.env, ["A=1"]);
 
+        // A hostile layer: refused with the reason, counted, nothing kept.
+        let evil = tar(&[T::File("../../etc/cron.d/evil", b"* * * * * root sh")]);
+        store_image(&images, "docker.io/library/evil:latest", &[base.clone(), evil.clone()]);
+        let err = images.prepare("evil").await.unwrap_err().to_string();
+        assert!(err.contains("climbs out of the layer with `..`: refusing a hostile layer"), "{err}");
+        assert!(!dir.join("images/layers").join(Digest::of(&evil).hex()).exists());
+        assert_eq!(images.stats().layers_refused, 1);
+        assert_eq!(images.stats().layers_unpacked, 2);
+        images.inner.store.remove("docker.io/library/evil:latest").unwrap();
+
         let err = images.prepare("other").await.unwrap_err();
         assert!(matches!(err, ImageError::Unknown(ref n) if n == "docker.io/library/other:latest"), "{err}");
 
@@ -682,7 +689,7 @@ mod tests {
         // Recently used images stay, whatever the disk.
         images.inner.store.touch("b").unwrap();
         images.inner.store.touch("c").unwrap();
-        images.inner.collect_for_disk(&|| Ok((100, 0)), GC_MIN_AGE_S);
+        images.inner.collect_for_disk(&|| Ok((100, 0)), gc::MIN_AGE_S);
         assert_eq!(images.inner.store.images().unwrap().len(), 3);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -715,6 +722,7 @@ mod tests {
         let images = Images::start(&dir, Registries::default(), ImagesConfig::default()).await.unwrap();
         let names = |images: &Images| images.inner.store.images().unwrap().into_keys().collect::<Vec<_>>();
         assert_eq!(names(&images), ["docker.io/library/box:v1"]);
+        assert_eq!((images.stats().archives_imported, images.stats().archives_refused), (1, 1));
         images.inner.store.remove("docker.io/library/box:v1").unwrap();
         drop(images);
 

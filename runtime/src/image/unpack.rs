@@ -153,15 +153,19 @@ impl Layers {
         }
     }
 
-    /// Deletes every unpacked layer not in `live`, and anything left in
-    /// tmp/; the caller keeps unpacks out meanwhile. Returns how many layers.
+    /// Deletes every unpacked layer not in `live` and not a lowerdir of an
+    /// overlay mount (a container of an image whose tag has moved on still
+    /// runs from it), and anything left in tmp/; the caller keeps unpacks
+    /// out meanwhile. Returns how many layers.
     pub fn collect_garbage(&self, live: &BTreeSet<Digest>) -> Result<usize, ImageError> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mounted = mounted_layers(&mountinfo, &self.root);
         let mut removed = 0;
         let entries = fs::read_dir(&self.root).map_err(|e| ImageError::disk(&self.root, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(diff_id) = name.to_str().and_then(Digest::from_hex) else { continue };
-            if !live.contains(&diff_id) {
+            if !live.contains(&diff_id) && !mounted.contains(&diff_id) {
                 fs::remove_dir_all(entry.path()).map_err(|e| ImageError::disk(&entry.path(), e))?;
                 removed += 1;
             }
@@ -172,6 +176,54 @@ impl Layers {
         }
         Ok(removed)
     }
+}
+
+/// The layers under `root` that overlay mounts in `mountinfo` (the text of
+/// /proc/self/mountinfo) use as lowerdirs.
+fn mounted_layers(mountinfo: &str, root: &Path) -> BTreeSet<Digest> {
+    let mut found = BTreeSet::new();
+    for line in mountinfo.lines() {
+        // `... - overlay overlay rw,lowerdir=A:B,upperdir=...`
+        let Some((_, fs_part)) = line.split_once(" - ") else { continue };
+        let mut fields = fs_part.split(' ');
+        if fields.next() != Some("overlay") {
+            continue;
+        }
+        let Some(options) = fields.nth(1) else { continue };
+        for option in options.split(',') {
+            let Some(dirs) = option.strip_prefix("lowerdir=") else { continue };
+            for dir in dirs.split(':') {
+                let dir = PathBuf::from(unescape(dir));
+                if dir.parent() == Some(root)
+                    && let Some(diff_id) = dir.file_name().and_then(|n| n.to_str()).and_then(Digest::from_hex)
+                {
+                    found.insert(diff_id);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// mountinfo's octal escapes (`\040` for a space) undone.
+fn unescape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An image's layers (bottom first) and config, as stored.
@@ -341,6 +393,58 @@ mod tests {
         assert!(layers.ensure(&store, &garbage, &wrong).is_err());
         assert!(!layers.dir(&wrong).exists());
         assert_eq!(fs::read_dir(dir.join("layers/tmp")).unwrap().count(), 0, "no half layer kept");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn layers_an_overlay_mount_uses_are_found_in_mountinfo() {
+        let root = Path::new("/var/lib/podnet data/images/layers");
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let info = format!(
+            "36 35 98:0 / /mnt rw - ext4 /dev/vda rw,lowerdir=/var/lib/podnet\\040data/images/layers/{a}\n\
+             40 30 0:50 / /run/podnet/c1 rw,relatime - overlay overlay rw,lowerdir=/var/lib/podnet\\040data/images/layers/{}:/var/lib/podnet\\040data/images/layers/{},upperdir=/u,workdir=/w\n\
+             41 30 0:51 / /elsewhere rw - overlay overlay rw,lowerdir=/other/{}\n",
+            b.hex(),
+            a.hex(),
+            Digest::of(b"c").hex()
+        );
+        assert_eq!(mounted_layers(&info, root), BTreeSet::from([a, b]));
+    }
+
+    #[test]
+    fn a_layer_an_overlay_mount_still_uses_is_not_collected() {
+        let (store, layers, dir) = setup("mounted");
+        let plain = tar(&[T::File("bin/app", b"v1")]);
+        let lower = layers
+            .ensure(&store, &stored(&store, &plain, manifest::OCI_LAYER_TAR), &Digest::of(&plain))
+            .unwrap();
+        let top = tar(&[T::File("etc/conf", b"c")]);
+        let upper =
+            layers.ensure(&store, &stored(&store, &top, manifest::OCI_LAYER_TAR), &Digest::of(&top)).unwrap();
+        let target = dir.join("rootfs");
+        fs::create_dir_all(&target).unwrap();
+        // A read-only overlay of the two layers, as a container's rootfs.
+        let options = format!("lowerdir={}:{}", upper.display(), lower.display());
+        nix::mount::mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(options.as_str()),
+        )
+        .unwrap();
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let mounted = Unmount(target.clone());
+        assert_eq!(fs::read(target.join("bin/app")).unwrap(), b"v1");
+        assert_eq!(layers.collect_garbage(&BTreeSet::new()).unwrap(), 0, "in use by the mount");
+        assert!(lower.is_dir() && upper.is_dir());
+        drop(mounted);
+        assert_eq!(layers.collect_garbage(&BTreeSet::new()).unwrap(), 2);
         let _ = fs::remove_dir_all(dir);
     }
 
