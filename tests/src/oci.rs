@@ -112,14 +112,36 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-/// A docker-registry serving plain HTTP in the lan namespace; its data
-/// directory.
+/// How a test registry is secured.
+#[derive(Default, Clone, Copy)]
+pub struct Security<'a> {
+    /// An htpasswd file: basic auth.
+    pub htpasswd: Option<&'a str>,
+    /// Certificate, key, and the CA of its clients' certificates: TLS.
+    pub tls: Option<(&'a str, &'a str, &'a str)>,
+}
+
+/// A docker-registry in the lan namespace, plain HTTP; its data directory.
 pub fn start_registry(lan: &mut Outside, scratch: &Scratch) -> String {
+    start_secured_registry(lan, scratch, Security::default())
+}
+
+/// A docker-registry in the lan namespace, with basic auth and TLS as
+/// `security` says; its data directory.
+pub fn start_secured_registry(lan: &mut Outside, scratch: &Scratch, security: Security<'_>) -> String {
     require("docker-registry", "docker-registry");
     let storage = scratch.path("registry-data");
-    let config = format!(
+    let mut config = format!(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\nhttp:\n  addr: {REGISTRY}\n  secret: podnet-test\n"
     );
+    if let Some((cert, key, client_ca)) = security.tls {
+        config += &format!(
+            "  tls:\n    certificate: {cert}\n    key: {key}\n    clientcas:\n      - {client_ca}\n"
+        );
+    }
+    if let Some(file) = security.htpasswd {
+        config += &format!("auth:\n  htpasswd:\n    realm: podnet-test\n    path: {file}\n");
+    }
     let path = scratch.path("registry.yml");
     std::fs::write(&path, config).unwrap();
     lan.spawn(&["docker-registry", "serve", &path], Path::new(&scratch.path("registry.log")));
@@ -132,11 +154,31 @@ pub fn start_registry(lan: &mut Outside, scratch: &Scratch) -> String {
 
 /// Pushes `layout:tag` to the lan registry as `repo` (plain HTTP).
 pub fn push(lan: &Outside, layout: &str, tag: &str, repo: &str) {
+    push_with(lan, layout, tag, repo, None, None);
+}
+
+/// Pushes `layout:tag` as `repo` with skopeo's `--dest-creds` and
+/// `--dest-cert-dir` when given.
+pub fn push_with(
+    lan: &Outside,
+    layout: &str,
+    tag: &str,
+    repo: &str,
+    creds: Option<&str>,
+    cert_dir: Option<&str>,
+) {
     require("skopeo", "skopeo");
     let source = format!("oci:{layout}:{tag}");
     let dest = format!("docker://{REGISTRY}/{repo}");
-    let out =
-        lan.run(&["skopeo", "--insecure-policy", "copy", "--all", "--dest-tls-verify=false", &source, &dest]);
+    let mut args = vec!["skopeo", "--insecure-policy", "copy", "--all", "--dest-tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--dest-creds", creds]);
+    }
+    if let Some(dir) = cert_dir {
+        args.extend(["--dest-cert-dir", dir]);
+    }
+    args.extend([source.as_str(), dest.as_str()]);
+    let out = lan.run(&args);
     assert!(out.status.success(), "skopeo copy {source} {dest} failed: {}", stderr(&out));
 }
 

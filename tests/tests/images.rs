@@ -6,41 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use podnet_e2e::{Node, Outside, busybox, eventually, require, stderr, stdout};
-
-/// The registry's address in the lan namespace.
-const REGISTRY: &str = "192.168.77.2:5000";
-
-/// Runs a command on the host, asserting success.
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {} failed: {}", args.join(" "), stderr(&out));
-    stdout(&out)
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("podnet-images-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use podnet_e2e::oci::{
+    REGISTRY, Scratch, Security, push, push_with, sh, start_registry, start_secured_registry,
+};
+use podnet_e2e::{Node, Outside, busybox, require, stderr, stdout};
 
 /// An OCI layout at `dir/oci` with images tagged `amd64` and `arm64`
 /// (busybox-static as /bin/busybox plus a file naming the arch, so their
@@ -125,58 +95,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     stdout(&out).split_whitespace().next().unwrap().to_string()
 }
 
-/// A docker-registry in the lan namespace; `htpasswd` adds basic auth,
-/// `tls` its certificate, key, and the CA its clients' certificates need.
-struct Registry {
-    storage: String,
-}
-
-fn start_registry(
-    lan: &mut Outside,
-    scratch: &Scratch,
-    htpasswd: Option<&str>,
-    tls: Option<(&str, &str, &str)>,
-) -> Registry {
-    require("docker-registry", "docker-registry");
-    let storage = scratch.path("registry-data");
-    let mut config = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\nhttp:\n  addr: {REGISTRY}\n  secret: podnet-test\n"
-    );
-    if let Some((cert, key, client_ca)) = tls {
-        config += &format!(
-            "  tls:\n    certificate: {cert}\n    key: {key}\n    clientcas:\n      - {client_ca}\n"
-        );
-    }
-    if let Some(file) = htpasswd {
-        config += &format!("auth:\n  htpasswd:\n    realm: podnet-test\n    path: {file}\n");
-    }
-    let path = scratch.path("registry.yml");
-    std::fs::write(&path, config).unwrap();
-    lan.spawn(&["docker-registry", "serve", &path], Path::new(&scratch.path("registry.log")));
-    eventually(Duration::from_secs(15), "the registry to listen", || {
-        let out = lan.run(&["ss", "-Hltn", "sport = :5000"]);
-        (!stdout(&out).trim().is_empty()).then_some(())
-    });
-    Registry { storage }
-}
-
-/// Pushes `layout:tag` to the registry as `repo` (from the lan namespace).
-fn push(lan: &Outside, layout: &str, tag: &str, repo: &str, creds: Option<&str>, cert_dir: Option<&str>) {
-    require("skopeo", "skopeo");
-    let source = format!("oci:{layout}:{tag}");
-    let dest = format!("docker://{REGISTRY}/{repo}");
-    let mut args = vec!["skopeo", "--insecure-policy", "copy", "--all", "--dest-tls-verify=false"];
-    if let Some(creds) = creds {
-        args.extend(["--dest-creds", creds]);
-    }
-    if let Some(dir) = cert_dir {
-        args.extend(["--dest-cert-dir", dir]);
-    }
-    args.extend([source.as_str(), dest.as_str()]);
-    let out = lan.run(&args);
-    assert!(out.status.success(), "skopeo copy {source} {dest} failed: {}", stderr(&out));
-}
-
 /// A node (not yet up) with a lan, whose agent reads `registries`.
 fn node_with_lan(tag: &str, registries: &str) -> (Node, Outside) {
     let node = Node::prepare(tag, None, &["--registries", registries]);
@@ -230,10 +148,10 @@ fn images_are_pulled_listed_and_removed_from_a_lan_registry() {
     )
     .unwrap();
     let (mut node, mut lan) = node_with_lan("img", &registries);
-    let registry = start_registry(&mut lan, &scratch, None, None);
-    push(&lan, &layout, "amd64", "test/box:v1", None, None);
-    push(&lan, &layout, "multi", "test/multi:v1", None, None);
-    push(&lan, &layout, "tampered", "test/tampered:v1", None, None);
+    let storage = start_registry(&mut lan, &scratch);
+    push(&lan, &layout, "amd64", "test/box:v1");
+    push(&lan, &layout, "multi", "test/multi:v1");
+    push(&lan, &layout, "tampered", "test/tampered:v1");
     node.up();
 
     // A single-platform image, then its entry in `image ls`.
@@ -291,8 +209,8 @@ fn images_are_pulled_listed_and_removed_from_a_lan_registry() {
 
     // A blob corrupted in the registry's storage: refused, store unchanged.
     let layer = layers(&layout, "tampered").last().unwrap().trim_start_matches("sha256:").to_string();
-    let data = Path::new(&registry.storage)
-        .join(format!("docker/registry/v2/blobs/sha256/{}/{layer}/data", &layer[..2]));
+    let data =
+        Path::new(&storage).join(format!("docker/registry/v2/blobs/sha256/{}/{layer}/data", &layer[..2]));
     let mut bytes = std::fs::read(&data).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -477,8 +395,9 @@ fn registry_auth_and_tls_come_from_registries_yaml() {
     );
     std::fs::write(&registries, config(good_auth, &good_tls)).unwrap();
     let (mut node, mut lan) = node_with_lan("auth", &registries);
-    start_registry(&mut lan, &scratch, Some(&htpasswd), Some((&cert, &key, &ca)));
-    push(&lan, &layout, "amd64", "test/box:v1", Some("puller:s3cret"), Some(&certs));
+    let security = Security { htpasswd: Some(&htpasswd), tls: Some((&cert, &key, &ca)) };
+    start_secured_registry(&mut lan, &scratch, security);
+    push_with(&lan, &layout, "amd64", "test/box:v1", Some("puller:s3cret"), Some(&certs));
     let image = format!("{REGISTRY}/test/box:v1");
 
     // Right password, CA from the file: pulled over TLS with basic auth.
