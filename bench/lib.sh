@@ -15,6 +15,9 @@ AGENT_PIDS=()
 CREATED_NS=()
 NODES=()
 BG_PIDS=()
+# Functions bench_cleanup calls after the agents have stopped and before the
+# namespaces and $WORK go (containers, mounts a script made).
+CLEANUP_HOOKS=()
 WORK=
 
 # need_tools CMD:PACKAGE ...: installs the Debian packages of missing commands.
@@ -92,6 +95,8 @@ bench_cleanup() {
         fi
         wait "$pid" 2>/dev/null
     done
+    local hook
+    for hook in "${CLEANUP_HOOKS[@]}"; do "$hook"; done
     for node in "${NODES[@]}"; do
         for ns in $(ip netns list | awk '{print $1}' | grep -F "pn.$node." || true); do
             log "removing leftover pod namespace $ns"
