@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# bench/lib.sh: shared by bench/services, bench/dns, bench/cluster and
-# bench/soak (sourced, not run). Root check, tools, the release binary, agents
-# in namespaces of the script's own, a cleanup trap, statistics.
+# bench/lib.sh: shared by bench/services, bench/dns, bench/cluster,
+# bench/soak, bench/image-pods and others (sourced, not run). Root check,
+# tools, the release binary, agents in namespaces of the script's own, a
+# cleanup trap, statistics.
 #
 # A script sets TAG (unique, contains $$) and then calls bench_init.
 # Everything it creates is registered here (CREATED_NS, AGENT_PIDS, NODES,
