@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# bench/lib.sh: shared by bench/services, bench/dns, bench/cluster and
-# bench/soak (sourced, not run). Root check, tools, the release binary, agents
-# in namespaces of the script's own, a cleanup trap, statistics.
+# bench/lib.sh: shared by bench/services, bench/dns, bench/cluster,
+# bench/soak, bench/image-pods and others (sourced, not run). Root check,
+# tools, the release binary, agents in namespaces of the script's own, a
+# cleanup trap, statistics.
 #
 # A script sets TAG (unique, contains $$) and then calls bench_init.
 # Everything it creates is registered here (CREATED_NS, AGENT_PIDS, NODES,
@@ -15,6 +16,9 @@ AGENT_PIDS=()
 CREATED_NS=()
 NODES=()
 BG_PIDS=()
+# Functions bench_cleanup calls after the agents have stopped and before the
+# namespaces and $WORK go (containers, mounts a script made).
+CLEANUP_HOOKS=()
 WORK=
 
 # need_tools CMD:PACKAGE ...: installs the Debian packages of missing commands.
@@ -92,6 +96,8 @@ bench_cleanup() {
         fi
         wait "$pid" 2>/dev/null
     done
+    local hook
+    for hook in "${CLEANUP_HOOKS[@]}"; do "$hook"; done
     for node in "${NODES[@]}"; do
         for ns in $(ip netns list | awk '{print $1}' | grep -F "pn.$node." || true); do
             log "removing leftover pod namespace $ns"

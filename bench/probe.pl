@@ -7,6 +7,10 @@
 #       attempts stay open), until one connects and answers an HTTP GET with
 #       a status line. Prints the wall-clock time (ns since the epoch) at
 #       which that connection completed, or "timeout".
+#   probe.pl wait-http-lines PORT DEADLINE_S
+#       The same for each IP read from stdin, one line each, answering each
+#       with a line: a poller started once, so that its start-up is not in
+#       the time measured.
 #   probe.pl http-latency IP PORT COUNT INTERVAL_MS
 #       COUNT HTTP GETs, each on a new connection, one every INTERVAL_MS;
 #       prints each one's time to the status line in ms ("fail" on error).
@@ -40,6 +44,10 @@
 #       carrying an Ethernet/IPv4/UDP frame from SRC_IP (spoofed) to
 #       DST_IP:DST_PORT with the payload "INJECTED": what a pod would send
 #       to inject frames into another node's pods through the overlay.
+#   probe.pl rss-peak PID INTERVAL_MS
+#       Reads VmRSS of process PID every INTERVAL_MS until SIGTERM (or until
+#       PID is gone); then prints the largest value in KiB and the number
+#       of samples. Not a network client: runs anywhere.
 use strict;
 use warnings;
 use Socket qw(:all);
@@ -74,8 +82,8 @@ sub http_get {    # on a connected socket: 1 if a status line comes back within 
     return $buf =~ m{^HTTP/1\.[01] \d\d\d} ? 1 : 0;
 }
 
-if ($mode eq 'wait-http') {
-    my ($ip, $port, $deadline) = @ARGV;
+sub wait_http {    # the epoch time (s) an HTTP answer came from IP:PORT, or undef at the deadline
+    my ($ip, $port, $deadline) = @_;
     my $end = time + $deadline;
     my @pending;    # [socket, started]
     my $next = 0;
@@ -99,8 +107,8 @@ if ($mode eq 'wait-http') {
             if (vec($wout, fileno($p->[0]), 1)) {
                 my $err = unpack('i', getsockopt($p->[0], SOL_SOCKET, SO_ERROR));
                 if ($err == 0 && http_get($p->[0])) {
-                    printf "%.0f\n", $when * 1e9;
-                    exit 0;
+                    close $_->[0] for @pending;
+                    return $when;
                 }
                 close $p->[0];
             } else {
@@ -109,8 +117,27 @@ if ($mode eq 'wait-http') {
         }
         @pending = @keep;
     }
+    close $_->[0] for @pending;
+    return undef;
+}
+
+if ($mode eq 'wait-http') {
+    my ($ip, $port, $deadline) = @ARGV;
+    my $when = wait_http($ip, $port, $deadline);
+    if (defined $when) {
+        printf "%.0f\n", $when * 1e9;
+        exit 0;
+    }
     print "timeout\n";
     exit 1;
+} elsif ($mode eq 'wait-http-lines') {
+    my ($port, $deadline) = @ARGV;
+    $| = 1;
+    while (my $ip = <STDIN>) {
+        chomp $ip;
+        my $when = wait_http($ip, $port, $deadline);
+        print defined $when ? sprintf("%.0f\n", $when * 1e9) : "timeout\n";
+    }
 } elsif ($mode eq 'http-latency') {
     my ($ip, $port, $count, $interval) = @ARGV;
     $| = 1;
@@ -252,6 +279,19 @@ if ($mode eq 'wait-http') {
     my $sent = 0;
     for (1 .. $count) { $sent++ if send($s, $vx . $eth . $ip . $udp, 0, $to); sleep 0.01 }
     print "$sent VXLAN datagrams sent\n";
+} elsif ($mode eq 'rss-peak') {
+    my ($pid, $interval) = @ARGV;
+    my ($max, $n, $stop) = (0, 0, 0);
+    local $SIG{TERM} = sub { $stop = 1 };
+    while (!$stop) {
+        open(my $f, '<', "/proc/$pid/status") or last;
+        while (<$f>) {
+            if (/^VmRSS:\s+(\d+)/) { $max = $1 if $1 > $max; $n++; last }
+        }
+        close $f;
+        sleep($interval / 1000);
+    }
+    print "$max $n\n";
 } else {
     die "unknown mode $mode\n";
 }
