@@ -161,8 +161,11 @@ async fn run(job: Job, pulled: &mut Option<Duration>) -> Result<i32, (Failure, S
         };
         write(&etc.hosts, &job.hosts)?;
         write(&etc.hostname, &format!("{}\n", job.hostname))?;
-        // A restart reuses the id: the last run's container goes first.
-        let _ = job.runtime.delete(&job.id, &job.pod_dir);
+        // A restart reuses the id: the last run's container goes first (a
+        // first start has none, and skips the runtime's ~6 ms of deleting).
+        if job.runtime.state_root().join(&job.id).exists() || job.pod_dir.exists() {
+            let _ = job.runtime.delete(&job.id, &job.pod_dir);
+        }
         let spec = ContainerSpec {
             id: &job.id,
             pod_dir: &job.pod_dir,
