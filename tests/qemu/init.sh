@@ -102,17 +102,23 @@ step "web pods gone" wait_for 60 sh -c '! podnet get pods | grep "^web-" >/dev/n
 step "kernel: overlayfs loaded" grep -w overlay /proc/filesystems
 step "cgroup v2 only at /sys/fs/cgroup" test -e /sys/fs/cgroup/cgroup.controllers
 echo "BENCH oci_runtime $(runc --version | head -1)"
-web_running() { podnet get pods 2>/dev/null | awk '$1 == "web" && $3 == "Running"' | grep . >/dev/null; }
+web_status() { podnet get pods 2>/dev/null | awk '$1 == "web" {print $3}'; }
 IMAGE=$REGISTRY/test/app:v1
 t0=$(cut -d' ' -f1 /proc/uptime)
 step "run web --image $IMAGE --port 8080" podnet run web --image "$IMAGE" --port 8080
-i=0
-while ! web_running && [ $i -lt 1200 ]; do sleep 0.2 2>/dev/null || sleep 1; i=$((i + 1)); done
-if web_running; then
+# Up to 120 s (guest clock) while pulling or creating; a failure state
+# (ErrImagePull, CreateContainerError, ...) ends the wait at once.
+while :; do
+    st=$(web_status)
+    case "$st" in Pending|ContainerCreating|"") ;; *) break ;; esac
+    [ "$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN{print (b - a > 120)}')" = 1 ] && break
+    sleep 0.2 2>/dev/null || sleep 1
+done
+if [ "$st" = Running ]; then
     pass "image pod web Running"
     echo "BENCH image_run_to_running_s $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN{printf "%.1f", b - a}')"
 else
-    fail "image pod web Running"
+    fail "image pod web Running (status: $st)"
     podnet describe pod web
     tail -20 /tmp/agent.log
 fi
