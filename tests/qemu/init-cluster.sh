@@ -45,7 +45,7 @@ fetch() { # pod url: the page, from that (local) pod
     timeout 10 podnet exec "$1" -- busybox wget -qO- "$2" 2>/tmp/wget.err
 }
 expect_page() { # step-name pod url expected-body
-    wait_for 20 sh -c "[ \"\$(timeout 10 podnet exec $2 -- busybox wget -qO- $3 2>/dev/null)\" = $4 ]" || true
+    wait_for 20 sh -c "[ \"\$(timeout 10 podnet exec $2 -- busybox wget -qO- $3 2>/dev/null)\" = '$4' ]" || true
     body=$(fetch "$2" "$3")
     if [ "$body" = "$4" ]; then pass "$1"; else fail "$1 (got: $body; $(cat /tmp/wget.err))"; fi
 }
@@ -57,8 +57,22 @@ done
 [ -c /dev/net/tun ] || mknod /dev/net/tun c 10 200
 hostname "$NAME"
 ip link set lo up
-ip link set eth0 up
-ip addr add "$IP/24" dev eth0
+# Two NICs, told apart by MAC (virtio-mmio's probe order is not the command
+# line's): 52:54:00:77:* on the cluster segment, 52:54:00:02:* on QEMU's
+# user network (restrict=on), where the one address answering is the
+# host's registry (podnet.registry).
+for d in /sys/class/net/eth*; do
+    case $(cat "$d/address") in
+        52:54:00:77:*) LAN=${d##*/} ;;
+        52:54:00:02:*) REG_IF=${d##*/} ;;
+    esac
+done
+ip link set "$LAN" up
+ip addr add "$IP/24" dev "$LAN"
+ip link set "$REG_IF" up
+ip addr add 10.0.2.15/24 dev "$REG_IF"
+REGISTRY=$(arg registry)
+IMAGE=$REGISTRY/test/app:v1
 echo "podnet-vm: $(uname -sr), $(grep -c ^processor /proc/cpuinfo) cpu, $(sed -n 's/MemTotal: *//p' /proc/meminfo) RAM"
 
 # --- the agent ---------------------------------------------------------------
@@ -120,6 +134,12 @@ if [ "$ROLE" = server ]; then
             sh -c 'mkdir -p /tmp/w-$POD_NAME && echo $POD_NAME > /tmp/w-$POD_NAME/index.html && exec busybox httpd -f -vv -p 80 -h /tmp/w-$POD_NAME'
         step "run client-$n --node $n" podnet run "client-$n" --node "$n" -- sleep infinity
     done
+    # img-<vm>: the arm64 variant of the registry's two-platform index, pulled
+    # by each node from the host's registry over its own QEMU user network.
+    IMG_T0=$(uptime_s)
+    for n in $NODES; do
+        step "run img-$n --node $n --image $IMAGE" podnet run "img-$n" --node "$n" --image "$IMAGE" --port 8080
+    done
     step "expose pod web-vm2 as web-svc" podnet expose pod web-vm2 --port 80 --name web-svc
     step "expose pod web-vm2 as NodePort 30080" podnet expose pod web-vm2 --port 80 --type NodePort --node-port 30080 --name web-np
 fi
@@ -133,6 +153,30 @@ for n in $NODES; do
     node=$(wide | awk -v p="web-$n" '$1 == p {print $7}')
     step "web-$n is on $n" test "$node" = "$n"
 done
+# Image pods: up to 180 s while pulling or creating; a failure state
+# (ErrImagePull, CreateContainerError, ...) ends the wait at once.
+status_of() { podnet get pods 2>/dev/null | awk -v p="$1" '$1 == p {print $3}'; }
+img_t0=$(uptime_s)
+for n in $NODES; do
+    while :; do
+        st=$(status_of "img-$n")
+        case "$st" in Pending|ContainerCreating|"") ;; *) break ;; esac
+        [ "$(awk -v a="$img_t0" -v b="$(uptime_s)" 'BEGIN{print (b - a > 180)}')" = 1 ] && break
+        nap
+    done
+    if [ "$st" = Running ]; then pass "image pod img-$n Running"; else
+        fail "image pod img-$n Running (status: $st)"
+        podnet describe pod "img-$n" | tail -8
+    fi
+done
+if [ "$ROLE" = server ]; then
+    echo "BENCH $NAME images_run_to_running_s $(awk -v a="$IMG_T0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b - a}')"
+fi
+step "img-$NAME is on $NAME" test "$(wide | awk -v p="img-$NAME" '$1 == p {print $7}')" = "$NAME"
+podnet image ls -o json > /tmp/images.json
+step "image ls on $NAME: linux/arm64/v8 picked from the index" grep '"platform": *"linux/arm64/v8"' /tmp/images.json
+cap=$(podnet exec "img-$NAME" -- cat /proc/self/status | sed -n 's/^CapEff:[[:space:]]*//p')
+step "exec img-$NAME: CapEff is the container default (got $cap)" test "$cap" = 00000000a80425fb
 MY_CLIENT_IP=$(pod_ip "client-$NAME")
 step "client-$NAME has an IP" test -n "$MY_CLIENT_IP"
 
@@ -142,6 +186,11 @@ for n in $NODES; do
     where=local; [ "$n" = "$NAME" ] || where=cross-node
     step "client-$NAME -> web-$n ($ip) ping, $where" wait_for 15 podnet exec "client-$NAME" -- ping -c 1 -W 3 "$ip"
     expect_page "client-$NAME -> web-$n http://$ip/, $where" "client-$NAME" "http://$ip/" "web-$n"
+done
+for n in $NODES; do
+    where=local; [ "$n" = "$NAME" ] || where=cross-node
+    expect_page "client-$NAME -> img-$n: the arm64 variant's page, $where" "client-$NAME" \
+        "http://$(pod_ip "img-$n"):8080/" "hello from the arm64 image"
 done
 # No NAT: web-<me>'s httpd saw the other VMs' client pods' own addresses.
 others=""
@@ -191,6 +240,7 @@ if [ "$ROLE" = member ]; then
     while kill -0 $AGENT 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
     step "agent stops on SIGTERM" sh -c "! kill -0 $AGENT 2>/dev/null"
     step "no pod netns left" test -z "$(ls /run/netns)"
+    step "no rootfs mount left" sh -c '! grep -e overlay -e /var/lib/podnet/pods /proc/mounts'
     grep -i "panic" /tmp/agent.log && fail "agent panicked"
     finish
 fi
@@ -204,10 +254,11 @@ podnet node stats
 for n in $NODES; do
     podnet delete pod "web-$n" >/dev/null
     podnet delete pod "client-$n" >/dev/null
+    podnet delete pod "img-$n" >/dev/null
 done
 step "delete svc web-svc" podnet delete svc web-svc
 step "delete svc web-np" podnet delete svc web-np
-step "cluster pods gone" wait_for 60 sh -c '! podnet get pods | grep "^web-\|^client-" >/dev/null'
+step "cluster pods gone" wait_for 60 sh -c '! podnet get pods | grep "^web-\|^client-\|^img-" >/dev/null'
 for n in $NODES; do
     [ "$n" = "$NAME" ] || podnet delete pod "done-$n" >/dev/null
 done
@@ -218,6 +269,7 @@ i=0
 while kill -0 $AGENT 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i + 1)); done
 step "agent stops on SIGTERM" sh -c "! kill -0 $AGENT 2>/dev/null"
 step "no pod netns left" test -z "$(ls /run/netns)"
-step "no pod TAPs left" sh -c '! ip -o link | grep -v " lo:\| eth0:" | grep -q .'
+step "no rootfs mount left" sh -c '! grep -e overlay -e /var/lib/podnet/pods /proc/mounts'
+step "no pod TAPs left" sh -c "! ip -o link | grep -v ' lo:\\| $LAN:\\| $REG_IF:' | grep -q ."
 grep -i "panic" /tmp/agent.log && fail "agent panicked"
 finish
