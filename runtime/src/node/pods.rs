@@ -56,7 +56,7 @@ pub(super) struct LocalPod {
     /// When the next readiness probe is due; None while one is running.
     next_probe: Option<Instant>,
     /// Where its output goes, shared by the readers of its runs.
-    log: SharedLog,
+    pub(super) log: SharedLog,
 }
 
 impl LocalPod {
