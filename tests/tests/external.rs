@@ -327,9 +327,12 @@ fn half_close_and_resets_pass_through_the_proxy() {
         "EXEC:wc -c",
     ]);
     // Sends a banner and closes its sending side (the file's EOF), then
-    // keeps reading into the file (in its own /tmp: the host is read-only).
+    // keeps reading into the file (in its own /tmp: the host is read-only;
+    // the shell stays, so the file does too, for exec to read).
     let file = "/tmp/banner.txt";
-    let script = format!("echo banner > {file} && exec {socat} -t 10 TCP-LISTEN:7001,reuseaddr OPEN:{file}");
+    let script = format!(
+        "echo banner > {file} && {socat} -t 10 TCP-LISTEN:7001,reuseaddr OPEN:{file}; sleep infinity"
+    );
     node.ok(&["run", "banner", "--", "sh", "-c", &script]);
     // Resets every connection (this test binary in a server role).
     let me = std::env::current_exe().unwrap().to_string_lossy().into_owned();
