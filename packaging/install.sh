@@ -2,7 +2,8 @@
 # Installs podnet from an unpacked release tarball (run it from there):
 # the binary to /usr/local/bin, a board config to /etc/podnet/config.toml
 # (kept if one exists), the board configs to /usr/local/share/podnet, and
-# the systemd unit.
+# the systemd unit. Says how to install an OCI runtime (runc or crun) when
+# there is none: pods from images need one.
 #
 #   sudo ./install.sh [--board NAME] [--binary PATH]
 #
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --board) BOARD=${2:?--board needs a name}; shift 2 ;;
         --binary) BINARY=${2:?--binary needs a path}; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -66,6 +67,17 @@ else
     echo "install.sh: /etc/podnet/config.toml from board-configs/$BOARD.toml"
 fi
 install -m 0644 "$UNIT" "$DESTDIR/etc/systemd/system/podnet.service"
+
+# Image pods need an OCI runtime (runc or crun); command pods run without one.
+oci=""
+for runtime in runc crun; do
+    for dir in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+        if [ -z "$oci" ] && [ -x "$DESTDIR$dir/$runtime" ]; then oci=$dir/$runtime; fi
+    done
+done
+if [ -z "$oci" ]; then
+    echo "install.sh: no OCI runtime (runc or crun) found: pods from images need one (apt-get install runc); command pods work without it"
+fi
 
 if [ -z "$DESTDIR" ]; then
     # The binary checks the config (where it can run: not an arm64 binary on x86_64).

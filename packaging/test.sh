@@ -60,6 +60,12 @@ check "nothing else is left" test -z "$(find "$R" -type f)"
 if [ "$(id -u)" != 0 ]; then
     check "install without root or DESTDIR is refused" sh -c "! '$PKG/install.sh' 2>/dev/null"
 fi
+out=$(DESTDIR=$TMP/root-nooci MODEL_FILE=/nonexistent "$PKG/install.sh" --board rpi5 2>&1)
+check "install without runc or crun says how to get one, and installs" \
+    sh -c "echo '$out' | grep -q 'apt-get install runc' && test -x '$TMP/root-nooci/usr/local/bin/podnet'"
+mkdir -p "$TMP/root-oci/usr/sbin" && printf '#!/bin/sh\n' > "$TMP/root-oci/usr/sbin/runc" && chmod 0755 "$TMP/root-oci/usr/sbin/runc"
+out=$(DESTDIR=$TMP/root-oci MODEL_FILE=/nonexistent "$PKG/install.sh" --board rpi5 2>&1)
+check "install with runc says nothing of it" sh -c "! echo '$out' | grep -q 'apt-get install runc'"
 mv "$PKG/board.sh" "$TMP/board.sh"
 err=$(DESTDIR=$TMP/root-noboard MODEL_FILE=/nonexistent "$PKG/install.sh" 2>&1 >/dev/null || true)
 check "install.sh without board.sh says so" one_line "$err" 'no board.sh next to install.sh'
@@ -135,7 +141,9 @@ if [ -n "$ARCH" ]; then
     check "control: Installed-Size in KiB" sh -c "dpkg-deb --field '$DEB' Installed-Size | grep -Eq '^[1-9][0-9]*$'"
     check "control: a long description" test "$(field Description | wc -l)" -gt 3
     if [ -z "$real" ] || file -b "$real" | grep -q 'static'; then
-        check "control: no Depends for a static binary" test -z "$(field Depends)"
+        check "control: a static binary depends on an OCI runtime only" test "$(field Depends)" = "runc | crun"
+    else
+        check "control: Depends ends with an OCI runtime" contains "$(field Depends)" ', runc \| crun$'
     fi
     for script in postinst prerm postrm; do
         check "control: $script is executable" contains "$info" "^ +[0-9]+ bytes, +[0-9]+ lines +\\* +$script "
@@ -179,8 +187,8 @@ if [ -n "$ARCH" ]; then
     : > "$DR/var/lib/dpkg/status"
     force=""
     [ "$(id -u)" = 0 ] || force="--force-not-root"
-    # A real dynamically linked binary's Depends (libc6) are not in the empty root.
-    [ -z "$(field Depends)" ] || force="$force --force-depends"
+    # Its Depends (runc | crun, libc6 for a dynamic binary) are not in the empty root.
+    force="$force --force-depends"
     dpkgr() {
         # shellcheck disable=SC2086
         dpkg --root="$DR" --force-script-chrootless $force --log="$DR/var/log/dpkg.log" "$@"

@@ -247,6 +247,10 @@ pub struct LimitsConfig {
     /// Log files kept per pod, the current one included (the kubelet's
     /// containerLogMaxFiles, 5).
     pub pod_log_max_files: u32,
+    /// Size of each private tmpfs a sandboxed pod gets on /tmp, /var/tmp
+    /// and /run (the host's files are read-only to it); a pod that fills
+    /// one gets ENOSPC, its own business.
+    pub pod_tmpfs_bytes: u64,
     /// Pod records of the cluster DNS zone (reverse lookups, pod A
     /// records): the whole cluster's pods, not this node's. Pods past it get
     /// no records, counted as `pod_records_refused` in `podnet node stats`.
@@ -302,6 +306,7 @@ impl Default for LimitsConfig {
             request_timeout_ms: 10_000,
             pod_log_max_bytes: 10 << 20,
             pod_log_max_files: 5,
+            pod_tmpfs_bytes: 64 << 20,
             max_cluster_pods: 4096,
         }
     }
@@ -831,6 +836,15 @@ impl NodeConfig {
                 ),
             ));
         }
+        if !(1 << 20..=1 << 40).contains(&limits.pod_tmpfs_bytes) {
+            found.push((
+                vec!["limits.pod_tmpfs_bytes"],
+                format!(
+                    "limits.pod_tmpfs_bytes {} must be between 1048576 (1 MiB) and 1099511627776 (1 TiB)",
+                    limits.pod_tmpfs_bytes
+                ),
+            ));
+        }
         if !(1..=1 << 20).contains(&limits.max_cluster_pods) {
             found.push((
                 vec!["limits.max_cluster_pods"],
@@ -996,6 +1010,7 @@ mod tests {
         let limits = NodeConfig::default().limits;
         assert_eq!((limits.pod_log_max_bytes, limits.pod_log_max_files), (10 << 20, 5));
         assert_eq!(limits.max_cluster_pods, 4096);
+        assert_eq!(limits.pod_tmpfs_bytes, 64 << 20);
         let config =
             NodeConfig::parse("[limits]\npod_log_max_bytes = 65536\npod_log_max_files = 2\n").unwrap();
         assert_eq!((config.limits.pod_log_max_bytes, config.limits.pod_log_max_files), (65536, 2));
@@ -1003,6 +1018,7 @@ mod tests {
             ("pod_log_max_bytes = 100", "at least 4096"),
             ("pod_log_max_files = 1", "between 2 and 100"),
             ("max_cluster_pods = 0", "between 1 and 1048576"),
+            ("pod_tmpfs_bytes = 4096", "between 1048576 (1 MiB)"),
         ] {
             let err = NodeConfig::parse(&format!("[limits]\n{text}\n")).unwrap_err().to_string();
             assert!(err.contains("line 2") && err.contains(needle), "{err}");

@@ -67,6 +67,11 @@ pub fn busybox() -> String {
     require("busybox", "busybox-static").to_string_lossy().into_owned()
 }
 
+/// Where nodes keep their files (config, data dir, socket, logs): a host
+/// directory pods can read, as they see the host read-only with their own
+/// /tmp, /var/tmp and /run.
+pub const NODE_DIRS: &str = "/var/lib/podnet-e2e";
+
 fn unique(tag: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     format!("t{}-{}-{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed), tag)
@@ -131,7 +136,8 @@ impl Node {
     pub fn prepare(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
         require_root();
         let name = unique(tag);
-        let dir = std::env::temp_dir().join(format!("podnet-e2e-{name}"));
+        // Not under /tmp: pods have a private /tmp, and read what tests put here.
+        let dir = std::path::Path::new(NODE_DIRS).join(format!("podnet-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // Outside names go to the test's own "lan" resolver address, never to

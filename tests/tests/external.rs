@@ -327,10 +327,12 @@ fn half_close_and_resets_pass_through_the_proxy() {
         "EXEC:wc -c",
     ]);
     // Sends a banner and closes its sending side (the file's EOF), then
-    // keeps reading into the file.
-    let file = node.dir.join("banner.txt");
-    let file = file.to_string_lossy();
-    let script = format!("echo banner > {file} && exec {socat} -t 10 TCP-LISTEN:7001,reuseaddr OPEN:{file}");
+    // keeps reading into the file (in its own /tmp: the host is read-only;
+    // the shell stays, so the file does too, for exec to read).
+    let file = "/tmp/banner.txt";
+    let script = format!(
+        "echo banner > {file} && {socat} -t 10 TCP-LISTEN:7001,reuseaddr OPEN:{file}; sleep infinity"
+    );
     node.ok(&["run", "banner", "--", "sh", "-c", &script]);
     // Resets every connection (this test binary in a server role).
     let me = std::env::current_exe().unwrap().to_string_lossy().into_owned();
@@ -378,7 +380,7 @@ fn half_close_and_resets_pass_through_the_proxy() {
         drop(s);
     });
     eventually(Duration::from_secs(5), "the banner server to get the data", || {
-        let got = std::fs::read_to_string(node.dir.join("banner.txt")).unwrap_or_default();
+        let got = stdout(&node.exec("banner", &["cat", "/tmp/banner.txt"]));
         (got == "banner\nafter-eof").then_some(())
     });
     eventually(Duration::from_secs(5), "the victim to log the reset", || {
@@ -647,16 +649,16 @@ fn bulk_data_crosses_egress_intact_both_ways() {
         (!stdout(&out).trim().is_empty()).then_some(())
     });
     let data: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let (sent, echoed) = (node.dir.join("bulk.bin"), node.dir.join("echoed.bin"));
+    let sent = node.dir.join("bulk.bin");
     std::fs::write(&sent, &data).unwrap();
+    // What came back lands in the pod's own /tmp (the host is read-only to it).
     let script = format!(
-        "timeout 60 {socat} -t 30 - TCP:192.168.77.2:8002 <{} >{}",
+        "timeout 60 {socat} -t 30 - TCP:192.168.77.2:8002 <{} >/tmp/echoed.bin && cat /tmp/echoed.bin",
         sent.to_string_lossy(),
-        echoed.to_string_lossy()
     );
     let out = node.exec("client", &["sh", "-c", &script]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let got = std::fs::read(&echoed).unwrap();
+    let got = out.stdout;
     assert_eq!(got.len(), data.len(), "bytes echoed");
     assert!(got == data, "the echoed bytes differ from those sent");
 }

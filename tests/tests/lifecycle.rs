@@ -248,3 +248,31 @@ fn a_full_disk_refuses_changes_in_one_line_and_the_node_keeps_serving_and_restar
     node.wait_running("after");
     node.stop(libc::SIGTERM);
 }
+
+#[test]
+fn log_bytes_a_full_disk_drops_are_counted_on_the_pods_port_and_in_the_metrics() {
+    let mut node = Node::prepare("logfull", None, &["--metrics-addr", "127.0.0.1:9464"]);
+    let data = node.dir.join("data");
+    let _tmpfs = Tmpfs::mount(&data, "8m");
+    node.up();
+    let chatty = "while :; do echo a line of the pod\\'s output; sleep 0.05; done";
+    node.ok(&["run", "chatty", "--", "sh", "-c", chatty]);
+    let ip = node.wait_running("chatty");
+    assert_eq!(node.drops("default/chatty", "log_bytes_dropped"), 0, "nothing lost while there is room");
+    let filler = data.join("filler");
+    fill(&filler);
+    let lost = eventually(Duration::from_secs(20), "lost log bytes to be counted", || {
+        let n = node.drops("default/chatty", "log_bytes_dropped");
+        (n > 0).then_some(n)
+    });
+    node.on_node(&["ip", "link", "set", "lo", "up"]);
+    let out = node.on_node(&["timeout", "5", &busybox(), "wget", "-qO-", "http://127.0.0.1:9464/metrics"]);
+    let metric = format!(
+        "podnet_port_drops_total{{port=\"default/chatty\",ip=\"{ip}\",reason=\"log_bytes_dropped\"}} "
+    );
+    let line = stdout(&out).lines().find(|l| l.starts_with(&metric)).map(str::to_string);
+    let counted: u64 = line.as_deref().and_then(|l| l[metric.len()..].parse().ok()).unwrap_or(0);
+    assert!(counted >= lost, "metrics: {line:?}, stats said {lost}");
+    std::fs::remove_file(&filler).unwrap();
+    node.stop(libc::SIGTERM);
+}

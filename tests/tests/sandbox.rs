@@ -166,3 +166,81 @@ fn user_runs_the_command_unprivileged_and_privileged_restores_every_capability()
         serde_json::from_str(&node.ok(&["get", "pod", "svc", "-o", "json"])).unwrap();
     assert_eq!(pod["spec"]["containers"][0]["securityContext"]["runAsUser"], 1000, "{pod}");
 }
+
+#[test]
+fn a_pod_sees_the_host_read_only_with_private_tmp_dirs_and_exec_sees_the_same() {
+    let node = Node::start("sbxfs");
+    // Host paths the test made, outside /tmp (the pod's own there), to see
+    // that nothing in a pod lands on the host.
+    let host_dir = std::path::PathBuf::from(format!("/var/lib/podnet-e2e-{}", node.name));
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let _cleanup = RemoveOnDrop(host_dir.clone());
+    let marker = format!("podnet-e2e-{}-probe", node.name);
+    let host_tmp = std::path::PathBuf::from(format!("/tmp/{marker}"));
+    std::fs::write(&host_tmp, "host").unwrap();
+    let data = node.dir.join("data");
+    let targets = [
+        format!("/etc/{marker}"),
+        format!("/usr/bin/{marker}"),
+        format!("/root/{marker}"),
+        format!("{}/{marker}", data.display()),
+        format!("{}/{marker}", host_dir.display()),
+    ];
+    let script = format!(
+        "for f in {}; do echo x > $f && echo wrote:$f; done; \
+         mount -o remount,rw / && echo remounted; \
+         mount -o remount,rw,bind /etc && echo remounted-etc; \
+         [ -e /tmp/{marker} ] && echo host-tmp; \
+         for d in /tmp /var/tmp /run; do echo $POD_NAME > $d/{marker} && echo writable:$d; done",
+        targets.join(" ")
+    );
+    let own = pod_output(&node, "writer", &[], &script);
+    node.ok(&["run", "shell", "--", "sh", "-c", "echo command > /tmp/from-command; exec sleep infinity"]);
+    node.wait_running("shell");
+    let exec = exec_output(&node, "shell", &script);
+    let leftovers: Vec<&String> =
+        targets.iter().filter(|t| std::path::Path::new(t.as_str()).exists()).collect();
+    for leftover in &leftovers {
+        let _ = std::fs::remove_file(leftover);
+    }
+    let host_tmp_now = std::fs::read_to_string(&host_tmp).unwrap();
+    let _ = std::fs::remove_file(&host_tmp);
+    for (how, out) in [("the pod's command", &own), ("podnet exec", &exec)] {
+        assert!(!out.contains("wrote:"), "{how} wrote the host's files: {out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("remounted")),
+            "{how} remounted the host read-write: {out}"
+        );
+        assert!(!out.lines().any(|l| l == "host-tmp"), "{how} sees the host's /tmp: {out}");
+        for dir in ["/tmp", "/var/tmp", "/run"] {
+            assert!(out.lines().any(|l| l == format!("writable:{dir}")), "{how}: {dir} not writable: {out}");
+        }
+    }
+    assert!(leftovers.is_empty(), "pods wrote {leftovers:?}");
+    assert_eq!(host_tmp_now, "host", "a pod wrote the host's /tmp");
+    // Exec sees its pod's /tmp; another pod sees neither.
+    let theirs = exec_output(&node, "shell", "cat /tmp/from-command");
+    assert_eq!(theirs.trim(), "command", "exec does not see the pod command's /tmp: {theirs}");
+    node.ok(&["run", "peer", "--", "sleep", "infinity"]);
+    node.wait_running("peer");
+    let peer = exec_output(
+        &node,
+        "peer",
+        &format!("[ -e /tmp/{marker} ] || [ -e /tmp/from-command ] || echo missing"),
+    );
+    assert_eq!(peer.lines().last(), Some("missing"), "pod peer sees pod shell's /tmp: {peer}");
+    // A privileged pod opted out: it writes the host.
+    let privileged = format!("{}/privileged", host_dir.display());
+    pod_output(&node, "admin", &["--privileged"], &format!("echo admin > {privileged}"));
+    let wrote = std::fs::read_to_string(&privileged);
+    assert_eq!(wrote.ok().as_deref(), Some("admin\n"), "a privileged pod could not write the host");
+}
+
+/// Removes a directory the test made on the host, whatever the outcome.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

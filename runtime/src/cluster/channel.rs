@@ -32,7 +32,7 @@ const TAG: usize = 16;
 /// Largest application message either side accepts.
 pub const MAX_MESSAGE: usize = 16 << 20;
 /// How long a handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())

@@ -73,6 +73,18 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// The server took the connection but did not finish the handshake or
+    /// its answer in time.
+    #[error(
+        "the cluster server at {server} did not answer within {} s: check that its agent runs (`podnet node up --cluster-init`, `systemctl status podnet` there) and that {server} is its cluster API address (`server:` in the client config)",
+        waited.as_secs_f32()
+    )]
+    Silent {
+        /// Its address.
+        server: SocketAddr,
+        /// How long the client waited.
+        waited: std::time::Duration,
+    },
     /// The channel broke mid-request.
     #[error("talking to the cluster server at {server} failed: {source}")]
     Talk {

@@ -167,6 +167,13 @@ impl NodeRuntime {
             .filter(|r| stats.dropped(**r) > 0)
             .map(|r| (r.name().to_string(), stats.dropped(*r)))
             .collect();
+        if let Some(pod) = self.pod_on(report.id).filter(|_| report.spec.kind == PortKind::Pod) {
+            // Output a full disk cost the pod's log (see `pod::log`).
+            let lost = pod.log.dropped();
+            if lost > 0 {
+                drops.push(("log_bytes_dropped".to_string(), lost));
+            }
+        }
         if report.spec.kind == PortKind::Egress {
             // The egress table's own refusals, beside the switch's drops.
             drops.extend(self.egress.stats().nonzero().map(|(name, n)| (name.to_string(), n)));

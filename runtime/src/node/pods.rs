@@ -346,6 +346,7 @@ impl NodeRuntime {
             &sandbox::etc_dir(&pod.netns).join("resolv.conf"),
             &spec.name,
             &self.options.hidden,
+            self.options.config.limits.pod_tmpfs_bytes,
             &spec.security,
         )
         .map_err(|source| NodeError::Enter { pod: format!("{}/{}", spec.namespace, spec.name), source })?;

@@ -1,10 +1,11 @@
 //! The kernel interfaces the agent needs beyond sockets: named network
 //! namespaces, rtnetlink, the kernel's random source, and safe wrappers for
 //! the system calls nix does not cover (capabilities, seccomp, TAP ioctls,
-//! pidfds, thread priority). The crate denies `unsafe` everywhere else: each
+//! mount_setattr, pidfds, thread priority). The crate denies `unsafe` everywhere else: each
 //! `unsafe` block lives here, with a `SAFETY:` comment saying why it is sound.
 
 pub mod caps;
+pub mod mount;
 pub mod netlink;
 pub mod netns;
 pub mod process;

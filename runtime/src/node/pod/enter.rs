@@ -1,8 +1,9 @@
 //! Entering a pod from a freshly forked child. A new pod process gets the
 //! pod's network namespace, new PID, mount, UTS and IPC namespaces (see
-//! `pod::mounts`), its hostname, and is confined (see `pod::confine`);
-//! `podnet exec` joins the namespaces of the pod's running command instead
-//! and is confined the same way.
+//! `pod::mounts`: the host read-only, private /tmp, /var/tmp and /run), its
+//! hostname, and is confined (see `pod::confine`); `podnet exec` joins the
+//! namespaces of the pod's running command instead, so it sees the same
+//! files, and is confined the same way.
 //!
 //! Everything that allocates happens before the fork ([`PodEntry::new_pod`],
 //! [`PodEntry::join`]); [`PodEntry::enter`] makes only system calls, as a
@@ -42,17 +43,19 @@ enum Namespaces {
 
 impl PodEntry {
     /// Prepares the entry of a pod's command: `hidden` host paths are
-    /// covered, `resolv_conf` goes over /etc/resolv.conf.
+    /// covered, `resolv_conf` goes over /etc/resolv.conf, and a sandboxed
+    /// pod's /tmp, /var/tmp and /run hold at most `tmpfs_bytes` each.
     pub fn new_pod(
         netns: &Path,
         resolv_conf: &Path,
         hostname: &str,
         hidden: &[PathBuf],
+        tmpfs_bytes: u64,
         security: &SecurityContext,
     ) -> io::Result<PodEntry> {
         let netns = File::open(netns)
             .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", netns.display())))?;
-        let mounts = Mounts::new(resolv_conf, hidden, !security.privileged)?;
+        let mounts = Mounts::new(resolv_conf, hidden, !security.privileged, tmpfs_bytes)?;
         let namespaces = Namespaces::New { netns, mounts, hostname: CString::new(hostname)? };
         Ok(PodEntry { namespaces, confinement: Confinement::new(security)? })
     }

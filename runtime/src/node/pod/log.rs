@@ -11,7 +11,9 @@
 //! behind containerd's shim) and a full disk only drops output. Because the
 //! pod itself holds a read end, its writes never fail with EPIPE while no
 //! agent runs (they wait once the pipe's 64 KiB are full), and an agent that
-//! takes the pod back opens the FIFO by name and reads on.
+//! takes the pod back opens the FIFO by name and reads on. Bytes a full disk
+//! dropped are counted per pod (`log_bytes_dropped` on the pod's port in
+//! `podnet node stats` and the metrics).
 //!
 //! Logs are 0600 and their directory 0700: a pod's output is its own.
 
@@ -19,7 +21,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LockResult, Mutex, MutexGuard};
 
 /// What one read from a pod's pipe takes at most.
 const READ_BUFFER: usize = 32 << 10;
@@ -101,24 +104,43 @@ pub struct RotatingLog {
     /// Whether the last write failed (the disk is full): said once.
     failing: bool,
     /// Bytes of output lost to write errors.
-    dropped: u64,
+    dropped: Arc<AtomicU64>,
 }
 
-/// A log shared by the readers of a pod's runs.
-pub type SharedLog = Arc<Mutex<RotatingLog>>;
+/// A log shared by the readers of a pod's runs, whose count of dropped
+/// bytes can be read without waiting for a write in progress.
+#[derive(Debug, Clone)]
+pub struct SharedLog {
+    log: Arc<Mutex<RotatingLog>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl SharedLog {
+    /// The log, for writing or closing.
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, RotatingLog>> {
+        self.log.lock()
+    }
+
+    /// Bytes of output lost to write errors (a full disk), all runs.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
 
 impl RotatingLog {
     /// The log at `paths`, appending to its current file.
     pub fn open(paths: LogPaths, limits: LogLimits) -> RotatingLog {
+        let dropped = Arc::default();
         let mut log =
-            RotatingLog { paths, limits, file: None, size: 0, closed: false, failing: false, dropped: 0 };
+            RotatingLog { paths, limits, file: None, size: 0, closed: false, failing: false, dropped };
         log.reopen(false);
         log
     }
 
     /// The log, shared.
     pub fn shared(paths: LogPaths, limits: LogLimits) -> SharedLog {
-        Arc::new(Mutex::new(RotatingLog::open(paths, limits)))
+        let log = RotatingLog::open(paths, limits);
+        SharedLog { dropped: log.dropped.clone(), log: Arc::new(Mutex::new(log)) }
     }
 
     /// Stops writing for good (the pod is being removed).
@@ -129,7 +151,7 @@ impl RotatingLog {
 
     /// Bytes of output lost to write errors.
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Appends `data`, rotating so that no file exceeds `max_bytes`. Lines
@@ -166,7 +188,7 @@ impl RotatingLog {
                 }
             }
             Err(e) => {
-                self.dropped += chunk.len() as u64;
+                self.dropped.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 if !self.failing {
                     self.failing = true;
                     tracing::warn!(log = %self.paths.current.display(), "cannot write pod log, dropping output: {e}");
@@ -381,12 +403,17 @@ mod tests {
         let dir = temp_dir("full");
         // /dev/full fails every write with ENOSPC, as a full disk does.
         let paths = LogPaths::new(dir.join("default_full.log"));
-        let mut log = RotatingLog::open(paths, LogLimits { max_bytes: 100, max_files: 2 });
+        let log = RotatingLog::open(paths, LogLimits { max_bytes: 100, max_files: 2 });
+        let shared = SharedLog { dropped: log.dropped.clone(), log: Arc::new(Mutex::new(log)) };
+        let mut log = shared.lock().unwrap();
         log.file = Some(OpenOptions::new().append(true).open("/dev/full").unwrap());
         log.write(b"lost\n");
         assert_eq!(log.dropped(), 5);
         log.write(b"lost too\n");
         assert_eq!(log.dropped(), 14);
+        drop(log);
+        // What `podnet node stats` reads, without the lock.
+        assert_eq!(shared.dropped(), 14);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
