@@ -307,8 +307,8 @@ pub fn config(spec: &BundleSpec<'_>) -> Spec {
             resources,
             cgroups_path: spec.cgroups_path.clone(),
             namespaces,
-            masked_paths: if spec.privileged { Vec::new() } else { list(security::MASKED_PATHS) },
-            readonly_paths: if spec.privileged { Vec::new() } else { list(security::READONLY_PATHS) },
+            masked_paths: if spec.privileged { Vec::new() } else { security::masked_paths() },
+            readonly_paths: if spec.privileged { Vec::new() } else { security::readonly_paths() },
             seccomp: (!spec.privileged).then(security::default_seccomp),
         },
     }

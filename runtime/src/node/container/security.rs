@@ -1,11 +1,13 @@
 //! What a container may do, in OCI form: the container default
 //! capabilities, runc's masked and read-only paths, and podnet's default
-//! seccomp filter (`node/pod/seccomp.rs`, the RuntimeDefault of command
-//! pods) as an OCI seccomp profile that runc or crun compile with libseccomp.
+//! seccomp filter as an OCI seccomp profile that runc or crun compile with
+//! libseccomp. The lists are those of command pods (`node/pod/mounts.rs`,
+//! `node/pod/seccomp.rs`), so both kinds of pod are confined alike.
 
 use serde::Serialize;
 
 use crate::node::pod::confine::DEFAULT_CAPS;
+use crate::node::pod::{mounts, seccomp};
 
 /// Capability names by number (linux/capability.h), as OCI spells them.
 pub const CAP_NAMES: &[&str] = &[
@@ -89,79 +91,16 @@ pub fn node_bounding() -> u64 {
     })
 }
 
-/// Paths runc masks (as `node/pod/mounts.rs` does for command pods), with
-/// containerd's powercap.
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
+/// The paths runc masks, as command pods have them masked
+/// (`node/pod/mounts.rs`): files, then directories.
+pub fn masked_paths() -> Vec<String> {
+    mounts::MASKED_FILES.iter().chain(mounts::MASKED_DIRS).map(|p| p.to_string_lossy().into_owned()).collect()
+}
 
-/// Paths runc makes read-only.
-pub const READONLY_PATHS: &[&str] =
-    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
-
-/// System calls refused with EPERM whatever their arguments: the DENIED
-/// list of `node/pod/seccomp.rs` by name (libseccomp resolves names per
-/// architecture, and the runtimes skip names an architecture lacks).
-pub const DENIED_SYSCALLS: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "settimeofday",
-    "delete_module",
-    "finit_module",
-    "init_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
-    "mount",
-    "umount2",
-    "umount",
-    "pivot_root",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "request_key",
-    "lookup_dcookie",
-    "open_by_handle_at",
-    "perf_event_open",
-    "quotactl",
-    "reboot",
-    "setns",
-    "swapoff",
-    "swapon",
-    "syslog",
-    "userfaultfd",
-    "vhangup",
-    "nfsservctl",
-    "iopl",
-    "ioperm",
-    "uselib",
-    "_sysctl",
-];
-
-/// Namespace flags `clone` and `unshare` may not carry (as in
-/// `node/pod/seccomp.rs`): user, mount, net, pid, ipc, uts, cgroup, time.
-pub const NEW_NAMESPACE_FLAGS: &[u64] =
-    &[0x1000_0000, 0x0002_0000, 0x4000_0000, 0x2000_0000, 0x0800_0000, 0x0400_0000, 0x0200_0000, 0x80];
+/// The paths runc makes read-only, as for command pods.
+pub fn readonly_paths() -> Vec<String> {
+    mounts::READ_ONLY.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+}
 
 /// An OCI seccomp profile (`linux.seccomp`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -236,9 +175,10 @@ pub fn default_seccomp() -> Seccomp {
         value_two: value,
         op: "SCMP_CMP_MASKED_EQ".into(),
     };
-    let mut syscalls = vec![rule(DENIED_SYSCALLS, eperm, Vec::new())];
+    let denied: Vec<&str> = seccomp::DENIED.iter().map(|(name, _)| *name).collect();
+    let mut syscalls = vec![rule(&denied, eperm, Vec::new())];
     // One rule per flag: conditions of one rule must all hold.
-    for flag in NEW_NAMESPACE_FLAGS {
+    for flag in seccomp::NEW_NAMESPACES {
         syscalls.push(rule(&["clone", "unshare"], eperm, vec![masked(0, *flag, *flag)]));
     }
     let kind_mask = u64::from(libc::S_IFMT);
@@ -271,22 +211,6 @@ mod tests {
         assert!(!default_caps(without_kill).iter().any(|c| c == "CAP_KILL"));
         assert!(!all_caps(without_kill).iter().any(|c| c == "CAP_KILL"));
         assert!(own_caps("CapBnd").is_some());
-    }
-
-    #[test]
-    fn the_namespace_flags_are_the_kernels() {
-        let flags = [
-            libc::CLONE_NEWUSER,
-            libc::CLONE_NEWNS,
-            libc::CLONE_NEWNET,
-            libc::CLONE_NEWPID,
-            libc::CLONE_NEWIPC,
-            libc::CLONE_NEWUTS,
-            libc::CLONE_NEWCGROUP,
-        ];
-        for (ours, kernel) in NEW_NAMESPACE_FLAGS.iter().zip(flags) {
-            assert_eq!(*ours, kernel as u64);
-        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ const PRIVATE_DIRS: &[&CStr] = &[c"/tmp", c"/var/tmp", c"/run"];
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Files runc masks with /dev/null.
-const MASKED_FILES: &[&CStr] = &[
+pub(crate) const MASKED_FILES: &[&CStr] = &[
     c"/proc/kcore",
     c"/proc/keys",
     c"/proc/latency_stats",
@@ -39,11 +39,12 @@ const MASKED_FILES: &[&CStr] = &[
 ];
 
 /// Directories runc masks with an empty read-only tmpfs.
-const MASKED_DIRS: &[&CStr] =
+pub(crate) const MASKED_DIRS: &[&CStr] =
     &[c"/proc/acpi", c"/proc/asound", c"/proc/scsi", c"/sys/firmware", c"/sys/devices/virtual/powercap"];
 
 /// Paths runc makes read-only.
-const READ_ONLY: &[&CStr] = &[c"/proc/bus", c"/proc/fs", c"/proc/irq", c"/proc/sys", c"/proc/sysrq-trigger"];
+pub(crate) const READ_ONLY: &[&CStr] =
+    &[c"/proc/bus", c"/proc/fs", c"/proc/irq", c"/proc/sys", c"/proc/sysrq-trigger"];
 
 /// The character devices of a container's /dev: name, major, minor.
 const DEVICES: &[(&CStr, u32, u32)] = &[

@@ -13,60 +13,62 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
 
-/// Syscalls a pod never makes, refused whatever their arguments.
-const DENIED: &[i64] = &[
-    libc::SYS_acct,
-    libc::SYS_add_key,
-    libc::SYS_bpf,
-    libc::SYS_clock_adjtime,
-    libc::SYS_clock_settime,
-    libc::SYS_settimeofday,
-    libc::SYS_delete_module,
-    libc::SYS_finit_module,
-    libc::SYS_init_module,
-    libc::SYS_fsconfig,
-    libc::SYS_fsmount,
-    libc::SYS_fsopen,
-    libc::SYS_fspick,
-    libc::SYS_move_mount,
-    libc::SYS_open_tree,
-    libc::SYS_mount_setattr,
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_io_uring_setup,
-    libc::SYS_io_uring_enter,
-    libc::SYS_io_uring_register,
-    libc::SYS_kexec_file_load,
-    libc::SYS_kexec_load,
-    libc::SYS_keyctl,
-    libc::SYS_request_key,
-    libc::SYS_lookup_dcookie,
-    libc::SYS_open_by_handle_at,
-    libc::SYS_perf_event_open,
-    libc::SYS_quotactl,
-    libc::SYS_reboot,
-    libc::SYS_setns,
-    libc::SYS_swapoff,
-    libc::SYS_swapon,
-    libc::SYS_syslog,
-    libc::SYS_userfaultfd,
-    libc::SYS_vhangup,
-    libc::SYS_nfsservctl,
+/// Syscalls a pod never makes, refused whatever their arguments: by name
+/// (what an OCI profile gives runc or crun, resolved by libseccomp) and
+/// number (what the filter of command pods is compiled from).
+pub(crate) const DENIED: &[(&str, i64)] = &[
+    ("acct", libc::SYS_acct),
+    ("add_key", libc::SYS_add_key),
+    ("bpf", libc::SYS_bpf),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("delete_module", libc::SYS_delete_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("init_module", libc::SYS_init_module),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fsopen", libc::SYS_fsopen),
+    ("fspick", libc::SYS_fspick),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("keyctl", libc::SYS_keyctl),
+    ("request_key", libc::SYS_request_key),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("quotactl", libc::SYS_quotactl),
+    ("reboot", libc::SYS_reboot),
+    ("setns", libc::SYS_setns),
+    ("swapoff", libc::SYS_swapoff),
+    ("swapon", libc::SYS_swapon),
+    ("syslog", libc::SYS_syslog),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("vhangup", libc::SYS_vhangup),
+    ("nfsservctl", libc::SYS_nfsservctl),
     #[cfg(target_arch = "x86_64")]
-    libc::SYS_iopl,
+    ("iopl", libc::SYS_iopl),
     #[cfg(target_arch = "x86_64")]
-    libc::SYS_ioperm,
+    ("ioperm", libc::SYS_ioperm),
     #[cfg(target_arch = "x86_64")]
-    libc::SYS_uselib,
+    ("uselib", libc::SYS_uselib),
     #[cfg(target_arch = "x86_64")]
-    libc::SYS__sysctl,
+    ("_sysctl", libc::SYS__sysctl),
 ];
 
 /// Namespace flags `clone` and `unshare` may not carry: a pod stays in the
 /// namespaces it was given (a new user namespace would give it every
 /// capability over new ones, the kernel's largest attack surface).
-const NEW_NAMESPACES: &[u64] = &[
+pub(crate) const NEW_NAMESPACES: &[u64] = &[
     libc::CLONE_NEWUSER as u64,
     libc::CLONE_NEWNS as u64,
     libc::CLONE_NEWNET as u64,
@@ -98,7 +100,7 @@ pub fn default_filters() -> io::Result<Option<Filters>> {
             })
             .collect()
     };
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
     rules.insert(libc::SYS_unshare, flag_rules(0)?);
     rules.insert(libc::SYS_clone, flag_rules(0)?);
     // Device nodes: the device cgroup's job in a container runtime. FIFOs
