@@ -262,7 +262,12 @@ pub(crate) fn stats(report: &runtime::api::StatsReport) -> String {
     let mut out = render(
         &["PORT", "IP", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "TX-ERRORS", "DROPS"],
         &rows,
-    ) + &format!("\nDNS:   {}\nFLOWS: {}\n", line(&report.dns), line(&report.flows));
+    ) + &format!(
+        "\nDNS:    {}\nFLOWS:  {}\nIMAGES: {}\n",
+        line(&report.dns),
+        line(&report.flows),
+        line(&report.images)
+    );
     // Connections each listener holds, and what it refused or closed.
     let listeners: Vec<Vec<String>> = report
         .listeners

@@ -145,6 +145,16 @@ fn image_pods_run_from_a_lan_registry() {
     wait_reason(&node, "never", &["ErrImageNeverPull"]);
     node.fails(&["run", "bad", "--image", "Not/Valid"], "must be lowercase");
 
+    // Counted: starts, unpacked layers, and failed starts by reason.
+    let stats: Value = serde_json::from_str(&node.ok(&["node", "stats", "-o", "json"])).unwrap();
+    let counter = |what: &str| {
+        stats["images"].as_array().unwrap().iter().find(|c| c[0] == what).and_then(|c| c[1].as_u64())
+    };
+    assert!(counter("containers_started") >= Some(4), "{stats}");
+    assert!(counter("layers_unpacked") >= Some(1), "{stats}");
+    assert!(counter("err_image_pull") >= Some(1), "{stats}");
+    assert!(counter("err_image_never_pull") >= Some(1), "{stats}");
+
     // The image is in use: `image rm` refuses it.
     node.fails(&["image", "rm", &image], "used by a pod");
 

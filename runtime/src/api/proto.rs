@@ -197,6 +197,9 @@ pub struct StatsReport {
     pub flows: Vec<(String, u64)>,
     /// The agent's listeners: connections open, refused and closed by reason.
     pub listeners: Vec<ListenerCounters>,
+    /// Images and image pods: layers unpacked and refused, GC, imports,
+    /// container starts and failed starts by kubectl reason.
+    pub images: Vec<(String, u64)>,
 }
 
 /// One listener's connections, and what it refused or closed, by reason.

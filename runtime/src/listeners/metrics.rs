@@ -120,6 +120,13 @@ pub fn render(report: &StatsReport) -> String {
             "# HELP {name} ClusterIP flow table: {what}.\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    for (what, value) in &report.images {
+        let name = format!("podnet_images_{what}_total");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Images and image pods: {what}.\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     let name = "podnet_listener_connections";
     let _ = writeln!(out, "# HELP {name} Connections (UDP: flows) open, by listener.\n# TYPE {name} gauge");
     for l in &report.listeners {
@@ -193,6 +200,7 @@ mod tests {
             ports: ports.to_vec(),
             dns: vec![("answered".into(), 4)],
             flows: vec![("active".into(), 1)],
+            images: vec![("layers_unpacked".into(), 3)],
             listeners: vec![crate::api::ListenerCounters {
                 listener: "dns_tcp".into(),
                 open: 2,
@@ -202,6 +210,9 @@ mod tests {
         let text = render(&report);
         assert!(text.contains("podnet_dns_queries_total{result=\"answered\"} 4"));
         assert!(text.contains("# TYPE podnet_flows_active gauge\npodnet_flows_active 1"));
+        assert!(text.contains(
+            "# TYPE podnet_images_layers_unpacked_total counter\npodnet_images_layers_unpacked_total 3"
+        ));
         assert!(text.contains("# TYPE podnet_port_rx_packets_total counter"));
         assert!(text.contains("podnet_listener_connections{listener=\"dns_tcp\"} 2"));
         assert!(

@@ -50,6 +50,15 @@ impl Failure {
             Failure::CreateContainerError => "CreateContainerError",
         }
     }
+
+    /// Its counter in `node stats` and the metrics.
+    fn counter(self) -> &'static str {
+        match self {
+            Failure::ErrImagePull => "err_image_pull",
+            Failure::ErrImageNeverPull => "err_image_never_pull",
+            Failure::CreateContainerError => "create_container_error",
+        }
+    }
 }
 
 /// What a start task reports to the event loop.
@@ -60,6 +69,13 @@ pub struct ContainerStart {
     /// How long the pull took, when there was one.
     pulled: Option<Duration>,
     result: Result<i32, (Failure, String)>,
+}
+
+/// Container starts on this node, and failed ones by kubectl reason.
+#[derive(Debug, Default)]
+pub(super) struct ContainerCounts {
+    started: u64,
+    failed: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// An image pod's container state on this node.
@@ -303,6 +319,7 @@ impl NodeRuntime {
         }
         match start.result {
             Ok(pid) => {
+                self.container_counts.started += 1;
                 state.failures = 0;
                 state.failed = None;
                 state.pid = Some(pid);
@@ -325,6 +342,7 @@ impl NodeRuntime {
 
     /// Records a failed start and when to try again.
     fn container_failed(&mut self, uid: &str, failure: Failure, why: String) {
+        *self.container_counts.failed.entry(failure.counter()).or_default() += 1;
         let Some(pod) = self.pods.get_mut(uid) else { return };
         let state = pod.image.get_or_insert_with(ImageState::default);
         state.starting = false;
@@ -385,6 +403,21 @@ impl NodeRuntime {
             Ok(Err(e)) => tracing::warn!(container = %container_id(uid), "cannot delete container: {e}"),
             Err(e) => tracing::warn!(container = %container_id(uid), "cannot delete container: {e}"),
         }
+    }
+
+    /// The image service's counters and this node's container starts.
+    pub(super) fn image_counters(&self) -> Vec<(String, u64)> {
+        let s = self.images.stats();
+        let mut counters = vec![
+            ("layers_unpacked".to_string(), s.layers_unpacked),
+            ("layers_refused".into(), s.layers_refused),
+            ("gc_removed".into(), s.gc_removed),
+            ("archives_imported".into(), s.archives_imported),
+            ("archives_refused".into(), s.archives_refused),
+            ("containers_started".into(), self.container_counts.started),
+        ];
+        counters.extend(self.container_counts.failed.iter().map(|(reason, n)| (reason.to_string(), *n)));
+        counters
     }
 
     /// Tells the image service which images this node's pods run, so

@@ -119,7 +119,8 @@ impl NodeRuntime {
             );
             counters.push(port);
         }
-        Ok(StatsReport { ports: counters, dns, flows, listeners: crate::listeners::limits::report() })
+        let images = self.image_counters();
+        Ok(StatsReport { ports: counters, dns, flows, listeners: crate::listeners::limits::report(), images })
     }
 
     /// What the kernel side of a port's TAP dropped: frames a pod (or the

@@ -76,6 +76,8 @@ pub struct NodeRuntime {
     images: crate::image::Images,
     /// The OCI runtime image pods run with, or why there is none.
     oci_runtime: Result<std::sync::Arc<container::OciRuntime>, String>,
+    /// Container starts, and failed ones by reason.
+    container_counts: image_pods::ContainerCounts,
     /// Whether container directories of pods gone meanwhile were swept.
     pod_dirs_swept: bool,
     /// What the switch's service table holds, to push only changes.
@@ -249,6 +251,7 @@ impl NodeRuntime {
             images,
             oci_runtime,
             pod_dirs_swept: false,
+            container_counts: Default::default(),
             pushed: BTreeMap::new(),
             zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),
