@@ -396,6 +396,8 @@ pub struct NodeConfig {
     pub pods: PodsConfig,
     /// The overlay to other nodes.
     pub cluster: ClusterConfig,
+    /// The Kubernetes API.
+    pub api: crate::kube::ApiConfig,
 }
 
 /// One thing wrong in a board config: where (when known) and what.

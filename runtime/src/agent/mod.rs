@@ -100,6 +100,19 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
             crate::listeners::limits::Caps::listener(&options.config.limits),
         ));
     }
+    let api_address = match &options.role {
+        Role::Server { address, .. } | Role::Member { address, .. } => *address,
+        Role::Standalone => None,
+    }
+    .or_else(|| crate::cluster::node_address(&options.config.network.host_interface));
+    let api = crate::kube::ApiOptions {
+        config: &options.config.api,
+        data_dir,
+        node_name: &options.node_name,
+        address: api_address,
+        caps: crate::listeners::limits::Caps::listener(&options.config.limits),
+    };
+    crate::kube::start(api, calls_tx.clone()).await?;
     // Nodes of a cluster reach each other's pods over the VXLAN overlay.
     if !matches!(options.role, Role::Standalone) {
         options.config.cluster.overlay = true;

@@ -1,0 +1,157 @@
+//! The Kubernetes API (issue #15, first slice): HTTPS on 127.0.0.1 and the
+//! node's address (`api.port`, 6443), so the real kubectl lists, creates,
+//! scales and deletes podnet's pods, deployments and services. It is a
+//! translator in front of the agent's request channel (`agent`): it keeps
+//! no cluster state of its own.
+//!
+//! Files: `server` (TLS + HTTP, auth, bounds), `routes` (URL → what),
+//! `verbs` (what each request does), `discovery`, `objects` (podnet →
+//! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `table`
+//! (server-side printing), `select` (label and field selectors), `status`
+//! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
+//! `kubeconfig`, `files`.
+//!
+//! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
+//! OpenAPI documents, per-node credentials; resourceVersion is one counter
+//! the server keeps (bumped by changes made through the API).
+
+pub mod agent;
+pub mod auth;
+pub mod decode;
+pub mod discovery;
+pub mod files;
+pub mod kubeconfig;
+pub mod objects;
+pub mod openapi;
+pub mod protobuf;
+pub mod routes;
+pub mod select;
+pub mod server;
+pub mod status;
+pub mod table;
+pub mod tls;
+pub mod verbs;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::api::server::Call;
+use crate::listeners::limits::{Caps, Gate, Listener};
+
+/// The config's `[api]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the Kubernetes API at all.
+    pub enabled: bool,
+    /// Its port, on 127.0.0.1 and the node's address.
+    pub port: u16,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { enabled: true, port: 6443 }
+    }
+}
+
+/// Why the Kubernetes API cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// A file of the API in the data dir.
+    #[error("cannot write or read {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA or serving certificate.
+    #[error("cannot {what} for the Kubernetes API: {reason}")]
+    Certificate {
+        /// The step.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The token file holds no usable token.
+    #[error("{} holds no usable token: remove it to make a new one (and hand out the new kubeconfig)", .0.display())]
+    BadToken(PathBuf),
+    /// The kernel's random source.
+    #[error(transparent)]
+    Random(#[from] crate::sys::random::RandomError),
+    /// Port 0 in the config.
+    #[error("api.port 0 is not a port: give 1 to 65535 (default 6443), or set api.enabled = false")]
+    Port,
+    /// The port is taken (k3s, another agent).
+    #[error(
+        "cannot serve the Kubernetes API on {addr}: {source}: free the port, set another api.port in the config, or api.enabled = false"
+    )]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where and as what the API serves.
+pub struct ApiOptions<'a> {
+    /// The `[api]` config.
+    pub config: &'a ApiConfig,
+    /// The data dir: the CA, keys and token go to `kube/`, the kubeconfig beside.
+    pub data_dir: &'a Path,
+    /// The node's name (a name in the serving certificate).
+    pub node_name: &'a str,
+    /// The node's address, when it has one (served on, and the kubeconfig's server).
+    pub address: Option<Ipv4Addr>,
+    /// The listener caps and request timeout.
+    pub caps: Caps,
+}
+
+/// Binds the API's ports, makes (or loads) its CA, certificate and token,
+/// writes the kubeconfig, and serves on tasks of their own. Errors come
+/// before anything is served, for the agent to report at start.
+pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result<(), KubeError> {
+    let config = options.config;
+    if !config.enabled {
+        return Ok(());
+    }
+    if config.port == 0 {
+        return Err(KubeError::Port);
+    }
+    let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, config.port))];
+    addrs.extend(options.address.filter(|a| !a.is_loopback()).map(|a| SocketAddr::from((a, config.port))));
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| KubeError::Listen { addr: *addr, source })?;
+        listeners.push(listener);
+    }
+    let dir = options.data_dir.join("kube");
+    let token = auth::Token::load(&dir.join("token"))?;
+    let ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+    let tls = tls::load(&dir, options.node_name, &ips)?;
+    let url = format!("https://{}", addrs.last().expect("127.0.0.1 at least"));
+    kubeconfig::write(options.data_dir, &url, &tls.ca_pem, token.as_str())?;
+
+    let server = Arc::new(server::Server {
+        verbs: verbs::Verbs::new(agent::Agent::new(calls, options.caps.request_timeout)),
+        token,
+        tls: tokio_rustls::TlsAcceptor::from(tls.config),
+        counters: Listener::KubeApi.counters(),
+        request_timeout: options.caps.request_timeout,
+    });
+    let gate = Gate::new(Listener::KubeApi, options.caps);
+    for listener in listeners {
+        tokio::spawn(server::serve(listener, server.clone(), gate.clone()));
+    }
+    tracing::info!(server = %url, kubeconfig = %options.data_dir.join(kubeconfig::FILE).display(), "Kubernetes API ready");
+    Ok(())
+}
