@@ -210,6 +210,31 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
         created.contains("pod/worker created") && created.contains("service/worker created"),
         "{created}"
     );
+    assert!(ok(&node, &["get", "ns", "--no-headers"]).starts_with("default "), "namespaces");
+
+    // Server-side validation: kubectl asks for Strict, a misspelt field is
+    // an error; fields podnet would not act on are refused, not dropped.
+    let typo = node.dir.join("typo.yaml");
+    std::fs::write(
+        &typo,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\nspec:\n  replica: 2\n  selector:\n    matchLabels: {{app: typo}}\n  template:\n    metadata:\n      labels: {{app: typo}}\n    spec:\n      containers:\n      - name: typo\n        command: [\"{bb}\", \"sleep\", \"3600\"]\n"
+        ),
+    )
+    .unwrap();
+    fails(
+        &node,
+        &["create", "-f", typo.to_str().unwrap()],
+        "strict decoding error: unknown field \"spec.replica\"",
+    );
+    // Without validation the misspelt field is ignored, as Kubernetes does.
+    ok(&node, &["create", "--validate=false", "-f", typo.to_str().unwrap()]);
+    ok(&node, &["delete", "deploy", "typo"]);
+    fails(
+        &node,
+        &["run", "envy", "--image=busybox", "--env=A=b", "--", &bb, "sleep", "1"],
+        "spec.containers[0].env: Forbidden: podnet does not support this field yet",
+    );
     let yaml = ok(&node, &["get", "pod", "worker", "-o", "yaml"]);
     assert!(yaml.contains("restartPolicy: Never") && yaml.contains("- sleep"), "{yaml}");
     assert!(ok(&node, &["get", "svc", "worker"]).contains("9000:30900/TCP"));

@@ -158,15 +158,56 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
             ),
         ));
     }
-    for field in ["initContainers", "ephemeralContainers", "volumes"] {
-        if spec[field].as_array().is_some_and(|v| !v.is_empty()) {
-            return Err(
-                ctx.invalid(&format!("{at}.{field}"), "Forbidden: podnet does not support this field yet")
-            );
-        }
-    }
     let c = &containers[0];
     let cf = format!("{at}.containers[0]");
+    // Fields podnet would not act on: refused, not dropped, so a pod never
+    // runs without what its manifest asked for.
+    let unsupported = |object: &Value, fields: &[&str], at: &str| -> Result<(), Status> {
+        for field in fields {
+            let set = match &object[*field] {
+                Value::Null | Value::Bool(false) => false,
+                Value::Array(v) => !v.is_empty(),
+                Value::Object(m) => !m.is_empty() || *field != "nodeSelector",
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if set {
+                return Err(ctx
+                    .invalid(&format!("{at}.{field}"), "Forbidden: podnet does not support this field yet"));
+            }
+        }
+        Ok(())
+    };
+    unsupported(
+        spec,
+        &[
+            "initContainers",
+            "ephemeralContainers",
+            "volumes",
+            "hostNetwork",
+            "hostPID",
+            "hostIPC",
+            "nodeSelector",
+            "affinity",
+        ],
+        at,
+    )?;
+    unsupported(
+        c,
+        &[
+            "env",
+            "envFrom",
+            "workingDir",
+            "volumeMounts",
+            "volumeDevices",
+            "livenessProbe",
+            "startupProbe",
+            "lifecycle",
+            "stdin",
+            "tty",
+        ],
+        &cf,
+    )?;
     let command = strings(ctx, &c["command"], &format!("{cf}.command"))?;
     let args = strings(ctx, &c["args"], &format!("{cf}.args"))?;
     let image = match c["image"].as_str().filter(|i| !i.is_empty()) {
@@ -480,6 +521,17 @@ mod tests {
         port["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(70000);
         let e = deployment(&port, "default").unwrap_err();
         assert_eq!(e.causes[0].0, "spec.template.spec.containers[0].ports[0].containerPort");
+
+        let mut env = kubectl_deployment();
+        env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A", "value": "b" }]);
+        let e = deployment(&env, "default").unwrap_err();
+        assert_eq!(e.causes[0].0, "spec.template.spec.containers[0].env");
+        let mut host = kubectl_deployment();
+        host["spec"]["template"]["spec"]["hostNetwork"] = json!(false);
+        host["spec"]["template"]["spec"]["nodeSelector"] = json!({});
+        assert!(deployment(&host, "default").is_ok(), "unset values are not refused");
+        host["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        assert_eq!(deployment(&host, "default").unwrap_err().causes[0].0, "spec.template.spec.hostNetwork");
 
         let other_ns =
             json!({ "kind": "Pod", "apiVersion": "v1", "metadata": { "name": "x", "namespace": "a" } });

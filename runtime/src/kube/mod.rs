@@ -6,19 +6,22 @@
 //!
 //! Files: `server` (TLS + HTTP, auth, bounds), `routes` (URL → what),
 //! `verbs` (what each request does), `discovery`, `objects` (podnet →
-//! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `table`
+//! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `protobuf`
+//! (kubectl's protobuf bodies → JSON), `fields` (strict field validation),
+//! `openapi` (what kubectl's validation looks for), `table`
 //! (server-side printing), `select` (label and field selectors), `status`
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
 //! `kubeconfig`, `files`.
 //!
 //! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! OpenAPI documents, per-node credentials; resourceVersion is one counter
+//! OpenAPI schemas (`kubectl explain`), per-node credentials; resourceVersion is one counter
 //! the server keeps (bumped by changes made through the API).
 
 pub mod agent;
 pub mod auth;
 pub mod decode;
 pub mod discovery;
+pub mod fields;
 pub mod files;
 pub mod kubeconfig;
 pub mod objects;

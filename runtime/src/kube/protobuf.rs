@@ -78,6 +78,17 @@ const CONTAINER: &[Field] = &[
     (11, "readinessProbe", Ty::Msg(PROBE), false),
     (14, "imagePullPolicy", Ty::Str, false),
     (15, "securityContext", Ty::Msg(SECURITY_CONTEXT), false),
+    // Refused by the decoder when set.
+    (5, "workingDir", Ty::Str, false),
+    (7, "env", Ty::Marker, true),
+    (19, "envFrom", Ty::Marker, true),
+    (9, "volumeMounts", Ty::Marker, true),
+    (21, "volumeDevices", Ty::Marker, true),
+    (10, "livenessProbe", Ty::Marker, false),
+    (22, "startupProbe", Ty::Marker, false),
+    (12, "lifecycle", Ty::Marker, false),
+    (16, "stdin", Ty::Bool, false),
+    (18, "tty", Ty::Bool, false),
 ];
 const POD_SPEC: &[Field] = &[
     (1, "volumes", Ty::Marker, true),
@@ -86,6 +97,11 @@ const POD_SPEC: &[Field] = &[
     (10, "nodeName", Ty::Str, false),
     (20, "initContainers", Ty::Msg(CONTAINER), true),
     (34, "ephemeralContainers", Ty::Marker, true),
+    (7, "nodeSelector", Ty::MapStr, false),
+    (11, "hostNetwork", Ty::Bool, false),
+    (12, "hostPID", Ty::Bool, false),
+    (13, "hostIPC", Ty::Bool, false),
+    (18, "affinity", Ty::Marker, false),
 ];
 const POD_TEMPLATE: &[Field] =
     &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(POD_SPEC), false)];

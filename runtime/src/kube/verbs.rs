@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::agent::{Agent, AgentRefusal};
 use super::decode;
 use super::discovery::Resource;
+use super::fields;
 use super::objects;
 use super::routes::Route;
 use super::select::{FieldSelector, LabelSelector};
@@ -69,6 +70,14 @@ impl Verbs {
                 self.list(resource, namespace, asked).await
             }
             Route::Collection { resource, namespace: Some(ns) } if m == Method::POST => {
+                if asked.query.get("fieldValidation").is_some_and(|v| v == "Strict")
+                    && let Some(field) = fields::unknown(resource.kind, asked.body)
+                {
+                    let (kind, version) = (resource.kind, resource.api_version());
+                    return Err(Status::bad_request(format!(
+                        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: unknown field \"{field}\""
+                    )));
+                }
                 self.create(resource, ns, asked.body).await
             }
             Route::Object { resource, namespace, name } if m == Method::GET => {
