@@ -195,6 +195,119 @@ fn decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Response as AgentResponse;
+    use crate::listeners::limits::{Caps, Listener};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    /// A server on 127.0.0.1 whose agent lists no pods and refuses the rest;
+    /// its address, counters, token and a TLS client trusting its CA.
+    async fn start(
+        tag: &str,
+    ) -> (std::net::SocketAddr, &'static Counters, String, tokio_rustls::TlsConnector) {
+        let dir = std::env::temp_dir().join(format!("podnet-kube-server-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let tls = super::super::tls::load(&dir, "t", &[]).unwrap();
+        let token = Token::load(&dir.join("token")).unwrap();
+        let (calls, mut requests) = tokio::sync::mpsc::channel::<crate::api::server::Call>(4);
+        tokio::spawn(async move {
+            while let Some((request, reply)) = requests.recv().await {
+                let answer = match request {
+                    crate::api::Request::GetPods { .. } => {
+                        Ok(crate::api::server::Answer::Once(Box::new(AgentResponse::Pods(Vec::new()))))
+                    }
+                    _ => Err("refused".to_string()),
+                };
+                let _ = reply.send(answer);
+            }
+        });
+        let counters: &'static Counters = Box::leak(Box::new(Counters::new()));
+        let timeout = Duration::from_millis(300);
+        let server = Arc::new(Server {
+            verbs: Verbs::new(super::super::agent::Agent::new(calls, timeout)),
+            token: token.clone(),
+            tls: TlsAcceptor::from(tls.config),
+            counters,
+            request_timeout: timeout,
+        });
+        let caps = Caps { per_client: 4, total: 4, request_timeout: timeout };
+        let gate = Gate::with_counters(Listener::KubeApi, caps, counters);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, server, gate));
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(super::super::tls::tests::rcgen_pem_der(
+                &tls.ca_pem,
+            )))
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(super::super::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let _ = std::fs::remove_dir_all(&dir);
+        (addr, counters, token.as_str().to_string(), tokio_rustls::TlsConnector::from(Arc::new(client)))
+    }
+
+    /// Sends `head` (and nothing more) over TLS; the whole answer.
+    async fn request(addr: std::net::SocketAddr, tls: &tokio_rustls::TlsConnector, head: &str) -> String {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut stream = tls.connect(name, tcp).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn only_the_token_gets_in_and_strangers_are_counted() {
+        let (addr, counters, token, tls) = start("auth").await;
+        let get = "GET /api/v1/pods HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+        let answer = request(addr, &tls, &format!("{get}\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("\"reason\":\"Unauthorized\""), "{answer}");
+        let wrong =
+            request(addr, &tls, &format!("{get}Authorization: Bearer {}x\r\n\r\n", &token[1..])).await;
+        assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+        assert_eq!(counters.get(Reason::Unauthorized), 2);
+        let answer = request(addr, &tls, &format!("{get}Authorization: Bearer {token}\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("\"kind\":\"PodList\""), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_huge_body_is_refused_before_it_is_read() {
+        let (addr, counters, token, tls) = start("huge").await;
+        let head = format!(
+            "POST /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+        );
+        let answer = request(addr, &tls, &head).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert_eq!(counters.get(Reason::OversizedMessage), 1);
+    }
+
+    #[tokio::test]
+    async fn a_handshake_that_never_ends_is_cut_at_the_request_timeout() {
+        let (addr, counters, _, _) = start("slow").await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = tcp.into_split();
+        // A byte every 50 ms: never a whole ClientHello.
+        let trickle = tokio::spawn(async move {
+            for byte in [0x16u8, 3, 1, 2, 0].iter().cycle().take(200) {
+                if write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = read.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "closed without an answer");
+        assert_eq!(counters.get(Reason::RequestTimeout), 1);
+        trickle.abort();
+    }
 
     #[test]
     fn queries_are_percent_decoded() {

@@ -26,11 +26,11 @@ pub struct Tls {
     pub config: Arc<rustls::ServerConfig>,
 }
 
-/// rustls on ring: ring is in the binary already (ureq, snow), and kubectl
+/// The crypto of the API's TLS: rustls on ring. ring is in the binary already (ureq, snow), and kubectl
 /// needs no post-quantum key exchange (the reason ring's provider is
 /// deprecated).
 #[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -97,7 +97,7 @@ pub fn load(dir: &Path, node_name: &str, addresses: &[IpAddr]) -> Result<Tls, Ku
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio_rustls::rustls::client::danger::ServerCertVerifier;
 
@@ -129,7 +129,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    fn rcgen_pem_der(pem: &str) -> Vec<u8> {
+    pub(crate) fn rcgen_pem_der(pem: &str) -> Vec<u8> {
         use base64::Engine;
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         base64::engine::general_purpose::STANDARD.decode(body).unwrap()
