@@ -187,6 +187,20 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     let both = ok(&node, &["get", "po,svc", "-o", "name"]);
     assert!(both.contains("pod/client") && both.contains("service/web-svc"), "{both}");
 
+    // kubectl logs: the pod's output, whole or its tail.
+    ok(
+        &node,
+        &["run", "talker", "--image=busybox", "--", &bb, "sh", "-c", "echo one; echo two; exec sleep 3600"],
+    );
+    let logs = eventually(Duration::from_secs(20), "talker's output", || {
+        let out = kubectl_with(&node, KUBECTL, &["logs", "talker"]);
+        (out.status.success() && stdout(&out) == "one\ntwo\n").then(|| stdout(&out))
+    });
+    assert_eq!(logs, "one\ntwo\n");
+    assert_eq!(ok(&node, &["logs", "talker", "--tail=1"]), "two\n");
+    fails(&node, &["logs", "-f", "talker"], "without -f");
+    ok(&node, &["delete", "pod", "talker"]);
+
     // kubectl scale: the scale subresource.
     assert_eq!(
         ok(&node, &["scale", "deployment", "web", "--replicas=3"]).trim(),

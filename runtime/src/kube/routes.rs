@@ -27,6 +27,13 @@ pub enum Route<'a> {
         /// The object's name.
         name: &'a str,
     },
+    /// A pod's log (`kubectl logs`).
+    Log {
+        /// Namespace.
+        namespace: &'a str,
+        /// Pod name.
+        name: &'a str,
+    },
     /// A deployment's scale subresource.
     Scale {
         /// Namespace.
@@ -81,6 +88,15 @@ pub fn route(path: &str) -> Result<Route<'_>, Status> {
                     checked(name)?;
                     Ok(Route::Scale { namespace: ns, name })
                 }
+                [name, "log"] if resource.name == "pods" => {
+                    checked(name)?;
+                    Ok(Route::Log { namespace: ns, name })
+                }
+                [_, "exec" | "attach" | "portforward"] if resource.name == "pods" => {
+                    Err(Status::not_allowed(
+                        "podnet does not stream exec, attach or port-forward over the Kubernetes API yet: use `podnet exec` on the pod's node",
+                    ))
+                }
                 _ => Err(Status::no_path()),
             }
         }
@@ -116,10 +132,12 @@ mod tests {
             "/apis/apps/v1/namespaces/a/pods",
             "/api/v1/widgets",
             "/x",
-            "/api/v1/namespaces/a/pods/web/exec",
+            "/api/v1/namespaces/a/services/web/log",
             "/api/v1/namespaces//pods",
         ] {
             assert_eq!(route(bad).unwrap_err().code, 404, "{bad}");
         }
+        assert!(matches!(r("/api/v1/namespaces/a/pods/web/log"), Route::Log { namespace: "a", name: "web" }));
+        assert_eq!(route("/api/v1/namespaces/a/pods/web/exec").unwrap_err().code, 405);
     }
 }

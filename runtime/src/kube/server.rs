@@ -44,6 +44,14 @@ pub struct Server {
     pub request_timeout: Duration,
 }
 
+/// What a request is answered with.
+enum Answered {
+    /// An object, list, Table or Status.
+    Json(Reply),
+    /// A pod's log.
+    Text(Vec<u8>),
+}
+
 /// Serves connections from `listener` through `gate` until the task ends.
 pub async fn serve(listener: TcpListener, server: Arc<Server>, gate: Arc<Gate>) {
     accept::serve(listener, gate, move |stream, permit| {
@@ -76,15 +84,23 @@ impl Server {
     }
 
     async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (code, body, close) = match self.answer(request).await {
-            Ok((code, body)) => (code, body, false),
-            Err(status) => (status.code, status.to_json(), matches!(status.code, 413 | 504)),
+        let (code, body, content_type, close) = match self.answer(request).await {
+            Ok(Answered::Json((code, body))) => {
+                (code, body.to_string().into_bytes(), "application/json", false)
+            }
+            Ok(Answered::Text(text)) => (200, text, "text/plain", false),
+            Err(status) => (
+                status.code,
+                status.to_json().to_string().into_bytes(),
+                "application/json",
+                matches!(status.code, 413 | 504),
+            ),
         };
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() =
             hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
         headers.insert(
             hyper::header::CACHE_CONTROL,
             hyper::header::HeaderValue::from_static("no-cache, private"),
@@ -96,7 +112,7 @@ impl Server {
         response
     }
 
-    async fn answer(&self, request: Request<Incoming>) -> Result<Reply, Status> {
+    async fn answer(&self, request: Request<Incoming>) -> Result<Answered, Status> {
         let (parts, body) = request.into_parts();
         if !self.token.admits(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes())) {
             self.counters.count(Reason::Unauthorized);
@@ -123,8 +139,15 @@ impl Server {
         let route = routes::route(parts.uri.path())?;
         if let Route::Document(document) = route {
             return match parts.method {
-                Method::GET => Ok((200, document())),
+                Method::GET => Ok(Answered::Json((200, document()))),
                 _ => Err(Status::not_allowed("discovery documents are read with GET")),
+            };
+        }
+        if let Route::Log { namespace, name } = route {
+            let query = parse_query(parts.uri.query().unwrap_or(""));
+            return match parts.method {
+                Method::GET => self.verbs.logs(namespace, name, &query).await.map(Answered::Text),
+                _ => Err(Status::not_allowed("a pod's log is read with GET")),
             };
         }
         let accept = parts.headers.get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -136,7 +159,7 @@ impl Server {
         let query = parse_query(parts.uri.query().unwrap_or(""));
         let asked =
             Asked { method: &parts.method, query: &query, table: accept.contains("as=Table"), body: &body };
-        self.verbs.answer(route, &asked).await
+        self.verbs.answer(route, &asked).await.map(Answered::Json)
     }
 
     /// The body as JSON (Null when empty), from JSON or Kubernetes protobuf.

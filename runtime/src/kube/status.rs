@@ -101,6 +101,9 @@ impl Status {
     pub fn from_agent(text: &str, kind: &str, resource: &str, name: &str) -> Status {
         if text.contains("shutting down") {
             Status::unavailable(text)
+        } else if text.contains(" runs on node ") {
+            // A pod's log asked of a node the pod is not on.
+            Status::bad_request(text)
         } else if text.contains(&format!("/{name} not found"))
             || text.contains(&format!("node `{name}` not found"))
         {
