@@ -376,6 +376,16 @@ fn the_api_port_is_configurable_and_the_api_can_be_off() {
     assert!(ok(&node, &["get", "nodes", "--no-headers"]).starts_with(&node.name));
     drop(node);
 
+    // A node whose namespace has loopback down (as every test node's) and
+    // no address: the agent starts all the same, says the API is not
+    // served, and leaves no kubeconfig that points nowhere.
+    let mut bare = Node::start("kubebare");
+    bare.stop(libc::SIGTERM);
+    bare.up();
+    assert!(bare.agent_log().contains("the Kubernetes API is not served"), "{}", bare.agent_log());
+    assert!(!kubeconfig(&bare).exists());
+    drop(bare);
+
     let off = node_with_address("kubeoff", Some("[api]\nenabled = false\n"));
     assert!(!kubeconfig(&off).exists(), "no kubeconfig when the API is off");
     let out = off.on_node(&["curl", "-sk", "https://127.0.0.1:6443/version"]);

@@ -119,10 +119,13 @@ pub struct ApiOptions<'a> {
 
 /// Binds the API's ports, makes (or loads) its CA, certificate and token,
 /// writes the kubeconfig, and serves on tasks of their own. Errors come
-/// before anything is served, for the agent to report at start.
+/// before anything is served, for the agent to report at start. An address
+/// that is not up (loopback down in a fresh namespace) is skipped with a
+/// warning; a port in use is an error.
 pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result<(), KubeError> {
     let config = options.config;
     if !config.enabled {
+        forget_kubeconfig(options.data_dir);
         return Ok(());
     }
     if config.port == 0 {
@@ -132,16 +135,26 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
     addrs.extend(options.address.filter(|a| !a.is_loopback()).map(|a| SocketAddr::from((a, config.port))));
     let mut listeners = Vec::new();
     for addr in &addrs {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| KubeError::Listen { addr: *addr, source })?;
-        listeners.push(listener);
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => tracing::warn!(
+                "the Kubernetes API is not served on {addr}: the address is not up on this node (for 127.0.0.1: `ip link set lo up`)"
+            ),
+            Err(source) => return Err(KubeError::Listen { addr: *addr, source }),
+        }
     }
+    let Some(served) = listeners.last().and_then(|l| l.local_addr().ok()) else {
+        tracing::warn!(
+            "the Kubernetes API is not served: none of its addresses is up on this node; no kubeconfig written"
+        );
+        forget_kubeconfig(options.data_dir);
+        return Ok(());
+    };
+    let url = format!("https://{served}");
     let dir = options.data_dir.join("kube");
     let token = auth::Token::load(&dir.join("token"))?;
     let ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
     let tls = tls::load(&dir, options.node_name, &ips)?;
-    let url = format!("https://{}", addrs.last().expect("127.0.0.1 at least"));
     kubeconfig::write(options.data_dir, &url, &tls.ca_pem, token.as_str())?;
 
     let server = Arc::new(server::Server {
@@ -157,4 +170,43 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
     }
     tracing::info!(server = %url, kubeconfig = %options.data_dir.join(kubeconfig::FILE).display(), "Kubernetes API ready");
     Ok(())
+}
+
+/// Removes a kubeconfig left by an earlier start: it exists only while the
+/// API is served (the token in `kube/` is kept for the next time).
+fn forget_kubeconfig(data_dir: &Path) {
+    let path = data_dir.join(kubeconfig::FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("cannot remove {}: {e}", path.display())
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn options<'a>(config: &'a ApiConfig, dir: &'a Path) -> ApiOptions<'a> {
+        let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
+        ApiOptions { config, data_dir: dir, node_name: "t", address: None, caps }
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_a_clear_error_and_nothing_is_written() {
+        let dir = std::env::temp_dir().join(format!("podnet-kube-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ApiConfig { enabled: true, port: taken.local_addr().unwrap().port() };
+        let (calls, _requests) = mpsc::channel(1);
+        let e = start(options(&config, &dir), calls.clone()).await.unwrap_err();
+        assert!(matches!(e, KubeError::Listen { .. }), "{e}");
+        assert!(e.to_string().contains("set another api.port"), "{e}");
+        assert!(!dir.join(kubeconfig::FILE).exists(), "nothing half-made");
+        let zero = ApiConfig { enabled: true, port: 0 };
+        assert!(matches!(start(options(&zero, &dir), calls).await, Err(KubeError::Port)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
