@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use podnet_e2e::{Node, busybox, eventually, require, stderr, stdout};
+use podnet_e2e::{Cluster, Node, busybox, eventually, require, stderr, stdout};
 use serde_json::Value;
 
 /// The node's address in its namespace: the API serves it and the
@@ -390,4 +390,34 @@ fn the_api_port_is_configurable_and_the_api_can_be_off() {
     assert!(!kubeconfig(&off).exists(), "no kubeconfig when the API is off");
     let out = off.on_node(&["curl", "-sk", "https://127.0.0.1:6443/version"]);
     assert!(!out.status.success(), "nothing listens on 6443: {}", stdout(&out));
+}
+
+#[test]
+fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
+    require(KUBECTL, "kubectl");
+    let bb = busybox();
+    let cluster = Cluster::start("kubecl", 1);
+    let (server, member) = (cluster.server(), &cluster.nodes[1]);
+    // The server's cluster API holds 6443: its Kubernetes API is on 6444.
+    let text = std::fs::read_to_string(kubeconfig(server)).unwrap();
+    assert!(text.contains(&format!("server: https://{}:6444", Cluster::address(0))), "{text}");
+    let text = std::fs::read_to_string(kubeconfig(member)).unwrap();
+    assert!(text.contains(&format!("server: https://{}:6443", Cluster::address(1))), "{text}");
+    for node in [server, member] {
+        let nodes = ok(node, &["get", "nodes", "-o", "name"]);
+        for name in [&server.name, &member.name] {
+            assert!(nodes.contains(&format!("node/{name}")), "{name} in {nodes}");
+        }
+    }
+    // Made through a member's API, kept by the server's control plane.
+    let created = ok(
+        member,
+        &["create", "deployment", "spread", "--image=busybox", "--replicas=2", "--", &bb, "sleep", "3600"],
+    );
+    assert_eq!(created.trim(), "deployment.apps/spread created");
+    eventually(Duration::from_secs(30), "spread to be 2/2 ready on the server", || {
+        let table = ok(server, &["get", "deploy", "spread", "--no-headers"]);
+        table.split_whitespace().nth(1).is_some_and(|ready| ready == "2/2").then_some(())
+    });
+    assert_eq!(ok(server, &["delete", "deploy", "spread"]).trim(), "deployment.apps \"spread\" deleted");
 }

@@ -100,19 +100,6 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
             crate::listeners::limits::Caps::listener(&options.config.limits),
         ));
     }
-    let api_address = match &options.role {
-        Role::Server { address, .. } | Role::Member { address, .. } => *address,
-        Role::Standalone => None,
-    }
-    .or_else(|| crate::cluster::node_address(&options.config.network.host_interface));
-    let api = crate::kube::ApiOptions {
-        config: &options.config.api,
-        data_dir,
-        node_name: &options.node_name,
-        address: api_address,
-        caps: crate::listeners::limits::Caps::listener(&options.config.limits),
-    };
-    crate::kube::start(api, calls_tx.clone()).await?;
     // Nodes of a cluster reach each other's pods over the VXLAN overlay.
     if !matches!(options.role, Role::Standalone) {
         options.config.cluster.overlay = true;
@@ -135,6 +122,22 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
             (Side::Control(Box::new(control)), options.config.clone(), subnet)
         }
     };
+    // The Kubernetes API starts once the role has (a member's token and
+    // welcome, the server's cluster API): their errors come first, alone.
+    let (api_address, cluster_port) = match &options.role {
+        Role::Server { address, listen } => (*address, Some(listen.port())),
+        Role::Member { address, .. } => (*address, None),
+        Role::Standalone => (None, None),
+    };
+    let api = crate::kube::ApiOptions {
+        config: &options.config.api,
+        data_dir,
+        node_name: &options.node_name,
+        address: api_address.or_else(|| crate::cluster::node_address(&options.config.network.host_interface)),
+        cluster_port,
+        caps: crate::listeners::limits::Caps::listener(&options.config.limits),
+    };
+    crate::kube::start(api, calls_tx.clone()).await?;
     let mut node = NodeRuntime::start(NodeOptions {
         name: options.node_name.clone(),
         config,

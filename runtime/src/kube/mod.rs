@@ -1,5 +1,6 @@
 //! The Kubernetes API (issue #15, first slice): HTTPS on 127.0.0.1 and the
-//! node's address (`api.port`, 6443), so the real kubectl lists, creates,
+//! node's address (`api.port`: 6443, or 6444 on a cluster server, whose
+//! cluster API holds 6443), so the real kubectl lists, creates,
 //! scales and deletes podnet's pods, deployments and services. It is a
 //! translator in front of the agent's request channel (`agent`): it keeps
 //! no cluster state of its own.
@@ -45,19 +46,37 @@ use tokio::sync::mpsc;
 use crate::api::server::Call;
 use crate::listeners::limits::{Caps, Gate, Listener};
 
+/// The Kubernetes API's usual port.
+pub const DEFAULT_PORT: u16 = 6443;
+
 /// The config's `[api]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Serve the Kubernetes API at all.
     pub enabled: bool,
-    /// Its port, on 127.0.0.1 and the node's address.
-    pub port: u16,
+    /// Its port, on 127.0.0.1 and the node's address; unset: 6443, or 6444
+    /// on a cluster server whose cluster API holds 6443.
+    pub port: Option<u16>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { enabled: true, port: 6443 }
+        ApiConfig { enabled: true, port: None }
+    }
+}
+
+impl ApiConfig {
+    /// The port to serve on, given the port the cluster API listens on
+    /// here (a cluster server's): the two cannot share one.
+    pub fn port(&self, cluster_port: Option<u16>) -> Result<u16, KubeError> {
+        match (self.port, cluster_port) {
+            (Some(0), _) => Err(KubeError::Port),
+            (Some(port), Some(cluster)) if port == cluster => Err(KubeError::PortClash(port)),
+            (Some(port), _) => Ok(port),
+            (None, Some(DEFAULT_PORT)) => Ok(DEFAULT_PORT + 1),
+            (None, _) => Ok(DEFAULT_PORT),
+        }
     }
 }
 
@@ -87,6 +106,11 @@ pub enum KubeError {
     /// The kernel's random source.
     #[error(transparent)]
     Random(#[from] crate::sys::random::RandomError),
+    /// api.port is the cluster API's port.
+    #[error(
+        "api.port {0} is the cluster API's port (--listen) on this node: set another api.port, or leave it out"
+    )]
+    PortClash(u16),
     /// Port 0 in the config.
     #[error("api.port 0 is not a port: give 1 to 65535 (default 6443), or set api.enabled = false")]
     Port,
@@ -113,6 +137,8 @@ pub struct ApiOptions<'a> {
     pub node_name: &'a str,
     /// The node's address, when it has one (served on, and the kubeconfig's server).
     pub address: Option<Ipv4Addr>,
+    /// The port podnet's cluster API listens on here (a cluster server's).
+    pub cluster_port: Option<u16>,
     /// The listener caps and request timeout.
     pub caps: Caps,
 }
@@ -128,11 +154,9 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
         forget_kubeconfig(options.data_dir);
         return Ok(());
     }
-    if config.port == 0 {
-        return Err(KubeError::Port);
-    }
-    let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, config.port))];
-    addrs.extend(options.address.filter(|a| !a.is_loopback()).map(|a| SocketAddr::from((a, config.port))));
+    let port = config.port(options.cluster_port)?;
+    let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))];
+    addrs.extend(options.address.filter(|a| !a.is_loopback()).map(|a| SocketAddr::from((a, port))));
     let mut listeners = Vec::new();
     for addr in &addrs {
         match tokio::net::TcpListener::bind(addr).await {
@@ -191,7 +215,7 @@ mod tests {
 
     fn options<'a>(config: &'a ApiConfig, dir: &'a Path) -> ApiOptions<'a> {
         let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
-        ApiOptions { config, data_dir: dir, node_name: "t", address: None, caps }
+        ApiOptions { config, data_dir: dir, node_name: "t", address: None, cluster_port: None, caps }
     }
 
     #[tokio::test]
@@ -199,14 +223,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("podnet-kube-start-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = ApiConfig { enabled: true, port: taken.local_addr().unwrap().port() };
+        let config = ApiConfig { enabled: true, port: Some(taken.local_addr().unwrap().port()) };
         let (calls, _requests) = mpsc::channel(1);
         let e = start(options(&config, &dir), calls.clone()).await.unwrap_err();
         assert!(matches!(e, KubeError::Listen { .. }), "{e}");
         assert!(e.to_string().contains("set another api.port"), "{e}");
         assert!(!dir.join(kubeconfig::FILE).exists(), "nothing half-made");
-        let zero = ApiConfig { enabled: true, port: 0 };
+        let zero = ApiConfig { enabled: true, port: Some(0) };
         assert!(matches!(start(options(&zero, &dir), calls).await, Err(KubeError::Port)));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cluster_server_keeps_6443_for_its_cluster_api() {
+        let unset = ApiConfig::default();
+        assert_eq!(unset.port(None).unwrap(), 6443);
+        assert_eq!(unset.port(Some(6443)).unwrap(), 6444, "the cluster API holds 6443");
+        assert_eq!(unset.port(Some(7000)).unwrap(), 6443);
+        let set = ApiConfig { enabled: true, port: Some(7000) };
+        assert!(matches!(set.port(Some(7000)), Err(KubeError::PortClash(7000))));
+        assert_eq!(set.port(Some(6443)).unwrap(), 7000);
     }
 }
