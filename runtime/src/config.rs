@@ -434,6 +434,8 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// The image store.
     pub images: ImagesConfig,
+    /// The Kubernetes API.
+    pub api: crate::kube::ApiConfig,
 }
 
 /// One thing wrong in a board config: where (when known) and what.

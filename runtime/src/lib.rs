@@ -18,6 +18,8 @@
 //! - `image` — OCI images: pulls from registries, archive imports, the
 //!   content store.
 //! - `api` — the control socket the CLI talks to.
+//! - `kube` — the Kubernetes API kubectl talks to, in front of the same
+//!   request channel.
 //! - `agent` — the event loop that joins them.
 
 // Unsafe code lives in `sys`, behind safe wrappers; the few hooks that must
@@ -33,6 +35,7 @@ pub mod dataplane;
 pub mod desired;
 mod error;
 pub mod image;
+pub mod kube;
 pub mod listeners;
 pub mod model;
 pub mod node;

@@ -99,7 +99,7 @@ fn a_client_of_another_protocol_version_gets_a_readable_error() {
     stream.read_exact(&mut body).unwrap();
     assert_eq!(body[2], 1, "error status");
     let text = String::from_utf8_lossy(&body[3..]);
-    assert!(text.contains("protocol v4") && text.contains("v99"), "{text}");
+    assert!(text.contains("this agent speaks control protocol v") && text.contains("CLI v99"), "{text}");
 }
 
 #[test]

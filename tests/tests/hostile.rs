@@ -126,7 +126,8 @@ fn a_pod_whose_sandbox_fails_is_reported_and_retried_with_backoff() {
         let table = node.ok(&["get", "pods"]);
         table.contains("CreatePodSandboxError").then_some(table)
     });
-    assert!(table.contains("cannot create the sandbox of pod default/web"), "{table}");
+    let described = node.ok(&["describe", "pod", "web"]);
+    assert!(described.contains("cannot create the sandbox of pod default/web"), "{table}\n{described}");
     // Tried again after 1 s, 2 s, 4 s...: a few attempts in 3 s, not one per
     // 200 ms event-loop turn.
     std::thread::sleep(Duration::from_secs(3));

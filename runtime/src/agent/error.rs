@@ -69,6 +69,9 @@ pub enum AgentError {
     /// The image store.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// The Kubernetes API.
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
     /// The token, the client config or the cluster link.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),

@@ -91,11 +91,6 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
 
     raise_fd_limit();
     let (calls_tx, calls) = mpsc::channel::<Call>(64);
-    // Image requests are served beside the event loop: pulls take minutes.
-    let images =
-        crate::image::Images::start(data_dir, options.registries.clone(), options.config.images.clone())
-            .await?;
-    let calls = images.clone().intercept(calls);
     // Detached containers' inits become the agent's children, so it learns
     // their exit codes (see node::container).
     if let Err(e) = crate::sys::reaper::set_subreaper() {
@@ -130,6 +125,29 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
             (Side::Control(Box::new(control)), options.config.clone(), subnet)
         }
     };
+    // Image requests are served beside the event loop: pulls take minutes.
+    // The store opens (and imports, and collects) once the role has started,
+    // so a member's token or welcome error comes first, alone.
+    let images =
+        crate::image::Images::start(data_dir, options.registries.clone(), options.config.images.clone())
+            .await?;
+    let calls = images.clone().intercept(calls);
+    // The Kubernetes API starts once the role has (a member's token and
+    // welcome, the server's cluster API): their errors come first, alone.
+    let (api_address, cluster_port) = match &options.role {
+        Role::Server { address, listen } => (*address, Some(listen.port())),
+        Role::Member { address, .. } => (*address, None),
+        Role::Standalone => (None, None),
+    };
+    let api = crate::kube::ApiOptions {
+        config: &options.config.api,
+        data_dir,
+        node_name: &options.node_name,
+        address: api_address.or_else(|| crate::cluster::node_address(&options.config.network.host_interface)),
+        cluster_port,
+        caps: crate::listeners::limits::Caps::listener(&options.config.limits),
+    };
+    crate::kube::start(api, calls_tx.clone()).await?;
     let mut node = NodeRuntime::start(
         NodeOptions { name: options.node_name.clone(), config, subnet, data_dir: data_dir.clone(), hidden },
         images,

@@ -55,6 +55,9 @@ struct Counts {
     gc_removed: AtomicU64,
     archives_imported: AtomicU64,
     archives_refused: AtomicU64,
+    /// The disk stayed past the low mark after a collection, and it was said:
+    /// said again only after it went below (not at every pull and start).
+    disk_full_said: std::sync::atomic::AtomicBool,
 }
 
 /// What the image service did since the agent started, for `node stats`
@@ -424,20 +427,25 @@ impl Inner {
             }
             now = gc::percent(usage()).unwrap_or(0);
         }
-        tracing::info!(
-            images,
-            blobs,
-            bytes,
-            before_percent = before,
-            after_percent = now,
-            high_percent = high,
-            low_percent = low,
-            "image GC: disk use was past images.gc_high_percent"
-        );
-        if now >= low {
+        if images > 0 {
+            tracing::info!(
+                images,
+                blobs,
+                bytes,
+                before_percent = before,
+                after_percent = now,
+                high_percent = high,
+                low_percent = low,
+                "image GC: disk use was past images.gc_high_percent"
+            );
+        }
+        let said = &self.counts.disk_full_said;
+        if now < low {
+            said.store(false, Ordering::Relaxed);
+        } else if !said.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 percent = now,
-                "disk use is still past images.gc_low_percent: the other images are in use or recent, or the space is not images'; free space on the data dir's file system"
+                "disk use is past images.gc_low_percent and no unused image is left to remove (the rest are in use or recent, or the space is not images'): free space on the data dir's file system"
             );
         }
     }

@@ -25,17 +25,20 @@ pub enum Listener {
     ProxyTcp,
     /// Node ports, LoadBalancer ports and host ports over UDP (flows).
     ProxyUdp,
+    /// The Kubernetes API (`api.port`).
+    KubeApi,
 }
 
 impl Listener {
     /// Every listener, in the order they are shown.
-    pub const ALL: [Listener; 6] = [
+    pub const ALL: [Listener; 7] = [
         Listener::DnsTcp,
         Listener::ClusterApi,
         Listener::Metrics,
         Listener::Control,
         Listener::ProxyTcp,
         Listener::ProxyUdp,
+        Listener::KubeApi,
     ];
 
     /// The name shown to people and scrapers.
@@ -47,6 +50,7 @@ impl Listener {
             Listener::Control => "control",
             Listener::ProxyTcp => "proxy_tcp",
             Listener::ProxyUdp => "proxy_udp",
+            Listener::KubeApi => "kube_api",
         }
     }
 
@@ -87,11 +91,13 @@ pub enum Reason {
     OversizedMessage,
     /// A message did not decrypt, decode or end where it said.
     MalformedMessage,
+    /// The Kubernetes API: a request without the token, or with another.
+    Unauthorized,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
@@ -102,6 +108,7 @@ impl Reason {
         Reason::VersionMismatch,
         Reason::OversizedMessage,
         Reason::MalformedMessage,
+        Reason::Unauthorized,
     ];
 
     /// The name shown to people and scrapers.
@@ -117,6 +124,7 @@ impl Reason {
             Reason::VersionMismatch => "version_mismatch",
             Reason::OversizedMessage => "oversized_message",
             Reason::MalformedMessage => "malformed_message",
+            Reason::Unauthorized => "unauthorized",
         }
     }
 }

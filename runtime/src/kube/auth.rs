@@ -1,0 +1,62 @@
+//! The admin bearer token: made once from the kernel's random source, kept
+//! in the data dir, compared in constant time.
+
+use std::path::Path;
+
+use super::KubeError;
+use super::files::read_or_make;
+
+/// The one credential of this slice: whoever holds it is the admin.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    /// Loads the token from `path`, making it on first start.
+    pub fn load(path: &Path) -> Result<Token, KubeError> {
+        let text = read_or_make(path, || {
+            let bytes = crate::sys::random::secret(32)?;
+            Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        })?;
+        let token = text.trim().to_string();
+        if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(KubeError::BadToken(path.to_path_buf()));
+        }
+        Ok(Token(token))
+    }
+
+    /// The token's text (for the kubeconfig).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an `Authorization` header value carries this token.
+    pub fn admits(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(given) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else { return false };
+        let want = self.0.as_bytes();
+        // Constant time over the token's length: no early exit on a mismatch.
+        given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_bearer_token_is_admitted() {
+        let dir = std::env::temp_dir().join(format!("podnet-kube-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let token = Token::load(&dir.join("token")).unwrap();
+        assert_eq!(token.as_str().len(), 64);
+        assert_eq!(Token::load(&dir.join("token")).unwrap().as_str(), token.as_str(), "kept across starts");
+        let header = format!("Bearer {}", token.as_str());
+        assert!(token.admits(Some(header.as_bytes())));
+        assert!(!token.admits(None));
+        assert!(!token.admits(Some(token.as_str().as_bytes())), "the Bearer scheme is required");
+        assert!(!token.admits(Some(&header.as_bytes()[..header.len() - 1])));
+        let mut wrong = header.into_bytes();
+        *wrong.last_mut().unwrap() ^= 1;
+        assert!(!token.admits(Some(&wrong)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

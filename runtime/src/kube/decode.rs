@@ -1,0 +1,568 @@
+//! Kubernetes objects sent by clients (kubectl create, run, expose,
+//! `create -f`) into podnet's specs. What podnet cannot do is refused with
+//! 422 and the field, not dropped: one container per pod, for one.
+
+use serde_json::Value;
+
+use super::status::Status;
+use crate::model::{
+    ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort, ImageSpec, Labels,
+    PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext, ServicePort,
+    ServiceSpec, ServiceType, SessionAffinity, TargetPort,
+};
+
+/// Where a refusal is reported: the object's kind and name.
+struct Ctx<'a> {
+    kind: &'a str,
+    name: &'a str,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, field: &str, message: impl Into<String>) -> Status {
+        Status::invalid(self.kind, self.name, field, message)
+    }
+}
+
+/// Checks the object's kind and apiVersion, and gives its name (and that
+/// its namespace, if written, is the request's).
+pub fn head<'a>(
+    body: &'a Value,
+    kind: &str,
+    api_version: &str,
+    namespace: Option<&str>,
+) -> Result<&'a str, Status> {
+    if !body.is_object() {
+        return Err(Status::bad_request(format!("the body is not a {kind} object")));
+    }
+    if body["kind"].as_str().is_some_and(|k| k != kind)
+        || body["apiVersion"].as_str().is_some_and(|v| v != api_version)
+    {
+        return Err(Status::bad_request(format!(
+            "the body is a {} {}, and this URL takes a {api_version} {kind}",
+            body["apiVersion"].as_str().unwrap_or("?"),
+            body["kind"].as_str().unwrap_or("?")
+        )));
+    }
+    let name = match &body["metadata"]["name"] {
+        Value::String(name) if !name.is_empty() => name.as_str(),
+        _ if body["metadata"]["generateName"].is_string() => {
+            return Err(Status::invalid(
+                kind,
+                "",
+                "metadata.generateName",
+                "podnet needs metadata.name: give the object a name",
+            ));
+        }
+        _ => {
+            return Err(Status::invalid(
+                kind,
+                "",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            ));
+        }
+    };
+    if let (Some(want), Some(given)) = (namespace, body["metadata"]["namespace"].as_str())
+        && !given.is_empty()
+        && want != given
+    {
+        return Err(Status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(name)
+}
+
+fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
+    match value {
+        Value::Null => Ok(Labels::new()),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(v) => Ok((k.clone(), v.to_string())),
+                None => Err(ctx.invalid(&format!("{field}.{k}"), "label values are strings")),
+            })
+            .collect(),
+        _ => Err(ctx.invalid(field, "labels are a map of strings")),
+    }
+}
+
+fn strings(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<String>, Status> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ctx.invalid(&format!("{field}[{i}]"), "must be a string"))
+            })
+            .collect(),
+        _ => Err(ctx.invalid(field, "must be a list of strings")),
+    }
+}
+
+fn port_number(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<u16, Status> {
+    value.as_u64().filter(|p| (1..=65535).contains(p)).map(|p| p as u16).ok_or_else(|| {
+        ctx.invalid(field, format!("Invalid value: {value}: must be between 1 and 65535, inclusive"))
+    })
+}
+
+fn protocol(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Protocol, Status> {
+    match value.as_str().unwrap_or("TCP") {
+        "TCP" => Ok(Protocol::Tcp),
+        "UDP" => Ok(Protocol::Udp),
+        other => Err(
+            ctx.invalid(field, format!("Unsupported value: \"{other}\": supported values: \"TCP\", \"UDP\""))
+        ),
+    }
+}
+
+fn resource_list(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<ResourceList, Status> {
+    let Some(map) = value.as_object() else { return Ok(ResourceList::default()) };
+    let mut text = Vec::new();
+    for (key, amount) in map {
+        let amount = match amount {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return Err(ctx.invalid(&format!("{field}.{key}"), "must be a quantity")),
+        };
+        text.push(format!("{key}={amount}"));
+    }
+    text.join(",").parse().map_err(|e: crate::model::ModelError| ctx.invalid(field, e.to_string()))
+}
+
+/// A pod's one container and pod-level fields, as podnet's pod fields.
+struct PodParts {
+    command: Vec<String>,
+    image: Option<ImageSpec>,
+    ports: Vec<ContainerPort>,
+    host_ports: Vec<HostPort>,
+    readiness: Option<Probe>,
+    security: SecurityContext,
+    resources: Resources,
+}
+
+fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> {
+    let containers = spec["containers"]
+        .as_array()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ctx.invalid(&format!("{at}.containers"), "Required value"))?;
+    if containers.len() > 1 {
+        return Err(ctx.invalid(
+            &format!("{at}.containers"),
+            format!(
+                "Too many: {}: podnet runs one container per pod: put the others in pods of their own",
+                containers.len()
+            ),
+        ));
+    }
+    let c = &containers[0];
+    let cf = format!("{at}.containers[0]");
+    // Fields podnet would not act on: refused, not dropped, so a pod never
+    // runs without what its manifest asked for.
+    let unsupported = |object: &Value, fields: &[&str], at: &str| -> Result<(), Status> {
+        for field in fields {
+            let set = match &object[*field] {
+                Value::Null | Value::Bool(false) => false,
+                Value::Array(v) => !v.is_empty(),
+                Value::Object(m) => !m.is_empty() || *field != "nodeSelector",
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if set {
+                return Err(ctx
+                    .invalid(&format!("{at}.{field}"), "Forbidden: podnet does not support this field yet"));
+            }
+        }
+        Ok(())
+    };
+    unsupported(
+        spec,
+        &[
+            "initContainers",
+            "ephemeralContainers",
+            "volumes",
+            "hostNetwork",
+            "hostPID",
+            "hostIPC",
+            "nodeSelector",
+            "affinity",
+        ],
+        at,
+    )?;
+    unsupported(
+        c,
+        &[
+            "env",
+            "envFrom",
+            "workingDir",
+            "volumeMounts",
+            "volumeDevices",
+            "livenessProbe",
+            "startupProbe",
+            "lifecycle",
+            "stdin",
+            "tty",
+        ],
+        &cf,
+    )?;
+    let command = strings(ctx, &c["command"], &format!("{cf}.command"))?;
+    let args = strings(ctx, &c["args"], &format!("{cf}.args"))?;
+    let image = match c["image"].as_str().filter(|i| !i.is_empty()) {
+        Some(image) => Some(ImageSpec {
+            image: image.to_string(),
+            pull_policy: match c["imagePullPolicy"].as_str() {
+                Some(p) => p
+                    .parse::<PullPolicy>()
+                    .map_err(|e| ctx.invalid(&format!("{cf}.imagePullPolicy"), e.to_string()))?,
+                None => PullPolicy::default_for(image),
+            },
+            command: command.clone(),
+            args: args.clone(),
+        }),
+        None => None,
+    };
+    let mut ports = Vec::new();
+    let mut host_ports = Vec::new();
+    for (i, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
+        let pf = format!("{cf}.ports[{i}]");
+        let port = port_number(ctx, &p["containerPort"], &format!("{pf}.containerPort"))?;
+        let proto = protocol(ctx, &p["protocol"], &format!("{pf}.protocol"))?;
+        let name = p["name"].as_str().map(str::to_string);
+        if let Some(name) = &name {
+            crate::model::check_port_name(name)
+                .map_err(|e| ctx.invalid(&format!("{pf}.name"), e.to_string()))?;
+        }
+        ports.push(ContainerPort { name, port, protocol: proto });
+        if !p["hostPort"].is_null() && p["hostPort"].as_u64() != Some(0) {
+            let host_port = port_number(ctx, &p["hostPort"], &format!("{pf}.hostPort"))?;
+            let host_ip = match p["hostIP"].as_str() {
+                Some(ip) => Some(
+                    ip.parse()
+                        .map_err(|_| ctx.invalid(&format!("{pf}.hostIP"), "must be an IPv4 address"))?,
+                ),
+                None => None,
+            }
+            .filter(|ip: &std::net::Ipv4Addr| !ip.is_unspecified());
+            host_ports.push(HostPort { host_ip, host_port, port, protocol: proto });
+        }
+    }
+    let probe = &c["readinessProbe"];
+    let readiness = if probe.is_null() {
+        None
+    } else if !probe["tcpSocket"].is_null() {
+        Some(Probe::Tcp {
+            port: port_number(
+                ctx,
+                &probe["tcpSocket"]["port"],
+                &format!("{cf}.readinessProbe.tcpSocket.port"),
+            )?,
+        })
+    } else if !probe["httpGet"].is_null() {
+        let port = port_number(ctx, &probe["httpGet"]["port"], &format!("{cf}.readinessProbe.httpGet.port"))?;
+        Some(Probe::Http { port, path: probe["httpGet"]["path"].as_str().unwrap_or("/").to_string() })
+    } else {
+        return Err(ctx.invalid(
+            &format!("{cf}.readinessProbe"),
+            "podnet probes with tcpSocket or httpGet (a numbered port)",
+        ));
+    };
+    let sc = &c["securityContext"];
+    let id = |v: &Value, f: &str| -> Result<Option<u32>, Status> {
+        match v {
+            Value::Null => Ok(None),
+            v => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
+                ctx.invalid(&format!("{cf}.securityContext.{f}"), "must be a user or group id")
+            }),
+        }
+    };
+    let run_as = match (id(&sc["runAsUser"], "runAsUser")?, id(&sc["runAsGroup"], "runAsGroup")?) {
+        (Some(uid), gid) => Some(RunAs { uid, gid: gid.unwrap_or(uid) }),
+        (None, Some(_)) => {
+            return Err(ctx.invalid(
+                &format!("{cf}.securityContext.runAsGroup"),
+                "podnet needs runAsUser with runAsGroup",
+            ));
+        }
+        (None, None) => None,
+    };
+    let security = SecurityContext { privileged: sc["privileged"].as_bool().unwrap_or(false), run_as };
+    let resources = Resources {
+        limits: resource_list(ctx, &c["resources"]["limits"], &format!("{cf}.resources.limits"))?,
+        requests: resource_list(ctx, &c["resources"]["requests"], &format!("{cf}.resources.requests"))?,
+    };
+    // A command pod (no image: podnet's own) runs command and args on the
+    // node's filesystem; an image pod's process is worked out by the node
+    // from the image's ENTRYPOINT and CMD (ImageSpec::process).
+    let command = if image.is_some() { Vec::new() } else { command.into_iter().chain(args).collect() };
+    Ok(PodParts { command, image, ports, host_ports, readiness, security, resources })
+}
+
+/// A v1 Pod into a [`PodSpec`] in `namespace`.
+pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
+    let name = head(body, "Pod", "v1", Some(namespace))?;
+    let ctx = Ctx { kind: "Pod", name };
+    let spec = &body["spec"];
+    let parts = pod_parts(&ctx, spec, "spec")?;
+    let restart_policy = match spec["restartPolicy"].as_str() {
+        Some(p) => p
+            .parse()
+            .map_err(|e: crate::model::ModelError| ctx.invalid("spec.restartPolicy", e.to_string()))?,
+        None => Default::default(),
+    };
+    Ok(PodSpec {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        labels: labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?,
+        command: parts.command,
+        restart_policy,
+        owner: None,
+        ports: parts.ports,
+        readiness: parts.readiness,
+        node_name: spec["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
+        host_ports: parts.host_ports,
+        security: parts.security,
+        image: parts.image,
+        resources: parts.resources,
+    })
+}
+
+/// An apps/v1 Deployment into a [`DeploymentSpec`] in `namespace`.
+pub fn deployment(body: &Value, namespace: &str) -> Result<DeploymentSpec, Status> {
+    let name = head(body, "Deployment", "apps/v1", Some(namespace))?;
+    let ctx = Ctx { kind: "Deployment", name };
+    let spec = &body["spec"];
+    let replicas = match &spec["replicas"] {
+        Value::Null => 1,
+        v => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| ctx.invalid("spec.replicas", "must be a number from 0"))?,
+    };
+    let template_labels =
+        labels(&ctx, &spec["template"]["metadata"]["labels"], "spec.template.metadata.labels")?;
+    let selector = &spec["selector"];
+    if selector["matchExpressions"].as_array().is_some_and(|e| !e.is_empty()) {
+        return Err(ctx.invalid(
+            "spec.selector.matchExpressions",
+            "podnet selects a deployment's pods with matchLabels only",
+        ));
+    }
+    let match_labels = labels(&ctx, &selector["matchLabels"], "spec.selector.matchLabels")?;
+    if match_labels.is_empty() {
+        return Err(ctx.invalid("spec.selector", "Required value"));
+    }
+    if match_labels.iter().any(|(k, v)| template_labels.get(k) != Some(v)) {
+        return Err(ctx.invalid(
+            "spec.template.metadata.labels",
+            "Invalid value: `selector` does not match template `labels`",
+        ));
+    }
+    if spec["template"]["spec"]["restartPolicy"].as_str().is_some_and(|p| p != "Always") {
+        return Err(ctx
+            .invalid("spec.template.spec.restartPolicy", "Unsupported value: only \"Always\" is supported"));
+    }
+    let parts = pod_parts(&ctx, &spec["template"]["spec"], "spec.template.spec")?;
+    Ok(DeploymentSpec {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        replicas,
+        labels: template_labels,
+        command: parts.command,
+        ports: parts.ports,
+        readiness: parts.readiness,
+        host_ports: parts.host_ports,
+        security: parts.security,
+        image: parts.image,
+        resources: parts.resources,
+    })
+}
+
+/// The replica count of a Scale (PUT) or of a merge patch to it.
+pub fn replicas(body: &Value, name: &str) -> Result<u32, Status> {
+    let value = &body["spec"]["replicas"];
+    value.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+        Status::invalid(
+            "Scale",
+            name,
+            "spec.replicas",
+            format!("Invalid value: {value}: must be a number from 0"),
+        )
+    })
+}
+
+/// A v1 Service into a [`ServiceSpec`] in `namespace`.
+pub fn service(body: &Value, namespace: &str) -> Result<ServiceSpec, Status> {
+    let name = head(body, "Service", "v1", Some(namespace))?;
+    let ctx = Ctx { kind: "Service", name };
+    let spec = &body["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+    let external_name =
+        (kind == "ExternalName").then(|| spec["externalName"].as_str().unwrap_or("").to_string());
+    let service_type = match kind {
+        "ExternalName" => ServiceType::ClusterIP,
+        other => other.parse().map_err(|_| {
+            ctx.invalid("spec.type", format!("Unsupported value: \"{other}\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""))
+        })?,
+    };
+    let cluster_ip = match spec["clusterIP"].as_str() {
+        None | Some("") => ClusterIpRequest::Auto,
+        Some("None") => ClusterIpRequest::None,
+        Some(ip) => ClusterIpRequest::Fixed(ip.parse().map_err(|_| {
+            ctx.invalid("spec.clusterIP", format!("Invalid value: \"{ip}\": must be an IPv4 address or None"))
+        })?),
+    };
+    let mut ports = Vec::new();
+    for (i, p) in spec["ports"].as_array().into_iter().flatten().enumerate() {
+        let pf = format!("spec.ports[{i}]");
+        let port = port_number(&ctx, &p["port"], &format!("{pf}.port"))?;
+        let target_port = match &p["targetPort"] {
+            Value::Null => TargetPort::Number(port),
+            Value::String(s) => s.parse().map_err(|e: crate::model::ModelError| {
+                ctx.invalid(&format!("{pf}.targetPort"), e.to_string())
+            })?,
+            v => TargetPort::Number(port_number(&ctx, v, &format!("{pf}.targetPort"))?),
+        };
+        // 0 asks for one to be allocated, as leaving it out does.
+        let node_port = match &p["nodePort"] {
+            Value::Null => None,
+            v if v.as_u64() == Some(0) => None,
+            v => Some(port_number(&ctx, v, &format!("{pf}.nodePort"))?),
+        };
+        ports.push(ServicePort {
+            name: p["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
+            port,
+            target_port,
+            protocol: protocol(&ctx, &p["protocol"], &format!("{pf}.protocol"))?,
+            node_port,
+        });
+    }
+    let session_affinity = match spec["sessionAffinity"].as_str() {
+        None | Some("None") => SessionAffinity::None,
+        Some("ClientIP") => SessionAffinity::ClientIp {
+            timeout_seconds: spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"]
+                .as_u64()
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT),
+        },
+        Some(other) => {
+            return Err(ctx.invalid(
+                "spec.sessionAffinity",
+                format!("Unsupported value: \"{other}\": supported values: \"ClientIP\", \"None\""),
+            ));
+        }
+    };
+    Ok(ServiceSpec {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        cluster_ip,
+        ports,
+        selector: labels(&ctx, &spec["selector"], "spec.selector")?,
+        session_affinity,
+        external_name,
+        service_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What `kubectl create deployment web --image=busybox --port=80 -- sleep 1` sends.
+    fn kubectl_deployment() -> Value {
+        json!({
+            "kind": "Deployment", "apiVersion": "apps/v1",
+            "metadata": { "name": "web", "creationTimestamp": null, "labels": { "app": "web" } },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": {
+                    "metadata": { "creationTimestamp": null, "labels": { "app": "web" } },
+                    "spec": { "containers": [{ "name": "busybox", "image": "busybox", "command": ["sleep", "1"], "ports": [{ "containerPort": 80 }], "resources": {} }] }
+                },
+                "strategy": {}
+            },
+            "status": {}
+        })
+    }
+
+    #[test]
+    fn kubectls_deployment_becomes_a_podnet_deployment() {
+        let d = deployment(&kubectl_deployment(), "default").unwrap();
+        assert_eq!(d.replicas, 1);
+        assert_eq!(d.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(d.ports[0].port, 80);
+        let image = d.image.unwrap();
+        assert_eq!((image.image.as_str(), image.pull_policy), ("busybox", PullPolicy::Always));
+        // An image pod: the container's command is the image spec's, the
+        // host command is empty.
+        assert_eq!(image.command, ["sleep", "1"]);
+        assert!(d.command.is_empty());
+    }
+
+    #[test]
+    fn what_podnet_cannot_run_is_refused_with_its_field() {
+        let mut two = kubectl_deployment();
+        let c = two["spec"]["template"]["spec"]["containers"][0].clone();
+        two["spec"]["template"]["spec"]["containers"] = json!([c.clone(), c]);
+        let e = deployment(&two, "default").unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(e.causes[0].0, "spec.template.spec.containers");
+        assert!(e.message.contains("one container per pod"), "{}", e.message);
+
+        let mut mismatch = kubectl_deployment();
+        mismatch["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+        assert_eq!(
+            deployment(&mismatch, "default").unwrap_err().causes[0].0,
+            "spec.template.metadata.labels"
+        );
+
+        let mut port = kubectl_deployment();
+        port["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(70000);
+        let e = deployment(&port, "default").unwrap_err();
+        assert_eq!(e.causes[0].0, "spec.template.spec.containers[0].ports[0].containerPort");
+
+        let mut env = kubectl_deployment();
+        env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A", "value": "b" }]);
+        let e = deployment(&env, "default").unwrap_err();
+        assert_eq!(e.causes[0].0, "spec.template.spec.containers[0].env");
+        let mut host = kubectl_deployment();
+        host["spec"]["template"]["spec"]["hostNetwork"] = json!(false);
+        host["spec"]["template"]["spec"]["nodeSelector"] = json!({});
+        assert!(deployment(&host, "default").is_ok(), "unset values are not refused");
+        host["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        assert_eq!(deployment(&host, "default").unwrap_err().causes[0].0, "spec.template.spec.hostNetwork");
+
+        let other_ns =
+            json!({ "kind": "Pod", "apiVersion": "v1", "metadata": { "name": "x", "namespace": "a" } });
+        assert_eq!(pod(&other_ns, "b").unwrap_err().code, 400);
+        let wrong_kind = json!({ "kind": "Service", "apiVersion": "v1", "metadata": { "name": "x" } });
+        assert_eq!(pod(&wrong_kind, "b").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn a_service_keeps_its_ports_selector_and_affinity() {
+        let body = json!({
+            "kind": "Service", "apiVersion": "v1", "metadata": { "name": "web" },
+            "spec": { "type": "NodePort", "selector": { "app": "web" }, "sessionAffinity": "ClientIP",
+                "ports": [{ "name": "http", "port": 80, "targetPort": "http", "nodePort": 30080 }, { "name": "dns", "port": 53, "protocol": "UDP" }] }
+        });
+        let s = service(&body, "default").unwrap();
+        assert_eq!(s.service_type, ServiceType::NodePort);
+        assert_eq!(s.ports[0].target_port, TargetPort::Name("http".into()));
+        assert_eq!(s.ports[0].node_port, Some(30080));
+        assert_eq!(
+            (s.ports[1].target_port.clone(), s.ports[1].protocol),
+            (TargetPort::Number(53), Protocol::Udp)
+        );
+        assert_eq!(
+            s.session_affinity,
+            SessionAffinity::ClientIp { timeout_seconds: DEFAULT_AFFINITY_TIMEOUT }
+        );
+        let headless = json!({ "kind": "Service", "apiVersion": "v1", "metadata": { "name": "h" }, "spec": { "clusterIP": "None", "ports": [{ "port": 80 }] } });
+        assert_eq!(service(&headless, "default").unwrap().cluster_ip, ClusterIpRequest::None);
+    }
+}

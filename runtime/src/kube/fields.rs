@@ -1,0 +1,220 @@
+//! The fields Kubernetes defines on the objects podnet takes (from
+//! k8s.io/api's generated.proto), for `fieldValidation=Strict`: kubectl
+//! asks for it by default, and a misspelt field (`replica:`) must be an
+//! error, not silently nothing. Levels podnet never reads inside (volumes,
+//! affinity, probes...) are not walked: podnet refuses those fields whole.
+
+use serde_json::Value;
+
+/// One level of an object: its field names, and the levels under some.
+pub struct Level {
+    fields: &'static [&'static str],
+    /// (field, its level, whether the field is a list of them).
+    nested: &'static [(&'static str, &'static Level, bool)],
+}
+
+static META: Level = Level {
+    fields: &[
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    ],
+    nested: &[],
+};
+static CONTAINER_PORT: Level =
+    Level { fields: &["name", "hostPort", "containerPort", "protocol", "hostIP"], nested: &[] };
+static CONTAINER: Level = Level {
+    fields: &[
+        "name",
+        "image",
+        "command",
+        "args",
+        "workingDir",
+        "ports",
+        "envFrom",
+        "env",
+        "resources",
+        "resizePolicy",
+        "restartPolicy",
+        "restartPolicyRules",
+        "volumeMounts",
+        "volumeDevices",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "imagePullPolicy",
+        "securityContext",
+        "stdin",
+        "stdinOnce",
+        "tty",
+    ],
+    nested: &[("ports", &CONTAINER_PORT, true)],
+};
+static POD_SPEC: Level = Level {
+    fields: &[
+        "volumes",
+        "initContainers",
+        "containers",
+        "ephemeralContainers",
+        "restartPolicy",
+        "terminationGracePeriodSeconds",
+        "activeDeadlineSeconds",
+        "dnsPolicy",
+        "nodeSelector",
+        "serviceAccountName",
+        "serviceAccount",
+        "automountServiceAccountToken",
+        "nodeName",
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "shareProcessNamespace",
+        "securityContext",
+        "imagePullSecrets",
+        "hostname",
+        "subdomain",
+        "affinity",
+        "schedulerName",
+        "tolerations",
+        "hostAliases",
+        "priorityClassName",
+        "priority",
+        "dnsConfig",
+        "readinessGates",
+        "runtimeClassName",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "overhead",
+        "topologySpreadConstraints",
+        "setHostnameAsFQDN",
+        "os",
+        "hostUsers",
+        "schedulingGates",
+        "resourceClaims",
+        "resources",
+        "hostnameOverride",
+    ],
+    nested: &[("containers", &CONTAINER, true), ("initContainers", &CONTAINER, true)],
+};
+static TEMPLATE: Level = Level {
+    fields: &["metadata", "spec"],
+    nested: &[("metadata", &META, false), ("spec", &POD_SPEC, false)],
+};
+static SELECTOR: Level = Level { fields: &["matchLabels", "matchExpressions"], nested: &[] };
+static DEPLOYMENT_SPEC: Level = Level {
+    fields: &[
+        "replicas",
+        "selector",
+        "template",
+        "strategy",
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "paused",
+        "progressDeadlineSeconds",
+    ],
+    nested: &[("selector", &SELECTOR, false), ("template", &TEMPLATE, false)],
+};
+static SERVICE_PORT: Level =
+    Level { fields: &["name", "protocol", "appProtocol", "port", "targetPort", "nodePort"], nested: &[] };
+static SERVICE_SPEC: Level = Level {
+    fields: &[
+        "ports",
+        "selector",
+        "clusterIP",
+        "clusterIPs",
+        "type",
+        "externalIPs",
+        "sessionAffinity",
+        "loadBalancerIP",
+        "loadBalancerSourceRanges",
+        "externalName",
+        "externalTrafficPolicy",
+        "healthCheckNodePort",
+        "publishNotReadyAddresses",
+        "sessionAffinityConfig",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "allocateLoadBalancerNodePorts",
+        "loadBalancerClass",
+        "internalTrafficPolicy",
+        "trafficDistribution",
+    ],
+    nested: &[("ports", &SERVICE_PORT, true)],
+};
+const TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+static POD: Level = Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &POD_SPEC, false)] };
+static DEPLOYMENT: Level =
+    Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &DEPLOYMENT_SPEC, false)] };
+static SERVICE: Level =
+    Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &SERVICE_SPEC, false)] };
+
+/// The first field of `body` (a `kind` object) that Kubernetes does not
+/// define, as its path (`spec.template.spec.containers[0].imagee`).
+pub fn unknown(kind: &str, body: &Value) -> Option<String> {
+    let level = match kind {
+        "Pod" => &POD,
+        "Deployment" => &DEPLOYMENT,
+        "Service" => &SERVICE,
+        _ => return None,
+    };
+    walk(body, level, "")
+}
+
+fn walk(value: &Value, level: &Level, path: &str) -> Option<String> {
+    for (key, child) in value.as_object()? {
+        if !level.fields.contains(&key.as_str()) {
+            return Some(format!("{path}{key}"));
+        }
+        let Some((_, inner, list)) = level.nested.iter().find(|(k, _, _)| k == key) else { continue };
+        let found = match list {
+            true => child
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, inner, &format!("{path}{key}[{i}]."))),
+            false => walk(child, inner, &format!("{path}{key}.")),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_misspelt_field_is_found_with_its_path() {
+        let ok = json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "w", "labels": { "any": "x" } },
+            "spec": { "replicas": 1, "selector": { "matchLabels": { "a": "b" } }, "strategy": {},
+                "template": { "metadata": { "labels": { "a": "b" } }, "spec": { "containers": [{ "name": "c", "image": "i", "resources": {} }] } } } });
+        assert_eq!(unknown("Deployment", &ok), None);
+        let mut bad = ok.clone();
+        bad["spec"]["replica"] = json!(2);
+        assert_eq!(unknown("Deployment", &bad).as_deref(), Some("spec.replica"));
+        let mut bad = ok.clone();
+        bad["spec"]["template"]["spec"]["containers"][0]["imagee"] = json!("x");
+        assert_eq!(unknown("Deployment", &bad).as_deref(), Some("spec.template.spec.containers[0].imagee"));
+        let svc = json!({ "kind": "Service", "spec": { "ports": [{ "port": 80, "targetport": 8080 }] } });
+        assert_eq!(unknown("Service", &svc).as_deref(), Some("spec.ports[0].targetport"));
+    }
+}

@@ -1,0 +1,247 @@
+//! The Kubernetes API (issue #15, first slice): HTTPS on 127.0.0.1 and the
+//! node's address (`api.port`: 6443, or 6444 on a cluster server, whose
+//! cluster API holds 6443), so the real kubectl lists, creates,
+//! scales and deletes podnet's pods, deployments and services. It is a
+//! translator in front of the agent's request channel (`agent`): it keeps
+//! no cluster state of its own.
+//!
+//! Files: `server` (TLS + HTTP, auth, bounds), `routes` (URL → what),
+//! `verbs` (what each request does), `discovery`, `objects` (podnet →
+//! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `protobuf`
+//! (kubectl's protobuf bodies → JSON), `fields` (strict field validation),
+//! `openapi` (what kubectl's validation looks for), `table`
+//! (server-side printing), `select` (label and field selectors), `status`
+//! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
+//! `kubeconfig`, `files`.
+//!
+//! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
+//! OpenAPI schemas (`kubectl explain`), per-node credentials; resourceVersion is one counter
+//! the server keeps (bumped by changes made through the API).
+
+pub mod agent;
+pub mod auth;
+pub mod decode;
+pub mod discovery;
+pub mod fields;
+pub mod files;
+pub mod kubeconfig;
+pub mod objects;
+pub mod openapi;
+pub mod protobuf;
+pub mod routes;
+pub mod select;
+pub mod server;
+pub mod status;
+pub mod table;
+pub mod tls;
+pub mod verbs;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::api::server::Call;
+use crate::listeners::limits::{Caps, Gate, Listener};
+
+/// The Kubernetes API's usual port.
+pub const DEFAULT_PORT: u16 = 6443;
+
+/// The config's `[api]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the Kubernetes API at all.
+    pub enabled: bool,
+    /// Its port, on 127.0.0.1 and the node's address; unset: 6443, or 6444
+    /// on a cluster server whose cluster API holds 6443.
+    pub port: Option<u16>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { enabled: true, port: None }
+    }
+}
+
+impl ApiConfig {
+    /// The port to serve on, given the port the cluster API listens on
+    /// here (a cluster server's): the two cannot share one.
+    pub fn port(&self, cluster_port: Option<u16>) -> Result<u16, KubeError> {
+        match (self.port, cluster_port) {
+            (Some(0), _) => Err(KubeError::Port),
+            (Some(port), Some(cluster)) if port == cluster => Err(KubeError::PortClash(port)),
+            (Some(port), _) => Ok(port),
+            (None, Some(DEFAULT_PORT)) => Ok(DEFAULT_PORT + 1),
+            (None, _) => Ok(DEFAULT_PORT),
+        }
+    }
+}
+
+/// Why the Kubernetes API cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// A file of the API in the data dir.
+    #[error("cannot write or read {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA or serving certificate.
+    #[error("cannot {what} for the Kubernetes API: {reason}")]
+    Certificate {
+        /// The step.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The token file holds no usable token.
+    #[error("{} holds no usable token: remove it to make a new one (and hand out the new kubeconfig)", .0.display())]
+    BadToken(PathBuf),
+    /// The kernel's random source.
+    #[error(transparent)]
+    Random(#[from] crate::sys::random::RandomError),
+    /// api.port is the cluster API's port.
+    #[error(
+        "api.port {0} is the cluster API's port (--listen) on this node: set another api.port, or leave it out"
+    )]
+    PortClash(u16),
+    /// Port 0 in the config.
+    #[error("api.port 0 is not a port: give 1 to 65535 (default 6443), or set api.enabled = false")]
+    Port,
+    /// The port is taken (k3s, another agent).
+    #[error(
+        "cannot serve the Kubernetes API on {addr}: {source}: free the port, set another api.port in the config, or api.enabled = false"
+    )]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where and as what the API serves.
+pub struct ApiOptions<'a> {
+    /// The `[api]` config.
+    pub config: &'a ApiConfig,
+    /// The data dir: the CA, keys and token go to `kube/`, the kubeconfig beside.
+    pub data_dir: &'a Path,
+    /// The node's name (a name in the serving certificate).
+    pub node_name: &'a str,
+    /// The node's address, when it has one (served on, and the kubeconfig's server).
+    pub address: Option<Ipv4Addr>,
+    /// The port podnet's cluster API listens on here (a cluster server's).
+    pub cluster_port: Option<u16>,
+    /// The listener caps and request timeout.
+    pub caps: Caps,
+}
+
+/// Binds the API's ports, makes (or loads) its CA, certificate and token,
+/// writes the kubeconfig, and serves on tasks of their own. Errors come
+/// before anything is served, for the agent to report at start. An address
+/// that is not up (loopback down in a fresh namespace) is skipped with a
+/// warning; a port in use is an error.
+pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result<(), KubeError> {
+    let config = options.config;
+    if !config.enabled {
+        forget_kubeconfig(options.data_dir);
+        return Ok(());
+    }
+    let port = config.port(options.cluster_port)?;
+    let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))];
+    addrs.extend(options.address.filter(|a| !a.is_loopback()).map(|a| SocketAddr::from((a, port))));
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => tracing::warn!(
+                "the Kubernetes API is not served on {addr}: the address is not up on this node (for 127.0.0.1: `ip link set lo up`)"
+            ),
+            Err(source) => return Err(KubeError::Listen { addr: *addr, source }),
+        }
+    }
+    let Some(served) = listeners.last().and_then(|l| l.local_addr().ok()) else {
+        tracing::warn!(
+            "the Kubernetes API is not served: none of its addresses is up on this node; no kubeconfig written"
+        );
+        forget_kubeconfig(options.data_dir);
+        return Ok(());
+    };
+    let url = format!("https://{served}");
+    let dir = options.data_dir.join("kube");
+    let token = auth::Token::load(&dir.join("token"))?;
+    let ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+    let tls = tls::load(&dir, options.node_name, &ips)?;
+    kubeconfig::write(options.data_dir, &url, &tls.ca_pem, token.as_str())?;
+
+    let server = Arc::new(server::Server {
+        verbs: verbs::Verbs::new(agent::Agent::new(calls, options.caps.request_timeout)),
+        token,
+        tls: tokio_rustls::TlsAcceptor::from(tls.config),
+        counters: Listener::KubeApi.counters(),
+        request_timeout: options.caps.request_timeout,
+    });
+    let gate = Gate::new(Listener::KubeApi, options.caps);
+    for listener in listeners {
+        tokio::spawn(server::serve(listener, server.clone(), gate.clone()));
+    }
+    tracing::info!(server = %url, kubeconfig = %options.data_dir.join(kubeconfig::FILE).display(), "Kubernetes API ready");
+    Ok(())
+}
+
+/// Removes a kubeconfig left by an earlier start: it exists only while the
+/// API is served (the token in `kube/` is kept for the next time).
+fn forget_kubeconfig(data_dir: &Path) {
+    let path = data_dir.join(kubeconfig::FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("cannot remove {}: {e}", path.display())
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn options<'a>(config: &'a ApiConfig, dir: &'a Path) -> ApiOptions<'a> {
+        let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
+        ApiOptions { config, data_dir: dir, node_name: "t", address: None, cluster_port: None, caps }
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_a_clear_error_and_nothing_is_written() {
+        let dir = std::env::temp_dir().join(format!("podnet-kube-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ApiConfig { enabled: true, port: Some(taken.local_addr().unwrap().port()) };
+        let (calls, _requests) = mpsc::channel(1);
+        let e = start(options(&config, &dir), calls.clone()).await.unwrap_err();
+        assert!(matches!(e, KubeError::Listen { .. }), "{e}");
+        assert!(e.to_string().contains("set another api.port"), "{e}");
+        assert!(!dir.join(kubeconfig::FILE).exists(), "nothing half-made");
+        let zero = ApiConfig { enabled: true, port: Some(0) };
+        assert!(matches!(start(options(&zero, &dir), calls).await, Err(KubeError::Port)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cluster_server_keeps_6443_for_its_cluster_api() {
+        let unset = ApiConfig::default();
+        assert_eq!(unset.port(None).unwrap(), 6443);
+        assert_eq!(unset.port(Some(6443)).unwrap(), 6444, "the cluster API holds 6443");
+        assert_eq!(unset.port(Some(7000)).unwrap(), 6443);
+        let set = ApiConfig { enabled: true, port: Some(7000) };
+        assert!(matches!(set.port(Some(7000)), Err(KubeError::PortClash(7000))));
+        assert_eq!(set.port(Some(6443)).unwrap(), 7000);
+    }
+}

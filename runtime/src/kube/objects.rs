@@ -1,0 +1,438 @@
+//! podnet's objects in the Kubernetes API shape (what `kubectl get -o json`
+//! shows). The CLI's `-o json` (cli/src/kube.rs) renders the same objects;
+//! this is the API's version of it, with what kubectl needs besides
+//! (resourceVersion, container images and ports, the deployment selector).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use crate::model::{
+    ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe, Resources,
+    SecurityContext, Service, SessionAffinity, TargetPort,
+};
+
+/// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
+pub fn timestamp(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+fn metadata(name: &str, namespace: Option<&str>, uid: &str, created: u64, rv: u64) -> Value {
+    let mut m = json!({
+        "name": name,
+        "uid": uid,
+        "resourceVersion": rv.to_string(),
+        "creationTimestamp": timestamp(created),
+    });
+    if let Some(ns) = namespace {
+        m["namespace"] = json!(ns);
+    }
+    m
+}
+
+/// A memory amount as Kubernetes prints it (`128Mi`, or bytes).
+fn memory(bytes: u64) -> String {
+    for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+fn resources(r: &Resources) -> Value {
+    let list = |l: &crate::model::ResourceList| {
+        let mut out = Map::new();
+        if let Some(m) = l.memory {
+            out.insert("memory".into(), json!(memory(m)));
+        }
+        if let Some(c) = l.cpu_millis {
+            out.insert("cpu".into(), json!(format!("{c}m")));
+        }
+        Value::Object(out)
+    };
+    let mut out = Map::new();
+    if *r != Resources::default() {
+        out.insert("limits".into(), list(&r.limits));
+        out.insert("requests".into(), list(&r.requests));
+    }
+    Value::Object(out)
+}
+
+/// What one container of a pod (or of a deployment's template) holds.
+pub struct ContainerParts<'a> {
+    /// Container name.
+    pub name: &'a str,
+    /// A command pod's command.
+    pub command: &'a [String],
+    /// The image, for an image pod.
+    pub image: Option<&'a ImageSpec>,
+    /// Declared ports.
+    pub ports: &'a [ContainerPort],
+    /// Host ports.
+    pub host_ports: &'a [HostPort],
+    /// Readiness probe.
+    pub readiness: Option<&'a Probe>,
+    /// securityContext.
+    pub security: &'a SecurityContext,
+    /// resources.
+    pub resources: &'a Resources,
+}
+
+/// The one container of a pod, in the API shape.
+pub fn container(c: &ContainerParts<'_>) -> Value {
+    let mut out = json!({ "name": c.name, "resources": resources(c.resources) });
+    match c.image {
+        Some(image) => {
+            out["image"] = json!(image.image);
+            out["imagePullPolicy"] = json!(image.pull_policy.to_string());
+            if !image.command.is_empty() {
+                out["command"] = json!(image.command);
+            }
+            if !image.args.is_empty() {
+                out["args"] = json!(image.args);
+            }
+        }
+        None => out["command"] = json!(c.command),
+    }
+    let mut ports: Vec<Value> = c
+        .ports
+        .iter()
+        .map(|p| {
+            let mut port = json!({ "containerPort": p.port, "protocol": p.protocol.to_string() });
+            if let Some(name) = &p.name {
+                port["name"] = json!(name);
+            }
+            port
+        })
+        .collect();
+    for hp in c.host_ports {
+        let mut port = json!({ "containerPort": hp.port, "hostPort": hp.host_port, "protocol": hp.protocol.to_string() });
+        if let Some(ip) = hp.host_ip {
+            port["hostIP"] = json!(ip);
+        }
+        ports.push(port);
+    }
+    if !ports.is_empty() {
+        out["ports"] = json!(ports);
+    }
+    match c.readiness {
+        Some(Probe::Tcp { port }) => out["readinessProbe"] = json!({ "tcpSocket": { "port": port } }),
+        Some(Probe::Http { port, path }) => {
+            out["readinessProbe"] = json!({ "httpGet": { "port": port, "path": path } })
+        }
+        None => {}
+    }
+    if *c.security != SecurityContext::default() {
+        let mut context = json!({ "privileged": c.security.privileged });
+        if let Some(run_as) = c.security.run_as {
+            context["runAsUser"] = json!(run_as.uid);
+            context["runAsGroup"] = json!(run_as.gid);
+        }
+        out["securityContext"] = context;
+    }
+    out
+}
+
+/// A pod as `kubectl get pod -o json` shows one.
+pub fn pod(pod: &Pod, rv: u64) -> Value {
+    let spec = &pod.spec;
+    let status = &pod.status;
+    let mut meta = metadata(&spec.name, Some(&spec.namespace), &pod.uid, pod.created_at, rv);
+    meta["labels"] = json!(spec.labels);
+    if let Some(owner) = &spec.owner {
+        meta["ownerReferences"] = json!([{ "apiVersion": "apps/v1", "kind": "Deployment", "name": owner, "controller": true, "uid": "" }]);
+    }
+    let state = match (status.ready, status.phase) {
+        (true, _) => json!({ "running": { "startedAt": status.started_at.map(timestamp) } }),
+        (false, Phase::Pending) => json!({ "waiting": { "reason": "ContainerCreating" } }),
+        (false, Phase::Running) => json!({ "waiting": { "reason": status.reason } }),
+        (false, _) => json!({ "terminated": { "exitCode": status.last_exit_code, "reason": status.reason } }),
+    };
+    let parts = ContainerParts {
+        name: &spec.name,
+        command: &spec.command,
+        image: spec.image.as_ref(),
+        ports: &spec.ports,
+        host_ports: &spec.host_ports,
+        readiness: spec.readiness.as_ref(),
+        security: &spec.security,
+        resources: &spec.resources,
+    };
+    let ready = if status.ready { "True" } else { "False" };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "nodeName": pod.node_name,
+            "restartPolicy": spec.restart_policy.to_string(),
+            "containers": [container(&parts)],
+        },
+        "status": {
+            "phase": format!("{:?}", status.phase),
+            "conditions": [{ "type": "Ready", "status": ready }],
+            "podIP": status.pod_ip,
+            "podIPs": status.pod_ip.map(|ip| vec![json!({ "ip": ip })]).unwrap_or_default(),
+            "startTime": status.started_at.map(timestamp),
+            "containerStatuses": [{
+                "name": spec.name,
+                "ready": status.ready,
+                "restartCount": status.restarts,
+                "state": state,
+                "image": spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+            }],
+        },
+    })
+}
+
+/// A deployment as `kubectl get deployment -o json` shows one.
+pub fn deployment(d: &Deployment, rv: u64) -> Value {
+    let spec = &d.spec;
+    let mut meta = metadata(&spec.name, Some(&spec.namespace), &d.uid, d.created_at, rv);
+    meta["labels"] = json!(spec.labels);
+    meta["generation"] = json!(1);
+    let parts = ContainerParts {
+        name: &spec.name,
+        command: &spec.command,
+        image: spec.image.as_ref(),
+        ports: &spec.ports,
+        host_ports: &spec.host_ports,
+        readiness: spec.readiness.as_ref(),
+        security: &spec.security,
+        resources: &spec.resources,
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": { "matchLabels": spec.labels },
+            "template": {
+                "metadata": { "labels": spec.labels },
+                "spec": { "containers": [container(&parts)] },
+            },
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": d.replicas,
+            "updatedReplicas": d.replicas,
+            "readyReplicas": d.ready_replicas,
+            "availableReplicas": d.ready_replicas,
+        },
+    })
+}
+
+/// A deployment's scale subresource (autoscaling/v1 Scale).
+pub fn scale(d: &Deployment, rv: u64) -> Value {
+    let spec = &d.spec;
+    let selector: Vec<String> = spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": metadata(&spec.name, Some(&spec.namespace), &d.uid, d.created_at, rv),
+        "spec": { "replicas": spec.replicas },
+        "status": { "replicas": d.replicas, "selector": selector.join(",") },
+    })
+}
+
+/// A Service as `kubectl get svc -o json` shows one.
+pub fn service(s: &Service, rv: u64) -> Value {
+    let spec = &s.spec;
+    let ports: Vec<Value> = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let target = match &p.target_port {
+                TargetPort::Number(n) => json!(n),
+                TargetPort::Name(name) => json!(name),
+            };
+            let mut port =
+                json!({ "port": p.port, "targetPort": target, "protocol": p.protocol.to_string() });
+            if let Some(name) = &p.name {
+                port["name"] = json!(name);
+            }
+            if let Some(n) = p.node_port {
+                port["nodePort"] = json!(n);
+            }
+            port
+        })
+        .collect();
+    let cluster_ip = s.cluster_ip.map_or("None".to_string(), |ip| ip.to_string());
+    let mut out = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(&spec.name, Some(&spec.namespace), &s.uid, s.created_at, rv),
+        "spec": {
+            "type": spec.service_type.to_string(),
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "ports": ports,
+            "selector": spec.selector,
+            "sessionAffinity": "None",
+        },
+        "status": { "loadBalancer": {} },
+    });
+    if let Some(target) = &spec.external_name {
+        out["spec"] = json!({ "type": "ExternalName", "externalName": target, "ports": out["spec"]["ports"], "sessionAffinity": "None" });
+    }
+    if let Some(lb) = &s.load_balancer {
+        let ingress: Vec<Value> = lb.ingress.iter().map(|ip| json!({ "ip": ip })).collect();
+        out["status"]["loadBalancer"] = json!({ "ingress": ingress });
+        if let Some(problem) = &lb.problem {
+            out["metadata"]["annotations"] = json!({ "podnet.io/problem": problem });
+        }
+    }
+    if let SessionAffinity::ClientIp { timeout_seconds } = spec.session_affinity {
+        out["spec"]["sessionAffinity"] = json!("ClientIP");
+        out["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": timeout_seconds } });
+    }
+    out
+}
+
+/// Endpoints as `kubectl get endpoints -o json` shows them: addresses with
+/// the same ports share a subset.
+pub fn endpoints(e: &Endpoints, rv: u64) -> Value {
+    let address = |ip: &Ipv4Addr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
+    let mut subsets: Vec<(Value, Vec<Value>)> = Vec::new();
+    for (a, ports) in &e.subsets {
+        let ports: Value = ports
+            .iter()
+            .map(|p| {
+                let mut port = json!({ "port": p.port, "protocol": p.protocol.to_string() });
+                if let Some(name) = &p.name {
+                    port["name"] = json!(name);
+                }
+                port
+            })
+            .collect();
+        match subsets.iter_mut().find(|(p, _)| *p == ports) {
+            Some((_, addresses)) => addresses.push(address(&a.ip, &a.pod)),
+            None => subsets.push((ports, vec![address(&a.ip, &a.pod)])),
+        }
+    }
+    let mut subsets: Vec<Value> = subsets
+        .into_iter()
+        .map(|(ports, addresses)| json!({ "addresses": addresses, "ports": ports }))
+        .collect();
+    let not_ready: Vec<Value> = e.not_ready.iter().map(|a| address(&a.ip, &a.pod)).collect();
+    if !not_ready.is_empty() {
+        match subsets.first_mut() {
+            Some(first) => first["notReadyAddresses"] = json!(not_ready),
+            None => subsets.push(json!({ "notReadyAddresses": not_ready })),
+        }
+    }
+    let mut out = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": metadata(&e.name, Some(&e.namespace), "", e.created_at, rv),
+        "subsets": subsets,
+    });
+    if !e.problems.is_empty() {
+        out["metadata"]["annotations"] = json!({ "podnet.io/problems": e.problems.join("; ") });
+    }
+    out
+}
+
+/// The host's kernel release, for the node's nodeInfo.
+fn kernel() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A node as `kubectl get node -o json` shows one.
+pub fn node(n: &NodeInfo, rv: u64) -> Value {
+    let mut meta = metadata(&n.name, None, &n.name, n.started_at, rv);
+    let mut labels = json!({ "kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux" });
+    for role in n.roles.split(',').filter(|r| !r.is_empty() && *r != "<none>") {
+        labels[format!("node-role.kubernetes.io/{role}")] = json!("");
+    }
+    meta["labels"] = labels;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": meta,
+        "spec": { "podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr] },
+        "status": {
+            "conditions": [{ "type": "Ready", "status": if n.ready { "True" } else { "False" } }],
+            "addresses": n.internal_ip.map(|ip| vec![json!({ "type": "InternalIP", "address": ip })]).unwrap_or_default(),
+            "nodeInfo": {
+                "kubeletVersion": format!("podnet-{}", n.version),
+                "kernelVersion": kernel(),
+                "osImage": "",
+                "containerRuntimeVersion": format!("podnet://{}", n.version),
+                "operatingSystem": "linux",
+                "architecture": super::discovery::version()["platform"].as_str().unwrap_or("").trim_start_matches("linux/"),
+            },
+        },
+    })
+}
+
+/// A namespace (podnet's namespaces exist while objects are in them).
+pub fn namespace(name: &str, created: u64, rv: u64) -> Value {
+    let mut meta = metadata(name, None, name, created, rv);
+    meta["labels"] = json!({ "kubernetes.io/metadata.name": name });
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": meta, "status": { "phase": "Active" } })
+}
+
+/// A typed list (`PodList`) of `items`.
+pub fn list(kind: &str, api_version: &str, items: Vec<Value>, rv: u64) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": format!("{kind}List"),
+        "metadata": { "resourceVersion": rv.to_string() },
+        "items": items,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PodSpec, PodStatus, PullPolicy, RestartPolicy};
+
+    #[test]
+    fn an_image_pod_shows_its_image_command_args_and_ports() {
+        let spec = PodSpec {
+            name: "web".into(),
+            namespace: "default".into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            command: vec![],
+            restart_policy: RestartPolicy::Always,
+            owner: Some("web".into()),
+            ports: vec!["http:8080".parse().unwrap()],
+            readiness: None,
+            node_name: None,
+            host_ports: vec![],
+            security: Default::default(),
+            image: Some(ImageSpec {
+                image: "nginx:1.27".into(),
+                pull_policy: PullPolicy::IfNotPresent,
+                command: vec![],
+                args: vec!["-g".into()],
+            }),
+            resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
+        };
+        let status = PodStatus {
+            phase: Phase::Running,
+            pod_ip: Some(Ipv4Addr::new(10, 244, 0, 5)),
+            ready: true,
+            restarts: 0,
+            reason: None,
+            last_exit_code: None,
+            started_at: Some(0),
+            message: None,
+        };
+        let p = Pod { uid: "u1".into(), created_at: 0, node_name: "pi1".into(), spec, status };
+        let v = pod(&p, 7);
+        let c = &v["spec"]["containers"][0];
+        assert_eq!(c["image"], "nginx:1.27");
+        assert_eq!(c["args"], json!(["-g"]));
+        assert!(c.get("command").is_none());
+        assert_eq!(c["ports"][0], json!({ "containerPort": 8080, "name": "http", "protocol": "TCP" }));
+        assert_eq!(c["resources"]["limits"], json!({ "memory": "128Mi", "cpu": "500m" }));
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+        assert_eq!(v["metadata"]["creationTimestamp"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    }
+}

@@ -1,0 +1,64 @@
+//! The smallest OpenAPI v3 documents kubectl's validation needs: for each
+//! kind, a PATCH operation that takes `fieldValidation`. With them kubectl
+//! leaves validation to the server (`fieldValidation=Strict`) instead of
+//! failing to download the schemas (`create -f` would need --validate=false).
+//! They carry no schemas: `kubectl explain` is not served yet.
+
+use serde_json::{Map, Value, json};
+
+use super::discovery::{APPS, CORE, Resource};
+
+/// `/openapi/v3`: where each group-version's document is.
+pub fn root() -> Value {
+    json!({ "paths": {
+        "api/v1": { "serverRelativeURL": "/openapi/v3/api/v1" },
+        "apis/apps/v1": { "serverRelativeURL": "/openapi/v3/apis/apps/v1" },
+    }})
+}
+
+fn document(prefix: &str, resources: &[Resource]) -> Value {
+    let mut paths = Map::new();
+    for r in resources {
+        let path = match r.namespaced {
+            true => format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.name),
+            false => format!("{prefix}/{}/{{name}}", r.name),
+        };
+        let gvk = json!({ "group": r.group, "version": "v1", "kind": r.kind });
+        let patch = json!({
+            "x-kubernetes-group-version-kind": gvk,
+            "x-kubernetes-action": "patch",
+            "parameters": [{ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }],
+        });
+        paths.insert(path, json!({ "patch": patch }));
+    }
+    json!({ "openapi": "3.0.0", "info": { "title": "Kubernetes (podnet)", "version": "v1.32.0" }, "paths": paths })
+}
+
+/// `/openapi/v3/api/v1`.
+pub fn core() -> Value {
+    document("/api/v1", &CORE)
+}
+
+/// `/openapi/v3/apis/apps/v1`.
+pub fn apps() -> Value {
+    document("/apis/apps/v1", &APPS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_patch_that_takes_field_validation() {
+        let doc = core();
+        let pods = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+        assert_eq!(pods["x-kubernetes-group-version-kind"]["kind"], "Pod");
+        assert_eq!(pods["parameters"][0]["name"], "fieldValidation");
+        assert!(doc["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
+        assert_eq!(
+            apps()["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]["x-kubernetes-group-version-kind"]
+                ["group"],
+            "apps"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Kubernetes' protobuf bodies, read into the same JSON shape as JSON
+//! bodies. kubectl's typed commands (`create deployment`, `create service`)
+//! send `application/vnd.kubernetes.protobuf`: the "k8s\0" magic, then a
+//! runtime.Unknown holding the kind and the object's bytes. Only the fields
+//! podnet reads are mapped (numbers from k8s.io/api's generated.proto);
+//! fields podnet refuses (volumes, more containers) are kept as markers so
+//! the decoder refuses them as it does in JSON; the rest is skipped.
+
+use serde_json::{Map, Value, json};
+
+use super::status::Status;
+
+/// The envelope's magic.
+const MAGIC: &[u8] = b"k8s\0";
+/// Deepest nesting read (the schemas are about 8 deep).
+const MAX_DEPTH: usize = 16;
+
+/// How a field is read.
+#[derive(Clone, Copy)]
+enum Ty {
+    Str,
+    Int,
+    Bool,
+    Msg(&'static [Field]),
+    /// map<string, string>.
+    MapStr,
+    /// map<string, Quantity>: the quantity's string.
+    MapQty,
+    IntOrString,
+    /// A field podnet refuses: present as an empty object.
+    Marker,
+}
+
+/// A field: number, JSON name, type, whether repeated.
+type Field = (u32, &'static str, Ty, bool);
+
+const TYPE_META: &[Field] = &[(1, "apiVersion", Ty::Str, false), (2, "kind", Ty::Str, false)];
+const QUANTITY: &[Field] = &[(1, "string", Ty::Str, false)];
+const UNKNOWN: &[Field] = &[(1, "typeMeta", Ty::Msg(TYPE_META), false)];
+const OBJECT_META: &[Field] = &[
+    (1, "name", Ty::Str, false),
+    (2, "generateName", Ty::Str, false),
+    (3, "namespace", Ty::Str, false),
+    (11, "labels", Ty::MapStr, false),
+    (12, "annotations", Ty::MapStr, false),
+];
+const LABEL_SELECTOR: &[Field] =
+    &[(1, "matchLabels", Ty::MapStr, false), (2, "matchExpressions", Ty::Marker, true)];
+const CONTAINER_PORT: &[Field] = &[
+    (1, "name", Ty::Str, false),
+    (2, "hostPort", Ty::Int, false),
+    (3, "containerPort", Ty::Int, false),
+    (4, "protocol", Ty::Str, false),
+    (5, "hostIP", Ty::Str, false),
+];
+const RESOURCES: &[Field] = &[(1, "limits", Ty::MapQty, false), (2, "requests", Ty::MapQty, false)];
+const HTTP_GET: &[Field] = &[(1, "path", Ty::Str, false), (2, "port", Ty::IntOrString, false)];
+const TCP_SOCKET: &[Field] = &[(1, "port", Ty::IntOrString, false)];
+/// Probe embeds ProbeHandler as field 1; its fields are lifted into the probe.
+const PROBE_HANDLER: &[Field] = &[
+    (1, "exec", Ty::Marker, false),
+    (2, "httpGet", Ty::Msg(HTTP_GET), false),
+    (3, "tcpSocket", Ty::Msg(TCP_SOCKET), false),
+];
+const PROBE: &[Field] = &[(1, "", Ty::Msg(PROBE_HANDLER), false)];
+const SECURITY_CONTEXT: &[Field] = &[
+    (2, "privileged", Ty::Bool, false),
+    (4, "runAsUser", Ty::Int, false),
+    (8, "runAsGroup", Ty::Int, false),
+];
+const CONTAINER: &[Field] = &[
+    (1, "name", Ty::Str, false),
+    (2, "image", Ty::Str, false),
+    (3, "command", Ty::Str, true),
+    (4, "args", Ty::Str, true),
+    (6, "ports", Ty::Msg(CONTAINER_PORT), true),
+    (8, "resources", Ty::Msg(RESOURCES), false),
+    (11, "readinessProbe", Ty::Msg(PROBE), false),
+    (14, "imagePullPolicy", Ty::Str, false),
+    (15, "securityContext", Ty::Msg(SECURITY_CONTEXT), false),
+    // Refused by the decoder when set.
+    (5, "workingDir", Ty::Str, false),
+    (7, "env", Ty::Marker, true),
+    (19, "envFrom", Ty::Marker, true),
+    (9, "volumeMounts", Ty::Marker, true),
+    (21, "volumeDevices", Ty::Marker, true),
+    (10, "livenessProbe", Ty::Marker, false),
+    (22, "startupProbe", Ty::Marker, false),
+    (12, "lifecycle", Ty::Marker, false),
+    (16, "stdin", Ty::Bool, false),
+    (18, "tty", Ty::Bool, false),
+];
+const POD_SPEC: &[Field] = &[
+    (1, "volumes", Ty::Marker, true),
+    (2, "containers", Ty::Msg(CONTAINER), true),
+    (3, "restartPolicy", Ty::Str, false),
+    (10, "nodeName", Ty::Str, false),
+    (20, "initContainers", Ty::Msg(CONTAINER), true),
+    (34, "ephemeralContainers", Ty::Marker, true),
+    (7, "nodeSelector", Ty::MapStr, false),
+    (11, "hostNetwork", Ty::Bool, false),
+    (12, "hostPID", Ty::Bool, false),
+    (13, "hostIPC", Ty::Bool, false),
+    (18, "affinity", Ty::Marker, false),
+];
+const POD_TEMPLATE: &[Field] =
+    &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(POD_SPEC), false)];
+const DEPLOYMENT_SPEC: &[Field] = &[
+    (1, "replicas", Ty::Int, false),
+    (2, "selector", Ty::Msg(LABEL_SELECTOR), false),
+    (3, "template", Ty::Msg(POD_TEMPLATE), false),
+];
+const DEPLOYMENT: &[Field] =
+    &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(DEPLOYMENT_SPEC), false)];
+const POD: &[Field] = &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(POD_SPEC), false)];
+const SERVICE_PORT: &[Field] = &[
+    (1, "name", Ty::Str, false),
+    (2, "protocol", Ty::Str, false),
+    (3, "port", Ty::Int, false),
+    (4, "targetPort", Ty::IntOrString, false),
+    (5, "nodePort", Ty::Int, false),
+];
+const CLIENT_IP: &[Field] = &[(1, "timeoutSeconds", Ty::Int, false)];
+const AFFINITY_CONFIG: &[Field] = &[(1, "clientIP", Ty::Msg(CLIENT_IP), false)];
+const SERVICE_SPEC: &[Field] = &[
+    (1, "ports", Ty::Msg(SERVICE_PORT), true),
+    (2, "selector", Ty::MapStr, false),
+    (3, "clusterIP", Ty::Str, false),
+    (4, "type", Ty::Str, false),
+    (7, "sessionAffinity", Ty::Str, false),
+    (10, "externalName", Ty::Str, false),
+    (14, "sessionAffinityConfig", Ty::Msg(AFFINITY_CONFIG), false),
+];
+const SERVICE: &[Field] =
+    &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(SERVICE_SPEC), false)];
+
+fn bad(what: &str) -> Status {
+    Status::bad_request(format!("the protobuf body is malformed: {what}"))
+}
+
+/// A cursor over protobuf wire bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, Status> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.bytes.split_first().ok_or_else(|| bad("a number is cut short"))?;
+            self.bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(bad("a number is longer than 10 bytes"))
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], Status> {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= self.bytes.len())
+            .ok_or_else(|| bad("a field is longer than the body"))?;
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// The next field: its number, and its bytes (length-delimited) or number (varint).
+    fn field(&mut self) -> Result<(u32, Wire<'a>), Status> {
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).map_err(|_| bad("a field number is out of range"))?;
+        let wire = match key & 7 {
+            0 => Wire::Varint(self.varint()?),
+            1 => Wire::Bytes(self.take(8)?),
+            2 => {
+                let n = self.varint()?;
+                Wire::Bytes(self.take(n)?)
+            }
+            5 => Wire::Bytes(self.take(4)?),
+            t => return Err(bad(&format!("wire type {t} is not one Kubernetes uses"))),
+        };
+        Ok((number, wire))
+    }
+}
+
+enum Wire<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+fn string(wire: &Wire<'_>) -> Result<String, Status> {
+    match wire {
+        Wire::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|_| bad("a string is not UTF-8")),
+        Wire::Varint(_) => Err(bad("a string field holds a number")),
+    }
+}
+
+fn message(bytes: &[u8], fields: &[Field], depth: usize) -> Result<Map<String, Value>, Status> {
+    if depth > MAX_DEPTH {
+        return Err(bad("nested too deep"));
+    }
+    let mut out = Map::new();
+    let mut reader = Reader { bytes };
+    while !reader.bytes.is_empty() {
+        let (number, wire) = reader.field()?;
+        let Some(&(_, name, ty, repeated)) = fields.iter().find(|f| f.0 == number) else { continue };
+        let value = match (ty, &wire) {
+            // Go writes unset strings as "": they mean absent.
+            (Ty::Str, _) => match string(&wire)? {
+                s if s.is_empty() && !repeated => continue,
+                s => json!(s),
+            },
+            (Ty::Int, Wire::Varint(n)) => json!(*n as i64),
+            (Ty::Bool, Wire::Varint(n)) => json!(*n != 0),
+            (Ty::Msg(inner), Wire::Bytes(b)) => {
+                let inner = message(b, inner, depth + 1)?;
+                if name.is_empty() {
+                    // An embedded message whose fields belong to this one.
+                    out.extend(inner);
+                    continue;
+                }
+                Value::Object(inner)
+            }
+            (Ty::MapStr | Ty::MapQty, Wire::Bytes(b)) => {
+                let value_ty = match ty {
+                    Ty::MapStr => Ty::Str,
+                    _ => Ty::Msg(QUANTITY),
+                };
+                let e = message(b, &[(1, "k", Ty::Str, false), (2, "v", value_ty, false)], depth + 1)?;
+                let value = match e.get("v") {
+                    Some(Value::Object(quantity)) => quantity.get("string").cloned().unwrap_or(json!("")),
+                    Some(v) => v.clone(),
+                    None => json!(""),
+                };
+                let key = e.get("k").and_then(Value::as_str).unwrap_or_default().to_string();
+                match out.entry(name).or_insert_with(|| json!({})) {
+                    Value::Object(map) => map.insert(key, value),
+                    _ => return Err(bad(&format!("field {name} is given twice"))),
+                };
+                continue;
+            }
+            (Ty::IntOrString, Wire::Bytes(b)) => {
+                let v = message(
+                    b,
+                    &[(1, "type", Ty::Int, false), (2, "int", Ty::Int, false), (3, "str", Ty::Str, false)],
+                    depth + 1,
+                )?;
+                match v.get("type").and_then(Value::as_i64).unwrap_or(0) {
+                    1 => v.get("str").cloned().unwrap_or(json!("")),
+                    _ => v.get("int").cloned().unwrap_or(json!(0)),
+                }
+            }
+            (Ty::Marker, _) => json!({}),
+            _ => return Err(bad(&format!("field {name} has the wrong wire type"))),
+        };
+        if repeated {
+            match out.entry(name).or_insert_with(|| json!([])) {
+                Value::Array(items) => items.push(value),
+                _ => return Err(bad(&format!("field {name} is given twice"))),
+            }
+        } else {
+            out.insert(name.to_string(), value);
+        }
+    }
+    Ok(out)
+}
+
+/// A protobuf body as the JSON object it stands for (Pod, Deployment,
+/// Service); other kinds are refused with 415.
+pub fn decode(body: &[u8]) -> Result<Value, Status> {
+    let rest = body.strip_prefix(MAGIC).ok_or_else(|| bad("it does not start with the k8s envelope"))?;
+    let unknown = message(rest, UNKNOWN, 0)?;
+    let type_meta = unknown.get("typeMeta").cloned().unwrap_or(json!({}));
+    let (api_version, kind) =
+        (type_meta["apiVersion"].as_str().unwrap_or(""), type_meta["kind"].as_str().unwrap_or(""));
+    let schema = match (api_version, kind) {
+        ("v1", "Pod") => POD,
+        ("v1", "Service") => SERVICE,
+        ("apps/v1", "Deployment") => DEPLOYMENT,
+        _ => {
+            return Err(Status::unsupported_media(format!(
+                "podnet reads protobuf bodies of Pods, Services and Deployments, not {api_version} {kind}: send JSON"
+            )));
+        }
+    };
+    // The object's bytes are the envelope's field 2.
+    let mut reader = Reader { bytes: rest };
+    let mut raw: &[u8] = &[];
+    while !reader.bytes.is_empty() {
+        if let (2, Wire::Bytes(b)) = reader.field()? {
+            raw = b;
+        }
+    }
+    let mut object = message(raw, schema, 1)?;
+    object.insert("apiVersion".into(), json!(api_version));
+    object.insert("kind".into(), json!(kind));
+    Ok(Value::Object(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn varint(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn bytes(number: u32, b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(u64::from(number) << 3 | 2, &mut out);
+        varint(b.len() as u64, &mut out);
+        out.extend_from_slice(b);
+        out
+    }
+
+    fn int(number: u32, n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(u64::from(number) << 3, &mut out);
+        varint(n, &mut out);
+        out
+    }
+
+    fn entry(number: u32, k: &str, v: &str) -> Vec<u8> {
+        bytes(number, &[bytes(1, k.as_bytes()), bytes(2, v.as_bytes())].concat())
+    }
+
+    /// What `kubectl create deployment web --image=busybox --port=80 -- sleep 1` sends.
+    fn deployment() -> Vec<u8> {
+        let meta = [bytes(1, b"web"), entry(11, "app", "web")].concat();
+        let port = int(3, 80);
+        let container = [
+            bytes(1, b"busybox"),
+            bytes(2, b"busybox"),
+            bytes(3, b"sleep"),
+            bytes(3, b"1"),
+            bytes(6, &port),
+            bytes(8, &[]),
+        ]
+        .concat();
+        let template = [bytes(1, &entry(11, "app", "web")), bytes(2, &bytes(2, &container))].concat();
+        let spec =
+            [int(1, 3), bytes(2, &entry(1, "app", "web")), bytes(3, &template), bytes(4, &[])].concat();
+        let object = [bytes(1, &meta), bytes(2, &spec), bytes(3, &[])].concat();
+        let type_meta = [bytes(1, b"apps/v1"), bytes(2, b"Deployment")].concat();
+        [MAGIC.to_vec(), bytes(1, &type_meta), bytes(2, &object), bytes(3, b""), bytes(4, b"")].concat()
+    }
+
+    #[test]
+    fn a_protobuf_deployment_reads_as_its_json() {
+        let v = decode(&deployment()).unwrap();
+        assert_eq!(v["kind"], "Deployment");
+        assert_eq!(v["metadata"]["name"], "web");
+        assert_eq!(v["spec"]["replicas"], 3);
+        assert_eq!(v["spec"]["selector"]["matchLabels"]["app"], "web");
+        let c = &v["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["command"], json!(["sleep", "1"]));
+        assert_eq!(c["ports"][0]["containerPort"], 80);
+        let spec = super::super::decode::deployment(&v, "default").unwrap();
+        assert_eq!((spec.replicas, spec.image.map(|i| i.command.len())), (3, Some(2)));
+    }
+
+    #[test]
+    fn cut_or_foreign_bodies_are_refused_not_panicked_on() {
+        let whole = deployment();
+        for cut in 0..whole.len() {
+            let _ = decode(&whole[..cut]);
+        }
+        assert_eq!(decode(b"{}").unwrap_err().code, 400);
+        let secret = [MAGIC.to_vec(), bytes(1, &[bytes(1, b"v1"), bytes(2, b"Secret")].concat())].concat();
+        assert_eq!(decode(&secret).unwrap_err().code, 415);
+        // A length past the end.
+        let long = [MAGIC.to_vec(), vec![0x0a, 0xff, 0xff, 0xff, 0x0f]].concat();
+        assert_eq!(decode(&long).unwrap_err().code, 400);
+    }
+}
