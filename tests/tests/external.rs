@@ -23,7 +23,13 @@ fn wait_endpoints(node: &Node, service: &str, n: usize) {
     eventually(Duration::from_secs(15), &format!("{n} endpoints of {service}"), || {
         let ep: serde_json::Value =
             serde_json::from_str(&node.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
-        (ep["subsets"].as_array().map_or(0, Vec::len) == n).then_some(())
+        let ready: usize = ep["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+            .sum();
+        (ready == n).then_some(())
     });
 }
 

@@ -11,7 +11,13 @@ use podnet_e2e::{Node, busybox, eventually, require, stderr, stdout};
 fn endpoint_count(node: &Node, service: &str) -> usize {
     let ep: serde_json::Value =
         serde_json::from_str(&node.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
-    ep["subsets"].as_array().map_or(0, Vec::len)
+    // Addresses with the same ports share a subset, as in Kubernetes.
+    ep["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+        .sum()
 }
 
 fn wait_endpoints(node: &Node, service: &str, n: usize) {
