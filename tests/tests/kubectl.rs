@@ -5,13 +5,17 @@
 //! through the Service kubectl made. kubectl runs inside the node's own
 //! network namespace, against the API on the node's address there (a
 //! veth the test gives it) or on its loopback: no traffic leaves
-//! namespaces the test created. Command pods only: no registry is reached.
+//! namespaces the test created. kubectl always names an image, so its pods
+//! are image pods: the app image (busybox-static, built here with umoci)
+//! comes from a real registry in a lan namespace of the test's own, or, on
+//! the cluster's nodes, from an archive each node imports.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use podnet_e2e::{Cluster, Node, busybox, eventually, require, stderr, stdout};
+use podnet_e2e::oci::{self, REGISTRY, Scratch};
+use podnet_e2e::{Cluster, Node, Outside, eventually, require, stderr, stdout};
 use serde_json::Value;
 
 /// The node's address in its namespace: the API serves it and the
@@ -23,10 +27,37 @@ const KUBECTL: &str = "/usr/bin/kubectl";
 /// An older kubectl beside the Google Cloud SDK, when there is one.
 const OLD_KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
 
+/// The app image's name (pushed as `test/app:v1`).
+fn image_ref() -> String {
+    format!("{REGISTRY}/test/app:v1")
+}
+
 /// A node whose namespace has loopback up and [`NODE_IP`] on an
 /// interface before its agent starts (so the agent serves the API there).
 fn node_with_address(tag: &str, config: Option<&str>) -> Node {
-    let mut node = Node::prepare(tag, config, &[]);
+    let mut node = prepare_with_address(tag, config, &[]);
+    node.up();
+    node
+}
+
+/// [`node_with_address`] that also reaches a registry on its lan holding
+/// the app image; the lan goes away when the returned [`Outside`] drops.
+fn node_with_registry(tag: &str, scratch: &Scratch) -> (Node, Outside) {
+    let layout = scratch.path("oci");
+    oci::build_app_image(scratch, &layout, "v1", "hello from the image");
+    let registries = oci::plain_registries(scratch);
+    // The API's veth first: the agent serves the API on the first address.
+    let mut node = prepare_with_address(tag, None, &["--registries", &registries]);
+    let mut lan = Outside::attach(&node);
+    oci::start_registry(&mut lan, scratch);
+    oci::push(&lan, &layout, "v1", "test/app:v1");
+    node.up();
+    (node, lan)
+}
+
+/// The node's namespace with [`NODE_IP`] on a veth, its agent not started.
+fn prepare_with_address(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
+    let node = Node::prepare(tag, config, extra);
     for command in [
         vec!["ip", "link", "set", "lo", "up"],
         // A veth pair with both ends in the node's namespace (this kernel
@@ -39,7 +70,6 @@ fn node_with_address(tag: &str, config: Option<&str>) -> Node {
         let out = node.on_node(&command);
         assert!(out.status.success(), "{}: {}", command.join(" "), stderr(&out));
     }
-    node.up();
     node
 }
 
@@ -94,8 +124,10 @@ fn podnet_pods(node: &Node) -> Vec<String> {
 #[test]
 fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     require(KUBECTL, "kubectl");
-    let bb = busybox();
-    let node = node_with_address("kubectl", None);
+    let scratch = Scratch::new("kubectl");
+    let (node, _lan) = node_with_registry("kubectl", &scratch);
+    let image_ref = image_ref();
+    let image = format!("--image={image_ref}");
 
     // The kubeconfig: root-only, the node's address, the CA and a token.
     let path = kubeconfig(&node);
@@ -132,11 +164,10 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
             "create",
             "deployment",
             "web",
-            "--image=busybox",
+            &image,
             "--port=8080",
             "--replicas=2",
             "--",
-            &bb,
             "httpd",
             "-f",
             "-p",
@@ -146,7 +177,8 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
         ],
     );
     assert_eq!(created.trim(), "deployment.apps/web created");
-    eventually(Duration::from_secs(20), "web to be 2/2 ready", || {
+    // The first pod pulls the image.
+    eventually(Duration::from_secs(60), "web to be 2/2 ready", || {
         let table = ok(&node, &["get", "deploy", "web", "--no-headers"]);
         table.split_whitespace().nth(1).is_some_and(|ready| ready == "2/2").then_some(())
     });
@@ -172,11 +204,24 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     });
 
     // kubectl run, then the brief's lab: the pod reaches the Service by name.
-    ok(&node, &["run", "client", "--image=busybox", "--restart=Never", "--", &bb, "sleep", "3600"]);
+    ok(&node, &["run", "client", &image, "--restart=Never", "--", "sleep", "3600"]);
     node.wait_running("client");
-    // busybox 1.35's `wget -T` crashes; `timeout` bounds the fetch instead.
-    let page = node.exec("client", &["timeout", "10", &bb, "wget", "-qO-", "http://web-svc/passwd"]);
-    assert!(page.status.success() && stdout(&page).contains("root:"), "wget web-svc: {}", stderr(&page));
+    // The name is the Service's: busybox's own resolver (nslookup tries
+    // every search domain and exits 1 when one is NXDOMAIN: the first
+    // domain's answer is what counts) gives its ClusterIP.
+    let cluster_ip = node.cluster_ip("web-svc");
+    let looked_up = eventually(Duration::from_secs(10), "web-svc to resolve", || {
+        let out = stdout(&node.exec("client", &["nslookup", "web-svc"]));
+        out.contains("Name:\tweb-svc.default.svc.cluster.local").then_some(out)
+    });
+    assert!(looked_up.contains(&format!("Address: {cluster_ip}")), "{looked_up}");
+    // wget by the short name (static glibc resolves it from the pod's
+    // resolv.conf). busybox 1.35's `wget -T` crashes; `timeout` bounds it.
+    let page = eventually(Duration::from_secs(20), "web-svc to answer", || {
+        let out = node.exec("client", &["timeout", "5", "wget", "-qO-", "http://web-svc/passwd"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(page.contains("root:"), "the image's /etc/passwd through web-svc: {page}");
     let one = ok(&node, &["get", "pods", "--field-selector", "metadata.name=client", "--no-headers"]);
     assert_eq!(one.lines().count(), 1, "{one}");
     assert!(one.starts_with("client "), "{one}");
@@ -188,11 +233,8 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     assert!(both.contains("pod/client") && both.contains("service/web-svc"), "{both}");
 
     // kubectl logs: the pod's output, whole or its tail.
-    ok(
-        &node,
-        &["run", "talker", "--image=busybox", "--", &bb, "sh", "-c", "echo one; echo two; exec sleep 3600"],
-    );
-    let logs = eventually(Duration::from_secs(20), "talker's output", || {
+    ok(&node, &["run", "talker", &image, "--", "sh", "-c", "echo one; echo two; exec sleep 3600"]);
+    let logs = eventually(Duration::from_secs(30), "talker's output", || {
         let out = kubectl_with(&node, KUBECTL, &["logs", "talker"]);
         (out.status.success() && stdout(&out) == "one\ntwo\n").then(|| stdout(&out))
     });
@@ -206,7 +248,7 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
         ok(&node, &["scale", "deployment", "web", "--replicas=3"]).trim(),
         "deployment.apps/web scaled"
     );
-    eventually(Duration::from_secs(20), "3 web pods", || {
+    eventually(Duration::from_secs(30), "3 web pods", || {
         (podnet_pods(&node).iter().filter(|p| p.starts_with("web-")).count() == 3).then_some(())
     });
 
@@ -215,7 +257,7 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: worker\n  labels: {{app: worker}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: worker\n    command: [\"{bb}\", \"sleep\", \"3600\"]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: worker\nspec:\n  type: NodePort\n  selector: {{app: worker}}\n  ports:\n  - port: 9000\n    nodePort: 30900\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: worker\n  labels: {{app: worker}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: worker\n    image: {image_ref}\n    command: [\"sleep\", \"3600\"]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: worker\nspec:\n  type: NodePort\n  selector: {{app: worker}}\n  ports:\n  - port: 9000\n    nodePort: 30900\n"
         ),
     )
     .unwrap();
@@ -232,7 +274,7 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     std::fs::write(
         &typo,
         format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\nspec:\n  replica: 2\n  selector:\n    matchLabels: {{app: typo}}\n  template:\n    metadata:\n      labels: {{app: typo}}\n    spec:\n      containers:\n      - name: typo\n        command: [\"{bb}\", \"sleep\", \"3600\"]\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\nspec:\n  replica: 2\n  selector:\n    matchLabels: {{app: typo}}\n  template:\n    metadata:\n      labels: {{app: typo}}\n    spec:\n      containers:\n      - name: typo\n        image: {image_ref}\n        command: [\"sleep\", \"3600\"]\n"
         ),
     )
     .unwrap();
@@ -246,7 +288,7 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     ok(&node, &["delete", "deploy", "typo"]);
     fails(
         &node,
-        &["run", "envy", "--image=busybox", "--env=A=b", "--", &bb, "sleep", "1"],
+        &["run", "envy", &image, "--env=A=b", "--", "sleep", "1"],
         "spec.containers[0].env: Forbidden: podnet does not support this field yet",
     );
     let yaml = ok(&node, &["get", "pod", "worker", "-o", "yaml"]);
@@ -260,16 +302,29 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     let two = r#"{"spec":{"containers":[{"name":"a","image":"busybox"},{"name":"b","image":"busybox"}]}}"#;
     fails(
         &node,
-        &["run", "pair", "--image=busybox", &format!("--overrides={two}")],
+        &["run", "pair", &image, &format!("--overrides={two}")],
         "podnet runs one container per pod",
     );
-    fails(
-        &node,
-        &["run", "typo", "--image=busybox", "--", "no-such-command"],
-        "is invalid: spec.containers[0].command",
-    );
     let names = podnet_pods(&node);
-    assert!(!names.iter().any(|n| n == "pair" || n == "typo"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "pair"), "{names:?}");
+    // A command the image lacks: accepted (only the image knows its
+    // files); the container cannot be made, and the pod waits with
+    // CreateContainerError and runc's reason, as Kubernetes shows it.
+    ok(&node, &["run", "typo", &image, "--", "no-such-command"]);
+    let described = eventually(Duration::from_secs(30), "typo's container to fail", || {
+        let text = node.ok(&["describe", "pod", "typo"]);
+        text.contains("Reason:           CreateContainerError").then_some(text)
+    });
+    assert!(
+        described.contains("exec: \"no-such-command\": executable file not found in $PATH"),
+        "{described}"
+    );
+    // kubectl sees it not ready (its waiting reason reads ContainerCreating:
+    // the API's pod object drops the node's reason).
+    let table = ok(&node, &["get", "pod", "typo", "--no-headers"]);
+    let columns: Vec<&str> = table.split_whitespace().collect();
+    assert!(columns[1] == "0/1" && columns[2] != "Running", "{table}");
+    ok(&node, &["delete", "pod", "typo"]);
 
     // kubectl delete: gone from podnet too.
     assert_eq!(ok(&node, &["delete", "pod", "client"]).trim(), "pod \"client\" deleted");
@@ -286,11 +341,8 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
 
     // An older kubectl reads and creates too.
     if Path::new(OLD_KUBECTL).exists() {
-        let created = ok_with(
-            &node,
-            OLD_KUBECTL,
-            &["create", "deployment", "old", "--image=busybox", "--", &bb, "sleep", "3600"],
-        );
+        let created =
+            ok_with(&node, OLD_KUBECTL, &["create", "deployment", "old", &image, "--", "sleep", "3600"]);
         assert_eq!(created.trim(), "deployment.apps/old created");
         let table = ok_with(&node, OLD_KUBECTL, &["get", "deploy", "-o", "wide"]);
         assert!(table.lines().next().unwrap().contains("SELECTOR") && table.contains("app=old"), "{table}");
@@ -395,8 +447,23 @@ fn the_api_port_is_configurable_and_the_api_can_be_off() {
 #[test]
 fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
     require(KUBECTL, "kubectl");
-    let bb = busybox();
+    require("skopeo", "skopeo");
+    let scratch = Scratch::new("kubecl");
+    let layout = scratch.path("oci");
+    oci::build_app_image(&scratch, &layout, "v1", "hello from the image");
+    let name = image_ref();
+    let image = format!("--image={name}");
+    // No registry on the cluster's lan: each node imports the image as an
+    // archive (the air-gapped way), and the pods' IfNotPresent finds it.
+    let archive = scratch.path("app.tar");
+    oci::sh(
+        "skopeo",
+        &["--insecure-policy", "copy", &format!("oci:{layout}:v1"), &format!("oci-archive:{archive}:{name}")],
+    );
     let cluster = Cluster::start("kubecl", 1);
+    for node in &cluster.nodes {
+        assert!(node.ok(&["image", "import", &archive]).starts_with(&format!("imported {name} (")));
+    }
     let (server, member) = (cluster.server(), &cluster.nodes[1]);
     // The server's cluster API holds 6443: its Kubernetes API is on 6444.
     let text = std::fs::read_to_string(kubeconfig(server)).unwrap();
@@ -410,14 +477,21 @@ fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
         }
     }
     // Made through a member's API, kept by the server's control plane.
-    let created = ok(
-        member,
-        &["create", "deployment", "spread", "--image=busybox", "--replicas=2", "--", &bb, "sleep", "3600"],
-    );
+    let created =
+        ok(member, &["create", "deployment", "spread", &image, "--replicas=2", "--", "sleep", "3600"]);
     assert_eq!(created.trim(), "deployment.apps/spread created");
     eventually(Duration::from_secs(30), "spread to be 2/2 ready on the server", || {
         let table = ok(server, &["get", "deploy", "spread", "--no-headers"]);
         table.split_whitespace().nth(1).is_some_and(|ready| ready == "2/2").then_some(())
     });
+    // Each runs the image's files, on the node the server placed it on.
+    let pods = json(&ok(member, &["get", "pods", "-l", "app=spread", "-o", "json"]));
+    for pod in pods["items"].as_array().unwrap() {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let node_name = pod["spec"]["nodeName"].as_str().unwrap();
+        let node = cluster.nodes.iter().find(|n| n.name == node_name).unwrap_or_else(|| panic!("{pod}"));
+        let page = node.exec(name, &["cat", "/www/index.html"]);
+        assert_eq!(stdout(&page), "hello from the image\n", "{name} on {node_name}: {}", stderr(&page));
+    }
     assert_eq!(ok(server, &["delete", "deploy", "spread"]).trim(), "deployment.apps \"spread\" deleted");
 }
