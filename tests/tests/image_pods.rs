@@ -164,8 +164,8 @@ fn image_pods_run_from_a_lan_registry() {
     node.ok(&["expose", "deployment", "app", "--port", "80", "--target-port", "8080"]);
     node.ok(&["run", "client", "--image", &image, "--", "sleep", "3600"]);
     node.wait_running("client");
-    // busybox's own resolver (its wget goes through static glibc's NSS,
-    // which needs libraries the image does not have).
+    // The name resolves to the ClusterIP (busybox nslookup, its own
+    // resolver), then the Service answers.
     let cluster_ip = node.cluster_ip("app");
     let looked_up = eventually(Duration::from_secs(10), "the service's name to resolve", || {
         // busybox nslookup tries every search domain and exits 1 when any

@@ -319,11 +319,15 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
         described.contains("exec: \"no-such-command\": executable file not found in $PATH"),
         "{described}"
     );
-    // kubectl sees it not ready (its waiting reason reads ContainerCreating:
-    // the API's pod object drops the node's reason).
-    let table = ok(&node, &["get", "pod", "typo", "--no-headers"]);
-    let columns: Vec<&str> = table.split_whitespace().collect();
-    assert!(columns[1] == "0/1" && columns[2] != "Running", "{table}");
+    // kubectl sees the same: not ready, waiting for CreateContainerError.
+    let table = eventually(Duration::from_secs(30), "kubectl to show CreateContainerError", || {
+        let table = ok(&node, &["get", "pod", "typo", "--no-headers"]);
+        let columns: Vec<String> = table.split_whitespace().map(String::from).collect();
+        (columns[1] == "0/1" && columns[2] == "CreateContainerError").then_some(table)
+    });
+    let json =
+        ok(&node, &["get", "pod", "typo", "-o", "jsonpath={.status.containerStatuses[0].state.waiting}"]);
+    assert!(json.contains("CreateContainerError") && json.contains("no-such-command"), "{table}{json}");
     ok(&node, &["delete", "pod", "typo"]);
 
     // kubectl delete: gone from podnet too.

@@ -146,9 +146,17 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
     }
     let state = match (status.ready, status.phase) {
         (true, _) => json!({ "running": { "startedAt": status.started_at.map(timestamp) } }),
-        (false, Phase::Pending) => json!({ "waiting": { "reason": "ContainerCreating" } }),
-        (false, Phase::Running) => json!({ "waiting": { "reason": status.reason } }),
-        (false, _) => json!({ "terminated": { "exitCode": status.last_exit_code, "reason": status.reason } }),
+        // Why it waits (ErrImagePull, CreateContainerError, CrashLoopBackOff…)
+        // with the one-line message, as the kubelet reports it.
+        (false, Phase::Pending | Phase::Running) => json!({ "waiting": {
+            "reason": status.reason.as_deref().unwrap_or("ContainerCreating"),
+            "message": status.message,
+        } }),
+        (false, _) => json!({ "terminated": {
+            "exitCode": status.last_exit_code,
+            "reason": status.reason,
+            "message": status.message,
+        } }),
     };
     let parts = ContainerParts {
         name: &spec.name,
