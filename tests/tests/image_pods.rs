@@ -134,6 +134,27 @@ fn image_pods_run_from_a_lan_registry() {
     );
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
 
+    // A readiness probe and a host port, as for command pods: the node's
+    // lan address forwards to the container.
+    node.ok(&["run", "ready", "--image", &image, "--readiness", "http:8080/", "--host-port", "18080:8080"]);
+    node.wait_running("ready");
+    let via_host_port = eventually(Duration::from_secs(20), "the host port to answer", || {
+        let out = lan.run(&["timeout", "3", &busybox(), "wget", "-qO-", "http://192.168.77.1:18080/"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(via_host_port, "hello from the image\n");
+
+    // A container that keeps failing is restarted with the crash-loop
+    // backoff, each time a new container.
+    node.ok(&["run", "crash", "--image", &image, "--", "/bin/sh", "-c", "echo crashed; exit 1"]);
+    let crashed = wait_reason(&node, "crash", &["CrashLoopBackOff"]);
+    assert_eq!(crashed["status"]["containerStatuses"][0]["restartCount"], 0);
+    eventually(Duration::from_secs(30), "a restart of crash", || {
+        let p = pod(&node, "crash")?;
+        (p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1)).then_some(())
+    });
+    assert!(node.ok(&["logs", "crash"]).contains("crashed\n"));
+
     // Bad images: as Kubernetes shows them, with the reason in describe.
     node.ok(&["run", "ghost", "--image", &format!("{REGISTRY}/test/nope:v1")]);
     wait_reason(&node, "ghost", &["ErrImagePull", "ImagePullBackOff"]);
@@ -208,4 +229,17 @@ fn image_pods_run_from_a_lan_registry() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&uid), "web's rootfs is still mounted");
     assert!(!node.dir.join("data/pods").join(&uid).exists(), "web's container directory is left");
+}
+
+#[test]
+fn a_node_without_a_usable_oci_runtime_says_how_to_get_one() {
+    let node = Node::start_with("noruntime", Some("[pods]\nruntime = \"/nonexistent/runc\"\n"));
+    node.ok(&["run", "web", "--image", "localhost:5000/test/app:v1"]);
+    let p = wait_reason(&node, "web", &["CreateContainerError"]);
+    let message =
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("/nonexistent/runc") && message.contains("apt-get install runc"), "{message}");
+    // Command pods are unaffected.
+    node.ok(&["run", "cmd", "--", "sleep", "3600"]);
+    node.wait_running("cmd");
 }
