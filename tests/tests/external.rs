@@ -340,8 +340,12 @@ fn half_close_and_resets_pass_through_the_proxy() {
         "echo banner > {file} && {socat} -t 10 TCP-LISTEN:7001,reuseaddr OPEN:{file}; sleep infinity"
     );
     node.ok(&["run", "banner", "--", "sh", "-c", &script]);
-    // Resets every connection (this test binary in a server role).
-    let me = std::env::current_exe().unwrap().to_string_lossy().into_owned();
+    // Resets every connection (this test binary in a server role). A copy
+    // beside the node's files: the checkout may be under /tmp, which a pod
+    // sees as its own private tmpfs.
+    let me = node.dir.join("role-server");
+    std::fs::copy(std::env::current_exe().unwrap(), &me).unwrap();
+    let me = me.to_string_lossy().into_owned();
     let role = format!("PODNET_E2E_ROLE=rst exec {me} --exact role_server --nocapture");
     node.ok(&["run", "rst", "--", "sh", "-c", &role]);
     // Prints how its connections end.
