@@ -21,6 +21,7 @@ use super::digest::{Digest, HashingReader};
 use super::layers::{self, Bounds, LayerError};
 use super::manifest::{self, Descriptor, ImageConfig, Parsed};
 use super::store::{ImageRecord, Store};
+use crate::sys::mountinfo;
 
 /// Largest zstd window accepted (zstd levels up to 19 use at most 8 MiB;
 /// `--long` needs more): what a hostile layer can make the decoder allocate.
@@ -193,7 +194,7 @@ fn mounted_layers(mountinfo: &str, root: &Path) -> BTreeSet<Digest> {
         for option in options.split(',') {
             let Some(dirs) = option.strip_prefix("lowerdir=") else { continue };
             for dir in dirs.split(':') {
-                let dir = PathBuf::from(unescape(dir));
+                let dir = mountinfo::path(dir);
                 if dir.parent() == Some(root)
                     && let Some(diff_id) = dir.file_name().and_then(|n| n.to_str()).and_then(Digest::from_hex)
                 {
@@ -203,27 +204,6 @@ fn mounted_layers(mountinfo: &str, root: &Path) -> BTreeSet<Digest> {
         }
     }
     found
-}
-
-/// mountinfo's octal escapes (`\040` for a space) undone.
-fn unescape(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (bytes[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An image's layers (bottom first) and config, as stored.

@@ -6,6 +6,7 @@
 
 pub mod caps;
 pub mod mount;
+pub mod mountinfo;
 pub mod netlink;
 pub mod netns;
 pub mod process;

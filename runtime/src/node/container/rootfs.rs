@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::ContainerError;
+use crate::sys::mountinfo;
 
 /// The most lower layers overlayfs stacks (the kernel's OVL_MAX_STACK).
 pub const MAX_LAYERS: usize = 500;
@@ -132,32 +133,8 @@ fn mount_data(layers: usize) -> String {
 /// True when `path` is a mount point in this mount namespace.
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let wanted = path.to_string_lossy();
-    // Field 5 is the mount point, with spaces and the like octal-escaped.
-    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|point| unescape(point) == wanted)
-}
-
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // Field 5 is the mount point.
+    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|point| mountinfo::path(point) == path)
 }
 
 #[cfg(test)]
@@ -169,12 +146,6 @@ mod tests {
         assert_eq!(mount_data(3), "lowerdir=l/2:l/1:l/0,upperdir=upper,workdir=work");
         // Well under a page for as many layers as overlayfs takes.
         assert!(mount_data(MAX_LAYERS).len() < 4096);
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
     }
 
     #[test]

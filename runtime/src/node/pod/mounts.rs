@@ -21,6 +21,7 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknod, umask};
 use nix::unistd::{mkdir, symlinkat};
 
 use crate::sys;
+use crate::sys::mountinfo;
 
 /// Host directories a sandboxed pod gets a private, writable tmpfs on.
 const PRIVATE_DIRS: &[&CStr] = &[c"/tmp", c"/var/tmp", c"/run"];
@@ -331,33 +332,9 @@ fn host_mounts(mountinfo: &str) -> Vec<(CString, MsFlags)> {
                         _ => MsFlags::empty(),
                     }
             });
-            Some((CString::new(unescape(point)).ok()?, keep))
+            Some((CString::new(mountinfo::unescape(point)).ok()?, keep))
         })
         .collect()
-}
-
-/// Undoes the kernel's octal escapes of spaces, tabs, newlines and
-/// backslashes in mountinfo paths.
-fn unescape(field: &str) -> Vec<u8> {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 fn cstring(path: &Path) -> io::Result<CString> {
