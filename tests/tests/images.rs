@@ -528,19 +528,12 @@ fn a_malformed_registries_yaml_stops_node_up_naming_the_field_and_line() {
     let scratch = Scratch::new("badyaml");
     let path = scratch.path("registries.yaml");
     std::fs::write(&path, "mirrors:\n  docker.io:\n    endpoint: \"http://mirror:5000\"\n").unwrap();
-    let out = Command::new(podnet_e2e::podnet_bin())
-        .args([
-            "node",
-            "up",
-            "--data-dir",
-            &scratch.path("data"),
-            "--socket",
-            &scratch.path("sock"),
-            "--registries",
-            &path,
-        ])
-        .output()
-        .unwrap();
+    let node_up = |registries: &str| {
+        let (data, socket) = (scratch.path("data"), scratch.path("sock"));
+        let args = ["node", "up", "--data-dir", &data, "--socket", &socket, "--registries", registries];
+        Command::new(podnet_e2e::podnet_bin()).args(args).output().unwrap()
+    };
+    let out = node_up(&path);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -548,19 +541,7 @@ fn a_malformed_registries_yaml_stops_node_up_naming_the_field_and_line() {
     assert!(!Path::new(&scratch.path("sock")).exists(), "no agent started");
 
     let missing = scratch.path("absent.yaml");
-    let out = Command::new(podnet_e2e::podnet_bin())
-        .args([
-            "node",
-            "up",
-            "--data-dir",
-            &scratch.path("data"),
-            "--socket",
-            &scratch.path("sock"),
-            "--registries",
-            &missing,
-        ])
-        .output()
-        .unwrap();
+    let out = node_up(&missing);
     assert!(
         stderr(&out).contains("cannot read registries config") && !out.status.success(),
         "{}",

@@ -308,22 +308,39 @@ impl Receiver {
     }
 }
 
+/// A loopback listener whose first connection goes to `serve` with a new
+/// token: the address and token to connect with, and the server's task.
+#[cfg(test)]
+pub(crate) async fn serve_once<F>(
+    serve: impl FnOnce(tokio::net::TcpStream, Token) -> F + Send + 'static,
+) -> (std::net::SocketAddr, Token, tokio::task::JoinHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = Token::generate().unwrap();
+    let server_token = token.clone();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        serve(stream, server_token).await
+    });
+    (addr, token, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn a_shared_token_opens_the_channel_and_large_messages_pass() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = Token::generate().unwrap();
-        let server_token = token.clone();
-        let server = tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (mut tx, mut rx) = accept(stream, &server_token).await.unwrap();
+        let (addr, token, server) = serve_once(|stream, token| async move {
+            let (mut tx, mut rx) = accept(stream, &token).await.unwrap();
             let message = rx.recv().await.unwrap();
             tx.send(&message).await.unwrap();
-        });
+        })
+        .await;
         let (mut tx, mut rx) = connect(addr, &token).await.unwrap();
         let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
         tx.send(&big).await.unwrap();
@@ -333,12 +350,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_token_is_refused() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            accept(stream, &Token::generate().unwrap()).await.map(|_| ())
-        });
+        let (addr, _, server) =
+            serve_once(|stream, token| async move { accept(stream, &token).await.map(|_| ()) }).await;
         let client = connect(addr, &Token::generate().unwrap()).await;
         let server = server.await.unwrap();
         assert!(server.is_err(), "the server must refuse a peer without its token");
@@ -347,14 +360,8 @@ mod tests {
 
     /// Both ends of an open channel over loopback: (client, server).
     async fn pair() -> ((Sender, Receiver), (Sender, Receiver)) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = Token::generate().unwrap();
-        let server_token = token.clone();
-        let server = tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            accept(stream, &server_token).await.unwrap()
-        });
+        let (addr, token, server) =
+            serve_once(|stream, token| async move { accept(stream, &token).await.unwrap() }).await;
         let client = connect(addr, &token).await.unwrap();
         (client, server.await.unwrap())
     }

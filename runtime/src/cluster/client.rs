@@ -69,14 +69,7 @@ mod tests {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = Token::generate().unwrap();
-        let server_token = token.clone();
-        let server = tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            serve(stream, server_token).await
-        });
+        let (addr, token, server) = crate::cluster::channel::serve_once(serve).await;
         let limit = Duration::from_millis(300);
         let call = call_within(addr, &token, &Request::GetNodes, limit);
         let result = tokio::time::timeout(Duration::from_secs(60), call).await;

@@ -100,11 +100,8 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
         .ports
         .iter()
         .map(|p| {
-            let mut port = json!({ "containerPort": p.port, "protocol": p.protocol.to_string() });
-            if let Some(name) = &p.name {
-                port["name"] = json!(name);
-            }
-            port
+            let port = json!({ "containerPort": p.port, "protocol": p.protocol.to_string() });
+            with_name(port, &p.name)
         })
         .collect();
     for hp in c.host_ports {
@@ -257,11 +254,8 @@ pub fn service(s: &Service, rv: u64) -> Value {
                 TargetPort::Number(n) => json!(n),
                 TargetPort::Name(name) => json!(name),
             };
-            let mut port =
-                json!({ "port": p.port, "targetPort": target, "protocol": p.protocol.to_string() });
-            if let Some(name) = &p.name {
-                port["name"] = json!(name);
-            }
+            let port = json!({ "port": p.port, "targetPort": target, "protocol": p.protocol.to_string() });
+            let mut port = with_name(port, &p.name);
             if let Some(n) = p.node_port {
                 port["nodePort"] = json!(n);
             }
@@ -300,6 +294,15 @@ pub fn service(s: &Service, rv: u64) -> Value {
     out
 }
 
+/// A port object with its `name` when it has one (Kubernetes omits an
+/// empty name).
+fn with_name(mut port: Value, name: &Option<String>) -> Value {
+    if let Some(name) = name {
+        port["name"] = json!(name);
+    }
+    port
+}
+
 /// Endpoints as `kubectl get endpoints -o json` shows them: addresses with
 /// the same ports share a subset.
 pub fn endpoints(e: &Endpoints, rv: u64) -> Value {
@@ -308,13 +311,7 @@ pub fn endpoints(e: &Endpoints, rv: u64) -> Value {
     for (a, ports) in &e.subsets {
         let ports: Value = ports
             .iter()
-            .map(|p| {
-                let mut port = json!({ "port": p.port, "protocol": p.protocol.to_string() });
-                if let Some(name) = &p.name {
-                    port["name"] = json!(name);
-                }
-                port
-            })
+            .map(|p| with_name(json!({ "port": p.port, "protocol": p.protocol.to_string() }), &p.name))
             .collect();
         match subsets.iter_mut().find(|(p, _)| *p == ports) {
             Some((_, addresses)) => addresses.push(address(&a.ip, &a.pod)),
