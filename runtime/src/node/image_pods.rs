@@ -6,7 +6,6 @@
 //! shows them (ErrImagePull, ImagePullBackOff, ErrImageNeverPull,
 //! CreateContainerError) and are tried again with the kubelet's backoff.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +16,9 @@ use tokio::time::Instant;
 use super::NodeRuntime;
 use super::container::{self, ContainerSpec, EtcFiles, OciRuntime};
 use super::pods::Exit;
+use crate::image::manifest::RunConfig;
 use crate::image::{Images, PullEvent, Reference};
-use crate::model::{ImageSpec, PullPolicy, Resources, SecurityContext, unix_now};
+use crate::model::{PullPolicy, unix_now};
 use crate::node::pod::log;
 use crate::node::pod::sandbox;
 use crate::store::PodRecord;
@@ -136,68 +136,41 @@ async fn pull(images: &Images, reference: &str) -> Result<(), String> {
     }
 }
 
-/// Everything a start task needs, owned.
+/// Everything a start task needs, owned: the container to make, whose
+/// layers and image config come once the image is prepared.
 struct Job {
     images: Images,
     runtime: Arc<OciRuntime>,
-    image: ImageSpec,
     pull: bool,
-    id: String,
-    pod_dir: PathBuf,
-    env: Vec<(String, String)>,
-    hostname: String,
-    netns: PathBuf,
-    /// The pod's /etc directory (resolv.conf is there already).
-    etc_dir: PathBuf,
+    /// The pod's /etc/hosts, written beside its resolv.conf.
     hosts: String,
-    security: SecurityContext,
-    resources: Resources,
-    pids_limit: i64,
-    log: File,
+    spec: ContainerSpec,
 }
 
 /// Pulls when asked, unpacks, and runs the container; the container's PID.
 async fn run(job: Job, pulled: &mut Option<Duration>) -> Result<i32, (Failure, String)> {
     let create = |e: String| (Failure::CreateContainerError, e);
-    let reference = Reference::parse(&job.image.image).map_err(|e| create(e.to_string()))?.to_string();
-    if job.pull {
+    let Job { images, runtime, pull: wanted, hosts, mut spec } = job;
+    let reference = Reference::parse(&spec.image.image).map_err(|e| create(e.to_string()))?.to_string();
+    if wanted {
         let began = Instant::now();
-        pull(&job.images, &reference).await.map_err(|e| (Failure::ErrImagePull, e))?;
+        pull(&images, &reference).await.map_err(|e| (Failure::ErrImagePull, e))?;
         *pulled = Some(began.elapsed());
     }
-    let prepared = job.images.prepare(&reference).await.map_err(|e| create(e.to_string()))?;
+    let prepared = images.prepare(&reference).await.map_err(|e| create(e.to_string()))?;
+    (spec.layers, spec.config) = (prepared.layers, prepared.config);
     tokio::task::spawn_blocking(move || -> Result<i32, String> {
-        let etc = EtcFiles {
-            resolv_conf: job.etc_dir.join("resolv.conf"),
-            hosts: job.etc_dir.join("hosts"),
-            hostname: job.etc_dir.join("hostname"),
-        };
         let write = |path: &PathBuf, text: &str| {
             std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
-        write(&etc.hosts, &job.hosts)?;
-        write(&etc.hostname, &format!("{}\n", job.hostname))?;
+        write(&spec.etc.hosts, &hosts)?;
+        write(&spec.etc.hostname, &format!("{}\n", spec.hostname))?;
         // A restart reuses the id: the last run's container goes first (a
         // first start has none, and skips the runtime's ~6 ms of deleting).
-        if job.runtime.state_root().join(&job.id).exists() || job.pod_dir.exists() {
-            let _ = job.runtime.delete(&job.id, &job.pod_dir);
+        if runtime.state_root().join(&spec.id).exists() || spec.pod_dir.exists() {
+            let _ = runtime.delete(&spec.id, &spec.pod_dir);
         }
-        let spec = ContainerSpec {
-            id: &job.id,
-            pod_dir: &job.pod_dir,
-            layers: &prepared.layers,
-            image: &job.image,
-            config: &prepared.config,
-            env: &job.env,
-            hostname: &job.hostname,
-            netns: &job.netns,
-            etc: &etc,
-            security: &job.security,
-            resources: &job.resources,
-            pids_limit: job.pids_limit,
-            log: &job.log,
-        };
-        job.runtime.create(&spec).map(|c| c.pid).map_err(|e| e.to_string())
+        runtime.create(&spec).map(|c| c.pid).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| create(e.to_string()))?
@@ -259,23 +232,28 @@ impl NodeRuntime {
         let (output, reader) = log::pipe(&paths).map_err(log_error)?;
         reader.start(pod.log.clone(), &pod_name).map_err(log_error)?;
         let record = &pod.record;
-        let job = Job {
-            images: self.images.clone(),
-            runtime,
-            image,
-            pull,
+        let etc_dir = sandbox::etc_dir(&pod.netns);
+        let spec = ContainerSpec {
             id: container_id(&record.uid),
             pod_dir: pod_dir(&data_dir, &record.uid),
+            layers: Vec::new(),
+            image,
+            config: RunConfig::default(),
             env: super::pods::downward_env(record),
             hostname: record.spec.name.clone(),
             netns: netns::path(&pod.netns),
-            etc_dir: sandbox::etc_dir(&pod.netns),
-            hosts: hosts_file(record.ip, &record.spec.name),
+            etc: EtcFiles {
+                resolv_conf: etc_dir.join("resolv.conf"),
+                hosts: etc_dir.join("hosts"),
+                hostname: etc_dir.join("hostname"),
+            },
             security: record.spec.security,
             resources: record.spec.resources,
             pids_limit: container::DEFAULT_PIDS_LIMIT,
             log: output,
         };
+        let hosts = hosts_file(record.ip, &record.spec.name);
+        let job = Job { images: self.images.clone(), runtime, pull, hosts, spec };
         let state = pod.image.as_mut().expect("inserted above");
         state.attempt += 1;
         state.starting = true;

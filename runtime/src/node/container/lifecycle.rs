@@ -27,9 +27,9 @@ impl OciRuntime {
     /// Makes the container and starts it detached: its init is the pid
     /// returned, its stdout and stderr the pod's log. On error nothing is
     /// left: no runtime state, mount, cgroup or file of the container's.
-    pub fn create(&self, spec: &ContainerSpec<'_>) -> Result<Container, ContainerError> {
-        check_id(spec.id)?;
-        let args = bundle::process_args(spec.image, spec.config)?;
+    pub fn create(&self, spec: &ContainerSpec) -> Result<Container, ContainerError> {
+        check_id(&spec.id)?;
+        let args = bundle::process_args(&spec.image, &spec.config)?;
         if !crate::sys::reaper::is_subreaper() {
             tracing::warn!(
                 "the agent is not a child subreaper: container {} exits will have no exit code",
@@ -37,39 +37,39 @@ impl OciRuntime {
             );
         }
         // Never touch a container that exists: a failed create cleans up.
-        if self.root.join(spec.id).exists() || rootfs::is_mounted(&Rootfs::new(spec.pod_dir).merged()) {
+        if self.root.join(&spec.id).exists() || rootfs::is_mounted(&Rootfs::new(&spec.pod_dir).merged()) {
             return Err(ContainerError::Exists(spec.id.to_string()));
         }
         let dir_existed = spec.pod_dir.exists();
-        std::fs::create_dir_all(spec.pod_dir).map_err(ContainerError::io("cannot create", spec.pod_dir))?;
+        std::fs::create_dir_all(&spec.pod_dir).map_err(ContainerError::io("cannot create", &spec.pod_dir))?;
         let made = self.create_in(spec, args);
         if made.is_err() {
-            self.undo(spec.id, spec.pod_dir, !dir_existed);
+            self.undo(&spec.id, &spec.pod_dir, !dir_existed);
         }
         made
     }
 
-    fn create_in(&self, spec: &ContainerSpec<'_>, args: Vec<String>) -> Result<Container, ContainerError> {
-        let rootfs = Rootfs::new(spec.pod_dir);
-        rootfs.mount(spec.layers)?;
+    fn create_in(&self, spec: &ContainerSpec, args: Vec<String>) -> Result<Container, ContainerError> {
+        let rootfs = Rootfs::new(&spec.pod_dir);
+        rootfs.mount(&spec.layers)?;
         let user = match spec.security.run_as {
             Some(run_as) => User { uid: run_as.uid, gid: run_as.gid, additional_gids: Vec::new() },
             None => user::resolve(&rootfs.merged(), &spec.config.user)?,
         };
         let merged = rootfs.merged();
         bundle::write(
-            spec.pod_dir,
+            &spec.pod_dir,
             &BundleSpec {
                 rootfs: &merged,
                 args,
-                env: bundle::environment(&spec.config.env, spec.env),
+                env: bundle::environment(&spec.config.env, &spec.env),
                 user,
                 working_dir: &spec.config.working_dir,
-                hostname: spec.hostname,
-                netns: spec.netns,
-                etc: spec.etc,
+                hostname: &spec.hostname,
+                netns: &spec.netns,
+                etc: &spec.etc,
                 privileged: spec.security.privileged,
-                resources: spec.resources,
+                resources: &spec.resources,
                 pids_limit: spec.pids_limit,
                 cgroups_path: format!("/podnet/{}", spec.id),
                 node: NodeLimits::of_this_node(),
@@ -80,26 +80,26 @@ impl OciRuntime {
         let _ = std::fs::remove_file(&log);
         let _ = std::fs::remove_file(&pid_file);
         let out =
-            spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", spec.pod_dir))?;
+            spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
         let err =
-            spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", spec.pod_dir))?;
+            spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
         let mut cmd = self.command(Some(&log));
         cmd.arg("run")
             .arg("--detach")
             .arg("--pid-file")
             .arg(&pid_file)
             .arg("--bundle")
-            .arg(spec.pod_dir)
-            .arg(spec.id)
+            .arg(&spec.pod_dir)
+            .arg(&spec.id)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
         let status = bounded(&mut cmd, RUNTIME_TIMEOUT)
-            .map_err(|source| self.spawn_error("run", spec.id, source))?
+            .map_err(|source| self.spawn_error("run", &spec.id, source))?
             .status;
         if !status.success() {
             let message = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
-            return Err(self.refused("run", spec.id, message));
+            return Err(self.refused("run", &spec.id, message));
         }
         let pid = std::fs::read_to_string(&pid_file)
             .ok()
@@ -107,10 +107,10 @@ impl OciRuntime {
             .filter(|pid| *pid > 0)
             .ok_or_else(|| ContainerError::PidFile {
                 runtime: self.describe(),
-                id: spec.id.to_string(),
+                id: spec.id.clone(),
                 path: pid_file,
             })?;
-        Ok(Container { id: spec.id.to_string(), pid })
+        Ok(Container { id: spec.id.clone(), pid })
     }
 
     /// Sends `signal` to the container's init (as PID 1 of its namespace it

@@ -95,35 +95,35 @@ impl OciRuntime {
 }
 
 /// What one container is made of.
-#[derive(Debug, Clone, Copy)]
-pub struct ContainerSpec<'a> {
+#[derive(Debug)]
+pub struct ContainerSpec {
     /// The container's id for the runtime (letters, digits, `-_.`).
-    pub id: &'a str,
+    pub id: String,
     /// The container's own directory (`<data-dir>/pods/<uid>`): bundle,
     /// rootfs, upper and work directories. Removed by `delete`.
-    pub pod_dir: &'a Path,
+    pub pod_dir: PathBuf,
     /// The image's unpacked layers, bottom first.
-    pub layers: &'a [PathBuf],
+    pub layers: Vec<PathBuf>,
     /// The pod's image, command and args.
-    pub image: &'a ImageSpec,
+    pub image: ImageSpec,
     /// The image config's run section.
-    pub config: &'a RunConfig,
+    pub config: RunConfig,
     /// The pod's variables (POD_* and its own); they win over the image's.
-    pub env: &'a [(String, String)],
+    pub env: Vec<(String, String)>,
     /// The pod's name.
-    pub hostname: &'a str,
+    pub hostname: String,
     /// The pod's named network namespace (`/run/netns/pn.<node>.<ns>.<pod>`).
-    pub netns: &'a Path,
+    pub netns: PathBuf,
     /// The pod's resolv.conf, hosts and hostname.
-    pub etc: &'a EtcFiles,
+    pub etc: EtcFiles,
     /// Privileged, run as.
-    pub security: &'a SecurityContext,
+    pub security: SecurityContext,
     /// Limits and requests.
-    pub resources: &'a Resources,
+    pub resources: Resources,
     /// The most processes it may have ([`DEFAULT_PIDS_LIMIT`]).
     pub pids_limit: i64,
     /// The pod's log pipe: the container's stdout and stderr.
-    pub log: &'a File,
+    pub log: File,
 }
 
 /// A running container.

@@ -118,19 +118,19 @@ impl Fixture {
         let netns = netns::path(&self.netns);
         let pod_dir = self.pod_dir(id);
         self.runtime.create(&ContainerSpec {
-            id,
-            pod_dir: &pod_dir,
-            layers: &self.layers,
-            image: &image,
-            config,
-            env: &[("POD_NAME".into(), "web".into())],
-            hostname: "web",
-            netns: &netns,
-            etc: &self.etc,
-            security,
-            resources,
+            id: id.into(),
+            pod_dir,
+            layers: self.layers.clone(),
+            image,
+            config: config.clone(),
+            env: vec![("POD_NAME".into(), "web".into())],
+            hostname: "web".into(),
+            netns,
+            etc: self.etc.clone(),
+            security: *security,
+            resources: *resources,
             pids_limit: DEFAULT_PIDS_LIMIT,
-            log,
+            log: log.try_clone().unwrap(),
         })
     }
 
@@ -378,19 +378,19 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
     let netns = netns::path(&fx.netns);
     let pod_dir = fx.pod_dir("c-crun");
     let ran = runtime.create(&ContainerSpec {
-        id: "c-crun",
-        pod_dir: &pod_dir,
-        layers: &fx.layers,
-        image: &image,
-        config: &RunConfig::default(),
-        env: &[],
-        hostname: "web",
-        netns: &netns,
-        etc: &fx.etc,
-        security: &SecurityContext::default(),
-        resources: &Resources::default(),
+        id: "c-crun".into(),
+        pod_dir: pod_dir.clone(),
+        layers: fx.layers.clone(),
+        image,
+        config: RunConfig::default(),
+        env: Vec::new(),
+        hostname: "web".into(),
+        netns,
+        etc: fx.etc.clone(),
+        security: SecurityContext::default(),
+        resources: Resources::default(),
         pids_limit: DEFAULT_PIDS_LIMIT,
-        log: &log,
+        log,
     });
     match (&chosen, &ran) {
         (Ok(_), Ok(_)) => {}
