@@ -312,74 +312,25 @@ fn registry_auth_and_tls_come_from_registries_yaml() {
             "/CN=podnet test CA",
         ],
     );
-    sh(
-        "openssl",
-        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=192.168.77.2"],
-    );
-    let ext = scratch.path("ext.cnf");
-    std::fs::write(&ext, "subjectAltName=IP:192.168.77.2\n").unwrap();
-    sh(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
+    // A key and a certificate signed by the CA, with the extension `ext`.
+    let issue = |key: &str, csr: &str, cert: &str, subject: &str, ext: &str| {
+        sh(
+            "openssl",
+            &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", subject],
+        );
+        let ext_file = format!("{csr}.ext");
+        std::fs::write(&ext_file, format!("{ext}\n")).unwrap();
+        let args =
+            ["x509", "-req", "-in", csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial", "-out", cert];
+        sh("openssl", &[&args[..], &["-days", "2", "-extfile", &ext_file]].concat());
+    };
+    issue(&key, &csr, &cert, "/CN=192.168.77.2", "subjectAltName=IP:192.168.77.2");
     // A client certificate: the registry wants one signed by the same CA.
     let certs = scratch.path("client-certs");
     std::fs::create_dir_all(&certs).unwrap();
     let (client_key, client_csr, client_cert) =
         (format!("{certs}/client.key"), scratch.path("client.csr"), format!("{certs}/client.cert"));
-    sh(
-        "openssl",
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &client_key,
-            "-out",
-            &client_csr,
-            "-subj",
-            "/CN=podnet node",
-        ],
-    );
-    let client_ext = scratch.path("client-ext.cnf");
-    std::fs::write(&client_ext, "extendedKeyUsage=clientAuth\n").unwrap();
-    sh(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &client_csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &client_cert,
-            "-days",
-            "2",
-            "-extfile",
-            &client_ext,
-        ],
-    );
+    issue(&client_key, &client_csr, &client_cert, "/CN=podnet node", "extendedKeyUsage=clientAuth");
     let htpasswd = scratch.path("htpasswd");
     std::fs::write(&htpasswd, sh("htpasswd", &["-Bbn", "puller", "s3cret"])).unwrap();
 
