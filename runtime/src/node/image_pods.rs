@@ -165,11 +165,8 @@ async fn run(job: Job, pulled: &mut Option<Duration>) -> Result<i32, (Failure, S
         };
         write(&spec.etc.hosts, &hosts)?;
         write(&spec.etc.hostname, &format!("{}\n", spec.hostname))?;
-        // A restart reuses the id: the last run's container goes first (a
-        // first start has none, and skips the runtime's ~6 ms of deleting).
-        if runtime.state_root().join(&spec.id).exists() || spec.pod_dir.exists() {
-            let _ = runtime.delete(&spec.id, &spec.pod_dir);
-        }
+        // A restart reuses the id: the last run's container goes first.
+        let _ = runtime.delete(&spec.id, &spec.pod_dir);
         runtime.create(&spec).map(|c| c.pid).map_err(|e| e.to_string())
     })
     .await

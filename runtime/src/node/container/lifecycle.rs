@@ -170,8 +170,13 @@ impl OciRuntime {
         }
     }
 
-    /// `delete --force`; a container the runtime does not know is fine.
+    /// `delete --force`; a container the runtime does not know is fine,
+    /// and one without state under the root is not asked about (running the
+    /// runtime costs ~6 ms of a 60 ms start).
     fn delete_state(&self, id: &str) -> Result<(), ContainerError> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
         let mut cmd = self.command(None);
         cmd.args(["delete", "--force", id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let out =
