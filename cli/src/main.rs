@@ -59,7 +59,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let socket = cli.socket.as_path();
     if let Some(path) = &cli.kubeconfig {
         let (config, token) = runtime::cluster::token::ClientConfig::load(path)?;
-        let _ = REMOTE.set((config.server, token));
+        let admin = runtime::cluster::client::Caller::Admin(config.admin);
+        let _ = REMOTE.set((config.server, token, admin));
     }
     match cli.command {
         Command::Node { command: NodeCommand::Up(args) } => node_up(args, socket).await,
@@ -415,16 +416,18 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
 
 /// Sends one request to the agent.
 pub async fn call(socket: &Path, request: Request) -> Result<Response, CliError> {
-    if let Some((server, token)) = REMOTE.get() {
-        return Ok(runtime::cluster::client::call(*server, token, &request).await?);
+    if let Some((server, token, admin)) = REMOTE.get() {
+        return Ok(runtime::cluster::client::call(*server, token, admin, &request).await?);
     }
     let mut client = Client::connect(socket).await?;
     Ok(client.call(&request).await?)
 }
 
 /// The cluster server a `--kubeconfig` points at, if one was given.
-static REMOTE: std::sync::OnceLock<(std::net::SocketAddr, runtime::cluster::token::Token)> =
-    std::sync::OnceLock::new();
+static REMOTE: std::sync::OnceLock<Remote> = std::sync::OnceLock::new();
+
+/// A cluster server's address, its join token and the admin's credential.
+type Remote = (std::net::SocketAddr, runtime::cluster::token::Token, runtime::cluster::client::Caller);
 
 fn unexpected<T>() -> Result<T, CliError> {
     Err(CliError::Unexpected)

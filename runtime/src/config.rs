@@ -1165,6 +1165,7 @@ mod tests {
             subnet: cidr,
             address: Some(Ipv4Addr::new(192, 168, 250, 3)),
             joined_at: 7,
+            password: None,
         };
         assert_eq!(
             serde_json::to_string(&record).unwrap(),

@@ -74,6 +74,10 @@ pub struct NodeRecord {
     pub address: Option<Ipv4Addr>,
     /// Unix time it first joined.
     pub joined_at: u64,
+    /// Its node password's digest, pinned at its first join (none for the
+    /// server's own node, and for a node that joined before passwords).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<crate::cluster::password::PasswordDigest>,
 }
 
 /// The state file of one data directory.

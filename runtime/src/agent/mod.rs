@@ -13,13 +13,16 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::server::{self, Answer, Call};
 use crate::api::{Request, Response, Route};
+use crate::cluster::client::Caller;
 use crate::cluster::member::{self, Cache, FromServer, MemberLink};
+use crate::cluster::password::NodePassword;
 use crate::cluster::proto::{ClusterSettings, Welcome};
-use crate::cluster::server::{ClusterEvent, Hub};
+use crate::cluster::server::{ClusterEvent, Hub, Trust};
 use crate::cluster::token::{self, Token};
 use crate::config::{Cidr, NodeConfig};
 use crate::control::{ControlError, ControlPlane, Host, Now, Rng};
 use crate::desired::PodReport;
+use crate::kube::SharedPort;
 use crate::listeners::ListenError;
 use crate::listeners::proxy::ListenKey;
 use crate::model::check_name;
@@ -108,6 +111,8 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
         options.config.cluster.overlay = true;
     }
     let mut hidden = vec![options.socket.clone(), data_dir.clone()];
+    // The port the cluster API shares with the Kubernetes API on a server.
+    let kube_port = SharedPort::default();
     let (mut side, config, subnet) = match options.role.clone() {
         Role::Member { server, token_file, address } => {
             let (member, config) = Member::start(&options, server, &token_file, address).await?;
@@ -116,7 +121,7 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
             (Side::Member(Box::new(member)), config, subnet)
         }
         _ => {
-            let mut control = Control::start(&options, &calls_tx).await?;
+            let mut control = Control::start(&options, &calls_tx, &kube_port).await?;
             control.cp.reconcile(Now::system());
             if let Err(e) = commit(&mut control.cp, &control.store).await {
                 tracing::warn!("{e}");
@@ -132,22 +137,30 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
         crate::image::Images::start(data_dir, options.registries.clone(), options.config.images.clone())
             .await?;
     let calls = images.clone().intercept(calls);
-    // The Kubernetes API starts once the role has (a member's token and
-    // welcome, the server's cluster API): their errors come first, alone.
-    let (api_address, cluster_port) = match &options.role {
-        Role::Server { address, listen } => (*address, Some(listen.port())),
-        Role::Member { address, .. } => (*address, None),
+    // The Kubernetes API starts once the role has (the server's cluster
+    // API): its errors come first, alone. Members leave the API to their
+    // server, as k3s agents do: a node's credential may not change the
+    // cluster, so the API it could serve would be a read-only echo.
+    let (api_address, cluster) = match &options.role {
+        Role::Server { address, listen } => (*address, Some((*listen, kube_port.clone()))),
+        Role::Member { .. } => (None, None),
         Role::Standalone => (None, None),
     };
-    let api = crate::kube::ApiOptions {
-        config: &options.config.api,
-        data_dir,
-        node_name: &options.node_name,
-        address: api_address.or_else(|| crate::cluster::node_address(&options.config.network.host_interface)),
-        cluster_port,
-        caps: crate::listeners::limits::Caps::listener(&options.config.limits),
-    };
-    crate::kube::start(api, calls_tx.clone()).await?;
+    if matches!(options.role, Role::Member { .. }) {
+        crate::kube::forget_kubeconfig(data_dir);
+        tracing::info!("the Kubernetes API is the cluster server's: use the kubeconfig from its data dir");
+    } else {
+        let api = crate::kube::ApiOptions {
+            config: &options.config.api,
+            data_dir,
+            node_name: &options.node_name,
+            address: api_address
+                .or_else(|| crate::cluster::node_address(&options.config.network.host_interface)),
+            cluster,
+            caps: crate::listeners::limits::Caps::listener(&options.config.limits),
+        };
+        crate::kube::start(api, calls_tx.clone()).await?;
+    }
     let mut node = NodeRuntime::start(
         NodeOptions { name: options.node_name.clone(), config, subnet, data_dir: data_dir.clone(), hidden },
         images,
@@ -174,6 +187,8 @@ struct Control {
 struct Member {
     server: SocketAddr,
     token: Token,
+    /// This node, as it asks the server for its CLI (reads only).
+    caller: Caller,
     from_server: mpsc::Receiver<FromServer>,
     reports: watch::Sender<PodReport>,
     cache: Cache,
@@ -335,9 +350,9 @@ impl Side {
             }
             // On a task of its own, so the event loop goes on.
             Side::Member(m) => {
-                let (server, token) = (m.server, m.token.clone());
+                let (server, token, caller) = (m.server, m.token.clone(), m.caller.clone());
                 tokio::spawn(async move {
-                    let answer = crate::cluster::client::call(server, &token, &request)
+                    let answer = crate::cluster::client::call(server, &token, &caller, &request)
                         .await
                         .map(once)
                         .map_err(String::from);
@@ -367,7 +382,11 @@ async fn commit(cp: &mut ControlPlane, store: &Store) -> Result<(), ControlError
 impl Control {
     /// Starts the control plane from the saved state, and the cluster API
     /// when this node is the server.
-    async fn start(options: &AgentOptions, calls_tx: &mpsc::Sender<Call>) -> Result<Control, AgentError> {
+    async fn start(
+        options: &AgentOptions,
+        calls_tx: &mpsc::Sender<Call>,
+        kube: &SharedPort,
+    ) -> Result<Control, AgentError> {
         let data_dir = &options.data_dir;
         let store = Store::new(data_dir);
         let state = store.load()?.unwrap_or_default();
@@ -392,10 +411,13 @@ impl Control {
             let api = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|source| AgentError::ClusterApi { listen: *listen, source })?;
-            token::write_client_config(data_dir, SocketAddr::from((address, listen.port())), &token)?;
+            let admin = crate::kube::auth::Token::admin(data_dir)?;
+            let server = SocketAddr::from((address, listen.port()));
+            token::write_client_config(data_dir, server, &token, admin.as_str())?;
             let (events_tx, events_rx) = mpsc::channel(64);
             let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
-            tokio::spawn(crate::cluster::server::serve(api, token, events_tx, calls_tx.clone(), caps));
+            let trust = Trust { token, admin, kube: kube.clone() };
+            tokio::spawn(crate::cluster::server::serve(api, trust, events_tx, calls_tx.clone(), caps));
             hub = Some(Hub::new(events_rx));
             tracing::info!(
                 %address,
@@ -468,6 +490,7 @@ impl Member {
     ) -> Result<(Member, NodeConfig), AgentError> {
         let data_dir = &options.data_dir;
         let token = Token::load(token_file)?;
+        let password = NodePassword::load_or_make(data_dir)?;
         let interface = &options.config.network.host_interface;
         let address =
             address.or_else(|| crate::cluster::node_address(interface)).ok_or(AgentError::NoAddress)?;
@@ -476,6 +499,7 @@ impl Member {
             token: token.clone(),
             name: options.node_name.clone(),
             address,
+            password: password.clone(),
             message_timeout: Duration::from_millis(options.config.limits.request_timeout_ms),
         };
         let mut cache = Cache::load(data_dir);
@@ -510,6 +534,7 @@ impl Member {
         let member = Member {
             server,
             token,
+            caller: Caller::Node { name: options.node_name.clone(), password },
             from_server,
             reports,
             cache,

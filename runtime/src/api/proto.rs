@@ -186,6 +186,42 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Whether the request only reads cluster objects: what a member node
+    /// may ask the server for its CLI (the Kubernetes node authorizer lets
+    /// a kubelet read pods, services, endpoints and nodes, and change none
+    /// of them). A pod's own data (its output, a shell in it, its frames)
+    /// and every change take the admin.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Request::GetPods { .. }
+            | Request::GetDeployments { .. }
+            | Request::DescribePod { .. }
+            | Request::GetNodes
+            | Request::NodeStats
+            | Request::GetServices { .. }
+            | Request::GetEndpoints { .. }
+            | Request::Resolve { .. }
+            | Request::ImageList => true,
+            Request::RunPod(_)
+            | Request::CreateDeployment(_)
+            | Request::ScaleDeployment { .. }
+            | Request::DeletePod { .. }
+            | Request::DeleteDeployment { .. }
+            | Request::ExecTarget { .. }
+            | Request::Logs { .. }
+            | Request::CreateService(_)
+            | Request::DeleteService { .. }
+            | Request::Capture { .. }
+            | Request::SetSessionAffinity { .. }
+            | Request::DeleteNode { .. }
+            | Request::ImagePull { .. }
+            | Request::ImageRemove { .. }
+            | Request::ImageImport { .. } => false,
+        }
+    }
+}
+
 /// Everything `podnet node stats` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatsReport {

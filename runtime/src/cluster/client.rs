@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::password::NodePassword;
 use super::proto::Hello;
 use super::token::Token;
 use super::{ClusterError, channel};
@@ -18,9 +19,39 @@ use crate::cluster::channel::RecvError;
 /// keep arriving are never cut.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who a request comes from.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The admin, with the admin token.
+    Admin(String),
+    /// A member node for its local CLI: it may read, not change.
+    Node {
+        /// Its name.
+        name: String,
+        /// Its node password.
+        password: NodePassword,
+    },
+}
+
+impl Caller {
+    fn hello(&self) -> Hello {
+        match self {
+            Caller::Admin(admin) => Hello::Cli { version: PROTOCOL_VERSION, admin: admin.clone() },
+            Caller::Node { name, password } => {
+                Hello::NodeCli { version: PROTOCOL_VERSION, name: name.clone(), password: password.clone() }
+            }
+        }
+    }
+}
+
 /// Sends one request to the cluster server and returns its answer.
-pub async fn call(server: SocketAddr, token: &Token, request: &Request) -> Result<Response, ClusterError> {
-    call_within(server, token, request, ANSWER_TIMEOUT).await
+pub async fn call(
+    server: SocketAddr,
+    token: &Token,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response, ClusterError> {
+    call_within(server, token, caller, request, ANSWER_TIMEOUT).await
 }
 
 /// [`call`], with `limit` for the handshake (at most the channel's own),
@@ -28,6 +59,7 @@ pub async fn call(server: SocketAddr, token: &Token, request: &Request) -> Resul
 pub async fn call_within(
     server: SocketAddr,
     token: &Token,
+    caller: &Caller,
     request: &Request,
     limit: Duration,
 ) -> Result<Response, ClusterError> {
@@ -47,7 +79,7 @@ pub async fn call_within(
         std::io::ErrorKind::TimedOut => silent(limit),
         _ => ClusterError::Talk { server, source },
     };
-    tx.send_value_within(&Hello::Cli { version: PROTOCOL_VERSION }, limit).await.map_err(sent)?;
+    tx.send_value_within(&caller.hello(), limit).await.map_err(sent)?;
     tx.send_value_within(request, limit).await.map_err(sent)?;
     // The answer's error is text: the server rendered it at its boundary.
     let answer = rx.recv_value_within::<Result<Response, String>>(Some(limit), limit).await;
@@ -71,7 +103,8 @@ mod tests {
     {
         let (addr, token, server) = crate::cluster::channel::serve_once(serve).await;
         let limit = Duration::from_millis(300);
-        let call = call_within(addr, &token, &Request::GetNodes, limit);
+        let admin = Caller::Admin("admin".into());
+        let call = call_within(addr, &token, &admin, &Request::GetNodes, limit);
         let result = tokio::time::timeout(Duration::from_secs(60), call).await;
         server.abort();
         let err = result.expect("the call hung on a silent server").unwrap_err();

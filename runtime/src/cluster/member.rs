@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use super::password::NodePassword;
 use super::proto::{Report, ToMember, Welcome, hello_node};
 use super::token::Token;
 use super::{channel, server};
@@ -30,6 +31,8 @@ pub struct MemberLink {
     pub name: String,
     /// This node's address between nodes.
     pub address: Ipv4Addr,
+    /// This node's password, pinned to its name by the server.
+    pub password: NodePassword,
     /// Longest a message from or to the server may take once it started
     /// (the board's `limits.request_timeout_ms`): a server that trickles
     /// or stops reading is left and asked again.
@@ -143,7 +146,9 @@ async fn session(
     };
     let whole = link.message_timeout;
     let (mut tx, mut rx) = channel::connect(link.server, &link.token).await.map_err(closed)?;
-    tx.send_value_within(&hello_node(&link.name, link.address), whole).await.map_err(closed)?;
+    tx.send_value_within(&hello_node(&link.name, link.address, &link.password), whole)
+        .await
+        .map_err(closed)?;
     // The server answers once it saved the join: a server that does not
     // answer at all is left like a silent member.
     let first =
@@ -232,6 +237,7 @@ mod tests {
             token: token.clone(),
             name: "n1".into(),
             address: Ipv4Addr::new(192, 168, 1, 2),
+            password: NodePassword::fixed(1),
             message_timeout: Duration::from_millis(300),
         };
         let (to_loop, mut from_link) = mpsc::channel(8);

@@ -1,11 +1,14 @@
 //! Several nodes as one cluster: a server (`node up --cluster-init`) owns the
 //! control plane; members (`node up --server ADDR --token-file F`) run the
 //! pods it assigns them and report back; remote CLIs use a client config.
-//! Every connection is a Noise channel keyed by the cluster token.
+//! Every connection is a Noise channel keyed by the cluster (join) token;
+//! inside it a node proves its name with its node password and a CLI its
+//! admin with the admin token.
 
 pub mod channel;
 pub mod client;
 pub mod member;
+pub mod password;
 pub mod proto;
 pub mod server;
 pub mod token;
@@ -109,6 +112,12 @@ pub enum ClusterError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A client config without the admin token (written before there was one).
+    #[error(
+        "the client config {} has no admin token: copy podnet.yaml again from the server's data dir (the join token alone reads and changes nothing)",
+        .0.display()
+    )]
+    NoAdmin(PathBuf),
     /// The server answered with an error, already in words.
     #[error("{0}")]
     Remote(String),

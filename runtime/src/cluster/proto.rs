@@ -1,11 +1,15 @@
 //! Messages on the cluster channel (postcard). A connection opens with a
-//! [`Hello`]; a member then gets a [`Welcome`] and a stream of
-//! [`NodeDesired`] and sends reports; a CLI sends requests and gets answers.
+//! [`Hello`] naming who calls: the admin (a remote CLI, with the admin
+//! token), a node joining (with its node password), or a node asking on
+//! behalf of its local CLI (with its node password; reads only). A member
+//! then gets a [`Welcome`] and a stream of [`NodeDesired`] and sends
+//! reports; a CLI sends requests and gets answers.
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::password::NodePassword;
 use crate::api::PROTOCOL_VERSION;
 use crate::config::Cidr;
 use crate::desired::{NodeDesired, PodReport};
@@ -13,10 +17,13 @@ use crate::desired::{NodeDesired, PodReport};
 /// The first message on a connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Hello {
-    /// A remote CLI.
+    /// A remote CLI, as the cluster's admin.
     Cli {
         /// Its control protocol version.
         version: u16,
+        /// The admin token (the Kubernetes API's bearer token): the join
+        /// token alone reads and changes nothing.
+        admin: String,
     },
     /// A node joining (or coming back).
     Node {
@@ -26,6 +33,18 @@ pub enum Hello {
         name: String,
         /// Its address on the network between nodes.
         address: Ipv4Addr,
+        /// Its node password: pinned to the name at the first join.
+        password: NodePassword,
+    },
+    /// A member node asking for its local CLI: it may read the cluster,
+    /// not change it (the Kubernetes node authorizer's line).
+    NodeCli {
+        /// Its control protocol version.
+        version: u16,
+        /// Node name.
+        name: String,
+        /// Its node password.
+        password: NodePassword,
     },
 }
 
@@ -33,7 +52,9 @@ impl Hello {
     /// The sender's protocol version.
     pub fn version(&self) -> u16 {
         match self {
-            Hello::Cli { version } | Hello::Node { version, .. } => *version,
+            Hello::Cli { version, .. } | Hello::Node { version, .. } | Hello::NodeCli { version, .. } => {
+                *version
+            }
         }
     }
 }
@@ -76,6 +97,6 @@ pub enum ToMember {
 pub struct Report(pub PodReport);
 
 /// A node's Hello, with this build's version.
-pub fn hello_node(name: &str, address: Ipv4Addr) -> Hello {
-    Hello::Node { version: PROTOCOL_VERSION, name: name.into(), address }
+pub fn hello_node(name: &str, address: Ipv4Addr, password: &NodePassword) -> Hello {
+    Hello::Node { version: PROTOCOL_VERSION, name: name.into(), address, password: password.clone() }
 }

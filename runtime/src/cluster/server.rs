@@ -11,12 +11,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{self, RecvError};
+use super::password::{NodePassword, PasswordDigest};
 use super::proto::{Hello, Report, ToMember, Welcome};
 use super::token::Token;
 use crate::api::server::{Answer, Call};
 use crate::api::{PROTOCOL_VERSION, Request, Response};
 use crate::control::{ControlError, ControlPlane, HEARTBEAT_TIMEOUT, Now};
 use crate::desired::{NodeDesired, PodReport};
+use crate::kube::auth::Token as AdminToken;
 use crate::listeners::accept;
 use crate::listeners::limits::{Caps, Gate, Listener, Permit, Reason};
 
@@ -28,6 +30,8 @@ pub enum ClusterEvent {
         name: String,
         /// Its address between nodes.
         address: Ipv4Addr,
+        /// Its node password's digest.
+        password: PasswordDigest,
         /// Connection id, to tell a stale `Left` from a current one.
         conn: u64,
         /// The answer to the node.
@@ -43,6 +47,15 @@ pub enum ClusterEvent {
         conn: u64,
         /// Its pods' status.
         report: PodReport,
+    },
+    /// A member asks for its CLI: is it the node it names?
+    Authenticate {
+        /// Node name.
+        name: String,
+        /// Its node password's digest.
+        password: PasswordDigest,
+        /// The answer: Ok, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// A node's connection ended.
     Left {
@@ -102,10 +115,10 @@ impl Hub {
     /// plane's change, then answer it with [`Hub::finish_join`].
     pub fn on_event(&mut self, cp: &mut ControlPlane, now: Now, event: ClusterEvent) -> Option<PendingJoin> {
         match event {
-            ClusterEvent::Join { name, address, conn, reply, desired } => {
+            ClusterEvent::Join { name, address, password, conn, reply, desired } => {
                 let connected = self.members.get(&name).is_some_and(|m| m.conn != conn);
                 let welcome = cp
-                    .register(now, &name, address, connected)
+                    .register(now, &name, address, &password, connected)
                     .map(|subnet| Welcome { subnet, settings: cp.settings() });
                 return Some(PendingJoin { name, conn, reply, desired, welcome });
             }
@@ -114,6 +127,9 @@ impl Hub {
                     cp.heartbeat(now, &name);
                     cp.report(&name, report);
                 }
+            }
+            ClusterEvent::Authenticate { name, password, reply } => {
+                let _ = reply.send(cp.authenticate(&name, &password).map_err(|e| e.to_string()));
             }
             ClusterEvent::Left { name, conn } => {
                 if self.members.get(&name).is_some_and(|m| m.conn == conn) {
@@ -169,22 +185,34 @@ impl Hub {
 /// member that went silent has been NotReady for a while when it is cut.
 pub const SILENCE: Duration = Duration::from_secs(3 * HEARTBEAT_TIMEOUT.as_secs());
 
+/// Who may call the cluster API, besides nodes holding their passwords.
+#[derive(Clone)]
+pub struct Trust {
+    /// The join token: the Noise channel's key.
+    pub token: Token,
+    /// The admin token a remote CLI must present.
+    pub admin: AdminToken,
+    /// The Kubernetes API, once it serves: TLS connections to this port go
+    /// there (one port, 6443, for both, as k3s's).
+    pub kube: crate::kube::SharedPort,
+}
+
 /// Accepts cluster connections until the agent stops, at most `caps` at
 /// once (the shared accept loop: caps, keep-alive, backoff on errors).
 pub async fn serve(
     listener: TcpListener,
-    token: Token,
+    trust: Trust,
     events: mpsc::Sender<ClusterEvent>,
     calls: mpsc::Sender<Call>,
     caps: Caps,
 ) {
-    serve_gate(listener, token, events, calls, Gate::new(Listener::ClusterApi, caps), SILENCE).await
+    serve_gate(listener, trust, events, calls, Gate::new(Listener::ClusterApi, caps), SILENCE).await
 }
 
 /// [`serve`] through `gate`, cutting peers silent for `silence`.
 async fn serve_gate(
     listener: TcpListener,
-    token: Token,
+    trust: Trust,
     events: mpsc::Sender<ClusterEvent>,
     calls: mpsc::Sender<Call>,
     gate: Arc<Gate>,
@@ -193,10 +221,13 @@ async fn serve_gate(
     let mut next_conn = 0u64;
     accept::serve(listener, gate, move |stream, permit| {
         next_conn += 1;
-        let (token, events, calls, conn) = (token.clone(), events.clone(), calls.clone(), next_conn);
+        let (trust, events, calls, conn) = (trust.clone(), events.clone(), calls.clone(), next_conn);
         async move {
+            if let Some(kube) = kube_bound(&stream, &permit, &trust.kube).await {
+                return kube.connection(stream, permit).await;
+            }
             let peer = permit.client();
-            if let Err(e) = connection(stream, &permit, token, events, calls, conn, silence).await {
+            if let Err(e) = connection(stream, &permit, &trust, events, calls, conn, silence).await {
                 tracing::debug!(%peer, "cluster connection ended: {e}");
             }
             drop(permit);
@@ -204,6 +235,29 @@ async fn serve_gate(
     })
     .await
 }
+
+/// The Kubernetes API's server, when the connection starts as TLS does (a
+/// handshake record, 0x16) and the API is served here. A Noise handshake
+/// starts with its length's high byte, 0 for its 48 bytes: the two never
+/// meet.
+async fn kube_bound(
+    stream: &TcpStream,
+    permit: &Permit,
+    kube: &crate::kube::SharedPort,
+) -> Option<Arc<crate::kube::server::Server>> {
+    let server = kube.get()?;
+    let mut first = [0u8; 1];
+    match permit.within(stream.peek(&mut first)).await {
+        Some(Ok(1)) if first[0] == TLS_HANDSHAKE => Some(server),
+        _ => None,
+    }
+}
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// What a remote CLI without the admin token is told.
+const NOT_ADMIN: &str = "the cluster server refused this CLI: the client config has no admin token or another one (the join token alone reads and changes nothing): copy podnet.yaml again from the server's data dir";
 
 /// The listener's reason for a failed receive, if it is a refusal.
 fn refusal(e: &RecvError) -> Option<Reason> {
@@ -218,6 +272,22 @@ fn refusal(e: &RecvError) -> Option<Reason> {
     }
 }
 
+/// A failed receive as an I/O error, counted when it is a refusal.
+fn received(permit: &Permit, e: RecvError) -> std::io::Error {
+    if let Some(reason) = refusal(&e) {
+        permit.count(reason);
+    }
+    std::io::Error::from(e)
+}
+
+/// A send's result, a timed-out one counted.
+fn sent(permit: &Permit, result: std::io::Result<()>) -> std::io::Result<()> {
+    if result.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+        permit.count(Reason::RequestTimeout);
+    }
+    result
+}
+
 /// One connection: a peer proves the token, says hello, and is served
 /// until it leaves. Once the channel is open every message must start
 /// within `silence` and arrive (or leave) whole within the request timeout;
@@ -225,7 +295,7 @@ fn refusal(e: &RecvError) -> Option<Reason> {
 async fn connection(
     stream: TcpStream,
     permit: &Permit,
-    token: Token,
+    trust: &Trust,
     events: mpsc::Sender<ClusterEvent>,
     calls: mpsc::Sender<Call>,
     conn: u64,
@@ -233,24 +303,14 @@ async fn connection(
 ) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
     let whole = permit.caps().request_timeout;
-    let (mut tx, mut rx) = channel::accept(stream, &token).await.inspect_err(|e| {
+    let (mut tx, mut rx) = channel::accept(stream, &trust.token).await.inspect_err(|e| {
         permit.count(Reason::HandshakeFailed);
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             tracing::warn!(%peer, "refused a cluster connection without this cluster's token");
         }
     })?;
-    let counted = |e: RecvError| {
-        if let Some(reason) = refusal(&e) {
-            permit.count(reason);
-        }
-        std::io::Error::from(e)
-    };
-    let sent = |result: std::io::Result<()>| {
-        if result.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
-            permit.count(Reason::RequestTimeout);
-        }
-        result
-    };
+    let counted = |e| received(permit, e);
+    let sent = |result| sent(permit, result);
     // A peer holding the token says hello right away.
     let hello: Hello = rx.recv_value_within(Some(whole), whole).await.map_err(counted)?;
     if hello.version() != PROTOCOL_VERSION {
@@ -260,73 +320,132 @@ async fn connection(
             hello.version()
         );
         return sent(match hello {
-            Hello::Cli { .. } => tx.send_value_within(&Err::<Response, String>(text), whole).await,
+            Hello::Cli { .. } | Hello::NodeCli { .. } => {
+                tx.send_value_within(&Err::<Response, String>(text), whole).await
+            }
             Hello::Node { .. } => tx.send_value_within(&ToMember::Refused(text), whole).await,
         });
     }
-    match hello {
-        Hello::Cli { .. } => loop {
-            let request: Request = rx.recv_value_within(Some(silence), whole).await.map_err(counted)?;
-            let answer = match request {
-                Request::Capture { .. } => Err("capture works only on the pod's node".to_string()),
-                request => {
-                    let (reply_tx, reply_rx) = oneshot::channel();
-                    let _ = calls.send((request, reply_tx)).await;
-                    match reply_rx.await {
-                        Ok(Ok(Answer::Once(response))) => Ok(*response),
-                        Ok(Ok(Answer::Stream(_))) => Err("streams work only on the pod's node".to_string()),
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err("the server is shutting down".to_string()),
-                    }
-                }
-            };
-            sent(tx.send_value_within(&answer, whole).await)?;
-        },
-        Hello::Node { name, address, .. } => {
-            let (desired_tx, mut desired_rx) = mpsc::channel(8);
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let join = ClusterEvent::Join {
-                name: name.clone(),
-                address,
-                conn,
-                reply: reply_tx,
-                desired: desired_tx,
-            };
-            if events.send(join).await.is_err() {
+    // Who asks: the admin, or a member node that may only read.
+    let reader = match hello {
+        Hello::Cli { admin, .. } => {
+            if !trust.admin.is(&admin) {
+                permit.count(Reason::Unauthorized);
+                tracing::warn!(%peer, "refused a remote CLI without the admin token");
+                return sent(tx.send_value_within(&Err::<Response, String>(NOT_ADMIN.into()), whole).await);
+            }
+            None
+        }
+        Hello::NodeCli { name, password, .. } => {
+            let (reply, answer) = oneshot::channel();
+            let ask = ClusterEvent::Authenticate { name: name.clone(), password: password.digest(), reply };
+            if events.send(ask).await.is_err() {
                 return Ok(());
             }
-            match reply_rx.await {
-                Ok(Ok(welcome)) => sent(tx.send_value_within(&ToMember::Welcome(welcome), whole).await)?,
-                Ok(Err(reason)) => {
-                    permit.count(Reason::JoinRefused);
-                    return sent(tx.send_value_within(&ToMember::Refused(reason), whole).await);
+            match answer.await {
+                Ok(Ok(())) => Some(name),
+                Ok(Err(why)) => {
+                    permit.count(Reason::Unauthorized);
+                    return sent(tx.send_value_within(&Err::<Response, String>(why), whole).await);
                 }
                 Err(_) => return Ok(()),
             }
-            // A member that stops reading is cut like one that stops sending.
-            let mut writer = tokio::spawn(async move {
-                while let Some(desired) = desired_rx.recv().await {
-                    tx.send_value_within(&ToMember::Desired(desired), whole).await?;
-                }
-                Ok::<(), std::io::Error>(())
-            });
-            let reader = async {
-                loop {
-                    let Report(report) = rx.recv_value_within(Some(silence), whole).await.map_err(counted)?;
-                    let _ = events.send(ClusterEvent::Report { name: name.clone(), conn, report }).await;
-                }
-            };
-            // Either half ending ends the connection (a cut read loses
-            // nothing: the connection closes).
-            let result: std::io::Result<()> = tokio::select! {
-                result = reader => result,
-                written = &mut writer => sent(written.unwrap_or_else(|e| Err(std::io::Error::other(e)))),
-            };
-            writer.abort();
-            let _ = events.send(ClusterEvent::Left { name, conn }).await;
-            result
         }
+        Hello::Node { name, address, password, .. } => {
+            return member(tx, rx, permit, &events, Joining { name, address, password, conn }, silence).await;
+        }
+    };
+    loop {
+        let request: Request = rx.recv_value_within(Some(silence), whole).await.map_err(counted)?;
+        let answer = match request {
+            Request::Capture { .. } => Err("capture works only on the pod's node".to_string()),
+            request if reader.is_some() && !request.is_read_only() => {
+                permit.count(Reason::Forbidden);
+                let node = reader.as_deref().unwrap_or_default();
+                Err(format!(
+                    "node {node} may read the cluster but not change it, nor reach into pods on other nodes: run this on the server, or here with the cluster's client config (podnet --kubeconfig podnet.yaml, copied from the server's data dir)"
+                ))
+            }
+            request => {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let _ = calls.send((request, reply_tx)).await;
+                match reply_rx.await {
+                    Ok(Ok(Answer::Once(response))) => Ok(*response),
+                    Ok(Ok(Answer::Stream(_))) => Err("streams work only on the pod's node".to_string()),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err("the server is shutting down".to_string()),
+                }
+            }
+        };
+        sent(tx.send_value_within(&answer, whole).await)?;
     }
+}
+
+/// A node's hello, as the connection took it.
+struct Joining {
+    name: String,
+    address: Ipv4Addr,
+    password: NodePassword,
+    conn: u64,
+}
+
+/// A member's session: it joins, then reports while it is sent its
+/// desired state.
+async fn member(
+    mut tx: channel::Sender,
+    mut rx: channel::Receiver,
+    permit: &Permit,
+    events: &mpsc::Sender<ClusterEvent>,
+    joining: Joining,
+    silence: Duration,
+) -> std::io::Result<()> {
+    let whole = permit.caps().request_timeout;
+    let counted = |e| received(permit, e);
+    let sent = |result| sent(permit, result);
+    let Joining { name, address, password, conn } = joining;
+    let (desired_tx, mut desired_rx) = mpsc::channel(8);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let join = ClusterEvent::Join {
+        name: name.clone(),
+        address,
+        password: password.digest(),
+        conn,
+        reply: reply_tx,
+        desired: desired_tx,
+    };
+    if events.send(join).await.is_err() {
+        return Ok(());
+    }
+    match reply_rx.await {
+        Ok(Ok(welcome)) => sent(tx.send_value_within(&ToMember::Welcome(welcome), whole).await)?,
+        Ok(Err(reason)) => {
+            permit.count(Reason::JoinRefused);
+            return sent(tx.send_value_within(&ToMember::Refused(reason), whole).await);
+        }
+        Err(_) => return Ok(()),
+    }
+    // A member that stops reading is cut like one that stops sending.
+    let mut writer = tokio::spawn(async move {
+        while let Some(desired) = desired_rx.recv().await {
+            tx.send_value_within(&ToMember::Desired(desired), whole).await?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let reader = async {
+        loop {
+            let Report(report) = rx.recv_value_within(Some(silence), whole).await.map_err(counted)?;
+            let _ = events.send(ClusterEvent::Report { name: name.clone(), conn, report }).await;
+        }
+    };
+    // Either half ending ends the connection (a cut read loses
+    // nothing: the connection closes).
+    let result: std::io::Result<()> = tokio::select! {
+        result = reader => result,
+        written = &mut writer => sent(written.unwrap_or_else(|e| Err(std::io::Error::other(e)))),
+    };
+    writer.abort();
+    let _ = events.send(ClusterEvent::Left { name, conn }).await;
+    result
 }
 
 #[cfg(test)]
@@ -336,8 +455,12 @@ mod tests {
     use crate::config::Cidr;
     use crate::listeners::limits::Counters;
 
+    /// The admin token the test servers take.
+    const ADMIN: &str = "the-admin-token-of-these-tests-0123456789";
+
     /// A server on loopback counting into its own counters, cutting
-    /// silent peers after 300 ms and stalled messages after 300 ms.
+    /// silent peers after 300 ms and stalled messages after 300 ms; its
+    /// agent answers GetNodes with no nodes.
     async fn server() -> (std::net::SocketAddr, Token, &'static Counters, mpsc::Receiver<ClusterEvent>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -346,10 +469,28 @@ mod tests {
         let caps = Caps { per_client: 16, total: 16, request_timeout: Duration::from_millis(300) };
         let gate = Gate::with_counters(Listener::ClusterApi, caps, counters);
         let (events_tx, events_rx) = mpsc::channel(8);
-        let (calls_tx, _calls_rx) = mpsc::channel(8);
+        let (calls_tx, mut calls_rx) = mpsc::channel::<Call>(8);
+        tokio::spawn(async move {
+            while let Some((request, reply)) = calls_rx.recv().await {
+                let answer = match request {
+                    Request::GetNodes => Ok(Answer::Once(Box::new(Response::Nodes(Vec::new())))),
+                    other => Err(format!("done: {other:?}")),
+                };
+                let _ = reply.send(answer);
+            }
+        });
         let silence = Duration::from_millis(300);
-        tokio::spawn(serve_gate(listener, token.clone(), events_tx, calls_tx, gate, silence));
+        let trust = Trust {
+            token: token.clone(),
+            admin: AdminToken::fixed(ADMIN),
+            kube: crate::kube::SharedPort::default(),
+        };
+        tokio::spawn(serve_gate(listener, trust, events_tx, calls_tx, gate, silence));
         (addr, token, counters, events_rx)
+    }
+
+    fn cli(admin: &str) -> Hello {
+        Hello::Cli { version: PROTOCOL_VERSION, admin: admin.into() }
     }
 
     /// Bounds what would hang without the limit under test.
@@ -389,7 +530,7 @@ mod tests {
 
         // A token holder that stops half way through its hello.
         let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
-        let hello = postcard::to_stdvec(&Hello::Cli { version: PROTOCOL_VERSION }).unwrap();
+        let hello = postcard::to_stdvec(&cli(ADMIN)).unwrap();
         tx.send_part(&hello, 5).await.unwrap();
         assert!(ends(rx.recv()).await.is_err(), "the server hangs up");
         counted(counters, Reason::RequestTimeout, 1).await;
@@ -400,7 +541,7 @@ mod tests {
         counted(counters, Reason::IdleTimeout, 1).await;
 
         let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
-        tx.send_value(&Hello::Cli { version: PROTOCOL_VERSION + 1 }).await.unwrap();
+        tx.send_value(&Hello::Cli { version: PROTOCOL_VERSION + 1, admin: ADMIN.into() }).await.unwrap();
         let answer: Result<Response, String> = ends(rx.recv_value()).await.unwrap();
         assert!(answer.unwrap_err().contains("use matching podnet binaries"));
         counted(counters, Reason::VersionMismatch, 1).await;
@@ -428,13 +569,15 @@ mod tests {
                     ClusterEvent::Left { name, .. } => {
                         let _ = left_tx.send(name);
                     }
-                    ClusterEvent::Report { .. } => {}
+                    ClusterEvent::Report { .. } | ClusterEvent::Authenticate { .. } => {}
                 }
             }
         });
 
         let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
-        tx.send_value(&hello_node("n1", Ipv4Addr::new(192, 168, 1, 2))).await.unwrap();
+        tx.send_value(&hello_node("n1", Ipv4Addr::new(192, 168, 1, 2), &NodePassword::fixed(1)))
+            .await
+            .unwrap();
         assert!(matches!(ends(rx.recv_value::<ToMember>()).await.unwrap(), ToMember::Welcome(_)));
         // It reports once, then goes silent.
         tx.send_value(&Report(Vec::new())).await.unwrap();
@@ -444,7 +587,9 @@ mod tests {
 
         // A joined member that starts a report and stalls.
         let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
-        tx.send_value(&hello_node("n1", Ipv4Addr::new(192, 168, 1, 2))).await.unwrap();
+        tx.send_value(&hello_node("n1", Ipv4Addr::new(192, 168, 1, 2), &NodePassword::fixed(1)))
+            .await
+            .unwrap();
         assert!(matches!(ends(rx.recv_value::<ToMember>()).await.unwrap(), ToMember::Welcome(_)));
         tx.send_part(&postcard::to_stdvec(&Report(Vec::new())).unwrap(), 3).await.unwrap();
         assert!(ends(rx.recv()).await.is_err(), "the server hangs up on a stalled report");
@@ -452,9 +597,61 @@ mod tests {
         assert_eq!(ends(left.recv()).await.as_deref(), Some("n1"));
 
         let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
-        tx.send_value(&hello_node("n2", Ipv4Addr::new(192, 168, 1, 3))).await.unwrap();
+        tx.send_value(&hello_node("n2", Ipv4Addr::new(192, 168, 1, 3), &NodePassword::fixed(2)))
+            .await
+            .unwrap();
         let refused = ends(rx.recv_value::<ToMember>()).await;
         assert!(matches!(refused, Ok(ToMember::Refused(ref why)) if why == "name taken"), "{refused:?}");
         counted(counters, Reason::JoinRefused, 1).await;
+    }
+
+    #[tokio::test]
+    async fn the_join_token_alone_reads_nothing_and_a_member_only_reads() {
+        let (addr, token, counters, mut events) = server().await;
+        // The hub: n1 joined with password 1.
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let ClusterEvent::Authenticate { name, password, reply } = event {
+                    let pinned = NodePassword::fixed(1).digest();
+                    let ok = name == "n1" && password.matches(&pinned);
+                    let _ = reply.send(if ok { Ok(()) } else { Err(format!("not node {name}")) });
+                }
+            }
+        });
+        let ask = |hello: Hello, request: Request| {
+            let token = token.clone();
+            async move {
+                let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
+                tx.send_value(&hello).await.unwrap();
+                tx.send_value(&request).await.unwrap();
+                ends(rx.recv_value::<Result<Response, String>>()).await.unwrap()
+            }
+        };
+        let read = || Request::GetNodes;
+        let write = || Request::DeleteNode { name: "n2".into() };
+
+        let refused = ask(cli("not-the-admin-token"), read()).await.unwrap_err();
+        assert!(refused.contains("no admin token or another one"), "{refused}");
+        let refused = ask(cli(""), read()).await.unwrap_err();
+        assert!(refused.contains("copy podnet.yaml again"), "{refused}");
+        counted(counters, Reason::Unauthorized, 2).await;
+        assert!(matches!(ask(cli(ADMIN), read()).await, Ok(Response::Nodes(_))));
+        assert!(
+            ask(cli(ADMIN), write()).await.unwrap_err().starts_with("done: DeleteNode"),
+            "the admin may change"
+        );
+
+        let node = |name: &str, byte| Hello::NodeCli {
+            version: PROTOCOL_VERSION,
+            name: name.into(),
+            password: NodePassword::fixed(byte),
+        };
+        assert!(matches!(ask(node("n1", 1), read()).await, Ok(Response::Nodes(_))), "a member reads");
+        let refused = ask(node("n1", 1), write()).await.unwrap_err();
+        assert!(refused.contains("node n1 may read the cluster but not change it"), "{refused}");
+        counted(counters, Reason::Forbidden, 1).await;
+        let refused = ask(node("n1", 2), read()).await.unwrap_err();
+        assert_eq!(refused, "not node n1", "another machine's password");
+        counted(counters, Reason::Unauthorized, 3).await;
     }
 }

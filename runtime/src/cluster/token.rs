@@ -1,7 +1,10 @@
 //! The cluster token and the client config. The token is a 32-byte secret
 //! that never crosses the network: it is the pre-shared key of the Noise
-//! handshake (see `channel.rs`), so only holders of it can join, read or
-//! change the cluster. Both files are written 0600.
+//! handshake (see `channel.rs`), so only holders of it can talk to the
+//! cluster API at all. Holding it lets a node join (with its own node
+//! password, `password.rs`); reading or changing the cluster takes the
+//! admin token, which the client config carries beside it. Both files are
+//! written 0600.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -78,8 +81,11 @@ pub struct ClientConfig {
     pub kind: String,
     /// The server's cluster API address.
     pub server: SocketAddr,
-    /// The cluster token.
+    /// The cluster token (the channel's key).
     pub token: String,
+    /// The admin token (the Kubernetes API's bearer token too).
+    #[serde(default)]
+    pub admin: String,
 }
 
 impl ClientConfig {
@@ -90,6 +96,9 @@ impl ClientConfig {
         let config: ClientConfig = serde_yaml_ng::from_str(&text)
             .map_err(|source| ClusterError::ClientConfig { path: path.to_path_buf(), source })?;
         let token = Token::parse(&config.token)?;
+        if config.admin.is_empty() {
+            return Err(ClusterError::NoAdmin(path.to_path_buf()));
+        }
         Ok((config, token))
     }
 }
@@ -121,13 +130,20 @@ pub fn server_token(data_dir: &Path) -> Result<Token, ClusterError> {
     Ok(token)
 }
 
-/// Writes the client config for remote CLIs next to the token.
-pub fn write_client_config(data_dir: &Path, server: SocketAddr, token: &Token) -> Result<(), ClusterError> {
+/// Writes the client config for remote CLIs next to the token: the
+/// server, the join token and the admin token.
+pub fn write_client_config(
+    data_dir: &Path,
+    server: SocketAddr,
+    token: &Token,
+    admin: &str,
+) -> Result<(), ClusterError> {
     let config = ClientConfig {
         api_version: "podnet/v1".into(),
         kind: "Config".into(),
         server,
         token: token.encode(),
+        admin: admin.into(),
     };
     let text = serde_yaml_ng::to_string(&config)?;
     write_private(&data_dir.join("podnet.yaml"), &text)
@@ -171,13 +187,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let token = server_token(&dir).unwrap();
         assert_eq!(server_token(&dir).unwrap(), token, "kept across restarts");
-        write_client_config(&dir, "192.0.2.1:6443".parse().unwrap(), &token).unwrap();
+        write_client_config(&dir, "192.0.2.1:6443".parse().unwrap(), &token, "admin-token").unwrap();
         for file in ["token", "podnet.yaml"] {
             let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
         let (config, parsed) = ClientConfig::load(&dir.join("podnet.yaml")).unwrap();
-        assert_eq!((config.server.port(), parsed), (6443, token));
+        assert_eq!((config.server.port(), parsed, config.admin.as_str()), (6443, token, "admin-token"));
+        // A client config from before admin tokens names the fix.
+        let old =
+            std::fs::read_to_string(dir.join("podnet.yaml")).unwrap().replace("admin: admin-token\n", "");
+        write_private(&dir.join("old.yaml"), &old).unwrap();
+        let e = ClientConfig::load(&dir.join("old.yaml")).unwrap_err().to_string();
+        assert!(e.contains("no admin token") && e.contains("copy podnet.yaml again"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -164,6 +164,11 @@ pub enum ControlError {
         /// The live node's address.
         address: Ipv4Addr,
     },
+    /// A node came with another password than the one its name is pinned to.
+    #[error(
+        "node `{0}` joined before with another node password: if it is the same board reinstalled, put its old node-password file back in its data dir, or run `podnet delete node {0}` on the server so that it joins anew; otherwise give this node another --name"
+    )]
+    NodePassword(String),
     /// The server's own node cannot be deleted.
     #[error("node `{0}` is the control plane's own node: it cannot be deleted (stop its agent instead)")]
     DeleteServer(String),

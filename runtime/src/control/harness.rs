@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{ControlError, ControlPlane, Host, Now, Persist, Rng};
 use crate::api::{Request, Response};
+use crate::cluster::password::PasswordDigest;
 use crate::cluster::proto::Welcome;
 use crate::cluster::server::{ClusterEvent, Hub};
 use crate::config::{Cidr, NodeConfig};
@@ -192,14 +193,26 @@ impl Harness {
         self.now = self.now.after(d);
     }
 
-    /// A member connects (again) and asks to join; its answer.
+    /// A member connects (again) and asks to join with its own node
+    /// password; its answer.
     pub(super) fn connect(&mut self, name: &str, address: [u8; 4]) -> Result<Welcome, String> {
+        self.connect_with(name, address, &password_of(name))
+    }
+
+    /// [`Harness::connect`] with the password `password`.
+    pub(super) fn connect_with(
+        &mut self,
+        name: &str,
+        address: [u8; 4],
+        password: &PasswordDigest,
+    ) -> Result<Welcome, String> {
         self.next_conn += 1;
         let conn = self.next_conn;
         let (desired, desired_rx) = mpsc::channel(8);
         let (reply, mut reply_rx) = oneshot::channel();
         let address = Ipv4Addr::from(address);
-        let join = ClusterEvent::Join { name: name.into(), address, conn, reply, desired };
+        let password = password.clone();
+        let join = ClusterEvent::Join { name: name.into(), address, password, conn, reply, desired };
         self.events.try_send(join).expect("event queue");
         self.pump();
         let answer = reply_rx.try_recv().expect("a join is answered in its turn");
@@ -366,6 +379,11 @@ impl Harness {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// The node password digest fake node `name` joins with.
+pub(super) fn password_of(name: &str) -> PasswordDigest {
+    PasswordDigest::of(&format!("password of {name}"))
 }
 
 /// A pod spec running `sleep`.

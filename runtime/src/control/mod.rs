@@ -107,7 +107,10 @@ impl ControlPlane {
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
             let subnet = cp.config.network.node_subnet;
-            records.insert(0, NodeRecord { name: local.into(), subnet, address: None, joined_at: now.unix });
+            records.insert(
+                0,
+                NodeRecord { name: local.into(), subnet, address: None, joined_at: now.unix, password: None },
+            );
             cp.dirty = true;
         }
         for record in records {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use netstack::ipam::Pool;
 
 use super::{ControlError, ControlPlane, NodeEntry, Now};
+use crate::cluster::password::PasswordDigest;
 use crate::config::Cidr;
 use crate::model::NodeInfo;
 use crate::store::NodeRecord;
@@ -27,20 +28,30 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Admits a node (new or returning) at `address`; returns its pod
-    /// subnet once saved. `connected` says another connection of that name
-    /// is open: a node still Ready there at another address is another
-    /// agent claiming the name, and is refused rather than taken over.
+    /// Admits a node (new or returning) at `address` with the digest of its
+    /// node password; returns its pod subnet once saved. The first join
+    /// pins the password to the name; later joins must match it.
+    /// `connected` says another connection of that name is open: a node
+    /// still Ready there at another address is another agent claiming the
+    /// name, and is refused rather than taken over.
     pub fn register(
         &mut self,
         now: Now,
         name: &str,
         address: Ipv4Addr,
+        password: &PasswordDigest,
         connected: bool,
     ) -> Result<Cidr, ControlError> {
         crate::model::check_name("node", name, 63)?;
         if name == self.local {
             return Err(ControlError::ServerName(name.into()));
+        }
+        // Before the address checks: a stranger learns nothing of the
+        // node it tries to impersonate.
+        if let Some(pinned) = self.nodes.get(name).and_then(|n| n.record.password.as_ref())
+            && !pinned.matches(password)
+        {
+            return Err(ControlError::NodePassword(name.into()));
         }
         check_address(name, address)?;
         if let Some(other) =
@@ -63,6 +74,7 @@ impl ControlPlane {
         // returning member is admitted on a full disk too).
         if let Some(node) = self.nodes.get_mut(name)
             && node.record.address == Some(address)
+            && node.record.password.is_some()
         {
             node.ready = true;
             node.last_seen = Some(now.at);
@@ -72,6 +84,8 @@ impl ControlPlane {
             let subnet = match cp.nodes.get_mut(name) {
                 Some(node) => {
                     node.record.address = Some(address);
+                    // A node from before passwords is pinned now.
+                    node.record.password = Some(password.clone());
                     node.record.subnet
                 }
                 None => {
@@ -81,6 +95,7 @@ impl ControlPlane {
                         subnet,
                         address: Some(address),
                         joined_at: now.unix,
+                        password: Some(password.clone()),
                     })?;
                     tracing::info!(node = name, %subnet, %address, "node joined");
                     subnet
@@ -91,6 +106,16 @@ impl ControlPlane {
             node.last_seen = Some(now.at);
             Ok(subnet)
         })
+    }
+
+    /// Whether `password` is the one pinned to node `name`: a member asking
+    /// for its CLI must be a node that joined.
+    pub fn authenticate(&self, name: &str, password: &PasswordDigest) -> Result<(), ControlError> {
+        match self.nodes.get(name).and_then(|n| n.record.password.as_ref()) {
+            Some(pinned) if pinned.matches(password) => Ok(()),
+            Some(_) => Err(ControlError::NodePassword(name.into())),
+            None => Err(ControlError::NoNode(name.into())),
+        }
     }
 
     /// Records the address other nodes reach the server's own node at

@@ -1,16 +1,24 @@
-//! The admin bearer token: made once from the kernel's random source, kept
-//! in the data dir, compared in constant time.
+//! The admin token: made once from the kernel's random source, kept in the
+//! data dir (`kube/token`), compared in constant time. It is the bearer
+//! token of the kubeconfig and the admin credential of podnet's own client
+//! config: one admin, whichever API it uses.
 
 use std::path::Path;
 
 use super::KubeError;
 use super::files::read_or_make;
 
-/// The one credential of this slice: whoever holds it is the admin.
+/// The admin credential: whoever holds it is the cluster's admin.
 #[derive(Clone)]
 pub struct Token(String);
 
 impl Token {
+    /// The admin token of the agent whose data dir is `data_dir`, made on
+    /// its first start.
+    pub fn admin(data_dir: &Path) -> Result<Token, KubeError> {
+        Token::load(&data_dir.join("kube").join("token"))
+    }
+
     /// Loads the token from `path`, making it on first start.
     pub fn load(path: &Path) -> Result<Token, KubeError> {
         let text = read_or_make(path, || {
@@ -24,6 +32,12 @@ impl Token {
         Ok(Token(token))
     }
 
+    /// A token with the text `text`, for tests.
+    #[cfg(test)]
+    pub fn fixed(text: &str) -> Token {
+        Token(text.into())
+    }
+
     /// The token's text (for the kubeconfig).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -31,7 +45,15 @@ impl Token {
 
     /// Whether an `Authorization` header value carries this token.
     pub fn admits(&self, authorization: Option<&[u8]>) -> bool {
-        let Some(given) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else { return false };
+        authorization.and_then(|h| h.strip_prefix(b"Bearer ")).is_some_and(|given| self.matches(given))
+    }
+
+    /// Whether `given` is this token (a remote CLI's, on the cluster API).
+    pub fn is(&self, given: &str) -> bool {
+        self.matches(given.as_bytes())
+    }
+
+    fn matches(&self, given: &[u8]) -> bool {
         let want = self.0.as_bytes();
         // Constant time over the token's length: no early exit on a mismatch.
         given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0

@@ -38,7 +38,7 @@ pub mod verbs;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -53,10 +53,12 @@ pub const DEFAULT_PORT: u16 = 6443;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Serve the Kubernetes API at all.
+    /// Serve the Kubernetes API at all (on a standalone node or a cluster
+    /// server; members leave it to their server, as k3s agents do).
     pub enabled: bool,
-    /// Its port, on 127.0.0.1 and the node's address; unset: 6443, or 6444
-    /// on a cluster server whose cluster API holds 6443.
+    /// Its port, on 127.0.0.1 and the node's address; unset: 6443. On a
+    /// cluster server whose cluster API listens on the same port, the two
+    /// share it (TLS goes to this API, Noise to the cluster's).
     pub port: Option<u16>,
 }
 
@@ -67,16 +69,25 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
-    /// The port to serve on, given the port the cluster API listens on
-    /// here (a cluster server's): the two cannot share one.
-    pub fn port(&self, cluster_port: Option<u16>) -> Result<u16, KubeError> {
-        match (self.port, cluster_port) {
-            (Some(0), _) => Err(KubeError::Port),
-            (Some(port), Some(cluster)) if port == cluster => Err(KubeError::PortClash(port)),
-            (Some(port), _) => Ok(port),
-            (None, Some(DEFAULT_PORT)) => Ok(DEFAULT_PORT + 1),
-            (None, _) => Ok(DEFAULT_PORT),
+    /// The port to serve on.
+    pub fn port(&self) -> Result<u16, KubeError> {
+        match self.port {
+            Some(0) => Err(KubeError::Port),
+            Some(port) => Ok(port),
+            None => Ok(DEFAULT_PORT),
         }
+    }
+}
+
+/// The Kubernetes API's server, for the cluster listener to hand TLS
+/// connections to when both serve one port. Empty until the API serves.
+#[derive(Clone, Default)]
+pub struct SharedPort(Arc<OnceLock<Arc<server::Server>>>);
+
+impl SharedPort {
+    /// The API's server, once it serves through this port.
+    pub fn get(&self) -> Option<Arc<server::Server>> {
+        self.0.get().cloned()
     }
 }
 
@@ -106,11 +117,6 @@ pub enum KubeError {
     /// The kernel's random source.
     #[error(transparent)]
     Random(#[from] crate::sys::random::RandomError),
-    /// api.port is the cluster API's port.
-    #[error(
-        "api.port {0} is the cluster API's port (--listen) on this node: set another api.port, or leave it out"
-    )]
-    PortClash(u16),
     /// Port 0 in the config.
     #[error("api.port 0 is not a port: give 1 to 65535 (default 6443), or set api.enabled = false")]
     Port,
@@ -137,8 +143,9 @@ pub struct ApiOptions<'a> {
     pub node_name: &'a str,
     /// The node's address, when it has one (served on, and the kubeconfig's server).
     pub address: Option<Ipv4Addr>,
-    /// The port podnet's cluster API listens on here (a cluster server's).
-    pub cluster_port: Option<u16>,
+    /// Where podnet's cluster API listens here (a cluster server's), and
+    /// the port it shares with this API when they have the same.
+    pub cluster: Option<(SocketAddr, SharedPort)>,
     /// The listener caps and request timeout.
     pub caps: Caps,
 }
@@ -154,20 +161,33 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
         forget_kubeconfig(options.data_dir);
         return Ok(());
     }
-    let port = config.port(options.cluster_port)?;
+    let port = config.port()?;
+    let shared = options.cluster.as_ref().filter(|(listen, _)| listen.port() == port);
     let mut addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))];
     addrs.extend(options.address.filter(|a| !a.is_loopback()).map(|a| SocketAddr::from((a, port))));
+    // The addresses the cluster listener already takes for both APIs.
+    let covered = |addr: &SocketAddr| {
+        shared.is_some_and(|(listen, _)| listen.ip().is_unspecified() || listen.ip() == addr.ip())
+    };
     let mut listeners = Vec::new();
+    let mut served = None;
     for addr in &addrs {
+        if covered(addr) {
+            served = Some(*addr);
+            continue;
+        }
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => listeners.push(listener),
+            Ok(listener) => {
+                served = listener.local_addr().ok();
+                listeners.push(listener);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => tracing::warn!(
                 "the Kubernetes API is not served on {addr}: the address is not up on this node (for 127.0.0.1: `ip link set lo up`)"
             ),
             Err(source) => return Err(KubeError::Listen { addr: *addr, source }),
         }
     }
-    let Some(served) = listeners.last().and_then(|l| l.local_addr().ok()) else {
+    let Some(served) = served else {
         tracing::warn!(
             "the Kubernetes API is not served: none of its addresses is up on this node; no kubeconfig written"
         );
@@ -176,7 +196,7 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
     };
     let url = format!("https://{served}");
     let dir = options.data_dir.join("kube");
-    let token = auth::Token::load(&dir.join("token"))?;
+    let token = auth::Token::admin(options.data_dir)?;
     let ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
     let tls = tls::load(&dir, options.node_name, &ips)?;
     kubeconfig::write(options.data_dir, &url, &tls.ca_pem, token.as_str())?;
@@ -188,6 +208,10 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
         counters: Listener::KubeApi.counters(),
         request_timeout: options.caps.request_timeout,
     });
+    if let Some((_, port)) = shared {
+        // Set once per agent: the agent starts the API once.
+        let _ = port.0.set(server.clone());
+    }
     let gate = Gate::new(Listener::KubeApi, options.caps);
     for listener in listeners {
         tokio::spawn(server::serve(listener, server.clone(), gate.clone()));
@@ -198,7 +222,7 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
 
 /// Removes a kubeconfig left by an earlier start: it exists only while the
 /// API is served (the token in `kube/` is kept for the next time).
-fn forget_kubeconfig(data_dir: &Path) {
+pub fn forget_kubeconfig(data_dir: &Path) {
     let path = data_dir.join(kubeconfig::FILE);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -215,7 +239,7 @@ mod tests {
 
     fn options<'a>(config: &'a ApiConfig, dir: &'a Path) -> ApiOptions<'a> {
         let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
-        ApiOptions { config, data_dir: dir, node_name: "t", address: None, cluster_port: None, caps }
+        ApiOptions { config, data_dir: dir, node_name: "t", address: None, cluster: None, caps }
     }
 
     #[tokio::test]
@@ -235,13 +259,9 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_server_keeps_6443_for_its_cluster_api() {
-        let unset = ApiConfig::default();
-        assert_eq!(unset.port(None).unwrap(), 6443);
-        assert_eq!(unset.port(Some(6443)).unwrap(), 6444, "the cluster API holds 6443");
-        assert_eq!(unset.port(Some(7000)).unwrap(), 6443);
-        let set = ApiConfig { enabled: true, port: Some(7000) };
-        assert!(matches!(set.port(Some(7000)), Err(KubeError::PortClash(7000))));
-        assert_eq!(set.port(Some(6443)).unwrap(), 7000);
+    fn the_port_is_6443_unless_set() {
+        assert_eq!(ApiConfig::default().port().unwrap(), 6443);
+        assert_eq!(ApiConfig { enabled: true, port: Some(7000) }.port().unwrap(), 7000);
+        assert!(matches!(ApiConfig { enabled: true, port: Some(0) }.port(), Err(KubeError::Port)));
     }
 }

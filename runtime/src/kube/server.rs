@@ -62,7 +62,8 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, gate: Arc<Gate>) 
 }
 
 impl Server {
-    async fn connection(self: Arc<Self>, stream: TcpStream, permit: Permit) {
+    /// Serves one admitted connection: TLS, then HTTP/1.1 requests.
+    pub async fn connection(self: Arc<Self>, stream: TcpStream, permit: Permit) {
         let tls = match permit.within(self.tls.accept(stream)).await {
             None => return,
             Some(Err(_)) => return permit.count(Reason::HandshakeFailed),

@@ -91,13 +91,17 @@ pub enum Reason {
     OversizedMessage,
     /// A message did not decrypt, decode or end where it said.
     MalformedMessage,
-    /// The Kubernetes API: a request without the token, or with another.
+    /// A request without the admin token, or with another; a node's
+    /// password that is not the one pinned to its name.
     Unauthorized,
+    /// The cluster API: a member node asked to change the cluster (a node
+    /// may read it, not change it).
+    Forbidden,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
@@ -109,6 +113,7 @@ impl Reason {
         Reason::OversizedMessage,
         Reason::MalformedMessage,
         Reason::Unauthorized,
+        Reason::Forbidden,
     ];
 
     /// The name shown to people and scrapers.
@@ -125,6 +130,7 @@ impl Reason {
             Reason::OversizedMessage => "oversized_message",
             Reason::MalformedMessage => "malformed_message",
             Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
         }
     }
 }

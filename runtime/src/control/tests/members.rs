@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::api::Request;
 use crate::config::Cidr;
+use crate::cluster::password::PasswordDigest;
+use crate::control::ControlError;
 use crate::control::harness::*;
 
 #[test]
@@ -211,4 +213,50 @@ fn a_bad_node_record_in_a_saved_state_costs_one_peer_not_the_peer_set() {
     );
     let names: Vec<&str> = usable.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(names, ["n2", SERVER], "the loopback record and n2's twin are skipped");
+}
+
+/// Issue #15's trust model: the first join pins the node's password to its
+/// name; another machine with the join token cannot take the name, its
+/// subnet or its pods, even once the node is gone, until the admin deletes
+/// the node.
+#[test]
+fn a_name_is_pinned_to_the_password_it_first_joined_with() {
+    let mut h = Harness::new(1);
+    let subnet = h.join("n1", 2);
+    h.ok(Request::RunPod(pinned("a", "n1")));
+    h.settle();
+    let stranger = PasswordDigest::of("another machine");
+    h.disconnect("n1");
+    h.advance(Duration::from_secs(7));
+    h.tick();
+    for address in [[192, 168, 1, 2], [192, 168, 1, 9]] {
+        let err = h.connect_with("n1", address, &stranger).unwrap_err();
+        assert!(err.contains("joined before with another node password"), "{err}");
+        assert!(err.contains("podnet delete node n1"), "{err}");
+    }
+    assert!(matches!(h.cp.authenticate("n1", &stranger), Err(ControlError::NodePassword(_))));
+    assert!(h.cp.authenticate("n1", &password_of("n1")).is_ok());
+    assert!(matches!(h.cp.authenticate("ghost", &stranger), Err(ControlError::NoNode(_))));
+    assert_eq!(h.join("n1", 2), subnet, "the node itself comes back");
+    h.converge();
+    assert_eq!(h.nodes["n1"].desired.pods.len(), 1, "with its pods");
+    // The admin frees the name: the new machine joins it afresh.
+    h.ok(Request::DeleteNode { name: "n1".into() });
+    h.connect_with("n1", [192, 168, 1, 9], &stranger).unwrap();
+    assert!(h.cp.authenticate("n1", &stranger).is_ok());
+}
+
+#[test]
+fn a_node_from_before_passwords_is_pinned_at_its_next_join() {
+    let mut h = Harness::new(1);
+    h.join("n1", 2);
+    let mut state = h.store.last().unwrap();
+    state.nodes.iter_mut().for_each(|n| n.password = None);
+    let mut h = Harness::restore(1, state, FakeStore::default());
+    h.join("n1", 2);
+    let saved = h.store.last().expect("the pin is saved");
+    let n1 = saved.nodes.iter().find(|n| n.name == "n1").unwrap();
+    assert_eq!(n1.password.as_ref(), Some(&password_of("n1")));
+    let err = h.connect_with("n1", [192, 168, 1, 2], &PasswordDigest::of("x")).unwrap_err();
+    assert!(err.contains("another node password"), "{err}");
 }
