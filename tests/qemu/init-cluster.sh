@@ -79,6 +79,8 @@ echo "podnet-vm: $(uname -sr), $(grep -c ^processor /proc/cpuinfo) cpu, $(sed -n
 if [ "$IP" = "$SERVER" ]; then
     ROLE=server
     cp /etc/podnet/token /var/lib/podnet/token && chmod 0600 /var/lib/podnet/token
+    mkdir -p /var/lib/podnet/kube
+    cp /etc/podnet/admin-token /var/lib/podnet/kube/token && chmod 0600 /var/lib/podnet/kube/token
     set -- --cluster-init --node-ip "$IP"
 else
     ROLE=member
@@ -231,7 +233,11 @@ echo "BENCH $NAME pods_on_node $(ls /run/netns | wc -l)"
 
 # --- members: say done, wait for the server to finish ---------------------------------
 if [ "$ROLE" = member ]; then
-    step "signal done (run done-$NAME)" podnet run "done-$NAME" --node "$NAME" -- sleep infinity
+    # A member node may read the cluster, not change it (issue #15's trust
+    # model): its own CLI is refused, the admin's client config is not.
+    step "a member's own CLI may not change the cluster" sh -c "! podnet run nope-$NAME -- true 2>/tmp/nope.err && grep 'may read the cluster but not change it' /tmp/nope.err >/dev/null"
+    step "a member's own CLI reads it" sh -c "podnet get nodes | grep '^$NAME ' >/dev/null"
+    step "signal done (run done-$NAME)" podnet --kubeconfig /etc/podnet/remote.yaml run "done-$NAME" --node "$NAME" -- sleep infinity
     i=0
     while podnet get pods 2>/dev/null | grep "^done-$NAME " >/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
     # The server is tearing down now; stop this agent cleanly too.

@@ -50,14 +50,25 @@ fn nodes_join_with_a_token_and_share_one_state() {
         assert!(pod["status"]["podIP"].as_str().unwrap().starts_with(&format!("10.244.{i}.")), "{pod}");
     }
 
+    // A member may read the cluster, not change it (issue #15's trust
+    // model): its own CLI is refused, counted on the server.
+    let refused = cluster.nodes[1].podnet(&["run", "nope", "--", "sleep", "infinity"]);
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("may read the cluster but not change it") && err.contains("--kubeconfig"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(cluster.nodes[1].ok(&["get", "nodes"]).contains(&cluster.nodes[2].name), "a member reads");
+    assert_eq!(cluster_api_refusals(cluster.server(), "forbidden"), 1, "the refusal is counted");
+
     // --node pins a pod; exec works on the pod's own node.
     let target = cluster.nodes[2].name.clone();
-    cluster.nodes[1].ok(&["run", "pinned", "--node", &target, "--", "sleep", "infinity"]);
+    cluster.server().ok(&["run", "pinned", "--node", &target, "--", "sleep", "infinity"]);
     eventually(Duration::from_secs(15), "pinned pod running on its node", || {
         cluster.nodes[2].exec("pinned", &["true"]).status.success().then_some(())
     });
     let elsewhere = cluster.nodes[1].podnet(&["exec", "pinned", "--", "true"]);
-    assert!(stderr(&elsewhere).contains(&format!("runs on node {target}")), "{}", stderr(&elsewhere));
+    let err = stderr(&elsewhere);
+    assert!(err.contains("may not reach into pods on other nodes") && err.contains("-o wide"), "{err}");
 
     // A remote CLI with the client config sees and changes the cluster.
     let out = cluster.remote(&["get", "pods", "-o", "wide"]);
@@ -78,6 +89,25 @@ fn a_wrong_token_can_neither_join_nor_read() {
     std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let config = cluster.server().dir.join("bad.yaml");
     let good = std::fs::read_to_string(cluster.server().dir.join("data/podnet.yaml")).unwrap();
+    // The join token alone (a client config with another admin token):
+    // the channel opens, the server reads and changes nothing for it.
+    let admin_line =
+        good.lines().find(|l| l.starts_with("admin:")).expect("the client config carries the admin");
+    std::fs::write(&config, good.replace(admin_line, &format!("admin: {}", "0".repeat(64)))).unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.lan])
+        .arg(podnet_bin())
+        .arg("--kubeconfig")
+        .arg(&config)
+        .args(["get", "pods"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no admin token or another one"), "{}", stderr(&out));
+    eventually(Duration::from_secs(10), "the CLI's refusal counted", || {
+        (cluster_api_refusals(cluster.server(), "unauthorized") == 1).then_some(())
+    });
     let token_line = good.lines().find(|l| l.starts_with("token:")).unwrap();
     std::fs::write(&config, good.replace(token_line, &format!("token: PN1::{}", "cd".repeat(32)))).unwrap();
     let out = std::process::Command::new("ip")
@@ -320,8 +350,8 @@ fn a_refused_member_keeps_serving_and_a_deleted_node_frees_its_name_and_address(
 }
 
 #[test]
-fn a_second_agent_with_a_live_nodes_name_is_refused() {
-    let cluster = Cluster::start("twin", 1);
+fn another_machine_cannot_take_a_nodes_name_live_or_gone() {
+    let mut cluster = Cluster::start("twin", 1);
     let member = cluster.nodes[1].name.clone();
     let token = cluster.server().dir.join("data/token");
     let twin = Node::prepare(
@@ -337,19 +367,31 @@ fn a_second_agent_with_a_live_nodes_name_is_refused() {
         ],
     );
     cluster.link(&twin, "192.168.251.98", "pt");
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", twin.netns))
-        .arg(podnet_bin())
-        .args(["node", "up", "--name", &member, "--data-dir"])
-        .arg(twin.dir.join("data"))
-        .args(&twin.args)
-        .env("PODNET_SOCKET", &twin.socket)
-        .output()
-        .unwrap();
+    // The twin holds the join token but not the node's password (its own
+    // data dir makes another): refused while the node lives, and after.
+    let take = || {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", twin.netns))
+            .arg(podnet_bin())
+            .args(["node", "up", "--name", &member, "--data-dir"])
+            .arg(twin.dir.join("data"))
+            .args(&twin.args)
+            .env("PODNET_SOCKET", &twin.socket)
+            .output()
+            .unwrap()
+    };
+    let out = take();
     assert!(!out.status.success(), "a second agent must not take a live node's name");
-    assert!(stderr(&out).contains("in use by a live node at 192.168.251.11"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("joined before with another node password"), "{err}");
+    assert!(err.contains(&format!("podnet delete node {member}")), "{err}");
     let nodes = cluster.server().ok(&["get", "nodes", "-o", "wide"]);
     let line = nodes.lines().find(|l| l.starts_with(&member)).unwrap();
     assert!(line.contains(" Ready") && line.contains("192.168.251.11"), "{line}");
     assert_eq!(cluster_api_refusals(cluster.server(), "join_refused"), 1, "the refusal is counted");
+    cluster.nodes[1].stop(libc::SIGTERM);
+    let out = take();
+    assert!(!out.status.success(), "nor the name of a node that is gone");
+    assert!(stderr(&out).contains("another node password"), "{}", stderr(&out));
+    assert_eq!(cluster_api_refusals(cluster.server(), "join_refused"), 2);
 }

@@ -362,9 +362,14 @@ async fn connection(
             request if reader.is_some() && !request.is_read_only() => {
                 permit.count(Reason::Forbidden);
                 let node = reader.as_deref().unwrap_or_default();
-                Err(format!(
-                    "node {node} may read the cluster but not change it, nor reach into pods on other nodes: run this on the server, or here with the cluster's client config (podnet --kubeconfig podnet.yaml, copied from the server's data dir)"
-                ))
+                Err(match request.route() {
+                    crate::api::Route::Pod { .. } => format!(
+                        "node {node} may not reach into pods on other nodes: run this on the pod's node (podnet get pods -o wide shows it), or with the cluster's client config (podnet --kubeconfig podnet.yaml, copied from the server's data dir)"
+                    ),
+                    _ => format!(
+                        "node {node} may read the cluster but not change it: run this on the server, or here with the cluster's client config (podnet --kubeconfig podnet.yaml, copied from the server's data dir)"
+                    ),
+                })
             }
             request => {
                 let (reply_tx, reply_rx) = oneshot::channel();

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::api::Request;
-use crate::config::Cidr;
 use crate::cluster::password::PasswordDigest;
+use crate::config::Cidr;
 use crate::control::ControlError;
 use crate::control::harness::*;
 
