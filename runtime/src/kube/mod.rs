@@ -1,6 +1,6 @@
 //! The Kubernetes API (issue #15, first slice): HTTPS on 127.0.0.1 and the
-//! node's address (`api.port`: 6443, or 6444 on a cluster server, whose
-//! cluster API holds 6443), so the real kubectl lists, creates,
+//! node's address (`api.port`: 6443; a cluster server's cluster API shares
+//! the port and hands TLS connections here), so the real kubectl lists, creates,
 //! scales and deletes podnet's pods, deployments and services. It is a
 //! translator in front of the agent's request channel (`agent`): it keeps
 //! no cluster state of its own.
@@ -15,7 +15,7 @@
 //! `kubeconfig`, `files`.
 //!
 //! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! OpenAPI schemas (`kubectl explain`), per-node credentials; resourceVersion is one counter
+//! OpenAPI schemas (`kubectl explain`), RBAC beyond the one admin token; resourceVersion is one counter
 //! the server keeps (bumped by changes made through the API).
 
 pub mod agent;
