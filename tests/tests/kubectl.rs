@@ -516,3 +516,26 @@ fn kubectl_drives_a_cluster_through_its_server_from_any_node() {
     }
     assert_eq!(ok(server, &["delete", "deploy", "spread"]).trim(), "deployment.apps \"spread\" deleted");
 }
+
+#[test]
+fn kubectl_explains_the_fields_podnet_takes() {
+    require(KUBECTL, "kubectl");
+    let node = node_with_address("kubexpl", None);
+    let spec = ok(&node, &["explain", "deployment.spec"]);
+    assert!(spec.contains("GROUP:      apps") || spec.contains("GROUP: apps"), "{spec}");
+    assert!(spec.contains("replicas\t<integer>") && spec.contains("template\t<PodTemplateSpec>"), "{spec}");
+    let ports = ok(&node, &["explain", "pod.spec.containers.ports"]);
+    assert!(ports.contains("containerPort\t<integer>") && ports.contains("host port"), "{ports}");
+    let target = ok(&node, &["explain", "svc.spec.ports.targetPort"]);
+    assert!(target.contains("by number or by the container port's name"), "{target}");
+    let recursive = ok(&node, &["explain", "pod", "--recursive"]);
+    assert!(recursive.contains("readinessProbe") && !recursive.contains("matchLabels"), "{recursive}");
+    fails(&node, &["explain", "pod.spec.volumes"], "field \"volumes\" does not exist");
+    // kubectl explains from OpenAPI v3 since 1.29; 1.27 and 1.28 read v2
+    // (protobuf), which podnet does not serve.
+    let v129 = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
+    if Path::new(v129).exists() {
+        let old = ok_with(&node, v129, &["explain", "deployment.spec.replicas"]);
+        assert!(old.contains("How many pods"), "{old}");
+    }
+}

@@ -9,13 +9,14 @@
 //! `verbs` (what each request does), `discovery`, `objects` (podnet →
 //! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `protobuf`
 //! (kubectl's protobuf bodies → JSON), `fields` (strict field validation),
-//! `openapi` (what kubectl's validation looks for), `table`
+//! `openapi` (what kubectl's validation and explain look for), `schemas`
+//! (the objects' fields, for explain), `table`
 //! (server-side printing), `select` (label and field selectors), `status`
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
 //! `kubeconfig`, `files`.
 //!
 //! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! OpenAPI schemas (`kubectl explain`), RBAC beyond the one admin token; resourceVersion is one counter
+//! RBAC beyond the one admin token; resourceVersion is one counter
 //! the server keeps (bumped by changes made through the API).
 
 pub mod agent;
@@ -29,6 +30,7 @@ pub mod objects;
 pub mod openapi;
 pub mod protobuf;
 pub mod routes;
+pub mod schemas;
 pub mod select;
 pub mod server;
 pub mod status;

@@ -1,8 +1,9 @@
-//! The smallest OpenAPI v3 documents kubectl's validation needs: for each
-//! kind, a PATCH operation that takes `fieldValidation`. With them kubectl
-//! leaves validation to the server (`fieldValidation=Strict`) instead of
-//! failing to download the schemas (`create -f` would need --validate=false).
-//! They carry no schemas: `kubectl explain` is not served yet.
+//! The OpenAPI v3 documents kubectl reads: for each kind, a PATCH operation
+//! that takes `fieldValidation` (with it kubectl leaves validation to the
+//! server, `fieldValidation=Strict`, instead of failing to download the
+//! schemas), and the object schemas `kubectl explain` walks (`schemas.rs`).
+//! The PATCH operations name no request body types, so kubectl's apply
+//! computes its patches from its built-in scheme, not from these schemas.
 
 use serde_json::{Map, Value, json};
 
@@ -16,7 +17,7 @@ pub fn root() -> Value {
     }})
 }
 
-fn document(prefix: &str, resources: &[Resource]) -> Value {
+fn document(prefix: &str, group: &str, resources: &[Resource]) -> Value {
     let mut paths = Map::new();
     for r in resources {
         let path = match r.namespaced {
@@ -31,17 +32,22 @@ fn document(prefix: &str, resources: &[Resource]) -> Value {
         });
         paths.insert(path, json!({ "patch": patch }));
     }
-    json!({ "openapi": "3.0.0", "info": { "title": "Kubernetes (podnet)", "version": "v1.32.0" }, "paths": paths })
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes (podnet)", "version": "v1.32.0" },
+        "paths": paths,
+        "components": { "schemas": super::schemas::components(group) },
+    })
 }
 
 /// `/openapi/v3/api/v1`.
 pub fn core() -> Value {
-    document("/api/v1", &CORE)
+    document("/api/v1", "", &CORE)
 }
 
 /// `/openapi/v3/apis/apps/v1`.
 pub fn apps() -> Value {
-    document("/apis/apps/v1", &APPS)
+    document("/apis/apps/v1", "apps", &APPS)
 }
 
 #[cfg(test)]
