@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use podnet_e2e::oci::{self, REGISTRY, Scratch};
-use podnet_e2e::{Cluster, Node, Outside, eventually, require, stderr, stdout};
+use podnet_e2e::{Cluster, Node, Outside, eventually, require, require_root, stderr, stdout};
 use serde_json::Value;
 
 /// The node's address in its namespace: the API serves it and the
@@ -538,4 +538,39 @@ fn kubectl_explains_the_fields_podnet_takes() {
         let old = ok_with(&node, v129, &["explain", "deployment.spec.replicas"]);
         assert!(old.contains("How many pods"), "{old}");
     }
+}
+
+/// The Python interpreter Debian's python3-kubernetes belongs to (the
+/// first python3 on PATH may be another one).
+const PYTHON: &str = "/usr/bin/python3";
+
+#[test]
+fn the_python_kubernetes_client_lists_creates_scales_and_deletes() {
+    require_root();
+    let have = Command::new(PYTHON).args(["-c", "import kubernetes"]).output();
+    assert!(
+        have.is_ok_and(|o| o.status.success()),
+        "the Python kubernetes client is missing: apt-get install python3-kubernetes (scripts/test does this)"
+    );
+    let scratch = Scratch::new("kubepy");
+    let (node, _lan) = node_with_registry("kubepy", &scratch);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kube_client.py");
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", node.netns))
+        .arg(PYTHON)
+        .arg(&script)
+        .arg(kubeconfig(&node))
+        .arg(image_ref())
+        .env("HOME", &node.dir)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{}{}{}", stdout(&out), stderr(&out), node.agent_log());
+    let printed = stdout(&out);
+    let steps: Vec<&str> = printed.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(
+        steps,
+        ["nodes", "created", "conflict", "service", "ready", "endpoints", "scaled", "deleted"],
+        "{printed}"
+    );
+    assert!(podnet_pods(&node).is_empty(), "the deployment's pods went with it");
 }

@@ -187,6 +187,10 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
                 "restartCount": status.restarts,
                 "state": state,
                 "image": spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+                // Required by the clients; the resolved digest does not
+                // travel in a pod's status yet (the kubelet too leaves it
+                // empty until it knows it).
+                "imageID": "",
             }],
         },
     })
@@ -362,8 +366,14 @@ pub fn node(n: &NodeInfo, rv: u64) -> Value {
         "status": {
             "conditions": [{ "type": "Ready", "status": if n.ready { "True" } else { "False" } }],
             "addresses": n.internal_ip.map(|ip| vec![json!({ "type": "InternalIP", "address": ip })]).unwrap_or_default(),
+            // Every field the clients require (the Python client refuses a
+            // Node without bootID); what podnet does not know is empty.
             "nodeInfo": {
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
                 "kubeletVersion": format!("podnet-{}", n.version),
+                "kubeProxyVersion": format!("podnet-{}", n.version),
                 "kernelVersion": kernel(),
                 "osImage": "",
                 "containerRuntimeVersion": format!("podnet://{}", n.version),
