@@ -293,6 +293,20 @@ pub(crate) struct PodOptions {
     /// What the pod is promised, memory=QUANTITY,cpu=QUANTITY.
     #[arg(long, requires = "image")]
     pub requests: Option<ResourceList>,
+    /// An environment variable for the container, NAME=VALUE; repeatable (kubectl run --env).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = env_var, requires = "image")]
+    pub env: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE` of `--env`.
+fn env_var(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE (e.g. --env LOG_LEVEL=debug)"))?;
+    let env = [(name.to_string(), value.to_string())];
+    runtime::model::check_env(&env).map_err(|e| e.to_string())?;
+    let [pair] = env;
+    Ok(pair)
 }
 
 impl PodOptions {
@@ -307,7 +321,8 @@ impl PodOptions {
         let Some(image) = &self.image else { return (words, None) };
         let (command, args) = if self.replace_entrypoint { (words, Vec::new()) } else { (Vec::new(), words) };
         let pull_policy = self.image_pull_policy.unwrap_or_else(|| PullPolicy::default_for(image));
-        (Vec::new(), Some(ImageSpec { image: image.clone(), pull_policy, command, args }))
+        let env = self.env.clone();
+        (Vec::new(), Some(ImageSpec { image: image.clone(), pull_policy, command, args, env }))
     }
 
     /// The pod's resources.

@@ -167,6 +167,7 @@ mod tests {
                     pull_policy: PullPolicy::Always,
                     command: vec![],
                     args: vec![],
+                    env: vec![],
                 }),
                 resources: Default::default(),
             },

@@ -1169,7 +1169,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&record).unwrap(),
-            r#"{"name":"n1","subnet":"10.244.3.0/24","address":"192.168.250.3","joined_at":7}"#
+            r#"{"name":"n1","subnet":"10.244.3.0/24","address":"192.168.250.3","joined_at":7,"password":null}"#
         );
         let peer = crate::desired::Peer {
             node: "n1".into(),

@@ -76,7 +76,7 @@ pub struct NodeRecord {
     pub joined_at: u64,
     /// Its node password's digest, pinned at its first join (none for the
     /// server's own node, and for a node that joined before passwords).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub password: Option<crate::cluster::password::PasswordDigest>,
 }
 

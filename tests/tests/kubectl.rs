@@ -291,10 +291,45 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     // Without validation the misspelt field is ignored, as Kubernetes does.
     ok(&node, &["create", "--validate=false", "-f", typo.to_str().unwrap()]);
     ok(&node, &["delete", "deploy", "typo"]);
+    // env: values over the image's and podnet's own variables.
+    ok(
+        &node,
+        &[
+            "run",
+            "envy",
+            &image,
+            "--env=GREETING=hi there",
+            "--env=POD_IP=mine",
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$GREETING|$POD_NAME|$POD_IP\"",
+        ],
+    );
+    let said = eventually(Duration::from_secs(30), "envy's output", || {
+        let out = kubectl_with(&node, KUBECTL, &["logs", "envy"]);
+        (out.status.success() && !stdout(&out).is_empty()).then(|| stdout(&out))
+    });
+    assert_eq!(said, "hi there|envy|mine\n", "the pod's env wins over podnet's POD_IP");
+    let env = json(&ok(&node, &["get", "pod", "envy", "-o", "json"]));
+    assert_eq!(
+        env["spec"]["containers"][0]["env"][0],
+        serde_json::json!({ "name": "GREETING", "value": "hi there" })
+    );
+    ok(&node, &["delete", "pod", "envy"]);
+    let secret_ref = node.dir.join("secret-ref.yaml");
+    std::fs::write(
+        &secret_ref,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: refs\nspec:\n  containers:\n  - name: refs\n    image: {image_ref}\n    env:\n    - name: PASSWORD\n      valueFrom:\n        secretKeyRef: {{name: db, key: password}}\n"
+        ),
+    )
+    .unwrap();
     fails(
         &node,
-        &["run", "envy", &image, "--env=A=b", "--", "sleep", "1"],
-        "spec.containers[0].env: Forbidden: podnet does not support this field yet",
+        &["create", "-f", secret_ref.to_str().unwrap()],
+        "spec.containers[0].env[0].valueFrom: Forbidden",
     );
     let yaml = ok(&node, &["get", "pod", "worker", "-o", "yaml"]);
     assert!(yaml.contains("restartPolicy: Never") && yaml.contains("- sleep"), "{yaml}");

@@ -247,6 +247,7 @@ impl ControlPlane {
         match image {
             Some(image) if !command.is_empty() => Err(ControlError::CommandAndImage(image.image.clone())),
             Some(image) => {
+                crate::model::check_env(&image.env)?;
                 crate::image::Reference::parse(&image.image).map(drop).map_err(ControlError::Image)
             }
             None => self.check_command(command),

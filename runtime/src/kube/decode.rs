@@ -103,6 +103,36 @@ fn strings(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<String>, Sta
     }
 }
 
+/// A container's `env`: names with values; `valueFrom` (ConfigMaps,
+/// Secrets, the downward API) is refused, not dropped.
+fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<(String, String)>, Status> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        _ => return Err(ctx.invalid(field, "must be a list of {name, value}")),
+    };
+    let mut env = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if !item["valueFrom"].is_null() {
+            return Err(ctx.invalid(
+                &format!("{at}.valueFrom"),
+                "Forbidden: podnet does not support valueFrom yet (ConfigMaps, Secrets, fields): give a value",
+            ));
+        }
+        let name =
+            item["name"].as_str().ok_or_else(|| ctx.invalid(&format!("{at}.name"), "Required value"))?;
+        let value = match &item["value"] {
+            Value::Null => "",
+            Value::String(s) => s,
+            _ => return Err(ctx.invalid(&format!("{at}.value"), "must be a string")),
+        };
+        env.push((name.to_string(), value.to_string()));
+    }
+    crate::model::check_env(&env).map_err(|e| ctx.invalid(field, format!("Invalid value: {e}")))?;
+    Ok(env)
+}
+
 fn port_number(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<u16, Status> {
     value.as_u64().filter(|p| (1..=65535).contains(p)).map(|p| p as u16).ok_or_else(|| {
         ctx.invalid(field, format!("Invalid value: {value}: must be between 1 and 65535, inclusive"))
@@ -195,7 +225,6 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     unsupported(
         c,
         &[
-            "env",
             "envFrom",
             "workingDir",
             "volumeMounts",
@@ -210,6 +239,7 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     )?;
     let command = strings(ctx, &c["command"], &format!("{cf}.command"))?;
     let args = strings(ctx, &c["args"], &format!("{cf}.args"))?;
+    let env = env_vars(ctx, &c["env"], &format!("{cf}.env"))?;
     let image = match c["image"].as_str().filter(|i| !i.is_empty()) {
         Some(image) => Some(ImageSpec {
             image: image.to_string(),
@@ -221,7 +251,14 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
             },
             command: command.clone(),
             args: args.clone(),
+            env,
         }),
+        None if !env.is_empty() => {
+            return Err(ctx.invalid(
+                &format!("{cf}.env"),
+                "Forbidden: a pod without an image runs a host command: set its variables in the command (env NAME=value ...)",
+            ));
+        }
         None => None,
     };
     let mut ports = Vec::new();
@@ -526,9 +563,21 @@ mod tests {
         assert_eq!(e.causes[0].0, "spec.template.spec.containers[0].ports[0].containerPort");
 
         let mut env = kubectl_deployment();
-        env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A", "value": "b" }]);
+        let at = "spec.template.spec.containers[0].env";
+        env["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{ "name": "A", "value": "b" }, { "name": "EMPTY" }]);
+        let image = deployment(&env, "default").unwrap().image.unwrap();
+        assert_eq!(image.env, [("A".to_string(), "b".to_string()), ("EMPTY".to_string(), String::new())]);
+        env["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{ "name": "A", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }]);
         let e = deployment(&env, "default").unwrap_err();
-        assert_eq!(e.causes[0].0, "spec.template.spec.containers[0].env");
+        assert_eq!(e.causes[0].0, format!("{at}[0].valueFrom"));
+        env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A=B", "value": "x" }]);
+        let e = deployment(&env, "default").unwrap_err();
+        assert!(e.causes[0].0 == at && e.message.contains("without '='"), "{}", e.message);
+        let many: Vec<Value> = (0..300).map(|i| json!({ "name": format!("V{i}"), "value": "x" })).collect();
+        env["spec"]["template"]["spec"]["containers"][0]["env"] = json!(many);
+        assert!(deployment(&env, "default").unwrap_err().message.contains("too large"));
         let mut host = kubectl_deployment();
         host["spec"]["template"]["spec"]["hostNetwork"] = json!(false);
         host["spec"]["template"]["spec"]["nodeSelector"] = json!({});

@@ -33,6 +33,7 @@ static META: Level = Level {
     ],
     nested: &[],
 };
+static ENV_VAR: Level = Level { fields: &["name", "value", "valueFrom"], nested: &[] };
 static CONTAINER_PORT: Level =
     Level { fields: &["name", "hostPort", "containerPort", "protocol", "hostIP"], nested: &[] };
 static CONTAINER: Level = Level {
@@ -63,7 +64,7 @@ static CONTAINER: Level = Level {
         "stdinOnce",
         "tty",
     ],
-    nested: &[("ports", &CONTAINER_PORT, true)],
+    nested: &[("ports", &CONTAINER_PORT, true), ("env", &ENV_VAR, true)],
 };
 static POD_SPEC: Level = Level {
     fields: &[

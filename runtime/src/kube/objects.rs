@@ -93,6 +93,11 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
             if !image.args.is_empty() {
                 out["args"] = json!(image.args);
             }
+            if !image.env.is_empty() {
+                let env: Vec<Value> =
+                    image.env.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
+                out["env"] = json!(env);
+            }
         }
         None => out["command"] = json!(c.command),
     }
@@ -425,6 +430,7 @@ mod tests {
                 pull_policy: PullPolicy::IfNotPresent,
                 command: vec![],
                 args: vec!["-g".into()],
+                env: vec![("MODE".into(), "test".into())],
             }),
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
         };

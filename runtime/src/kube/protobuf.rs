@@ -53,6 +53,8 @@ const CONTAINER_PORT: &[Field] = &[
     (4, "protocol", Ty::Str, false),
     (5, "hostIP", Ty::Str, false),
 ];
+const ENV_VAR: &[Field] =
+    &[(1, "name", Ty::Str, false), (2, "value", Ty::Str, false), (3, "valueFrom", Ty::Marker, false)];
 const RESOURCES: &[Field] = &[(1, "limits", Ty::MapQty, false), (2, "requests", Ty::MapQty, false)];
 const HTTP_GET: &[Field] = &[(1, "path", Ty::Str, false), (2, "port", Ty::IntOrString, false)];
 const TCP_SOCKET: &[Field] = &[(1, "port", Ty::IntOrString, false)];
@@ -78,9 +80,9 @@ const CONTAINER: &[Field] = &[
     (11, "readinessProbe", Ty::Msg(PROBE), false),
     (14, "imagePullPolicy", Ty::Str, false),
     (15, "securityContext", Ty::Msg(SECURITY_CONTEXT), false),
+    (7, "env", Ty::Msg(ENV_VAR), true),
     // Refused by the decoder when set.
     (5, "workingDir", Ty::Str, false),
-    (7, "env", Ty::Marker, true),
     (19, "envFrom", Ty::Marker, true),
     (9, "volumeMounts", Ty::Marker, true),
     (21, "volumeDevices", Ty::Marker, true),

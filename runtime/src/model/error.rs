@@ -47,6 +47,19 @@ pub enum ModelError {
     /// A readiness probe.
     #[error("readiness probe `{0}` is not tcp:PORT or http:PORT/PATH")]
     Probe(String),
+    /// An environment variable's name.
+    #[error("invalid environment variable name `{0}`: use printable characters without '=' (e.g. LOG_LEVEL)")]
+    EnvName(String),
+    /// An environment variable's value.
+    #[error("environment variable `{0}` has a NUL byte in its value")]
+    EnvValue(String),
+    /// Too many variables, or too long.
+    #[error(
+        "the environment is too large: at most {} variables and {} KiB of names and values",
+        super::MAX_ENV,
+        super::MAX_ENV_BYTES >> 10
+    )]
+    EnvSize,
     /// An image pull policy.
     #[error("image pull policy `{0}` is not one of Always, IfNotPresent, Never")]
     PullPolicy(String),

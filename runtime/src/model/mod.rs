@@ -84,6 +84,29 @@ pub struct PodSpec {
     pub resources: Resources,
 }
 
+/// Most environment variables one container may set, and their bytes in
+/// all (names, values): what a hostile manifest can make every node hold.
+pub const MAX_ENV: usize = 256;
+/// See [`MAX_ENV`].
+pub const MAX_ENV_BYTES: usize = 64 << 10;
+
+/// Checks a container's environment: names without `=` or NUL (Kubernetes
+/// takes any other printable name), values without NUL, and the bounds.
+pub fn check_env(env: &[(String, String)]) -> Result<(), ModelError> {
+    if env.len() > MAX_ENV || env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_ENV_BYTES {
+        return Err(ModelError::EnvSize);
+    }
+    for (name, value) in env {
+        if name.is_empty() || name.contains('=') || !name.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(ModelError::EnvName(name.clone()));
+        }
+        if value.contains('\0') {
+            return Err(ModelError::EnvValue(name.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// The image a pod runs and how its command is made from the image's
 /// ENTRYPOINT and CMD (Kubernetes' container image, command, args).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +121,11 @@ pub struct ImageSpec {
     /// Replaces the image's CMD when not empty.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables, set over the image's own and podnet's
+    /// (`POD_NAME`...): Kubernetes' `env` with values. (No
+    /// skip_serializing_if: postcard, on the wire, is not self-describing.)
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 impl ImageSpec {
@@ -473,6 +501,7 @@ mod tests {
             pull_policy: PullPolicy::Always,
             command: strings(command),
             args: strings(args),
+            env: Vec::new(),
         };
         let (entrypoint, cmd) =
             (strings(&["/docker-entrypoint.sh"]), strings(&["nginx", "-g", "daemon off;"]));

@@ -236,7 +236,10 @@ impl NodeRuntime {
             layers: Vec::new(),
             image,
             config: RunConfig::default(),
-            env: super::pods::downward_env(record),
+            env: super::pods::downward_env(record)
+                .into_iter()
+                .chain(record.spec.image.iter().flat_map(|i| i.env.iter().cloned()))
+                .collect(),
             hostname: record.spec.name.clone(),
             netns: netns::path(&pod.netns),
             etc: EtcFiles {

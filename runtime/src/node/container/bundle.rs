@@ -451,6 +451,7 @@ mod tests {
             pull_policy: PullPolicy::IfNotPresent,
             command: command.iter().map(|s| s.to_string()).collect(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         }
     }
 

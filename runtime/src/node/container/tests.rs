@@ -114,6 +114,7 @@ impl Fixture {
             pull_policy: PullPolicy::Never,
             command: command.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
+            env: Vec::new(),
         };
         let netns = netns::path(&self.netns);
         let pod_dir = self.pod_dir(id);
@@ -374,6 +375,7 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         pull_policy: PullPolicy::Never,
         command: vec!["true".into()],
         args: vec![],
+        env: vec![],
     };
     let netns = netns::path(&fx.netns);
     let pod_dir = fx.pod_dir("c-crun");
