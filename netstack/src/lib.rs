@@ -16,6 +16,7 @@ pub mod ipam;
 pub mod mac;
 pub mod offload;
 pub mod overlay;
+pub mod policy;
 pub mod protocol;
 pub mod service;
 pub mod switch;
