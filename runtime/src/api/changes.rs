@@ -108,4 +108,7 @@ pub struct Change {
     pub change: ChangeType,
     /// The object, with the revision of this change.
     pub object: Versioned,
+    /// The object before a modification (a watch with a selector tells an
+    /// object leaving it from one that never was in it).
+    pub before: Option<Object>,
 }

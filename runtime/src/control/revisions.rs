@@ -105,7 +105,7 @@ impl ControlPlane {
             let mut last = r.objects.remove(&k).expect("listed above");
             r.revision += 1;
             last.revision = r.revision;
-            r.push(Change { change: ChangeType::Deleted, object: last });
+            r.push(Change { change: ChangeType::Deleted, object: last, before: None });
             changed = true;
         }
         for (k, object) in now {
@@ -118,8 +118,8 @@ impl ControlPlane {
             };
             r.revision += 1;
             let versioned = Versioned { revision: r.revision, generation, object };
-            r.objects.insert(k, versioned.clone());
-            r.push(Change { change, object: versioned });
+            let before = r.objects.insert(k, versioned.clone()).map(|old| old.object);
+            r.push(Change { change, object: versioned, before });
             changed = true;
         }
         // The revision goes out with the next save: it must not go back
@@ -155,7 +155,7 @@ impl ControlPlane {
 
     /// Sets how many changes the log keeps (tests).
     #[cfg(test)]
-    pub(super) fn set_change_log(&mut self, capacity: usize) {
+    pub fn set_change_log(&mut self, capacity: usize) {
         self.revisions.capacity = capacity;
     }
 }

@@ -22,12 +22,14 @@ pub mod agent;
 pub mod auth;
 pub mod decode;
 pub mod discovery;
+pub mod events;
 pub mod fields;
 pub mod files;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;
+pub mod replicasets;
 pub mod routes;
 pub mod select;
 pub mod server;
@@ -35,6 +37,11 @@ pub mod status;
 pub mod table;
 pub mod tls;
 pub mod verbs;
+pub mod versioned;
+pub mod watch;
+#[cfg(test)]
+mod watch_tests;
+pub mod watcher;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -181,8 +188,10 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
     let tls = tls::load(&dir, options.node_name, &ips)?;
     kubeconfig::write(options.data_dir, &url, &tls.ca_pem, token.as_str())?;
 
+    let agent = agent::Agent::new(calls, options.caps.request_timeout);
     let server = Arc::new(server::Server {
-        verbs: verbs::Verbs::new(agent::Agent::new(calls, options.caps.request_timeout)),
+        watch: watch::Hub::new(agent.clone(), watch::Limits::default()),
+        verbs: verbs::Verbs::new(agent),
         token,
         tls: tokio_rustls::TlsAcceptor::from(tls.config),
         counters: Listener::KubeApi.counters(),
