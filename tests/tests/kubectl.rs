@@ -499,3 +499,139 @@ fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
     }
     assert_eq!(ok(server, &["delete", "deploy", "spread"]).trim(), "deployment.apps \"spread\" deleted");
 }
+
+/// A kubectl left running in the node's namespace (`kubectl get -w`,
+/// `kubectl wait`), its output in a file; ended by its PID when dropped.
+struct Running {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Running {
+    fn start(node: &Node, tag: &str, args: &[&str]) -> Running {
+        let out = node.dir.join(format!("kubectl-{tag}.out"));
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            // Bounded: a kubectl that never returns fails the test, not hangs it.
+            .args(["timeout", "120", KUBECTL, "--cache-dir"])
+            .arg(node.dir.join("kube-cache-watch"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig(node))
+            .env("HOME", &node.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("run kubectl");
+        Running { child, out }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits for kubectl to exit; whether it succeeded, and its output.
+    fn finish(mut self) -> (bool, String) {
+        let status = self.child.wait().expect("kubectl exits");
+        (status.success(), self.output())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill on the PID of a child this test started and has
+            // not reaped; `timeout` passes SIGTERM on to its kubectl.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `curl` with the admin token against the API on the node's loopback:
+/// the status code and the body.
+fn curl_body(node: &Node, path: &str) -> (u16, String) {
+    let ca = node.dir.join("data").join("kube").join("ca.crt");
+    let token = std::fs::read_to_string(node.dir.join("data").join("kube").join("token")).unwrap();
+    let bearer = format!("Authorization: Bearer {}", token.trim());
+    let url = format!("https://127.0.0.1:6443{path}");
+    let out = node.on_node(&[
+        "curl",
+        "-s",
+        "-m",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-H",
+        &bearer,
+        &url,
+    ]);
+    let text = stdout(&out);
+    let (body, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
+    (code.parse().unwrap_or_else(|_| panic!("curl {path}: {text}{}", stderr(&out))), body.to_string())
+}
+
+#[test]
+fn kubectl_watches_pods_podnet_makes_and_waits_for_them() {
+    require(KUBECTL, "kubectl");
+    require("curl", "curl");
+    let mut node = node_with_address("kubewatch", None);
+
+    // `kubectl get pods -w -o wide`: a pod made by podnet's own CLI (not
+    // through the API) appears, then runs, in kubectl's wide columns.
+    let watch = Running::start(&node, "get-w", &["get", "pods", "-w", "-o", "wide"]);
+    node.ok(&["run", "w1", "--", "sleep", "3600"]);
+    let seen = eventually(Duration::from_secs(60), "kubectl get -w to show w1 Running", || {
+        let text = watch.output();
+        text.lines()
+            .any(|l| l.starts_with("w1 ") && l.contains("Running") && l.contains(&node.name))
+            .then_some(text)
+    });
+    let header = seen.lines().find(|l| l.starts_with("NAME ")).unwrap_or_else(|| panic!("a header: {seen}"));
+    assert!(header.contains("NOMINATED NODE"), "the wide header, once: {seen}");
+    assert_eq!(seen.matches("NAME ").count(), 1, "{seen}");
+    drop(watch);
+
+    // `kubectl wait` for a pod that is not ready yet, and for a deletion.
+    node.ok(&["run", "w2", "--", "sleep", "3600"]);
+    let out = ok(&node, &["wait", "--for=condition=Ready", "pod/w2", "--timeout=60s"]);
+    assert_eq!(out.trim(), "pod/w2 condition met");
+    let gone = Running::start(&node, "wait-delete", &["wait", "--for=delete", "pod/w1", "--timeout=60s"]);
+    // Its watch is open before the pod goes (else it would find none at once).
+    std::thread::sleep(Duration::from_secs(2));
+    node.ok(&["delete", "pod", "w1"]);
+    let (success, text) = gone.finish();
+    assert!(success && text.contains("pod/w1 condition met"), "{text}");
+
+    // The raw stream: chunked JSON lines, one event each, bounded by timeoutSeconds.
+    let (code, list) = curl_body(&node, "/api/v1/namespaces/default/pods");
+    assert_eq!(code, 200, "{list}");
+    let rv = json(&list)["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let (code, body) = curl_body(
+        &node,
+        "/api/v1/namespaces/default/pods?watch=1&resourceVersion=0&timeoutSeconds=1&fieldSelector=metadata.name%3Dw2",
+    );
+    assert_eq!(code, 200);
+    let events: Vec<Value> = body.lines().map(json).collect();
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("w2"))
+    );
+
+    // A resourceVersion from before a restart is gone: 410, reason Expired
+    // (clients list again); one from the future too.
+    node.stop(libc::SIGTERM);
+    node.up();
+    let (code, body) = curl_body(&node, &format!("/api/v1/pods?watch=1&resourceVersion={rv}"));
+    assert_eq!(code, 410, "{body}");
+    assert_eq!(json(&body)["reason"], "Expired", "{body}");
+    let (code, _) = curl_body(&node, "/api/v1/pods?watch=1&resourceVersion=99999999");
+    assert_eq!(code, 410);
+    let (_, list) = curl_body(&node, "/api/v1/pods");
+    let after: u64 = json(&list)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(after > rv.parse().unwrap(), "the revision never goes back: {after} after {rv}");
+}
