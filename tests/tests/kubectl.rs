@@ -484,6 +484,9 @@ fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
     let created =
         ok(member, &["create", "deployment", "spread", &image, "--replicas=2", "--", "sleep", "3600"]);
     assert_eq!(created.trim(), "deployment.apps/spread created");
+    // A member's watch: its hub asks the server's control plane for changes.
+    let out = ok(member, &["rollout", "status", "deployment/spread", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
     eventually(Duration::from_secs(30), "spread to be 2/2 ready on the server", || {
         let table = ok(server, &["get", "deploy", "spread", "--no-headers"]);
         table.split_whitespace().nth(1).is_some_and(|ready| ready == "2/2").then_some(())
@@ -634,4 +637,75 @@ fn kubectl_watches_pods_podnet_makes_and_waits_for_them() {
     let (_, list) = curl_body(&node, "/api/v1/pods");
     let after: u64 = json(&list)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     assert!(after > rv.parse().unwrap(), "the revision never goes back: {after} after {rv}");
+}
+
+#[test]
+fn kubectl_rolls_out_deployments_and_reads_replicasets_and_events() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kuberoll");
+    let (node, _lan) = node_with_registry("kuberoll", &scratch);
+    let image = format!("--image={}", image_ref());
+
+    // `kubectl rollout status` returns once the new deployment's replicas
+    // are available (it watches the deployment), and after a scale.
+    ok(&node, &["create", "deployment", "web", &image, "--replicas=2", "--", "sleep", "3600"]);
+    let out = ok(&node, &["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("deployment \"web\" successfully rolled out"), "{out}");
+    let table = ok(&node, &["get", "deploy", "web", "--no-headers"]);
+    assert_eq!(table.split_whitespace().nth(1), Some("2/2"), "rolled out means ready: {table}");
+    ok(&node, &["scale", "deployment", "web", "--replicas=3"]);
+    let out = ok(&node, &["rollout", "status", "deployment", "web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = json(&ok(&node, &["get", "deploy", "web", "-o", "json"]));
+    assert_eq!(d["status"]["readyReplicas"], 3, "{d}");
+    assert_eq!(d["metadata"]["generation"], 2, "the scale changed the spec: {d}");
+    assert_eq!(d["status"]["observedGeneration"], 2, "{d}");
+
+    // The ReplicaSet the deployment controller would keep: named by the
+    // template's hash, owning the pods, owned by the deployment.
+    let rs = ok(&node, &["get", "rs", "--no-headers"]);
+    let columns: Vec<&str> = rs.split_whitespace().collect();
+    assert!(columns[0].starts_with("web-"), "{rs}");
+    assert_eq!(columns[1..4], ["3", "3", "3"], "DESIRED CURRENT READY: {rs}");
+    let rs_name = columns[0].to_string();
+    let pods = json(&ok(&node, &["get", "pods", "-l", "app=web", "-o", "json"]));
+    for pod in pods["items"].as_array().unwrap() {
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str()),
+            (Some("ReplicaSet"), Some(rs_name.as_str()))
+        );
+    }
+    let owner =
+        json(&ok(&node, &["get", "rs", &rs_name, "-o", "json"]))["metadata"]["ownerReferences"][0].clone();
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str()),
+        (Some("Deployment"), d["metadata"]["uid"].as_str())
+    );
+    let described = ok(&node, &["describe", "deployment", "web"]);
+    assert!(described.contains(&format!("NewReplicaSet:   {rs_name} (3/3 replicas created)")), "{described}");
+
+    // Events: what each pod's node saw, as kubectl lists and describes them.
+    let events = ok(&node, &["get", "events"]);
+    let header: Vec<&str> = events.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], "{events}");
+    for pod in pods["items"].as_array().unwrap() {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        assert!(
+            events.lines().any(|l| l.contains("Started") && l.contains(&format!("pod/{name}"))),
+            "{name} started in {events}"
+        );
+    }
+    let name = pods["items"][0]["metadata"]["name"].as_str().unwrap();
+    let described = ok(&node, &["describe", "pod", name]);
+    let section = described.split("Events:").nth(1).unwrap_or("");
+    assert!(section.contains("Normal") && section.contains("Started"), "{described}");
+    // A field selector picks one pod's events (what describe sends).
+    let selector = format!("--field-selector=involvedObject.name={name}");
+    let one = ok(&node, &["get", "events", &selector, "--no-headers"]);
+    assert!(!one.is_empty() && one.lines().all(|l| l.contains(&format!("pod/{name}"))), "{one}");
+
+    // kubectl delete waits for the DELETED event of its watch.
+    assert_eq!(ok(&node, &["delete", "deploy", "web"]).trim(), "deployment.apps \"web\" deleted");
+    assert_eq!(ok(&node, &["get", "rs", "--no-headers"]).trim(), "");
 }
