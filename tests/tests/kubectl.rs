@@ -709,3 +709,42 @@ fn kubectl_rolls_out_deployments_and_reads_replicasets_and_events() {
     assert_eq!(ok(&node, &["delete", "deploy", "web"]).trim(), "deployment.apps \"web\" deleted");
     assert_eq!(ok(&node, &["get", "rs", "--no-headers"]).trim(), "");
 }
+
+#[test]
+fn the_python_client_lists_and_watches() {
+    require("curl", "curl");
+    let python = Path::new("/usr/bin/python3");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("watch_pods.py");
+    let probe = Command::new(python).args(["-c", "import kubernetes"]).output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "the Python kubernetes client is missing: apt-get install python3-kubernetes (scripts/test does this)"
+    );
+    let node = node_with_address("kubepy", None);
+    node.ok(&["create", "deployment", "pyd", "--replicas=2", "--", "sleep", "3600"]);
+    let out = node.dir.join("python.out");
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", node.netns))
+        .args(["timeout", "120"])
+        .arg(python)
+        .arg(&script)
+        .arg(kubeconfig(&node))
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("run python3");
+    let text = || std::fs::read_to_string(&out).unwrap_or_default();
+    eventually(Duration::from_secs(30), "the client's list", || text().contains("LIST ").then_some(()));
+    node.ok(&["run", "py1", "--", "sleep", "3600"]);
+    let status = child.wait().expect("python3 exits");
+    let text = text();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("LIST "), "{text}");
+    assert!(text.contains("EVENT ADDED py1"), "{text}");
+    assert!(text.contains("EVENT MODIFIED py1 Running"), "{text}");
+    assert!(text.contains("STATUS 410"), "{text}");
+    assert!(text.contains("DEPLOYMENT pyd 1 2\n"), "{text}");
+    assert!(text.contains("REPLICASET pyd 2\n"), "{text}");
+}

@@ -188,6 +188,9 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
                 "restartCount": status.restarts,
                 "state": state,
                 "image": spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+                // Required by typed clients (the Python one); the digest is
+                // not known here.
+                "imageID": "",
             }],
         },
     })

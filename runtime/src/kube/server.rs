@@ -167,7 +167,7 @@ impl Server {
         let asked =
             Asked { method: &parts.method, query: &query, table: accept.contains("as=Table"), body: &body };
         if let (Route::Collection { resource, namespace }, &Method::GET) = (&route, &parts.method)
-            && query.get("watch").is_some_and(|w| w == "1" || w == "true")
+            && super::watcher::flag(query.get("watch"))
         {
             let hub = &self.watch;
             let events =

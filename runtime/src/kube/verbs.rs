@@ -68,7 +68,7 @@ impl Verbs {
 
     /// Answers `asked` on `route` (not a document: the server serves those).
     pub async fn answer(&self, route: Route<'_>, asked: &Asked<'_>) -> Result<Reply, Status> {
-        if asked.query.get("watch").is_some_and(|w| w == "1" || w == "true") {
+        if super::watcher::flag(asked.query.get("watch")) {
             // Collections are watched by the server (kube/watcher.rs).
             return Err(Status::not_allowed(
                 "watch a collection, with fieldSelector=metadata.name=NAME for one object",

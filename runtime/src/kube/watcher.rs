@@ -75,6 +75,12 @@ impl Filter {
     }
 }
 
+/// A boolean query parameter as the apiserver reads one (Go's
+/// `strconv.ParseBool`: kubectl sends `true`, the Python client `True`).
+pub fn flag(value: Option<&String>) -> bool {
+    matches!(value.map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
 /// A number in the query, if given.
 fn number(query: &std::collections::BTreeMap<String, String>, key: &str) -> Result<Option<u64>, Status> {
     query
@@ -110,7 +116,7 @@ pub async fn start(
     let timeout = number(query, "timeoutSeconds")?
         .map(Duration::from_secs)
         .map_or(hub.limits.longest, |t| t.min(hub.limits.longest));
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
+    let bookmarks = flag(query.get("allowWatchBookmarks"));
     let rv = query.get("resourceVersion").map(String::as_str).unwrap_or("");
     hub.admit(client)?;
 
