@@ -634,6 +634,7 @@ fn kubectl_watches_pods_podnet_makes_and_waits_for_them() {
     assert_eq!(json(&body)["reason"], "Expired", "{body}");
     let (code, _) = curl_body(&node, "/api/v1/pods?watch=1&resourceVersion=99999999");
     assert_eq!(code, 410);
+    assert_eq!(refused(&node, "watch_expired"), 2, "counted in podnet node stats");
     let (_, list) = curl_body(&node, "/api/v1/pods");
     let after: u64 = json(&list)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     assert!(after > rv.parse().unwrap(), "the revision never goes back: {after} after {rv}");

@@ -190,7 +190,11 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
 
     let agent = agent::Agent::new(calls, options.caps.request_timeout);
     let server = Arc::new(server::Server {
-        watch: watch::Hub::new(agent.clone(), watch::Limits::default()),
+        watch: watch::Hub::new(
+            agent.clone(),
+            watch::Limits::for_caps(&options.caps),
+            Listener::KubeApi.counters(),
+        ),
         verbs: verbs::Verbs::new(agent),
         token,
         tls: tokio_rustls::TlsAcceptor::from(tls.config),

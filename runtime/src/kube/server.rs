@@ -286,7 +286,7 @@ mod tests {
         let timeout = Duration::from_millis(300);
         let agent = super::super::agent::Agent::new(calls, timeout);
         let server = Arc::new(Server {
-            watch: super::super::watch::Hub::new(agent.clone(), Default::default()),
+            watch: super::super::watch::Hub::new(agent.clone(), Default::default(), counters),
             verbs: Verbs::new(agent),
             token: token.clone(),
             tls: TlsAcceptor::from(tls.config),

@@ -28,6 +28,7 @@ use super::status::Status;
 use crate::api::changes::{Change, ObjectKind, Versioned};
 use crate::api::{Request, Response};
 use crate::control::CHANGES_PER_ANSWER;
+use crate::listeners::limits::{Counters as ListenerCounters, Reason};
 
 /// What bounds the hub.
 #[derive(Debug, Clone)]
@@ -61,6 +62,23 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// The defaults, with as many watchers from one client as it may open
+    /// connections to the API (`limits.max_listener_connections_per_client`:
+    /// each watch holds one), and at most [`MAX_WATCHERS`] in all.
+    pub fn for_caps(caps: &crate::listeners::limits::Caps) -> Limits {
+        Limits {
+            per_client: caps.per_client as usize,
+            total: (caps.total as usize).min(MAX_WATCHERS),
+            ..Limits::default()
+        }
+    }
+}
+
+/// Watchers at once at most, whatever the connection caps: each may hold
+/// a queue of events and a few encoded ones on their way out.
+pub const MAX_WATCHERS: usize = 256;
 
 /// What the hub counted.
 #[derive(Debug, Default)]
@@ -145,6 +163,8 @@ struct Inner {
 /// The agent's watch hub.
 pub struct Hub {
     agent: Agent,
+    /// The API listener's counters, where refusals show in `podnet node stats`.
+    listener: &'static ListenerCounters,
     /// Its bounds.
     pub limits: Limits,
     /// What it counted.
@@ -216,9 +236,16 @@ pub fn expired(message: impl Into<String>) -> Status {
 }
 
 impl Hub {
-    /// A hub asking `agent`.
-    pub fn new(agent: Agent, limits: Limits) -> Arc<Hub> {
-        Arc::new(Hub { agent, limits, counters: Counters::default(), inner: Mutex::new(Inner::default()) })
+    /// A hub asking `agent`, counting refusals in `listener` too.
+    pub fn new(agent: Agent, limits: Limits, listener: &'static ListenerCounters) -> Arc<Hub> {
+        let inner = Mutex::new(Inner::default());
+        Arc::new(Hub { agent, listener, limits, counters: Counters::default(), inner })
+    }
+
+    /// Counts an expired watch (410).
+    pub fn count_expired(&self) {
+        self.counters.expired.fetch_add(1, Ordering::Relaxed);
+        self.listener.count(Reason::WatchExpired);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -244,6 +271,7 @@ impl Hub {
     fn check(&self, inner: &Inner, client: IpAddr) -> Result<(), Status> {
         if inner.slots.len() >= self.limits.total {
             self.counters.refused_total.fetch_add(1, Ordering::Relaxed);
+            self.listener.count(Reason::WatchRefused);
             return Err(too_many(format!(
                 "too many watches on this node ({}): try again later",
                 self.limits.total
@@ -251,6 +279,7 @@ impl Hub {
         }
         if inner.slots.iter().filter(|s| s.client == client).count() >= self.limits.per_client {
             self.counters.refused_client.fetch_add(1, Ordering::Relaxed);
+            self.listener.count(Reason::WatchRefused);
             return Err(too_many(format!(
                 "too many watches from {client} ({}): close some first",
                 self.limits.per_client
@@ -276,7 +305,7 @@ impl Hub {
                 inner.recent.clear();
             }
             Some(_) if from < inner.floor => {
-                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                self.count_expired();
                 return Err(expired(format!(
                     "too old resource version: {from} ({}): list again",
                     inner.floor
@@ -289,7 +318,7 @@ impl Hub {
             inner.recent.iter().filter(|e| e.revision() > from && e.change.object.object.kind() == kind)
         {
             if tx.try_send(event.clone()).is_err() {
-                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                self.count_expired();
                 return Err(expired("too many changes since the list: list again"));
             }
         }
@@ -357,6 +386,7 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         s.closed.store(SLOW, Ordering::Release);
                         self.counters.slow_closed.fetch_add(1, Ordering::Relaxed);
+                        self.listener.count(Reason::SlowWatcher);
                         false
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -381,7 +411,7 @@ impl Hub {
         let mut inner = self.lock();
         for slot in inner.slots.drain(..) {
             slot.closed.store(EXPIRED, Ordering::Release);
-            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            self.count_expired();
         }
         inner.cursor = None;
         inner.recent.clear();

@@ -56,7 +56,8 @@ fn fixture(limits: Limits) -> (Cp, Arc<Hub>) {
             let _ = reply.send(answer.map(|r| Answer::Once(Box::new(r))).map_err(|e| e.to_string()));
         }
     });
-    let hub = Hub::new(Agent::new(calls, Duration::from_secs(5)), limits);
+    let listener = Box::leak(Box::new(crate::listeners::limits::Counters::new()));
+    let hub = Hub::new(Agent::new(calls, Duration::from_secs(5)), limits, listener);
     (cp, hub)
 }
 

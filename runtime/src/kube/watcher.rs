@@ -137,7 +137,7 @@ async fn initial(
     let agent = hub.agent();
     let refusal = |e: AgentRefusal| match e {
         AgentRefusal::Refused(text) if text.contains("too old") => {
-            hub.counters.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            hub.count_expired();
             watch::expired(format!("too old resource version: {rv}: {text}"))
         }
         AgentRefusal::Refused(text) => Status::bad_request(text),

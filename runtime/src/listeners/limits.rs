@@ -93,11 +93,18 @@ pub enum Reason {
     MalformedMessage,
     /// The Kubernetes API: a request without the token, or with another.
     Unauthorized,
+    /// The Kubernetes API: a watch past the watcher bounds (in all, or
+    /// from one client).
+    WatchRefused,
+    /// The Kubernetes API: a watcher that did not keep up, closed.
+    SlowWatcher,
+    /// The Kubernetes API: a watch from a revision no longer kept (410).
+    WatchExpired,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 14] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
@@ -109,6 +116,9 @@ impl Reason {
         Reason::OversizedMessage,
         Reason::MalformedMessage,
         Reason::Unauthorized,
+        Reason::WatchRefused,
+        Reason::SlowWatcher,
+        Reason::WatchExpired,
     ];
 
     /// The name shown to people and scrapers.
@@ -125,6 +135,9 @@ impl Reason {
             Reason::OversizedMessage => "oversized_message",
             Reason::MalformedMessage => "malformed_message",
             Reason::Unauthorized => "unauthorized",
+            Reason::WatchRefused => "watch_refused",
+            Reason::SlowWatcher => "slow_watcher",
+            Reason::WatchExpired => "watch_expired",
         }
     }
 }
