@@ -228,7 +228,9 @@ impl ControlPlane {
                 pod.status.reason = Some(format!("StartError: {error}"));
             }
         }
-        self.track();
+        if !failures.is_empty() {
+            self.track();
+        }
     }
 
     /// The node running namespace/name, if the pod exists.

@@ -17,7 +17,7 @@ use crate::api::changes::{Change, ChangeType, Object, ObjectKind, Versioned};
 
 /// Changes the log keeps (older ones are forgotten: a watch from before
 /// them gets 410 Gone).
-pub const CHANGE_LOG: usize = 1024;
+pub const CHANGE_LOG: usize = 512;
 
 /// Changes one answer carries at most; the asker asks again from the last.
 pub const CHANGES_PER_ANSWER: usize = 256;

@@ -14,9 +14,13 @@
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
 //! `kubeconfig`, `files`.
 //!
-//! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! OpenAPI schemas (`kubectl explain`), per-node credentials; resourceVersion is one counter
-//! the server keeps (bumped by changes made through the API).
+//! Watch: `versioned` (objects with the control plane's revision),
+//! `watch` (the hub: one per agent, fan-out), `watcher` (one watch
+//! request), `replicasets`, `events`.
+//!
+//! Not in this slice: apply/patch/replace, exec/logs/port-forward,
+//! OpenAPI schemas (`kubectl explain`), per-node credentials; watching
+//! events, endpoints or namespaces.
 
 pub mod agent;
 pub mod auth;
@@ -148,6 +152,9 @@ pub struct ApiOptions<'a> {
     pub cluster_port: Option<u16>,
     /// The listener caps and request timeout.
     pub caps: Caps,
+    /// The control plane's revision, where it runs here (the watch hub
+    /// wakes on it; without it, it polls).
+    pub revisions: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// Binds the API's ports, makes (or loads) its CA, certificate and token,
@@ -194,7 +201,8 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
             agent.clone(),
             watch::Limits::for_caps(&options.caps),
             Listener::KubeApi.counters(),
-        ),
+        )
+        .waking_on(options.revisions),
         verbs: verbs::Verbs::new(agent),
         token,
         tls: tokio_rustls::TlsAcceptor::from(tls.config),
@@ -228,7 +236,15 @@ mod tests {
 
     fn options<'a>(config: &'a ApiConfig, dir: &'a Path) -> ApiOptions<'a> {
         let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
-        ApiOptions { config, data_dir: dir, node_name: "t", address: None, cluster_port: None, caps }
+        ApiOptions {
+            config,
+            data_dir: dir,
+            node_name: "t",
+            address: None,
+            cluster_port: None,
+            caps,
+            revisions: None,
+        }
     }
 
     #[tokio::test]

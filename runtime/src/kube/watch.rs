@@ -1,13 +1,13 @@
 //! The watch hub: one per agent, it learns the control plane's changes
 //! once and fans them out to every watcher of the Kubernetes API.
 //!
-//! It learns by polling `Request::Changes` every [`Limits::poll`] while
-//! anyone watches (and not at all otherwise). A push from the agent's event
-//! loop would cut the latency below the poll interval, but the API only
-//! reaches the agent through its request channel, and on a member the
-//! changes live on the server anyway: a poll is the same request there,
-//! forwarded, with no new path into the agent and nothing kept for nobody.
-//! An idle poll is one small request answered from memory.
+//! It reads changes with `Request::Changes` while anyone watches (and not
+//! at all otherwise): where the control plane runs (a standalone node, a
+//! cluster's server) when the agent's event loop says the revision moved
+//! (a `watch` channel it sets after every turn), so a change reaches the
+//! watchers in the same turn's aftermath; on a member, whose changes live
+//! on the server, by asking the server every [`Limits::poll`] (the same
+//! request, forwarded: a member has no cheaper way to hear of them).
 //!
 //! Each watcher has a bounded queue: one that does not keep up is closed
 //! and counted (its client lists and watches again, as from an apiserver),
@@ -39,8 +39,11 @@ pub struct Limits {
     pub total: usize,
     /// Watchers at once from one client address.
     pub per_client: usize,
-    /// How often the hub asks for changes while anyone watches.
+    /// How often the hub asks for changes while anyone watches, when no
+    /// revision wakes it (a member); with one, how often it asks anyway.
     pub poll: Duration,
+    /// How often a hub woken by the revision asks anyway.
+    pub woken_poll: Duration,
     /// How often a watcher that allows them gets a BOOKMARK.
     pub bookmark: Duration,
     /// The longest a watch lasts (its `timeoutSeconds` is capped to it).
@@ -56,6 +59,7 @@ impl Default for Limits {
             total: 128,
             per_client: 32,
             poll: Duration::from_millis(100),
+            woken_poll: Duration::from_secs(1),
             bookmark: Duration::from_secs(30),
             longest: Duration::from_secs(1800),
             recent: 128,
@@ -170,6 +174,8 @@ pub struct Hub {
     /// What it counted.
     pub counters: Counters,
     inner: Mutex<Inner>,
+    /// The control plane's revision, where it runs here.
+    revisions: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// How a watcher's queue ended.
@@ -239,7 +245,15 @@ impl Hub {
     /// A hub asking `agent`, counting refusals in `listener` too.
     pub fn new(agent: Agent, limits: Limits, listener: &'static ListenerCounters) -> Arc<Hub> {
         let inner = Mutex::new(Inner::default());
-        Arc::new(Hub { agent, listener, limits, counters: Counters::default(), inner })
+        Arc::new(Hub { agent, listener, limits, counters: Counters::default(), inner, revisions: None })
+    }
+
+    /// The hub, woken by `revisions` (the control plane's, set after every
+    /// turn of the agent's loop) rather than polling, when given.
+    pub fn waking_on(self: Arc<Self>, revisions: Option<tokio::sync::watch::Receiver<u64>>) -> Arc<Hub> {
+        let mut hub = Arc::into_inner(self).expect("a hub not shared yet");
+        hub.revisions = revisions;
+        Arc::new(hub)
     }
 
     /// Counts an expired watch (410).
@@ -336,10 +350,25 @@ impl Hub {
 
     /// Learns changes while anyone watches.
     async fn poll(self: Arc<Self>) {
-        let mut wait = true;
+        // The first subscriber's list may be older than the revision now.
+        let mut wait = false;
+        let mut revisions = self.revisions.clone();
         loop {
             if wait {
-                tokio::time::sleep(self.limits.poll).await;
+                match revisions.as_mut() {
+                    Some(r) => {
+                        let woken = tokio::time::timeout(self.limits.woken_poll, r.changed()).await;
+                        if matches!(woken, Ok(Err(_))) {
+                            // The agent is stopping: poll until the end.
+                            revisions = None;
+                        }
+                    }
+                    None => tokio::time::sleep(self.limits.poll).await,
+                }
+            }
+            // Seen before asking: a change after this wakes the next wait.
+            if let Some(r) = revisions.as_mut() {
+                r.borrow_and_update();
             }
             let since = {
                 let mut inner = self.lock();

@@ -38,6 +38,12 @@ type Cp = Arc<Mutex<ControlPlane>>;
 
 /// A control plane answering on an agent's channel, and a hub over it.
 fn fixture(limits: Limits) -> (Cp, Arc<Hub>) {
+    let (cp, hub, _) = fixture_woken(limits, None);
+    (cp, hub)
+}
+
+/// [`fixture`] with the hub woken by `revisions`.
+fn fixture_woken(limits: Limits, revisions: Option<tokio::sync::watch::Receiver<u64>>) -> (Cp, Arc<Hub>, ()) {
     let cp = ControlPlane::new(
         NodeConfig::default(),
         "n1",
@@ -57,8 +63,8 @@ fn fixture(limits: Limits) -> (Cp, Arc<Hub>) {
         }
     });
     let listener = Box::leak(Box::new(crate::listeners::limits::Counters::new()));
-    let hub = Hub::new(Agent::new(calls, Duration::from_secs(5)), limits, listener);
-    (cp, hub)
+    let hub = Hub::new(Agent::new(calls, Duration::from_secs(5)), limits, listener).waking_on(revisions);
+    (cp, hub, ())
 }
 
 fn limits() -> Limits {
@@ -319,4 +325,56 @@ async fn a_watch_ends_at_its_timeout() {
     let mut rx = watch(&hub, &[("timeoutSeconds", "1")], false).await.unwrap();
     let end = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("ended");
     assert!(end.is_none());
+}
+
+#[tokio::test]
+async fn a_watch_from_a_revision_reads_past_pages_of_other_kinds() {
+    use crate::model::{
+        ClusterIpRequest, Protocol, ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
+    };
+    let (cp, hub) = fixture(limits());
+    let rv = revision(&cp);
+    // Another watcher keeps the hub going: it learns past what it keeps.
+    let mut early = watch(&hub, &[("resourceVersion", &rv)], false).await.unwrap();
+    for i in 0..crate::control::CHANGES_PER_ANSWER + 10 {
+        let spec = ServiceSpec {
+            name: format!("s{i}"),
+            namespace: "default".into(),
+            cluster_ip: ClusterIpRequest::Auto,
+            ports: vec![ServicePort {
+                name: None,
+                port: 80,
+                target_port: TargetPort::Number(80),
+                protocol: Protocol::Tcp,
+                node_port: None,
+            }],
+            selector: Default::default(),
+            session_affinity: SessionAffinity::None,
+            external_name: None,
+            service_type: ServiceType::ClusterIP,
+        };
+        cp.lock().unwrap().handle(Now::system(), Request::CreateService(spec)).unwrap();
+    }
+    run(&cp, "after");
+    assert_eq!(next(&mut early).await.1["metadata"]["name"], "after");
+    let mut rx = watch(&hub, &[("resourceVersion", &rv)], false).await.unwrap();
+    let (t, o) = next(&mut rx).await;
+    assert_eq!((t.as_str(), o["metadata"]["name"].as_str()), ("ADDED", Some("after")));
+}
+
+#[tokio::test]
+async fn where_the_control_plane_runs_the_hub_wakes_on_its_revision_not_a_timer() {
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    // Timers too long for the test: only the revision can wake the hub.
+    let slow = Duration::from_secs(3600);
+    let (cp, hub, ()) = fixture_woken(Limits { poll: slow, woken_poll: slow, ..Limits::default() }, Some(rx));
+    let rv = revision(&cp);
+    let mut rx = watch(&hub, &[("resourceVersion", &rv)], false).await.unwrap();
+    for name in ["a", "b"] {
+        run(&cp, name);
+        // As the agent's loop does after its turn.
+        tx.send(cp.lock().unwrap().revision()).unwrap();
+        let (t, o) = next(&mut rx).await;
+        assert_eq!((t.as_str(), o["metadata"]["name"].as_str()), ("ADDED", Some(name)));
+    }
 }

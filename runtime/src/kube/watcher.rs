@@ -169,9 +169,12 @@ async fn initial(
         match agent.call(Request::Changes { since }).await.map_err(refusal)? {
             Response::Changes { changes, .. } => {
                 let full = changes.len() >= CHANGES_PER_ANSWER;
-                for change in changes.into_iter().filter(|c| c.object.object.kind() == kind) {
+                for change in changes {
+                    // Past every change read, of any kind: the next page starts there.
                     since = since.max(change.object.revision);
-                    out.extend(filter.event(&Event::new(change)));
+                    if change.object.object.kind() == kind {
+                        out.extend(filter.event(&Event::new(change)));
+                    }
                 }
                 if !full {
                     break;
