@@ -8,6 +8,7 @@ stream is open (the shell script samples the agent's RSS then)."""
 import http.client
 import json
 import os
+import random
 import ssl
 import sys
 import threading
@@ -77,5 +78,6 @@ for n in range(rounds):
         print(f"{(t - start) * 1000:.3f}", flush=True)
     c.request("DELETE", f"{path}/{name}", headers=headers)
     c.getresponse().read()
-    time.sleep(0.2)
+    # A random pause: the next change falls anywhere in the agent's cycle.
+    time.sleep(0.2 + random.random() * 0.1)
 print("DONE", flush=True)
