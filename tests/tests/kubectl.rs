@@ -657,6 +657,12 @@ fn kubectl_rolls_out_deployments_and_reads_replicasets_and_events() {
     ok(&node, &["scale", "deployment", "web", "--replicas=3"]);
     let out = ok(&node, &["rollout", "status", "deployment", "web", "--timeout=90s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
+    if Path::new(OLD_KUBECTL).exists() {
+        let out = ok_with(&node, OLD_KUBECTL, &["rollout", "status", "deployment/web", "--timeout=60s"]);
+        assert!(out.contains("successfully rolled out"), "kubectl 1.27: {out}");
+        let out = ok_with(&node, OLD_KUBECTL, &["get", "rs", "--no-headers"]);
+        assert!(out.starts_with("web-"), "kubectl 1.27: {out}");
+    }
     let d = json(&ok(&node, &["get", "deploy", "web", "-o", "json"]));
     assert_eq!(d["status"]["readyReplicas"], 3, "{d}");
     assert_eq!(d["metadata"]["generation"], 2, "the scale changed the spec: {d}");

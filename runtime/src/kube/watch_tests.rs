@@ -378,3 +378,45 @@ async fn where_the_control_plane_runs_the_hub_wakes_on_its_revision_not_a_timer(
         assert_eq!((t.as_str(), o["metadata"]["name"].as_str()), ("ADDED", Some(name)));
     }
 }
+
+#[tokio::test]
+async fn a_replicaset_watch_follows_its_deployment() {
+    let (cp, hub) = fixture(limits());
+    let rv = revision(&cp);
+    let rs = discovery::find("apps", "replicasets").unwrap();
+    let query: BTreeMap<String, String> = [("resourceVersion".to_string(), rv)].into();
+    let mut rx = watcher::start(&hub, rs, Some("default"), &query, false, CLIENT).await.unwrap();
+    let spec = crate::model::DeploymentSpec {
+        name: "web".into(),
+        namespace: "default".into(),
+        replicas: 2,
+        labels: Default::default(),
+        command: vec!["sleep".into()],
+        ports: Vec::new(),
+        readiness: None,
+        host_ports: Vec::new(),
+        security: Default::default(),
+        image: None,
+        resources: Default::default(),
+    };
+    cp.lock().unwrap().handle(Now::system(), Request::CreateDeployment(spec)).unwrap();
+    let (t, o) = next(&mut rx).await;
+    assert_eq!((t.as_str(), o["kind"].as_str()), ("ADDED", Some("ReplicaSet")));
+    let name = o["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("web-") && name.len() == "web-".len() + 10, "{name}");
+    assert_eq!(o["spec"]["replicas"], 2);
+    assert_eq!(o["status"]["replicas"], 2, "{o}");
+    assert_eq!(o["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    cp.lock()
+        .unwrap()
+        .handle(Now::system(), Request::DeleteDeployment { namespace: "default".into(), name: "web".into() })
+        .unwrap();
+    loop {
+        let (t, o) = next(&mut rx).await;
+        if t == "DELETED" {
+            assert_eq!(o["metadata"]["name"], name);
+            break;
+        }
+        assert_eq!(t, "MODIFIED");
+    }
+}
