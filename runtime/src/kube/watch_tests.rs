@@ -420,3 +420,22 @@ async fn a_replicaset_watch_follows_its_deployment() {
         assert_eq!(t, "MODIFIED");
     }
 }
+
+#[tokio::test]
+async fn a_streaming_list_ends_its_initial_events_with_a_bookmark() {
+    let (cp, hub) = fixture(limits());
+    run(&cp, "a");
+    let query = [
+        ("sendInitialEvents", "true"),
+        ("resourceVersionMatch", "NotOlderThan"),
+        ("allowWatchBookmarks", "true"),
+    ];
+    let mut rx = watch(&hub, &query, false).await.unwrap();
+    assert_eq!(next(&mut rx).await.1["metadata"]["name"], "a");
+    let (t, o) = next(&mut rx).await;
+    assert_eq!(t, "BOOKMARK");
+    assert_eq!(o["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(o["metadata"]["resourceVersion"], revision(&cp).as_str());
+    run(&cp, "b");
+    assert_eq!(next(&mut rx).await.1["metadata"]["name"], "b", "then the changes");
+}

@@ -117,13 +117,20 @@ pub async fn start(
         .map(Duration::from_secs)
         .map_or(hub.limits.longest, |t| t.min(hub.limits.longest));
     let bookmarks = flag(query.get("allowWatchBookmarks"));
-    let rv = query.get("resourceVersion").map(String::as_str).unwrap_or("");
+    // A streaming list (client-go's WatchList): the state now, then a
+    // bookmark saying it is all there.
+    let initial_end = flag(query.get("sendInitialEvents"));
+    let rv = match initial_end {
+        true => "",
+        false => query.get("resourceVersion").map(String::as_str).unwrap_or(""),
+    };
     hub.admit(client)?;
 
     let (initial, from) = initial(hub, kind, &filter, rv).await?;
     let subscription = hub.subscribe(kind, from, client)?;
     let (tx, rx) = mpsc::channel(BODY_QUEUE);
-    tokio::spawn(run(filter, initial, subscription, tx, timeout, bookmarks, from, hub.clone()));
+    let options = Options { timeout, bookmarks, initial_end };
+    tokio::spawn(run(filter, initial, subscription, tx, options, from, hub.clone()));
     Ok(rx)
 }
 
@@ -193,17 +200,30 @@ fn line(kind: &'static str, object: &Value) -> Bytes {
     Bytes::from(text)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How a watch runs, from its query.
+struct Options {
+    timeout: Duration,
+    bookmarks: bool,
+    initial_end: bool,
+}
+
+/// A BOOKMARK at revision `rv`, with `annotations`.
+fn bookmark(filter: &Filter, rv: u64, annotations: Value) -> Bytes {
+    let (api_version, kind) = (filter.resource.api_version(), filter.resource.kind);
+    let metadata = json!({ "resourceVersion": rv.to_string(), "annotations": annotations });
+    line("BOOKMARK", &json!({ "kind": kind, "apiVersion": api_version, "metadata": metadata }))
+}
+
 async fn run(
     filter: Filter,
     initial: Vec<(&'static str, Value)>,
     mut subscription: watch::Subscription,
     tx: mpsc::Sender<Bytes>,
-    timeout: Duration,
-    bookmarks: bool,
+    options: Options,
     mut last: u64,
     hub: Arc<Hub>,
 ) {
+    let Options { timeout, bookmarks, initial_end } = options;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = true;
     let mut encode = |kind: &'static str, object: Value| -> Bytes {
@@ -225,6 +245,12 @@ async fn run(
     };
     for (kind, object) in initial {
         if tx.send(encode(kind, object)).await.is_err() {
+            return;
+        }
+    }
+    if initial_end {
+        let end = bookmark(&filter, last, json!({ "k8s.io/initial-events-end": "true" }));
+        if tx.send(end).await.is_err() {
             return;
         }
     }
@@ -250,9 +276,7 @@ async fn run(
                     }
                 }
                 last = last.max(cursor);
-                let (api_version, kind) = (filter.resource.api_version(), filter.resource.kind);
-                let mark = json!({ "kind": kind, "apiVersion": api_version, "metadata": { "resourceVersion": last.to_string() } });
-                if tx.send(line("BOOKMARK", &mark)).await.is_err() {
+                if tx.send(bookmark(&filter, last, json!({}))).await.is_err() {
                     return;
                 }
                 continue;
