@@ -61,6 +61,10 @@ pub struct State {
     /// The cluster's nodes and their pod subnets.
     #[serde(default)]
     pub nodes: Vec<NodeRecord>,
+    /// The cluster's revision when saved (the Kubernetes API's
+    /// resourceVersion), so it never goes back across a restart.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

@@ -536,6 +536,9 @@ fn kubectl_drives_a_cluster_through_its_server_from_any_node() {
     let created =
         from_member(&["create", "deployment", "spread", &image, "--replicas=2", "--", "sleep", "3600"]);
     assert_eq!(created.trim(), "deployment.apps/spread created");
+    // A member's watch: its hub asks the server's control plane for changes.
+    let out = ok(member, &["rollout", "status", "deployment/spread", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
     eventually(Duration::from_secs(30), "spread to be 2/2 ready on the server", || {
         let table = ok(server, &["get", "deploy", "spread", "--no-headers"]);
         table.split_whitespace().nth(1).is_some_and(|ready| ready == "2/2").then_some(())
@@ -576,23 +579,27 @@ fn kubectl_explains_the_fields_podnet_takes() {
 }
 
 /// The Python interpreter Debian's python3-kubernetes belongs to (the
-/// first python3 on PATH may be another one).
-const PYTHON: &str = "/usr/bin/python3";
-
-#[test]
-fn the_python_kubernetes_client_lists_creates_scales_and_deletes() {
+/// first python3 on PATH may be another one), checked to have the client.
+fn python() -> &'static str {
     require_root();
-    let have = Command::new(PYTHON).args(["-c", "import kubernetes"]).output();
+    let python = "/usr/bin/python3";
+    let have = Command::new(python).args(["-c", "import kubernetes"]).output();
     assert!(
         have.is_ok_and(|o| o.status.success()),
         "the Python kubernetes client is missing: apt-get install python3-kubernetes (scripts/test does this)"
     );
+    python
+}
+
+#[test]
+fn the_python_kubernetes_client_lists_creates_scales_and_deletes() {
+    let python = python();
     let scratch = Scratch::new("kubepy");
     let (node, _lan) = node_with_registry("kubepy", &scratch);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kube_client.py");
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", node.netns))
-        .arg(PYTHON)
+        .arg(python)
         .arg(&script)
         .arg(kubeconfig(&node))
         .arg(image_ref())
@@ -608,4 +615,252 @@ fn the_python_kubernetes_client_lists_creates_scales_and_deletes() {
         "{printed}"
     );
     assert!(podnet_pods(&node).is_empty(), "the deployment's pods went with it");
+}
+
+/// A kubectl left running in the node's namespace (`kubectl get -w`,
+/// `kubectl wait`), its output in a file; ended by its PID when dropped.
+struct Running {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Running {
+    fn start(node: &Node, tag: &str, args: &[&str]) -> Running {
+        let out = node.dir.join(format!("kubectl-{tag}.out"));
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            // Bounded: a kubectl that never returns fails the test, not hangs it.
+            .args(["timeout", "120", KUBECTL, "--cache-dir"])
+            .arg(node.dir.join("kube-cache-watch"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig(node))
+            .env("HOME", &node.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("run kubectl");
+        Running { child, out }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits for kubectl to exit; whether it succeeded, and its output.
+    fn finish(mut self) -> (bool, String) {
+        let status = self.child.wait().expect("kubectl exits");
+        (status.success(), self.output())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill on the PID of a child this test started and has
+            // not reaped; `timeout` passes SIGTERM on to its kubectl.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `curl` with the admin token against the API on the node's loopback:
+/// the status code and the body.
+fn curl_body(node: &Node, path: &str) -> (u16, String) {
+    let ca = node.dir.join("data").join("kube").join("ca.crt");
+    let token = std::fs::read_to_string(node.dir.join("data").join("kube").join("token")).unwrap();
+    let bearer = format!("Authorization: Bearer {}", token.trim());
+    let url = format!("https://127.0.0.1:6443{path}");
+    let out = node.on_node(&[
+        "curl",
+        "-s",
+        "-m",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-H",
+        &bearer,
+        &url,
+    ]);
+    let text = stdout(&out);
+    let (body, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
+    (code.parse().unwrap_or_else(|_| panic!("curl {path}: {text}{}", stderr(&out))), body.to_string())
+}
+
+#[test]
+fn kubectl_watches_pods_podnet_makes_and_waits_for_them() {
+    require(KUBECTL, "kubectl");
+    require("curl", "curl");
+    let mut node = node_with_address("kubewatch", None);
+
+    // `kubectl get pods -w -o wide`: a pod made by podnet's own CLI (not
+    // through the API) appears, then runs, in kubectl's wide columns.
+    let watch = Running::start(&node, "get-w", &["get", "pods", "-w", "-o", "wide"]);
+    node.ok(&["run", "w1", "--", "sleep", "3600"]);
+    let seen = eventually(Duration::from_secs(60), "kubectl get -w to show w1 Running", || {
+        let text = watch.output();
+        text.lines()
+            .any(|l| l.starts_with("w1 ") && l.contains("Running") && l.contains(&node.name))
+            .then_some(text)
+    });
+    let header = seen.lines().find(|l| l.starts_with("NAME ")).unwrap_or_else(|| panic!("a header: {seen}"));
+    assert!(header.contains("NOMINATED NODE"), "the wide header, once: {seen}");
+    assert_eq!(seen.matches("NAME ").count(), 1, "{seen}");
+    drop(watch);
+
+    // `kubectl wait` for a pod that is not ready yet, and for a deletion.
+    node.ok(&["run", "w2", "--", "sleep", "3600"]);
+    let out = ok(&node, &["wait", "--for=condition=Ready", "pod/w2", "--timeout=60s"]);
+    assert_eq!(out.trim(), "pod/w2 condition met");
+    let gone = Running::start(&node, "wait-delete", &["wait", "--for=delete", "pod/w1", "--timeout=60s"]);
+    // Its watch is open before the pod goes (else it would find none at once).
+    std::thread::sleep(Duration::from_secs(2));
+    node.ok(&["delete", "pod", "w1"]);
+    let (success, text) = gone.finish();
+    assert!(success && text.contains("pod/w1 condition met"), "{text}");
+
+    // The raw stream: chunked JSON lines, one event each, bounded by timeoutSeconds.
+    let (code, list) = curl_body(&node, "/api/v1/namespaces/default/pods");
+    assert_eq!(code, 200, "{list}");
+    let rv = json(&list)["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let (code, body) = curl_body(
+        &node,
+        "/api/v1/namespaces/default/pods?watch=1&resourceVersion=0&timeoutSeconds=1&fieldSelector=metadata.name%3Dw2",
+    );
+    assert_eq!(code, 200);
+    let events: Vec<Value> = body.lines().map(json).collect();
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("w2"))
+    );
+
+    // A resourceVersion from before a restart is gone: 410, reason Expired
+    // (clients list again); one from the future too.
+    node.stop(libc::SIGTERM);
+    node.up();
+    let (code, body) = curl_body(&node, &format!("/api/v1/pods?watch=1&resourceVersion={rv}"));
+    assert_eq!(code, 410, "{body}");
+    assert_eq!(json(&body)["reason"], "Expired", "{body}");
+    let (code, _) = curl_body(&node, "/api/v1/pods?watch=1&resourceVersion=99999999");
+    assert_eq!(code, 410);
+    assert_eq!(refused(&node, "watch_expired"), 2, "counted in podnet node stats");
+    let (_, list) = curl_body(&node, "/api/v1/pods");
+    let after: u64 = json(&list)["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(after > rv.parse().unwrap(), "the revision never goes back: {after} after {rv}");
+}
+
+#[test]
+fn kubectl_rolls_out_deployments_and_reads_replicasets_and_events() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kuberoll");
+    let (node, _lan) = node_with_registry("kuberoll", &scratch);
+    let image = format!("--image={}", image_ref());
+
+    // `kubectl rollout status` returns once the new deployment's replicas
+    // are available (it watches the deployment), and after a scale.
+    ok(&node, &["create", "deployment", "web", &image, "--replicas=2", "--", "sleep", "3600"]);
+    let out = ok(&node, &["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("deployment \"web\" successfully rolled out"), "{out}");
+    let table = ok(&node, &["get", "deploy", "web", "--no-headers"]);
+    assert_eq!(table.split_whitespace().nth(1), Some("2/2"), "rolled out means ready: {table}");
+    ok(&node, &["scale", "deployment", "web", "--replicas=3"]);
+    let out = ok(&node, &["rollout", "status", "deployment", "web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    if Path::new(OLD_KUBECTL).exists() {
+        let out = ok_with(&node, OLD_KUBECTL, &["rollout", "status", "deployment/web", "--timeout=60s"]);
+        assert!(out.contains("successfully rolled out"), "kubectl 1.27: {out}");
+        let out = ok_with(&node, OLD_KUBECTL, &["get", "rs", "--no-headers"]);
+        assert!(out.starts_with("web-"), "kubectl 1.27: {out}");
+    }
+    let d = json(&ok(&node, &["get", "deploy", "web", "-o", "json"]));
+    assert_eq!(d["status"]["readyReplicas"], 3, "{d}");
+    assert_eq!(d["metadata"]["generation"], 2, "the scale changed the spec: {d}");
+    assert_eq!(d["status"]["observedGeneration"], 2, "{d}");
+
+    // The ReplicaSet the deployment controller would keep: named by the
+    // template's hash, owning the pods, owned by the deployment.
+    let rs = ok(&node, &["get", "rs", "--no-headers"]);
+    let columns: Vec<&str> = rs.split_whitespace().collect();
+    assert!(columns[0].starts_with("web-"), "{rs}");
+    assert_eq!(columns[1..4], ["3", "3", "3"], "DESIRED CURRENT READY: {rs}");
+    let rs_name = columns[0].to_string();
+    let pods = json(&ok(&node, &["get", "pods", "-l", "app=web", "-o", "json"]));
+    for pod in pods["items"].as_array().unwrap() {
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str()),
+            (Some("ReplicaSet"), Some(rs_name.as_str()))
+        );
+    }
+    let owner =
+        json(&ok(&node, &["get", "rs", &rs_name, "-o", "json"]))["metadata"]["ownerReferences"][0].clone();
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str()),
+        (Some("Deployment"), d["metadata"]["uid"].as_str())
+    );
+    let described = ok(&node, &["describe", "deployment", "web"]);
+    assert!(described.contains(&format!("NewReplicaSet:   {rs_name} (3/3 replicas created)")), "{described}");
+
+    // Events: what each pod's node saw, as kubectl lists and describes them.
+    let events = ok(&node, &["get", "events"]);
+    let header: Vec<&str> = events.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], "{events}");
+    for pod in pods["items"].as_array().unwrap() {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        assert!(
+            events.lines().any(|l| l.contains("Started") && l.contains(&format!("pod/{name}"))),
+            "{name} started in {events}"
+        );
+    }
+    let name = pods["items"][0]["metadata"]["name"].as_str().unwrap();
+    let described = ok(&node, &["describe", "pod", name]);
+    let section = described.split("Events:").nth(1).unwrap_or("");
+    assert!(section.contains("Normal") && section.contains("Started"), "{described}");
+    // A field selector picks one pod's events (what describe sends).
+    let selector = format!("--field-selector=involvedObject.name={name}");
+    let one = ok(&node, &["get", "events", &selector, "--no-headers"]);
+    assert!(!one.is_empty() && one.lines().all(|l| l.contains(&format!("pod/{name}"))), "{one}");
+
+    // kubectl delete waits for the DELETED event of its watch.
+    assert_eq!(ok(&node, &["delete", "deploy", "web"]).trim(), "deployment.apps \"web\" deleted");
+    assert_eq!(ok(&node, &["get", "rs", "--no-headers"]).trim(), "");
+}
+
+#[test]
+fn the_python_client_lists_and_watches() {
+    require("curl", "curl");
+    let python = python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("watch_pods.py");
+    let node = node_with_address("kubepyw", None);
+    node.ok(&["create", "deployment", "pyd", "--replicas=2", "--", "sleep", "3600"]);
+    let out = node.dir.join("python.out");
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", node.netns))
+        .args(["timeout", "120"])
+        .arg(python)
+        .arg(&script)
+        .arg(kubeconfig(&node))
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("run python3");
+    let text = || std::fs::read_to_string(&out).unwrap_or_default();
+    eventually(Duration::from_secs(30), "the client's list", || text().contains("LIST ").then_some(()));
+    node.ok(&["run", "py1", "--", "sleep", "3600"]);
+    let status = child.wait().expect("python3 exits");
+    let text = text();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("LIST "), "{text}");
+    assert!(text.contains("EVENT ADDED py1"), "{text}");
+    assert!(text.contains("EVENT MODIFIED py1 Running"), "{text}");
+    assert!(text.contains("STATUS 410"), "{text}");
+    assert!(text.contains("DEPLOYMENT pyd 1 2\n"), "{text}");
+    assert!(text.contains("REPLICASET pyd 2\n"), "{text}");
 }

@@ -158,6 +158,12 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
                 .or_else(|| crate::cluster::node_address(&options.config.network.host_interface)),
             cluster,
             caps: crate::listeners::limits::Caps::listener(&options.config.limits),
+            // The watch hub wakes on the control plane's revision (members
+            // serve no API).
+            revisions: match &side {
+                Side::Control(c) => Some(c.revision.subscribe()),
+                Side::Member(_) => None,
+            },
         };
         crate::kube::start(api, calls_tx.clone()).await?;
     }
@@ -181,6 +187,9 @@ struct Control {
     cp: ControlPlane,
     store: Store,
     hub: Option<Hub>,
+    /// The control plane's revision after each turn (the Kubernetes API's
+    /// watch hub waits on it).
+    revision: watch::Sender<u64>,
 }
 
 /// A member: the link to its server and the last state it was given.
@@ -306,6 +315,8 @@ impl Side {
                 if let Some(hub) = c.hub.as_mut() {
                     hub.push(&c.cp);
                 }
+                let now = c.cp.revision();
+                c.revision.send_if_modified(|seen| std::mem::replace(seen, now) != now);
             }
             Side::Member(m) => {
                 node.apply_pods(&m.cache.desired.pods).await;
@@ -432,7 +443,8 @@ impl Control {
         if let Err(e) = commit(&mut cp, &store).await {
             tracing::warn!("{e}");
         }
-        Ok(Control { cp, store, hub })
+        let revision = watch::channel(cp.revision()).0;
+        Ok(Control { cp, store, hub, revision })
     }
 
     /// Brings the local node in line with the control plane: its pods
@@ -453,8 +465,14 @@ impl Control {
     async fn answer(&mut self, node: &mut NodeRuntime, request: Request) -> Result<Answer, ControlError> {
         let once = |response| Answer::Once(Box::new(response));
         let run = matches!(request, Request::RunPod(_));
+        // The Kubernetes API's watch polls these: they change nothing, so
+        // there is nothing to apply (what the revision changed is saved).
+        let read = matches!(request, Request::Changes { .. } | Request::Objects { .. });
         let response = self.cp.handle(Now::system(), request)?;
         commit(&mut self.cp, &self.store).await?;
+        if read {
+            return Ok(once(response));
+        }
         let failed = self.converge(node).await;
         Ok(once(match response {
             // A pod the node could not start leaves nothing behind.

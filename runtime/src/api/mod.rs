@@ -1,6 +1,7 @@
 //! The control API between the `podnet` CLI and its agent: postcard messages
 //! in length-prefixed frames over a root-only Unix socket.
 
+pub mod changes;
 mod client;
 mod frame;
 mod proto;

@@ -149,6 +149,19 @@ pub enum Request {
         /// Absolute path of the archive.
         path: PathBuf,
     },
+    /// The changes after revision `since`, oldest first (the Kubernetes
+    /// API's watch); refused when the log no longer holds them all.
+    Changes {
+        /// The revision the asker has seen.
+        since: u64,
+    },
+    /// Every object of a kind, with the revision of its last change.
+    Objects {
+        /// The kind.
+        kind: crate::api::changes::ObjectKind,
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
 }
 
 /// Who answers a request: the one place that decides it.
@@ -202,7 +215,9 @@ impl Request {
             | Request::GetServices { .. }
             | Request::GetEndpoints { .. }
             | Request::Resolve { .. }
-            | Request::ImageList => true,
+            | Request::ImageList
+            | Request::Changes { .. }
+            | Request::Objects { .. } => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -356,5 +371,19 @@ pub enum Response {
         blobs: u64,
         /// Bytes freed.
         bytes: u64,
+    },
+    /// The changes asked for, and the revision now.
+    Changes {
+        /// The control plane's revision.
+        revision: u64,
+        /// Oldest first.
+        changes: Vec<crate::api::changes::Change>,
+    },
+    /// Objects of a kind, and the revision now.
+    Objects {
+        /// The control plane's revision.
+        revision: u64,
+        /// Sorted by namespace and name.
+        items: Vec<crate::api::changes::Versioned>,
     },
 }

@@ -14,6 +14,18 @@ use crate::store::StoreError;
 /// A refused request or input of the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// A watch from a revision the change log no longer holds (or never had).
+    #[error(
+        "resource version {since} is too old: the change log holds changes after {floor} up to {revision}; list again"
+    )]
+    Expired {
+        /// The revision asked from.
+        since: u64,
+        /// The log holds every change after this one.
+        floor: u64,
+        /// The revision now.
+        revision: u64,
+    },
     /// A name, label, port or address the user wrote.
     #[error(transparent)]
     Model(#[from] ModelError),

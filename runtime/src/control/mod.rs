@@ -19,6 +19,7 @@ mod inputs;
 mod nodes;
 mod ports;
 mod requests;
+mod revisions;
 mod scheduling;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
 pub use error::ControlError;
 pub use inputs::{Host, Now, Persist, Rng};
 pub use nodes::HEARTBEAT_TIMEOUT;
+pub use revisions::{CHANGE_LOG, CHANGES_PER_ANSWER};
 use transact::Snapshot;
 
 type Key = (String, String);
@@ -77,6 +79,8 @@ pub struct ControlPlane {
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
     services: BTreeMap<Key, Service>,
+    /// The revision and the change log (the API's resourceVersion and watch).
+    revisions: revisions::Revisions,
 }
 
 impl ControlPlane {
@@ -103,6 +107,7 @@ impl ControlPlane {
             pods: BTreeMap::new(),
             deployments: BTreeMap::new(),
             services: BTreeMap::new(),
+            revisions: revisions::Revisions::new(state.revision, CHANGE_LOG),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -145,6 +150,9 @@ impl ControlPlane {
                 }
             }
         }
+        cp.stamp();
+        // The start revision is saved with the next save.
+        cp.dirty = true;
         Ok(cp)
     }
 
@@ -167,6 +175,7 @@ impl ControlPlane {
             deployments: self.deployments.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
+            revision: self.revision(),
         }
     }
 
@@ -195,10 +204,17 @@ impl ControlPlane {
     /// a member's report is also its heartbeat: see [`ControlPlane::heartbeat`]).
     pub fn report(&mut self, node: &str, report: PodReport) {
         let statuses: BTreeMap<String, PodStatus> = report.into_iter().collect();
+        let mut changed = false;
         for pod in self.pods.values_mut().filter(|p| p.record.node == node) {
-            if let Some(status) = statuses.get(&pod.record.uid) {
+            if let Some(status) = statuses.get(&pod.record.uid)
+                && pod.status != *status
+            {
                 pod.status = status.clone();
+                changed = true;
             }
+        }
+        if changed {
+            self.track();
         }
     }
 
@@ -214,6 +230,9 @@ impl ControlPlane {
                 pod.status.phase = Phase::Failed;
                 pod.status.reason = Some(format!("StartError: {error}"));
             }
+        }
+        if !failures.is_empty() {
+            self.track();
         }
     }
 

@@ -76,9 +76,13 @@ impl ControlPlane {
             && node.record.address == Some(address)
             && node.record.password.is_some()
         {
-            node.ready = true;
+            let subnet = node.record.subnet;
+            let was_ready = std::mem::replace(&mut node.ready, true);
             node.last_seen = Some(now.at);
-            return Ok(node.record.subnet);
+            if !was_ready {
+                self.track();
+            }
+            return Ok(subnet);
         }
         self.transact(|cp| {
             let subnet = match cp.nodes.get_mut(name) {
@@ -126,6 +130,7 @@ impl ControlPlane {
         {
             me.record.address = Some(address);
             self.dirty = true;
+            self.track();
         }
     }
 
@@ -164,8 +169,9 @@ impl ControlPlane {
             node.last_seen = Some(now.at);
             if !node.ready {
                 tracing::info!(node = name, "node Ready again");
+                node.ready = true;
+                self.track();
             }
-            node.ready = true;
         }
     }
 
@@ -174,13 +180,18 @@ impl ControlPlane {
     /// `cluster::server::Hub::tick`).
     pub fn check_heartbeats(&mut self, now: Now) {
         let local = self.local.clone();
+        let mut changed = false;
         for (name, node) in self.nodes.iter_mut().filter(|(name, _)| **name != local) {
             let silent =
                 node.last_seen.is_none_or(|t| now.at.saturating_duration_since(t) > HEARTBEAT_TIMEOUT);
             if silent && node.ready {
                 tracing::warn!(node = %name, "node NotReady: no heartbeat");
                 node.ready = false;
+                changed = true;
             }
+        }
+        if changed {
+            self.track();
         }
     }
 

@@ -118,6 +118,13 @@ impl ControlPlane {
             }),
             Request::GetNodes => Ok(Response::Nodes(self.node_infos())),
             Request::DeleteNode { name } => self.delete_node(now, &name).map(|()| Response::Done),
+            Request::Changes { since } => {
+                Ok(Response::Changes { revision: self.revision(), changes: self.changes(since)? })
+            }
+            Request::Objects { kind, namespace } => Ok(Response::Objects {
+                revision: self.revision(),
+                items: self.versioned(kind, namespace.as_deref()),
+            }),
             Request::ExecTarget { .. }
             | Request::Logs { .. }
             | Request::DescribePod { .. }

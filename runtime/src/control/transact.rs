@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
 use crate::model::Service;
 use crate::store::{DeploymentRecord, State, StoreError};
@@ -15,6 +16,7 @@ pub(super) struct Snapshot {
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
     services: BTreeMap<Key, Service>,
+    revisions: Revisions,
 }
 
 impl ControlPlane {
@@ -24,12 +26,16 @@ impl ControlPlane {
             pods: self.pods.clone(),
             deployments: self.deployments.clone(),
             services: self.services.clone(),
+            revisions: self.revisions.clone(),
         }
     }
 
     fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { nodes, pods, deployments, services } = snapshot;
+        let Snapshot { nodes, pods, deployments, services, revisions } = snapshot;
         (self.nodes, self.pods, self.deployments, self.services) = (nodes, pods, deployments, services);
+        // Nothing read the changes undone: the agent saves before it answers
+        // anything else, so their revisions are taken back too.
+        self.revisions = revisions;
     }
 
     /// Runs `change`: undone if it fails, else left to save (see
@@ -44,6 +50,7 @@ impl ControlPlane {
                 // Several changes before one save: the rollback point stays
                 // the state as last saved.
                 self.unsaved.get_or_insert(before);
+                self.track();
                 Ok(value)
             }
             Err(e) => {

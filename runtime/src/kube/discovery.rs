@@ -37,7 +37,7 @@ const READ: &[&str] = &["get", "list"];
 const WRITE: &[&str] = &["create", "delete", "get", "list"];
 
 /// The core group's resources.
-pub const CORE: [Resource; 5] = [
+pub const CORE: [Resource; 6] = [
     Resource {
         name: "pods",
         singular: "pod",
@@ -88,19 +88,41 @@ pub const CORE: [Resource; 5] = [
         short_names: &["ns"],
         categories: &[],
     },
+    Resource {
+        name: "events",
+        singular: "event",
+        kind: "Event",
+        group: "",
+        namespaced: true,
+        verbs: READ,
+        short_names: &["ev"],
+        categories: &[],
+    },
 ];
 
 /// The apps group's resources.
-pub const APPS: [Resource; 1] = [Resource {
-    name: "deployments",
-    singular: "deployment",
-    kind: "Deployment",
-    group: "apps",
-    namespaced: true,
-    verbs: WRITE,
-    short_names: &["deploy"],
-    categories: &["all"],
-}];
+pub const APPS: [Resource; 2] = [
+    Resource {
+        name: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        group: "apps",
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &["deploy"],
+        categories: &["all"],
+    },
+    Resource {
+        name: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        group: "apps",
+        namespaced: true,
+        verbs: READ,
+        short_names: &["rs"],
+        categories: &["all"],
+    },
+];
 
 /// The resource `name` of `group`, if served.
 pub fn find(group: &str, name: &str) -> Option<&'static Resource> {
@@ -120,6 +142,9 @@ fn resource_json(r: &Resource) -> Value {
         "kind": r.kind,
         "verbs": r.verbs,
     });
+    if super::versioned::kind_of(r.name).is_some() {
+        out["verbs"].as_array_mut().expect("a list").push(json!("watch"));
+    }
     if !r.short_names.is_empty() {
         out["shortNames"] = json!(r.short_names);
     }
@@ -212,7 +237,8 @@ mod tests {
         assert_eq!(pods["categories"], json!(["all"]));
         let apps = apps_resources();
         assert_eq!(apps["resources"][0]["shortNames"], json!(["deploy"]));
-        assert_eq!(apps["resources"][1]["kind"], "Scale");
+        assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["kind"] == "Scale"));
+        assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
         assert!(find("", "deployments").is_none() && find("apps", "deployments").is_some());
         for short in ["svc", "ep", "no", "ns"] {
             assert!(CORE.iter().any(|r| r.short_names.contains(&short)), "{short}");

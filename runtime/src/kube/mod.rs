@@ -15,20 +15,25 @@
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
 //! `kubeconfig`, `files`.
 //!
-//! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! RBAC beyond the one admin token; resourceVersion is one counter
-//! the server keeps (bumped by changes made through the API).
+//! Watch: `versioned` (objects with the control plane's revision),
+//! `watch` (the hub: one per agent, fan-out), `watcher` (one watch
+//! request), `replicasets`, `events`.
+//!
+//! Not in this slice: apply/patch/replace, exec/logs/port-forward, RBAC
+//! beyond the one admin token; watching events, endpoints or namespaces.
 
 pub mod agent;
 pub mod auth;
 pub mod decode;
 pub mod discovery;
+pub mod events;
 pub mod fields;
 pub mod files;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;
+pub mod replicasets;
 pub mod routes;
 pub mod schemas;
 pub mod select;
@@ -37,6 +42,11 @@ pub mod status;
 pub mod table;
 pub mod tls;
 pub mod verbs;
+pub mod versioned;
+pub mod watch;
+#[cfg(test)]
+mod watch_tests;
+pub mod watcher;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -150,6 +160,9 @@ pub struct ApiOptions<'a> {
     pub cluster: Option<(SocketAddr, SharedPort)>,
     /// The listener caps and request timeout.
     pub caps: Caps,
+    /// The control plane's revision, where it runs here (the watch hub
+    /// wakes on it; without it, it polls).
+    pub revisions: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// Binds the API's ports, makes (or loads) its CA, certificate and token,
@@ -203,8 +216,15 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
     let tls = tls::load(&dir, options.node_name, &ips)?;
     kubeconfig::write(options.data_dir, &url, &tls.ca_pem, token.as_str())?;
 
+    let agent = agent::Agent::new(calls, options.caps.request_timeout);
     let server = Arc::new(server::Server {
-        verbs: verbs::Verbs::new(agent::Agent::new(calls, options.caps.request_timeout)),
+        watch: watch::Hub::new(
+            agent.clone(),
+            watch::Limits::for_caps(&options.caps),
+            Listener::KubeApi.counters(),
+        )
+        .waking_on(options.revisions),
+        verbs: verbs::Verbs::new(agent),
         token,
         tls: tokio_rustls::TlsAcceptor::from(tls.config),
         counters: Listener::KubeApi.counters(),
@@ -241,7 +261,15 @@ mod tests {
 
     fn options<'a>(config: &'a ApiConfig, dir: &'a Path) -> ApiOptions<'a> {
         let caps = Caps { per_client: 4, total: 4, request_timeout: Duration::from_millis(300) };
-        ApiOptions { config, data_dir: dir, node_name: "t", address: None, cluster: None, caps }
+        ApiOptions {
+            config,
+            data_dir: dir,
+            node_name: "t",
+            address: None,
+            cluster: None,
+            caps,
+            revisions: None,
+        }
     }
 
     #[tokio::test]

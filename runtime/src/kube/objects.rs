@@ -142,9 +142,10 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
     let spec = &pod.spec;
     let status = &pod.status;
     let mut meta = metadata(&spec.name, Some(&spec.namespace), &pod.uid, pod.created_at, rv);
-    meta["labels"] = json!(spec.labels);
-    if let Some(owner) = &spec.owner {
-        meta["ownerReferences"] = json!([{ "apiVersion": "apps/v1", "kind": "Deployment", "name": owner, "controller": true, "uid": "" }]);
+    // A deployment's pod: its ReplicaSet's hash label and owner reference.
+    meta["labels"] = super::replicasets::pod_labels(spec);
+    if let Some(owner) = super::replicasets::owner_of(spec) {
+        meta["ownerReferences"] = owner;
     }
     let state = match (status.ready, status.phase) {
         (true, _) => json!({ "running": { "startedAt": status.started_at.map(timestamp) } }),
@@ -454,6 +455,7 @@ mod tests {
         assert_eq!(c["resources"]["limits"], json!({ "memory": "128Mi", "cpu": "500m" }));
         assert_eq!(v["metadata"]["resourceVersion"], "7");
         assert_eq!(v["metadata"]["creationTimestamp"], "1970-01-01T00:00:00Z");
-        assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert!(v["metadata"]["labels"]["pod-template-hash"].is_string());
     }
 }

@@ -116,6 +116,16 @@ fn field_path(kind: &str, field: &str) -> Option<Vec<&'static str>> {
         "status.podIP" if kind == "Pod" => &["status", "podIP"],
         "spec.restartPolicy" if kind == "Pod" => &["spec", "restartPolicy"],
         "spec.type" if kind == "Service" => &["spec", "type"],
+        "involvedObject.name" if kind == "Event" => &["involvedObject", "name"],
+        "involvedObject.namespace" if kind == "Event" => &["involvedObject", "namespace"],
+        "involvedObject.kind" if kind == "Event" => &["involvedObject", "kind"],
+        "involvedObject.uid" if kind == "Event" => &["involvedObject", "uid"],
+        "involvedObject.apiVersion" if kind == "Event" => &["involvedObject", "apiVersion"],
+        "involvedObject.fieldPath" if kind == "Event" => &["involvedObject", "fieldPath"],
+        "involvedObject.resourceVersion" if kind == "Event" => &["involvedObject", "resourceVersion"],
+        "reason" if kind == "Event" => &["reason"],
+        "type" if kind == "Event" => &["type"],
+        "source" if kind == "Event" => &["source", "component"],
         _ => return None,
     };
     Some(path.to_vec())

@@ -8,7 +8,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
@@ -34,6 +35,8 @@ const MAX_HEAD: usize = 64 << 10;
 pub struct Server {
     /// The verbs on objects.
     pub verbs: Verbs,
+    /// The watch hub (`?watch=1`).
+    pub watch: Arc<super::watch::Hub>,
     /// The admin token.
     pub token: Token,
     /// TLS with the serving certificate.
@@ -50,6 +53,8 @@ enum Answered {
     Json(Reply),
     /// A pod's log.
     Text(Vec<u8>),
+    /// A watch: JSON lines as they come.
+    Watch(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 /// Serves connections from `listener` through `gate` until the task ends.
@@ -64,6 +69,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, gate: Arc<Gate>) 
 impl Server {
     /// Serves one admitted connection: TLS, then HTTP/1.1 requests.
     pub async fn connection(self: Arc<Self>, stream: TcpStream, permit: Permit) {
+        let client = stream.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
         let tls = match permit.within(self.tls.accept(stream)).await {
             None => return,
             Some(Err(_)) => return permit.count(Reason::HandshakeFailed),
@@ -72,7 +78,7 @@ impl Server {
         let server = self.clone();
         let service = hyper::service::service_fn(move |request| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(server.respond(request).await) }
+            async move { Ok::<_, Infallible>(server.respond(request, client).await) }
         });
         // The header timeout also ends a connection idle between requests.
         let _ = hyper::server::conn::http1::Builder::new()
@@ -84,8 +90,9 @@ impl Server {
         drop(permit);
     }
 
-    async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (code, body, content_type, close) = match self.answer(request).await {
+    async fn respond(&self, request: Request<Incoming>, client: std::net::IpAddr) -> Response<Body> {
+        let (code, body, content_type, close) = match self.answer(request, client).await {
+            Ok(Answered::Watch(events)) => return watch_response(events),
             Ok(Answered::Json((code, body))) => {
                 (code, body.to_string().into_bytes(), "application/json", false)
             }
@@ -97,7 +104,7 @@ impl Server {
                 matches!(status.code, 413 | 504),
             ),
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
+        let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
         *response.status_mut() =
             hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
@@ -113,7 +120,7 @@ impl Server {
         response
     }
 
-    async fn answer(&self, request: Request<Incoming>) -> Result<Answered, Status> {
+    async fn answer(&self, request: Request<Incoming>, client: std::net::IpAddr) -> Result<Answered, Status> {
         let (parts, body) = request.into_parts();
         if !self.token.admits(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes())) {
             self.counters.count(Reason::Unauthorized);
@@ -160,6 +167,14 @@ impl Server {
         let query = parse_query(parts.uri.query().unwrap_or(""));
         let asked =
             Asked { method: &parts.method, query: &query, table: accept.contains("as=Table"), body: &body };
+        if let (Route::Collection { resource, namespace }, &Method::GET) = (&route, &parts.method)
+            && super::watcher::flag(query.get("watch"))
+        {
+            let hub = &self.watch;
+            let events =
+                super::watcher::start(hub, resource, *namespace, &query, asked.table, client).await?;
+            return Ok(Answered::Watch(events));
+        }
         self.verbs.answer(route, &asked).await.map(Answered::Json)
     }
 
@@ -181,6 +196,23 @@ impl Server {
             Status::bad_request(format!("the request body is not JSON: {e}"))
         })
     }
+}
+
+/// A response body: whole, or a watch's stream.
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A watch's 200: chunked JSON lines, one event each, until the watch ends.
+fn watch_response(events: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        let chunk = events.recv().await?;
+        Some((Ok::<_, Infallible>(hyper::body::Frame::data(chunk)), events))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    headers
+        .insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-cache, private"));
+    response
 }
 
 /// Query parameters, percent-decoded (`labelSelector=app%3Dweb`); a
@@ -240,6 +272,12 @@ mod tests {
                     crate::api::Request::GetPods { .. } => {
                         Ok(crate::api::server::Answer::Once(Box::new(AgentResponse::Pods(Vec::new()))))
                     }
+                    crate::api::Request::Objects { .. } => {
+                        Ok(crate::api::server::Answer::Once(Box::new(AgentResponse::Objects {
+                            revision: 1,
+                            items: Vec::new(),
+                        })))
+                    }
                     _ => Err("refused".to_string()),
                 };
                 let _ = reply.send(answer);
@@ -247,8 +285,10 @@ mod tests {
         });
         let counters: &'static Counters = Box::leak(Box::new(Counters::new()));
         let timeout = Duration::from_millis(300);
+        let agent = super::super::agent::Agent::new(calls, timeout);
         let server = Arc::new(Server {
-            verbs: Verbs::new(super::super::agent::Agent::new(calls, timeout)),
+            watch: super::super::watch::Hub::new(agent.clone(), Default::default(), counters),
+            verbs: Verbs::new(agent),
             token: token.clone(),
             tls: TlsAcceptor::from(tls.config),
             counters,

@@ -131,6 +131,28 @@ fn columns(kind: &str) -> &'static [Column] {
             ("Kernel-Version", "string", 1),
             ("Container-Runtime", "string", 1),
         ],
+        "ReplicaSet" => &[
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        "Event" => &[
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Subobject", "string", 1),
+            ("Source", "string", 1),
+            ("Message", "string", 0),
+            ("First Seen", "string", 1),
+            ("Count", "string", 1),
+            ("Name", "string", 1),
+        ],
         _ => &[("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
     }
 }
@@ -211,6 +233,40 @@ fn cells(kind: &str, o: &Value, now: u64) -> Vec<Value> {
                 json!(if ports.is_empty() { "<none>".into() } else { ports.join(",") }),
                 age,
                 json!(join_labels(&spec["selector"])),
+            ]
+        }
+        "ReplicaSet" => {
+            let c = &o["spec"]["template"]["spec"]["containers"][0];
+            let n = |v: &Value| v.as_u64().unwrap_or(0);
+            vec![
+                name,
+                json!(n(&o["spec"]["replicas"])),
+                json!(n(&o["status"]["replicas"])),
+                json!(n(&o["status"]["readyReplicas"])),
+                age,
+                json!(text(&c["name"])),
+                json!(text(&c["image"])),
+                json!(join_labels(&o["spec"]["selector"]["matchLabels"])),
+            ]
+        }
+        "Event" => {
+            let since = |field: &str| {
+                let at = o[field].as_str().and_then(|t| humantime::parse_rfc3339(t).ok());
+                at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or("<unknown>".into(), |t| human_duration(now.saturating_sub(t.as_secs())))
+            };
+            let involved = &o["involvedObject"];
+            vec![
+                json!(since("lastTimestamp")),
+                json!(text(&o["type"])),
+                json!(text(&o["reason"])),
+                json!(format!("{}/{}", text(&involved["kind"]).to_lowercase(), text(&involved["name"]))),
+                json!(text(&involved["fieldPath"]).replace("<none>", "")),
+                json!(text(&o["source"]["component"])),
+                json!(text(&o["message"])),
+                json!(since("firstTimestamp")),
+                json!(o["count"].as_u64().unwrap_or(1).to_string()),
+                name,
             ]
         }
         "Endpoints" => {

@@ -17,6 +17,8 @@ use super::routes::Route;
 use super::select::{FieldSelector, LabelSelector};
 use super::status::Status;
 use super::table::{self, Include};
+use super::versioned;
+use crate::api::changes::{Object, ObjectKind, Versioned};
 use crate::api::{Request, Response};
 
 /// One request, read and authenticated.
@@ -34,8 +36,9 @@ pub struct Asked<'a> {
 /// What the server answers: a code and a JSON body.
 pub type Reply = (u16, Value);
 
-/// The verbs, over the agent, with the coarse resourceVersion this slice
-/// keeps: one counter, bumped by every change made through the API.
+/// The verbs, over the agent. Objects carry the control plane's revision
+/// of their last change; `version` is the latest revision seen, for what is
+/// not numbered (Tables, endpoints, namespaces, a write's answer).
 pub struct Verbs {
     agent: Agent,
     version: AtomicU64,
@@ -52,14 +55,24 @@ impl Verbs {
         self.version.load(Ordering::Relaxed)
     }
 
+    /// Notes the revision an answer of the control plane carried.
+    fn seen(&self, revision: u64) -> u64 {
+        self.version.fetch_max(revision, Ordering::Relaxed).max(revision)
+    }
+
+    /// The revision a write's answer carries: the latest seen (the write's
+    /// own is in the next list or get).
     fn changed(&self) -> u64 {
-        self.version.fetch_add(1, Ordering::Relaxed) + 1
+        self.rv()
     }
 
     /// Answers `asked` on `route` (not a document: the server serves those).
     pub async fn answer(&self, route: Route<'_>, asked: &Asked<'_>) -> Result<Reply, Status> {
-        if asked.query.get("watch").is_some_and(|w| w == "1" || w == "true") {
-            return Err(Status::not_allowed("watch is not served by podnet yet: run kubectl get without -w"));
+        if super::watcher::flag(asked.query.get("watch")) {
+            // Collections are watched by the server (kube/watcher.rs).
+            return Err(Status::not_allowed(
+                "watch a collection, with fieldSelector=metadata.name=NAME for one object",
+            ));
         }
         if asked.query.contains_key("dryRun") {
             return Err(Status::bad_request("podnet does not do server-side dry runs: use --dry-run=client"));
@@ -195,22 +208,53 @@ impl Verbs {
 
     /// Every object of `resource` in `namespace` (None: all), API-shaped.
     async fn objects(&self, resource: &Resource, namespace: Option<&str>) -> Result<Vec<Value>, Status> {
+        Ok(self.objects_at(resource, namespace).await?.0)
+    }
+
+    /// [`Verbs::objects`], with the revision they are at (a list's).
+    async fn objects_at(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Value>, u64), Status> {
         let ns = namespace.map(str::to_string);
-        let rv = self.rv();
         let call = |request| self.call(request, resource.kind, resource.name, "");
-        Ok(match resource.name {
-            "pods" => match call(Request::GetPods { namespace: ns }).await? {
-                Response::Pods(pods) => pods.iter().map(|p| objects::pod(p, rv)).collect(),
+        if let Some(kind) = versioned::kind_of(resource.name) {
+            let (revision, items) = match call(Request::Objects { kind, namespace: ns.clone() }).await? {
+                Response::Objects { revision, items } => (revision, items),
                 _ => return Err(unexpected()),
-            },
-            "deployments" => match call(Request::GetDeployments { namespace: ns }).await? {
-                Response::Deployments(list) => list.iter().map(|d| objects::deployment(d, rv)).collect(),
-                _ => return Err(unexpected()),
-            },
-            "services" => match call(Request::GetServices { namespace: ns }).await? {
-                Response::Services(list) => list.iter().map(|s| objects::service(s, rv)).collect(),
-                _ => return Err(unexpected()),
-            },
+            };
+            self.seen(revision);
+            let objects = match resource.name {
+                "replicasets" => self.replicasets(&items, ns).await?,
+                // LoadBalancer status is what this node's listeners see: a
+                // service's list answer carries it.
+                "services" => match call(Request::GetServices { namespace: ns }).await? {
+                    Response::Services(list) => {
+                        let revisions: BTreeMap<(&str, &str), u64> = items
+                            .iter()
+                            .map(|v| ((v.object.namespace(), v.object.name()), v.revision))
+                            .collect();
+                        list.iter()
+                            .map(|s| {
+                                let key = (s.spec.namespace.as_str(), s.spec.name.as_str());
+                                objects::service(s, revisions.get(&key).copied().unwrap_or(revision))
+                            })
+                            .collect()
+                    }
+                    _ => return Err(unexpected()),
+                },
+                _ => items.iter().map(versioned::render).collect(),
+            };
+            return Ok((objects, revision));
+        }
+        let rv = self.rv();
+        let objects = match resource.name {
+            "events" => {
+                let (events, revision) =
+                    super::events::list(&self.agent, namespace, "").await.map_err(Status::unavailable)?;
+                return Ok((events, self.seen(revision)));
+            }
             "endpoints" => match call(Request::GetEndpoints { namespace: ns }).await? {
                 Response::Endpoints(list) => list.iter().map(|e| objects::endpoints(e, rv)).collect(),
                 _ => return Err(unexpected()),
@@ -221,7 +265,38 @@ impl Verbs {
             },
             "namespaces" => self.namespaces().await?,
             _ => return Err(Status::no_path()),
-        })
+        };
+        Ok((objects, rv))
+    }
+
+    /// The ReplicaSets of `deployments`, from their pods.
+    async fn replicasets(&self, deployments: &[Versioned], ns: Option<String>) -> Result<Vec<Value>, Status> {
+        let request = Request::Objects { kind: ObjectKind::Pod, namespace: ns };
+        let pods = match self.call(request, "ReplicaSet", "replicasets.apps", "").await? {
+            Response::Objects { items, .. } => items,
+            _ => return Err(unexpected()),
+        };
+        let pods: Vec<&crate::model::Pod> = pods
+            .iter()
+            .filter_map(|v| match &v.object {
+                Object::Pod(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for v in deployments {
+            if let Object::Deployment(d) = &v.object {
+                let mine: Vec<&crate::model::Pod> = pods
+                    .iter()
+                    .filter(|p| {
+                        p.spec.namespace == d.spec.namespace && p.spec.owner.as_deref() == Some(&d.spec.name)
+                    })
+                    .copied()
+                    .collect();
+                out.extend(super::replicasets::of(d, &versioned::render(v), &mine, v.revision));
+            }
+        }
+        Ok(out)
     }
 
     /// podnet's namespaces: `default`, and every one an object is in (a
@@ -277,7 +352,17 @@ impl Verbs {
         let labels = LabelSelector::parse(asked.query.get("labelSelector").map_or("", String::as_str))?;
         let fields =
             FieldSelector::parse(asked.query.get("fieldSelector").map_or("", String::as_str), resource.kind)?;
-        let mut items = self.objects(resource, namespace).await?;
+        let (mut items, revision) = match resource.name {
+            // Only the named pod's node is asked for its events.
+            "events" => {
+                let selector = asked.query.get("fieldSelector").map_or("", String::as_str);
+                let (events, revision) = super::events::list(&self.agent, namespace, selector)
+                    .await
+                    .map_err(Status::unavailable)?;
+                (events, self.seen(revision))
+            }
+            _ => self.objects_at(resource, namespace).await?,
+        };
         items.retain(|o| labels.matches(o) && fields.matches(o));
         items.sort_by(|a, b| {
             let key = |o: &Value| {
@@ -289,8 +374,12 @@ impl Verbs {
             key(a).cmp(&key(b))
         });
         match asked.table {
-            true => Ok((200, self.table(resource, &items, asked))),
-            false => Ok((200, objects::list(resource.kind, resource.api_version(), items, self.rv()))),
+            true => {
+                let include = Include::from_query(asked.query.get("includeObject").map(String::as_str));
+                let now = crate::model::unix_now();
+                Ok((200, table::table(resource.kind, &items, include, now, revision)))
+            }
+            false => Ok((200, objects::list(resource.kind, resource.api_version(), items, revision))),
         }
     }
 

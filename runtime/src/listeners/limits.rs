@@ -97,11 +97,18 @@ pub enum Reason {
     /// The cluster API: a member node asked to change the cluster (a node
     /// may read it, not change it).
     Forbidden,
+    /// The Kubernetes API: a watch past the watcher bounds (in all, or
+    /// from one client).
+    WatchRefused,
+    /// The Kubernetes API: a watcher that did not keep up, closed.
+    SlowWatcher,
+    /// The Kubernetes API: a watch from a revision no longer kept (410).
+    WatchExpired,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 15] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
@@ -114,6 +121,9 @@ impl Reason {
         Reason::MalformedMessage,
         Reason::Unauthorized,
         Reason::Forbidden,
+        Reason::WatchRefused,
+        Reason::SlowWatcher,
+        Reason::WatchExpired,
     ];
 
     /// The name shown to people and scrapers.
@@ -131,6 +141,9 @@ impl Reason {
             Reason::MalformedMessage => "malformed_message",
             Reason::Unauthorized => "unauthorized",
             Reason::Forbidden => "forbidden",
+            Reason::WatchRefused => "watch_refused",
+            Reason::SlowWatcher => "slow_watcher",
+            Reason::WatchExpired => "watch_expired",
         }
     }
 }

@@ -6,4 +6,5 @@ mod members;
 mod persistence;
 mod ports;
 mod replicas;
+mod revisions;
 mod scheduling;

@@ -1,0 +1,114 @@
+//! The cluster's change log as the API reads it: every change of an object
+//! (a node, pod, deployment or service) gets the next revision of the
+//! control plane, and the objects carry the revision of their last change
+//! (the Kubernetes API's resourceVersion).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Deployment, NodeInfo, Pod, Service};
+
+/// The kinds of object whose changes are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// A node.
+    Node,
+    /// A pod.
+    Pod,
+    /// A deployment.
+    Deployment,
+    /// A Service.
+    Service,
+}
+
+/// What happened to an object, in the Kubernetes watch's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeType {
+    /// It appeared.
+    Added,
+    /// It changed (spec or status).
+    Modified,
+    /// It is gone.
+    Deleted,
+}
+
+impl ChangeType {
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::Added => "ADDED",
+            ChangeType::Modified => "MODIFIED",
+            ChangeType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One object, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Object {
+    /// A node (its pod count left out: a node's object does not change
+    /// with the pods placed on it).
+    Node(NodeInfo),
+    /// A pod with its status.
+    Pod(Pod),
+    /// A deployment with its replica counts.
+    Deployment(Deployment),
+    /// A Service.
+    Service(Service),
+}
+
+impl Object {
+    /// Its kind.
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Object::Node(_) => ObjectKind::Node,
+            Object::Pod(_) => ObjectKind::Pod,
+            Object::Deployment(_) => ObjectKind::Deployment,
+            Object::Service(_) => ObjectKind::Service,
+        }
+    }
+
+    /// Its namespace ("" for a node).
+    pub fn namespace(&self) -> &str {
+        match self {
+            Object::Node(_) => "",
+            Object::Pod(p) => &p.spec.namespace,
+            Object::Deployment(d) => &d.spec.namespace,
+            Object::Service(s) => &s.spec.namespace,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        match self {
+            Object::Node(n) => &n.name,
+            Object::Pod(p) => &p.spec.name,
+            Object::Deployment(d) => &d.spec.name,
+            Object::Service(s) => &s.spec.name,
+        }
+    }
+}
+
+/// An object with the revision of its last change, and for a deployment
+/// its generation (how many times its spec changed; 1 at creation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    /// The revision of its last change.
+    pub revision: u64,
+    /// Spec changes, from 1.
+    pub generation: u64,
+    /// The object.
+    pub object: Object,
+}
+
+/// One entry of the change log: the object as it was after the change (as
+/// it was last, for a deletion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// What happened.
+    pub change: ChangeType,
+    /// The object, with the revision of this change.
+    pub object: Versioned,
+    /// The object before a modification (a watch with a selector tells an
+    /// object leaving it from one that never was in it).
+    pub before: Option<Object>,
+}

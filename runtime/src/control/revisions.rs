@@ -1,0 +1,161 @@
+//! The cluster's revision: one counter, bumped by every change of an object
+//! (created, deleted, its spec or status changed — a pod reported Running or
+//! Ready, a node NotReady), with a bounded log of the changes for the
+//! Kubernetes API's watch. Changes are found by comparing each object as the
+//! API shows it with its last seen version, after every input that can
+//! change one: no code path that changes state can forget to count.
+//!
+//! The counter is saved with the state, so it never goes back across a
+//! restart; the log is memory only: after a restart it starts empty, and a
+//! watcher resuming from before gets 410 Gone and lists again, as from an
+//! apiserver whose watch cache is gone.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::{ControlError, ControlPlane};
+use crate::api::changes::{Change, ChangeType, Object, ObjectKind, Versioned};
+
+/// Changes the log keeps (older ones are forgotten: a watch from before
+/// them gets 410 Gone).
+pub const CHANGE_LOG: usize = 512;
+
+/// Changes one answer carries at most; the asker asks again from the last.
+pub const CHANGES_PER_ANSWER: usize = 256;
+
+type ObjectKey = (ObjectKind, String, String);
+
+/// The revision, each object's last version, and the recent changes.
+#[derive(Clone)]
+pub(super) struct Revisions {
+    revision: u64,
+    objects: BTreeMap<ObjectKey, Versioned>,
+    log: VecDeque<Change>,
+    capacity: usize,
+    /// Every change after this revision is in the log.
+    floor: u64,
+}
+
+impl Revisions {
+    /// Starts after `saved`, the revision last saved: a restart is a change
+    /// (the log before it is gone).
+    pub(super) fn new(saved: u64, capacity: usize) -> Revisions {
+        let revision = saved + 1;
+        Revisions { revision, objects: BTreeMap::new(), log: VecDeque::new(), capacity, floor: revision }
+    }
+
+    /// The current revision.
+    pub(super) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn push(&mut self, change: Change) {
+        if self.log.len() == self.capacity.max(1)
+            && let Some(old) = self.log.pop_front()
+        {
+            self.floor = old.object.revision;
+        }
+        self.log.push_back(change);
+    }
+}
+
+fn key(object: &Object) -> ObjectKey {
+    (object.kind(), object.namespace().to_string(), object.name().to_string())
+}
+
+/// Whether a change of `before` to `after` changes the spec (the generation).
+fn spec_changed(before: &Object, after: &Object) -> bool {
+    match (before, after) {
+        (Object::Deployment(a), Object::Deployment(b)) => a.spec != b.spec,
+        (Object::Pod(a), Object::Pod(b)) => a.spec != b.spec,
+        (Object::Service(a), Object::Service(b)) => a.spec != b.spec,
+        _ => false,
+    }
+}
+
+impl ControlPlane {
+    /// Every object as the API shows it now.
+    fn views(&self) -> BTreeMap<ObjectKey, Object> {
+        let nodes = self.node_infos().into_iter().map(|mut n| {
+            n.pods = 0;
+            Object::Node(n)
+        });
+        let pods = self.pods.values().map(|p| Object::Pod(self.pod(p)));
+        let deployments = self.deployments.values().map(|d| Object::Deployment(self.deployment(d)));
+        let services = self.services.values().map(|s| Object::Service(s.clone()));
+        nodes.chain(pods).chain(deployments).chain(services).map(|o| (key(&o), o)).collect()
+    }
+
+    /// At start: every object gets the start revision, nothing is logged.
+    pub(super) fn stamp(&mut self) {
+        let revision = self.revisions.revision;
+        self.revisions.objects = self
+            .views()
+            .into_iter()
+            .map(|(k, object)| (k, Versioned { revision, generation: 1, object }))
+            .collect();
+    }
+
+    /// Numbers what changed since the last call.
+    pub(super) fn track(&mut self) {
+        let now = self.views();
+        let r = &mut self.revisions;
+        let mut changed = false;
+        let gone: Vec<ObjectKey> = r.objects.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
+        for k in gone {
+            let mut last = r.objects.remove(&k).expect("listed above");
+            r.revision += 1;
+            last.revision = r.revision;
+            r.push(Change { change: ChangeType::Deleted, object: last, before: None });
+            changed = true;
+        }
+        for (k, object) in now {
+            let (change, generation) = match r.objects.get(&k) {
+                Some(old) if old.object == object => continue,
+                Some(old) => {
+                    (ChangeType::Modified, old.generation + spec_changed(&old.object, &object) as u64)
+                }
+                None => (ChangeType::Added, 1),
+            };
+            r.revision += 1;
+            let versioned = Versioned { revision: r.revision, generation, object };
+            let before = r.objects.insert(k, versioned.clone()).map(|old| old.object);
+            r.push(Change { change, object: versioned, before });
+            changed = true;
+        }
+        // The revision goes out with the next save: it must not go back
+        // after a restart.
+        self.dirty |= changed;
+    }
+
+    /// The revision now.
+    pub fn revision(&self) -> u64 {
+        self.revisions.revision()
+    }
+
+    /// The changes after `since`, at most [`CHANGES_PER_ANSWER`].
+    pub(super) fn changes(&self, since: u64) -> Result<Vec<Change>, ControlError> {
+        let r = &self.revisions;
+        if since < r.floor || since > r.revision {
+            return Err(ControlError::Expired { since, floor: r.floor, revision: r.revision });
+        }
+        let start = r.log.partition_point(|c| c.object.revision <= since);
+        Ok(r.log.iter().skip(start).take(CHANGES_PER_ANSWER).cloned().collect())
+    }
+
+    /// Every object of `kind` (in `namespace`), with its revision.
+    pub(super) fn versioned(&self, kind: ObjectKind, namespace: Option<&str>) -> Vec<Versioned> {
+        self.revisions
+            .objects
+            .range((kind, String::new(), String::new())..)
+            .take_while(|((k, _, _), _)| *k == kind)
+            .filter(|((_, ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Sets how many changes the log keeps (tests).
+    #[cfg(test)]
+    pub fn set_change_log(&mut self, capacity: usize) {
+        self.revisions.capacity = capacity;
+    }
+}
