@@ -536,8 +536,8 @@ fn kubectl_drives_a_cluster_through_its_server_from_any_node() {
     let created =
         from_member(&["create", "deployment", "spread", &image, "--replicas=2", "--", "sleep", "3600"]);
     assert_eq!(created.trim(), "deployment.apps/spread created");
-    // A member's watch: its hub asks the server's control plane for changes.
-    let out = ok(member, &["rollout", "status", "deployment/spread", "--timeout=60s"]);
+    // A watch from the member's namespace, on the server's API.
+    let out = from_member(&["rollout", "status", "deployment/spread", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     eventually(Duration::from_secs(30), "spread to be 2/2 ready on the server", || {
         let table = ok(server, &["get", "deploy", "spread", "--no-headers"]);
