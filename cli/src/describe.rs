@@ -169,6 +169,7 @@ mod tests {
                     args: vec![],
                 }),
                 resources: Default::default(),
+                annotations: Default::default(),
             },
             status: PodStatus {
                 phase: Phase::Pending,

@@ -103,6 +103,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 host_ports: args.pod.host_ports,
                 image,
+                annotations: Default::default(),
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -127,6 +128,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 host_ports: pod.host_ports,
                 image,
+                annotations: Default::default(),
+                object_labels: None,
+                selector: None,
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();
@@ -222,6 +226,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 session_affinity: SessionAffinity::None,
                 external_name: Some(external_name),
                 service_type: Default::default(),
+                labels: Default::default(),
+                annotations: Default::default(),
             };
             let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
                 return unexpected();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeploymentSpec, PodSpec, Service};
+use crate::model::{DeploymentSpec, Namespace, PodSpec, Service};
 
 const FORMAT: u32 = 1;
 
@@ -61,6 +61,9 @@ pub struct State {
     /// The cluster's nodes and their pod subnets.
     #[serde(default)]
     pub nodes: Vec<NodeRecord>,
+    /// Namespaces created explicitly.
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::image::{ImageInfo, PullEvent};
 
 use crate::model::{
-    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext, Service,
-    ServiceSpec, SessionAffinity,
+    Deployment, DeploymentSpec, Endpoints, Namespace, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext,
+    Service, ServiceSpec, SessionAffinity,
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +149,28 @@ pub enum Request {
         /// Absolute path of the archive.
         path: PathBuf,
     },
+    /// Change a pod: its labels and annotations (the rest of a pod is
+    /// immutable).
+    UpdatePod(PodSpec),
+    /// Replace a deployment's spec; a changed pod template rolls its pods.
+    UpdateDeployment(DeploymentSpec),
+    /// Replace a Service's spec, keeping its ClusterIP and node ports.
+    UpdateService(ServiceSpec),
+    /// Create a namespace (one also exists while something is in it).
+    CreateNamespace {
+        /// Name.
+        name: String,
+    },
+    /// Delete a namespace and everything in it.
+    DeleteNamespace {
+        /// Name.
+        name: String,
+    },
+    /// The namespaces created explicitly.
+    GetNamespaces,
+    /// Check and answer a change as if it were made, changing nothing
+    /// (the Kubernetes API's `dryRun=All`).
+    DryRun(Box<Request>),
 }
 
 /// Who answers a request: the one place that decides it.
@@ -321,4 +343,8 @@ pub enum Response {
         /// Bytes freed.
         bytes: u64,
     },
+    /// One namespace.
+    Namespace(Namespace),
+    /// Namespaces.
+    Namespaces(Vec<Namespace>),
 }

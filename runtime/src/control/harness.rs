@@ -26,7 +26,7 @@ use crate::model::{
     ClusterIpRequest, DeploymentSpec, Endpoints, Phase, Pod, PodSpec, PodStatus, Protocol, RestartPolicy,
     ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
 };
-use crate::store::{State, StoreError};
+use crate::store::{PodRecord, State, StoreError};
 
 /// The server's node name.
 pub(super) const SERVER: &str = "server";
@@ -144,6 +144,9 @@ pub(super) struct Harness {
     pub now: Now,
     /// The members by name.
     pub nodes: BTreeMap<String, FakeNode>,
+    /// Whether a pod on the server's own node passes its readiness check
+    /// (all do, unless a test says otherwise).
+    pub local_ready: fn(&PodRecord) -> bool,
     next_conn: u64,
 }
 
@@ -181,6 +184,7 @@ impl Harness {
             host,
             now,
             nodes: BTreeMap::new(),
+            local_ready: |_| true,
             next_conn: 0,
         };
         let _ = h.cp.commit(&mut h.store);
@@ -265,7 +269,8 @@ impl Harness {
     /// what changed.
     pub(super) fn converge(&mut self) {
         let local = self.cp.desired_for(SERVER);
-        let report: PodReport = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, true))).collect();
+        let ready = self.local_ready;
+        let report: PodReport = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, ready(p)))).collect();
         self.cp.report(SERVER, report);
         self.hub.push(&self.cp);
         for node in self.nodes.values_mut() {
@@ -384,6 +389,7 @@ pub(super) fn pod(name: &str) -> PodSpec {
         security: Default::default(),
         image: None,
         resources: Default::default(),
+        annotations: Default::default(),
     }
 }
 
@@ -406,6 +412,9 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         security: Default::default(),
         image: None,
         resources: Default::default(),
+        annotations: Default::default(),
+        object_labels: None,
+        selector: None,
     }
 }
 
@@ -426,6 +435,8 @@ pub(super) fn service(name: &str, app: &str) -> ServiceSpec {
         session_affinity: SessionAffinity::None,
         external_name: None,
         service_type: ServiceType::ClusterIP,
+        labels: Default::default(),
+        annotations: Default::default(),
     }
 }
 

@@ -23,6 +23,7 @@ mod scheduling;
 #[cfg(test)]
 mod tests;
 mod transact;
+mod updates;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -32,7 +33,7 @@ use netstack::ipam::Pool;
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
 use crate::model::services::{self, PodView};
-use crate::model::{Deployment, Endpoints, Phase, Pod, PodStatus, Service};
+use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
 
 pub use error::ControlError;
@@ -77,6 +78,7 @@ pub struct ControlPlane {
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
     services: BTreeMap<Key, Service>,
+    namespaces: BTreeMap<String, Namespace>,
 }
 
 impl ControlPlane {
@@ -103,6 +105,7 @@ impl ControlPlane {
             pods: BTreeMap::new(),
             deployments: BTreeMap::new(),
             services: BTreeMap::new(),
+            namespaces: state.namespaces.iter().map(|n| (n.name.clone(), n.clone())).collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -164,6 +167,7 @@ impl ControlPlane {
             deployments: self.deployments.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
+            namespaces: self.namespaces.values().cloned().collect(),
         }
     }
 

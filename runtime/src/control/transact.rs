@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
-use crate::model::Service;
+use crate::model::{Namespace, Service};
 use crate::store::{DeploymentRecord, State, StoreError};
 
 /// The cluster's objects at one moment.
@@ -15,21 +15,24 @@ pub(super) struct Snapshot {
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
     services: BTreeMap<Key, Service>,
+    namespaces: BTreeMap<String, Namespace>,
 }
 
 impl ControlPlane {
-    fn snapshot(&self) -> Snapshot {
+    pub(super) fn snapshot(&self) -> Snapshot {
         Snapshot {
             nodes: self.nodes.clone(),
             pods: self.pods.clone(),
             deployments: self.deployments.clone(),
             services: self.services.clone(),
+            namespaces: self.namespaces.clone(),
         }
     }
 
-    fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { nodes, pods, deployments, services } = snapshot;
-        (self.nodes, self.pods, self.deployments, self.services) = (nodes, pods, deployments, services);
+    pub(super) fn restore(&mut self, snapshot: Snapshot) {
+        let Snapshot { nodes, pods, deployments, services, namespaces } = snapshot;
+        (self.nodes, self.pods, self.deployments, self.services, self.namespaces) =
+            (nodes, pods, deployments, services, namespaces);
     }
 
     /// Runs `change`: undone if it fails, else left to save (see

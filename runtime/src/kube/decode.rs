@@ -326,6 +326,7 @@ pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
         security: parts.security,
         image: parts.image,
         resources: parts.resources,
+        annotations: Default::default(),
     })
 }
 
@@ -377,6 +378,9 @@ pub fn deployment(body: &Value, namespace: &str) -> Result<DeploymentSpec, Statu
         security: parts.security,
         image: parts.image,
         resources: parts.resources,
+        annotations: Default::default(),
+        object_labels: None,
+        selector: None,
     })
 }
 
@@ -463,6 +467,8 @@ pub fn service(body: &Value, namespace: &str) -> Result<ServiceSpec, Status> {
         session_affinity,
         external_name,
         service_type,
+        labels: Default::default(),
+        annotations: Default::default(),
     })
 }
 

@@ -417,6 +417,7 @@ mod tests {
                 args: vec!["-g".into()],
             }),
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
+            annotations: Default::default(),
         };
         let status = PodStatus {
             phase: Phase::Running,

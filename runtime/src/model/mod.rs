@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 /// Labels: `app=web` and friends.
 pub type Labels = BTreeMap<String, String>;
 
+/// Annotations: free-form metadata tools keep on an object (kubectl's
+/// `last-applied-configuration`), stored and returned as given.
+pub type Annotations = BTreeMap<String, String>;
+
+/// Kubernetes' bound on an object's annotations, keys and values together.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
 /// What happens when a pod's command exits (Kubernetes' restartPolicy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum RestartPolicy {
@@ -82,6 +89,9 @@ pub struct PodSpec {
     /// Memory and CPU limits and requests (resources).
     #[serde(default)]
     pub resources: Resources,
+    /// Annotations (metadata.annotations).
+    #[serde(default)]
+    pub annotations: Annotations,
 }
 
 /// The image a pod runs and how its command is made from the image's
@@ -361,6 +371,37 @@ pub struct DeploymentSpec {
     /// The pods' resources.
     #[serde(default)]
     pub resources: Resources,
+    /// The deployment's own annotations (not its pods').
+    #[serde(default)]
+    pub annotations: Annotations,
+    /// The deployment's own labels (metadata.labels), when they are not
+    /// its pods' (`labels`).
+    #[serde(default)]
+    pub object_labels: Option<Labels>,
+    /// spec.selector.matchLabels, when it is not all of `labels`.
+    #[serde(default)]
+    pub selector: Option<Labels>,
+}
+
+impl DeploymentSpec {
+    /// The labels that select its pods (immutable, as in apps/v1).
+    pub fn selector(&self) -> &Labels {
+        self.selector.as_ref().unwrap_or(&self.labels)
+    }
+
+    /// The deployment's own labels.
+    pub fn object_labels(&self) -> &Labels {
+        self.object_labels.as_ref().unwrap_or(&self.labels)
+    }
+}
+
+/// A namespace created explicitly (`kubectl create namespace`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// Name (an RFC 1123 label).
+    pub name: String,
+    /// Unix time of creation.
+    pub created_at: u64,
 }
 
 /// A deployment as reported to users.
@@ -461,9 +502,34 @@ pub fn check_label(key: &str, value: &str) -> Result<(), ModelError> {
     }
 }
 
+/// Checks annotations as Kubernetes does: keys as label keys, and at
+/// most [`MAX_ANNOTATIONS_BYTES`] of keys and values together.
+pub fn check_annotations(annotations: &Annotations) -> Result<(), ModelError> {
+    let mut total = 0;
+    for (key, value) in annotations {
+        check_label(key, "").map_err(|_| ModelError::AnnotationKey(key.clone()))?;
+        total += key.len() + value.len();
+    }
+    match total <= MAX_ANNOTATIONS_BYTES {
+        true => Ok(()),
+        false => Err(ModelError::AnnotationsTooLong(total)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_are_bounded_as_kubernetes_bounds_them() {
+        let mut a = Annotations::new();
+        a.insert("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".repeat(1000));
+        assert!(check_annotations(&a).is_ok());
+        a.insert("big".into(), "x".repeat(MAX_ANNOTATIONS_BYTES));
+        assert!(matches!(check_annotations(&a), Err(ModelError::AnnotationsTooLong(_))));
+        let bad = Annotations::from([("no spaces".to_string(), String::new())]);
+        assert!(matches!(check_annotations(&bad), Err(ModelError::AnnotationKey(_))));
+    }
 
     #[test]
     fn command_and_args_combine_with_the_image_as_kubernetes_does() {
@@ -837,6 +903,12 @@ pub struct ServiceSpec {
     /// ClusterIP, NodePort or LoadBalancer.
     #[serde(default)]
     pub service_type: ServiceType,
+    /// Labels of the Service object itself (not a selector).
+    #[serde(default)]
+    pub labels: Labels,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: Annotations,
 }
 
 /// What the node observes about a LoadBalancer Service.

@@ -7,3 +7,4 @@ mod persistence;
 mod ports;
 mod replicas;
 mod scheduling;
+mod updates;
