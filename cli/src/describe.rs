@@ -170,6 +170,7 @@ mod tests {
                 }),
                 resources: Default::default(),
                 annotations: Default::default(),
+                container: None,
             },
             status: PodStatus {
                 phase: Phase::Pending,

@@ -104,6 +104,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 host_ports: args.pod.host_ports,
                 image,
                 annotations: Default::default(),
+                container: None,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -131,6 +132,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 annotations: Default::default(),
                 object_labels: None,
                 selector: None,
+                container: None,
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();

@@ -390,6 +390,7 @@ pub(super) fn pod(name: &str) -> PodSpec {
         image: None,
         resources: Default::default(),
         annotations: Default::default(),
+        container: None,
     }
 }
 
@@ -415,6 +416,7 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         annotations: Default::default(),
         object_labels: None,
         selector: None,
+        container: None,
     }
 }
 

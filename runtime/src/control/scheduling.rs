@@ -146,6 +146,7 @@ fn template(spec: &DeploymentSpec) -> PodSpec {
         image: spec.image.clone(),
         resources: spec.resources,
         annotations: Default::default(),
+        container: spec.container.clone(),
     }
 }
 

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::status::Status;
 use crate::model::{
-    ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort, ImageSpec, Labels,
-    PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext, ServicePort,
-    ServiceSpec, ServiceType, SessionAffinity, TargetPort,
+    Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
+    ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext,
+    ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
 };
 
 /// Where a refusal is reported: the object's kind and name.
@@ -87,6 +87,25 @@ fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
     }
 }
 
+/// metadata.annotations: a map of strings, within Kubernetes' bound.
+fn annotations(ctx: &Ctx<'_>, body: &Value) -> Result<Annotations, Status> {
+    let field = "metadata.annotations";
+    let annotations: Annotations = match &body["metadata"]["annotations"] {
+        Value::Null => Annotations::new(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != super::objects::PROBLEM_ANNOTATION)
+            .map(|(k, v)| match v.as_str() {
+                Some(v) => Ok((k.clone(), v.to_string())),
+                None => Err(ctx.invalid(&format!("{field}.{k}"), "annotation values are strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ctx.invalid(field, "annotations are a map of strings")),
+    };
+    crate::model::check_annotations(&annotations).map_err(|e| ctx.invalid(field, e.to_string()))?;
+    Ok(annotations)
+}
+
 fn strings(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<String>, Status> {
     match value {
         Value::Null => Ok(Vec::new()),
@@ -142,6 +161,7 @@ struct PodParts {
     readiness: Option<Probe>,
     security: SecurityContext,
     resources: Resources,
+    container: Option<String>,
 }
 
 fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> {
@@ -297,7 +317,15 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     // node's filesystem; an image pod's process is worked out by the node
     // from the image's ENTRYPOINT and CMD (ImageSpec::process).
     let command = if image.is_some() { Vec::new() } else { command.into_iter().chain(args).collect() };
-    Ok(PodParts { command, image, ports, host_ports, readiness, security, resources })
+    let container = match c["name"].as_str() {
+        Some(n) if n != ctx.name => {
+            crate::model::check_name("container", n, 63)
+                .map_err(|e| ctx.invalid(&format!("{cf}.name"), e.to_string()))?;
+            Some(n.to_string())
+        }
+        _ => None,
+    };
+    Ok(PodParts { command, image, ports, host_ports, readiness, security, resources, container })
 }
 
 /// A v1 Pod into a [`PodSpec`] in `namespace`.
@@ -326,7 +354,8 @@ pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
         security: parts.security,
         image: parts.image,
         resources: parts.resources,
-        annotations: Default::default(),
+        annotations: annotations(&ctx, body)?,
+        container: parts.container,
     })
 }
 
@@ -378,9 +407,13 @@ pub fn deployment(body: &Value, namespace: &str) -> Result<DeploymentSpec, Statu
         security: parts.security,
         image: parts.image,
         resources: parts.resources,
-        annotations: Default::default(),
-        object_labels: None,
-        selector: None,
+        annotations: annotations(&ctx, body)?,
+        object_labels: match &body["metadata"]["labels"] {
+            Value::Null => None,
+            value => Some(labels(&ctx, value, "metadata.labels")?),
+        },
+        selector: Some(match_labels),
+        container: parts.container,
     })
 }
 
@@ -467,8 +500,8 @@ pub fn service(body: &Value, namespace: &str) -> Result<ServiceSpec, Status> {
         session_affinity,
         external_name,
         service_type,
-        labels: Default::default(),
-        annotations: Default::default(),
+        labels: labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?,
+        annotations: annotations(&ctx, body)?,
     })
 }
 

@@ -27,6 +27,7 @@ pub mod files;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
+pub mod patch;
 pub mod protobuf;
 pub mod routes;
 pub mod select;
@@ -35,6 +36,7 @@ pub mod status;
 pub mod table;
 pub mod tls;
 pub mod verbs;
+pub mod write;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -138,6 +138,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
     let status = &pod.status;
     let mut meta = metadata(&spec.name, Some(&spec.namespace), &pod.uid, pod.created_at, rv);
     meta["labels"] = json!(spec.labels);
+    annotate(&mut meta, &spec.annotations);
     if let Some(owner) = &spec.owner {
         meta["ownerReferences"] = json!([{ "apiVersion": "apps/v1", "kind": "Deployment", "name": owner, "controller": true, "uid": "" }]);
     }
@@ -156,7 +157,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         } }),
     };
     let parts = ContainerParts {
-        name: &spec.name,
+        name: spec.container.as_deref().unwrap_or(&spec.name),
         command: &spec.command,
         image: spec.image.as_ref(),
         ports: &spec.ports,
@@ -182,7 +183,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
             "podIPs": status.pod_ip.map(|ip| vec![json!({ "ip": ip })]).unwrap_or_default(),
             "startTime": status.started_at.map(timestamp),
             "containerStatuses": [{
-                "name": spec.name,
+                "name": spec.container.as_deref().unwrap_or(&spec.name),
                 "ready": status.ready,
                 "restartCount": status.restarts,
                 "state": state,
@@ -196,10 +197,11 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
 pub fn deployment(d: &Deployment, rv: u64) -> Value {
     let spec = &d.spec;
     let mut meta = metadata(&spec.name, Some(&spec.namespace), &d.uid, d.created_at, rv);
-    meta["labels"] = json!(spec.labels);
+    meta["labels"] = json!(spec.object_labels());
+    annotate(&mut meta, &spec.annotations);
     meta["generation"] = json!(1);
     let parts = ContainerParts {
-        name: &spec.name,
+        name: spec.container.as_deref().unwrap_or(&spec.name),
         command: &spec.command,
         image: spec.image.as_ref(),
         ports: &spec.ports,
@@ -214,7 +216,7 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
         "metadata": meta,
         "spec": {
             "replicas": spec.replicas,
-            "selector": { "matchLabels": spec.labels },
+            "selector": { "matchLabels": spec.selector() },
             "template": {
                 "metadata": { "labels": spec.labels },
                 "spec": { "containers": [container(&parts)] },
@@ -280,11 +282,15 @@ pub fn service(s: &Service, rv: u64) -> Value {
     if let Some(target) = &spec.external_name {
         out["spec"] = json!({ "type": "ExternalName", "externalName": target, "ports": out["spec"]["ports"], "sessionAffinity": "None" });
     }
+    if !spec.labels.is_empty() {
+        out["metadata"]["labels"] = json!(spec.labels);
+    }
+    annotate(&mut out["metadata"], &spec.annotations);
     if let Some(lb) = &s.load_balancer {
         let ingress: Vec<Value> = lb.ingress.iter().map(|ip| json!({ "ip": ip })).collect();
         out["status"]["loadBalancer"] = json!({ "ingress": ingress });
         if let Some(problem) = &lb.problem {
-            out["metadata"]["annotations"] = json!({ "podnet.io/problem": problem });
+            out["metadata"]["annotations"][PROBLEM_ANNOTATION] = json!(problem);
         }
     }
     if let SessionAffinity::ClientIp { timeout_seconds } = spec.session_affinity {
@@ -292,6 +298,17 @@ pub fn service(s: &Service, rv: u64) -> Value {
         out["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": timeout_seconds } });
     }
     out
+}
+
+/// The annotation podnet shows a LoadBalancer's problem in (not stored).
+pub const PROBLEM_ANNOTATION: &str = "podnet.io/problem";
+
+/// Adds `metadata.annotations` when there are any (Kubernetes omits an
+/// empty map).
+fn annotate(meta: &mut Value, annotations: &crate::model::Annotations) {
+    if !annotations.is_empty() {
+        meta["annotations"] = json!(annotations);
+    }
 }
 
 /// A port object with its `name` when it has one (Kubernetes omits an
@@ -418,6 +435,7 @@ mod tests {
             }),
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
             annotations: Default::default(),
+            container: None,
         };
         let status = PodStatus {
             phase: Phase::Running,

@@ -154,11 +154,11 @@ impl Server {
         if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
             return Err(Status::not_acceptable(format!("podnet answers in JSON, not {accept}")));
         }
-        let body =
-            self.body(&bytes, parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or(""))?;
+        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let body = self.body(&bytes, content_type)?;
         let query = parse_query(parts.uri.query().unwrap_or(""));
-        let asked =
-            Asked { method: &parts.method, query: &query, table: accept.contains("as=Table"), body: &body };
+        let table = accept.contains("as=Table");
+        let asked = Asked { method: &parts.method, query: &query, table, body: &body, content_type };
         self.verbs.answer(route, &asked).await.map(Answered::Json)
     }
 
@@ -170,6 +170,13 @@ impl Server {
         if content_type.starts_with("application/vnd.kubernetes.protobuf") {
             return super::protobuf::decode(bytes)
                 .inspect_err(|_| self.counters.count(Reason::MalformedMessage));
+        }
+        if content_type.starts_with("application/apply-patch+yaml") {
+            // Server-side apply's body (YAML, of which JSON is a subset).
+            return serde_yaml_ng::from_slice(bytes).map_err(|e| {
+                self.counters.count(Reason::MalformedMessage);
+                Status::bad_request(format!("the apply patch is not YAML: {e}"))
+            });
         }
         if !content_type.is_empty() && !content_type.contains("json") {
             self.counters.count(Reason::MalformedMessage);

@@ -92,6 +92,9 @@ pub struct PodSpec {
     /// Annotations (metadata.annotations).
     #[serde(default)]
     pub annotations: Annotations,
+    /// Its container's name, when it is not the pod's.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 /// The image a pod runs and how its command is made from the image's
@@ -381,6 +384,9 @@ pub struct DeploymentSpec {
     /// spec.selector.matchLabels, when it is not all of `labels`.
     #[serde(default)]
     pub selector: Option<Labels>,
+    /// Its pods' container's name, when it is not the deployment's.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 impl DeploymentSpec {

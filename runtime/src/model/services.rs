@@ -204,6 +204,7 @@ mod tests {
             image: None,
             resources: Default::default(),
             annotations: Default::default(),
+            container: None,
         }
     }
 
