@@ -50,6 +50,8 @@ enum Answered {
     Json(Reply),
     /// A pod's log.
     Text(Vec<u8>),
+    /// Bytes of another type (the OpenAPI v2 document, in protobuf).
+    Bytes(Vec<u8>, &'static str),
 }
 
 /// Serves connections from `listener` through `gate` until the task ends.
@@ -89,6 +91,7 @@ impl Server {
                 (code, body.to_string().into_bytes(), "application/json", false)
             }
             Ok(Answered::Text(text)) => (200, text, "text/plain", false),
+            Ok(Answered::Bytes(bytes, content_type)) => (200, bytes, content_type, false),
             Err(status) => (
                 status.code,
                 status.to_json().to_string().into_bytes(),
@@ -136,6 +139,9 @@ impl Server {
                 Ok(Err(_)) => return Err(Status::bad_request("the request body could not be read")),
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
+        if parts.uri.path() == "/openapi/v2" && parts.method == Method::GET {
+            return Ok(Answered::Bytes(super::openapi::v2(), super::openapi::V2_PROTOBUF));
+        }
         let route = routes::route(parts.uri.path())?;
         if let Route::Document(document) = route {
             return match parts.method {

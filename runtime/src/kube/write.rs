@@ -92,7 +92,8 @@ impl Verbs {
             Some(kind) => patch::apply(kind, &live, asked.body)?,
         };
         check_version(&label(resource), name, &live, &object)?;
-        self.strict(resource, asked, if kind.is_some() { asked.body } else { &object })?;
+        // The patched object: the patch itself may hold `$` directives.
+        self.strict(resource, asked, &object)?;
         if object["metadata"]["name"].as_str().is_some_and(|n| n != name) {
             return Err(Status::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
