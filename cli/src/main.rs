@@ -4,6 +4,7 @@
 // Unsafe code lives in `sys`, behind safe wrappers.
 #![deny(unsafe_code)]
 
+mod apply;
 mod args;
 mod capture;
 mod demo;
@@ -85,6 +86,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run().await,
+        Command::Apply { file, ns } => apply::run(socket, &file, &ns.namespace).await,
         Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
         Command::Run(args) => {
             let (command, image) = args.pod.workload(args.command);
@@ -434,7 +436,7 @@ pub async fn call(socket: &Path, request: Request) -> Result<Response, CliError>
 static REMOTE: std::sync::OnceLock<(std::net::SocketAddr, runtime::cluster::token::Token)> =
     std::sync::OnceLock::new();
 
-fn unexpected<T>() -> Result<T, CliError> {
+pub(crate) fn unexpected<T>() -> Result<T, CliError> {
     Err(CliError::Unexpected)
 }
 

@@ -25,6 +25,7 @@ pub mod discovery;
 pub mod fields;
 pub mod files;
 pub mod kubeconfig;
+pub mod manifest;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
