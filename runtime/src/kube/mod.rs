@@ -6,7 +6,9 @@
 //! no cluster state of its own.
 //!
 //! Files: `server` (TLS + HTTP, auth, bounds), `routes` (URL → what),
-//! `verbs` (what each request does), `discovery`, `objects` (podnet →
+//! `verbs` (what each request does), `write` (update, patch, namespaces,
+//! dry runs), `patch` (JSON, merge and strategic merge patches),
+//! `manifest` (files for `podnet apply`), `discovery`, `objects` (podnet →
 //! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `protobuf`
 //! (kubectl's protobuf bodies → JSON), `fields` (strict field validation),
 //! `openapi` (what kubectl's validation looks for), `table`
@@ -14,9 +16,11 @@
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
 //! `kubeconfig`, `files`.
 //!
-//! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! OpenAPI schemas (`kubectl explain`), per-node credentials; resourceVersion is one counter
-//! the server keeps (bumped by changes made through the API).
+//! Not in this slice: watch, exec/logs/port-forward, OpenAPI schemas
+//! (`kubectl explain`), per-node credentials, managedFields (server-side
+//! apply merges the applied object like a strategic merge patch, without
+//! field ownership or conflicts between managers); resourceVersion is one
+//! counter the server keeps (bumped by changes made through the API).
 
 pub mod agent;
 pub mod auth;

@@ -149,7 +149,115 @@ impl Verbs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::server::{Answer, Call};
+    use crate::model::{Deployment, DeploymentSpec};
     use serde_json::json;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Verbs over a fake agent holding deployment `web` (when `exists`):
+    /// it answers lists, and echoes updates and creations; every request
+    /// it got is kept.
+    fn verbs(exists: bool) -> (Verbs, Arc<Mutex<Vec<Request>>>) {
+        let body = json!({ "kind": "Deployment", "apiVersion": "apps/v1",
+            "metadata": { "name": "web", "labels": { "app": "web" } },
+            "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "web" } }, "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "app", "image": "app:v1", "ports": [{ "containerPort": 80 }] }] } } } });
+        let spec = decode::deployment(&body, "default").unwrap();
+        let (calls, mut requests) = tokio::sync::mpsc::channel::<Call>(4);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let as_deployment = |spec: DeploymentSpec| Deployment {
+            uid: "u".into(),
+            created_at: 0,
+            spec,
+            replicas: 0,
+            ready_replicas: 0,
+        };
+        tokio::spawn(async move {
+            while let Some((request, reply)) = requests.recv().await {
+                log.lock().unwrap().push(request.clone());
+                let answer = match request {
+                    Request::GetDeployments { .. } => {
+                        Response::Deployments(if exists { vec![as_deployment(spec.clone())] } else { vec![] })
+                    }
+                    Request::UpdateDeployment(spec) | Request::CreateDeployment(spec) => {
+                        Response::Deployment(as_deployment(spec))
+                    }
+                    Request::DryRun(inner) => match *inner {
+                        Request::UpdateDeployment(spec) => Response::Deployment(as_deployment(spec)),
+                        _ => Response::Done,
+                    },
+                    _ => Response::Done,
+                };
+                let _ = reply.send(Ok(Answer::Once(Box::new(answer))));
+            }
+        });
+        (Verbs::new(super::super::agent::Agent::new(calls, Duration::from_secs(5))), seen)
+    }
+
+    async fn patch(
+        verbs: &Verbs,
+        content_type: &str,
+        query: &[(&str, &str)],
+        body: Value,
+    ) -> Result<Reply, Status> {
+        let query: BTreeMap<String, String> =
+            query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let asked = Asked { method: &Method::PATCH, query: &query, table: false, body: &body, content_type };
+        let resource = super::super::discovery::find("apps", "deployments").unwrap();
+        let dry = dry_run(&query)?;
+        verbs.update(resource, Some("default"), "web", &asked, dry).await
+    }
+
+    #[tokio::test]
+    async fn a_strategic_patch_becomes_one_update_of_the_merged_object() {
+        let (verbs, seen) = verbs(true);
+        let body = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": "app:v2" }] } } } });
+        let (code, object) =
+            patch(&verbs, "application/strategic-merge-patch+json", &[], body).await.unwrap();
+        assert_eq!(code, 200);
+        let c = &object["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!((c["name"].as_str(), c["image"].as_str()), (Some("app"), Some("app:v2")));
+        assert_eq!(c["ports"][0]["containerPort"], 80, "merged into the live container, not replacing it");
+        let sent = seen.lock().unwrap().clone();
+        let Some(Request::UpdateDeployment(spec)) = sent.last() else { panic!("{sent:?}") };
+        assert_eq!(spec.image.as_ref().unwrap().image, "app:v2");
+        // A dry run goes as one.
+        let body = json!({ "spec": { "replicas": 3 } });
+        patch(&verbs, "application/merge-patch+json", &[("dryRun", "All")], body).await.unwrap();
+        assert!(matches!(seen.lock().unwrap().last(), Some(Request::DryRun(_))));
+    }
+
+    #[tokio::test]
+    async fn stale_versions_bad_patches_and_missing_managers_send_nothing() {
+        let (verbs, seen) = verbs(true);
+        let stale = json!({ "metadata": { "resourceVersion": "999" }, "spec": { "replicas": 2 } });
+        let e = patch(&verbs, "application/merge-patch+json", &[], stale).await.unwrap_err();
+        assert_eq!(e.code, 409);
+        let bad = json!({ "spec": { "replicas": -1 } });
+        let e = patch(&verbs, "application/merge-patch+json", &[], bad).await.unwrap_err();
+        assert_eq!((e.code, e.causes[0].0.as_str()), (422, "spec.replicas"));
+        let e = patch(&verbs, "application/apply-patch+yaml", &[], json!({})).await.unwrap_err();
+        assert!(e.message.contains("fieldManager"), "{}", e.message);
+        assert_eq!(patch(&verbs, "text/plain", &[], json!({})).await.unwrap_err().code, 415);
+        let sent = seen.lock().unwrap().clone();
+        assert!(sent.iter().all(|r| matches!(r, Request::GetDeployments { .. })), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn server_side_apply_creates_what_is_absent() {
+        let (verbs, seen) = verbs(false);
+        let body = json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web" },
+            "spec": { "selector": { "matchLabels": { "app": "web" } }, "template": { "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "app", "image": "app:v1" }] } } } });
+        let (code, _) = patch(&verbs, "application/apply-patch+yaml", &[("fieldManager", "kubectl")], body)
+            .await
+            .unwrap();
+        assert_eq!(code, 201);
+        assert!(matches!(seen.lock().unwrap().last(), Some(Request::CreateDeployment(_))));
+    }
 
     #[test]
     fn a_stale_resource_version_is_a_conflict_and_none_is_no_check() {
