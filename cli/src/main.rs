@@ -135,6 +135,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 object_labels: None,
                 selector: None,
                 container: None,
+                strategy: Default::default(),
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();

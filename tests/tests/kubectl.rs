@@ -501,11 +501,12 @@ fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
 }
 
 /// The app manifest: a Deployment of `replicas` pods of the app image
-/// `tag` (its container named `app`, ready when port 8080 answers) with
+/// `tag` (its container named `app`, ready when port 8080 answers; rolled
+/// one new pod at a time, none of the old going before it is ready) with
 /// the deployment labels `labels`, and a Service `web` in front of it.
 fn app_manifest(replicas: u32, tag: &str, labels: &str) -> String {
     format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: app\n        image: {REGISTRY}/test/app:{tag}\n        ports:\n        - containerPort: 8080\n        readinessProbe:\n          tcpSocket: {{port: 8080}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  strategy:\n    type: RollingUpdate\n    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: app\n        image: {REGISTRY}/test/app:{tag}\n        ports:\n        - containerPort: 8080\n        readinessProbe:\n          tcpSocket: {{port: 8080}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
     )
 }
 

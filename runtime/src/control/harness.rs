@@ -417,6 +417,7 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         object_labels: None,
         selector: None,
         container: None,
+        strategy: Default::default(),
     }
 }
 

@@ -61,11 +61,12 @@ impl ControlPlane {
     /// [`ControlPlane::reconcile`] inside a change already under way.
     ///
     /// A deployment whose template changed is rolled as Kubernetes'
-    /// RollingUpdate with its defaults (maxSurge 25% rounded up,
-    /// maxUnavailable 25% rounded down, not both 0): new pods are made
-    /// while there are at most replicas + maxSurge pods, and old ones are
-    /// deleted (not-ready first) while at least replicas - maxUnavailable
-    /// pods stay ready. It moves on at each turn as pods become ready.
+    /// RollingUpdate (by default maxSurge 25% rounded up, maxUnavailable
+    /// 25% rounded down, not both 0): new pods are made while there are at
+    /// most replicas + maxSurge pods, and old ones are deleted (not-ready
+    /// first) while at least replicas - maxUnavailable pods stay ready. It
+    /// moves on at each turn as pods become ready. Recreate is the bounds
+    /// (0, replicas): the old pods go, then the new come.
     pub(super) fn reconcile_pods(&mut self, now: Now) -> bool {
         let mut changed = false;
         let specs: Vec<_> = self.deployments.values().map(|d| d.spec.clone()).collect();
@@ -76,10 +77,8 @@ impl ControlPlane {
                 .into_iter()
                 .partition(|o| runs(&self.pods[&o.key].record.spec, &template));
             let want = spec.replicas as usize;
-            let (surge, unavailable) = match (want.div_ceil(4), want / 4) {
-                (0, 0) => (0, 1),
-                bounds => bounds,
-            };
+            let (surge, unavailable) = spec.strategy.bounds(spec.replicas);
+            let (surge, unavailable) = (surge as usize, unavailable as usize);
             let most = if old.is_empty() { want } else { want + surge };
             while new.len() < want && new.len() + old.len() < most {
                 let pod =

@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe, Resources,
-    SecurityContext, Service, SessionAffinity, TargetPort,
+    Amount, ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe,
+    Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
 };
 
 /// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
@@ -217,6 +217,7 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
         "spec": {
             "replicas": spec.replicas,
             "selector": { "matchLabels": spec.selector() },
+            "strategy": strategy(&spec.strategy),
             "template": {
                 "metadata": { "labels": spec.labels },
                 "spec": { "containers": [container(&parts)] },
@@ -230,6 +231,21 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "availableReplicas": d.ready_replicas,
         },
     })
+}
+
+/// spec.strategy as Kubernetes shows it (`"25%"`, or a count).
+fn strategy(strategy: &Strategy) -> Value {
+    let amount = |a: Amount| match a {
+        Amount::Count(n) => json!(n),
+        Amount::Percent(p) => json!(format!("{p}%")),
+    };
+    match *strategy {
+        Strategy::RollingUpdate { max_surge, max_unavailable } => json!({
+            "type": "RollingUpdate",
+            "rollingUpdate": { "maxSurge": amount(max_surge), "maxUnavailable": amount(max_unavailable) },
+        }),
+        Strategy::Recreate => json!({ "type": "Recreate" }),
+    }
 }
 
 /// A deployment's scale subresource (autoscaling/v1 Scale).

@@ -6,6 +6,8 @@
 //! item — containers, env and volumes by name, container ports by
 //! containerPort, Service ports by port; other lists are replaced.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::status::Status;
@@ -116,14 +118,16 @@ fn strategic(target: &mut Value, patch: &Value, path: &str) -> Result<(), Status
     for (key, value) in patch {
         let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            let gone = value.as_array().cloned().unwrap_or_default();
+            let gone: HashSet<String> =
+                value.as_array().into_iter().flatten().map(Value::to_string).collect();
             if let Some(Value::Array(list)) = map.get_mut(field) {
-                list.retain(|v| !gone.contains(v));
+                list.retain(|v| !gone.contains(&v.to_string()));
             }
             continue;
         }
         // Ordering hints (kubectl's 3-way patches send them): podnet keeps
-        // the order the merge gives.
+        // the order the merge gives; `$retainKeys` is applied after the
+        // merge, below.
         if key.starts_with("$setElementOrder/") || key == "$retainKeys" || key == "$patch" {
             continue;
         }
@@ -151,17 +155,31 @@ fn strategic(target: &mut Value, patch: &Value, path: &str) -> Result<(), Status
             }
         }
     }
+    // `$retainKeys` (the patch strategy of a deployment's strategy): the
+    // map keeps only the keys named.
+    if let Some(Value::Array(keep)) = patch.get("$retainKeys") {
+        let keep: HashSet<&str> = keep.iter().filter_map(Value::as_str).collect();
+        map.retain(|k, _| keep.contains(k.as_str()));
+    }
     Ok(())
 }
 
 /// Merges the items of a keyed list: an item whose key is in the live
 /// list is merged into it, `$patch: delete` removes it, a new one is
-/// appended.
+/// appended. Items are found through an index, so a hostile patch of many
+/// items costs linear time, not quadratic.
 fn merge_list(live: &mut Value, items: &[Value], key: &str, path: &str) -> Result<(), Status> {
-    if !live.is_array() {
-        *live = Value::Array(Vec::new());
+    let current = match live.take() {
+        Value::Array(list) => list,
+        _ => Vec::new(),
+    };
+    let mut list: Vec<Option<Value>> = current.into_iter().map(Some).collect();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, item) in list.iter().enumerate() {
+        if let Some(id) = item.as_ref().and_then(|v| v.get(key)) {
+            index.entry(id.to_string()).or_insert(i);
+        }
     }
-    let list = live.as_array_mut().expect("made an array above");
     for (i, item) in items.iter().enumerate() {
         let at = format!("{path}[{i}]");
         let Some(id) = item.get(key).filter(|v| !v.is_null()) else {
@@ -169,15 +187,17 @@ fn merge_list(live: &mut Value, items: &[Value], key: &str, path: &str) -> Resul
                 "{at}: the items of {path} are merged by `{key}`, and this one has none"
             )));
         };
-        let found = list.iter().position(|l| l.get(key) == Some(id));
+        let id = id.to_string();
+        let found = index.get(&id).copied().filter(|&n| list[n].is_some());
         match (item.get("$patch").and_then(Value::as_str), found) {
-            (Some("delete"), Some(index)) => {
-                list.remove(index);
-            }
+            (Some("delete"), Some(n)) => list[n] = None,
             (Some("delete"), None) => {}
-            (Some("replace"), Some(index)) => list[index] = without_directives(item),
-            (None | Some("merge"), Some(index)) => strategic(&mut list[index], item, &at)?,
-            (None | Some("merge" | "replace"), None) => list.push(without_directives(item)),
+            (Some("replace"), Some(n)) => list[n] = Some(without_directives(item)),
+            (None | Some("merge"), Some(n)) => strategic(list[n].as_mut().expect("found above"), item, &at)?,
+            (None | Some("merge" | "replace"), None) => {
+                index.insert(id, list.len());
+                list.push(Some(without_directives(item)));
+            }
             (Some(other), _) => {
                 return Err(Status::invalid_patch(format!(
                     "{at}: podnet does not take `$patch: {other}` in a list"
@@ -185,6 +205,7 @@ fn merge_list(live: &mut Value, items: &[Value], key: &str, path: &str) -> Resul
             }
         }
     }
+    *live = Value::Array(list.into_iter().flatten().collect());
     Ok(())
 }
 
@@ -246,6 +267,10 @@ mod tests {
         ] } } } });
         let out = apply(PatchKind::Strategic, &live(), &patch).unwrap();
         assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["ports"], json!([]));
+        let strategy = json!({ "spec": { "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1 } } } });
+        let switch = json!({ "spec": { "strategy": { "$retainKeys": ["type"], "type": "Recreate" } } });
+        let out = apply(PatchKind::Strategic, &strategy, &switch).unwrap();
+        assert_eq!(out["spec"]["strategy"], json!({ "type": "Recreate" }), "rollingUpdate cleared");
         let bad = json!({ "spec": { "$patch": "merge-sideways" } });
         let e = apply(PatchKind::Strategic, &live(), &json!({ "spec": { "$weird": 1 } })).unwrap_err();
         assert_eq!(e.code, 422);

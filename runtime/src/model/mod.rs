@@ -387,6 +387,72 @@ pub struct DeploymentSpec {
     /// Its pods' container's name, when it is not the deployment's.
     #[serde(default)]
     pub container: Option<String>,
+    /// How a changed template replaces its pods.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+/// How a deployment replaces its pods when its template changes
+/// (spec.strategy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// New pods first, old ones as the new become ready: at most
+    /// `max_surge` pods over the replica count, at most `max_unavailable`
+    /// fewer ready.
+    RollingUpdate {
+        /// maxSurge (rounded up from a percentage).
+        max_surge: Amount,
+        /// maxUnavailable (rounded down from a percentage).
+        max_unavailable: Amount,
+    },
+    /// Every old pod goes before new ones are made.
+    Recreate,
+}
+
+impl Default for Strategy {
+    /// Kubernetes' default: RollingUpdate, 25% and 25%.
+    fn default() -> Self {
+        Strategy::RollingUpdate { max_surge: Amount::Percent(25), max_unavailable: Amount::Percent(25) }
+    }
+}
+
+impl Strategy {
+    /// (pods over `replicas` allowed, ready pods under `replicas` allowed)
+    /// during a rollout, as Kubernetes resolves them: never both 0.
+    pub fn bounds(&self, replicas: u32) -> (u32, u32) {
+        match *self {
+            Strategy::RollingUpdate { max_surge, max_unavailable } => {
+                match (max_surge.of(replicas, true), max_unavailable.of(replicas, false)) {
+                    (0, 0) => (0, 1),
+                    bounds => bounds,
+                }
+            }
+            Strategy::Recreate => (0, replicas.max(1)),
+        }
+    }
+}
+
+/// A count, or a percentage of the replica count (maxSurge, maxUnavailable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Amount {
+    /// So many pods.
+    Count(u32),
+    /// This percentage of the replicas.
+    Percent(u32),
+}
+
+impl Amount {
+    /// The pods it stands for with `replicas` replicas.
+    pub fn of(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            Amount::Count(n) => n,
+            Amount::Percent(p) => {
+                let scaled = u64::from(replicas) * u64::from(p);
+                let n = if round_up { scaled.div_ceil(100) } else { scaled / 100 };
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }
+        }
+    }
 }
 
 impl DeploymentSpec {

@@ -4,7 +4,7 @@
 
 use crate::api::{Request, Response};
 use crate::control::harness::*;
-use crate::model::{ClusterIpRequest, Pod, ServiceType};
+use crate::model::{Amount, ClusterIpRequest, Pod, ServiceType, Strategy};
 
 fn web_pods(h: &mut Harness) -> Vec<Pod> {
     h.pods().into_iter().filter(|p| p.spec.owner.as_deref() == Some("web")).collect()
@@ -192,4 +192,34 @@ fn a_dry_run_answers_and_changes_nothing() {
     // Names after a dry run are the ones they would have been.
     let Response::Pod(real) = h.ok(Request::RunPod(pod("x"))) else { panic!() };
     assert_eq!(real.spec.name, "x");
+}
+
+#[test]
+fn recreate_and_explicit_bounds_are_honoured() {
+    let mut h = Harness::new(8);
+    let mut spec = deployment("web", 2);
+    spec.strategy = Strategy::Recreate;
+    h.ok(Request::CreateDeployment(spec.clone()));
+    h.settle();
+    h.local_ready = |p| p.spec.command != new_command();
+    spec.command = new_command();
+    h.ok(Request::UpdateDeployment(spec.clone()));
+    // Recreate: the old pods go first; the new ones come on the next turn.
+    assert!(web_pods(&mut h).is_empty());
+    h.settle();
+    assert_eq!(web_pods(&mut h).len(), 2);
+    // maxSurge 1, maxUnavailable 0: one new pod at a time, no old one
+    // goes while the new are not ready.
+    h.local_ready = |p| p.spec.command == new_command();
+    h.settle();
+    spec.strategy =
+        Strategy::RollingUpdate { max_surge: Amount::Count(1), max_unavailable: Amount::Count(0) };
+    spec.command = vec!["sleep".into(), "3".into()];
+    h.ok(Request::UpdateDeployment(spec));
+    for _ in 0..3 {
+        h.settle();
+        let pods = web_pods(&mut h);
+        assert_eq!(pods.len(), 3, "{pods:?}");
+        assert_eq!(pods.iter().filter(|p| p.spec.command == new_command()).count(), 2, "{pods:?}");
+    }
 }
