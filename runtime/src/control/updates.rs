@@ -98,6 +98,15 @@ impl ControlPlane {
         spec.cluster_ip = old.spec.cluster_ip;
         let kept: Vec<(Protocol, u16)> =
             old.spec.ports.iter().filter_map(|p| Some((p.protocol, p.node_port?))).collect();
+        if spec.service_type == ServiceType::ClusterIP && old.spec.service_type != ServiceType::ClusterIP {
+            // Node ports the client sent back unchanged go with the type
+            // that needed them (Kubernetes' dropTypeDependentFields).
+            for port in spec.ports.iter_mut() {
+                if port.node_port.is_some_and(|n| kept.contains(&(port.protocol, n))) {
+                    port.node_port = None;
+                }
+            }
+        }
         if spec.service_type != ServiceType::ClusterIP {
             for port in spec.ports.iter_mut().filter(|p| p.node_port.is_none()) {
                 port.node_port = old

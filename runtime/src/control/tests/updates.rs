@@ -115,9 +115,11 @@ fn a_service_keeps_its_cluster_ip_and_node_ports() {
     spec.cluster_ip = ClusterIpRequest::Fixed(std::net::Ipv4Addr::new(10, 96, 0, 99));
     let e = h.err(Request::UpdateService(spec.clone()));
     assert!(e.starts_with("spec.clusterIP: Invalid value: field is immutable"), "{e}");
-    // Back to ClusterIP: the node port goes.
+    // Back to ClusterIP: the node port goes, also when the client sends
+    // it back (a patch of the type alone).
     let mut plain = service("web", "web");
     plain.service_type = ServiceType::ClusterIP;
+    plain.ports[0].node_port = Some(node_port);
     let Response::Service(s) = h.ok(Request::UpdateService(plain)) else { panic!() };
     assert_eq!((s.cluster_ip, s.spec.ports[0].node_port), (Some(ip), None));
 }
