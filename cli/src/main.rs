@@ -136,6 +136,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 selector: None,
                 container: None,
                 strategy: Default::default(),
+                template_annotations: Default::default(),
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();

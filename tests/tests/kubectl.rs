@@ -646,6 +646,18 @@ fn kubectl_apply_diff_patch_replace_and_delete_change_podnet_objects() {
     );
     assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.note}"]), "hi");
 
+    // kubectl rollout restart: an annotation on the pod template, which
+    // replaces the pods.
+    let before: Vec<String> = web_pods(&node).into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        ok(&node, &["rollout", "restart", "deployment", "web"]).trim(),
+        "deployment.apps/web restarted"
+    );
+    eventually(Duration::from_secs(60), "the restarted pods", || {
+        let pods = web_pods(&node);
+        (pods.len() == 2 && pods.iter().all(|p| p.2 && !before.contains(&p.0))).then_some(())
+    });
+
     // Bad patches: 422 with the field, nothing changed.
     let bad = r#"[{"op":"remove","path":"/spec/nothing"}]"#;
     fails(&node, &["patch", "deployment", "web", "--type=json", "-p", bad], "/spec/nothing");

@@ -418,6 +418,7 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         selector: None,
         container: None,
         strategy: Default::default(),
+        template_annotations: Default::default(),
     }
 }
 

@@ -204,6 +204,7 @@ impl ControlPlane {
             return Err(ControlError::SelectorMismatch);
         }
         check_annotations(&spec.annotations)?;
+        check_annotations(&spec.template_annotations)?;
         if spec.selector.as_ref() == Some(&spec.labels) {
             spec.selector = None;
         }

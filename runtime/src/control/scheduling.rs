@@ -144,7 +144,7 @@ fn template(spec: &DeploymentSpec) -> PodSpec {
         security: spec.security,
         image: spec.image.clone(),
         resources: spec.resources,
-        annotations: Default::default(),
+        annotations: spec.template_annotations.clone(),
         container: spec.container.clone(),
     }
 }
@@ -153,10 +153,11 @@ fn template(spec: &DeploymentSpec) -> PodSpec {
 /// and annotations added to it since (`kubectl label pod`).
 fn runs(pod: &PodSpec, template: &PodSpec) -> bool {
     template.labels.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+        && template.annotations.iter().all(|(k, v)| pod.annotations.get(k) == Some(v))
         && PodSpec {
             name: String::new(),
             labels: template.labels.clone(),
-            annotations: Default::default(),
+            annotations: template.annotations.clone(),
             ..pod.clone()
         } == *template
 }

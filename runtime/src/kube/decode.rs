@@ -415,6 +415,7 @@ pub fn deployment(body: &Value, namespace: &str) -> Result<DeploymentSpec, Statu
         selector: Some(match_labels),
         container: parts.container,
         strategy: strategy(&ctx, &spec["strategy"])?,
+        template_annotations: annotations(&ctx, &spec["template"])?,
     })
 }
 

@@ -219,7 +219,7 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "selector": { "matchLabels": spec.selector() },
             "strategy": strategy(&spec.strategy),
             "template": {
-                "metadata": { "labels": spec.labels },
+                "metadata": template_metadata(spec),
                 "spec": { "containers": [container(&parts)] },
             },
         },
@@ -231,6 +231,14 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "availableReplicas": d.ready_replicas,
         },
     })
+}
+
+/// A deployment's pod template's metadata: its labels, and annotations
+/// when it has any.
+fn template_metadata(spec: &crate::model::DeploymentSpec) -> Value {
+    let mut meta = json!({ "labels": spec.labels });
+    annotate(&mut meta, &spec.template_annotations);
+    meta
 }
 
 /// spec.strategy as Kubernetes shows it (`"25%"`, or a count).

@@ -390,6 +390,10 @@ pub struct DeploymentSpec {
     /// How a changed template replaces its pods.
     #[serde(default)]
     pub strategy: Strategy,
+    /// Its pods' annotations (spec.template.metadata.annotations; a
+    /// change rolls them, as `kubectl rollout restart` relies on).
+    #[serde(default)]
+    pub template_annotations: Annotations,
 }
 
 /// How a deployment replaces its pods when its template changes
