@@ -33,6 +33,15 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Make a Service for a deployment's or a pod's pods.
     Expose(ExposeArgs),
+    /// Create or update the objects of a manifest (YAML or JSON, several
+    /// documents, `kind: List`), as `kubectl apply -f` does.
+    Apply {
+        /// The manifest file, or `-` for stdin.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[command(flatten)]
+        ns: Namespace,
+    },
     /// Change a live object (a Service's session affinity).
     Patch {
         /// Only `service` (or `svc`).

@@ -170,6 +170,8 @@ mod tests {
                     env: vec![],
                 }),
                 resources: Default::default(),
+                annotations: Default::default(),
+                container: None,
             },
             status: PodStatus {
                 phase: Phase::Pending,

@@ -71,6 +71,8 @@ pub(crate) async fn run(socket: &Path, args: ExposeArgs) -> Result<String, CliEr
         session_affinity: affinity(args.session_affinity, args.session_affinity_timeout)?,
         external_name: None,
         service_type: args.service_type,
+        labels: Default::default(),
+        annotations: Default::default(),
     };
     let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
         return unexpected();

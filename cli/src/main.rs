@@ -4,6 +4,7 @@
 // Unsafe code lives in `sys`, behind safe wrappers.
 #![deny(unsafe_code)]
 
+mod apply;
 mod args;
 mod capture;
 mod demo;
@@ -86,6 +87,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run().await,
+        Command::Apply { file, ns } => apply::run(socket, &file, &ns.namespace).await,
         Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
         Command::Run(args) => {
             let (command, image) = args.pod.workload(args.command);
@@ -104,6 +106,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 host_ports: args.pod.host_ports,
                 image,
+                annotations: Default::default(),
+                container: None,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();
@@ -128,6 +132,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 host_ports: pod.host_ports,
                 image,
+                annotations: Default::default(),
+                object_labels: None,
+                selector: None,
+                container: None,
+                strategy: Default::default(),
+                template_annotations: Default::default(),
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();
@@ -223,6 +233,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 session_affinity: SessionAffinity::None,
                 external_name: Some(external_name),
                 service_type: Default::default(),
+                labels: Default::default(),
+                annotations: Default::default(),
             };
             let Response::Service(service) = call(socket, Request::CreateService(spec)).await? else {
                 return unexpected();
@@ -429,7 +441,7 @@ static REMOTE: std::sync::OnceLock<Remote> = std::sync::OnceLock::new();
 /// A cluster server's address, its join token and the admin's credential.
 type Remote = (std::net::SocketAddr, runtime::cluster::token::Token, runtime::cluster::client::Caller);
 
-fn unexpected<T>() -> Result<T, CliError> {
+pub(crate) fn unexpected<T>() -> Result<T, CliError> {
     Err(CliError::Unexpected)
 }
 

@@ -5,14 +5,18 @@
 //!   then read as a Pod, a Deployment, a Service and a scale, with the
 //!   strict-field check, as the server does for each kind;
 //! - a URL path, routed;
-//! - a label and a field selector, parsed and matched against an object.
+//! - a label and a field selector, parsed and matched against an object;
+//! - a PATCH body, applied as each kind of patch to a live Deployment and
+//!   the result decoded, as an update does;
+//! - a manifest for `podnet apply` (YAML documents, lists).
 //!
 //! Checks: nothing panics, and refusals are Status errors (a 4xx), never a
 //! crash; the counting allocator bounds what decoding may hold.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runtime::kube::{decode, fields, protobuf, routes, select};
+use runtime::kube::patch::{self, PatchKind};
+use runtime::kube::{decode, fields, manifest, protobuf, routes, select};
 use serde_json::{Value, json};
 
 #[global_allocator]
@@ -34,7 +38,7 @@ fn read_as_every_kind(body: &Value) {
 fuzz_target!(|data: &[u8]| {
     let Some((&shape, rest)) = data.split_first() else { return };
     let base = podnet_fuzz::start_measuring();
-    match shape % 4 {
+    match shape % 6 {
         0 => {
             if let Ok(body) = serde_json::from_slice::<Value>(rest) {
                 read_as_every_kind(&body);
@@ -49,6 +53,24 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(path) = std::str::from_utf8(rest) {
                 let _ = routes::route(path);
             }
+        }
+        4 => {
+            if let Ok(body) = serde_json::from_slice::<Value>(rest) {
+                let live = json!({ "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": { "name": "web", "namespace": "default", "labels": { "app": "web" } },
+                    "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "web" } }, "template": {
+                        "metadata": { "labels": { "app": "web" } },
+                        "spec": { "containers": [{ "name": "app", "image": "app:v1", "ports": [{ "containerPort": 80 }] }] } } } });
+                for kind in [PatchKind::Json, PatchKind::Merge, PatchKind::Strategic, PatchKind::Apply] {
+                    if let Ok(object) = patch::apply(kind, &live, &body) {
+                        let _ = fields::unknown("Deployment", &object);
+                        let _ = decode::deployment(&object, "default");
+                    }
+                }
+            }
+        }
+        5 => {
+            let _ = manifest::read(&String::from_utf8_lossy(rest), "default");
         }
         _ => {
             let text = String::from_utf8_lossy(rest);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeploymentSpec, PodSpec, Service};
+use crate::model::{DeploymentSpec, Namespace, PodSpec, Service};
 
 const FORMAT: u32 = 1;
 
@@ -65,6 +65,9 @@ pub struct State {
     /// resourceVersion), so it never goes back across a restart.
     #[serde(default)]
     pub revision: u64,
+    /// Namespaces created explicitly.
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

@@ -864,3 +864,227 @@ fn the_python_client_lists_and_watches() {
     assert!(text.contains("DEPLOYMENT pyd 1 2\n"), "{text}");
     assert!(text.contains("REPLICASET pyd 2\n"), "{text}");
 }
+
+/// The app manifest: a Deployment of `replicas` pods of the app image
+/// `tag` (its container named `app`, ready when port 8080 answers; rolled
+/// one new pod at a time, none of the old going before it is ready) with
+/// the deployment labels `labels`, and a Service `web` in front of it.
+fn app_manifest(replicas: u32, tag: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  strategy:\n    type: RollingUpdate\n    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: app\n        image: {REGISTRY}/test/app:{tag}\n        ports:\n        - containerPort: 8080\n        readinessProbe:\n          tcpSocket: {{port: 8080}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+    )
+}
+
+/// The web pods kubectl lists: name, image, ready.
+fn web_pods(node: &Node) -> Vec<(String, String, bool)> {
+    let list = json(&ok(node, &["get", "pods", "-l", "app=web", "-o", "json"]));
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["spec"]["containers"][0]["image"].as_str().unwrap().to_string(),
+                p["status"]["containerStatuses"][0]["ready"] == true,
+            )
+        })
+        .collect()
+}
+
+/// The page the Service `web` answers with, from pod `client` (two tries:
+/// a connection may meet a pod that just went).
+fn web_page(node: &Node) -> Option<String> {
+    (0..2).find_map(|_| {
+        let out = node.exec("client", &["timeout", "5", "wget", "-qO-", "http://web/"]);
+        out.status.success().then(|| stdout(&out))
+    })
+}
+
+/// `kubectl diff -f FILE`: its exit code and output.
+fn diff(node: &Node, bin: &str, file: &Path) -> (i32, String) {
+    let out = kubectl_with(node, bin, &["diff", "-f", file.to_str().unwrap()]);
+    (out.status.code().unwrap_or(-1), format!("{}{}", stdout(&out), stderr(&out)))
+}
+
+#[test]
+fn kubectl_apply_diff_patch_replace_and_delete_change_podnet_objects() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kubectl-apply");
+    let (node, lan) = node_with_registry("kapply", &scratch);
+    let layout = scratch.path("oci");
+    oci::build_app_image(&scratch, &layout, "v2", "hello from v2");
+    oci::push(&lan, &layout, "v2", "test/app:v2");
+    let file = node.dir.join("app.yaml");
+    let f = file.to_str().unwrap();
+
+    // kubectl apply: created, then unchanged, and diff finds nothing.
+    std::fs::write(&file, app_manifest(2, "v1", "app: web")).unwrap();
+    let applied = ok(&node, &["apply", "-f", f]);
+    assert_eq!(applied.trim(), "deployment.apps/web created\nservice/web created");
+    eventually(Duration::from_secs(60), "2 ready web pods", || {
+        let pods = web_pods(&node);
+        (pods.len() == 2 && pods.iter().all(|p| p.2)).then_some(())
+    });
+    let last = ok(
+        &node,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
+        ],
+    );
+    assert!(last.contains("\"replicas\":2"), "the last-applied annotation is kept: {last}");
+    assert_eq!(ok(&node, &["apply", "-f", f]).trim(), "deployment.apps/web unchanged\nservice/web unchanged");
+    let (code, out) = diff(&node, KUBECTL, &file);
+    assert_eq!(code, 0, "no difference: {out}");
+    ok(
+        &node,
+        &["run", "client", &format!("--image={}", image_ref()), "--restart=Never", "--", "sleep", "3600"],
+    );
+    node.wait_running("client");
+    assert_eq!(web_page(&node).as_deref(), Some("hello from the image\n"));
+
+    // The file changes: three replicas of v2, a label. diff shows it,
+    // apply rolls the pods, and the Service answers all along.
+    let old: Vec<String> = web_pods(&node).into_iter().map(|p| p.0).collect();
+    std::fs::write(&file, app_manifest(3, "v2", "app: web, tier: front")).unwrap();
+    let (code, out) = diff(&node, KUBECTL, &file);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("-      - image: ") && out.contains("+      - image: ") && out.contains("test/app:v2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+    tier: front") && out.contains("-  replicas: 2") && out.contains("+  replicas: 3"),
+        "{out}"
+    );
+    assert_eq!(web_pods(&node).len(), 2, "a diff changes nothing");
+    assert_eq!(
+        ok(&node, &["apply", "-f", f]).trim(),
+        "deployment.apps/web configured\nservice/web unchanged"
+    );
+    eventually(Duration::from_secs(90), "the rollout to v2", || {
+        assert!(web_page(&node).is_some(), "the Service answers during the rollout");
+        let pods = web_pods(&node);
+        let done = pods.len() == 3
+            && pods
+                .iter()
+                .all(|(name, image, ready)| *ready && image.ends_with(":v2") && !old.contains(name));
+        done.then_some(())
+    });
+    assert_eq!(web_page(&node).as_deref(), Some("hello from v2\n"));
+    assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.metadata.labels.tier}"]), "front");
+    assert_eq!(diff(&node, KUBECTL, &file).0, 0);
+    // A dry run on the server changes nothing.
+    std::fs::write(&file, app_manifest(1, "v2", "app: web, tier: front")).unwrap();
+    let dry = ok(&node, &["apply", "--dry-run=server", "-f", f]);
+    assert!(dry.contains("deployment.apps/web configured (server dry run)"), "{dry}");
+    assert_eq!(web_pods(&node).len(), 3);
+
+    // Server-side apply.
+    std::fs::write(&file, app_manifest(2, "v2", "app: web, tier: front")).unwrap();
+    let ssa = ok(&node, &["apply", "--server-side", "-f", f]);
+    assert!(ssa.contains("deployment.apps/web serverside-applied"), "{ssa}");
+    assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+
+    // kubectl patch: strategic merge (the default), JSON and merge patches.
+    assert_eq!(
+        ok(&node, &["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":1}}"#]).trim(),
+        "deployment.apps/web patched"
+    );
+    assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "1");
+    let json_patch = r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#;
+    ok(&node, &["patch", "deployment", "web", "--type=json", "-p", json_patch]);
+    ok(&node, &["patch", "svc", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"team":"a"}}}"#]);
+    assert_eq!(ok(&node, &["get", "svc", "web", "-o", "jsonpath={.metadata.labels.team}"]), "a");
+    eventually(Duration::from_secs(30), "2 web pods", || (web_pods(&node).len() == 2).then_some(()));
+
+    // Labels and annotations of any object.
+    assert_eq!(ok(&node, &["label", "pod", "client", "color=blue"]).trim(), "pod/client labeled");
+    assert!(ok(&node, &["get", "pods", "-l", "color=blue", "-o", "name"]).contains("pod/client"));
+    assert_eq!(
+        ok(&node, &["annotate", "deployment", "web", "note=hi"]).trim(),
+        "deployment.apps/web annotated"
+    );
+    assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.note}"]), "hi");
+
+    // kubectl rollout restart: an annotation on the pod template, which
+    // replaces the pods.
+    let before: Vec<String> = web_pods(&node).into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        ok(&node, &["rollout", "restart", "deployment", "web"]).trim(),
+        "deployment.apps/web restarted"
+    );
+    eventually(Duration::from_secs(60), "the restarted pods", || {
+        let pods = web_pods(&node);
+        (pods.len() == 2 && pods.iter().all(|p| p.2 && !before.contains(&p.0))).then_some(())
+    });
+
+    // Bad patches: 422 with the field, nothing changed.
+    let bad = r#"[{"op":"remove","path":"/spec/nothing"}]"#;
+    fails(&node, &["patch", "deployment", "web", "--type=json", "-p", bad], "/spec/nothing");
+    fails(&node, &["patch", "deployment", "web", "-p", r#"{"spec":{"replicas":-1}}"#], "spec.replicas");
+    let image = r#"{"spec":{"containers":[{"name":"client","image":"other"}]}}"#;
+    fails(&node, &["patch", "pod", "client", "-p", image], "spec.containers[0].image: Forbidden");
+    fails(
+        &node,
+        &["patch", "svc", "web", "-p", r#"{"spec":{"clusterIP":"10.96.9.9"}}"#],
+        "spec.clusterIP: Invalid value: field is immutable",
+    );
+    assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+
+    // kubectl replace: from the current object, and 409 from a stale one.
+    let stale = node.dir.join("stale.yaml");
+    std::fs::write(&stale, ok(&node, &["get", "deploy", "web", "-o", "yaml"])).unwrap();
+    ok(&node, &["scale", "deployment", "web", "--replicas=3"]);
+    fails(&node, &["replace", "-f", stale.to_str().unwrap()], "the object has been modified");
+    let current = node.dir.join("current.yaml");
+    std::fs::write(
+        &current,
+        ok(&node, &["get", "deploy", "web", "-o", "yaml"]).replace("replicas: 3", "replicas: 1"),
+    )
+    .unwrap();
+    assert_eq!(
+        ok(&node, &["replace", "-f", current.to_str().unwrap()]).trim(),
+        "deployment.apps/web replaced"
+    );
+    assert_eq!(ok(&node, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "1");
+
+    // kubectl delete -f: what the file names goes.
+    let deleted = ok(&node, &["delete", "-f", f]);
+    assert!(
+        deleted.contains("deployment.apps \"web\" deleted") && deleted.contains("service \"web\" deleted")
+    );
+    eventually(Duration::from_secs(30), "the web pods to go", || web_pods(&node).is_empty().then_some(()));
+
+    // Namespaces: made, used, deleted with what is in them.
+    assert_eq!(ok(&node, &["create", "namespace", "shop"]).trim(), "namespace/shop created");
+    assert!(ok(&node, &["get", "ns", "shop", "--no-headers"]).starts_with("shop "));
+    fails(&node, &["create", "namespace", "shop"], "(AlreadyExists)");
+    ok(&node, &["run", "-n", "shop", "cart", &format!("--image={}", image_ref()), "--", "sleep", "3600"]);
+    ok(&node, &["apply", "-n", "shop", "-f", f]);
+    assert_eq!(ok(&node, &["delete", "namespace", "shop"]).trim(), "namespace \"shop\" deleted");
+    assert!(ok(&node, &["get", "pods", "-n", "shop", "--no-headers"]).trim().is_empty());
+    assert!(ok(&node, &["get", "deploy,svc", "-n", "shop", "--no-headers"]).trim().is_empty());
+    fails(&node, &["get", "ns", "shop"], "(NotFound)");
+    fails(&node, &["delete", "namespace", "default"], "(Forbidden)");
+
+    // The old kubectl's apply and diff.
+    if Path::new(OLD_KUBECTL).exists() {
+        std::fs::write(&file, app_manifest(1, "v1", "app: web")).unwrap();
+        assert_eq!(
+            ok_with(&node, OLD_KUBECTL, &["apply", "-f", f]).trim(),
+            "deployment.apps/web created\nservice/web created"
+        );
+        std::fs::write(&file, app_manifest(2, "v1", "app: web")).unwrap();
+        assert_eq!(diff(&node, OLD_KUBECTL, &file).0, 1);
+        let applied = ok_with(&node, OLD_KUBECTL, &["apply", "-f", f]);
+        assert_eq!(applied.trim(), "deployment.apps/web configured\nservice/web unchanged");
+        eventually(Duration::from_secs(30), "2 web pods", || (web_pods(&node).len() == 2).then_some(()));
+        assert_eq!(diff(&node, OLD_KUBECTL, &file).0, 0);
+        ok_with(&node, OLD_KUBECTL, &["delete", "-f", f]);
+    }
+}

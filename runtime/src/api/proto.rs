@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::image::{ImageInfo, PullEvent};
 
 use crate::model::{
-    Deployment, DeploymentSpec, Endpoints, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext, Service,
-    ServiceSpec, SessionAffinity,
+    Deployment, DeploymentSpec, Endpoints, Namespace, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext,
+    Service, ServiceSpec, SessionAffinity,
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +162,28 @@ pub enum Request {
         /// None for every namespace.
         namespace: Option<String>,
     },
+    /// Change a pod: its labels and annotations (the rest of a pod is
+    /// immutable).
+    UpdatePod(PodSpec),
+    /// Replace a deployment's spec; a changed pod template rolls its pods.
+    UpdateDeployment(DeploymentSpec),
+    /// Replace a Service's spec, keeping its ClusterIP and node ports.
+    UpdateService(ServiceSpec),
+    /// Create a namespace (one also exists while something is in it).
+    CreateNamespace {
+        /// Name.
+        name: String,
+    },
+    /// Delete a namespace and everything in it.
+    DeleteNamespace {
+        /// Name.
+        name: String,
+    },
+    /// The namespaces created explicitly.
+    GetNamespaces,
+    /// Check and answer a change as if it were made, changing nothing
+    /// (the Kubernetes API's `dryRun=All`).
+    DryRun(Box<Request>),
 }
 
 /// Who answers a request: the one place that decides it.
@@ -217,7 +239,8 @@ impl Request {
             | Request::Resolve { .. }
             | Request::ImageList
             | Request::Changes { .. }
-            | Request::Objects { .. } => true,
+            | Request::Objects { .. }
+            | Request::GetNamespaces => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -232,7 +255,13 @@ impl Request {
             | Request::DeleteNode { .. }
             | Request::ImagePull { .. }
             | Request::ImageRemove { .. }
-            | Request::ImageImport { .. } => false,
+            | Request::ImageImport { .. }
+            | Request::UpdatePod(_)
+            | Request::UpdateDeployment(_)
+            | Request::UpdateService(_)
+            | Request::CreateNamespace { .. }
+            | Request::DeleteNamespace { .. }
+            | Request::DryRun(_) => false,
         }
     }
 }
@@ -386,4 +415,8 @@ pub enum Response {
         /// Sorted by namespace and name.
         items: Vec<crate::api::changes::Versioned>,
     },
+    /// One namespace.
+    Namespace(Namespace),
+    /// Namespaces.
+    Namespaces(Vec<Namespace>),
 }

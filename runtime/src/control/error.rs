@@ -298,6 +298,31 @@ pub enum ControlError {
     /// Both a host command and an image.
     #[error("pod runs image {0}: its command goes in the image spec (args after `--`, or --command)")]
     CommandAndImage(String),
+    /// An update changes a field that cannot change.
+    #[error("{field}: Invalid value: field is immutable: {why}")]
+    Immutable {
+        /// The field, as the Kubernetes API names it.
+        field: &'static str,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// A pod update changes more than labels and annotations.
+    #[error(
+        "{0}: Forbidden: pod updates may not change fields other than labels and annotations (podnet does not change a pod's image either): delete and create the pod, or run it in a deployment"
+    )]
+    PodUpdate(&'static str),
+    /// A deployment's selector does not select its own pods.
+    #[error("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`")]
+    SelectorMismatch,
+    /// The namespace exists.
+    #[error("namespace {0} already exists")]
+    NamespaceExists(String),
+    /// No such namespace.
+    #[error("namespace {0} not found")]
+    NoNamespace(String),
+    /// `default` stays.
+    #[error("namespace default may not be deleted")]
+    DeleteDefault,
     /// The command is not on the node.
     #[error("command `{0}` not found on the node: install it, or give its full path")]
     CommandNotFound(String),

@@ -27,7 +27,7 @@ use crate::model::{
     ClusterIpRequest, DeploymentSpec, Endpoints, Phase, Pod, PodSpec, PodStatus, Protocol, RestartPolicy,
     ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
 };
-use crate::store::{State, StoreError};
+use crate::store::{PodRecord, State, StoreError};
 
 /// The server's node name.
 pub(super) const SERVER: &str = "server";
@@ -145,6 +145,9 @@ pub(super) struct Harness {
     pub now: Now,
     /// The members by name.
     pub nodes: BTreeMap<String, FakeNode>,
+    /// Whether a pod on the server's own node passes its readiness check
+    /// (all do, unless a test says otherwise).
+    pub local_ready: fn(&PodRecord) -> bool,
     next_conn: u64,
 }
 
@@ -182,6 +185,7 @@ impl Harness {
             host,
             now,
             nodes: BTreeMap::new(),
+            local_ready: |_| true,
             next_conn: 0,
         };
         let _ = h.cp.commit(&mut h.store);
@@ -278,7 +282,8 @@ impl Harness {
     /// what changed.
     pub(super) fn converge(&mut self) {
         let local = self.cp.desired_for(SERVER);
-        let report: PodReport = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, true))).collect();
+        let ready = self.local_ready;
+        let report: PodReport = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, ready(p)))).collect();
         self.cp.report(SERVER, report);
         self.hub.push(&self.cp);
         for node in self.nodes.values_mut() {
@@ -402,6 +407,8 @@ pub(super) fn pod(name: &str) -> PodSpec {
         security: Default::default(),
         image: None,
         resources: Default::default(),
+        annotations: Default::default(),
+        container: None,
     }
 }
 
@@ -424,6 +431,12 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         security: Default::default(),
         image: None,
         resources: Default::default(),
+        annotations: Default::default(),
+        object_labels: None,
+        selector: None,
+        container: None,
+        strategy: Default::default(),
+        template_annotations: Default::default(),
     }
 }
 
@@ -444,6 +457,8 @@ pub(super) fn service(name: &str, app: &str) -> ServiceSpec {
         session_affinity: SessionAffinity::None,
         external_name: None,
         service_type: ServiceType::ClusterIP,
+        labels: Default::default(),
+        annotations: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ mod scheduling;
 #[cfg(test)]
 mod tests;
 mod transact;
+mod updates;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -33,7 +34,7 @@ use netstack::ipam::Pool;
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
 use crate::model::services::{self, PodView};
-use crate::model::{Deployment, Endpoints, Phase, Pod, PodStatus, Service};
+use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
 
 pub use error::ControlError;
@@ -81,6 +82,7 @@ pub struct ControlPlane {
     services: BTreeMap<Key, Service>,
     /// The revision and the change log (the API's resourceVersion and watch).
     revisions: revisions::Revisions,
+    namespaces: BTreeMap<String, Namespace>,
 }
 
 impl ControlPlane {
@@ -108,6 +110,7 @@ impl ControlPlane {
             deployments: BTreeMap::new(),
             services: BTreeMap::new(),
             revisions: revisions::Revisions::new(state.revision, CHANGE_LOG),
+            namespaces: state.namespaces.iter().map(|n| (n.name.clone(), n.clone())).collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -176,6 +179,7 @@ impl ControlPlane {
             services: self.services.values().cloned().collect(),
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
             revision: self.revision(),
+            namespaces: self.namespaces.values().cloned().collect(),
         }
     }
 

@@ -36,8 +36,13 @@ impl ControlPlane {
     }
 
     /// Checks the type and node ports of a new Service and picks the node
-    /// ports not given.
-    pub(super) fn allocate_node_ports(&mut self, spec: &mut ServiceSpec) -> Result<(), ControlError> {
+    /// ports not given. Ports in `kept` are the Service's own already (an
+    /// update): its listeners hold them, so they are not tried on the host.
+    pub(super) fn allocate_node_ports(
+        &mut self,
+        spec: &mut ServiceSpec,
+        kept: &[(Protocol, u16)],
+    ) -> Result<(), ControlError> {
         let range = self.config.network.node_port_range;
         if spec.service_type == ServiceType::ClusterIP {
             if spec.ports.iter().any(|p| p.node_port.is_some()) {
@@ -67,11 +72,13 @@ impl ControlPlane {
                             owner: owner.clone(),
                         });
                     }
-                    host.try_bind(&key(n)).map_err(|source| ControlError::NodePortHeld {
-                        port: n,
-                        protocol: port.protocol,
-                        source,
-                    })?;
+                    if !kept.contains(&(port.protocol, n)) {
+                        host.try_bind(&key(n)).map_err(|source| ControlError::NodePortHeld {
+                            port: n,
+                            protocol: port.protocol,
+                            source,
+                        })?;
+                    }
                     n
                 }
                 None => (0..span)

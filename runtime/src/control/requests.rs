@@ -8,8 +8,8 @@ use super::{ControlError, ControlPlane, Key, Now, PodEntry, key, pending};
 use crate::api::{Request, Response, Route};
 use crate::model::services;
 use crate::model::{
-    ClusterIpRequest, Deployment, DeploymentSpec, ImageSpec, Pod, PodSpec, Service, ServiceSpec, check_label,
-    check_name,
+    ClusterIpRequest, Deployment, DeploymentSpec, ImageSpec, Pod, PodSpec, Service, ServiceSpec,
+    check_annotations, check_label, check_name,
 };
 use crate::store::{DeploymentRecord, PodRecord};
 
@@ -125,6 +125,13 @@ impl ControlPlane {
                 revision: self.revision(),
                 items: self.versioned(kind, namespace.as_deref()),
             }),
+            Request::UpdatePod(spec) => self.update_pod(spec).map(Response::Pod),
+            Request::UpdateDeployment(spec) => self.update_deployment(now, spec).map(Response::Deployment),
+            Request::UpdateService(spec) => self.update_service(spec).map(Response::Service),
+            Request::CreateNamespace { name } => self.create_namespace(now, name).map(Response::Namespace),
+            Request::DeleteNamespace { name } => self.delete_namespace(&name).map(|()| Response::Done),
+            Request::GetNamespaces => Ok(Response::Namespaces(self.namespaces.values().cloned().collect())),
+            Request::DryRun(request) => self.dry_run(now, *request),
             Request::ExecTarget { .. }
             | Request::Logs { .. }
             | Request::DescribePod { .. }
@@ -175,18 +182,47 @@ impl ControlPlane {
         self.transact(|cp| Ok(cp.take_pod(&k).map(|pod| cp.pod(&pod)))).ok().flatten()
     }
 
-    fn create_deployment(&mut self, now: Now, mut spec: DeploymentSpec) -> Result<Deployment, ControlError> {
+    /// Checks a deployment's spec (new or replacing one) and fills in
+    /// what podnet derives: `app=NAME` when no selector was given (the
+    /// CLI's deployments), and no copies of `labels` in `selector` and
+    /// `object_labels`.
+    pub(super) fn check_deployment(&self, spec: &mut DeploymentSpec) -> Result<(), ControlError> {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
         self.check_workload(&spec.command, spec.image.as_ref())?;
         if spec.replicas > 1 && !spec.host_ports.is_empty() {
-            return Err(ControlError::OneReplicaPerNode { namespace: spec.namespace, name: spec.name });
+            return Err(ControlError::OneReplicaPerNode {
+                namespace: spec.namespace.clone(),
+                name: spec.name.clone(),
+            });
         }
         crate::model::listeners::check_host_ports(&spec.host_ports)?;
-        spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
-        for (k, v) in &spec.labels {
-            check_label(k, v)?;
+        if spec.selector.is_none() {
+            spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         }
+        for labels in
+            [Some(&spec.labels), spec.selector.as_ref(), spec.object_labels.as_ref()].into_iter().flatten()
+        {
+            for (k, v) in labels {
+                check_label(k, v)?;
+            }
+        }
+        if spec.selector().is_empty() || spec.selector().iter().any(|(k, v)| spec.labels.get(k) != Some(v)) {
+            return Err(ControlError::SelectorMismatch);
+        }
+        check_annotations(&spec.annotations)?;
+        check_annotations(&spec.template_annotations)?;
+        if spec.selector.as_ref() == Some(&spec.labels) {
+            spec.selector = None;
+        }
+        if spec.object_labels.as_ref() == Some(&spec.labels) {
+            spec.object_labels = None;
+        }
+        Ok(())
+    }
+
+    fn create_deployment(&mut self, now: Now, mut spec: DeploymentSpec) -> Result<Deployment, ControlError> {
+        self.check_deployment(&mut spec)?;
         let k = key(&spec.namespace, &spec.name);
         if self.deployments.contains_key(&k) {
             return Err(ControlError::DeploymentExists { namespace: spec.namespace, name: spec.name });
@@ -201,12 +237,30 @@ impl ControlPlane {
 
     /// Checks and stores a new Service, with its ClusterIP.
     fn create_service(&mut self, now: Now, mut spec: ServiceSpec) -> Result<Service, ControlError> {
-        check_name("service", &spec.name, 63)?;
-        check_name("namespace", &spec.namespace, 63)?;
+        self.check_service(&spec)?;
         let k = key(&spec.namespace, &spec.name);
         if self.services.contains_key(&k) {
             return Err(ControlError::ServiceExists { namespace: spec.namespace, name: spec.name });
         }
+        let net = &self.config.network;
+        let used = self.services.values().filter_map(|s| s.cluster_ip).collect();
+        let seed = self.rng.next_u32();
+        let request = if spec.external_name.is_some() { ClusterIpRequest::None } else { spec.cluster_ip };
+        let cluster_ip =
+            services::allocate_cluster_ip(request, net.service_cidr, net.cluster_dns, &used, seed)?;
+        self.allocate_node_ports(&mut spec, &[])?;
+        let uid = self.rng.id(16);
+        let service = Service { uid, created_at: now.unix, cluster_ip, spec, load_balancer: None };
+        self.transact(|cp| {
+            cp.services.insert(k, service.clone());
+            Ok(service)
+        })
+    }
+
+    /// Checks a Service's spec, new or replacing one.
+    pub(super) fn check_service(&self, spec: &ServiceSpec) -> Result<(), ControlError> {
+        check_name("service", &spec.name, 63)?;
+        check_name("namespace", &spec.namespace, 63)?;
         if let Some(target) = &spec.external_name {
             crate::model::check_external_name(target)?;
         } else if spec.ports.is_empty() {
@@ -221,22 +275,11 @@ impl ControlPlane {
                 return Err(ControlError::PortNeedsName);
             }
         }
-        for (k, v) in &spec.selector {
+        for (k, v) in spec.selector.iter().chain(&spec.labels) {
             check_label(k, v)?;
         }
-        let net = &self.config.network;
-        let used = self.services.values().filter_map(|s| s.cluster_ip).collect();
-        let seed = self.rng.next_u32();
-        let request = if spec.external_name.is_some() { ClusterIpRequest::None } else { spec.cluster_ip };
-        let cluster_ip =
-            services::allocate_cluster_ip(request, net.service_cidr, net.cluster_dns, &used, seed)?;
-        self.allocate_node_ports(&mut spec)?;
-        let uid = self.rng.id(16);
-        let service = Service { uid, created_at: now.unix, cluster_ip, spec, load_balancer: None };
-        self.transact(|cp| {
-            cp.services.insert(k, service.clone());
-            Ok(service)
-        })
+        check_annotations(&spec.annotations)?;
+        Ok(())
     }
 
     fn check_pod_spec(&self, spec: &PodSpec) -> Result<(), ControlError> {
@@ -245,6 +288,7 @@ impl ControlPlane {
         for (k, v) in &spec.labels {
             check_label(k, v)?;
         }
+        check_annotations(&spec.annotations)?;
         self.check_workload(&spec.command, spec.image.as_ref())
     }
 

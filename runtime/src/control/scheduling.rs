@@ -1,7 +1,7 @@
 //! Placing pods on nodes, and keeping deployments at their replica count.
 
 use super::{ControlError, ControlPlane, Key, Now, key};
-use crate::model::{PodSpec, RestartPolicy};
+use crate::model::{DeploymentSpec, PodSpec, RestartPolicy};
 
 impl ControlPlane {
     /// The node a new pod goes to: the one it names, else the ready node
@@ -25,55 +25,68 @@ impl ControlPlane {
     }
 
     /// Creates or deletes deployment pods until each deployment has its
-    /// replica count, as one change to save. Returns whether anything changed.
+    /// replica count of pods from its current template, as one change to
+    /// save. Returns whether anything changed.
     pub fn reconcile(&mut self, now: Now) -> bool {
-        if !self
-            .deployments
-            .values()
-            .any(|d| self.owned(&d.spec.namespace, &d.spec.name).len() != d.spec.replicas as usize)
-        {
+        let settled = self.deployments.values().all(|d| {
+            let owned = self.owned(&d.spec.namespace, &d.spec.name);
+            let template = template(&d.spec);
+            owned.len() == d.spec.replicas as usize
+                && owned.iter().all(|o| runs(&self.pods[&o.key].record.spec, &template))
+        });
+        if settled {
             return false;
         }
-        self.transact(|cp| Ok(cp.reconcile_pods(now))).unwrap_or(false)
+        // A rollout that waits for new pods to be ready changes nothing:
+        // then nothing waits to be saved either.
+        let was_unsaved = self.unsaved.is_some();
+        let changed = self.transact(|cp| Ok(cp.reconcile_pods(now))).unwrap_or(false);
+        if !changed && !was_unsaved {
+            self.unsaved = None;
+        }
+        changed
     }
 
     /// The pods of a deployment.
-    fn owned(&self, namespace: &str, name: &str) -> Vec<(u64, Key)> {
+    fn owned(&self, namespace: &str, name: &str) -> Vec<Owned> {
         self.pods
             .iter()
             .filter(|(_, p)| {
                 p.record.spec.namespace == namespace && p.record.spec.owner.as_deref() == Some(name)
             })
-            .map(|(k, p)| (p.record.created_at, k.clone()))
+            .map(|(k, p)| Owned { created_at: p.record.created_at, key: k.clone(), ready: p.status.ready })
             .collect()
     }
 
     /// [`ControlPlane::reconcile`] inside a change already under way.
+    ///
+    /// A deployment whose template changed is rolled as Kubernetes'
+    /// RollingUpdate (by default maxSurge 25% rounded up, maxUnavailable
+    /// 25% rounded down, not both 0): new pods are made while there are at
+    /// most replicas + maxSurge pods, and old ones are deleted (not-ready
+    /// first) while at least replicas - maxUnavailable pods stay ready. It
+    /// moves on at each turn as pods become ready. Recreate is the bounds
+    /// (0, replicas): the old pods go, then the new come.
     pub(super) fn reconcile_pods(&mut self, now: Now) -> bool {
         let mut changed = false;
         let specs: Vec<_> = self.deployments.values().map(|d| d.spec.clone()).collect();
         for spec in specs {
-            let mut owned = self.owned(&spec.namespace, &spec.name);
+            let template = template(&spec);
+            let (mut new, mut old): (Vec<Owned>, Vec<Owned>) = self
+                .owned(&spec.namespace, &spec.name)
+                .into_iter()
+                .partition(|o| runs(&self.pods[&o.key].record.spec, &template));
             let want = spec.replicas as usize;
-            while owned.len() < want {
-                let pod = PodSpec {
-                    name: format!("{}-{}", spec.name, self.rng.suffix()),
-                    namespace: spec.namespace.clone(),
-                    labels: spec.labels.clone(),
-                    command: spec.command.clone(),
-                    restart_policy: RestartPolicy::Always,
-                    owner: Some(spec.name.clone()),
-                    ports: spec.ports.clone(),
-                    readiness: spec.readiness.clone(),
-                    node_name: None,
-                    host_ports: spec.host_ports.clone(),
-                    security: spec.security,
-                    image: spec.image.clone(),
-                    resources: spec.resources,
-                };
+            let (surge, unavailable) = spec.strategy.bounds(spec.replicas);
+            let (surge, unavailable) = (surge as usize, unavailable as usize);
+            let most = if old.is_empty() { want } else { want + surge };
+            while new.len() < want && new.len() + old.len() < most {
+                let pod =
+                    PodSpec { name: format!("{}-{}", spec.name, self.rng.suffix()), ..template.clone() };
                 match self.create_pod(now, pod) {
                     Ok(pod) => {
-                        owned.push((pod.created_at, key(&pod.spec.namespace, &pod.spec.name)));
+                        let key = key(&pod.spec.namespace, &pod.spec.name);
+                        new.push(Owned { created_at: pod.created_at, key, ready: false });
                         changed = true;
                     }
                     Err(e) => {
@@ -82,15 +95,69 @@ impl ControlPlane {
                     }
                 }
             }
-            if owned.len() > want {
+            if new.len() > want {
                 // Oldest first: a scale-down removes the youngest replicas.
-                owned.sort();
-                for (_, k) in owned.split_off(want) {
-                    self.take_pod(&k);
+                new.sort_by_key(|o| (o.created_at, o.key.clone()));
+                for o in new.split_off(want) {
+                    self.take_pod(&o.key);
                     changed = true;
                 }
+            }
+            // Old pods go: the not-ready ones first, the ready ones while
+            // enough pods stay ready.
+            let mut ready = new.iter().chain(&old).filter(|o| o.ready).count();
+            let floor = want.saturating_sub(unavailable);
+            old.sort_by_key(|o| (o.ready, o.created_at, o.key.clone()));
+            for o in old {
+                if o.ready && ready <= floor {
+                    break;
+                }
+                ready -= o.ready as usize;
+                self.take_pod(&o.key);
+                changed = true;
             }
         }
         changed
     }
+}
+
+/// One pod of a deployment.
+struct Owned {
+    created_at: u64,
+    key: Key,
+    ready: bool,
+}
+
+/// The pod a deployment makes now (its name left empty).
+fn template(spec: &DeploymentSpec) -> PodSpec {
+    PodSpec {
+        name: String::new(),
+        namespace: spec.namespace.clone(),
+        labels: spec.labels.clone(),
+        command: spec.command.clone(),
+        restart_policy: RestartPolicy::Always,
+        owner: Some(spec.name.clone()),
+        ports: spec.ports.clone(),
+        readiness: spec.readiness.clone(),
+        node_name: None,
+        host_ports: spec.host_ports.clone(),
+        security: spec.security,
+        image: spec.image.clone(),
+        resources: spec.resources,
+        annotations: spec.template_annotations.clone(),
+        container: spec.container.clone(),
+    }
+}
+
+/// Whether `pod` runs `template`: the same but for its name, and for labels
+/// and annotations added to it since (`kubectl label pod`).
+fn runs(pod: &PodSpec, template: &PodSpec) -> bool {
+    template.labels.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+        && template.annotations.iter().all(|(k, v)| pod.annotations.get(k) == Some(v))
+        && PodSpec {
+            name: String::new(),
+            labels: template.labels.clone(),
+            annotations: template.annotations.clone(),
+            ..pod.clone()
+        } == *template
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
-use crate::model::Service;
+use crate::model::{Namespace, Service};
 use crate::store::{DeploymentRecord, State, StoreError};
 
 /// The cluster's objects at one moment.
@@ -17,22 +17,25 @@ pub(super) struct Snapshot {
     deployments: BTreeMap<Key, DeploymentRecord>,
     services: BTreeMap<Key, Service>,
     revisions: Revisions,
+    namespaces: BTreeMap<String, Namespace>,
 }
 
 impl ControlPlane {
-    fn snapshot(&self) -> Snapshot {
+    pub(super) fn snapshot(&self) -> Snapshot {
         Snapshot {
             nodes: self.nodes.clone(),
             pods: self.pods.clone(),
             deployments: self.deployments.clone(),
             services: self.services.clone(),
             revisions: self.revisions.clone(),
+            namespaces: self.namespaces.clone(),
         }
     }
 
-    fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { nodes, pods, deployments, services, revisions } = snapshot;
-        (self.nodes, self.pods, self.deployments, self.services) = (nodes, pods, deployments, services);
+    pub(super) fn restore(&mut self, snapshot: Snapshot) {
+        let Snapshot { nodes, pods, deployments, services, namespaces, revisions } = snapshot;
+        (self.nodes, self.pods, self.deployments, self.services, self.namespaces) =
+            (nodes, pods, deployments, services, namespaces);
         // Nothing read the changes undone: the agent saves before it answers
         // anything else, so their revisions are taken back too.
         self.revisions = revisions;

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::status::Status;
 use crate::model::{
-    ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort, ImageSpec, Labels,
-    PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext, ServicePort,
-    ServiceSpec, ServiceType, SessionAffinity, TargetPort,
+    Amount, Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
+    ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext,
+    ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort,
 };
 
 /// Where a refusal is reported: the object's kind and name.
@@ -85,6 +85,25 @@ fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
             .collect(),
         _ => Err(ctx.invalid(field, "labels are a map of strings")),
     }
+}
+
+/// metadata.annotations: a map of strings, within Kubernetes' bound.
+fn annotations(ctx: &Ctx<'_>, body: &Value) -> Result<Annotations, Status> {
+    let field = "metadata.annotations";
+    let annotations: Annotations = match &body["metadata"]["annotations"] {
+        Value::Null => Annotations::new(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != super::objects::PROBLEM_ANNOTATION)
+            .map(|(k, v)| match v.as_str() {
+                Some(v) => Ok((k.clone(), v.to_string())),
+                None => Err(ctx.invalid(&format!("{field}.{k}"), "annotation values are strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ctx.invalid(field, "annotations are a map of strings")),
+    };
+    crate::model::check_annotations(&annotations).map_err(|e| ctx.invalid(field, e.to_string()))?;
+    Ok(annotations)
 }
 
 fn strings(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<String>, Status> {
@@ -172,6 +191,7 @@ struct PodParts {
     readiness: Option<Probe>,
     security: SecurityContext,
     resources: Resources,
+    container: Option<String>,
 }
 
 fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> {
@@ -334,7 +354,15 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     // node's filesystem; an image pod's process is worked out by the node
     // from the image's ENTRYPOINT and CMD (ImageSpec::process).
     let command = if image.is_some() { Vec::new() } else { command.into_iter().chain(args).collect() };
-    Ok(PodParts { command, image, ports, host_ports, readiness, security, resources })
+    let container = match c["name"].as_str() {
+        Some(n) if n != ctx.name => {
+            crate::model::check_name("container", n, 63)
+                .map_err(|e| ctx.invalid(&format!("{cf}.name"), e.to_string()))?;
+            Some(n.to_string())
+        }
+        _ => None,
+    };
+    Ok(PodParts { command, image, ports, host_ports, readiness, security, resources, container })
 }
 
 /// A v1 Pod into a [`PodSpec`] in `namespace`.
@@ -363,6 +391,8 @@ pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
         security: parts.security,
         image: parts.image,
         resources: parts.resources,
+        annotations: annotations(&ctx, body)?,
+        container: parts.container,
     })
 }
 
@@ -414,7 +444,72 @@ pub fn deployment(body: &Value, namespace: &str) -> Result<DeploymentSpec, Statu
         security: parts.security,
         image: parts.image,
         resources: parts.resources,
+        annotations: annotations(&ctx, body)?,
+        object_labels: match &body["metadata"]["labels"] {
+            Value::Null => None,
+            value => Some(labels(&ctx, value, "metadata.labels")?),
+        },
+        selector: Some(match_labels),
+        container: parts.container,
+        strategy: strategy(&ctx, &spec["strategy"])?,
+        template_annotations: annotations(&ctx, &spec["template"])?,
     })
+}
+
+/// spec.strategy: RollingUpdate (its maxSurge and maxUnavailable, counts
+/// or percentages) or Recreate.
+fn strategy(ctx: &Ctx<'_>, value: &Value) -> Result<Strategy, Status> {
+    let at = "spec.strategy.rollingUpdate";
+    match value["type"].as_str() {
+        None | Some("RollingUpdate") => {
+            let amount = |v: &Value, field: &str| -> Result<Amount, Status> {
+                let bad = || {
+                    ctx.invalid(
+                        &format!("{at}.{field}"),
+                        format!("Invalid value: {v}: a number or a percentage (25%)"),
+                    )
+                };
+                match v {
+                    Value::Null => Ok(Amount::Percent(25)),
+                    Value::Number(n) => {
+                        n.as_u64().and_then(|n| u32::try_from(n).ok()).map(Amount::Count).ok_or_else(bad)
+                    }
+                    Value::String(s) => s
+                        .strip_suffix('%')
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .map(Amount::Percent)
+                        .ok_or_else(bad),
+                    _ => Err(bad()),
+                }
+            };
+            let rolling = &value["rollingUpdate"];
+            let max_surge = amount(&rolling["maxSurge"], "maxSurge")?;
+            let max_unavailable = amount(&rolling["maxUnavailable"], "maxUnavailable")?;
+            if let Amount::Percent(p) = max_unavailable
+                && p > 100
+            {
+                return Err(ctx.invalid(
+                    &format!("{at}.maxUnavailable"),
+                    format!("Invalid value: \"{p}%\": must not be greater than 100%"),
+                ));
+            }
+            if max_surge.of(100, true) == 0 && max_unavailable.of(100, false) == 0 {
+                return Err(ctx.invalid(
+                    &format!("{at}.maxUnavailable"),
+                    "Invalid value: 0: may not be 0 when `maxSurge` is 0",
+                ));
+            }
+            Ok(Strategy::RollingUpdate { max_surge, max_unavailable })
+        }
+        Some("Recreate") if value["rollingUpdate"].is_null() => Ok(Strategy::Recreate),
+        Some("Recreate") => {
+            Err(ctx.invalid(at, "Forbidden: may not be specified when strategy `type` is 'Recreate'"))
+        }
+        Some(other) => Err(ctx.invalid(
+            "spec.strategy.type",
+            format!("Unsupported value: \"{other}\": supported values: \"Recreate\", \"RollingUpdate\""),
+        )),
+    }
 }
 
 /// The replica count of a Scale (PUT) or of a merge patch to it.
@@ -500,6 +595,8 @@ pub fn service(body: &Value, namespace: &str) -> Result<ServiceSpec, Status> {
         session_affinity,
         external_name,
         service_type,
+        labels: labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?,
+        annotations: annotations(&ctx, body)?,
     })
 }
 
@@ -590,6 +687,34 @@ mod tests {
         assert_eq!(pod(&other_ns, "b").unwrap_err().code, 400);
         let wrong_kind = json!({ "kind": "Service", "apiVersion": "v1", "metadata": { "name": "x" } });
         assert_eq!(pod(&wrong_kind, "b").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn a_strategy_is_read_with_kubernetes_rules() {
+        let mut d = kubectl_deployment();
+        assert_eq!(deployment(&d, "default").unwrap().strategy, Strategy::default());
+        d["spec"]["strategy"] =
+            json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": "0%" } });
+        let s = deployment(&d, "default").unwrap().strategy;
+        assert_eq!(
+            s,
+            Strategy::RollingUpdate { max_surge: Amount::Count(1), max_unavailable: Amount::Percent(0) }
+        );
+        assert_eq!(s.bounds(4), (1, 0));
+        d["spec"]["strategy"] = json!({ "type": "Recreate" });
+        assert_eq!(deployment(&d, "default").unwrap().strategy, Strategy::Recreate);
+        for (bad, field) in [
+            (
+                json!({ "rollingUpdate": { "maxSurge": 0, "maxUnavailable": 0 } }),
+                "spec.strategy.rollingUpdate.maxUnavailable",
+            ),
+            (json!({ "rollingUpdate": { "maxSurge": "x%" } }), "spec.strategy.rollingUpdate.maxSurge"),
+            (json!({ "type": "Recreate", "rollingUpdate": {} }), "spec.strategy.rollingUpdate"),
+            (json!({ "type": "BlueGreen" }), "spec.strategy.type"),
+        ] {
+            d["spec"]["strategy"] = bad;
+            assert_eq!(deployment(&d, "default").unwrap_err().causes[0].0, field);
+        }
     }
 
     #[test]

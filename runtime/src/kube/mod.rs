@@ -6,7 +6,9 @@
 //! no cluster state of its own.
 //!
 //! Files: `server` (TLS + HTTP, auth, bounds), `routes` (URL → what),
-//! `verbs` (what each request does), `discovery`, `objects` (podnet →
+//! `verbs` (what each request does), `write` (update, patch, namespaces,
+//! dry runs), `patch` (JSON, merge and strategic merge patches),
+//! `manifest` (files for `podnet apply`), `discovery`, `objects` (podnet →
 //! Kubernetes JSON), `decode` (Kubernetes JSON → podnet), `protobuf`
 //! (kubectl's protobuf bodies → JSON), `fields` (strict field validation),
 //! `openapi` (what kubectl's validation and explain look for), `schemas`
@@ -17,10 +19,13 @@
 //!
 //! Watch: `versioned` (objects with the control plane's revision),
 //! `watch` (the hub: one per agent, fan-out), `watcher` (one watch
-//! request), `replicasets`, `events`.
+//! request), `replicasets`, `events`. Changes: `write` (PUT, PATCH, dry
+//! runs, namespaces), `patch`.
 //!
-//! Not in this slice: apply/patch/replace, exec/logs/port-forward, RBAC
-//! beyond the one admin token; watching events, endpoints or namespaces.
+//! Not in this slice: exec/logs/port-forward, RBAC beyond the one admin
+//! token; watching events, endpoints or namespaces; managedFields
+//! (server-side apply merges the applied object like a strategic merge
+//! patch, without field ownership or conflicts between managers).
 
 pub mod agent;
 pub mod auth;
@@ -30,8 +35,10 @@ pub mod events;
 pub mod fields;
 pub mod files;
 pub mod kubeconfig;
+pub mod manifest;
 pub mod objects;
 pub mod openapi;
+pub mod patch;
 pub mod protobuf;
 pub mod replicasets;
 pub mod routes;
@@ -47,6 +54,7 @@ pub mod watch;
 #[cfg(test)]
 mod watch_tests;
 pub mod watcher;
+pub mod write;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

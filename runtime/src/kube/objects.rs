@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe, Resources,
-    SecurityContext, Service, SessionAffinity, TargetPort,
+    Amount, ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe,
+    Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
 };
 
 /// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
@@ -144,6 +144,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
     let mut meta = metadata(&spec.name, Some(&spec.namespace), &pod.uid, pod.created_at, rv);
     // A deployment's pod: its ReplicaSet's hash label and owner reference.
     meta["labels"] = super::replicasets::pod_labels(spec);
+    annotate(&mut meta, &spec.annotations);
     if let Some(owner) = super::replicasets::owner_of(spec) {
         meta["ownerReferences"] = owner;
     }
@@ -162,7 +163,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         } }),
     };
     let parts = ContainerParts {
-        name: &spec.name,
+        name: spec.container.as_deref().unwrap_or(&spec.name),
         command: &spec.command,
         image: spec.image.as_ref(),
         ports: &spec.ports,
@@ -188,7 +189,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
             "podIPs": status.pod_ip.map(|ip| vec![json!({ "ip": ip })]).unwrap_or_default(),
             "startTime": status.started_at.map(timestamp),
             "containerStatuses": [{
-                "name": spec.name,
+                "name": spec.container.as_deref().unwrap_or(&spec.name),
                 "ready": status.ready,
                 "restartCount": status.restarts,
                 "state": state,
@@ -206,10 +207,11 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
 pub fn deployment(d: &Deployment, rv: u64) -> Value {
     let spec = &d.spec;
     let mut meta = metadata(&spec.name, Some(&spec.namespace), &d.uid, d.created_at, rv);
-    meta["labels"] = json!(spec.labels);
+    meta["labels"] = json!(spec.object_labels());
+    annotate(&mut meta, &spec.annotations);
     meta["generation"] = json!(1);
     let parts = ContainerParts {
-        name: &spec.name,
+        name: spec.container.as_deref().unwrap_or(&spec.name),
         command: &spec.command,
         image: spec.image.as_ref(),
         ports: &spec.ports,
@@ -224,9 +226,10 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
         "metadata": meta,
         "spec": {
             "replicas": spec.replicas,
-            "selector": { "matchLabels": spec.labels },
+            "selector": { "matchLabels": spec.selector() },
+            "strategy": strategy(&spec.strategy),
             "template": {
-                "metadata": { "labels": spec.labels },
+                "metadata": template_metadata(spec),
                 "spec": { "containers": [container(&parts)] },
             },
         },
@@ -238,6 +241,29 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "availableReplicas": d.ready_replicas,
         },
     })
+}
+
+/// A deployment's pod template's metadata: its labels, and annotations
+/// when it has any.
+fn template_metadata(spec: &crate::model::DeploymentSpec) -> Value {
+    let mut meta = json!({ "labels": spec.labels });
+    annotate(&mut meta, &spec.template_annotations);
+    meta
+}
+
+/// spec.strategy as Kubernetes shows it (`"25%"`, or a count).
+fn strategy(strategy: &Strategy) -> Value {
+    let amount = |a: Amount| match a {
+        Amount::Count(n) => json!(n),
+        Amount::Percent(p) => json!(format!("{p}%")),
+    };
+    match *strategy {
+        Strategy::RollingUpdate { max_surge, max_unavailable } => json!({
+            "type": "RollingUpdate",
+            "rollingUpdate": { "maxSurge": amount(max_surge), "maxUnavailable": amount(max_unavailable) },
+        }),
+        Strategy::Recreate => json!({ "type": "Recreate" }),
+    }
 }
 
 /// A deployment's scale subresource (autoscaling/v1 Scale).
@@ -290,11 +316,15 @@ pub fn service(s: &Service, rv: u64) -> Value {
     if let Some(target) = &spec.external_name {
         out["spec"] = json!({ "type": "ExternalName", "externalName": target, "ports": out["spec"]["ports"], "sessionAffinity": "None" });
     }
+    if !spec.labels.is_empty() {
+        out["metadata"]["labels"] = json!(spec.labels);
+    }
+    annotate(&mut out["metadata"], &spec.annotations);
     if let Some(lb) = &s.load_balancer {
         let ingress: Vec<Value> = lb.ingress.iter().map(|ip| json!({ "ip": ip })).collect();
         out["status"]["loadBalancer"] = json!({ "ingress": ingress });
         if let Some(problem) = &lb.problem {
-            out["metadata"]["annotations"] = json!({ "podnet.io/problem": problem });
+            out["metadata"]["annotations"][PROBLEM_ANNOTATION] = json!(problem);
         }
     }
     if let SessionAffinity::ClientIp { timeout_seconds } = spec.session_affinity {
@@ -302,6 +332,17 @@ pub fn service(s: &Service, rv: u64) -> Value {
         out["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": timeout_seconds } });
     }
     out
+}
+
+/// The annotation podnet shows a LoadBalancer's problem in (not stored).
+pub const PROBLEM_ANNOTATION: &str = "podnet.io/problem";
+
+/// Adds `metadata.annotations` when there are any (Kubernetes omits an
+/// empty map).
+fn annotate(meta: &mut Value, annotations: &crate::model::Annotations) {
+    if !annotations.is_empty() {
+        meta["annotations"] = json!(annotations);
+    }
 }
 
 /// A port object with its `name` when it has one (Kubernetes omits an
@@ -434,6 +475,8 @@ mod tests {
                 env: vec![("MODE".into(), "test".into())],
             }),
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
+            annotations: Default::default(),
+            container: None,
         };
         let status = PodStatus {
             phase: Phase::Running,

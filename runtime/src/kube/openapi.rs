@@ -9,6 +9,25 @@ use serde_json::{Map, Value, json};
 
 use super::discovery::{APPS, CORE, Resource};
 
+/// The type of `/openapi/v2` as the kube-apiserver names it (kubectl asks
+/// for `...spec.v2@v1.0+protobuf`, which Go's media type parser refuses
+/// in an answer).
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: an OpenAPI v2 document without definitions (gnostic's
+/// `Document` in protobuf: swagger "2.0" and its info). kubectl 1.27's
+/// apply downloads it and stops when it is missing; with no definitions
+/// it computes its patches from the types it knows itself.
+pub fn v2() -> Vec<u8> {
+    let field = |number: u8, bytes: &[u8]| {
+        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    };
+    let info = [field(1, b"Kubernetes (podnet)"), field(2, b"v1.32.0")].concat();
+    [field(1, b"2.0"), field(2, &info)].concat()
+}
+
 /// `/openapi/v3`: where each group-version's document is.
 pub fn root() -> Value {
     json!({ "paths": {

@@ -133,6 +133,8 @@ const SERVICE_SPEC: &[Field] = &[
     (10, "externalName", Ty::Str, false),
     (14, "sessionAffinityConfig", Ty::Msg(AFFINITY_CONFIG), false),
 ];
+/// `kubectl create namespace`: only its metadata matters.
+const NAMESPACE: &[Field] = &[(1, "metadata", Ty::Msg(OBJECT_META), false)];
 const SERVICE: &[Field] =
     &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(SERVICE_SPEC), false)];
 
@@ -281,9 +283,10 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
         ("v1", "Pod") => POD,
         ("v1", "Service") => SERVICE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("v1", "Namespace") => NAMESPACE,
         _ => {
             return Err(Status::unsupported_media(format!(
-                "podnet reads protobuf bodies of Pods, Services and Deployments, not {api_version} {kind}: send JSON"
+                "podnet reads protobuf bodies of Pods, Services, Deployments and Namespaces, not {api_version} {kind}: send JSON"
             )));
         }
     };

@@ -199,6 +199,12 @@ mod tests {
             security: Default::default(),
             image: None,
             resources: Default::default(),
+            annotations: Default::default(),
+            object_labels: None,
+            selector: None,
+            container: None,
+            strategy: Default::default(),
+            template_annotations: Default::default(),
         }
     }
 
@@ -220,6 +226,8 @@ mod tests {
             security: d.security,
             image: d.image.clone(),
             resources: d.resources,
+            annotations: d.template_annotations.clone(),
+            container: d.container.clone(),
         };
         let h = deployment_hash(&d);
         assert_eq!(pod_hash(&pod), h);

@@ -55,6 +55,8 @@ enum Answered {
     Text(Vec<u8>),
     /// A watch: JSON lines as they come.
     Watch(tokio::sync::mpsc::Receiver<Bytes>),
+    /// Bytes of another type (the OpenAPI v2 document, in protobuf).
+    Bytes(Vec<u8>, &'static str),
 }
 
 /// Serves connections from `listener` through `gate` until the task ends.
@@ -97,6 +99,7 @@ impl Server {
                 (code, body.to_string().into_bytes(), "application/json", false)
             }
             Ok(Answered::Text(text)) => (200, text, "text/plain", false),
+            Ok(Answered::Bytes(bytes, content_type)) => (200, bytes, content_type, false),
             Err(status) => (
                 status.code,
                 status.to_json().to_string().into_bytes(),
@@ -144,6 +147,9 @@ impl Server {
                 Ok(Err(_)) => return Err(Status::bad_request("the request body could not be read")),
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
+        if parts.uri.path() == "/openapi/v2" && parts.method == Method::GET {
+            return Ok(Answered::Bytes(super::openapi::v2(), super::openapi::V2_PROTOBUF));
+        }
         let route = routes::route(parts.uri.path())?;
         if let Route::Document(document) = route {
             return match parts.method {
@@ -162,11 +168,11 @@ impl Server {
         if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
             return Err(Status::not_acceptable(format!("podnet answers in JSON, not {accept}")));
         }
-        let body =
-            self.body(&bytes, parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or(""))?;
+        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let body = self.body(&bytes, content_type)?;
         let query = parse_query(parts.uri.query().unwrap_or(""));
-        let asked =
-            Asked { method: &parts.method, query: &query, table: accept.contains("as=Table"), body: &body };
+        let table = accept.contains("as=Table");
+        let asked = Asked { method: &parts.method, query: &query, table, body: &body, content_type };
         if let (Route::Collection { resource, namespace }, &Method::GET) = (&route, &parts.method)
             && super::watcher::flag(query.get("watch"))
         {
@@ -186,6 +192,13 @@ impl Server {
         if content_type.starts_with("application/vnd.kubernetes.protobuf") {
             return super::protobuf::decode(bytes)
                 .inspect_err(|_| self.counters.count(Reason::MalformedMessage));
+        }
+        if content_type.starts_with("application/apply-patch+yaml") {
+            // Server-side apply's body (YAML, of which JSON is a subset).
+            return serde_yaml_ng::from_slice(bytes).map_err(|e| {
+                self.counters.count(Reason::MalformedMessage);
+                Status::bad_request(format!("the apply patch is not YAML: {e}"))
+            });
         }
         if !content_type.is_empty() && !content_type.contains("json") {
             self.counters.count(Reason::MalformedMessage);

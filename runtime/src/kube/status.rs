@@ -56,6 +56,42 @@ impl Status {
         }
     }
 
+    /// 409: an update made against an older version of the object.
+    pub fn conflict(resource: &str, name: &str) -> Status {
+        Status {
+            details: Some((resource.to_string(), name.to_string())),
+            ..Status::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                ),
+            )
+        }
+    }
+
+    /// 403: what nobody may do (`namespaces "default" is forbidden: ...`).
+    pub fn forbidden(resource: &str, name: &str, why: &str) -> Status {
+        Status {
+            details: Some((resource.to_string(), name.to_string())),
+            ..Status::new(403, "Forbidden", format!("{resource} \"{name}\" is forbidden: {why}"))
+        }
+    }
+
+    /// 422: a patch that cannot be applied to the object.
+    pub fn invalid_patch(message: impl Into<String>) -> Status {
+        Status::new(422, "Invalid", message)
+    }
+
+    /// 413: a JSON patch of too many operations.
+    pub fn too_large_patch(limit: usize) -> Status {
+        Status::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the allowed maximum operations in a JSON patch is {limit}"),
+        )
+    }
+
     /// 400: a body that is not the object it should be.
     pub fn bad_request(message: impl Into<String>) -> Status {
         Status::new(400, "BadRequest", message)
@@ -106,10 +142,16 @@ impl Status {
             Status::bad_request(text)
         } else if text.contains(&format!("/{name} not found"))
             || text.contains(&format!("node `{name}` not found"))
+            || text.contains(&format!("namespace {name} not found"))
         {
             Status::not_found(resource, name)
-        } else if text.contains(&format!("/{name} already exists")) {
+        } else if text.contains(&format!("/{name} already exists"))
+            || text.contains(&format!("namespace {name} already exists"))
+        {
             Status::already_exists(resource, name)
+        } else if let Some((field, message)) = named_field(text) {
+            // The control plane's refusals of an update name the field.
+            Status::invalid(kind, name, field, message)
         } else {
             Status::invalid(kind, name, field_of(text), text)
         }
@@ -139,6 +181,15 @@ impl Status {
         }
         status
     }
+}
+
+/// `FIELD: Invalid value: ...` or `FIELD: Forbidden: ...`: the field and
+/// the rest.
+fn named_field(text: &str) -> Option<(&str, &str)> {
+    let (field, rest) = text.split_once(": ")?;
+    let is_path = field.starts_with("spec") || field.starts_with("metadata");
+    (is_path && !field.contains(' ') && (rest.starts_with("Invalid value") || rest.starts_with("Forbidden")))
+        .then_some((field, rest))
 }
 
 /// The field a control-plane refusal is most likely about (its text names

@@ -31,6 +31,8 @@ pub struct Asked<'a> {
     pub table: bool,
     /// The body, parsed as JSON (Null when there was none).
     pub body: &'a Value,
+    /// Its Content-Type (which kind of patch a PATCH is).
+    pub content_type: &'a str,
 }
 
 /// What the server answers: a code and a JSON body.
@@ -51,7 +53,7 @@ impl Verbs {
         Verbs { agent, version: AtomicU64::new(1), started: crate::model::unix_now() }
     }
 
-    fn rv(&self) -> u64 {
+    pub(super) fn rv(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
     }
 
@@ -62,8 +64,13 @@ impl Verbs {
 
     /// The revision a write's answer carries: the latest seen (the write's
     /// own is in the next list or get).
-    fn changed(&self) -> u64 {
+    pub(super) fn changed(&self) -> u64 {
         self.rv()
+    }
+
+    /// The resourceVersion after a change, or as it is after a dry run.
+    pub(super) fn bump(&self, dry: bool) -> u64 {
+        if dry { self.rv() } else { self.changed() }
     }
 
     /// Answers `asked` on `route` (not a document: the server serves those).
@@ -74,9 +81,7 @@ impl Verbs {
                 "watch a collection, with fieldSelector=metadata.name=NAME for one object",
             ));
         }
-        if asked.query.contains_key("dryRun") {
-            return Err(Status::bad_request("podnet does not do server-side dry runs: use --dry-run=client"));
-        }
+        let dry = super::write::dry_run(asked.query)?;
         let m = asked.method;
         match route {
             Route::Collection { resource, namespace } if m == Method::GET => {
@@ -91,7 +96,19 @@ impl Verbs {
                         "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: unknown field \"{field}\""
                     )));
                 }
-                self.create(resource, ns, asked.body).await
+                self.create(resource, ns, asked.body, dry).await
+            }
+            // Writes (write.rs): namespaces made, objects updated and patched.
+            Route::Collection { resource, namespace: None }
+                if m == Method::POST && resource.name == "namespaces" =>
+            {
+                self.create_namespace(asked.body, dry).await
+            }
+            Route::Object { resource, namespace, name } if m == Method::PUT || m == Method::PATCH => {
+                self.update(resource, namespace, name, asked, dry).await
+            }
+            Route::Object { resource, namespace, name } if m == Method::DELETE && dry => {
+                self.get(resource, namespace, name).await.map(|object| (200, object))
             }
             Route::Object { resource, namespace, name } if m == Method::GET => {
                 let object = self.get(resource, namespace, name).await?;
@@ -130,12 +147,9 @@ impl Verbs {
                     _ => Err(unexpected()),
                 }
             }
-            Route::Collection { resource, .. } | Route::Object { resource, .. } => {
-                Err(Status::not_allowed(format!(
-                    "podnet does not serve {} on {} yet (no apply, edit, patch or replace in this version): delete and create the object instead",
-                    asked.method, resource.name
-                )))
-            }
+            Route::Collection { resource, .. } | Route::Object { resource, .. } => Err(Status::not_allowed(
+                format!("podnet does not serve {} on {}", asked.method, resource.name),
+            )),
             Route::Scale { .. } => Err(Status::not_allowed(format!(
                 "the scale subresource takes GET, PUT and PATCH, not {}",
                 asked.method
@@ -193,7 +207,7 @@ impl Verbs {
         Ok(bytes)
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         request: Request,
         kind: &str,
@@ -318,11 +332,19 @@ impl Verbs {
         if let Response::Services(list) = all(Request::GetServices { namespace: None }).await? {
             list.iter().for_each(|s| note(&s.spec.namespace, s.created_at));
         }
+        if let Response::Namespaces(list) = all(Request::GetNamespaces).await? {
+            list.iter().for_each(|n| note(&n.name, n.created_at));
+        }
         let rv = self.rv();
         Ok(seen.iter().map(|(name, t)| objects::namespace(name, *t, rv)).collect())
     }
 
-    async fn get(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Value, Status> {
+    pub(super) async fn get(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, Status> {
         let all = self.objects(resource, namespace).await?;
         let label = if resource.group.is_empty() {
             resource.name.to_string()
@@ -388,30 +410,37 @@ impl Verbs {
         table::table(resource.kind, items, include, crate::model::unix_now(), self.rv())
     }
 
-    async fn create(&self, resource: &Resource, ns: &str, body: &Value) -> Result<Reply, Status> {
+    pub(super) async fn create(
+        &self,
+        resource: &Resource,
+        ns: &str,
+        body: &Value,
+        dry: bool,
+    ) -> Result<Reply, Status> {
         crate::model::check_name("namespace", ns, 63)
             .map_err(|e| Status::invalid(resource.kind, "", "metadata.namespace", e.to_string()))?;
         let name = decode::head(body, resource.kind, resource.api_version(), Some(ns))?.to_string();
-        let call = |request| self.call(request, resource.kind, resource.name, &name);
+        let call =
+            |request| self.call(super::write::as_dry_run(request, dry), resource.kind, resource.name, &name);
         match resource.name {
             "pods" => match call(Request::RunPod(decode::pod(body, ns)?)).await? {
-                Response::Pod(p) => Ok((201, objects::pod(&p, self.changed()))),
+                Response::Pod(p) => Ok((201, objects::pod(&p, self.bump(dry)))),
                 _ => Err(unexpected()),
             },
             "deployments" => match self
                 .call(
-                    Request::CreateDeployment(decode::deployment(body, ns)?),
+                    super::write::as_dry_run(Request::CreateDeployment(decode::deployment(body, ns)?), dry),
                     "Deployment",
                     "deployments.apps",
                     &name,
                 )
                 .await?
             {
-                Response::Deployment(d) => Ok((201, objects::deployment(&d, self.changed()))),
+                Response::Deployment(d) => Ok((201, objects::deployment(&d, self.bump(dry)))),
                 _ => Err(unexpected()),
             },
             "services" => match call(Request::CreateService(decode::service(body, ns)?)).await? {
-                Response::Service(s) => Ok((201, objects::service(&s, self.changed()))),
+                Response::Service(s) => Ok((201, objects::service(&s, self.bump(dry)))),
                 _ => Err(unexpected()),
             },
             other => Err(Status::not_allowed(format!("podnet makes {other} itself: they cannot be created"))),
@@ -431,6 +460,10 @@ impl Verbs {
             "deployments" => Request::DeleteDeployment { namespace: ns, name: n },
             "services" => Request::DeleteService { namespace: ns, name: n },
             "nodes" => Request::DeleteNode { name: n },
+            "namespaces" if name == "default" => {
+                return Err(Status::forbidden("namespaces", name, "this namespace may not be deleted"));
+            }
+            "namespaces" => Request::DeleteNamespace { name: n },
             other => {
                 return Err(Status::not_allowed(format!(
                     "podnet keeps {other} itself: they cannot be deleted"

@@ -86,6 +86,8 @@ fn spec(name: &str) -> PodSpec {
         security: Default::default(),
         image: None,
         resources: Default::default(),
+        annotations: Default::default(),
+        container: None,
     }
 }
 
@@ -352,6 +354,8 @@ async fn a_watch_from_a_revision_reads_past_pages_of_other_kinds() {
             session_affinity: SessionAffinity::None,
             external_name: None,
             service_type: ServiceType::ClusterIP,
+            annotations: Default::default(),
+            labels: Default::default(),
         };
         cp.lock().unwrap().handle(Now::system(), Request::CreateService(spec)).unwrap();
     }
@@ -398,6 +402,12 @@ async fn a_replicaset_watch_follows_its_deployment() {
         security: Default::default(),
         image: None,
         resources: Default::default(),
+        annotations: Default::default(),
+        object_labels: None,
+        selector: None,
+        container: None,
+        strategy: Default::default(),
+        template_annotations: Default::default(),
     };
     cp.lock().unwrap().handle(Now::system(), Request::CreateDeployment(spec)).unwrap();
     let (t, o) = next(&mut rx).await;

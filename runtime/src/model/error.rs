@@ -9,6 +9,14 @@ use crate::model::HostPort;
 /// An invalid object, field or request about the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
+    /// An annotation key that is not a qualified name.
+    #[error(
+        "invalid annotation key `{0}`: use letters, digits, '-', '_' or '.', with an optional DNS prefix and '/'"
+    )]
+    AnnotationKey(String),
+    /// Annotations over Kubernetes' bound.
+    #[error("annotations are {0} bytes: they must have at most 262144 bytes (256 KiB) of keys and values")]
+    AnnotationsTooLong(usize),
     /// A pod, namespace, deployment, service or node name.
     #[error(
         "invalid {kind} name `{name}`: use at most {max_len} lowercase letters, digits and '-', starting and ending with a letter or digit"

@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 /// Labels: `app=web` and friends.
 pub type Labels = BTreeMap<String, String>;
 
+/// Annotations: free-form metadata tools keep on an object (kubectl's
+/// `last-applied-configuration`), stored and returned as given.
+pub type Annotations = BTreeMap<String, String>;
+
+/// Kubernetes' bound on an object's annotations, keys and values together.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
 /// What happens when a pod's command exits (Kubernetes' restartPolicy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum RestartPolicy {
@@ -82,6 +89,12 @@ pub struct PodSpec {
     /// Memory and CPU limits and requests (resources).
     #[serde(default)]
     pub resources: Resources,
+    /// Annotations (metadata.annotations).
+    #[serde(default)]
+    pub annotations: Annotations,
+    /// Its container's name, when it is not the pod's.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 /// Most environment variables one container may set, and their bytes in
@@ -389,6 +402,110 @@ pub struct DeploymentSpec {
     /// The pods' resources.
     #[serde(default)]
     pub resources: Resources,
+    /// The deployment's own annotations (not its pods').
+    #[serde(default)]
+    pub annotations: Annotations,
+    /// The deployment's own labels (metadata.labels), when they are not
+    /// its pods' (`labels`).
+    #[serde(default)]
+    pub object_labels: Option<Labels>,
+    /// spec.selector.matchLabels, when it is not all of `labels`.
+    #[serde(default)]
+    pub selector: Option<Labels>,
+    /// Its pods' container's name, when it is not the deployment's.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// How a changed template replaces its pods.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Its pods' annotations (spec.template.metadata.annotations; a
+    /// change rolls them, as `kubectl rollout restart` relies on).
+    #[serde(default)]
+    pub template_annotations: Annotations,
+}
+
+/// How a deployment replaces its pods when its template changes
+/// (spec.strategy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// New pods first, old ones as the new become ready: at most
+    /// `max_surge` pods over the replica count, at most `max_unavailable`
+    /// fewer ready.
+    RollingUpdate {
+        /// maxSurge (rounded up from a percentage).
+        max_surge: Amount,
+        /// maxUnavailable (rounded down from a percentage).
+        max_unavailable: Amount,
+    },
+    /// Every old pod goes before new ones are made.
+    Recreate,
+}
+
+impl Default for Strategy {
+    /// Kubernetes' default: RollingUpdate, 25% and 25%.
+    fn default() -> Self {
+        Strategy::RollingUpdate { max_surge: Amount::Percent(25), max_unavailable: Amount::Percent(25) }
+    }
+}
+
+impl Strategy {
+    /// (pods over `replicas` allowed, ready pods under `replicas` allowed)
+    /// during a rollout, as Kubernetes resolves them: never both 0.
+    pub fn bounds(&self, replicas: u32) -> (u32, u32) {
+        match *self {
+            Strategy::RollingUpdate { max_surge, max_unavailable } => {
+                match (max_surge.of(replicas, true), max_unavailable.of(replicas, false)) {
+                    (0, 0) => (0, 1),
+                    bounds => bounds,
+                }
+            }
+            Strategy::Recreate => (0, replicas.max(1)),
+        }
+    }
+}
+
+/// A count, or a percentage of the replica count (maxSurge, maxUnavailable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Amount {
+    /// So many pods.
+    Count(u32),
+    /// This percentage of the replicas.
+    Percent(u32),
+}
+
+impl Amount {
+    /// The pods it stands for with `replicas` replicas.
+    pub fn of(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            Amount::Count(n) => n,
+            Amount::Percent(p) => {
+                let scaled = u64::from(replicas) * u64::from(p);
+                let n = if round_up { scaled.div_ceil(100) } else { scaled / 100 };
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }
+        }
+    }
+}
+
+impl DeploymentSpec {
+    /// The labels that select its pods (immutable, as in apps/v1).
+    pub fn selector(&self) -> &Labels {
+        self.selector.as_ref().unwrap_or(&self.labels)
+    }
+
+    /// The deployment's own labels.
+    pub fn object_labels(&self) -> &Labels {
+        self.object_labels.as_ref().unwrap_or(&self.labels)
+    }
+}
+
+/// A namespace created explicitly (`kubectl create namespace`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// Name (an RFC 1123 label).
+    pub name: String,
+    /// Unix time of creation.
+    pub created_at: u64,
 }
 
 /// A deployment as reported to users.
@@ -489,9 +606,34 @@ pub fn check_label(key: &str, value: &str) -> Result<(), ModelError> {
     }
 }
 
+/// Checks annotations as Kubernetes does: keys as label keys, and at
+/// most [`MAX_ANNOTATIONS_BYTES`] of keys and values together.
+pub fn check_annotations(annotations: &Annotations) -> Result<(), ModelError> {
+    let mut total = 0;
+    for (key, value) in annotations {
+        check_label(key, "").map_err(|_| ModelError::AnnotationKey(key.clone()))?;
+        total += key.len() + value.len();
+    }
+    match total <= MAX_ANNOTATIONS_BYTES {
+        true => Ok(()),
+        false => Err(ModelError::AnnotationsTooLong(total)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_are_bounded_as_kubernetes_bounds_them() {
+        let mut a = Annotations::new();
+        a.insert("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".repeat(1000));
+        assert!(check_annotations(&a).is_ok());
+        a.insert("big".into(), "x".repeat(MAX_ANNOTATIONS_BYTES));
+        assert!(matches!(check_annotations(&a), Err(ModelError::AnnotationsTooLong(_))));
+        let bad = Annotations::from([("no spaces".to_string(), String::new())]);
+        assert!(matches!(check_annotations(&bad), Err(ModelError::AnnotationKey(_))));
+    }
 
     #[test]
     fn command_and_args_combine_with_the_image_as_kubernetes_does() {
@@ -866,6 +1008,12 @@ pub struct ServiceSpec {
     /// ClusterIP, NodePort or LoadBalancer.
     #[serde(default)]
     pub service_type: ServiceType,
+    /// Labels of the Service object itself (not a selector).
+    #[serde(default)]
+    pub labels: Labels,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: Annotations,
 }
 
 /// What the node observes about a LoadBalancer Service.

@@ -203,6 +203,8 @@ mod tests {
             security: Default::default(),
             image: None,
             resources: Default::default(),
+            annotations: Default::default(),
+            container: None,
         }
     }
 
@@ -226,6 +228,8 @@ mod tests {
                 session_affinity: SessionAffinity::None,
                 external_name: None,
                 service_type: Default::default(),
+                labels: Default::default(),
+                annotations: Default::default(),
             },
             load_balancer: None,
         }

@@ -8,3 +8,4 @@ mod ports;
 mod replicas;
 mod revisions;
 mod scheduling;
+mod updates;
