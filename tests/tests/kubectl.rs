@@ -1041,6 +1041,12 @@ fn kubectl_apply_diff_patch_replace_and_delete_change_podnet_objects() {
     std::fs::write(&stale, ok(&node, &["get", "deploy", "web", "-o", "yaml"])).unwrap();
     ok(&node, &["scale", "deployment", "web", "--replicas=3"]);
     fails(&node, &["replace", "-f", stale.to_str().unwrap()], "the object has been modified");
+    // The replicas' status moves the deployment's resourceVersion (as the
+    // deployment controller's status updates do): settled first.
+    eventually(Duration::from_secs(60), "web to be 3/3 ready", || {
+        let table = ok(&node, &["get", "deploy", "web", "--no-headers"]);
+        table.split_whitespace().nth(1).is_some_and(|ready| ready == "3/3").then_some(())
+    });
     let current = node.dir.join("current.yaml");
     std::fs::write(
         &current,
