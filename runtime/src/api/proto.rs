@@ -14,7 +14,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +149,17 @@ pub enum Request {
         /// Absolute path of the archive.
         path: PathBuf,
     },
+    /// Follow a pod's output: a stream of [`Response::Logs`], first the
+    /// last `backlog` bytes already written (one item, maybe empty), then
+    /// new output until the pod's process ends or the reader goes.
+    FollowLogs {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Most bytes of earlier output sent first.
+        backlog: u64,
+    },
 }
 
 /// Who answers a request: the one place that decides it.
@@ -180,7 +191,8 @@ impl Request {
             Request::ExecTarget { namespace, name }
             | Request::Logs { namespace, name }
             | Request::DescribePod { namespace, name }
-            | Request::Capture { namespace, name } => Route::Pod { namespace, name },
+            | Request::Capture { namespace, name }
+            | Request::FollowLogs { namespace, name, .. } => Route::Pod { namespace, name },
             _ => Route::Cluster,
         }
     }

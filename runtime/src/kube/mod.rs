@@ -32,6 +32,7 @@ pub mod routes;
 pub mod select;
 pub mod server;
 pub mod status;
+pub mod stream;
 pub mod table;
 pub mod tls;
 pub mod verbs;

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use super::auth::Token;
 use super::routes::{self, Route};
 use super::status::Status;
+use super::stream::{self, Body};
 use super::verbs::{Asked, Reply, Verbs};
 use crate::listeners::accept;
 use crate::listeners::limits::{Counters, Gate, Permit, Reason};
@@ -48,8 +49,8 @@ pub struct Server {
 enum Answered {
     /// An object, list, Table or Status.
     Json(Reply),
-    /// A pod's log.
-    Text(Vec<u8>),
+    /// A pod's log, whole or followed.
+    Text(Body),
 }
 
 /// Serves connections from `listener` through `gate` until the task ends.
@@ -83,20 +84,21 @@ impl Server {
         drop(permit);
     }
 
-    async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+        let whole = |bytes: Vec<u8>| Full::new(Bytes::from(bytes)).boxed_unsync();
         let (code, body, content_type, close) = match self.answer(request).await {
             Ok(Answered::Json((code, body))) => {
-                (code, body.to_string().into_bytes(), "application/json", false)
+                (code, whole(body.to_string().into_bytes()), "application/json", false)
             }
             Ok(Answered::Text(text)) => (200, text, "text/plain", false),
             Err(status) => (
                 status.code,
-                status.to_json().to_string().into_bytes(),
+                whole(status.to_json().to_string().into_bytes()),
                 "application/json",
                 matches!(status.code, 413 | 504),
             ),
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
+        let mut response = Response::new(body);
         *response.status_mut() =
             hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
@@ -146,7 +148,9 @@ impl Server {
         if let Route::Log { namespace, name } = route {
             let query = parse_query(parts.uri.query().unwrap_or(""));
             return match parts.method {
-                Method::GET => self.verbs.logs(namespace, name, &query).await.map(Answered::Text),
+                Method::GET => stream::logs::answer(self.verbs.agent(), namespace, name, &query)
+                    .await
+                    .map(Answered::Text),
                 _ => Err(Status::not_allowed("a pod's log is read with GET")),
             };
         }
