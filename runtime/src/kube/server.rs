@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -51,6 +51,9 @@ enum Answered {
     Json(Reply),
     /// A pod's log, whole or followed.
     Text(Body),
+    /// A connection upgraded for a stream: the 101, and the session the
+    /// connection's task runs after it.
+    Upgraded(Response<Body>, stream::Session),
 }
 
 /// Serves connections from `listener` through `gate` until the task ends.
@@ -70,9 +73,12 @@ impl Server {
             Some(Ok(tls)) => tls,
         };
         let server = self.clone();
+        // An upgraded stream's session, run here so it holds the permit.
+        let upgraded: Arc<Mutex<Option<stream::Session>>> = Arc::default();
+        let slot = upgraded.clone();
         let service = hyper::service::service_fn(move |request| {
-            let server = server.clone();
-            async move { Ok::<_, Infallible>(server.respond(request).await) }
+            let (server, slot) = (server.clone(), slot.clone());
+            async move { Ok::<_, Infallible>(server.respond(request, &slot).await) }
         });
         // The header timeout also ends a connection idle between requests.
         let _ = hyper::server::conn::http1::Builder::new()
@@ -80,13 +86,26 @@ impl Server {
             .header_read_timeout(self.request_timeout)
             .max_buf_size(MAX_HEAD)
             .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
             .await;
+        let session = upgraded.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(session) = session {
+            session.await;
+        }
         drop(permit);
     }
 
-    async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        upgraded: &Mutex<Option<stream::Session>>,
+    ) -> Response<Body> {
         let whole = |bytes: Vec<u8>| Full::new(Bytes::from(bytes)).boxed_unsync();
         let (code, body, content_type, close) = match self.answer(request).await {
+            Ok(Answered::Upgraded(response, session)) => {
+                *upgraded.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
+                return response;
+            }
             Ok(Answered::Json((code, body))) => {
                 (code, whole(body.to_string().into_bytes()), "application/json", false)
             }
@@ -115,7 +134,7 @@ impl Server {
     }
 
     async fn answer(&self, request: Request<Incoming>) -> Result<Answered, Status> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         if !self.token.admits(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes())) {
             self.counters.count(Reason::Unauthorized);
             return Err(Status::unauthorized());
@@ -144,6 +163,15 @@ impl Server {
                 Method::GET => Ok(Answered::Json((200, document()))),
                 _ => Err(Status::not_allowed("discovery documents are read with GET")),
             };
+        }
+        if let Route::Stream { kind, namespace, name } = route {
+            let path = parts.uri.path().to_string();
+            let (namespace, name) = (namespace.to_string(), name.to_string());
+            let counters = self.counters;
+            return stream::upgrade(self.verbs.agent(), kind, &namespace, &name, &mut parts, counters)
+                .await
+                .map(|(response, session)| Answered::Upgraded(response, session))
+                .inspect_err(|e| tracing::debug!("{path}: {}", e.message));
         }
         if let Route::Log { namespace, name } = route {
             let query = parse_query(parts.uri.query().unwrap_or(""));

@@ -132,7 +132,7 @@ impl Verbs {
                 "the scale subresource takes GET, PUT and PATCH, not {}",
                 asked.method
             ))),
-            Route::Document(_) | Route::Log { .. } => Err(Status::no_path()),
+            Route::Document(_) | Route::Log { .. } | Route::Stream { .. } => Err(Status::no_path()),
         }
     }
 
