@@ -1,5 +1,7 @@
 //! The real kubectl's streaming commands against a node's Kubernetes API
-//! (issue #15): `logs -f`, `logs deploy/NAME`, `exec` (WebSocket). kubectl runs inside the
+//! (issue #15): `logs -f`, `logs deploy/NAME`, `exec` (WebSocket with
+//! kubectl 1.32, SPDY with 1.27), `port-forward` (SPDY in WebSocket, plain
+//! SPDY). kubectl runs inside the
 //! node's own network namespace (helpers: `podnet_e2e::kubectl`), and its
 //! pods are image pods from a registry on a lan of the test's own.
 
@@ -95,6 +97,105 @@ fn kubectl_exec_runs_commands_in_a_pod_with_stdin_stderr_terminal_and_exit_code(
     assert!(text.contains("/dev/pts/") && text.contains("resized"), "a terminal, resized: {text:?}");
 
     fails(&node, &["exec", "nobody", "--", "true"], "not found");
+
+    // kubectl 1.27 speaks SPDY/3.1 (v4.channel.k8s.io streams).
+    if std::path::Path::new(OLD_KUBECTL).exists() {
+        let out = kubectl_with(&node, OLD_KUBECTL, &["exec", "box", "--", "cat", "/etc/hostname"]);
+        assert!(out.status.success(), "kubectl 1.27 exec: {}", stderr(&out));
+        assert_eq!(stdout(&out), "box\n");
+        let out = kubectl_with(
+            &node,
+            OLD_KUBECTL,
+            &["exec", "box", "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        );
+        assert_eq!(out.status.code(), Some(3), "the exit code over SPDY: {}", stderr(&out));
+        assert_eq!(stdout(&out), "out\n");
+        assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
+        let fed = kubectl_fed(
+            &node,
+            OLD_KUBECTL,
+            &["exec", "-i", "box", "--", "sh", "-c", "cat; echo done"],
+            b"hi\n",
+        );
+        assert!(fed.status.success(), "{}", stderr(&fed));
+        assert_eq!(stdout(&fed), "hi\ndone\n", "stdin, then its end (the stream's FIN)");
+    }
+}
+
+/// Starts `kubectl port-forward ARGS` (binary `bin`) and waits until it
+/// listens (its "Forwarding from" line).
+fn port_forward(node: &podnet_e2e::Node, bin: &str, args: &[&str]) -> Child {
+    let mut all = vec!["port-forward", "--address", "127.0.0.1"];
+    all.extend_from_slice(args);
+    let mut child = kubectl_command(node, bin, &all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl port-forward");
+    let mut line = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    lines.read_line(&mut line).unwrap();
+    // Read on: kubectl writes a line per connection, and dies of SIGPIPE
+    // if nobody reads them.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    if !line.starts_with("Forwarding from 127.0.0.1:") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("kubectl port-forward {}: {line:?} {}", args.join(" "), stderr(&out));
+    }
+    child
+}
+
+/// `curl URL` in the node's namespace (where kubectl listens), through
+/// `forward` (whose errors show when it fails).
+fn fetch(node: &podnet_e2e::Node, forward: &mut Child, url: &str) -> String {
+    let out = node.on_node(&["curl", "-sS", "--max-time", "10", url]);
+    if !out.status.success() {
+        // SIGINT: kubectl flushes its log as it ends.
+        // SAFETY: a signal to the kubectl this test started, by its PID.
+        unsafe { libc::kill(forward.id() as i32, libc::SIGINT) };
+        let _ = wait_for(forward, Duration::from_secs(10), "kubectl port-forward after SIGINT");
+        let mut errors = String::new();
+        let _ = forward.stderr.take().unwrap().read_to_string(&mut errors);
+        panic!("curl {url}: {}; kubectl: {errors}{}", stderr(&out), node.agent_log());
+    }
+    stdout(&out)
+}
+
+#[test]
+fn kubectl_port_forwards_to_a_pod_and_a_service() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kubectl-pf");
+    let (node, _lan) = node_with_registry("kcpf", &scratch);
+    // The image's own command: busybox httpd on 8080 serving /www.
+    ok(&node, &["run", "web", &format!("--image={}", image_ref())]);
+    node.wait_running("web");
+    ok(&node, &["expose", "pod", "web", "--port=80", "--target-port=8080"]);
+
+    // kubectl 1.32: SPDY tunnelled in WebSocket.
+    let mut forward = port_forward(&node, KUBECTL, &["pod/web", "18080:8080"]);
+    assert_eq!(fetch(&node, &mut forward, "http://127.0.0.1:18080/"), "hello from the image\n");
+    assert_eq!(
+        fetch(&node, &mut forward, "http://127.0.0.1:18080/index.html"),
+        "hello from the image\n",
+        "a second connection"
+    );
+    let _ = forward.kill();
+    let _ = forward.wait();
+
+    // svc/NAME: kubectl picks the service's pod and its target port.
+    let mut forward = port_forward(&node, KUBECTL, &["svc/web", "18081:80"]);
+    assert_eq!(fetch(&node, &mut forward, "http://127.0.0.1:18081/"), "hello from the image\n");
+    let _ = forward.kill();
+    let _ = forward.wait();
+
+    // kubectl 1.27: plain SPDY.
+    if std::path::Path::new(OLD_KUBECTL).exists() {
+        let mut forward = port_forward(&node, OLD_KUBECTL, &["pod/web", "18082:8080"]);
+        assert_eq!(fetch(&node, &mut forward, "http://127.0.0.1:18082/"), "hello from the image\n");
+        let _ = forward.kill();
+        let _ = forward.wait();
+    }
 }
 
 #[test]

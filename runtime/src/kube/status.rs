@@ -96,6 +96,11 @@ impl Status {
         Status::new(504, "Timeout", "the request did not complete within the request timeout")
     }
 
+    /// Refused (403).
+    pub fn forbidden(message: impl Into<String>) -> Status {
+        Status::new(403, "Forbidden", message)
+    }
+
     /// Something that should have worked did not (500).
     pub fn internal(message: impl Into<String>) -> Status {
         Status::new(500, "InternalError", message)

@@ -93,11 +93,14 @@ pub enum Reason {
     MalformedMessage,
     /// The Kubernetes API: a request without the token, or with another.
     Unauthorized,
+    /// The Kubernetes API: a streaming connection (SPDY) opened more
+    /// streams than one may hold.
+    StreamLimit,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
@@ -109,6 +112,7 @@ impl Reason {
         Reason::OversizedMessage,
         Reason::MalformedMessage,
         Reason::Unauthorized,
+        Reason::StreamLimit,
     ];
 
     /// The name shown to people and scrapers.
@@ -125,6 +129,7 @@ impl Reason {
             Reason::OversizedMessage => "oversized_message",
             Reason::MalformedMessage => "malformed_message",
             Reason::Unauthorized => "unauthorized",
+            Reason::StreamLimit => "stream_limit",
         }
     }
 }

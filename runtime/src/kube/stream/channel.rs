@@ -20,6 +20,11 @@ pub const RESIZE: u8 = 4;
 /// v5: the client closes a stream (the message is `[255, stream]`).
 pub const CLOSE: u8 = 255;
 
+/// The stream protocol of exec over SPDY.
+pub const SPDY_EXEC: &str = "v4.channel.k8s.io";
+/// The stream protocol of port-forwarding over SPDY.
+pub const SPDY_PORT_FORWARD: &str = "portforward.k8s.io";
+
 /// The WebSocket subprotocols served, best first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 

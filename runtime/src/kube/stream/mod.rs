@@ -15,6 +15,8 @@
 pub mod channel;
 pub mod exec;
 pub mod logs;
+pub mod spdy;
+pub mod spdy_session;
 pub mod websocket;
 
 use std::convert::Infallible;
@@ -27,6 +29,7 @@ use hyper::body::Bytes;
 use hyper::header::UPGRADE;
 use hyper::http::request::Parts;
 use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 
 use super::agent::{Agent, AgentRefusal};
 use super::status::Status;
@@ -42,6 +45,39 @@ pub type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// kubelet's streaming idle timeout is 4 hours; a Pi's connections are
 /// fewer).
 pub const IDLE: Duration = Duration::from_secs(3600);
+
+/// When a session last moved bytes either way, for its idle timeout.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    start: tokio::time::Instant,
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity { start: tokio::time::Instant::now(), last: Default::default() }
+    }
+}
+
+impl Activity {
+    /// Bytes moved now.
+    pub fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Returns once nothing moved for `idle`.
+    pub async fn idled(&self, idle: Duration) {
+        loop {
+            let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+            let deadline = self.start + Duration::from_millis(last) + idle;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
 
 /// Which streaming subresource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,25 +100,107 @@ pub async fn upgrade(
     parts: &mut Parts,
     counters: &'static Counters,
 ) -> Result<(hyper::Response<Body>, Session), Status> {
-    let query = parts.uri.query().unwrap_or("");
+    let query = parts.uri.query().unwrap_or("").to_string();
     let protocol =
         parts.headers.get(UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    if kind != Kind::Exec {
-        return Err(Status::bad_request(format!(
-            "podnet does not stream {} yet: use kubectl exec",
-            if kind == Kind::Attach { "attach" } else { "port-forward" }
-        )));
+    let spdy = match protocol.as_str() {
+        "websocket" => false,
+        "spdy/3.1" => true,
+        other => return Err(upgrade_required(other)),
+    };
+    match kind {
+        Kind::Exec => {
+            let asked = exec::Asked::parse(&query, false)?;
+            let container = exec::target(agent, namespace, name).await?;
+            if spdy {
+                let chosen = spdy_protocol(&parts.headers, &[channel::SPDY_EXEC])?;
+                let upgrade = on_upgrade(parts)?;
+                let session = async move {
+                    let Ok(upgraded) = upgrade.await else { return };
+                    let spawn =
+                        |asked: &exec::Asked| exec::spawn(&container, asked).map_err(|e| e.to_string());
+                    spdy_session::serve(TokioIo::new(upgraded), IDLE, counters, |streams, frames| {
+                        spdy_session::exec(streams, frames, asked, spawn)
+                    })
+                    .await
+                };
+                return Ok((spdy_switching(chosen), Box::pin(session)));
+            }
+            let handshake = websocket::handshake(&parts.headers, &channel::PROTOCOLS)?;
+            let upgrade = on_upgrade(parts)?;
+            let process = exec::spawn(&container, &asked).map_err(|e| Status::internal(e.to_string()))?;
+            let session = websocket::exec(upgrade, handshake.clone(), process, asked.command, IDLE, counters);
+            Ok((websocket::switching(&handshake), Box::pin(session)))
+        }
+        Kind::PortForward => {
+            let netns = port_forward_target(agent, namespace, name).await?;
+            let pod = format!("{namespace}/{name}");
+            let forward = move |streams, frames| spdy_session::port_forward(streams, frames, netns, pod);
+            if spdy {
+                let chosen = spdy_protocol(&parts.headers, &[channel::SPDY_PORT_FORWARD])?;
+                let upgrade = on_upgrade(parts)?;
+                let session = async move {
+                    let Ok(upgraded) = upgrade.await else { return };
+                    spdy_session::serve(TokioIo::new(upgraded), IDLE, counters, forward).await
+                };
+                return Ok((spdy_switching(chosen), Box::pin(session)));
+            }
+            let handshake = websocket::handshake(&parts.headers, &[websocket::SPDY_TUNNEL])?;
+            let upgrade = on_upgrade(parts)?;
+            let session = websocket::tunnel(upgrade, IDLE, counters, forward);
+            Ok((websocket::switching(&handshake), Box::pin(session)))
+        }
+        Kind::Attach => Err(Status::bad_request(
+            "podnet does not attach to a container's own stdio yet: use kubectl exec, or kubectl logs -f for its output",
+        )),
     }
-    if protocol != "websocket" {
-        return Err(upgrade_required(&protocol));
+}
+
+/// The network namespace of pod `namespace/name`, which must run here.
+async fn port_forward_target(
+    agent: &Agent,
+    namespace: &str,
+    name: &str,
+) -> Result<std::path::PathBuf, Status> {
+    use crate::api::{Request, Response};
+    let request = Request::ExecTarget { namespace: namespace.into(), name: name.into() };
+    match agent.call(request).await.map_err(|e| refusal(e, name))? {
+        Response::Exec(target) if target.pid.is_some() => Ok(target.netns),
+        Response::Exec(_) => Err(Status::bad_request(format!(
+            "unable to forward port because pod {namespace}/{name} is not running"
+        ))),
+        _ => Err(Status::unavailable("the agent answered with something else than asked for")),
     }
-    let asked = exec::Asked::parse(query, false)?;
-    let handshake = websocket::handshake(&parts.headers, &channel::PROTOCOLS)?;
-    let container = exec::target(agent, namespace, name).await?;
-    let upgrade = on_upgrade(parts)?;
-    let process = exec::spawn(&container, &asked).map_err(|e| Status::internal(e.to_string()))?;
-    let session = websocket::exec(upgrade, handshake.clone(), process, asked.command, IDLE, counters);
-    Ok((websocket::switching(&handshake), Box::pin(session)))
+}
+
+/// The stream protocol a SPDY client offers (`X-Stream-Protocol-Version`,
+/// one header per version) that is served.
+fn spdy_protocol(headers: &hyper::HeaderMap, served: &[&'static str]) -> Result<&'static str, Status> {
+    let offered: Vec<&str> = headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    offered.iter().find_map(|o| served.iter().find(|s| *s == o).copied()).ok_or_else(|| {
+        Status::forbidden(format!(
+            "unable to upgrade: none of the stream protocols {offered:?} is served: {served:?}"
+        ))
+    })
+}
+
+/// The 101 to a SPDY upgrade.
+fn spdy_switching(protocol: &'static str) -> hyper::Response<Body> {
+    use http_body_util::BodyExt;
+    use hyper::header::{CONNECTION, HeaderValue};
+    let mut response = hyper::Response::new(http_body_util::Empty::new().boxed_unsync());
+    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    headers.insert("x-stream-protocol-version", HeaderValue::from_static(protocol));
+    response
 }
 
 /// The upgrade hyper hands over once the 101 is sent.

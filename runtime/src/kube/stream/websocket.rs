@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode};
 
+use super::Activity;
 use super::channel::{self, ERROR, Ended, Incoming};
 use super::exec::{self, Input, Process};
 use crate::kube::status::Status;
@@ -101,12 +102,14 @@ pub async fn exec(
     let v5 = handshake.protocol == channel::PROTOCOLS[0];
     let (out_tx, mut out_rx) = mpsc::channel::<exec::Output>(8);
     let (in_tx, in_rx) = mpsc::channel(8);
+    let activity = Activity::default();
     let session = async {
         let write = async {
             while let Some((id, data)) = out_rx.recv().await {
                 if sink.send(Message::Binary(channel::encode(id, &data).into())).await.is_err() {
                     return false;
                 }
+                activity.touch();
             }
             true
         };
@@ -115,11 +118,11 @@ pub async fn exec(
     };
     let read = async {
         loop {
-            let message = match tokio::time::timeout(idle, stream.next()).await {
-                Err(_) => return Some("idle"),
-                Ok(None | Some(Err(_))) => return None,
-                Ok(Some(Ok(message))) => message,
+            let message = match stream.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(message)) => message,
             };
+            activity.touch();
             let bytes = match message {
                 Message::Binary(bytes) => bytes,
                 Message::Close(_) => return None,
@@ -148,6 +151,10 @@ pub async fn exec(
         finished = session => Some(finished),
         // The client went, spoke garbage or idled: the command is killed.
         _ = read => None,
+        () = activity.idled(idle) => {
+            counters.count(Reason::IdleTimeout);
+            None
+        }
     };
     let Some((ended, true)) = finished else { return };
     let status = channel::status(&ended, &command).to_string();
@@ -157,6 +164,69 @@ pub async fn exec(
     let _ = sink.close().await;
     if let Ended::Failed(why) = ended {
         tracing::debug!("exec session failed: {why}");
+    }
+}
+
+/// The subprotocol of port-forwarding tunnelled in WebSocket (kubectl
+/// 1.31+): the messages carry a SPDY connection's bytes.
+pub const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// Serves a SPDY connection tunnelled in the upgraded WebSocket: binary
+/// messages in are its bytes in, its bytes out go as binary messages.
+pub async fn tunnel<Fut>(
+    upgrade: OnUpgrade,
+    idle: Duration,
+    counters: &'static Counters,
+    handler: impl FnOnce(mpsc::Receiver<super::spdy_session::Stream>, super::spdy_session::Frames) -> Fut,
+) where
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(upgraded) = upgrade.await else { return };
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config())).await;
+    let (mut sink, mut stream) = ws.split();
+    let (inner, outer) = tokio::io::duplex(64 << 10);
+    let (mut from_spdy, mut to_spdy) = tokio::io::split(outer);
+    let inbound = async {
+        while let Some(Ok(message)) = stream.next().await {
+            match message {
+                Message::Binary(bytes) => {
+                    if to_spdy.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                Message::Text(_) => {
+                    counters.count(Reason::MalformedMessage);
+                    break;
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    };
+    let outbound = async {
+        let mut buf = vec![0u8; 32 << 10];
+        loop {
+            match from_spdy.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ =
+            sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await;
+        let _ = sink.close().await;
+    };
+    let serve = async {
+        super::spdy_session::serve(inner, idle, counters, handler).await;
+        // Dropping the inner end ends `outbound`, which closes the socket.
+    };
+    tokio::select! {
+        () = inbound => {}
+        _ = futures::future::join(serve, outbound) => {}
     }
 }
 
