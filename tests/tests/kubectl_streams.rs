@@ -1,5 +1,5 @@
 //! The real kubectl's streaming commands against a node's Kubernetes API
-//! (issue #15): `logs -f`, `logs deploy/NAME`, `exec` (WebSocket with
+//! (issue #15): `logs -f`, `logs deploy/NAME`, `attach`, `exec` (WebSocket with
 //! kubectl 1.32, SPDY with 1.27), `port-forward` (SPDY in WebSocket, plain
 //! SPDY). kubectl runs inside the
 //! node's own network namespace (helpers: `podnet_e2e::kubectl`), and its
@@ -199,7 +199,7 @@ fn kubectl_port_forwards_to_a_pod_and_a_service() {
 }
 
 #[test]
-fn kubectl_follows_a_pods_log_until_it_ends_and_reads_a_deployments() {
+fn kubectl_follows_a_pods_log_until_it_ends_attaches_and_reads_a_deployments() {
     require(KUBECTL, "kubectl");
     let scratch = Scratch::new("kubectl-logs");
     let (node, _lan) = node_with_registry("kclogs", &scratch);
@@ -233,6 +233,34 @@ fn kubectl_follows_a_pods_log_until_it_ends_and_reads_a_deployments() {
     // --tail with -f: the last line of the backlog only (the pod has ended).
     assert_eq!(ok(&node, &["logs", "-f", "--tail=1", "waiter"]), "end\n");
     fails(&node, &["logs", "--previous", "waiter"], "--previous");
+
+    // kubectl attach: the container's output from now on, until it ends;
+    // kubectl 1.32 over WebSocket, 1.27 over SPDY.
+    let ticker = "while [ ! -e /tmp/go ]; do echo tick; sleep 0.2; done; echo end";
+    let mut kubectls = vec![("speaker", KUBECTL)];
+    if std::path::Path::new(OLD_KUBECTL).exists() {
+        kubectls.push(("speaker-old", OLD_KUBECTL));
+    }
+    for (pod, bin) in kubectls {
+        ok(&node, &["run", pod, &image, "--restart=Never", "--", "sh", "-c", ticker]);
+        node.wait_running(pod);
+        let mut attach = kubectl_command(&node, bin, &["attach", pod])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kubectl attach");
+        let mut lines = BufReader::new(attach.stdout.take().unwrap());
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        assert_eq!(line, "tick\n", "{bin} attach: live output");
+        let touched = node.exec(pod, &["touch", "/tmp/go"]);
+        assert!(touched.status.success(), "{}", stderr(&touched));
+        let mut rest = String::new();
+        lines.read_to_string(&mut rest).unwrap();
+        assert!(rest.ends_with("end\n"), "{bin} attach: output to the end: {rest:?}");
+        let status = wait_for(&mut attach, Duration::from_secs(30), "kubectl attach of an ended pod");
+        assert!(status.success(), "{bin} attach ends with the container");
+    }
 
     // A deployment's log: kubectl picks one of its pods.
     ok(

@@ -12,11 +12,14 @@
 //! `openapi` (what kubectl's validation looks for), `table`
 //! (server-side printing), `select` (label and field selectors), `status`
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
-//! `kubeconfig`, `files`.
+//! `kubeconfig`, `files`, `stream` (logs, followed or whole; exec and
+//! port-forward over WebSocket and SPDY).
 //!
-//! Not in this slice: watch, apply/patch/replace, exec/logs/port-forward,
-//! OpenAPI schemas (`kubectl explain`), per-node credentials; resourceVersion is one counter
-//! the server keeps (bumped by changes made through the API).
+//! Not in this slice: watch, apply/patch/replace, attach and `run -it`
+//! (a container's own stdin), streams to a pod on another node of a
+//! cluster, OpenAPI schemas (`kubectl explain`), per-node credentials;
+//! resourceVersion is one counter the server keeps (bumped by changes made
+//! through the API).
 
 pub mod agent;
 pub mod auth;

@@ -104,8 +104,23 @@ pub struct Process {
     pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
     /// The terminal, for resizing.
     pub terminal: Option<Terminal>,
-    /// The runtime's process (its exit code is the command's).
-    pub child: Child,
+    /// The runtime's process (its exit code is the command's); None for
+    /// an attach, which ends with its output.
+    pub child: Option<Runtime>,
+}
+
+/// The OCI runtime running a command. Dropped while it runs (the client
+/// went), it gets SIGTERM, which it passes on to the command: a command
+/// that ignores it runs on, as under the kubelet.
+pub struct Runtime(Child);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let (Ok(None), Some(pid)) = (self.0.try_wait(), self.0.id()) {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
 }
 
 /// Why a process did not start.
@@ -132,7 +147,7 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
     if asked.tty {
         command.arg("--tty");
     }
-    command.arg(&container.id).args(&asked.command).kill_on_drop(true);
+    command.arg(&container.id).args(&asked.command);
     let runtime_error =
         |source| SpawnError::Runtime { runtime: container.runtime.display().to_string(), source };
     if !asked.tty {
@@ -144,7 +159,7 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
             stdout: child.stdout.take().map(|s| Box::new(s) as _),
             stderr: child.stderr.take().map(|s| Box::new(s) as _),
             terminal: None,
-            child,
+            child: Some(Runtime(child)),
         });
     }
     let size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
@@ -178,7 +193,7 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
         stdout: Some(Box::new(TerminalReader(tokio::fs::File::from_std(master)))),
         stderr: None,
         terminal: Some(terminal),
-        child,
+        child: Some(Runtime(child)),
     })
 }
 
@@ -288,7 +303,13 @@ pub async fn run(process: Process, output: mpsc::Sender<Output>, mut input: mpsc
         futures::future::pending::<std::convert::Infallible>().await
     };
     let ended = async {
-        let (_, code) = futures::future::join(outputs, exit_code(&mut child)).await;
+        let exited = async {
+            match child.as_mut() {
+                Some(Runtime(child)) => exit_code(child).await,
+                None => Ok(0),
+            }
+        };
+        let (_, code) = futures::future::join(outputs, exited).await;
         match code {
             Ok(code) => Ended::Exited(code),
             Err(e) => Ended::Failed(format!("cannot wait for the command: {e}")),

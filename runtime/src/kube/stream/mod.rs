@@ -1,17 +1,22 @@
 //! The API's streaming subresources (issue #15): a pod's log followed
-//! (`kubectl logs -f`, a chunked body), and exec over a connection
-//! upgraded to WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`).
+//! (`kubectl logs -f`, a chunked body), and exec, attach and port-forward
+//! over a connection upgraded to WebSocket (`v5.channel.k8s.io`,
+//! `v4.channel.k8s.io`; `SPDY/3.1+portforward.k8s.io` tunnels SPDY) or to
+//! SPDY/3.1 (`v4.channel.k8s.io`, `portforward.k8s.io`).
 //!
 //! Files: `logs` (pods/NAME/log, whole or followed), `channel` (the
 //! remote-command stream ids, resize and exit Status), `exec` (the query
 //! and the process: `runc exec`, on pipes or a terminal), `websocket`
-//! (handshake and session).
+//! (handshake and session), `attach` (the container's output, followed),
+//! `spdy` (SPDY/3.1 framing), `spdy_session` (a SPDY connection's streams:
+//! exec, attach and port-forward).
 //!
 //! An upgraded session holds its connection's permit of the API's
 //! listener until it ends (the server awaits the [`Session`] on the
 //! connection's task), so sessions count against the same caps as
 //! requests; a session idle both ways for [`IDLE`] is cut.
 
+pub mod attach;
 pub mod channel;
 pub mod exec;
 pub mod logs;
@@ -150,9 +155,27 @@ pub async fn upgrade(
             let session = websocket::tunnel(upgrade, IDLE, counters, forward);
             Ok((websocket::switching(&handshake), Box::pin(session)))
         }
-        Kind::Attach => Err(Status::bad_request(
-            "podnet does not attach to a container's own stdio yet: use kubectl exec, or kubectl logs -f for its output",
-        )),
+        Kind::Attach => {
+            let asked = exec::Asked::parse(&query, true)?;
+            if spdy {
+                let chosen = spdy_protocol(&parts.headers, &[channel::SPDY_EXEC])?;
+                let process = attach::process(agent, namespace, name, &asked).await?;
+                let upgrade = on_upgrade(parts)?;
+                let session = async move {
+                    let Ok(upgraded) = upgrade.await else { return };
+                    spdy_session::serve(TokioIo::new(upgraded), IDLE, counters, |streams, frames| {
+                        spdy_session::exec(streams, frames, asked, |_: &exec::Asked| Ok(process))
+                    })
+                    .await
+                };
+                return Ok((spdy_switching(chosen), Box::pin(session)));
+            }
+            let handshake = websocket::handshake(&parts.headers, &channel::PROTOCOLS)?;
+            let process = attach::process(agent, namespace, name, &asked).await?;
+            let upgrade = on_upgrade(parts)?;
+            let session = websocket::exec(upgrade, handshake.clone(), process, asked.command, IDLE, counters);
+            Ok((websocket::switching(&handshake), Box::pin(session)))
+        }
     }
 }
 
