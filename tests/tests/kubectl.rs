@@ -392,6 +392,13 @@ fn kubectl_drives_a_cluster_through_its_server_and_its_members() {
         let node = cluster.nodes.iter().find(|n| n.name == node_name).unwrap_or_else(|| panic!("{pod}"));
         let page = node.exec(name, &["cat", "/www/index.html"]);
         assert_eq!(stdout(&page), "hello from the image\n", "{name} on {node_name}: {}", stderr(&page));
+        // kubectl exec through the pod's node's API; another node's API
+        // names the pod's node (streams do not cross the cluster channel).
+        assert_eq!(ok(node, &["exec", name, "--", "cat", "/www/index.html"]), "hello from the image\n");
+        let other = if node.name == server.name { member } else { server };
+        let out = kubectl_with(other, KUBECTL, &["exec", name, "--", "cat", "/www/index.html"]);
+        let err = stderr(&out);
+        assert!(!out.status.success() && err.contains(&format!("runs on node {node_name}")), "{err}");
     }
     assert_eq!(ok(server, &["delete", "deploy", "spread"]).trim(), "deployment.apps \"spread\" deleted");
 }

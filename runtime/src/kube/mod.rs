@@ -191,6 +191,7 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
         tls: tokio_rustls::TlsAcceptor::from(tls.config),
         counters: Listener::KubeApi.counters(),
         request_timeout: options.caps.request_timeout,
+        node: options.node_name.to_string(),
     });
     let gate = Gate::new(Listener::KubeApi, options.caps);
     for listener in listeners {

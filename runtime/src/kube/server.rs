@@ -43,6 +43,8 @@ pub struct Server {
     pub counters: &'static Counters,
     /// Longest a request may take to arrive.
     pub request_timeout: Duration,
+    /// This node's name (streams reach only its pods).
+    pub node: String,
 }
 
 /// What a request is answered with.
@@ -168,7 +170,8 @@ impl Server {
             let path = parts.uri.path().to_string();
             let (namespace, name) = (namespace.to_string(), name.to_string());
             let counters = self.counters;
-            return stream::upgrade(self.verbs.agent(), kind, &namespace, &name, &mut parts, counters)
+            let here = stream::Here { agent: self.verbs.agent(), node: &self.node, counters };
+            return stream::upgrade(&here, kind, &namespace, &name, &mut parts)
                 .await
                 .map(|(response, session)| Answered::Upgraded(response, session))
                 .inspect_err(|e| tracing::debug!("{path}: {}", e.message));
@@ -284,6 +287,7 @@ mod tests {
             tls: TlsAcceptor::from(tls.config),
             counters,
             request_timeout: timeout,
+            node: "t".into(),
         });
         let caps = Caps { per_client: 4, total: 4, request_timeout: timeout };
         let gate = Gate::with_counters(Listener::KubeApi, caps, counters);

@@ -95,16 +95,27 @@ pub enum Kind {
     PortForward,
 }
 
+/// Where a stream is served: the agent, this node's name, the counters.
+pub struct Here<'a> {
+    /// The agent.
+    pub agent: &'a Agent,
+    /// This node's name.
+    pub node: &'a str,
+    /// The listener's counters.
+    pub counters: &'static Counters,
+}
+
 /// Answers an upgrade request on a streaming subresource: the 101 and the
 /// session to run on the connection, or a Status (nothing started).
 pub async fn upgrade(
-    agent: &Agent,
+    here: &Here<'_>,
     kind: Kind,
     namespace: &str,
     name: &str,
     parts: &mut Parts,
-    counters: &'static Counters,
 ) -> Result<(hyper::Response<Body>, Session), Status> {
+    let (agent, counters) = (here.agent, here.counters);
+    on_this_node(here, namespace, name).await?;
     let query = parts.uri.query().unwrap_or("").to_string();
     let protocol =
         parts.headers.get(UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
@@ -245,7 +256,33 @@ fn upgrade_required(protocol: &str) -> Status {
 /// The agent's refusal of a request about pod `name`, as a Status.
 fn refusal(e: AgentRefusal, name: &str) -> Status {
     match e {
+        // A member forwarded a stream to the cluster's server.
+        AgentRefusal::Refused(text) if text.contains("streams work only on the pod's node") => {
+            Status::bad_request(format!(
+                "pod {name} runs on another node: stream its log through that node's API ({text})"
+            ))
+        }
         AgentRefusal::Refused(text) => Status::from_agent(&text, "Pod", "pods", name),
         AgentRefusal::Unavailable(text) => Status::unavailable(text),
+    }
+}
+
+/// Refuses a stream to pod `namespace/name` unless it runs on this node:
+/// a member would otherwise get the cluster server's answer about a pod of
+/// the server's (streams do not cross the cluster channel).
+async fn on_this_node(here: &Here<'_>, namespace: &str, name: &str) -> Result<(), Status> {
+    use crate::api::{Request, Response};
+    let request = Request::GetPods { namespace: Some(namespace.into()) };
+    let pods = match here.agent.call(request).await.map_err(|e| refusal(e, name))? {
+        Response::Pods(pods) => pods,
+        _ => return Err(Status::unavailable("the agent answered with something else than asked for")),
+    };
+    match pods.into_iter().find(|p| p.spec.name == name) {
+        None => Err(Status::not_found("pods", name)),
+        Some(pod) if pod.node_name == here.node || pod.node_name.is_empty() => Ok(()),
+        Some(pod) => Err(Status::bad_request(format!(
+            "pod {namespace}/{name} runs on node {}: run kubectl against that node's API (streams reach only the pods of the node that serves them)",
+            pod.node_name
+        ))),
     }
 }
