@@ -286,3 +286,28 @@ async fn on_this_node(here: &Here<'_>, namespace: &str, name: &str) -> Result<()
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_is_idle_only_once_nothing_moves() {
+        let activity = Activity::default();
+        let idle = Duration::from_secs(1);
+        let mover = activity.clone();
+        let moving = async {
+            for _ in 0..30 {
+                mover.touch();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            () = activity.idled(idle) => panic!("idle while bytes moved"),
+            () = moving => {}
+        }
+        tokio::time::timeout(Duration::from_secs(10), activity.idled(idle))
+            .await
+            .expect("idle once nothing moves");
+    }
+}
