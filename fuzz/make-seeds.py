@@ -229,6 +229,66 @@ def cluster_seeds():
     write("cluster_messages", "claims-4gib", crec(b"\xff\xff\xff\xff" + hello_cli))
 
 
+# SPDY/3's header dictionary (as runtime/src/kube/stream/spdy.rs builds it).
+SPDY_WORDS = ["options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
+    "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
+    "cache-control", "connection", "content-base", "content-encoding", "content-language",
+    "content-length", "content-location", "content-md5", "content-range", "content-type", "date",
+    "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match",
+    "if-range", "if-unmodified-since", "last-modified", "location", "max-forwards", "pragma",
+    "proxy-authenticate", "proxy-authorization", "range", "referer", "retry-after", "server", "te",
+    "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
+    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
+    "public", "set-cookie", "keep-alive", "origin"]
+SPDY_TAIL = (
+    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
+    "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request"
+    "401 Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented"
+    "503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 "
+    "Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,"
+    "application/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age="
+    "gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0."
+)
+SPDY_DICT = b"".join(struct.pack(">I", len(w)) + w.encode() for w in SPDY_WORDS) + SPDY_TAIL.encode()
+
+
+def spdy_seeds():
+    import zlib
+    z = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, SPDY_DICT)
+
+    def block(headers):
+        raw = struct.pack(">I", len(headers))
+        for k, v in headers:
+            raw += struct.pack(">I", len(k)) + k.encode() + struct.pack(">I", len(v)) + v.encode()
+        return z.compress(raw) + z.flush(zlib.Z_SYNC_FLUSH)
+
+    def control(kind, flags, payload):
+        return struct.pack(">HHB", 0x8003, kind, flags) + len(payload).to_bytes(3, "big") + payload
+
+    def syn_stream(stream, headers, fin=False):
+        return control(1, 1 if fin else 0, struct.pack(">IIBB", stream, 0, 0, 0) + block(headers))
+
+    def data(stream, payload, fin=False):
+        return struct.pack(">IB", stream, 1 if fin else 0) + len(payload).to_bytes(3, "big") + payload
+
+    # kubectl 1.27's exec: error, stdin, stdout, stderr streams, input, its end.
+    z = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, SPDY_DICT)
+    exec_streams = b"".join(syn_stream(2 * i + 1, [("streamtype", t)])
+                            for i, t in enumerate(["error", "stdin", "stdout", "stderr"]))
+    exec_streams += data(3, b"hi\n") + data(3, b"", fin=True) + control(6, 0, struct.pack(">I", 1))
+    write("spdy_frames", "exec-streams", b"\0" + exec_streams)
+    # Port-forward's pair for one connection, data both ways, settings and credit.
+    z = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, SPDY_DICT)
+    pair = syn_stream(1, [("streamtype", "error"), ("port", "8080"), ("requestid", "0")])
+    pair += syn_stream(3, [("streamtype", "data"), ("port", "8080"), ("requestid", "0")])
+    pair += control(4, 0, struct.pack(">IBBHI", 1, 0, 0, 7, 65536)) + control(9, 0, struct.pack(">II", 0, 65536))
+    pair += data(3, b"GET / HTTP/1.0\r\n\r\n") + control(3, 0, struct.pack(">II", 3, 5)) + control(7, 0, struct.pack(">II", 3, 0))
+    write("spdy_frames", "port-forward-pair", b"\0" + pair)
+    write("spdy_frames", "channel-stdin", b"\1\0hi")
+    write("spdy_frames", "channel-resize", b"\1\4" + b'{"Width":120,"Height":40}')
+    write("spdy_frames", "channel-close", b"\1\xff\0")
+
+
 if __name__ == "__main__":
     switch_seeds()
     dns_seeds()
@@ -238,3 +298,4 @@ if __name__ == "__main__":
     config_seeds()
     egress_seeds()
     cluster_seeds()
+    spdy_seeds()

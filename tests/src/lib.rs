@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod kubectl;
 pub mod oci;
 
 /// The podnet binary under test: $PODNET_BIN, else the workspace's debug

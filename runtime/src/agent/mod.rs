@@ -349,6 +349,9 @@ impl Side {
                 Request::Capture { namespace, name } => {
                     node.capture(&namespace, &name).map(Answer::Stream).map_err(String::from)
                 }
+                Request::FollowLogs { namespace, name, backlog } => {
+                    node.follow_logs(&namespace, &name, backlog).map(Answer::Stream).map_err(String::from)
+                }
                 request => node.handle_local(request).await.map(once).map_err(String::from),
             };
             let _ = reply.send(answer);

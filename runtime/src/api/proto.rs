@@ -184,6 +184,17 @@ pub enum Request {
     /// Check and answer a change as if it were made, changing nothing
     /// (the Kubernetes API's `dryRun=All`).
     DryRun(Box<Request>),
+    /// Follow a pod's output: a stream of [`Response::Logs`], first the
+    /// last `backlog` bytes already written (one item, maybe empty), then
+    /// new output until the pod's process ends or the reader goes.
+    FollowLogs {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Most bytes of earlier output sent first.
+        backlog: u64,
+    },
 }
 
 /// Who answers a request: the one place that decides it.
@@ -215,7 +226,8 @@ impl Request {
             Request::ExecTarget { namespace, name }
             | Request::Logs { namespace, name }
             | Request::DescribePod { namespace, name }
-            | Request::Capture { namespace, name } => Route::Pod { namespace, name },
+            | Request::Capture { namespace, name }
+            | Request::FollowLogs { namespace, name, .. } => Route::Pod { namespace, name },
             _ => Route::Cluster,
         }
     }
@@ -248,6 +260,7 @@ impl Request {
             | Request::DeleteDeployment { .. }
             | Request::ExecTarget { .. }
             | Request::Logs { .. }
+            | Request::FollowLogs { .. }
             | Request::CreateService(_)
             | Request::DeleteService { .. }
             | Request::Capture { .. }

@@ -136,6 +136,7 @@ impl ControlPlane {
             | Request::Logs { .. }
             | Request::DescribePod { .. }
             | Request::Capture { .. }
+            | Request::FollowLogs { .. }
             | Request::NodeStats
             | Request::Resolve { .. }
             | Request::ImagePull { .. }

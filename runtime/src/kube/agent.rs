@@ -34,6 +34,22 @@ impl Agent {
 
     /// Sends `request` and waits for its one answer.
     pub async fn call(&self, request: Request) -> Result<Response, AgentRefusal> {
+        match self.ask(request).await? {
+            Answer::Once(response) => Ok(*response),
+            Answer::Stream(_) => Err(AgentRefusal::Unavailable("the agent answered with a stream")),
+        }
+    }
+
+    /// Sends `request`, whose answer is a stream (a log followed); the
+    /// stream ends when the agent ends it, and dropping it tells the agent.
+    pub async fn stream(&self, request: Request) -> Result<mpsc::Receiver<Response>, AgentRefusal> {
+        match self.ask(request).await? {
+            Answer::Stream(items) => Ok(items),
+            Answer::Once(_) => Err(AgentRefusal::Unavailable("the agent answered with one response")),
+        }
+    }
+
+    async fn ask(&self, request: Request) -> Result<Answer, AgentRefusal> {
         let (tx, rx) = oneshot::channel();
         let ask = async {
             self.calls
@@ -46,10 +62,7 @@ impl Agent {
             Err(_) => Err(AgentRefusal::Unavailable("the agent did not answer within the request timeout")),
             Ok(Err(e)) => Err(e),
             Ok(Ok(Err(text))) => Err(AgentRefusal::Refused(text)),
-            Ok(Ok(Ok(Answer::Once(response)))) => Ok(*response),
-            Ok(Ok(Ok(Answer::Stream(_)))) => {
-                Err(AgentRefusal::Unavailable("the agent answered with a stream"))
-            }
+            Ok(Ok(Ok(answer))) => Ok(answer),
         }
     }
 }

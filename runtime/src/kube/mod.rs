@@ -15,15 +15,18 @@
 //! (the objects' fields, for explain), `table`
 //! (server-side printing), `select` (label and field selectors), `status`
 //! (errors), `tls` (CA, serving certificate), `auth` (the admin token),
-//! `kubeconfig`, `files`.
+//! `kubeconfig`, `files`, `stream` (logs, followed or whole; exec and
+//! port-forward over WebSocket and SPDY).
 //!
 //! Watch: `versioned` (objects with the control plane's revision),
 //! `watch` (the hub: one per agent, fan-out), `watcher` (one watch
 //! request), `replicasets`, `events`. Changes: `write` (PUT, PATCH, dry
-//! runs, namespaces), `patch`.
+//! runs, namespaces), `patch`. Streams: `stream/` (logs -f, exec, attach,
+//! port-forward over WebSocket and SPDY).
 //!
-//! Not in this slice: exec/logs/port-forward, RBAC beyond the one admin
-//! token; watching events, endpoints or namespaces; managedFields
+//! Not in this slice: attach's and `run -it`'s stdin (a container's own
+//! stdin), streams to a pod on another node of a cluster, RBAC beyond the
+//! one admin token; watching events, endpoints or namespaces; managedFields
 //! (server-side apply merges the applied object like a strategic merge
 //! patch, without field ownership or conflicts between managers).
 
@@ -46,6 +49,7 @@ pub mod schemas;
 pub mod select;
 pub mod server;
 pub mod status;
+pub mod stream;
 pub mod table;
 pub mod tls;
 pub mod verbs;
@@ -237,6 +241,7 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
         tls: tokio_rustls::TlsAcceptor::from(tls.config),
         counters: Listener::KubeApi.counters(),
         request_timeout: options.caps.request_timeout,
+        node: options.node_name.to_string(),
     });
     if let Some((_, port)) = shared {
         // Set once per agent: the agent starts the API once.

@@ -4,6 +4,7 @@
 use super::discovery::{self, Resource};
 use super::openapi;
 use super::status::Status;
+use super::stream::Kind;
 
 /// What a request path names.
 #[derive(Debug, Clone)]
@@ -29,6 +30,15 @@ pub enum Route<'a> {
     },
     /// A pod's log (`kubectl logs`).
     Log {
+        /// Namespace.
+        namespace: &'a str,
+        /// Pod name.
+        name: &'a str,
+    },
+    /// A pod's streaming subresource (exec, attach, port-forward).
+    Stream {
+        /// Which.
+        kind: super::stream::Kind,
         /// Namespace.
         namespace: &'a str,
         /// Pod name.
@@ -92,10 +102,14 @@ pub fn route(path: &str) -> Result<Route<'_>, Status> {
                     checked(name)?;
                     Ok(Route::Log { namespace: ns, name })
                 }
-                [_, "exec" | "attach" | "portforward"] if resource.name == "pods" => {
-                    Err(Status::not_allowed(
-                        "podnet does not stream exec, attach or port-forward over the Kubernetes API yet: use `podnet exec` on the pod's node",
-                    ))
+                [name, sub @ ("exec" | "attach" | "portforward")] if resource.name == "pods" => {
+                    checked(name)?;
+                    let kind = match *sub {
+                        "exec" => Kind::Exec,
+                        "attach" => Kind::Attach,
+                        _ => Kind::PortForward,
+                    };
+                    Ok(Route::Stream { kind, namespace: ns, name })
                 }
                 _ => Err(Status::no_path()),
             }
@@ -138,6 +152,14 @@ mod tests {
             assert_eq!(route(bad).unwrap_err().code, 404, "{bad}");
         }
         assert!(matches!(r("/api/v1/namespaces/a/pods/web/log"), Route::Log { namespace: "a", name: "web" }));
-        assert_eq!(route("/api/v1/namespaces/a/pods/web/exec").unwrap_err().code, 405);
+        assert!(matches!(
+            r("/api/v1/namespaces/a/pods/web/exec"),
+            Route::Stream { kind: Kind::Exec, namespace: "a", name: "web" }
+        ));
+        assert!(matches!(
+            r("/api/v1/namespaces/a/pods/web/portforward"),
+            Route::Stream { kind: Kind::PortForward, .. }
+        ));
+        assert_eq!(route("/api/v1/namespaces/a/services/web/exec").unwrap_err().code, 404);
     }
 }

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -21,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use super::auth::Token;
 use super::routes::{self, Route};
 use super::status::Status;
+use super::stream::{self, Body};
 use super::verbs::{Asked, Reply, Verbs};
 use crate::listeners::accept;
 use crate::listeners::limits::{Counters, Gate, Permit, Reason};
@@ -45,18 +45,23 @@ pub struct Server {
     pub counters: &'static Counters,
     /// Longest a request may take to arrive.
     pub request_timeout: Duration,
+    /// This node's name (streams reach only its pods).
+    pub node: String,
 }
 
 /// What a request is answered with.
 enum Answered {
     /// An object, list, Table or Status.
     Json(Reply),
-    /// A pod's log.
-    Text(Vec<u8>),
+    /// A pod's log, whole or followed.
+    Text(Body),
     /// A watch: JSON lines as they come.
     Watch(tokio::sync::mpsc::Receiver<Bytes>),
     /// Bytes of another type (the OpenAPI v2 document, in protobuf).
     Bytes(Vec<u8>, &'static str),
+    /// A connection upgraded for a stream: the 101, and the session the
+    /// connection's task runs after it.
+    Upgraded(Response<Body>, stream::Session),
 }
 
 /// Serves connections from `listener` through `gate` until the task ends.
@@ -78,9 +83,12 @@ impl Server {
             Some(Ok(tls)) => tls,
         };
         let server = self.clone();
+        // An upgraded stream's session, run here so it holds the permit.
+        let upgraded: Arc<Mutex<Option<stream::Session>>> = Arc::default();
+        let slot = upgraded.clone();
         let service = hyper::service::service_fn(move |request| {
-            let server = server.clone();
-            async move { Ok::<_, Infallible>(server.respond(request, client).await) }
+            let (server, slot) = (server.clone(), slot.clone());
+            async move { Ok::<_, Infallible>(server.respond(request, client, &slot).await) }
         });
         // The header timeout also ends a connection idle between requests.
         let _ = hyper::server::conn::http1::Builder::new()
@@ -88,26 +96,41 @@ impl Server {
             .header_read_timeout(self.request_timeout)
             .max_buf_size(MAX_HEAD)
             .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
             .await;
+        let session = upgraded.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(session) = session {
+            session.await;
+        }
         drop(permit);
     }
 
-    async fn respond(&self, request: Request<Incoming>, client: std::net::IpAddr) -> Response<Body> {
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        client: std::net::IpAddr,
+        upgraded: &Mutex<Option<stream::Session>>,
+    ) -> Response<Body> {
+        let whole = |bytes: Vec<u8>| Full::new(Bytes::from(bytes)).boxed_unsync();
         let (code, body, content_type, close) = match self.answer(request, client).await {
             Ok(Answered::Watch(events)) => return watch_response(events),
+            Ok(Answered::Upgraded(response, session)) => {
+                *upgraded.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
+                return response;
+            }
             Ok(Answered::Json((code, body))) => {
-                (code, body.to_string().into_bytes(), "application/json", false)
+                (code, whole(body.to_string().into_bytes()), "application/json", false)
             }
             Ok(Answered::Text(text)) => (200, text, "text/plain", false),
-            Ok(Answered::Bytes(bytes, content_type)) => (200, bytes, content_type, false),
+            Ok(Answered::Bytes(bytes, content_type)) => (200, whole(bytes), content_type, false),
             Err(status) => (
                 status.code,
-                status.to_json().to_string().into_bytes(),
+                whole(status.to_json().to_string().into_bytes()),
                 "application/json",
                 matches!(status.code, 413 | 504),
             ),
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+        let mut response = Response::new(body);
         *response.status_mut() =
             hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
@@ -124,7 +147,7 @@ impl Server {
     }
 
     async fn answer(&self, request: Request<Incoming>, client: std::net::IpAddr) -> Result<Answered, Status> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         if !self.token.admits(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes())) {
             self.counters.count(Reason::Unauthorized);
             return Err(Status::unauthorized());
@@ -157,10 +180,22 @@ impl Server {
                 _ => Err(Status::not_allowed("discovery documents are read with GET")),
             };
         }
+        if let Route::Stream { kind, namespace, name } = route {
+            let path = parts.uri.path().to_string();
+            let (namespace, name) = (namespace.to_string(), name.to_string());
+            let counters = self.counters;
+            let here = stream::Here { agent: self.verbs.agent(), node: &self.node, counters };
+            return stream::upgrade(&here, kind, &namespace, &name, &mut parts)
+                .await
+                .map(|(response, session)| Answered::Upgraded(response, session))
+                .inspect_err(|e| tracing::debug!("{path}: {}", e.message));
+        }
         if let Route::Log { namespace, name } = route {
             let query = parse_query(parts.uri.query().unwrap_or(""));
             return match parts.method {
-                Method::GET => self.verbs.logs(namespace, name, &query).await.map(Answered::Text),
+                Method::GET => stream::logs::answer(self.verbs.agent(), namespace, name, &query)
+                    .await
+                    .map(Answered::Text),
                 _ => Err(Status::not_allowed("a pod's log is read with GET")),
             };
         }
@@ -211,16 +246,13 @@ impl Server {
     }
 }
 
-/// A response body: whole, or a watch's stream.
-type Body = BoxBody<Bytes, Infallible>;
-
 /// A watch's 200: chunked JSON lines, one event each, until the watch ends.
 fn watch_response(events: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures::stream::unfold(events, |mut events| async move {
         let chunk = events.recv().await?;
         Some((Ok::<_, Infallible>(hyper::body::Frame::data(chunk)), events))
     });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     headers
@@ -306,6 +338,7 @@ mod tests {
             tls: TlsAcceptor::from(tls.config),
             counters,
             request_timeout: timeout,
+            node: "t".into(),
         });
         let caps = Caps { per_client: 4, total: 4, request_timeout: timeout };
         let gate = Gate::with_counters(Listener::KubeApi, caps, counters);

@@ -132,6 +132,16 @@ impl Status {
         Status::new(504, "Timeout", "the request did not complete within the request timeout")
     }
 
+    /// Refused (403), with the whole message.
+    pub fn refused(message: impl Into<String>) -> Status {
+        Status::new(403, "Forbidden", message)
+    }
+
+    /// Something that should have worked did not (500).
+    pub fn internal(message: impl Into<String>) -> Status {
+        Status::new(500, "InternalError", message)
+    }
+
     /// A refusal of the agent (rendered to text by the control plane) as the
     /// Status kubectl expects: not found, already exists, or invalid.
     pub fn from_agent(text: &str, kind: &str, resource: &str, name: &str) -> Status {

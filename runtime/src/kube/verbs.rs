@@ -53,6 +53,11 @@ impl Verbs {
         Verbs { agent, version: AtomicU64::new(1), started: crate::model::unix_now() }
     }
 
+    /// The agent the verbs ask (streams ask it too).
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
     pub(super) fn rv(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
     }
@@ -154,57 +159,8 @@ impl Verbs {
                 "the scale subresource takes GET, PUT and PATCH, not {}",
                 asked.method
             ))),
-            Route::Document(_) | Route::Log { .. } => Err(Status::no_path()),
+            Route::Document(_) | Route::Log { .. } | Route::Stream { .. } => Err(Status::no_path()),
         }
-    }
-
-    /// A pod's log, whole or its last `tailLines` lines, at most `limitBytes`.
-    pub async fn logs(
-        &self,
-        namespace: &str,
-        name: &str,
-        query: &BTreeMap<String, String>,
-    ) -> Result<Vec<u8>, Status> {
-        let flag = |key: &str| query.get(key).is_some_and(|v| v == "true" || v == "1");
-        if flag("follow") {
-            return Err(Status::bad_request(
-                "podnet does not stream logs over the Kubernetes API yet: run kubectl logs without -f",
-            ));
-        }
-        for (key, why) in [
-            ("previous", "--previous"),
-            ("sinceSeconds", "--since"),
-            ("sinceTime", "--since-time"),
-            ("timestamps", "--timestamps"),
-        ] {
-            if query.get(key).is_some_and(|v| v != "false") {
-                return Err(Status::bad_request(format!(
-                    "podnet does not serve {why} for logs yet: run kubectl logs without it"
-                )));
-            }
-        }
-        let number = |key: &str| -> Result<Option<usize>, Status> {
-            query
-                .get(key)
-                .map(|v| {
-                    v.parse::<usize>()
-                        .map_err(|_| Status::bad_request(format!("{key} `{v}` is not a number")))
-                })
-                .transpose()
-        };
-        let (tail, limit) = (number("tailLines")?, number("limitBytes")?);
-        let request = Request::Logs { namespace: namespace.into(), name: name.into() };
-        let mut bytes = match self.call(request, "Pod", "pods", name).await? {
-            Response::Logs(bytes) => bytes,
-            _ => return Err(unexpected()),
-        };
-        if let Some(n) = tail {
-            bytes = last_lines(&bytes, n).to_vec();
-        }
-        if let Some(n) = limit {
-            bytes.truncate(n);
-        }
-        Ok(bytes)
     }
 
     pub(super) async fn call(
@@ -489,31 +445,6 @@ impl Verbs {
     }
 }
 
-/// The last `n` lines of `text` (a last line without its newline counts).
-fn last_lines(text: &[u8], n: usize) -> &[u8] {
-    if n == 0 {
-        return &[];
-    }
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let start =
-        body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(n - 1).map_or(0, |(i, _)| i + 1);
-    &text[start..]
-}
-
 fn unexpected() -> Status {
     Status::unavailable("the agent answered with something else than asked for")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_lines_keeps_the_last_ones() {
-        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
-        assert_eq!(last_lines(b"a\nb\nc", 1), b"c");
-        assert_eq!(last_lines(b"a\nb\n", 5), b"a\nb\n");
-        assert_eq!(last_lines(b"a\n", 0), b"");
-        assert_eq!(last_lines(b"", 3), b"");
-    }
 }

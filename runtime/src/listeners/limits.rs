@@ -104,11 +104,14 @@ pub enum Reason {
     SlowWatcher,
     /// The Kubernetes API: a watch from a revision no longer kept (410).
     WatchExpired,
+    /// The Kubernetes API: a streaming connection (SPDY) opened more
+    /// streams than one may hold.
+    StreamLimit,
 }
 
 impl Reason {
     /// Every reason, in the order they are shown.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::PerClientLimit,
         Reason::TotalLimit,
         Reason::AcceptFailed,
@@ -124,6 +127,7 @@ impl Reason {
         Reason::WatchRefused,
         Reason::SlowWatcher,
         Reason::WatchExpired,
+        Reason::StreamLimit,
     ];
 
     /// The name shown to people and scrapers.
@@ -144,6 +148,7 @@ impl Reason {
             Reason::WatchRefused => "watch_refused",
             Reason::SlowWatcher => "slow_watcher",
             Reason::WatchExpired => "watch_expired",
+            Reason::StreamLimit => "stream_limit",
         }
     }
 }

@@ -58,6 +58,41 @@ impl NodeRuntime {
         }
     }
 
+    /// Starts following a pod's log (see [`Request::FollowLogs`]): until
+    /// the process that runs now ends; a pod not running gets what it
+    /// wrote, then the end.
+    pub fn follow_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        backlog: u64,
+    ) -> Result<mpsc::Receiver<Response>, NodeError> {
+        let pod = self.find(namespace, name).ok_or_else(|| not_here(namespace, name))?;
+        let pid = match &pod.image {
+            Some(state) => state.pid,
+            None => adopt::main_process(&pod.netns, &pod.record.uid),
+        };
+        let path = self.log_path(&pod.record.spec);
+        let (chunks_tx, mut chunks) = mpsc::channel(super::log_follow::BUFFERED_CHUNKS);
+        let alive = move || pid.is_some_and(super::log_follow::process_alive);
+        tokio::spawn(super::log_follow::follow(path, backlog.min(MAX_LOG), alive, chunks_tx));
+        let (items_tx, items) = mpsc::channel(1);
+        // Relays until either side goes (a reader gone ends the follower).
+        tokio::spawn(async move {
+            loop {
+                let chunk = tokio::select! {
+                    () = items_tx.closed() => break,
+                    chunk = chunks.recv() => chunk,
+                };
+                let Some(chunk) = chunk else { break };
+                if items_tx.send(Response::Logs(chunk)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(items)
+    }
+
     /// Starts copying a pod port's frames into a stream of responses.
     pub fn capture(&self, namespace: &str, name: &str) -> Result<mpsc::Receiver<Response>, NodeError> {
         let pod = self.find(namespace, name).ok_or_else(|| not_here(namespace, name))?;

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod image_pods;
 mod local;
+pub mod log_follow;
 pub mod pod;
 mod pods;
 mod ports;

@@ -1,0 +1,129 @@
+//! The real kubectl against a node's Kubernetes API, for the e2e tests
+//! that drive it (tests/tests/kubectl*.rs): a node with an address and a
+//! registry holding the app image, and kubectl run in the node's namespace
+//! with the node's kubeconfig.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::oci::{self, REGISTRY, Scratch};
+use crate::{Node, Outside, stderr, stdout};
+
+/// The node's address in its namespace: the API serves it and the
+/// kubeconfig names it.
+pub const NODE_IP: &str = "192.168.78.1";
+
+/// kubectl 1.32 (the machine's).
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+/// An older kubectl beside the Google Cloud SDK, when there is one.
+pub const OLD_KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
+
+/// The app image's name (pushed as `test/app:v1`).
+pub fn image_ref() -> String {
+    format!("{REGISTRY}/test/app:v1")
+}
+
+/// A node whose namespace has loopback up and [`NODE_IP`] on an
+/// interface before its agent starts (so the agent serves the API there).
+pub fn node_with_address(tag: &str, config: Option<&str>) -> Node {
+    let mut node = prepare_with_address(tag, config, &[]);
+    node.up();
+    node
+}
+
+/// [`node_with_address`] that also reaches a registry on its lan holding
+/// the app image; the lan goes away when the returned [`Outside`] drops.
+pub fn node_with_registry(tag: &str, scratch: &Scratch) -> (Node, Outside) {
+    let layout = scratch.path("oci");
+    oci::build_app_image(scratch, &layout, "v1", "hello from the image");
+    let registries = oci::plain_registries(scratch);
+    // The API's veth first: the agent serves the API on the first address.
+    let mut node = prepare_with_address(tag, None, &["--registries", &registries]);
+    let mut lan = Outside::attach(&node);
+    oci::start_registry(&mut lan, scratch);
+    oci::push(&lan, &layout, "v1", "test/app:v1");
+    node.up();
+    (node, lan)
+}
+
+/// The node's namespace with [`NODE_IP`] on a veth, its agent not started.
+pub fn prepare_with_address(tag: &str, config: Option<&str>, extra: &[&str]) -> Node {
+    let node = Node::prepare(tag, config, extra);
+    for command in [
+        vec!["ip", "link", "set", "lo", "up"],
+        // A veth pair with both ends in the node's namespace (this kernel
+        // may lack the dummy driver).
+        vec!["ip", "link", "add", "api0", "type", "veth", "peer", "name", "api1"],
+        vec!["ip", "addr", "add", &format!("{NODE_IP}/24"), "dev", "api0"],
+        vec!["ip", "link", "set", "api0", "up"],
+        vec!["ip", "link", "set", "api1", "up"],
+    ] {
+        let out = node.on_node(&command);
+        assert!(out.status.success(), "{}: {}", command.join(" "), stderr(&out));
+    }
+    node
+}
+
+/// The kubeconfig the node's agent writes.
+pub fn kubeconfig(node: &Node) -> PathBuf {
+    node.dir.join("data").join("kubeconfig.yaml")
+}
+
+/// `kubectl ARGS` (the binary `bin`) to run in the node's namespace with
+/// the node's kubeconfig and a discovery cache of the test's own.
+pub fn kubectl_command(node: &Node, bin: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("nsenter");
+    command
+        .arg(format!("--net=/run/netns/{}", node.netns))
+        .arg(bin)
+        .arg("--cache-dir")
+        .arg(node.dir.join(format!("kube-cache-{}", Path::new(bin).file_name().unwrap().to_string_lossy())))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig(node))
+        .env("HOME", &node.dir);
+    command
+}
+
+/// Runs `kubectl ARGS` in the node's namespace with the kubeconfig
+/// `config` (another node's: the server's, from a member's namespace).
+pub fn kubectl_in(node: &Node, config: &Path, bin: &str, args: &[&str]) -> Output {
+    kubectl_command(node, bin, args).env("KUBECONFIG", config).output().expect("run kubectl")
+}
+
+/// Runs [`kubectl_command`] to its end.
+pub fn kubectl_with(node: &Node, bin: &str, args: &[&str]) -> Output {
+    kubectl_command(node, bin, args).output().expect("run kubectl")
+}
+
+/// `kubectl ARGS` succeeds; its stdout.
+pub fn ok(node: &Node, args: &[&str]) -> String {
+    ok_with(node, KUBECTL, args)
+}
+
+/// [`ok`] with the kubectl binary `bin`.
+pub fn ok_with(node: &Node, bin: &str, args: &[&str]) -> String {
+    let out = kubectl_with(node, bin, args);
+    assert!(out.status.success(), "kubectl {} failed: {}{}", args.join(" "), stderr(&out), node.agent_log());
+    stdout(&out)
+}
+
+/// `kubectl ARGS` fails; its stderr, which must contain `needle`.
+pub fn fails(node: &Node, args: &[&str], needle: &str) -> String {
+    let out = kubectl_with(node, KUBECTL, args);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "kubectl {} should fail, printed {}", args.join(" "), stdout(&out));
+    assert!(err.contains(needle), "kubectl {}: {err:?} should mention {needle:?}", args.join(" "));
+    err
+}
+
+/// `text` parsed as JSON (the test fails when it is not).
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Names of the pods `podnet` itself reports.
+pub fn podnet_pods(node: &Node) -> Vec<String> {
+    node.pods().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect()
+}
