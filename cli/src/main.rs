@@ -132,12 +132,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 host_ports: pod.host_ports,
                 image,
-                annotations: Default::default(),
-                object_labels: None,
-                selector: None,
-                container: None,
-                strategy: Default::default(),
-                template_annotations: Default::default(),
+                ..Default::default()
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
                 return unexpected();

@@ -421,7 +421,11 @@ impl Cluster {
     /// Runs `podnet ARGS` from the lan with the server's client config, as a
     /// laptop would.
     pub fn remote(&self, args: &[&str]) -> Output {
-        let config = self.server().dir.join("data/podnet.yaml");
+        self.remote_with(&self.server().dir.join("data/podnet.yaml"), args)
+    }
+
+    /// [`Cluster::remote`] with the client config `config`.
+    pub fn remote_with(&self, config: &std::path::Path, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.lan])
             .arg(podnet_bin())

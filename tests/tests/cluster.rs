@@ -95,14 +95,7 @@ fn a_wrong_token_can_neither_join_nor_read() {
         good.lines().find(|l| l.starts_with("admin:")).expect("the client config carries the admin");
     std::fs::write(&config, good.replace(admin_line, &format!("admin: {}", "0".repeat(64)))).unwrap();
     std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &cluster.lan])
-        .arg(podnet_bin())
-        .arg("--kubeconfig")
-        .arg(&config)
-        .args(["get", "pods"])
-        .output()
-        .unwrap();
+    let out = cluster.remote_with(&config, &["get", "pods"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no admin token or another one"), "{}", stderr(&out));
     eventually(Duration::from_secs(10), "the CLI's refusal counted", || {
@@ -110,14 +103,7 @@ fn a_wrong_token_can_neither_join_nor_read() {
     });
     let token_line = good.lines().find(|l| l.starts_with("token:")).unwrap();
     std::fs::write(&config, good.replace(token_line, &format!("token: PN1::{}", "cd".repeat(32)))).unwrap();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &cluster.lan])
-        .arg(podnet_bin())
-        .arg("--kubeconfig")
-        .arg(&config)
-        .args(["get", "pods"])
-        .output()
-        .unwrap();
+    let out = cluster.remote_with(&config, &["get", "pods"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("refused") && stderr(&out).contains("token"), "{}", stderr(&out));
     // The server counts the refusal, by reason.

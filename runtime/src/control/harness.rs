@@ -423,20 +423,8 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         name: name.into(),
         namespace: "default".into(),
         replicas,
-        labels: Default::default(),
         command: vec!["sleep".into(), "infinity".into()],
-        ports: Vec::new(),
-        readiness: None,
-        host_ports: Vec::new(),
-        security: Default::default(),
-        image: None,
-        resources: Default::default(),
-        annotations: Default::default(),
-        object_labels: None,
-        selector: None,
-        container: None,
-        strategy: Default::default(),
-        template_annotations: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -54,10 +54,14 @@ impl Token {
     }
 
     fn matches(&self, given: &[u8]) -> bool {
-        let want = self.0.as_bytes();
-        // Constant time over the token's length: no early exit on a mismatch.
-        given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        same_secret(given, self.0.as_bytes())
     }
+}
+
+/// Whether two secrets are equal, in constant time over their length: no
+/// early exit on a mismatch (the admin token, node password digests).
+pub fn same_secret(given: &[u8], want: &[u8]) -> bool {
+    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 #[cfg(test)]

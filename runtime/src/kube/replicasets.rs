@@ -193,18 +193,7 @@ mod tests {
             replicas: 2,
             labels: [("app".to_string(), "web".to_string())].into(),
             command: vec!["sleep".into()],
-            ports: Vec::new(),
-            readiness: None,
-            host_ports: Vec::new(),
-            security: Default::default(),
-            image: None,
-            resources: Default::default(),
-            annotations: Default::default(),
-            object_labels: None,
-            selector: None,
-            container: None,
-            strategy: Default::default(),
-            template_annotations: Default::default(),
+            ..Default::default()
         }
     }
 

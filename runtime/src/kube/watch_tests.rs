@@ -20,7 +20,7 @@ use crate::config::NodeConfig;
 use crate::control::{ControlPlane, Host, Now, Rng};
 use crate::listeners::ListenError;
 use crate::listeners::proxy::ListenKey;
-use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy};
+use crate::model::{Phase, PodSpec, PodStatus};
 use crate::store::State;
 
 struct AnyHost;
@@ -77,17 +77,7 @@ fn spec(name: &str) -> PodSpec {
         namespace: "default".into(),
         labels: [("app".to_string(), name.to_string())].into(),
         command: vec!["sleep".into()],
-        restart_policy: RestartPolicy::Always,
-        owner: None,
-        ports: Vec::new(),
-        readiness: None,
-        node_name: None,
-        host_ports: Vec::new(),
-        security: Default::default(),
-        image: None,
-        resources: Default::default(),
-        annotations: Default::default(),
-        container: None,
+        ..Default::default()
     }
 }
 
@@ -394,20 +384,8 @@ async fn a_replicaset_watch_follows_its_deployment() {
         name: "web".into(),
         namespace: "default".into(),
         replicas: 2,
-        labels: Default::default(),
         command: vec!["sleep".into()],
-        ports: Vec::new(),
-        readiness: None,
-        host_ports: Vec::new(),
-        security: Default::default(),
-        image: None,
-        resources: Default::default(),
-        annotations: Default::default(),
-        object_labels: None,
-        selector: None,
-        container: None,
-        strategy: Default::default(),
-        template_annotations: Default::default(),
+        ..Default::default()
     };
     cp.lock().unwrap().handle(Now::system(), Request::CreateDeployment(spec)).unwrap();
     let (t, o) = next(&mut rx).await;

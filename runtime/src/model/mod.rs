@@ -52,8 +52,9 @@ impl std::fmt::Display for RestartPolicy {
     }
 }
 
-/// What a user asks for when making a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a user asks for when making a pod (Default: every optional part
+/// left out, for callers that set a few).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSpec {
     /// Pod name (an RFC 1123 label).
     pub name: String,
@@ -371,8 +372,9 @@ pub struct Pod {
     pub status: PodStatus,
 }
 
-/// What a user asks for when making a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a user asks for when making a deployment (Default: every optional
+/// part left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentSpec {
     /// Name (its pods are NAME-<suffix>).
     pub name: String,
