@@ -4,12 +4,14 @@
 //! template and owned by the deployment. `kubectl rollout status` and
 //! `kubectl describe deployment` (NewReplicaSet) read them.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::model::{
-    ContainerPort, Deployment, DeploymentSpec, HostPort, ImageSpec, Labels, Pod, PodSpec, Probe, Resources,
-    SecurityContext,
+    Annotations, ContainerPort, Deployment, DeploymentSpec, HostPort, ImageSpec, Labels, Pod, PodSpec, Probe,
+    Resources, SecurityContext,
 };
 
 /// The label a ReplicaSet's selector and pods carry.
@@ -26,6 +28,12 @@ struct Template<'a> {
     security: &'a SecurityContext,
     image: &'a Option<ImageSpec>,
     resources: &'a Resources,
+    // Left out when empty, so the hashes of templates without them are
+    // those they had before these fields counted.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a Annotations,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: &'a Option<String>,
 }
 
 /// FNV-1a, 64 bits: a stable hash of the template's JSON (the standard
@@ -59,6 +67,8 @@ pub fn deployment_hash(spec: &DeploymentSpec) -> String {
         security: &spec.security,
         image: &spec.image,
         resources: &spec.resources,
+        annotations: &spec.template_annotations,
+        container: &spec.container,
     })
 }
 
@@ -73,6 +83,8 @@ pub fn pod_hash(spec: &PodSpec) -> String {
         security: &spec.security,
         image: &spec.image,
         resources: &spec.resources,
+        annotations: &spec.annotations,
+        container: &spec.container,
     })
 }
 
@@ -230,5 +242,13 @@ mod tests {
         assert_ne!(deployment_hash(&other), h, "another template, another ReplicaSet");
         let replicas_only = DeploymentSpec { replicas: 5, ..spec() };
         assert_eq!(deployment_hash(&replicas_only), h, "scaling is not a new template");
+        // `kubectl rollout restart` stamps a template annotation: new pods,
+        // so a new ReplicaSet, which the pods made from it name.
+        let mut restarted = spec();
+        restarted.template_annotations.insert("kubectl.kubernetes.io/restartedAt".into(), "now".into());
+        let h2 = deployment_hash(&restarted);
+        assert_ne!(h2, h, "a restart is a new template");
+        let pod2 = PodSpec { annotations: restarted.template_annotations.clone(), ..pod.clone() };
+        assert_eq!(pod_hash(&pod2), h2);
     }
 }
