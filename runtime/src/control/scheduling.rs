@@ -1,7 +1,7 @@
 //! Placing pods on nodes, and keeping deployments at their replica count.
 
 use super::{ControlError, ControlPlane, Key, Now, key};
-use crate::model::{DeploymentSpec, PodSpec, RestartPolicy};
+use crate::model::PodSpec;
 
 impl ControlPlane {
     /// The node a new pod goes to: the one it names, else the ready node
@@ -30,7 +30,7 @@ impl ControlPlane {
     pub fn reconcile(&mut self, now: Now) -> bool {
         let settled = self.deployments.values().all(|d| {
             let owned = self.owned(&d.spec.namespace, &d.spec.name);
-            let template = template(&d.spec);
+            let template = d.spec.pod_template();
             owned.len() == d.spec.replicas as usize
                 && owned.iter().all(|o| runs(&self.pods[&o.key].record.spec, &template))
         });
@@ -71,7 +71,7 @@ impl ControlPlane {
         let mut changed = false;
         let specs: Vec<_> = self.deployments.values().map(|d| d.spec.clone()).collect();
         for spec in specs {
-            let template = template(&spec);
+            let template = spec.pod_template();
             let (mut new, mut old): (Vec<Owned>, Vec<Owned>) = self
                 .owned(&spec.namespace, &spec.name)
                 .into_iter()
@@ -126,27 +126,6 @@ struct Owned {
     created_at: u64,
     key: Key,
     ready: bool,
-}
-
-/// The pod a deployment makes now (its name left empty).
-fn template(spec: &DeploymentSpec) -> PodSpec {
-    PodSpec {
-        name: String::new(),
-        namespace: spec.namespace.clone(),
-        labels: spec.labels.clone(),
-        command: spec.command.clone(),
-        restart_policy: RestartPolicy::Always,
-        owner: Some(spec.name.clone()),
-        ports: spec.ports.clone(),
-        readiness: spec.readiness.clone(),
-        node_name: None,
-        host_ports: spec.host_ports.clone(),
-        security: spec.security,
-        image: spec.image.clone(),
-        resources: spec.resources,
-        annotations: spec.template_annotations.clone(),
-        container: spec.container.clone(),
-    }
 }
 
 /// Whether `pod` runs `template`: the same but for its name, and for labels

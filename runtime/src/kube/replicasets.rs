@@ -58,18 +58,7 @@ fn hash(template: &Template<'_>) -> String {
 
 /// The pod-template-hash of a deployment's current template.
 pub fn deployment_hash(spec: &DeploymentSpec) -> String {
-    hash(&Template {
-        labels: &spec.labels,
-        command: &spec.command,
-        ports: &spec.ports,
-        readiness: &spec.readiness,
-        host_ports: &spec.host_ports,
-        security: &spec.security,
-        image: &spec.image,
-        resources: &spec.resources,
-        annotations: &spec.template_annotations,
-        container: &spec.container,
-    })
+    pod_hash(&spec.pod_template())
 }
 
 /// The pod-template-hash of the template a pod was made from.

@@ -426,6 +426,30 @@ pub struct DeploymentSpec {
     pub template_annotations: Annotations,
 }
 
+impl DeploymentSpec {
+    /// The pod this deployment makes now, its name left empty: what the
+    /// control plane schedules and what a ReplicaSet's hash is taken of.
+    pub fn pod_template(&self) -> PodSpec {
+        PodSpec {
+            name: String::new(),
+            namespace: self.namespace.clone(),
+            labels: self.labels.clone(),
+            command: self.command.clone(),
+            restart_policy: RestartPolicy::Always,
+            owner: Some(self.name.clone()),
+            ports: self.ports.clone(),
+            readiness: self.readiness.clone(),
+            node_name: None,
+            host_ports: self.host_ports.clone(),
+            security: self.security,
+            image: self.image.clone(),
+            resources: self.resources,
+            annotations: self.template_annotations.clone(),
+            container: self.container.clone(),
+        }
+    }
+}
+
 /// How a deployment replaces its pods when its template changes
 /// (spec.strategy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

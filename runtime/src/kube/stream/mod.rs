@@ -133,8 +133,7 @@ pub async fn upgrade(
                 let upgrade = on_upgrade(parts)?;
                 let session = async move {
                     let Ok(upgraded) = upgrade.await else { return };
-                    let spawn =
-                        |asked: &exec::Asked| exec::spawn(&container, asked).map_err(|e| e.to_string());
+                    let spawn = |asked: &exec::Asked| exec::spawn(&container, asked);
                     spdy_session::serve(TokioIo::new(upgraded), IDLE, counters, |streams, frames| {
                         spdy_session::exec(streams, frames, asked, spawn)
                     })

@@ -210,7 +210,7 @@ pub async fn exec(
     mut streams: mpsc::Receiver<Stream>,
     frames: Frames,
     asked: exec::Asked,
-    spawn: impl FnOnce(&exec::Asked) -> Result<Process, String>,
+    spawn: impl FnOnce(&exec::Asked) -> Result<Process, exec::SpawnError>,
 ) {
     let wanted = |kind: &str| match kind {
         "error" => true,
@@ -239,7 +239,7 @@ pub async fn exec(
     }
     let Some(error) = by_kind.remove("error") else { return frames.go_away().await };
     let ended = match spawn(&asked) {
-        Err(why) => Ended::Failed(why),
+        Err(why) => Ended::Failed(why.to_string()),
         Ok(process) => {
             let ids = |kind: &str| by_kind.get(kind).map(|s| s.id);
             let (stdout, stderr) = (ids("stdout"), ids("stderr"));
