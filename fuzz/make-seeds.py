@@ -101,6 +101,12 @@ def switch_seeds():
     synack = eth(GW_MAC, mac(2), 0x0800, ipv4(pod(2), pod(4), 6, synack_seg))
     write("switch_frames", "service-conversation",
           record(3, syn(4, VIP, GW_MAC, 80)) + record(1, synack, dt=5) + record(3, syn(4, VIP, GW_MAC, 80), dt=40))
+    # NetworkPolicy: control op 5 isolates pod .3 for ingress, admitting .2
+    # on TCP 8080 (0x42), then .2 and .4 try it and the admitted one is answered.
+    synack_b = eth(GW_MAC, mac(3), 0x0800, ipv4(pod(3), pod(2), 6, tcp(pod(3), pod(2), 8080, 40000, 5000, 1001, 0x12, SYN_OPTS)))
+    write("switch_frames", "policy-isolated-pod",
+          record(0xf8, bytes([5, 0x42])) + record(1, syn(2, pod(3), mac(3), 8080))
+          + record(2, synack_b) + record(3, syn(4, pod(3), mac(3), 8080)))
 
 
 def name(dotted):
@@ -209,7 +215,8 @@ def cmsg(body):
 
 
 def pstr(text):
-    return bytes([len(text)]) + text.encode()
+    raw = text if isinstance(text, bytes) else text.encode()
+    return bytes([len(raw)]) + raw
 
 
 def cluster_seeds():

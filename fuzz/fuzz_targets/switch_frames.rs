@@ -5,7 +5,7 @@
 //! pods, or one never attached); `dt` advances the clock by `dt` × 100 ms, and
 //! expired flows are swept. `sel >= 0xf8` turns the record into a control
 //! change instead (service backends, affinity, a pod leaving and coming
-//! back), so frames meet the tables in every state the agent can put them in.
+//! back, a NetworkPolicy table isolating some pods), so frames meet the tables in every state the agent can put them in.
 //! Checks: nothing panics, a reply fits the reply buffer, a forward goes to an
 //! attached port.
 #![no_main]
@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use netstack::conntrack::{Timeouts};
 use netstack::Protocol;
+use netstack::policy::{Isolation, Peer, PolicyTable, PortRange, Rule};
 use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
 use netstack::testing::{self, Node, VIP, ip, mac};
@@ -74,7 +75,7 @@ fn switch() -> (Switch, [PortId; 5]) {
 fn control(switch: &mut Switch, ports: &mut [PortId; 5], op: &[u8]) {
     let (Some(&what), arg) = (op.first(), op.get(1).copied().unwrap_or(0)) else { return };
     let key = keys()[usize::from(arg >> 6) % 3];
-    match what % 5 {
+    match what % 6 {
         0 => {
             let _ = switch.upsert_service(key, &backends(arg), Affinity::None);
         }
@@ -91,6 +92,9 @@ fn control(switch: &mut Switch, ports: &mut [PortId; 5], op: &[u8]) {
                 ports[3] = switch.attach(pod(4)).unwrap();
             }
         }
+        5 => {
+            let _ = switch.set_policy(policy(arg));
+        }
         _ => {
             let _ = switch.upsert_service(
                 key,
@@ -99,6 +103,25 @@ fn control(switch: &mut Switch, ports: &mut [PortId; 5], op: &[u8]) {
             );
         }
     }
+}
+
+/// A policy table from one byte: bits 0-2 isolate pods .2-.4 for ingress,
+/// bits 3-5 for egress; bit 6 gives each isolated pod a rule admitting pod
+/// .2 on TCP 8080, bit 7 one admitting any peer on UDP 53.
+fn policy(bits: u8) -> PolicyTable {
+    let mut rules = Vec::new();
+    if bits & 0x40 != 0 {
+        let port = PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 };
+        rules.push(Rule { peers: vec![Peer::pods(vec![ip(2)])], ports: vec![port] });
+    }
+    if bits & 0x80 != 0 {
+        rules.push(Rule { peers: vec![], ports: vec![PortRange { protocol: Protocol::Udp, first: 53, last: 53 }] });
+    }
+    let pods = (0..3u8).map(|i| {
+        let side = |bit: u8| (bits & (1 << bit) != 0).then(|| rules.clone());
+        (ip(2 + i), Isolation { ingress: side(i), egress: side(i + 3) })
+    });
+    PolicyTable::new(ip(1), pods)
 }
 
 /// `FUZZ_DEBUG=1` prints every verdict (to check what a seed exercises).
