@@ -50,7 +50,7 @@ pub(crate) async fn run(
             next = client.next() => next?,
             _ = tokio::signal::ctrl_c() => None,
         };
-        let Some(Response::Captured { micros, frame }) = next else { break };
+        let Some(Response::Captured { micros, frame, dropped }) = next else { break };
         seen += 1;
         let at = Duration::from_micros(micros);
         match &mut pcap {
@@ -58,7 +58,10 @@ pub(crate) async fn run(
                 let packet = PcapPacket::new(at, frame.len() as u32, &frame);
                 writer.write_packet(&packet).map_err(step("cannot write the capture"))?;
             }
-            None => println!("{}", summary(at, &frame)),
+            None => match dropped {
+                Some(reason) => println!("{} DROPPED {reason}", summary(at, &frame)),
+                None => println!("{}", summary(at, &frame)),
+            },
         }
     }
     if write.as_deref().is_some_and(|p| p.as_os_str() != "-") || write.is_none() {

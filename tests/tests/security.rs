@@ -56,6 +56,40 @@ fn capture_writes_pcap_that_tcpdump_reads() {
 }
 
 #[test]
+fn capture_marks_the_frames_the_switch_dropped() {
+    let node = Node::start("capmark");
+    let bb = busybox();
+    node.ok(&["run", "forger", "--privileged", "--", "sleep", "infinity"]);
+    node.wait_running("forger");
+    let capture = std::process::Command::new(podnet_e2e::podnet_bin())
+        .args(["capture", "forger"])
+        .env("PODNET_SOCKET", &node.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // An answered ping, then two from an address the pod does not own.
+    let pings = format!(
+        "{bb} ping -c 1 -W 1 10.244.0.1; ip addr add 10.244.0.99/32 dev eth0; \
+         {bb} ping -c 2 -W 1 -I 10.244.0.99 10.244.0.1; true"
+    );
+    node.exec("forger", &["sh", "-c", &pings]);
+    // Ctrl-C, as a user stops it: the capture ends cleanly.
+    let interrupted = std::process::Command::new("kill").args(["-INT", &capture.id().to_string()]).status();
+    assert!(interrupted.unwrap().success());
+    let out = capture.wait_with_output().unwrap();
+    let text = stdout(&out);
+    let icmp = |from: &str| {
+        text.lines().filter(|l| l.contains(&format!("IP {from} > 10.244.0.1: ICMP"))).collect::<Vec<_>>()
+    };
+    let (answered, forged) = (icmp("10.244.0.2"), icmp("10.244.0.99"));
+    assert_eq!(answered.len(), 1, "{text}");
+    assert!(!answered[0].contains("DROPPED"), "a forwarded frame is not marked: {text}");
+    assert_eq!(forged.len(), 2, "{text}");
+    assert!(forged.iter().all(|l| l.ends_with("DROPPED spoofed_ip")), "{text}");
+}
+
+#[test]
 fn metrics_are_served_only_when_asked_for() {
     let node = Node::start_custom("metrics", None, &["--metrics-addr", "127.0.0.1:9464"]);
     let bb = busybox();

@@ -14,7 +14,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -402,6 +402,9 @@ pub enum Response {
         micros: u64,
         /// The frame.
         frame: Vec<u8>,
+        /// The switch's drop reason when it dropped the frame (e.g.
+        /// `policy_ingress`), by name.
+        dropped: Option<String>,
     },
     /// A pull's progress, then its end.
     ImagePull(PullEvent),

@@ -22,7 +22,9 @@ use std::time::Instant as StdInstant;
 use netstack::overlay::DECAP_HEADROOM;
 use netstack::overlay::deliver::{Coalescer, Push};
 use netstack::overlay::transmit::{self, Encapsulator, Fallback, Plan, SendError};
-use netstack::switch::{DnsClient, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, Verdict};
+use netstack::switch::{
+    DnsClient, DropReason, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, Verdict,
+};
 use netstack::wire::{EthernetAddress, Ipv4Address};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
@@ -123,6 +125,8 @@ pub struct Captured {
     pub at: std::time::Duration,
     /// The Ethernet frame, without its virtio-net header.
     pub frame: Vec<u8>,
+    /// Why the switch dropped it, if it did (a frame received from the port).
+    pub dropped: Option<DropReason>,
 }
 
 /// The control side's handle on the data-plane thread.
@@ -399,8 +403,18 @@ impl Loop {
                 }
             };
             let now = self.now();
-            self.capture(port, &frame[..len]);
-            match self.switch.process(now, port, &mut frame[..len], reply) {
+            // Captured as received (the switch may rewrite it), with the
+            // switch's verdict, so a capture shows why a frame went nowhere.
+            let seen = self.captures.contains_key(&port).then(|| frame[..len].to_vec());
+            let verdict = self.switch.process(now, port, &mut frame[..len], reply);
+            if let Some(seen) = seen {
+                let dropped = match verdict {
+                    Verdict::Drop(reason) => Some(reason),
+                    _ => None,
+                };
+                self.capture_dropped(port, &seen, dropped);
+            }
+            match verdict {
                 Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
                 Verdict::Reply { len } => self.transmit(port, &reply[..len]),
                 // Out-of-zone DNS goes to the upstream relay task.
@@ -551,6 +565,11 @@ impl Loop {
     /// Hands a copy of a frame to the port's captures, forgetting those whose
     /// reader went away.
     fn capture(&mut self, port: PortId, bytes: &[u8]) {
+        self.capture_dropped(port, bytes, None);
+    }
+
+    /// [`Self::capture`] of a frame the switch dropped for `dropped`.
+    fn capture_dropped(&mut self, port: PortId, bytes: &[u8], dropped: Option<DropReason>) {
         if self.captures.is_empty() {
             return;
         }
@@ -559,7 +578,7 @@ impl Loop {
         let frame = bytes.get(vnet::HEADER_LEN..).unwrap_or_default();
         sinks.retain(|sink| {
             !matches!(
-                sink.try_send(Captured { at, frame: frame.to_vec() }),
+                sink.try_send(Captured { at, frame: frame.to_vec(), dropped }),
                 Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
             )
         });

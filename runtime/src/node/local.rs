@@ -102,7 +102,11 @@ impl NodeRuntime {
         let (items_tx, items) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(c) = frames.recv().await {
-                let item = Response::Captured { micros: c.at.as_micros() as u64, frame: c.frame };
+                let item = Response::Captured {
+                    micros: c.at.as_micros() as u64,
+                    frame: c.frame,
+                    dropped: c.dropped.map(|r| r.name().to_string()),
+                };
                 if items_tx.send(item).await.is_err() {
                     break;
                 }
