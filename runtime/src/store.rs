@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{DeploymentSpec, Namespace, PodSpec, Service};
 
-const FORMAT: u32 = 1;
+/// The state file format this podnet reads and writes.
+pub(crate) const FORMAT: u32 = 1;
 
 /// A pod as remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,9 +191,13 @@ impl Store {
     }
 
     fn write(&self, state: &State, tmp: &Path) -> io::Result<()> {
-        let mut state = state.clone();
-        state.format = FORMAT;
-        let bytes = serde_json::to_vec_pretty(&state).map_err(io::Error::other)?;
+        // Stamped with the format this podnet writes; a copy only when the
+        // caller left it unset (a copy of every object costs a Pi).
+        let bytes = match state.format == FORMAT {
+            true => serde_json::to_vec_pretty(state),
+            false => serde_json::to_vec_pretty(&State { format: FORMAT, ..state.clone() }),
+        }
+        .map_err(io::Error::other)?;
         let _ = fs::remove_file(tmp);
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
         file.write_all(&bytes)?;

@@ -172,7 +172,7 @@ impl ControlPlane {
     /// The state to save, as it is in memory.
     pub fn state(&self) -> State {
         State {
-            format: 0,
+            format: crate::store::FORMAT,
             node_name: self.local.clone(),
             pods: self.pods.values().map(|p| p.record.clone()).collect(),
             deployments: self.deployments.values().cloned().collect(),
