@@ -152,6 +152,33 @@ pub(crate) enum Command {
     },
     /// Start a throwaway node, run pods, show them talking, clean up.
     Demo,
+    /// podnet as the CNI plugin of podman, containerd and friends.
+    Cni {
+        #[command(subcommand)]
+        command: CniCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CniCommand {
+    /// Link podnet into the CNI bin dir and write its conflist (as root).
+    Install {
+        /// The CNI bin dir (default: /usr/lib/cni where it exists, else /opt/cni/bin).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The CNI config dir.
+        #[arg(long, default_value = crate::cni::install::DEFAULT_CONF_DIR)]
+        conf_dir: PathBuf,
+        /// The network's name (`podman run --network NAME`).
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
+    /// Print the conflist (podnet, then portmap).
+    Config {
+        /// The network's name (`podman run --network NAME`).
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
