@@ -33,6 +33,21 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Make a Service for a deployment's or a pod's pods.
     Expose(ExposeArgs),
+    /// Set (KEY=VALUE) or remove (KEY-) a pod's labels.
+    Label {
+        /// pod (the only kind labelled here).
+        kind: LabelKind,
+        /// Pod name.
+        name: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+        /// Change a label that has another value.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        ns: Namespace,
+    },
     /// Create or update the objects of a manifest (YAML or JSON, several
     /// documents, `kind: List`), as `kubectl apply -f` does.
     Apply {
@@ -157,6 +172,14 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: CniCommand,
     },
+}
+
+/// What `podnet label` labels.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LabelKind {
+    /// A pod.
+    #[value(alias = "pods", alias = "po")]
+    Pod,
 }
 
 #[derive(Debug, Subcommand)]

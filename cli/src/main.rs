@@ -15,6 +15,7 @@ mod exec;
 mod expose;
 mod image;
 mod kube;
+mod label;
 #[allow(unsafe_code)]
 mod sys;
 mod table;
@@ -93,6 +94,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run().await,
+        Command::Label { kind: args::LabelKind::Pod, name, labels, overwrite, ns } => {
+            println!("{}", label::run(socket, &ns.namespace, &name, &labels, overwrite).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cni { command: CniCommand::Config { name } } => {
             println!("{}", serde_json::to_string_pretty(&cni::install::conflist(&name, socket))?);
             Ok(ExitCode::SUCCESS)

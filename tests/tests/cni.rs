@@ -1,0 +1,352 @@
+//! podnet as a CNI plugin: the podnet binary invoked as runtimes invoke a
+//! plugin (CNI_* environment, the network config on stdin) against
+//! network namespaces the test makes, in the manner of the reference
+//! plugins' tests; then real podman with its CNI backend.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use podnet_e2e::{Node, busybox, eventually, podnet_bin, stderr, stdout};
+use serde_json::{Value, json};
+
+/// A container's network namespace, as a runtime makes one; removed with
+/// what runs in it (and its resolv.conf) on drop.
+struct Sandbox {
+    name: String,
+    servers: Vec<Child>,
+}
+
+impl Sandbox {
+    fn new(node: &Node, tag: &str) -> Sandbox {
+        let name = format!("{}-{tag}", node.name);
+        let status = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        assert!(status.success(), "ip netns add {name}");
+        let sandbox = Sandbox { name, servers: Vec::new() };
+        sandbox.run(&["ip", "link", "set", "lo", "up"]);
+        sandbox
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs a command inside; its output.
+    fn run(&self, command: &[&str]) -> std::process::Output {
+        Command::new("ip").args(["netns", "exec", &self.name]).args(command).output().unwrap()
+    }
+
+    /// The resolv.conf a runtime writes from the result's `dns`
+    /// (`ip netns exec` puts /etc/netns/NAME/resolv.conf in place).
+    fn resolv_conf(&self, result: &Value) {
+        let dns = &result["dns"];
+        let search: Vec<&str> =
+            dns["search"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        let text = format!(
+            "nameserver {}\nsearch {}\noptions ndots:5\n",
+            dns["nameservers"][0].as_str().unwrap(),
+            search.join(" ")
+        );
+        let dir = Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), text).unwrap();
+    }
+
+    /// Serves `body` over HTTP on port 80 inside, until drop.
+    fn serve(&mut self, node: &Node, body: &str) {
+        let www = node.dir.join(format!("www-{}", self.name));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), body).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, &busybox(), "httpd", "-f", "-p", "80", "-h"])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.servers.push(child);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for child in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
+    }
+}
+
+/// What one plugin call printed, and its exit status.
+struct Call {
+    code: i32,
+    out: Value,
+    text: String,
+}
+
+/// Calls the podnet binary as a runtime calls a CNI plugin.
+fn cni(command: &str, env: &[(&str, &str)], config: &Value) -> Call {
+    let mut child = Command::new(podnet_bin())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", command)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    // A plugin that refuses an oversized config stops reading it.
+    let _ = child.stdin.take().unwrap().write_all(config.to_string().as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    assert!(
+        text.is_empty() || !value.is_null(),
+        "the plugin printed something that is not JSON: {text:?} {}",
+        stderr(&out)
+    );
+    Call { code: out.status.code().unwrap_or(-1), out: value, text }
+}
+
+fn conf(node: &Node, version: &str) -> Value {
+    json!({ "cniVersion": version, "name": "podnet", "type": "podnet", "socket": node.socket })
+}
+
+fn env<'a>(id: &'a str, sandbox: &'a Sandbox, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+    let _ = sandbox;
+    vec![("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0")]
+}
+
+/// ADD, asserting success; the result.
+fn add(node: &Node, id: &str, sandbox: &Sandbox, args: &str) -> Value {
+    let netns = sandbox.path();
+    let mut env = env(id, sandbox, &netns);
+    env.push(("CNI_ARGS", args));
+    let call = cni("ADD", &env, &conf(node, "1.0.0"));
+    assert_eq!(call.code, 0, "ADD failed: {}\n{}", call.text, node.agent_log());
+    call.out
+}
+
+fn error_code(call: &Call) -> u64 {
+    assert_ne!(call.code, 0, "should fail: {}", call.text);
+    assert!(call.out["msg"].is_string() && call.out["details"].is_string(), "{}", call.text);
+    call.out["code"].as_u64().unwrap()
+}
+
+fn pod_json(node: &Node, name: &str) -> Option<Value> {
+    node.pods().into_iter().find(|p| p["metadata"]["name"] == name)
+}
+
+#[test]
+fn add_plugs_a_container_into_the_switch_as_a_pod_and_del_unplugs_it() {
+    let node = Node::start("cni-add");
+    let bb = busybox();
+    let mut sandbox = Sandbox::new(&node, "cam");
+    let result =
+        add(&node, "c0ffee01", &sandbox, "IgnoreUnknown=1;K8S_POD_NAME=cam;K8S_POD_NAMESPACE=default");
+
+    // The result, as runtimes read it.
+    assert_eq!(result["cniVersion"], "1.0.0");
+    let iface = &result["interfaces"][0];
+    assert_eq!(iface["name"], "eth0");
+    assert_eq!(iface["sandbox"].as_str().unwrap(), sandbox.path());
+    let address = result["ips"][0]["address"].as_str().unwrap().to_string();
+    let ip = address.split('/').next().unwrap().to_string();
+    assert!(address.starts_with("10.244.0.") && address.ends_with("/24"), "{address}");
+    assert_eq!(result["ips"][0]["interface"], 0);
+    assert_eq!(result["ips"][0]["gateway"], "10.244.0.1");
+    assert_eq!(result["routes"][0]["dst"], "0.0.0.0/0");
+    assert_eq!(result["dns"]["nameservers"][0], "10.96.0.10");
+    assert_eq!(result["dns"]["search"][0], "default.svc.cluster.local");
+    let octets: Vec<String> = ip.split('.').map(|o| format!("{:02x}", o.parse::<u8>().unwrap())).collect();
+    assert_eq!(iface["mac"].as_str().unwrap(), format!("0a:58:{}", octets.join(":")));
+
+    // The interface in the container's namespace is as reported.
+    let link = stdout(&sandbox.run(&["ip", "-o", "addr", "show", "eth0"]));
+    assert!(link.contains(&address), "{link}");
+    let link = stdout(&sandbox.run(&["ip", "-o", "link", "show", "eth0"]));
+    assert!(link.contains(iface["mac"].as_str().unwrap()), "{link}");
+
+    // A pod to podnet: address, node, runtime.
+    let pod = pod_json(&node, "cam").expect("pod cam listed");
+    assert_eq!(pod["status"]["podIP"], ip.as_str());
+    assert_eq!(pod["spec"]["nodeName"], node.name.as_str());
+    assert_eq!(pod["status"]["containerStatuses"][0]["containerID"], "cni://c0ffee01");
+    assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
+    let wide = node.ok(&["get", "pods", "-A", "-o", "wide"]);
+    let row = wide.lines().find(|l| l.split_whitespace().nth(1) == Some("cam")).unwrap();
+    assert!(row.contains(&ip) && row.contains(&node.name) && row.trim_end().ends_with("cni"), "{wide}");
+
+    // The container reaches a podnet pod by its Service name, and pods reach
+    // the container through a Service over it (`podnet label`, `expose`).
+    let www = node.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
+    let www = www.to_string_lossy().into_owned();
+    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
+    node.ok(&["run", "client", "--", "sleep", "infinity"]);
+    node.wait_running("web");
+    node.wait_running("client");
+    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
+    sandbox.resolv_conf(&result);
+    let got = eventually(Duration::from_secs(15), "the container to reach web by name", || {
+        let out = sandbox.run(&["timeout", "3", &bb, "wget", "-q", "-O-", "http://web"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(got, "from a podnet pod\n");
+    sandbox.serve(&node, "from the cni container\n");
+    node.ok(&["label", "pod", "cam", "app=cam"]);
+    node.fails(&["label", "pod", "cam", "app=other"], "--overwrite");
+    node.ok(&["expose", "pod", "cam", "--port", "80"]);
+    let got = eventually(Duration::from_secs(15), "a pod to reach the container by name", || {
+        let out = node.exec("client", &["timeout", "3", &bb, "wget", "-q", "-O-", "http://cam"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(got, "from the cni container\n");
+    // Anti-spoofing: another source address from the container is dropped.
+    sandbox.run(&["ip", "addr", "add", "10.244.0.200/32", "dev", "eth0"]);
+    let out = sandbox.run(&[&bb, "ping", "-c", "1", "-W", "1", "-I", "10.244.0.200", "10.244.0.1"]);
+    assert!(!out.status.success(), "a spoofed source went through");
+    assert!(node.drops("default/cam", "spoofed_ip") > 0, "{}", node.ok(&["node", "stats"]));
+
+    // CHECK: as ADD made it; with another address in prevResult, not.
+    let netns = sandbox.path();
+    let ids = env("c0ffee01", &sandbox, &netns);
+    let mut checked = conf(&node, "1.0.0");
+    checked["prevResult"] = result.clone();
+    assert_eq!(cni("CHECK", &ids, &checked).code, 0);
+    checked["prevResult"]["ips"][0]["address"] = json!("10.244.0.250/24");
+    assert_eq!(error_code(&cni("CHECK", &ids, &checked)), 100);
+
+    // ADD of the same attachment fails; nothing changes.
+    let again = cni("ADD", &ids, &conf(&node, "1.0.0"));
+    assert_eq!(error_code(&again), 100);
+    assert!(again.out["details"].as_str().unwrap().contains("already has interface eth0"), "{}", again.text);
+
+    // DEL: the interface and the pod go; again, and for an unknown
+    // container, DEL still succeeds. CHECK then knows no such container.
+    let del = cni("DEL", &ids, &conf(&node, "1.0.0"));
+    assert_eq!((del.code, del.text.as_str()), (0, ""));
+    assert!(!sandbox.run(&["ip", "link", "show", "eth0"]).status.success(), "eth0 left in the container");
+    assert!(pod_json(&node, "cam").is_none());
+    assert_eq!(cni("DEL", &ids, &conf(&node, "1.0.0")).code, 0);
+    let unknown = env("never-added", &sandbox, &netns);
+    assert_eq!(cni("DEL", &unknown, &conf(&node, "1.0.0")).code, 0);
+    assert_eq!(error_code(&cni("CHECK", &ids, &conf(&node, "1.0.0"))), 3);
+}
+
+#[test]
+fn the_plugin_answers_bad_input_and_a_missing_agent_with_spec_codes() {
+    let node = Node::start("cni-errors");
+    let sandbox = Sandbox::new(&node, "err");
+    let netns = sandbox.path();
+    let ids = env("c1", &sandbox, &netns);
+    let down = json!({ "cniVersion": "1.1.0", "name": "podnet", "type": "podnet", "socket": "/nonexistent/podnet.sock" });
+
+    // VERSION needs no agent.
+    let version = cni("VERSION", &[], &json!({ "cniVersion": "1.0.0" }));
+    assert_eq!(version.code, 0);
+    assert_eq!(version.out["cniVersion"], "1.0.0");
+    assert_eq!(version.out["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+
+    // STATUS: ready with the agent, 50 without.
+    assert_eq!(cni("STATUS", &[], &conf(&node, "1.1.0")).code, 0);
+    let status = cni("STATUS", &[], &down);
+    assert_eq!((error_code(&status), status.code), (50, 50));
+    assert!(status.out["details"].as_str().unwrap().contains("no podnet agent"), "{}", status.text);
+    // An ADD while the agent is down: try again later.
+    assert_eq!(error_code(&cni("ADD", &ids, &down)), 11);
+
+    // Missing or bad environment: 4, naming the variable.
+    let missing = cni("ADD", &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")], &conf(&node, "1.0.0"));
+    assert_eq!(error_code(&missing), 4);
+    assert!(missing.out["details"].as_str().unwrap().contains("CNI_NETNS"), "{}", missing.text);
+    let bad_ifname = cni(
+        "ADD",
+        &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "a/b"), ("CNI_NETNS", &netns)],
+        &conf(&node, "1.0.0"),
+    );
+    assert_eq!(error_code(&bad_ifname), 4);
+    assert_eq!(error_code(&cni("NOPE", &ids, &conf(&node, "1.0.0"))), 4);
+    // Bad config: 6 (not JSON), 7 (no cniVersion or name), 1 (a version
+    // podnet does not speak, or STATUS before 1.1.0).
+    let garbage = Command::new("sh")
+        .args(["-c", "echo 'not json' | \"$0\"", &podnet_bin().to_string_lossy()])
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "c1")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_NETNS", &netns)
+        .output()
+        .unwrap();
+    let parsed: Value = serde_json::from_slice(&garbage.stdout).unwrap();
+    assert_eq!(parsed["code"], 6);
+    assert_eq!(error_code(&cni("ADD", &ids, &json!({ "name": "podnet" }))), 7);
+    assert_eq!(error_code(&cni("ADD", &ids, &json!({ "cniVersion": "1.0.0" }))), 7);
+    assert_eq!(error_code(&cni("ADD", &ids, &conf(&node, "0.3.1"))), 1);
+    assert_eq!(error_code(&cni("STATUS", &[], &conf(&node, "1.0.0"))), 1);
+    // A namespace that is not there: refused by the agent, nothing made.
+    let gone =
+        [("CNI_CONTAINERID", "c2"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/run/netns/podnet-e2e-no-such")];
+    let call = cni("ADD", &gone, &conf(&node, "1.0.0"));
+    assert_eq!(error_code(&call), 100);
+    assert!(call.out["details"].as_str().unwrap().contains("podnet-e2e-no-such"), "{}", call.text);
+    assert!(node.pods().is_empty(), "a failed ADD left a pod");
+    // A bounded config: over 1 MiB is refused, not read whole.
+    let huge = json!({ "cniVersion": "1.0.0", "name": "podnet", "pad": "x".repeat(2 << 20) });
+    assert_eq!(error_code(&cni("ADD", &ids, &huge)), 6);
+    // 0.4.0 results carry the IP version.
+    let result = cni(
+        "ADD",
+        &[("CNI_CONTAINERID", "c3"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", &netns)],
+        &conf(&node, "0.4.0"),
+    );
+    assert_eq!(result.code, 0, "{}", result.text);
+    assert_eq!(result.out["cniVersion"], "0.4.0");
+    assert_eq!(result.out["ips"][0]["version"], "4");
+}
+
+#[test]
+fn attachments_survive_an_agent_restart_and_gc_frees_the_stale() {
+    let mut node = Node::start("cni-restart");
+    let bb = busybox();
+    let keep = Sandbox::new(&node, "keep");
+    let stale = Sandbox::new(&node, "stale");
+    add(&node, "keep", &keep, "K8S_POD_NAME=keep");
+    add(&node, "stale", &stale, "K8S_POD_NAME=stale");
+    let reaches_gateway =
+        |s: &Sandbox| s.run(&[&bb, "ping", "-c", "1", "-W", "1", "10.244.0.1"]).status.success();
+    eventually(Duration::from_secs(10), "the container to reach its gateway", || {
+        reaches_gateway(&keep).then_some(())
+    });
+
+    // The agent stops and starts again: the interfaces stay, the new agent
+    // plugs them in again from its saved state.
+    node.stop(libc::SIGTERM);
+    assert!(keep.run(&["ip", "link", "show", "eth0"]).status.success(), "eth0 went with the agent");
+    node.up();
+    eventually(Duration::from_secs(10), "the container to reach its gateway again", || {
+        reaches_gateway(&keep).then_some(())
+    });
+    assert_eq!(pod_json(&node, "keep").unwrap()["status"]["containerStatuses"][0]["ready"], true);
+
+    // GC with `keep` the only valid attachment frees `stale`.
+    let mut gc = conf(&node, "1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{ "containerID": "keep", "ifname": "eth0" }]);
+    assert_eq!(cni("GC", &[], &gc).code, 0);
+    assert!(pod_json(&node, "stale").is_none());
+    assert!(!stale.run(&["ip", "link", "show", "eth0"]).status.success(), "GC left stale's eth0");
+    assert!(pod_json(&node, "keep").is_some());
+
+    // DEL after a restart frees what the previous agent made.
+    node.stop(libc::SIGTERM);
+    node.up();
+    let netns = keep.path();
+    assert_eq!(cni("DEL", &env("keep", &keep, &netns), &conf(&node, "1.0.0")).code, 0);
+    assert!(!keep.run(&["ip", "link", "show", "eth0"]).status.success());
+    assert!(node.pods().is_empty());
+}
