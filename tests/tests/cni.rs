@@ -3,11 +3,11 @@
 //! network namespaces the test makes, in the manner of the reference
 //! plugins' tests; then real podman with its CNI backend.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use podnet_e2e::{Node, busybox, eventually, podnet_bin, stderr, stdout};
+use podnet_e2e::{Node, busybox, eventually, oci, podnet_bin, require, stderr, stdout};
 use serde_json::{Value, json};
 
 /// A container's network namespace, as a runtime makes one; removed with
@@ -349,4 +349,138 @@ fn attachments_survive_an_agent_restart_and_gc_frees_the_stale() {
     assert_eq!(cni("DEL", &env("keep", &keep, &netns), &conf(&node, "1.0.0")).code, 0);
     assert!(!keep.run(&["ip", "link", "show", "eth0"]).status.success());
     assert!(node.pods().is_empty());
+}
+
+/// podman with its CNI backend, all its state in a directory of the
+/// test's own (storage, run root, temp dir, network configs, plugin dir):
+/// the machine's podman state is never touched. Containers go on drop.
+struct Podman {
+    dir: PathBuf,
+    /// The CNI network podnet serves (the conflist's name).
+    network: String,
+}
+
+impl Podman {
+    fn new(node: &Node) -> Podman {
+        require("podman", "podman");
+        require("runc", "runc");
+        // Short: podman refuses a run root over 50 characters.
+        let dir = std::env::temp_dir().join(format!("pnpm-{}", node.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        let plugins = dir.join("plugins");
+        let net_d = dir.join("net.d");
+        for d in [&plugins, &net_d] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // The reference plugins podnet chains with, and podnet itself as
+        // `podnet cni install` links it.
+        for entry in std::fs::read_dir("/usr/lib/cni")
+            .expect("/usr/lib/cni: apt-get install containernetworking-plugins")
+        {
+            let entry = entry.unwrap();
+            std::os::unix::fs::symlink(entry.path(), plugins.join(entry.file_name())).unwrap();
+        }
+        std::os::unix::fs::symlink(podnet_bin(), plugins.join("podnet")).unwrap();
+        let network = node.name.clone();
+        std::fs::write(net_d.join("10-podnet.conflist"), node.ok(&["cni", "config", "--name", &network]))
+            .unwrap();
+        // runc: crun refuses these machines' hybrid cgroups; ulimits within
+        // the machine's hard limits; no systemd here.
+        let conf = format!(
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+             [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\"]\nnetwork_config_dir = \"{}\"\n\
+             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            plugins.display(),
+            net_d.display()
+        );
+        std::fs::write(dir.join("containers.conf"), conf).unwrap();
+        Podman { dir, network }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Output {
+        let path = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+        Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .args(["--root", &path("storage"), "--runroot", &path("run"), "--tmpdir", &path("tmp")])
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args);
+        assert!(out.status.success(), "podman {} failed: {}", args.join(" "), stderr(&out));
+        stdout(&out)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.command(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn podman_containers_on_the_podnet_network_are_pods() {
+    let node = Node::start("cni-podman");
+    let bb = busybox();
+    let podman = Podman::new(&node);
+    // An image built from files on this machine, loaded from an OCI archive.
+    let scratch = oci::Scratch::new(&format!("{}-podman", node.name));
+    let layout = scratch.path("layout");
+    oci::build_app_image(&scratch, &layout, "v1", "served by a podman container");
+    let archive = scratch.path("app.tar");
+    let image = "localhost/podnet-e2e/app:v1";
+    oci::sh("skopeo", &["copy", &format!("oci:{layout}:v1"), &format!("oci-archive:{archive}:{image}")]);
+    podman.ok(&["load", "--input", &archive]);
+
+    // A podnet pod behind a Service, and a client pod.
+    let www = node.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
+    let www = www.to_string_lossy().into_owned();
+    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
+    node.ok(&["run", "client", "--", "sleep", "infinity"]);
+    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
+    node.wait_running("web");
+    node.wait_running("client");
+
+    // `podman run --network podnet`: the container is pod `cam`.
+    podman.ok(&["run", "--detach", "--name", "cam", "--network", &podman.network, image]);
+    let ip = node.wait_running("cam");
+    let pod = pod_json(&node, "cam").unwrap();
+    let id = podman.ok(&["inspect", "--format", "{{.Id}}", "cam"]);
+    assert_eq!(pod["status"]["containerStatuses"][0]["containerID"], format!("cni://{}", id.trim()));
+    assert_eq!(pod["spec"]["nodeName"], node.name.as_str());
+    let inside = podman.ok(&["exec", "cam", "cat", "/proc/net/fib_trie"]);
+    assert!(inside.contains(&ip), "podman's container has {ip}: {inside}");
+    // podman writes the result's DNS into the container's resolv.conf.
+    let resolv = podman.ok(&["exec", "cam", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 10.96.0.10") && resolv.contains("default.svc.cluster.local"),
+        "{resolv}"
+    );
+
+    // The container reaches the podnet pod by its Service name...
+    let got = eventually(Duration::from_secs(15), "the podman container to reach web by name", || {
+        let out = podman.command(&["exec", "cam", "timeout", "3", "wget", "-q", "-O-", "http://web"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(got, "from a podnet pod\n");
+    // ...and a podnet pod reaches the container through a Service over it.
+    node.ok(&["label", "pod", "cam", "app=cam"]);
+    node.ok(&["expose", "pod", "cam", "--port", "80", "--target-port", "8080"]);
+    let got = eventually(Duration::from_secs(15), "a pod to reach the podman container by name", || {
+        let out = node.exec("client", &["timeout", "3", &bb, "wget", "-q", "-O-", "http://cam"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(got, "served by a podman container\n");
+
+    // `podman rm`: DEL frees the pod and its address.
+    podman.ok(&["rm", "--force", "--time", "0", "cam"]);
+    assert!(pod_json(&node, "cam").is_none(), "pod cam outlived its container");
+    let endpoints = node.ok(&["get", "endpoints", "cam"]);
+    assert!(!endpoints.contains(&ip), "{endpoints}");
 }
