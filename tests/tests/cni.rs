@@ -372,18 +372,17 @@ impl Podman {
         for d in [&plugins, &net_d] {
             std::fs::create_dir_all(d).unwrap();
         }
-        // The reference plugins podnet chains with, and podnet itself as
-        // `podnet cni install` links it.
+        // The reference plugins podnet chains with, and podnet itself with
+        // its conflist, as `podnet cni install` puts them.
         for entry in std::fs::read_dir("/usr/lib/cni")
             .expect("/usr/lib/cni: apt-get install containernetworking-plugins")
         {
             let entry = entry.unwrap();
             std::os::unix::fs::symlink(entry.path(), plugins.join(entry.file_name())).unwrap();
         }
-        std::os::unix::fs::symlink(podnet_bin(), plugins.join("podnet")).unwrap();
         let network = node.name.clone();
-        std::fs::write(net_d.join("10-podnet.conflist"), node.ok(&["cni", "config", "--name", &network]))
-            .unwrap();
+        let (bin_dir, conf_dir) = (plugins.to_string_lossy(), net_d.to_string_lossy());
+        node.ok(&["cni", "install", "--bin-dir", &bin_dir, "--conf-dir", &conf_dir, "--name", &network]);
         // runc: crun refuses these machines' hybrid cgroups; ulimits within
         // the machine's hard limits; no systemd here.
         let conf = format!(
@@ -483,4 +482,48 @@ fn podman_containers_on_the_podnet_network_are_pods() {
     assert!(pod_json(&node, "cam").is_none(), "pod cam outlived its container");
     let endpoints = node.ok(&["get", "endpoints", "cam"]);
     assert!(!endpoints.contains(&ip), "{endpoints}");
+}
+
+#[test]
+fn cni_install_links_the_plugin_and_writes_the_conflist() {
+    let node = Node::start("cni-install");
+    let dir = node.dir.join("install");
+    let (bin_dir, conf_dir) = (dir.join("bin"), dir.join("net.d"));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let (bin, conf) = (bin_dir.to_string_lossy().into_owned(), conf_dir.to_string_lossy().into_owned());
+    // A missing dir, or no root: one clear line, nothing written.
+    node.fails(&["cni", "install", "--bin-dir", &bin, "--conf-dir", &conf], "mkdir -p");
+    assert!(std::fs::read_dir(&bin_dir).unwrap().next().is_none());
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let as_nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(podnet_bin())
+        .args(["cni", "install", "--bin-dir", &bin, "--conf-dir", &conf])
+        .output()
+        .unwrap();
+    assert!(!as_nobody.status.success());
+    assert!(stderr(&as_nobody).contains("run it as root"), "{}", stderr(&as_nobody));
+
+    let said = node.ok(&["cni", "install", "--bin-dir", &bin, "--conf-dir", &conf]);
+    assert!(said.contains("10-podnet.conflist"), "{said}");
+    let link = std::fs::read_link(bin_dir.join("podnet")).unwrap();
+    assert_eq!(link, podnet_bin().canonicalize().unwrap());
+    let list: Value =
+        serde_json::from_str(&std::fs::read_to_string(conf_dir.join("10-podnet.conflist")).unwrap()).unwrap();
+    assert_eq!(list, serde_json::from_str::<Value>(&node.ok(&["cni", "config"])).unwrap());
+    assert_eq!(list["cniVersion"], "1.0.0");
+    assert_eq!(list["name"], "podnet");
+    assert_eq!(list["plugins"][0]["type"], "podnet");
+    assert_eq!(list["plugins"][0]["socket"], node.socket.to_string_lossy().as_ref());
+    assert_eq!(list["plugins"][1]["type"], "portmap");
+    // Installing again replaces both in place.
+    node.ok(&["cni", "install", "--bin-dir", &bin, "--conf-dir", &conf]);
+    // The installed plugin is podnet: VERSION through the link.
+    let version = Command::new(bin_dir.join("podnet"))
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let version: Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(version["supportedVersions"][2], "1.1.0");
 }
