@@ -202,6 +202,7 @@ fn add_plugs_a_container_into_the_switch_as_a_pod_and_del_unplugs_it() {
     sandbox.serve(&node, "from the cni container\n");
     node.ok(&["label", "pod", "cam", "app=cam"]);
     node.fails(&["label", "pod", "cam", "app=other"], "--overwrite");
+    node.fails(&["exec", "cam", "--", "true"], "podman exec");
     node.ok(&["expose", "pod", "cam", "--port", "80"]);
     let got = eventually(Duration::from_secs(15), "a pod to reach the container by name", || {
         let out = node.exec("client", &["timeout", "3", &bb, "wget", "-q", "-O-", "http://cam"]);

@@ -98,6 +98,16 @@ pub enum NodeError {
         #[source]
         source: SysError,
     },
+    /// `podnet exec` into a container another runtime runs.
+    #[error(
+        "pod {pod} is container {container_id} of the runtime that called podnet as its CNI plugin: exec into it with that runtime (podman exec, ctr task exec)"
+    )]
+    CniContainer {
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// CNI_CONTAINERID.
+        container_id: String,
+    },
     /// A CNI container's attachment is not as ADD made it (CHECK).
     #[error("pod {pod} is not attached as ADD made it: {why}")]
     NotAttached {
