@@ -528,3 +528,193 @@ fn cni_install_links_the_plugin_and_writes_the_conflist() {
     let version: Value = serde_json::from_slice(&version.stdout).unwrap();
     assert_eq!(version["supportedVersions"][2], "1.1.0");
 }
+
+/// A containerd daemon of the test's own (root, state, sockets in a
+/// directory of its own), and `ctr` run in a private mount namespace where
+/// the test's plugin and config dirs are bound over the ones `ctr run
+/// --cni` reads (/etc/cni/net.d, /opt/cni/bin, /usr/lib/cni): the
+/// machine's CNI config is never touched. Tasks, containers and the daemon
+/// go on drop.
+struct Containerd {
+    dir: PathBuf,
+    daemon: Child,
+}
+
+impl Containerd {
+    fn new(node: &Node) -> Containerd {
+        require("containerd", "containerd");
+        require("ctr", "containerd");
+        require("unshare", "util-linux");
+        assert!(
+            Path::new("/etc/cni/net.d").is_dir(),
+            "/etc/cni/net.d: apt-get install containernetworking-plugins"
+        );
+        let dir = std::env::temp_dir().join(format!("pnctr-{}", node.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (plugins, net_d) = (dir.join("plugins"), dir.join("net.d"));
+        for d in [&plugins, &net_d] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // Copies, not links: the plugin dir is bound over /usr/lib/cni.
+        for plugin in ["portmap", "loopback"] {
+            std::fs::copy(Path::new("/usr/lib/cni").join(plugin), plugins.join(plugin)).unwrap();
+        }
+        let (bin_dir, conf_dir) = (plugins.to_string_lossy(), net_d.to_string_lossy());
+        node.ok(&["cni", "install", "--bin-dir", &bin_dir, "--conf-dir", &conf_dir]);
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{0}/c.sock\"\n[ttrpc]\n  address = \"{0}/c.sock.ttrpc\"\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let containerd = Containerd { dir, daemon };
+        eventually(Duration::from_secs(15), "containerd to answer", || {
+            containerd.ctr(&["version"]).status.success().then_some(())
+        });
+        containerd
+    }
+
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        let script = "set -e\nd=\"$0\"\nmount --bind \"$d/net.d\" /etc/cni/net.d\n\
+                      mount -t tmpfs tmpfs /opt\nmkdir -p /opt/cni/bin\n\
+                      mount --bind \"$d/plugins\" /opt/cni/bin\nmount --bind \"$d/plugins\" /usr/lib/cni\n\
+                      exec ctr -a \"$d/c.sock\" \"$@\"";
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(out.status.success(), "ctr {} failed: {}", args.join(" "), stderr(&out));
+        stdout(&out)
+    }
+
+    /// Kills and deletes a task and its container, as a runtime that
+    /// crashed would leave them: `ctr` runs no CNI DEL for a detached task.
+    fn remove(&self, id: &str) {
+        let _ = self.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+        eventually(Duration::from_secs(10), "the task to stop", || {
+            self.ctr(&["task", "delete", id]).status.success().then_some(())
+        });
+        let _ = self.ctr(&["container", "delete", id]);
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let listed = stdout(&self.ctr(&["container", "list", "--quiet"]));
+        for id in listed.split_whitespace() {
+            let _ = self.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = self.ctr(&["task", "delete", "--force", id]);
+            let _ = self.ctr(&["container", "delete", id]);
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[test]
+fn containerd_tasks_run_with_cni_are_pods_and_gc_frees_them_after_the_runtime_forgets() {
+    let node = Node::start("cni-ctr");
+    let bb = busybox();
+    let containerd = Containerd::new(&node);
+    let scratch = oci::Scratch::new(&format!("{}-ctr", node.name));
+    let layout = scratch.path("layout");
+    oci::build_app_image(&scratch, &layout, "v1", "served by a containerd task");
+    let archive = scratch.path("app.tar");
+    let image = "localhost/podnet-e2e/app:v1";
+    oci::sh("skopeo", &["copy", &format!("oci:{layout}:v1"), &format!("oci-archive:{archive}:{image}")]);
+    containerd.ok(&["images", "import", &archive]);
+
+    let www = node.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
+    let www = www.to_string_lossy().into_owned();
+    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
+    node.ok(&["run", "client", "--", "sleep", "infinity"]);
+    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
+    node.wait_running("web");
+    node.wait_running("client");
+
+    // `ctr run --cni`: containerd's task is pod cni-default-web1 (ctr
+    // passes NAMESPACE-ID as the container id, and no pod name).
+    containerd.ok(&["run", "--cni", "--detach", "--snapshotter", "native", image, "web1"]);
+    let ip = node.wait_running("cni-default-web1");
+    let pod = pod_json(&node, "cni-default-web1").unwrap();
+    assert_eq!(pod["status"]["containerStatuses"][0]["containerID"], "cni://default-web1");
+    // A pod reaches the task through a Service over it...
+    node.ok(&["label", "pod", "cni-default-web1", "app=web1"]);
+    node.ok(&[
+        "expose",
+        "pod",
+        "cni-default-web1",
+        "--name",
+        "web1",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let got = eventually(Duration::from_secs(15), "a pod to reach the containerd task by name", || {
+        let out = node.exec("client", &["timeout", "3", &bb, "wget", "-q", "-O-", "http://web1"]);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(got, "served by a containerd task\n");
+    // ...and the task reaches the pod's Service, and resolves its name
+    // through the cluster DNS.
+    let web_ip = node.cluster_ip("web");
+    let url = format!("http://{web_ip}");
+    let out = containerd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "get",
+        "web1",
+        "timeout",
+        "3",
+        "wget",
+        "-q",
+        "-O-",
+        &url,
+    ]);
+    assert_eq!(stdout(&out), "from a podnet pod\n", "{}", stderr(&out));
+    let out = containerd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "dns",
+        "web1",
+        "nslookup",
+        "web.default.svc.cluster.local",
+        "10.96.0.10",
+    ]);
+    assert!(stdout(&out).contains(&web_ip), "{}{}", stdout(&out), stderr(&out));
+
+    // ctr runs no DEL for a detached task it deletes: the attachment stays
+    // until GC, which the runtime runs with the attachments it still has.
+    containerd.remove("web1");
+    assert!(pod_json(&node, "cni-default-web1").is_some());
+    let mut gc = conf(&node, "1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    assert_eq!(cni("GC", &[], &gc).code, 0);
+    assert!(pod_json(&node, "cni-default-web1").is_none(), "GC left the task's pod");
+    let endpoints = node.ok(&["get", "endpoints", "web1"]);
+    assert!(!endpoints.contains(&ip), "{endpoints}");
+}

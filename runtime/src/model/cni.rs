@@ -48,17 +48,16 @@ impl CniAttachment {
     }
 
     /// The pod name for this attachment when the runtime gave none
-    /// (K8S_POD_NAME): the first 12 characters of the container id, as
-    /// `docker ps` shortens it, and the interface when it is not `eth0`.
+    /// (K8S_POD_NAME): `cni-` and the container id, a 64-digit one
+    /// shortened to 12 as `docker ps` does (`ctr run --cni` passes
+    /// NAMESPACE-ID), and the interface when it is not `eth0`.
     pub fn default_pod_name(&self) -> String {
-        let short: String = self
-            .container_id
-            .chars()
-            .map(|c| c.to_ascii_lowercase())
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(12)
-            .collect();
-        let base = format!("cni-{short}");
+        let id = &self.container_id;
+        let short = match id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => &id[..12],
+            false => id.as_str(),
+        };
+        let base: String = format!("cni-{short}").chars().take(63).collect();
         with_ifname(&base, &self.ifname)
     }
 }
@@ -122,6 +121,8 @@ mod tests {
         let id = "3F6940AB5AB43bc522569d15b23f8c1bbde1d7678b080398506924fc01d72755";
         assert_eq!(attachment(id, "eth0").default_pod_name(), "cni-3f6940ab5ab4");
         assert_eq!(attachment(id, "net1").default_pod_name(), "cni-3f6940ab5ab4-net1");
+        assert_eq!(attachment("default-web1", "eth0").default_pod_name(), "cni-default-web1");
+        assert_eq!(attachment("a_b.c", "eth0").default_pod_name(), "cni-a-b-c");
         assert_eq!(with_ifname("Web_1", "eth0"), "web-1");
     }
 }

@@ -56,9 +56,9 @@ fn an_attachment_is_a_pod_of_the_node_named_by_the_runtime() {
     assert!(cam.spec.command.is_empty() && cam.spec.image.is_none());
     let ip = cam.status.pod_ip.unwrap();
     assert_eq!(ip.octets()[..3], [10, 244, 0]);
-    // No K8S_POD_NAME: the container id, shortened.
+    // No K8S_POD_NAME: the container id.
     let other = add(&mut h, "FEDCBA9876543210", None).unwrap();
-    assert_eq!(other.spec.name, "cni-fedcba987654");
+    assert_eq!(other.spec.name, "cni-fedcba9876543210");
     assert_ne!(other.status.pod_ip, Some(ip));
     assert!(h.pod("cam").status.ready, "the node reports it running");
 }
