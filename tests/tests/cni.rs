@@ -297,6 +297,23 @@ fn the_plugin_answers_bad_input_and_a_missing_agent_with_spec_codes() {
     assert_eq!(error_code(&call), 100);
     assert!(call.out["details"].as_str().unwrap().contains("podnet-e2e-no-such"), "{}", call.text);
     assert!(node.pods().is_empty(), "a failed ADD left a pod");
+    // An interface of that name already in the namespace: ADD fails.
+    let taken = Sandbox::new(&node, "taken");
+    let made = taken.run(&["ip", "link", "add", "eth0", "type", "bridge"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let taken_path = taken.path();
+    let call = cni(
+        "ADD",
+        &[("CNI_CONTAINERID", "c4"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", &taken_path)],
+        &conf(&node, "1.0.0"),
+    );
+    assert_eq!(error_code(&call), 100);
+    assert!(call.out["details"].as_str().unwrap().contains("already has an interface eth0"), "{}", call.text);
+    assert!(node.pods().is_empty(), "a failed ADD left a pod");
+    assert!(
+        stdout(&taken.run(&["ip", "-o", "link", "show", "eth0"])).contains("dummy")
+            || taken.run(&["ip", "link", "show", "eth0"]).status.success()
+    );
     // A bounded config: over 1 MiB is refused, not read whole.
     let huge = json!({ "cniVersion": "1.0.0", "name": "podnet", "pad": "x".repeat(2 << 20) });
     assert_eq!(error_code(&cni("ADD", &ids, &huge)), 6);

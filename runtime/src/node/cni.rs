@@ -145,7 +145,18 @@ fn plug(netns: &Path, setup: LinkSetup) -> Result<OwnedFd, SysError> {
         runtime.block_on(async {
             let netlink = Netlink::open()?;
             let existed = netlink.index(&setup.name).await.is_ok();
-            let fd = tap::open(&setup.name)?;
+            let fd = tap::open(&setup.name).map_err(|e| match existed {
+                // Not a TAP (the kernel's EINVAL): the runtime or another
+                // plugin made it, and the spec's ADD must fail.
+                true => std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "the namespace already has an interface {} that is not podnet's ({e})",
+                        setup.name
+                    ),
+                ),
+                false => e,
+            })?;
             if existed {
                 return Ok(fd);
             }
