@@ -367,6 +367,13 @@ fn attachments_survive_an_agent_restart_and_gc_frees_the_stale() {
     assert_eq!(cni("DEL", &env("keep", &keep, &netns), &conf(&node, "1.0.0")).code, 0);
     assert!(!keep.run(&["ip", "link", "show", "eth0"]).status.success());
     assert!(node.pods().is_empty());
+
+    // `podnet delete pod` unplugs a container too; the runtime's DEL after
+    // it finds nothing to free, which is success.
+    add(&node, "again", &keep, "K8S_POD_NAME=again");
+    node.ok(&["delete", "pod", "again"]);
+    assert!(!keep.run(&["ip", "link", "show", "eth0"]).status.success(), "delete pod left eth0");
+    assert_eq!(cni("DEL", &env("again", &keep, &netns), &conf(&node, "1.0.0")).code, 0);
 }
 
 /// podman with its CNI backend, all its state in a directory of the
