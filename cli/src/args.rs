@@ -33,6 +33,21 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Make a Service for a deployment's or a pod's pods.
     Expose(ExposeArgs),
+    /// Set (KEY=VALUE) or remove (KEY-) a pod's labels.
+    Label {
+        /// pod (the only kind labelled here).
+        kind: LabelKind,
+        /// Pod name.
+        name: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+        /// Change a label that has another value.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        ns: Namespace,
+    },
     /// Create or update the objects of a manifest (YAML or JSON, several
     /// documents, `kind: List`), as `kubectl apply -f` does.
     Apply {
@@ -152,6 +167,41 @@ pub(crate) enum Command {
     },
     /// Start a throwaway node, run pods, show them talking, clean up.
     Demo,
+    /// podnet as the CNI plugin of podman, containerd and friends.
+    Cni {
+        #[command(subcommand)]
+        command: CniCommand,
+    },
+}
+
+/// What `podnet label` labels.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LabelKind {
+    /// A pod.
+    #[value(alias = "pods", alias = "po")]
+    Pod,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CniCommand {
+    /// Link podnet into the CNI bin dir and write its conflist (as root).
+    Install {
+        /// The CNI bin dir (default: /usr/lib/cni where it exists, else /opt/cni/bin).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The CNI config dir.
+        #[arg(long, default_value = crate::cni::install::DEFAULT_CONF_DIR)]
+        conf_dir: PathBuf,
+        /// The network's name (`podman run --network NAME`).
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
+    /// Print the conflist (podnet, then portmap).
+    Config {
+        /// The network's name (`podman run --network NAME`).
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -172,6 +172,7 @@ mod tests {
                 resources: Default::default(),
                 annotations: Default::default(),
                 container: None,
+                attachment: None,
             },
             status: PodStatus {
                 phase: Phase::Pending,

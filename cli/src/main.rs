@@ -7,6 +7,7 @@
 mod apply;
 mod args;
 mod capture;
+mod cni;
 mod demo;
 mod describe;
 mod error;
@@ -14,6 +15,7 @@ mod exec;
 mod expose;
 mod image;
 mod kube;
+mod label;
 #[allow(unsafe_code)]
 mod sys;
 mod table;
@@ -23,8 +25,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use args::{
-    Cli, Command, ConfigCommand, CreateCommand, CreateServiceCommand, GetArgs, Kind, NodeCommand, NodeUpArgs,
-    Output,
+    Cli, CniCommand, Command, ConfigCommand, CreateCommand, CreateServiceCommand, GetArgs, Kind, NodeCommand,
+    NodeUpArgs, Output,
 };
 use clap::Parser;
 use error::CliError;
@@ -33,6 +35,11 @@ use runtime::config::NodeConfig;
 use runtime::model::{ClusterIpRequest, DeploymentSpec, PodSpec, ServiceSpec, SessionAffinity};
 
 fn main() -> ExitCode {
+    // Linked into a CNI bin dir, podnet is the plugin: runtimes call it
+    // with CNI_COMMAND set and no arguments.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return cni::plugin::run();
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Node { command: NodeCommand::Up(_) }) {
         // A CLI whose reader went away (`podnet get pods | head -1`) ends
@@ -87,6 +94,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run().await,
+        Command::Label { kind: args::LabelKind::Pod, name, labels, overwrite, ns } => {
+            println!("{}", label::run(socket, &ns.namespace, &name, &labels, overwrite).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cni { command: CniCommand::Config { name } } => {
+            println!("{}", serde_json::to_string_pretty(&cni::install::conflist(&name, socket))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cni { command: CniCommand::Install { bin_dir, conf_dir, name } } => {
+            let bin_dir = bin_dir.unwrap_or_else(cni::install::default_bin_dir);
+            println!("{}", cni::install::install(&bin_dir, &conf_dir, &name, socket)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Apply { file, ns } => apply::run(socket, &file, &ns.namespace).await,
         Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
         Command::Run(args) => {
@@ -108,6 +128,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 image,
                 annotations: Default::default(),
                 container: None,
+                attachment: None,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
                 return unexpected();

@@ -55,7 +55,9 @@ pub(crate) fn pod_status(pod: &Pod) -> String {
 pub(crate) fn pods(pods: &[Pod], wide: bool, all_namespaces: bool) -> String {
     let mut headers = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
-        headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+        // RUNTIME is podnet's: who runs the pod's process (podnet, or the
+        // runtime that called podnet as its CNI plugin).
+        headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES", "RUNTIME"]);
     }
     if all_namespaces {
         headers.insert(0, "NAMESPACE");
@@ -72,7 +74,11 @@ pub(crate) fn pods(pods: &[Pod], wide: bool, all_namespaces: bool) -> String {
             ];
             if wide {
                 let ip = p.status.pod_ip.map_or("<none>".into(), |ip| ip.to_string());
-                row.extend([ip, p.node_name.clone(), "<none>".into(), "<none>".into()]);
+                let runtime = match &p.spec.attachment {
+                    Some(_) => "cni",
+                    None => "podnet",
+                };
+                row.extend([ip, p.node_name.clone(), "<none>".into(), "<none>".into(), runtime.into()]);
             }
             if all_namespaces {
                 row.insert(0, p.spec.namespace.clone());

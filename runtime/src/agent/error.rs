@@ -89,7 +89,15 @@ pub enum AgentError {
     /// The server refused a node that had never joined (no state to serve).
     #[error("the cluster server refused this node: {0}")]
     Refused(String),
-    /// The member's link to the server ended.
+    /// A CNI request reached a member node.
+    #[error(
+        "podnet is a CNI plugin on a standalone node or a cluster's server in this version, and this node is a member"
+    )]
+    CniOnMember,
+    /// A CNI ADD's pod was placed but is not plugged in.
+    #[error("the container was added but its port is not on the switch: see the agent's log")]
+    NotPlugged,
+    /// The member's link to its server ended.
     #[error("the cluster link stopped")]
     LinkStopped,
     /// The server gave this node another subnet than its pods have.

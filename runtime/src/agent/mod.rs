@@ -336,6 +336,14 @@ impl Side {
     /// plane (here, or the server's for a member).
     async fn answer(&mut self, node: &mut NodeRuntime, request: Request, reply: Reply) {
         let once = |response| Answer::Once(Box::new(response));
+        if request.is_cni() {
+            let answer = match self {
+                Side::Control(c) => c.cni(node, request).await.map(once).map_err(|e| e.to_string()),
+                Side::Member(_) => Err(AgentError::CniOnMember.to_string()),
+            };
+            let _ = reply.send(answer);
+            return;
+        }
         let here = match request.route() {
             Route::Node => true,
             Route::Pod { namespace, name } => match self {
@@ -497,6 +505,40 @@ impl Control {
             Response::Service(s) => Response::Service(node.reported_service(&s)),
             other => other,
         }))
+    }
+}
+
+impl Control {
+    /// Answers a CNI request made on this node (the control plane keeps the
+    /// attachment as a pod; the node plugs it in). An ADD the node could
+    /// not plug in leaves nothing behind; CHECK asks the node too.
+    async fn cni(&mut self, node: &mut NodeRuntime, request: Request) -> Result<Response, AgentError> {
+        let (add, check) =
+            (matches!(request, Request::CniAdd(_)), matches!(request, Request::CniCheck { .. }));
+        let response = self.cp.cni(Now::system(), node.name(), request)?;
+        commit(&mut self.cp, &self.store).await?;
+        let failed = self.converge(node).await;
+        match response {
+            Response::Pod(pod) if add => {
+                if let Some((_, error)) = failed.iter().find(|(uid, _)| *uid == pod.uid) {
+                    self.cp.forget_pod(&pod.uid);
+                    if let Err(e) = commit(&mut self.cp, &self.store).await {
+                        tracing::warn!("{e}");
+                    }
+                    self.converge(node).await;
+                    return Err(ControlError::StartFailed(error.clone()).into());
+                }
+                let attached = node.cni_attached(&pod.uid).ok_or(AgentError::NotPlugged)?;
+                Ok(Response::CniAttached(attached))
+            }
+            Response::Pods(pods) if check => {
+                for pod in &pods {
+                    node.check_attachment(&pod.uid).await?;
+                }
+                Ok(Response::Pods(pods))
+            }
+            other => Ok(other),
+        }
     }
 }
 

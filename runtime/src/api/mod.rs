@@ -10,8 +10,8 @@ pub mod server;
 pub use client::{Client, ClientError};
 pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
 pub use proto::{
-    ContainerExec, ExecTarget, ListenerCounters, PROTOCOL_VERSION, PortCounters, Request, Response, Route,
-    StatsReport,
+    CniAdd, CniAttached, ContainerExec, ExecTarget, ListenerCounters, PROTOCOL_VERSION, PortCounters,
+    Request, Response, Route, StatsReport,
 };
 
 /// Where the CLI and the agent meet unless told otherwise.

@@ -195,6 +195,66 @@ pub enum Request {
         /// Most bytes of earlier output sent first.
         backlog: u64,
     },
+    /// CNI ADD: network a container another runtime runs as a pod of the
+    /// node that is asked (see `model::cni`).
+    CniAdd(CniAdd),
+    /// CNI DEL: free an attachment; nothing to free is success.
+    CniDel {
+        /// CNI_CONTAINERID.
+        container_id: String,
+        /// CNI_IFNAME.
+        ifname: String,
+    },
+    /// CNI CHECK: whether an attachment is as ADD made it.
+    CniCheck {
+        /// CNI_CONTAINERID.
+        container_id: String,
+        /// CNI_IFNAME.
+        ifname: String,
+    },
+    /// CNI GC: free this node's attachments of `network` not listed.
+    CniGc {
+        /// The CNI network's name.
+        network: String,
+        /// The attachments still in use: (container id, interface name).
+        valid: Vec<(String, String)>,
+    },
+    /// CNI STATUS: whether the node takes ADDs.
+    CniStatus,
+}
+
+/// What a CNI ADD hands the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CniAdd {
+    /// The container, its namespace and interface.
+    pub attachment: crate::model::cni::CniAttachment,
+    /// The pod's name (CNI_ARGS K8S_POD_NAME); from the container id without it.
+    pub name: Option<String>,
+    /// The pod's namespace (K8S_POD_NAMESPACE); `default` without it.
+    pub namespace: Option<String>,
+}
+
+/// What an attachment got: what the plugin reports as its CNI result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CniAttached {
+    /// The pod it is, as namespace/name.
+    pub pod: String,
+    /// Its address.
+    pub ip: std::net::Ipv4Addr,
+    /// Prefix length of the node subnet.
+    pub prefix: u8,
+    /// The gateway (the node's port).
+    pub gateway: std::net::Ipv4Addr,
+    /// The interface's MAC.
+    pub mac: [u8; 6],
+    /// The interface's MTU.
+    pub mtu: u32,
+    /// The cluster DNS address.
+    pub nameserver: std::net::Ipv4Addr,
+    /// The search path, as a pod in its namespace gets it.
+    pub search: Vec<String>,
+    /// The cluster domain.
+    pub domain: String,
 }
 
 /// Who answers a request: the one place that decides it.
@@ -214,6 +274,19 @@ pub enum Route<'a> {
 }
 
 impl Request {
+    /// Whether this is one of the CNI plugin's requests (answered by the
+    /// node whose plugin was called).
+    pub fn is_cni(&self) -> bool {
+        matches!(
+            self,
+            Request::CniAdd(_)
+                | Request::CniDel { .. }
+                | Request::CniCheck { .. }
+                | Request::CniGc { .. }
+                | Request::CniStatus
+        )
+    }
+
     /// Who answers this request.
     pub fn route(&self) -> Route<'_> {
         match self {
@@ -223,6 +296,11 @@ impl Request {
             | Request::ImageList
             | Request::ImageRemove { .. }
             | Request::ImageImport { .. } => Route::Node,
+            Request::CniAdd(_)
+            | Request::CniDel { .. }
+            | Request::CniCheck { .. }
+            | Request::CniGc { .. }
+            | Request::CniStatus => Route::Node,
             Request::ExecTarget { namespace, name }
             | Request::Logs { namespace, name }
             | Request::DescribePod { namespace, name }
@@ -252,7 +330,9 @@ impl Request {
             | Request::ImageList
             | Request::Changes { .. }
             | Request::Objects { .. }
-            | Request::GetNamespaces => true,
+            | Request::GetNamespaces
+            | Request::CniCheck { .. }
+            | Request::CniStatus => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -274,7 +354,10 @@ impl Request {
             | Request::UpdateService(_)
             | Request::CreateNamespace { .. }
             | Request::DeleteNamespace { .. }
-            | Request::DryRun(_) => false,
+            | Request::DryRun(_)
+            | Request::CniAdd(_)
+            | Request::CniDel { .. }
+            | Request::CniGc { .. } => false,
         }
     }
 }
@@ -435,4 +518,6 @@ pub enum Response {
     Namespace(Namespace),
     /// Namespaces.
     Namespaces(Vec<Namespace>),
+    /// What a CNI ADD made.
+    CniAttached(CniAttached),
 }

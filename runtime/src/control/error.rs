@@ -326,6 +326,28 @@ pub enum ControlError {
     /// The command is not on the node.
     #[error("command `{0}` not found on the node: install it, or give its full path")]
     CommandNotFound(String),
+    /// A CNI ADD for an attachment that exists (the spec's ADD must fail).
+    #[error(
+        "container {container_id} already has interface {ifname} (pod {pod}): the runtime must DEL it before adding it again"
+    )]
+    AttachmentExists {
+        /// CNI_CONTAINERID.
+        container_id: String,
+        /// CNI_IFNAME.
+        ifname: String,
+        /// The pod it is, namespace/name.
+        pod: String,
+    },
+    /// The node runs as many pods as it may.
+    #[error(
+        "node {node} already runs {max} pods, its limit: delete pods or containers, or raise limits.max_pods"
+    )]
+    NodeFull {
+        /// The node.
+        node: String,
+        /// limits.max_pods.
+        max: u16,
+    },
 }
 
 impl ControlError {

@@ -409,6 +409,7 @@ pub(super) fn pod(name: &str) -> PodSpec {
         resources: Default::default(),
         annotations: Default::default(),
         container: None,
+        attachment: None,
     }
 }
 

@@ -12,6 +12,7 @@
 //! thread) before it acknowledges anything. A failed save restores the
 //! state as it was before the change.
 
+mod cni;
 mod error;
 #[cfg(test)]
 mod harness;

@@ -142,7 +142,12 @@ impl ControlPlane {
             | Request::ImagePull { .. }
             | Request::ImageList
             | Request::ImageRemove { .. }
-            | Request::ImageImport { .. } => unreachable!("routed above"),
+            | Request::ImageImport { .. }
+            | Request::CniAdd(_)
+            | Request::CniDel { .. }
+            | Request::CniCheck { .. }
+            | Request::CniGc { .. }
+            | Request::CniStatus => unreachable!("routed above"),
         }
     }
 

@@ -29,6 +29,8 @@ impl ControlPlane {
             spec.node_name = old.node_name.clone();
         }
         spec.owner = old.owner.clone();
+        // A CNI container's attachment is its runtime's, never a client's.
+        spec.attachment = old.attachment.clone();
         let rest =
             PodSpec { labels: old.labels.clone(), annotations: old.annotations.clone(), ..spec.clone() };
         if rest != *old {

@@ -393,6 +393,7 @@ pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
         resources: parts.resources,
         annotations: annotations(&ctx, body)?,
         container: parts.container,
+        attachment: None,
     })
 }
 

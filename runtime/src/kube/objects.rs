@@ -173,7 +173,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         resources: &spec.resources,
     };
     let ready = if status.ready { "True" } else { "False" };
-    json!({
+    let mut object = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
@@ -200,7 +200,14 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
                 "imageID": "",
             }],
         },
-    })
+    });
+    // A container another runtime runs, networked by podnet as its CNI
+    // plugin: the runtime's container id, as the kubelet reports it.
+    if let Some(attachment) = &spec.attachment {
+        object["status"]["containerStatuses"][0]["containerID"] =
+            json!(format!("cni://{}", attachment.container_id));
+    }
+    object
 }
 
 /// A deployment as `kubectl get deployment -o json` shows one.
@@ -477,6 +484,7 @@ mod tests {
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
             annotations: Default::default(),
             container: None,
+            attachment: None,
         };
         let status = PodStatus {
             phase: Phase::Running,

@@ -218,6 +218,7 @@ mod tests {
             resources: d.resources,
             annotations: d.template_annotations.clone(),
             container: d.container.clone(),
+            attachment: None,
         };
         let h = deployment_hash(&d);
         assert_eq!(pod_hash(&pod), h);

@@ -99,4 +99,15 @@ pub enum ModelError {
     /// Every address of the service range is taken.
     #[error("the service range {0} has no free address: delete services")]
     ServiceRangeFull(Cidr),
+    /// A CNI_CONTAINERID podnet does not take.
+    #[error(
+        "invalid CNI_CONTAINERID `{0}`: use letters, digits, '_', '.' and '-', starting with a letter or digit, at most 256"
+    )]
+    ContainerId(String),
+    /// A CNI_IFNAME Linux does not take.
+    #[error("invalid CNI_IFNAME `{0}`: use 1 to 15 characters, no '/', ':' or spaces")]
+    Ifname(String),
+    /// A CNI_NETNS that is not an absolute path.
+    #[error("invalid CNI_NETNS `{}`: give the absolute path of the container's network namespace", .0.display())]
+    NetnsPath(std::path::PathBuf),
 }

@@ -1,6 +1,7 @@
 //! The objects users manage — pods and deployments — in the shape both the
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
+pub mod cni;
 mod error;
 pub mod listeners;
 pub mod services;
@@ -96,6 +97,10 @@ pub struct PodSpec {
     /// Its container's name, when it is not the pod's.
     #[serde(default)]
     pub container: Option<String>,
+    /// For a container another runtime runs and podnet networks as its CNI
+    /// plugin: the attachment (no command, no image: podnet runs nothing).
+    #[serde(default)]
+    pub attachment: Option<cni::CniAttachment>,
 }
 
 /// Most environment variables one container may set, and their bytes in
@@ -446,6 +451,7 @@ impl DeploymentSpec {
             resources: self.resources,
             annotations: self.template_annotations.clone(),
             container: self.container.clone(),
+            attachment: None,
         }
     }
 }

@@ -205,6 +205,7 @@ mod tests {
             resources: Default::default(),
             annotations: Default::default(),
             container: None,
+            attachment: None,
         }
     }
 

@@ -89,6 +89,33 @@ pub enum NodeError {
         #[source]
         source: SysError,
     },
+    /// A CNI container's interface could not be made in its namespace.
+    #[error("cannot make {what}: {source}")]
+    Plug {
+        /// The interface, its namespace and its pod, in words.
+        what: String,
+        /// Why.
+        #[source]
+        source: SysError,
+    },
+    /// `podnet exec` into a container another runtime runs.
+    #[error(
+        "pod {pod} is container {container_id} of the runtime that called podnet as its CNI plugin: exec into it with that runtime (podman exec, ctr task exec)"
+    )]
+    CniContainer {
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// CNI_CONTAINERID.
+        container_id: String,
+    },
+    /// A CNI container's attachment is not as ADD made it (CHECK).
+    #[error("pod {pod} is not attached as ADD made it: {why}")]
+    NotAttached {
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// What is missing.
+        why: String,
+    },
     /// A pod's TAP could not join the switch.
     #[error("cannot attach pod {pod} to the switch: {source}")]
     AttachPod {

@@ -21,6 +21,12 @@ impl NodeRuntime {
         match request {
             Request::ExecTarget { namespace, name } => {
                 let pod = self.find(&namespace, &name).ok_or_else(|| not_here(&namespace, &name))?;
+                if let Some(attachment) = &pod.record.spec.attachment {
+                    return Err(NodeError::CniContainer {
+                        pod: format!("{namespace}/{name}"),
+                        container_id: attachment.container_id.clone(),
+                    });
+                }
                 let (pid, container) = match (&pod.image, &self.oci_runtime) {
                     (Some(state), Ok(runtime)) => (
                         state.pid,

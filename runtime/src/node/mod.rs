@@ -3,6 +3,7 @@
 //! restarts, readiness), and programs this node's switch with the cluster's
 //! services and DNS records. It owns the data plane.
 
+mod cni;
 pub mod container;
 mod error;
 mod events;

@@ -75,7 +75,7 @@ pub(super) struct LocalPod {
 
 impl LocalPod {
     /// A pod whose sandbox is plugged into `port`, its command not started.
-    fn new(record: PodRecord, netns: String, port: PortId, log: SharedLog) -> LocalPod {
+    pub(super) fn new(record: PodRecord, netns: String, port: PortId, log: SharedLog) -> LocalPod {
         let status = PodStatus {
             phase: Phase::Pending,
             pod_ip: Some(record.ip),
@@ -285,6 +285,9 @@ impl NodeRuntime {
 
     /// Builds the sandbox, plugs it into the switch and starts the command.
     async fn start_pod(&mut self, record: PodRecord) -> Result<(), NodeError> {
+        if record.spec.attachment.is_some() {
+            return self.start_attachment(record).await;
+        }
         let net = &self.options.config.network;
         let spec = &record.spec;
         let netns_name = pod::netns_name(&self.options.name, &spec.namespace, &spec.name);
@@ -469,6 +472,9 @@ impl NodeRuntime {
     /// Stops a pod's processes and removes its sandbox and port; its logs
     /// too when the pod is gone for good (not at shutdown).
     pub(super) async fn teardown(&self, pod: LocalPod, forget: bool) {
+        if pod.record.spec.attachment.is_some() {
+            return self.teardown_attachment(pod, forget).await;
+        }
         let grace = Duration::from_millis(self.options.config.pods.termination_grace_ms);
         process::stop_all(&pod.netns, grace).await;
         if pod.image.is_some() {
@@ -495,7 +501,7 @@ impl NodeRuntime {
         LogPaths::new(self.log_path(spec))
     }
 
-    fn log_limits(&self) -> LogLimits {
+    pub(super) fn log_limits(&self) -> LogLimits {
         let limits = &self.options.config.limits;
         LogLimits { max_bytes: limits.pod_log_max_bytes, max_files: limits.pod_log_max_files }
     }

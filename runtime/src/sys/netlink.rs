@@ -50,6 +50,12 @@ impl Netlink {
         }
     }
 
+    /// Deletes the interface called `name` (a CNI container's, on DEL).
+    pub async fn delete(&self, name: &str) -> Result<(), SysError> {
+        let index = self.index(name).await?;
+        Ok(self.handle.link().del(index).execute().await?)
+    }
+
     /// Brings an interface up with no other change (used for `lo`).
     pub async fn up(&self, name: &str) -> Result<(), SysError> {
         let index = self.index(name).await?;

@@ -1,6 +1,7 @@
 //! The control plane driven by [`super::harness`]: a server and fake
 //! members under simulated time.
 
+mod cni;
 mod endpoints;
 mod members;
 mod persistence;
