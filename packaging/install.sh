@@ -5,10 +5,14 @@
 # the systemd unit. Says how to install an OCI runtime (runc or crun) when
 # there is none: pods from images need one.
 #
-#   sudo ./install.sh [--board NAME] [--binary PATH]
+#   sudo ./install.sh [--board NAME] [--binary PATH] [--cni]
 #
 # --board NAME   use board-configs/NAME.toml instead of guessing the board
 #                from /proc/device-tree/model
+# --cni          also make podnet the CNI plugin of podman, containerd or
+#                k3s on this machine: podnet linked into the CNI bin dir
+#                (/usr/lib/cni, else /opt/cni/bin) and
+#                /etc/cni/net.d/10-podnet.conflist (what `podnet cni install` does)
 # DESTDIR=/tmp/root ./install.sh   installs under a staging root instead
 #                (no root needed, systemctl not called); MODEL_FILE overrides
 #                /proc/device-tree/model (for tests).
@@ -19,11 +23,13 @@ DESTDIR=${DESTDIR:-}
 MODEL_FILE=${MODEL_FILE:-/proc/device-tree/model}
 BOARD=""
 BINARY=""
+CNI=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --board) BOARD=${2:?--board needs a name}; shift 2 ;;
         --binary) BINARY=${2:?--binary needs a path}; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --cni) CNI=yes; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -67,6 +73,22 @@ else
     echo "install.sh: /etc/podnet/config.toml from board-configs/$BOARD.toml"
 fi
 install -m 0644 "$UNIT" "$DESTDIR/etc/systemd/system/podnet.service"
+
+# The CNI plugin is the podnet binary itself, by its name in the bin dir;
+# the conflist comes from the binary, so the two never disagree.
+if [ "$CNI" = yes ]; then
+    cni_bin=/opt/cni/bin
+    [ -d "$DESTDIR/usr/lib/cni" ] && cni_bin=/usr/lib/cni
+    install -d -m 0755 "$DESTDIR$cni_bin" "$DESTDIR/etc/cni/net.d"
+    conflist=$DESTDIR/etc/cni/net.d/10-podnet.conflist
+    if ! "$DESTDIR/usr/local/bin/podnet" cni config > "$conflist.new" 2>/dev/null; then
+        rm -f "$conflist.new"
+        die "--cni: cannot run $DESTDIR/usr/local/bin/podnet here to write the CNI config (another architecture?): run 'sudo podnet cni install' on the board"
+    fi
+    mv "$conflist.new" "$conflist"
+    ln -sf /usr/local/bin/podnet "$DESTDIR$cni_bin/podnet"
+    echo "install.sh: CNI plugin $cni_bin/podnet, network config /etc/cni/net.d/10-podnet.conflist"
+fi
 
 # Image pods need an OCI runtime (runc or crun); command pods run without one.
 oci=""

@@ -48,10 +48,17 @@ echo '# mine' > "$R/etc/podnet/config.toml"
 DESTDIR=$R "$PKG/install.sh" --board rpi5 >/dev/null
 check "an existing config is kept" test "$(cat "$R/etc/podnet/config.toml")" = "# mine"
 check "unknown board is refused" sh -c "! DESTDIR=$R '$PKG/install.sh' --board nosuch 2>/dev/null"
+DESTDIR=$R "$PKG/install.sh" --board rpi5 --cni >/dev/null
+check "--cni links the plugin to the installed binary" test "$(readlink "$R/opt/cni/bin/podnet")" = /usr/local/bin/podnet
+check "--cni writes the conflist from the binary" grep -q "podnet stand-in" "$R/etc/cni/net.d/10-podnet.conflist"
+mkdir -p "$TMP/root-debcni/usr/lib/cni"
+DESTDIR=$TMP/root-debcni MODEL_FILE=/nonexistent "$PKG/install.sh" --board rpi5 --cni >/dev/null
+check "--cni uses Debian's /usr/lib/cni when it exists" test -L "$TMP/root-debcni/usr/lib/cni/podnet"
 mkdir -p "$R/var/lib/podnet/logs" && touch "$R/var/lib/podnet/state.json"
 DESTDIR=$R "$PKG/uninstall.sh" >/dev/null
 check "uninstall removes the binary" test ! -e "$R/usr/local/bin/podnet"
 check "uninstall removes the unit" test ! -e "$R/etc/systemd/system/podnet.service"
+check "uninstall removes the CNI link and conflist" sh -c "test ! -e '$R/opt/cni/bin/podnet' && test ! -L '$R/opt/cni/bin/podnet' && test ! -e '$R/etc/cni/net.d/10-podnet.conflist'"
 check "uninstall keeps the config" test -f "$R/etc/podnet/config.toml"
 check "uninstall keeps the state" test -f "$R/var/lib/podnet/state.json"
 DESTDIR=$R "$PKG/uninstall.sh" --purge >/dev/null
@@ -300,7 +307,8 @@ systemctl stop podnet.service"
             check "arm64 .deb from $b builds" false
             break
         fi
-        check "arm64 .deb from $b: static, no Depends" test -z "$(dpkg-deb --field "$OUT/podnet_${VERSION}_arm64.deb" Depends)"
+        check "arm64 .deb from $b: static, depends on an OCI runtime only" \
+            test "$(dpkg-deb --field "$OUT/podnet_${VERSION}_arm64.deb" Depends)" = "runc | crun"
         if lint=$(lintian --fail-on error,warning "$OUT/podnet_${VERSION}_arm64.deb" 2>&1); then lint_ok=yes; else lint_ok=no; fi
         echo "$lint" | grep -v -e 'running with root privileges' -e '^$' | sed 's/^/  lintian: /'
         check "lintian on the arm64 .deb: no errors or warnings" test "$lint_ok" = yes

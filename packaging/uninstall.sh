@@ -29,6 +29,12 @@ if [ "$systemd" = yes ]; then
     systemctl disable --now podnet.service 2>/dev/null || true
 fi
 rm -f "$DESTDIR/usr/local/bin/podnet" "$DESTDIR/etc/systemd/system/podnet.service"
+# The CNI plugin link and network config, if install.sh --cni (or podnet cni
+# install) made them: only links to podnet, never a file of another plugin.
+for dir in /usr/lib/cni /opt/cni/bin; do
+    [ -L "$DESTDIR$dir/podnet" ] && rm -f "$DESTDIR$dir/podnet"
+done
+rm -f "$DESTDIR/etc/cni/net.d/10-podnet.conflist"
 rm -rf "$DESTDIR/usr/local/share/podnet"
 [ "$systemd" = yes ] && systemctl daemon-reload
 if [ "$PURGE" = yes ]; then
