@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::{ImageInfo, PullEvent};
 
+use crate::model::policy::{NetworkPolicy, NetworkPolicySpec};
 use crate::model::{
     Deployment, DeploymentSpec, Endpoints, Namespace, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext,
     Service, ServiceSpec, SessionAffinity,
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +174,32 @@ pub enum Request {
     CreateNamespace {
         /// Name.
         name: String,
+        /// Its labels.
+        labels: crate::model::Labels,
+    },
+    /// Replace a namespace's labels (it must exist: made, `default`, or
+    /// holding objects).
+    UpdateNamespace {
+        /// Name.
+        name: String,
+        /// Its labels (`kubernetes.io/metadata.name` is always set).
+        labels: crate::model::Labels,
+    },
+    /// Create a NetworkPolicy.
+    CreateNetworkPolicy(NetworkPolicySpec),
+    /// Replace a NetworkPolicy's spec.
+    UpdateNetworkPolicy(NetworkPolicySpec),
+    /// List NetworkPolicies, in one namespace or all.
+    GetNetworkPolicies {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a NetworkPolicy.
+    DeleteNetworkPolicy {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
     },
     /// Delete a namespace and everything in it.
     DeleteNamespace {
@@ -252,7 +279,8 @@ impl Request {
             | Request::ImageList
             | Request::Changes { .. }
             | Request::Objects { .. }
-            | Request::GetNamespaces => true,
+            | Request::GetNamespaces
+            | Request::GetNetworkPolicies { .. } => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -274,6 +302,10 @@ impl Request {
             | Request::UpdateService(_)
             | Request::CreateNamespace { .. }
             | Request::DeleteNamespace { .. }
+            | Request::UpdateNamespace { .. }
+            | Request::CreateNetworkPolicy(_)
+            | Request::UpdateNetworkPolicy(_)
+            | Request::DeleteNetworkPolicy { .. }
             | Request::DryRun(_) => false,
         }
     }
@@ -432,4 +464,8 @@ pub enum Response {
     Namespace(Namespace),
     /// Namespaces.
     Namespaces(Vec<Namespace>),
+    /// One NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
+    /// NetworkPolicies.
+    NetworkPolicies(Vec<NetworkPolicy>),
 }

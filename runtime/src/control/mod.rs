@@ -17,6 +17,7 @@ mod error;
 mod harness;
 mod inputs;
 mod nodes;
+mod policies;
 mod ports;
 mod requests;
 mod revisions;
@@ -33,6 +34,7 @@ use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::model::policy::NetworkPolicy;
 use crate::model::services::{self, PodView};
 use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
@@ -83,6 +85,8 @@ pub struct ControlPlane {
     /// The revision and the change log (the API's resourceVersion and watch).
     revisions: revisions::Revisions,
     namespaces: BTreeMap<String, Namespace>,
+    /// NetworkPolicies, by namespace and name.
+    policies: BTreeMap<Key, NetworkPolicy>,
 }
 
 impl ControlPlane {
@@ -111,6 +115,11 @@ impl ControlPlane {
             services: BTreeMap::new(),
             revisions: revisions::Revisions::new(state.revision, CHANGE_LOG),
             namespaces: state.namespaces.iter().map(|n| (n.name.clone(), n.clone())).collect(),
+            policies: state
+                .network_policies
+                .into_iter()
+                .map(|p| (key(&p.spec.namespace, &p.spec.name), p))
+                .collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -180,6 +189,7 @@ impl ControlPlane {
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
             revision: self.revision(),
             namespaces: self.namespaces.values().cloned().collect(),
+            network_policies: self.policies.values().cloned().collect(),
         }
     }
 
@@ -201,6 +211,7 @@ impl ControlPlane {
                     })
                 })
                 .collect(),
+            policy: self.policy_inputs(),
         }
     }
 

@@ -24,8 +24,10 @@ pub enum Object {
     Deployment(DeploymentSpec),
     /// A v1 Service.
     Service(ServiceSpec),
-    /// A v1 Namespace, by name.
-    Namespace(String),
+    /// A v1 Namespace: its name and labels.
+    Namespace(String, crate::model::Labels),
+    /// A networking.k8s.io/v1 NetworkPolicy.
+    NetworkPolicy(crate::model::policy::NetworkPolicySpec),
 }
 
 impl Object {
@@ -35,7 +37,8 @@ impl Object {
             Object::Pod(p) => format!("pod/{}", p.name),
             Object::Deployment(d) => format!("deployment.apps/{}", d.name),
             Object::Service(s) => format!("service/{}", s.name),
-            Object::Namespace(n) => format!("namespace/{n}"),
+            Object::Namespace(n, _) => format!("namespace/{n}"),
+            Object::NetworkPolicy(p) => format!("networkpolicy.networking.k8s.io/{}", p.name),
         }
     }
 }
@@ -59,7 +62,7 @@ pub enum ManifestError {
     },
     /// A kind podnet does not take.
     #[error(
-        "document {document}: podnet applies v1 Pods, Services and Namespaces and apps/v1 Deployments, not {api_version} {kind}"
+        "document {document}: podnet applies v1 Pods, Services and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 NetworkPolicies, not {api_version} {kind}"
     )]
     Kind {
         /// 1-based.
@@ -121,10 +124,10 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
         }
         ("v1", "Service") => decode::service(value, namespace).map(Object::Service).map_err(invalid),
         ("v1", "Namespace") => {
-            let name = decode::head(value, "Namespace", "v1", None).map_err(invalid)?;
-            crate::model::check_name("namespace", name, 63)
-                .map_err(|e| ManifestError::Invalid { document, message: e.to_string() })?;
-            Ok(Object::Namespace(name.to_string()))
+            decode::namespace(value).map(|(name, labels)| Object::Namespace(name, labels)).map_err(invalid)
+        }
+        (super::netpol::API_VERSION, "NetworkPolicy") => {
+            super::netpol::decode(value, namespace).map(Object::NetworkPolicy).map_err(invalid)
         }
         _ => Err(ManifestError::Kind { document, api_version: api_version.into(), kind: kind.into() }),
     }
@@ -148,7 +151,7 @@ mod tests {
         let Object::Service(s) = &objects[1] else { panic!() };
         assert_eq!(s.namespace, "shop", "the object's namespace wins");
         let list = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}]}"#;
-        assert_eq!(read(list, "default").unwrap(), [Object::Namespace("shop".into())]);
+        assert_eq!(read(list, "default").unwrap(), [Object::Namespace("shop".into(), Default::default())]);
     }
 
     #[test]

@@ -432,9 +432,11 @@ pub fn node(n: &NodeInfo, rv: u64) -> Value {
 }
 
 /// A namespace (podnet's namespaces exist while objects are in them).
-pub fn namespace(name: &str, created: u64, rv: u64) -> Value {
+pub fn namespace(name: &str, created: u64, labels: &crate::model::Labels, rv: u64) -> Value {
     let mut meta = metadata(name, None, name, created, rv);
-    meta["labels"] = json!({ "kubernetes.io/metadata.name": name });
+    let mut labels = labels.clone();
+    labels.insert(crate::model::policy::NAMESPACE_NAME_LABEL.into(), name.into());
+    meta["labels"] = json!(labels);
     json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": meta, "status": { "phase": "Active" } })
 }
 

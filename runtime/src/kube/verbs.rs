@@ -288,11 +288,20 @@ impl Verbs {
         if let Response::Services(list) = all(Request::GetServices { namespace: None }).await? {
             list.iter().for_each(|s| note(&s.spec.namespace, s.created_at));
         }
+        if let Response::NetworkPolicies(list) = all(Request::GetNetworkPolicies { namespace: None }).await? {
+            list.iter().for_each(|p| note(&p.spec.namespace, p.created_at));
+        }
+        let mut labels = BTreeMap::new();
         if let Response::Namespaces(list) = all(Request::GetNamespaces).await? {
             list.iter().for_each(|n| note(&n.name, n.created_at));
+            labels = list.into_iter().map(|n| (n.name, n.labels)).collect();
         }
         let rv = self.rv();
-        Ok(seen.iter().map(|(name, t)| objects::namespace(name, *t, rv)).collect())
+        let none = crate::model::Labels::new();
+        Ok(seen
+            .iter()
+            .map(|(name, t)| objects::namespace(name, *t, labels.get(name).unwrap_or(&none), rv))
+            .collect())
     }
 
     pub(super) async fn get(

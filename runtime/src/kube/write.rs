@@ -123,10 +123,12 @@ impl Verbs {
 
     /// `kubectl create namespace`.
     pub(super) async fn create_namespace(&self, body: &Value, dry: bool) -> Result<Reply, Status> {
-        let name = decode::head(body, "Namespace", "v1", None)?.to_string();
-        let request = Request::CreateNamespace { name: name.clone() };
+        let (name, labels) = decode::namespace(body)?;
+        let request = Request::CreateNamespace { name: name.clone(), labels };
         match self.call(as_dry_run(request, dry), "Namespace", "namespaces", &name).await? {
-            Response::Namespace(ns) => Ok((201, objects::namespace(&ns.name, ns.created_at, self.bump(dry)))),
+            Response::Namespace(ns) => {
+                Ok((201, objects::namespace(&ns.name, ns.created_at, &ns.labels, self.bump(dry))))
+            }
             _ => Err(Status::unavailable("the agent answered with something else than asked for")),
         }
     }

@@ -99,4 +99,7 @@ pub enum ModelError {
     /// Every address of the service range is taken.
     #[error("the service range {0} has no free address: delete services")]
     ServiceRangeFull(Cidr),
+    /// A NetworkPolicy.
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyError),
 }

@@ -4,6 +4,7 @@
 mod endpoints;
 mod members;
 mod persistence;
+mod policies;
 mod ports;
 mod replicas;
 mod revisions;
