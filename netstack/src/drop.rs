@@ -82,6 +82,12 @@ drop_reasons! {
     /// would deliver it to the node's loopback services (a kernel drops such
     /// martians on any interface but `lo`).
     MartianDestination => "martian_destination",
+    /// A connection's first packet that the destination pod's NetworkPolicy
+    /// ingress rules do not admit.
+    PolicyIngress => "policy_ingress",
+    /// A connection's first packet that the source pod's NetworkPolicy
+    /// egress rules do not admit.
+    PolicyEgress => "policy_egress",
 }
 
 #[cfg(test)]
@@ -93,7 +99,7 @@ mod tests {
         for (index, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, index, "{reason:?}");
         }
-        assert_eq!(DropReason::COUNT, 19);
+        assert_eq!(DropReason::COUNT, 21);
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //!    table picks a backend and the packet is DNAT'd to it — or, with no
 //!    service or no ready backend at that port, refused with a TCP RST or an
 //!    ICMP port unreachable from the VIP;
-//! 3. the packet, rewritten or not, is routed by its destination.
+//! 3. an untracked packet that is not Service traffic is judged by
+//!    NetworkPolicy when it touches an isolated pod (`policy.rs`), and
+//!    tracked if admitted;
+//! 4. the packet, rewritten or not, is routed by its destination.
 //!
 //! Hairpin: when a pod reaches its own Service and is chosen as the backend,
 //! the DNAT'd packet would go from the pod to itself, and its kernel would
@@ -84,6 +87,11 @@ impl Switch {
             return Verdict::Drop(DropReason::MartianDestination);
         }
         if dst == self.cluster_dns
+            && let Err(verdict) = self.police(src, dst, dns_port(ip))
+        {
+            return verdict;
+        }
+        if dst == self.cluster_dns
             && let Some(verdict) =
                 self.dns_query(ingress_id, offload, macs, ip, vnet::HEADER_LEN + ETHERNET_HEADER_LEN, reply)
         {
@@ -93,6 +101,11 @@ impl Switch {
             Ok(translated) => translated,
             Err(verdict) => return verdict,
         };
+        if translated.is_none()
+            && let Err(verdict) = self.admit(now, ingress_id, ingress.kind, ip)
+        {
+            return verdict;
+        }
         let dst = translated.map_or(dst, |t| ipv4_of(t.dst));
         let src = translated.map_or(src, |t| ipv4_of(t.src));
         if let Some(verdict) = self.overlay_egress(ingress.kind, src, dst, eth) {
@@ -201,7 +214,10 @@ impl Switch {
         if !offload_ok {
             return Err(Verdict::Drop(DropReason::Malformed));
         }
-        nat::rewrite(ip, &key, &to, partial);
+        if to != key {
+            // An identity flow (policy tracking, no NAT) rewrites nothing.
+            nat::rewrite(ip, &key, &to, partial);
+        }
         Ok(Some(to))
     }
 
@@ -243,6 +259,7 @@ impl Switch {
                 return Err(refusal(key.proto, packet, macs, reply));
             }
         };
+        self.police(ipv4_of(key.src), ipv4_of(backend.ip), Some((key.proto, backend.port)))?;
         // Hairpin (see the module docs): the pod is its own backend.
         let source = if backend.ip == key.src { key.dst } else { key.src };
         let reply_key = (0..NAT_PORT_TRIES)
@@ -292,4 +309,10 @@ fn refusal(proto: Protocol, packet: &Ipv4Packet<&[u8]>, macs: Macs, reply: &mut 
         Some(len) => Verdict::Reply { len },
         None => Verdict::Drop(DropReason::ServiceUnsupported),
     }
+}
+
+/// Protocol and destination port of a packet to the cluster DNS, as policy
+/// judges it: UDP or TCP port 53 normally; none when it is neither.
+fn dns_port(ip: &[u8]) -> Option<(Protocol, u16)> {
+    nat::flow_key(&Ipv4Packet::new_unchecked(ip)).map(|(key, _)| (key.proto, key.dst_port))
 }

@@ -11,6 +11,9 @@
 //! [`crate::conntrack`], and the backend's replies translated back (see
 //! `ipv4.rs` for the path a packet takes).
 //!
+//! It enforces NetworkPolicy on each connection's first packet
+//! (`policy.rs`), with [`crate::policy`]'s verdict.
+//!
 //! And it answers cluster DNS: UDP queries to the cluster DNS address are
 //! answered from the [`crate::dns::Zone`] it holds, or handed to the runtime
 //! to relay upstream (`dns.rs`).
@@ -19,6 +22,7 @@ pub mod arp;
 mod dns;
 mod ipv4;
 mod overlay;
+mod policy;
 mod port;
 mod verdict;
 
@@ -36,6 +40,7 @@ use crate::Protocol;
 use crate::conntrack::{Capacity, Conntrack, Owner};
 use crate::dns::{Zone, ZoneConfig, ZoneError};
 use crate::overlay::{OverlayConfig, PeerTable};
+use crate::policy::PolicyTable;
 use crate::service::{Affinity, Backend, ServiceConfig, ServiceError, ServiceKey, ServiceTable};
 use crate::wire::{EthernetFrame, EthernetProtocol, IpAddress, Ipv4Address, Ipv4Cidr, ipv4_of, vnet};
 use port::Port;
@@ -158,6 +163,8 @@ pub struct Switch {
     /// The egress endpoint's port, when attached: off-subnet traffic from
     /// pods goes there instead of to the node's kernel.
     egress: Option<PortId>,
+    /// The node's NetworkPolicy; empty, it costs the data path nothing.
+    policy: PolicyTable,
 }
 
 impl Switch {
@@ -200,6 +207,7 @@ impl Switch {
             overlay: config.overlay,
             overlay_port: None,
             egress: None,
+            policy: PolicyTable::default(),
         })
     }
 
@@ -432,5 +440,7 @@ impl Switch {
 mod dns_tests;
 #[cfg(test)]
 mod overlay_tests;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

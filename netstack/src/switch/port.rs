@@ -52,6 +52,9 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Frames received and dropped, per [`DropReason`].
     pub drops: [u64; DropReason::COUNT],
+    /// Frames to this pod its NetworkPolicy ingress rules refused (each is
+    /// also a `policy_ingress` drop on the port it came in by).
+    pub ingress_denied: u64,
 }
 
 impl PortStats {

@@ -203,6 +203,11 @@ impl NodeRuntime {
             .filter(|r| stats.dropped(**r) > 0)
             .map(|r| (r.name().to_string(), stats.dropped(*r)))
             .collect();
+        if stats.ingress_denied > 0 {
+            // Frames to this pod its ingress policy refused (each also a
+            // `policy_ingress` drop on the sender's port).
+            drops.push(("ingress_denied".to_string(), stats.ingress_denied));
+        }
         if let Some(pod) = self.pod_on(report.id).filter(|_| report.spec.kind == PortKind::Pod) {
             // Output a full disk cost the pod's log (see `pod::log`).
             let lost = pod.log.dropped();
