@@ -20,22 +20,29 @@ pub fn compile(inputs: &PolicyInputs, gateway: Ipv4Addr) -> PolicyTable {
     let namespaces: BTreeMap<&str, &Labels> =
         inputs.namespaces.iter().map(|(n, l)| (n.as_str(), l)).collect();
     let ctx = Ctx { inputs, namespaces };
+    // Peers do not depend on the selected pod: resolved once per policy.
+    let peers: Vec<[Vec<Vec<Peer>>; 2]> = inputs
+        .policies
+        .iter()
+        .map(|p| [&p.ingress, &p.egress].map(|rules| rules.iter().map(|r| ctx.peers(p, r)).collect()))
+        .collect();
     let mut table = Vec::new();
     for pod in &inputs.pods {
         let mut isolation = Isolation::default();
         let selecting = inputs
             .policies
             .iter()
-            .filter(|p| p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels));
-        for policy in selecting {
-            for (direction, rules, slot) in [
-                (PolicyType::Ingress, &policy.ingress, &mut isolation.ingress),
-                (PolicyType::Egress, &policy.egress, &mut isolation.egress),
+            .zip(&peers)
+            .filter(|(p, _)| p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels));
+        for (policy, [ingress_peers, egress_peers]) in selecting {
+            for (direction, rules, peers, slot) in [
+                (PolicyType::Ingress, &policy.ingress, ingress_peers, &mut isolation.ingress),
+                (PolicyType::Egress, &policy.egress, egress_peers, &mut isolation.egress),
             ] {
                 if policy.governs(direction) {
                     let compiled = slot.get_or_insert_with(Vec::new);
-                    for rule in rules {
-                        compiled.extend(ctx.rule(policy, rule, direction, pod));
+                    for (rule, peers) in rules.iter().zip(peers) {
+                        compiled.extend(ctx.rule(rule, peers, direction, pod));
                     }
                 }
             }
@@ -56,16 +63,9 @@ impl Ctx<'_> {
     /// they resolve to. A rule whose ports all fail to resolve admits
     /// nothing, and so gives no switch rule (an empty port list would
     /// admit every port).
-    fn rule(
-        &self,
-        policy: &NetworkPolicySpec,
-        rule: &PolicyRule,
-        direction: PolicyType,
-        pod: &PolicyPod,
-    ) -> Vec<Rule> {
-        let peers: Vec<Peer> = rule.peers.iter().map(|p| self.peer(policy, p)).collect();
+    fn rule(&self, rule: &PolicyRule, peers: &[Peer], direction: PolicyType, pod: &PolicyPod) -> Vec<Rule> {
         if rule.ports.is_empty() {
-            return vec![Rule { peers, ports: Vec::new() }];
+            return vec![Rule { peers: peers.to_vec(), ports: Vec::new() }];
         }
         let mut numbered = Vec::new();
         let mut named: Vec<(&str, Protocol)> = Vec::new();
@@ -115,9 +115,14 @@ impl Ctx<'_> {
             }
         }
         if !numbered.is_empty() {
-            out.insert(0, Rule { peers, ports: numbered });
+            out.insert(0, Rule { peers: peers.to_vec(), ports: numbered });
         }
         out
+    }
+
+    /// A rule's peers, resolved.
+    fn peers(&self, policy: &NetworkPolicySpec, rule: &PolicyRule) -> Vec<Peer> {
+        rule.peers.iter().map(|p| self.peer(policy, p)).collect()
     }
 
     /// A peer resolved to pod addresses (or kept as an address block).
