@@ -83,18 +83,22 @@ async fn apply(socket: &Path, object: Object) -> Result<&'static str, CliError> 
                 },
             }
         }
-        Object::Namespace(name, labels) => {
+        Object::Namespace(name, labels, annotations) => {
             let list = call(socket, Request::GetNamespaces).await?;
             let Response::Namespaces(all) = list else { return unexpected() };
             let stored = all.into_iter().find(|n| n.name == name);
-            match call(socket, Request::CreateNamespace { name: name.clone(), labels: labels.clone() }).await
-            {
+            let create = Request::CreateNamespace {
+                name: name.clone(),
+                labels: labels.clone(),
+                annotations: annotations.clone(),
+            };
+            match call(socket, create).await {
                 Ok(_) => Ok("created"),
                 // One that holds objects (or `default`) exists too: its labels are set.
                 Err(e) if e.to_string().contains("already exists") => {
-                    let before = stored.map(|n| n.labels).unwrap_or_default();
-                    match call(socket, Request::UpdateNamespace { name, labels }).await? {
-                        Response::Namespace(ns) => Ok(changed(ns.labels == before)),
+                    let before = stored.map(|n| (n.labels, n.annotations)).unwrap_or_default();
+                    match call(socket, Request::UpdateNamespace { name, labels, annotations }).await? {
+                        Response::Namespace(ns) => Ok(changed((ns.labels, ns.annotations) == before)),
                         _ => unexpected(),
                     }
                 }

@@ -934,3 +934,61 @@ fn network_policies_are_listed_described_and_refused_clearly() {
         .unwrap();
     assert_eq!(node.ok(&["apply", "-f", f]), "namespace/shop configured\n");
 }
+
+/// kubectl against the Kubernetes API: apply, get (Table), describe,
+/// label a namespace, delete (which waits on a watch).
+#[test]
+fn kubectl_applies_lists_describes_and_deletes_network_policies() {
+    use podnet_e2e::kubectl::{KUBECTL, fails, node_with_address, ok};
+    podnet_e2e::require(KUBECTL, "kubectl");
+    let node = node_with_address("netpol-kubectl", None);
+    let file = node.dir.join("policy.yaml");
+    let f = file.to_str().unwrap();
+    // The protocol is written out: a live policy shows its defaulted TCP,
+    // and kubectl's three-way patch replaces a list without a merge key
+    // that differs from the live one, so a file without it is
+    // "configured" on every apply (as against any API server).
+    let manifest = |port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db-only, namespace: shop}}\nspec:\n  podSelector: {{matchLabels: {{app: db}}}}\n  ingress:\n  - from:\n    - podSelector: {{matchLabels: {{app: web}}}}\n      namespaceSelector: {{matchExpressions: [{{key: team, operator: In, values: [a]}}]}}\n    ports: [{{protocol: TCP, port: {port}}}]\n"
+        )
+    };
+    std::fs::write(&file, manifest(5432)).unwrap();
+    assert_eq!(
+        ok(&node, &["apply", "-f", f]).trim(),
+        "namespace/shop created\nnetworkpolicy.networking.k8s.io/db-only created"
+    );
+    assert_eq!(
+        ok(&node, &["apply", "-f", f]).trim(),
+        "namespace/shop unchanged\nnetworkpolicy.networking.k8s.io/db-only unchanged"
+    );
+    std::fs::write(&file, manifest(5433)).unwrap();
+    assert!(ok(&node, &["apply", "-f", f]).contains("networkpolicy.networking.k8s.io/db-only configured"));
+    let table = ok(&node, &["get", "netpol", "-n", "shop"]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().split_whitespace().eq(["NAME", "POD-SELECTOR", "AGE"]), "{table}");
+    assert!(lines.next().unwrap().split_whitespace().take(2).eq(["db-only", "app=db"]), "{table}");
+    let policy = podnet_e2e::kubectl::json(&ok(
+        &node,
+        &["get", "networkpolicy", "db-only", "-n", "shop", "-o", "json"],
+    ));
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 5433, "{policy}");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    let described = ok(&node, &["describe", "netpol", "db-only", "-n", "shop"]);
+    assert!(described.contains("PodSelector:     app=db") && described.contains("5433/TCP"), "{described}");
+    // The same policy through podnet's own CLI.
+    assert!(node.ok(&["get", "netpol", "-A"]).contains("db-only"));
+    // Namespace labels, for namespaceSelector.
+    ok(&node, &["label", "namespace", "shop", "team=a"]);
+    let labels = ok(&node, &["get", "namespace", "shop", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        labels.contains("\"team\":\"a\"") && labels.contains("\"kubernetes.io/metadata.name\":\"shop\""),
+        "{labels}"
+    );
+    // Refusals come back as the API server's 422 with the field.
+    std::fs::write(&file, manifest(5432).replace("protocol: TCP, port: 5432", "protocol: SCTP, port: 5432"))
+        .unwrap();
+    fails(&node, &["apply", "-f", f], "spec.ingress[0].ports[0].protocol");
+    ok(&node, &["delete", "netpol", "db-only", "-n", "shop"]);
+    assert!(node.ok(&["get", "netpol", "-A"]).is_empty());
+}

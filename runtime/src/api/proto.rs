@@ -176,6 +176,8 @@ pub enum Request {
         name: String,
         /// Its labels.
         labels: crate::model::Labels,
+        /// Its annotations.
+        annotations: crate::model::Annotations,
     },
     /// Replace a namespace's labels (it must exist: made, `default`, or
     /// holding objects).
@@ -184,6 +186,8 @@ pub enum Request {
         name: String,
         /// Its labels (`kubernetes.io/metadata.name` is always set).
         labels: crate::model::Labels,
+        /// Its annotations.
+        annotations: crate::model::Annotations,
     },
     /// Create a NetworkPolicy.
     CreateNetworkPolicy(NetworkPolicySpec),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::updates::namespace_labels;
 use super::{ControlError, ControlPlane, Now, key};
-use crate::model::policy::{NetworkPolicy, NetworkPolicySpec};
-use crate::model::{Labels, Namespace};
+use crate::model::policy::{NAMESPACE_NAME_LABEL, NetworkPolicy, NetworkPolicySpec};
+use crate::model::{Annotations, Labels, Namespace, check_annotations};
 use crate::policy::{PolicyInputs, PolicyPod};
 
 impl ControlPlane {
@@ -66,18 +66,22 @@ impl ControlPlane {
         now: Now,
         name: String,
         labels: Labels,
+        annotations: Annotations,
     ) -> Result<Namespace, ControlError> {
         if !self.namespace_exists(&name) {
             return Err(ControlError::NoNamespace(name));
         }
         let labels = namespace_labels(labels)?;
+        check_annotations(&annotations)?;
         self.transact(|cp| {
             let namespace = cp.namespaces.entry(name.clone()).or_insert_with(|| Namespace {
                 name,
                 created_at: now.unix,
                 labels: Labels::new(),
+                annotations: Annotations::new(),
             });
             namespace.labels = labels;
+            namespace.annotations = annotations;
             Ok(namespace.clone())
         })
     }
@@ -98,10 +102,7 @@ impl ControlPlane {
                 let spec = &p.record.spec;
                 namespaces.entry(spec.namespace.clone()).or_insert_with(|| {
                     self.namespaces.get(&spec.namespace).map_or_else(
-                        || {
-                            Namespace { name: spec.namespace.clone(), created_at: 0, labels: Labels::new() }
-                                .all_labels()
-                        },
+                        || Labels::from([(NAMESPACE_NAME_LABEL.to_string(), spec.namespace.clone())]),
                         Namespace::all_labels,
                     )
                 });

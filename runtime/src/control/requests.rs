@@ -128,11 +128,11 @@ impl ControlPlane {
             Request::UpdatePod(spec) => self.update_pod(spec).map(Response::Pod),
             Request::UpdateDeployment(spec) => self.update_deployment(now, spec).map(Response::Deployment),
             Request::UpdateService(spec) => self.update_service(spec).map(Response::Service),
-            Request::CreateNamespace { name, labels } => {
-                self.create_namespace(now, name, labels).map(Response::Namespace)
+            Request::CreateNamespace { name, labels, annotations } => {
+                self.create_namespace(now, name, labels, annotations).map(Response::Namespace)
             }
-            Request::UpdateNamespace { name, labels } => {
-                self.update_namespace(now, name, labels).map(Response::Namespace)
+            Request::UpdateNamespace { name, labels, annotations } => {
+                self.update_namespace(now, name, labels, annotations).map(Response::Namespace)
             }
             Request::CreateNetworkPolicy(spec) => self.create_policy(now, spec).map(Response::NetworkPolicy),
             Request::UpdateNetworkPolicy(spec) => self.update_policy(spec).map(Response::NetworkPolicy),

@@ -8,8 +8,8 @@
 use super::{ControlError, ControlPlane, Key, Now, key};
 use crate::api::{Request, Response};
 use crate::model::{
-    ClusterIpRequest, Deployment, DeploymentSpec, Labels, Namespace, Pod, PodSpec, Protocol, Service,
-    ServiceSpec, ServiceType, check_annotations, check_label, check_name,
+    Annotations, ClusterIpRequest, Deployment, DeploymentSpec, Labels, Namespace, Pod, PodSpec, Protocol,
+    Service, ServiceSpec, ServiceType, check_annotations, check_label, check_name,
 };
 
 impl ControlPlane {
@@ -133,14 +133,16 @@ impl ControlPlane {
         now: Now,
         name: String,
         labels: Labels,
+        annotations: Annotations,
     ) -> Result<Namespace, ControlError> {
         check_name("namespace", &name, 63)?;
         if self.namespace_exists(&name) {
             return Err(ControlError::NamespaceExists(name));
         }
         let labels = namespace_labels(labels)?;
+        check_annotations(&annotations)?;
         self.transact(|cp| {
-            let namespace = Namespace { name: name.clone(), created_at: now.unix, labels };
+            let namespace = Namespace { name: name.clone(), created_at: now.unix, labels, annotations };
             cp.namespaces.insert(name, namespace.clone());
             Ok(namespace)
         })

@@ -365,8 +365,8 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     Ok(PodParts { command, image, ports, host_ports, readiness, security, resources, container })
 }
 
-/// A v1 Namespace: its name and labels.
-pub fn namespace(body: &Value) -> Result<(String, Labels), Status> {
+/// A v1 Namespace: its name, labels and annotations.
+pub fn namespace(body: &Value) -> Result<(String, Labels, Annotations), Status> {
     let name = head(body, "Namespace", "v1", None)?;
     let ctx = Ctx { kind: "Namespace", name };
     crate::model::check_name("namespace", name, 63)
@@ -375,7 +375,7 @@ pub fn namespace(body: &Value) -> Result<(String, Labels), Status> {
     for (k, v) in &labels {
         crate::model::check_label(k, v).map_err(|e| ctx.invalid("metadata.labels", e.to_string()))?;
     }
-    Ok((name.to_string(), labels))
+    Ok((name.to_string(), labels, annotations(&ctx, body)?))
 }
 
 /// A v1 Pod into a [`PodSpec`] in `namespace`.

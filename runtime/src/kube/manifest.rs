@@ -24,8 +24,8 @@ pub enum Object {
     Deployment(DeploymentSpec),
     /// A v1 Service.
     Service(ServiceSpec),
-    /// A v1 Namespace: its name and labels.
-    Namespace(String, crate::model::Labels),
+    /// A v1 Namespace: its name, labels and annotations.
+    Namespace(String, crate::model::Labels, crate::model::Annotations),
     /// A networking.k8s.io/v1 NetworkPolicy.
     NetworkPolicy(crate::model::policy::NetworkPolicySpec),
 }
@@ -37,7 +37,7 @@ impl Object {
             Object::Pod(p) => format!("pod/{}", p.name),
             Object::Deployment(d) => format!("deployment.apps/{}", d.name),
             Object::Service(s) => format!("service/{}", s.name),
-            Object::Namespace(n, _) => format!("namespace/{n}"),
+            Object::Namespace(n, _, _) => format!("namespace/{n}"),
             Object::NetworkPolicy(p) => format!("networkpolicy.networking.k8s.io/{}", p.name),
         }
     }
@@ -124,7 +124,7 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
         }
         ("v1", "Service") => decode::service(value, namespace).map(Object::Service).map_err(invalid),
         ("v1", "Namespace") => {
-            decode::namespace(value).map(|(name, labels)| Object::Namespace(name, labels)).map_err(invalid)
+            decode::namespace(value).map(|(n, l, a)| Object::Namespace(n, l, a)).map_err(invalid)
         }
         (super::netpol::API_VERSION, "NetworkPolicy") => {
             super::netpol::decode(value, namespace).map(Object::NetworkPolicy).map_err(invalid)
@@ -151,7 +151,10 @@ mod tests {
         let Object::Service(s) = &objects[1] else { panic!() };
         assert_eq!(s.namespace, "shop", "the object's namespace wins");
         let list = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}]}"#;
-        assert_eq!(read(list, "default").unwrap(), [Object::Namespace("shop".into(), Default::default())]);
+        assert_eq!(
+            read(list, "default").unwrap(),
+            [Object::Namespace("shop".into(), Default::default(), Default::default())]
+        );
     }
 
     #[test]

@@ -538,6 +538,9 @@ pub struct Namespace {
     /// wherever a namespace is shown or matched ([`Namespace::all_labels`]).
     #[serde(default)]
     pub labels: Labels,
+    /// Annotations (kubectl's last-applied-configuration).
+    #[serde(default)]
+    pub annotations: Annotations,
 }
 
 impl Namespace {

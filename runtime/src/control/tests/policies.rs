@@ -113,23 +113,39 @@ fn an_invalid_policy_is_refused_and_nothing_is_stored() {
 #[test]
 fn namespaces_carry_labels_and_their_name_label() {
     let mut h = Harness::new(1);
-    let Response::Namespace(ns) =
-        h.ok(Request::CreateNamespace { name: "shop".into(), labels: labels(&[("team", "a")]) })
-    else {
+    let Response::Namespace(ns) = h.ok(Request::CreateNamespace {
+        name: "shop".into(),
+        labels: labels(&[("team", "a")]),
+        annotations: Default::default(),
+    }) else {
         panic!()
     };
     assert_eq!(ns.all_labels(), labels(&[("team", "a"), ("kubernetes.io/metadata.name", "shop")]));
     // `default` and a namespace that only holds objects take labels too.
-    h.ok(Request::UpdateNamespace { name: "default".into(), labels: labels(&[("team", "b")]) });
+    h.ok(Request::UpdateNamespace {
+        name: "default".into(),
+        labels: labels(&[("team", "b")]),
+        annotations: Default::default(),
+    });
     assert!(
-        h.err(Request::UpdateNamespace { name: "nope".into(), labels: Labels::new() }).contains("not found")
+        h.err(Request::UpdateNamespace {
+            name: "nope".into(),
+            labels: Labels::new(),
+            annotations: Default::default()
+        })
+        .contains("not found")
     );
-    let e = h.err(Request::UpdateNamespace { name: "shop".into(), labels: labels(&[("bad key", "x")]) });
+    let e = h.err(Request::UpdateNamespace {
+        name: "shop".into(),
+        labels: labels(&[("bad key", "x")]),
+        annotations: Default::default(),
+    });
     assert!(e.contains("invalid label"), "{e}");
     // The name label is the name's, whatever a user writes.
     let Response::Namespace(ns) = h.ok(Request::UpdateNamespace {
         name: "shop".into(),
         labels: labels(&[("kubernetes.io/metadata.name", "other")]),
+        annotations: Default::default(),
     }) else {
         panic!()
     };
@@ -144,8 +160,12 @@ fn deleting_a_namespace_deletes_its_policies() {
     let mut h = Harness::new(1);
     h.ok(Request::CreateNetworkPolicy(policy("db", "shop")));
     assert!(
-        h.err(Request::CreateNamespace { name: "shop".into(), labels: Labels::new() })
-            .contains("already exists")
+        h.err(Request::CreateNamespace {
+            name: "shop".into(),
+            labels: Labels::new(),
+            annotations: Default::default()
+        })
+        .contains("already exists")
     );
     h.ok(Request::DeleteNamespace { name: "shop".into() });
     let Response::NetworkPolicies(list) = h.ok(Request::GetNetworkPolicies { namespace: None }) else {
@@ -177,7 +197,11 @@ fn members_get_the_policies_with_every_pod_and_namespace_they_select() {
     assert_eq!(names, ["default", "shop"]);
     assert_eq!(inputs.namespaces[1].1["kubernetes.io/metadata.name"], "shop");
     // A label change reaches members.
-    h.ok(Request::UpdateNamespace { name: "shop".into(), labels: labels(&[("team", "a")]) });
+    h.ok(Request::UpdateNamespace {
+        name: "shop".into(),
+        labels: labels(&[("team", "a")]),
+        annotations: Default::default(),
+    });
     h.settle();
     assert_eq!(h.nodes["n1"].desired.policy.namespaces[1].1["team"], "a");
     h.ok(Request::DeleteNetworkPolicy { namespace: "shop".into(), name: "db".into() });
