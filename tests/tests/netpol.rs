@@ -15,17 +15,19 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use podnet_e2e::{Node, Outside, eventually, podnet_bin, stderr, stdout};
+use podnet_e2e::{Cluster, Node, Outside, eventually, podnet_bin, stderr, stdout};
 use serde_json::{Value, json};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
 /// The cluster DNS of the default config.
 const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+/// The lan host of one node (`Outside`), and of a cluster (its lan bridge).
 const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
+const CLUSTER_LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 251, 1);
 
 /// Serves TCP and UDP on ports 80 and 81 on every address: a TCP client
 /// gets "ok" and a close, a UDP datagram its echo.
@@ -252,6 +254,8 @@ struct ModelPod {
     labels: BTreeMap<String, String>,
     /// Named ports: name, UDP?, number.
     ports: Vec<(&'static str, bool, u16)>,
+    /// The node it runs on (index into the table's nodes).
+    node: usize,
 }
 
 /// One end of a probe.
@@ -263,10 +267,10 @@ enum End<'a> {
 }
 
 impl End<'_> {
-    fn ip(&self) -> Ipv4Addr {
+    fn ip(&self, lan: Ipv4Addr) -> Ipv4Addr {
         match self {
             End::Pod(p) => p.ip,
-            End::Lan => LAN_HOST,
+            End::Lan => lan,
             End::Dns => CLUSTER_DNS,
         }
     }
@@ -274,6 +278,8 @@ impl End<'_> {
 
 struct World {
     pods: Vec<ModelPod>,
+    /// The lan host's address.
+    lan: Ipv4Addr,
     namespaces: BTreeMap<&'static str, BTreeMap<String, String>>,
 }
 
@@ -287,7 +293,8 @@ impl World {
     fn peer_is(&self, policy: &Policy, peer: &Peer, end: End<'_>) -> bool {
         match peer {
             Peer::Block { cidr, except } => {
-                in_block(end.ip(), *cidr) && !except.iter().any(|e| in_block(end.ip(), *e))
+                let ip = end.ip(self.lan);
+                in_block(ip, *cidr) && !except.iter().any(|e| in_block(ip, *e))
             }
             Peer::Pods { pods, namespaces } => {
                 let End::Pod(pod) = end else { return false };
@@ -348,10 +355,16 @@ impl World {
 // ---------------------------------------------------------------------------
 // The harness: pods, probes, tables.
 
-struct Table {
+/// Where the table runs: one node with a lan of its own, or a cluster
+/// whose lan bridge is the lan host.
+enum Site {
     // The lan goes first: its link lives in the node's namespace.
-    _lan: Outside,
-    node: Node,
+    One { _lan: Outside, node: Node },
+    Cluster { cluster: Cluster, lan_server: Child },
+}
+
+struct Table {
+    site: Site,
     world: World,
     probe: String,
     /// Policies applied now, to delete before the next scenario.
@@ -377,28 +390,66 @@ impl Target {
     }
 }
 
+impl Drop for Table {
+    fn drop(&mut self) {
+        if let Site::Cluster { lan_server, .. } = &mut self.site {
+            let _ = lan_server.kill();
+            let _ = lan_server.wait();
+        }
+    }
+}
+
 impl Table {
-    fn start() -> Table {
+    /// A table on one node (`nodes` 1) or a cluster of `nodes`; pods are
+    /// spread so that every namespace spans the nodes.
+    fn start(nodes: usize) -> Table {
         podnet_e2e::require_root();
         assert!(
             std::path::Path::new("/usr/bin/python3").is_file(),
             "/usr/bin/python3 is missing: apt-get install python3"
         );
-        let node = Node::start("netpol");
-        let mut lan = Outside::attach(&node);
-        let server = node.dir.join("server.py");
+        let (site, lan) = match nodes {
+            1 => {
+                let node = Node::start("netpol");
+                let lan = Outside::attach(&node);
+                (Site::One { _lan: lan, node }, LAN_HOST)
+            }
+            n => {
+                let cluster = Cluster::start("npc", n - 1);
+                let server = cluster.server().dir.join("server.py");
+                std::fs::write(&server, SERVER).unwrap();
+                let lan_server = Command::new("ip")
+                    .args(["netns", "exec", &cluster.lan, "/usr/bin/python3"])
+                    .arg(&server)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("the lan's server");
+                (Site::Cluster { cluster, lan_server }, CLUSTER_LAN_HOST)
+            }
+        };
+        let mut table = Table {
+            site,
+            world: World { pods: Vec::new(), namespaces: BTreeMap::new(), lan },
+            probe: String::new(),
+            applied: Vec::new(),
+        };
+        let dir = table.node().dir.clone();
+        let server = dir.join("server.py");
         std::fs::write(&server, SERVER).unwrap();
-        let probe = node.dir.join("probe.py");
+        let probe = dir.join("probe.py");
         std::fs::write(&probe, PROBE).unwrap();
-        lan.spawn(&["/usr/bin/python3", server.to_str().unwrap()], &node.dir.join("lan-server.log"));
+        table.probe = probe.to_string_lossy().into_owned();
+        if let Site::One { _lan, node } = &mut table.site {
+            _lan.spawn(&["/usr/bin/python3", server.to_str().unwrap()], &node.dir.join("lan-server.log"));
+        }
         // Namespaces: x and y are team=blue, z team=red.
-        let mut namespaces = BTreeMap::new();
         let mut docs = Vec::new();
         for ns in NAMESPACES {
             let team = if ns == "z" { "red" } else { "blue" };
             docs.push(json!({ "apiVersion": "v1", "kind": "Namespace",
                 "metadata": { "name": ns, "labels": { "team": team } } }));
-            namespaces.insert(
+            table.world.namespaces.insert(
                 ns,
                 BTreeMap::from([
                     ("team".to_string(), team.to_string()),
@@ -406,21 +457,17 @@ impl Table {
                 ]),
             );
         }
-        let mut table = Table {
-            node,
-            _lan: lan,
-            world: World { pods: Vec::new(), namespaces },
-            probe: probe.to_string_lossy().into_owned(),
-            applied: Vec::new(),
-        };
         table.apply_json(&json!({ "apiVersion": "v1", "kind": "List", "items": docs }));
         // Pods: labelled pod=NAME; the named port `serve` is TCP 80 on a
-        // and b, 81 on c (a named port resolves per pod).
-        for ns in NAMESPACES {
-            for pod in PODS {
+        // and b, 81 on c (a named port resolves per pod). Pod j of
+        // namespace i runs on node (i + j) % nodes.
+        let names: Vec<String> = table.nodes().iter().map(|n| n.name.clone()).collect();
+        for (i, ns) in NAMESPACES.into_iter().enumerate() {
+            for (j, pod) in PODS.into_iter().enumerate() {
                 let serve = if pod == "c" { "serve:81/TCP" } else { "serve:80/TCP" };
                 let label = format!("pod={pod}");
-                table.node.ok(&[
+                let on = &names[(i + j) % names.len()];
+                table.node().ok(&[
                     "run",
                     pod,
                     "-n",
@@ -429,43 +476,60 @@ impl Table {
                     &label,
                     "--port",
                     serve,
+                    "--node",
+                    on,
                     "--",
                     "/usr/bin/python3",
                     server.to_str().unwrap(),
                 ]);
             }
         }
-        let pods = eventually(Duration::from_secs(30), "the 9 pods to run", || {
-            let pods = table.node.pods();
+        let pods = eventually(Duration::from_secs(60), "the 9 pods to run", || {
+            let pods = table.node().pods();
             let ready = pods.iter().filter(|p| p["status"]["containerStatuses"][0]["ready"] == true).count();
             (ready == 9).then_some(pods)
         });
         for p in pods {
             let ns = NAMESPACES.into_iter().find(|n| p["metadata"]["namespace"] == *n).unwrap();
             let name = PODS.into_iter().find(|n| p["metadata"]["name"] == *n).unwrap();
+            let node =
+                names.iter().position(|n| p["spec"]["nodeName"] == n.as_str()).expect("a node of the table");
             table.world.pods.push(ModelPod {
                 namespace: ns,
                 name,
                 ip: p["status"]["podIP"].as_str().unwrap().parse().unwrap(),
                 labels: BTreeMap::from([("pod".to_string(), name.to_string())]),
                 ports: vec![("serve", false, if name == "c" { 81 } else { 80 })],
+                node,
             });
         }
         table.world.pods.sort_by_key(|p| (p.namespace, p.name));
         table
     }
 
+    /// The node policies are applied through (the server of a cluster).
+    fn node(&self) -> &Node {
+        &self.nodes()[0]
+    }
+
+    fn nodes(&self) -> &[Node] {
+        match &self.site {
+            Site::One { node, .. } => std::slice::from_ref(node),
+            Site::Cluster { cluster, .. } => &cluster.nodes,
+        }
+    }
+
     fn apply_json(&self, value: &Value) -> String {
-        let file = self.node.dir.join("apply.json");
+        let file = self.node().dir.join("apply.json");
         std::fs::write(&file, value.to_string()).unwrap();
-        self.node.ok(&["apply", "-f", file.to_str().unwrap()])
+        self.node().ok(&["apply", "-f", file.to_str().unwrap()])
     }
 
     /// Replaces the policies in force with `policies`.
     fn set(&mut self, policies: &[Policy]) {
         for old in std::mem::take(&mut self.applied) {
             if !policies.iter().any(|p| p.name == old.name && p.namespace == old.namespace) {
-                self.node.ok(&["delete", "netpol", old.name, "-n", old.namespace]);
+                self.node().ok(&["delete", "netpol", old.name, "-n", old.namespace]);
             }
         }
         if !policies.is_empty() {
@@ -484,8 +548,9 @@ impl Table {
                 targets.push((label, Target { udp, port, ip: pod.ip, dns: false }));
             }
         }
-        targets.push(("lan:tcp/80".into(), Target { udp: false, port: 80, ip: LAN_HOST, dns: false }));
-        targets.push(("lan:udp/81".into(), Target { udp: true, port: 81, ip: LAN_HOST, dns: false }));
+        let lan = self.world.lan;
+        targets.push(("lan:tcp/80".into(), Target { udp: false, port: 80, ip: lan, dns: false }));
+        targets.push(("lan:udp/81".into(), Target { udp: true, port: 81, ip: lan, dns: false }));
         targets.push(("dns".into(), Target { udp: true, port: 53, ip: CLUSTER_DNS, dns: true }));
         targets
     }
@@ -531,7 +596,7 @@ impl Table {
                                 &self.probe,
                             ])
                             .args(args)
-                            .env("PODNET_SOCKET", &self.node.socket);
+                            .env("PODNET_SOCKET", &self.nodes()[pod.node].socket);
                         (format!("{}/{}", pod.namespace, pod.name), command.output().expect("podnet exec"))
                     })
                 })
@@ -629,9 +694,23 @@ fn deny_egress(ns: &'static str) -> Policy {
 
 #[test]
 fn network_policy_truth_tables_on_one_node() {
-    let mut t = Table::start();
+    scenarios(&mut Table::start(1));
+}
+
+/// The same tables across a server and two members: every namespace spans
+/// the three nodes, so ingress is judged on the destination's node and
+/// egress on the source's, across the overlay.
+#[test]
+fn network_policy_truth_tables_across_three_nodes() {
+    scenarios(&mut Table::start(3));
+}
+
+/// At least 25 scenarios, each a whole truth table.
+fn scenarios(t: &mut Table) {
     let a = sel(&[("pod", "a")]);
     let yb = t.pod_ip("y", "b");
+    let lan = (Ipv4Addr::from(u32::from(t.world.lan) & 0xffff_ff00), 24);
+    let one_node = t.nodes().len() == 1;
 
     t.check("no policy: everything open", &[]);
 
@@ -639,19 +718,19 @@ fn network_policy_truth_tables_on_one_node() {
     t.check("default deny ingress in x", &[deny_ingress("x")]);
     // The node itself is exempt: probes and proxied node ports come from it.
     let xa = t.pod_ip("x", "a");
-    let node_probe = t.node.on_node(&["/usr/bin/python3", &t.probe, &format!("tcp:{xa}:80")]);
+    let xa_node = &t.nodes()[t.world.pods.iter().find(|p| p.ip == xa).unwrap().node];
+    let node_probe = xa_node.on_node(&["/usr/bin/python3", &t.probe, &format!("tcp:{xa}:80")]);
     assert_eq!(stdout(&node_probe).trim(), format!("tcp:{xa}:80 1"), "the node reaches an isolated pod");
-    let stats: Value = serde_json::from_str(&t.node.ok(&["node", "stats", "-o", "json"])).unwrap();
-    let counter =
-        |port: &str, reason: &str| {
-            stats["ports"].as_array().unwrap().iter().find(|p| p["port"] == port).and_then(|p| {
-                p["drops"].as_array()?.iter().find(|d| d[0] == reason).and_then(|d| d[1].as_u64())
-            })
-        };
-    assert!(counter("x/a", "ingress_denied").is_some_and(|n| n > 0), "denials counted on the pod: {stats}");
-    assert!(counter("y/b", "policy_ingress").is_some_and(|n| n > 0), "and on the sender's port: {stats}");
+    if one_node {
+        // Denials are counted: on the sender's port by direction, and on
+        // the isolated pod.
+        assert!(t.node().drops("x/a", "ingress_denied") > 0);
+        assert!(t.node().drops("y/b", "policy_ingress") > 0);
+    }
     t.check("default deny egress in x", &[deny_egress("x")]);
-    assert!(t.node.drops("x/a", "policy_egress") > 0);
+    if one_node {
+        assert!(t.node().drops("x/a", "policy_egress") > 0);
+    }
     t.check(
         "default deny both ways in y",
         &[Policy { types: Some(vec!["Ingress", "Egress"]), ..policy("deny-all", "y", Sel::default()) }],
@@ -789,10 +868,7 @@ fn network_policy_truth_tables_on_one_node() {
     t.check(
         "egress from z to the lan only",
         &[Policy {
-            egress: vec![from(
-                vec![Peer::Block { cidr: (Ipv4Addr::new(192, 168, 77, 0), 24), except: vec![] }],
-                vec![],
-            )],
+            egress: vec![from(vec![Peer::Block { cidr: lan, except: vec![] }], vec![])],
             ..policy("z-to-lan", "z", Sel::default())
         }],
     );
@@ -800,10 +876,7 @@ fn network_policy_truth_tables_on_one_node() {
         "egress from z anywhere but the lan",
         &[Policy {
             egress: vec![from(
-                vec![Peer::Block {
-                    cidr: (Ipv4Addr::new(0, 0, 0, 0), 0),
-                    except: vec![(Ipv4Addr::new(192, 168, 77, 0), 24)],
-                }],
+                vec![Peer::Block { cidr: (Ipv4Addr::new(0, 0, 0, 0), 0), except: vec![lan] }],
                 vec![],
             )],
             ..policy("z-not-lan", "z", Sel::default())
