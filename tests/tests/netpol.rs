@@ -94,6 +94,22 @@ for t in sys.argv[1:]:
     print(t, 1 if results.get(t) else 0)
 "#;
 
+/// Sends a datagram to `IP PORT` `N` times on one socket (one flow), 0.1 s
+/// apart, printing 1 for each echo and 0 for each silence.
+const STREAM: &str = r#"
+import socket, sys, time
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
+s.connect((ip, port))
+for i in range(n):
+    try:
+        s.send(b"ping"); ok = s.recv(64) == b"ping"
+    except OSError:
+        ok = False
+    print(1 if ok else 0, flush=True)
+    time.sleep(0.1)
+"#;
+
 // ---------------------------------------------------------------------------
 // The model: policies as the test writes them, and the spec's verdict.
 
@@ -359,7 +375,7 @@ impl World {
 /// whose lan bridge is the lan host.
 enum Site {
     // The lan goes first: its link lives in the node's namespace.
-    One { _lan: Outside, node: Node },
+    One { lan: Outside, node: Node },
     Cluster { cluster: Cluster, lan_server: Child },
 }
 
@@ -369,6 +385,8 @@ struct Table {
     probe: String,
     /// Policies applied now, to delete before the next scenario.
     applied: Vec<Policy>,
+    /// The ClusterIP of Service svc-a in x, whose one backend is x/a.
+    service_ip: Ipv4Addr,
 }
 
 /// A target of a probe: kind, address, port (the cell's column).
@@ -378,6 +396,8 @@ struct Target {
     port: u16,
     ip: Ipv4Addr,
     dns: bool,
+    /// The address policy judges, when it is not `ip`: a ClusterIP's backend.
+    backend: Option<Ipv4Addr>,
 }
 
 impl Target {
@@ -412,7 +432,7 @@ impl Table {
             1 => {
                 let node = Node::start("netpol");
                 let lan = Outside::attach(&node);
-                (Site::One { _lan: lan, node }, LAN_HOST)
+                (Site::One { lan, node }, LAN_HOST)
             }
             n => {
                 let cluster = Cluster::start("npc", n - 1);
@@ -433,15 +453,17 @@ impl Table {
             world: World { pods: Vec::new(), namespaces: BTreeMap::new(), lan },
             probe: String::new(),
             applied: Vec::new(),
+            service_ip: Ipv4Addr::UNSPECIFIED,
         };
         let dir = table.node().dir.clone();
         let server = dir.join("server.py");
         std::fs::write(&server, SERVER).unwrap();
         let probe = dir.join("probe.py");
         std::fs::write(&probe, PROBE).unwrap();
+        std::fs::write(dir.join("stream.py"), STREAM).unwrap();
         table.probe = probe.to_string_lossy().into_owned();
-        if let Site::One { _lan, node } = &mut table.site {
-            _lan.spawn(&["/usr/bin/python3", server.to_str().unwrap()], &node.dir.join("lan-server.log"));
+        if let Site::One { lan, node } = &mut table.site {
+            lan.spawn(&["/usr/bin/python3", server.to_str().unwrap()], &node.dir.join("lan-server.log"));
         }
         // Namespaces: x and y are team=blue, z team=red.
         let mut docs = Vec::new();
@@ -504,6 +526,11 @@ impl Table {
             });
         }
         table.world.pods.sort_by_key(|p| (p.namespace, p.name));
+        table.node().ok(&["expose", "pod", "a", "-n", "x", "--port", "80", "--name", "svc-a"]);
+        let svc: Value =
+            serde_json::from_str(&table.node().ok(&["get", "svc", "svc-a", "-n", "x", "-o", "json"]))
+                .unwrap();
+        table.service_ip = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
         table
     }
 
@@ -545,13 +572,17 @@ impl Table {
             for (udp, port) in [(false, 80), (false, 81), (true, 80), (true, 81)] {
                 let label =
                     format!("{}/{}:{}/{port}", pod.namespace, pod.name, if udp { "udp" } else { "tcp" });
-                targets.push((label, Target { udp, port, ip: pod.ip, dns: false }));
+                targets.push((label, Target { udp, port, ip: pod.ip, dns: false, backend: None }));
             }
         }
         let lan = self.world.lan;
-        targets.push(("lan:tcp/80".into(), Target { udp: false, port: 80, ip: lan, dns: false }));
-        targets.push(("lan:udp/81".into(), Target { udp: true, port: 81, ip: lan, dns: false }));
-        targets.push(("dns".into(), Target { udp: true, port: 53, ip: CLUSTER_DNS, dns: true }));
+        let to = |udp, port, ip, dns| Target { udp, port, ip, dns, backend: None };
+        targets.push(("lan:tcp/80".into(), to(false, 80, lan, false)));
+        targets.push(("lan:udp/81".into(), to(true, 81, lan, false)));
+        targets.push(("dns".into(), to(true, 53, CLUSTER_DNS, true)));
+        // ClusterIP traffic is judged on the backend, after translation.
+        let backend = Some(self.pod_ip("x", "a"));
+        targets.push(("svc-a.x:tcp/80".into(), Target { backend, ..to(false, 80, self.service_ip, false) }));
         targets
     }
 
@@ -560,7 +591,8 @@ impl Table {
         let mut cells = BTreeMap::new();
         for src in &self.world.pods {
             for (label, t) in self.targets() {
-                let dst = match (t.dns, self.world.pods.iter().find(|p| p.ip == t.ip)) {
+                let judged = t.backend.unwrap_or(t.ip);
+                let dst = match (t.dns, self.world.pods.iter().find(|p| p.ip == judged)) {
                     (true, _) => End::Dns,
                     (false, Some(p)) => End::Pod(p),
                     (false, None) => End::Lan,
@@ -712,6 +744,10 @@ fn scenarios(t: &mut Table) {
     let lan = (Ipv4Addr::from(u32::from(t.world.lan) & 0xffff_ff00), 24);
     let one_node = t.nodes().len() == 1;
 
+    if one_node {
+        t.node()
+            .ok(&["expose", "pod", "a", "-n", "x", "--port", "80", "--name", "np-a", "--type", "NodePort"]);
+    }
     t.check("no policy: everything open", &[]);
 
     // Default deny each way, and allow-all.
@@ -721,6 +757,16 @@ fn scenarios(t: &mut Table) {
     let xa_node = &t.nodes()[t.world.pods.iter().find(|p| p.ip == xa).unwrap().node];
     let node_probe = xa_node.on_node(&["/usr/bin/python3", &t.probe, &format!("tcp:{xa}:80")]);
     assert_eq!(stdout(&node_probe).trim(), format!("tcp:{xa}:80 1"), "the node reaches an isolated pod");
+    if let Site::One { lan, node } = &t.site {
+        // A node port reaches the isolated pod: the agent proxies it from
+        // the node, which is exempt (as kube-proxy's SNAT makes the node
+        // the client).
+        let svc: Value =
+            serde_json::from_str(&node.ok(&["get", "svc", "np-a", "-n", "x", "-o", "json"])).unwrap();
+        let target = format!("tcp:{}:{}", lan.node_ip, svc["spec"]["ports"][0]["nodePort"]);
+        let out = lan.run(&["/usr/bin/python3", &t.probe, &target]);
+        assert_eq!(stdout(&out).trim(), format!("{target} 1"), "the lan reaches x/a through its node port");
+    }
     if one_node {
         // Denials are counted: on the sender's port by direction, and on
         // the isolated pod.
@@ -927,20 +973,38 @@ fn scenarios(t: &mut Table) {
     );
 
     // A policy changed in place, then removed: connectivity follows.
-    t.check(
-        "x/a from b (before the change)",
-        &[Policy {
-            ingress: vec![from(vec![pods(&[("pod", "b")])], vec![])],
+    let a_from = |pod: &'static str| {
+        vec![Policy {
+            ingress: vec![from(vec![pods(&[("pod", pod)])], vec![])],
             ..policy("a-from", "x", a.clone())
-        }],
-    );
-    t.check(
-        "x/a from c (the same policy changed)",
-        &[Policy {
-            ingress: vec![from(vec![pods(&[("pod", "c")])], vec![])],
-            ..policy("a-from", "x", a.clone())
-        }],
-    );
+        }]
+    };
+    t.check("x/a from b (before the change)", &a_from("b"));
+    // A change closes the connections it no longer admits: a UDP flow from
+    // x/b to x/a, echoed before the change, is silent after it.
+    let xb = t.world.pods.iter().find(|p| p.namespace == "x" && p.name == "b").unwrap();
+    let socket = t.nodes()[xb.node].socket.clone();
+    let script = t.node().dir.join("stream.py");
+    let xa = t.pod_ip("x", "a").to_string();
+    let out = std::thread::scope(|s| {
+        let stream = s.spawn(move || {
+            Command::new(podnet_bin())
+                .args(["exec", "b", "-n", "x", "--", "/usr/bin/python3"])
+                .arg(&script)
+                .args([xa.as_str(), "80", "40"])
+                .env("PODNET_SOCKET", &socket)
+                .output()
+                .expect("podnet exec")
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        t.set(&a_from("c"));
+        stream.join().unwrap()
+    });
+    let echoes: Vec<bool> = stdout(&out).lines().map(|l| l == "1").collect();
+    assert_eq!(echoes.len(), 40, "{}{}", stdout(&out), stderr(&out));
+    assert!(echoes[..3].iter().all(|e| *e), "the flow was echoed before the change: {echoes:?}");
+    assert!(echoes[35..].iter().all(|e| !*e), "and is cut after it: {echoes:?}");
+    t.check("x/a from c (the same policy changed)", &a_from("c"));
     t.check("policies removed: everything open again", &[]);
 }
 
