@@ -273,6 +273,14 @@ mod tests {
         assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["kind"] == "Scale"));
         assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
         assert!(find("", "deployments").is_none() && find("apps", "deployments").is_some());
+        let net = networking_resources();
+        assert_eq!(net["resources"][0]["shortNames"], json!(["netpol"]));
+        assert!(net["resources"][0]["verbs"].as_array().unwrap().contains(&json!("watch")));
+        assert_eq!(
+            find("networking.k8s.io", "networkpolicies").unwrap().api_version(),
+            "networking.k8s.io/v1"
+        );
+        assert!(groups()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "networking.k8s.io"));
         for short in ["svc", "ep", "no", "ns"] {
             assert!(CORE.iter().any(|r| r.short_names.contains(&short)), "{short}");
         }

@@ -379,6 +379,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_network_policy_row_shows_its_pod_selector() {
+        let policy = json!({ "metadata": { "name": "db-only", "creationTimestamp": "2026-01-01T00:00:00Z" },
+            "spec": { "podSelector": { "matchLabels": { "app": "db" },
+                "matchExpressions": [{ "key": "tier", "operator": "NotIn", "values": ["a", "b"] }] } } });
+        let t = table(
+            "NetworkPolicy",
+            &[policy, json!({ "metadata": { "name": "all" }, "spec": { "podSelector": {} } })],
+            Include::None,
+            0,
+            1,
+        );
+        assert_eq!(t["columnDefinitions"][1]["name"], "Pod-Selector");
+        assert_eq!(t["rows"][0]["cells"][1], "app=db,tier notin (a,b)");
+        assert_eq!(t["rows"][1]["cells"][1], "<none>");
+    }
+
+    #[test]
     fn ages_read_as_kubectl_prints_them() {
         for (secs, shown) in [
             (5, "5s"),

@@ -375,11 +375,6 @@ pub enum PolicyError {
     /// A peer with neither selector nor block.
     #[error("{0}: a peer needs a podSelector, a namespaceSelector or an ipBlock")]
     EmptyPeer(String),
-    /// An ipBlock with a selector in the same peer.
-    #[error(
-        "{0}: an ipBlock cannot be combined with podSelector or namespaceSelector in one peer: make them two peers"
-    )]
-    BlockAndSelector(String),
     /// Not a CIDR.
     #[error("`{0}` is not an IPv4 CIDR like 192.168.0.0/16 (podnet is IPv4 only)")]
     Cidr(String),
@@ -402,14 +397,6 @@ pub enum PolicyError {
         except: Cidr,
         /// The block.
         cidr: Cidr,
-    },
-    /// SCTP or another protocol.
-    #[error("{field}: protocol `{protocol}` is not supported: podnet's policies cover TCP and UDP")]
-    Protocol {
-        /// The field.
-        field: String,
-        /// As written.
-        protocol: String,
     },
     /// endPort below port.
     #[error("{field}: endPort {end_port} is below port {port}: it must be at least the port")]
