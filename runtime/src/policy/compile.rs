@@ -20,11 +20,17 @@ pub fn compile(inputs: &PolicyInputs, gateway: Ipv4Addr) -> PolicyTable {
     let namespaces: BTreeMap<&str, &Labels> =
         inputs.namespaces.iter().map(|(n, l)| (n.as_str(), l)).collect();
     let ctx = Ctx { inputs, namespaces };
-    // Peers do not depend on the selected pod: resolved once per policy.
-    let peers: Vec<[Vec<Vec<Peer>>; 2]> = inputs
+    // What does not depend on the selected pod is compiled once per policy:
+    // every rule's peers, and egress rules whole (their named ports resolve
+    // on the peers).
+    let per_policy: Vec<(Vec<Vec<Peer>>, Vec<Rule>)> = inputs
         .policies
         .iter()
-        .map(|p| [&p.ingress, &p.egress].map(|rules| rules.iter().map(|r| ctx.peers(p, r)).collect()))
+        .map(|p| {
+            let ingress = p.ingress.iter().map(|r| ctx.peers(p, r)).collect();
+            let egress = p.egress.iter().flat_map(|r| ctx.rule(r, &ctx.peers(p, r), None)).collect();
+            (ingress, egress)
+        })
         .collect();
     let mut table = Vec::new();
     for pod in &inputs.pods {
@@ -32,19 +38,17 @@ pub fn compile(inputs: &PolicyInputs, gateway: Ipv4Addr) -> PolicyTable {
         let selecting = inputs
             .policies
             .iter()
-            .zip(&peers)
+            .zip(&per_policy)
             .filter(|(p, _)| p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels));
-        for (policy, [ingress_peers, egress_peers]) in selecting {
-            for (direction, rules, peers, slot) in [
-                (PolicyType::Ingress, &policy.ingress, ingress_peers, &mut isolation.ingress),
-                (PolicyType::Egress, &policy.egress, egress_peers, &mut isolation.egress),
-            ] {
-                if policy.governs(direction) {
-                    let compiled = slot.get_or_insert_with(Vec::new);
-                    for (rule, peers) in rules.iter().zip(peers) {
-                        compiled.extend(ctx.rule(rule, peers, direction, pod));
-                    }
+        for (policy, (ingress_peers, egress)) in selecting {
+            if policy.governs(PolicyType::Ingress) {
+                let compiled = isolation.ingress.get_or_insert_with(Vec::new);
+                for (rule, peers) in policy.ingress.iter().zip(ingress_peers) {
+                    compiled.extend(ctx.rule(rule, peers, Some(pod)));
                 }
+            }
+            if policy.governs(PolicyType::Egress) {
+                isolation.egress.get_or_insert_with(Vec::new).extend(egress.iter().cloned());
             }
         }
         table.push((pod.ip, isolation));
@@ -58,12 +62,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// One rule of `policy` for the selected pod `pod`: one switch rule for
+    /// One rule with its resolved `peers`: an ingress rule for the selected
+    /// pod `Some(pod)`, an egress rule for any (None). One switch rule for
     /// its peers and numbered ports, and for named ports one per number
     /// they resolve to. A rule whose ports all fail to resolve admits
     /// nothing, and so gives no switch rule (an empty port list would
     /// admit every port).
-    fn rule(&self, rule: &PolicyRule, peers: &[Peer], direction: PolicyType, pod: &PolicyPod) -> Vec<Rule> {
+    fn rule(&self, rule: &PolicyRule, peers: &[Peer], pod: Option<&PolicyPod>) -> Vec<Rule> {
         if rule.ports.is_empty() {
             return vec![Rule { peers: peers.to_vec(), ports: Vec::new() }];
         }
@@ -83,17 +88,17 @@ impl Ctx<'_> {
             }
         }
         let mut out = Vec::new();
-        match direction {
-            // The named port is the selected pod's own: one number each.
-            PolicyType::Ingress => {
+        match pod {
+            // Ingress: the named port is the selected pod's own, one number each.
+            Some(pod) => {
                 numbered.extend(named.iter().filter_map(|(name, protocol)| {
                     let n = port_number(pod, name, *protocol)?;
                     Some(PortRange { protocol: *protocol, first: n, last: n })
                 }));
             }
-            // The named port is each peer pod's: pods that give it the same
-            // number share a rule.
-            PolicyType::Egress => {
+            // Egress: the named port is each peer pod's; pods that give it
+            // the same number share a rule.
+            None => {
                 let mut groups: BTreeMap<(Protocol, u16), Vec<Ipv4Addr>> = BTreeMap::new();
                 for candidate in &self.inputs.pods {
                     let addr = candidate.ip;
