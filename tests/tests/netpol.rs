@@ -1126,6 +1126,13 @@ fn kubectl_applies_lists_describes_and_deletes_network_policies() {
     std::fs::write(&file, manifest(5432).replace("protocol: TCP, port: 5432", "protocol: SCTP, port: 5432"))
         .unwrap();
     fails(&node, &["apply", "-f", f], "spec.ingress[0].ports[0].protocol");
+    std::fs::write(
+        &file,
+        manifest(5432)
+            .replace("  podSelector: {matchLabels: {app: db}}", "  podSelectr: {matchLabels: {app: db}}"),
+    )
+    .unwrap();
+    fails(&node, &["apply", "-f", f], "unknown field \"spec.podSelectr\"");
     ok(&node, &["delete", "netpol", "db-only", "-n", "shop"]);
     assert!(node.ok(&["get", "netpol", "-A"]).is_empty());
 }
