@@ -1055,6 +1055,11 @@ fn network_policies_are_listed_described_and_refused_clearly() {
             "- from: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/8]}}, {podSelector",
             "not strictly inside",
         ),
+        (
+            "  podSelector: {matchLabels: {app: db}}",
+            "  podSelectr: {matchLabels: {app: db}}",
+            "unknown field \"spec.podSelectr\"",
+        ),
     ] {
         let bad = policy.replace("db-only", "bad").replace(from, to);
         std::fs::write(&file, bad).unwrap();

@@ -117,6 +117,18 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
         |status: super::status::Status| ManifestError::Invalid { document, message: status.message };
     let (api_version, kind) =
         (value["apiVersion"].as_str().unwrap_or(""), value["kind"].as_str().unwrap_or(""));
+    // kubectl validates strictly by default: a misspelt field is an error
+    // here too, not silently nothing (a policy's misspelt podSelector would
+    // select every pod of its namespace).
+    if let Some(field) = super::fields::unknown(kind, value) {
+        return Err(ManifestError::Invalid {
+            document,
+            message: format!(
+                "{kind} {:?}: unknown field \"{field}\": check its spelling",
+                value["metadata"]["name"].as_str().unwrap_or("")
+            ),
+        });
+    }
     match (api_version, kind) {
         ("v1", "Pod") => decode::pod(value, namespace).map(Object::Pod).map_err(invalid),
         ("apps/v1", "Deployment") => {
@@ -162,6 +174,8 @@ mod tests {
         let bad = APP.replace("containerPort: 80", "containerPort: 70000");
         let e = read(&bad, "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1: Deployment \"web\" is invalid: spec.template.spec.containers[0].ports[0].containerPort"), "{e}");
+        let e = read(&APP.replace("replicas: 2", "replica: 2"), "default").unwrap_err().to_string();
+        assert_eq!(e, "document 1: Deployment \"web\": unknown field \"spec.replica\": check its spelling");
         let e = read("a: [", "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1 is not YAML or JSON"), "{e}");
         let e = read("---\napiVersion: v1\nkind: Secret\n", "default").unwrap_err().to_string();
