@@ -83,11 +83,39 @@ async fn apply(socket: &Path, object: Object) -> Result<&'static str, CliError> 
                 },
             }
         }
-        Object::Namespace(name) => match call(socket, Request::CreateNamespace { name }).await {
-            Ok(_) => Ok("created"),
-            // One that holds objects exists too.
-            Err(e) if e.to_string().contains("already exists") => Ok("unchanged"),
-            Err(e) => Err(e),
-        },
+        Object::Namespace(name, labels, annotations) => {
+            let list = call(socket, Request::GetNamespaces).await?;
+            let Response::Namespaces(all) = list else { return unexpected() };
+            let stored = all.into_iter().find(|n| n.name == name);
+            let create = Request::CreateNamespace {
+                name: name.clone(),
+                labels: labels.clone(),
+                annotations: annotations.clone(),
+            };
+            match call(socket, create).await {
+                Ok(_) => Ok("created"),
+                // One that holds objects (or `default`) exists too: its labels are set.
+                Err(e) if e.to_string().contains("already exists") => {
+                    let before = stored.map(|n| (n.labels, n.annotations)).unwrap_or_default();
+                    match call(socket, Request::UpdateNamespace { name, labels, annotations }).await? {
+                        Response::Namespace(ns) => Ok(changed((ns.labels, ns.annotations) == before)),
+                        _ => unexpected(),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Object::NetworkPolicy(spec) => {
+            let list =
+                call(socket, Request::GetNetworkPolicies { namespace: Some(spec.namespace.clone()) }).await?;
+            let Response::NetworkPolicies(all) = list else { return unexpected() };
+            match all.into_iter().find(|p| p.spec.name == spec.name) {
+                None => call(socket, Request::CreateNetworkPolicy(spec)).await.map(|_| "created"),
+                Some(old) => match call(socket, Request::UpdateNetworkPolicy(spec)).await? {
+                    Response::NetworkPolicy(new) => Ok(changed(new.spec == old.spec)),
+                    _ => unexpected(),
+                },
+            }
+        }
     }
 }

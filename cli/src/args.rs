@@ -141,9 +141,9 @@ pub(crate) enum Command {
     },
     /// Show one pod in detail: its state, reason, conditions and events.
     Describe {
-        /// Only `pod` (or `po`).
+        /// `pod` (or `po`) or `networkpolicy` (`netpol`).
         kind: Kind,
-        /// Pod name.
+        /// Object name.
         name: String,
         #[command(flatten)]
         ns: Namespace,
@@ -509,6 +509,8 @@ pub(crate) enum Kind {
     Service,
     #[value(alias = "ep")]
     Endpoints,
+    #[value(name = "networkpolicy", alias = "networkpolicies", alias = "netpol")]
+    NetworkPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,12 +1,13 @@
 //! `podnet describe pod`: kubectl describe's view of one pod — what was
 //! asked, its state with the reason and message, its conditions, and the
-//! events its node recorded.
+//! events its node recorded; and `podnet describe networkpolicy`.
 
 use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use runtime::api::{Request, Response};
+use runtime::model::policy::{NetworkPolicy, PolicyPeer, PolicyType};
 use runtime::model::{Phase, Pod, PodEvent, ResourceList};
 
 use crate::error::CliError;
@@ -30,6 +31,98 @@ pub(crate) async fn run(socket: &Path, namespace: &str, name: &str) -> Result<Ex
     };
     print!("{}", render(&pod, events.as_deref()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `podnet describe networkpolicy NAME`: kubectl describe's text.
+pub(crate) async fn network_policy(socket: &Path, namespace: &str, name: &str) -> Result<ExitCode, CliError> {
+    let request = Request::GetNetworkPolicies { namespace: Some(namespace.into()) };
+    let Response::NetworkPolicies(list) = crate::call(socket, request).await? else {
+        return Err(CliError::Unexpected);
+    };
+    let policy = list
+        .into_iter()
+        .find(|p| p.spec.name == name)
+        .ok_or_else(|| format!("networkpolicy {namespace}/{name} not found"))?;
+    print!("{}", render_policy(&policy));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text kubectl describe prints for a NetworkPolicy.
+fn render_policy(p: &NetworkPolicy) -> String {
+    let s = &p.spec;
+    let mut out = String::new();
+    let pairs = |m: &runtime::model::Labels| match m.is_empty() {
+        true => "<none>".to_string(),
+        false => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+    };
+    let _ = writeln!(out, "Name:         {}", s.name);
+    let _ = writeln!(out, "Namespace:    {}", s.namespace);
+    let _ = writeln!(out, "Created on:   {}", runtime::kube::objects::timestamp(p.created_at));
+    let _ = writeln!(out, "Labels:       {}", pairs(&s.labels));
+    let _ = writeln!(out, "Annotations:  {}", pairs(&s.annotations));
+    out.push_str("Spec:\n");
+    let selector = match s.pod_selector.is_empty() {
+        true => "<none> (Allowing the specific traffic to all pods in this namespace)".to_string(),
+        false => s.pod_selector.to_string(),
+    };
+    let _ = writeln!(out, "  PodSelector:     {selector}");
+    for (direction, rules, to_from, port_word) in [
+        (PolicyType::Ingress, &s.ingress, "From", "To Port"),
+        (PolicyType::Egress, &s.egress, "To", "To Port"),
+    ] {
+        let word = if direction == PolicyType::Ingress { "ingress" } else { "egress" };
+        if !s.governs(direction) {
+            let _ = writeln!(out, "  Not affecting {word} traffic");
+            continue;
+        }
+        let _ = writeln!(out, "  Allowing {word} traffic:");
+        if rules.is_empty() {
+            let _ = writeln!(out, "    <none> (Selected pods are isolated for {word} connectivity)");
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if i > 0 {
+                out.push_str("    ----------\n");
+            }
+            if rule.ports.is_empty() {
+                let _ = writeln!(out, "    {port_word}: <any> (traffic allowed to all ports)");
+            }
+            for port in &rule.ports {
+                let number = match (&port.port, port.end_port) {
+                    (None, _) => "<any>".to_string(),
+                    (Some(p), Some(end)) => format!("{p}-{end}"),
+                    (Some(p), None) => p.to_string(),
+                };
+                let _ = writeln!(out, "    {port_word}: {number}/{}", port.protocol);
+            }
+            if rule.peers.is_empty() {
+                let what = if direction == PolicyType::Ingress { "source" } else { "destination" };
+                let _ = writeln!(out, "    {to_from}: <any> (traffic not restricted by {what})");
+                continue;
+            }
+            let _ = writeln!(out, "    {to_from}:");
+            for peer in &rule.peers {
+                match peer {
+                    PolicyPeer::Pods { pod_selector, namespace_selector } => {
+                        if let Some(ns) = namespace_selector {
+                            let _ = writeln!(out, "      NamespaceSelector: {ns}");
+                        }
+                        if let Some(pods) = pod_selector {
+                            let _ = writeln!(out, "      PodSelector: {pods}");
+                        }
+                    }
+                    PolicyPeer::Block { cidr, except } => {
+                        let _ = writeln!(out, "      IPBlock:");
+                        let _ = writeln!(out, "        CIDR: {cidr}");
+                        let except: Vec<String> = except.iter().map(ToString::to_string).collect();
+                        let _ = writeln!(out, "        Except: {}", except.join(", "));
+                    }
+                }
+            }
+        }
+    }
+    let types: Vec<String> = s.policy_types.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "  Policy Types: {}", types.join(", "));
+    out
 }
 
 /// The text kubectl describe prints, for `pod` and its node's `events`.

@@ -36,6 +36,11 @@ pub(crate) fn node(n: &NodeInfo) -> Value {
     objects::node(n, NO_VERSION)
 }
 
+/// A NetworkPolicy as `kubectl get netpol -o json` shows one.
+pub(crate) fn network_policy(p: &runtime::model::policy::NetworkPolicy) -> Value {
+    runtime::kube::netpol::render(p, NO_VERSION)
+}
+
 /// Several objects as a `kind: List`.
 pub(crate) fn list(items: Vec<Value>) -> Value {
     objects::list("", "v1", items, NO_VERSION)

@@ -183,6 +183,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                     (Request::DeleteService { namespace: ns.namespace, name: name.clone() }, "service")
                 }
                 Kind::Node => (Request::DeleteNode { name: name.clone() }, "node"),
+                Kind::NetworkPolicy => (
+                    Request::DeleteNetworkPolicy { namespace: ns.namespace, name: name.clone() },
+                    "networkpolicy.networking.k8s.io",
+                ),
                 Kind::Endpoints => {
                     return Err("endpoints follow their service: delete the service instead".into());
                 }
@@ -191,12 +195,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{what} \"{name}\" deleted");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Describe { kind, name, ns } => {
-            if kind != Kind::Pod {
-                return Err("only pods can be described: podnet describe pod NAME".into());
-            }
-            describe::run(socket, &ns.namespace, &name).await
-        }
+        Command::Describe { kind, name, ns } => match kind {
+            Kind::Pod => describe::run(socket, &ns.namespace, &name).await,
+            Kind::NetworkPolicy => describe::network_policy(socket, &ns.namespace, &name).await,
+            _ => Err("only pods and networkpolicies can be described: podnet describe pod NAME".into()),
+        },
         Command::Logs { pod, ns } => {
             let Response::Logs(bytes) =
                 call(socket, Request::Logs { namespace: ns.namespace, name: pod }).await?
@@ -415,6 +418,23 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
                 }
             }
             (list.iter().map(kube::node).collect(), table::nodes(&list, wide))
+        }
+        Kind::NetworkPolicy => {
+            let Response::NetworkPolicies(mut list) =
+                call(socket, Request::GetNetworkPolicies { namespace }).await?
+            else {
+                return unexpected();
+            };
+            if let Some(name) = &args.name {
+                list.retain(|p| &p.spec.name == name);
+                if list.is_empty() {
+                    return Err(format!("networkpolicy {}/{name} not found", args.namespace).into());
+                }
+            }
+            (
+                list.iter().map(kube::network_policy).collect(),
+                table::network_policies(&list, args.all_namespaces),
+            )
         }
     };
     let value = match (args.name.is_some(), objects.len()) {

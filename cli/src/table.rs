@@ -197,6 +197,28 @@ pub(crate) fn services(list: &[Service], wide: bool, all_namespaces: bool) -> St
     render(&headers, &rows)
 }
 
+/// `get networkpolicies`: NAME, POD-SELECTOR, AGE as kubectl prints them.
+pub(crate) fn network_policies(
+    list: &[runtime::model::policy::NetworkPolicy],
+    all_namespaces: bool,
+) -> String {
+    let mut headers = vec!["NAME", "POD-SELECTOR", "AGE"];
+    if all_namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            let mut row = vec![p.spec.name.clone(), p.spec.pod_selector.to_string(), age(p.created_at)];
+            if all_namespaces {
+                row.insert(0, p.spec.namespace.clone());
+            }
+            row
+        })
+        .collect();
+    render(&headers, &rows)
+}
+
 /// EXTERNAL-IP: a LoadBalancer's node addresses, or why it has none.
 pub(crate) fn external_ip(s: &Service) -> String {
     match &s.load_balancer {

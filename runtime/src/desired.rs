@@ -33,6 +33,10 @@ pub struct NodeDesired {
     pub pod_ips: Vec<(Ipv4Addr, String)>,
     /// The other nodes.
     pub peers: Vec<Peer>,
+    /// What the node compiles its NetworkPolicy table from (default: a
+    /// member's cache from before policies reads as none).
+    #[serde(default)]
+    pub policy: crate::policy::PolicyInputs,
 }
 
 /// A node's report: the observed status of each of its pods, by uid.

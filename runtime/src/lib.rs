@@ -39,6 +39,7 @@ pub mod kube;
 pub mod listeners;
 pub mod model;
 pub mod node;
+pub mod policy;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -66,9 +66,12 @@ pub struct State {
     /// resourceVersion), so it never goes back across a restart.
     #[serde(default)]
     pub revision: u64,
-    /// Namespaces created explicitly.
+    /// Namespaces created explicitly or given labels.
     #[serde(default)]
     pub namespaces: Vec<Namespace>,
+    /// NetworkPolicies.
+    #[serde(default)]
+    pub network_policies: Vec<crate::model::policy::NetworkPolicy>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

@@ -1,10 +1,11 @@
 //! The cluster's change log as the API reads it: every change of an object
-//! (a node, pod, deployment or service) gets the next revision of the
+//! (a node, pod, deployment, service or network policy) gets the next revision of the
 //! control plane, and the objects carry the revision of their last change
 //! (the Kubernetes API's resourceVersion).
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::policy::NetworkPolicy;
 use crate::model::{Deployment, NodeInfo, Pod, Service};
 
 /// The kinds of object whose changes are numbered.
@@ -18,6 +19,8 @@ pub enum ObjectKind {
     Deployment,
     /// A Service.
     Service,
+    /// A NetworkPolicy.
+    NetworkPolicy,
 }
 
 /// What happened to an object, in the Kubernetes watch's words.
@@ -54,6 +57,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A Service.
     Service(Service),
+    /// A NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
 }
 
 impl Object {
@@ -64,6 +69,7 @@ impl Object {
             Object::Pod(_) => ObjectKind::Pod,
             Object::Deployment(_) => ObjectKind::Deployment,
             Object::Service(_) => ObjectKind::Service,
+            Object::NetworkPolicy(_) => ObjectKind::NetworkPolicy,
         }
     }
 
@@ -74,6 +80,7 @@ impl Object {
             Object::Pod(p) => &p.spec.namespace,
             Object::Deployment(d) => &d.spec.namespace,
             Object::Service(s) => &s.spec.namespace,
+            Object::NetworkPolicy(p) => &p.spec.namespace,
         }
     }
 
@@ -84,6 +91,7 @@ impl Object {
             Object::Pod(p) => &p.spec.name,
             Object::Deployment(d) => &d.spec.name,
             Object::Service(s) => &s.spec.name,
+            Object::NetworkPolicy(p) => &p.spec.name,
         }
     }
 }

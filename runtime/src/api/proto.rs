@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::{ImageInfo, PullEvent};
 
+use crate::model::policy::{NetworkPolicy, NetworkPolicySpec};
 use crate::model::{
     Deployment, DeploymentSpec, Endpoints, Namespace, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext,
     Service, ServiceSpec, SessionAffinity,
@@ -173,6 +174,36 @@ pub enum Request {
     CreateNamespace {
         /// Name.
         name: String,
+        /// Its labels.
+        labels: crate::model::Labels,
+        /// Its annotations.
+        annotations: crate::model::Annotations,
+    },
+    /// Replace a namespace's labels (it must exist: made, `default`, or
+    /// holding objects).
+    UpdateNamespace {
+        /// Name.
+        name: String,
+        /// Its labels (`kubernetes.io/metadata.name` is always set).
+        labels: crate::model::Labels,
+        /// Its annotations.
+        annotations: crate::model::Annotations,
+    },
+    /// Create a NetworkPolicy.
+    CreateNetworkPolicy(NetworkPolicySpec),
+    /// Replace a NetworkPolicy's spec.
+    UpdateNetworkPolicy(NetworkPolicySpec),
+    /// List NetworkPolicies, in one namespace or all.
+    GetNetworkPolicies {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a NetworkPolicy.
+    DeleteNetworkPolicy {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
     },
     /// Delete a namespace and everything in it.
     DeleteNamespace {
@@ -332,7 +363,8 @@ impl Request {
             | Request::Objects { .. }
             | Request::GetNamespaces
             | Request::CniCheck { .. }
-            | Request::CniStatus => true,
+            | Request::CniStatus
+            | Request::GetNetworkPolicies { .. } => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -357,7 +389,11 @@ impl Request {
             | Request::DryRun(_)
             | Request::CniAdd(_)
             | Request::CniDel { .. }
-            | Request::CniGc { .. } => false,
+            | Request::CniGc { .. }
+            | Request::UpdateNamespace { .. }
+            | Request::CreateNetworkPolicy(_)
+            | Request::UpdateNetworkPolicy(_)
+            | Request::DeleteNetworkPolicy { .. } => false,
         }
     }
 }
@@ -520,4 +556,8 @@ pub enum Response {
     Namespaces(Vec<Namespace>),
     /// What a CNI ADD made.
     CniAttached(CniAttached),
+    /// One NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
+    /// NetworkPolicies.
+    NetworkPolicies(Vec<NetworkPolicy>),
 }

@@ -314,6 +314,24 @@ pub enum ControlError {
     /// A deployment's selector does not select its own pods.
     #[error("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`")]
     SelectorMismatch,
+    /// A NetworkPolicy of that name exists.
+    #[error("networkpolicy {namespace}/{name} already exists: apply it to change it, or delete it first")]
+    PolicyExists {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The NetworkPolicy does not exist.
+    #[error(
+        "networkpolicy {namespace}/{name} not found: list them with `podnet get networkpolicies -n {namespace}`"
+    )]
+    NoPolicy {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
     /// The namespace exists.
     #[error("namespace {0} already exists")]
     NamespaceExists(String),
@@ -358,6 +376,10 @@ impl ControlError {
 
     pub(super) fn no_deployment(namespace: &str, name: &str) -> ControlError {
         ControlError::NoDeployment { namespace: namespace.into(), name: name.into() }
+    }
+
+    pub(super) fn no_policy(namespace: &str, name: &str) -> ControlError {
+        ControlError::NoPolicy { namespace: namespace.into(), name: name.into() }
     }
 
     pub(super) fn no_service(namespace: &str, name: &str) -> ControlError {

@@ -18,6 +18,7 @@ mod error;
 mod harness;
 mod inputs;
 mod nodes;
+mod policies;
 mod ports;
 mod requests;
 mod revisions;
@@ -34,6 +35,7 @@ use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::model::policy::NetworkPolicy;
 use crate::model::services::{self, PodView};
 use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
@@ -84,6 +86,8 @@ pub struct ControlPlane {
     /// The revision and the change log (the API's resourceVersion and watch).
     revisions: revisions::Revisions,
     namespaces: BTreeMap<String, Namespace>,
+    /// NetworkPolicies, by namespace and name.
+    policies: BTreeMap<Key, NetworkPolicy>,
 }
 
 impl ControlPlane {
@@ -112,6 +116,11 @@ impl ControlPlane {
             services: BTreeMap::new(),
             revisions: revisions::Revisions::new(state.revision, CHANGE_LOG),
             namespaces: state.namespaces.iter().map(|n| (n.name.clone(), n.clone())).collect(),
+            policies: state
+                .network_policies
+                .into_iter()
+                .map(|p| (key(&p.spec.namespace, &p.spec.name), p))
+                .collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -181,6 +190,7 @@ impl ControlPlane {
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
             revision: self.revision(),
             namespaces: self.namespaces.values().cloned().collect(),
+            network_policies: self.policies.values().cloned().collect(),
         }
     }
 
@@ -202,6 +212,7 @@ impl ControlPlane {
                     })
                 })
                 .collect(),
+            policy: self.policy_inputs(),
         }
     }
 

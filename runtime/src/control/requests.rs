@@ -128,7 +128,24 @@ impl ControlPlane {
             Request::UpdatePod(spec) => self.update_pod(spec).map(Response::Pod),
             Request::UpdateDeployment(spec) => self.update_deployment(now, spec).map(Response::Deployment),
             Request::UpdateService(spec) => self.update_service(spec).map(Response::Service),
-            Request::CreateNamespace { name } => self.create_namespace(now, name).map(Response::Namespace),
+            Request::CreateNamespace { name, labels, annotations } => {
+                self.create_namespace(now, name, labels, annotations).map(Response::Namespace)
+            }
+            Request::UpdateNamespace { name, labels, annotations } => {
+                self.update_namespace(now, name, labels, annotations).map(Response::Namespace)
+            }
+            Request::CreateNetworkPolicy(spec) => self.create_policy(now, spec).map(Response::NetworkPolicy),
+            Request::UpdateNetworkPolicy(spec) => self.update_policy(spec).map(Response::NetworkPolicy),
+            Request::GetNetworkPolicies { namespace } => Ok(Response::NetworkPolicies(
+                self.policies
+                    .values()
+                    .filter(|p| in_namespace(&p.spec.namespace, &namespace))
+                    .cloned()
+                    .collect(),
+            )),
+            Request::DeleteNetworkPolicy { namespace, name } => {
+                self.delete_policy(&namespace, &name).map(|()| Response::Done)
+            }
             Request::DeleteNamespace { name } => self.delete_namespace(&name).map(|()| Response::Done),
             Request::GetNamespaces => Ok(Response::Namespaces(self.namespaces.values().cloned().collect())),
             Request::DryRun(request) => self.dry_run(now, *request),

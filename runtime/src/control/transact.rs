@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
+use crate::model::policy::NetworkPolicy;
 use crate::model::{Namespace, Service};
 use crate::store::{DeploymentRecord, State, StoreError};
 
@@ -18,6 +19,7 @@ pub(super) struct Snapshot {
     services: BTreeMap<Key, Service>,
     revisions: Revisions,
     namespaces: BTreeMap<String, Namespace>,
+    policies: BTreeMap<Key, NetworkPolicy>,
 }
 
 impl ControlPlane {
@@ -29,13 +31,14 @@ impl ControlPlane {
             services: self.services.clone(),
             revisions: self.revisions.clone(),
             namespaces: self.namespaces.clone(),
+            policies: self.policies.clone(),
         }
     }
 
     pub(super) fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { nodes, pods, deployments, services, namespaces, revisions } = snapshot;
-        (self.nodes, self.pods, self.deployments, self.services, self.namespaces) =
-            (nodes, pods, deployments, services, namespaces);
+        let Snapshot { nodes, pods, deployments, services, namespaces, revisions, policies } = snapshot;
+        (self.nodes, self.pods, self.deployments, self.services, self.namespaces, self.policies) =
+            (nodes, pods, deployments, services, namespaces, policies);
         // Nothing read the changes undone: the agent saves before it answers
         // anything else, so their revisions are taken back too.
         self.revisions = revisions;

@@ -8,8 +8,8 @@
 use super::{ControlError, ControlPlane, Key, Now, key};
 use crate::api::{Request, Response};
 use crate::model::{
-    ClusterIpRequest, Deployment, DeploymentSpec, Namespace, Pod, PodSpec, Protocol, Service, ServiceSpec,
-    ServiceType, check_annotations, check_label, check_name,
+    Annotations, ClusterIpRequest, Deployment, DeploymentSpec, Labels, Namespace, Pod, PodSpec, Protocol,
+    Service, ServiceSpec, ServiceType, check_annotations, check_label, check_name,
 };
 
 impl ControlPlane {
@@ -130,13 +130,21 @@ impl ControlPlane {
 
     /// Creates a namespace; one that exists (made, or holding objects) is
     /// refused.
-    pub(super) fn create_namespace(&mut self, now: Now, name: String) -> Result<Namespace, ControlError> {
+    pub(super) fn create_namespace(
+        &mut self,
+        now: Now,
+        name: String,
+        labels: Labels,
+        annotations: Annotations,
+    ) -> Result<Namespace, ControlError> {
         check_name("namespace", &name, 63)?;
-        if name == "default" || self.namespaces.contains_key(&name) || self.holds(&name) {
+        if self.namespace_exists(&name) {
             return Err(ControlError::NamespaceExists(name));
         }
+        let labels = namespace_labels(labels)?;
+        check_annotations(&annotations)?;
         self.transact(|cp| {
-            let namespace = Namespace { name: name.clone(), created_at: now.unix };
+            let namespace = Namespace { name: name.clone(), created_at: now.unix, labels, annotations };
             cp.namespaces.insert(name, namespace.clone());
             Ok(namespace)
         })
@@ -154,6 +162,7 @@ impl ControlPlane {
             cp.namespaces.remove(name);
             cp.deployments.retain(|(ns, _), _| ns != name);
             cp.services.retain(|(ns, _), _| ns != name);
+            cp.policies.retain(|(ns, _), _| ns != name);
             let pods: Vec<Key> = cp.pods.keys().filter(|(ns, _)| ns == name).cloned().collect();
             pods.iter().for_each(|k| {
                 cp.take_pod(k);
@@ -163,10 +172,16 @@ impl ControlPlane {
     }
 
     /// Whether any object is in namespace `name`.
-    fn holds(&self, name: &str) -> bool {
+    pub(super) fn holds(&self, name: &str) -> bool {
         self.pods.keys().any(|(ns, _)| ns == name)
             || self.deployments.keys().any(|(ns, _)| ns == name)
             || self.services.keys().any(|(ns, _)| ns == name)
+            || self.policies.keys().any(|(ns, _)| ns == name)
+    }
+
+    /// Whether namespace `name` exists: `default`, made, or holding objects.
+    pub(super) fn namespace_exists(&self, name: &str) -> bool {
+        name == "default" || self.namespaces.contains_key(name) || self.holds(name)
     }
 
     /// Answers `request` as if it were made, then puts everything back:
@@ -180,6 +195,16 @@ impl ControlPlane {
         (self.unsaved, self.dirty, self.rng) = (unsaved, dirty, rng);
         result
     }
+}
+
+/// Checks a namespace's labels; `kubernetes.io/metadata.name` is not
+/// stored (it is always the name, as Kubernetes sets it).
+pub(super) fn namespace_labels(mut labels: Labels) -> Result<Labels, ControlError> {
+    labels.remove(crate::model::policy::NAMESPACE_NAME_LABEL);
+    for (k, v) in &labels {
+        check_label(k, v)?;
+    }
+    Ok(labels)
 }
 
 /// The first field a pod update changes besides labels and annotations,

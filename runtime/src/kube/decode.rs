@@ -365,6 +365,19 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     Ok(PodParts { command, image, ports, host_ports, readiness, security, resources, container })
 }
 
+/// A v1 Namespace: its name, labels and annotations.
+pub fn namespace(body: &Value) -> Result<(String, Labels, Annotations), Status> {
+    let name = head(body, "Namespace", "v1", None)?;
+    let ctx = Ctx { kind: "Namespace", name };
+    crate::model::check_name("namespace", name, 63)
+        .map_err(|e| ctx.invalid("metadata.name", e.to_string()))?;
+    let labels = labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?;
+    for (k, v) in &labels {
+        crate::model::check_label(k, v).map_err(|e| ctx.invalid("metadata.labels", e.to_string()))?;
+    }
+    Ok((name.to_string(), labels, annotations(&ctx, body)?))
+}
+
 /// A v1 Pod into a [`PodSpec`] in `namespace`.
 pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
     let name = head(body, "Pod", "v1", Some(namespace))?;

@@ -29,7 +29,11 @@ pub struct Resource {
 impl Resource {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> &'static str {
-        if self.group.is_empty() { "v1" } else { "apps/v1" }
+        match self.group {
+            "" => "v1",
+            "apps" => "apps/v1",
+            _ => super::netpol::API_VERSION,
+        }
     }
 }
 
@@ -124,11 +128,24 @@ pub const APPS: [Resource; 2] = [
     },
 ];
 
+/// The networking.k8s.io group's resources.
+pub const NETWORKING: [Resource; 1] = [Resource {
+    name: "networkpolicies",
+    singular: "networkpolicy",
+    kind: "NetworkPolicy",
+    group: "networking.k8s.io",
+    namespaced: true,
+    verbs: WRITE,
+    short_names: &["netpol"],
+    categories: &[],
+}];
+
 /// The resource `name` of `group`, if served.
 pub fn find(group: &str, name: &str) -> Option<&'static Resource> {
     let list: &'static [Resource] = match group {
         "" => &CORE,
         "apps" => &APPS,
+        "networking.k8s.io" => &NETWORKING,
         _ => return None,
     };
     list.iter().find(|r| r.name == name)
@@ -168,7 +185,7 @@ pub fn groups() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [apps_group()],
+        "groups": [apps_group(), networking_group()],
     })
 }
 
@@ -176,6 +193,22 @@ pub fn groups() -> Value {
 pub fn apps_group() -> Value {
     let version = json!({ "groupVersion": "apps/v1", "version": "v1" });
     json!({ "kind": "APIGroup", "apiVersion": "v1", "name": "apps", "versions": [version], "preferredVersion": version })
+}
+
+/// `/apis/networking.k8s.io`: the networking group.
+pub fn networking_group() -> Value {
+    let version = json!({ "groupVersion": "networking.k8s.io/v1", "version": "v1" });
+    json!({ "kind": "APIGroup", "apiVersion": "v1", "name": "networking.k8s.io", "versions": [version], "preferredVersion": version })
+}
+
+/// `/apis/networking.k8s.io/v1`: network policies.
+pub fn networking_resources() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "networking.k8s.io/v1",
+        "resources": NETWORKING.iter().map(resource_json).collect::<Vec<_>>(),
+    })
 }
 
 /// `/api/v1`: the core resources.
@@ -240,6 +273,14 @@ mod tests {
         assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["kind"] == "Scale"));
         assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
         assert!(find("", "deployments").is_none() && find("apps", "deployments").is_some());
+        let net = networking_resources();
+        assert_eq!(net["resources"][0]["shortNames"], json!(["netpol"]));
+        assert!(net["resources"][0]["verbs"].as_array().unwrap().contains(&json!("watch")));
+        assert_eq!(
+            find("networking.k8s.io", "networkpolicies").unwrap().api_version(),
+            "networking.k8s.io/v1"
+        );
+        assert!(groups()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "networking.k8s.io"));
         for short in ["svc", "ep", "no", "ns"] {
             assert!(CORE.iter().any(|r| r.short_names.contains(&short)), "{short}");
         }

@@ -157,12 +157,43 @@ static SERVICE_SPEC: Level = Level {
     ],
     nested: &[("ports", &SERVICE_PORT, true)],
 };
+static REQUIREMENT: Level = Level { fields: &["key", "operator", "values"], nested: &[] };
+static POLICY_SELECTOR: Level = Level {
+    fields: &["matchLabels", "matchExpressions"],
+    nested: &[("matchExpressions", &REQUIREMENT, true)],
+};
+static IP_BLOCK: Level = Level { fields: &["cidr", "except"], nested: &[] };
+static POLICY_PEER: Level = Level {
+    fields: &["podSelector", "namespaceSelector", "ipBlock"],
+    nested: &[
+        ("podSelector", &POLICY_SELECTOR, false),
+        ("namespaceSelector", &POLICY_SELECTOR, false),
+        ("ipBlock", &IP_BLOCK, false),
+    ],
+};
+static POLICY_PORT: Level = Level { fields: &["protocol", "port", "endPort"], nested: &[] };
+static INGRESS_RULE: Level = Level {
+    fields: &["from", "ports"],
+    nested: &[("from", &POLICY_PEER, true), ("ports", &POLICY_PORT, true)],
+};
+static EGRESS_RULE: Level =
+    Level { fields: &["to", "ports"], nested: &[("to", &POLICY_PEER, true), ("ports", &POLICY_PORT, true)] };
+static POLICY_SPEC: Level = Level {
+    fields: &["podSelector", "policyTypes", "ingress", "egress"],
+    nested: &[
+        ("podSelector", &POLICY_SELECTOR, false),
+        ("ingress", &INGRESS_RULE, true),
+        ("egress", &EGRESS_RULE, true),
+    ],
+};
 const TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 static POD: Level = Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &POD_SPEC, false)] };
 static DEPLOYMENT: Level =
     Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &DEPLOYMENT_SPEC, false)] };
 static SERVICE: Level =
     Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &SERVICE_SPEC, false)] };
+static NETWORK_POLICY: Level =
+    Level { fields: TOP, nested: &[("metadata", &META, false), ("spec", &POLICY_SPEC, false)] };
 
 /// The first field of `body` (a `kind` object) that Kubernetes does not
 /// define, as its path (`spec.template.spec.containers[0].imagee`).
@@ -171,6 +202,7 @@ pub fn unknown(kind: &str, body: &Value) -> Option<String> {
         "Pod" => &POD,
         "Deployment" => &DEPLOYMENT,
         "Service" => &SERVICE,
+        "NetworkPolicy" => &NETWORK_POLICY,
         _ => return None,
     };
     walk(body, level, "")
@@ -202,6 +234,17 @@ fn walk(value: &Value, level: &Level, path: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_misspelt_network_policy_field_is_found_with_its_path() {
+        let ok = json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": { "name": "p" },
+            "spec": { "podSelector": { "matchExpressions": [{ "key": "a", "operator": "Exists" }] }, "policyTypes": ["Ingress"],
+                "ingress": [{ "from": [{ "ipBlock": { "cidr": "10.0.0.0/8", "except": [] } }], "ports": [{ "port": 80, "endPort": 81 }] }] } });
+        assert_eq!(unknown("NetworkPolicy", &ok), None);
+        let mut bad = ok.clone();
+        bad["spec"]["ingress"][0]["from"][0]["ipBlock"]["excpt"] = json!([]);
+        assert_eq!(unknown("NetworkPolicy", &bad).as_deref(), Some("spec.ingress[0].from[0].ipBlock.excpt"));
+    }
 
     #[test]
     fn a_misspelt_field_is_found_with_its_path() {

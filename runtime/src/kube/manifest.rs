@@ -24,8 +24,10 @@ pub enum Object {
     Deployment(DeploymentSpec),
     /// A v1 Service.
     Service(ServiceSpec),
-    /// A v1 Namespace, by name.
-    Namespace(String),
+    /// A v1 Namespace: its name, labels and annotations.
+    Namespace(String, crate::model::Labels, crate::model::Annotations),
+    /// A networking.k8s.io/v1 NetworkPolicy.
+    NetworkPolicy(crate::model::policy::NetworkPolicySpec),
 }
 
 impl Object {
@@ -35,7 +37,8 @@ impl Object {
             Object::Pod(p) => format!("pod/{}", p.name),
             Object::Deployment(d) => format!("deployment.apps/{}", d.name),
             Object::Service(s) => format!("service/{}", s.name),
-            Object::Namespace(n) => format!("namespace/{n}"),
+            Object::Namespace(n, _, _) => format!("namespace/{n}"),
+            Object::NetworkPolicy(p) => format!("networkpolicy.networking.k8s.io/{}", p.name),
         }
     }
 }
@@ -59,7 +62,7 @@ pub enum ManifestError {
     },
     /// A kind podnet does not take.
     #[error(
-        "document {document}: podnet applies v1 Pods, Services and Namespaces and apps/v1 Deployments, not {api_version} {kind}"
+        "document {document}: podnet applies v1 Pods, Services and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 NetworkPolicies, not {api_version} {kind}"
     )]
     Kind {
         /// 1-based.
@@ -114,6 +117,18 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
         |status: super::status::Status| ManifestError::Invalid { document, message: status.message };
     let (api_version, kind) =
         (value["apiVersion"].as_str().unwrap_or(""), value["kind"].as_str().unwrap_or(""));
+    // kubectl validates strictly by default: a misspelt field is an error
+    // here too, not silently nothing (a policy's misspelt podSelector would
+    // select every pod of its namespace).
+    if let Some(field) = super::fields::unknown(kind, value) {
+        return Err(ManifestError::Invalid {
+            document,
+            message: format!(
+                "{kind} {:?}: unknown field \"{field}\": check its spelling",
+                value["metadata"]["name"].as_str().unwrap_or("")
+            ),
+        });
+    }
     match (api_version, kind) {
         ("v1", "Pod") => decode::pod(value, namespace).map(Object::Pod).map_err(invalid),
         ("apps/v1", "Deployment") => {
@@ -121,10 +136,10 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
         }
         ("v1", "Service") => decode::service(value, namespace).map(Object::Service).map_err(invalid),
         ("v1", "Namespace") => {
-            let name = decode::head(value, "Namespace", "v1", None).map_err(invalid)?;
-            crate::model::check_name("namespace", name, 63)
-                .map_err(|e| ManifestError::Invalid { document, message: e.to_string() })?;
-            Ok(Object::Namespace(name.to_string()))
+            decode::namespace(value).map(|(n, l, a)| Object::Namespace(n, l, a)).map_err(invalid)
+        }
+        (super::netpol::API_VERSION, "NetworkPolicy") => {
+            super::netpol::decode(value, namespace).map(Object::NetworkPolicy).map_err(invalid)
         }
         _ => Err(ManifestError::Kind { document, api_version: api_version.into(), kind: kind.into() }),
     }
@@ -148,7 +163,10 @@ mod tests {
         let Object::Service(s) = &objects[1] else { panic!() };
         assert_eq!(s.namespace, "shop", "the object's namespace wins");
         let list = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}]}"#;
-        assert_eq!(read(list, "default").unwrap(), [Object::Namespace("shop".into())]);
+        assert_eq!(
+            read(list, "default").unwrap(),
+            [Object::Namespace("shop".into(), Default::default(), Default::default())]
+        );
     }
 
     #[test]
@@ -156,6 +174,8 @@ mod tests {
         let bad = APP.replace("containerPort: 80", "containerPort: 70000");
         let e = read(&bad, "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1: Deployment \"web\" is invalid: spec.template.spec.containers[0].ports[0].containerPort"), "{e}");
+        let e = read(&APP.replace("replicas: 2", "replica: 2"), "default").unwrap_err().to_string();
+        assert_eq!(e, "document 1: Deployment \"web\": unknown field \"spec.replica\": check its spelling");
         let e = read("a: [", "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1 is not YAML or JSON"), "{e}");
         let e = read("---\napiVersion: v1\nkind: Secret\n", "default").unwrap_err().to_string();

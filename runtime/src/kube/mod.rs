@@ -39,6 +39,7 @@ pub mod fields;
 pub mod files;
 pub mod kubeconfig;
 pub mod manifest;
+pub mod netpol;
 pub mod objects;
 pub mod openapi;
 pub mod patch;

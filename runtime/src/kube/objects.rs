@@ -439,9 +439,12 @@ pub fn node(n: &NodeInfo, rv: u64) -> Value {
 }
 
 /// A namespace (podnet's namespaces exist while objects are in them).
-pub fn namespace(name: &str, created: u64, rv: u64) -> Value {
-    let mut meta = metadata(name, None, name, created, rv);
-    meta["labels"] = json!({ "kubernetes.io/metadata.name": name });
+pub fn namespace(ns: &crate::model::Namespace, rv: u64) -> Value {
+    let mut meta = metadata(&ns.name, None, &ns.name, ns.created_at, rv);
+    meta["labels"] = json!(ns.all_labels());
+    if !ns.annotations.is_empty() {
+        meta["annotations"] = json!(ns.annotations);
+    }
     json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": meta, "status": { "phase": "Active" } })
 }
 

@@ -79,7 +79,11 @@ static SCHEMAS: &[Schema] = &[
         kind: None,
         fields: &[
             ("matchLabels", Ty::Strings, "Labels an object must all carry."),
-            ("matchExpressions", Ty::Object, "Refused by podnet: use matchLabels."),
+            (
+                "matchExpressions",
+                Ty::Object,
+                "key In/NotIn values, Exists, DoesNotExist: taken in NetworkPolicy selectors; deployments refuse them (use matchLabels).",
+            ),
         ],
     },
     Schema {
@@ -293,6 +297,119 @@ static SCHEMAS: &[Schema] = &[
         description: "The ready pod addresses and ports of a Service, as podnet's switch balances over them. Read-only.",
         kind: Some(("", "Endpoints")),
         fields: &[HEAD[0], HEAD[1], HEAD[2], ("subsets", Ty::Object, "Addresses and ports.")],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.NetworkPolicy",
+        description: "A NetworkPolicy: which connections the pods it selects may accept and open, enforced by podnet's switch on every node.",
+        kind: Some(("networking.k8s.io", "NetworkPolicy")),
+        fields: &[
+            HEAD[0],
+            HEAD[1],
+            HEAD[2],
+            (
+                "spec",
+                Ty::Ref("io.k8s.api.networking.v1.NetworkPolicySpec"),
+                "The pods it selects and the rules.",
+            ),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.NetworkPolicySpec",
+        description: "The pods a policy isolates, for which directions, and what it admits.",
+        kind: None,
+        fields: &[
+            ("podSelector", Ty::Ref(SELECTOR), "The pods of its namespace it applies to; {} selects all."),
+            (
+                "policyTypes",
+                Ty::StrList,
+                "Ingress and/or Egress; Ingress, plus Egress when egress rules are given, when left out.",
+            ),
+            (
+                "ingress",
+                Ty::List("io.k8s.api.networking.v1.NetworkPolicyIngressRule", None),
+                "What may connect to the selected pods.",
+            ),
+            (
+                "egress",
+                Ty::List("io.k8s.api.networking.v1.NetworkPolicyEgressRule", None),
+                "What the selected pods may connect to.",
+            ),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.NetworkPolicyIngressRule",
+        description: "Connections from any of its peers to any of its ports (none given: all).",
+        kind: None,
+        fields: &[
+            (
+                "from",
+                Ty::List("io.k8s.api.networking.v1.NetworkPolicyPeer", None),
+                "The peers; none: every source.",
+            ),
+            (
+                "ports",
+                Ty::List("io.k8s.api.networking.v1.NetworkPolicyPort", None),
+                "The ports; none: every port.",
+            ),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.NetworkPolicyEgressRule",
+        description: "Connections to any of its peers on any of its ports (none given: all).",
+        kind: None,
+        fields: &[
+            (
+                "to",
+                Ty::List("io.k8s.api.networking.v1.NetworkPolicyPeer", None),
+                "The peers; none: every destination.",
+            ),
+            (
+                "ports",
+                Ty::List("io.k8s.api.networking.v1.NetworkPolicyPort", None),
+                "The ports; none: every port.",
+            ),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.NetworkPolicyPeer",
+        description: "Pods by label (both selectors in one peer: both must match), or an address block.",
+        kind: None,
+        fields: &[
+            (
+                "podSelector",
+                Ty::Ref(SELECTOR),
+                "Pods, in the policy's namespace unless namespaceSelector is given.",
+            ),
+            (
+                "namespaceSelector",
+                Ty::Ref(SELECTOR),
+                "Namespaces, by labels (kubernetes.io/metadata.name is each one's name).",
+            ),
+            ("ipBlock", Ty::Ref("io.k8s.api.networking.v1.IPBlock"), "An IPv4 CIDR, alone in its peer."),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.IPBlock",
+        description: "An address block less its exceptions.",
+        kind: None,
+        fields: &[
+            ("cidr", Ty::Str, "An IPv4 CIDR without host bits (10.0.0.0/8)."),
+            ("except", Ty::StrList, "CIDRs strictly inside cidr that are not admitted."),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.networking.v1.NetworkPolicyPort",
+        description: "A protocol and a port, a named port, or a range.",
+        kind: None,
+        fields: &[
+            ("protocol", Ty::Str, "TCP (default) or UDP; SCTP is refused."),
+            (
+                "port",
+                Ty::IntOrStr,
+                "A number, or a container port's name (resolved on each pod); none: every port.",
+            ),
+            ("endPort", Ty::Int, "The last port of a range starting at a numbered port."),
+        ],
     },
 ];
 

@@ -83,6 +83,28 @@ fn join_labels(v: &Value) -> String {
     }
 }
 
+/// A label selector as kubectl prints one: `app=db,tier in (a,b)`, or
+/// `<none>` when it selects everything.
+fn selector(s: &Value) -> String {
+    let mut parts: Vec<String> = s["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for e in s["matchExpressions"].as_array().into_iter().flatten() {
+        let key = text(&e["key"]);
+        let values: Vec<String> = e["values"].as_array().into_iter().flatten().map(text).collect();
+        parts.push(match e["operator"].as_str() {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => key,
+        });
+    }
+    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
+}
+
 /// Column name, type and priority (1: `-o wide` only).
 type Column = (&'static str, &'static str, u8);
 
@@ -119,6 +141,7 @@ fn columns(kind: &str) -> &'static [Column] {
             ("Selector", "string", 1),
         ],
         "Endpoints" => &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
+        "NetworkPolicy" => &[("Name", "string", 0), ("Pod-Selector", "string", 0), ("Age", "string", 0)],
         "Node" => &[
             ("Name", "string", 0),
             ("Status", "string", 0),
@@ -235,6 +258,7 @@ fn cells(kind: &str, o: &Value, now: u64) -> Vec<Value> {
                 json!(join_labels(&spec["selector"])),
             ]
         }
+        "NetworkPolicy" => vec![name, json!(selector(&o["spec"]["podSelector"])), age],
         "ReplicaSet" => {
             let c = &o["spec"]["template"]["spec"]["containers"][0];
             let n = |v: &Value| v.as_u64().unwrap_or(0);
@@ -353,6 +377,23 @@ pub fn table(kind: &str, objects: &[Value], include: Include, now: u64, rv: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_policy_row_shows_its_pod_selector() {
+        let policy = json!({ "metadata": { "name": "db-only", "creationTimestamp": "2026-01-01T00:00:00Z" },
+            "spec": { "podSelector": { "matchLabels": { "app": "db" },
+                "matchExpressions": [{ "key": "tier", "operator": "NotIn", "values": ["a", "b"] }] } } });
+        let t = table(
+            "NetworkPolicy",
+            &[policy, json!({ "metadata": { "name": "all" }, "spec": { "podSelector": {} } })],
+            Include::None,
+            0,
+            1,
+        );
+        assert_eq!(t["columnDefinitions"][1]["name"], "Pod-Selector");
+        assert_eq!(t["rows"][0]["cells"][1], "app=db,tier notin (a,b)");
+        assert_eq!(t["rows"][1]["cells"][1], "<none>");
+    }
 
     #[test]
     fn ages_read_as_kubectl_prints_them() {

@@ -288,11 +288,31 @@ impl Verbs {
         if let Response::Services(list) = all(Request::GetServices { namespace: None }).await? {
             list.iter().for_each(|s| note(&s.spec.namespace, s.created_at));
         }
+        if let Response::NetworkPolicies(list) = all(Request::GetNetworkPolicies { namespace: None }).await? {
+            list.iter().for_each(|p| note(&p.spec.namespace, p.created_at));
+        }
+        let mut stored: BTreeMap<String, crate::model::Namespace> = BTreeMap::new();
         if let Response::Namespaces(list) = all(Request::GetNamespaces).await? {
             list.iter().for_each(|n| note(&n.name, n.created_at));
+            stored = list.into_iter().map(|n| (n.name.clone(), n)).collect();
         }
         let rv = self.rv();
-        Ok(seen.iter().map(|(name, t)| objects::namespace(name, *t, rv)).collect())
+        Ok(seen
+            .iter()
+            .map(|(name, t)| {
+                let made = || crate::model::Namespace {
+                    name: name.clone(),
+                    created_at: *t,
+                    labels: Default::default(),
+                    annotations: Default::default(),
+                };
+                // A stored one is shown with the oldest time it is known by.
+                let ns = stored
+                    .get(name)
+                    .map_or_else(made, |n| crate::model::Namespace { created_at: *t, ..n.clone() });
+                objects::namespace(&ns, rv)
+            })
+            .collect())
     }
 
     pub(super) async fn get(
@@ -399,6 +419,21 @@ impl Verbs {
                 Response::Service(s) => Ok((201, objects::service(&s, self.bump(dry)))),
                 _ => Err(unexpected()),
             },
+            "networkpolicies" => {
+                let request = Request::CreateNetworkPolicy(super::netpol::decode(body, ns)?);
+                match self
+                    .call(
+                        super::write::as_dry_run(request, dry),
+                        resource.kind,
+                        "networkpolicies.networking.k8s.io",
+                        &name,
+                    )
+                    .await?
+                {
+                    Response::NetworkPolicy(p) => Ok((201, super::netpol::render(&p, self.bump(dry)))),
+                    _ => Err(unexpected()),
+                }
+            }
             other => Err(Status::not_allowed(format!("podnet makes {other} itself: they cannot be created"))),
         }
     }
@@ -415,6 +450,7 @@ impl Verbs {
             "pods" => Request::DeletePod { namespace: ns, name: n },
             "deployments" => Request::DeleteDeployment { namespace: ns, name: n },
             "services" => Request::DeleteService { namespace: ns, name: n },
+            "networkpolicies" => Request::DeleteNetworkPolicy { namespace: ns, name: n },
             "nodes" => Request::DeleteNode { name: n },
             "namespaces" if name == "default" => {
                 return Err(Status::forbidden("namespaces", name, "this namespace may not be deleted"));

@@ -16,6 +16,7 @@ pub fn kind_of(resource: &str) -> Option<ObjectKind> {
         "deployments" | "replicasets" => ObjectKind::Deployment,
         "services" => ObjectKind::Service,
         "nodes" => ObjectKind::Node,
+        "networkpolicies" => ObjectKind::NetworkPolicy,
         _ => return None,
     })
 }
@@ -27,6 +28,7 @@ pub fn render(v: &Versioned) -> Value {
         Object::Deployment(d) => deployment(d, v.revision, v.generation),
         Object::Service(s) => objects::service(s, v.revision),
         Object::Node(n) => objects::node(n, v.revision),
+        Object::NetworkPolicy(p) => super::netpol::render(p, v.revision),
     }
 }
 

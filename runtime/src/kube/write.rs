@@ -105,6 +105,12 @@ impl Verbs {
             "pods" => Request::UpdatePod(decode::pod(&object, ns)?),
             "deployments" => Request::UpdateDeployment(decode::deployment(&object, ns)?),
             "services" => Request::UpdateService(decode::service(&object, ns)?),
+            "networkpolicies" => Request::UpdateNetworkPolicy(super::netpol::decode(&object, ns)?),
+            // `kubectl label namespace`: a namespace's labels are all it has to change.
+            "namespaces" => {
+                let (_, labels, annotations) = decode::namespace(&object)?;
+                Request::UpdateNamespace { name: name.to_string(), labels, annotations }
+            }
             other => {
                 return Err(Status::not_allowed(format!(
                     "podnet keeps {other} itself: they cannot be updated or patched"
@@ -117,16 +123,18 @@ impl Verbs {
             Response::Pod(p) => Ok((200, objects::pod(&p, rv))),
             Response::Deployment(d) => Ok((200, objects::deployment(&d, rv))),
             Response::Service(s) => Ok((200, objects::service(&s, rv))),
+            Response::NetworkPolicy(p) => Ok((200, super::netpol::render(&p, rv))),
+            Response::Namespace(n) => Ok((200, objects::namespace(&n, rv))),
             _ => Err(Status::unavailable("the agent answered with something else than asked for")),
         }
     }
 
     /// `kubectl create namespace`.
     pub(super) async fn create_namespace(&self, body: &Value, dry: bool) -> Result<Reply, Status> {
-        let name = decode::head(body, "Namespace", "v1", None)?.to_string();
-        let request = Request::CreateNamespace { name: name.clone() };
+        let (name, labels, annotations) = decode::namespace(body)?;
+        let request = Request::CreateNamespace { name: name.clone(), labels, annotations };
         match self.call(as_dry_run(request, dry), "Namespace", "namespaces", &name).await? {
-            Response::Namespace(ns) => Ok((201, objects::namespace(&ns.name, ns.created_at, self.bump(dry)))),
+            Response::Namespace(ns) => Ok((201, objects::namespace(&ns, self.bump(dry)))),
             _ => Err(Status::unavailable("the agent answered with something else than asked for")),
         }
     }

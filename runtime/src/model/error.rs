@@ -110,4 +110,7 @@ pub enum ModelError {
     /// A CNI_NETNS that is not an absolute path.
     #[error("invalid CNI_NETNS `{}`: give the absolute path of the container's network namespace", .0.display())]
     NetnsPath(std::path::PathBuf),
+    /// A NetworkPolicy.
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyError),
 }

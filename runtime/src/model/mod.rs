@@ -4,6 +4,7 @@
 pub mod cni;
 mod error;
 pub mod listeners;
+pub mod policy;
 pub mod services;
 
 pub use error::ModelError;
@@ -531,13 +532,31 @@ impl DeploymentSpec {
     }
 }
 
-/// A namespace created explicitly (`kubectl create namespace`).
+/// A namespace created explicitly (`kubectl create namespace`, `podnet
+/// apply`), or one given labels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespace {
     /// Name (an RFC 1123 label).
     pub name: String,
     /// Unix time of creation.
     pub created_at: u64,
+    /// Labels set by the user; `kubernetes.io/metadata.name` is added
+    /// wherever a namespace is shown or matched ([`Namespace::all_labels`]).
+    #[serde(default)]
+    pub labels: Labels,
+    /// Annotations (kubectl's last-applied-configuration).
+    #[serde(default)]
+    pub annotations: Annotations,
+}
+
+impl Namespace {
+    /// Its labels with `kubernetes.io/metadata.name` set to its name, as
+    /// Kubernetes sets it on every namespace.
+    pub fn all_labels(&self) -> Labels {
+        let mut labels = self.labels.clone();
+        labels.insert(policy::NAMESPACE_NAME_LABEL.into(), self.name.clone());
+        labels
+    }
 }
 
 /// A deployment as reported to users.

@@ -88,6 +88,9 @@ pub struct NodeRuntime {
     zone: zone::ZoneSync,
     /// The overlay peers the switch holds.
     peers_pushed: Vec<netstack::overlay::OverlayPeer>,
+    /// What the switch's NetworkPolicy table was compiled from (None: not
+    /// programmed yet).
+    policy_pushed: Option<crate::policy::PolicyInputs>,
     /// The peer records last seen, and the usable overlay peers made of them
     /// (the config's static ones first); None until the first sync.
     peers_usable: Option<(Vec<crate::desired::Peer>, Vec<netstack::overlay::OverlayPeer>)>,
@@ -257,6 +260,7 @@ impl NodeRuntime {
             pushed: BTreeMap::new(),
             zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),
+            policy_pushed: None,
             peers_usable: None,
             proxies,
             forwards: BTreeMap::new(),

@@ -1,6 +1,6 @@
 //! Programming this node's switch from the control plane's view: the service
-//! table (ClusterIPs and their ready backends), the DNS zone (`zone.rs`) and
-//! the overlay peers. Only differences are pushed to the data-plane thread.
+//! table (ClusterIPs and their ready backends), the DNS zone (`zone.rs`), the
+//! overlay peers and the NetworkPolicy table (`crate::policy`). Only differences are pushed to the data-plane thread.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +19,27 @@ impl NodeRuntime {
         self.sync_zone(desired).await;
         self.sync_peers(desired).await;
         self.sync_proxies(desired).await;
+        self.sync_policy(desired).await;
+    }
+
+    /// The switch's NetworkPolicy table, compiled again whenever what it is
+    /// made of (policies, namespace labels, pods' addresses, labels and
+    /// named ports) changed, and swapped in whole: new connections are
+    /// judged by it at once, and flows it no longer admits are closed.
+    async fn sync_policy(&mut self, desired: &NodeDesired) {
+        if self.policy_pushed.as_ref() == Some(&desired.policy) {
+            return;
+        }
+        let table = crate::policy::compile(&desired.policy, self.gateway);
+        match self.dataplane.update(move |switch| switch.set_policy(table)).await {
+            Ok(closed) => {
+                if closed > 0 {
+                    tracing::info!(closed, "NetworkPolicy changed: closed the flows it no longer admits");
+                }
+                self.policy_pushed = Some(desired.policy.clone());
+            }
+            Err(e) => tracing::warn!("cannot program NetworkPolicy: {e}"),
+        }
     }
 
     /// The overlay's peers: the config's static ones and the cluster's

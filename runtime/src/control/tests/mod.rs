@@ -5,6 +5,7 @@ mod cni;
 mod endpoints;
 mod members;
 mod persistence;
+mod policies;
 mod ports;
 mod replicas;
 mod revisions;

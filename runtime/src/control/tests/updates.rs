@@ -146,9 +146,22 @@ fn a_pod_changes_labels_and_annotations_only() {
 #[test]
 fn deleting_a_namespace_deletes_what_is_in_it() {
     let mut h = Harness::new(6);
-    let Response::Namespace(ns) = h.ok(Request::CreateNamespace { name: "shop".into() }) else { panic!() };
+    let Response::Namespace(ns) = h.ok(Request::CreateNamespace {
+        name: "shop".into(),
+        labels: Default::default(),
+        annotations: Default::default(),
+    }) else {
+        panic!()
+    };
     assert_eq!(ns.name, "shop");
-    assert!(h.err(Request::CreateNamespace { name: "shop".into() }).contains("already exists"));
+    assert!(
+        h.err(Request::CreateNamespace {
+            name: "shop".into(),
+            labels: Default::default(),
+            annotations: Default::default()
+        })
+        .contains("already exists")
+    );
     let mut d = deployment("web", 2);
     d.namespace = "shop".into();
     h.ok(Request::CreateDeployment(d));
@@ -169,7 +182,11 @@ fn deleting_a_namespace_deletes_what_is_in_it() {
     assert!(h.err(Request::DeleteNamespace { name: "shop".into() }).contains("not found"));
     assert!(h.err(Request::DeleteNamespace { name: "default".into() }).contains("may not be deleted"));
     // Saved: a restart keeps a made namespace.
-    h.ok(Request::CreateNamespace { name: "kept".into() });
+    h.ok(Request::CreateNamespace {
+        name: "kept".into(),
+        labels: Default::default(),
+        annotations: Default::default(),
+    });
     assert_eq!(h.store.last().unwrap().namespaces[0].name, "kept");
 }
 
