@@ -102,7 +102,7 @@ impl Ctx<'_> {
                 let mut groups: BTreeMap<(Protocol, u16), Vec<Ipv4Addr>> = BTreeMap::new();
                 for candidate in &self.inputs.pods {
                     let addr = candidate.ip;
-                    if !peers.is_empty() && !peers.iter().any(|p| admits(p, addr)) {
+                    if !peers.is_empty() && !peers.iter().any(|p| p.admits(addr)) {
                         continue;
                     }
                     for (name, protocol) in &named {
@@ -160,15 +160,4 @@ impl Ctx<'_> {
 /// The number `pod` gives the port named `name` for `protocol`.
 fn port_number(pod: &PolicyPod, name: &str, protocol: Protocol) -> Option<u16> {
     pod.ports.iter().find(|(n, p, _)| n == name && *p == protocol).map(|(_, _, number)| *number)
-}
-
-/// Whether `peer` admits `addr` (the switch's own test, for resolving
-/// named ports on peer pods).
-fn admits(peer: &Peer, addr: Ipv4Addr) -> bool {
-    match peer {
-        Peer::Block { cidr, except } => {
-            cidr.contains_addr(&addr) && !except.iter().any(|e| e.contains_addr(&addr))
-        }
-        Peer::Pods(addrs) => addrs.binary_search(&addr).is_ok(),
-    }
 }
