@@ -209,6 +209,26 @@ fn add_plugs_a_container_into_the_switch_as_a_pod_and_del_unplugs_it() {
         out.status.success().then(|| stdout(&out))
     });
     assert_eq!(got, "from the cni container\n");
+    // NetworkPolicy selects it like any pod: a default deny of its ingress
+    // shuts the Service out, and deleting the policy lets it in again.
+    let deny = node.dir.join("deny-cam.yaml");
+    std::fs::write(
+        &deny,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-cam, namespace: default}\n\
+         spec: {podSelector: {matchLabels: {app: cam}}, policyTypes: [Ingress]}\n",
+    )
+    .unwrap();
+    node.ok(&["apply", "-f", deny.to_str().unwrap()]);
+    eventually(Duration::from_secs(15), "the policy to shut the container off", || {
+        let out = node.exec("client", &["timeout", "3", &bb, "wget", "-q", "-O-", "http://cam"]);
+        (!out.status.success()).then_some(())
+    });
+    assert!(node.drops("default/cam", "ingress_denied") > 0, "{}", node.ok(&["node", "stats"]));
+    node.ok(&["delete", "networkpolicy", "deny-cam"]);
+    eventually(Duration::from_secs(15), "the container to be reachable again", || {
+        let out = node.exec("client", &["timeout", "3", &bb, "wget", "-q", "-O-", "http://cam"]);
+        out.status.success().then_some(())
+    });
     // Anti-spoofing: another source address from the container is dropped.
     sandbox.run(&["ip", "addr", "add", "10.244.0.200/32", "dev", "eth0"]);
     let out = sandbox.run(&[&bb, "ping", "-c", "1", "-W", "1", "-I", "10.244.0.200", "10.244.0.1"]);
