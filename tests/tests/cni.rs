@@ -142,6 +142,21 @@ fn pod_json(node: &Node, name: &str) -> Option<Value> {
     node.pods().into_iter().find(|p| p["metadata"]["name"] == name)
 }
 
+/// A podnet pod `web` serving "from a podnet pod" behind a Service of its
+/// name on port 80, and a pod `client` to fetch from; both running.
+fn web_and_client(node: &Node) {
+    let bb = busybox();
+    let www = node.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
+    let www = www.to_string_lossy().into_owned();
+    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
+    node.ok(&["run", "client", "--", "sleep", "infinity"]);
+    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
+    node.wait_running("web");
+    node.wait_running("client");
+}
+
 #[test]
 fn add_plugs_a_container_into_the_switch_as_a_pod_and_del_unplugs_it() {
     let node = Node::start("cni-add");
@@ -184,15 +199,7 @@ fn add_plugs_a_container_into_the_switch_as_a_pod_and_del_unplugs_it() {
 
     // The container reaches a podnet pod by its Service name, and pods reach
     // the container through a Service over it (`podnet label`, `expose`).
-    let www = node.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
-    let www = www.to_string_lossy().into_owned();
-    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
-    node.ok(&["run", "client", "--", "sleep", "infinity"]);
-    node.wait_running("web");
-    node.wait_running("client");
-    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
+    web_and_client(&node);
     sandbox.resolv_conf(&result);
     let got = eventually(Duration::from_secs(15), "the container to reach web by name", || {
         let out = sandbox.run(&["timeout", "3", &bb, "wget", "-q", "-O-", "http://web"]);
@@ -481,15 +488,7 @@ fn podman_containers_on_the_podnet_network_are_pods() {
     podman.ok(&["load", "--input", &archive]);
 
     // A podnet pod behind a Service, and a client pod.
-    let www = node.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
-    let www = www.to_string_lossy().into_owned();
-    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
-    node.ok(&["run", "client", "--", "sleep", "infinity"]);
-    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
-    node.wait_running("web");
-    node.wait_running("client");
+    web_and_client(&node);
 
     // `podman run --network podnet`: the container is pod `cam`.
     podman.ok(&["run", "--detach", "--name", "cam", "--network", &podman.network, image]);
@@ -687,15 +686,7 @@ fn containerd_tasks_run_with_cni_are_pods_and_gc_frees_them_after_the_runtime_fo
     oci::sh("skopeo", &["copy", &format!("oci:{layout}:v1"), &format!("oci-archive:{archive}:{image}")]);
     containerd.ok(&["images", "import", &archive]);
 
-    let www = node.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "from a podnet pod\n").unwrap();
-    let www = www.to_string_lossy().into_owned();
-    node.ok(&["run", "web", "--labels", "app=web", "--", &bb, "httpd", "-f", "-p", "8080", "-h", &www]);
-    node.ok(&["run", "client", "--", "sleep", "infinity"]);
-    node.ok(&["expose", "pod", "web", "--port", "80", "--target-port", "8080"]);
-    node.wait_running("web");
-    node.wait_running("client");
+    web_and_client(&node);
 
     // `ctr run --cni`: containerd's task is pod cni-default-web1 (ctr
     // passes NAMESPACE-ID as the container id, and no pod name).

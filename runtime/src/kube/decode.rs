@@ -12,13 +12,16 @@ use crate::model::{
 };
 
 /// Where a refusal is reported: the object's kind and name.
-struct Ctx<'a> {
-    kind: &'a str,
-    name: &'a str,
+pub(super) struct Ctx<'a> {
+    /// The object's kind.
+    pub(super) kind: &'a str,
+    /// The object's name.
+    pub(super) name: &'a str,
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, field: &str, message: impl Into<String>) -> Status {
+    /// A 422 naming `field` of this object.
+    pub(super) fn invalid(&self, field: &str, message: impl Into<String>) -> Status {
         Status::invalid(self.kind, self.name, field, message)
     }
 }
@@ -73,7 +76,8 @@ pub fn head<'a>(
     Ok(name)
 }
 
-fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
+/// A map of label-like strings at `field` (labels, `matchLabels`).
+pub(super) fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
     match value {
         Value::Null => Ok(Labels::new()),
         Value::Object(map) => map
@@ -88,7 +92,7 @@ fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
 }
 
 /// metadata.annotations: a map of strings, within Kubernetes' bound.
-fn annotations(ctx: &Ctx<'_>, body: &Value) -> Result<Annotations, Status> {
+pub(super) fn annotations(ctx: &Ctx<'_>, body: &Value) -> Result<Annotations, Status> {
     let field = "metadata.annotations";
     let annotations: Annotations = match &body["metadata"]["annotations"] {
         Value::Null => Annotations::new(),

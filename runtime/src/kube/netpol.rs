@@ -5,27 +5,20 @@
 
 use serde_json::{Map, Value, json};
 
-use super::decode;
+use super::decode::{self, Ctx, annotations, labels};
 use super::status::Status;
 use crate::model::policy::{
     LabelSelector, NetworkPolicy, NetworkPolicySpec, PolicyPeer, PolicyPort, PolicyRule, PolicyType,
     SelectorRequirement, parse_block,
 };
-use crate::model::{Labels, Protocol, TargetPort};
+use crate::model::{Protocol, TargetPort};
 
 const KIND: &str = "NetworkPolicy";
 /// The API version NetworkPolicies are served and read in.
 pub const API_VERSION: &str = "networking.k8s.io/v1";
 
-struct Ctx<'a> {
-    name: &'a str,
-}
-
+/// What a NetworkPolicy's fields take (beside decode's labels and annotations).
 impl Ctx<'_> {
-    fn invalid(&self, field: &str, message: impl Into<String>) -> Status {
-        Status::invalid(KIND, self.name, field, message)
-    }
-
     fn array<'v>(&self, value: &'v Value, field: &str) -> Result<&'v [Value], Status> {
         match value {
             Value::Null => Ok(&[]),
@@ -34,25 +27,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn strings(&self, value: &Value, field: &str) -> Result<Labels, Status> {
-        match value {
-            Value::Null => Ok(Labels::new()),
-            Value::Object(map) => map
-                .iter()
-                .map(|(k, v)| match v.as_str() {
-                    Some(v) => Ok((k.clone(), v.to_string())),
-                    None => Err(self.invalid(&format!("{field}.{k}"), "values are strings")),
-                })
-                .collect(),
-            _ => Err(self.invalid(field, "must be a map of strings")),
-        }
-    }
-
     fn selector(&self, value: &Value, field: &str) -> Result<LabelSelector, Status> {
         if !value.is_object() {
             return Err(self.invalid(field, "must be a label selector (matchLabels, matchExpressions)"));
         }
-        let match_labels = self.strings(&value["matchLabels"], &format!("{field}.matchLabels"))?;
+        let match_labels = labels(self, &value["matchLabels"], &format!("{field}.matchLabels"))?;
         let mut match_expressions = Vec::new();
         let at = format!("{field}.matchExpressions");
         for (i, e) in self.array(&value["matchExpressions"], &at)?.iter().enumerate() {
@@ -178,7 +157,7 @@ impl Ctx<'_> {
 /// `namespace`, policyTypes defaulted and the whole checked.
 pub fn decode(body: &Value, namespace: &str) -> Result<NetworkPolicySpec, Status> {
     let name = decode::head(body, KIND, API_VERSION, Some(namespace))?;
-    let ctx = Ctx { name };
+    let ctx = Ctx { kind: KIND, name };
     let spec = &body["spec"];
     let pod_selector = match &spec["podSelector"] {
         Value::Null => LabelSelector::default(),
@@ -199,8 +178,8 @@ pub fn decode(body: &Value, namespace: &str) -> Result<NetworkPolicySpec, Status
     let mut policy = NetworkPolicySpec {
         name: name.to_string(),
         namespace: namespace.to_string(),
-        labels: ctx.strings(&body["metadata"]["labels"], "metadata.labels")?,
-        annotations: ctx.strings(&body["metadata"]["annotations"], "metadata.annotations")?,
+        labels: labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?,
+        annotations: annotations(&ctx, body)?,
         pod_selector,
         policy_types,
         ingress: ctx.rules(&spec["ingress"], "spec.ingress", "from")?,
