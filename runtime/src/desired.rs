@@ -7,6 +7,7 @@ use netstack::overlay::{OverlayConfig, OverlayPeer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Cidr;
+use crate::model::ingress::{Ingress, Secret};
 use crate::model::{Endpoints, PodStatus, Service};
 use crate::store::PodRecord;
 
@@ -33,6 +34,13 @@ pub struct NodeDesired {
     pub pod_ips: Vec<(Ipv4Addr, String)>,
     /// The other nodes.
     pub peers: Vec<Peer>,
+    /// Every Ingress: every node serves all of them.
+    #[serde(default)]
+    pub ingresses: Vec<Ingress>,
+    /// The TLS Secrets podnet's Ingresses name (only those: a node gets no
+    /// other Secret).
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
 }
 
 /// A node's report: the observed status of each of its pods, by uid.

@@ -68,6 +68,12 @@ pub struct State {
     /// Namespaces created explicitly.
     #[serde(default)]
     pub namespaces: Vec<Namespace>,
+    /// Ingresses.
+    #[serde(default)]
+    pub ingresses: Vec<crate::model::ingress::Ingress>,
+    /// Secrets (the state file is root's only, 0600).
+    #[serde(default)]
+    pub secrets: Vec<crate::model::ingress::Secret>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::ingress::{Ingress, SecretInfo};
 use crate::model::{Deployment, NodeInfo, Pod, Service};
 
 /// The kinds of object whose changes are numbered.
@@ -18,6 +19,10 @@ pub enum ObjectKind {
     Deployment,
     /// A Service.
     Service,
+    /// An Ingress.
+    Ingress,
+    /// A Secret.
+    Secret,
 }
 
 /// What happened to an object, in the Kubernetes watch's words.
@@ -54,6 +59,10 @@ pub enum Object {
     Deployment(Deployment),
     /// A Service.
     Service(Service),
+    /// An Ingress.
+    Ingress(Ingress),
+    /// A Secret: its keys, sizes and digest, never its bytes.
+    Secret(SecretInfo),
 }
 
 impl Object {
@@ -64,6 +73,8 @@ impl Object {
             Object::Pod(_) => ObjectKind::Pod,
             Object::Deployment(_) => ObjectKind::Deployment,
             Object::Service(_) => ObjectKind::Service,
+            Object::Ingress(_) => ObjectKind::Ingress,
+            Object::Secret(_) => ObjectKind::Secret,
         }
     }
 
@@ -74,6 +85,8 @@ impl Object {
             Object::Pod(p) => &p.spec.namespace,
             Object::Deployment(d) => &d.spec.namespace,
             Object::Service(s) => &s.spec.namespace,
+            Object::Ingress(i) => &i.spec.namespace,
+            Object::Secret(s) => &s.namespace,
         }
     }
 
@@ -84,6 +97,8 @@ impl Object {
             Object::Pod(p) => &p.spec.name,
             Object::Deployment(d) => &d.spec.name,
             Object::Service(s) => &s.spec.name,
+            Object::Ingress(i) => &i.spec.name,
+            Object::Secret(s) => &s.name,
         }
     }
 }

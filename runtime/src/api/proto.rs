@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::image::{ImageInfo, PullEvent};
+use crate::model::ingress::{Ingress, IngressSpec, SecretInfo, SecretSpec};
 
 use crate::model::{
     Deployment, DeploymentSpec, Endpoints, Namespace, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext,
@@ -14,7 +15,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +196,38 @@ pub enum Request {
         /// Most bytes of earlier output sent first.
         backlog: u64,
     },
+    /// Create an Ingress.
+    CreateIngress(IngressSpec),
+    /// Replace an Ingress's spec.
+    UpdateIngress(IngressSpec),
+    /// List Ingresses, in one namespace or all.
+    GetIngresses {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete an Ingress.
+    DeleteIngress {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Create a Secret (a TLS Secret's certificate and key are checked).
+    CreateSecret(SecretSpec),
+    /// Replace a Secret's data.
+    UpdateSecret(SecretSpec),
+    /// List Secrets (their keys and sizes, never their bytes).
+    GetSecrets {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a Secret.
+    DeleteSecret {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
 }
 
 /// Who answers a request: the one place that decides it.
@@ -252,7 +285,8 @@ impl Request {
             | Request::ImageList
             | Request::Changes { .. }
             | Request::Objects { .. }
-            | Request::GetNamespaces => true,
+            | Request::GetNamespaces
+            | Request::GetIngresses { .. } => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -274,7 +308,14 @@ impl Request {
             | Request::UpdateService(_)
             | Request::CreateNamespace { .. }
             | Request::DeleteNamespace { .. }
-            | Request::DryRun(_) => false,
+            | Request::DryRun(_)
+            | Request::CreateIngress(_)
+            | Request::UpdateIngress(_)
+            | Request::DeleteIngress { .. }
+            | Request::CreateSecret(_)
+            | Request::UpdateSecret(_)
+            | Request::GetSecrets { .. }
+            | Request::DeleteSecret { .. } => false,
         }
     }
 }
@@ -293,6 +334,10 @@ pub struct StatsReport {
     /// Images and image pods: layers unpacked and refused, GC, imports,
     /// container starts and failed starts by kubectl reason.
     pub images: Vec<(String, u64)>,
+    /// The Ingress proxy: requests per rule and status class, requests no
+    /// rule matched, backend errors, failed TLS handshakes.
+    #[serde(default)]
+    pub ingress: Vec<(String, u64)>,
 }
 
 /// One listener's connections, and what it refused or closed, by reason.
@@ -432,4 +477,17 @@ pub enum Response {
     Namespace(Namespace),
     /// Namespaces.
     Namespaces(Vec<Namespace>),
+    /// One Ingress.
+    Ingress(Ingress),
+    /// Ingresses, and the ports every node serves them on.
+    Ingresses {
+        /// The Ingresses.
+        items: Vec<Ingress>,
+        /// `ingress.http_port` and `ingress.https_port` (0: off).
+        ports: Vec<u16>,
+    },
+    /// One Secret, without its bytes.
+    Secret(SecretInfo),
+    /// Secrets, without their bytes.
+    Secrets(Vec<SecretInfo>),
 }

@@ -15,6 +15,7 @@
 mod error;
 #[cfg(test)]
 mod harness;
+mod ingresses;
 mod inputs;
 mod nodes;
 mod ports;
@@ -33,6 +34,7 @@ use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::model::ingress::{Ingress, Secret};
 use crate::model::services::{self, PodView};
 use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
@@ -83,6 +85,8 @@ pub struct ControlPlane {
     /// The revision and the change log (the API's resourceVersion and watch).
     revisions: revisions::Revisions,
     namespaces: BTreeMap<String, Namespace>,
+    ingresses: BTreeMap<Key, Ingress>,
+    secrets: BTreeMap<Key, Secret>,
 }
 
 impl ControlPlane {
@@ -111,6 +115,12 @@ impl ControlPlane {
             services: BTreeMap::new(),
             revisions: revisions::Revisions::new(state.revision, CHANGE_LOG),
             namespaces: state.namespaces.iter().map(|n| (n.name.clone(), n.clone())).collect(),
+            ingresses: state
+                .ingresses
+                .into_iter()
+                .map(|i| (key(&i.spec.namespace, &i.spec.name), i))
+                .collect(),
+            secrets: state.secrets.into_iter().map(|s| (key(&s.spec.namespace, &s.spec.name), s)).collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -180,6 +190,8 @@ impl ControlPlane {
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
             revision: self.revision(),
             namespaces: self.namespaces.values().cloned().collect(),
+            ingresses: self.ingresses.values().cloned().collect(),
+            secrets: self.secrets.values().cloned().collect(),
         }
     }
 
@@ -201,6 +213,8 @@ impl ControlPlane {
                     })
                 })
                 .collect(),
+            ingresses: self.ingresses.values().cloned().collect(),
+            secrets: self.ingress_secrets(),
         }
     }
 

@@ -68,6 +68,7 @@ fn spec_changed(before: &Object, after: &Object) -> bool {
         (Object::Deployment(a), Object::Deployment(b)) => a.spec != b.spec,
         (Object::Pod(a), Object::Pod(b)) => a.spec != b.spec,
         (Object::Service(a), Object::Service(b)) => a.spec != b.spec,
+        (Object::Ingress(a), Object::Ingress(b)) => a.spec != b.spec,
         _ => false,
     }
 }
@@ -82,7 +83,16 @@ impl ControlPlane {
         let pods = self.pods.values().map(|p| Object::Pod(self.pod(p)));
         let deployments = self.deployments.values().map(|d| Object::Deployment(self.deployment(d)));
         let services = self.services.values().map(|s| Object::Service(s.clone()));
-        nodes.chain(pods).chain(deployments).chain(services).map(|o| (key(&o), o)).collect()
+        let ingresses = self.ingresses.values().map(|i| Object::Ingress(i.clone()));
+        let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
+        nodes
+            .chain(pods)
+            .chain(deployments)
+            .chain(services)
+            .chain(ingresses)
+            .chain(secrets)
+            .map(|o| (key(&o), o))
+            .collect()
     }
 
     /// At start: every object gets the start revision, nothing is logged.

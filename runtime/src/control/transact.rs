@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
+use crate::model::ingress::{Ingress, Secret};
 use crate::model::{Namespace, Service};
 use crate::store::{DeploymentRecord, State, StoreError};
 
@@ -18,6 +19,8 @@ pub(super) struct Snapshot {
     services: BTreeMap<Key, Service>,
     revisions: Revisions,
     namespaces: BTreeMap<String, Namespace>,
+    ingresses: BTreeMap<Key, Ingress>,
+    secrets: BTreeMap<Key, Secret>,
 }
 
 impl ControlPlane {
@@ -29,11 +32,15 @@ impl ControlPlane {
             services: self.services.clone(),
             revisions: self.revisions.clone(),
             namespaces: self.namespaces.clone(),
+            ingresses: self.ingresses.clone(),
+            secrets: self.secrets.clone(),
         }
     }
 
     pub(super) fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { nodes, pods, deployments, services, namespaces, revisions } = snapshot;
+        let Snapshot { nodes, pods, deployments, services, namespaces, revisions, ingresses, secrets } =
+            snapshot;
+        (self.ingresses, self.secrets) = (ingresses, secrets);
         (self.nodes, self.pods, self.deployments, self.services, self.namespaces) =
             (nodes, pods, deployments, services, namespaces);
         // Nothing read the changes undone: the agent saves before it answers

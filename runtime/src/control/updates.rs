@@ -152,6 +152,8 @@ impl ControlPlane {
             cp.namespaces.remove(name);
             cp.deployments.retain(|(ns, _), _| ns != name);
             cp.services.retain(|(ns, _), _| ns != name);
+            cp.ingresses.retain(|(ns, _), _| ns != name);
+            cp.secrets.retain(|(ns, _), _| ns != name);
             let pods: Vec<Key> = cp.pods.keys().filter(|(ns, _)| ns == name).cloned().collect();
             pods.iter().for_each(|k| {
                 cp.take_pod(k);
@@ -165,6 +167,8 @@ impl ControlPlane {
         self.pods.keys().any(|(ns, _)| ns == name)
             || self.deployments.keys().any(|(ns, _)| ns == name)
             || self.services.keys().any(|(ns, _)| ns == name)
+            || self.ingresses.keys().any(|(ns, _)| ns == name)
+            || self.secrets.keys().any(|(ns, _)| ns == name)
     }
 
     /// Answers `request` as if it were made, then puts everything back:

@@ -12,13 +12,13 @@ use crate::model::{
 };
 
 /// Where a refusal is reported: the object's kind and name.
-struct Ctx<'a> {
-    kind: &'a str,
-    name: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) kind: &'a str,
+    pub(super) name: &'a str,
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, field: &str, message: impl Into<String>) -> Status {
+    pub(super) fn invalid(&self, field: &str, message: impl Into<String>) -> Status {
         Status::invalid(self.kind, self.name, field, message)
     }
 }
@@ -73,7 +73,7 @@ pub fn head<'a>(
     Ok(name)
 }
 
-fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
+pub(super) fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
     match value {
         Value::Null => Ok(Labels::new()),
         Value::Object(map) => map
@@ -88,7 +88,7 @@ fn labels(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Labels, Status> {
 }
 
 /// metadata.annotations: a map of strings, within Kubernetes' bound.
-fn annotations(ctx: &Ctx<'_>, body: &Value) -> Result<Annotations, Status> {
+pub(super) fn annotations(ctx: &Ctx<'_>, body: &Value) -> Result<Annotations, Status> {
     let field = "metadata.annotations";
     let annotations: Annotations = match &body["metadata"]["annotations"] {
         Value::Null => Annotations::new(),

@@ -26,6 +26,10 @@ pub enum Object {
     Service(ServiceSpec),
     /// A v1 Namespace, by name.
     Namespace(String),
+    /// A networking.k8s.io/v1 Ingress.
+    Ingress(crate::model::ingress::IngressSpec),
+    /// A v1 Secret.
+    Secret(crate::model::ingress::SecretSpec),
 }
 
 impl Object {
@@ -36,6 +40,8 @@ impl Object {
             Object::Deployment(d) => format!("deployment.apps/{}", d.name),
             Object::Service(s) => format!("service/{}", s.name),
             Object::Namespace(n) => format!("namespace/{n}"),
+            Object::Ingress(i) => format!("ingress.networking.k8s.io/{}", i.name),
+            Object::Secret(s) => format!("secret/{}", s.name),
         }
     }
 }
@@ -59,7 +65,7 @@ pub enum ManifestError {
     },
     /// A kind podnet does not take.
     #[error(
-        "document {document}: podnet applies v1 Pods, Services and Namespaces and apps/v1 Deployments, not {api_version} {kind}"
+        "document {document}: podnet applies v1 Pods, Services, Secrets and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 Ingresses, not {api_version} {kind}"
     )]
     Kind {
         /// 1-based.
@@ -120,6 +126,12 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
             decode::deployment(value, namespace).map(Object::Deployment).map_err(invalid)
         }
         ("v1", "Service") => decode::service(value, namespace).map(Object::Service).map_err(invalid),
+        ("networking.k8s.io/v1", "Ingress") => {
+            super::ingresses::decode_ingress(value, namespace).map(Object::Ingress).map_err(invalid)
+        }
+        ("v1", "Secret") => {
+            super::ingresses::decode_secret(value, namespace).map(Object::Secret).map_err(invalid)
+        }
         ("v1", "Namespace") => {
             let name = decode::head(value, "Namespace", "v1", None).map_err(invalid)?;
             crate::model::check_name("namespace", name, 63)
@@ -158,8 +170,8 @@ mod tests {
         assert!(e.starts_with("document 1: Deployment \"web\" is invalid: spec.template.spec.containers[0].ports[0].containerPort"), "{e}");
         let e = read("a: [", "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1 is not YAML or JSON"), "{e}");
-        let e = read("---\napiVersion: v1\nkind: Secret\n", "default").unwrap_err().to_string();
-        assert!(e.contains("not v1 Secret"), "{e}");
+        let e = read("---\napiVersion: v1\nkind: ConfigMap\n", "default").unwrap_err().to_string();
+        assert!(e.contains("not v1 ConfigMap"), "{e}");
         // Aliases that expand to billions of nodes are cut by the parser.
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for (i, prev) in ('b'..='k').zip('a'..='j') {

@@ -16,6 +16,8 @@ pub fn kind_of(resource: &str) -> Option<ObjectKind> {
         "deployments" | "replicasets" => ObjectKind::Deployment,
         "services" => ObjectKind::Service,
         "nodes" => ObjectKind::Node,
+        "ingresses" => ObjectKind::Ingress,
+        "secrets" => ObjectKind::Secret,
         _ => return None,
     })
 }
@@ -27,6 +29,8 @@ pub fn render(v: &Versioned) -> Value {
         Object::Deployment(d) => deployment(d, v.revision, v.generation),
         Object::Service(s) => objects::service(s, v.revision),
         Object::Node(n) => objects::node(n, v.revision),
+        Object::Ingress(i) => super::ingresses::ingress(i, v.revision),
+        Object::Secret(s) => super::ingresses::secret(s, v.revision),
     }
 }
 

@@ -2,6 +2,7 @@
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
 mod error;
+pub mod ingress;
 pub mod listeners;
 pub mod services;
 
