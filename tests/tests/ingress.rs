@@ -31,10 +31,48 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 "#;
 
+/// A backend that switches protocols when asked `Upgrade: echo`, then
+/// echoes bytes back (the shape of a WebSocket handshake, without framing).
+const UPGRADE: &str = r#"
+import socket, sys, threading
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d:
+            return
+        data += d
+    if b"upgrade: echo" in data.lower():
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        rest = data.split(b"\r\n\r\n", 1)[1]
+        if rest:
+            c.sendall(rest)
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            c.sendall(d)
+    else:
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nno\n")
+    c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
 /// A deployment of echo backends on 8080 and a Service `name:80` for it.
 fn echo_service(node: &Node, name: &str, replicas: u32) {
-    let script = node.dir.join("echo.py");
-    std::fs::write(&script, ECHO).unwrap();
+    backend(node, name, replicas, "echo.py", ECHO);
+}
+
+/// A deployment running the Python `program` on 8080, and a Service `name:80`.
+fn backend(node: &Node, name: &str, replicas: u32, file: &str, program: &str) {
+    let script = node.dir.join(file);
+    std::fs::write(&script, program).unwrap();
     let replicas = replicas.to_string();
     node.ok(&[
         "create",
@@ -437,4 +475,73 @@ fn bad_ingresses_and_secrets_are_refused_with_the_fix() {
         "{out}"
     );
     assert!(node.ok(&["get", "ingressclass"]).contains("podnet.io/ingress"));
+}
+
+#[test]
+fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
+    require("curl", "curl");
+    let config = "[ingress]\nrequest_timeout_ms = 500\nidle_timeout_s = 2\nmax_header_bytes = 8192\n";
+    let node = Node::start_with("inglim", Some(config));
+    let lan = Outside::attach(&node);
+    echo_service(&node, "web", 1);
+    backend(&node, "ws", 1, "upgrade.py", UPGRADE);
+    node.ok(&["create", "ingress", "edge", "--rule", "web.example/*=web:80", "--rule", "ws.example/*=ws:80"]);
+    wait_ready(&node, "web", 1);
+    wait_ready(&node, "ws", 1);
+    wait_served(&node, "edge");
+    let url = format!("http://{}/", lan.node_ip);
+
+    // h2c: HTTP/2 with prior knowledge on the plain port.
+    let (status, body) = curl(&lan, &["--http2-prior-knowledge", "-H", "Host: web.example", &url]);
+    assert_eq!(status, "200 2", "{body}");
+
+    // An upgrade: 101 from the backend, then bytes both ways.
+    let addr = format!("{}:80", lan.node_ip);
+    let echoed = lan.within(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "head: {}", String::from_utf8_lossy(&head));
+            head.push(byte[0]);
+        }
+        s.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        s.read_exact(&mut back).unwrap();
+        (String::from_utf8_lossy(&head).into_owned(), back)
+    });
+    assert!(echoed.0.starts_with("HTTP/1.1 101"), "{}", echoed.0);
+    assert_eq!(&echoed.1, b"ping");
+
+    // A head past max_header_bytes: 431.
+    let big = format!("X-Big: {}", "a".repeat(9000));
+    assert_eq!(curl(&lan, &["-H", "Host: web.example", "-H", &big, &url]).0, "431 1.1");
+
+    // Not HTTP: 400. A head trickled past the request timeout: closed.
+    let (malformed, slow) = lan.within(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n").unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = s.read_to_end(&mut rest).is_ok();
+        (answer, (closed, started.elapsed()))
+    });
+    assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed}");
+    assert!(slow.0 && slow.1 < Duration::from_secs(4), "closed by the proxy: {slow:?}");
+    let stats = node.ok(&["node", "stats"]);
+    let line = stats.lines().find(|l| l.starts_with("ingress ")).unwrap_or_else(|| panic!("{stats}"));
+    assert!(line.contains("request_timeout=") && line.contains("malformed_message="), "{line}");
 }
