@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use podnet_e2e::kubectl::{self, KUBECTL};
 use podnet_e2e::{Node, Outside, eventually, require, stderr, stdout};
 
 /// A backend that answers every path with its pod's name, the path, and the
@@ -544,4 +545,56 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     let stats = node.ok(&["node", "stats"]);
     let line = stats.lines().find(|l| l.starts_with("ingress ")).unwrap_or_else(|| panic!("{stats}"));
     assert!(line.contains("request_timeout=") && line.contains("malformed_message="), "{line}");
+}
+
+#[test]
+fn kubectl_applies_lists_and_deletes_ingresses_and_secrets() {
+    require(KUBECTL, "kubectl");
+    let node = kubectl::node_with_address("ingkube", None);
+    let (crt, key) = certificate(&node.dir, "shop.example");
+    let indent = |p: &PathBuf| {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| format!("    {l}\n")).collect::<String>()
+    };
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: shop-tls}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&crt),
+        indent(&key)
+    );
+    let ingress = |path: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: shop}}\nspec:\n  ingressClassName: podnet\n  tls: [{{hosts: [shop.example], secretName: shop-tls}}]\n  rules:\n  - host: shop.example\n    http:\n      paths:\n      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+        )
+    };
+    let file = node.dir.join("shop.yaml");
+    std::fs::write(&file, format!("{secret}---\n{}", ingress("/api"))).unwrap();
+    let f = file.to_string_lossy().into_owned();
+    let out = kubectl::ok(&node, &["apply", "-f", &f]);
+    assert!(
+        out.contains("secret/shop-tls created") && out.contains("ingress.networking.k8s.io/shop created"),
+        "{out}"
+    );
+
+    let table = kubectl::ok(&node, &["get", "ingress"]);
+    assert!(table.starts_with("NAME   CLASS    HOSTS          ADDRESS"), "{table}");
+    assert!(table.contains("shop.example") && table.contains("80, 443"), "{table}");
+    let classes = kubectl::ok(&node, &["get", "ingressclass"]);
+    assert!(classes.contains("podnet") && classes.contains("podnet.io/ingress"), "{classes}");
+    let secrets = kubectl::ok(&node, &["get", "secrets"]);
+    assert!(secrets.contains("shop-tls") && secrets.contains("kubernetes.io/tls"), "{secrets}");
+    let yaml = kubectl::ok(&node, &["get", "secret", "shop-tls", "-o", "yaml"]);
+    assert!(!yaml.contains("BEGIN") && !yaml.contains("LS0t"), "no key bytes: {yaml}");
+
+    // A changed Ingress applied again is patched.
+    let file2 = node.dir.join("ing.yaml");
+    std::fs::write(&file2, ingress("/v2")).unwrap();
+    let out = kubectl::ok(&node, &["apply", "-f", &file2.to_string_lossy()]);
+    assert!(out.contains("ingress.networking.k8s.io/shop configured"), "{out}");
+    let json = kubectl::json(&node.ok(&["get", "ingress", "shop", "-o", "json"]));
+    assert_eq!(json["spec"]["rules"][0]["http"]["paths"][0]["path"], "/v2", "{json}");
+
+    let out = kubectl::ok(&node, &["delete", "ingress", "shop"]);
+    assert!(out.contains("deleted"), "{out}");
+    kubectl::ok(&node, &["delete", "secret", "shop-tls"]);
+    assert!(!node.ok(&["get", "ingress"]).contains("shop"));
+    assert!(!node.ok(&["get", "secrets"]).contains("shop-tls"));
 }

@@ -29,7 +29,11 @@ pub struct Resource {
 impl Resource {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> &'static str {
-        if self.group.is_empty() { "v1" } else { "apps/v1" }
+        match self.group {
+            "" => "v1",
+            NETWORKING_GROUP => "networking.k8s.io/v1",
+            _ => "apps/v1",
+        }
     }
 }
 
@@ -37,7 +41,7 @@ const READ: &[&str] = &["get", "list"];
 const WRITE: &[&str] = &["create", "delete", "get", "list"];
 
 /// The core group's resources.
-pub const CORE: [Resource; 6] = [
+pub const CORE: [Resource; 7] = [
     Resource {
         name: "pods",
         singular: "pod",
@@ -89,6 +93,16 @@ pub const CORE: [Resource; 6] = [
         categories: &[],
     },
     Resource {
+        name: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        group: "",
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &[],
+        categories: &[],
+    },
+    Resource {
         name: "events",
         singular: "event",
         kind: "Event",
@@ -124,11 +138,39 @@ pub const APPS: [Resource; 2] = [
     },
 ];
 
+/// The networking group, where Ingresses are.
+pub const NETWORKING_GROUP: &str = "networking.k8s.io";
+
+/// The networking group's resources.
+pub const NETWORKING: [Resource; 2] = [
+    Resource {
+        name: "ingresses",
+        singular: "ingress",
+        kind: "Ingress",
+        group: NETWORKING_GROUP,
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &["ing"],
+        categories: &[],
+    },
+    Resource {
+        name: "ingressclasses",
+        singular: "ingressclass",
+        kind: "IngressClass",
+        group: NETWORKING_GROUP,
+        namespaced: false,
+        verbs: READ,
+        short_names: &[],
+        categories: &[],
+    },
+];
+
 /// The resource `name` of `group`, if served.
 pub fn find(group: &str, name: &str) -> Option<&'static Resource> {
     let list: &'static [Resource] = match group {
         "" => &CORE,
         "apps" => &APPS,
+        NETWORKING_GROUP => &NETWORKING,
         _ => return None,
     };
     list.iter().find(|r| r.name == name)
@@ -168,7 +210,23 @@ pub fn groups() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [apps_group()],
+        "groups": [apps_group(), networking_group()],
+    })
+}
+
+/// `/apis/networking.k8s.io`: the networking group.
+pub fn networking_group() -> Value {
+    let version = json!({ "groupVersion": "networking.k8s.io/v1", "version": "v1" });
+    json!({ "kind": "APIGroup", "apiVersion": "v1", "name": NETWORKING_GROUP, "versions": [version], "preferredVersion": version })
+}
+
+/// `/apis/networking.k8s.io/v1`: ingresses and ingressclasses.
+pub fn networking_resources() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "networking.k8s.io/v1",
+        "resources": NETWORKING.iter().map(resource_json).collect::<Vec<_>>(),
     })
 }
 

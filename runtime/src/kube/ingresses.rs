@@ -13,6 +13,9 @@ use crate::model::ingress::{
     IngressSpec, IngressTls, PathType, SecretInfo, SecretSpec, SecretType,
 };
 
+/// kubectl apply's copy of the object it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 fn backend(b: &IngressBackend) -> Value {
     let port = match &b.port {
         BackendPort::Number(n) => json!({ "number": n }),
@@ -205,13 +208,17 @@ pub fn decode_secret(body: &Value, namespace: &str) -> Result<SecretSpec, Status
             v.as_str().ok_or_else(|| ctx.invalid(&format!("stringData[{k}]"), "values are strings"))?;
         data.insert(k.clone(), text.as_bytes().to_vec());
     }
+    let mut annotations = annotations(&ctx, body)?;
+    // kubectl apply keeps the whole object there, data included: podnet
+    // keeps a Secret's bytes in its data only, never shown.
+    annotations.remove(LAST_APPLIED);
     Ok(SecretSpec {
         name: name.to_string(),
         namespace: namespace.to_string(),
         secret_type: SecretType::parse(body["type"].as_str().unwrap_or("")),
         data,
         labels: labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?,
-        annotations: annotations(&ctx, body)?,
+        annotations,
     })
 }
 

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::discovery::{APPS, CORE, Resource};
+use super::discovery::{APPS, CORE, NETWORKING, NETWORKING_GROUP, Resource};
 
 /// The type of `/openapi/v2` as the kube-apiserver names it (kubectl asks
 /// for `...spec.v2@v1.0+protobuf`, which Go's media type parser refuses
@@ -33,6 +33,7 @@ pub fn root() -> Value {
     json!({ "paths": {
         "api/v1": { "serverRelativeURL": "/openapi/v3/api/v1" },
         "apis/apps/v1": { "serverRelativeURL": "/openapi/v3/apis/apps/v1" },
+        "apis/networking.k8s.io/v1": { "serverRelativeURL": "/openapi/v3/apis/networking.k8s.io/v1" },
     }})
 }
 
@@ -62,6 +63,11 @@ fn document(prefix: &str, group: &str, resources: &[Resource]) -> Value {
 /// `/openapi/v3/api/v1`.
 pub fn core() -> Value {
     document("/api/v1", "", &CORE)
+}
+
+/// `/openapi/v3/apis/networking.k8s.io/v1`.
+pub fn networking() -> Value {
+    document("/apis/networking.k8s.io/v1", NETWORKING_GROUP, &NETWORKING)
 }
 
 /// `/openapi/v3/apis/apps/v1`.

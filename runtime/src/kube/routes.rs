@@ -68,6 +68,12 @@ pub fn route(path: &str) -> Result<Route<'_>, Status> {
         ["apis", "apps", "v1"] => return Ok(Route::Document(discovery::apps_resources)),
         ["api", "v1", rest @ ..] => ("", rest),
         ["apis", "apps", "v1", rest @ ..] => ("apps", rest),
+        ["openapi", "v3", "apis", "networking.k8s.io", "v1"] => {
+            return Ok(Route::Document(openapi::networking));
+        }
+        ["apis", "networking.k8s.io"] => return Ok(Route::Document(discovery::networking_group)),
+        ["apis", "networking.k8s.io", "v1"] => return Ok(Route::Document(discovery::networking_resources)),
+        ["apis", "networking.k8s.io", "v1", rest @ ..] => (discovery::NETWORKING_GROUP, rest),
         _ => return Err(Status::no_path()),
     };
     let find = |name: &str| discovery::find(group, name).ok_or_else(Status::no_path);

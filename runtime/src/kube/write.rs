@@ -105,6 +105,15 @@ impl Verbs {
             "pods" => Request::UpdatePod(decode::pod(&object, ns)?),
             "deployments" => Request::UpdateDeployment(decode::deployment(&object, ns)?),
             "services" => Request::UpdateService(decode::service(&object, ns)?),
+            "ingresses" => Request::UpdateIngress(super::ingresses::decode_ingress(&object, ns)?),
+            // A patch merges with the object as shown, whose data podnet
+            // never shows: the whole Secret must come with the request.
+            "secrets" if kind.is_some() => {
+                return Err(Status::not_allowed(
+                    "podnet does not send a Secret's data back, so it cannot patch one: use kubectl replace -f, or delete and create it",
+                ));
+            }
+            "secrets" => Request::UpdateSecret(super::ingresses::decode_secret(&object, ns)?),
             other => {
                 return Err(Status::not_allowed(format!(
                     "podnet keeps {other} itself: they cannot be updated or patched"
@@ -117,6 +126,8 @@ impl Verbs {
             Response::Pod(p) => Ok((200, objects::pod(&p, rv))),
             Response::Deployment(d) => Ok((200, objects::deployment(&d, rv))),
             Response::Service(s) => Ok((200, objects::service(&s, rv))),
+            Response::Ingress(i) => Ok((200, super::ingresses::ingress(&i, rv))),
+            Response::Secret(s) => Ok((200, super::ingresses::secret(&s, rv))),
             _ => Err(Status::unavailable("the agent answered with something else than asked for")),
         }
     }
