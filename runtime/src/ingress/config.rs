@@ -78,3 +78,21 @@ impl IngressConfig {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::NodeConfig;
+
+    #[test]
+    fn the_section_is_read_and_checked_with_its_lines() {
+        let config = NodeConfig::parse("[ingress]\nhttp_port = 8080\nhttps_port = 0\n").unwrap();
+        assert_eq!((config.ingress.http_port, config.ingress.https_port), (8080, 0));
+        assert_eq!(NodeConfig::default().ingress.http_port, 80);
+        let e =
+            NodeConfig::parse("[ingress]\nhttp_port = 8080\nhttps_port = 8080\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("give them different ports"), "{e}");
+        let e = NodeConfig::parse("[ingress]\nmax_header_bytes = 100\n").unwrap_err().to_string();
+        assert!(e.contains("between 8192 and 1048576"), "{e}");
+        assert!(NodeConfig::parse("[ingress]\nhttp_prot = 1\n").is_err());
+    }
+}

@@ -2,6 +2,7 @@
 //! members under simulated time.
 
 mod endpoints;
+mod ingresses;
 mod members;
 mod persistence;
 mod ports;
