@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use podnet_e2e::kubectl::{self, KUBECTL};
-use podnet_e2e::{Node, Outside, eventually, require, stderr, stdout};
+use podnet_e2e::{Cluster, Node, Outside, eventually, require, stderr, stdout};
 
 /// A backend that answers every path with its pod's name, the path, and the
 /// headers a proxy sets; it reads and counts a request body.
@@ -597,4 +597,53 @@ fn kubectl_applies_lists_and_deletes_ingresses_and_secrets() {
     kubectl::ok(&node, &["delete", "secret", "shop-tls"]);
     assert!(!node.ok(&["get", "ingress"]).contains("shop"));
     assert!(!node.ok(&["get", "secrets"]).contains("shop-tls"));
+}
+
+#[test]
+fn in_a_cluster_every_nodes_ingress_reaches_pods_on_any_node() {
+    require("curl", "curl");
+    let cluster = Cluster::start("ingc", 1);
+    let server = cluster.server();
+    let member = cluster.nodes[1].name.clone();
+    let script = server.dir.join("echo.py");
+    std::fs::write(&script, ECHO).unwrap();
+    let script = script.to_string_lossy().into_owned();
+    server.ok(&[
+        "run",
+        "far",
+        "--node",
+        &member,
+        "--labels",
+        "app=far",
+        "--readiness",
+        "tcp:8080",
+        "--",
+        "/usr/bin/python3",
+        &script,
+        "8080",
+    ]);
+    server.ok(&["expose", "pod", "far", "--port", "80", "--target-port", "8080"]);
+    server.ok(&["create", "ingress", "edge", "--rule", "far.example/*=far:80"]);
+    for i in 0..2 {
+        let url = format!("http://{}/hello", Cluster::address(i));
+        eventually(Duration::from_secs(30), &format!("node {i}'s ingress to reach the pod"), || {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &cluster.lan,
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "3",
+                    "-H",
+                    "Host: far.example",
+                    &url,
+                ])
+                .output()
+                .unwrap();
+            let text = stdout(&out);
+            (field(&text, "pod") == "far" && field(&text, "path") == "/hello").then_some(())
+        });
+    }
 }
