@@ -242,7 +242,12 @@ fn host_and_path_rules_route_to_services_with_404_and_503() {
 
 /// A self-signed certificate and key for `host`, made with openssl.
 fn certificate(dir: &std::path::Path, host: &str) -> (PathBuf, PathBuf) {
-    let (crt, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
+    certificate_as(dir, host, host)
+}
+
+/// [`certificate`] with the subject `/CN=host/O=org`, in files named for `org`.
+fn certificate_as(dir: &std::path::Path, host: &str, org: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join(format!("{org}.crt")), dir.join(format!("{org}.key")));
     let out = std::process::Command::new(require("openssl", "openssl"))
         .args([
             "req",
@@ -255,7 +260,7 @@ fn certificate(dir: &std::path::Path, host: &str) -> (PathBuf, PathBuf) {
             "-days",
             "1",
         ])
-        .args(["-subj", &format!("/CN={host}"), "-addext", &format!("subjectAltName=DNS:{host}")])
+        .args(["-subj", &format!("/CN={host}/O={org}"), "-addext", &format!("subjectAltName=DNS:{host}")])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -552,14 +557,7 @@ fn kubectl_applies_lists_and_deletes_ingresses_and_secrets() {
     require(KUBECTL, "kubectl");
     let node = kubectl::node_with_address("ingkube", None);
     let (crt, key) = certificate(&node.dir, "shop.example");
-    let indent = |p: &PathBuf| {
-        std::fs::read_to_string(p).unwrap().lines().map(|l| format!("    {l}\n")).collect::<String>()
-    };
-    let secret = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: shop-tls}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(&crt),
-        indent(&key)
-    );
+    let secret = secret_manifest("shop-tls", &crt, &key);
     let ingress = |path: &str| {
         format!(
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: shop}}\nspec:\n  ingressClassName: podnet\n  tls: [{{hosts: [shop.example], secretName: shop-tls}}]\n  rules:\n  - host: shop.example\n    http:\n      paths:\n      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
@@ -646,4 +644,89 @@ fn in_a_cluster_every_nodes_ingress_reaches_pods_on_any_node() {
             (field(&text, "pod") == "far" && field(&text, "path") == "/hello").then_some(())
         });
     }
+}
+
+/// A TLS Secret's manifest for `podnet apply -f`.
+fn secret_manifest(name: &str, crt: &PathBuf, key: &PathBuf) -> String {
+    let indent = |p: &PathBuf| {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| format!("    {l}\n")).collect::<String>()
+    };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(crt),
+        indent(key)
+    )
+}
+
+#[test]
+fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_carry_on() {
+    let node = Node::start("ingrot");
+    let lan = Outside::attach(&node);
+    echo_service(&node, "web", 1);
+    let (old_crt, old_key) = certificate_as(&node.dir, "shop.example", "first");
+    let (new_crt, new_key) = certificate_as(&node.dir, "shop.example", "second");
+    let file = node.dir.join("secret.yaml");
+    std::fs::write(&file, secret_manifest("shop-tls", &old_crt, &old_key)).unwrap();
+    node.ok(&["apply", "-f", &file.to_string_lossy()]);
+    node.ok(&["create", "ingress", "shop", "--rule", "shop.example/*=web:80,tls=shop-tls"]);
+    wait_ready(&node, "web", 1);
+    wait_served(&node, "shop");
+    let subject = || {
+        let out = lan.run(&[
+            "sh",
+            "-c",
+            &format!(
+                "echo | timeout 5 openssl s_client -connect {}:443 -servername shop.example 2>&1",
+                lan.node_ip
+            ),
+        ]);
+        stdout(&out)
+    };
+    assert!(subject().contains("O = first"));
+
+    // One connection kept open across the change.
+    let mut open = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lan.netns))
+        .args(["openssl", "s_client", "-quiet", "-connect", &format!("{}:443", lan.node_ip)])
+        .args(["-servername", "shop.example"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = open.stdin.take().unwrap();
+    let output = open.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(output).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ask = |path: &str| {
+        use std::io::Write;
+        write!(input, "GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").unwrap();
+        input.flush().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("pod=") => return field(&line, "path").to_string(),
+                Ok(_) => {}
+                Err(e) => panic!("no answer to {path} on the open connection: {e}"),
+            }
+        }
+    };
+    assert_eq!(ask("/before"), "/before");
+
+    std::fs::write(&file, secret_manifest("shop-tls", &new_crt, &new_key)).unwrap();
+    assert!(node.ok(&["apply", "-f", &file.to_string_lossy()]).contains("secret/shop-tls configured"));
+    eventually(Duration::from_secs(10), "new handshakes to get the new certificate", || {
+        subject().contains("O = second").then_some(())
+    });
+    assert_eq!(ask("/after"), "/after", "the open connection carries on");
+    let _ = open.kill();
+    let _ = open.wait();
 }
