@@ -116,8 +116,8 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Reason {
     match e.downcast_ref::<hyper::Error>() {
         Some(e) if e.is_timeout() => Reason::RequestTimeout,
         Some(e) if e.is_parse_too_large() => Reason::OversizedMessage,
-        Some(e) if e.is_parse() || e.is_parse_status() => Reason::MalformedMessage,
-        _ if e.to_string().contains("timeout") => Reason::RequestTimeout,
+        // A client that broke the protocol (HTTP/2 framing included) or
+        // hung up mid-request.
         _ => Reason::MalformedMessage,
     }
 }
