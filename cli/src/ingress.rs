@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use runtime::api::{Request, Response};
 use runtime::model::ingress::{
     INGRESS_CLASS, INGRESS_CONTROLLER, Ingress, IngressBackend, IngressPath, IngressRule, IngressSpec,
-    IngressTls, PathType, SecretInfo, SecretSpec, SecretType, TLS_CERT, TLS_KEY,
+    IngressTls, PathType,
 };
+use runtime::model::secret::{SecretInfo, SecretSpec, SecretType, TLS_CERT, TLS_KEY};
 use serde_json::Value;
 
 use crate::error::CliError;

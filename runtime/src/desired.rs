@@ -7,7 +7,8 @@ use netstack::overlay::{OverlayConfig, OverlayPeer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Cidr;
-use crate::model::ingress::{Ingress, Secret};
+use crate::model::ingress::Ingress;
+use crate::model::secret::Secret;
 use crate::model::{Endpoints, PodStatus, Service};
 use crate::store::PodRecord;
 

@@ -73,7 +73,7 @@ pub struct State {
     pub ingresses: Vec<crate::model::ingress::Ingress>,
     /// Secrets (the state file is root's only, 0600).
     #[serde(default)]
-    pub secrets: Vec<crate::model::ingress::Secret>,
+    pub secrets: Vec<crate::model::secret::Secret>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

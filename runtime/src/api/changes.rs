@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ingress::{Ingress, SecretInfo};
+use crate::model::ingress::Ingress;
+use crate::model::secret::SecretInfo;
 use crate::model::{Deployment, NodeInfo, Pod, Service};
 
 /// The kinds of object whose changes are numbered.

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::image::{ImageInfo, PullEvent};
-use crate::model::ingress::{Ingress, IngressSpec, SecretInfo, SecretSpec};
+use crate::model::ingress::{Ingress, IngressSpec};
+use crate::model::secret::{SecretInfo, SecretSpec};
 
 use crate::model::{
     Deployment, DeploymentSpec, Endpoints, Namespace, NodeInfo, Pod, PodEvent, PodSpec, SecurityContext,

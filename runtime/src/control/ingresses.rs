@@ -5,9 +5,8 @@
 
 use super::{ControlError, ControlPlane, Now, key};
 use crate::api::{Request, Response};
-use crate::model::ingress::{
-    Ingress, IngressSpec, Secret, SecretSpec, SecretType, check_ingress, check_secret,
-};
+use crate::model::ingress::{Ingress, IngressSpec, check_ingress};
+use crate::model::secret::{Secret, SecretSpec, SecretType, check_secret};
 
 /// Most Ingresses a cluster holds.
 pub(super) const MAX_INGRESSES: usize = 1000;
@@ -97,7 +96,7 @@ impl ControlPlane {
         now: Now,
         spec: SecretSpec,
         replace: bool,
-    ) -> Result<crate::model::ingress::SecretInfo, ControlError> {
+    ) -> Result<crate::model::secret::SecretInfo, ControlError> {
         check_secret(&spec)?;
         let k = key(&spec.namespace, &spec.name);
         let secret = match (self.secrets.get(&k), replace) {

@@ -34,7 +34,8 @@ use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
-use crate::model::ingress::{Ingress, Secret};
+use crate::model::ingress::Ingress;
+use crate::model::secret::Secret;
 use crate::model::services::{self, PodView};
 use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
-use crate::model::ingress::{Ingress, Secret};
+use crate::model::ingress::Ingress;
+use crate::model::secret::Secret;
 use crate::model::{Namespace, Service};
 use crate::store::{DeploymentRecord, State, StoreError};
 

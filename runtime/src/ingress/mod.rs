@@ -28,7 +28,8 @@ pub use config::IngressConfig;
 use crate::desired::NodeDesired;
 use crate::listeners::limits::{Caps, Gate, Listener, Reason};
 use crate::listeners::proxy::{Bound, ListenKey};
-use crate::model::ingress::{Ingress, Secret};
+use crate::model::ingress::Ingress;
+use crate::model::secret::Secret;
 use crate::model::{Endpoints, LoadBalancerStatus, Protocol, Service};
 use proxy::{Scheme, Shared};
 

@@ -12,7 +12,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
-use crate::model::ingress::{Ingress, Secret, SecretType, certified_key};
+use crate::model::ingress::Ingress;
+use crate::model::secret::{Secret, SecretType, certified_key};
 
 /// The certificates to serve, by host.
 #[derive(Debug, Default)]
@@ -129,7 +130,8 @@ pub fn server_config(resolver: Arc<Resolver>) -> Arc<rustls::ServerConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ingress::{IngressSpec, IngressTls, SecretSpec, TLS_CERT, TLS_KEY};
+    use crate::model::ingress::{IngressSpec, IngressTls};
+    use crate::model::secret::{SecretSpec, TLS_CERT, TLS_KEY};
 
     fn secret(name: &str, host: &str) -> Secret {
         let made = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();

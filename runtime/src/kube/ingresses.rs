@@ -10,8 +10,9 @@ use super::objects::{PROBLEM_ANNOTATION, annotate, metadata};
 use super::status::Status;
 use crate::model::ingress::{
     BackendPort, INGRESS_CLASS, INGRESS_CONTROLLER, Ingress, IngressBackend, IngressPath, IngressRule,
-    IngressSpec, IngressTls, PathType, SecretInfo, SecretSpec, SecretType,
+    IngressSpec, IngressTls, PathType,
 };
+use crate::model::secret::{SecretInfo, SecretSpec, SecretType};
 
 /// kubectl apply's copy of the object it applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -252,7 +253,7 @@ mod tests {
         let spec = decode_secret(&body, "default").unwrap();
         assert_eq!(spec.data["a"], b"hello");
         assert_eq!(spec.data["b"], b"world");
-        let info = crate::model::ingress::Secret { uid: "u".into(), created_at: 0, spec }.info();
+        let info = crate::model::secret::Secret { uid: "u".into(), created_at: 0, spec }.info();
         let shown = secret(&info, 1).to_string();
         assert!(!shown.contains("aGVsbG8") && !shown.contains("world"), "{shown}");
     }

@@ -29,7 +29,7 @@ pub enum Object {
     /// A networking.k8s.io/v1 Ingress.
     Ingress(crate::model::ingress::IngressSpec),
     /// A v1 Secret.
-    Secret(crate::model::ingress::SecretSpec),
+    Secret(crate::model::secret::SecretSpec),
 }
 
 impl Object {

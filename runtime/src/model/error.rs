@@ -12,6 +12,9 @@ pub enum ModelError {
     /// An Ingress or a Secret.
     #[error(transparent)]
     Ingress(#[from] super::ingress::IngressError),
+    /// A Secret.
+    #[error(transparent)]
+    Secret(#[from] super::secret::SecretError),
     /// An annotation key that is not a qualified name.
     #[error(
         "invalid annotation key `{0}`: use letters, digits, '-', '_' or '.', with an optional DNS prefix and '/'"

@@ -4,6 +4,7 @@
 mod error;
 pub mod ingress;
 pub mod listeners;
+pub mod secret;
 pub mod services;
 
 pub use error::ModelError;

@@ -6,9 +6,9 @@ use crate::api::changes::ObjectKind;
 use crate::api::{Request, Response};
 use crate::control::harness::*;
 use crate::model::ingress::{
-    BackendPort, IngressBackend, IngressPath, IngressRule, IngressSpec, IngressTls, PathType, SecretSpec,
-    SecretType, TLS_CERT, TLS_KEY,
+    BackendPort, IngressBackend, IngressPath, IngressRule, IngressSpec, IngressTls, PathType,
 };
+use crate::model::secret::{SecretSpec, SecretType, TLS_CERT, TLS_KEY};
 
 fn ingress(name: &str, secret: Option<&str>) -> IngressSpec {
     IngressSpec {
