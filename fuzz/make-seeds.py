@@ -296,6 +296,14 @@ def spdy_seeds():
     write("spdy_frames", "channel-close", b"\1\xff\0")
 
 
+def ingress_seeds():
+    # Lines: rule host, rule path, request host, request path.
+    write("ingress_routes", "prefix", b"shop.example\n/api\nshop.example\n/api/items")
+    write("ingress_routes", "wildcard", b"*.example.com\n/\nblog.example.com\n/x")
+    write("ingress_routes", "trailing-slash", b"shop.example\n/foo/\nShop.Example:80\n/foo")
+    write("ingress_routes", "empty", b"\n/\n\n//..//%2e")
+
+
 if __name__ == "__main__":
     switch_seeds()
     dns_seeds()
@@ -306,3 +314,4 @@ if __name__ == "__main__":
     egress_seeds()
     cluster_seeds()
     spdy_seeds()
+    ingress_seeds()

@@ -117,5 +117,30 @@ async fn apply(socket: &Path, object: Object) -> Result<&'static str, CliError> 
                 },
             }
         }
+        Object::Ingress(spec) => {
+            let list =
+                call(socket, Request::GetIngresses { namespace: Some(spec.namespace.clone()) }).await?;
+            let Response::Ingresses { items, .. } = list else { return unexpected() };
+            match items.into_iter().find(|i| i.spec.name == spec.name) {
+                None => call(socket, Request::CreateIngress(spec)).await.map(|_| "created"),
+                Some(old) => match call(socket, Request::UpdateIngress(spec)).await? {
+                    Response::Ingress(new) => Ok(changed(new.spec == old.spec)),
+                    _ => unexpected(),
+                },
+            }
+        }
+        Object::Secret(spec) => {
+            let list = call(socket, Request::GetSecrets { namespace: Some(spec.namespace.clone()) }).await?;
+            let Response::Secrets(items) = list else { return unexpected() };
+            match items.into_iter().find(|s| s.name == spec.name) {
+                None => call(socket, Request::CreateSecret(spec)).await.map(|_| "created"),
+                Some(old) => match call(socket, Request::UpdateSecret(spec)).await? {
+                    Response::Secret(new) => {
+                        Ok(changed(new.digest == old.digest && new.secret_type == old.secret_type))
+                    }
+                    _ => unexpected(),
+                },
+            }
+        }
     }
 }

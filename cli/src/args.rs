@@ -454,7 +454,61 @@ pub(crate) enum CreateServiceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum CreateSecretCommand {
+    /// A kubernetes.io/tls Secret from a PEM certificate chain and its key.
+    Tls {
+        /// Secret name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// The certificate chain (PEM), leaf first.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// An Opaque Secret.
+    Generic {
+        /// Secret name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// A key and its value, KEY=VALUE; repeatable.
+        #[arg(long = "from-literal")]
+        literals: Vec<String>,
+        /// A file, [KEY=]PATH (the key defaults to the file name); repeatable.
+        #[arg(long = "from-file")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum CreateCommand {
+    /// Create a Secret.
+    Secret {
+        #[command(subcommand)]
+        command: CreateSecretCommand,
+    },
+    /// Create an Ingress, with kubectl's flags.
+    Ingress {
+        /// Ingress name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// The IngressClass (podnet, the default, when not given).
+        #[arg(long)]
+        class: Option<String>,
+        /// HOST/PATH=SERVICE:PORT[,tls=SECRET]; a trailing `*` makes the path a Prefix; repeatable.
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// SERVICE:PORT for requests no rule matches.
+        #[arg(long)]
+        default_backend: Option<String>,
+        /// An annotation, KEY=VALUE; repeatable.
+        #[arg(long = "annotation")]
+        annotations: Vec<String>,
+    },
     /// Create a Service.
     Service {
         #[command(subcommand)]
@@ -511,6 +565,12 @@ pub(crate) enum Kind {
     Endpoints,
     #[value(name = "networkpolicy", alias = "networkpolicies", alias = "netpol")]
     NetworkPolicy,
+    #[value(alias = "ingresses", alias = "ing")]
+    Ingress,
+    #[value(alias = "secrets")]
+    Secret,
+    #[value(alias = "ingressclasses")]
+    Ingressclass,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,6 +14,7 @@ mod error;
 mod exec;
 mod expose;
 mod image;
+mod ingress;
 mod kube;
 mod label;
 #[allow(unsafe_code)]
@@ -25,8 +26,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use args::{
-    Cli, CniCommand, Command, ConfigCommand, CreateCommand, CreateServiceCommand, GetArgs, Kind, NodeCommand,
-    NodeUpArgs, Output,
+    Cli, CniCommand, Command, ConfigCommand, CreateCommand, CreateSecretCommand, CreateServiceCommand,
+    GetArgs, Kind, NodeCommand, NodeUpArgs, Output,
 };
 use clap::Parser;
 use error::CliError;
@@ -190,6 +191,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 Kind::Endpoints => {
                     return Err("endpoints follow their service: delete the service instead".into());
                 }
+                Kind::Ingress => (
+                    Request::DeleteIngress { namespace: ns.namespace, name: name.clone() },
+                    "ingress.networking.k8s.io",
+                ),
+                Kind::Secret => {
+                    (Request::DeleteSecret { namespace: ns.namespace, name: name.clone() }, "secret")
+                }
+                Kind::Ingressclass => {
+                    return Err("the podnet IngressClass is built in and cannot be deleted".into());
+                }
             };
             call(socket, request).await?;
             println!("{what} \"{name}\" deleted");
@@ -198,8 +209,40 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Describe { kind, name, ns } => match kind {
             Kind::Pod => describe::run(socket, &ns.namespace, &name).await,
             Kind::NetworkPolicy => describe::network_policy(socket, &ns.namespace, &name).await,
-            _ => Err("only pods and networkpolicies can be described: podnet describe pod NAME".into()),
+            Kind::Ingress => ingress::describe(socket, &ns.namespace, &name).await,
+            _ => Err("only pods, networkpolicies and ingresses can be described: podnet describe pod|networkpolicy|ingress NAME".into()),
         },
+        Command::Create { command: CreateCommand::Secret { command } } => {
+            let spec = match command {
+                CreateSecretCommand::Tls { name, ns, cert, key } => {
+                    ingress::tls_secret(name, ns.namespace, &cert, &key)?
+                }
+                CreateSecretCommand::Generic { name, ns, literals, files } => {
+                    ingress::generic_secret(name, ns.namespace, &literals, &files)?
+                }
+            };
+            let Response::Secret(secret) = call(socket, Request::CreateSecret(spec)).await? else {
+                return unexpected();
+            };
+            println!("secret/{} created", secret.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Create {
+            command: CreateCommand::Ingress { name, ns, class, rules, default_backend, annotations },
+        } => {
+            // Parsed here, not by clap, so a mistake is one line naming the fix.
+            let rules = rules.iter().map(|r| r.parse()).collect::<Result<Vec<ingress::RuleArg>, String>>()?;
+            let default_backend = default_backend
+                .map(|b| b.parse().map_err(|e| format!("--default-backend: {e}")))
+                .transpose()?;
+            let spec =
+                ingress::ingress_spec(name, ns.namespace, class, rules, default_backend, &annotations)?;
+            let Response::Ingress(created) = call(socket, Request::CreateIngress(spec)).await? else {
+                return unexpected();
+            };
+            println!("ingress.networking.k8s.io/{} created", created.spec.name);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Logs { pod, ns } => {
             let Response::Logs(bytes) =
                 call(socket, Request::Logs { namespace: ns.namespace, name: pod }).await?
@@ -436,6 +479,27 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
                 table::network_policies(&list, args.all_namespaces),
             )
         }
+        Kind::Ingress => {
+            ingress::get_ingresses(
+                socket,
+                namespace,
+                args.name.as_deref(),
+                &args.namespace,
+                args.all_namespaces,
+            )
+            .await?
+        }
+        Kind::Secret => {
+            ingress::get_secrets(
+                socket,
+                namespace,
+                args.name.as_deref(),
+                &args.namespace,
+                args.all_namespaces,
+            )
+            .await?
+        }
+        Kind::Ingressclass => (vec![runtime::kube::ingresses::ingress_class()], ingress::class_table()),
     };
     let value = match (args.name.is_some(), objects.len()) {
         (true, 1) => objects.into_iter().next().expect("one object"),

@@ -307,6 +307,20 @@ pub(crate) fn stats(report: &runtime::api::StatsReport) -> String {
         .collect();
     out += "\n";
     out += &render(&["LISTENER", "OPEN", "REFUSED/CLOSED"], &listeners);
+    out += &format!(
+        "\nINGRESS: {}\n",
+        line(&report.ingress.iter().filter(|(k, _)| !k.contains(' ')).cloned().collect::<Vec<_>>())
+    );
+    let rules: Vec<Vec<String>> = report
+        .ingress
+        .iter()
+        .filter_map(|(k, v)| {
+            k.rsplit_once(' ').map(|(rule, class)| vec![rule.to_string(), class.to_string(), v.to_string()])
+        })
+        .collect();
+    if !rules.is_empty() {
+        out += &render(&["INGRESS RULE", "STATUS", "REQUESTS"], &rules);
+    }
     out
 }
 

@@ -436,6 +436,8 @@ pub struct NodeConfig {
     pub images: ImagesConfig,
     /// The Kubernetes API.
     pub api: crate::kube::ApiConfig,
+    /// The Ingress proxy.
+    pub ingress: crate::ingress::IngressConfig,
 }
 
 /// One thing wrong in a board config: where (when known) and what.
@@ -868,6 +870,7 @@ impl NodeConfig {
                 ),
             ));
         }
+        found.extend(self.ingress.findings());
         found
     }
 }

@@ -7,6 +7,8 @@ use netstack::overlay::{OverlayConfig, OverlayPeer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Cidr;
+use crate::model::ingress::Ingress;
+use crate::model::secret::Secret;
 use crate::model::{Endpoints, PodStatus, Service};
 use crate::store::PodRecord;
 
@@ -37,6 +39,13 @@ pub struct NodeDesired {
     /// member's cache from before policies reads as none).
     #[serde(default)]
     pub policy: crate::policy::PolicyInputs,
+    /// Every Ingress: every node serves all of them.
+    #[serde(default)]
+    pub ingresses: Vec<Ingress>,
+    /// The TLS Secrets podnet's Ingresses name (only those: a node gets no
+    /// other Secret).
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
 }
 
 /// A node's report: the observed status of each of its pods, by uid.

@@ -35,6 +35,7 @@ pub mod dataplane;
 pub mod desired;
 mod error;
 pub mod image;
+pub mod ingress;
 pub mod kube;
 pub mod listeners;
 pub mod model;

@@ -72,6 +72,12 @@ pub struct State {
     /// NetworkPolicies.
     #[serde(default)]
     pub network_policies: Vec<crate::model::policy::NetworkPolicy>,
+    /// Ingresses.
+    #[serde(default)]
+    pub ingresses: Vec<crate::model::ingress::Ingress>,
+    /// Secrets (the state file is root's only, 0600).
+    #[serde(default)]
+    pub secrets: Vec<crate::model::secret::Secret>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

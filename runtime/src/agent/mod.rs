@@ -503,6 +503,12 @@ impl Control {
                 Response::Services(list.iter().map(|s| node.reported_service(s)).collect())
             }
             Response::Service(s) => Response::Service(node.reported_service(&s)),
+            // So is an Ingress's address.
+            Response::Ingresses { items, .. } => Response::Ingresses {
+                items: items.iter().map(|i| node.reported_ingress(i)).collect(),
+                ports: node.ingress_ports(),
+            },
+            Response::Ingress(i) => Response::Ingress(node.reported_ingress(&i)),
             other => other,
         }))
     }

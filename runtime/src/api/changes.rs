@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
+use crate::model::secret::SecretInfo;
 use crate::model::{Deployment, NodeInfo, Pod, Service};
 
 /// The kinds of object whose changes are numbered.
@@ -21,6 +23,10 @@ pub enum ObjectKind {
     Service,
     /// A NetworkPolicy.
     NetworkPolicy,
+    /// An Ingress.
+    Ingress,
+    /// A Secret.
+    Secret,
 }
 
 /// What happened to an object, in the Kubernetes watch's words.
@@ -59,6 +65,10 @@ pub enum Object {
     Service(Service),
     /// A NetworkPolicy.
     NetworkPolicy(NetworkPolicy),
+    /// An Ingress.
+    Ingress(Ingress),
+    /// A Secret: its keys, sizes and digest, never its bytes.
+    Secret(SecretInfo),
 }
 
 impl Object {
@@ -70,6 +80,8 @@ impl Object {
             Object::Deployment(_) => ObjectKind::Deployment,
             Object::Service(_) => ObjectKind::Service,
             Object::NetworkPolicy(_) => ObjectKind::NetworkPolicy,
+            Object::Ingress(_) => ObjectKind::Ingress,
+            Object::Secret(_) => ObjectKind::Secret,
         }
     }
 
@@ -81,6 +93,8 @@ impl Object {
             Object::Deployment(d) => &d.spec.namespace,
             Object::Service(s) => &s.spec.namespace,
             Object::NetworkPolicy(p) => &p.spec.namespace,
+            Object::Ingress(i) => &i.spec.namespace,
+            Object::Secret(s) => &s.namespace,
         }
     }
 
@@ -92,6 +106,8 @@ impl Object {
             Object::Deployment(d) => &d.spec.name,
             Object::Service(s) => &s.spec.name,
             Object::NetworkPolicy(p) => &p.spec.name,
+            Object::Ingress(i) => &i.spec.name,
+            Object::Secret(s) => &s.name,
         }
     }
 }

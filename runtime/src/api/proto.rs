@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::image::{ImageInfo, PullEvent};
+use crate::model::ingress::{Ingress, IngressSpec};
+use crate::model::secret::{SecretInfo, SecretSpec};
 
 use crate::model::policy::{NetworkPolicy, NetworkPolicySpec};
 use crate::model::{
@@ -226,6 +228,38 @@ pub enum Request {
         /// Most bytes of earlier output sent first.
         backlog: u64,
     },
+    /// Create an Ingress.
+    CreateIngress(IngressSpec),
+    /// Replace an Ingress's spec.
+    UpdateIngress(IngressSpec),
+    /// List Ingresses, in one namespace or all.
+    GetIngresses {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete an Ingress.
+    DeleteIngress {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Create a Secret (a TLS Secret's certificate and key are checked).
+    CreateSecret(SecretSpec),
+    /// Replace a Secret's data.
+    UpdateSecret(SecretSpec),
+    /// List Secrets (their keys and sizes, never their bytes).
+    GetSecrets {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a Secret.
+    DeleteSecret {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
     /// CNI ADD: network a container another runtime runs as a pod of the
     /// node that is asked (see `model::cni`).
     CniAdd(CniAdd),
@@ -364,7 +398,8 @@ impl Request {
             | Request::GetNamespaces
             | Request::CniCheck { .. }
             | Request::CniStatus
-            | Request::GetNetworkPolicies { .. } => true,
+            | Request::GetNetworkPolicies { .. }
+            | Request::GetIngresses { .. } => true,
             Request::RunPod(_)
             | Request::CreateDeployment(_)
             | Request::ScaleDeployment { .. }
@@ -393,7 +428,14 @@ impl Request {
             | Request::UpdateNamespace { .. }
             | Request::CreateNetworkPolicy(_)
             | Request::UpdateNetworkPolicy(_)
-            | Request::DeleteNetworkPolicy { .. } => false,
+            | Request::DeleteNetworkPolicy { .. }
+            | Request::CreateIngress(_)
+            | Request::UpdateIngress(_)
+            | Request::DeleteIngress { .. }
+            | Request::CreateSecret(_)
+            | Request::UpdateSecret(_)
+            | Request::GetSecrets { .. }
+            | Request::DeleteSecret { .. } => false,
         }
     }
 }
@@ -412,6 +454,10 @@ pub struct StatsReport {
     /// Images and image pods: layers unpacked and refused, GC, imports,
     /// container starts and failed starts by kubectl reason.
     pub images: Vec<(String, u64)>,
+    /// The Ingress proxy: requests per rule and status class, requests no
+    /// rule matched, backend errors, failed TLS handshakes.
+    #[serde(default)]
+    pub ingress: Vec<(String, u64)>,
 }
 
 /// One listener's connections, and what it refused or closed, by reason.
@@ -560,4 +606,17 @@ pub enum Response {
     NetworkPolicy(NetworkPolicy),
     /// NetworkPolicies.
     NetworkPolicies(Vec<NetworkPolicy>),
+    /// One Ingress.
+    Ingress(Ingress),
+    /// Ingresses, and the ports every node serves them on.
+    Ingresses {
+        /// The Ingresses.
+        items: Vec<Ingress>,
+        /// `ingress.http_port` and `ingress.https_port` (0: off).
+        ports: Vec<u16>,
+    },
+    /// One Secret, without its bytes.
+    Secret(SecretInfo),
+    /// Secrets, without their bytes.
+    Secrets(Vec<SecretInfo>),
 }

@@ -366,6 +366,34 @@ pub enum ControlError {
         /// limits.max_pods.
         max: u16,
     },
+    /// An Ingress or Secret that does not exist.
+    #[error("{kind} {namespace}/{name} not found: list them with `podnet get {kind} -n {namespace}`")]
+    NotFound {
+        /// `ingress` or `secret`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// An Ingress or Secret that exists already.
+    #[error("{kind} {namespace}/{name} already exists: delete it first, or change it with `podnet apply -f`")]
+    Exists {
+        /// `ingress` or `secret`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The cluster holds as many objects of a kind as it may.
+    #[error("the cluster holds {max} {kind}s, as many as it may: delete some first")]
+    TooMany {
+        /// `ingress` or `secret`.
+        kind: &'static str,
+        /// The bound.
+        max: usize,
+    },
 }
 
 impl ControlError {

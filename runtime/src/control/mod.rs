@@ -16,6 +16,7 @@ mod cni;
 mod error;
 #[cfg(test)]
 mod harness;
+mod ingresses;
 mod inputs;
 mod nodes;
 mod policies;
@@ -35,7 +36,9 @@ use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
+use crate::model::secret::Secret;
 use crate::model::services::{self, PodView};
 use crate::model::{Deployment, Endpoints, Namespace, Phase, Pod, PodStatus, Service};
 use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
@@ -88,6 +91,8 @@ pub struct ControlPlane {
     namespaces: BTreeMap<String, Namespace>,
     /// NetworkPolicies, by namespace and name.
     policies: BTreeMap<Key, NetworkPolicy>,
+    ingresses: BTreeMap<Key, Ingress>,
+    secrets: BTreeMap<Key, Secret>,
 }
 
 impl ControlPlane {
@@ -121,6 +126,12 @@ impl ControlPlane {
                 .into_iter()
                 .map(|p| (key(&p.spec.namespace, &p.spec.name), p))
                 .collect(),
+            ingresses: state
+                .ingresses
+                .into_iter()
+                .map(|i| (key(&i.spec.namespace, &i.spec.name), i))
+                .collect(),
+            secrets: state.secrets.into_iter().map(|s| (key(&s.spec.namespace, &s.spec.name), s)).collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -191,6 +202,8 @@ impl ControlPlane {
             revision: self.revision(),
             namespaces: self.namespaces.values().cloned().collect(),
             network_policies: self.policies.values().cloned().collect(),
+            ingresses: self.ingresses.values().cloned().collect(),
+            secrets: self.secrets.values().cloned().collect(),
         }
     }
 
@@ -213,6 +226,8 @@ impl ControlPlane {
                 })
                 .collect(),
             policy: self.policy_inputs(),
+            ingresses: self.ingresses.values().cloned().collect(),
+            secrets: self.ingress_secrets(),
         }
     }
 

@@ -149,6 +149,14 @@ impl ControlPlane {
             Request::DeleteNamespace { name } => self.delete_namespace(&name).map(|()| Response::Done),
             Request::GetNamespaces => Ok(Response::Namespaces(self.namespaces.values().cloned().collect())),
             Request::DryRun(request) => self.dry_run(now, *request),
+            request @ (Request::CreateIngress(_)
+            | Request::UpdateIngress(_)
+            | Request::GetIngresses { .. }
+            | Request::DeleteIngress { .. }
+            | Request::CreateSecret(_)
+            | Request::UpdateSecret(_)
+            | Request::GetSecrets { .. }
+            | Request::DeleteSecret { .. }) => self.ingress_request(now, request),
             Request::ExecTarget { .. }
             | Request::Logs { .. }
             | Request::DescribePod { .. }

@@ -69,6 +69,7 @@ fn spec_changed(before: &Object, after: &Object) -> bool {
         (Object::Pod(a), Object::Pod(b)) => a.spec != b.spec,
         (Object::Service(a), Object::Service(b)) => a.spec != b.spec,
         (Object::NetworkPolicy(a), Object::NetworkPolicy(b)) => a.spec != b.spec,
+        (Object::Ingress(a), Object::Ingress(b)) => a.spec != b.spec,
         _ => false,
     }
 }
@@ -84,7 +85,17 @@ impl ControlPlane {
         let deployments = self.deployments.values().map(|d| Object::Deployment(self.deployment(d)));
         let services = self.services.values().map(|s| Object::Service(s.clone()));
         let policies = self.policies.values().map(|p| Object::NetworkPolicy(p.clone()));
-        nodes.chain(pods).chain(deployments).chain(services).chain(policies).map(|o| (key(&o), o)).collect()
+        let ingresses = self.ingresses.values().map(|i| Object::Ingress(i.clone()));
+        let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
+        nodes
+            .chain(pods)
+            .chain(deployments)
+            .chain(services)
+            .chain(policies)
+            .chain(ingresses)
+            .chain(secrets)
+            .map(|o| (key(&o), o))
+            .collect()
     }
 
     /// At start: every object gets the start revision, nothing is logged.

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
+use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
+use crate::model::secret::Secret;
 use crate::model::{Namespace, Service};
 use crate::store::{DeploymentRecord, State, StoreError};
 
@@ -20,6 +22,8 @@ pub(super) struct Snapshot {
     revisions: Revisions,
     namespaces: BTreeMap<String, Namespace>,
     policies: BTreeMap<Key, NetworkPolicy>,
+    ingresses: BTreeMap<Key, Ingress>,
+    secrets: BTreeMap<Key, Secret>,
 }
 
 impl ControlPlane {
@@ -32,13 +36,26 @@ impl ControlPlane {
             revisions: self.revisions.clone(),
             namespaces: self.namespaces.clone(),
             policies: self.policies.clone(),
+            ingresses: self.ingresses.clone(),
+            secrets: self.secrets.clone(),
         }
     }
 
     pub(super) fn restore(&mut self, snapshot: Snapshot) {
-        let Snapshot { nodes, pods, deployments, services, namespaces, revisions, policies } = snapshot;
-        (self.nodes, self.pods, self.deployments, self.services, self.namespaces, self.policies) =
-            (nodes, pods, deployments, services, namespaces, policies);
+        let Snapshot {
+            nodes,
+            pods,
+            deployments,
+            services,
+            namespaces,
+            revisions,
+            policies,
+            ingresses,
+            secrets,
+        } = snapshot;
+        (self.policies, self.ingresses, self.secrets) = (policies, ingresses, secrets);
+        (self.nodes, self.pods, self.deployments, self.services, self.namespaces) =
+            (nodes, pods, deployments, services, namespaces);
         // Nothing read the changes undone: the agent saves before it answers
         // anything else, so their revisions are taken back too.
         self.revisions = revisions;

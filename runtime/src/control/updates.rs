@@ -163,6 +163,8 @@ impl ControlPlane {
             cp.deployments.retain(|(ns, _), _| ns != name);
             cp.services.retain(|(ns, _), _| ns != name);
             cp.policies.retain(|(ns, _), _| ns != name);
+            cp.ingresses.retain(|(ns, _), _| ns != name);
+            cp.secrets.retain(|(ns, _), _| ns != name);
             let pods: Vec<Key> = cp.pods.keys().filter(|(ns, _)| ns == name).cloned().collect();
             pods.iter().for_each(|k| {
                 cp.take_pod(k);
@@ -177,6 +179,8 @@ impl ControlPlane {
             || self.deployments.keys().any(|(ns, _)| ns == name)
             || self.services.keys().any(|(ns, _)| ns == name)
             || self.policies.keys().any(|(ns, _)| ns == name)
+            || self.ingresses.keys().any(|(ns, _)| ns == name)
+            || self.secrets.keys().any(|(ns, _)| ns == name)
     }
 
     /// Whether namespace `name` exists: `default`, made, or holding objects.

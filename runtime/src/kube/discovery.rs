@@ -41,7 +41,7 @@ const READ: &[&str] = &["get", "list"];
 const WRITE: &[&str] = &["create", "delete", "get", "list"];
 
 /// The core group's resources.
-pub const CORE: [Resource; 6] = [
+pub const CORE: [Resource; 7] = [
     Resource {
         name: "pods",
         singular: "pod",
@@ -93,6 +93,16 @@ pub const CORE: [Resource; 6] = [
         categories: &[],
     },
     Resource {
+        name: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        group: "",
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &[],
+        categories: &[],
+    },
+    Resource {
         name: "events",
         singular: "event",
         kind: "Event",
@@ -128,24 +138,49 @@ pub const APPS: [Resource; 2] = [
     },
 ];
 
-/// The networking.k8s.io group's resources.
-pub const NETWORKING: [Resource; 1] = [Resource {
-    name: "networkpolicies",
-    singular: "networkpolicy",
-    kind: "NetworkPolicy",
-    group: "networking.k8s.io",
-    namespaced: true,
-    verbs: WRITE,
-    short_names: &["netpol"],
-    categories: &[],
-}];
+/// The networking group: NetworkPolicies, Ingresses, IngressClasses.
+pub const NETWORKING_GROUP: &str = "networking.k8s.io";
+
+/// The networking group's resources.
+pub const NETWORKING: [Resource; 3] = [
+    Resource {
+        name: "networkpolicies",
+        singular: "networkpolicy",
+        kind: "NetworkPolicy",
+        group: NETWORKING_GROUP,
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &["netpol"],
+        categories: &[],
+    },
+    Resource {
+        name: "ingresses",
+        singular: "ingress",
+        kind: "Ingress",
+        group: NETWORKING_GROUP,
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &["ing"],
+        categories: &[],
+    },
+    Resource {
+        name: "ingressclasses",
+        singular: "ingressclass",
+        kind: "IngressClass",
+        group: NETWORKING_GROUP,
+        namespaced: false,
+        verbs: READ,
+        short_names: &[],
+        categories: &[],
+    },
+];
 
 /// The resource `name` of `group`, if served.
 pub fn find(group: &str, name: &str) -> Option<&'static Resource> {
     let list: &'static [Resource] = match group {
         "" => &CORE,
         "apps" => &APPS,
-        "networking.k8s.io" => &NETWORKING,
+        NETWORKING_GROUP => &NETWORKING,
         _ => return None,
     };
     list.iter().find(|r| r.name == name)
@@ -198,10 +233,10 @@ pub fn apps_group() -> Value {
 /// `/apis/networking.k8s.io`: the networking group.
 pub fn networking_group() -> Value {
     let version = json!({ "groupVersion": "networking.k8s.io/v1", "version": "v1" });
-    json!({ "kind": "APIGroup", "apiVersion": "v1", "name": "networking.k8s.io", "versions": [version], "preferredVersion": version })
+    json!({ "kind": "APIGroup", "apiVersion": "v1", "name": NETWORKING_GROUP, "versions": [version], "preferredVersion": version })
 }
 
-/// `/apis/networking.k8s.io/v1`: network policies.
+/// `/apis/networking.k8s.io/v1`: network policies, ingresses and ingress classes.
 pub fn networking_resources() -> Value {
     json!({
         "kind": "APIResourceList",

@@ -28,6 +28,10 @@ pub enum Object {
     Namespace(String, crate::model::Labels, crate::model::Annotations),
     /// A networking.k8s.io/v1 NetworkPolicy.
     NetworkPolicy(crate::model::policy::NetworkPolicySpec),
+    /// A networking.k8s.io/v1 Ingress.
+    Ingress(crate::model::ingress::IngressSpec),
+    /// A v1 Secret.
+    Secret(crate::model::secret::SecretSpec),
 }
 
 impl Object {
@@ -39,6 +43,8 @@ impl Object {
             Object::Service(s) => format!("service/{}", s.name),
             Object::Namespace(n, _, _) => format!("namespace/{n}"),
             Object::NetworkPolicy(p) => format!("networkpolicy.networking.k8s.io/{}", p.name),
+            Object::Ingress(i) => format!("ingress.networking.k8s.io/{}", i.name),
+            Object::Secret(s) => format!("secret/{}", s.name),
         }
     }
 }
@@ -62,7 +68,7 @@ pub enum ManifestError {
     },
     /// A kind podnet does not take.
     #[error(
-        "document {document}: podnet applies v1 Pods, Services and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 NetworkPolicies, not {api_version} {kind}"
+        "document {document}: podnet applies v1 Pods, Services, Secrets and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 Ingresses and NetworkPolicies, not {api_version} {kind}"
     )]
     Kind {
         /// 1-based.
@@ -135,6 +141,12 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
             decode::deployment(value, namespace).map(Object::Deployment).map_err(invalid)
         }
         ("v1", "Service") => decode::service(value, namespace).map(Object::Service).map_err(invalid),
+        ("networking.k8s.io/v1", "Ingress") => {
+            super::ingresses::decode_ingress(value, namespace).map(Object::Ingress).map_err(invalid)
+        }
+        ("v1", "Secret") => {
+            super::ingresses::decode_secret(value, namespace).map(Object::Secret).map_err(invalid)
+        }
         ("v1", "Namespace") => {
             decode::namespace(value).map(|(n, l, a)| Object::Namespace(n, l, a)).map_err(invalid)
         }
@@ -178,8 +190,8 @@ mod tests {
         assert_eq!(e, "document 1: Deployment \"web\": unknown field \"spec.replica\": check its spelling");
         let e = read("a: [", "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1 is not YAML or JSON"), "{e}");
-        let e = read("---\napiVersion: v1\nkind: Secret\n", "default").unwrap_err().to_string();
-        assert!(e.contains("not v1 Secret"), "{e}");
+        let e = read("---\napiVersion: v1\nkind: ConfigMap\n", "default").unwrap_err().to_string();
+        assert!(e.contains("not v1 ConfigMap"), "{e}");
         // Aliases that expand to billions of nodes are cut by the parser.
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for (i, prev) in ('b'..='k').zip('a'..='j') {

@@ -37,6 +37,7 @@ pub mod discovery;
 pub mod events;
 pub mod fields;
 pub mod files;
+pub mod ingresses;
 pub mod kubeconfig;
 pub mod manifest;
 pub mod netpol;

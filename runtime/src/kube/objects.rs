@@ -18,7 +18,7 @@ pub fn timestamp(unix: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
-fn metadata(name: &str, namespace: Option<&str>, uid: &str, created: u64, rv: u64) -> Value {
+pub(super) fn metadata(name: &str, namespace: Option<&str>, uid: &str, created: u64, rv: u64) -> Value {
     let mut m = json!({
         "name": name,
         "uid": uid,
@@ -346,7 +346,7 @@ pub const PROBLEM_ANNOTATION: &str = "podnet.io/problem";
 
 /// Adds `metadata.annotations` when there are any (Kubernetes omits an
 /// empty map).
-fn annotate(meta: &mut Value, annotations: &crate::model::Annotations) {
+pub(super) fn annotate(meta: &mut Value, annotations: &crate::model::Annotations) {
     if !annotations.is_empty() {
         meta["annotations"] = json!(annotations);
     }

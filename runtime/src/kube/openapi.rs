@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::discovery::{APPS, CORE, NETWORKING, Resource};
+use super::discovery::{APPS, CORE, NETWORKING, NETWORKING_GROUP, Resource};
 
 /// The type of `/openapi/v2` as the kube-apiserver names it (kubectl asks
 /// for `...spec.v2@v1.0+protobuf`, which Go's media type parser refuses
@@ -65,14 +65,14 @@ pub fn core() -> Value {
     document("/api/v1", "", &CORE)
 }
 
+/// `/openapi/v3/apis/networking.k8s.io/v1`.
+pub fn networking() -> Value {
+    document("/apis/networking.k8s.io/v1", NETWORKING_GROUP, &NETWORKING)
+}
+
 /// `/openapi/v3/apis/apps/v1`.
 pub fn apps() -> Value {
     document("/apis/apps/v1", "apps", &APPS)
-}
-
-/// `/openapi/v3/apis/networking.k8s.io/v1`.
-pub fn networking() -> Value {
-    document("/apis/networking.k8s.io/v1", "networking.k8s.io", &NETWORKING)
 }
 
 #[cfg(test)]

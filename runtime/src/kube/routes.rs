@@ -73,7 +73,7 @@ pub fn route(path: &str) -> Result<Route<'_>, Status> {
         ["apis", "networking.k8s.io", "v1"] => return Ok(Route::Document(discovery::networking_resources)),
         ["api", "v1", rest @ ..] => ("", rest),
         ["apis", "apps", "v1", rest @ ..] => ("apps", rest),
-        ["apis", "networking.k8s.io", "v1", rest @ ..] => ("networking.k8s.io", rest),
+        ["apis", "networking.k8s.io", "v1", rest @ ..] => (discovery::NETWORKING_GROUP, rest),
         _ => return Err(Status::no_path()),
     };
     let find = |name: &str| discovery::find(group, name).ok_or_else(Status::no_path);

@@ -176,6 +176,23 @@ fn columns(kind: &str) -> &'static [Column] {
             ("Count", "string", 1),
             ("Name", "string", 1),
         ],
+        "Ingress" => &[
+            ("Name", "string", 0),
+            ("Class", "string", 0),
+            ("Hosts", "string", 0),
+            ("Address", "string", 0),
+            ("Ports", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Secret" => {
+            &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)]
+        }
+        "IngressClass" => &[
+            ("Name", "string", 0),
+            ("Controller", "string", 0),
+            ("Parameters", "string", 0),
+            ("Age", "string", 0),
+        ],
         _ => &[("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
     }
 }
@@ -338,6 +355,34 @@ fn cells(kind: &str, o: &Value, now: u64) -> Vec<Value> {
                 json!(text(&info["containerRuntimeVersion"])),
             ]
         }
+        "Ingress" => {
+            let spec = &o["spec"];
+            let mut hosts: Vec<&str> = Vec::new();
+            for h in spec["rules"].as_array().into_iter().flatten().filter_map(|r| r["host"].as_str()) {
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+            }
+            let address: Vec<&str> = o["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str())
+                .collect();
+            let tls = spec["tls"].as_array().is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                json!(spec["ingressClassName"].as_str().unwrap_or("<none>")),
+                json!(if hosts.is_empty() { "*".to_string() } else { hosts.join(",") }),
+                json!(address.join(",")),
+                json!(if tls { "80, 443" } else { "80" }),
+                age,
+            ]
+        }
+        "Secret" => {
+            vec![name, json!(text(&o["type"])), json!(o["data"].as_object().map_or(0, |d| d.len())), age]
+        }
+        "IngressClass" => vec![name, json!(text(&o["spec"]["controller"])), json!("<none>"), age],
         _ => vec![name, json!(text(&o["status"]["phase"])), age],
     }
 }

@@ -214,6 +214,22 @@ impl Verbs {
                     }
                     _ => return Err(unexpected()),
                 },
+                // So is an Ingress's address.
+                "ingresses" => match call(Request::GetIngresses { namespace: ns }).await? {
+                    Response::Ingresses { items: list, .. } => {
+                        let revisions: BTreeMap<(&str, &str), u64> = items
+                            .iter()
+                            .map(|v| ((v.object.namespace(), v.object.name()), v.revision))
+                            .collect();
+                        list.iter()
+                            .map(|i| {
+                                let key = (i.spec.namespace.as_str(), i.spec.name.as_str());
+                                super::ingresses::ingress(i, revisions.get(&key).copied().unwrap_or(revision))
+                            })
+                            .collect()
+                    }
+                    _ => return Err(unexpected()),
+                },
                 _ => items.iter().map(versioned::render).collect(),
             };
             return Ok((objects, revision));
@@ -234,6 +250,7 @@ impl Verbs {
                 _ => return Err(unexpected()),
             },
             "namespaces" => self.namespaces().await?,
+            "ingressclasses" => vec![super::ingresses::ingress_class()],
             _ => return Err(Status::no_path()),
         };
         Ok((objects, rv))
@@ -434,6 +451,19 @@ impl Verbs {
                     _ => Err(unexpected()),
                 }
             }
+            "ingresses" => {
+                let spec = super::ingresses::decode_ingress(body, ns)?;
+                let request = super::write::as_dry_run(Request::CreateIngress(spec), dry);
+                match self.call(request, "Ingress", "ingresses.networking.k8s.io", &name).await? {
+                    Response::Ingress(i) => Ok((201, super::ingresses::ingress(&i, self.bump(dry)))),
+                    _ => Err(unexpected()),
+                }
+            }
+            "secrets" => match call(Request::CreateSecret(super::ingresses::decode_secret(body, ns)?)).await?
+            {
+                Response::Secret(s) => Ok((201, super::ingresses::secret(&s, self.bump(dry)))),
+                _ => Err(unexpected()),
+            },
             other => Err(Status::not_allowed(format!("podnet makes {other} itself: they cannot be created"))),
         }
     }
@@ -451,6 +481,8 @@ impl Verbs {
             "deployments" => Request::DeleteDeployment { namespace: ns, name: n },
             "services" => Request::DeleteService { namespace: ns, name: n },
             "networkpolicies" => Request::DeleteNetworkPolicy { namespace: ns, name: n },
+            "ingresses" => Request::DeleteIngress { namespace: ns, name: n },
+            "secrets" => Request::DeleteSecret { namespace: ns, name: n },
             "nodes" => Request::DeleteNode { name: n },
             "namespaces" if name == "default" => {
                 return Err(Status::forbidden("namespaces", name, "this namespace may not be deleted"));

@@ -17,6 +17,8 @@ pub fn kind_of(resource: &str) -> Option<ObjectKind> {
         "services" => ObjectKind::Service,
         "nodes" => ObjectKind::Node,
         "networkpolicies" => ObjectKind::NetworkPolicy,
+        "ingresses" => ObjectKind::Ingress,
+        "secrets" => ObjectKind::Secret,
         _ => return None,
     })
 }
@@ -29,6 +31,8 @@ pub fn render(v: &Versioned) -> Value {
         Object::Service(s) => objects::service(s, v.revision),
         Object::Node(n) => objects::node(n, v.revision),
         Object::NetworkPolicy(p) => super::netpol::render(p, v.revision),
+        Object::Ingress(i) => super::ingresses::ingress(i, v.revision),
+        Object::Secret(s) => super::ingresses::secret(s, v.revision),
     }
 }
 

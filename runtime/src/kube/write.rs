@@ -111,6 +111,15 @@ impl Verbs {
                 let (_, labels, annotations) = decode::namespace(&object)?;
                 Request::UpdateNamespace { name: name.to_string(), labels, annotations }
             }
+            "ingresses" => Request::UpdateIngress(super::ingresses::decode_ingress(&object, ns)?),
+            // A patch merges with the object as shown, whose data podnet
+            // never shows: the whole Secret must come with the request.
+            "secrets" if kind.is_some() => {
+                return Err(Status::not_allowed(
+                    "podnet does not send a Secret's data back, so it cannot patch one: use kubectl replace -f, or delete and create it",
+                ));
+            }
+            "secrets" => Request::UpdateSecret(super::ingresses::decode_secret(&object, ns)?),
             other => {
                 return Err(Status::not_allowed(format!(
                     "podnet keeps {other} itself: they cannot be updated or patched"
@@ -125,6 +134,8 @@ impl Verbs {
             Response::Service(s) => Ok((200, objects::service(&s, rv))),
             Response::NetworkPolicy(p) => Ok((200, super::netpol::render(&p, rv))),
             Response::Namespace(n) => Ok((200, objects::namespace(&n, rv))),
+            Response::Ingress(i) => Ok((200, super::ingresses::ingress(&i, rv))),
+            Response::Secret(s) => Ok((200, super::ingresses::secret(&s, rv))),
             _ => Err(Status::unavailable("the agent answered with something else than asked for")),
         }
     }

@@ -27,11 +27,13 @@ pub enum Listener {
     ProxyUdp,
     /// The Kubernetes API (`api.port`).
     KubeApi,
+    /// The Ingress proxy (`ingress.http_port`, `ingress.https_port`).
+    Ingress,
 }
 
 impl Listener {
     /// Every listener, in the order they are shown.
-    pub const ALL: [Listener; 7] = [
+    pub const ALL: [Listener; 8] = [
         Listener::DnsTcp,
         Listener::ClusterApi,
         Listener::Metrics,
@@ -39,6 +41,7 @@ impl Listener {
         Listener::ProxyTcp,
         Listener::ProxyUdp,
         Listener::KubeApi,
+        Listener::Ingress,
     ];
 
     /// The name shown to people and scrapers.
@@ -51,6 +54,7 @@ impl Listener {
             Listener::ProxyTcp => "proxy_tcp",
             Listener::ProxyUdp => "proxy_udp",
             Listener::KubeApi => "kube_api",
+            Listener::Ingress => "ingress",
         }
     }
 

@@ -127,6 +127,18 @@ pub fn render(report: &StatsReport) -> String {
             "# HELP {name} Images and image pods: {what}.\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    let name = "podnet_ingress_requests_total";
+    let _ = writeln!(out, "# HELP {name} Ingress requests, by rule and status class.\n# TYPE {name} counter");
+    for (what, value) in &report.ingress {
+        if let Some((rule, class)) = what.rsplit_once(' ') {
+            let rule = rule.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{rule=\"{rule}\",class=\"{class}\"}} {value}");
+        }
+    }
+    for (what, value) in report.ingress.iter().filter(|(w, _)| !w.contains(' ')) {
+        let name = format!("podnet_ingress_{what}_total");
+        let _ = writeln!(out, "# HELP {name} Ingress: {what}.\n# TYPE {name} counter\n{name} {value}");
+    }
     let name = "podnet_listener_connections";
     let _ = writeln!(out, "# HELP {name} Connections (UDP: flows) open, by listener.\n# TYPE {name} gauge");
     for l in &report.listeners {
@@ -201,6 +213,7 @@ mod tests {
             dns: vec![("answered".into(), 4)],
             flows: vec![("active".into(), 1)],
             images: vec![("layers_unpacked".into(), 3)],
+            ingress: vec![("default/shop shop.example/api 2xx".into(), 9), ("no_rule".into(), 1)],
             listeners: vec![crate::api::ListenerCounters {
                 listener: "dns_tcp".into(),
                 open: 2,
@@ -208,6 +221,10 @@ mod tests {
             }],
         };
         let text = render(&report);
+        assert!(text.contains(
+            "podnet_ingress_requests_total{rule=\"default/shop shop.example/api\",class=\"2xx\"} 9"
+        ));
+        assert!(text.contains("podnet_ingress_no_rule_total 1"));
         assert!(text.contains("podnet_dns_queries_total{result=\"answered\"} 4"));
         assert!(text.contains("# TYPE podnet_flows_active gauge\npodnet_flows_active 1"));
         assert!(text.contains(

@@ -9,6 +9,12 @@ use crate::model::HostPort;
 /// An invalid object, field or request about the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
+    /// An Ingress or a Secret.
+    #[error(transparent)]
+    Ingress(#[from] super::ingress::IngressError),
+    /// A Secret.
+    #[error(transparent)]
+    Secret(#[from] super::secret::SecretError),
     /// An annotation key that is not a qualified name.
     #[error(
         "invalid annotation key `{0}`: use letters, digits, '-', '_' or '.', with an optional DNS prefix and '/'"

@@ -3,8 +3,10 @@
 
 pub mod cni;
 mod error;
+pub mod ingress;
 pub mod listeners;
 pub mod policy;
+pub mod secret;
 pub mod services;
 
 pub use error::ModelError;

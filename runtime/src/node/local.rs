@@ -165,7 +165,14 @@ impl NodeRuntime {
             counters.push(port);
         }
         let images = self.image_counters();
-        Ok(StatsReport { ports: counters, dns, flows, listeners: crate::listeners::limits::report(), images })
+        Ok(StatsReport {
+            ports: counters,
+            dns,
+            flows,
+            listeners: crate::listeners::limits::report(),
+            images,
+            ingress: self.ingress_stats(),
+        })
     }
 
     /// What the kernel side of a port's TAP dropped: frames a pod (or the

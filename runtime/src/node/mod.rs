@@ -97,6 +97,8 @@ pub struct NodeRuntime {
     /// Node ports, LoadBalancer ports and host ports, and what they forward to.
     proxies: crate::listeners::proxy::Proxies,
     forwards: BTreeMap<crate::listeners::proxy::ListenKey, crate::listeners::proxy::Forward>,
+    /// The Ingress proxy.
+    ingress: crate::ingress::IngressServer,
     /// Pod egress; stopped on drop.
     egress: crate::dataplane::egress::Egress,
     /// Where the agent answers DNS over TCP (on the gateway address).
@@ -222,6 +224,7 @@ impl NodeRuntime {
             .await
             .map_err(NodeError::Egress)?;
         let proxies = crate::listeners::proxy::Proxies::new(crate::listeners::proxy::Limits::new(limits));
+        let ingress = crate::ingress::IngressServer::new(&config.ingress, &net.host_interface);
 
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (probes_tx, probes) = mpsc::unbounded_channel();
@@ -264,6 +267,7 @@ impl NodeRuntime {
             peers_usable: None,
             proxies,
             forwards: BTreeMap::new(),
+            ingress,
             egress,
             dns_tcp_port,
             upstream: crate::listeners::upstream::addresses(&servers),

@@ -33,6 +33,25 @@ impl NodeRuntime {
         self.forwards = wanted;
     }
 
+    /// An Ingress as users see it from this node: the addresses serving it,
+    /// or why none does.
+    pub fn reported_ingress(
+        &self,
+        ingress: &crate::model::ingress::Ingress,
+    ) -> crate::model::ingress::Ingress {
+        self.ingress.reported(ingress)
+    }
+
+    /// The ports this node serves Ingresses on.
+    pub fn ingress_ports(&self) -> Vec<u16> {
+        self.ingress.ports()
+    }
+
+    /// The Ingress proxy's counters.
+    pub fn ingress_stats(&self) -> Vec<(String, u64)> {
+        self.ingress.stats()
+    }
+
     /// A Service as users see it from this node: a LoadBalancer's addresses,
     /// or why it is not served.
     pub fn reported_service(&self, service: &Service) -> Service {

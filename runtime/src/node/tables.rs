@@ -19,6 +19,7 @@ impl NodeRuntime {
         self.sync_zone(desired).await;
         self.sync_peers(desired).await;
         self.sync_proxies(desired).await;
+        self.ingress.sync(desired).await;
         self.sync_policy(desired).await;
     }
 

@@ -3,6 +3,7 @@
 
 mod cni;
 mod endpoints;
+mod ingresses;
 mod members;
 mod persistence;
 mod policies;
