@@ -262,12 +262,7 @@ pub(crate) async fn get_ingresses(
     else {
         return unexpected();
     };
-    if let Some(name) = name {
-        items.retain(|i| i.spec.name == name);
-        if items.is_empty() {
-            return Err(format!("ingress {shown_namespace}/{name} not found").into());
-        }
-    }
+    crate::keep_named(&mut items, name, |i| &i.spec.name, "ingress", shown_namespace)?;
     let objects = items.iter().map(|i| runtime::kube::ingresses::ingress(i, NO_VERSION)).collect();
     Ok((objects, ingress_table(&items, &ports, all_namespaces)))
 }
@@ -283,12 +278,7 @@ pub(crate) async fn get_secrets(
     let Response::Secrets(mut items) = call(socket, Request::GetSecrets { namespace }).await? else {
         return unexpected();
     };
-    if let Some(name) = name {
-        items.retain(|s| s.name == name);
-        if items.is_empty() {
-            return Err(format!("secret {shown_namespace}/{name} not found").into());
-        }
-    }
+    crate::keep_named(&mut items, name, |s| &s.name, "secret", shown_namespace)?;
     let objects = items.iter().map(|s| runtime::kube::ingresses::secret(s, NO_VERSION)).collect();
     Ok((objects, secret_table(&items, all_namespaces)))
 }

@@ -401,12 +401,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
             let Response::Pods(mut pods) = call(socket, Request::GetPods { namespace }).await? else {
                 return unexpected();
             };
-            if let Some(name) = &args.name {
-                pods.retain(|p| &p.spec.name == name);
-                if pods.is_empty() {
-                    return Err(format!("pod {}/{name} not found", args.namespace).into());
-                }
-            }
+            keep_named(&mut pods, args.name.as_deref(), |p| &p.spec.name, "pod", &args.namespace)?;
             (pods.iter().map(kube::pod).collect::<Vec<_>>(), table::pods(&pods, wide, args.all_namespaces))
         }
         Kind::Deployment => {
@@ -414,12 +409,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
             else {
                 return unexpected();
             };
-            if let Some(name) = &args.name {
-                list.retain(|d| &d.spec.name == name);
-                if list.is_empty() {
-                    return Err(format!("deployment {}/{name} not found", args.namespace).into());
-                }
-            }
+            keep_named(&mut list, args.name.as_deref(), |d| &d.spec.name, "deployment", &args.namespace)?;
             (
                 list.iter().map(kube::deployment).collect(),
                 table::deployments(&list, wide, args.all_namespaces),
@@ -429,12 +419,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
             let Response::Services(mut list) = call(socket, Request::GetServices { namespace }).await? else {
                 return unexpected();
             };
-            if let Some(name) = &args.name {
-                list.retain(|s| &s.spec.name == name);
-                if list.is_empty() {
-                    return Err(format!("service {}/{name} not found", args.namespace).into());
-                }
-            }
+            keep_named(&mut list, args.name.as_deref(), |s| &s.spec.name, "service", &args.namespace)?;
             (list.iter().map(kube::service).collect(), table::services(&list, wide, args.all_namespaces))
         }
         Kind::Endpoints => {
@@ -442,12 +427,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
             else {
                 return unexpected();
             };
-            if let Some(name) = &args.name {
-                list.retain(|e| &e.name == name);
-                if list.is_empty() {
-                    return Err(format!("endpoints {}/{name} not found", args.namespace).into());
-                }
-            }
+            keep_named(&mut list, args.name.as_deref(), |e| &e.name, "endpoints", &args.namespace)?;
             (list.iter().map(kube::endpoints).collect(), table::endpoints(&list, args.all_namespaces))
         }
         Kind::Node => {
@@ -468,12 +448,7 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
             else {
                 return unexpected();
             };
-            if let Some(name) = &args.name {
-                list.retain(|p| &p.spec.name == name);
-                if list.is_empty() {
-                    return Err(format!("networkpolicy {}/{name} not found", args.namespace).into());
-                }
-            }
+            keep_named(&mut list, args.name.as_deref(), |p| &p.spec.name, "networkpolicy", &args.namespace)?;
             (
                 list.iter().map(kube::network_policy).collect(),
                 table::network_policies(&list, args.all_namespaces),
@@ -560,4 +535,21 @@ fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, CliError> 
                 .ok_or_else(|| CliError::Message(format!("label `{item}` is not key=value")))
         })
         .collect()
+}
+
+/// Keeps the object of `list` named `name`, when a name was given: none
+/// is `KIND NAMESPACE/NAME not found`.
+pub(crate) fn keep_named<T>(
+    list: &mut Vec<T>,
+    name: Option<&str>,
+    name_of: impl Fn(&T) -> &String,
+    kind: &str,
+    namespace: &str,
+) -> Result<(), CliError> {
+    let Some(name) = name else { return Ok(()) };
+    list.retain(|o| name_of(o) == name);
+    match list.is_empty() {
+        true => Err(format!("{kind} {namespace}/{name} not found").into()),
+        false => Ok(()),
+    }
 }

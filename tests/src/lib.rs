@@ -259,6 +259,25 @@ impl Node {
         })
     }
 
+    /// How many ready addresses Service `service` (namespace default) has.
+    pub fn endpoint_count(&self, service: &str) -> usize {
+        let ep: Value = serde_json::from_str(&self.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
+        // Addresses with the same ports share a subset, as in Kubernetes.
+        ep["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+            .sum()
+    }
+
+    /// Waits until Service `service` has `n` ready addresses.
+    pub fn wait_endpoints(&self, service: &str, n: usize) {
+        eventually(Duration::from_secs(30), &format!("{n} endpoints of {service}"), || {
+            (self.endpoint_count(service) == n).then_some(())
+        });
+    }
+
     /// Runs a command inside a pod through `podnet exec`.
     pub fn exec(&self, pod: &str, command: &[&str]) -> Output {
         let mut args = vec!["exec", pod, "--"];

@@ -19,20 +19,6 @@ fn node_port(node: &Node, service: &str) -> u16 {
     svc_json(node, service)["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort") as u16
 }
 
-fn wait_endpoints(node: &Node, service: &str, n: usize) {
-    eventually(Duration::from_secs(15), &format!("{n} endpoints of {service}"), || {
-        let ep: serde_json::Value =
-            serde_json::from_str(&node.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
-        let ready: usize = ep["subsets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
-            .sum();
-        (ready == n).then_some(())
-    });
-}
-
 /// Fetches `url` from the lan `n` times; counts answers by body.
 fn lan_spread(lan: &Outside, url: &str, n: usize) -> BTreeMap<String, usize> {
     let bb = busybox();
@@ -80,7 +66,7 @@ fn nodeport_is_reachable_from_the_lan_and_balanced() {
     let lan = Outside::attach(&node);
     node.named_web("web", 2, 8080, &[]);
     node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "80", "--target-port", "8080"]);
-    wait_endpoints(&node, "web", 2);
+    node.wait_endpoints("web", 2);
     let np = node_port(&node, "web");
     assert!((30000..=32767).contains(&np), "{np}");
     let table = node.ok(&["get", "svc"]);
@@ -134,7 +120,7 @@ fn loadbalancer_serves_on_node_addresses_or_says_why_not() {
         "--target-port",
         "80",
     ]);
-    wait_endpoints(&node, "web", 1);
+    node.wait_endpoints("web", 1);
     let table = node.ok(&["get", "svc", "web"]);
     assert!(table.contains("LoadBalancer") && table.contains("192.168.77.1"), "{table}");
     let np = node_port(&node, "web");
@@ -254,7 +240,7 @@ fn udp_nodeport_echoes_both_ways() {
         "--target-port",
         "9000",
     ]);
-    wait_endpoints(&node, "echo", 1);
+    node.wait_endpoints("echo", 1);
     let np = node_port(&node, "echo");
     assert!(node.ok(&["get", "svc"]).contains(&format!("53:{np}/UDP")));
     for i in 0..3 {
@@ -355,7 +341,7 @@ fn half_close_and_resets_pass_through_the_proxy() {
     for (pod, port) in [("count", 7000), ("banner", 7001), ("rst", 7002), ("victim", 7003)] {
         node.wait_running(pod);
         node.ok(&["expose", "pod", pod, "--type", "NodePort", "--port", &port.to_string()]);
-        wait_endpoints(&node, pod, 1);
+        node.wait_endpoints(pod, 1);
         ports.insert(pod, node_port(&node, pod));
     }
     let at = |pod: &str| format!("192.168.77.1:{}", ports[pod]);
@@ -421,7 +407,7 @@ fn bulk_data_crosses_a_node_port_intact_both_ways() {
     ]);
     node.wait_running("echo");
     node.ok(&["expose", "pod", "echo", "--type", "NodePort", "--port", "7000"]);
-    wait_endpoints(&node, "echo", 1);
+    node.wait_endpoints("echo", 1);
     let target = format!("192.168.77.1:{}", node_port(&node, "echo"));
     let data: Vec<u8> = (0..16usize << 20).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect();
     let echoed = lan.within(|| {
@@ -463,7 +449,7 @@ fn a_service_without_ready_backends_refuses_at_once() {
     ]);
     // A backend that exists but whose port is closed.
     node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "81", "--name", "closed"]);
-    wait_endpoints(&node, "closed", 1);
+    node.wait_endpoints("closed", 1);
     let targets = [
         format!("192.168.77.1:{}", node_port(&node, "web")),
         format!("192.168.77.1:{}", node_port(&node, "closed")),
@@ -508,7 +494,7 @@ fn a_thousand_concurrent_connections_through_a_node_port() {
     let conf = conf.to_string_lossy().into_owned();
     node.ok(&["create", "deployment", "web", "--readiness", "tcp:80", "--", &nginx, "-c", &conf]);
     node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "80"]);
-    wait_endpoints(&node, "web", 1);
+    node.wait_endpoints("web", 1);
     let target = format!("192.168.77.1:{}", node_port(&node, "web"));
     let started = Instant::now();
     let answered = lan.within(|| {
@@ -636,7 +622,7 @@ fn pods_reach_the_lan_as_the_node_over_tcp_udp_and_ping() {
     // The node's own address works too: here its node port.
     node.named_web("web", 1, 80, &[]);
     node.ok(&["expose", "deployment", "web", "--type", "NodePort", "--port", "80", "--node-port", "30090"]);
-    wait_endpoints(&node, "web", 1);
+    node.wait_endpoints("web", 1);
     let out = node.exec("client", &["timeout", "5", &bb, "wget", "-qO-", "http://192.168.77.1:30090/"]);
     assert!(stdout(&out).starts_with("web-"), "{}", stderr(&out));
 }

@@ -91,20 +91,6 @@ fn backend(node: &Node, name: &str, replicas: u32, file: &str, program: &str) {
     node.ok(&["expose", "deployment", name, "--port", "80", "--target-port", "8080"]);
 }
 
-fn wait_ready(node: &Node, service: &str, n: usize) {
-    eventually(Duration::from_secs(30), &format!("{n} endpoints of {service}"), || {
-        let ep: serde_json::Value =
-            serde_json::from_str(&node.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
-        let ready: usize = ep["subsets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
-            .sum();
-        (ready == n).then_some(())
-    });
-}
-
 /// Waits until `get ingress NAME` shows the node's address.
 fn wait_served(node: &Node, name: &str) {
     eventually(Duration::from_secs(15), "the ingress to be served", || {
@@ -155,8 +141,8 @@ fn host_and_path_rules_route_to_services_with_404_and_503() {
     ]);
     // Another class's Ingress is not podnet's to serve.
     node.ok(&["create", "ingress", "other", "--class", "nginx", "--rule", "nginx.example/*=api:80"]);
-    wait_ready(&node, "api", 2);
-    wait_ready(&node, "web", 1);
+    node.wait_endpoints("api", 2);
+    node.wait_endpoints("web", 1);
     wait_served(&node, "shop");
     let table = node.ok(&["get", "ingress"]);
     assert!(table.starts_with("NAME    CLASS    HOSTS"), "{table}");
@@ -313,7 +299,7 @@ fn https_with_sni_http2_and_a_redirect_from_http() {
         "--rule",
         "open.example/*=web:80,tls=shop-tls",
     ]);
-    wait_ready(&node, "web", 1);
+    node.wait_endpoints("web", 1);
     wait_served(&node, "shop");
     assert!(node.ok(&["get", "ingress", "shop"]).contains("80, 443"));
 
@@ -492,8 +478,8 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     echo_service(&node, "web", 1);
     backend(&node, "ws", 1, "upgrade.py", UPGRADE);
     node.ok(&["create", "ingress", "edge", "--rule", "web.example/*=web:80", "--rule", "ws.example/*=ws:80"]);
-    wait_ready(&node, "web", 1);
-    wait_ready(&node, "ws", 1);
+    node.wait_endpoints("web", 1);
+    node.wait_endpoints("ws", 1);
     wait_served(&node, "edge");
     let url = format!("http://{}/", lan.node_ip);
 
@@ -669,7 +655,7 @@ fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_carry_on() {
     std::fs::write(&file, secret_manifest("shop-tls", &old_crt, &old_key)).unwrap();
     node.ok(&["apply", "-f", &file.to_string_lossy()]);
     node.ok(&["create", "ingress", "shop", "--rule", "shop.example/*=web:80,tls=shop-tls"]);
-    wait_ready(&node, "web", 1);
+    node.wait_endpoints("web", 1);
     wait_served(&node, "shop");
     let subject = || {
         let out = lan.run(&[

@@ -8,24 +8,6 @@ use std::time::{Duration, Instant};
 
 use podnet_e2e::{Node, busybox, eventually, require, stderr, stdout};
 
-fn endpoint_count(node: &Node, service: &str) -> usize {
-    let ep: serde_json::Value =
-        serde_json::from_str(&node.ok(&["get", "endpoints", service, "-o", "json"])).unwrap();
-    // Addresses with the same ports share a subset, as in Kubernetes.
-    ep["subsets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
-        .sum()
-}
-
-fn wait_endpoints(node: &Node, service: &str, n: usize) {
-    eventually(Duration::from_secs(15), &format!("{n} endpoints of {service}"), || {
-        (endpoint_count(node, service) == n).then_some(())
-    });
-}
-
 fn client(node: &Node) {
     node.ok(&["run", "client", "--", "sleep", "infinity"]);
     node.wait_running("client");
@@ -50,7 +32,7 @@ fn should_serve_a_basic_endpoint_from_pods_and_spread_connections() {
     node.named_web("web", 3, 8080, &[]);
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80", "--target-port", "8080", "--name", "web-svc"]);
-    wait_endpoints(&node, "web-svc", 3);
+    node.wait_endpoints("web-svc", 3);
     let vip = node.cluster_ip("web-svc");
     assert!(vip.starts_with("10.") && vip != "10.96.0.10", "{vip}");
 
@@ -100,7 +82,7 @@ fn nginx_serves_through_its_cluster_ip() {
     ]);
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80"]);
-    wait_endpoints(&node, "web", 2);
+    node.wait_endpoints("web", 2);
     let seen = spread(&node, &format!("http://{}/", node.cluster_ip("web")), 6);
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.keys().all(|k| k.starts_with("nginx on web-")), "{seen:?}");
@@ -130,7 +112,7 @@ fn should_serve_multiport_endpoints_by_port_name() {
     client(&node);
     let args = ["expose", "deployment", "app", "--port", "http:80", "--port", "metrics:81"];
     node.ok(&[&args[..], &["--target-port", "http", "--target-port", "metrics"]].concat());
-    wait_endpoints(&node, "app", 1);
+    node.wait_endpoints("app", 1);
     let vip = node.cluster_ip("app");
     assert_eq!(spread(&node, &format!("http://{vip}:80/"), 1).keys().next().unwrap(), "http");
     assert_eq!(spread(&node, &format!("http://{vip}:81/"), 1).keys().next().unwrap(), "metrics");
@@ -144,7 +126,7 @@ fn should_have_session_affinity_and_switch_it_on_a_live_service() {
     node.named_web("web", 3, 80, &[]);
     client(&node);
     node.ok(&["expose", "deployment", "web", "--port", "80", "--session-affinity", "ClientIP"]);
-    wait_endpoints(&node, "web", 3);
+    node.wait_endpoints("web", 3);
     let url = format!("http://{}/", node.cluster_ip("web"));
     let seen = spread(&node, &url, 12);
     assert_eq!(seen.len(), 1, "ClientIP affinity sticks to one pod: {seen:?}");
@@ -163,7 +145,7 @@ fn should_allow_pods_to_hairpin_back_to_themselves_through_services() {
     let node = Node::start("hairpin");
     node.named_web("solo", 1, 80, &[]);
     node.ok(&["expose", "deployment", "solo", "--port", "8000", "--target-port", "80"]);
-    wait_endpoints(&node, "solo", 1);
+    node.wait_endpoints("solo", 1);
     let pod = node.pods()[0]["metadata"]["name"].as_str().unwrap().to_string();
     let url = format!("http://{}:8000/", node.cluster_ip("solo"));
     let out = node.exec(&pod, &["timeout", "3", &busybox(), "wget", "-qO-", &url]);
@@ -187,7 +169,7 @@ fn udp_services_answer_and_a_service_without_backends_refuses_at_once() {
     ]);
     client(&node);
     node.ok(&["expose", "deployment", "echo", "--port", "53", "--target-port", "9000", "--protocol", "UDP"]);
-    wait_endpoints(&node, "echo", 2);
+    node.wait_endpoints("echo", 2);
     let vip = node.cluster_ip("echo");
     let out = node.exec("client", &["sh", "-c", &format!("echo ping-udp | {socat} -t 2 - UDP:{vip}:53")]);
     assert_eq!(stdout(&out), "ping-udp\n", "{}", stderr(&out));
@@ -229,14 +211,14 @@ fn endpoints_follow_deletion_scaling_and_readiness() {
     // Pods answer 404 for /ready until the file exists: unready, not endpoints.
     eventually(Duration::from_secs(15), "two running pods", || (node.pods().len() == 2).then_some(()));
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(endpoint_count(&node, "web"), 0, "{}", node.ok(&["get", "ep", "web", "-o", "json"]));
+    assert_eq!(node.endpoint_count("web"), 0, "{}", node.ok(&["get", "ep", "web", "-o", "json"]));
     let table = node.ok(&["get", "pods"]);
     assert!(table.contains("0/1"), "{table}");
     for pod in node.pods() {
         let name = pod["metadata"]["name"].as_str().unwrap();
         node.exec(name, &["sh", "-c", "touch /tmp/www-$POD_NAME/ready"]);
     }
-    wait_endpoints(&node, "web", 2);
+    node.wait_endpoints("web", 2);
 
     let victim = node.pods()[0]["metadata"]["name"].as_str().unwrap().to_string();
     node.ok(&["delete", "pod", &victim]);
@@ -248,7 +230,7 @@ fn endpoints_follow_deletion_scaling_and_readiness() {
     assert!(started.elapsed() <= Duration::from_secs(1));
 
     node.ok(&["scale", "deployment", "web", "--replicas", "0"]);
-    wait_endpoints(&node, "web", 0);
+    node.wait_endpoints("web", 0);
 }
 
 #[test]
