@@ -27,6 +27,9 @@ pub enum CliError {
     /// An argument the model refuses.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A `create ingress --rule` that does not parse.
+    #[error(transparent)]
+    Rule(#[from] crate::ingress::RuleArgError),
     /// A namespace the demo needs.
     #[error(transparent)]
     Sys(#[from] SysError),

@@ -30,11 +30,18 @@ pub(crate) struct RuleArg {
     tls: Option<String>,
 }
 
+/// A `--rule` that does not parse: the rule and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("--rule `{rule}`: {why} (e.g. \"shop.example/api*=api:80,tls=shop-tls\")")]
+pub struct RuleArgError {
+    rule: String,
+    why: String,
+}
+
 impl std::str::FromStr for RuleArg {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad =
-            |why: &str| format!("--rule `{text}`: {why} (e.g. \"shop.example/api*=api:80,tls=shop-tls\")");
+    type Err = RuleArgError;
+    fn from_str(text: &str) -> Result<Self, RuleArgError> {
+        let bad = |why: &str| RuleArgError { rule: text.to_string(), why: why.to_string() };
         let (route, rest) = text.split_once('=').ok_or_else(|| bad("needs HOST/PATH=SERVICE:PORT"))?;
         let (backend, options) = match rest.split_once(',') {
             Some((b, o)) => (b, Some(o)),

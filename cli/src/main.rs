@@ -231,7 +231,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             command: CreateCommand::Ingress { name, ns, class, rules, default_backend, annotations },
         } => {
             // Parsed here, not by clap, so a mistake is one line naming the fix.
-            let rules = rules.iter().map(|r| r.parse()).collect::<Result<Vec<ingress::RuleArg>, String>>()?;
+            let rules = rules.iter().map(|r| r.parse()).collect::<Result<Vec<ingress::RuleArg>, _>>()?;
             let default_backend = default_backend
                 .map(|b| b.parse().map_err(|e| format!("--default-backend: {e}")))
                 .transpose()?;

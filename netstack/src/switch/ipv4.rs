@@ -87,7 +87,8 @@ impl Switch {
             return Verdict::Drop(DropReason::MartianDestination);
         }
         if dst == self.cluster_dns
-            && let Err(verdict) = self.police(src, dst, dns_port(ip))
+            && self.policed(src, dst)
+            && let Err(verdict) = self.judged(src, dst, dns_port(ip))
         {
             return verdict;
         }

@@ -52,9 +52,19 @@ impl Switch {
         dst: Ipv4Address,
         port: Option<(Protocol, u16)>,
     ) -> Result<(), Verdict> {
-        if !self.policed(src, dst) {
-            return Ok(());
+        match self.policed(src, dst) {
+            true => self.judged(src, dst, port),
+            false => Ok(()),
         }
+    }
+
+    /// [`Self::police`] once [`Self::policed`] said policy has a say.
+    pub(super) fn judged(
+        &mut self,
+        src: Ipv4Address,
+        dst: Ipv4Address,
+        port: Option<(Protocol, u16)>,
+    ) -> Result<(), Verdict> {
         match self.policy.judge(&Connection { src, dst, port }) {
             Judgement::Allowed => Ok(()),
             Judgement::Denied(Direction::Egress) => Err(Verdict::Drop(DropReason::PolicyEgress)),
@@ -85,9 +95,9 @@ impl Switch {
             return Ok(());
         }
         let Some((key, flags)) = nat::flow_key(&packet) else {
-            return self.police(src, dst, None);
+            return self.judged(src, dst, None);
         };
-        self.police(src, dst, Some((key.proto, key.dst_port)))?;
+        self.judged(src, dst, Some((key.proto, key.dst_port)))?;
         if key.proto == Protocol::Tcp && flags & tcp_flags::RST != 0 {
             // A reset opens nothing.
             return Ok(());
@@ -116,7 +126,7 @@ impl Switch {
 
     /// Whether policy has a say on traffic between `src` and `dst`: some
     /// pod is isolated, one of these is, and neither is the node itself.
-    fn policed(&self, src: Ipv4Address, dst: Ipv4Address) -> bool {
+    pub(super) fn policed(&self, src: Ipv4Address, dst: Ipv4Address) -> bool {
         !self.policy.is_empty()
             && src != self.gateway
             && dst != self.gateway

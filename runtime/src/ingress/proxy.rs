@@ -187,8 +187,14 @@ async fn forward(
         Scheme::Https => shared.config.https_port,
     };
     headers.insert(HeaderName::from_static("x-forwarded-port"), HeaderValue::from(port));
-    parts.uri =
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").parse().expect("a path is a URI");
+    // Origin form toward the backend: the path and query as the client sent them.
+    parts.uri = hyper::Uri::from(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+    );
     parts.version = Version::HTTP_11;
     let mut outgoing = Request::from_parts(parts, body);
 

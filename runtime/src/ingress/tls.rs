@@ -131,26 +131,10 @@ pub fn server_config(resolver: Arc<Resolver>) -> Arc<rustls::ServerConfig> {
 mod tests {
     use super::*;
     use crate::model::ingress::{IngressSpec, IngressTls};
-    use crate::model::secret::{SecretSpec, TLS_CERT, TLS_KEY};
+    use crate::model::secret::SecretSpec;
 
     fn secret(name: &str, host: &str) -> Secret {
-        let made = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
-        Secret {
-            uid: name.into(),
-            created_at: 0,
-            spec: SecretSpec {
-                name: name.into(),
-                namespace: "default".into(),
-                secret_type: SecretType::Tls,
-                data: [
-                    (TLS_CERT.to_string(), made.cert.pem().into_bytes()),
-                    (TLS_KEY.to_string(), made.key_pair.serialize_pem().into_bytes()),
-                ]
-                .into(),
-                labels: Default::default(),
-                annotations: Default::default(),
-            },
-        }
+        Secret { uid: name.into(), created_at: 0, spec: SecretSpec::self_signed(name, host) }
     }
 
     fn ingress(tls: &[(&[&str], &str)]) -> Ingress {

@@ -224,6 +224,28 @@ pub fn certified_key(spec: &SecretSpec) -> Result<CertifiedKey, SecretError> {
 }
 
 #[cfg(test)]
+impl SecretSpec {
+    /// A TLS Secret `name` in `default` with a fresh self-signed
+    /// certificate for `host` (tests).
+    pub(crate) fn self_signed(name: &str, host: &str) -> SecretSpec {
+        let made =
+            rcgen::generate_simple_self_signed(vec![host.to_string()]).expect("rcgen makes a certificate");
+        SecretSpec {
+            name: name.into(),
+            namespace: "default".into(),
+            secret_type: SecretType::Tls,
+            data: [
+                (TLS_CERT.to_string(), made.cert.pem().into_bytes()),
+                (TLS_KEY.to_string(), made.key_pair.serialize_pem().into_bytes()),
+            ]
+            .into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -8,7 +8,7 @@ use crate::control::harness::*;
 use crate::model::ingress::{
     BackendPort, IngressBackend, IngressPath, IngressRule, IngressSpec, IngressTls, PathType,
 };
-use crate::model::secret::{SecretSpec, SecretType, TLS_CERT, TLS_KEY};
+use crate::model::secret::{SecretSpec, SecretType, TLS_KEY};
 
 fn ingress(name: &str, secret: Option<&str>) -> IngressSpec {
     IngressSpec {
@@ -33,19 +33,7 @@ fn ingress(name: &str, secret: Option<&str>) -> IngressSpec {
 }
 
 fn tls_secret(name: &str) -> SecretSpec {
-    let made = rcgen::generate_simple_self_signed(vec!["shop.example".to_string()]).unwrap();
-    SecretSpec {
-        name: name.into(),
-        namespace: "default".into(),
-        secret_type: SecretType::Tls,
-        data: [
-            (TLS_CERT.to_string(), made.cert.pem().into_bytes()),
-            (TLS_KEY.to_string(), made.key_pair.serialize_pem().into_bytes()),
-        ]
-        .into(),
-        labels: Default::default(),
-        annotations: Default::default(),
-    }
+    SecretSpec::self_signed(name, "shop.example")
 }
 
 fn opaque(name: &str) -> SecretSpec {
