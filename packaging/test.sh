@@ -165,6 +165,9 @@ if [ -n "$ARCH" ]; then
     for f in "$REPO"/board-configs/*.toml; do
         check "contents: board config $(basename "$f") 0644" has -rw-r--r-- "usr/share/podnet/board-configs/$(basename "$f")"
     done
+    check "contents: the CNI plugin link /usr/lib/cni/podnet" has lrwxrwxrwx usr/lib/cni/podnet
+    check "contents: the CNI plugin link points at /usr/bin/podnet" \
+        sh -c "dpkg-deb --contents '$DEB' | grep -q '\./usr/lib/cni/podnet -> \.\./\.\./bin/podnet\$'"
     check "contents: /usr/share/podnet/board.sh 0644" has -rw-r--r-- usr/share/podnet/board.sh
     check "contents: copyright 0644" has -rw-r--r-- usr/share/doc/podnet/copyright
     check "contents: changelog.gz 0644" has -rw-r--r-- usr/share/doc/podnet/changelog.gz
@@ -220,6 +223,29 @@ if [ -n "$ARCH" ]; then
     MODEL_FILE=/nonexistent dpkg --root="$DR2" --force-script-chrootless $force --log="$DR2/var/log/dpkg.log" -i "$DEB" >/dev/null 2>&1 || true
     generic=$( [ "$ARCH" = amd64 ] && echo x86_64 || echo generic)
     check "postinst: no Pi model -> $generic" grep -q "^board = \"$generic\"" "$DR2/etc/podnet/config.toml"
+
+    # PODNET_CNI=1: the CNI network config from the packaged binary (a
+    # stand-in prints its name), kept on upgrade, removed on purge.
+    DR3=$TMP/debroot3
+    mkdir -p "$DR3/var/lib/dpkg/info" "$DR3/var/lib/dpkg/updates" "$DR3/var/log"
+    : > "$DR3/var/lib/dpkg/status"
+    dpkg3() {
+        # shellcheck disable=SC2086
+        MODEL_FILE=/nonexistent dpkg --root="$DR3" --force-script-chrootless $force --log="$DR3/var/log/dpkg.log" "$@"
+    }
+    out=$(PODNET_CNI=1 dpkg3 -i "$DEB" 2>&1) || true
+    check "PODNET_CNI=1: the conflist from the binary" grep -q podnet "$DR3/etc/cni/net.d/10-podnet.conflist"
+    check "PODNET_CNI=1: says where the plugin and config are" contains "$out" 'CNI plugin /usr/lib/cni/podnet'
+    check "PODNET_CNI=1: the plugin link resolves to the binary" test "$(readlink -f "$DR3/usr/lib/cni/podnet")" = "$(readlink -f "$DR3/usr/bin/podnet")"
+    echo '# mine' > "$DR3/etc/cni/net.d/10-podnet.conflist"
+    PODNET_CNI=1 dpkg3 -i "$DEB" >/dev/null 2>&1 || true
+    check "PODNET_CNI=1 upgrade: an existing conflist is kept" test "$(cat "$DR3/etc/cni/net.d/10-podnet.conflist")" = "# mine"
+    rm -f "$DR3/etc/cni/net.d/10-podnet.conflist"
+    PODNET_CNI=1 dpkg3 -i "$DEB" >/dev/null 2>&1 || true
+    dpkg3 -P podnet >/dev/null 2>&1 || { echo "FAIL dpkg -P (PODNET_CNI)"; fails=$((fails + 1)); }
+    check "PODNET_CNI=1 purge: the conflist and the plugin link gone" \
+        sh -c "test ! -e '$DR3/etc/cni/net.d/10-podnet.conflist' && test ! -L '$DR3/usr/lib/cni/podnet'"
+    check "no PODNET_CNI: no conflist" test ! -e "$DR/etc/cni/net.d/10-podnet.conflist"
 
     # Upgrade (the same package again runs prerm upgrade, postinst configure
     # with the old version): an edited config stays, whatever the model says.
