@@ -62,8 +62,9 @@ pub struct State {
     /// The cluster's nodes and their pod subnets.
     #[serde(default)]
     pub nodes: Vec<NodeRecord>,
-    /// The cluster's revision when saved (the Kubernetes API's
-    /// resourceVersion), so it never goes back across a restart.
+    /// A ceiling over the cluster's revision (the Kubernetes API's
+    /// resourceVersion) when saved: a restart starts past it, so the
+    /// revision never goes back.
     #[serde(default)]
     pub revision: u64,
     /// Namespaces created explicitly or given labels.

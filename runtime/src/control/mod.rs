@@ -46,7 +46,7 @@ use crate::store::{DeploymentRecord, NodeRecord, PodRecord, State};
 pub use error::ControlError;
 pub use inputs::{Host, Now, Persist, Rng};
 pub use nodes::HEARTBEAT_TIMEOUT;
-pub use revisions::{CHANGE_LOG, CHANGES_PER_ANSWER};
+pub use revisions::{CHANGE_LOG, CHANGES_PER_ANSWER, REVISION_RESERVE};
 use transact::Snapshot;
 
 type Key = (String, String);
@@ -81,6 +81,9 @@ pub struct ControlPlane {
     /// Changes not saved yet that a failed save does not undo (the local
     /// node's record at start): they are saved with the next change.
     dirty: bool,
+    /// The revision ceiling on disk: revisions up to it may be handed out
+    /// without a save (see [`revisions::REVISION_RESERVE`]).
+    ceiling: u64,
     local: String,
     nodes: BTreeMap<String, NodeEntry>,
     pods: BTreeMap<Key, PodEntry>,
@@ -114,6 +117,7 @@ impl ControlPlane {
             rng,
             unsaved: None,
             dirty: false,
+            ceiling: 0,
             local: local.to_string(),
             nodes: BTreeMap::new(),
             pods: BTreeMap::new(),
@@ -175,7 +179,8 @@ impl ControlPlane {
             }
         }
         cp.stamp();
-        // The start revision is saved with the next save.
+        // The start revision is above the saved ceiling: saved with the next
+        // save, before any change is answered.
         cp.dirty = true;
         Ok(cp)
     }
@@ -199,7 +204,7 @@ impl ControlPlane {
             deployments: self.deployments.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
-            revision: self.revision(),
+            revision: self.revision() + revisions::REVISION_RESERVE,
             namespaces: self.namespaces.values().cloned().collect(),
             network_policies: self.policies.values().cloned().collect(),
             ingresses: self.ingresses.values().cloned().collect(),

@@ -5,8 +5,12 @@
 //! API shows it with its last seen version, after every input that can
 //! change one: no code path that changes state can forget to count.
 //!
-//! The counter is saved with the state, so it never goes back across a
-//! restart; the log is memory only: after a restart it starts empty, and a
+//! The counter never goes back across a restart: the state saves a ceiling
+//! [`REVISION_RESERVE`] above it, and a restart starts past the ceiling. A
+//! change of status alone (a pod reported Running, a node NotReady) then
+//! costs no write until the counter reaches the ceiling: on an SD card, a
+//! busy cluster's status changes are one write in a thousand, not one each.
+//! The log is memory only: after a restart it starts empty, and a
 //! watcher resuming from before gets 410 Gone and lists again, as from an
 //! apiserver whose watch cache is gone.
 
@@ -18,6 +22,11 @@ use crate::api::changes::{Change, ChangeType, Object, ObjectKind, Versioned};
 /// Changes the log keeps (older ones are forgotten: a watch from before
 /// them gets 410 Gone).
 pub const CHANGE_LOG: usize = 512;
+
+/// How far above the revision the saved ceiling is: the status changes that
+/// may pass without a save. A restart jumps the revision by at most this
+/// (resourceVersions are opaque to clients: only their order counts).
+pub const REVISION_RESERVE: u64 = 1000;
 
 /// Changes one answer carries at most; the asker asks again from the last.
 pub const CHANGES_PER_ANSWER: usize = 256;
@@ -135,9 +144,10 @@ impl ControlPlane {
             r.push(Change { change, object: versioned, before });
             changed = true;
         }
-        // The revision goes out with the next save: it must not go back
-        // after a restart.
-        self.dirty |= changed;
+        // Spec changes are saved by their transaction; a status change needs
+        // a save only when it passes the ceiling on disk, so that the
+        // revision never goes back after a restart.
+        self.dirty |= changed && self.revisions.revision() > self.ceiling;
     }
 
     /// The revision now.

@@ -99,6 +99,9 @@ impl ControlPlane {
         match (result, self.unsaved.take()) {
             (Ok(()), _) => {
                 self.dirty = false;
+                // What `to_save` wrote: nothing ran between the two (the
+                // agent holds the control plane across the save).
+                self.ceiling = self.revision() + super::REVISION_RESERVE;
                 Ok(())
             }
             (Err(e), Some(before)) => {

@@ -134,7 +134,7 @@ fn the_revision_is_saved_and_a_restart_expires_every_earlier_one() {
     let before = h.cp.revision();
     h.ok(Request::RunPod(pod("b")));
     let saved = h.store.last().expect("saved");
-    assert_eq!(saved.revision, before + 1);
+    assert_eq!(saved.revision, before + 1 + crate::control::REVISION_RESERVE, "the ceiling");
     let mut again = Harness::restore(1, saved, h.store.clone());
     let start = again.cp.revision();
     assert!(start > before + 1, "never back: {start}");
@@ -148,4 +148,37 @@ fn the_revision_is_saved_and_a_restart_expires_every_earlier_one() {
     // Then the node reports them running again: changes after the start.
     let (_, log) = changes(&mut again, start);
     assert!(log.iter().all(|c| c.change == ChangeType::Modified && c.object.revision > start), "{log:?}");
+}
+
+#[test]
+fn status_changes_are_saved_once_per_reserve_and_a_restart_starts_past_all_of_them() {
+    let mut h = Harness::new(1);
+    h.ok(Request::RunPod(pod("a")));
+    h.converge();
+    h.cp.commit(&mut h.store).unwrap();
+    let counter = h.store.saves.clone();
+    let saves = || *counter.lock().unwrap();
+    let before = saves();
+    let ceiling = h.store.last().unwrap().revision;
+    // The pod's readiness flips: a change of status each time, committed as
+    // the agent commits after every input, and not written…
+    let mut flips = 0;
+    while h.cp.revision() < ceiling {
+        h.local_ready = if flips % 2 == 0 { |_| false } else { |_| true };
+        let revision = h.cp.revision();
+        h.converge();
+        assert_eq!(h.cp.revision(), revision + 1, "a status change");
+        h.cp.commit(&mut h.store).unwrap();
+        flips += 1;
+    }
+    assert_eq!(saves(), before, "{flips} status changes under the ceiling, no write");
+    // …until the revision passes the ceiling on disk: then one write.
+    h.local_ready = if flips % 2 == 0 { |_| false } else { |_| true };
+    h.converge();
+    h.cp.commit(&mut h.store).unwrap();
+    assert_eq!(saves(), before + 1, "one write past the ceiling");
+    // A restart from the last save starts above every revision handed out.
+    let handed_out = h.cp.revision();
+    let again = Harness::restore(1, h.store.last().unwrap(), h.store.clone());
+    assert!(again.cp.revision() > handed_out, "{} > {handed_out}", again.cp.revision());
 }
