@@ -115,7 +115,7 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     let kube_port = SharedPort::default();
     let (mut side, config, subnet) = match options.role.clone() {
         Role::Member { server, token_file, address } => {
-            let (member, config) = Member::start(&options, server, &token_file, address).await?;
+            let (member, config) = Member::start(&options, server, &token_file, address, &calls_tx).await?;
             hidden.push(token_file);
             let subnet = member.subnet;
             (Side::Member(Box::new(member)), config, subnet)
@@ -164,6 +164,10 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
                 Side::Control(c) => Some(c.revision.subscribe()),
                 Side::Member(_) => None,
             },
+            streams: match &side {
+                Side::Control(c) => c.streams.clone(),
+                Side::Member(_) => None,
+            },
         };
         crate::kube::start(api, calls_tx.clone()).await?;
     }
@@ -190,6 +194,8 @@ struct Control {
     /// The control plane's revision after each turn (the Kubernetes API's
     /// watch hub waits on it).
     revision: watch::Sender<u64>,
+    /// Streams into members' pods, on a cluster's server.
+    streams: Option<crate::cluster::streams::Streams>,
 }
 
 /// A member: the link to its server and the last state it was given.
@@ -367,6 +373,18 @@ impl Side {
         }
         match self {
             Side::Control(c) => {
+                // A member's pod: its node answers, over a stream it opens.
+                if let (Route::Pod { namespace, name }, Some(streams)) = (request.route(), &c.streams)
+                    && let Some(owner) = c.cp.locate(namespace, name)
+                    && owner != node.name()
+                    && !matches!(request, Request::ExecTarget { .. })
+                {
+                    let (streams, owner) = (streams.clone(), owner.to_string());
+                    tokio::spawn(async move {
+                        let _ = reply.send(relay(&streams, &owner, request).await);
+                    });
+                    return;
+                }
                 let answer = c.answer(node, request).await.map_err(|e| e.to_string());
                 let _ = reply.send(answer);
             }
@@ -382,6 +400,21 @@ impl Side {
                 });
             }
         }
+    }
+}
+
+/// A request about a pod on member `node`, answered there: one answer, or
+/// the stream of them (a followed log, a capture).
+async fn relay(
+    streams: &crate::cluster::streams::Streams,
+    node: &str,
+    request: Request,
+) -> Result<Answer, String> {
+    use crate::cluster::streams::Opened;
+    let opened = streams.open(node, crate::cluster::proto::StreamRequest::Pod(Box::new(request))).await;
+    match opened.map_err(|e| e.to_string())? {
+        Opened::Once(response) => Ok(Answer::Once(response)),
+        Opened::Stream(stream) => Ok(Answer::Stream(stream.items())),
     }
 }
 
@@ -424,6 +457,7 @@ impl Control {
         let mut cp =
             ControlPlane::new(options.config.clone(), &options.node_name, state, Now::system(), rng, host)?;
         let mut hub = None;
+        let mut streams = None;
         if let Role::Server { listen, address } = &options.role {
             let interface = &options.config.network.host_interface;
             let address =
@@ -438,7 +472,9 @@ impl Control {
             token::write_client_config(data_dir, server, &token, admin.as_str())?;
             let (events_tx, events_rx) = mpsc::channel(64);
             let caps = crate::listeners::limits::Caps::listener(&options.config.limits);
-            let trust = Trust { token, admin, kube: kube.clone() };
+            let served = crate::cluster::streams::Streams::default();
+            streams = Some(served.clone());
+            let trust = Trust { token, admin, kube: kube.clone(), streams: served };
             tokio::spawn(crate::cluster::server::serve(api, trust, events_tx, calls_tx.clone(), caps));
             hub = Some(Hub::new(events_rx));
             tracing::info!(
@@ -455,7 +491,7 @@ impl Control {
             tracing::warn!("{e}");
         }
         let revision = watch::channel(cp.revision()).0;
-        Ok(Control { cp, store, hub, revision })
+        Ok(Control { cp, store, hub, revision, streams })
     }
 
     /// Brings the local node in line with the control plane: its pods
@@ -556,6 +592,7 @@ impl Member {
         server: SocketAddr,
         token_file: &Path,
         address: Option<Ipv4Addr>,
+        calls: &mpsc::Sender<Call>,
     ) -> Result<(Member, NodeConfig), AgentError> {
         let data_dir = &options.data_dir;
         let token = Token::load(token_file)?;
@@ -574,7 +611,11 @@ impl Member {
         let mut cache = Cache::load(data_dir);
         let (to_loop, mut from_server) = mpsc::channel(16);
         let (reports, reports_rx) = watch::channel(Vec::new());
-        tokio::spawn(member::run(link, to_loop, reports_rx));
+        // Streams into this node's pods are served by its own agent.
+        let timeout = Duration::from_millis(options.config.limits.request_timeout_ms);
+        let served =
+            crate::cluster::serve_stream::Served::new(crate::kube::agent::Agent::new(calls.clone(), timeout));
+        tokio::spawn(member::run(link, to_loop, reports_rx, served));
 
         let patience =
             if cache.welcome.is_some() { Duration::from_secs(5) } else { Duration::from_secs(3600) };

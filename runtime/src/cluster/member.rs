@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::password::NodePassword;
 use super::proto::{Report, ToMember, Welcome, hello_node};
+use super::serve_stream::Served;
 use super::token::Token;
 use super::{channel, server};
 use crate::desired::{NodeDesired, PodReport};
@@ -86,11 +87,12 @@ pub async fn run(
     link: MemberLink,
     to_loop: mpsc::Sender<FromServer>,
     mut reports: watch::Receiver<PodReport>,
+    served: Served,
 ) {
     let mut backoff = Duration::from_millis(200);
     let mut welcomed = false;
     loop {
-        let wait = match session(&link, &to_loop, &mut reports, &mut welcomed).await {
+        let wait = match session(&link, &to_loop, &mut reports, &mut welcomed, &served).await {
             Ok(()) => return,
             // A server that hangs up during the handshake does not hold our
             // token: the event loop decides whether that is final.
@@ -134,6 +136,7 @@ async fn session(
     to_loop: &mpsc::Sender<FromServer>,
     reports: &mut watch::Receiver<PodReport>,
     welcomed: &mut bool,
+    served: &Served,
 ) -> std::io::Result<()> {
     // Until the server answers our Hello, a connection it closes means it
     // refused the handshake.
@@ -166,12 +169,15 @@ async fn session(
             }
             return Err(std::io::Error::other(format!("{REFUSED}{reason}")));
         }
-        ToMember::Desired(_) => return Err(std::io::Error::other("server sent state before welcoming us")),
+        ToMember::Desired(_) | ToMember::Open { .. } => {
+            return Err(std::io::Error::other("server sent state before welcoming us"));
+        }
     }
     tracing::info!(server = %link.server, "joined the cluster");
     // The reader runs on its own task: a read cut short by select! would
     // lose bytes of the encrypted stream.
     let forward = to_loop.clone();
+    let (served, opener) = (served.clone(), link.clone());
     let mut reader = tokio::spawn(async move {
         loop {
             // The server speaks only when something changed, so no idle
@@ -181,6 +187,11 @@ async fn session(
                 ToMember::Desired(desired) => FromServer::Desired(desired),
                 ToMember::Refused(reason) => FromServer::Refused(reason),
                 ToMember::Welcome(_) => continue,
+                // Only the server this node joined asks, over this channel.
+                ToMember::Open { ticket, request } => {
+                    served.open(&opener, ticket, *request);
+                    continue;
+                }
             };
             if forward.send(item).await.is_err() {
                 return Ok(());
@@ -242,7 +253,9 @@ mod tests {
         };
         let (to_loop, mut from_link) = mpsc::channel(8);
         let (_reports, reports_rx) = watch::channel(PodReport::default());
-        tokio::spawn(run(link, to_loop, reports_rx));
+        let (calls, _) = mpsc::channel(1);
+        let served = Served::new(crate::kube::agent::Agent::new(calls, Duration::from_secs(1)));
+        tokio::spawn(run(link, to_loop, reports_rx, served));
         let ends = |work| tokio::time::timeout(Duration::from_secs(10), work);
 
         // The server welcomes the member, then starts a message and stalls,

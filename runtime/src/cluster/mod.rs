@@ -10,7 +10,9 @@ pub mod client;
 pub mod member;
 pub mod password;
 pub mod proto;
+pub mod serve_stream;
 pub mod server;
+pub mod streams;
 pub mod token;
 
 use std::net::SocketAddr;

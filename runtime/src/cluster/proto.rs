@@ -3,16 +3,21 @@
 //! token), a node joining (with its node password), or a node asking on
 //! behalf of its local CLI (with its node password; reads only). A member
 //! then gets a [`Welcome`] and a stream of [`NodeDesired`] and sends
-//! reports; a CLI sends requests and gets answers.
+//! reports; a CLI sends requests and gets answers. A stream into a
+//! member's pod ([`StreamRequest`]) is a connection of its own: the server
+//! asks over the member's connection ([`ToMember::Open`]), the member dials
+//! back with [`Hello::Stream`] and the ticket, and both sides then speak
+//! [`StreamFrame`]s.
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
 use super::password::NodePassword;
-use crate::api::PROTOCOL_VERSION;
+use crate::api::{PROTOCOL_VERSION, Request, Response};
 use crate::config::Cidr;
 use crate::desired::{NodeDesired, PodReport};
+use crate::kube::stream::exec::Asked;
 
 /// The first message on a connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,15 +51,32 @@ pub enum Hello {
         /// Its node password.
         password: NodePassword,
     },
+    /// A member dialling back for a stream the server asked it to open
+    /// ([`ToMember::Open`]): the ticket names the stream, and only the node
+    /// it was given to may present it.
+    Stream {
+        /// Its control protocol version.
+        version: u16,
+        /// Node name.
+        name: String,
+        /// Its node password.
+        password: NodePassword,
+        /// The stream's ticket.
+        ticket: Ticket,
+    },
 }
+
+/// A stream's one-time name: 16 random bytes the server hands one member.
+pub type Ticket = [u8; 16];
 
 impl Hello {
     /// The sender's protocol version.
     pub fn version(&self) -> u16 {
         match self {
-            Hello::Cli { version, .. } | Hello::Node { version, .. } | Hello::NodeCli { version, .. } => {
-                *version
-            }
+            Hello::Cli { version, .. }
+            | Hello::Node { version, .. }
+            | Hello::NodeCli { version, .. }
+            | Hello::Stream { version, .. } => *version,
         }
     }
 }
@@ -90,6 +112,85 @@ pub enum ToMember {
     Refused(String),
     /// What to run and program now.
     Desired(NodeDesired),
+    /// Dial back and serve this stream into one of the member's pods.
+    Open {
+        /// The ticket to present ([`Hello::Stream`]).
+        ticket: Ticket,
+        /// What the stream is.
+        request: Box<StreamRequest>,
+    },
+}
+
+/// A stream into a pod of a member, which the server asks it to open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StreamRequest {
+    /// `kubectl exec`: a command in the pod's container.
+    Exec {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// The command and its streams.
+        asked: Asked,
+    },
+    /// `kubectl attach`: the container's own process.
+    Attach {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// Its streams.
+        asked: Asked,
+    },
+    /// One connection of `kubectl port-forward` to the pod's `port`.
+    PortForward {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// The pod's port.
+        port: u16,
+    },
+    /// A request about the pod answered by its node (logs, a followed
+    /// log, describe, capture): one answer, or a stream of them.
+    Pod(Box<Request>),
+}
+
+/// One message on a stream connection, either way.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StreamFrame {
+    /// Member: the stream started; data follows.
+    Ready,
+    /// Member: the stream could not start, and why.
+    Refused(String),
+    /// Member: the one answer to a [`StreamRequest::Pod`].
+    Once(Response),
+    /// Member: one item of a streamed answer.
+    Item(Response),
+    /// Bytes on stream `stream` (exec: stdin 0 from the server, stdout 1
+    /// and stderr 2 from the member; port-forward: 0 both ways).
+    Data {
+        /// The stream id.
+        stream: u8,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// No more bytes on stream `stream` from this side (a half-close).
+    Close {
+        /// The stream id.
+        stream: u8,
+    },
+    /// Server: the terminal's new size.
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
+    /// Member: the command exited with this code.
+    Exited(i32),
+    /// Member: the command could not run, or failed: the message.
+    Failed(String),
 }
 
 /// Member to server: its pods' status; also its heartbeat.

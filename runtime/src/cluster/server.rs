@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{self, RecvError};
 use super::password::{NodePassword, PasswordDigest};
-use super::proto::{Hello, Report, ToMember, Welcome};
+use super::proto::{Hello, Report, StreamFrame, ToMember, Welcome};
 use super::token::Token;
 use crate::api::server::{Answer, Call};
 use crate::api::{PROTOCOL_VERSION, Request, Response};
@@ -195,6 +195,8 @@ pub struct Trust {
     /// The Kubernetes API, once it serves: TLS connections to this port go
     /// there (one port, 6443, for both, as k3s's).
     pub kube: crate::kube::SharedPort,
+    /// Streams into members' pods: members dial back here.
+    pub streams: super::streams::Streams,
 }
 
 /// Accepts cluster connections until the agent stops, at most `caps` at
@@ -324,6 +326,7 @@ async fn connection(
                 tx.send_value_within(&Err::<Response, String>(text), whole).await
             }
             Hello::Node { .. } => tx.send_value_within(&ToMember::Refused(text), whole).await,
+            Hello::Stream { .. } => tx.send_value_within(&StreamFrame::Refused(text), whole).await,
         });
     }
     // Who asks: the admin, or a member node that may only read.
@@ -352,7 +355,32 @@ async fn connection(
             }
         }
         Hello::Node { name, address, password, .. } => {
-            return member(tx, rx, permit, &events, Joining { name, address, password, conn }, silence).await;
+            let joining = Joining { name, address, password, conn };
+            return member(tx, rx, permit, &events, &trust.streams, joining, silence).await;
+        }
+        Hello::Stream { name, password, ticket, .. } => {
+            let (reply, answer) = oneshot::channel();
+            let ask = ClusterEvent::Authenticate { name: name.clone(), password: password.digest(), reply };
+            if events.send(ask).await.is_err() {
+                return Ok(());
+            }
+            if !matches!(answer.await, Ok(Ok(()))) {
+                permit.count(Reason::Unauthorized);
+                return Ok(());
+            }
+            // Only the node the ticket was given to may answer it: a
+            // member cannot open streams the server did not ask for.
+            let Some(reply) = trust.streams.claim(&name, &ticket) else {
+                permit.count(Reason::Forbidden);
+                tracing::warn!(%peer, node = %name, "refused a stream with a ticket not given to that node");
+                return Ok(());
+            };
+            let (done, finished) = oneshot::channel();
+            if reply.send(super::streams::Dialled { tx, rx, done }).is_ok() {
+                // The stream holds this connection's permit until it ends.
+                let _ = finished.await;
+            }
+            return Ok(());
         }
     };
     loop {
@@ -401,6 +429,7 @@ async fn member(
     mut rx: channel::Receiver,
     permit: &Permit,
     events: &mpsc::Sender<ClusterEvent>,
+    streams: &super::streams::Streams,
     joining: Joining,
     silence: Duration,
 ) -> std::io::Result<()> {
@@ -429,10 +458,20 @@ async fn member(
         }
         Err(_) => return Ok(()),
     }
+    // The server's streams into this node's pods ask through here.
+    let (open_tx, mut open_rx) = mpsc::channel(16);
+    streams.attach(&name, conn, open_tx);
     // A member that stops reading is cut like one that stops sending.
     let mut writer = tokio::spawn(async move {
-        while let Some(desired) = desired_rx.recv().await {
-            tx.send_value_within(&ToMember::Desired(desired), whole).await?;
+        loop {
+            let message = tokio::select! {
+                desired = desired_rx.recv() => match desired {
+                    Some(desired) => ToMember::Desired(desired),
+                    None => break,
+                },
+                Some((ticket, request)) = open_rx.recv() => ToMember::Open { ticket, request: Box::new(request) },
+            };
+            tx.send_value_within(&message, whole).await?;
         }
         Ok::<(), std::io::Error>(())
     });
@@ -449,6 +488,7 @@ async fn member(
         written = &mut writer => sent(written.unwrap_or_else(|e| Err(std::io::Error::other(e)))),
     };
     writer.abort();
+    streams.detach(&name, conn);
     let _ = events.send(ClusterEvent::Left { name, conn }).await;
     result
 }
@@ -489,6 +529,7 @@ mod tests {
             token: token.clone(),
             admin: AdminToken::fixed(ADMIN),
             kube: crate::kube::SharedPort::default(),
+            streams: Default::default(),
         };
         tokio::spawn(serve_gate(listener, trust, events_tx, calls_tx, gate, silence));
         (addr, token, counters, events_rx)

@@ -49,7 +49,8 @@ impl Agent {
         }
     }
 
-    async fn ask(&self, request: Request) -> Result<Answer, AgentRefusal> {
+    /// Sends `request` and waits for its answer, one response or a stream.
+    pub async fn ask(&self, request: Request) -> Result<Answer, AgentRefusal> {
         let (tx, rx) = oneshot::channel();
         let ask = async {
             self.calls

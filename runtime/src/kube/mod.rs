@@ -177,6 +177,8 @@ pub struct ApiOptions<'a> {
     /// The control plane's revision, where it runs here (the watch hub
     /// wakes on it; without it, it polls).
     pub revisions: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Streams into members' pods, on a cluster's server.
+    pub streams: Option<crate::cluster::streams::Streams>,
 }
 
 /// Binds the API's ports, makes (or loads) its CA, certificate and token,
@@ -244,6 +246,7 @@ pub async fn start(options: ApiOptions<'_>, calls: mpsc::Sender<Call>) -> Result
         counters: Listener::KubeApi.counters(),
         request_timeout: options.caps.request_timeout,
         node: options.node_name.to_string(),
+        streams: options.streams,
     });
     if let Some((_, port)) = shared {
         // Set once per agent: the agent starts the API once.
@@ -284,6 +287,7 @@ mod tests {
             cluster: None,
             caps,
             revisions: None,
+            streams: None,
         }
     }
 

@@ -45,8 +45,10 @@ pub struct Server {
     pub counters: &'static Counters,
     /// Longest a request may take to arrive.
     pub request_timeout: Duration,
-    /// This node's name (streams reach only its pods).
+    /// This node's name.
     pub node: String,
+    /// Streams into members' pods, on a cluster's server.
+    pub streams: Option<crate::cluster::streams::Streams>,
 }
 
 /// What a request is answered with.
@@ -184,7 +186,12 @@ impl Server {
             let path = parts.uri.path().to_string();
             let (namespace, name) = (namespace.to_string(), name.to_string());
             let counters = self.counters;
-            let here = stream::Here { agent: self.verbs.agent(), node: &self.node, counters };
+            let here = stream::Here {
+                agent: self.verbs.agent(),
+                node: &self.node,
+                counters,
+                streams: self.streams.as_ref(),
+            };
             return stream::upgrade(&here, kind, &namespace, &name, &mut parts)
                 .await
                 .map(|(response, session)| Answered::Upgraded(response, session))
@@ -339,6 +346,7 @@ mod tests {
             counters,
             request_timeout: timeout,
             node: "t".into(),
+            streams: None,
         });
         let caps = Caps { per_client: 4, total: 4, request_timeout: timeout };
         let gate = Gate::with_counters(Listener::KubeApi, caps, counters);

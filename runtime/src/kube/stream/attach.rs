@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::exec::{Asked, Process};
+use super::exec::{Asked, Local, Process};
 use crate::api::{Request, Response};
 use crate::kube::agent::Agent;
 use crate::kube::status::Status;
@@ -24,7 +24,13 @@ pub async fn process(agent: &Agent, namespace: &str, name: &str, asked: &Asked) 
     let request = Request::FollowLogs { namespace: namespace.into(), name: name.into(), backlog: 0 };
     let items = agent.stream(request).await.map_err(|e| super::refusal(e, name))?;
     let output = LogReader { items, pending: Vec::new(), at: 0 };
-    Ok(Process { stdin: None, stdout: Some(Box::new(output)), stderr: None, terminal: None, child: None })
+    Ok(Process::Local(Local {
+        stdin: None,
+        stdout: Some(Box::new(output)),
+        stderr: None,
+        terminal: None,
+        child: None,
+    }))
 }
 
 /// A followed log as a byte stream (EOF when the follower ends).

@@ -23,7 +23,7 @@ const MAX_ARGS: usize = 256;
 const MAX_ARG_BYTES: usize = 64 << 10;
 
 /// What the client asked to run, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Asked {
     /// The command and its arguments.
     pub command: Vec<String>,
@@ -94,8 +94,17 @@ pub async fn target(agent: &Agent, namespace: &str, name: &str) -> Result<Contai
     }
 }
 
-/// A command running in a container, its stdio as asked.
-pub struct Process {
+/// A command running in a container: here, or on a member of the cluster
+/// (the stream its node opened carries its stdio, resizes and end).
+pub enum Process {
+    /// Run by this agent.
+    Local(Local),
+    /// Run by the pod's node.
+    Remote(crate::cluster::streams::RemoteStream),
+}
+
+/// A command this agent runs, its stdio as asked.
+pub struct Local {
     /// Its input, when asked.
     pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     /// Its output (with a terminal: everything it writes).
@@ -154,13 +163,13 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
         let piped = |yes: bool| if yes { Stdio::piped() } else { Stdio::null() };
         command.stdin(piped(asked.stdin)).stdout(piped(asked.stdout)).stderr(piped(asked.stderr));
         let mut child = command.spawn().map_err(runtime_error)?;
-        return Ok(Process {
+        return Ok(Process::Local(Local {
             stdin: child.stdin.take().map(|s| Box::new(s) as _),
             stdout: child.stdout.take().map(|s| Box::new(s) as _),
             stderr: child.stderr.take().map(|s| Box::new(s) as _),
             terminal: None,
             child: Some(Runtime(child)),
-        });
+        }));
     }
     let size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
     let pty = nix::pty::openpty(Some(&size), None).map_err(SpawnError::Terminal)?;
@@ -188,13 +197,13 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
     let master = std::fs::File::from(pty.master);
     let writer = master.try_clone().map_err(io)?;
     let terminal = Terminal(OwnedFd::from(master.try_clone().map_err(io)?));
-    Ok(Process {
+    Ok(Process::Local(Local {
         stdin: asked.stdin.then(|| Box::new(tokio::fs::File::from_std(writer)) as _),
         stdout: Some(Box::new(TerminalReader(tokio::fs::File::from_std(master)))),
         stderr: None,
         terminal: Some(terminal),
         child: Some(Runtime(child)),
-    })
+    }))
 }
 
 /// The agent's end of a command's terminal.
@@ -252,8 +261,16 @@ const CHUNK: usize = 32 << 10;
 /// Runs a session: `input` to the command, its output to `output`, until
 /// it exited and its outputs ended. Dropping the future kills the command
 /// (the client went). The command's end is the answer; `output` closes.
-pub async fn run(process: Process, output: mpsc::Sender<Output>, mut input: mpsc::Receiver<Input>) -> Ended {
-    let Process { mut stdin, stdout, stderr, terminal, mut child } = process;
+pub async fn run(process: Process, output: mpsc::Sender<Output>, input: mpsc::Receiver<Input>) -> Ended {
+    match process {
+        Process::Local(local) => run_local(local, output, input).await,
+        Process::Remote(remote) => super::remote::run(remote, output, input).await,
+    }
+}
+
+/// [`run`] for a command this agent runs.
+async fn run_local(process: Local, output: mpsc::Sender<Output>, mut input: mpsc::Receiver<Input>) -> Ended {
+    let Local { mut stdin, stdout, stderr, terminal, mut child } = process;
     let tty = terminal.is_some();
     let pump = |reader: Option<Box<dyn AsyncRead + Send + Unpin>>, id: u8, out: mpsc::Sender<Output>| async move {
         let Some(mut reader) = reader else { return };

@@ -20,6 +20,7 @@ pub mod attach;
 pub mod channel;
 pub mod exec;
 pub mod logs;
+pub mod remote;
 pub mod spdy;
 pub mod spdy_session;
 pub mod websocket;
@@ -38,6 +39,8 @@ use hyper_util::rt::TokioIo;
 
 use super::agent::{Agent, AgentRefusal};
 use super::status::Status;
+use crate::cluster::proto::StreamRequest;
+use crate::cluster::streams::Streams;
 use crate::listeners::limits::Counters;
 
 /// A response body: whole, or streamed as it comes.
@@ -103,6 +106,8 @@ pub struct Here<'a> {
     pub node: &'a str,
     /// The listener's counters.
     pub counters: &'static Counters,
+    /// Streams into members' pods, on a cluster's server.
+    pub streams: Option<&'a Streams>,
 }
 
 /// Answers an upgrade request on a streaming subresource: the 101 and the
@@ -115,7 +120,8 @@ pub async fn upgrade(
     parts: &mut Parts,
 ) -> Result<(hyper::Response<Body>, Session), Status> {
     let (agent, counters) = (here.agent, here.counters);
-    on_this_node(here, namespace, name).await?;
+    // None: the pod runs here; else the member node that runs it.
+    let remote = pod_node(here, namespace, name).await?;
     let query = parts.uri.query().unwrap_or("").to_string();
     let protocol =
         parts.headers.get(UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
@@ -124,33 +130,58 @@ pub async fn upgrade(
         "spdy/3.1" => true,
         other => return Err(upgrade_required(other)),
     };
+    let (namespace, name) = (namespace.to_string(), name.to_string());
     match kind {
-        Kind::Exec => {
-            let asked = exec::Asked::parse(&query, false)?;
-            let container = exec::target(agent, namespace, name).await?;
-            if spdy {
-                let chosen = spdy_protocol(&parts.headers, &[channel::SPDY_EXEC])?;
-                let upgrade = on_upgrade(parts)?;
+        Kind::Exec | Kind::Attach => {
+            let attach = kind == Kind::Attach;
+            let asked = exec::Asked::parse(&query, attach)?;
+            let spdy_chosen =
+                if spdy { Some(spdy_protocol(&parts.headers, &[channel::SPDY_EXEC])?) } else { None };
+            let handshake =
+                if spdy { None } else { Some(websocket::handshake(&parts.headers, &channel::PROTOCOLS)?) };
+            // The process starts before the 101, so a refusal is a Status.
+            let process = match (&remote, attach) {
+                (Some((streams, node)), _) => {
+                    let request = if attach {
+                        StreamRequest::Attach { namespace, name, asked: asked.clone() }
+                    } else {
+                        StreamRequest::Exec { namespace, name, asked: asked.clone() }
+                    };
+                    remote::process(streams, node, request).await?
+                }
+                (None, true) => attach::process(agent, &namespace, &name, &asked).await?,
+                (None, false) => {
+                    let container = exec::target(agent, &namespace, &name).await?;
+                    exec::spawn(&container, &asked).map_err(|e| Status::internal(e.to_string()))?
+                }
+            };
+            let upgrade = on_upgrade(parts)?;
+            if let Some(chosen) = spdy_chosen {
                 let session = async move {
                     let Ok(upgraded) = upgrade.await else { return };
-                    let spawn = |asked: &exec::Asked| exec::spawn(&container, asked);
                     spdy_session::serve(TokioIo::new(upgraded), IDLE, counters, |streams, frames| {
-                        spdy_session::exec(streams, frames, asked, spawn)
+                        spdy_session::exec(streams, frames, asked, |_: &exec::Asked| Ok(process))
                     })
                     .await
                 };
                 return Ok((spdy_switching(chosen), Box::pin(session)));
             }
-            let handshake = websocket::handshake(&parts.headers, &channel::PROTOCOLS)?;
-            let upgrade = on_upgrade(parts)?;
-            let process = exec::spawn(&container, &asked).map_err(|e| Status::internal(e.to_string()))?;
+            let handshake = handshake.expect("WebSocket when not SPDY");
             let session = websocket::exec(upgrade, handshake.clone(), process, asked.command, IDLE, counters);
             Ok((websocket::switching(&handshake), Box::pin(session)))
         }
         Kind::PortForward => {
-            let netns = port_forward_target(agent, namespace, name).await?;
+            let target = match remote {
+                Some((streams, node)) => remote::Target::Remote {
+                    streams: streams.clone(),
+                    node,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+                None => remote::Target::Local(port_forward_target(agent, &namespace, &name).await?),
+            };
             let pod = format!("{namespace}/{name}");
-            let forward = move |streams, frames| spdy_session::port_forward(streams, frames, netns, pod);
+            let forward = move |streams, frames| spdy_session::port_forward(streams, frames, target, pod);
             if spdy {
                 let chosen = spdy_protocol(&parts.headers, &[channel::SPDY_PORT_FORWARD])?;
                 let upgrade = on_upgrade(parts)?;
@@ -165,32 +196,11 @@ pub async fn upgrade(
             let session = websocket::tunnel(upgrade, IDLE, counters, forward);
             Ok((websocket::switching(&handshake), Box::pin(session)))
         }
-        Kind::Attach => {
-            let asked = exec::Asked::parse(&query, true)?;
-            if spdy {
-                let chosen = spdy_protocol(&parts.headers, &[channel::SPDY_EXEC])?;
-                let process = attach::process(agent, namespace, name, &asked).await?;
-                let upgrade = on_upgrade(parts)?;
-                let session = async move {
-                    let Ok(upgraded) = upgrade.await else { return };
-                    spdy_session::serve(TokioIo::new(upgraded), IDLE, counters, |streams, frames| {
-                        spdy_session::exec(streams, frames, asked, |_: &exec::Asked| Ok(process))
-                    })
-                    .await
-                };
-                return Ok((spdy_switching(chosen), Box::pin(session)));
-            }
-            let handshake = websocket::handshake(&parts.headers, &channel::PROTOCOLS)?;
-            let process = attach::process(agent, namespace, name, &asked).await?;
-            let upgrade = on_upgrade(parts)?;
-            let session = websocket::exec(upgrade, handshake.clone(), process, asked.command, IDLE, counters);
-            Ok((websocket::switching(&handshake), Box::pin(session)))
-        }
     }
 }
 
 /// The network namespace of pod `namespace/name`, which must run here.
-async fn port_forward_target(
+pub async fn port_forward_target(
     agent: &Agent,
     namespace: &str,
     name: &str,
@@ -266,10 +276,15 @@ fn refusal(e: AgentRefusal, name: &str) -> Status {
     }
 }
 
-/// Refuses a stream to pod `namespace/name` unless it runs on this node:
-/// a member would otherwise get the cluster server's answer about a pod of
-/// the server's (streams do not cross the cluster channel).
-async fn on_this_node(here: &Here<'_>, namespace: &str, name: &str) -> Result<(), Status> {
+/// Where pod `namespace/name` runs: here (None), or on a member whose
+/// stream the server opens (the server's streams and the node). Without
+/// streams (a member's API, never served) a pod elsewhere is refused: a
+/// member would otherwise get the server's answer about a pod of its own.
+async fn pod_node<'a>(
+    here: &Here<'a>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(&'a Streams, String)>, Status> {
     use crate::api::{Request, Response};
     let request = Request::GetPods { namespace: Some(namespace.into()) };
     let pods = match here.agent.call(request).await.map_err(|e| refusal(e, name))? {
@@ -278,11 +293,14 @@ async fn on_this_node(here: &Here<'_>, namespace: &str, name: &str) -> Result<()
     };
     match pods.into_iter().find(|p| p.spec.name == name) {
         None => Err(Status::not_found("pods", name)),
-        Some(pod) if pod.node_name == here.node || pod.node_name.is_empty() => Ok(()),
-        Some(pod) => Err(Status::bad_request(format!(
-            "pod {namespace}/{name} runs on node {}: run kubectl against that node's API (streams reach only the pods of the node that serves them)",
-            pod.node_name
-        ))),
+        Some(pod) if pod.node_name == here.node || pod.node_name.is_empty() => Ok(None),
+        Some(pod) => match here.streams {
+            Some(streams) => Ok(Some((streams, pod.node_name))),
+            None => Err(Status::bad_request(format!(
+                "pod {namespace}/{name} runs on node {}: run kubectl against the cluster server's API",
+                pod.node_name
+            ))),
+        },
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use super::Activity;
 use super::channel::{self, Ended};
 use super::exec::{self, Input, Process};
+use super::remote::Target;
 use super::spdy::{self, Decoder, Encoder, Frame, Headers, Limits};
 use crate::listeners::limits::{Counters, Reason};
 
@@ -34,7 +35,7 @@ pub const MAX_STREAMS: u32 = 4096;
 /// Frames of input a stream holds before the connection waits.
 pub const STREAM_BUFFER: usize = 4;
 /// Largest data frame sent.
-const CHUNK: usize = 32 << 10;
+pub const CHUNK: usize = 32 << 10;
 /// How long the client has to open an exec's streams (the kubelet's).
 const STREAM_CREATION: Duration = Duration::from_secs(30);
 /// How long connecting to a forwarded port may take.
@@ -319,7 +320,7 @@ pub async fn exec(
 /// pair of an error and a data stream with one `requestid` is a TCP
 /// connection to `port` on the pod's loopback, made inside its network
 /// namespace `netns`, as the kubelet makes it.
-pub async fn port_forward(mut streams: mpsc::Receiver<Stream>, frames: Frames, netns: PathBuf, pod: String) {
+pub async fn port_forward(mut streams: mpsc::Receiver<Stream>, frames: Frames, target: Target, pod: String) {
     let mut halves: HashMap<String, (Option<Stream>, Option<Stream>)> = HashMap::new();
     let mut forwards = FuturesUnordered::new();
     loop {
@@ -352,26 +353,24 @@ pub async fn port_forward(mut streams: mpsc::Receiver<Stream>, frames: Frames, n
         }
         if let Some((Some(_), Some(_))) = halves.get(&request) {
             let Some((Some(error), Some(data))) = halves.remove(&request) else { continue };
-            forwards.push(forward(frames.clone(), error, data, port, netns.clone(), pod.clone()));
+            forwards.push(forward(frames.clone(), error, data, port, target.clone(), pod.clone()));
         }
     }
 }
 
 /// One forwarded connection, both ways, until both sides are done.
-async fn forward(frames: Frames, error: Stream, mut data: Stream, port: u16, netns: PathBuf, pod: String) {
-    let tcp = match connect(netns, port).await {
+async fn forward(frames: Frames, error: Stream, mut data: Stream, port: u16, target: Target, pod: String) {
+    let tcp = match super::remote::connect(target, port).await {
         Ok(tcp) => tcp,
         Err(e) => {
-            let message = format!(
-                "error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside the pod's network namespace: {e}"
-            );
+            let message = format!("error forwarding port {port} to pod {pod}: {e}");
             frames.data(error.id, message.as_bytes()).await;
             frames.fin(error.id).await;
             frames.fin(data.id).await;
             return;
         }
     };
-    let (mut from_pod, mut to_pod) = tcp.into_split();
+    let (mut from_pod, mut to_pod) = tokio::io::split(tcp);
     let upstream = async {
         while let Some(bytes) = data.input.recv().await {
             if to_pod.write_all(&bytes).await.is_err() {
@@ -399,7 +398,7 @@ async fn forward(frames: Frames, error: Stream, mut data: Stream, port: u16, net
 }
 
 /// A TCP connection to 127.0.0.1:`port` made inside the namespace at `netns`.
-async fn connect(netns: PathBuf, port: u16) -> std::io::Result<TcpStream> {
+pub async fn connect(netns: PathBuf, port: u16) -> std::io::Result<TcpStream> {
     let connected = tokio::task::spawn_blocking(move || {
         crate::sys::netns::run_in(&netns, move || {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));

@@ -1,0 +1,209 @@
+//! Streams into pods on member nodes (issue #15): the real kubectl (1.32
+//! over WebSocket, 1.27 over SPDY), talking to the server of a 3-node
+//! cluster, execs (stdin, stderr, exit code), follows logs, attaches and
+//! port-forwards into pods pinned to the members; the server's own
+//! `podnet logs` reads a member's pod. The member opens each stream back
+//! to the server (runtime/src/cluster/streams.rs).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_e2e::kubectl::*;
+use podnet_e2e::oci::{self, Scratch};
+use podnet_e2e::{Cluster, Node, eventually, require, stderr, stdout};
+
+/// Waits for `child` (a kubectl the test started) to end, killing it by
+/// its PID if it has not within `timeout`.
+fn wait_for(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait kubectl") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `kubectl ARGS` (binary `bin`) in the server's namespace with
+/// `input` on its stdin.
+fn fed(server: &Node, bin: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = kubectl_command(server, bin, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let status = wait_for(&mut child, Duration::from_secs(60), &format!("kubectl {}", args.join(" ")));
+    let mut out = Output { status, stdout: Vec::new(), stderr: Vec::new() };
+    child.stdout.take().unwrap().read_to_end(&mut out.stdout).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut out.stderr).unwrap();
+    out
+}
+
+/// A pod of the app image pinned to `node` by `nodeName`, with `command`
+/// (the image's own, busybox httpd on 8080, when empty).
+fn pinned(server: &Node, name: &str, node: &str, command: &[&str]) {
+    let command = if command.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = command.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+        format!("    command: [{}]\n", quoted.join(", "))
+    };
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  restartPolicy: Never\n  containers:\n  - name: {name}\n    image: {}\n{command}",
+        image_ref()
+    );
+    let out = fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
+    assert!(out.status.success(), "apply {name}: {}{}", stderr(&out), server.agent_log());
+    eventually(Duration::from_secs(60), &format!("{name} running on {node}"), || {
+        let out = kubectl_with(server, KUBECTL, &["get", "pod", name, "-o", "json"]);
+        let pod = json(&stdout(&out));
+        assert_eq!(pod["spec"]["nodeName"], node, "pinned");
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+}
+
+/// Starts `kubectl port-forward ARGS` in the server's namespace and waits
+/// until it listens.
+fn port_forward(server: &Node, bin: &str, args: &[&str]) -> Child {
+    let mut all = vec!["port-forward", "--address", "127.0.0.1"];
+    all.extend_from_slice(args);
+    let mut child = kubectl_command(server, bin, &all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl port-forward");
+    let mut line = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    lines.read_line(&mut line).unwrap();
+    // kubectl writes a line per connection and dies of SIGPIPE unread.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    if !line.starts_with("Forwarding from 127.0.0.1:") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("kubectl port-forward {}: {line:?} {}", args.join(" "), stderr(&out));
+    }
+    child
+}
+
+/// `curl URL` in the server's namespace, where kubectl listens.
+fn fetch(server: &Node, url: &str) -> String {
+    let out = server.on_node(&["curl", "-sS", "--max-time", "10", url]);
+    assert!(out.status.success(), "curl {url}: {}{}", stderr(&out), server.agent_log());
+    stdout(&out)
+}
+
+#[test]
+fn kubectl_streams_reach_pods_on_member_nodes() {
+    require(KUBECTL, "kubectl");
+    require("skopeo", "skopeo");
+    require("curl", "curl");
+    let scratch = Scratch::new("kstreams");
+    let layout = scratch.path("oci");
+    oci::build_app_image(&scratch, &layout, "v1", "hello from a member");
+    // No registry on the cluster's lan: each node imports the image.
+    let archive = scratch.path("app.tar");
+    let image = image_ref();
+    oci::sh(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("oci:{layout}:v1"),
+            &format!("oci-archive:{archive}:{image}"),
+        ],
+    );
+    let cluster = Cluster::start("kstr", 2);
+    for node in &cluster.nodes {
+        assert!(node.ok(&["image", "import", &archive]).starts_with(&format!("imported {image} (")));
+    }
+    let server = cluster.server();
+    let (one, two) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
+    let mut kubectls = vec![KUBECTL];
+    if std::path::Path::new(OLD_KUBECTL).exists() {
+        kubectls.push(OLD_KUBECTL);
+    }
+
+    // exec: output, stderr and the exit code, stdin and its end.
+    pinned(server, "web", &one, &[]);
+    for bin in &kubectls {
+        let out = kubectl_with(server, bin, &["exec", "web", "--", "cat", "/etc/hostname"]);
+        assert!(out.status.success(), "{bin} exec: {}{}", stderr(&out), server.agent_log());
+        assert_eq!(stdout(&out), "web\n", "{bin}: the member's pod answers");
+        let out =
+            kubectl_with(server, bin, &["exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+        assert_eq!(out.status.code(), Some(3), "{bin}: the exit code passes through: {}", stderr(&out));
+        assert_eq!(stdout(&out), "out\n");
+        assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
+        let out = fed(server, bin, &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"], b"hi\n");
+        assert!(out.status.success(), "{bin} exec -i: {}", stderr(&out));
+        assert_eq!(stdout(&out), "hi\ndone\n", "{bin}: stdin, then its end");
+    }
+
+    // port-forward: 1.32 tunnels SPDY in WebSocket, 1.27 speaks SPDY.
+    for (i, bin) in kubectls.iter().enumerate() {
+        let local = 18090 + i;
+        let mut forward = port_forward(server, bin, &["pod/web", &format!("{local}:8080")]);
+        for _ in 0..2 {
+            assert_eq!(
+                fetch(server, &format!("http://127.0.0.1:{local}/")),
+                "hello from a member\n",
+                "{bin}"
+            );
+        }
+        let _ = forward.kill();
+        let _ = forward.wait();
+    }
+
+    // logs -f of a pod on the other member, until it ends; the server's
+    // own CLI reads it too.
+    let script = "echo start; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo end";
+    pinned(server, "waiter", &two, &["sh", "-c", script]);
+    let mut follow = kubectl_command(server, KUBECTL, &["logs", "-f", "waiter"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl logs -f");
+    let mut lines = BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "start\n", "the backlog first");
+    assert_eq!(stdout(&server.podnet(&["logs", "waiter"])), "start\n", "podnet logs on the server");
+    let touched = kubectl_with(server, KUBECTL, &["exec", "waiter", "--", "touch", "/tmp/go"]);
+    assert!(touched.status.success(), "{}", stderr(&touched));
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "end\n", "new output as it comes");
+    let status = wait_for(&mut follow, Duration::from_secs(30), "kubectl logs -f of an ended pod");
+    assert!(status.success(), "kubectl logs -f ends with the pod");
+
+    // attach: the member's container's output from now on, to its end.
+    let ticker = "while [ ! -e /tmp/go ]; do echo tick; sleep 0.2; done; echo end";
+    for (i, bin) in kubectls.iter().enumerate() {
+        let pod = format!("ticker{i}");
+        pinned(server, &pod, &one, &["sh", "-c", ticker]);
+        let mut attach = kubectl_command(server, bin, &["attach", &pod])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kubectl attach");
+        let mut lines = BufReader::new(attach.stdout.take().unwrap());
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        assert_eq!(line, "tick\n", "{bin} attach: live output");
+        let touched = kubectl_with(server, KUBECTL, &["exec", &pod, "--", "touch", "/tmp/go"]);
+        assert!(touched.status.success(), "{}", stderr(&touched));
+        let mut rest = String::new();
+        lines.read_to_string(&mut rest).unwrap();
+        assert!(rest.ends_with("end\n"), "{bin} attach: output to the end: {rest:?}");
+        let status = wait_for(&mut attach, Duration::from_secs(30), "kubectl attach of an ended pod");
+        assert!(status.success(), "{bin} attach ends with the container");
+    }
+}
