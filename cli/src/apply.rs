@@ -142,5 +142,17 @@ async fn apply(socket: &Path, object: Object) -> Result<&'static str, CliError> 
                 },
             }
         }
+        Object::ConfigMap(spec) => {
+            let list =
+                call(socket, Request::GetConfigMaps { namespace: Some(spec.namespace.clone()) }).await?;
+            let Response::ConfigMaps(items) = list else { return unexpected() };
+            match items.into_iter().find(|c| c.spec.name == spec.name) {
+                None => call(socket, Request::CreateConfigMap(spec)).await.map(|_| "created"),
+                Some(old) => match call(socket, Request::UpdateConfigMap(spec)).await? {
+                    Response::ConfigMap(new) => Ok(changed(new.spec == old.spec)),
+                    _ => unexpected(),
+                },
+            }
+        }
     }
 }

@@ -381,7 +381,18 @@ impl PodOptions {
         let (command, args) = if self.replace_entrypoint { (words, Vec::new()) } else { (Vec::new(), words) };
         let pull_policy = self.image_pull_policy.unwrap_or_else(|| PullPolicy::default_for(image));
         let env = self.env.clone();
-        (Vec::new(), Some(ImageSpec { image: image.clone(), pull_policy, command, args, env }))
+        (
+            Vec::new(),
+            Some(ImageSpec {
+                image: image.clone(),
+                pull_policy,
+                command,
+                args,
+                env,
+                env_refs: Vec::new(),
+                env_error: None,
+            }),
+        )
     }
 
     /// The pod's resources.
@@ -485,6 +496,21 @@ pub(crate) enum CreateSecretCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CreateCommand {
+    /// Create a ConfigMap from literals and files, as kubectl does.
+    #[command(alias = "cm")]
+    Configmap {
+        /// ConfigMap name.
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// A key and its value, KEY=VALUE; repeatable.
+        #[arg(long = "from-literal")]
+        literals: Vec<String>,
+        /// A file, [KEY=]PATH (the key defaults to the file name), or a
+        /// directory (each file in it); repeatable.
+        #[arg(long = "from-file")]
+        files: Vec<PathBuf>,
+    },
     /// Create a Secret.
     Secret {
         #[command(subcommand)]
@@ -569,6 +595,8 @@ pub(crate) enum Kind {
     Ingress,
     #[value(alias = "secrets")]
     Secret,
+    #[value(alias = "configmaps", alias = "cm")]
+    Configmap,
     #[value(alias = "ingressclasses")]
     Ingressclass,
 }

@@ -261,6 +261,8 @@ mod tests {
                     command: vec![],
                     args: vec![],
                     env: vec![],
+                    env_refs: vec![],
+                    env_error: None,
                 }),
                 resources: Default::default(),
                 annotations: Default::default(),

@@ -8,6 +8,7 @@ mod apply;
 mod args;
 mod capture;
 mod cni;
+mod configmap;
 mod demo;
 mod describe;
 mod error;
@@ -198,6 +199,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 Kind::Secret => {
                     (Request::DeleteSecret { namespace: ns.namespace, name: name.clone() }, "secret")
                 }
+                Kind::Configmap => {
+                    (Request::DeleteConfigMap { namespace: ns.namespace, name: name.clone() }, "configmap")
+                }
                 Kind::Ingressclass => {
                     return Err("the podnet IngressClass is built in and cannot be deleted".into());
                 }
@@ -210,8 +214,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Kind::Pod => describe::run(socket, &ns.namespace, &name).await,
             Kind::NetworkPolicy => describe::network_policy(socket, &ns.namespace, &name).await,
             Kind::Ingress => ingress::describe(socket, &ns.namespace, &name).await,
-            _ => Err("only pods, networkpolicies and ingresses can be described: podnet describe pod|networkpolicy|ingress NAME".into()),
+            Kind::Configmap => configmap::describe(socket, &ns.namespace, &name).await,
+            _ => Err("only pods, networkpolicies, ingresses and configmaps can be described: podnet describe pod|networkpolicy|ingress|configmap NAME".into()),
         },
+        Command::Create { command: CreateCommand::Configmap { name, ns, literals, files } } => {
+            let spec = configmap::spec(name, ns.namespace, &literals, &files)?;
+            let Response::ConfigMap(made) = call(socket, Request::CreateConfigMap(spec)).await? else {
+                return unexpected();
+            };
+            println!("configmap/{} created", made.spec.name);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Create { command: CreateCommand::Secret { command } } => {
             let spec = match command {
                 CreateSecretCommand::Tls { name, ns, cert, key } => {
@@ -473,6 +486,10 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
                 args.all_namespaces,
             )
             .await?
+        }
+        Kind::Configmap => {
+            configmap::get(socket, namespace, args.name.as_deref(), &args.namespace, args.all_namespaces)
+                .await?
         }
         Kind::Ingressclass => (vec![runtime::kube::ingresses::ingress_class()], ingress::class_table()),
     };

@@ -79,6 +79,9 @@ pub struct State {
     /// Secrets (the state file is root's only, 0600).
     #[serde(default)]
     pub secrets: Vec<crate::model::secret::Secret>,
+    /// ConfigMaps.
+    #[serde(default)]
+    pub configmaps: Vec<crate::model::configmap::ConfigMap>,
 }
 
 /// A node as remembered: its pod subnet is kept across restarts.

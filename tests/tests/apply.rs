@@ -101,7 +101,7 @@ fn podnet_apply_creates_then_updates_and_refuses_bad_manifests_whole() {
     let err = node.fails(&["apply", "-f", f], "document 3: Service \"web\" is invalid: spec.ports[0].port");
     assert!(err.starts_with(&format!("error: {f}: ")), "{err}");
     assert_eq!(shop_pods(&node).len(), 3, "nothing of the file was applied");
-    std::fs::write(&file, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n").unwrap();
+    std::fs::write(&file, "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: s}\n").unwrap();
     node.fails(&["apply", "-f", f], "document 1: podnet applies v1 Pods");
     std::fs::write(&file, "kind: [").unwrap();
     node.fails(&["apply", "-f", f], "document 1 is not YAML or JSON");

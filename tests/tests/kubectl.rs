@@ -215,7 +215,7 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     std::fs::write(
         &secret_ref,
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: refs\nspec:\n  containers:\n  - name: refs\n    image: {image_ref}\n    env:\n    - name: PASSWORD\n      valueFrom:\n        secretKeyRef: {{name: db, key: password}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: refs\nspec:\n  containers:\n  - name: refs\n    image: {image_ref}\n    env:\n    - name: PASSWORD\n      valueFrom:\n        fieldRef: {{fieldPath: metadata.name}}\n"
         ),
     )
     .unwrap();

@@ -3,8 +3,11 @@
 //! control plane, and the objects carry the revision of their last change
 //! (the Kubernetes API's resourceVersion).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
+use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
 use crate::model::secret::SecretInfo;
@@ -27,6 +30,8 @@ pub enum ObjectKind {
     Ingress,
     /// A Secret.
     Secret,
+    /// A ConfigMap.
+    ConfigMap,
 }
 
 /// What happened to an object, in the Kubernetes watch's words.
@@ -69,6 +74,9 @@ pub enum Object {
     Ingress(Ingress),
     /// A Secret: its keys, sizes and digest, never its bytes.
     Secret(SecretInfo),
+    /// A ConfigMap, with its data (shared with the stored one: the change
+    /// log and snapshots hold it without copying its bytes).
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl Object {
@@ -82,6 +90,7 @@ impl Object {
             Object::NetworkPolicy(_) => ObjectKind::NetworkPolicy,
             Object::Ingress(_) => ObjectKind::Ingress,
             Object::Secret(_) => ObjectKind::Secret,
+            Object::ConfigMap(_) => ObjectKind::ConfigMap,
         }
     }
 
@@ -95,6 +104,7 @@ impl Object {
             Object::NetworkPolicy(p) => &p.spec.namespace,
             Object::Ingress(i) => &i.spec.namespace,
             Object::Secret(s) => &s.namespace,
+            Object::ConfigMap(c) => &c.spec.namespace,
         }
     }
 
@@ -108,6 +118,7 @@ impl Object {
             Object::NetworkPolicy(p) => &p.spec.name,
             Object::Ingress(i) => &i.spec.name,
             Object::Secret(s) => &s.name,
+            Object::ConfigMap(c) => &c.spec.name,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::image::{ImageInfo, PullEvent};
+use crate::model::configmap::{ConfigMap, ConfigMapSpec};
 use crate::model::ingress::{Ingress, IngressSpec};
 use crate::model::secret::{SecretInfo, SecretSpec};
 
@@ -260,6 +261,22 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Create a ConfigMap.
+    CreateConfigMap(ConfigMapSpec),
+    /// Replace a ConfigMap's data, labels and annotations.
+    UpdateConfigMap(ConfigMapSpec),
+    /// List ConfigMaps, with their data.
+    GetConfigMaps {
+        /// None for every namespace.
+        namespace: Option<String>,
+    },
+    /// Delete a ConfigMap.
+    DeleteConfigMap {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
     /// CNI ADD: network a container another runtime runs as a pod of the
     /// node that is asked (see `model::cni`).
     CniAdd(CniAdd),
@@ -394,7 +411,6 @@ impl Request {
             | Request::Resolve { .. }
             | Request::ImageList
             | Request::Changes { .. }
-            | Request::Objects { .. }
             | Request::GetNamespaces
             | Request::CniCheck { .. }
             | Request::CniStatus
@@ -435,7 +451,14 @@ impl Request {
             | Request::CreateSecret(_)
             | Request::UpdateSecret(_)
             | Request::GetSecrets { .. }
-            | Request::DeleteSecret { .. } => false,
+            | Request::DeleteSecret { .. }
+            | Request::CreateConfigMap(_)
+            | Request::UpdateConfigMap(_)
+            | Request::GetConfigMaps { .. }
+            | Request::DeleteConfigMap { .. } => false,
+            // A node may read only the ConfigMaps its pods name, and those
+            // reach it resolved in its desired state.
+            Request::Objects { kind, .. } => *kind != crate::api::changes::ObjectKind::ConfigMap,
         }
     }
 }
@@ -619,4 +642,8 @@ pub enum Response {
     Secret(SecretInfo),
     /// Secrets, without their bytes.
     Secrets(Vec<SecretInfo>),
+    /// One ConfigMap.
+    ConfigMap(ConfigMap),
+    /// ConfigMaps.
+    ConfigMaps(Vec<ConfigMap>),
 }

@@ -386,6 +386,17 @@ pub enum ControlError {
         /// Name.
         name: String,
     },
+    /// ConfigMap data past the cluster's total (the state file and every
+    /// node's memory hold it).
+    #[error(
+        "the cluster's configmaps would hold {total} bytes of data, more than its {max}: delete unused configmaps first"
+    )]
+    ConfigMapBytes {
+        /// What they would hold.
+        total: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The cluster holds as many objects of a kind as it may.
     #[error("the cluster holds {max} {kind}s, as many as it may: delete some first")]
     TooMany {

@@ -13,6 +13,8 @@
 //! state as it was before the change.
 
 mod cni;
+mod configmaps;
+mod env;
 mod error;
 #[cfg(test)]
 mod harness;
@@ -31,11 +33,13 @@ mod updates;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
 use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
 use crate::model::secret::Secret;
@@ -96,6 +100,8 @@ pub struct ControlPlane {
     policies: BTreeMap<Key, NetworkPolicy>,
     ingresses: BTreeMap<Key, Ingress>,
     secrets: BTreeMap<Key, Secret>,
+    /// ConfigMaps, shared with the change log and snapshots (never copied).
+    configmaps: BTreeMap<Key, Arc<ConfigMap>>,
 }
 
 impl ControlPlane {
@@ -136,6 +142,11 @@ impl ControlPlane {
                 .map(|i| (key(&i.spec.namespace, &i.spec.name), i))
                 .collect(),
             secrets: state.secrets.into_iter().map(|s| (key(&s.spec.namespace, &s.spec.name), s)).collect(),
+            configmaps: state
+                .configmaps
+                .into_iter()
+                .map(|c| (key(&c.spec.namespace, &c.spec.name), Arc::new(c)))
+                .collect(),
         };
         let mut records = state.nodes;
         if !records.iter().any(|n| n.name == local) {
@@ -209,13 +220,19 @@ impl ControlPlane {
             network_policies: self.policies.values().cloned().collect(),
             ingresses: self.ingresses.values().cloned().collect(),
             secrets: self.secrets.values().cloned().collect(),
+            configmaps: self.configmaps.values().map(|c| ConfigMap::clone(c)).collect(),
         }
     }
 
     /// What `node` must run and program now.
     pub fn desired_for(&self, node: &str) -> NodeDesired {
         NodeDesired {
-            pods: self.pods.values().filter(|p| p.record.node == node).map(|p| p.record.clone()).collect(),
+            pods: self
+                .pods
+                .values()
+                .filter(|p| p.record.node == node)
+                .map(|p| self.for_node(&p.record))
+                .collect(),
             services: self.services.values().map(|s| (s.clone(), self.endpoints(s))).collect(),
             pod_ips: self.pods.values().map(|p| (p.record.ip, p.record.spec.namespace.clone())).collect(),
             peers: self

@@ -157,6 +157,10 @@ impl ControlPlane {
             | Request::UpdateSecret(_)
             | Request::GetSecrets { .. }
             | Request::DeleteSecret { .. }) => self.ingress_request(now, request),
+            request @ (Request::CreateConfigMap(_)
+            | Request::UpdateConfigMap(_)
+            | Request::GetConfigMaps { .. }
+            | Request::DeleteConfigMap { .. }) => self.configmap_request(now, request),
             Request::ExecTarget { .. }
             | Request::Logs { .. }
             | Request::DescribePod { .. }

@@ -28,6 +28,18 @@ pub const CHANGE_LOG: usize = 512;
 /// (resourceVersions are opaque to clients: only their order counts).
 pub const REVISION_RESERVE: u64 = 1000;
 
+/// ConfigMap bytes the log holds at most (older changes are forgotten).
+const LOG_BYTES: usize = 8 * 1024 * 1024;
+
+/// The ConfigMap data a change holds, after and before.
+fn weight(change: &Change) -> usize {
+    let size = |o: &Object| match o {
+        Object::ConfigMap(c) => c.spec.size(),
+        _ => 0,
+    };
+    size(&change.object.object) + change.before.as_ref().map_or(0, size)
+}
+
 /// Changes one answer carries at most; the asker asks again from the last.
 pub const CHANGES_PER_ANSWER: usize = 256;
 
@@ -39,6 +51,8 @@ pub(super) struct Revisions {
     revision: u64,
     objects: BTreeMap<ObjectKey, Versioned>,
     log: VecDeque<Change>,
+    /// The ConfigMap data the log holds (see [`weight`]).
+    bytes: usize,
     capacity: usize,
     /// Every change after this revision is in the log.
     floor: u64,
@@ -49,7 +63,14 @@ impl Revisions {
     /// (the log before it is gone).
     pub(super) fn new(saved: u64, capacity: usize) -> Revisions {
         let revision = saved + 1;
-        Revisions { revision, objects: BTreeMap::new(), log: VecDeque::new(), capacity, floor: revision }
+        Revisions {
+            revision,
+            objects: BTreeMap::new(),
+            log: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            floor: revision,
+        }
     }
 
     /// The current revision.
@@ -58,12 +79,15 @@ impl Revisions {
     }
 
     fn push(&mut self, change: Change) {
-        if self.log.len() == self.capacity.max(1)
-            && let Some(old) = self.log.pop_front()
-        {
+        self.bytes += weight(&change);
+        self.log.push_back(change);
+        // Bounded in count, and in the ConfigMap data its entries hold (an
+        // edited 1 MiB ConfigMap keeps both versions).
+        while self.log.len() > self.capacity.max(1) || (self.bytes > LOG_BYTES && self.log.len() > 1) {
+            let Some(old) = self.log.pop_front() else { break };
+            self.bytes -= weight(&old);
             self.floor = old.object.revision;
         }
-        self.log.push_back(change);
     }
 }
 
@@ -79,6 +103,7 @@ fn spec_changed(before: &Object, after: &Object) -> bool {
         (Object::Service(a), Object::Service(b)) => a.spec != b.spec,
         (Object::NetworkPolicy(a), Object::NetworkPolicy(b)) => a.spec != b.spec,
         (Object::Ingress(a), Object::Ingress(b)) => a.spec != b.spec,
+        (Object::ConfigMap(a), Object::ConfigMap(b)) => a.spec != b.spec,
         _ => false,
     }
 }
@@ -96,6 +121,7 @@ impl ControlPlane {
         let policies = self.policies.values().map(|p| Object::NetworkPolicy(p.clone()));
         let ingresses = self.ingresses.values().map(|i| Object::Ingress(i.clone()));
         let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
+        let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
         nodes
             .chain(pods)
             .chain(deployments)
@@ -103,6 +129,7 @@ impl ControlPlane {
             .chain(policies)
             .chain(ingresses)
             .chain(secrets)
+            .chain(configmaps)
             .map(|o| (key(&o), o))
             .collect()
     }

@@ -4,9 +4,11 @@
 //! was: what the CLI was told failed did not happen.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::revisions::Revisions;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
+use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
 use crate::model::secret::Secret;
@@ -24,6 +26,7 @@ pub(super) struct Snapshot {
     policies: BTreeMap<Key, NetworkPolicy>,
     ingresses: BTreeMap<Key, Ingress>,
     secrets: BTreeMap<Key, Secret>,
+    configmaps: BTreeMap<Key, Arc<ConfigMap>>,
 }
 
 impl ControlPlane {
@@ -38,6 +41,7 @@ impl ControlPlane {
             policies: self.policies.clone(),
             ingresses: self.ingresses.clone(),
             secrets: self.secrets.clone(),
+            configmaps: self.configmaps.clone(),
         }
     }
 
@@ -52,8 +56,10 @@ impl ControlPlane {
             policies,
             ingresses,
             secrets,
+            configmaps,
         } = snapshot;
-        (self.policies, self.ingresses, self.secrets) = (policies, ingresses, secrets);
+        (self.policies, self.ingresses, self.secrets, self.configmaps) =
+            (policies, ingresses, secrets, configmaps);
         (self.nodes, self.pods, self.deployments, self.services, self.namespaces) =
             (nodes, pods, deployments, services, namespaces);
         // Nothing read the changes undone: the agent saves before it answers

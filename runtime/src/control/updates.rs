@@ -165,6 +165,7 @@ impl ControlPlane {
             cp.policies.retain(|(ns, _), _| ns != name);
             cp.ingresses.retain(|(ns, _), _| ns != name);
             cp.secrets.retain(|(ns, _), _| ns != name);
+            cp.configmaps.retain(|(ns, _), _| ns != name);
             let pods: Vec<Key> = cp.pods.keys().filter(|(ns, _)| ns == name).cloned().collect();
             pods.iter().for_each(|k| {
                 cp.take_pod(k);
@@ -181,6 +182,7 @@ impl ControlPlane {
             || self.policies.keys().any(|(ns, _)| ns == name)
             || self.ingresses.keys().any(|(ns, _)| ns == name)
             || self.secrets.keys().any(|(ns, _)| ns == name)
+            || self.configmaps.keys().any(|(ns, _)| ns == name)
     }
 
     /// Whether namespace `name` exists: `default`, made, or holding objects.

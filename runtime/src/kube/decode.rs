@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::status::Status;
+use crate::model::env_refs::{EnvRef, MAX_ENV_REFS, Source};
 use crate::model::{
     Amount, Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
     ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext,
@@ -126,25 +127,53 @@ fn strings(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<String>, Sta
     }
 }
 
-/// A container's `env`: names with values; `valueFrom` (ConfigMaps,
-/// Secrets, the downward API) is refused, not dropped.
-fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<(String, String)>, Status> {
+/// Literal variables: names and values.
+type Env = Vec<(String, String)>;
+
+/// A container's `env`: names with values, and `valueFrom` references to
+/// ConfigMap and Secret keys; the downward API (`fieldRef`,
+/// `resourceFieldRef`) is refused, not dropped.
+fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<(Env, Vec<EnvRef>), Status> {
     let items = match value {
-        Value::Null => return Ok(Vec::new()),
+        Value::Null => return Ok((Vec::new(), Vec::new())),
         Value::Array(items) => items,
         _ => return Err(ctx.invalid(field, "must be a list of {name, value}")),
     };
     let mut env = Vec::with_capacity(items.len());
+    let mut refs = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at = format!("{field}[{i}]");
-        if !item["valueFrom"].is_null() {
-            return Err(ctx.invalid(
-                &format!("{at}.valueFrom"),
-                "Forbidden: podnet does not support valueFrom yet (ConfigMaps, Secrets, fields): give a value",
-            ));
-        }
         let name =
             item["name"].as_str().ok_or_else(|| ctx.invalid(&format!("{at}.name"), "Required value"))?;
+        if !item["valueFrom"].is_null() {
+            let from = &item["valueFrom"];
+            let vf = format!("{at}.valueFrom");
+            let (source, r) = match (&from["configMapKeyRef"], &from["secretKeyRef"]) {
+                (Value::Object(_), Value::Null) => (Source::ConfigMap, &from["configMapKeyRef"]),
+                (Value::Null, Value::Object(_)) => (Source::Secret, &from["secretKeyRef"]),
+                _ => {
+                    return Err(ctx.invalid(
+                        &vf,
+                        "Forbidden: podnet takes one configMapKeyRef or secretKeyRef (not the downward API's fieldRef or resourceFieldRef): give a value",
+                    ));
+                }
+            };
+            let sf = if source == Source::ConfigMap { "configMapKeyRef" } else { "secretKeyRef" };
+            let object = ref_name(ctx, r, &format!("{vf}.{sf}.name"))?;
+            let key = r["key"].as_str().filter(|k| !k.is_empty());
+            let key = key.ok_or_else(|| ctx.invalid(&format!("{vf}.{sf}.key"), "Required value"))?;
+            refs.push(EnvRef::Key {
+                var: name.to_string(),
+                source,
+                object,
+                key: key.to_string(),
+                optional: r["optional"].as_bool().unwrap_or(false),
+            });
+            // Checked as a variable name, with no value.
+            crate::model::check_env(&[(name.to_string(), String::new())])
+                .map_err(|e| ctx.invalid(&format!("{at}.name"), format!("Invalid value: {e}")))?;
+            continue;
+        }
         let value = match &item["value"] {
             Value::Null => "",
             Value::String(s) => s,
@@ -153,7 +182,47 @@ fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<(String, St
         env.push((name.to_string(), value.to_string()));
     }
     crate::model::check_env(&env).map_err(|e| ctx.invalid(field, format!("Invalid value: {e}")))?;
-    Ok(env)
+    Ok((env, refs))
+}
+
+/// A container's `envFrom`: every key of a ConfigMap or Secret, prefixed.
+fn env_from(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<EnvRef>, Status> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        _ => return Err(ctx.invalid(field, "must be a list of {configMapRef} or {secretRef}")),
+    };
+    let mut refs = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let (source, sf) = match (&item["configMapRef"], &item["secretRef"]) {
+            (Value::Object(_), Value::Null) => (Source::ConfigMap, "configMapRef"),
+            (Value::Null, Value::Object(_)) => (Source::Secret, "secretRef"),
+            _ => return Err(ctx.invalid(&at, "Invalid value: give one of configMapRef or secretRef")),
+        };
+        let r = &item[sf];
+        let prefix = match &item["prefix"] {
+            Value::Null => String::new(),
+            Value::String(p) => p.clone(),
+            _ => return Err(ctx.invalid(&format!("{at}.prefix"), "must be a string")),
+        };
+        refs.push(EnvRef::All {
+            source,
+            object: ref_name(ctx, r, &format!("{at}.{sf}.name"))?,
+            prefix,
+            optional: r["optional"].as_bool().unwrap_or(false),
+        });
+    }
+    Ok(refs)
+}
+
+/// The object a reference names: a valid ConfigMap or Secret name.
+fn ref_name(ctx: &Ctx<'_>, r: &Value, field: &str) -> Result<String, Status> {
+    let name =
+        r["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(field, "Required value"))?;
+    crate::model::check_name("object", name, 253)
+        .map_err(|e| ctx.invalid(field, format!("Invalid value: {e}")))?;
+    Ok(name.to_string())
 }
 
 fn port_number(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<u16, Status> {
@@ -249,7 +318,6 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     unsupported(
         c,
         &[
-            "envFrom",
             "workingDir",
             "volumeMounts",
             "volumeDevices",
@@ -263,7 +331,14 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
     )?;
     let command = strings(ctx, &c["command"], &format!("{cf}.command"))?;
     let args = strings(ctx, &c["args"], &format!("{cf}.args"))?;
-    let env = env_vars(ctx, &c["env"], &format!("{cf}.env"))?;
+    let (env, mut env_refs) = env_vars(ctx, &c["env"], &format!("{cf}.env"))?;
+    env_refs.extend(env_from(ctx, &c["envFrom"], &format!("{cf}.envFrom"))?);
+    if env_refs.len() > MAX_ENV_REFS {
+        return Err(ctx.invalid(
+            &format!("{cf}.env"),
+            format!("Too many: {}: podnet takes at most {MAX_ENV_REFS} valueFrom and envFrom references per container", env_refs.len()),
+        ));
+    }
     let image = match c["image"].as_str().filter(|i| !i.is_empty()) {
         Some(image) => Some(ImageSpec {
             image: image.to_string(),
@@ -276,8 +351,10 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
             command: command.clone(),
             args: args.clone(),
             env,
+            env_refs,
+            env_error: None,
         }),
-        None if !env.is_empty() => {
+        None if !env.is_empty() || !env_refs.is_empty() => {
             return Err(ctx.invalid(
                 &format!("{cf}.env"),
                 "Forbidden: a pod without an image runs a host command: set its variables in the command (env NAME=value ...)",
@@ -683,10 +760,37 @@ mod tests {
             json!([{ "name": "A", "value": "b" }, { "name": "EMPTY" }]);
         let image = deployment(&env, "default").unwrap().image.unwrap();
         assert_eq!(image.env, [("A".to_string(), "b".to_string()), ("EMPTY".to_string(), String::new())]);
+        env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k", "optional": true } } }]);
+        let c = &mut env["spec"]["template"]["spec"]["containers"][0];
+        c["envFrom"] = json!([{ "configMapRef": { "name": "app" }, "prefix": "APP_" }]);
+        let image = deployment(&env, "default").unwrap().image.unwrap();
+        assert_eq!(
+            image.env_refs,
+            [
+                EnvRef::Key {
+                    var: "A".into(),
+                    source: Source::Secret,
+                    object: "s".into(),
+                    key: "k".into(),
+                    optional: true
+                },
+                EnvRef::All {
+                    source: Source::ConfigMap,
+                    object: "app".into(),
+                    prefix: "APP_".into(),
+                    optional: false
+                },
+            ]
+        );
+        env["spec"]["template"]["spec"]["containers"][0]["envFrom"] = Value::Null;
         env["spec"]["template"]["spec"]["containers"][0]["env"] =
-            json!([{ "name": "A", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }]);
+            json!([{ "name": "A", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }]);
         let e = deployment(&env, "default").unwrap_err();
         assert_eq!(e.causes[0].0, format!("{at}[0].valueFrom"));
+        env["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{ "name": "A", "valueFrom": { "configMapKeyRef": { "name": "app" } } }]);
+        let e = deployment(&env, "default").unwrap_err();
+        assert_eq!(e.causes[0].0, format!("{at}[0].valueFrom.configMapKeyRef.key"));
         env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A=B", "value": "x" }]);
         let e = deployment(&env, "default").unwrap_err();
         assert!(e.causes[0].0 == at && e.message.contains("without '='"), "{}", e.message);

@@ -41,7 +41,7 @@ const READ: &[&str] = &["get", "list"];
 const WRITE: &[&str] = &["create", "delete", "get", "list"];
 
 /// The core group's resources.
-pub const CORE: [Resource; 7] = [
+pub const CORE: [Resource; 8] = [
     Resource {
         name: "pods",
         singular: "pod",
@@ -100,6 +100,16 @@ pub const CORE: [Resource; 7] = [
         namespaced: true,
         verbs: WRITE,
         short_names: &[],
+        categories: &[],
+    },
+    Resource {
+        name: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        group: "",
+        namespaced: true,
+        verbs: WRITE,
+        short_names: &["cm"],
         categories: &[],
     },
     Resource {

@@ -32,6 +32,8 @@ pub enum Object {
     Ingress(crate::model::ingress::IngressSpec),
     /// A v1 Secret.
     Secret(crate::model::secret::SecretSpec),
+    /// A v1 ConfigMap.
+    ConfigMap(crate::model::configmap::ConfigMapSpec),
 }
 
 impl Object {
@@ -45,6 +47,7 @@ impl Object {
             Object::NetworkPolicy(p) => format!("networkpolicy.networking.k8s.io/{}", p.name),
             Object::Ingress(i) => format!("ingress.networking.k8s.io/{}", i.name),
             Object::Secret(s) => format!("secret/{}", s.name),
+            Object::ConfigMap(c) => format!("configmap/{}", c.name),
         }
     }
 }
@@ -68,7 +71,7 @@ pub enum ManifestError {
     },
     /// A kind podnet does not take.
     #[error(
-        "document {document}: podnet applies v1 Pods, Services, Secrets and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 Ingresses and NetworkPolicies, not {api_version} {kind}"
+        "document {document}: podnet applies v1 Pods, Services, Secrets, ConfigMaps and Namespaces, apps/v1 Deployments and networking.k8s.io/v1 Ingresses and NetworkPolicies, not {api_version} {kind}"
     )]
     Kind {
         /// 1-based.
@@ -147,6 +150,9 @@ fn object(value: &Value, namespace: &str, document: usize) -> Result<Object, Man
         ("v1", "Secret") => {
             super::ingresses::decode_secret(value, namespace).map(Object::Secret).map_err(invalid)
         }
+        ("v1", "ConfigMap") => {
+            super::configmaps::decode(value, namespace).map(Object::ConfigMap).map_err(invalid)
+        }
         ("v1", "Namespace") => {
             decode::namespace(value).map(|(n, l, a)| Object::Namespace(n, l, a)).map_err(invalid)
         }
@@ -190,8 +196,9 @@ mod tests {
         assert_eq!(e, "document 1: Deployment \"web\": unknown field \"spec.replica\": check its spelling");
         let e = read("a: [", "default").unwrap_err().to_string();
         assert!(e.starts_with("document 1 is not YAML or JSON"), "{e}");
-        let e = read("---\napiVersion: v1\nkind: ConfigMap\n", "default").unwrap_err().to_string();
-        assert!(e.contains("not v1 ConfigMap"), "{e}");
+        let e =
+            read("---\napiVersion: v1\nkind: ReplicationController\n", "default").unwrap_err().to_string();
+        assert!(e.contains("not v1 ReplicationController"), "{e}");
         // Aliases that expand to billions of nodes are cut by the parser.
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for (i, prev) in ('b'..='k').zip('a'..='j') {

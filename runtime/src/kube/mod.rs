@@ -32,8 +32,10 @@
 
 pub mod agent;
 pub mod auth;
+pub mod configmaps;
 pub mod decode;
 pub mod discovery;
+pub mod encode;
 pub mod events;
 pub mod fields;
 pub mod files;

@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
+use crate::model::env_refs::{EnvRef, Source};
 use crate::model::{
     Amount, ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe,
     Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
@@ -93,10 +94,42 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
             if !image.args.is_empty() {
                 out["args"] = json!(image.args);
             }
-            if !image.env.is_empty() {
-                let env: Vec<Value> =
-                    image.env.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
+            let mut env: Vec<Value> =
+                image.env.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
+            let mut env_from = Vec::new();
+            for r in &image.env_refs {
+                let field = |source: Source, key: bool| match (source, key) {
+                    (Source::ConfigMap, true) => "configMapKeyRef",
+                    (Source::Secret, true) => "secretKeyRef",
+                    (Source::ConfigMap, false) => "configMapRef",
+                    (Source::Secret, false) => "secretRef",
+                };
+                match r {
+                    EnvRef::Key { var, source, object, key, optional } => {
+                        let mut r = json!({ "name": object, "key": key });
+                        if *optional {
+                            r["optional"] = json!(true);
+                        }
+                        env.push(json!({ "name": var, "valueFrom": { field(*source, true): r } }));
+                    }
+                    EnvRef::All { source, object, prefix, optional } => {
+                        let mut r = json!({ "name": object });
+                        if *optional {
+                            r["optional"] = json!(true);
+                        }
+                        let mut item = json!({ field(*source, false): r });
+                        if !prefix.is_empty() {
+                            item["prefix"] = json!(prefix);
+                        }
+                        env_from.push(item);
+                    }
+                }
+            }
+            if !env.is_empty() {
                 out["env"] = json!(env);
+            }
+            if !env_from.is_empty() {
+                out["envFrom"] = json!(env_from);
             }
         }
         None => out["command"] = json!(c.command),
@@ -483,6 +516,8 @@ mod tests {
                 command: vec![],
                 args: vec!["-g".into()],
                 env: vec![("MODE".into(), "test".into())],
+                env_refs: vec![],
+                env_error: None,
             }),
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
             annotations: Default::default(),

@@ -24,6 +24,10 @@ enum Ty {
     Msg(&'static [Field]),
     /// map<string, string>.
     MapStr,
+    /// map<string, bytes>: each value in base64, as JSON carries bytes.
+    MapBytes,
+    /// bytes, in base64.
+    Bytes,
     /// map<string, Quantity>: the quantity's string.
     MapQty,
     IntOrString,
@@ -133,6 +137,19 @@ const SERVICE_SPEC: &[Field] = &[
     (10, "externalName", Ty::Str, false),
     (14, "sessionAffinityConfig", Ty::Msg(AFFINITY_CONFIG), false),
 ];
+/// `kubectl create configmap`.
+const CONFIG_MAP: &[Field] = &[
+    (1, "metadata", Ty::Msg(OBJECT_META), false),
+    (2, "data", Ty::MapStr, false),
+    (3, "binaryData", Ty::MapBytes, false),
+];
+/// `kubectl create secret generic|tls`.
+const SECRET: &[Field] = &[
+    (1, "metadata", Ty::Msg(OBJECT_META), false),
+    (2, "data", Ty::MapBytes, false),
+    (3, "type", Ty::Str, false),
+    (4, "stringData", Ty::MapStr, false),
+];
 /// `kubectl create namespace`: only its metadata matters.
 const NAMESPACE: &[Field] = &[(1, "metadata", Ty::Msg(OBJECT_META), false)];
 const SERVICE: &[Field] =
@@ -227,9 +244,13 @@ fn message(bytes: &[u8], fields: &[Field], depth: usize) -> Result<Map<String, V
                 }
                 Value::Object(inner)
             }
-            (Ty::MapStr | Ty::MapQty, Wire::Bytes(b)) => {
+            (Ty::Bytes, Wire::Bytes(b)) => {
+                json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b))
+            }
+            (Ty::MapStr | Ty::MapQty | Ty::MapBytes, Wire::Bytes(b)) => {
                 let value_ty = match ty {
                     Ty::MapStr => Ty::Str,
+                    Ty::MapBytes => Ty::Bytes,
                     _ => Ty::Msg(QUANTITY),
                 };
                 let e = message(b, &[(1, "k", Ty::Str, false), (2, "v", value_ty, false)], depth + 1)?;
@@ -284,9 +305,11 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
         ("v1", "Service") => SERVICE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("v1", "Namespace") => NAMESPACE,
+        ("v1", "ConfigMap") => CONFIG_MAP,
+        ("v1", "Secret") => SECRET,
         _ => {
             return Err(Status::unsupported_media(format!(
-                "podnet reads protobuf bodies of Pods, Services, Deployments and Namespaces, not {api_version} {kind}: send JSON"
+                "podnet reads protobuf bodies of Pods, Services, Deployments, Namespaces, ConfigMaps and Secrets, not {api_version} {kind}: send JSON"
             )));
         }
     };
@@ -374,6 +397,26 @@ mod tests {
         assert_eq!((spec.replicas, spec.image.map(|i| i.command.len())), (3, Some(2)));
     }
 
+    /// What `kubectl create configmap app --from-literal=mode=fast
+    /// --from-file=blob` sends (blob not UTF-8), and `create secret generic`.
+    #[test]
+    fn a_protobuf_configmap_or_secret_reads_as_its_json() {
+        let envelope = |kind: &[u8], object: Vec<u8>| {
+            [MAGIC.to_vec(), bytes(1, &[bytes(1, b"v1"), bytes(2, kind)].concat()), bytes(2, &object)]
+                .concat()
+        };
+        let blob = bytes(3, &[bytes(1, b"blob"), bytes(2, &[0, 0xff])].concat());
+        let cm = [bytes(1, &bytes(1, b"app")), entry(2, "mode", "fast"), blob].concat();
+        let v = decode(&envelope(b"ConfigMap", cm)).unwrap();
+        let spec = super::super::configmaps::decode(&v, "default").unwrap();
+        assert_eq!((spec.data["mode"].as_str(), spec.binary_data["blob"].clone()), ("fast", vec![0, 0xff]));
+        let secret =
+            [bytes(1, &bytes(1, b"db")), entry(2, "password", "hunter2"), bytes(3, b"Opaque")].concat();
+        let v = decode(&envelope(b"Secret", secret)).unwrap();
+        let spec = super::super::ingresses::decode_secret(&v, "default").unwrap();
+        assert_eq!(spec.data["password"], b"hunter2");
+    }
+
     #[test]
     fn cut_or_foreign_bodies_are_refused_not_panicked_on() {
         let whole = deployment();
@@ -381,8 +424,8 @@ mod tests {
             let _ = decode(&whole[..cut]);
         }
         assert_eq!(decode(b"{}").unwrap_err().code, 400);
-        let secret = [MAGIC.to_vec(), bytes(1, &[bytes(1, b"v1"), bytes(2, b"Secret")].concat())].concat();
-        assert_eq!(decode(&secret).unwrap_err().code, 415);
+        let job = [MAGIC.to_vec(), bytes(1, &[bytes(1, b"batch/v1"), bytes(2, b"Job")].concat())].concat();
+        assert_eq!(decode(&job).unwrap_err().code, 415);
         // A length past the end.
         let long = [MAGIC.to_vec(), vec![0x0a, 0xff, 0xff, 0xff, 0x0f]].concat();
         assert_eq!(decode(&long).unwrap_err().code, 400);

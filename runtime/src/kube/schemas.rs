@@ -152,7 +152,12 @@ static SCHEMAS: &[Schema] = &[
             (
                 "env",
                 Ty::List("io.k8s.api.core.v1.EnvVar", Some("name")),
-                "Refused by podnet for now: the image's environment is used.",
+                "Variables over the image's: a value, or valueFrom a ConfigMap's or Secret's key.",
+            ),
+            (
+                "envFrom",
+                Ty::List("io.k8s.api.core.v1.EnvFromSource", None),
+                "Every key of a ConfigMap or Secret as a variable, with an optional prefix.",
             ),
         ],
     },
@@ -172,7 +177,21 @@ static SCHEMAS: &[Schema] = &[
         name: "io.k8s.api.core.v1.EnvVar",
         description: "An environment variable.",
         kind: None,
-        fields: &[("name", Ty::Str, "Its name."), ("value", Ty::Str, "Its value.")],
+        fields: &[
+            ("name", Ty::Str, "Its name."),
+            ("value", Ty::Str, "Its value."),
+            ("valueFrom", Ty::Object, "configMapKeyRef or secretKeyRef: {name, key, optional}."),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.core.v1.EnvFromSource",
+        description: "Every key of a ConfigMap or Secret as a variable.",
+        kind: None,
+        fields: &[
+            ("configMapRef", Ty::Object, "{name, optional}: the ConfigMap."),
+            ("secretRef", Ty::Object, "{name, optional}: the Secret."),
+            ("prefix", Ty::Str, "Put before each key."),
+        ],
     },
     Schema {
         name: "io.k8s.api.core.v1.Probe",

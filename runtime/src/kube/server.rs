@@ -223,6 +223,10 @@ impl Server {
                 super::watcher::start(hub, resource, *namespace, &query, asked.table, client).await?;
             return Ok(Answered::Watch(events));
         }
+        if let (Route::Collection { resource, namespace }, &Method::GET) = (&route, &parts.method) {
+            let body = self.verbs.list(resource, *namespace, &asked).await?;
+            return Ok(Answered::Bytes(body, "application/json"));
+        }
         self.verbs.answer(route, &asked).await.map(Answered::Json)
     }
 

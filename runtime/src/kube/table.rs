@@ -184,6 +184,7 @@ fn columns(kind: &str) -> &'static [Column] {
             ("Ports", "string", 0),
             ("Age", "string", 0),
         ],
+        "ConfigMap" => &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
         "Secret" => {
             &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)]
         }
@@ -382,6 +383,10 @@ fn cells(kind: &str, o: &Value, now: u64) -> Vec<Value> {
         "Secret" => {
             vec![name, json!(text(&o["type"])), json!(o["data"].as_object().map_or(0, |d| d.len())), age]
         }
+        "ConfigMap" => {
+            let count = |field: &str| o[field].as_object().map_or(0, |d| d.len());
+            vec![name, json!(count("data") + count("binaryData")), age]
+        }
         "IngressClass" => vec![name, json!(text(&o["spec"]["controller"])), json!("<none>"), age],
         _ => vec![name, json!(text(&o["status"]["phase"])), age],
     }
@@ -389,34 +394,38 @@ fn cells(kind: &str, o: &Value, now: u64) -> Vec<Value> {
 
 /// A Table of `objects` of `kind`, as of Unix time `now`.
 pub fn table(kind: &str, objects: &[Value], include: Include, now: u64, rv: u64) -> Value {
-    let definitions: Vec<Value> = columns(kind)
+    let rows: Vec<Value> = objects.iter().map(|o| row(kind, o, include, now)).collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": { "resourceVersion": rv.to_string() },
+        "columnDefinitions": definitions(kind),
+        "rows": rows,
+    })
+}
+
+/// The column definitions of a Table of `kind`.
+pub fn definitions(kind: &str) -> Vec<Value> {
+    columns(kind)
         .iter()
         .map(|(name, ty, priority)| {
             let format = if *name == "Name" { "name" } else { "" };
             json!({ "name": name, "type": ty, "format": format, "description": "", "priority": priority })
         })
-        .collect();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            let mut row = json!({ "cells": cells(kind, o, now) });
-            match include {
-                Include::None => {}
-                Include::Metadata => {
-                    row["object"] = json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"] })
-                }
-                Include::Object => row["object"] = o.clone(),
-            }
-            row
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": { "resourceVersion": rv.to_string() },
-        "columnDefinitions": definitions,
-        "rows": rows,
-    })
+        .collect()
+}
+
+/// One row of a Table of `kind`: the object's cells and what `include` asks.
+pub fn row(kind: &str, o: &Value, include: Include, now: u64) -> Value {
+    let mut row = json!({ "cells": cells(kind, o, now) });
+    match include {
+        Include::None => {}
+        Include::Metadata => {
+            row["object"] = json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"] })
+        }
+        Include::Object => row["object"] = o.clone(),
+    }
+    row
 }
 
 #[cfg(test)]

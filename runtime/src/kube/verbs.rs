@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::agent::{Agent, AgentRefusal};
 use super::decode;
 use super::discovery::Resource;
+use super::encode::{ListBody, Shape};
 use super::fields;
 use super::objects;
 use super::routes::Route;
@@ -89,9 +90,6 @@ impl Verbs {
         let dry = super::write::dry_run(asked.query)?;
         let m = asked.method;
         match route {
-            Route::Collection { resource, namespace } if m == Method::GET => {
-                self.list(resource, namespace, asked).await
-            }
             Route::Collection { resource, namespace: Some(ns) } if m == Method::POST => {
                 if asked.query.get("fieldValidation").is_some_and(|v| v == "Strict")
                     && let Some(field) = fields::unknown(resource.kind, asked.body)
@@ -187,6 +185,17 @@ impl Verbs {
         resource: &Resource,
         namespace: Option<&str>,
     ) -> Result<(Vec<Value>, u64), Status> {
+        let (items, revision) = self.items_at(resource, namespace).await?;
+        let objects = match items {
+            Items::Shown(objects) => objects,
+            Items::Versioned(items) => items.iter().map(versioned::render).collect(),
+        };
+        Ok((objects, revision))
+    }
+
+    /// Every object of `resource` in `namespace`, as the control plane
+    /// numbers them (rendered later, one at a time) or already shown.
+    async fn items_at(&self, resource: &Resource, namespace: Option<&str>) -> Result<(Items, u64), Status> {
         let ns = namespace.map(str::to_string);
         let call = |request| self.call(request, resource.kind, resource.name, "");
         if let Some(kind) = versioned::kind_of(resource.name) {
@@ -230,16 +239,16 @@ impl Verbs {
                     }
                     _ => return Err(unexpected()),
                 },
-                _ => items.iter().map(versioned::render).collect(),
+                _ => return Ok((Items::Versioned(items), revision)),
             };
-            return Ok((objects, revision));
+            return Ok((Items::Shown(objects), revision));
         }
         let rv = self.rv();
         let objects = match resource.name {
             "events" => {
                 let (events, revision) =
                     super::events::list(&self.agent, namespace, "").await.map_err(Status::unavailable)?;
-                return Ok((events, self.seen(revision)));
+                return Ok((Items::Shown(events), self.seen(revision)));
             }
             "endpoints" => match call(Request::GetEndpoints { namespace: ns }).await? {
                 Response::Endpoints(list) => list.iter().map(|e| objects::endpoints(e, rv)).collect(),
@@ -253,7 +262,7 @@ impl Verbs {
             "ingressclasses" => vec![super::ingresses::ingress_class()],
             _ => return Err(Status::no_path()),
         };
-        Ok((objects, rv))
+        Ok((Items::Shown(objects), rv))
     }
 
     /// The ReplicaSets of `deployments`, from their pods.
@@ -358,44 +367,62 @@ impl Verbs {
         }
     }
 
-    async fn list(
+    /// A list of `resource` (in `namespace`) as the client asked for it,
+    /// written straight to the body's bytes (see `encode.rs`).
+    pub async fn list(
         &self,
         resource: &Resource,
         namespace: Option<&str>,
         asked: &Asked<'_>,
-    ) -> Result<Reply, Status> {
+    ) -> Result<Vec<u8>, Status> {
         let labels = LabelSelector::parse(asked.query.get("labelSelector").map_or("", String::as_str))?;
         let fields =
             FieldSelector::parse(asked.query.get("fieldSelector").map_or("", String::as_str), resource.kind)?;
-        let (mut items, revision) = match resource.name {
+        let (items, revision) = match resource.name {
             // Only the named pod's node is asked for its events.
             "events" => {
                 let selector = asked.query.get("fieldSelector").map_or("", String::as_str);
                 let (events, revision) = super::events::list(&self.agent, namespace, selector)
                     .await
                     .map_err(Status::unavailable)?;
-                (events, self.seen(revision))
+                (Items::Shown(events), self.seen(revision))
             }
-            _ => self.objects_at(resource, namespace).await?,
+            _ => self.items_at(resource, namespace).await?,
         };
-        items.retain(|o| labels.matches(o) && fields.matches(o));
-        items.sort_by(|a, b| {
-            let key = |o: &Value| {
-                (
-                    o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
-                    o["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                )
-            };
-            key(a).cmp(&key(b))
-        });
-        match asked.table {
-            true => {
-                let include = Include::from_query(asked.query.get("includeObject").map(String::as_str));
-                let now = crate::model::unix_now();
-                Ok((200, table::table(resource.kind, &items, include, now, revision)))
+        let shape = match asked.table {
+            true => Shape::Table {
+                include: Include::from_query(asked.query.get("includeObject").map(String::as_str)),
+                now: crate::model::unix_now(),
+            },
+            false => Shape::List { api_version: resource.api_version() },
+        };
+        let mut body = ListBody::new(resource.kind, shape, revision);
+        let mut write = |o: Value| {
+            if labels.matches(&o) && fields.matches(&o) {
+                body.push(&o);
             }
-            false => Ok((200, objects::list(resource.kind, resource.api_version(), items, revision))),
+        };
+        match items {
+            Items::Versioned(mut items) => {
+                items.sort_by(|a, b| {
+                    (a.object.namespace(), a.object.name()).cmp(&(b.object.namespace(), b.object.name()))
+                });
+                items.iter().for_each(|v| write(versioned::render(v)));
+            }
+            Items::Shown(mut items) => {
+                items.sort_by(|a, b| {
+                    let key = |o: &Value| {
+                        (
+                            o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+                            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                        )
+                    };
+                    key(a).cmp(&key(b))
+                });
+                items.into_iter().for_each(write);
+            }
         }
+        Ok(body.finish())
     }
 
     fn table(&self, resource: &Resource, items: &[Value], asked: &Asked<'_>) -> Value {
@@ -464,6 +491,11 @@ impl Verbs {
                 Response::Secret(s) => Ok((201, super::ingresses::secret(&s, self.bump(dry)))),
                 _ => Err(unexpected()),
             },
+            "configmaps" => match call(Request::CreateConfigMap(super::configmaps::decode(body, ns)?)).await?
+            {
+                Response::ConfigMap(c) => Ok((201, super::configmaps::configmap(&c, self.bump(dry)))),
+                _ => Err(unexpected()),
+            },
             other => Err(Status::not_allowed(format!("podnet makes {other} itself: they cannot be created"))),
         }
     }
@@ -483,6 +515,7 @@ impl Verbs {
             "networkpolicies" => Request::DeleteNetworkPolicy { namespace: ns, name: n },
             "ingresses" => Request::DeleteIngress { namespace: ns, name: n },
             "secrets" => Request::DeleteSecret { namespace: ns, name: n },
+            "configmaps" => Request::DeleteConfigMap { namespace: ns, name: n },
             "nodes" => Request::DeleteNode { name: n },
             "namespaces" if name == "default" => {
                 return Err(Status::forbidden("namespaces", name, "this namespace may not be deleted"));
@@ -511,6 +544,15 @@ impl Verbs {
             ),
         })
     }
+}
+
+/// A list's objects: shown already, or as the control plane numbers them
+/// (rendered one at a time while the body is written).
+enum Items {
+    /// Rendered.
+    Shown(Vec<Value>),
+    /// Numbered, not rendered yet.
+    Versioned(Vec<Versioned>),
 }
 
 fn unexpected() -> Status {

@@ -19,6 +19,7 @@ pub fn kind_of(resource: &str) -> Option<ObjectKind> {
         "networkpolicies" => ObjectKind::NetworkPolicy,
         "ingresses" => ObjectKind::Ingress,
         "secrets" => ObjectKind::Secret,
+        "configmaps" => ObjectKind::ConfigMap,
         _ => return None,
     })
 }
@@ -33,6 +34,7 @@ pub fn render(v: &Versioned) -> Value {
         Object::NetworkPolicy(p) => super::netpol::render(p, v.revision),
         Object::Ingress(i) => super::ingresses::ingress(i, v.revision),
         Object::Secret(s) => super::ingresses::secret(s, v.revision),
+        Object::ConfigMap(c) => super::configmaps::configmap(c, v.revision),
     }
 }
 

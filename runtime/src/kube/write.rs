@@ -120,6 +120,7 @@ impl Verbs {
                 ));
             }
             "secrets" => Request::UpdateSecret(super::ingresses::decode_secret(&object, ns)?),
+            "configmaps" => Request::UpdateConfigMap(super::configmaps::decode(&object, ns)?),
             other => {
                 return Err(Status::not_allowed(format!(
                     "podnet keeps {other} itself: they cannot be updated or patched"
@@ -136,6 +137,7 @@ impl Verbs {
             Response::Namespace(n) => Ok((200, objects::namespace(&n, rv))),
             Response::Ingress(i) => Ok((200, super::ingresses::ingress(&i, rv))),
             Response::Secret(s) => Ok((200, super::ingresses::secret(&s, rv))),
+            Response::ConfigMap(c) => Ok((200, super::configmaps::configmap(&c, rv))),
             _ => Err(Status::unavailable("the agent answered with something else than asked for")),
         }
     }

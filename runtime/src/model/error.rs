@@ -15,6 +15,9 @@ pub enum ModelError {
     /// A Secret.
     #[error(transparent)]
     Secret(#[from] super::secret::SecretError),
+    /// A ConfigMap.
+    #[error(transparent)]
+    ConfigMap(#[from] super::configmap::ConfigMapError),
     /// An annotation key that is not a qualified name.
     #[error(
         "invalid annotation key `{0}`: use letters, digits, '-', '_' or '.', with an optional DNS prefix and '/'"

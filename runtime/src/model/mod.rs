@@ -2,6 +2,8 @@
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
 pub mod cni;
+pub mod configmap;
+pub mod env_refs;
 mod error;
 pub mod ingress;
 pub mod listeners;
@@ -148,6 +150,16 @@ pub struct ImageSpec {
     /// skip_serializing_if: postcard, on the wire, is not self-describing.)
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Variables from ConfigMaps and Secrets (`env[].valueFrom`, `envFrom`).
+    /// In a node's desired state they are resolved already: into `env`, or
+    /// into `env_error`.
+    #[serde(default)]
+    pub env_refs: Vec<env_refs::EnvRef>,
+    /// Why the references cannot be resolved now (set by the control plane
+    /// in a node's desired state only): the container waits, shown as
+    /// CreateContainerConfigError.
+    #[serde(default)]
+    pub env_error: Option<String>,
 }
 
 impl ImageSpec {
@@ -697,6 +709,8 @@ mod tests {
             command: strings(command),
             args: strings(args),
             env: Vec::new(),
+            env_refs: Vec::new(),
+            env_error: None,
         };
         let (entrypoint, cmd) =
             (strings(&["/docker-entrypoint.sh"]), strings(&["nginx", "-g", "daemon off;"]));

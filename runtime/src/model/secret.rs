@@ -181,10 +181,7 @@ pub fn check_secret(spec: &SecretSpec) -> Result<(), super::ModelError> {
     check_annotations(&spec.annotations)?;
     let mut total = 0;
     for (key, value) in &spec.data {
-        let ok = !key.is_empty()
-            && key.len() <= 253
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok {
+        if !super::configmap::is_data_key(key) {
             return Err(SecretError::SecretKey(key.clone()).into());
         }
         total += key.len() + value.len();

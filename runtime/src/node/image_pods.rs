@@ -40,6 +40,8 @@ pub(super) enum Failure {
     ErrImageNeverPull,
     /// Unpacking, the bundle or the runtime failed.
     CreateContainerError,
+    /// A ConfigMap or Secret its variables name is missing (or a key of one).
+    CreateContainerConfigError,
 }
 
 impl Failure {
@@ -48,6 +50,7 @@ impl Failure {
             Failure::ErrImagePull => "ErrImagePull",
             Failure::ErrImageNeverPull => "ErrImageNeverPull",
             Failure::CreateContainerError => "CreateContainerError",
+            Failure::CreateContainerConfigError => "CreateContainerConfigError",
         }
     }
 
@@ -57,6 +60,7 @@ impl Failure {
             Failure::ErrImagePull => "err_image_pull",
             Failure::ErrImageNeverPull => "err_image_never_pull",
             Failure::CreateContainerError => "create_container_error",
+            Failure::CreateContainerConfigError => "create_container_config_error",
         }
     }
 }
@@ -190,6 +194,10 @@ impl NodeRuntime {
         let spec = &pod.record.spec;
         let pod_name = format!("{}/{}", spec.namespace, spec.name);
         let now = unix_now();
+        if let Some(why) = image.env_error.clone() {
+            self.container_failed(uid, Failure::CreateContainerConfigError, format!("Error: {why}"));
+            return Ok(());
+        }
         let runtime = match &self.oci_runtime {
             Ok(runtime) => runtime.clone(),
             Err(why) => {
@@ -337,6 +345,22 @@ impl NodeRuntime {
         pod.status.reason = Some(failure.reason().into());
         pod.status.message = Some(why);
         pod.restart_at = Some(Instant::now() + wait);
+    }
+
+    /// Takes the desired image of each pod whose container waits after a
+    /// failed start (its ConfigMaps and Secrets resolved again by the
+    /// control plane); a changed one is tried at once, as the kubelet's
+    /// next sync would. A running container keeps what it started with.
+    pub(super) fn refresh_waiting(&mut self, desired: &[PodRecord]) {
+        for record in desired {
+            let Some(pod) = self.pods.get_mut(&record.uid) else { continue };
+            let waiting =
+                pod.image.as_ref().is_some_and(|s| s.failed.is_some() && !s.starting && s.pid.is_none());
+            if waiting && pod.record.spec.image != record.spec.image {
+                pod.record.spec.image = record.spec.image.clone();
+                pod.restart_at = Some(Instant::now());
+            }
+        }
     }
 
     /// Shows ImagePullBackOff for a pod whose failed pull has been shown

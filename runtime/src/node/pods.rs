@@ -164,6 +164,7 @@ impl NodeRuntime {
             self.pods.keys().filter(|uid| !wanted.contains(uid.as_str())).cloned().collect();
         let gone: Vec<LocalPod> = gone.iter().filter_map(|uid| self.pods.remove(uid)).collect();
         futures::future::join_all(gone.into_iter().map(|pod| self.teardown(pod, true))).await;
+        self.refresh_waiting(desired);
         let mut failed = Vec::new();
         let now = Instant::now();
         let new: Vec<&PodRecord> = desired

@@ -2,6 +2,7 @@
 //! members under simulated time.
 
 mod cni;
+mod configmaps;
 mod endpoints;
 mod ingresses;
 mod members;

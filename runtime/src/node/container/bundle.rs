@@ -452,6 +452,8 @@ mod tests {
             command: command.iter().map(|s| s.to_string()).collect(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            env_refs: Vec::new(),
+            env_error: None,
         }
     }
 

@@ -115,6 +115,8 @@ impl Fixture {
             command: command.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
             env: Vec::new(),
+            env_refs: Vec::new(),
+            env_error: None,
         };
         let netns = netns::path(&self.netns);
         let pod_dir = self.pod_dir(id);
@@ -376,6 +378,8 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         command: vec!["true".into()],
         args: vec![],
         env: vec![],
+        env_refs: vec![],
+        env_error: None,
     };
     let netns = netns::path(&fx.netns);
     let pod_dir = fx.pod_dir("c-crun");

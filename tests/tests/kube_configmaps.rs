@@ -1,0 +1,195 @@
+//! ConfigMaps end to end (issue #15): kubectl create/get/describe/edit/
+//! patch/apply/delete and `get -w`, the Python client, podnet's own CLI,
+//! and image pods taking variables from ConfigMaps and Secrets
+//! (`valueFrom`, `envFrom`), waiting as CreateContainerConfigError while
+//! one is missing. Needs root (namespaces), kubectl, and for the pods
+//! umoci, skopeo and the registry (tests/src/oci.rs).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use podnet_e2e::kubectl::*;
+use podnet_e2e::oci::Scratch;
+use podnet_e2e::{eventually, require, require_root, stdout};
+
+#[test]
+fn kubectl_and_podnet_make_edit_watch_and_delete_configmaps() {
+    require(KUBECTL, "kubectl");
+    let node = node_with_address("kubecm", None);
+    let file = node.dir.join("game.properties");
+    std::fs::write(&file, "lives=3\nlevel=hard\n").unwrap();
+    let from_file = format!("--from-file={}", file.display());
+
+    // A watch open before anything changes: every change shows up on it.
+    let watched = node.dir.join("watch.out");
+    let mut watch = kubectl_command(&node, KUBECTL, &["get", "cm", "-w", "--output-watch-events"])
+        .stdout(std::fs::File::create(&watched).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get cm -w");
+
+    let made = ok(&node, &["create", "configmap", "app", "--from-literal=mode=fast", &from_file]);
+    assert_eq!(made.trim(), "configmap/app created");
+    let listed = ok(&node, &["get", "cm"]);
+    let header: Vec<&str> = listed.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{listed}");
+    assert!(listed.lines().any(|l| l.split_whitespace().take(2).eq(["app", "2"])), "{listed}");
+    let object = json(&ok(&node, &["get", "configmap", "app", "-o", "json"]));
+    assert_eq!(object["data"]["mode"], "fast");
+    assert_eq!(object["data"]["game.properties"], "lives=3\nlevel=hard\n");
+    let described = ok(&node, &["describe", "cm", "app"]);
+    assert!(described.contains("game.properties:") && described.contains("lives=3"), "{described}");
+
+    // edit (kubectl's editor round trip: GET, the editor, PATCH) and patch.
+    let edited = kubectl_command(&node, KUBECTL, &["edit", "cm", "app"])
+        .env("KUBE_EDITOR", "sed -i -e s/fast/edited/")
+        .output()
+        .unwrap();
+    assert!(edited.status.success(), "kubectl edit: {}", podnet_e2e::stderr(&edited));
+    ok(&node, &["patch", "cm", "app", "-p", r#"{"data":{"extra":"1"}}"#]);
+    let object = json(&ok(&node, &["get", "cm", "app", "-o", "json"]));
+    assert_eq!(
+        (object["data"]["mode"].as_str(), object["data"]["extra"].as_str()),
+        (Some("edited"), Some("1"))
+    );
+
+    // apply: created, unchanged, configured.
+    let manifest = node.dir.join("cm.yaml");
+    let write = |mode: &str| {
+        std::fs::write(&manifest, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  mode: {mode}\nbinaryData:\n  blob: AAEC\n")).unwrap()
+    };
+    let m = manifest.to_str().unwrap();
+    write("one");
+    assert_eq!(ok(&node, &["apply", "-f", m]).trim(), "configmap/applied created");
+    assert_eq!(ok(&node, &["apply", "-f", m]).trim(), "configmap/applied unchanged");
+    write("two");
+    assert_eq!(ok(&node, &["apply", "-f", m]).trim(), "configmap/applied configured");
+    let object = json(&ok(&node, &["get", "cm", "applied", "-o", "json"]));
+    assert_eq!(
+        (object["data"]["mode"].as_str(), object["binaryData"]["blob"].as_str()),
+        (Some("two"), Some("AAEC"))
+    );
+
+    // Bad input: Kubernetes' key rule (422 naming the key), a body past
+    // the 1 MiB bound (413); nothing is made.
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  a/b: x\n")
+        .unwrap();
+    let err = fails(&node, &["create", "-f", m], "is invalid");
+    assert!(err.contains("a valid config key"), "{err}");
+    let big = node.dir.join("big");
+    std::fs::write(&big, "x".repeat(1_100_000)).unwrap();
+    fails(&node, &["create", "configmap", "big", &format!("--from-file={}", big.display())], "");
+    fails(&node, &["get", "cm", "bad"], "NotFound");
+    fails(&node, &["get", "cm", "big"], "NotFound");
+
+    // podnet's own verbs on the same objects.
+    assert_eq!(
+        node.ok(&["create", "configmap", "own", "--from-literal=k=v", &from_file]).trim(),
+        "configmap/own created"
+    );
+    let own = node.ok(&["get", "cm"]);
+    assert!(own.lines().any(|l| l.split_whitespace().take(2).eq(["own", "2"])), "{own}");
+    assert!(node.ok(&["describe", "configmap", "own"]).contains("k:\n----\nv"));
+    assert_eq!(json(&node.ok(&["get", "cm", "own", "-o", "json"]))["data"]["k"], "v");
+    node.fails(&["create", "configmap", "own2", "--from-literal=novalue"], "is not KEY=VALUE");
+    node.fails(&["create", "configmap", "own2", "--from-literal=a/b=c"], "a valid config key");
+    assert!(node.ok(&["get", "cm", "own"]).contains("own"), "kubectl sees podnet's");
+    assert!(ok(&node, &["get", "cm", "own", "-o", "json"]).contains("\"k\": \"v\""));
+    node.ok(&["delete", "configmap", "own"]);
+    assert_eq!(ok(&node, &["delete", "cm", "app"]).trim(), "configmap \"app\" deleted");
+
+    let seen = eventually(Duration::from_secs(20), "the watch's events", || {
+        let text = std::fs::read_to_string(&watched).unwrap_or_default();
+        (text.lines().any(|l| l.starts_with("DELETED") && l.contains("app"))).then_some(text)
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    for (event, name) in
+        [("ADDED", "app"), ("MODIFIED", "app"), ("ADDED", "applied"), ("ADDED", "own"), ("DELETED", "own")]
+    {
+        assert!(
+            seen.lines().any(|l| l.split_whitespace().take(2).eq([event, name])),
+            "{event} {name} in the watch: {seen}"
+        );
+    }
+}
+
+#[test]
+fn the_python_client_makes_patches_watches_and_deletes_configmaps() {
+    require_root();
+    let python = "/usr/bin/python3";
+    let have = Command::new(python).args(["-c", "import kubernetes"]).output();
+    assert!(
+        have.is_ok_and(|o| o.status.success()),
+        "the Python kubernetes client is missing: apt-get install python3-kubernetes (scripts/test does this)"
+    );
+    let node = node_with_address("kubecmpy", None);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("configmaps.py");
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", node.netns))
+        .args(["timeout", "60", python])
+        .arg(&script)
+        .arg(kubeconfig(&node))
+        .env("HOME", &node.dir)
+        .output()
+        .expect("run python3");
+    let text = format!("{}{}", stdout(&out), podnet_e2e::stderr(&out));
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "CREATED py-cm fast",
+        "LIST 1",
+        "READ slow 1",
+        "EVENT MODIFIED py-cm slow",
+        "STATUS 422",
+        "DELETED 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+}
+
+#[test]
+fn image_pods_take_variables_from_configmaps_and_secrets() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kubecmenv");
+    let (node, _lan) = node_with_registry("kubecmenv", &scratch);
+    let image = image_ref();
+    ok(&node, &["create", "configmap", "app", "--from-literal=mode=fast", "--from-literal=color=blue"]);
+    ok(&node, &["create", "secret", "generic", "db", "--from-literal=password=hunter2"]);
+    let manifest = node.dir.join("pods.yaml");
+    let pod = |name: &str, config: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: {name}\n    image: {image}\n    command: [sh, -c, 'echo \"MODE=$MODE PASSWORD=$PASSWORD COLOR=$APP_color MAYBE=${{MAYBE-unset}}\"; sleep 3600']\n    env:\n    - name: MODE\n      valueFrom:\n        configMapKeyRef: {{name: {config}, key: mode}}\n    - name: PASSWORD\n      valueFrom:\n        secretKeyRef: {{name: db, key: password}}\n    - name: MAYBE\n      valueFrom:\n        configMapKeyRef: {{name: absent, key: k, optional: true}}\n    envFrom:\n    - configMapRef: {{name: {config}}}\n      prefix: APP_\n"
+        )
+    };
+    std::fs::write(&manifest, format!("{}---\n{}", pod("envy", "app"), pod("later", "late"))).unwrap();
+    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
+    let logs = |name: &str| {
+        eventually(Duration::from_secs(60), &format!("{name}'s output"), || {
+            let out = kubectl_with(&node, KUBECTL, &["logs", name]);
+            (out.status.success() && !stdout(&out).is_empty()).then(|| stdout(&out))
+        })
+    };
+    assert_eq!(logs("envy"), "MODE=fast PASSWORD=hunter2 COLOR=blue MAYBE=unset\n");
+    // The pod shows its references, never the values.
+    let shown = ok(&node, &["get", "pod", "envy", "-o", "yaml"]);
+    assert!(
+        shown.contains("secretKeyRef") && shown.contains("configMapRef") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+
+    // A ConfigMap that is not there yet: the pod waits, saying why.
+    let waiting = eventually(Duration::from_secs(30), "later's CreateContainerConfigError", || {
+        let row = ok(&node, &["get", "pod", "later", "--no-headers"]);
+        row.contains("CreateContainerConfigError").then_some(row)
+    });
+    assert!(waiting.contains("0/1"), "{waiting}");
+    let pod = json(&ok(&node, &["get", "pod", "later", "-o", "json"]));
+    let state = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(state["reason"], "CreateContainerConfigError");
+    assert!(state["message"].as_str().unwrap_or("").contains("configmap \"late\" not found"), "{state}");
+    // Once it exists, the pod starts with its values.
+    ok(&node, &["create", "configmap", "late", "--from-literal=mode=slow", "--from-literal=color=red"]);
+    assert_eq!(logs("later"), "MODE=slow PASSWORD=hunter2 COLOR=red MAYBE=unset\n");
+    ok(&node, &["delete", "pod", "envy", "later"]);
+}
