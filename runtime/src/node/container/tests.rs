@@ -234,6 +234,15 @@ async fn a_running_container_is_found_killed_and_deleted_without_a_trace() {
     assert_eq!(fx.runtime.state("c-kill"), Some(container.pid));
     // It is the agent's child, in the pod's network namespace, as the
     // image's user `app`.
+    // Read once it has exec'd `sleep`: until then it is runc's init, which
+    // still holds capabilities (seen on a loaded machine).
+    let comm = format!("/proc/{}/comm", container.pid);
+    for _ in 0..1000 {
+        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid)).unwrap();
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
     assert_eq!(field("PPid:"), std::process::id().to_string());
