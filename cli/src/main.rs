@@ -345,6 +345,10 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
             .to_string_lossy()
             .to_lowercase(),
     };
+    let node_ip = match args.node_ip {
+        Some(ip) => Some(runtime::model::address::ipv4_only("--node-ip", ip).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let role = match (&args.server, args.cluster_init) {
         (Some(server), _) => {
             let server = match server.parse::<std::net::SocketAddr>() {
@@ -359,11 +363,11 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
                 )),
             };
             let token_file = args.token_file.clone().ok_or("--server needs --token-file")?;
-            runtime::agent::Role::Member { server, token_file, address: args.node_ip }
+            runtime::agent::Role::Member { server, token_file, address: node_ip }
         }
         (None, true) => runtime::agent::Role::Server {
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], args.cluster_port)),
-            address: args.node_ip,
+            address: node_ip,
         },
         (None, false) => runtime::agent::Role::Standalone,
     };

@@ -1,7 +1,7 @@
 //! The node configuration: a board config TOML (board-configs/*.toml), every
 //! key optional, defaults as Kubernetes has them.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use netstack::wire::{EthernetAddress, Ipv4Cidr};
@@ -20,9 +20,9 @@ impl Cidr {
         Cidr(Ipv4Cidr::new(addr, prefix).network())
     }
 
-    /// Whether `ip` falls inside the prefix.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        self.0.contains_addr(&ip)
+    /// Whether `ip` falls inside the prefix (an IPv6 address never does).
+    pub fn contains(&self, ip: impl Into<IpAddr>) -> bool {
+        matches!(ip.into(), IpAddr::V4(v4) if self.0.contains_addr(&v4))
     }
 
     /// Address at `offset` from the network address.
@@ -1166,7 +1166,7 @@ mod tests {
         let record = crate::store::NodeRecord {
             name: "n1".into(),
             subnet: cidr,
-            address: Some(Ipv4Addr::new(192, 168, 250, 3)),
+            address: Some(Ipv4Addr::new(192, 168, 250, 3).into()),
             joined_at: 7,
             password: None,
         };
@@ -1177,9 +1177,10 @@ mod tests {
         let peer = crate::desired::Peer {
             node: "n1".into(),
             subnet: cidr,
-            address: Ipv4Addr::new(192, 168, 250, 3),
+            address: Ipv4Addr::new(192, 168, 250, 3).into(),
         };
-        assert_eq!(postcard::to_stdvec(&peer).unwrap(), b"\x02n1\x0d10.244.3.0/24\xc0\xa8\xfa\x03");
+        // An `IpAddr` is its family's index, then the address (protocol v8).
+        assert_eq!(postcard::to_stdvec(&peer).unwrap(), b"\x02n1\x0d10.244.3.0/24\x00\xc0\xa8\xfa\x03");
         let config = NodeConfig::parse(
             "[network]\nnode_subnet = \"10.244.3.0/24\"\n[[cluster.peers]]\nsubnet = \"10.244.1.0/24\"\naddress = \"192.168.250.3\"\nvtep_mac = \"02:aa:bb:cc:dd:ee\"\n",
         )

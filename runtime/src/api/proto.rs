@@ -17,7 +17,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,7 +305,7 @@ pub struct CniAttached {
     /// The pod it is, as namespace/name.
     pub pod: String,
     /// Its address.
-    pub ip: std::net::Ipv4Addr,
+    pub ip: std::net::IpAddr,
     /// Prefix length of the node subnet.
     pub prefix: u8,
     /// The gateway (the node's port).

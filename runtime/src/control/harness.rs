@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ impl Host for FakeHost {
 /// A fake member: what it was told, what it runs, its link.
 pub(super) struct FakeNode {
     /// Its address between nodes.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Its current connection, while connected.
     conn: Option<u64>,
     desired_rx: Option<mpsc::Receiver<NodeDesired>>,
@@ -117,7 +117,7 @@ impl FakeNode {
 }
 
 /// The status of a pod its node runs.
-pub(super) fn running(ip: Ipv4Addr, ready: bool) -> PodStatus {
+pub(super) fn running(ip: IpAddr, ready: bool) -> PodStatus {
     PodStatus {
         phase: Phase::Running,
         pod_ip: Some(ip),
@@ -175,7 +175,7 @@ impl Harness {
         let host = FakeHost::default();
         let mut cp = ControlPlane::new(config, SERVER, state, now, Rng::seeded(seed), Box::new(host.clone()))
             .expect("control plane");
-        cp.set_local_address(Ipv4Addr::new(192, 168, 1, 1));
+        cp.set_local_address(Ipv4Addr::new(192, 168, 1, 1).into());
         let (events, events_rx) = mpsc::channel(1024);
         let mut h = Harness {
             cp,
@@ -214,7 +214,7 @@ impl Harness {
         let conn = self.next_conn;
         let (desired, desired_rx) = mpsc::channel(8);
         let (reply, mut reply_rx) = oneshot::channel();
-        let address = Ipv4Addr::from(address);
+        let address = IpAddr::from(address);
         let password = password.clone();
         let join = ClusterEvent::Join { name: name.into(), address, password, conn, reply, desired };
         self.events.try_send(join).expect("event queue");
@@ -371,8 +371,8 @@ impl Harness {
     }
 
     /// The IPs of a service's ready endpoints, sorted.
-    pub(super) fn ready_ips(&mut self, service: &str) -> Vec<Ipv4Addr> {
-        let mut ips: Vec<Ipv4Addr> = self.endpoints(service).subsets.iter().map(|(a, _)| a.ip).collect();
+    pub(super) fn ready_ips(&mut self, service: &str) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self.endpoints(service).subsets.iter().map(|(a, _)| a.ip).collect();
         ips.sort();
         ips
     }

@@ -30,7 +30,7 @@ mod transact;
 mod updates;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use netstack::ipam::Pool;
 
@@ -160,7 +160,10 @@ impl ControlPlane {
                 cp.dirty = true;
             }
             let name = format!("{}/{}", record.spec.namespace, record.spec.name);
-            let reserved = cp.nodes.get_mut(&record.node).map(|n| n.ipam.reserve(record.ip));
+            let reserved = cp.nodes.get_mut(&record.node).map(|n| match record.ipv4() {
+                Ok(ip) => n.ipam.reserve(ip).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            });
             match reserved {
                 Some(Ok(())) => {
                     cp.pods.insert(
@@ -313,7 +316,7 @@ impl ControlPlane {
 }
 
 /// The status of a pod no node has reported on yet.
-fn pending(ip: Ipv4Addr) -> PodStatus {
+fn pending(ip: IpAddr) -> PodStatus {
     PodStatus {
         phase: Phase::Pending,
         pod_ip: Some(ip),

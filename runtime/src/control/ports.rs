@@ -59,7 +59,7 @@ impl ControlPlane {
         let seed = self.rng.next_u32();
         let host = &mut self.host;
         for port in &mut spec.ports {
-            let key = |n: u16| ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: n };
+            let key = |n: u16| ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED.into(), port: n };
             let n = match port.node_port {
                 Some(n) => {
                     if !range.contains(n) {

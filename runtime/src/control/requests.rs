@@ -192,6 +192,7 @@ impl ControlPlane {
             }
             source => ControlError::Ipam { node: node.clone(), source },
         })?;
+        let ip = std::net::IpAddr::V4(ip);
         let record = PodRecord { uid: self.rng.id(16), created_at: now.unix, ip, spec, node };
         self.pods.insert(k.clone(), PodEntry { status: pending(ip), record });
         Ok(self.pod(&self.pods[&k]))
@@ -200,8 +201,10 @@ impl ControlPlane {
     /// Removes a pod and frees its address; its node tears it down when told.
     pub(super) fn take_pod(&mut self, k: &Key) -> Option<PodEntry> {
         let pod = self.pods.remove(k)?;
-        if let Some(node) = self.nodes.get_mut(&pod.record.node) {
-            node.ipam.release(pod.record.ip);
+        if let Some(node) = self.nodes.get_mut(&pod.record.node)
+            && let Ok(ip) = pod.record.ipv4()
+        {
+            node.ipam.release(ip);
         }
         Some(pod)
     }

@@ -8,7 +8,7 @@ use super::status::Status;
 use crate::model::{
     Amount, Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
     ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext,
-    ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort,
+    ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort, address,
 };
 
 /// Where a refusal is reported: the object's kind and name.
@@ -299,14 +299,15 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
         ports.push(ContainerPort { name, port, protocol: proto });
         if !p["hostPort"].is_null() && p["hostPort"].as_u64() != Some(0) {
             let host_port = port_number(ctx, &p["hostPort"], &format!("{pf}.hostPort"))?;
+            let field = format!("{pf}.hostIP");
             let host_ip = match p["hostIP"].as_str() {
-                Some(ip) => Some(
-                    ip.parse()
-                        .map_err(|_| ctx.invalid(&format!("{pf}.hostIP"), "must be an IPv4 address"))?,
-                ),
+                Some(ip) => {
+                    let ip = ip.parse().map_err(|_| ctx.invalid(&field, "must be an IPv4 address"))?;
+                    Some(address::refuse_ipv6(&field, ip).map_err(|e| ctx.invalid(&field, e.to_string()))?)
+                }
                 None => None,
             }
-            .filter(|ip: &std::net::Ipv4Addr| !ip.is_unspecified());
+            .filter(|ip: &std::net::IpAddr| !ip.is_unspecified());
             host_ports.push(HostPort { host_ip, host_port, port, protocol: proto });
         }
     }
@@ -560,9 +561,17 @@ pub fn service(body: &Value, namespace: &str) -> Result<ServiceSpec, Status> {
     let cluster_ip = match spec["clusterIP"].as_str() {
         None | Some("") => ClusterIpRequest::Auto,
         Some("None") => ClusterIpRequest::None,
-        Some(ip) => ClusterIpRequest::Fixed(ip.parse().map_err(|_| {
-            ctx.invalid("spec.clusterIP", format!("Invalid value: \"{ip}\": must be an IPv4 address or None"))
-        })?),
+        Some(ip) => {
+            let ip = ip.parse().map_err(|_| {
+                ctx.invalid(
+                    "spec.clusterIP",
+                    format!("Invalid value: \"{ip}\": must be an IPv4 address or None"),
+                )
+            })?;
+            let ip = address::refuse_ipv6("spec.clusterIP", ip)
+                .map_err(|e| ctx.invalid("spec.clusterIP", e.to_string()))?;
+            ClusterIpRequest::Fixed(ip)
+        }
     };
     let mut ports = Vec::new();
     for (i, p) in spec["ports"].as_array().into_iter().flatten().enumerate() {

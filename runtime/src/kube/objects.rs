@@ -3,6 +3,8 @@
 //! this is the API's version of it, with what kubectl needs besides
 //! (resourceVersion, container images and ports, the deployment selector).
 
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -364,7 +366,7 @@ fn with_name(mut port: Value, name: &Option<String>) -> Value {
 /// Endpoints as `kubectl get endpoints -o json` shows them: addresses with
 /// the same ports share a subset.
 pub fn endpoints(e: &Endpoints, rv: u64) -> Value {
-    let address = |ip: &Ipv4Addr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
+    let address = |ip: &IpAddr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
     let mut subsets: Vec<(Value, Vec<Value>)> = Vec::new();
     for (a, ports) in &e.subsets {
         let ports: Value = ports
@@ -491,7 +493,7 @@ mod tests {
         };
         let status = PodStatus {
             phase: Phase::Running,
-            pod_ip: Some(Ipv4Addr::new(10, 244, 0, 5)),
+            pod_ip: Some(Ipv4Addr::new(10, 244, 0, 5).into()),
             ready: true,
             restarts: 0,
             reason: None,

@@ -1,6 +1,7 @@
 //! The objects users manage — pods and deployments — in the shape both the
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
+pub mod address;
 pub mod cni;
 mod error;
 pub mod ingress;
@@ -12,7 +13,7 @@ pub mod services;
 pub use error::ModelError;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -333,7 +334,7 @@ pub struct PodStatus {
     /// Phase.
     pub phase: Phase,
     /// The pod's IP.
-    pub pod_ip: Option<Ipv4Addr>,
+    pub pod_ip: Option<IpAddr>,
     /// Whether the command is running now.
     pub ready: bool,
     /// How many times the command was restarted.
@@ -592,7 +593,7 @@ pub struct NodeInfo {
     /// control-plane for the server, else none.
     pub roles: String,
     /// Its address on the network between nodes.
-    pub internal_ip: Option<Ipv4Addr>,
+    pub internal_ip: Option<IpAddr>,
     /// Pods on it.
     pub pods: u32,
 }
@@ -753,6 +754,10 @@ mod tests {
         for bad in ["80", "0:80", "a:b:c:d", "1.2.3:80:80", "80:80/SCTP"] {
             assert!(bad.parse::<HostPort>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "[fd00::1]:80:8080".parse::<HostPort>().unwrap_err().to_string(),
+            "IPv6 is not supported yet: hostIP = fd00::1; use an IPv4 address"
+        );
         assert!(hp("80:1").conflicts(&hp("80:2")), "same port, protocol, all addresses");
         assert!(hp("80:1").conflicts(&hp("10.0.0.1:80:2")), "all addresses overlap one");
         assert!(!hp("10.0.0.1:80:1").conflicts(&hp("10.0.0.2:80:2")), "different host IPs");
@@ -965,7 +970,7 @@ impl std::fmt::Display for ServiceType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPort {
     /// The node address to listen on; None for every address (0.0.0.0).
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     /// Port on the node.
     pub host_port: u16,
     /// Port on the pod.
@@ -1002,11 +1007,16 @@ impl std::str::FromStr for HostPort {
             Some((rest, proto)) => (rest, proto.parse::<Protocol>()?),
             None => (s, Protocol::Tcp),
         };
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (host_ip, host_port, port) = match parts[..] {
-            [h, p] => (None, h, p),
-            [ip, h, p] => (Some(ip.parse::<Ipv4Addr>().map_err(|_| bad())?), h, p),
-            _ => return Err(bad()),
+        // From the right: an IPv6 host IP has colons of its own.
+        let mut parts = rest.rsplitn(3, ':');
+        let (port, host_port) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let host_ip = match parts.next() {
+            None => None,
+            Some(ip) => {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                let ip = ip.parse::<IpAddr>().map_err(|_| bad())?;
+                Some(address::refuse_ipv6("hostIP", ip)?)
+            }
         };
         let host_ip = host_ip.filter(|ip| !ip.is_unspecified());
         Ok(HostPort { host_ip, host_port: parse_port(host_port)?, port: parse_port(port)?, protocol })
@@ -1035,7 +1045,7 @@ pub enum ClusterIpRequest {
     /// Any free address of the service CIDR.
     Auto,
     /// This address.
-    Fixed(Ipv4Addr),
+    Fixed(IpAddr),
     /// No ClusterIP: a headless Service.
     None,
 }
@@ -1073,7 +1083,7 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadBalancerStatus {
     /// Node addresses serving it.
-    pub ingress: Vec<Ipv4Addr>,
+    pub ingress: Vec<IpAddr>,
     /// Why it is not (fully) served, in words.
     pub problem: Option<String>,
 }
@@ -1086,7 +1096,7 @@ pub struct Service {
     /// Unix time of creation.
     pub created_at: u64,
     /// The assigned ClusterIP; None for a headless Service.
-    pub cluster_ip: Option<Ipv4Addr>,
+    pub cluster_ip: Option<IpAddr>,
     /// Desired state.
     pub spec: ServiceSpec,
     /// LoadBalancer status, filled in when the Service is reported.
@@ -1098,7 +1108,7 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointAddress {
     /// Pod IP.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Pod name.
     pub pod: String,
 }

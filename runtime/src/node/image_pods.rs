@@ -117,7 +117,7 @@ pub(super) fn pod_dir(data_dir: &std::path::Path, uid: &str) -> PathBuf {
 }
 
 /// The `/etc/hosts` the kubelet writes for a pod.
-fn hosts_file(ip: std::net::Ipv4Addr, name: &str) -> String {
+fn hosts_file(ip: std::net::IpAddr, name: &str) -> String {
     format!(
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{ip}\t{name}\n"
     )

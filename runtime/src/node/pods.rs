@@ -250,8 +250,8 @@ impl NodeRuntime {
         let name = netns_name.to_string();
         let fd =
             tokio::task::spawn_blocking(move || sandbox::reopen(&name)).await?.map_err(NodeError::Reopen)?;
-        let port_spec =
-            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let ip = record.ipv4()?;
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip };
         let port = self.dataplane.attach(port_spec, fd).await?;
         let uid = record.uid.clone();
         let paths = self.log_paths(&record.spec);
@@ -291,12 +291,13 @@ impl NodeRuntime {
         let net = &self.options.config.network;
         let spec = &record.spec;
         let netns_name = pod::netns_name(&self.options.name, &spec.namespace, &spec.name);
+        let ip = record.ipv4()?;
         let sandbox_spec = SandboxSpec {
             netns: netns_name.clone(),
-            ip: record.ip,
+            ip,
             prefix: self.options.subnet.prefix_len(),
             gateway: self.gateway,
-            mac: mac_for(record.ip),
+            mac: mac_for(ip),
             mtu: self.options.config.pod_mtu(),
             resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
         };
@@ -304,8 +305,7 @@ impl NodeRuntime {
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
             .await?
             .map_err(|source| NodeError::Sandbox { pod: pod_name(), source })?;
-        let port_spec =
-            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(e) => {
@@ -484,7 +484,9 @@ impl NodeRuntime {
             let _ = self.dataplane.detach(port).await;
         }
         // Its egress connections, flows and echo identifiers go with it.
-        self.egress.forget_pod(pod.record.ip);
+        if let Ok(ip) = pod.record.ipv4() {
+            self.egress.forget_pod(ip);
+        }
         remove_off_loop(&pod.netns).await;
         if forget {
             pod.log.lock().unwrap_or_else(|e| e.into_inner()).close();

@@ -112,7 +112,7 @@ fn a_service_keeps_its_cluster_ip_and_node_ports() {
     let Response::Service(s) = h.ok(Request::UpdateService(spec.clone())) else { panic!() };
     assert_eq!((s.cluster_ip, s.spec.ports[0].node_port), (Some(ip), Some(node_port)));
     assert_eq!(s.spec.selector["app"], "api");
-    spec.cluster_ip = ClusterIpRequest::Fixed(std::net::Ipv4Addr::new(10, 96, 0, 99));
+    spec.cluster_ip = ClusterIpRequest::Fixed(std::net::Ipv4Addr::new(10, 96, 0, 99).into());
     let e = h.err(Request::UpdateService(spec.clone()));
     assert!(e.starts_with("spec.clusterIP: Invalid value: field is immutable"), "{e}");
     // Back to ClusterIP: the node port goes, also when the client sends
