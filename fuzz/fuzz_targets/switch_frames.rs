@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use netstack::conntrack::{Timeouts};
 use netstack::Protocol;
-use netstack::policy::{Isolation, Peer, PolicyTable, PortRange, Rule};
+use netstack::policy::{Isolation, ResolvedPeer, PolicyTable, PortRange, Rule};
 use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
 use netstack::testing::{self, Node, VIP, ip, mac};
@@ -112,7 +112,7 @@ fn policy(bits: u8) -> PolicyTable {
     let mut rules = Vec::new();
     if bits & 0x40 != 0 {
         let port = PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 };
-        rules.push(Rule { peers: vec![Peer::pods(vec![ip(2)])], ports: vec![port] });
+        rules.push(Rule { peers: vec![ResolvedPeer::pods(vec![ip(2)])], ports: vec![port] });
     }
     if bits & 0x80 != 0 {
         rules.push(Rule { peers: vec![], ports: vec![PortRange { protocol: Protocol::Udp, first: 53, last: 53 }] });

@@ -1174,7 +1174,7 @@ mod tests {
             serde_json::to_string(&record).unwrap(),
             r#"{"name":"n1","subnet":"10.244.3.0/24","address":"192.168.250.3","joined_at":7,"password":null}"#
         );
-        let peer = crate::desired::Peer {
+        let peer = crate::desired::PeerNode {
             node: "n1".into(),
             subnet: cidr,
             address: Ipv4Addr::new(192, 168, 250, 3).into(),

@@ -12,9 +12,11 @@ use crate::model::secret::Secret;
 use crate::model::{Endpoints, PodStatus, Service};
 use crate::store::PodRecord;
 
-/// Another node of the cluster, as the overlay needs it.
+/// Another node of the cluster, as the other nodes learn of it: its name,
+/// pod subnet and address. A node turns each into an [`OverlayPeer`], the
+/// switch's entry for it ([`overlay_peers`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Peer {
+pub struct PeerNode {
     /// Node name.
     pub node: String,
     /// Its pod subnet.
@@ -34,7 +36,7 @@ pub struct NodeDesired {
     /// Every pod's address and namespace, for pod DNS records.
     pub pod_ips: Vec<(IpAddr, String)>,
     /// The other nodes.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<PeerNode>,
     /// What the node compiles its NetworkPolicy table from (default: a
     /// member's cache from before policies reads as none).
     #[serde(default)]
@@ -57,7 +59,7 @@ pub type PodReport = Vec<(String, PodStatus)>;
 /// duplicate address, an overlapping subnet). One bad node record then
 /// costs one peer, not the whole peer set.
 pub fn overlay_peers(
-    nodes: &[Peer],
+    nodes: &[PeerNode],
     fixed: &[OverlayPeer],
     cluster_cidr: Cidr,
     local: Cidr,
@@ -86,8 +88,8 @@ pub fn overlay_peers(
 mod tests {
     use super::*;
 
-    fn peer(node: &str, subnet: [u8; 4], address: [u8; 4]) -> Peer {
-        Peer { node: node.into(), subnet: Cidr::new(subnet.into(), 24), address: address.into() }
+    fn peer(node: &str, subnet: [u8; 4], address: [u8; 4]) -> PeerNode {
+        PeerNode { node: node.into(), subnet: Cidr::new(subnet.into(), 24), address: address.into() }
     }
 
     #[test]

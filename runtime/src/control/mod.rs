@@ -35,7 +35,7 @@ use std::net::IpAddr;
 use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
-use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::desired::{NodeDesired, PeerNode, PodReport};
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
 use crate::model::secret::Secret;
@@ -221,7 +221,7 @@ impl ControlPlane {
                 .values()
                 .filter(|n| n.record.name != node)
                 .filter_map(|n| {
-                    Some(Peer {
+                    Some(PeerNode {
                         node: n.record.name.clone(),
                         subnet: n.record.subnet,
                         address: n.record.address?,
