@@ -117,18 +117,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 name: args.name.clone(),
                 namespace: args.ns.namespace,
                 labels: run_labels(&args.name, parse_labels(&args.labels)?),
-                command,
+                template: runtime::model::PodTemplate {
+                    command,
+                    security: args.pod.security(),
+                    ports: args.pod.ports,
+                    readiness: args.pod.readiness,
+                    resources,
+                    host_ports: args.pod.host_ports,
+                    image,
+                    container: None,
+                },
                 restart_policy: args.restart,
                 owner: None,
-                security: args.pod.security(),
-                ports: args.pod.ports,
-                readiness: args.pod.readiness,
                 node_name: args.node,
-                resources,
-                host_ports: args.pod.host_ports,
-                image,
                 annotations: Default::default(),
-                container: None,
                 attachment: None,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
@@ -147,13 +149,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 namespace: ns.namespace,
                 replicas,
                 labels: parse_labels(&labels)?,
-                command,
-                security: pod.security(),
-                ports: pod.ports,
-                readiness: pod.readiness,
-                resources,
-                host_ports: pod.host_ports,
-                image,
+                template: runtime::model::PodTemplate {
+                    command,
+                    security: pod.security(),
+                    ports: pod.ports,
+                    readiness: pod.readiness,
+                    resources,
+                    host_ports: pod.host_ports,
+                    image,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {

@@ -289,7 +289,7 @@ mod tests {
         let state = store.load().unwrap().unwrap();
         let ip = |a: [u8; 4]| IpAddr::from(Ipv4Addr::from(a));
         assert_eq!(state.pods[0].ip, ip([10, 244, 0, 5]));
-        assert_eq!(state.pods[0].spec.host_ports[0].host_ip, Some(ip([192, 168, 1, 5])));
+        assert_eq!(state.pods[0].spec.template.host_ports[0].host_ip, Some(ip([192, 168, 1, 5])));
         assert_eq!(state.nodes[0].address, Some(ip([192, 168, 1, 2])));
         assert_eq!(state.services[0].cluster_ip, Some(ip([10, 96, 0, 99])));
         assert_eq!(
@@ -297,9 +297,9 @@ mod tests {
             crate::model::ClusterIpRequest::Fixed(ip([10, 96, 0, 99]))
         );
         let web = &state.deployments[0].spec;
-        assert_eq!(web.command, ["sleep", "1000"]);
-        assert_eq!(web.ports[0].port, 8080);
-        assert_eq!(web.pod_template().command, ["sleep", "1000"]);
+        assert_eq!(web.template.command, ["sleep", "1000"]);
+        assert_eq!(web.template.ports[0].port, 8080);
+        assert_eq!(web.pod_template().template.command, ["sleep", "1000"]);
         // Saved again, it reads the same and keeps the old shape.
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap().unwrap(), state);

@@ -397,18 +397,20 @@ pub(super) fn pod(name: &str) -> PodSpec {
         name: name.into(),
         namespace: "default".into(),
         labels: [("app".to_string(), name.to_string())].into(),
-        command: vec!["sleep".into(), "infinity".into()],
+        template: crate::model::PodTemplate {
+            command: vec!["sleep".into(), "infinity".into()],
+            ports: Vec::new(),
+            readiness: None,
+            host_ports: Vec::new(),
+            security: Default::default(),
+            image: None,
+            resources: Default::default(),
+            container: None,
+        },
         restart_policy: RestartPolicy::Always,
         owner: None,
-        ports: Vec::new(),
-        readiness: None,
         node_name: None,
-        host_ports: Vec::new(),
-        security: Default::default(),
-        image: None,
-        resources: Default::default(),
         annotations: Default::default(),
-        container: None,
         attachment: None,
     }
 }
@@ -424,7 +426,10 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         name: name.into(),
         namespace: "default".into(),
         replicas,
-        command: vec!["sleep".into(), "infinity".into()],
+        template: crate::model::PodTemplate {
+            command: vec!["sleep".into(), "infinity".into()],
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

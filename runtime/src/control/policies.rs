@@ -114,6 +114,7 @@ impl ControlPlane {
                     namespace: spec.namespace.clone(),
                     labels: spec.labels.clone(),
                     ports: spec
+                        .template
                         .ports
                         .iter()
                         .filter_map(|c| Some((c.name.clone()?, c.protocol, c.port)))

@@ -41,7 +41,7 @@ impl ControlPlane {
                 let k = key(&namespace, &name);
                 let record =
                     self.deployments.get(&k).ok_or_else(|| ControlError::no_deployment(&namespace, &name))?;
-                if replicas > 1 && !record.spec.host_ports.is_empty() {
+                if replicas > 1 && !record.spec.template.host_ports.is_empty() {
                     return Err(ControlError::OneReplicaPerNode { namespace, name });
                 }
                 self.transact(|cp| {
@@ -223,14 +223,14 @@ impl ControlPlane {
     pub(super) fn check_deployment(&self, spec: &mut DeploymentSpec) -> Result<(), ControlError> {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
-        self.check_workload(&spec.command, spec.image.as_ref())?;
-        if spec.replicas > 1 && !spec.host_ports.is_empty() {
+        self.check_workload(&spec.template.command, spec.template.image.as_ref())?;
+        if spec.replicas > 1 && !spec.template.host_ports.is_empty() {
             return Err(ControlError::OneReplicaPerNode {
                 namespace: spec.namespace.clone(),
                 name: spec.name.clone(),
             });
         }
-        crate::model::listeners::check_host_ports(&spec.host_ports)?;
+        crate::model::listeners::check_host_ports(&spec.template.host_ports)?;
         if spec.selector.is_none() {
             spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         }
@@ -323,7 +323,7 @@ impl ControlPlane {
             check_label(k, v)?;
         }
         check_annotations(&spec.annotations)?;
-        self.check_workload(&spec.command, spec.image.as_ref())
+        self.check_workload(&spec.template.command, spec.template.image.as_ref())
     }
 
     /// An image pod needs a reference that parses (whether it exists is

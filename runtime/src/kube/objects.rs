@@ -165,14 +165,14 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         } }),
     };
     let parts = ContainerParts {
-        name: spec.container.as_deref().unwrap_or(&spec.name),
-        command: &spec.command,
-        image: spec.image.as_ref(),
-        ports: &spec.ports,
-        host_ports: &spec.host_ports,
-        readiness: spec.readiness.as_ref(),
-        security: &spec.security,
-        resources: &spec.resources,
+        name: spec.template.container.as_deref().unwrap_or(&spec.name),
+        command: &spec.template.command,
+        image: spec.template.image.as_ref(),
+        ports: &spec.template.ports,
+        host_ports: &spec.template.host_ports,
+        readiness: spec.template.readiness.as_ref(),
+        security: &spec.template.security,
+        resources: &spec.template.resources,
     };
     let ready = if status.ready { "True" } else { "False" };
     let mut object = json!({
@@ -191,11 +191,11 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
             "podIPs": status.pod_ip.map(|ip| vec![json!({ "ip": ip })]).unwrap_or_default(),
             "startTime": status.started_at.map(timestamp),
             "containerStatuses": [{
-                "name": spec.container.as_deref().unwrap_or(&spec.name),
+                "name": spec.template.container.as_deref().unwrap_or(&spec.name),
                 "ready": status.ready,
                 "restartCount": status.restarts,
                 "state": state,
-                "image": spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+                "image": spec.template.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
                 // Required by the clients; the resolved digest does not
                 // travel in a pod's status yet (the kubelet too leaves it
                 // empty until it knows it).
@@ -220,14 +220,14 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
     annotate(&mut meta, &spec.annotations);
     meta["generation"] = json!(1);
     let parts = ContainerParts {
-        name: spec.container.as_deref().unwrap_or(&spec.name),
-        command: &spec.command,
-        image: spec.image.as_ref(),
-        ports: &spec.ports,
-        host_ports: &spec.host_ports,
-        readiness: spec.readiness.as_ref(),
-        security: &spec.security,
-        resources: &spec.resources,
+        name: spec.template.container.as_deref().unwrap_or(&spec.name),
+        command: &spec.template.command,
+        image: spec.template.image.as_ref(),
+        ports: &spec.template.ports,
+        host_ports: &spec.template.host_ports,
+        readiness: spec.template.readiness.as_ref(),
+        security: &spec.template.security,
+        resources: &spec.template.resources,
     };
     json!({
         "apiVersion": "apps/v1",
@@ -471,24 +471,29 @@ mod tests {
             name: "web".into(),
             namespace: "default".into(),
             labels: [("app".to_string(), "web".to_string())].into(),
-            command: vec![],
+            template: crate::model::PodTemplate {
+                command: vec![],
+                ports: vec!["http:8080".parse().unwrap()],
+                readiness: None,
+                host_ports: vec![],
+                security: Default::default(),
+                image: Some(ImageSpec {
+                    image: "nginx:1.27".into(),
+                    pull_policy: PullPolicy::IfNotPresent,
+                    command: vec![],
+                    args: vec!["-g".into()],
+                    env: vec![("MODE".into(), "test".into())],
+                }),
+                resources: Resources {
+                    limits: "memory=128Mi,cpu=500m".parse().unwrap(),
+                    ..Default::default()
+                },
+                container: None,
+            },
             restart_policy: RestartPolicy::Always,
             owner: Some("web".into()),
-            ports: vec!["http:8080".parse().unwrap()],
-            readiness: None,
             node_name: None,
-            host_ports: vec![],
-            security: Default::default(),
-            image: Some(ImageSpec {
-                image: "nginx:1.27".into(),
-                pull_policy: PullPolicy::IfNotPresent,
-                command: vec![],
-                args: vec!["-g".into()],
-                env: vec![("MODE".into(), "test".into())],
-            }),
-            resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
             annotations: Default::default(),
-            container: None,
             attachment: None,
         };
         let status = PodStatus {

@@ -106,6 +106,7 @@ pub fn service_forwards(service: &Service) -> BTreeMap<ListenKey, Forward> {
 pub fn pod_forwards(record: &PodRecord) -> Vec<(ListenKey, Forward)> {
     record
         .spec
+        .template
         .host_ports
         .iter()
         .map(|hp| {

@@ -9,8 +9,10 @@ pub mod listeners;
 pub mod policy;
 pub mod secret;
 pub mod services;
+mod template;
 
 pub use error::ModelError;
+pub use template::PodTemplate;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -58,8 +60,10 @@ impl std::fmt::Display for RestartPolicy {
 }
 
 /// What a user asks for when making a pod (Default: every optional part
-/// left out, for callers that set a few).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// left out, for callers that set a few). Serialized flat, in the shape it
+/// had before the template was a struct of its own (see `template.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "template::OwnedPodSpec")]
 pub struct PodSpec {
     /// Pod name (an RFC 1123 label).
     pub name: String,
@@ -67,43 +71,18 @@ pub struct PodSpec {
     pub namespace: String,
     /// Labels.
     pub labels: Labels,
-    /// The command and its arguments.
-    pub command: Vec<String>,
+    /// What it runs and exposes (a deployment's pods share their deployment's).
+    pub template: PodTemplate,
     /// Restart policy.
     pub restart_policy: RestartPolicy,
     /// The deployment that owns this pod, if any.
     pub owner: Option<String>,
-    /// Ports the pod declares, so a Service can target them by name.
-    #[serde(default)]
-    pub ports: Vec<ContainerPort>,
-    /// Readiness probe: while it fails the pod is no Service endpoint.
-    #[serde(default)]
-    pub readiness: Option<Probe>,
     /// Run on this node (`--node`); the scheduler picks one otherwise.
-    #[serde(default)]
     pub node_name: Option<String>,
-    /// Ports of the node proxied to the pod (hostPort).
-    #[serde(default)]
-    pub host_ports: Vec<HostPort>,
-    /// How the pod's processes are confined (securityContext).
-    #[serde(default)]
-    pub security: SecurityContext,
-    /// The container image it runs; a command pod (`command` on the host's
-    /// filesystem) without one.
-    #[serde(default)]
-    pub image: Option<ImageSpec>,
-    /// Memory and CPU limits and requests (resources).
-    #[serde(default)]
-    pub resources: Resources,
     /// Annotations (metadata.annotations).
-    #[serde(default)]
     pub annotations: Annotations,
-    /// Its container's name, when it is not the pod's.
-    #[serde(default)]
-    pub container: Option<String>,
     /// For a container another runtime runs and podnet networks as its CNI
     /// plugin: the attachment (no command, no image: podnet runs nothing).
-    #[serde(default)]
     pub attachment: Option<cni::CniAttachment>,
 }
 
@@ -382,8 +361,10 @@ pub struct Pod {
 }
 
 /// What a user asks for when making a deployment (Default: every optional
-/// part left out).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// part left out). Serialized flat, in the shape it had before the
+/// template was a struct of its own (see `template.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "template::OwnedDeploymentSpec")]
 pub struct DeploymentSpec {
     /// Name (its pods are NAME-<suffix>).
     pub name: String,
@@ -393,45 +374,19 @@ pub struct DeploymentSpec {
     pub replicas: u32,
     /// Labels of the deployment and its pods (always holds app=NAME).
     pub labels: Labels,
-    /// The pods' command.
-    pub command: Vec<String>,
-    /// The pods' declared ports.
-    #[serde(default)]
-    pub ports: Vec<ContainerPort>,
-    /// The pods' readiness probe.
-    #[serde(default)]
-    pub readiness: Option<Probe>,
-    /// The pods' host ports.
-    #[serde(default)]
-    pub host_ports: Vec<HostPort>,
-    /// The pods' securityContext.
-    #[serde(default)]
-    pub security: SecurityContext,
-    /// The pods' image.
-    #[serde(default)]
-    pub image: Option<ImageSpec>,
-    /// The pods' resources.
-    #[serde(default)]
-    pub resources: Resources,
+    /// What its pods run and expose.
+    pub template: PodTemplate,
     /// The deployment's own annotations (not its pods').
-    #[serde(default)]
     pub annotations: Annotations,
     /// The deployment's own labels (metadata.labels), when they are not
     /// its pods' (`labels`).
-    #[serde(default)]
     pub object_labels: Option<Labels>,
     /// spec.selector.matchLabels, when it is not all of `labels`.
-    #[serde(default)]
     pub selector: Option<Labels>,
-    /// Its pods' container's name, when it is not the deployment's.
-    #[serde(default)]
-    pub container: Option<String>,
     /// How a changed template replaces its pods.
-    #[serde(default)]
     pub strategy: Strategy,
     /// Its pods' annotations (spec.template.metadata.annotations; a
     /// change rolls them, as `kubectl rollout restart` relies on).
-    #[serde(default)]
     pub template_annotations: Annotations,
 }
 
@@ -443,18 +398,11 @@ impl DeploymentSpec {
             name: String::new(),
             namespace: self.namespace.clone(),
             labels: self.labels.clone(),
-            command: self.command.clone(),
+            template: self.template.clone(),
             restart_policy: RestartPolicy::Always,
             owner: Some(self.name.clone()),
-            ports: self.ports.clone(),
-            readiness: self.readiness.clone(),
             node_name: None,
-            host_ports: self.host_ports.clone(),
-            security: self.security,
-            image: self.image.clone(),
-            resources: self.resources,
             annotations: self.template_annotations.clone(),
-            container: self.container.clone(),
             attachment: None,
         }
     }

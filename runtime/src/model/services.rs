@@ -114,6 +114,7 @@ fn resolve_target(target: &TargetPort, protocol: Protocol, pod: &PodSpec) -> Opt
     match target {
         TargetPort::Number(n) => Some(*n),
         TargetPort::Name(name) => pod
+            .template
             .ports
             .iter()
             .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
@@ -204,18 +205,20 @@ mod tests {
             name: name.into(),
             namespace: "default".into(),
             labels: [("app".to_string(), app.to_string())].into(),
-            command: vec!["x".into()],
+            template: crate::model::PodTemplate {
+                command: vec!["x".into()],
+                ports,
+                readiness: None,
+                host_ports: vec![],
+                security: Default::default(),
+                image: None,
+                resources: Default::default(),
+                container: None,
+            },
             restart_policy: RestartPolicy::Always,
             owner: None,
-            ports,
-            readiness: None,
             node_name: None,
-            host_ports: vec![],
-            security: Default::default(),
-            image: None,
-            resources: Default::default(),
             annotations: Default::default(),
-            container: None,
             attachment: None,
         }
     }

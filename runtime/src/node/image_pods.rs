@@ -182,7 +182,7 @@ impl NodeRuntime {
         let data_dir = self.options.data_dir.clone();
         let paths = self.log_paths(&self.pods[uid].record.spec);
         let Some(pod) = self.pods.get_mut(uid) else { return Ok(()) };
-        let Some(image) = pod.record.spec.image.clone() else { return Ok(()) };
+        let Some(image) = pod.record.spec.template.image.clone() else { return Ok(()) };
         let state = pod.image.get_or_insert_with(ImageState::default);
         if state.starting {
             return Ok(());
@@ -238,7 +238,7 @@ impl NodeRuntime {
             config: RunConfig::default(),
             env: super::pods::downward_env(record)
                 .into_iter()
-                .chain(record.spec.image.iter().flat_map(|i| i.env.iter().cloned()))
+                .chain(record.spec.template.image.iter().flat_map(|i| i.env.iter().cloned()))
                 .collect(),
             hostname: record.spec.name.clone(),
             netns: netns::path(&pod.netns),
@@ -247,8 +247,8 @@ impl NodeRuntime {
                 hosts: etc_dir.join("hosts"),
                 hostname: etc_dir.join("hostname"),
             },
-            security: record.spec.security,
-            resources: record.spec.resources,
+            security: record.spec.template.security,
+            resources: record.spec.template.resources,
             pids_limit: container::DEFAULT_PIDS_LIMIT,
             log: output,
         };
@@ -286,7 +286,7 @@ impl NodeRuntime {
         let pod = self.pods.get_mut(&start.uid).expect("checked above");
         let state = pod.image.as_mut().expect("checked above");
         state.starting = false;
-        let image = pod.record.spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        let image = pod.record.spec.template.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         let now = unix_now();
         if let Some(took) = start.pulled {
             pod.events.normal(
@@ -348,7 +348,8 @@ impl NodeRuntime {
                 && now.duration_since(at) >= ERR_IMAGE_PULL_SHOWN
                 && pod.status.reason.as_deref() == Some("ErrImagePull")
             {
-                let image = pod.record.spec.image.as_ref().map(|i| i.image.as_str()).unwrap_or_default();
+                let image =
+                    pod.record.spec.template.image.as_ref().map(|i| i.image.as_str()).unwrap_or_default();
                 pod.status.reason = Some("ImagePullBackOff".into());
                 pod.events.normal(unix_now(), "BackOff", format!("Back-off pulling image \"{image}\""));
             }
@@ -404,7 +405,7 @@ impl NodeRuntime {
         let used = self
             .pods
             .values()
-            .filter_map(|p| p.record.spec.image.as_ref())
+            .filter_map(|p| p.record.spec.template.image.as_ref())
             .filter_map(|i| Reference::parse(&i.image).ok())
             .map(|r| r.to_string())
             .collect();

@@ -45,7 +45,7 @@ impl NodeRuntime {
                     hostname: name.clone(),
                     env: pod_env(&pod.record),
                     pid,
-                    security: pod.record.spec.security,
+                    security: pod.record.spec.template.security,
                     container,
                 }))
             }

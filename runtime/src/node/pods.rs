@@ -112,7 +112,7 @@ impl LocalPod {
         self.status.phase = Phase::Running;
         self.running = true;
         // A restarted command is unready until its probe passes again.
-        self.probe_ok = self.record.spec.readiness.is_none();
+        self.probe_ok = self.record.spec.template.readiness.is_none();
         self.next_probe = Some(Instant::now());
         self.update_ready();
         self.status.reason = None;
@@ -238,7 +238,7 @@ impl NodeRuntime {
     /// Plugs a leftover sandbox into the switch again and watches its running
     /// command. Returns the command's PID.
     async fn adopt(&mut self, record: PodRecord, netns_name: &str) -> Result<i32, NodeError> {
-        let pid = match (&record.spec.image, &self.oci_runtime) {
+        let pid = match (&record.spec.template.image, &self.oci_runtime) {
             (None, _) => adopt::main_process(netns_name, &record.uid),
             (Some(_), Ok(runtime)) => {
                 let (runtime, id) = (runtime.clone(), image_pods::container_id(&record.uid));
@@ -264,7 +264,7 @@ impl NodeRuntime {
             }
             Err(e) => tracing::warn!(pod = %pod_name, "cannot read the pod's output again: {e}"),
         }
-        let is_image = record.spec.image.is_some();
+        let is_image = record.spec.template.image.is_some();
         let mut pod = LocalPod::new(record, netns_name.to_string(), port, log);
         if is_image {
             pod.image = Some(ImageState::adopted(pid));
@@ -326,7 +326,7 @@ impl NodeRuntime {
 
     /// Starts (or restarts) the pod's command or container.
     fn start_workload(&mut self, uid: &str) -> Result<(), NodeError> {
-        match self.pods.get(uid).map(|p| p.record.spec.image.is_some()) {
+        match self.pods.get(uid).map(|p| p.record.spec.template.image.is_some()) {
             Some(true) => self.start_container(uid),
             Some(false) => self.spawn_process(uid),
             None => Ok(()),
@@ -350,18 +350,16 @@ impl NodeRuntime {
             &spec.name,
             &self.options.hidden,
             self.options.config.limits.pod_tmpfs_bytes,
-            &spec.security,
+            &spec.template.security,
         )
         .map_err(|source| NodeError::Enter { pod: format!("{}/{}", spec.namespace, spec.name), source })?;
-        let mut child =
-            process::spawn(&spec.command, &pod_env(&pod.record), entry, output).map_err(|source| {
-                NodeError::Spawn {
-                    command: spec.command.join(" "),
-                    pod: format!("{}/{}", spec.namespace, spec.name),
-                    source,
-                }
+        let mut child = process::spawn(&spec.template.command, &pod_env(&pod.record), entry, output)
+            .map_err(|source| NodeError::Spawn {
+                command: spec.template.command.join(" "),
+                pod: format!("{}/{}", spec.namespace, spec.name),
+                source,
             })?;
-        let started = format!("Started command `{}`", spec.command.join(" "));
+        let started = format!("Started command `{}`", spec.template.command.join(" "));
         let run = pod.started(unix_now());
         pod.events.normal(unix_now(), "Started", started);
         let (uid, exits) = (pod.record.uid.clone(), self.exits_tx.clone());
@@ -455,7 +453,7 @@ impl NodeRuntime {
     /// Starts the readiness probes that are due, each on a task of its own.
     fn start_probes(&mut self, now: Instant) {
         for pod in self.pods.values_mut() {
-            let Some(probe) = &pod.record.spec.readiness else { continue };
+            let Some(probe) = &pod.record.spec.template.readiness else { continue };
             if !pod.running || pod.next_probe.is_none_or(|t| t > now) {
                 continue;
             }
@@ -522,7 +520,7 @@ impl NodeRuntime {
 /// A command pod's whole environment: PATH, HOME and the downward-API
 /// variables.
 pub(super) fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
-    let mut env = process::base_env(&record.spec.security);
+    let mut env = process::base_env(&record.spec.template.security);
     env.extend(downward_env(record));
     env
 }
