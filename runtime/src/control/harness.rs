@@ -199,7 +199,7 @@ impl Harness {
 
     /// A member connects (again) and asks to join with its own node
     /// password; its answer.
-    pub(super) fn connect(&mut self, name: &str, address: [u8; 4]) -> Result<Welcome, String> {
+    pub(super) fn connect(&mut self, name: &str, address: impl Into<IpAddr>) -> Result<Welcome, String> {
         self.connect_with(name, address, &password_of(name))
     }
 
@@ -207,14 +207,14 @@ impl Harness {
     pub(super) fn connect_with(
         &mut self,
         name: &str,
-        address: [u8; 4],
+        address: impl Into<IpAddr>,
         password: &PasswordDigest,
     ) -> Result<Welcome, String> {
         self.next_conn += 1;
         let conn = self.next_conn;
         let (desired, desired_rx) = mpsc::channel(8);
         let (reply, mut reply_rx) = oneshot::channel();
-        let address = IpAddr::from(address);
+        let address = address.into();
         let password = password.clone();
         let join = ClusterEvent::Join { name: name.into(), address, password, conn, reply, desired };
         self.events.try_send(join).expect("event queue");

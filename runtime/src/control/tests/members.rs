@@ -127,6 +127,13 @@ fn addresses_other_nodes_cannot_reach_are_refused_on_join() {
         assert!(err.contains(what) && err.contains("--node-ip"), "{err}");
     }
     assert!(h.cp.subnet_of("bad").is_none(), "no record");
+    let v6: std::net::IpAddr = "fd00::2".parse().unwrap();
+    let err = h.connect("v6", v6).unwrap_err();
+    assert!(
+        err.contains("IPv6 is not supported yet: node v6's address = fd00::2; use an IPv4 address"),
+        "{err}"
+    );
+    assert!(h.cp.subnet_of("v6").is_none(), "no record");
 }
 
 #[test]
