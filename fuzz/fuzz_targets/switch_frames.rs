@@ -25,7 +25,7 @@ use netstack::{Duration, Instant};
 const EMPTY_VIP: Ipv4Address = Ipv4Address::new(10, 96, 0, 11);
 
 fn pod(last: u8) -> PortSpec {
-    PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last) }
+    PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last).into() }
 }
 
 fn backends(mask: u8) -> Vec<Backend> {

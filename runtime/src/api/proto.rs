@@ -477,7 +477,7 @@ pub struct PortCounters {
     /// `node`, or the pod as namespace/name.
     pub port: String,
     /// The port's IP.
-    pub ip: std::net::Ipv4Addr,
+    pub ip: std::net::IpAddr,
     /// Frames received from the port.
     pub rx_packets: u64,
     /// Bytes received from the port.

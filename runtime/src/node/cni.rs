@@ -49,7 +49,7 @@ impl NodeRuntime {
                 source,
             }
         })?;
-        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip };
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(source) => {

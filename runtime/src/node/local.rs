@@ -238,7 +238,7 @@ impl NodeRuntime {
         }
         PortCounters {
             port,
-            ip: report.spec.ip,
+            ip: report.spec.ip.into(),
             rx_packets: stats.rx_packets,
             rx_bytes: stats.rx_bytes,
             tx_packets: stats.tx_packets,

@@ -180,7 +180,8 @@ impl NodeRuntime {
                 interface: net.host_interface.clone(),
                 source,
             })?;
-        let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
+        let spec =
+            PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway.into() };
         dataplane.attach(spec, host_fd).await.map_err(NodeError::AttachHost)?;
         if config.overlay_enabled() {
             start_overlay(config, &dataplane, &netlink).await?;

@@ -251,7 +251,7 @@ impl NodeRuntime {
         let fd =
             tokio::task::spawn_blocking(move || sandbox::reopen(&name)).await?.map_err(NodeError::Reopen)?;
         let ip = record.ipv4()?;
-        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip };
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = self.dataplane.attach(port_spec, fd).await?;
         let uid = record.uid.clone();
         let paths = self.log_paths(&record.spec);
@@ -305,7 +305,7 @@ impl NodeRuntime {
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
             .await?
             .map_err(|source| NodeError::Sandbox { pod: pod_name(), source })?;
-        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip };
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(e) => {
