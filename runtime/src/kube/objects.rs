@@ -11,8 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    Amount, ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe,
-    Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
+    Amount, Deployment, Endpoints, NodeInfo, Phase, Pod, PodTemplate, Probe, Resources, SecurityContext,
+    Service, SessionAffinity, Strategy, TargetPort,
 };
 
 /// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
@@ -62,30 +62,12 @@ fn resources(r: &Resources) -> Value {
     Value::Object(out)
 }
 
-/// What one container of a pod (or of a deployment's template) holds.
-pub struct ContainerParts<'a> {
-    /// Container name.
-    pub name: &'a str,
-    /// A command pod's command.
-    pub command: &'a [String],
-    /// The image, for an image pod.
-    pub image: Option<&'a ImageSpec>,
-    /// Declared ports.
-    pub ports: &'a [ContainerPort],
-    /// Host ports.
-    pub host_ports: &'a [HostPort],
-    /// Readiness probe.
-    pub readiness: Option<&'a Probe>,
-    /// securityContext.
-    pub security: &'a SecurityContext,
-    /// resources.
-    pub resources: &'a Resources,
-}
-
-/// The one container of a pod, in the API shape.
-pub fn container(c: &ContainerParts<'_>) -> Value {
-    let mut out = json!({ "name": c.name, "resources": resources(c.resources) });
-    match c.image {
+/// The one container of a pod (or of a deployment's template), named
+/// `name`, in the API shape.
+pub fn container(name: &str, c: &PodTemplate) -> Value {
+    let mut out =
+        json!({ "name": c.container.as_deref().unwrap_or(name), "resources": resources(&c.resources) });
+    match &c.image {
         Some(image) => {
             out["image"] = json!(image.image);
             out["imagePullPolicy"] = json!(image.pull_policy.to_string());
@@ -111,7 +93,7 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
             with_name(port, &p.name)
         })
         .collect();
-    for hp in c.host_ports {
+    for hp in &c.host_ports {
         let mut port = json!({ "containerPort": hp.port, "hostPort": hp.host_port, "protocol": hp.protocol.to_string() });
         if let Some(ip) = hp.host_ip {
             port["hostIP"] = json!(ip);
@@ -121,14 +103,14 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
     if !ports.is_empty() {
         out["ports"] = json!(ports);
     }
-    match c.readiness {
+    match &c.readiness {
         Some(Probe::Tcp { port }) => out["readinessProbe"] = json!({ "tcpSocket": { "port": port } }),
         Some(Probe::Http { port, path }) => {
             out["readinessProbe"] = json!({ "httpGet": { "port": port, "path": path } })
         }
         None => {}
     }
-    if *c.security != SecurityContext::default() {
+    if c.security != SecurityContext::default() {
         let mut context = json!({ "privileged": c.security.privileged });
         if let Some(run_as) = c.security.run_as {
             context["runAsUser"] = json!(run_as.uid);
@@ -164,16 +146,6 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
             "message": status.message,
         } }),
     };
-    let parts = ContainerParts {
-        name: spec.template.container.as_deref().unwrap_or(&spec.name),
-        command: &spec.template.command,
-        image: spec.template.image.as_ref(),
-        ports: &spec.template.ports,
-        host_ports: &spec.template.host_ports,
-        readiness: spec.template.readiness.as_ref(),
-        security: &spec.template.security,
-        resources: &spec.template.resources,
-    };
     let ready = if status.ready { "True" } else { "False" };
     let mut object = json!({
         "apiVersion": "v1",
@@ -182,7 +154,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         "spec": {
             "nodeName": pod.node_name,
             "restartPolicy": spec.restart_policy.to_string(),
-            "containers": [container(&parts)],
+            "containers": [container(&spec.name, &spec.template)],
         },
         "status": {
             "phase": format!("{:?}", status.phase),
@@ -219,16 +191,6 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
     meta["labels"] = json!(spec.object_labels());
     annotate(&mut meta, &spec.annotations);
     meta["generation"] = json!(1);
-    let parts = ContainerParts {
-        name: spec.template.container.as_deref().unwrap_or(&spec.name),
-        command: &spec.template.command,
-        image: spec.template.image.as_ref(),
-        ports: &spec.template.ports,
-        host_ports: &spec.template.host_ports,
-        readiness: spec.template.readiness.as_ref(),
-        security: &spec.template.security,
-        resources: &spec.template.resources,
-    };
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -239,7 +201,7 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "strategy": strategy(&spec.strategy),
             "template": {
                 "metadata": template_metadata(spec),
-                "spec": { "containers": [container(&parts)] },
+                "spec": { "containers": [container(&spec.name, &spec.template)] },
             },
         },
         "status": {
@@ -463,6 +425,7 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>, rv: u64) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ImageSpec;
     use crate::model::{PodSpec, PodStatus, PullPolicy, RestartPolicy};
 
     #[test]

@@ -38,6 +38,22 @@ pub struct PodTemplate {
     pub container: Option<String>,
 }
 
+/// The template's fields of a flat spec read (both flat shapes name them alike).
+macro_rules! template_of {
+    ($f:ident) => {
+        PodTemplate {
+            command: $f.command,
+            ports: $f.ports,
+            readiness: $f.readiness,
+            host_ports: $f.host_ports,
+            security: $f.security,
+            image: $f.image,
+            resources: $f.resources,
+            container: $f.container,
+        }
+    };
+}
+
 /// A [`PodSpec`] as serialized: the fields in their historical order,
 /// generic so that one shape serves writing (borrowed) and reading (owned).
 /// (No skip_serializing_if: postcard, on the wire, is not self-describing.)
@@ -95,16 +111,7 @@ impl From<OwnedPodSpec> for PodSpec {
             name: f.name,
             namespace: f.namespace,
             labels: f.labels,
-            template: PodTemplate {
-                command: f.command,
-                ports: f.ports,
-                readiness: f.readiness,
-                host_ports: f.host_ports,
-                security: f.security,
-                image: f.image,
-                resources: f.resources,
-                container: f.container,
-            },
+            template: template_of!(f),
             restart_policy: f.restart_policy,
             owner: f.owner,
             node_name: f.node_name,
@@ -198,16 +205,7 @@ impl From<OwnedDeploymentSpec> for DeploymentSpec {
             namespace: f.namespace,
             replicas: f.replicas,
             labels: f.labels,
-            template: PodTemplate {
-                command: f.command,
-                ports: f.ports,
-                readiness: f.readiness,
-                host_ports: f.host_ports,
-                security: f.security,
-                image: f.image,
-                resources: f.resources,
-                container: f.container,
-            },
+            template: template_of!(f),
             annotations: f.annotations,
             object_labels: f.object_labels,
             selector: f.selector,
