@@ -244,7 +244,7 @@ pub(crate) struct NodeUpArgs {
     pub token_file: Option<PathBuf>,
     /// This node's address for other nodes (default: its first non-loopback address).
     #[arg(long)]
-    pub node_ip: Option<std::net::Ipv4Addr>,
+    pub node_ip: Option<std::net::IpAddr>,
     /// Registry mirrors, credentials and TLS, in k3s's registries.yaml format
     /// (default: /etc/podnet/registries.yaml when it exists).
     #[arg(long)]

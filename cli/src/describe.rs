@@ -147,7 +147,7 @@ fn render(pod: &Pod, events: Option<&[PodEvent]>) -> String {
     let item = |out: &mut String, name: &str, value: &str| {
         let _ = writeln!(out, "    {:<20}{value}", format!("{name}:"));
     };
-    match &spec.image {
+    match &spec.template.image {
         Some(image) => {
             item(&mut out, "Image", &image.image);
             item(&mut out, "Image Pull Policy", &image.pull_policy.to_string());
@@ -158,7 +158,7 @@ fn render(pod: &Pod, events: Option<&[PodEvent]>) -> String {
                 item(&mut out, "Args", &image.args.join(" "));
             }
         }
-        None => item(&mut out, "Command", &spec.command.join(" ")),
+        None => item(&mut out, "Command", &spec.template.command.join(" ")),
     }
     let (state, reason) = match (status.phase, status.ready || status.started_at.is_some()) {
         (Phase::Succeeded | Phase::Failed, _) => ("Terminated", status.reason.clone()),
@@ -177,7 +177,9 @@ fn render(pod: &Pod, events: Option<&[PodEvent]>) -> String {
     }
     item(&mut out, "Ready", if status.ready { "True" } else { "False" });
     item(&mut out, "Restart Count", &status.restarts.to_string());
-    for (name, list) in [("Limits", &spec.resources.limits), ("Requests", &spec.resources.requests)] {
+    for (name, list) in
+        [("Limits", &spec.template.resources.limits), ("Requests", &spec.template.resources.requests)]
+    {
         if let Some(text) = resource_text(list) {
             item(&mut out, name, &text);
         }
@@ -247,26 +249,28 @@ mod tests {
                 name: "web".into(),
                 namespace: "default".into(),
                 labels: [("app".to_string(), "web".to_string())].into(),
-                command: vec![],
+                template: runtime::model::PodTemplate {
+                    command: vec![],
+                    ports: vec![],
+                    readiness: None,
+                    host_ports: vec![],
+                    security: Default::default(),
+                    image: Some(ImageSpec {
+                        image: "nginx".into(),
+                        pull_policy: PullPolicy::Always,
+                        command: vec![],
+                        args: vec![],
+                        env: vec![],
+                        env_refs: vec![],
+                        env_error: None,
+                    }),
+                    resources: Default::default(),
+                    container: None,
+                },
                 restart_policy: Default::default(),
                 owner: None,
-                ports: vec![],
-                readiness: None,
                 node_name: None,
-                host_ports: vec![],
-                security: Default::default(),
-                image: Some(ImageSpec {
-                    image: "nginx".into(),
-                    pull_policy: PullPolicy::Always,
-                    command: vec![],
-                    args: vec![],
-                    env: vec![],
-                    env_refs: vec![],
-                    env_error: None,
-                }),
-                resources: Default::default(),
                 annotations: Default::default(),
-                container: None,
                 attachment: None,
             },
             status: PodStatus {

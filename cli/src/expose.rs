@@ -54,14 +54,18 @@ pub(crate) async fn run(socket: &Path, args: ExposeArgs) -> Result<String, CliEr
         let node_port = args.node_ports.get(i).copied();
         ports.push(ServicePort { name, port: number, target_port, protocol: args.protocol, node_port });
     }
-    let cluster_ip =
-        match args.cluster_ip.as_deref() {
-            None => ClusterIpRequest::Auto,
-            Some("None") => ClusterIpRequest::None,
-            Some(ip) => ClusterIpRequest::Fixed(ip.parse().map_err(|_| {
+    let cluster_ip = match args.cluster_ip.as_deref() {
+        None => ClusterIpRequest::Auto,
+        Some("None") => ClusterIpRequest::None,
+        Some(ip) => {
+            let ip = ip.parse().map_err(|_| {
                 CliError::Message(format!("--cluster-ip `{ip}` is not an IPv4 address or None"))
-            })?),
-        };
+            })?;
+            let ip = runtime::model::address::refuse_ipv6("--cluster-ip", ip)
+                .map_err(|e| CliError::Message(e.to_string()))?;
+            ClusterIpRequest::Fixed(ip)
+        }
+    };
     let spec = ServiceSpec {
         name: args.service_name.unwrap_or(args.name),
         namespace,

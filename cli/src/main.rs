@@ -118,18 +118,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 name: args.name.clone(),
                 namespace: args.ns.namespace,
                 labels: run_labels(&args.name, parse_labels(&args.labels)?),
-                command,
+                template: runtime::model::PodTemplate {
+                    command,
+                    security: args.pod.security(),
+                    ports: args.pod.ports,
+                    readiness: args.pod.readiness,
+                    resources,
+                    host_ports: args.pod.host_ports,
+                    image,
+                    container: None,
+                },
                 restart_policy: args.restart,
                 owner: None,
-                security: args.pod.security(),
-                ports: args.pod.ports,
-                readiness: args.pod.readiness,
                 node_name: args.node,
-                resources,
-                host_ports: args.pod.host_ports,
-                image,
                 annotations: Default::default(),
-                container: None,
                 attachment: None,
             };
             let Response::Pod(pod) = call(socket, Request::RunPod(spec)).await? else {
@@ -148,13 +150,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 namespace: ns.namespace,
                 replicas,
                 labels: parse_labels(&labels)?,
-                command,
-                security: pod.security(),
-                ports: pod.ports,
-                readiness: pod.readiness,
-                resources,
-                host_ports: pod.host_ports,
-                image,
+                template: runtime::model::PodTemplate {
+                    command,
+                    security: pod.security(),
+                    ports: pod.ports,
+                    readiness: pod.readiness,
+                    resources,
+                    host_ports: pod.host_ports,
+                    image,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let Response::Deployment(d) = call(socket, Request::CreateDeployment(spec)).await? else {
@@ -358,6 +363,10 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
             .to_string_lossy()
             .to_lowercase(),
     };
+    let node_ip = match args.node_ip {
+        Some(ip) => Some(runtime::model::address::ipv4_only("--node-ip", ip).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let role = match (&args.server, args.cluster_init) {
         (Some(server), _) => {
             let server = match server.parse::<std::net::SocketAddr>() {
@@ -372,11 +381,11 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
                 )),
             };
             let token_file = args.token_file.clone().ok_or("--server needs --token-file")?;
-            runtime::agent::Role::Member { server, token_file, address: args.node_ip }
+            runtime::agent::Role::Member { server, token_file, address: node_ip }
         }
         (None, true) => runtime::agent::Role::Server {
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], args.cluster_port)),
-            address: args.node_ip,
+            address: node_ip,
         },
         (None, false) => runtime::agent::Role::Standalone,
     };

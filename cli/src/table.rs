@@ -110,7 +110,7 @@ pub(crate) fn deployments(list: &[Deployment], wide: bool, all_namespaces: bool)
             ];
             if wide {
                 let selector = d.spec.labels.get("app").map_or(String::new(), |app| format!("app={app}"));
-                row.extend([d.spec.command.join(" "), selector]);
+                row.extend([d.spec.template.command.join(" "), selector]);
             }
             if all_namespaces {
                 row.insert(0, d.spec.namespace.clone());

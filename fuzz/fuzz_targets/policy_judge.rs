@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use netstack::Protocol;
-use netstack::policy::{Connection, Direction, Isolation, Judgement, Peer, PolicyTable, PortRange, Rule};
+use netstack::policy::{Connection, Direction, Isolation, Judgement, ResolvedPeer, PolicyTable, PortRange, Rule};
 use netstack::wire::{Ipv4Address, Ipv4Cidr};
 
 /// Reads the input a byte at a time; zeros once it runs out.
@@ -53,8 +53,8 @@ impl Bytes<'_> {
             .map(|_| {
                 let peers = (0..self.next() % 3)
                     .map(|_| match self.next() % 2 {
-                        0 => Peer::Block { cidr: self.cidr(), except: (0..self.next() % 3).map(|_| self.cidr()).collect() },
-                        _ => Peer::pods((0..self.next() % 4).map(|_| self.addr()).collect()),
+                        0 => ResolvedPeer::Block { cidr: self.cidr(), except: (0..self.next() % 3).map(|_| self.cidr()).collect() },
+                        _ => ResolvedPeer::pods((0..self.next() % 4).map(|_| self.addr()).collect()),
                     })
                     .collect();
                 let ports = (0..self.next() % 3)

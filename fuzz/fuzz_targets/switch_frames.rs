@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use netstack::conntrack::{Timeouts};
 use netstack::Protocol;
-use netstack::policy::{Isolation, Peer, PolicyTable, PortRange, Rule};
+use netstack::policy::{Isolation, ResolvedPeer, PolicyTable, PortRange, Rule};
 use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey};
 use netstack::switch::{MIN_REPLY_LEN, PortId, PortKind, PortSpec, Switch, SwitchConfig, Verdict};
 use netstack::testing::{self, Node, VIP, ip, mac};
@@ -25,7 +25,7 @@ use netstack::{Duration, Instant};
 const EMPTY_VIP: Ipv4Address = Ipv4Address::new(10, 96, 0, 11);
 
 fn pod(last: u8) -> PortSpec {
-    PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last) }
+    PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last).into() }
 }
 
 fn backends(mask: u8) -> Vec<Backend> {
@@ -112,7 +112,7 @@ fn policy(bits: u8) -> PolicyTable {
     let mut rules = Vec::new();
     if bits & 0x40 != 0 {
         let port = PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 };
-        rules.push(Rule { peers: vec![Peer::pods(vec![ip(2)])], ports: vec![port] });
+        rules.push(Rule { peers: vec![ResolvedPeer::pods(vec![ip(2)])], ports: vec![port] });
     }
     if bits & 0x80 != 0 {
         rules.push(Rule { peers: vec![], ports: vec![PortRange { protocol: Protocol::Udp, first: 53, last: 53 }] });

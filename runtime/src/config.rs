@@ -1,11 +1,13 @@
 //! The node configuration: a board config TOML (board-configs/*.toml), every
 //! key optional, defaults as Kubernetes has them.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use netstack::wire::{EthernetAddress, Ipv4Cidr};
 use serde::{Deserialize, Serialize};
+
+use crate::model::address::ipv4_only;
 
 /// An IPv4 prefix such as `10.244.0.0/24`, host bits cleared: smoltcp's
 /// `Ipv4Cidr`, the type netstack takes, wrapped only to be read and written
@@ -20,15 +22,36 @@ impl Cidr {
         Cidr(Ipv4Cidr::new(addr, prefix).network())
     }
 
-    /// Whether `ip` falls inside the prefix.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        self.0.contains_addr(&ip)
+    /// Whether `ip` falls inside the prefix (an IPv6 address never does).
+    pub fn contains(&self, ip: impl Into<IpAddr>) -> bool {
+        matches!(ip.into(), IpAddr::V4(v4) if self.0.contains_addr(&v4))
     }
 
     /// Address at `offset` from the network address.
     pub fn nth(&self, offset: u32) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.0.address()) + offset)
     }
+}
+
+// A board config's addresses are read as either family, so that an IPv6
+// one is refused with the reason rather than as bad IPv4 syntax.
+fn ipv4_key<'de, D: serde::Deserializer<'de>>(key: &str, d: D) -> Result<Ipv4Addr, D::Error> {
+    ipv4_only(key, IpAddr::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn cluster_dns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    ipv4_key("network.cluster_dns", d)
+}
+
+fn peer_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    ipv4_key("cluster.peers.address", d)
+}
+
+fn upstream_dns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>, D::Error> {
+    Vec::<IpAddr>::deserialize(d)?
+        .into_iter()
+        .map(|ip| ipv4_only("network.upstream_dns", ip).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 impl std::ops::Deref for Cidr {
@@ -43,7 +66,8 @@ impl TryFrom<String> for Cidr {
     fn try_from(text: String) -> Result<Cidr, String> {
         let bad = || format!("`{text}` is not an IPv4 prefix like 10.244.0.0/24");
         let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let addr = ipv4_only("prefix", addr).map_err(|e| e.to_string())?;
         let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
         Ok(Cidr::new(addr, prefix))
     }
@@ -151,6 +175,7 @@ pub struct NetworkConfig {
     /// Range ClusterIPs are allocated from.
     pub service_cidr: Cidr,
     /// The cluster DNS address written into every pod's resolv.conf.
+    #[serde(deserialize_with = "cluster_dns")]
     pub cluster_dns: Ipv4Addr,
     /// The cluster DNS zone.
     pub cluster_domain: String,
@@ -160,6 +185,7 @@ pub struct NetworkConfig {
     pub host_interface: String,
     /// Resolvers for names outside the cluster zone; empty: the node's
     /// /etc/resolv.conf nameservers at start.
+    #[serde(deserialize_with = "upstream_dns")]
     pub upstream_dns: Vec<Ipv4Addr>,
     /// How long an upstream resolver may take before the pod gets SERVFAIL.
     pub dns_timeout_ms: u64,
@@ -373,6 +399,7 @@ pub struct PeerConfig {
     /// The node's pod subnet.
     pub subnet: Cidr,
     /// The node's underlay (LAN) address.
+    #[serde(deserialize_with = "peer_address")]
     pub address: Ipv4Addr,
     /// The node's VTEP MAC; podnet nodes derive theirs from their subnet
     /// (`0a:58` + the subnet's network address), which is the default.
@@ -918,6 +945,25 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_and_prefixes_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("[network]\ncluster_dns = \"fd00::10\"\n", "network.cluster_dns = fd00::10"),
+            (
+                "[network]\nupstream_dns = [\"1.1.1.1\", \"2606:4700::1111\"]\n",
+                "network.upstream_dns = 2606:4700::1111",
+            ),
+            ("[network]\nnode_subnet = \"fd00:10:244::/64\"\n", "prefix = fd00:10:244::"),
+            (
+                "[[cluster.peers]]\nsubnet = \"10.244.1.0/24\"\naddress = \"fe80::2\"\n",
+                "cluster.peers.address = fe80::2",
+            ),
+        ] {
+            let err = NodeConfig::parse(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("IPv6 is not supported yet: {key}; use an IPv4 address")), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_reported_with_their_line() {
         let err = NodeConfig::parse("[network]\nmtu = 1400\nmtuu = 1\n").unwrap_err().to_string();
         assert!(err.starts_with("line 3:"), "{err}");
@@ -1166,7 +1212,7 @@ mod tests {
         let record = crate::store::NodeRecord {
             name: "n1".into(),
             subnet: cidr,
-            address: Some(Ipv4Addr::new(192, 168, 250, 3)),
+            address: Some(Ipv4Addr::new(192, 168, 250, 3).into()),
             joined_at: 7,
             password: None,
         };
@@ -1174,12 +1220,13 @@ mod tests {
             serde_json::to_string(&record).unwrap(),
             r#"{"name":"n1","subnet":"10.244.3.0/24","address":"192.168.250.3","joined_at":7,"password":null}"#
         );
-        let peer = crate::desired::Peer {
+        let peer = crate::desired::PeerNode {
             node: "n1".into(),
             subnet: cidr,
-            address: Ipv4Addr::new(192, 168, 250, 3),
+            address: Ipv4Addr::new(192, 168, 250, 3).into(),
         };
-        assert_eq!(postcard::to_stdvec(&peer).unwrap(), b"\x02n1\x0d10.244.3.0/24\xc0\xa8\xfa\x03");
+        // An `IpAddr` is its family's index, then the address (protocol v8).
+        assert_eq!(postcard::to_stdvec(&peer).unwrap(), b"\x02n1\x0d10.244.3.0/24\x00\xc0\xa8\xfa\x03");
         let config = NodeConfig::parse(
             "[network]\nnode_subnet = \"10.244.3.0/24\"\n[[cluster.peers]]\nsubnet = \"10.244.1.0/24\"\naddress = \"192.168.250.3\"\nvtep_mac = \"02:aa:bb:cc:dd:ee\"\n",
         )

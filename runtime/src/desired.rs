@@ -1,7 +1,7 @@
 //! What the control plane asks of a node, and what a node reports back. The
 //! same types travel in-process (one node) and over the cluster channel.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use netstack::overlay::{OverlayConfig, OverlayPeer};
 use serde::{Deserialize, Serialize};
@@ -12,15 +12,17 @@ use crate::model::secret::Secret;
 use crate::model::{Endpoints, PodStatus, Service};
 use crate::store::PodRecord;
 
-/// Another node of the cluster, as the overlay needs it.
+/// Another node of the cluster, as the other nodes learn of it: its name,
+/// pod subnet and address. A node turns each into an [`OverlayPeer`], the
+/// switch's entry for it ([`overlay_peers`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Peer {
+pub struct PeerNode {
     /// Node name.
     pub node: String,
     /// Its pod subnet.
     pub subnet: Cidr,
     /// Its address on the network between nodes.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
 }
 
 /// Everything one node must run and program.
@@ -32,9 +34,9 @@ pub struct NodeDesired {
     /// serve all of them.
     pub services: Vec<(Service, Endpoints)>,
     /// Every pod's address and namespace, for pod DNS records.
-    pub pod_ips: Vec<(Ipv4Addr, String)>,
+    pub pod_ips: Vec<(IpAddr, String)>,
     /// The other nodes.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<PeerNode>,
     /// What the node compiles its NetworkPolicy table from (default: a
     /// member's cache from before policies reads as none).
     #[serde(default)]
@@ -51,35 +53,43 @@ pub struct NodeDesired {
 /// A node's report: the observed status of each of its pods, by uid.
 pub type PodReport = Vec<(String, PodStatus)>;
 
-/// The cluster's peers a node owning `local` can use beside its static
-/// ones (`fixed`): each peer is added in turn and skipped, with a warning,
-/// when the overlay would refuse the set with it (a bad or duplicate
-/// address, an overlapping subnet). One bad node record then costs one
-/// peer, not the whole peer set.
-pub fn usable_peers(peers: &[Peer], fixed: &[OverlayPeer], cluster_cidr: Cidr, local: Cidr) -> Vec<Peer> {
+/// The overlay peer set of a node owning `local`: its static peers
+/// (`fixed`), then each of the cluster's nodes in turn, skipped with a
+/// warning when the overlay would refuse the set with it (a bad or
+/// duplicate address, an overlapping subnet). One bad node record then
+/// costs one peer, not the whole peer set.
+pub fn overlay_peers(
+    nodes: &[PeerNode],
+    fixed: &[OverlayPeer],
+    cluster_cidr: Cidr,
+    local: Cidr,
+) -> Vec<OverlayPeer> {
     let config = OverlayConfig { cluster_cidr: *cluster_cidr, max_peers: u16::MAX, ..Default::default() };
     let mut set = fixed.to_vec();
-    let mut usable = Vec::new();
-    for peer in peers {
-        let subnet = *peer.subnet;
-        set.push(OverlayPeer::podnet(subnet, peer.address));
+    for peer in nodes {
+        // The overlay's underlay is IPv4 (a member's IPv6 hello is refused).
+        let IpAddr::V4(address) = peer.address else {
+            tracing::warn!(node = %peer.node, address = %peer.address, "skipping an overlay peer with an IPv6 address");
+            continue;
+        };
+        set.push(OverlayPeer::podnet(*peer.subnet, address));
         match netstack::overlay::check_peers(&set, &config, *local) {
-            Ok(()) => usable.push(peer.clone()),
+            Ok(()) => {}
             Err(e) => {
                 tracing::warn!(node = %peer.node, address = %peer.address, "skipping an unusable overlay peer: {e}");
                 set.pop();
             }
         }
     }
-    usable
+    set
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer(node: &str, subnet: [u8; 4], address: [u8; 4]) -> Peer {
-        Peer { node: node.into(), subnet: Cidr::new(subnet.into(), 24), address: address.into() }
+    fn peer(node: &str, subnet: [u8; 4], address: [u8; 4]) -> PeerNode {
+        PeerNode { node: node.into(), subnet: Cidr::new(subnet.into(), 24), address: address.into() }
     }
 
     #[test]
@@ -96,8 +106,9 @@ mod tests {
             peer("mine", [10, 244, 0, 0], [192, 168, 1, 9]),
             peer("b", [10, 244, 7, 0], [192, 168, 1, 3]),
         ];
-        let names: Vec<String> =
-            usable_peers(&peers, &[], cluster, local).into_iter().map(|p| p.node).collect();
-        assert_eq!(names, ["a", "b"]);
+        let fixed = [OverlayPeer::podnet(*Cidr::new([10, 244, 9, 0].into(), 24), [192, 168, 1, 99].into())];
+        let underlays: Vec<[u8; 4]> =
+            overlay_peers(&peers, &fixed, cluster, local).into_iter().map(|p| p.underlay.octets()).collect();
+        assert_eq!(underlays, [[192, 168, 1, 99], [192, 168, 1, 2], [192, 168, 1, 3]], "fixed, then a and b");
     }
 }

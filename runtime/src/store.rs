@@ -7,12 +7,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::address::{Ipv6Unsupported, ipv4_only};
 use crate::model::{DeploymentSpec, Namespace, PodSpec, Service};
 
 /// The state file format this podnet reads and writes.
@@ -26,12 +27,21 @@ pub struct PodRecord {
     /// Unix time of creation.
     pub created_at: u64,
     /// The pod's IP, kept across restarts.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// What the user asked for.
     pub spec: PodSpec,
     /// The node the pod runs on.
     #[serde(default)]
     pub node: String,
+}
+
+impl PodRecord {
+    /// The pod's address for the node's IPv4-only plumbing (sandbox, switch
+    /// port, MAC scheme). Inputs refuse IPv6, so an error here is a
+    /// hand-edited state file.
+    pub fn ipv4(&self) -> Result<std::net::Ipv4Addr, Ipv6Unsupported> {
+        ipv4_only("pod IP", self.ip)
+    }
 }
 
 /// A deployment as remembered across restarts.
@@ -92,7 +102,7 @@ pub struct NodeRecord {
     /// Its pod subnet.
     pub subnet: crate::config::Cidr,
     /// Its address on the network between nodes, if it joined over one.
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     /// Unix time it first joined.
     pub joined_at: u64,
     /// Its node password's digest, pinned at its first join (none for the
@@ -267,6 +277,42 @@ mod tests {
         assert!(!err.contains('\n'), "one line: {err}");
         let other = store.failed(io::Error::from_raw_os_error(libc::EACCES));
         assert!(matches!(other, StoreError::Write { .. }), "{other}");
+    }
+
+    /// A state file as podnet wrote it before addresses were `IpAddr` and
+    /// deployments held a pod template (commit 30ba0e3): IPv4 strings and a
+    /// deployment's container fields flat in its spec.
+    const BEFORE_IPADDR: &str = include_str!("store_fixtures/state-30ba0e3.json");
+
+    #[test]
+    fn a_state_file_written_before_ipaddr_and_templates_still_loads() {
+        use std::net::{IpAddr, Ipv4Addr};
+        let dir = tmpdir("old-format");
+        fs::write(dir.join("state.json"), BEFORE_IPADDR).unwrap();
+        let store = Store::new(&dir);
+        let state = store.load().unwrap().unwrap();
+        let ip = |a: [u8; 4]| IpAddr::from(Ipv4Addr::from(a));
+        assert_eq!(state.pods[0].ip, ip([10, 244, 0, 5]));
+        assert_eq!(state.pods[0].spec.template.host_ports[0].host_ip, Some(ip([192, 168, 1, 5])));
+        assert_eq!(state.nodes[0].address, Some(ip([192, 168, 1, 2])));
+        assert_eq!(state.services[0].cluster_ip, Some(ip([10, 96, 0, 99])));
+        assert_eq!(
+            state.services[0].spec.cluster_ip,
+            crate::model::ClusterIpRequest::Fixed(ip([10, 96, 0, 99]))
+        );
+        let web = &state.deployments[0].spec;
+        assert_eq!(web.template.command, ["sleep", "1000"]);
+        assert_eq!(web.template.ports[0].port, 8080);
+        assert_eq!(web.pod_template().template.command, ["sleep", "1000"]);
+        // Saved again, it reads the same and keeps the old shape.
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), state);
+        let text = fs::read_to_string(dir.join("state.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["pods"][0]["ip"], "10.244.0.5");
+        assert_eq!(json["deployments"][0]["spec"]["command"][0], "sleep", "container fields stay flat");
+        assert!(json["deployments"][0]["spec"].get("template").is_none(), "{text}");
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -240,7 +240,7 @@ fn arg(args: &[(String, String)], key: &str) -> Option<String> {
 }
 
 /// CHECK: the address ADD reported is the attachment's still.
-fn check_prev_result(prev: Option<&Value>, ip: Option<std::net::Ipv4Addr>) -> Result<(), CniError> {
+fn check_prev_result(prev: Option<&Value>, ip: Option<std::net::IpAddr>) -> Result<(), CniError> {
     let Some(address) = prev.and_then(|p| p["ips"][0]["address"].as_str()) else { return Ok(()) };
     let reported = address.split('/').next().unwrap_or_default();
     match ip.map(|ip| ip.to_string()) {

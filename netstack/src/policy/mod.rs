@@ -61,9 +61,11 @@ impl PortRange {
     }
 }
 
-/// Who a rule admits on the other end of the connection.
+/// Who a rule admits on the other end of the connection, resolved to
+/// addresses: the compiled form of a NetworkPolicy peer (runtime's
+/// `model::policy::PolicyPeer`, written with selectors).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
+pub enum ResolvedPeer {
     /// An address block, minus its exceptions (`ipBlock`).
     Block {
         /// The block.
@@ -77,21 +79,21 @@ pub enum Peer {
     Pods(Arc<[Ipv4Address]>),
 }
 
-impl Peer {
+impl ResolvedPeer {
     /// Pods at `addresses` (sorted and deduplicated here).
-    pub fn pods(mut addresses: Vec<Ipv4Address>) -> Peer {
+    pub fn pods(mut addresses: Vec<Ipv4Address>) -> ResolvedPeer {
         addresses.sort_unstable();
         addresses.dedup();
-        Peer::Pods(addresses.into())
+        ResolvedPeer::Pods(addresses.into())
     }
 
     /// Whether the peer takes in `addr`.
     pub fn admits(&self, addr: Ipv4Address) -> bool {
         match self {
-            Peer::Block { cidr, except } => {
+            ResolvedPeer::Block { cidr, except } => {
                 cidr.contains_addr(&addr) && !except.iter().any(|e| e.contains_addr(&addr))
             }
-            Peer::Pods(addresses) => addresses.binary_search(&addr).is_ok(),
+            ResolvedPeer::Pods(addresses) => addresses.binary_search(&addr).is_ok(),
         }
     }
 }
@@ -100,7 +102,7 @@ impl Peer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rule {
     /// Empty: every peer.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<ResolvedPeer>,
     /// Empty: every port and protocol.
     pub ports: Vec<PortRange>,
 }

@@ -103,7 +103,7 @@ fn a_pod_selector_allows_only_its_pods_on_any_port() {
     // x/a accepts from x/b only (podSelector app=b in namespace x).
     let table = PolicyTable::new(
         NODE,
-        [(XA, ingress(vec![Rule { peers: vec![Peer::pods(vec![XB])], ports: vec![] }]))],
+        [(XA, ingress(vec![Rule { peers: vec![ResolvedPeer::pods(vec![XB])], ports: vec![] }]))],
     );
     for (src, dst, ok) in matrix(&table) {
         assert_eq!(ok, dst != XA || src == XB, "{src} -> {dst}");
@@ -117,7 +117,7 @@ fn a_namespace_selector_resolves_to_every_pod_of_the_namespaces() {
     // x/a accepts from namespace y (namespaceSelector ns=y).
     let table = PolicyTable::new(
         NODE,
-        [(XA, ingress(vec![Rule { peers: vec![Peer::pods(vec![YB, YA, YA])], ports: vec![] }]))],
+        [(XA, ingress(vec![Rule { peers: vec![ResolvedPeer::pods(vec![YB, YA, YA])], ports: vec![] }]))],
     );
     assert_eq!(table.judge(&tcp(YA, XA, 80)), Judgement::Allowed);
     assert_eq!(table.judge(&tcp(YB, XA, 80)), Judgement::Allowed);
@@ -141,7 +141,8 @@ fn ports_and_end_ports_limit_the_rule_and_icmp_needs_a_rule_without_ports() {
 
 #[test]
 fn an_ip_block_admits_its_range_minus_the_exceptions() {
-    let block = Peer::Block { cidr: cidr([192, 168, 0, 0], 16), except: vec![cidr([192, 168, 1, 0], 24)] };
+    let block =
+        ResolvedPeer::Block { cidr: cidr([192, 168, 0, 0], 16), except: vec![cidr([192, 168, 1, 0], 24)] };
     let table = PolicyTable::new(NODE, [(XA, egress(vec![Rule { peers: vec![block], ports: vec![] }]))]);
     assert_eq!(table.judge(&tcp(XA, Ipv4Address::new(192, 168, 7, 9), 443)), Judgement::Allowed);
     assert_eq!(table.judge(&tcp(XA, LAN, 443)), Judgement::Denied(Direction::Egress), "in the exception");
@@ -160,11 +161,11 @@ fn an_ip_block_admits_its_range_minus_the_exceptions() {
 fn policies_add_up_and_a_connection_needs_both_ends() {
     // Two policies select x/a for ingress: from x/b on 80, from x/c on 81.
     let a = ingress(vec![
-        Rule { peers: vec![Peer::pods(vec![XB])], ports: vec![ports(Protocol::Tcp, 80, 80)] },
-        Rule { peers: vec![Peer::pods(vec![XC])], ports: vec![ports(Protocol::Tcp, 81, 81)] },
+        Rule { peers: vec![ResolvedPeer::pods(vec![XB])], ports: vec![ports(Protocol::Tcp, 80, 80)] },
+        Rule { peers: vec![ResolvedPeer::pods(vec![XC])], ports: vec![ports(Protocol::Tcp, 81, 81)] },
     ]);
     // x/b may only open connections to x/c.
-    let b = egress(vec![Rule { peers: vec![Peer::pods(vec![XC])], ports: vec![] }]);
+    let b = egress(vec![Rule { peers: vec![ResolvedPeer::pods(vec![XC])], ports: vec![] }]);
     let table = PolicyTable::new(NODE, [(XA, a), (XB, b)]);
     assert_eq!(table.judge(&tcp(XC, XA, 81)), Judgement::Allowed);
     assert_eq!(table.judge(&tcp(XC, XA, 80)), Judgement::Denied(Direction::Ingress));

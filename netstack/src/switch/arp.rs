@@ -2,7 +2,9 @@
 //! answered from the table and never flooded.
 
 use super::{DropReason, PortKind, PortSpec, Switch, Verdict};
-use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, vnet};
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, vnet,
+};
 
 pub use crate::mac::SERVICE_ROUTER as SERVICE_ROUTER_MAC;
 
@@ -30,7 +32,7 @@ impl Switch {
             return Verdict::Drop(DropReason::SpoofedMac);
         }
         // The host kernel may ARP from any of its addresses; a pod only from its own.
-        if ingress.kind == PortKind::Pod && source_protocol_addr != ingress.ip {
+        if ingress.kind == PortKind::Pod && IpAddress::Ipv4(source_protocol_addr) != ingress.ip {
             return Verdict::Drop(DropReason::SpoofedIp);
         }
         if operation != ArpOperation::Request {

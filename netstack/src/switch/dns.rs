@@ -158,7 +158,8 @@ impl Switch {
     /// response, or it cannot be fitted.
     pub fn dns_reply_frame(&mut self, client: &DnsClient, answer: &[u8], out: &mut [u8]) -> Option<usize> {
         let (spec, _) = self.port(client.port)?;
-        let same_client = spec.mac == client.mac && (spec.kind == PortKind::Host || spec.ip == client.ip);
+        let same_client =
+            spec.mac == client.mac && (spec.kind == PortKind::Host || spec.ip == IpAddress::Ipv4(client.ip));
         // Never relay a query (QR clear) back: it would invite loops.
         if !same_client || answer.len() < DNS_HEADER_LEN || answer[2] & 0x80 == 0 {
             return None;

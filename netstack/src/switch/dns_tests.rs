@@ -299,7 +299,7 @@ fn upstream_answers_for_gone_clients_or_that_are_no_answers_are_refused() {
     n.switch.detach(n.a).unwrap();
     let answer = upstream_answer(&q, 5, 1);
     assert_eq!(n.switch.dns_reply_frame(&up.client, &answer, &mut out), None, "port gone");
-    let other = n.switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(9), ip: ip(2) }).unwrap();
+    let other = n.switch.attach(PortSpec { kind: PortKind::Pod, mac: mac(9), ip: ip(2).into() }).unwrap();
     assert_eq!(other, up.client.port, "slot reused by another pod");
     assert_eq!(n.switch.dns_reply_frame(&up.client, &answer, &mut out), None, "port changed hands");
     assert_eq!(n.switch.dns_stats().upstream_replies, 0);

@@ -33,7 +33,7 @@ use crate::Protocol;
 use crate::conntrack::{Direction, FlowId, FlowKey, FlowState, Owner, Refused, nat, tcp_flags};
 use crate::service::{Selection, ServiceKey, refuse};
 use crate::wire::{
-    ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, Ipv4Address, Ipv4Packet, ipv4_of, vnet,
+    ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, IpAddress, Ipv4Address, Ipv4Packet, ipv4_of, vnet,
 };
 
 /// Source ports tried for a new flow's reply tuple before giving up.
@@ -61,7 +61,7 @@ impl Switch {
         };
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let source_ok = match ingress.kind {
-            PortKind::Pod => src == ingress.ip,
+            PortKind::Pod => IpAddress::Ipv4(src) == ingress.ip,
             // Never in a pod's name; and only from its own gateway address,
             // so what the node's kernel would forward from the LAN stays out.
             PortKind::Host if self.owner(src).is_some_and(|(_, p)| p.kind != PortKind::Host) => false,

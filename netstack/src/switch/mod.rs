@@ -290,7 +290,7 @@ impl Switch {
             if self.overlay_port.is_some() {
                 return Err(SwitchError::OverlayPortExists);
             }
-            spec.ip = Ipv4Address::UNSPECIFIED;
+            spec.ip = Ipv4Address::UNSPECIFIED.into();
             spec.mac = self.overlay.vtep_mac;
             let slot = self.ports.iter().position(Option::is_none).ok_or(SwitchError::TableFull)?;
             let id = PortId(slot as u16);
@@ -311,9 +311,9 @@ impl Switch {
             if self.owner(self.gateway).is_some() {
                 return Err(SwitchError::HostPortExists);
             }
-            spec.ip = self.gateway;
+            spec.ip = self.gateway.into();
         }
-        let offset = self.offset_of(spec.ip.into()).ok_or(SwitchError::OutsideSubnet)?;
+        let offset = self.offset_of(spec.ip).ok_or(SwitchError::OutsideSubnet)?;
         if self.by_offset[offset].is_some() {
             return Err(SwitchError::AddressInUse);
         }
@@ -337,7 +337,7 @@ impl Switch {
             self.egress = None;
             return Some(port.stats);
         }
-        if let Some(offset) = self.offset_of(port.spec.ip.into()) {
+        if let Some(offset) = self.offset_of(port.spec.ip) {
             self.by_offset[offset] = None;
         }
         Some(port.stats)

@@ -273,11 +273,14 @@ fn the_overlay_is_no_transit_and_carries_no_arp() {
 #[test]
 fn one_overlay_port_owning_no_address() {
     let mut n = node0();
-    let again =
-        PortSpec { kind: PortKind::Overlay, mac: EthernetAddress([0; 6]), ip: Ipv4Address::UNSPECIFIED };
+    let again = PortSpec {
+        kind: PortKind::Overlay,
+        mac: EthernetAddress([0; 6]),
+        ip: Ipv4Address::UNSPECIFIED.into(),
+    };
     assert_eq!(n.switch.attach(again), Err(SwitchError::OverlayPortExists));
     let (spec, _) = n.switch.port(n.overlay_port()).unwrap();
-    assert_eq!((spec.mac, spec.ip), (vtep_mac(subnet(0)), Ipv4Address::UNSPECIFIED));
+    assert_eq!((spec.mac, spec.ip), (vtep_mac(subnet(0)), Ipv4Address::UNSPECIFIED.into()));
     n.switch.detach(n.overlay_port());
     let id = n.switch.attach(again).unwrap();
     assert_eq!(n.switch.overlay_port(), Some(id));
@@ -418,8 +421,9 @@ fn the_overlay_port_refused_is_the_configured_one() {
         ..SwitchConfig::default()
     })
     .unwrap();
-    switch.attach(PortSpec { kind: PortKind::Host, mac: pod_mac(0, 1), ip: pod_ip(0, 1) }).unwrap();
-    let a = switch.attach(PortSpec { kind: PortKind::Pod, mac: pod_mac(0, 2), ip: pod_ip(0, 2) }).unwrap();
+    switch.attach(PortSpec { kind: PortKind::Host, mac: pod_mac(0, 1), ip: pod_ip(0, 1).into() }).unwrap();
+    let a =
+        switch.attach(PortSpec { kind: PortKind::Pod, mac: pod_mac(0, 2), ip: pod_ip(0, 2).into() }).unwrap();
     switch.set_overlay_peers(&[peer(1)]).unwrap();
     let mut reply = [0u8; 128];
     let mut frame = vxlan_from_pod(underlay(1), 4789, pod_ip(0, 3));

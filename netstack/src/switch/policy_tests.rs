@@ -11,7 +11,7 @@ use smoltcp::wire::TcpControl;
 
 use super::*;
 use crate::overlay::{DECAP_HEADROOM, OverlayConfig};
-use crate::policy::{Isolation, Peer, PortRange, Rule};
+use crate::policy::{Isolation, PortRange, ResolvedPeer, Rule};
 use crate::service::{Affinity, Backend, ServiceKey};
 use crate::testing::{self, NOW, Node, Tcp, Udp, VIP, at, ip, mac, peer, pod_ip, pod_mac, subnet, underlay};
 use crate::wire::vxlan;
@@ -102,7 +102,7 @@ fn default_deny_ingress_drops_and_counts_on_both_pods() {
 #[test]
 fn an_admitted_connection_is_tracked_and_its_replies_pass() {
     let mut n = node();
-    let from_a = Rule { peers: vec![Peer::pods(vec![ip(2)])], ports: vec![tcp_ports(80, 80)] };
+    let from_a = Rule { peers: vec![ResolvedPeer::pods(vec![ip(2)])], ports: vec![tcp_ports(80, 80)] };
     // a and b are both isolated for ingress: a admits nobody, so b's reply
     // gets to it only as a reply of a tracked connection.
     n.switch.set_policy(PolicyTable::new(
@@ -147,7 +147,7 @@ fn egress_isolation_judges_the_source_and_allows_listed_blocks() {
     let mut n = node();
     let lan = Ipv4Cidr::new(Ipv4Address::new(192, 168, 0, 0), 16);
     let except = Ipv4Cidr::new(Ipv4Address::new(192, 168, 9, 0), 24);
-    let to_lan = Rule { peers: vec![Peer::Block { cidr: lan, except: vec![except] }], ports: vec![] };
+    let to_lan = Rule { peers: vec![ResolvedPeer::Block { cidr: lan, except: vec![except] }], ports: vec![] };
     n.switch.set_policy(egress_only(ip(2), vec![to_lan]));
     let denied = Verdict::Drop(DropReason::PolicyEgress);
     assert_eq!(send(&mut n, 2, syn((ip(2), 40000), (ip(3), 80))), denied);
@@ -186,7 +186,7 @@ fn service_traffic_is_judged_on_the_backend_it_picks() {
     let key = ServiceKey { vip: VIP.into(), port: 80, proto: Protocol::Tcp };
     n.switch.upsert_service(key, &[Backend { ip: ip(3).into(), port: 8080 }], Affinity::None).unwrap();
     // b admits a on 8080 — the backend's port, not the Service's.
-    let rule = Rule { peers: vec![Peer::pods(vec![ip(2)])], ports: vec![tcp_ports(8080, 8080)] };
+    let rule = Rule { peers: vec![ResolvedPeer::pods(vec![ip(2)])], ports: vec![tcp_ports(8080, 8080)] };
     n.switch.set_policy(ingress_only(ip(3), vec![rule]));
     assert_eq!(send(&mut n, 2, syn((ip(2), 40000), (VIP, 80))), fwd(&n, 3));
     assert_eq!(send(&mut n, 3, syn_ack((ip(3), 8080), (ip(2), 40000))), fwd(&n, 2), "un-NAT'd reply");
@@ -211,7 +211,7 @@ fn cluster_dns_needs_an_egress_allow_under_an_egress_policy() {
 #[test]
 fn a_changed_policy_closes_the_flows_it_no_longer_admits() {
     let mut n = node();
-    let from = |last| Rule { peers: vec![Peer::pods(vec![ip(last)])], ports: vec![] };
+    let from = |last| Rule { peers: vec![ResolvedPeer::pods(vec![ip(last)])], ports: vec![] };
     n.switch.set_policy(ingress_only(ip(3), vec![from(2), from(4)]));
     assert_eq!(send(&mut n, 2, syn((ip(2), 40000), (ip(3), 80))), fwd(&n, 3));
     assert_eq!(send(&mut n, 4, syn((ip(4), 40000), (ip(3), 80))), fwd(&n, 3));
@@ -265,7 +265,7 @@ fn across(to: &mut Node, from: u8, frame: &[u8]) -> Verdict {
 fn across_the_overlay_each_node_judges_and_tracks() {
     let (mut n0, mut n1) = (overlay_node(0), overlay_node(1));
     // Pod 0.3 admits 1.2 only; both nodes hold the same table.
-    let rule = Rule { peers: vec![Peer::pods(vec![pod_ip(1, 2)])], ports: vec![] };
+    let rule = Rule { peers: vec![ResolvedPeer::pods(vec![pod_ip(1, 2)])], ports: vec![] };
     for n in [&mut n0, &mut n1] {
         n.switch.set_policy(PolicyTable::new(
             n.switch.gateway(),

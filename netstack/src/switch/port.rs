@@ -1,7 +1,7 @@
 //! A switch port: who may send on it, and what it has seen.
 
 use super::verdict::{DropReason, Verdict};
-use crate::wire::{EthernetAddress, Ipv4Address};
+use crate::wire::{EthernetAddress, IpAddress};
 
 /// Index of a port in the switch's port table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,7 +36,7 @@ pub struct PortSpec {
     pub mac: EthernetAddress,
     /// The port's IP: the pod's address, the gateway for the host port;
     /// unspecified for the overlay port, ignored for the egress port.
-    pub ip: Ipv4Address,
+    pub ip: IpAddress,
 }
 
 /// Packet and byte counters of one port.

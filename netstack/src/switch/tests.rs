@@ -210,9 +210,9 @@ fn unknown_ingress_port_is_rejected() {
 #[test]
 fn attach_enforces_capacity_uniqueness_and_subnet() {
     let mut f = fixture();
-    let pod = |last| PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last) };
+    let pod = |last| PortSpec { kind: PortKind::Pod, mac: mac(last), ip: ip(last).into() };
     assert_eq!(f.switch.attach(pod(3)), Err(SwitchError::AddressInUse));
-    let outside = PortSpec { ip: Ipv4Address::new(10, 244, 1, 2), ..pod(4) };
+    let outside = PortSpec { ip: Ipv4Address::new(10, 244, 1, 2).into(), ..pod(4) };
     assert_eq!(f.switch.attach(outside), Err(SwitchError::OutsideSubnet));
     let host = PortSpec { kind: PortKind::Host, ..pod(9) };
     assert_eq!(f.switch.attach(host), Err(SwitchError::HostPortExists));
@@ -228,7 +228,7 @@ fn a_detached_port_stops_receiving_and_frees_its_address() {
     assert_eq!(run(f.a, &mut f, &mut frame).0, Verdict::Drop(DropReason::NoSuchHost));
     let (verdict, _) = run(f.a, &mut f, &mut arp_request(mac(2), ip(2), ip(3)));
     assert_eq!(verdict, Verdict::Drop(DropReason::NoSuchHost));
-    let again = PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3) };
+    let again = PortSpec { kind: PortKind::Pod, mac: mac(3), ip: ip(3).into() };
     assert!(f.switch.attach(again).is_ok());
 }
 
@@ -249,7 +249,7 @@ fn the_node_is_told_cluster_ips_sit_behind_the_service_router() {
 #[test]
 fn with_an_egress_port_off_subnet_traffic_goes_there_and_replies_come_back() {
     let mut f = fixture();
-    let spec = PortSpec { kind: PortKind::Egress, mac: mac(1), ip: Ipv4Address::UNSPECIFIED };
+    let spec = PortSpec { kind: PortKind::Egress, mac: mac(1), ip: Ipv4Address::UNSPECIFIED.into() };
     let egress = f.switch.attach(spec).unwrap();
     assert_eq!(f.switch.attach(spec), Err(SwitchError::HostPortExists), "one egress port");
     let lan = Ipv4Address::new(192, 168, 1, 10);

@@ -47,7 +47,7 @@ impl Node {
         let mut switch = Switch::new(config).expect("a valid test configuration");
         let mut attach = |kind, last| {
             switch
-                .attach(PortSpec { kind, mac: pod_mac(n, last), ip: pod_ip(n, last) })
+                .attach(PortSpec { kind, mac: pod_mac(n, last), ip: pod_ip(n, last).into() })
                 .expect("room for the port")
         };
         let host = attach(PortKind::Host, 1);
@@ -58,8 +58,11 @@ impl Node {
     /// [`Node::new`] plus an overlay port reaching `peers`.
     pub fn with_overlay(n: u8, pods: u8, config: SwitchConfig, peers: &[OverlayPeer]) -> Node {
         let mut node = Node::new(n, pods, config);
-        let spec =
-            PortSpec { kind: PortKind::Overlay, mac: EthernetAddress([0; 6]), ip: Ipv4Address::UNSPECIFIED };
+        let spec = PortSpec {
+            kind: PortKind::Overlay,
+            mac: EthernetAddress([0; 6]),
+            ip: Ipv4Address::UNSPECIFIED.into(),
+        };
         node.overlay = Some(node.switch.attach(spec).expect("room for the overlay port"));
         node.switch.set_overlay_peers(peers).expect("a valid peer set");
         node

@@ -462,7 +462,7 @@ impl Control {
             let interface = &options.config.network.host_interface;
             let address =
                 address.or_else(|| crate::cluster::node_address(interface)).ok_or(AgentError::NoAddress)?;
-            cp.set_local_address(address);
+            cp.set_local_address(address.into());
             let token = token::server_token(data_dir)?;
             let api = tokio::net::TcpListener::bind(listen)
                 .await

@@ -322,7 +322,7 @@ pub struct CniAttached {
     /// The pod it is, as namespace/name.
     pub pod: String,
     /// Its address.
-    pub ip: std::net::Ipv4Addr,
+    pub ip: std::net::IpAddr,
     /// Prefix length of the node subnet.
     pub prefix: u8,
     /// The gateway (the node's port).
@@ -500,7 +500,7 @@ pub struct PortCounters {
     /// `node`, or the pod as namespace/name.
     pub port: String,
     /// The port's IP.
-    pub ip: std::net::Ipv4Addr,
+    pub ip: std::net::IpAddr,
     /// Frames received from the port.
     pub rx_packets: u64,
     /// Bytes received from the port.

@@ -9,7 +9,7 @@
 //! back with [`Hello::Stream`] and the ticket, and both sides then speak
 //! [`StreamFrame`]s.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +36,9 @@ pub enum Hello {
         version: u16,
         /// Node name.
         name: String,
-        /// Its address on the network between nodes.
-        address: Ipv4Addr,
+        /// Its address on the network between nodes (IPv6 is refused by
+        /// the control plane).
+        address: IpAddr,
         /// Its node password: pinned to the name at the first join.
         password: NodePassword,
     },
@@ -199,5 +200,10 @@ pub struct Report(pub PodReport);
 
 /// A node's Hello, with this build's version.
 pub fn hello_node(name: &str, address: Ipv4Addr, password: &NodePassword) -> Hello {
-    Hello::Node { version: PROTOCOL_VERSION, name: name.into(), address, password: password.clone() }
+    Hello::Node {
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+        address: address.into(),
+        password: password.clone(),
+    }
 }

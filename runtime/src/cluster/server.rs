@@ -3,6 +3,8 @@
 //! event loop, which owns the control plane and hands them to the [`Hub`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,7 @@ pub enum ClusterEvent {
         /// Node name.
         name: String,
         /// Its address between nodes.
-        address: Ipv4Addr,
+        address: IpAddr,
         /// Its node password's digest.
         password: PasswordDigest,
         /// Connection id, to tell a stale `Left` from a current one.
@@ -417,7 +419,7 @@ async fn connection(
 /// A node's hello, as the connection took it.
 struct Joining {
     name: String,
-    address: Ipv4Addr,
+    address: IpAddr,
     password: NodePassword,
     conn: u64,
 }

@@ -36,7 +36,9 @@ impl ControlPlane {
     pub(super) fn for_node(&self, record: &PodRecord) -> PodRecord {
         let mut out = record.clone();
         let namespace = record.spec.namespace.as_str();
-        let Some(image) = out.spec.image.as_mut().filter(|i| !i.env_refs.is_empty()) else { return out };
+        let Some(image) = out.spec.template.image.as_mut().filter(|i| !i.env_refs.is_empty()) else {
+            return out;
+        };
         let lookup = Namespace { cp: self, namespace };
         match env_refs::resolve(&image.env_refs, namespace, &lookup) {
             Ok(resolved) => {

@@ -1,7 +1,7 @@
 //! Why the control plane refuses a request or an input. Each message names
 //! the problem and the fix; it is rendered to text once, at the API boundary.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use netstack::ipam::IpamError;
 
@@ -150,7 +150,7 @@ pub enum ControlError {
         /// The node.
         node: String,
         /// The address it gave.
-        address: Ipv4Addr,
+        address: IpAddr,
         /// What kind of address it is.
         what: &'static str,
     },
@@ -162,7 +162,7 @@ pub enum ControlError {
         /// The node.
         node: String,
         /// The address it gave.
-        address: Ipv4Addr,
+        address: IpAddr,
         /// The node holding it.
         other: String,
     },
@@ -174,7 +174,7 @@ pub enum ControlError {
         /// The name.
         node: String,
         /// The live node's address.
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     /// A node came with another password than the one its name is pinned to.
     #[error(

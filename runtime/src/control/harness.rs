@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ impl Host for FakeHost {
 /// A fake member: what it was told, what it runs, its link.
 pub(super) struct FakeNode {
     /// Its address between nodes.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Its current connection, while connected.
     conn: Option<u64>,
     desired_rx: Option<mpsc::Receiver<NodeDesired>>,
@@ -117,7 +117,7 @@ impl FakeNode {
 }
 
 /// The status of a pod its node runs.
-pub(super) fn running(ip: Ipv4Addr, ready: bool) -> PodStatus {
+pub(super) fn running(ip: IpAddr, ready: bool) -> PodStatus {
     PodStatus {
         phase: Phase::Running,
         pod_ip: Some(ip),
@@ -175,7 +175,7 @@ impl Harness {
         let host = FakeHost::default();
         let mut cp = ControlPlane::new(config, SERVER, state, now, Rng::seeded(seed), Box::new(host.clone()))
             .expect("control plane");
-        cp.set_local_address(Ipv4Addr::new(192, 168, 1, 1));
+        cp.set_local_address(Ipv4Addr::new(192, 168, 1, 1).into());
         let (events, events_rx) = mpsc::channel(1024);
         let mut h = Harness {
             cp,
@@ -199,7 +199,7 @@ impl Harness {
 
     /// A member connects (again) and asks to join with its own node
     /// password; its answer.
-    pub(super) fn connect(&mut self, name: &str, address: [u8; 4]) -> Result<Welcome, String> {
+    pub(super) fn connect(&mut self, name: &str, address: impl Into<IpAddr>) -> Result<Welcome, String> {
         self.connect_with(name, address, &password_of(name))
     }
 
@@ -207,14 +207,14 @@ impl Harness {
     pub(super) fn connect_with(
         &mut self,
         name: &str,
-        address: [u8; 4],
+        address: impl Into<IpAddr>,
         password: &PasswordDigest,
     ) -> Result<Welcome, String> {
         self.next_conn += 1;
         let conn = self.next_conn;
         let (desired, desired_rx) = mpsc::channel(8);
         let (reply, mut reply_rx) = oneshot::channel();
-        let address = Ipv4Addr::from(address);
+        let address = address.into();
         let password = password.clone();
         let join = ClusterEvent::Join { name: name.into(), address, password, conn, reply, desired };
         self.events.try_send(join).expect("event queue");
@@ -371,8 +371,8 @@ impl Harness {
     }
 
     /// The IPs of a service's ready endpoints, sorted.
-    pub(super) fn ready_ips(&mut self, service: &str) -> Vec<Ipv4Addr> {
-        let mut ips: Vec<Ipv4Addr> = self.endpoints(service).subsets.iter().map(|(a, _)| a.ip).collect();
+    pub(super) fn ready_ips(&mut self, service: &str) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self.endpoints(service).subsets.iter().map(|(a, _)| a.ip).collect();
         ips.sort();
         ips
     }
@@ -397,18 +397,20 @@ pub(super) fn pod(name: &str) -> PodSpec {
         name: name.into(),
         namespace: "default".into(),
         labels: [("app".to_string(), name.to_string())].into(),
-        command: vec!["sleep".into(), "infinity".into()],
+        template: crate::model::PodTemplate {
+            command: vec!["sleep".into(), "infinity".into()],
+            ports: Vec::new(),
+            readiness: None,
+            host_ports: Vec::new(),
+            security: Default::default(),
+            image: None,
+            resources: Default::default(),
+            container: None,
+        },
         restart_policy: RestartPolicy::Always,
         owner: None,
-        ports: Vec::new(),
-        readiness: None,
         node_name: None,
-        host_ports: Vec::new(),
-        security: Default::default(),
-        image: None,
-        resources: Default::default(),
         annotations: Default::default(),
-        container: None,
         attachment: None,
     }
 }
@@ -424,7 +426,10 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
         name: name.into(),
         namespace: "default".into(),
         replicas,
-        command: vec!["sleep".into(), "infinity".into()],
+        template: crate::model::PodTemplate {
+            command: vec!["sleep".into(), "infinity".into()],
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

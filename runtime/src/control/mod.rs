@@ -32,13 +32,13 @@ mod transact;
 mod updates;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
-use crate::desired::{NodeDesired, Peer, PodReport};
+use crate::desired::{NodeDesired, PeerNode, PodReport};
 use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
@@ -175,7 +175,10 @@ impl ControlPlane {
                 cp.dirty = true;
             }
             let name = format!("{}/{}", record.spec.namespace, record.spec.name);
-            let reserved = cp.nodes.get_mut(&record.node).map(|n| n.ipam.reserve(record.ip));
+            let reserved = cp.nodes.get_mut(&record.node).map(|n| match record.ipv4() {
+                Ok(ip) => n.ipam.reserve(ip).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            });
             match reserved {
                 Some(Ok(())) => {
                     cp.pods.insert(
@@ -240,7 +243,7 @@ impl ControlPlane {
                 .values()
                 .filter(|n| n.record.name != node)
                 .filter_map(|n| {
-                    Some(Peer {
+                    Some(PeerNode {
                         node: n.record.name.clone(),
                         subnet: n.record.subnet,
                         address: n.record.address?,
@@ -335,7 +338,7 @@ impl ControlPlane {
 }
 
 /// The status of a pod no node has reported on yet.
-fn pending(ip: Ipv4Addr) -> PodStatus {
+fn pending(ip: IpAddr) -> PodStatus {
     PodStatus {
         phase: Phase::Pending,
         pod_ip: Some(ip),

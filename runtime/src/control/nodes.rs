@@ -2,7 +2,7 @@
 //! cluster CIDR, kept across restarts, and is NotReady once its heartbeats
 //! stop.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use netstack::ipam::Pool;
@@ -38,7 +38,7 @@ impl ControlPlane {
         &mut self,
         now: Now,
         name: &str,
-        address: Ipv4Addr,
+        address: IpAddr,
         password: &PasswordDigest,
         connected: bool,
     ) -> Result<Cidr, ControlError> {
@@ -124,7 +124,7 @@ impl ControlPlane {
 
     /// Records the address other nodes reach the server's own node at
     /// (saved with the next change).
-    pub fn set_local_address(&mut self, address: Ipv4Addr) {
+    pub fn set_local_address(&mut self, address: IpAddr) {
         if let Some(me) = self.nodes.get_mut(&self.local)
             && me.record.address != Some(address)
         {
@@ -232,14 +232,18 @@ impl ControlPlane {
 
 /// Refuses an address other nodes cannot reach a node at: one such record
 /// would make every node's overlay refuse the peer set.
-fn check_address(node: &str, address: Ipv4Addr) -> Result<(), ControlError> {
+fn check_address(node: &str, address: IpAddr) -> Result<(), ControlError> {
+    let address = IpAddr::V4(
+        crate::model::address::ipv4_only(&format!("node {node}'s address"), address)
+            .map_err(crate::model::ModelError::from)?,
+    );
     let what = if address.is_unspecified() {
         "the unspecified address"
     } else if address.is_loopback() {
         "a loopback address"
     } else if address.is_multicast() {
         "a multicast address"
-    } else if address.is_broadcast() {
+    } else if matches!(address, IpAddr::V4(v4) if v4.is_broadcast()) {
         "the broadcast address"
     } else {
         return Ok(());

@@ -98,7 +98,10 @@ impl ControlPlane {
         let pods = self
             .pods
             .values()
-            .map(|p| {
+            .filter_map(|p| {
+                // The switch's policy table is IPv4, as every pod is (inputs
+                // refuse IPv6).
+                let std::net::IpAddr::V4(ip) = p.record.ip else { return None };
                 let spec = &p.record.spec;
                 namespaces.entry(spec.namespace.clone()).or_insert_with(|| {
                     self.namespaces.get(&spec.namespace).map_or_else(
@@ -106,16 +109,17 @@ impl ControlPlane {
                         Namespace::all_labels,
                     )
                 });
-                PolicyPod {
-                    ip: p.record.ip,
+                Some(PolicyPod {
+                    ip,
                     namespace: spec.namespace.clone(),
                     labels: spec.labels.clone(),
                     ports: spec
+                        .template
                         .ports
                         .iter()
                         .filter_map(|c| Some((c.name.clone()?, c.protocol, c.port)))
                         .collect(),
-                }
+                })
             })
             .collect();
         PolicyInputs {

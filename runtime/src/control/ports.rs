@@ -28,7 +28,7 @@ impl ControlPlane {
             }
         }
         for p in self.pods.values().filter(|p| node.is_none_or(|n| p.record.node == n)) {
-            for hp in &p.record.spec.host_ports {
+            for hp in &p.record.spec.template.host_ports {
                 used.entry((hp.protocol, hp.host_port)).or_insert_with(|| pod_owner(&p.record.spec));
             }
         }
@@ -59,7 +59,7 @@ impl ControlPlane {
         let seed = self.rng.next_u32();
         let host = &mut self.host;
         for port in &mut spec.ports {
-            let key = |n: u16| ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: n };
+            let key = |n: u16| ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED.into(), port: n };
             let n = match port.node_port {
                 Some(n) => {
                     if !range.contains(n) {
@@ -96,10 +96,10 @@ impl ControlPlane {
     /// Checks a new pod's host ports against the other ports of `node` (and
     /// tries them when `node` is this one).
     pub(super) fn check_pod_host_ports(&mut self, node: &str, spec: &PodSpec) -> Result<(), ControlError> {
-        check_host_ports(&spec.host_ports)?;
-        for hp in &spec.host_ports {
+        check_host_ports(&spec.template.host_ports)?;
+        for hp in &spec.template.host_ports {
             for p in self.pods.values().filter(|p| p.record.node == node) {
-                if let Some(other) = p.record.spec.host_ports.iter().find(|o| o.conflicts(hp)) {
+                if let Some(other) = p.record.spec.template.host_ports.iter().find(|o| o.conflicts(hp)) {
                     return Err(ControlError::HostPortConflict {
                         port: hp.clone(),
                         other: other.clone(),
@@ -109,7 +109,7 @@ impl ControlPlane {
             }
         }
         let used = self.used_node_ports(Some(node));
-        for hp in &spec.host_ports {
+        for hp in &spec.template.host_ports {
             if let Some(owner) = used.get(&(hp.protocol, hp.host_port)).filter(|o| o.is_service()) {
                 return Err(ControlError::HostPortUsed { port: hp.clone(), owner: owner.clone() });
             }

@@ -41,7 +41,7 @@ impl ControlPlane {
                 let k = key(&namespace, &name);
                 let record =
                     self.deployments.get(&k).ok_or_else(|| ControlError::no_deployment(&namespace, &name))?;
-                if replicas > 1 && !record.spec.host_ports.is_empty() {
+                if replicas > 1 && !record.spec.template.host_ports.is_empty() {
                     return Err(ControlError::OneReplicaPerNode { namespace, name });
                 }
                 self.transact(|cp| {
@@ -196,6 +196,7 @@ impl ControlPlane {
             }
             source => ControlError::Ipam { node: node.clone(), source },
         })?;
+        let ip = std::net::IpAddr::V4(ip);
         let record = PodRecord { uid: self.rng.id(16), created_at: now.unix, ip, spec, node };
         self.pods.insert(k.clone(), PodEntry { status: pending(ip), record });
         Ok(self.pod(&self.pods[&k]))
@@ -204,8 +205,10 @@ impl ControlPlane {
     /// Removes a pod and frees its address; its node tears it down when told.
     pub(super) fn take_pod(&mut self, k: &Key) -> Option<PodEntry> {
         let pod = self.pods.remove(k)?;
-        if let Some(node) = self.nodes.get_mut(&pod.record.node) {
-            node.ipam.release(pod.record.ip);
+        if let Some(node) = self.nodes.get_mut(&pod.record.node)
+            && let Ok(ip) = pod.record.ipv4()
+        {
+            node.ipam.release(ip);
         }
         Some(pod)
     }
@@ -224,14 +227,14 @@ impl ControlPlane {
     pub(super) fn check_deployment(&self, spec: &mut DeploymentSpec) -> Result<(), ControlError> {
         check_name("deployment", &spec.name, 57)?;
         check_name("namespace", &spec.namespace, 63)?;
-        self.check_workload(&spec.command, spec.image.as_ref())?;
-        if spec.replicas > 1 && !spec.host_ports.is_empty() {
+        self.check_workload(&spec.template.command, spec.template.image.as_ref())?;
+        if spec.replicas > 1 && !spec.template.host_ports.is_empty() {
             return Err(ControlError::OneReplicaPerNode {
                 namespace: spec.namespace.clone(),
                 name: spec.name.clone(),
             });
         }
-        crate::model::listeners::check_host_ports(&spec.host_ports)?;
+        crate::model::listeners::check_host_ports(&spec.template.host_ports)?;
         if spec.selector.is_none() {
             spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
         }
@@ -324,7 +327,7 @@ impl ControlPlane {
             check_label(k, v)?;
         }
         check_annotations(&spec.annotations)?;
-        self.check_workload(&spec.command, spec.image.as_ref())
+        self.check_workload(&spec.template.command, spec.template.image.as_ref())
     }
 
     /// An image pod needs a reference that parses (whether it exists is

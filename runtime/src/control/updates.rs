@@ -217,19 +217,25 @@ pub(super) fn namespace_labels(mut labels: Labels) -> Result<Labels, ControlErro
 /// named as the API names it.
 fn changed_pod_field(old: &PodSpec, new: &PodSpec) -> &'static str {
     match () {
-        _ if old.image.as_ref().map(|i| &i.image) != new.image.as_ref().map(|i| &i.image) => {
+        _ if old.template.image.as_ref().map(|i| &i.image)
+            != new.template.image.as_ref().map(|i| &i.image) =>
+        {
             "spec.containers[0].image"
         }
-        _ if old.command != new.command
-            || old.image.as_ref().map(|i| (&i.command, &i.args))
-                != new.image.as_ref().map(|i| (&i.command, &i.args)) =>
+        _ if old.template.command != new.template.command
+            || old.template.image.as_ref().map(|i| (&i.command, &i.args))
+                != new.template.image.as_ref().map(|i| (&i.command, &i.args)) =>
         {
             "spec.containers[0].command"
         }
-        _ if old.ports != new.ports || old.host_ports != new.host_ports => "spec.containers[0].ports",
-        _ if old.readiness != new.readiness => "spec.containers[0].readinessProbe",
-        _ if old.resources != new.resources => "spec.containers[0].resources",
-        _ if old.security != new.security => "spec.containers[0].securityContext",
+        _ if old.template.ports != new.template.ports
+            || old.template.host_ports != new.template.host_ports =>
+        {
+            "spec.containers[0].ports"
+        }
+        _ if old.template.readiness != new.template.readiness => "spec.containers[0].readinessProbe",
+        _ if old.template.resources != new.template.resources => "spec.containers[0].resources",
+        _ if old.template.security != new.template.security => "spec.containers[0].securityContext",
         _ if old.restart_policy != new.restart_policy => "spec.restartPolicy",
         _ if old.node_name != new.node_name => "spec.nodeName",
         _ => "spec",

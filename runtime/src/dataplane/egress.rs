@@ -129,7 +129,7 @@ pub async fn start(dataplane: &Dataplane, gateway_mac: [u8; 6], limits: EgressLi
         }
     }
     let mac = EthernetAddress(gateway_mac);
-    let spec = PortSpec { kind: PortKind::Egress, mac, ip: Ipv4Addr::UNSPECIFIED };
+    let spec = PortSpec { kind: PortKind::Egress, mac, ip: Ipv4Addr::UNSPECIFIED.into() };
     dataplane.attach(spec, theirs).await?;
     let stop = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
     let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);

@@ -307,7 +307,7 @@ impl Loop {
                     let spec = PortSpec {
                         kind: PortKind::Overlay,
                         mac: EthernetAddress([0; 6]),
-                        ip: Ipv4Address::UNSPECIFIED,
+                        ip: Ipv4Address::UNSPECIFIED.into(),
                     };
                     let result = self.attach(spec, fd);
                     if let Ok(id) = result {

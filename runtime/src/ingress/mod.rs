@@ -125,9 +125,9 @@ impl IngressServer {
             let endpoints: HashSet<_> = services
                 .iter()
                 .flat_map(|(_, e)| {
-                    e.subsets.iter().flat_map(|(a, ports)| {
-                        ports.iter().map(|p| std::net::SocketAddrV4::new(a.ip, p.port))
-                    })
+                    e.subsets
+                        .iter()
+                        .flat_map(|(a, ports)| ports.iter().map(|p| std::net::SocketAddr::new(a.ip, p.port)))
                 })
                 .collect();
             self.shared.pool.retain(&endpoints);
@@ -152,7 +152,7 @@ impl IngressServer {
             {
                 continue;
             }
-            let key = ListenKey { proto: Protocol::Tcp, ip: Ipv4Addr::UNSPECIFIED, port: port.port };
+            let key = ListenKey { proto: Protocol::Tcp, ip: Ipv4Addr::UNSPECIFIED.into(), port: port.port };
             match crate::listeners::proxy::bind(&key).map(|bound| match bound {
                 Bound::Tcp(listener) => tokio::net::TcpListener::from_std(listener),
                 Bound::Udp(_) => unreachable!("bound TCP"),

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -333,13 +333,13 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 /// once hyper says it is ready (the response body was read to its end).
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddrV4, Vec<SendRequest<Incoming>>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
 }
 
 impl Pool {
     async fn get(
         &self,
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         fresh: bool,
         timeout: Duration,
     ) -> io::Result<SendRequest<Incoming>> {
@@ -358,7 +358,7 @@ impl Pool {
         Ok(sender)
     }
 
-    fn take(&self, addr: SocketAddrV4) -> Option<SendRequest<Incoming>> {
+    fn take(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(&addr)?;
         list.retain(|s| !s.is_closed());
@@ -366,7 +366,7 @@ impl Pool {
         Some(list.swap_remove(i))
     }
 
-    fn put(&self, addr: SocketAddrV4, sender: SendRequest<Incoming>) {
+    fn put(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.entry(addr).or_default();
         list.retain(|s| !s.is_closed());
@@ -376,7 +376,7 @@ impl Pool {
     }
 
     /// Forgets connections to endpoints no longer in `keep`.
-    pub fn retain(&self, keep: &std::collections::HashSet<SocketAddrV4>) {
+    pub fn retain(&self, keep: &std::collections::HashSet<SocketAddr>) {
         self.idle.lock().expect("pool lock").retain(|addr, _| keep.contains(addr));
     }
 }

@@ -13,7 +13,7 @@
 //! - Several Ingresses for one host merge; the older one keeps a path both name.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,14 +26,14 @@ pub struct Backends {
     /// `namespace/service:port`, for messages and logs.
     pub name: String,
     /// Pod address and target port of each ready endpoint.
-    pub addrs: Vec<SocketAddrV4>,
+    pub addrs: Vec<SocketAddr>,
     next: AtomicUsize,
 }
 
 impl Backends {
     /// The endpoints in the order to try them: a different first one each
     /// request (round robin), then the others for retries.
-    pub fn order(&self) -> impl Iterator<Item = SocketAddrV4> + '_ {
+    pub fn order(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         let n = self.addrs.len();
         let start = match n {
             0 => 0,
@@ -211,7 +211,7 @@ fn resolve(namespace: &str, backend: &IngressBackend, services: &[(Service, Endp
                     .filter_map(|(address, ports)| {
                         let target =
                             ports.iter().find(|e| e.name == port.name && e.protocol == port.protocol)?;
-                        Some(SocketAddrV4::new(address.ip, target.port))
+                        Some(SocketAddr::new(address.ip, target.port))
                     })
                     .collect(),
             )

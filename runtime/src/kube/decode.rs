@@ -8,8 +8,8 @@ use super::status::Status;
 use crate::model::env_refs::{EnvRef, MAX_ENV_REFS, Source};
 use crate::model::{
     Amount, Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
-    ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext,
-    ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort,
+    ImageSpec, Labels, PodSpec, PodTemplate, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs,
+    SecurityContext, ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort, address,
 };
 
 /// Where a refusal is reported: the object's kind and name.
@@ -255,19 +255,8 @@ fn resource_list(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<ResourceLi
     text.join(",").parse().map_err(|e: crate::model::ModelError| ctx.invalid(field, e.to_string()))
 }
 
-/// A pod's one container and pod-level fields, as podnet's pod fields.
-struct PodParts {
-    command: Vec<String>,
-    image: Option<ImageSpec>,
-    ports: Vec<ContainerPort>,
-    host_ports: Vec<HostPort>,
-    readiness: Option<Probe>,
-    security: SecurityContext,
-    resources: Resources,
-    container: Option<String>,
-}
-
-fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> {
+/// A pod's one container and pod-level fields, as podnet's pod template.
+fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Status> {
     let containers = spec["containers"]
         .as_array()
         .filter(|c| !c.is_empty())
@@ -376,14 +365,15 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
         ports.push(ContainerPort { name, port, protocol: proto });
         if !p["hostPort"].is_null() && p["hostPort"].as_u64() != Some(0) {
             let host_port = port_number(ctx, &p["hostPort"], &format!("{pf}.hostPort"))?;
+            let field = format!("{pf}.hostIP");
             let host_ip = match p["hostIP"].as_str() {
-                Some(ip) => Some(
-                    ip.parse()
-                        .map_err(|_| ctx.invalid(&format!("{pf}.hostIP"), "must be an IPv4 address"))?,
-                ),
+                Some(ip) => {
+                    let ip = ip.parse().map_err(|_| ctx.invalid(&field, "must be an IPv4 address"))?;
+                    Some(address::refuse_ipv6(&field, ip).map_err(|e| ctx.invalid(&field, e.to_string()))?)
+                }
                 None => None,
             }
-            .filter(|ip: &std::net::Ipv4Addr| !ip.is_unspecified());
+            .filter(|ip: &std::net::IpAddr| !ip.is_unspecified());
             host_ports.push(HostPort { host_ip, host_port, port, protocol: proto });
         }
     }
@@ -443,7 +433,7 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
         }
         _ => None,
     };
-    Ok(PodParts { command, image, ports, host_ports, readiness, security, resources, container })
+    Ok(PodTemplate { command, image, ports, host_ports, readiness, security, resources, container })
 }
 
 /// A v1 Namespace: its name, labels and annotations.
@@ -464,7 +454,7 @@ pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
     let name = head(body, "Pod", "v1", Some(namespace))?;
     let ctx = Ctx { kind: "Pod", name };
     let spec = &body["spec"];
-    let parts = pod_parts(&ctx, spec, "spec")?;
+    let template = pod_parts(&ctx, spec, "spec")?;
     let restart_policy = match spec["restartPolicy"].as_str() {
         Some(p) => p
             .parse()
@@ -475,18 +465,11 @@ pub fn pod(body: &Value, namespace: &str) -> Result<PodSpec, Status> {
         name: name.to_string(),
         namespace: namespace.to_string(),
         labels: labels(&ctx, &body["metadata"]["labels"], "metadata.labels")?,
-        command: parts.command,
+        template,
         restart_policy,
         owner: None,
-        ports: parts.ports,
-        readiness: parts.readiness,
         node_name: spec["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
-        host_ports: parts.host_ports,
-        security: parts.security,
-        image: parts.image,
-        resources: parts.resources,
         annotations: annotations(&ctx, body)?,
-        container: parts.container,
         attachment: None,
     })
 }
@@ -526,26 +509,19 @@ pub fn deployment(body: &Value, namespace: &str) -> Result<DeploymentSpec, Statu
         return Err(ctx
             .invalid("spec.template.spec.restartPolicy", "Unsupported value: only \"Always\" is supported"));
     }
-    let parts = pod_parts(&ctx, &spec["template"]["spec"], "spec.template.spec")?;
+    let template = pod_parts(&ctx, &spec["template"]["spec"], "spec.template.spec")?;
     Ok(DeploymentSpec {
         name: name.to_string(),
         namespace: namespace.to_string(),
         replicas,
         labels: template_labels,
-        command: parts.command,
-        ports: parts.ports,
-        readiness: parts.readiness,
-        host_ports: parts.host_ports,
-        security: parts.security,
-        image: parts.image,
-        resources: parts.resources,
+        template,
         annotations: annotations(&ctx, body)?,
         object_labels: match &body["metadata"]["labels"] {
             Value::Null => None,
             value => Some(labels(&ctx, value, "metadata.labels")?),
         },
         selector: Some(match_labels),
-        container: parts.container,
         strategy: strategy(&ctx, &spec["strategy"])?,
         template_annotations: annotations(&ctx, &spec["template"])?,
     })
@@ -637,9 +613,17 @@ pub fn service(body: &Value, namespace: &str) -> Result<ServiceSpec, Status> {
     let cluster_ip = match spec["clusterIP"].as_str() {
         None | Some("") => ClusterIpRequest::Auto,
         Some("None") => ClusterIpRequest::None,
-        Some(ip) => ClusterIpRequest::Fixed(ip.parse().map_err(|_| {
-            ctx.invalid("spec.clusterIP", format!("Invalid value: \"{ip}\": must be an IPv4 address or None"))
-        })?),
+        Some(ip) => {
+            let ip = ip.parse().map_err(|_| {
+                ctx.invalid(
+                    "spec.clusterIP",
+                    format!("Invalid value: \"{ip}\": must be an IPv4 address or None"),
+                )
+            })?;
+            let ip = address::refuse_ipv6("spec.clusterIP", ip)
+                .map_err(|e| ctx.invalid("spec.clusterIP", e.to_string()))?;
+            ClusterIpRequest::Fixed(ip)
+        }
     };
     let mut ports = Vec::new();
     for (i, p) in spec["ports"].as_array().into_iter().flatten().enumerate() {
@@ -723,13 +707,13 @@ mod tests {
         let d = deployment(&kubectl_deployment(), "default").unwrap();
         assert_eq!(d.replicas, 1);
         assert_eq!(d.labels.get("app").map(String::as_str), Some("web"));
-        assert_eq!(d.ports[0].port, 80);
-        let image = d.image.unwrap();
+        assert_eq!(d.template.ports[0].port, 80);
+        let image = d.template.image.unwrap();
         assert_eq!((image.image.as_str(), image.pull_policy), ("busybox", PullPolicy::Always));
         // An image pod: the container's command is the image spec's, the
         // host command is empty.
         assert_eq!(image.command, ["sleep", "1"]);
-        assert!(d.command.is_empty());
+        assert!(d.template.command.is_empty());
     }
 
     #[test]
@@ -758,12 +742,12 @@ mod tests {
         let at = "spec.template.spec.containers[0].env";
         env["spec"]["template"]["spec"]["containers"][0]["env"] =
             json!([{ "name": "A", "value": "b" }, { "name": "EMPTY" }]);
-        let image = deployment(&env, "default").unwrap().image.unwrap();
+        let image = deployment(&env, "default").unwrap().template.image.unwrap();
         assert_eq!(image.env, [("A".to_string(), "b".to_string()), ("EMPTY".to_string(), String::new())]);
         env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{ "name": "A", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k", "optional": true } } }]);
         let c = &mut env["spec"]["template"]["spec"]["containers"][0];
         c["envFrom"] = json!([{ "configMapRef": { "name": "app" }, "prefix": "APP_" }]);
-        let image = deployment(&env, "default").unwrap().image.unwrap();
+        let image = deployment(&env, "default").unwrap().template.image.unwrap();
         assert_eq!(
             image.env_refs,
             [

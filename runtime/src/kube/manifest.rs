@@ -177,7 +177,10 @@ mod tests {
             ["deployment.apps/web", "service/web"]
         );
         let Object::Deployment(d) = &objects[0] else { panic!() };
-        assert_eq!((d.replicas, d.namespace.as_str(), d.container.as_deref()), (2, "default", Some("app")));
+        assert_eq!(
+            (d.replicas, d.namespace.as_str(), d.template.container.as_deref()),
+            (2, "default", Some("app"))
+        );
         let Object::Service(s) = &objects[1] else { panic!() };
         assert_eq!(s.namespace, "shop", "the object's namespace wins");
         let list = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}]}"#;

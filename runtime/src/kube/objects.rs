@@ -3,6 +3,8 @@
 //! this is the API's version of it, with what kubectl needs besides
 //! (resourceVersion, container images and ports, the deployment selector).
 
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use crate::model::env_refs::{EnvRef, Source};
 use crate::model::{
-    Amount, ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe,
-    Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
+    Amount, Deployment, Endpoints, NodeInfo, Phase, Pod, PodTemplate, Probe, Resources, SecurityContext,
+    Service, SessionAffinity, Strategy, TargetPort,
 };
 
 /// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
@@ -61,30 +63,12 @@ fn resources(r: &Resources) -> Value {
     Value::Object(out)
 }
 
-/// What one container of a pod (or of a deployment's template) holds.
-pub struct ContainerParts<'a> {
-    /// Container name.
-    pub name: &'a str,
-    /// A command pod's command.
-    pub command: &'a [String],
-    /// The image, for an image pod.
-    pub image: Option<&'a ImageSpec>,
-    /// Declared ports.
-    pub ports: &'a [ContainerPort],
-    /// Host ports.
-    pub host_ports: &'a [HostPort],
-    /// Readiness probe.
-    pub readiness: Option<&'a Probe>,
-    /// securityContext.
-    pub security: &'a SecurityContext,
-    /// resources.
-    pub resources: &'a Resources,
-}
-
-/// The one container of a pod, in the API shape.
-pub fn container(c: &ContainerParts<'_>) -> Value {
-    let mut out = json!({ "name": c.name, "resources": resources(c.resources) });
-    match c.image {
+/// The one container of a pod (or of a deployment's template), named
+/// `name`, in the API shape.
+pub fn container(name: &str, c: &PodTemplate) -> Value {
+    let mut out =
+        json!({ "name": c.container.as_deref().unwrap_or(name), "resources": resources(&c.resources) });
+    match &c.image {
         Some(image) => {
             out["image"] = json!(image.image);
             out["imagePullPolicy"] = json!(image.pull_policy.to_string());
@@ -142,7 +126,7 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
             with_name(port, &p.name)
         })
         .collect();
-    for hp in c.host_ports {
+    for hp in &c.host_ports {
         let mut port = json!({ "containerPort": hp.port, "hostPort": hp.host_port, "protocol": hp.protocol.to_string() });
         if let Some(ip) = hp.host_ip {
             port["hostIP"] = json!(ip);
@@ -152,14 +136,14 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
     if !ports.is_empty() {
         out["ports"] = json!(ports);
     }
-    match c.readiness {
+    match &c.readiness {
         Some(Probe::Tcp { port }) => out["readinessProbe"] = json!({ "tcpSocket": { "port": port } }),
         Some(Probe::Http { port, path }) => {
             out["readinessProbe"] = json!({ "httpGet": { "port": port, "path": path } })
         }
         None => {}
     }
-    if *c.security != SecurityContext::default() {
+    if c.security != SecurityContext::default() {
         let mut context = json!({ "privileged": c.security.privileged });
         if let Some(run_as) = c.security.run_as {
             context["runAsUser"] = json!(run_as.uid);
@@ -195,16 +179,6 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
             "message": status.message,
         } }),
     };
-    let parts = ContainerParts {
-        name: spec.container.as_deref().unwrap_or(&spec.name),
-        command: &spec.command,
-        image: spec.image.as_ref(),
-        ports: &spec.ports,
-        host_ports: &spec.host_ports,
-        readiness: spec.readiness.as_ref(),
-        security: &spec.security,
-        resources: &spec.resources,
-    };
     let ready = if status.ready { "True" } else { "False" };
     let mut object = json!({
         "apiVersion": "v1",
@@ -213,7 +187,7 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         "spec": {
             "nodeName": pod.node_name,
             "restartPolicy": spec.restart_policy.to_string(),
-            "containers": [container(&parts)],
+            "containers": [container(&spec.name, &spec.template)],
         },
         "status": {
             "phase": format!("{:?}", status.phase),
@@ -222,11 +196,11 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
             "podIPs": status.pod_ip.map(|ip| vec![json!({ "ip": ip })]).unwrap_or_default(),
             "startTime": status.started_at.map(timestamp),
             "containerStatuses": [{
-                "name": spec.container.as_deref().unwrap_or(&spec.name),
+                "name": spec.template.container.as_deref().unwrap_or(&spec.name),
                 "ready": status.ready,
                 "restartCount": status.restarts,
                 "state": state,
-                "image": spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+                "image": spec.template.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
                 // Required by the clients; the resolved digest does not
                 // travel in a pod's status yet (the kubelet too leaves it
                 // empty until it knows it).
@@ -250,16 +224,6 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
     meta["labels"] = json!(spec.object_labels());
     annotate(&mut meta, &spec.annotations);
     meta["generation"] = json!(1);
-    let parts = ContainerParts {
-        name: spec.container.as_deref().unwrap_or(&spec.name),
-        command: &spec.command,
-        image: spec.image.as_ref(),
-        ports: &spec.ports,
-        host_ports: &spec.host_ports,
-        readiness: spec.readiness.as_ref(),
-        security: &spec.security,
-        resources: &spec.resources,
-    };
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -270,7 +234,7 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "strategy": strategy(&spec.strategy),
             "template": {
                 "metadata": template_metadata(spec),
-                "spec": { "containers": [container(&parts)] },
+                "spec": { "containers": [container(&spec.name, &spec.template)] },
             },
         },
         "status": {
@@ -397,7 +361,7 @@ fn with_name(mut port: Value, name: &Option<String>) -> Value {
 /// Endpoints as `kubectl get endpoints -o json` shows them: addresses with
 /// the same ports share a subset.
 pub fn endpoints(e: &Endpoints, rv: u64) -> Value {
-    let address = |ip: &Ipv4Addr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
+    let address = |ip: &IpAddr, pod: &str| json!({ "ip": ip, "targetRef": { "kind": "Pod", "name": pod, "namespace": e.namespace } });
     let mut subsets: Vec<(Value, Vec<Value>)> = Vec::new();
     for (a, ports) in &e.subsets {
         let ports: Value = ports
@@ -494,6 +458,7 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>, rv: u64) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ImageSpec;
     use crate::model::{PodSpec, PodStatus, PullPolicy, RestartPolicy};
 
     #[test]
@@ -502,31 +467,36 @@ mod tests {
             name: "web".into(),
             namespace: "default".into(),
             labels: [("app".to_string(), "web".to_string())].into(),
-            command: vec![],
+            template: crate::model::PodTemplate {
+                command: vec![],
+                ports: vec!["http:8080".parse().unwrap()],
+                readiness: None,
+                host_ports: vec![],
+                security: Default::default(),
+                image: Some(ImageSpec {
+                    image: "nginx:1.27".into(),
+                    pull_policy: PullPolicy::IfNotPresent,
+                    command: vec![],
+                    args: vec!["-g".into()],
+                    env: vec![("MODE".into(), "test".into())],
+                    env_refs: vec![],
+                    env_error: None,
+                }),
+                resources: Resources {
+                    limits: "memory=128Mi,cpu=500m".parse().unwrap(),
+                    ..Default::default()
+                },
+                container: None,
+            },
             restart_policy: RestartPolicy::Always,
             owner: Some("web".into()),
-            ports: vec!["http:8080".parse().unwrap()],
-            readiness: None,
             node_name: None,
-            host_ports: vec![],
-            security: Default::default(),
-            image: Some(ImageSpec {
-                image: "nginx:1.27".into(),
-                pull_policy: PullPolicy::IfNotPresent,
-                command: vec![],
-                args: vec!["-g".into()],
-                env: vec![("MODE".into(), "test".into())],
-                env_refs: vec![],
-                env_error: None,
-            }),
-            resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
             annotations: Default::default(),
-            container: None,
             attachment: None,
         };
         let status = PodStatus {
             phase: Phase::Running,
-            pod_ip: Some(Ipv4Addr::new(10, 244, 0, 5)),
+            pod_ip: Some(Ipv4Addr::new(10, 244, 0, 5).into()),
             ready: true,
             restarts: 0,
             reason: None,

@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(c["command"], json!(["sleep", "1"]));
         assert_eq!(c["ports"][0]["containerPort"], 80);
         let spec = super::super::decode::deployment(&v, "default").unwrap();
-        assert_eq!((spec.replicas, spec.image.map(|i| i.command.len())), (3, Some(2)));
+        assert_eq!((spec.replicas, spec.template.image.map(|i| i.command.len())), (3, Some(2)));
     }
 
     /// What `kubectl create configmap app --from-literal=mode=fast

@@ -65,15 +65,15 @@ pub fn deployment_hash(spec: &DeploymentSpec) -> String {
 pub fn pod_hash(spec: &PodSpec) -> String {
     hash(&Template {
         labels: &spec.labels,
-        command: &spec.command,
-        ports: &spec.ports,
-        readiness: &spec.readiness,
-        host_ports: &spec.host_ports,
-        security: &spec.security,
-        image: &spec.image,
-        resources: &spec.resources,
+        command: &spec.template.command,
+        ports: &spec.template.ports,
+        readiness: &spec.template.readiness,
+        host_ports: &spec.template.host_ports,
+        security: &spec.template.security,
+        image: &spec.template.image,
+        resources: &spec.template.resources,
         annotations: &spec.annotations,
-        container: &spec.container,
+        container: &spec.template.container,
     })
 }
 
@@ -193,7 +193,7 @@ mod tests {
             namespace: "default".into(),
             replicas: 2,
             labels: [("app".to_string(), "web".to_string())].into(),
-            command: vec!["sleep".into()],
+            template: crate::model::PodTemplate { command: vec!["sleep".into()], ..Default::default() },
             ..Default::default()
         }
     }
@@ -206,18 +206,20 @@ mod tests {
             name: "web-abcde".into(),
             namespace: d.namespace.clone(),
             labels: d.labels.clone(),
-            command: d.command.clone(),
+            template: crate::model::PodTemplate {
+                command: d.template.command.clone(),
+                ports: d.template.ports.clone(),
+                readiness: d.template.readiness.clone(),
+                host_ports: d.template.host_ports.clone(),
+                security: d.template.security,
+                image: d.template.image.clone(),
+                resources: d.template.resources,
+                container: d.template.container.clone(),
+            },
             restart_policy: crate::model::RestartPolicy::Always,
             owner: Some(d.name.clone()),
-            ports: d.ports.clone(),
-            readiness: d.readiness.clone(),
             node_name: None,
-            host_ports: d.host_ports.clone(),
-            security: d.security,
-            image: d.image.clone(),
-            resources: d.resources,
             annotations: d.template_annotations.clone(),
-            container: d.container.clone(),
             attachment: None,
         };
         let h = deployment_hash(&d);
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!(owner[0]["name"], format!("web-{h}"));
         assert_eq!(pod_labels(&pod)[HASH_LABEL], h);
         let mut other = spec();
-        other.command = vec!["true".into()];
+        other.template.command = vec!["true".into()];
         assert_ne!(deployment_hash(&other), h, "another template, another ReplicaSet");
         let replicas_only = DeploymentSpec { replicas: 5, ..spec() };
         assert_eq!(deployment_hash(&replicas_only), h, "scaling is not a new template");

@@ -76,7 +76,7 @@ fn spec(name: &str) -> PodSpec {
         name: name.into(),
         namespace: "default".into(),
         labels: [("app".to_string(), name.to_string())].into(),
-        command: vec!["sleep".into()],
+        template: crate::model::PodTemplate { command: vec!["sleep".into()], ..Default::default() },
         ..Default::default()
     }
 }
@@ -384,7 +384,7 @@ async fn a_replicaset_watch_follows_its_deployment() {
         name: "web".into(),
         namespace: "default".into(),
         replicas: 2,
-        command: vec!["sleep".into()],
+        template: crate::model::PodTemplate { command: vec!["sleep".into()], ..Default::default() },
         ..Default::default()
     };
     cp.lock().unwrap().handle(Now::system(), Request::CreateDeployment(spec)).unwrap();

@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(c["ports"][0]["containerPort"], 80, "merged into the live container, not replacing it");
         let sent = seen.lock().unwrap().clone();
         let Some(Request::UpdateDeployment(spec)) = sent.last() else { panic!("{sent:?}") };
-        assert_eq!(spec.image.as_ref().unwrap().image, "app:v2");
+        assert_eq!(spec.template.image.as_ref().unwrap().image, "app:v2");
         // A dry run goes as one.
         let body = json!({ "spec": { "replicas": 3 } });
         patch(&verbs, "application/merge-patch+json", &[("dryRun", "All")], body).await.unwrap();

@@ -12,7 +12,7 @@ pub mod proxy;
 pub mod splice;
 pub mod upstream;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use proxy::ListenKey;
 
@@ -24,7 +24,7 @@ pub enum ListenError {
     InUse(ListenKey),
     /// The address is none of the node's.
     #[error("address {0} is not on the node")]
-    NotOnNode(Ipv4Addr),
+    NotOnNode(IpAddr),
     /// Any other refusal.
     #[error("cannot listen on {key}: {source}")]
     Listen {

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub struct ListenKey {
     /// TCP or UDP.
     pub proto: Protocol,
     /// Node address; unspecified for all of them.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Port.
     pub port: u16,
 }
@@ -61,7 +61,7 @@ impl std::fmt::Display for ListenKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// The ClusterIP and port, or the pod's IP and port.
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
     /// The Service or pod it serves.
     pub owner: Owner,
 }
@@ -228,14 +228,14 @@ impl Proxies {
     }
 }
 
-fn spawn(bound: Bound, target: SocketAddrV4, limits: Limits) -> io::Result<JoinHandle<()>> {
+fn spawn(bound: Bound, target: SocketAddr, limits: Limits) -> io::Result<JoinHandle<()>> {
     Ok(match bound {
         Bound::Tcp(listener) => tokio::spawn(serve_tcp(TcpListener::from_std(listener)?, target, limits)),
         Bound::Udp(socket) => tokio::spawn(serve_udp(Arc::new(UdpSocket::from_std(socket)?), target, limits)),
     })
 }
 
-async fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
+async fn serve_tcp(listener: TcpListener, target: SocketAddr, limits: Limits) {
     let idle = limits.idle;
     accept::serve(listener, limits.connections, move |client, permit| relay_tcp(client, target, idle, permit))
         .await
@@ -243,7 +243,7 @@ async fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) 
 
 /// Proxies one accepted connection to `target`, holding `permit` until it
 /// ends; idle for `idle`, both ends are reset.
-async fn relay_tcp(client: TcpStream, target: SocketAddrV4, idle: Duration, permit: Permit) {
+async fn relay_tcp(client: TcpStream, target: SocketAddr, idle: Duration, permit: Permit) {
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(server)) => server,
         _ => {
@@ -281,7 +281,7 @@ struct Flow {
 
 type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>>;
 
-async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limits) {
+async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddr, limits: Limits) {
     let flows: Flows = Arc::default();
     let epoch = Instant::now();
     loop {
@@ -313,14 +313,16 @@ async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limit
 async fn open_flow(
     listener: &Arc<UdpSocket>,
     client: SocketAddr,
-    target: SocketAddrV4,
+    target: SocketAddr,
     limits: &Limits,
     flows: &Flows,
     epoch: Instant,
 ) -> Option<Arc<Flow>> {
     // Refusals are counted by the gate.
     let permit = limits.flows.admit(Client::Ip(client.ip())).ok()?;
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
+    let any: IpAddr =
+        if target.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+    let socket = UdpSocket::bind((any, 0)).await.ok()?;
     socket.connect(target).await.ok()?;
     let now = AtomicU64::new(epoch.elapsed().as_millis() as u64);
     let flow = Arc::new(Flow { socket: Arc::new(socket), last: now, closed: AtomicBool::new(false) });
@@ -367,11 +369,11 @@ async fn open_flow(
 
 /// The node's own IPv4 addresses: every interface but `lo` and `except`
 /// (the node's port into the switch). LoadBalancer services are served on them.
-pub fn node_addresses(except: &str) -> Vec<Ipv4Addr> {
+pub fn node_addresses(except: &str) -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
-    let mut out: Vec<Ipv4Addr> = addrs
+    let mut out: Vec<IpAddr> = addrs
         .filter(|a| a.interface_name != "lo" && a.interface_name != except)
-        .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .filter_map(|a| a.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
         .collect();
     out.sort();
     out.dedup();

@@ -1,7 +1,7 @@
 //! Why an object or a field a user wrote is refused. Each message names the
 //! rule, so the user can fix the input.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::config::Cidr;
 use crate::model::HostPort;
@@ -98,13 +98,13 @@ pub enum ModelError {
     )]
     ClusterIpUnusable {
         /// The address asked for.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// network.service_cidr.
         range: Cidr,
     },
     /// A ClusterIP another Service has.
     #[error("cluster IP {0} is already taken by another service: pick another, or leave --cluster-ip out")]
-    ClusterIpTaken(Ipv4Addr),
+    ClusterIpTaken(IpAddr),
     /// Every address of the service range is taken.
     #[error("the service range {0} has no free address: delete services")]
     ServiceRangeFull(Cidr),
@@ -119,6 +119,9 @@ pub enum ModelError {
     /// A CNI_NETNS that is not an absolute path.
     #[error("invalid CNI_NETNS `{}`: give the absolute path of the container's network namespace", .0.display())]
     NetnsPath(std::path::PathBuf),
+    /// An IPv6 address where only IPv4 works yet.
+    #[error(transparent)]
+    Ipv6(#[from] super::address::Ipv6Unsupported),
     /// A NetworkPolicy.
     #[error(transparent)]
     Policy(#[from] super::policy::PolicyError),

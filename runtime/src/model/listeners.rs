@@ -4,7 +4,7 @@
 //! runtime (to bind and proxy).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::listeners::proxy::{Forward, ListenKey};
 use crate::model::{HostPort, ModelError, PodSpec, Service, ServiceSpec, ServiceType};
@@ -68,7 +68,11 @@ pub fn pod_owner(spec: &PodSpec) -> Owner {
 
 /// The listener of a host port.
 pub fn host_port_key(hp: &HostPort) -> ListenKey {
-    ListenKey { proto: hp.protocol, ip: hp.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port: hp.host_port }
+    ListenKey {
+        proto: hp.protocol,
+        ip: hp.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        port: hp.host_port,
+    }
 }
 
 /// The listeners a Service needs: its node ports, and for a LoadBalancer its
@@ -81,16 +85,16 @@ pub fn service_forwards(service: &Service) -> BTreeMap<ListenKey, Forward> {
     }
     let owner = service_owner(&service.spec);
     for port in &service.spec.ports {
-        let forward = Forward { target: SocketAddrV4::new(vip, port.port), owner: owner.clone() };
+        let forward = Forward { target: SocketAddr::new(vip, port.port), owner: owner.clone() };
         if let Some(n) = port.node_port {
             out.insert(
-                ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: n },
+                ListenKey { proto: port.protocol, ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: n },
                 forward.clone(),
             );
         }
         if service.spec.service_type == ServiceType::LoadBalancer {
             out.insert(
-                ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: port.port },
+                ListenKey { proto: port.protocol, ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: port.port },
                 forward,
             );
         }
@@ -102,11 +106,12 @@ pub fn service_forwards(service: &Service) -> BTreeMap<ListenKey, Forward> {
 pub fn pod_forwards(record: &PodRecord) -> Vec<(ListenKey, Forward)> {
     record
         .spec
+        .template
         .host_ports
         .iter()
         .map(|hp| {
             let forward =
-                Forward { target: SocketAddrV4::new(record.ip, hp.port), owner: pod_owner(&record.spec) };
+                Forward { target: SocketAddr::new(record.ip, hp.port), owner: pod_owner(&record.spec) };
             (host_port_key(hp), forward)
         })
         .collect()

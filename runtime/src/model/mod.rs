@@ -1,6 +1,7 @@
 //! The objects users manage — pods and deployments — in the shape both the
 //! agent and the CLI use. The CLI renders them the Kubernetes way.
 
+pub mod address;
 pub mod cni;
 pub mod configmap;
 pub mod env_refs;
@@ -10,11 +11,13 @@ pub mod listeners;
 pub mod policy;
 pub mod secret;
 pub mod services;
+mod template;
 
 pub use error::ModelError;
+pub use template::PodTemplate;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +62,10 @@ impl std::fmt::Display for RestartPolicy {
 }
 
 /// What a user asks for when making a pod (Default: every optional part
-/// left out, for callers that set a few).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// left out, for callers that set a few). Serialized flat, in the shape it
+/// had before the template was a struct of its own (see `template.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "template::OwnedPodSpec")]
 pub struct PodSpec {
     /// Pod name (an RFC 1123 label).
     pub name: String,
@@ -68,43 +73,18 @@ pub struct PodSpec {
     pub namespace: String,
     /// Labels.
     pub labels: Labels,
-    /// The command and its arguments.
-    pub command: Vec<String>,
+    /// What it runs and exposes (a deployment's pods share their deployment's).
+    pub template: PodTemplate,
     /// Restart policy.
     pub restart_policy: RestartPolicy,
     /// The deployment that owns this pod, if any.
     pub owner: Option<String>,
-    /// Ports the pod declares, so a Service can target them by name.
-    #[serde(default)]
-    pub ports: Vec<ContainerPort>,
-    /// Readiness probe: while it fails the pod is no Service endpoint.
-    #[serde(default)]
-    pub readiness: Option<Probe>,
     /// Run on this node (`--node`); the scheduler picks one otherwise.
-    #[serde(default)]
     pub node_name: Option<String>,
-    /// Ports of the node proxied to the pod (hostPort).
-    #[serde(default)]
-    pub host_ports: Vec<HostPort>,
-    /// How the pod's processes are confined (securityContext).
-    #[serde(default)]
-    pub security: SecurityContext,
-    /// The container image it runs; a command pod (`command` on the host's
-    /// filesystem) without one.
-    #[serde(default)]
-    pub image: Option<ImageSpec>,
-    /// Memory and CPU limits and requests (resources).
-    #[serde(default)]
-    pub resources: Resources,
     /// Annotations (metadata.annotations).
-    #[serde(default)]
     pub annotations: Annotations,
-    /// Its container's name, when it is not the pod's.
-    #[serde(default)]
-    pub container: Option<String>,
     /// For a container another runtime runs and podnet networks as its CNI
     /// plugin: the attachment (no command, no image: podnet runs nothing).
-    #[serde(default)]
     pub attachment: Option<cni::CniAttachment>,
 }
 
@@ -345,7 +325,7 @@ pub struct PodStatus {
     /// Phase.
     pub phase: Phase,
     /// The pod's IP.
-    pub pod_ip: Option<Ipv4Addr>,
+    pub pod_ip: Option<IpAddr>,
     /// Whether the command is running now.
     pub ready: bool,
     /// How many times the command was restarted.
@@ -393,8 +373,10 @@ pub struct Pod {
 }
 
 /// What a user asks for when making a deployment (Default: every optional
-/// part left out).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// part left out). Serialized flat, in the shape it had before the
+/// template was a struct of its own (see `template.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "template::OwnedDeploymentSpec")]
 pub struct DeploymentSpec {
     /// Name (its pods are NAME-<suffix>).
     pub name: String,
@@ -404,45 +386,19 @@ pub struct DeploymentSpec {
     pub replicas: u32,
     /// Labels of the deployment and its pods (always holds app=NAME).
     pub labels: Labels,
-    /// The pods' command.
-    pub command: Vec<String>,
-    /// The pods' declared ports.
-    #[serde(default)]
-    pub ports: Vec<ContainerPort>,
-    /// The pods' readiness probe.
-    #[serde(default)]
-    pub readiness: Option<Probe>,
-    /// The pods' host ports.
-    #[serde(default)]
-    pub host_ports: Vec<HostPort>,
-    /// The pods' securityContext.
-    #[serde(default)]
-    pub security: SecurityContext,
-    /// The pods' image.
-    #[serde(default)]
-    pub image: Option<ImageSpec>,
-    /// The pods' resources.
-    #[serde(default)]
-    pub resources: Resources,
+    /// What its pods run and expose.
+    pub template: PodTemplate,
     /// The deployment's own annotations (not its pods').
-    #[serde(default)]
     pub annotations: Annotations,
     /// The deployment's own labels (metadata.labels), when they are not
     /// its pods' (`labels`).
-    #[serde(default)]
     pub object_labels: Option<Labels>,
     /// spec.selector.matchLabels, when it is not all of `labels`.
-    #[serde(default)]
     pub selector: Option<Labels>,
-    /// Its pods' container's name, when it is not the deployment's.
-    #[serde(default)]
-    pub container: Option<String>,
     /// How a changed template replaces its pods.
-    #[serde(default)]
     pub strategy: Strategy,
     /// Its pods' annotations (spec.template.metadata.annotations; a
     /// change rolls them, as `kubectl rollout restart` relies on).
-    #[serde(default)]
     pub template_annotations: Annotations,
 }
 
@@ -454,18 +410,11 @@ impl DeploymentSpec {
             name: String::new(),
             namespace: self.namespace.clone(),
             labels: self.labels.clone(),
-            command: self.command.clone(),
+            template: self.template.clone(),
             restart_policy: RestartPolicy::Always,
             owner: Some(self.name.clone()),
-            ports: self.ports.clone(),
-            readiness: self.readiness.clone(),
             node_name: None,
-            host_ports: self.host_ports.clone(),
-            security: self.security,
-            image: self.image.clone(),
-            resources: self.resources,
             annotations: self.template_annotations.clone(),
-            container: self.container.clone(),
             attachment: None,
         }
     }
@@ -604,7 +553,7 @@ pub struct NodeInfo {
     /// control-plane for the server, else none.
     pub roles: String,
     /// Its address on the network between nodes.
-    pub internal_ip: Option<Ipv4Addr>,
+    pub internal_ip: Option<IpAddr>,
     /// Pods on it.
     pub pods: u32,
 }
@@ -767,6 +716,10 @@ mod tests {
         for bad in ["80", "0:80", "a:b:c:d", "1.2.3:80:80", "80:80/SCTP"] {
             assert!(bad.parse::<HostPort>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "[fd00::1]:80:8080".parse::<HostPort>().unwrap_err().to_string(),
+            "IPv6 is not supported yet: hostIP = fd00::1; use an IPv4 address"
+        );
         assert!(hp("80:1").conflicts(&hp("80:2")), "same port, protocol, all addresses");
         assert!(hp("80:1").conflicts(&hp("10.0.0.1:80:2")), "all addresses overlap one");
         assert!(!hp("10.0.0.1:80:1").conflicts(&hp("10.0.0.2:80:2")), "different host IPs");
@@ -979,7 +932,7 @@ impl std::fmt::Display for ServiceType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPort {
     /// The node address to listen on; None for every address (0.0.0.0).
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     /// Port on the node.
     pub host_port: u16,
     /// Port on the pod.
@@ -1016,11 +969,16 @@ impl std::str::FromStr for HostPort {
             Some((rest, proto)) => (rest, proto.parse::<Protocol>()?),
             None => (s, Protocol::Tcp),
         };
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (host_ip, host_port, port) = match parts[..] {
-            [h, p] => (None, h, p),
-            [ip, h, p] => (Some(ip.parse::<Ipv4Addr>().map_err(|_| bad())?), h, p),
-            _ => return Err(bad()),
+        // From the right: an IPv6 host IP has colons of its own.
+        let mut parts = rest.rsplitn(3, ':');
+        let (port, host_port) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let host_ip = match parts.next() {
+            None => None,
+            Some(ip) => {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                let ip = ip.parse::<IpAddr>().map_err(|_| bad())?;
+                Some(address::refuse_ipv6("hostIP", ip)?)
+            }
         };
         let host_ip = host_ip.filter(|ip| !ip.is_unspecified());
         Ok(HostPort { host_ip, host_port: parse_port(host_port)?, port: parse_port(port)?, protocol })
@@ -1049,7 +1007,7 @@ pub enum ClusterIpRequest {
     /// Any free address of the service CIDR.
     Auto,
     /// This address.
-    Fixed(Ipv4Addr),
+    Fixed(IpAddr),
     /// No ClusterIP: a headless Service.
     None,
 }
@@ -1087,7 +1045,7 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadBalancerStatus {
     /// Node addresses serving it.
-    pub ingress: Vec<Ipv4Addr>,
+    pub ingress: Vec<IpAddr>,
     /// Why it is not (fully) served, in words.
     pub problem: Option<String>,
 }
@@ -1100,7 +1058,7 @@ pub struct Service {
     /// Unix time of creation.
     pub created_at: u64,
     /// The assigned ClusterIP; None for a headless Service.
-    pub cluster_ip: Option<Ipv4Addr>,
+    pub cluster_ip: Option<IpAddr>,
     /// Desired state.
     pub spec: ServiceSpec,
     /// LoadBalancer status, filled in when the Service is reported.
@@ -1112,7 +1070,7 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointAddress {
     /// Pod IP.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Pod name.
     pub pod: String,
 }

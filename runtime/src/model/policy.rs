@@ -5,7 +5,7 @@
 //! Compiling policies to addresses is `crate::policy`'s job.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -338,7 +338,8 @@ pub struct NetworkPolicy {
 pub fn parse_block(text: &str) -> Result<Cidr, PolicyError> {
     let bad = || PolicyError::Cidr(text.to_string());
     let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let addr = super::address::ipv4_only("ipBlock.cidr", addr)?;
     let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
     let cidr = Cidr::new(addr, prefix);
     if cidr.address() != addr {
@@ -350,6 +351,9 @@ pub fn parse_block(text: &str) -> Result<Cidr, PolicyError> {
 /// Why a NetworkPolicy is refused; each message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// An IPv6 ipBlock.
+    #[error(transparent)]
+    Ipv6(#[from] super::address::Ipv6Unsupported),
     /// A name, label or port name in a field.
     #[error("{field}: {source}")]
     Field {
@@ -498,6 +502,10 @@ mod tests {
         assert!(parse_block("10.0.0.1/8").unwrap_err().to_string().contains("write its network, 10.0.0.0/8"));
         assert!(matches!(parse_block("10.0.0.0"), Err(PolicyError::Cidr(_))));
         assert!(matches!(parse_block("10.0.0.0/33"), Err(PolicyError::Cidr(_))));
+        assert_eq!(
+            parse_block("fd00::/8").unwrap_err().to_string(),
+            "IPv6 is not supported yet: ipBlock.cidr = fd00::; use an IPv4 address"
+        );
         let with = |peer: PolicyPeer, port: Option<PolicyPort>| {
             let mut p = spec();
             p.ingress.push(PolicyRule { peers: vec![peer], ports: port.into_iter().collect() });

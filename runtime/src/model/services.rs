@@ -2,7 +2,7 @@
 //! labels and readiness, and the switch's service table derived from them.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netstack::Duration;
 use netstack::service::{Affinity, Backend, ServiceKey};
@@ -10,7 +10,7 @@ use netstack::service::{Affinity, Backend, ServiceKey};
 use crate::config::Cidr;
 use crate::model::{
     ClusterIpRequest, EndpointAddress, EndpointPort, Endpoints, Labels, ModelError, PodSpec, Protocol,
-    Service, SessionAffinity, TargetPort,
+    Service, SessionAffinity, TargetPort, address,
 };
 
 /// A pod as endpoints see it.
@@ -18,7 +18,7 @@ pub struct PodView<'a> {
     /// Its spec (labels, declared ports).
     pub spec: &'a PodSpec,
     /// Its IP.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Running and passing its readiness probe.
     pub ready: bool,
 }
@@ -31,13 +31,14 @@ pub fn allocate_cluster_ip(
     request: ClusterIpRequest,
     range: Cidr,
     dns: Ipv4Addr,
-    used: &HashSet<Ipv4Addr>,
+    used: &HashSet<IpAddr>,
     seed: u32,
-) -> Result<Option<Ipv4Addr>, ModelError> {
+) -> Result<Option<IpAddr>, ModelError> {
     let size = 1u32 << (32 - range.prefix_len());
-    let usable = |ip: Ipv4Addr| {
-        let offset = u32::from(ip).wrapping_sub(u32::from(range.address()));
-        range.contains(ip) && offset >= 2 && offset < size - 1 && ip != dns
+    let usable = |ip: IpAddr| {
+        let IpAddr::V4(v4) = ip else { return false };
+        let offset = u32::from(v4).wrapping_sub(u32::from(range.address()));
+        range.contains(v4) && offset >= 2 && offset < size - 1 && v4 != dns
     };
     match request {
         ClusterIpRequest::None => Ok(None),
@@ -47,7 +48,7 @@ pub fn allocate_cluster_ip(
         ClusterIpRequest::Auto => {
             let span = size.saturating_sub(3).max(1);
             (0..span)
-                .map(|step| range.nth(2 + (seed.wrapping_add(step)) % span))
+                .map(|step| IpAddr::V4(range.nth(2 + (seed.wrapping_add(step)) % span)))
                 .find(|ip| usable(*ip) && !used.contains(ip))
                 .map(Some)
                 .ok_or(ModelError::ServiceRangeFull(range))
@@ -113,6 +114,7 @@ fn resolve_target(target: &TargetPort, protocol: Protocol, pod: &PodSpec) -> Opt
     match target {
         TargetPort::Number(n) => Some(*n),
         TargetPort::Name(name) => pod
+            .template
             .ports
             .iter()
             .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
@@ -125,7 +127,7 @@ pub type SwitchEntry = (ServiceKey, Vec<Backend>, Affinity);
 
 /// The switch entries a Service with a ClusterIP needs: one per port.
 pub fn switch_entries(service: &Service, endpoints: &Endpoints) -> Vec<SwitchEntry> {
-    let Some(vip) = service.cluster_ip else { return Vec::new() };
+    let Some(vip) = service.cluster_ip.and_then(address::to_netstack) else { return Vec::new() };
     let affinity = match service.spec.session_affinity {
         SessionAffinity::None => Affinity::None,
         SessionAffinity::ClientIp { timeout_seconds } => {
@@ -142,14 +144,15 @@ pub fn switch_entries(service: &Service, endpoints: &Endpoints) -> Vec<SwitchEnt
                 .subsets
                 .iter()
                 .filter_map(|(address, ports)| {
+                    let ip = address::to_netstack(address.ip)?;
                     ports
                         .iter()
                         .find(|p| p.name == port.name && p.protocol == port.protocol)
-                        .map(|p| Backend { ip: address.ip.into(), port: p.port })
+                        .map(|p| Backend { ip, port: p.port })
                 })
                 .collect();
             backends.sort();
-            (ServiceKey { vip: vip.into(), port: port.port, proto }, backends, affinity)
+            (ServiceKey { vip, port: port.port, proto }, backends, affinity)
         })
         .collect()
 }
@@ -160,9 +163,18 @@ pub fn dns_record(service: &Service, endpoints: &Endpoints) -> netstack::dns::Se
     use netstack::dns::{Endpoint, ServiceKind};
     let kind = match (&service.spec.external_name, service.cluster_ip) {
         (Some(target), _) => ServiceKind::ExternalName(target.clone()),
-        (None, Some(vip)) => ServiceKind::ClusterIp(vip),
+        // A-records only: IPv6 is refused where addresses come in.
+        (None, Some(IpAddr::V4(vip))) => ServiceKind::ClusterIp(vip),
+        (None, Some(IpAddr::V6(_))) => ServiceKind::Headless(Vec::new()),
         (None, None) => ServiceKind::Headless(
-            endpoints.subsets.iter().map(|(a, _)| Endpoint { ip: a.ip, hostname: None }).collect(),
+            endpoints
+                .subsets
+                .iter()
+                .filter_map(|(a, _)| match a.ip {
+                    IpAddr::V4(ip) => Some(Endpoint { ip, hostname: None }),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
         ),
     };
     let ports = service
@@ -193,18 +205,20 @@ mod tests {
             name: name.into(),
             namespace: "default".into(),
             labels: [("app".to_string(), app.to_string())].into(),
-            command: vec!["x".into()],
+            template: crate::model::PodTemplate {
+                command: vec!["x".into()],
+                ports,
+                readiness: None,
+                host_ports: vec![],
+                security: Default::default(),
+                image: None,
+                resources: Default::default(),
+                container: None,
+            },
             restart_policy: RestartPolicy::Always,
             owner: None,
-            ports,
-            readiness: None,
             node_name: None,
-            host_ports: vec![],
-            security: Default::default(),
-            image: None,
-            resources: Default::default(),
             annotations: Default::default(),
-            container: None,
             attachment: None,
         }
     }
@@ -213,7 +227,7 @@ mod tests {
         Service {
             uid: "u".into(),
             created_at: 0,
-            cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 42)),
+            cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 42).into()),
             spec: ServiceSpec {
                 name: "web".into(),
                 namespace: "default".into(),
@@ -244,13 +258,18 @@ mod tests {
         for seed in 0..5 {
             let ip = allocate_cluster_ip(ClusterIpRequest::Auto, small, dns, &used, seed).unwrap().unwrap();
             assert!(used.insert(ip), "{ip} handed out twice");
-            assert!(![0u8, 1, 7].contains(&ip.octets()[3]), "{ip}");
+            let IpAddr::V4(v4) = ip else { panic!("{ip} is not IPv4") };
+            assert!(![0u8, 1, 7].contains(&v4.octets()[3]), "{ip}");
         }
         assert!(allocate_cluster_ip(ClusterIpRequest::Auto, small, dns, &used, 0).is_err());
-        assert!(allocate_cluster_ip(ClusterIpRequest::Fixed(dns), range(), dns, &HashSet::new(), 0).is_err());
+        assert!(
+            allocate_cluster_ip(ClusterIpRequest::Fixed(dns.into()), range(), dns, &HashSet::new(), 0)
+                .is_err()
+        );
         let outside = Ipv4Addr::new(10, 200, 0, 1);
         assert!(
-            allocate_cluster_ip(ClusterIpRequest::Fixed(outside), range(), dns, &HashSet::new(), 0).is_err()
+            allocate_cluster_ip(ClusterIpRequest::Fixed(outside.into()), range(), dns, &HashSet::new(), 0)
+                .is_err()
         );
         assert_eq!(allocate_cluster_ip(ClusterIpRequest::None, range(), dns, &HashSet::new(), 0), Ok(None));
     }
@@ -262,7 +281,7 @@ mod tests {
         let views = |ready: [bool; 3]| {
             pods.iter().zip(ready).enumerate().map(|(i, (spec, ready))| PodView {
                 spec,
-                ip: Ipv4Addr::new(10, 244, 0, 2 + i as u8),
+                ip: Ipv4Addr::new(10, 244, 0, 2 + i as u8).into(),
                 ready,
             })
         };

@@ -29,12 +29,13 @@ impl NodeRuntime {
     pub(super) async fn start_attachment(&mut self, record: PodRecord) -> Result<(), NodeError> {
         let attachment = record.spec.attachment.clone().expect("caller checked");
         let pod_name = format!("{}/{}", record.spec.namespace, record.spec.name);
+        let ip = record.ipv4()?;
         let setup = LinkSetup {
             name: attachment.ifname.clone(),
-            mac: mac_for(record.ip),
+            mac: mac_for(ip),
             mtu: self.options.config.pod_mtu(),
             txqueuelen: tap::QUEUE_LEN,
-            address: (record.ip, self.options.subnet.prefix_len()),
+            address: (ip, self.options.subnet.prefix_len()),
             gateway: Some(self.gateway),
         };
         let path = attachment.netns.clone();
@@ -48,8 +49,7 @@ impl NodeRuntime {
                 source,
             }
         })?;
-        let port_spec =
-            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(source) => {
@@ -82,7 +82,9 @@ impl NodeRuntime {
         if let Some(port) = pod.port {
             let _ = self.dataplane.detach(port).await;
         }
-        self.egress.forget_pod(pod.record.ip);
+        if let Ok(ip) = pod.record.ipv4() {
+            self.egress.forget_pod(ip);
+        }
         if forget && let Some(attachment) = &pod.record.spec.attachment {
             unplug_off_loop(attachment.netns.clone(), attachment.ifname.clone()).await;
             pod.log.lock().unwrap_or_else(|e| e.into_inner()).close();
@@ -101,7 +103,7 @@ impl NodeRuntime {
             ip: pod.record.ip,
             prefix: self.options.subnet.prefix_len(),
             gateway: self.gateway,
-            mac: mac_for(pod.record.ip),
+            mac: mac_for(pod.record.ipv4().ok()?),
             mtu: self.options.config.pod_mtu(),
             nameserver: net.cluster_dns,
             search: vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()],

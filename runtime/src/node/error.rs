@@ -10,6 +10,9 @@ use crate::sys::SysError;
 /// An error of the node runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// A pod record with an IPv6 address (the node plumbs IPv4 only).
+    #[error(transparent)]
+    Ipv6(#[from] crate::model::address::Ipv6Unsupported),
     /// No random bytes for the tables' hash seed.
     #[error(transparent)]
     Random(#[from] crate::sys::random::RandomError),

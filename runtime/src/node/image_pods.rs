@@ -121,7 +121,7 @@ pub(super) fn pod_dir(data_dir: &std::path::Path, uid: &str) -> PathBuf {
 }
 
 /// The `/etc/hosts` the kubelet writes for a pod.
-fn hosts_file(ip: std::net::Ipv4Addr, name: &str) -> String {
+fn hosts_file(ip: std::net::IpAddr, name: &str) -> String {
     format!(
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{ip}\t{name}\n"
     )
@@ -186,7 +186,7 @@ impl NodeRuntime {
         let data_dir = self.options.data_dir.clone();
         let paths = self.log_paths(&self.pods[uid].record.spec);
         let Some(pod) = self.pods.get_mut(uid) else { return Ok(()) };
-        let Some(image) = pod.record.spec.image.clone() else { return Ok(()) };
+        let Some(image) = pod.record.spec.template.image.clone() else { return Ok(()) };
         let state = pod.image.get_or_insert_with(ImageState::default);
         if state.starting {
             return Ok(());
@@ -246,7 +246,7 @@ impl NodeRuntime {
             config: RunConfig::default(),
             env: super::pods::downward_env(record)
                 .into_iter()
-                .chain(record.spec.image.iter().flat_map(|i| i.env.iter().cloned()))
+                .chain(record.spec.template.image.iter().flat_map(|i| i.env.iter().cloned()))
                 .collect(),
             hostname: record.spec.name.clone(),
             netns: netns::path(&pod.netns),
@@ -255,8 +255,8 @@ impl NodeRuntime {
                 hosts: etc_dir.join("hosts"),
                 hostname: etc_dir.join("hostname"),
             },
-            security: record.spec.security,
-            resources: record.spec.resources,
+            security: record.spec.template.security,
+            resources: record.spec.template.resources,
             pids_limit: container::DEFAULT_PIDS_LIMIT,
             log: output,
         };
@@ -294,7 +294,7 @@ impl NodeRuntime {
         let pod = self.pods.get_mut(&start.uid).expect("checked above");
         let state = pod.image.as_mut().expect("checked above");
         state.starting = false;
-        let image = pod.record.spec.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        let image = pod.record.spec.template.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         let now = unix_now();
         if let Some(took) = start.pulled {
             pod.events.normal(
@@ -356,8 +356,8 @@ impl NodeRuntime {
             let Some(pod) = self.pods.get_mut(&record.uid) else { continue };
             let waiting =
                 pod.image.as_ref().is_some_and(|s| s.failed.is_some() && !s.starting && s.pid.is_none());
-            if waiting && pod.record.spec.image != record.spec.image {
-                pod.record.spec.image = record.spec.image.clone();
+            if waiting && pod.record.spec.template.image != record.spec.template.image {
+                pod.record.spec.template.image = record.spec.template.image.clone();
                 pod.restart_at = Some(Instant::now());
             }
         }
@@ -372,7 +372,8 @@ impl NodeRuntime {
                 && now.duration_since(at) >= ERR_IMAGE_PULL_SHOWN
                 && pod.status.reason.as_deref() == Some("ErrImagePull")
             {
-                let image = pod.record.spec.image.as_ref().map(|i| i.image.as_str()).unwrap_or_default();
+                let image =
+                    pod.record.spec.template.image.as_ref().map(|i| i.image.as_str()).unwrap_or_default();
                 pod.status.reason = Some("ImagePullBackOff".into());
                 pod.events.normal(unix_now(), "BackOff", format!("Back-off pulling image \"{image}\""));
             }
@@ -428,7 +429,7 @@ impl NodeRuntime {
         let used = self
             .pods
             .values()
-            .filter_map(|p| p.record.spec.image.as_ref())
+            .filter_map(|p| p.record.spec.template.image.as_ref())
             .filter_map(|i| Reference::parse(&i.image).ok())
             .map(|r| r.to_string())
             .collect();

@@ -45,7 +45,7 @@ impl NodeRuntime {
                     hostname: name.clone(),
                     env: pod_env(&pod.record),
                     pid,
-                    security: pod.record.spec.security,
+                    security: pod.record.spec.template.security,
                     container,
                 }))
             }
@@ -238,7 +238,7 @@ impl NodeRuntime {
         }
         PortCounters {
             port,
-            ip: report.spec.ip,
+            ip: report.spec.ip.into(),
             rx_packets: stats.rx_packets,
             rx_bytes: stats.rx_bytes,
             tx_packets: stats.tx_packets,

@@ -93,7 +93,7 @@ pub struct NodeRuntime {
     policy_pushed: Option<crate::policy::PolicyInputs>,
     /// The peer records last seen, and the usable overlay peers made of them
     /// (the config's static ones first); None until the first sync.
-    peers_usable: Option<(Vec<crate::desired::Peer>, Vec<netstack::overlay::OverlayPeer>)>,
+    peers_usable: Option<(Vec<crate::desired::PeerNode>, Vec<netstack::overlay::OverlayPeer>)>,
     /// Node ports, LoadBalancer ports and host ports, and what they forward to.
     proxies: crate::listeners::proxy::Proxies,
     forwards: BTreeMap<crate::listeners::proxy::ListenKey, crate::listeners::proxy::Forward>,
@@ -180,7 +180,8 @@ impl NodeRuntime {
                 interface: net.host_interface.clone(),
                 source,
             })?;
-        let spec = PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway };
+        let spec =
+            PortSpec { kind: PortKind::Host, mac: EthernetAddress(mac_for(gateway)), ip: gateway.into() };
         dataplane.attach(spec, host_fd).await.map_err(NodeError::AttachHost)?;
         if config.overlay_enabled() {
             start_overlay(config, &dataplane, &netlink).await?;

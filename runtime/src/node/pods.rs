@@ -112,7 +112,7 @@ impl LocalPod {
         self.status.phase = Phase::Running;
         self.running = true;
         // A restarted command is unready until its probe passes again.
-        self.probe_ok = self.record.spec.readiness.is_none();
+        self.probe_ok = self.record.spec.template.readiness.is_none();
         self.next_probe = Some(Instant::now());
         self.update_ready();
         self.status.reason = None;
@@ -239,7 +239,7 @@ impl NodeRuntime {
     /// Plugs a leftover sandbox into the switch again and watches its running
     /// command. Returns the command's PID.
     async fn adopt(&mut self, record: PodRecord, netns_name: &str) -> Result<i32, NodeError> {
-        let pid = match (&record.spec.image, &self.oci_runtime) {
+        let pid = match (&record.spec.template.image, &self.oci_runtime) {
             (None, _) => adopt::main_process(netns_name, &record.uid),
             (Some(_), Ok(runtime)) => {
                 let (runtime, id) = (runtime.clone(), image_pods::container_id(&record.uid));
@@ -251,8 +251,8 @@ impl NodeRuntime {
         let name = netns_name.to_string();
         let fd =
             tokio::task::spawn_blocking(move || sandbox::reopen(&name)).await?.map_err(NodeError::Reopen)?;
-        let port_spec =
-            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let ip = record.ipv4()?;
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = self.dataplane.attach(port_spec, fd).await?;
         let uid = record.uid.clone();
         let paths = self.log_paths(&record.spec);
@@ -265,7 +265,7 @@ impl NodeRuntime {
             }
             Err(e) => tracing::warn!(pod = %pod_name, "cannot read the pod's output again: {e}"),
         }
-        let is_image = record.spec.image.is_some();
+        let is_image = record.spec.template.image.is_some();
         let mut pod = LocalPod::new(record, netns_name.to_string(), port, log);
         if is_image {
             pod.image = Some(ImageState::adopted(pid));
@@ -292,12 +292,13 @@ impl NodeRuntime {
         let net = &self.options.config.network;
         let spec = &record.spec;
         let netns_name = pod::netns_name(&self.options.name, &spec.namespace, &spec.name);
+        let ip = record.ipv4()?;
         let sandbox_spec = SandboxSpec {
             netns: netns_name.clone(),
-            ip: record.ip,
+            ip,
             prefix: self.options.subnet.prefix_len(),
             gateway: self.gateway,
-            mac: mac_for(record.ip),
+            mac: mac_for(ip),
             mtu: self.options.config.pod_mtu(),
             resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
         };
@@ -305,8 +306,7 @@ impl NodeRuntime {
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))
             .await?
             .map_err(|source| NodeError::Sandbox { pod: pod_name(), source })?;
-        let port_spec =
-            PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(record.ip)), ip: record.ip };
+        let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
             Err(e) => {
@@ -327,7 +327,7 @@ impl NodeRuntime {
 
     /// Starts (or restarts) the pod's command or container.
     fn start_workload(&mut self, uid: &str) -> Result<(), NodeError> {
-        match self.pods.get(uid).map(|p| p.record.spec.image.is_some()) {
+        match self.pods.get(uid).map(|p| p.record.spec.template.image.is_some()) {
             Some(true) => self.start_container(uid),
             Some(false) => self.spawn_process(uid),
             None => Ok(()),
@@ -351,18 +351,16 @@ impl NodeRuntime {
             &spec.name,
             &self.options.hidden,
             self.options.config.limits.pod_tmpfs_bytes,
-            &spec.security,
+            &spec.template.security,
         )
         .map_err(|source| NodeError::Enter { pod: format!("{}/{}", spec.namespace, spec.name), source })?;
-        let mut child =
-            process::spawn(&spec.command, &pod_env(&pod.record), entry, output).map_err(|source| {
-                NodeError::Spawn {
-                    command: spec.command.join(" "),
-                    pod: format!("{}/{}", spec.namespace, spec.name),
-                    source,
-                }
+        let mut child = process::spawn(&spec.template.command, &pod_env(&pod.record), entry, output)
+            .map_err(|source| NodeError::Spawn {
+                command: spec.template.command.join(" "),
+                pod: format!("{}/{}", spec.namespace, spec.name),
+                source,
             })?;
-        let started = format!("Started command `{}`", spec.command.join(" "));
+        let started = format!("Started command `{}`", spec.template.command.join(" "));
         let run = pod.started(unix_now());
         pod.events.normal(unix_now(), "Started", started);
         let (uid, exits) = (pod.record.uid.clone(), self.exits_tx.clone());
@@ -456,7 +454,7 @@ impl NodeRuntime {
     /// Starts the readiness probes that are due, each on a task of its own.
     fn start_probes(&mut self, now: Instant) {
         for pod in self.pods.values_mut() {
-            let Some(probe) = &pod.record.spec.readiness else { continue };
+            let Some(probe) = &pod.record.spec.template.readiness else { continue };
             if !pod.running || pod.next_probe.is_none_or(|t| t > now) {
                 continue;
             }
@@ -485,7 +483,9 @@ impl NodeRuntime {
             let _ = self.dataplane.detach(port).await;
         }
         // Its egress connections, flows and echo identifiers go with it.
-        self.egress.forget_pod(pod.record.ip);
+        if let Ok(ip) = pod.record.ipv4() {
+            self.egress.forget_pod(ip);
+        }
         remove_off_loop(&pod.netns).await;
         if forget {
             pod.log.lock().unwrap_or_else(|e| e.into_inner()).close();
@@ -521,7 +521,7 @@ impl NodeRuntime {
 /// A command pod's whole environment: PATH, HOME and the downward-API
 /// variables.
 pub(super) fn pod_env(record: &PodRecord) -> Vec<(String, String)> {
-    let mut env = process::base_env(&record.spec.security);
+    let mut env = process::base_env(&record.spec.template.security);
     env.extend(downward_env(record));
     env
 }

@@ -62,7 +62,7 @@ impl NodeRuntime {
         let me = service_owner(&service.spec);
         let mut problem = None;
         for port in &service.spec.ports {
-            let key = ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED, port: port.port };
+            let key = ListenKey { proto: port.protocol, ip: Ipv4Addr::UNSPECIFIED.into(), port: port.port };
             let why = match self.forwards.get(&key) {
                 Some(Forward { owner, .. }) if *owner != me => Some(format!("port {key} in use by {owner}")),
                 _ if self.proxies.serving(&key) => None,

@@ -4,7 +4,7 @@
 //! leaves its Services' endpoints within about a second (Kubernetes'
 //! defaults, 10 s x 3, are too slow for that promise).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,11 +18,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(1);
 pub const PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs `probe` against the pod at `ip`; true when it passes.
-pub async fn check(probe: &Probe, ip: Ipv4Addr) -> bool {
+pub async fn check(probe: &Probe, ip: IpAddr) -> bool {
     tokio::time::timeout(TIMEOUT, run(probe, ip)).await.unwrap_or(false)
 }
 
-async fn run(probe: &Probe, ip: Ipv4Addr) -> bool {
+async fn run(probe: &Probe, ip: IpAddr) -> bool {
     match probe {
         Probe::Tcp { port } => TcpStream::connect(SocketAddr::from((ip, *port))).await.is_ok(),
         Probe::Http { port, path } => {

@@ -10,6 +10,8 @@
 //! each of which built and tore down a namespace.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -68,7 +70,7 @@ impl StartFailures {
     pub(super) fn failed(
         &mut self,
         uid: &str,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         reason: &str,
         message: String,
         now: Instant,
@@ -121,7 +123,7 @@ mod tests {
     fn a_failed_pod_waits_is_reported_and_is_forgotten_once_started() {
         let mut failures = StartFailures::new(Duration::from_secs(300));
         let now = Instant::now();
-        let ip = Ipv4Addr::new(10, 244, 0, 5);
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 244, 0, 5));
         assert!(failures.due("a", now));
         let wait = failures.failed("a", ip, "CreatePodSandboxError", "no".into(), now);
         assert_eq!(wait, INITIAL);

@@ -9,7 +9,7 @@ use netstack::overlay::OverlayPeer;
 use netstack::service::{Affinity, Backend, ServiceKey};
 
 use super::NodeRuntime;
-use crate::desired::{NodeDesired, usable_peers};
+use crate::desired::{NodeDesired, overlay_peers};
 use crate::model::services::{self, SwitchEntry};
 
 impl NodeRuntime {
@@ -54,10 +54,8 @@ impl NodeRuntime {
         if self.peers_usable.as_ref().is_none_or(|(seen, _)| *seen != desired.peers) {
             let fixed: Vec<OverlayPeer> =
                 config.cluster.peers.iter().map(crate::config::PeerConfig::to_netstack).collect();
-            let usable =
-                usable_peers(&desired.peers, &fixed, config.network.cluster_cidr, self.options.subnet);
-            let mut wanted = fixed;
-            wanted.extend(usable.iter().map(|p| OverlayPeer::podnet(*p.subnet, p.address)));
+            let wanted =
+                overlay_peers(&desired.peers, &fixed, config.network.cluster_cidr, self.options.subnet);
             self.peers_usable = Some((desired.peers.clone(), wanted));
         }
         let Some((_, wanted)) = &self.peers_usable else { return };

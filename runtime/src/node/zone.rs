@@ -8,7 +8,7 @@
 //! pod may have made room), never a silent loss.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netstack::dns::{Zone, ZoneConfig, ZoneError};
 
@@ -125,7 +125,15 @@ impl NodeRuntime {
             let k = (service.spec.namespace.clone(), service.spec.name.clone());
             wanted.services.insert(k, services::dns_record(service, endpoints));
         }
-        wanted.pods = desired.pod_ips.iter().cloned().collect();
+        // A records only: IPv6 is refused where addresses come in.
+        wanted.pods = desired
+            .pod_ips
+            .iter()
+            .filter_map(|(ip, ns)| match ip {
+                IpAddr::V4(ip) => Some((*ip, ns.clone())),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         if wanted == self.zone.wanted {
             return;
         }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use netstack::policy::{Isolation, Peer, PortRange, Rule};
+use netstack::policy::{Isolation, PortRange, ResolvedPeer, Rule};
 use netstack::wire::Ipv4Cidr;
 
 use super::{PolicyInputs, PolicyPod, PolicyTable};
@@ -23,7 +23,7 @@ pub fn compile(inputs: &PolicyInputs, gateway: Ipv4Addr) -> PolicyTable {
     // What does not depend on the selected pod is compiled once per policy:
     // every rule's peers, and egress rules whole (their named ports resolve
     // on the peers).
-    let per_policy: Vec<(Vec<Vec<Peer>>, Vec<Rule>)> = inputs
+    let per_policy: Vec<(Vec<Vec<ResolvedPeer>>, Vec<Rule>)> = inputs
         .policies
         .iter()
         .map(|p| {
@@ -68,7 +68,7 @@ impl Ctx<'_> {
     /// they resolve to. A rule whose ports all fail to resolve admits
     /// nothing, and so gives no switch rule (an empty port list would
     /// admit every port).
-    fn rule(&self, rule: &PolicyRule, peers: &[Peer], pod: Option<&PolicyPod>) -> Vec<Rule> {
+    fn rule(&self, rule: &PolicyRule, peers: &[ResolvedPeer], pod: Option<&PolicyPod>) -> Vec<Rule> {
         if rule.ports.is_empty() {
             return vec![Rule { peers: peers.to_vec(), ports: Vec::new() }];
         }
@@ -113,7 +113,7 @@ impl Ctx<'_> {
                 }
                 for ((protocol, n), addrs) in groups {
                     out.push(Rule {
-                        peers: vec![Peer::pods(addrs)],
+                        peers: vec![ResolvedPeer::pods(addrs)],
                         ports: vec![PortRange { protocol, first: n, last: n }],
                     });
                 }
@@ -126,16 +126,17 @@ impl Ctx<'_> {
     }
 
     /// A rule's peers, resolved.
-    fn peers(&self, policy: &NetworkPolicySpec, rule: &PolicyRule) -> Vec<Peer> {
+    fn peers(&self, policy: &NetworkPolicySpec, rule: &PolicyRule) -> Vec<ResolvedPeer> {
         rule.peers.iter().map(|p| self.peer(policy, p)).collect()
     }
 
     /// A peer resolved to pod addresses (or kept as an address block).
-    fn peer(&self, policy: &NetworkPolicySpec, peer: &PolicyPeer) -> Peer {
+    fn peer(&self, policy: &NetworkPolicySpec, peer: &PolicyPeer) -> ResolvedPeer {
         match peer {
-            PolicyPeer::Block { cidr, except } => {
-                Peer::Block { cidr: **cidr, except: except.iter().map(|e| **e).collect::<Vec<Ipv4Cidr>>() }
-            }
+            PolicyPeer::Block { cidr, except } => ResolvedPeer::Block {
+                cidr: **cidr,
+                except: except.iter().map(|e| **e).collect::<Vec<Ipv4Cidr>>(),
+            },
             PolicyPeer::Pods { pod_selector, namespace_selector } => {
                 let namespaces: BTreeSet<&str> = match namespace_selector {
                     None => BTreeSet::from([policy.namespace.as_str()]),
@@ -143,7 +144,7 @@ impl Ctx<'_> {
                         self.namespaces.iter().filter(|(_, l)| s.matches(l)).map(|(n, _)| *n).collect()
                     }
                 };
-                Peer::pods(
+                ResolvedPeer::pods(
                     self.inputs
                         .pods
                         .iter()

@@ -33,19 +33,18 @@ fn secret(name: &str) -> SecretSpec {
 
 /// An image pod on `node` whose variables come from `refs`.
 fn image_pod(name: &str, node: &str, refs: Vec<EnvRef>) -> PodSpec {
-    PodSpec {
+    let mut pod = pinned(name, node);
+    pod.template.command = Vec::new();
+    pod.template.image = Some(ImageSpec {
+        image: "busybox".into(),
+        pull_policy: PullPolicy::IfNotPresent,
         command: Vec::new(),
-        image: Some(ImageSpec {
-            image: "busybox".into(),
-            pull_policy: PullPolicy::IfNotPresent,
-            command: Vec::new(),
-            args: Vec::new(),
-            env: vec![("MODE".into(), "literal".into())],
-            env_refs: refs,
-            env_error: None,
-        }),
-        ..pinned(name, node)
-    }
+        args: Vec::new(),
+        env: vec![("MODE".into(), "literal".into())],
+        env_refs: refs,
+        env_error: None,
+    });
+    pod
 }
 
 fn key(var: &str, source: Source, object: &str, key: &str, optional: bool) -> EnvRef {
@@ -143,7 +142,8 @@ fn references_resolve_for_the_pods_node_only_and_missing_ones_say_why() {
     )));
     h.converge();
     let desired = &h.nodes["n1"].desired;
-    let web = desired.pods.iter().find(|p| p.spec.name == "web").unwrap().spec.image.clone().unwrap();
+    let web =
+        desired.pods.iter().find(|p| p.spec.name == "web").unwrap().spec.template.image.clone().unwrap();
     assert!(web.env_refs.is_empty() && web.env_error.is_none());
     let env: Vec<(&str, &str)> = web.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // envFrom, then the literal values, then valueFrom (the last wins).
@@ -157,7 +157,8 @@ fn references_resolve_for_the_pods_node_only_and_missing_ones_say_why() {
             ("MODE", "fast")
         ]
     );
-    let broken = desired.pods.iter().find(|p| p.spec.name == "broken").unwrap().spec.image.clone().unwrap();
+    let broken =
+        desired.pods.iter().find(|p| p.spec.name == "broken").unwrap().spec.template.image.clone().unwrap();
     assert_eq!(broken.env_error.as_deref(), Some("couldn't find key nokey in ConfigMap default/app"));
     // The other node holds neither pod's values, and no ConfigMap at all.
     let other = format!("{:?}", h.nodes["n2"].desired);
@@ -170,6 +171,7 @@ fn references_resolve_for_the_pods_node_only_and_missing_ones_say_why() {
     h.ok(Request::UpdateConfigMap(configmap("app", &[("mode", "fast"), ("nokey", "found")])));
     h.converge();
     let desired = &h.nodes["n1"].desired;
-    let broken = desired.pods.iter().find(|p| p.spec.name == "broken").unwrap().spec.image.clone().unwrap();
+    let broken =
+        desired.pods.iter().find(|p| p.spec.name == "broken").unwrap().spec.template.image.clone().unwrap();
     assert_eq!((broken.env_error, broken.env.last().cloned()), (None, Some(("X".into(), "found".into()))));
 }

@@ -108,9 +108,10 @@ fn every_member_learns_the_other_nodes_as_peers() {
     h.join("n1", 2);
     h.join("n2", 3);
     h.converge();
-    let peers: Vec<(String, [u8; 4])> =
-        h.nodes["n1"].desired.peers.iter().map(|p| (p.node.clone(), p.address.octets())).collect();
-    assert_eq!(peers, [("n2".to_string(), [192, 168, 1, 3]), (SERVER.into(), [192, 168, 1, 1])]);
+    let peers: Vec<(String, std::net::IpAddr)> =
+        h.nodes["n1"].desired.peers.iter().map(|p| (p.node.clone(), p.address)).collect();
+    let at = |a: [u8; 4]| std::net::IpAddr::from(a);
+    assert_eq!(peers, [("n2".to_string(), at([192, 168, 1, 3])), (SERVER.into(), at([192, 168, 1, 1]))]);
 }
 
 #[test]
@@ -126,6 +127,13 @@ fn addresses_other_nodes_cannot_reach_are_refused_on_join() {
         assert!(err.contains(what) && err.contains("--node-ip"), "{err}");
     }
     assert!(h.cp.subnet_of("bad").is_none(), "no record");
+    let v6: std::net::IpAddr = "fd00::2".parse().unwrap();
+    let err = h.connect("v6", v6).unwrap_err();
+    assert!(
+        err.contains("IPv6 is not supported yet: node v6's address = fd00::2; use an IPv4 address"),
+        "{err}"
+    );
+    assert!(h.cp.subnet_of("v6").is_none(), "no record");
 }
 
 #[test]
@@ -205,13 +213,16 @@ fn a_bad_node_record_in_a_saved_state_costs_one_peer_not_the_peer_set() {
     h.converge();
     let desired = &h.nodes["n1"].desired;
     assert_eq!(desired.peers.len(), 4, "the server sends every record");
-    let usable = crate::desired::usable_peers(
+    let usable = crate::desired::overlay_peers(
         &desired.peers,
         &[],
         crate::config::NodeConfig::default().network.cluster_cidr,
         subnet,
     );
-    let names: Vec<&str> = usable.iter().map(|p| p.node.as_str()).collect();
+    let names: Vec<&str> = usable
+        .iter()
+        .filter_map(|o| desired.peers.iter().find(|p| *p.subnet == o.subnet).map(|p| p.node.as_str()))
+        .collect();
     assert_eq!(names, ["n2", SERVER], "the loopback record and n2's twin are skipped");
 }
 

@@ -133,7 +133,7 @@ fn a_restart_restores_pods_services_and_subnets_and_nodes_rejoin() {
 }
 
 /// What a run chose: pod uids and names, ClusterIPs, node ports.
-type Choices = (Vec<(String, String)>, Vec<Option<std::net::Ipv4Addr>>, Vec<Option<u16>>);
+type Choices = (Vec<(String, String)>, Vec<Option<std::net::IpAddr>>, Vec<Option<u16>>);
 
 fn scripted(seed: u64) -> Choices {
     let mut h = Harness::new(seed);

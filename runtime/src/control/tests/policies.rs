@@ -181,7 +181,7 @@ fn members_get_the_policies_with_every_pod_and_namespace_they_select() {
     let mut db = pinned("db", "n1");
     db.namespace = "shop".into();
     db.labels = labels(&[("app", "db")]);
-    db.ports = vec![ContainerPort { name: Some("pg".into()), port: 5432, protocol: Protocol::Tcp }];
+    db.template.ports = vec![ContainerPort { name: Some("pg".into()), port: 5432, protocol: Protocol::Tcp }];
     h.ok(Request::RunPod(db));
     h.ok(Request::RunPod(pinned("web", SERVER)));
     h.settle();

@@ -83,7 +83,7 @@ fn a_load_balancer_takes_its_port_on_every_node() {
     let lb = create(&mut h, lb);
     assert!(lb.spec.ports[0].node_port.is_some(), "a LoadBalancer has a node port too");
     let mut spec = pinned("web", "n1");
-    spec.host_ports = vec![host_port(8080)];
+    spec.template.host_ports = vec![host_port(8080)];
     let err = h.err(Request::RunPod(spec));
     assert!(err.contains("host port") && err.contains("service default/lb"), "{err}");
     let mut none = node_port_service("x", "x", None);
@@ -98,7 +98,7 @@ fn host_ports_conflict_on_one_node_but_not_across_nodes() {
     h.join("n1", 2);
     let with_port = |name: &str, node: &str| {
         let mut spec = pinned(name, node);
-        spec.host_ports = vec![host_port(8080)];
+        spec.template.host_ports = vec![host_port(8080)];
         spec
     };
     h.ok(Request::RunPod(with_port("a", "n1")));
@@ -115,7 +115,7 @@ fn a_host_port_another_process_holds_on_the_server_is_refused() {
     h.join("n1", 2);
     h.host.taken.lock().unwrap().insert((Protocol::Tcp, 8080));
     let mut spec = pinned("a", SERVER);
-    spec.host_ports = vec![host_port(8080)];
+    spec.template.host_ports = vec![host_port(8080)];
     let err = h.err(Request::RunPod(spec.clone()));
     assert!(err.contains("host port") && err.contains("in use"), "{err}");
     // The probe is of the server's node: a member's ports are its own.

@@ -78,7 +78,7 @@ fn deleting_a_deployment_removes_its_pods_from_every_node() {
 fn host_ports_limit_a_deployment_to_one_replica() {
     let mut h = Harness::new(1);
     let mut spec = deployment("web", 2);
-    spec.host_ports = vec![crate::model::HostPort {
+    spec.template.host_ports = vec![crate::model::HostPort {
         host_ip: None,
         host_port: 8080,
         port: 80,

@@ -95,11 +95,11 @@ fn a_full_cluster_cidr_refuses_another_node() {
 fn a_missing_command_is_refused_before_anything_is_created() {
     let mut h = Harness::new(1);
     let mut spec = pod("typo");
-    spec.command = vec!["no-such-command".into()];
+    spec.template.command = vec!["no-such-command".into()];
     let err = h.err(Request::RunPod(spec));
     assert!(err.contains("command `no-such-command` not found"), "{err}");
     let mut spec = deployment("typo", 2);
-    spec.command = vec!["no-such-command".into()];
+    spec.template.command = vec!["no-such-command".into()];
     assert!(h.err(Request::CreateDeployment(spec)).contains("not found"));
     assert!(h.pods().is_empty());
     let saves = *h.store.saves.lock().unwrap();

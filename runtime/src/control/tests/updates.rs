@@ -22,11 +22,11 @@ fn a_changed_template_rolls_the_pods_keeping_three_of_four_ready() {
     let old: Vec<String> = web_pods(&mut h).into_iter().map(|p| p.spec.name).collect();
     assert_eq!(old.len(), 4);
     // New pods do not become ready until the test says so.
-    h.local_ready = |p| p.spec.command != new_command();
+    h.local_ready = |p| p.spec.template.command != new_command();
     let mut spec = deployment("web", 4);
-    spec.command = new_command();
+    spec.template.command = new_command();
     let Response::Deployment(d) = h.ok(Request::UpdateDeployment(spec.clone())) else { panic!() };
-    assert_eq!(d.spec.command, new_command());
+    assert_eq!(d.spec.template.command, new_command());
     for _ in 0..5 {
         h.settle();
         let pods = web_pods(&mut h);
@@ -36,14 +36,17 @@ fn a_changed_template_rolls_the_pods_keeping_three_of_four_ready() {
         assert!(ready >= 3, "{pods:?}");
     }
     let pods = web_pods(&mut h);
-    assert_eq!(pods.iter().filter(|p| p.spec.command == new_command()).count(), 2, "{pods:?}");
+    assert_eq!(pods.iter().filter(|p| p.spec.template.command == new_command()).count(), 2, "{pods:?}");
     // The new pods pass their checks: the rollout completes.
     h.local_ready = |_| true;
     h.settle();
     h.settle();
     let pods = web_pods(&mut h);
     assert_eq!(pods.len(), 4, "{pods:?}");
-    assert!(pods.iter().all(|p| p.spec.command == new_command() && !old.contains(&p.spec.name)), "{pods:?}");
+    assert!(
+        pods.iter().all(|p| p.spec.template.command == new_command() && !old.contains(&p.spec.name)),
+        "{pods:?}"
+    );
     // Unchanged again: nothing moves, nothing waits to be saved.
     let names: Vec<String> = pods.iter().map(|p| p.spec.name.clone()).collect();
     h.ok(Request::UpdateDeployment(spec));
@@ -58,9 +61,9 @@ fn one_replica_is_replaced_only_once_its_successor_is_ready() {
     h.ok(Request::CreateDeployment(deployment("web", 1)));
     h.settle();
     let old = web_pods(&mut h)[0].spec.name.clone();
-    h.local_ready = |p| p.spec.command != new_command();
+    h.local_ready = |p| p.spec.template.command != new_command();
     let mut spec = deployment("web", 1);
-    spec.command = new_command();
+    spec.template.command = new_command();
     h.ok(Request::UpdateDeployment(spec));
     h.settle();
     let pods = web_pods(&mut h);
@@ -112,7 +115,7 @@ fn a_service_keeps_its_cluster_ip_and_node_ports() {
     let Response::Service(s) = h.ok(Request::UpdateService(spec.clone())) else { panic!() };
     assert_eq!((s.cluster_ip, s.spec.ports[0].node_port), (Some(ip), Some(node_port)));
     assert_eq!(s.spec.selector["app"], "api");
-    spec.cluster_ip = ClusterIpRequest::Fixed(std::net::Ipv4Addr::new(10, 96, 0, 99));
+    spec.cluster_ip = ClusterIpRequest::Fixed(std::net::Ipv4Addr::new(10, 96, 0, 99).into());
     let e = h.err(Request::UpdateService(spec.clone()));
     assert!(e.starts_with("spec.clusterIP: Invalid value: field is immutable"), "{e}");
     // Back to ClusterIP: the node port goes, also when the client sends
@@ -134,7 +137,7 @@ fn a_pod_changes_labels_and_annotations_only() {
     spec.node_name = Some(SERVER.into());
     let Response::Pod(p) = h.ok(Request::UpdatePod(spec.clone())) else { panic!() };
     assert_eq!((p.spec.labels["tier"].as_str(), p.spec.annotations["a"].as_str()), ("front", "b"));
-    spec.command = new_command();
+    spec.template.command = new_command();
     let e = h.err(Request::UpdatePod(spec));
     assert!(e.starts_with("spec.containers[0].command: Forbidden"), "{e}");
     let mut big = pod("p");
@@ -222,8 +225,8 @@ fn recreate_and_explicit_bounds_are_honoured() {
     spec.strategy = Strategy::Recreate;
     h.ok(Request::CreateDeployment(spec.clone()));
     h.settle();
-    h.local_ready = |p| p.spec.command != new_command();
-    spec.command = new_command();
+    h.local_ready = |p| p.spec.template.command != new_command();
+    spec.template.command = new_command();
     h.ok(Request::UpdateDeployment(spec.clone()));
     // Recreate: the old pods go first; the new ones come on the next turn.
     assert!(web_pods(&mut h).is_empty());
@@ -231,16 +234,16 @@ fn recreate_and_explicit_bounds_are_honoured() {
     assert_eq!(web_pods(&mut h).len(), 2);
     // maxSurge 1, maxUnavailable 0: one new pod at a time, no old one
     // goes while the new are not ready.
-    h.local_ready = |p| p.spec.command == new_command();
+    h.local_ready = |p| p.spec.template.command == new_command();
     h.settle();
     spec.strategy =
         Strategy::RollingUpdate { max_surge: Amount::Count(1), max_unavailable: Amount::Count(0) };
-    spec.command = vec!["sleep".into(), "3".into()];
+    spec.template.command = vec!["sleep".into(), "3".into()];
     h.ok(Request::UpdateDeployment(spec));
     for _ in 0..3 {
         h.settle();
         let pods = web_pods(&mut h);
         assert_eq!(pods.len(), 3, "{pods:?}");
-        assert_eq!(pods.iter().filter(|p| p.spec.command == new_command()).count(), 2, "{pods:?}");
+        assert_eq!(pods.iter().filter(|p| p.spec.template.command == new_command()).count(), 2, "{pods:?}");
     }
 }
