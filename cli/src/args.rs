@@ -381,7 +381,17 @@ impl PodOptions {
         let (command, args) = if self.replace_entrypoint { (words, Vec::new()) } else { (Vec::new(), words) };
         let pull_policy = self.image_pull_policy.unwrap_or_else(|| PullPolicy::default_for(image));
         let env = self.env.clone();
-        (Vec::new(), Some(ImageSpec { image: image.clone(), pull_policy, command, args, env }))
+        (
+            Vec::new(),
+            Some(ImageSpec {
+                image: image.clone(),
+                pull_policy,
+                command,
+                args,
+                env,
+                stdin: Default::default(),
+            }),
+        )
     }
 
     /// The pod's resources.

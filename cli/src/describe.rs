@@ -261,6 +261,7 @@ mod tests {
                     command: vec![],
                     args: vec![],
                     env: vec![],
+                    stdin: Default::default(),
                 }),
                 resources: Default::default(),
                 annotations: Default::default(),

@@ -512,6 +512,10 @@ pub struct ExecTarget {
     /// execs into it (its namespaces, cgroup, root, user and confinement).
     #[serde(default)]
     pub container: Option<ContainerExec>,
+    /// For a container with input (`stdin`, `tty`): the FIFO an attach
+    /// writes it to.
+    #[serde(default)]
+    pub stdin: Option<PathBuf>,
 }
 
 /// How to run `RUNTIME --root ROOT exec ID COMMAND...`.

@@ -6,9 +6,10 @@ use serde_json::Value;
 
 use super::status::Status;
 use crate::model::{
-    Amount, Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
-    ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs, SecurityContext,
-    ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort,
+    Amount, Annotations, ClusterIpRequest, ContainerPort, ContainerStdin, DEFAULT_AFFINITY_TIMEOUT,
+    DeploymentSpec, HostPort, ImageSpec, Labels, PodSpec, Probe, Protocol, PullPolicy, ResourceList,
+    Resources, RunAs, SecurityContext, ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy,
+    TargetPort,
 };
 
 /// Where a refusal is reported: the object's kind and name.
@@ -256,8 +257,6 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
             "livenessProbe",
             "startupProbe",
             "lifecycle",
-            "stdin",
-            "tty",
         ],
         &cf,
     )?;
@@ -276,6 +275,11 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodParts, Status> 
             command: command.clone(),
             args: args.clone(),
             env,
+            stdin: match (c["stdin"].as_bool() == Some(true), c["tty"].as_bool() == Some(true)) {
+                (_, true) => ContainerStdin::Tty,
+                (true, false) => ContainerStdin::Open,
+                (false, false) => ContainerStdin::Closed,
+            },
         }),
         None if !env.is_empty() => {
             return Err(ctx.invalid(

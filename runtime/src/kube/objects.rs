@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    Amount, ContainerPort, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod, Probe,
-    Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
+    Amount, ContainerPort, ContainerStdin, Deployment, Endpoints, HostPort, ImageSpec, NodeInfo, Phase, Pod,
+    Probe, Resources, SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
 };
 
 /// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
@@ -97,6 +97,14 @@ pub fn container(c: &ContainerParts<'_>) -> Value {
                 let env: Vec<Value> =
                     image.env.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
                 out["env"] = json!(env);
+            }
+            match image.stdin {
+                ContainerStdin::Closed => {}
+                ContainerStdin::Open => out["stdin"] = json!(true),
+                ContainerStdin::Tty => {
+                    out["stdin"] = json!(true);
+                    out["tty"] = json!(true);
+                }
             }
         }
         None => out["command"] = json!(c.command),
@@ -483,6 +491,7 @@ mod tests {
                 command: vec![],
                 args: vec!["-g".into()],
                 env: vec![("MODE".into(), "test".into())],
+                stdin: Default::default(),
             }),
             resources: Resources { limits: "memory=128Mi,cpu=500m".parse().unwrap(), ..Default::default() },
             annotations: Default::default(),

@@ -148,6 +148,22 @@ pub struct ImageSpec {
     /// skip_serializing_if: postcard, on the wire, is not self-describing.)
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Whether the container has a stdin that `kubectl attach -i` writes
+    /// to (Kubernetes' `stdin`), and a terminal (`tty`).
+    #[serde(default)]
+    pub stdin: ContainerStdin,
+}
+
+/// A container's input (Kubernetes' `stdin` and `tty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerStdin {
+    /// None: its stdin is /dev/null.
+    #[default]
+    Closed,
+    /// A pipe the node holds open (`stdin: true`).
+    Open,
+    /// A terminal: its stdin, stdout and stderr (`tty: true`).
+    Tty,
 }
 
 impl ImageSpec {
@@ -697,6 +713,7 @@ mod tests {
             command: strings(command),
             args: strings(args),
             env: Vec::new(),
+            stdin: Default::default(),
         };
         let (entrypoint, cmd) =
             (strings(&["/docker-entrypoint.sh"]), strings(&["nginx", "-g", "daemon off;"]));

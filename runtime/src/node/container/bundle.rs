@@ -452,6 +452,7 @@ mod tests {
             command: command.iter().map(|s| s.to_string()).collect(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            stdin: Default::default(),
         }
     }
 

@@ -115,6 +115,7 @@ impl Fixture {
             command: command.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
             env: Vec::new(),
+            stdin: Default::default(),
         };
         let netns = netns::path(&self.netns);
         let pod_dir = self.pod_dir(id);
@@ -376,6 +377,7 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         command: vec!["true".into()],
         args: vec![],
         env: vec![],
+        stdin: Default::default(),
     };
     let netns = netns::path(&fx.netns);
     let pod_dir = fx.pod_dir("c-crun");
