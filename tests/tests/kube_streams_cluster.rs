@@ -147,6 +147,28 @@ fn kubectl_streams_reach_pods_on_member_nodes() {
         assert_eq!(stdout(&out), "hi\ndone\n", "{bin}: stdin, then its end");
     }
 
+    // The server's own `podnet exec` into the member's pod: stdin, both
+    // outputs and the exit code come through the member's stream.
+    let mut exec = std::process::Command::new(podnet_e2e::podnet_bin())
+        .args(["exec", "web", "--", "sh", "-c", "cat; echo err >&2; exit 4"])
+        .env("PODNET_SOCKET", &server.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start podnet exec");
+    exec.stdin.take().unwrap().write_all(b"typed\n").unwrap();
+    let status = wait_for(&mut exec, Duration::from_secs(60), "podnet exec into a member's pod");
+    let (mut out, mut err) = (String::new(), String::new());
+    exec.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    exec.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(4), "podnet exec's exit code: {err}{}", server.agent_log());
+    assert_eq!(out, "typed\n");
+    assert_eq!(err, "err\n");
+    // A member may not reach into another node's pods (the trust model).
+    cluster.nodes[2].fails(&["exec", "web", "--", "true"], "may not reach into pods on other nodes");
+    cluster.nodes[2].fails(&["logs", "web"], "may not reach into pods on other nodes");
+
     // port-forward: 1.32 tunnels SPDY in WebSocket, 1.27 speaks SPDY.
     for (i, bin) in kubectls.iter().enumerate() {
         let local = 18090 + i;

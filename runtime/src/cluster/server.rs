@@ -404,7 +404,9 @@ async fn connection(
                 let _ = calls.send((request, reply_tx)).await;
                 match reply_rx.await {
                     Ok(Ok(Answer::Once(response))) => Ok(*response),
-                    Ok(Ok(Answer::Stream(_))) => Err("streams work only on the pod's node".to_string()),
+                    Ok(Ok(Answer::Stream(_) | Answer::Session { .. })) => {
+                        Err("streams work only on the pod's node, or from the server's own CLI".to_string())
+                    }
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err("the server is shutting down".to_string()),
                 }

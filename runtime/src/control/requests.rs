@@ -158,6 +158,8 @@ impl ControlPlane {
             | Request::GetSecrets { .. }
             | Request::DeleteSecret { .. }) => self.ingress_request(now, request),
             Request::ExecTarget { .. }
+            | Request::Exec { .. }
+            | Request::Input(_)
             | Request::Logs { .. }
             | Request::DescribePod { .. }
             | Request::Capture { .. }
