@@ -24,6 +24,11 @@ pub(crate) async fn run(
     let request = Request::ExecTarget { namespace: namespace.into(), name: pod.into() };
     let target = match crate::call(socket, request).await? {
         Response::Exec(target) => target,
+        Response::Elsewhere(node) if crate::REMOTE.get().is_some() => {
+            return Err(CliError::Message(format!(
+                "pod {namespace}/{pod} runs on node {node}: run podnet exec on the cluster server or on {node} (a remote CLI does not carry a command's input and output), or use kubectl exec"
+            )));
+        }
         Response::Elsewhere(_) => return remote(socket, namespace, pod, command).await,
         _ => return Err(CliError::Message("the agent sent an unexpected answer".into())),
     };

@@ -118,3 +118,57 @@ impl Pump {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_carries_the_fifo_in_and_its_output_to_the_log() {
+        let dir = std::env::temp_dir().join(format!("podnet-stdin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (log_read, log_write) = nix::unistd::pipe().unwrap();
+        let (mut log_read, log_write) = (File::from(log_read), File::from(log_write));
+        let Stdio { stdin, output, pump } = make(ContainerStdin::Tty, &dir, &log_write).unwrap().unwrap();
+        drop(log_write);
+        pump.unwrap().start("t");
+        // The container's side: its stdin is the terminal.
+        let mut container = stdin;
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(fifo(&dir)).unwrap();
+        fifo.write_all(b"typed\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = container.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"typed\n", "the FIFO's bytes reach the terminal");
+        container.write_all(b"shown").unwrap();
+        let mut seen = Vec::new();
+        // The terminal echoes what was typed, then what the container wrote.
+        while !seen.ends_with(b"shown") {
+            let n = log_read.read(&mut buf).unwrap();
+            assert!(n > 0, "the log pipe ended early: {seen:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&seen).starts_with("typed"), "{seen:?}");
+        // The container gone (every end of its terminal), the copy ends and
+        // lets go of the log pipe.
+        drop((container, output));
+        let mut rest = Vec::new();
+        log_read.read_to_end(&mut rest).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_closed_input_makes_nothing_and_an_open_one_a_fifo() {
+        let dir = std::env::temp_dir().join(format!("podnet-stdin-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = File::open("/dev/null").unwrap();
+        assert!(make(ContainerStdin::Closed, &dir, &log).unwrap().is_none());
+        assert!(!fifo(&dir).exists());
+        let Stdio { mut stdin, output, pump } = make(ContainerStdin::Open, &dir, &log).unwrap().unwrap();
+        assert!(output.is_none() && pump.is_none());
+        std::fs::OpenOptions::new().write(true).open(fifo(&dir)).unwrap().write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        stdin.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
