@@ -131,6 +131,12 @@ impl Streams {
         (pending.node == node).then_some(pending.reply)
     }
 
+    /// The tickets given out and not presented yet (for tests playing a member).
+    #[cfg(test)]
+    pub(crate) fn pending_tickets(&self) -> Vec<Ticket> {
+        self.lock().pending.keys().copied().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
