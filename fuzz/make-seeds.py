@@ -234,6 +234,17 @@ def cluster_seeds():
     whole = cmsg(hello_node)
     write("cluster_messages", "split", crec(whole[:2]) + crec(whole[2:7]) + crec(whole[7:]))
     write("cluster_messages", "claims-4gib", crec(b"\xff\xff\xff\xff" + hello_cli))
+    # Streams into a member's pods: the member's dial-back hello, the
+    # server's Open (an exec, a port-forward) and the StreamFrames both ways.
+    hello_stream = bytes([3, 8]) + pstr("n1") + bytes([7] * 32) + bytes([1] * 16)
+    exec_asked = bytes([2]) + pstr("sh") + pstr("-c") + bytes([1, 1, 1, 0])
+    open_exec = bytes([3]) + bytes([2] * 16) + bytes([0]) + pstr("default") + pstr("web") + exec_asked
+    open_forward = bytes([3]) + bytes([3] * 16) + bytes([2]) + pstr("default") + pstr("web") + bytes([0x90, 0x3f])
+    write("cluster_messages", "stream-hello-open",
+          crec(cmsg(hello_stream)) + crec(cmsg(open_exec)) + crec(cmsg(open_forward)))
+    frames = [bytes([0]), bytes([1]) + pstr("pod not running"), bytes([4, 1, 3]) + b"hi\n",
+              bytes([5, 0]), bytes([6, 80, 24]), bytes([7, 6]), bytes([8]) + pstr("gone")]
+    write("cluster_messages", "stream-frames", b"".join(crec(cmsg(f)) for f in frames))
 
 
 # SPDY/3's header dictionary (as runtime/src/kube/stream/spdy.rs builds it).

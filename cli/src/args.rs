@@ -391,6 +391,7 @@ impl PodOptions {
                 env,
                 env_refs: Vec::new(),
                 env_error: None,
+                stdin: Default::default(),
             }),
         )
     }

@@ -263,6 +263,7 @@ mod tests {
                         env: vec![],
                         env_refs: vec![],
                         env_error: None,
+                        stdin: Default::default(),
                     }),
                     resources: Default::default(),
                     container: None,

@@ -1,5 +1,8 @@
 //! `podnet exec`: the CLI enters the pod itself (it runs as root on the node),
-//! so stdin, stdout, signals and the exit code pass through untouched. The
+//! so stdin, stdout, signals and the exit code pass through untouched. On
+//! a cluster's server, a pod of a member is reached through the agent: an
+//! exec session whose command the member runs (stdin, stdout, stderr and
+//! the exit code; no terminal). The
 //! command joins the PID, IPC, mount, UTS and network namespaces of the pod's
 //! command and is confined as it is (capabilities, seccomp, user), with the
 //! pod's environment.
@@ -19,8 +22,15 @@ pub(crate) async fn run(
     command: &[String],
 ) -> Result<ExitCode, CliError> {
     let request = Request::ExecTarget { namespace: namespace.into(), name: pod.into() };
-    let Response::Exec(target) = crate::call(socket, request).await? else {
-        return Err(CliError::Message("the agent sent an unexpected answer".into()));
+    let target = match crate::call(socket, request).await? {
+        Response::Exec(target) => target,
+        Response::Elsewhere(node) if crate::REMOTE.get().is_some() => {
+            return Err(CliError::Message(format!(
+                "pod {namespace}/{pod} runs on node {node}: run podnet exec on the cluster server or on {node} (a remote CLI does not carry a command's input and output), or use kubectl exec"
+            )));
+        }
+        Response::Elsewhere(_) => return remote(socket, namespace, pod, command).await,
+        _ => return Err(CliError::Message("the agent sent an unexpected answer".into())),
     };
     let pid =
         target.pid.ok_or_else(|| format!("pod {namespace}/{pod} has no running command to exec beside"))?;
@@ -57,4 +67,75 @@ fn exec_container(container: &ContainerExec, command: &[String], pod: &str) -> R
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Runs `command` in a pod on a member, through the server's agent: the
+/// CLI's stdin goes to it (read on a thread), its output comes back.
+async fn remote(socket: &Path, namespace: &str, pod: &str, command: &[String]) -> Result<ExitCode, CliError> {
+    use runtime::api::{Frame, read_frame, write_frame};
+    if command.is_empty() {
+        return Err("no command given: put it after `--`".into());
+    }
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(step(format!("cannot reach the agent at {}", socket.display())))?;
+    let (mut read, mut write) = stream.into_split();
+    let request = Request::Exec {
+        namespace: namespace.into(),
+        name: pod.into(),
+        command: command.to_vec(),
+        stdin: true,
+    };
+    let frame = |r: &Request| Frame::message(r).map_err(step("cannot encode the request"));
+    write_frame(&mut write, &frame(&request)?).await.map_err(step("cannot talk to the agent"))?;
+    // stdin on a thread (a blocking read), to frames.
+    let (input_tx, mut input) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 32 << 10];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let n = stdin.read(&mut buf).unwrap_or(0);
+            if input_tx.blocking_send(buf[..n].to_vec()).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+    let send = async move {
+        while let Some(bytes) = input.recv().await {
+            let end = bytes.is_empty();
+            if write_frame(&mut write, &frame(&Request::Input(bytes))?).await.is_err() || end {
+                break;
+            }
+        }
+        // Keep the connection's write half open: the agent reads its end
+        // as the client leaving.
+        std::future::pending::<Result<ExitCode, CliError>>().await
+    };
+    let receive = async {
+        use std::io::Write;
+        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+        loop {
+            let Some(frame) = read_frame(&mut read).await.map_err(step("cannot talk to the agent"))? else {
+                return Err(CliError::Message(format!("the agent ended the exec in pod {namespace}/{pod}")));
+            };
+            let body = frame.body.map_err(CliError::Message)?;
+            match Frame::decode::<Response>(&body).map_err(step("cannot decode the agent's answer"))? {
+                Response::Output(2, bytes) => {
+                    let _ = stderr.write_all(&bytes);
+                    let _ = stderr.flush();
+                }
+                Response::Output(_, bytes) => {
+                    let _ = stdout.write_all(&bytes);
+                    let _ = stdout.flush();
+                }
+                Response::Exited(code) => return Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+                _ => return Err(CliError::Message("the agent sent an unexpected answer".into())),
+            }
+        }
+    };
+    tokio::select! {
+        done = receive => done,
+        failed = send => failed,
+    }
 }

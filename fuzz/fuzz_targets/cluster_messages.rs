@@ -4,7 +4,8 @@
 //! length prefix and the reassembly of a message cut over Noise messages),
 //! and every message it completes is decoded as each type the two ends
 //! decode: `Hello`, `Request` and `Report` (the server), `ToMember` (a
-//! member), `Result<Response, String>` (a remote CLI). The raw bytes are
+//! member), `Result<Response, String>` (a remote CLI), `StreamFrame` (both
+//! ends of a stream into a member's pod). The raw bytes are
 //! decoded as each type too. A refused record starts a new assembler, as the
 //! channel closes the connection.
 //!
@@ -19,7 +20,7 @@
 use libfuzzer_sys::fuzz_target;
 use runtime::api::{Request, Response};
 use runtime::cluster::channel::{Assembler, MAX_MESSAGE, RecvError};
-use runtime::cluster::proto::{Hello, Report, ToMember};
+use runtime::cluster::proto::{Hello, Report, StreamFrame, ToMember};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,6 +49,7 @@ fn decode_all(message: &[u8]) {
     decode::<Report>(message, "Report");
     decode::<ToMember>(message, "ToMember");
     decode::<Result<Response, String>>(message, "answer");
+    decode::<StreamFrame>(message, "StreamFrame");
 }
 
 fuzz_target!(|data: &[u8]| {

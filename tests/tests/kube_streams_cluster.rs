@@ -147,6 +147,28 @@ fn kubectl_streams_reach_pods_on_member_nodes() {
         assert_eq!(stdout(&out), "hi\ndone\n", "{bin}: stdin, then its end");
     }
 
+    // The server's own `podnet exec` into the member's pod: stdin, both
+    // outputs and the exit code come through the member's stream.
+    let mut exec = std::process::Command::new(podnet_e2e::podnet_bin())
+        .args(["exec", "web", "--", "sh", "-c", "cat; echo err >&2; exit 4"])
+        .env("PODNET_SOCKET", &server.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start podnet exec");
+    exec.stdin.take().unwrap().write_all(b"typed\n").unwrap();
+    let status = wait_for(&mut exec, Duration::from_secs(60), "podnet exec into a member's pod");
+    let (mut out, mut err) = (String::new(), String::new());
+    exec.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    exec.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(4), "podnet exec's exit code: {err}{}", server.agent_log());
+    assert_eq!(out, "typed\n");
+    assert_eq!(err, "err\n");
+    // A member may not reach into another node's pods (the trust model).
+    cluster.nodes[2].fails(&["exec", "web", "--", "true"], "may not reach into pods on other nodes");
+    cluster.nodes[2].fails(&["logs", "web"], "may not reach into pods on other nodes");
+
     // port-forward: 1.32 tunnels SPDY in WebSocket, 1.27 speaks SPDY.
     for (i, bin) in kubectls.iter().enumerate() {
         let local = 18090 + i;
@@ -206,4 +228,146 @@ fn kubectl_streams_reach_pods_on_member_nodes() {
         let status = wait_for(&mut attach, Duration::from_secs(30), "kubectl attach of an ended pod");
         assert!(status.success(), "{bin} attach ends with the container");
     }
+}
+
+/// Runs its arguments on a terminal of its own (python3's pty), waits for
+/// kubectl's attach hint, types a `wget` of the Service web-svc, waits for
+/// the page, types `exit 3`, and exits with the command's exit code; all
+/// the terminal showed goes to stdout.
+const TYPIST: &str = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+seen = b""
+def until(needle, timeout):
+    global seen
+    end = time.time() + timeout
+    while needle not in seen:
+        left = end - time.time()
+        if left <= 0:
+            sys.stdout.write(seen.decode(errors="replace"))
+            sys.exit(f"no {needle!r} within {timeout} s")
+        if select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                sys.stdout.write(seen.decode(errors="replace"))
+                sys.exit(f"the terminal closed before {needle!r}")
+            seen += chunk
+until(b"try pressing enter", 90)
+os.write(fd, b"wget -qO- http://web-svc\r")
+until(b"hello from a member", 30)
+os.write(fd, b"exit 3\r")
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn kubectl_attach_takes_stdin_and_run_it_drives_a_shell_on_a_member() {
+    require(KUBECTL, "kubectl");
+    require("skopeo", "skopeo");
+    require("python3", "python3");
+    let scratch = Scratch::new("kattach");
+    let layout = scratch.path("oci");
+    oci::build_app_image(&scratch, &layout, "v1", "hello from a member");
+    let archive = scratch.path("app.tar");
+    let image = image_ref();
+    oci::sh(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("oci:{layout}:v1"),
+            &format!("oci-archive:{archive}:{image}"),
+        ],
+    );
+    let cluster = Cluster::start("katt", 2);
+    for node in &cluster.nodes {
+        assert!(node.ok(&["image", "import", &archive]).starts_with(&format!("imported {image} (")));
+    }
+    let server = cluster.server();
+    let (one, two) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
+
+    // kubectl attach -i: a container made with stdin reads what kubectl
+    // reads from a pipe (1.32 over WebSocket, 1.27 over SPDY).
+    let mut kubectls = vec![KUBECTL];
+    if std::path::Path::new(OLD_KUBECTL).exists() {
+        kubectls.push(OLD_KUBECTL);
+    }
+    for (i, bin) in kubectls.iter().enumerate() {
+        let pod = format!("reader{i}");
+        let manifest = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {one}\n  restartPolicy: Never\n  containers:\n  - name: {pod}\n    image: {image}\n    stdin: true\n    command: [sh, -c, 'echo ready; read line; echo got $line']\n"
+        );
+        let out = fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shown = json(&ok(server, &["get", "pod", &pod, "-o", "json"]));
+        assert_eq!(shown["spec"]["containers"][0]["stdin"], true, "the pod keeps its stdin");
+        eventually(Duration::from_secs(60), &format!("{pod} ready"), || {
+            let out = kubectl_with(server, KUBECTL, &["logs", &pod]);
+            (stdout(&out) == "ready\n").then_some(())
+        });
+        let out = fed(server, bin, &["attach", "-i", &pod], b"hello\n");
+        assert!(out.status.success(), "{bin} attach -i: {}{}", stderr(&out), server.agent_log());
+        assert_eq!(stdout(&out), "got hello\n", "{bin}: the container read kubectl's stdin");
+    }
+    // A container without stdin says so.
+    pinned(server, "quiet", &two, &["sleep", "3600"]);
+    let out = fed(server, KUBECTL, &["attach", "-i", "quiet"], b"x\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("has no stdin"), "{}", stderr(&out));
+
+    // The lab step: a web Service, then a busybox shell with a terminal on
+    // a member (`kubectl run -it --rm`), typed into.
+    ok(server, &["create", "deployment", "web", &format!("--image={image}")]);
+    ok(server, &["expose", "deployment", "web", "--port=80", "--target-port=8080", "--name=web-svc"]);
+    ok(server, &["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let kubectl = kubectl_command(
+        server,
+        KUBECTL,
+        &[
+            "run",
+            "curl-pod",
+            &format!("--image={image}"),
+            "--restart=Never",
+            "-it",
+            "--rm",
+            &format!("--overrides={{\"spec\":{{\"nodeName\":\"{two}\"}}}}"),
+            "--",
+            "sh",
+        ],
+    );
+    let mut typist = std::process::Command::new("python3");
+    typist.arg("-c").arg(TYPIST).arg(kubectl.get_program()).args(kubectl.get_args());
+    for (key, value) in kubectl.get_envs() {
+        if let Some(value) = value {
+            typist.env(key, value);
+        }
+    }
+    let out = typist.output().expect("run python3");
+    let shown = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the shell's exit code: {shown}{}{}",
+        stderr(&out),
+        server.agent_log()
+    );
+    assert!(shown.contains("hello from a member"), "{shown}");
+    eventually(Duration::from_secs(30), "curl-pod removed (--rm)", || {
+        let out = kubectl_with(server, KUBECTL, &["get", "pod", "curl-pod"]);
+        (!out.status.success()).then_some(())
+    });
 }

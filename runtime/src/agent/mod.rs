@@ -366,6 +366,10 @@ impl Side {
                 Request::FollowLogs { namespace, name, backlog } => {
                     node.follow_logs(&namespace, &name, backlog).map(Answer::Stream).map_err(String::from)
                 }
+                Request::Exec { namespace, name, .. } => {
+                    Err(format!("pod {namespace}/{name} runs on this node: podnet exec enters it itself"))
+                }
+                Request::Input(_) => Err("input belongs to a podnet exec session".to_string()),
                 request => node.handle_local(request).await.map(once).map_err(String::from),
             };
             let _ = reply.send(answer);
@@ -377,12 +381,26 @@ impl Side {
                 if let (Route::Pod { namespace, name }, Some(streams)) = (request.route(), &c.streams)
                     && let Some(owner) = c.cp.locate(namespace, name)
                     && owner != node.name()
-                    && !matches!(request, Request::ExecTarget { .. })
                 {
                     let (streams, owner) = (streams.clone(), owner.to_string());
-                    tokio::spawn(async move {
-                        let _ = reply.send(relay(&streams, &owner, request).await);
-                    });
+                    match request {
+                        // The CLI cannot enter a pod of another node: it
+                        // asks for an exec session instead.
+                        Request::ExecTarget { .. } => {
+                            let _ = reply.send(Ok(once(Response::Elsewhere(owner))));
+                        }
+                        Request::Exec { namespace, name, command, stdin } => {
+                            tokio::spawn(async move {
+                                let session = exec_session(&streams, owner, namespace, name, command, stdin);
+                                let _ = reply.send(session.await);
+                            });
+                        }
+                        request => {
+                            tokio::spawn(async move {
+                                let _ = reply.send(relay(&streams, &owner, request).await);
+                            });
+                        }
+                    }
                     return;
                 }
                 let answer = c.answer(node, request).await.map_err(|e| e.to_string());
@@ -416,6 +434,68 @@ async fn relay(
         Opened::Once(response) => Ok(Answer::Once(response)),
         Opened::Stream(stream) => Ok(Answer::Stream(stream.items())),
     }
+}
+
+/// `podnet exec` from the server's CLI into a pod on member `node`: the
+/// command runs there (`kube::stream::remote`), its output and exit code
+/// are the session's items, the CLI's input frames its stdin.
+async fn exec_session(
+    streams: &crate::cluster::streams::Streams,
+    node: String,
+    namespace: String,
+    name: String,
+    command: Vec<String>,
+    stdin: bool,
+) -> Result<Answer, String> {
+    use crate::kube::stream::channel::Ended;
+    use crate::kube::stream::exec::{self, Asked, Input};
+    if command.is_empty() {
+        return Err("no command given: put it after `--`".into());
+    }
+    let asked = Asked { command, stdin, stdout: true, stderr: true, tty: false };
+    let request = crate::cluster::proto::StreamRequest::Exec { namespace, name, asked };
+    let process =
+        crate::kube::stream::remote::process(streams, &node, request).await.map_err(|s| s.message)?;
+    let (items_tx, items) = mpsc::channel(8);
+    let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(8);
+    tokio::spawn(async move {
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let feed = async move {
+            while let Some(bytes) = input_rx.recv().await {
+                let item = if bytes.is_empty() { Input::StdinClosed } else { Input::Stdin(bytes) };
+                if in_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+            // The CLI sends no more; the command runs on.
+            std::future::pending::<()>().await
+        };
+        let forward = {
+            let items_tx = items_tx.clone();
+            async move {
+                while let Some((stream, bytes)) = out_rx.recv().await {
+                    if items_tx.send(Response::Output(stream, bytes)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let run = futures::future::join(exec::run(process, out_tx, in_rx), forward);
+        let ended = tokio::select! {
+            (ended, ()) = run => ended,
+            () = feed => return,
+        };
+        let code = match ended {
+            Ended::Exited(code) => code,
+            Ended::Failed(why) => {
+                let _ = items_tx.send(Response::Output(2, format!("{why}\n").into_bytes())).await;
+                126
+            }
+        };
+        let _ = items_tx.send(Response::Exited(code)).await;
+    });
+    Ok(Answer::Session { output: items, input })
 }
 
 /// Where a request's answer goes.

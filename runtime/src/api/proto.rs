@@ -67,6 +67,22 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Run a command in a pod on a member of the cluster, from the
+    /// server's CLI: the answer is a session (output items, then the exit
+    /// code), its input [`Request::Input`] frames on the same connection.
+    /// (A pod on the CLI's own node is entered by the CLI itself.)
+    Exec {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The command and its arguments.
+        command: Vec<String>,
+        /// The CLI sends input.
+        stdin: bool,
+    },
+    /// Input of a [`Request::Exec`] session (empty: no more).
+    Input(Vec<u8>),
     /// What happened to a pod on its node (kubectl describe's events).
     DescribePod {
         /// Namespace.
@@ -387,7 +403,9 @@ impl Request {
             | Request::Logs { namespace, name }
             | Request::DescribePod { namespace, name }
             | Request::Capture { namespace, name }
-            | Request::FollowLogs { namespace, name, .. } => Route::Pod { namespace, name },
+            | Request::FollowLogs { namespace, name, .. }
+            | Request::Exec { namespace, name, .. } => Route::Pod { namespace, name },
+            Request::Input(_) => Route::Node,
             _ => Route::Cluster,
         }
     }
@@ -422,6 +440,8 @@ impl Request {
             | Request::DeletePod { .. }
             | Request::DeleteDeployment { .. }
             | Request::ExecTarget { .. }
+            | Request::Exec { .. }
+            | Request::Input(_)
             | Request::Logs { .. }
             | Request::FollowLogs { .. }
             | Request::CreateService(_)
@@ -535,6 +555,10 @@ pub struct ExecTarget {
     /// execs into it (its namespaces, cgroup, root, user and confinement).
     #[serde(default)]
     pub container: Option<ContainerExec>,
+    /// For a container with input (`stdin`, `tty`): the FIFO an attach
+    /// writes it to.
+    #[serde(default)]
+    pub stdin: Option<PathBuf>,
 }
 
 /// How to run `RUNTIME --root ROOT exec ID COMMAND...`.
@@ -565,6 +589,12 @@ pub enum Response {
     Exec(ExecTarget),
     /// Log bytes.
     Logs(Vec<u8>),
+    /// The pod runs on member `0`: exec there with [`Request::Exec`].
+    Elsewhere(String),
+    /// An exec session's output on stream 1 (stdout) or 2 (stderr).
+    Output(u8, Vec<u8>),
+    /// An exec session's end: the command's exit code.
+    Exited(i32),
     /// A pod's events on its node, oldest first.
     PodEvents(Vec<PodEvent>),
     /// The cluster's nodes.

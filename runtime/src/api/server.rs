@@ -19,6 +19,14 @@ pub enum Answer {
     Once(Box<Response>),
     /// Responses until the channel closes.
     Stream(mpsc::Receiver<Response>),
+    /// A session (an exec): responses until the channel closes, while the
+    /// client's [`Request::Input`] frames go to `input`.
+    Session {
+        /// What goes to the client.
+        output: mpsc::Receiver<Response>,
+        /// Where its input goes.
+        input: mpsc::Sender<Vec<u8>>,
+    },
 }
 
 /// A request with the channel its answer goes back on.
@@ -108,6 +116,35 @@ async fn connection(mut stream: UnixStream, permit: Permit, calls: mpsc::Sender<
                 }
                 return Ok(());
             }
+            Reply::Session(mut items, input) => {
+                let feed = async {
+                    // Input frames until the client ends (or stops) sending.
+                    loop {
+                        let Ok(Some(frame)) = read_frame(&mut read).await else { break };
+                        let Ok(Request::Input(bytes)) =
+                            frame.body.and_then(|b| Frame::decode::<Request>(&b).map_err(|e| e.to_string()))
+                        else {
+                            break;
+                        };
+                        let end = bytes.is_empty();
+                        if input.send(bytes).await.is_err() || end {
+                            break;
+                        }
+                    }
+                    drop(input);
+                    std::future::pending::<()>().await
+                };
+                let out = async {
+                    while let Some(item) = items.recv().await {
+                        write_frame(&mut write, &Frame::message(&item)?).await?;
+                    }
+                    Ok::<(), io::Error>(())
+                };
+                return tokio::select! {
+                    written = out => written,
+                    () = feed => Ok(()),
+                };
+            }
         }
     }
 }
@@ -115,6 +152,7 @@ async fn connection(mut stream: UnixStream, permit: Permit, calls: mpsc::Sender<
 enum Reply {
     Frame(Frame),
     Stream(mpsc::Receiver<Response>),
+    Session(mpsc::Receiver<Response>, mpsc::Sender<Vec<u8>>),
 }
 
 async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Reply {
@@ -138,6 +176,7 @@ async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Reply {
             Reply::Frame(Frame::message(&response).unwrap_or_else(|e| Frame::error(e.to_string())))
         }
         Ok(Ok(Answer::Stream(items))) => Reply::Stream(items),
+        Ok(Ok(Answer::Session { output, input })) => Reply::Session(output, input),
         Ok(Err(text)) => Reply::Frame(Frame::error(text)),
         Err(_) => Reply::Frame(Frame::error("the agent is shutting down")),
     }

@@ -74,6 +74,10 @@ async fn serve(
                 tx.send_value_within(&StreamFrame::Ready, WHOLE).await?;
                 items_to(items, &mut tx, &mut rx).await
             }
+            Ok(Answer::Session { .. }) => {
+                let why = "a session is not a pod request".to_string();
+                tx.send_value_within(&StreamFrame::Refused(why), WHOLE).await
+            }
         },
         StreamRequest::Exec { namespace, name, asked } => {
             let process = match exec::target(agent, &namespace, &name).await {

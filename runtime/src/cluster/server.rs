@@ -406,7 +406,9 @@ async fn connection(
                 let _ = calls.send((request, reply_tx)).await;
                 match reply_rx.await {
                     Ok(Ok(Answer::Once(response))) => Ok(*response),
-                    Ok(Ok(Answer::Stream(_))) => Err("streams work only on the pod's node".to_string()),
+                    Ok(Ok(Answer::Stream(_) | Answer::Session { .. })) => {
+                        Err("streams work only on the pod's node, or from the server's own CLI".to_string())
+                    }
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err("the server is shutting down".to_string()),
                 }
@@ -509,6 +511,13 @@ mod tests {
     /// silent peers after 300 ms and stalled messages after 300 ms; its
     /// agent answers GetNodes with no nodes.
     async fn server() -> (std::net::SocketAddr, Token, &'static Counters, mpsc::Receiver<ClusterEvent>) {
+        server_with(Default::default()).await
+    }
+
+    /// [`server`] whose members' streams are `streams`.
+    async fn server_with(
+        streams: crate::cluster::streams::Streams,
+    ) -> (std::net::SocketAddr, Token, &'static Counters, mpsc::Receiver<ClusterEvent>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = Token::generate().unwrap();
@@ -531,7 +540,7 @@ mod tests {
             token: token.clone(),
             admin: AdminToken::fixed(ADMIN),
             kube: crate::kube::SharedPort::default(),
-            streams: Default::default(),
+            streams,
         };
         tokio::spawn(serve_gate(listener, trust, events_tx, calls_tx, gate, silence));
         (addr, token, counters, events_rx)
@@ -701,5 +710,72 @@ mod tests {
         let refused = ask(node("n1", 2), read()).await.unwrap_err();
         assert_eq!(refused, "not node n1", "another machine's password");
         counted(counters, Reason::Unauthorized, 3).await;
+    }
+
+    #[tokio::test]
+    async fn only_the_node_a_stream_ticket_was_given_to_may_answer_it() {
+        use crate::cluster::proto::{StreamFrame, StreamRequest};
+        use crate::cluster::streams::{Opened, StreamError, Streams};
+        let streams = Streams::default();
+        let (addr, token, counters, mut events) = server_with(streams.clone()).await;
+        // The hub: n1 (password 1) and n2 (password 2) joined.
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let ClusterEvent::Authenticate { name, password, reply } = event {
+                    let byte = if name == "n1" { 1 } else { 2 };
+                    let ok = password.matches(&NodePassword::fixed(byte).digest());
+                    let _ = reply.send(if ok { Ok(()) } else { Err(format!("not node {name}")) });
+                }
+            }
+        });
+        // n1's member connection, as the server sees it.
+        let (open_tx, mut opens) = mpsc::channel(4);
+        streams.attach("n1", 1, open_tx);
+        let open = |streams: Streams| async move {
+            streams.open("n1", StreamRequest::Pod(Box::new(Request::GetNodes))).await
+        };
+        let dial = |name: &str, byte: u8, ticket| {
+            let (token, name) = (token.clone(), name.to_string());
+            async move {
+                let (mut tx, rx) = channel::connect(addr, &token).await.unwrap();
+                let hello = Hello::Stream {
+                    version: PROTOCOL_VERSION,
+                    name,
+                    password: NodePassword::fixed(byte),
+                    ticket,
+                };
+                tx.send_value(&hello).await.unwrap();
+                (tx, rx)
+            }
+        };
+
+        // n2 presents the ticket given to n1: refused, and the ticket is spent.
+        let asking = tokio::spawn(open(streams.clone()));
+        let (ticket, _) = ends(opens.recv()).await.unwrap();
+        let (_tx, mut rx) = dial("n2", 2, ticket).await;
+        assert!(ends(rx.recv()).await.is_err(), "the server hangs up on another node's ticket");
+        counted(counters, Reason::Forbidden, 1).await;
+        let refused = ends(asking).await.unwrap().err().unwrap();
+        assert!(matches!(refused, StreamError::Silent { .. }), "{refused}");
+
+        // n1 with another machine's password: refused.
+        let asking = tokio::spawn(open(streams.clone()));
+        let (ticket, _) = ends(opens.recv()).await.unwrap();
+        let (_tx, mut rx) = dial("n1", 2, ticket).await;
+        assert!(ends(rx.recv()).await.is_err());
+        counted(counters, Reason::Unauthorized, 1).await;
+        asking.abort();
+
+        // n1 with its ticket: the stream is the asker's.
+        let asking = tokio::spawn(open(streams.clone()));
+        let (ticket, _) = ends(opens.recv()).await.unwrap();
+        let (mut tx, _rx) = dial("n1", 1, ticket).await;
+        tx.send_value(&StreamFrame::Once(Response::Nodes(Vec::new()))).await.unwrap();
+        let opened = ends(asking).await.unwrap();
+        assert!(matches!(opened, Ok(Opened::Once(ref r)) if matches!(**r, Response::Nodes(_))), "the answer");
+        // A ticket is single-use.
+        let (_tx, mut rx) = dial("n1", 1, ticket).await;
+        assert!(ends(rx.recv()).await.is_err(), "a spent ticket");
+        counted(counters, Reason::Forbidden, 2).await;
     }
 }

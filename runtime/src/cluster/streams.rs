@@ -12,7 +12,8 @@
 //! The ticket is single-use, given to one node and valid for
 //! [`OPEN_TIMEOUT`]: a member can only answer streams the server opened
 //! into its own pods, never open one into another node's. Each node holds
-//! at most [`MAX_PER_NODE`] streams at once.
+//! at most [`MAX_PER_NODE`] streams at once; more are refused and counted
+//! (`stream_limit` under the cluster API's listener).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::channel::{self, RecvError};
 use super::proto::{StreamFrame, StreamRequest, Ticket};
 use crate::api::Response;
+use crate::listeners::limits::{Listener, Reason};
 
 /// How long a member has to dial back and say whether the stream started.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -129,6 +131,12 @@ impl Streams {
         (pending.node == node).then_some(pending.reply)
     }
 
+    /// The tickets given out and not presented yet (for tests playing a member).
+    #[cfg(test)]
+    pub(crate) fn pending_tickets(&self) -> Vec<Ticket> {
+        self.lock().pending.keys().copied().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -150,6 +158,7 @@ impl Streams {
                 .ok_or_else(|| StreamError::NotConnected(node.to_string()))?;
             let held = inner.held.entry(node.to_string()).or_default();
             if *held >= MAX_PER_NODE {
+                Listener::ClusterApi.counters().count(Reason::StreamLimit);
                 return Err(StreamError::Busy { node: node.to_string() });
             }
             *held += 1;
@@ -158,6 +167,7 @@ impl Streams {
         };
         let (slot, open) = slot;
         if open.try_send((ticket, request)).is_err() {
+            Listener::ClusterApi.counters().count(Reason::StreamLimit);
             return Err(StreamError::Busy { node: node.to_string() });
         }
         let silent = || StreamError::Silent { node: node.to_string() };
@@ -313,5 +323,28 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, StreamError::NotConnected(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_node_holds_at_most_its_share_of_streams() {
+        let streams = Streams::default();
+        let (open_tx, _opens) = mpsc::channel(2 * MAX_PER_NODE);
+        streams.attach("n1", 1, open_tx);
+        let before = Listener::ClusterApi.counters().get(Reason::StreamLimit);
+        let request = || StreamRequest::Pod(Box::new(crate::api::Request::GetNodes));
+        let mut opening = Vec::new();
+        for _ in 0..MAX_PER_NODE {
+            let streams = streams.clone();
+            opening.push(tokio::spawn(async move { streams.open("n1", request()).await }));
+        }
+        while streams.lock().held.get("n1").copied() != Some(MAX_PER_NODE) {
+            tokio::task::yield_now().await;
+        }
+        let err = streams.open("n1", request()).await.err().unwrap();
+        assert!(matches!(err, StreamError::Busy { .. }), "{err}");
+        assert!(Listener::ClusterApi.counters().get(Reason::StreamLimit) > before, "counted");
+        for task in opening {
+            task.abort();
+        }
     }
 }

@@ -162,6 +162,8 @@ impl ControlPlane {
             | Request::GetConfigMaps { .. }
             | Request::DeleteConfigMap { .. }) => self.configmap_request(now, request),
             Request::ExecTarget { .. }
+            | Request::Exec { .. }
+            | Request::Input(_)
             | Request::Logs { .. }
             | Request::DescribePod { .. }
             | Request::Capture { .. }

@@ -36,7 +36,9 @@ impl Agent {
     pub async fn call(&self, request: Request) -> Result<Response, AgentRefusal> {
         match self.ask(request).await? {
             Answer::Once(response) => Ok(*response),
-            Answer::Stream(_) => Err(AgentRefusal::Unavailable("the agent answered with a stream")),
+            Answer::Stream(_) | Answer::Session { .. } => {
+                Err(AgentRefusal::Unavailable("the agent answered with a stream"))
+            }
         }
     }
 
@@ -45,6 +47,7 @@ impl Agent {
     pub async fn stream(&self, request: Request) -> Result<mpsc::Receiver<Response>, AgentRefusal> {
         match self.ask(request).await? {
             Answer::Stream(items) => Ok(items),
+            Answer::Session { .. } => Err(AgentRefusal::Unavailable("the agent answered with a session")),
             Answer::Once(_) => Err(AgentRefusal::Unavailable("the agent answered with one response")),
         }
     }

@@ -7,9 +7,10 @@ use serde_json::Value;
 use super::status::Status;
 use crate::model::env_refs::{EnvRef, MAX_ENV_REFS, Source};
 use crate::model::{
-    Amount, Annotations, ClusterIpRequest, ContainerPort, DEFAULT_AFFINITY_TIMEOUT, DeploymentSpec, HostPort,
-    ImageSpec, Labels, PodSpec, PodTemplate, Probe, Protocol, PullPolicy, ResourceList, Resources, RunAs,
-    SecurityContext, ServicePort, ServiceSpec, ServiceType, SessionAffinity, Strategy, TargetPort, address,
+    Amount, Annotations, ClusterIpRequest, ContainerPort, ContainerStdin, DEFAULT_AFFINITY_TIMEOUT,
+    DeploymentSpec, HostPort, ImageSpec, Labels, PodSpec, PodTemplate, Probe, Protocol, PullPolicy,
+    ResourceList, Resources, RunAs, SecurityContext, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
+    Strategy, TargetPort, address,
 };
 
 /// Where a refusal is reported: the object's kind and name.
@@ -306,16 +307,7 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
     )?;
     unsupported(
         c,
-        &[
-            "workingDir",
-            "volumeMounts",
-            "volumeDevices",
-            "livenessProbe",
-            "startupProbe",
-            "lifecycle",
-            "stdin",
-            "tty",
-        ],
+        &["workingDir", "volumeMounts", "volumeDevices", "livenessProbe", "startupProbe", "lifecycle"],
         &cf,
     )?;
     let command = strings(ctx, &c["command"], &format!("{cf}.command"))?;
@@ -342,6 +334,11 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
             env,
             env_refs,
             env_error: None,
+            stdin: match (c["stdin"].as_bool() == Some(true), c["tty"].as_bool() == Some(true)) {
+                (_, true) => ContainerStdin::Tty,
+                (true, false) => ContainerStdin::Open,
+                (false, false) => ContainerStdin::Closed,
+            },
         }),
         None if !env.is_empty() || !env_refs.is_empty() => {
             return Err(ctx.invalid(

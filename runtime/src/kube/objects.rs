@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use crate::model::env_refs::{EnvRef, Source};
 use crate::model::{
-    Amount, Deployment, Endpoints, NodeInfo, Phase, Pod, PodTemplate, Probe, Resources, SecurityContext,
-    Service, SessionAffinity, Strategy, TargetPort,
+    Amount, ContainerStdin, Deployment, Endpoints, NodeInfo, Phase, Pod, PodTemplate, Probe, Resources,
+    SecurityContext, Service, SessionAffinity, Strategy, TargetPort,
 };
 
 /// RFC 3339 of a Unix time, as Kubernetes writes timestamps.
@@ -114,6 +114,14 @@ pub fn container(name: &str, c: &PodTemplate) -> Value {
             }
             if !env_from.is_empty() {
                 out["envFrom"] = json!(env_from);
+            }
+            match image.stdin {
+                ContainerStdin::Closed => {}
+                ContainerStdin::Open => out["stdin"] = json!(true),
+                ContainerStdin::Tty => {
+                    out["stdin"] = json!(true);
+                    out["tty"] = json!(true);
+                }
             }
         }
         None => out["command"] = json!(c.command),
@@ -481,6 +489,7 @@ mod tests {
                     env: vec![("MODE".into(), "test".into())],
                     env_refs: vec![],
                     env_error: None,
+                    stdin: Default::default(),
                 }),
                 resources: Resources {
                     limits: "memory=128Mi,cpu=500m".parse().unwrap(),

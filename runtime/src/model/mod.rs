@@ -140,6 +140,22 @@ pub struct ImageSpec {
     /// CreateContainerConfigError.
     #[serde(default)]
     pub env_error: Option<String>,
+    /// Whether the container has a stdin that `kubectl attach -i` writes
+    /// to (Kubernetes' `stdin`), and a terminal (`tty`).
+    #[serde(default)]
+    pub stdin: ContainerStdin,
+}
+
+/// A container's input (Kubernetes' `stdin` and `tty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerStdin {
+    /// None: its stdin is /dev/null.
+    #[default]
+    Closed,
+    /// A pipe the node holds open (`stdin: true`).
+    Open,
+    /// A terminal: its stdin, stdout and stderr (`tty: true`).
+    Tty,
 }
 
 impl ImageSpec {
@@ -660,6 +676,7 @@ mod tests {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            stdin: Default::default(),
         };
         let (entrypoint, cmd) =
             (strings(&["/docker-entrypoint.sh"]), strings(&["nginx", "-g", "daemon off;"]));

@@ -46,6 +46,19 @@ impl NodeRuntime {
                     env: pod_env(&pod.record),
                     pid,
                     security: pod.record.spec.template.security,
+                    stdin: pod
+                        .record
+                        .spec
+                        .template
+                        .image
+                        .as_ref()
+                        .filter(|i| i.stdin != crate::model::ContainerStdin::Closed && container.is_some())
+                        .map(|_| {
+                            super::container::stdin::fifo(&super::image_pods::pod_dir(
+                                &self.options.data_dir,
+                                &pod.record.uid,
+                            ))
+                        }),
                     container,
                 }))
             }

@@ -32,7 +32,8 @@ pub async fn follow(
     alive: impl Fn() -> bool + Send + 'static,
     out: mpsc::Sender<Vec<u8>>,
 ) {
-    let mut file = Tail::open(&path, backlog);
+    // No backlog (an attach): from the end, what comes from now on.
+    let mut file = if backlog == 0 { Tail::at_end(&path) } else { Tail::open(&path, backlog) };
     let first = file.as_mut().map(|f| f.read_all()).unwrap_or_default();
     if out.send(first).await.is_err() {
         return;
@@ -85,6 +86,14 @@ impl Tail {
         let meta = file.metadata().ok()?;
         let offset = if from_end == 0 { 0 } else { meta.len().saturating_sub(from_end) };
         file.seek(SeekFrom::Start(offset)).ok()?;
+        Some(Tail { file, inode: meta.ino(), offset })
+    }
+
+    /// Opens `path` at its end.
+    fn at_end(path: &std::path::Path) -> Option<Tail> {
+        let mut file = File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        let offset = file.seek(SeekFrom::End(0)).ok()?;
         Some(Tail { file, inode: meta.ino(), offset })
     }
 

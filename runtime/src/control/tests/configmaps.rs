@@ -43,6 +43,7 @@ fn image_pod(name: &str, node: &str, refs: Vec<EnvRef>) -> PodSpec {
         env: vec![("MODE".into(), "literal".into())],
         env_refs: refs,
         env_error: None,
+        stdin: Default::default(),
     });
     pod
 }

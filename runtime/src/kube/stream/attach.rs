@@ -1,7 +1,9 @@
 //! `pods/NAME/attach`: the output of the container's own process, from
-//! now on, until it ends (`kubectl attach POD`). podnet keeps a container's
-//! stdout and stderr in its log (`node::log_follow` follows it) and gives
-//! it no stdin, as a pod without `stdin: true` has none: `-i` is refused.
+//! now on, until it ends (`kubectl attach POD`), and with `-i` its input.
+//! podnet keeps a container's stdout and stderr (or its terminal's output)
+//! in its log (`node::log_follow` follows it); a container made with
+//! `stdin: true` or `tty: true` has an input FIFO the attach writes to
+//! (`node::container::stdin`). One without has no stdin: `-i` is refused.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,18 +16,34 @@ use crate::api::{Request, Response};
 use crate::kube::agent::Agent;
 use crate::kube::status::Status;
 
-/// The container's output from now on, as a process whose stdout it is.
+/// The container's output from now on, as a process whose stdout it is,
+/// and with `-i` its input (a container with `stdin` or `tty`).
 pub async fn process(agent: &Agent, namespace: &str, name: &str, asked: &Asked) -> Result<Process, Status> {
-    if asked.stdin || asked.tty {
-        return Err(Status::bad_request(format!(
-            "pod {namespace}/{name} has no stdin to attach to (podnet runs containers without stdin: true): attach without -i/-t, or use kubectl exec -it"
-        )));
-    }
+    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = if asked.stdin || asked.tty {
+        let request = Request::ExecTarget { namespace: namespace.into(), name: name.into() };
+        let target = match agent.call(request).await.map_err(|e| super::refusal(e, name))? {
+            Response::Exec(target) => target,
+            _ => return Err(Status::unavailable("the agent answered with something else than asked for")),
+        };
+        let Some(fifo) = target.stdin else {
+            return Err(Status::bad_request(format!(
+                "pod {namespace}/{name} has no stdin to attach to (its container was made without stdin: true): attach without -i/-t, or use kubectl exec -it"
+            )));
+        };
+        // A reader holds the FIFO while the container runs: opening for
+        // writing does not wait.
+        let writer = tokio::net::unix::pipe::OpenOptions::new()
+            .open_sender(&fifo)
+            .map_err(|e| Status::bad_request(format!("pod {namespace}/{name} takes no input now: {e}")))?;
+        asked.stdin.then(|| Box::new(writer) as _)
+    } else {
+        None
+    };
     let request = Request::FollowLogs { namespace: namespace.into(), name: name.into(), backlog: 0 };
     let items = agent.stream(request).await.map_err(|e| super::refusal(e, name))?;
     let output = LogReader { items, pending: Vec::new(), at: 0 };
     Ok(Process::Local(Local {
-        stdin: None,
+        stdin,
         stdout: Some(Box::new(output)),
         stderr: None,
         terminal: None,

@@ -9,7 +9,9 @@
 //! and the process: `runc exec`, on pipes or a terminal), `websocket`
 //! (handshake and session), `attach` (the container's output, followed),
 //! `spdy` (SPDY/3.1 framing), `spdy_session` (a SPDY connection's streams:
-//! exec, attach and port-forward).
+//! exec, attach and port-forward), `remote` (the same for a pod on a
+//! member of the cluster, over a stream the member opens back to the
+//! server: `cluster::streams`).
 //!
 //! An upgraded session holds its connection's permit of the API's
 //! listener until it ends (the server awaits the [`Session`] on the

@@ -5,7 +5,7 @@
 
 use tokio::sync::mpsc;
 
-use super::channel::Ended;
+use super::channel::{Ended, STDERR, STDOUT};
 use super::exec::{Input, Output, Process};
 use crate::cluster::proto::{StreamFrame, StreamRequest};
 use crate::cluster::streams::{IDLE, Opened, RemoteStream, StreamError, Streams, WHOLE, splice};
@@ -54,7 +54,9 @@ pub async fn run(
     let read = async {
         loop {
             match rx.recv_value_within::<StreamFrame>(Some(IDLE), WHOLE).await {
-                Ok(StreamFrame::Data { stream, bytes }) => {
+                // Only the command's outputs: a member cannot write the
+                // client's error or resize streams.
+                Ok(StreamFrame::Data { stream: stream @ (STDOUT | STDERR), bytes }) => {
                     if output.send((stream, bytes)).await.is_err() {
                         return Ended::Failed("the client went away".into());
                     }
@@ -119,5 +121,93 @@ pub async fn connect(target: Target, port: u16) -> Result<Connection, String> {
             });
             Ok(Box::new(ours))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::channel;
+    use crate::cluster::streams::Dialled;
+
+    #[tokio::test]
+    async fn a_remote_command_carries_input_output_and_exit_and_a_member_writes_only_outputs() {
+        let streams = Streams::default();
+        let (open_tx, mut opens) = mpsc::channel(4);
+        streams.attach("n1", 1, open_tx);
+        // The member's dial-back, over loopback.
+        let (addr, token, server) =
+            channel::serve_once(
+                |stream, token| async move { channel::accept(stream, &token).await.unwrap() },
+            )
+            .await;
+        let member = tokio::spawn(async move {
+            let (ticket, _) = opens.recv().await.unwrap();
+            let (mut tx, mut rx) = channel::connect(addr, &token).await.unwrap();
+            (ticket, tx.send_value(&StreamFrame::Ready).await.map(|_| ()), {
+                let typed: StreamFrame = rx.recv_value().await.unwrap();
+                for frame in [
+                    StreamFrame::Data { stream: super::super::channel::ERROR, bytes: b"forged".to_vec() },
+                    StreamFrame::Data { stream: STDOUT, bytes: b"out".to_vec() },
+                    StreamFrame::Exited(3),
+                ] {
+                    tx.send_value(&frame).await.unwrap();
+                }
+                typed
+            })
+        });
+        let hand_over = {
+            let streams = streams.clone();
+            async move {
+                let (tx, rx) = server.await.unwrap();
+                // The ticket the server gave: the member's connection is the asker's.
+                loop {
+                    let pending: Vec<_> = streams_tickets(&streams);
+                    if let Some(ticket) = pending.first() {
+                        let reply = streams.claim("n1", ticket).unwrap();
+                        let (done, _) = tokio::sync::oneshot::channel();
+                        let _ = reply.send(Dialled { tx, rx, done });
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let request = StreamRequest::Exec {
+            namespace: "default".into(),
+            name: "web".into(),
+            asked: super::super::exec::Asked {
+                command: vec!["cat".into()],
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: false,
+            },
+        };
+        let (process, ()) = futures::future::join(process(&streams, "n1", request), hand_over).await;
+        let Process::Remote(remote) = process.ok().unwrap() else { panic!("a remote process") };
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let (in_tx, in_rx) = mpsc::channel(8);
+        in_tx.send(Input::Stdin(b"typed".to_vec())).await.unwrap();
+        let ended =
+            tokio::time::timeout(std::time::Duration::from_secs(10), run(remote, out_tx, in_rx)).await;
+        assert_eq!(ended.unwrap(), Ended::Exited(3));
+        assert_eq!(
+            out_rx.recv().await,
+            Some((STDOUT, b"out".to_vec())),
+            "the forged error stream is dropped"
+        );
+        assert_eq!(out_rx.recv().await, None);
+        let (_, ready, typed) = member.await.unwrap();
+        ready.unwrap();
+        assert!(
+            matches!(typed, StreamFrame::Data { stream: 0, ref bytes } if bytes == b"typed"),
+            "{typed:?}"
+        );
+    }
+
+    /// The tickets `streams` has given out and not seen presented.
+    fn streams_tickets(streams: &Streams) -> Vec<crate::cluster::proto::Ticket> {
+        streams.pending_tickets()
     }
 }

@@ -454,6 +454,7 @@ mod tests {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            stdin: Default::default(),
         }
     }
 

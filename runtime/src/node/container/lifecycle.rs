@@ -79,10 +79,20 @@ impl OciRuntime {
         let pid_file = spec.pod_dir.join(PID_FILE);
         let _ = std::fs::remove_file(&log);
         let _ = std::fs::remove_file(&pid_file);
-        let out =
+        let mut out =
             spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
-        let err =
+        let mut err =
             spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
+        let input = super::stdin::make(spec.image.stdin, &spec.pod_dir, &spec.log)
+            .map_err(ContainerError::io("cannot make the input of", &spec.pod_dir))?;
+        let (mut stdin, mut pump) = (Stdio::null(), None);
+        if let Some(input) = input {
+            stdin = Stdio::from(input.stdin);
+            if let Some((o, e)) = input.output {
+                (out, err) = (o, e);
+            }
+            pump = input.pump;
+        }
         let mut cmd = self.command(Some(&log));
         cmd.arg("run")
             .arg("--detach")
@@ -91,12 +101,17 @@ impl OciRuntime {
             .arg("--bundle")
             .arg(&spec.pod_dir)
             .arg(&spec.id)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(out)
             .stderr(err);
         let status = bounded(&mut cmd, RUNTIME_TIMEOUT)
             .map_err(|source| self.spawn_error("run", &spec.id, source))?
             .status;
+        // The terminal's other end is the container's now (`cmd` held ours).
+        drop(cmd);
+        if let Some(pump) = pump.filter(|_| status.success()) {
+            pump.start(&spec.id);
+        }
         if !status.success() {
             let message = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
             return Err(self.refused("run", &spec.id, message));

@@ -21,6 +21,7 @@ mod lifecycle;
 pub mod oci_runtime;
 pub mod rootfs;
 pub mod security;
+pub mod stdin;
 pub mod user;
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ impl Fixture {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            stdin: Default::default(),
         };
         let netns = netns::path(&self.netns);
         let pod_dir = self.pod_dir(id);
@@ -389,6 +390,7 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         env: vec![],
         env_refs: vec![],
         env_error: None,
+        stdin: Default::default(),
     };
     let netns = netns::path(&fx.netns);
     let pod_dir = fx.pod_dir("c-crun");
