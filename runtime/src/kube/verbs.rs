@@ -45,13 +45,12 @@ pub type Reply = (u16, Value);
 pub struct Verbs {
     agent: Agent,
     version: AtomicU64,
-    started: u64,
 }
 
 impl Verbs {
     /// Verbs answered through `agent`.
     pub fn new(agent: Agent) -> Verbs {
-        Verbs { agent, version: AtomicU64::new(1), started: crate::model::unix_now() }
+        Verbs { agent, version: AtomicU64::new(1) }
     }
 
     /// The agent the verbs ask (streams ask it too).
@@ -250,15 +249,10 @@ impl Verbs {
                     super::events::list(&self.agent, namespace, "").await.map_err(Status::unavailable)?;
                 return Ok((Items::Shown(events), self.seen(revision)));
             }
-            "endpoints" => match call(Request::GetEndpoints { namespace: ns }).await? {
-                Response::Endpoints(list) => list.iter().map(|e| objects::endpoints(e, rv)).collect(),
-                _ => return Err(unexpected()),
-            },
             "nodes" => match call(Request::GetNodes).await? {
                 Response::Nodes(list) => list.iter().map(|n| objects::node(n, rv)).collect(),
                 _ => return Err(unexpected()),
             },
-            "namespaces" => self.namespaces().await?,
             "ingressclasses" => vec![super::ingresses::ingress_class()],
             _ => return Err(Status::no_path()),
         };
@@ -293,52 +287,6 @@ impl Verbs {
             }
         }
         Ok(out)
-    }
-
-    /// podnet's namespaces: `default`, and every one an object is in (a
-    /// namespace exists while something is in it); the oldest object's
-    /// time is its creation time.
-    async fn namespaces(&self) -> Result<Vec<Value>, Status> {
-        let mut seen: BTreeMap<String, u64> = BTreeMap::from([("default".to_string(), self.started)]);
-        let mut note = |ns: &str, t: u64| {
-            let e = seen.entry(ns.to_string()).or_insert(t);
-            *e = (*e).min(t);
-        };
-        let all = |r: Request| self.call(r, "Namespace", "namespaces", "");
-        if let Response::Pods(pods) = all(Request::GetPods { namespace: None }).await? {
-            pods.iter().for_each(|p| note(&p.spec.namespace, p.created_at));
-        }
-        if let Response::Deployments(list) = all(Request::GetDeployments { namespace: None }).await? {
-            list.iter().for_each(|d| note(&d.spec.namespace, d.created_at));
-        }
-        if let Response::Services(list) = all(Request::GetServices { namespace: None }).await? {
-            list.iter().for_each(|s| note(&s.spec.namespace, s.created_at));
-        }
-        if let Response::NetworkPolicies(list) = all(Request::GetNetworkPolicies { namespace: None }).await? {
-            list.iter().for_each(|p| note(&p.spec.namespace, p.created_at));
-        }
-        let mut stored: BTreeMap<String, crate::model::Namespace> = BTreeMap::new();
-        if let Response::Namespaces(list) = all(Request::GetNamespaces).await? {
-            list.iter().for_each(|n| note(&n.name, n.created_at));
-            stored = list.into_iter().map(|n| (n.name.clone(), n)).collect();
-        }
-        let rv = self.rv();
-        Ok(seen
-            .iter()
-            .map(|(name, t)| {
-                let made = || crate::model::Namespace {
-                    name: name.clone(),
-                    created_at: *t,
-                    labels: Default::default(),
-                    annotations: Default::default(),
-                };
-                // A stored one is shown with the oldest time it is known by.
-                let ns = stored
-                    .get(name)
-                    .map_or_else(made, |n| crate::model::Namespace { created_at: *t, ..n.clone() });
-                objects::namespace(&ns, rv)
-            })
-            .collect())
     }
 
     pub(super) async fn get(
