@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::Method;
+use hyper::body::Bytes;
 use serde_json::{Value, json};
 
 use super::agent::{Agent, AgentRefusal};
@@ -315,14 +316,15 @@ impl Verbs {
         }
     }
 
-    /// A list of `resource` (in `namespace`) as the client asked for it,
-    /// written straight to the body's bytes (see `encode.rs`).
+    /// A list of `resource` (in `namespace`) as the client asked for it:
+    /// its body's chunks, each object rendered and written as the
+    /// connection takes them (see `encode.rs`).
     pub async fn list(
         &self,
-        resource: &Resource,
+        resource: &'static Resource,
         namespace: Option<&str>,
         asked: &Asked<'_>,
-    ) -> Result<Vec<u8>, Status> {
+    ) -> Result<ListChunks, Status> {
         let labels = LabelSelector::parse(asked.query.get("labelSelector").map_or("", String::as_str))?;
         let fields =
             FieldSelector::parse(asked.query.get("fieldSelector").map_or("", String::as_str), resource.kind)?;
@@ -344,18 +346,12 @@ impl Verbs {
             },
             false => Shape::List { api_version: resource.api_version() },
         };
-        let mut body = ListBody::new(resource.kind, shape, revision);
-        let mut write = |o: Value| {
-            if labels.matches(&o) && fields.matches(&o) {
-                body.push(&o);
-            }
-        };
-        match items {
+        let objects: Box<dyn Iterator<Item = Value> + Send> = match items {
             Items::Versioned(mut items) => {
                 items.sort_by(|a, b| {
                     (a.object.namespace(), a.object.name()).cmp(&(b.object.namespace(), b.object.name()))
                 });
-                items.iter().for_each(|v| write(versioned::render(v)));
+                Box::new(items.into_iter().map(|v| versioned::render(&v)))
             }
             Items::Shown(mut items) => {
                 items.sort_by(|a, b| {
@@ -367,10 +363,25 @@ impl Verbs {
                     };
                     key(a).cmp(&key(b))
                 });
-                items.into_iter().for_each(write);
+                Box::new(items.into_iter())
             }
-        }
-        Ok(body.finish())
+        };
+        let body = ListBody::new(resource.kind, shape, revision);
+        let chunks = futures::stream::unfold(Some((objects, body, labels, fields)), |state| async move {
+            let (mut objects, mut body, labels, fields) = state?;
+            loop {
+                let Some(o) = objects.next() else {
+                    return Some((Bytes::from(body.finish()), None));
+                };
+                if labels.matches(&o) && fields.matches(&o) {
+                    body.push(&o);
+                }
+                if let Some(chunk) = body.chunk() {
+                    return Some((Bytes::from(chunk), Some((objects, body, labels, fields))));
+                }
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     fn table(&self, resource: &Resource, items: &[Value], asked: &Asked<'_>) -> Value {
@@ -493,6 +504,9 @@ impl Verbs {
         })
     }
 }
+
+/// A list body's chunks, made as they are read.
+pub type ListChunks = std::pin::Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>;
 
 /// A list's objects: shown already, or as the control plane numbers them
 /// (rendered one at a time while the body is written).
