@@ -1,5 +1,5 @@
 //! The cluster's change log as the API reads it: every change of an object
-//! (a node, pod, deployment, service or network policy) gets the next revision of the
+//! (a node, pod, deployment, service, endpoints, namespace, ...) gets the next revision of the
 //! control plane, and the objects carry the revision of their last change
 //! (the Kubernetes API's resourceVersion).
 
@@ -11,7 +11,7 @@ use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
 use crate::model::secret::SecretInfo;
-use crate::model::{Deployment, NodeInfo, Pod, Service};
+use crate::model::{Deployment, Endpoints, Namespace, NodeInfo, Pod, Service};
 
 /// The kinds of object whose changes are numbered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,6 +32,10 @@ pub enum ObjectKind {
     Secret,
     /// A ConfigMap.
     ConfigMap,
+    /// A Service's endpoints (derived: they change with its pods).
+    Endpoints,
+    /// A namespace (made, or holding objects).
+    Namespace,
 }
 
 /// What happened to an object, in the Kubernetes watch's words.
@@ -77,6 +81,10 @@ pub enum Object {
     /// A ConfigMap, with its data (shared with the stored one: the change
     /// log and snapshots hold it without copying its bytes).
     ConfigMap(Arc<ConfigMap>),
+    /// A Service's endpoints.
+    Endpoints(Endpoints),
+    /// A namespace, with the time of its oldest object when it was not made.
+    Namespace(Namespace),
 }
 
 impl Object {
@@ -91,6 +99,8 @@ impl Object {
             Object::Ingress(_) => ObjectKind::Ingress,
             Object::Secret(_) => ObjectKind::Secret,
             Object::ConfigMap(_) => ObjectKind::ConfigMap,
+            Object::Endpoints(_) => ObjectKind::Endpoints,
+            Object::Namespace(_) => ObjectKind::Namespace,
         }
     }
 
@@ -105,6 +115,8 @@ impl Object {
             Object::Ingress(i) => &i.spec.namespace,
             Object::Secret(s) => &s.namespace,
             Object::ConfigMap(c) => &c.spec.namespace,
+            Object::Endpoints(e) => &e.namespace,
+            Object::Namespace(_) => "",
         }
     }
 
@@ -119,6 +131,8 @@ impl Object {
             Object::Ingress(i) => &i.spec.name,
             Object::Secret(s) => &s.name,
             Object::ConfigMap(c) => &c.spec.name,
+            Object::Endpoints(e) => &e.name,
+            Object::Namespace(n) => &n.name,
         }
     }
 }

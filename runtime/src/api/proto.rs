@@ -428,7 +428,6 @@ impl Request {
             | Request::GetEndpoints { .. }
             | Request::Resolve { .. }
             | Request::ImageList
-            | Request::Changes { .. }
             | Request::GetNamespaces
             | Request::CniCheck { .. }
             | Request::CniStatus
@@ -477,7 +476,9 @@ impl Request {
             | Request::GetConfigMaps { .. }
             | Request::DeleteConfigMap { .. } => false,
             // A node may read only the ConfigMaps its pods name, and those
-            // reach it resolved in its desired state.
+            // reach it resolved in its desired state: not the ConfigMaps'
+            // listing, nor the change log, which carries their data.
+            Request::Changes { .. } => false,
             Request::Objects { kind, .. } => *kind != crate::api::changes::ObjectKind::ConfigMap,
         }
     }

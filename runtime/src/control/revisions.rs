@@ -122,6 +122,8 @@ impl ControlPlane {
         let ingresses = self.ingresses.values().map(|i| Object::Ingress(i.clone()));
         let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
+        let endpoints = self.services.values().map(|s| Object::Endpoints(self.endpoints(s)));
+        let namespaces = self.namespace_views().into_iter().map(Object::Namespace);
         nodes
             .chain(pods)
             .chain(deployments)
@@ -130,6 +132,8 @@ impl ControlPlane {
             .chain(ingresses)
             .chain(secrets)
             .chain(configmaps)
+            .chain(endpoints)
+            .chain(namespaces)
             .map(|o| (key(&o), o))
             .collect()
     }

@@ -174,6 +174,40 @@ impl ControlPlane {
         })
     }
 
+    /// Every namespace as the API shows it: `default`, the ones made, and
+    /// every one an object is in; each created when it was made or, if it
+    /// was not, at its oldest object's time (`default`: when this node
+    /// first started).
+    pub(super) fn namespace_views<'a>(&'a self) -> Vec<Namespace> {
+        let started = self.nodes.get(&self.local).map_or(0, |n| n.record.joined_at);
+        let mut times: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        let mut at = |ns: &'a str, t: u64| {
+            let e = times.entry(ns).or_insert(t);
+            *e = (*e).min(t);
+        };
+        at("default", started);
+        self.pods.values().for_each(|p| at(&p.record.spec.namespace, p.record.created_at));
+        self.deployments.values().for_each(|d| at(&d.spec.namespace, d.created_at));
+        self.services.values().for_each(|s| at(&s.spec.namespace, s.created_at));
+        self.policies.values().for_each(|p| at(&p.spec.namespace, p.created_at));
+        self.ingresses.values().for_each(|i| at(&i.spec.namespace, i.created_at));
+        self.secrets.values().for_each(|s| at(&s.spec.namespace, s.created_at));
+        self.configmaps.values().for_each(|c| at(&c.spec.namespace, c.created_at));
+        self.namespaces.values().for_each(|n| at(&n.name, n.created_at));
+        times
+            .into_iter()
+            .map(|(name, created_at)| match self.namespaces.get(name) {
+                Some(made) => Namespace { created_at, ..made.clone() },
+                None => Namespace {
+                    name: name.to_string(),
+                    created_at,
+                    labels: Default::default(),
+                    annotations: Default::default(),
+                },
+            })
+            .collect()
+    }
+
     /// Whether any object is in namespace `name`.
     pub(super) fn holds(&self, name: &str) -> bool {
         self.pods.keys().any(|(ns, _)| ns == name)

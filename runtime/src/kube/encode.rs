@@ -1,12 +1,16 @@
 //! A list's body written as its items come: each item is rendered, written
-//! to the bytes and dropped before the next, so a 500-pod list never holds
-//! 500 JSON trees at once (their transient memory is what glibc kept as
-//! the agent's high-water mark). The envelope is the one `objects::list`
-//! and `table::table` build whole.
+//! to the bytes and dropped before the next, and the bytes leave in chunks
+//! of [`CHUNK`] as the connection takes them, so a 500-pod list never holds
+//! 500 JSON trees, nor its whole body, at once (that transient memory is
+//! what glibc kept as the agent's high-water mark). The envelope is the one
+//! `objects::list` and `table::table` build whole.
 
 use serde_json::{Value, json};
 
 use super::table::{self, Include};
+
+/// The bytes a list sends at a time.
+pub const CHUNK: usize = 32 * 1024;
 
 /// What the list is shown as.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +45,7 @@ fn write(out: &mut Vec<u8>, value: &impl serde::Serialize) {
 impl<'a> ListBody<'a> {
     /// Starts the body of a list of `kind` objects at revision `rv`.
     pub fn new(kind: &'a str, shape: Shape<'a>, rv: u64) -> ListBody<'a> {
-        let mut out = Vec::with_capacity(4096);
+        let mut out = Vec::with_capacity(CHUNK + 4096);
         let metadata = json!({ "resourceVersion": rv.to_string() });
         match shape {
             Shape::List { api_version } => {
@@ -77,7 +81,12 @@ impl<'a> ListBody<'a> {
         }
     }
 
-    /// The whole body.
+    /// The bytes written so far, once they fill a chunk.
+    pub fn chunk(&mut self) -> Option<Vec<u8>> {
+        (self.out.len() >= CHUNK).then(|| std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK + 4096)))
+    }
+
+    /// The rest of the body.
     pub fn finish(mut self) -> Vec<u8> {
         self.out.extend_from_slice(b"]}");
         self.out
@@ -100,6 +109,23 @@ mod tests {
         items.iter().for_each(|o| list.push(o));
         let written: Value = serde_json::from_slice(&list.finish()).unwrap();
         assert_eq!(written, objects::list("ConfigMap", "v1", items.clone(), 9));
+
+        // In chunks: the same bytes.
+        let many: Vec<Value> =
+            (0..2000).map(|i| json!({ "metadata": { "name": format!("cm{i}") } })).collect();
+        let mut list = ListBody::new("ConfigMap", Shape::List { api_version: "v1" }, 9);
+        let mut bytes = Vec::new();
+        for o in &many {
+            list.push(o);
+            if let Some(chunk) = list.chunk() {
+                assert!(chunk.len() >= CHUNK);
+                bytes.extend(chunk);
+            }
+        }
+        assert!(bytes.len() > CHUNK, "it came in chunks");
+        bytes.extend(list.finish());
+        let written: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(written, objects::list("ConfigMap", "v1", many, 9));
 
         let shape = Shape::Table { include: Include::Metadata, now: 65 };
         let mut rows = ListBody::new("ConfigMap", shape, 3);

@@ -57,8 +57,27 @@ const CONTAINER_PORT: &[Field] = &[
     (4, "protocol", Ty::Str, false),
     (5, "hostIP", Ty::Str, false),
 ];
-const ENV_VAR: &[Field] =
-    &[(1, "name", Ty::Str, false), (2, "value", Ty::Str, false), (3, "valueFrom", Ty::Marker, false)];
+/// LocalObjectReference, embedded in the selectors below: its name is lifted.
+const LOCAL_REF: &[Field] = &[(1, "name", Ty::Str, false)];
+const KEY_SELECTOR: &[Field] =
+    &[(1, "", Ty::Msg(LOCAL_REF), false), (2, "key", Ty::Str, false), (3, "optional", Ty::Bool, false)];
+const ENV_VAR_SOURCE: &[Field] = &[
+    (1, "fieldRef", Ty::Marker, false),
+    (2, "resourceFieldRef", Ty::Marker, false),
+    (3, "configMapKeyRef", Ty::Msg(KEY_SELECTOR), false),
+    (4, "secretKeyRef", Ty::Msg(KEY_SELECTOR), false),
+];
+const ENV_VAR: &[Field] = &[
+    (1, "name", Ty::Str, false),
+    (2, "value", Ty::Str, false),
+    (3, "valueFrom", Ty::Msg(ENV_VAR_SOURCE), false),
+];
+const ENV_SOURCE_REF: &[Field] = &[(1, "", Ty::Msg(LOCAL_REF), false), (2, "optional", Ty::Bool, false)];
+const ENV_FROM: &[Field] = &[
+    (1, "prefix", Ty::Str, false),
+    (2, "configMapRef", Ty::Msg(ENV_SOURCE_REF), false),
+    (3, "secretRef", Ty::Msg(ENV_SOURCE_REF), false),
+];
 const RESOURCES: &[Field] = &[(1, "limits", Ty::MapQty, false), (2, "requests", Ty::MapQty, false)];
 const HTTP_GET: &[Field] = &[(1, "path", Ty::Str, false), (2, "port", Ty::IntOrString, false)];
 const TCP_SOCKET: &[Field] = &[(1, "port", Ty::IntOrString, false)];
@@ -87,7 +106,7 @@ const CONTAINER: &[Field] = &[
     (7, "env", Ty::Msg(ENV_VAR), true),
     // Refused by the decoder when set.
     (5, "workingDir", Ty::Str, false),
-    (19, "envFrom", Ty::Marker, true),
+    (19, "envFrom", Ty::Msg(ENV_FROM), true),
     (9, "volumeMounts", Ty::Marker, true),
     (21, "volumeDevices", Ty::Marker, true),
     (10, "livenessProbe", Ty::Marker, false),
@@ -395,6 +414,28 @@ mod tests {
         assert_eq!(c["ports"][0]["containerPort"], 80);
         let spec = super::super::decode::deployment(&v, "default").unwrap();
         assert_eq!((spec.replicas, spec.template.image.map(|i| i.command.len())), (3, Some(2)));
+    }
+
+    /// A container's valueFrom and envFrom, as client-go writes them.
+    #[test]
+    fn protobuf_env_references_read_as_their_json() {
+        let selector =
+            |name: &[u8], key: &[u8]| [bytes(1, &bytes(1, name)), bytes(2, key), int(3, 1)].concat();
+        let env = [bytes(1, b"MODE"), bytes(3, &bytes(3, &selector(b"app", b"mode")))].concat();
+        let from = [bytes(1, b"APP_"), bytes(3, &bytes(1, &bytes(1, b"db")))].concat();
+        let container = [bytes(1, b"c"), bytes(2, b"busybox"), bytes(7, &env), bytes(19, &from)].concat();
+        let pod = [bytes(1, &bytes(1, b"p")), bytes(2, &bytes(2, &container))].concat();
+        let body = [MAGIC.to_vec(), bytes(1, &[bytes(1, b"v1"), bytes(2, b"Pod")].concat()), bytes(2, &pod)]
+            .concat();
+        let v = decode(&body).unwrap();
+        let c = &v["spec"]["containers"][0];
+        assert_eq!(
+            c["env"][0]["valueFrom"],
+            json!({ "configMapKeyRef": { "name": "app", "key": "mode", "optional": true } })
+        );
+        assert_eq!(c["envFrom"][0], json!({ "prefix": "APP_", "secretRef": { "name": "db" } }));
+        let spec = super::super::decode::pod(&v, "default").unwrap();
+        assert_eq!(spec.template.image.unwrap().env_refs.len(), 2);
     }
 
     /// What `kubectl create configmap app --from-literal=mode=fast

@@ -61,6 +61,8 @@ enum Answered {
     Watch(tokio::sync::mpsc::Receiver<Bytes>),
     /// Bytes of another type (the OpenAPI v2 document, in protobuf).
     Bytes(Vec<u8>, &'static str),
+    /// A list, its JSON made as the connection takes it.
+    List(super::verbs::ListChunks),
     /// A connection upgraded for a stream: the 101, and the session the
     /// connection's task runs after it.
     Upgraded(Response<Body>, stream::Session),
@@ -124,6 +126,11 @@ impl Server {
                 (code, whole(body.to_string().into_bytes()), "application/json", false)
             }
             Ok(Answered::Text(text)) => (200, text, "text/plain", false),
+            Ok(Answered::List(chunks)) => {
+                let frames =
+                    futures::StreamExt::map(chunks, |b| Ok::<_, Infallible>(hyper::body::Frame::data(b)));
+                (200, BodyExt::boxed_unsync(StreamBody::new(frames)), "application/json", false)
+            }
             Ok(Answered::Bytes(bytes, content_type)) => (200, whole(bytes), content_type, false),
             Err(status) => (
                 status.code,
@@ -224,8 +231,8 @@ impl Server {
             return Ok(Answered::Watch(events));
         }
         if let (Route::Collection { resource, namespace }, &Method::GET) = (&route, &parts.method) {
-            let body = self.verbs.list(resource, *namespace, &asked).await?;
-            return Ok(Answered::Bytes(body, "application/json"));
+            let chunks = self.verbs.list(resource, *namespace, &asked).await?;
+            return Ok(Answered::List(chunks));
         }
         self.verbs.answer(route, &asked).await.map(Answered::Json)
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::Method;
+use hyper::body::Bytes;
 use serde_json::{Value, json};
 
 use super::agent::{Agent, AgentRefusal};
@@ -45,13 +46,12 @@ pub type Reply = (u16, Value);
 pub struct Verbs {
     agent: Agent,
     version: AtomicU64,
-    started: u64,
 }
 
 impl Verbs {
     /// Verbs answered through `agent`.
     pub fn new(agent: Agent) -> Verbs {
-        Verbs { agent, version: AtomicU64::new(1), started: crate::model::unix_now() }
+        Verbs { agent, version: AtomicU64::new(1) }
     }
 
     /// The agent the verbs ask (streams ask it too).
@@ -250,15 +250,10 @@ impl Verbs {
                     super::events::list(&self.agent, namespace, "").await.map_err(Status::unavailable)?;
                 return Ok((Items::Shown(events), self.seen(revision)));
             }
-            "endpoints" => match call(Request::GetEndpoints { namespace: ns }).await? {
-                Response::Endpoints(list) => list.iter().map(|e| objects::endpoints(e, rv)).collect(),
-                _ => return Err(unexpected()),
-            },
             "nodes" => match call(Request::GetNodes).await? {
                 Response::Nodes(list) => list.iter().map(|n| objects::node(n, rv)).collect(),
                 _ => return Err(unexpected()),
             },
-            "namespaces" => self.namespaces().await?,
             "ingressclasses" => vec![super::ingresses::ingress_class()],
             _ => return Err(Status::no_path()),
         };
@@ -295,52 +290,6 @@ impl Verbs {
         Ok(out)
     }
 
-    /// podnet's namespaces: `default`, and every one an object is in (a
-    /// namespace exists while something is in it); the oldest object's
-    /// time is its creation time.
-    async fn namespaces(&self) -> Result<Vec<Value>, Status> {
-        let mut seen: BTreeMap<String, u64> = BTreeMap::from([("default".to_string(), self.started)]);
-        let mut note = |ns: &str, t: u64| {
-            let e = seen.entry(ns.to_string()).or_insert(t);
-            *e = (*e).min(t);
-        };
-        let all = |r: Request| self.call(r, "Namespace", "namespaces", "");
-        if let Response::Pods(pods) = all(Request::GetPods { namespace: None }).await? {
-            pods.iter().for_each(|p| note(&p.spec.namespace, p.created_at));
-        }
-        if let Response::Deployments(list) = all(Request::GetDeployments { namespace: None }).await? {
-            list.iter().for_each(|d| note(&d.spec.namespace, d.created_at));
-        }
-        if let Response::Services(list) = all(Request::GetServices { namespace: None }).await? {
-            list.iter().for_each(|s| note(&s.spec.namespace, s.created_at));
-        }
-        if let Response::NetworkPolicies(list) = all(Request::GetNetworkPolicies { namespace: None }).await? {
-            list.iter().for_each(|p| note(&p.spec.namespace, p.created_at));
-        }
-        let mut stored: BTreeMap<String, crate::model::Namespace> = BTreeMap::new();
-        if let Response::Namespaces(list) = all(Request::GetNamespaces).await? {
-            list.iter().for_each(|n| note(&n.name, n.created_at));
-            stored = list.into_iter().map(|n| (n.name.clone(), n)).collect();
-        }
-        let rv = self.rv();
-        Ok(seen
-            .iter()
-            .map(|(name, t)| {
-                let made = || crate::model::Namespace {
-                    name: name.clone(),
-                    created_at: *t,
-                    labels: Default::default(),
-                    annotations: Default::default(),
-                };
-                // A stored one is shown with the oldest time it is known by.
-                let ns = stored
-                    .get(name)
-                    .map_or_else(made, |n| crate::model::Namespace { created_at: *t, ..n.clone() });
-                objects::namespace(&ns, rv)
-            })
-            .collect())
-    }
-
     pub(super) async fn get(
         &self,
         resource: &Resource,
@@ -367,14 +316,15 @@ impl Verbs {
         }
     }
 
-    /// A list of `resource` (in `namespace`) as the client asked for it,
-    /// written straight to the body's bytes (see `encode.rs`).
+    /// A list of `resource` (in `namespace`) as the client asked for it:
+    /// its body's chunks, each object rendered and written as the
+    /// connection takes them (see `encode.rs`).
     pub async fn list(
         &self,
-        resource: &Resource,
+        resource: &'static Resource,
         namespace: Option<&str>,
         asked: &Asked<'_>,
-    ) -> Result<Vec<u8>, Status> {
+    ) -> Result<ListChunks, Status> {
         let labels = LabelSelector::parse(asked.query.get("labelSelector").map_or("", String::as_str))?;
         let fields =
             FieldSelector::parse(asked.query.get("fieldSelector").map_or("", String::as_str), resource.kind)?;
@@ -396,18 +346,12 @@ impl Verbs {
             },
             false => Shape::List { api_version: resource.api_version() },
         };
-        let mut body = ListBody::new(resource.kind, shape, revision);
-        let mut write = |o: Value| {
-            if labels.matches(&o) && fields.matches(&o) {
-                body.push(&o);
-            }
-        };
-        match items {
+        let objects: Box<dyn Iterator<Item = Value> + Send> = match items {
             Items::Versioned(mut items) => {
                 items.sort_by(|a, b| {
                     (a.object.namespace(), a.object.name()).cmp(&(b.object.namespace(), b.object.name()))
                 });
-                items.iter().for_each(|v| write(versioned::render(v)));
+                Box::new(items.into_iter().map(|v| versioned::render(&v)))
             }
             Items::Shown(mut items) => {
                 items.sort_by(|a, b| {
@@ -419,10 +363,25 @@ impl Verbs {
                     };
                     key(a).cmp(&key(b))
                 });
-                items.into_iter().for_each(write);
+                Box::new(items.into_iter())
             }
-        }
-        Ok(body.finish())
+        };
+        let body = ListBody::new(resource.kind, shape, revision);
+        let chunks = futures::stream::unfold(Some((objects, body, labels, fields)), |state| async move {
+            let (mut objects, mut body, labels, fields) = state?;
+            loop {
+                let Some(o) = objects.next() else {
+                    return Some((Bytes::from(body.finish()), None));
+                };
+                if labels.matches(&o) && fields.matches(&o) {
+                    body.push(&o);
+                }
+                if let Some(chunk) = body.chunk() {
+                    return Some((Bytes::from(chunk), Some((objects, body, labels, fields))));
+                }
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     fn table(&self, resource: &Resource, items: &[Value], asked: &Asked<'_>) -> Value {
@@ -545,6 +504,9 @@ impl Verbs {
         })
     }
 }
+
+/// A list body's chunks, made as they are read.
+pub type ListChunks = std::pin::Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>;
 
 /// A list's objects: shown already, or as the control plane numbers them
 /// (rendered one at a time while the body is written).

@@ -20,6 +20,8 @@ pub fn kind_of(resource: &str) -> Option<ObjectKind> {
         "ingresses" => ObjectKind::Ingress,
         "secrets" => ObjectKind::Secret,
         "configmaps" => ObjectKind::ConfigMap,
+        "endpoints" => ObjectKind::Endpoints,
+        "namespaces" => ObjectKind::Namespace,
         _ => return None,
     })
 }
@@ -35,6 +37,8 @@ pub fn render(v: &Versioned) -> Value {
         Object::Ingress(i) => super::ingresses::ingress(i, v.revision),
         Object::Secret(s) => super::ingresses::secret(s, v.revision),
         Object::ConfigMap(c) => super::configmaps::configmap(c, v.revision),
+        Object::Endpoints(e) => objects::endpoints(e, v.revision),
+        Object::Namespace(n) => objects::namespace(n, v.revision),
     }
 }
 

@@ -328,7 +328,8 @@ async fn a_watch_from_a_revision_reads_past_pages_of_other_kinds() {
     let rv = revision(&cp);
     // Another watcher keeps the hub going: it learns past what it keeps.
     let mut early = watch(&hub, &[("resourceVersion", &rv)], false).await.unwrap();
-    for i in 0..crate::control::CHANGES_PER_ANSWER + 10 {
+    // Each Service is two changes (it and its endpoints): more than a page.
+    for i in 0..crate::control::CHANGES_PER_ANSWER / 2 + 10 {
         let spec = ServiceSpec {
             name: format!("s{i}"),
             namespace: "default".into(),

@@ -100,6 +100,9 @@ pub async fn start(
     table: bool,
     client: IpAddr,
 ) -> Result<mpsc::Receiver<Bytes>, Status> {
+    if resource.name == "events" {
+        return events(hub, namespace, query, table, client).await;
+    }
     let Some(kind) = super::versioned::kind_of(resource.name) else {
         return Err(Status::not_allowed(format!(
             "podnet does not watch {} yet: list them without -w",
@@ -131,6 +134,45 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(BODY_QUEUE);
     let options = Options { timeout, bookmarks, initial_end };
     tokio::spawn(run(filter, initial, subscription, tx, options, from, hub.clone()));
+    Ok(rx)
+}
+
+/// Starts a watch of Events (see `event_watch.rs`).
+async fn events(
+    hub: &Arc<Hub>,
+    namespace: Option<&str>,
+    query: &std::collections::BTreeMap<String, String>,
+    table: bool,
+    client: IpAddr,
+) -> Result<mpsc::Receiver<Bytes>, Status> {
+    let field_selector = query.get("fieldSelector").cloned().unwrap_or_default();
+    let timeout = number(query, "timeoutSeconds")?
+        .map(Duration::from_secs)
+        .map_or(hub.limits.longest, |t| t.min(hub.limits.longest));
+    let initial_end = flag(query.get("sendInitialEvents"));
+    let rv = query.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let watch = super::event_watch::EventsWatch {
+        agent: hub.agent().clone(),
+        namespace: namespace.map(str::to_string),
+        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?,
+        fields: FieldSelector::parse(&field_selector, "Event")?,
+        field_selector,
+        table: table.then(|| Include::from_query(query.get("includeObject").map(String::as_str))),
+        timeout,
+        from_list: !initial_end && !rv.is_empty() && rv != "0",
+        initial_end,
+    };
+    hub.admit(client)?;
+    // Pods' changes wake it; from the revision now (their past is not
+    // what it sends).
+    // The revision now, from the smallest listing there is (the nodes).
+    let from = match hub.agent().call(Request::Objects { kind: ObjectKind::Node, namespace: None }).await {
+        Ok(Response::Objects { revision, .. }) => revision,
+        _ => return Err(Status::unavailable("the agent did not answer")),
+    };
+    let subscription = hub.subscribe(ObjectKind::Pod, from, client)?;
+    let (tx, rx) = mpsc::channel(BODY_QUEUE);
+    tokio::spawn(watch.run(subscription, tx));
     Ok(rx)
 }
 
@@ -194,7 +236,7 @@ async fn initial(
 }
 
 /// One line of the stream.
-fn line(kind: &'static str, object: &Value) -> Bytes {
+pub(super) fn line(kind: &'static str, object: &Value) -> Bytes {
     let mut text = json!({ "type": kind, "object": object }).to_string();
     text.push('\n');
     Bytes::from(text)

@@ -182,3 +182,33 @@ fn status_changes_are_saved_once_per_reserve_and_a_restart_starts_past_all_of_th
     let again = Harness::restore(1, h.store.last().unwrap(), h.store.clone());
     assert!(again.cp.revision() > handed_out, "{} > {handed_out}", again.cp.revision());
 }
+
+#[test]
+fn endpoints_and_namespaces_are_numbered_as_they_change() {
+    let mut h = Harness::new(1);
+    let start = h.cp.revision();
+    h.ok(Request::CreateService(service("web", "web")));
+    h.ok(Request::RunPod(crate::model::PodSpec { namespace: "shop".into(), ..pod("cart") }));
+    h.ok(Request::RunPod(pod("web")));
+    let (_, log) = changes(&mut h, start);
+    let log = summary(&log);
+    assert!(log.contains(&(ChangeType::Added, ObjectKind::Endpoints, "web".into())), "{log:?}");
+    assert!(log.contains(&(ChangeType::Added, ObjectKind::Namespace, "shop".into())), "{log:?}");
+    // The pod is reported ready: the Service's endpoints change with it.
+    h.settle();
+    assert_eq!(h.ready_ips("web").len(), 1);
+    let (_, log) = changes(&mut h, start);
+    assert!(summary(&log).contains(&(ChangeType::Modified, ObjectKind::Endpoints, "web".into())), "{log:?}");
+    // The namespace goes with its last object.
+    let before = h.cp.revision();
+    h.ok(Request::DeletePod { namespace: "shop".into(), name: "cart".into() });
+    let (_, log) = changes(&mut h, before);
+    assert!(summary(&log).contains(&(ChangeType::Deleted, ObjectKind::Namespace, "shop".into())), "{log:?}");
+    let Response::Objects { items, .. } =
+        h.ok(Request::Objects { kind: ObjectKind::Namespace, namespace: None })
+    else {
+        panic!()
+    };
+    let names: Vec<&str> = items.iter().map(|v| v.object.name()).collect();
+    assert_eq!(names, ["default"]);
+}
