@@ -107,8 +107,13 @@ mod tests {
             peer("b", [10, 244, 7, 0], [192, 168, 1, 3]),
         ];
         let fixed = [OverlayPeer::podnet(*Cidr::new([10, 244, 9, 0].into(), 24), [192, 168, 1, 99].into())];
-        let underlays: Vec<[u8; 4]> =
-            overlay_peers(&peers, &fixed, cluster, local).into_iter().map(|p| p.underlay.octets()).collect();
-        assert_eq!(underlays, [[192, 168, 1, 99], [192, 168, 1, 2], [192, 168, 1, 3]], "fixed, then a and b");
+        let underlays: Vec<IpAddr> =
+            overlay_peers(&peers, &fixed, cluster, local).into_iter().map(|p| p.underlay.into()).collect();
+        let at = |a: [u8; 4]| IpAddr::from(a);
+        assert_eq!(
+            underlays,
+            [at([192, 168, 1, 99]), at([192, 168, 1, 2]), at([192, 168, 1, 3])],
+            "fixed, then a and b"
+        );
     }
 }
