@@ -141,3 +141,39 @@ fn config_check_names_the_bad_line() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn ipv6_addresses_are_refused_naming_the_field_and_nothing_is_made() {
+    let node = Node::start("ipv6");
+    let refused =
+        |field: &str, addr: &str| format!("IPv6 is not supported yet: {field} = {addr}; use an IPv4 address");
+    // A flag's value: clap prints the reason, then its usage hint.
+    let out =
+        node.podnet(&["run", "cam", "--host-port", "[fd00::1]:8554:8554/UDP", "--", "sleep", "infinity"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&refused("hostIP", "fd00::1")), "{}", stderr(&out));
+    assert!(node.pods().is_empty(), "no pod was made");
+    node.ok(&["run", "web", "--", "sleep", "infinity"]);
+    node.fails(
+        &["expose", "pod", "web", "--port", "80", "--cluster-ip", "fd00::5"],
+        &refused("--cluster-ip", "fd00::5"),
+    );
+    assert!(!node.ok(&["get", "services"]).contains("web"), "no service was made");
+
+    let dir = std::env::temp_dir().join(format!("podnet-e2e-ipv6-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("v6.toml");
+    std::fs::write(&bad, "[network]\ncluster_dns = \"fd00::10\"\n").unwrap();
+    let out = std::process::Command::new(podnet_bin()).args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&refused("network.cluster_dns", "fd00::10")), "{}", stderr(&out));
+    let out = std::process::Command::new(podnet_bin())
+        .args(["node", "up", "--cluster-init", "--node-ip", "fd00::2", "--data-dir"])
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&refused("--node-ip", "fd00::2")), "{}", stderr(&out));
+    assert!(!dir.join("data").exists(), "no data dir was made");
+    std::fs::remove_dir_all(dir).unwrap();
+}
