@@ -225,7 +225,7 @@ fn a_bad_node_record_in_a_saved_state_costs_one_peer_not_the_peer_set() {
             desired
                 .peers
                 .iter()
-                .find(|p| netstack::wire::IpCidr::from(*p.subnet) == o.subnet)
+                .find(|p| netstack::wire::IpCidr::from(p.subnet.ipv4()) == o.subnet)
                 .map(|p| p.node.as_str())
         })
         .collect();
