@@ -21,16 +21,17 @@ mod transmit_tests;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, vxlan};
+use crate::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr, ipv4_of, vxlan};
 
-/// Another node, as the overlay sees it.
+/// Another node, as the overlay sees it. Family-generic, as the flow and
+/// service keys are; netstack is built for IPv4, so every peer is IPv4 today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OverlayPeer {
     /// The node's pod subnet (10.244.N.0/24); inside the cluster CIDR.
-    pub subnet: Ipv4Cidr,
+    pub subnet: IpCidr,
     /// The node's address on the underlay (its LAN address), where its VXLAN
     /// socket listens and from which its VXLAN packets come.
-    pub underlay: Ipv4Address,
+    pub underlay: IpAddress,
     /// The node's VTEP MAC: the inner destination MAC of frames sent to it.
     /// For podnet nodes, [`vtep_mac`] of its subnet; for a Linux vxlan
     /// device, that device's MAC.
@@ -39,9 +40,9 @@ pub struct OverlayPeer {
 
 impl OverlayPeer {
     /// A podnet node owning `subnet` at `underlay`: its VTEP MAC follows
-    /// podnet's MAC scheme ([`crate::mac::vtep`]).
+    /// podnet's MAC scheme ([`crate::mac::vtep`]), which is IPv4's.
     pub fn podnet(subnet: Ipv4Cidr, underlay: Ipv4Address) -> OverlayPeer {
-        OverlayPeer { subnet, underlay, vtep_mac: crate::mac::vtep(subnet) }
+        OverlayPeer { subnet: subnet.into(), underlay: underlay.into(), vtep_mac: crate::mac::vtep(subnet) }
     }
 }
 
@@ -86,15 +87,15 @@ pub enum OverlayError {
     /// More peers than `max_peers`.
     TooManyPeers,
     /// A peer's subnet is not inside the cluster CIDR.
-    OutsideClusterCidr(Ipv4Cidr),
+    OutsideClusterCidr(IpCidr),
     /// A peer's subnet overlaps this node's own subnet.
-    OverlapsLocalSubnet(Ipv4Cidr),
+    OverlapsLocalSubnet(IpCidr),
     /// Two peers' subnets overlap.
-    OverlappingPeers(Ipv4Cidr, Ipv4Cidr),
+    OverlappingPeers(IpCidr, IpCidr),
     /// Two peers share an underlay address.
-    DuplicateUnderlay(Ipv4Address),
+    DuplicateUnderlay(IpAddress),
     /// An underlay address that is not a unicast address.
-    BadUnderlay(Ipv4Address),
+    BadUnderlay(IpAddress),
     /// A VTEP MAC that is not a unicast address.
     BadVtepMac(EthernetAddress),
 }
@@ -147,8 +148,9 @@ impl PeerTable {
         if peers.len() > self.capacity {
             return Err(OverlayError::TooManyPeers);
         }
+        let (cluster, local) = (IpCidr::from(cluster), IpCidr::from(local));
         for (i, peer) in peers.iter().enumerate() {
-            let subnet = peer.subnet.network();
+            let subnet = network(peer.subnet);
             if !cluster.contains_subnet(&subnet) {
                 return Err(OverlayError::OutsideClusterCidr(peer.subnet));
             }
@@ -156,7 +158,7 @@ impl PeerTable {
                 return Err(OverlayError::OverlapsLocalSubnet(peer.subnet));
             }
             let ip = peer.underlay;
-            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ipv4_of(ip).is_loopback() {
                 return Err(OverlayError::BadUnderlay(ip));
             }
             if !peer.vtep_mac.is_unicast() {
@@ -172,7 +174,7 @@ impl PeerTable {
             }
         }
         self.peers.clear();
-        self.peers.extend(peers.iter().map(|p| OverlayPeer { subnet: p.subnet.network(), ..*p }));
+        self.peers.extend(peers.iter().map(|p| OverlayPeer { subnet: network(p.subnet), ..*p }));
         Ok(())
     }
 
@@ -182,16 +184,24 @@ impl PeerTable {
 
     /// The peer whose VXLAN packets come from `underlay`.
     pub(crate) fn by_underlay(&self, underlay: Ipv4Address) -> Option<&OverlayPeer> {
-        self.peers.iter().find(|p| p.underlay == underlay)
+        self.peers.iter().find(|p| p.underlay == IpAddress::Ipv4(underlay))
     }
 
     /// The peer owning pod address `ip`.
     pub(crate) fn by_destination(&self, ip: Ipv4Address) -> Option<&OverlayPeer> {
-        self.peers.iter().find(|p| p.subnet.contains_addr(&ip))
+        self.peers.iter().find(|p| p.subnet.contains_addr(&IpAddress::Ipv4(ip)))
     }
 }
 
-fn overlaps(a: Ipv4Cidr, b: Ipv4Cidr) -> bool {
+/// `cidr` with its host bits cleared (smoltcp's `IpCidr` has no
+/// `network`). Like [`ipv4_of`], a compile error once IPv6 is built in.
+fn network(cidr: IpCidr) -> IpCidr {
+    match cidr {
+        IpCidr::Ipv4(v4) => IpCidr::Ipv4(v4.network()),
+    }
+}
+
+fn overlaps(a: IpCidr, b: IpCidr) -> bool {
     a.contains_subnet(&b) || b.contains_subnet(&a)
 }
 
@@ -212,8 +222,8 @@ mod tests {
 
     fn peer(c: u8, last: u8) -> OverlayPeer {
         OverlayPeer {
-            subnet: cidr(c, 24),
-            underlay: Ipv4Address::new(192, 168, 250, last),
+            subnet: cidr(c, 24).into(),
+            underlay: Ipv4Address::new(192, 168, 250, last).into(),
             vtep_mac: vtep_mac(cidr(c, 24)),
         }
     }
@@ -247,17 +257,27 @@ mod tests {
         replace(&mut table, &[peer(1, 3)]).unwrap();
         let cases: [(&[OverlayPeer], OverlayError); 7] = [
             (&[peer(1, 3), peer(2, 4), peer(3, 5)], OverlayError::TooManyPeers),
-            (&[OverlayPeer { subnet: Ipv4Cidr::new(Ipv4Address::new(10, 1, 0, 0), 24), ..peer(1, 3) }], {
-                OverlayError::OutsideClusterCidr(Ipv4Cidr::new(Ipv4Address::new(10, 1, 0, 0), 24))
+            (
+                &[OverlayPeer {
+                    subnet: Ipv4Cidr::new(Ipv4Address::new(10, 1, 0, 0), 24).into(),
+                    ..peer(1, 3)
+                }],
+                { OverlayError::OutsideClusterCidr(Ipv4Cidr::new(Ipv4Address::new(10, 1, 0, 0), 24).into()) },
+            ),
+            (&[peer(0, 3)], OverlayError::OverlapsLocalSubnet(cidr(0, 24).into())),
+            (&[peer(1, 3), OverlayPeer { subnet: cidr(0, 23).into(), ..peer(1, 4) }], {
+                OverlayError::OverlapsLocalSubnet(cidr(0, 23).into())
             }),
-            (&[peer(0, 3)], OverlayError::OverlapsLocalSubnet(cidr(0, 24))),
-            (&[peer(1, 3), OverlayPeer { subnet: cidr(0, 23), ..peer(1, 4) }], {
-                OverlayError::OverlapsLocalSubnet(cidr(0, 23))
-            }),
-            (&[peer(1, 3), peer(1, 4)], OverlayError::OverlappingPeers(cidr(1, 24), cidr(1, 24))),
-            (&[peer(1, 3), peer(2, 3)], OverlayError::DuplicateUnderlay(Ipv4Address::new(192, 168, 250, 3))),
-            (&[OverlayPeer { underlay: Ipv4Address::BROADCAST, ..peer(1, 3) }], {
-                OverlayError::BadUnderlay(Ipv4Address::BROADCAST)
+            (
+                &[peer(1, 3), peer(1, 4)],
+                OverlayError::OverlappingPeers(cidr(1, 24).into(), cidr(1, 24).into()),
+            ),
+            (
+                &[peer(1, 3), peer(2, 3)],
+                OverlayError::DuplicateUnderlay(Ipv4Address::new(192, 168, 250, 3).into()),
+            ),
+            (&[OverlayPeer { underlay: Ipv4Address::BROADCAST.into(), ..peer(1, 3) }], {
+                OverlayError::BadUnderlay(Ipv4Address::BROADCAST.into())
             }),
         ];
         for (peers, err) in cases {

@@ -4,32 +4,56 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use netstack::wire::{EthernetAddress, Ipv4Cidr};
+use netstack::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
 use serde::{Deserialize, Serialize};
 
 use crate::model::address::ipv4_only;
 
-/// An IPv4 prefix such as `10.244.0.0/24`, host bits cleared: smoltcp's
-/// `Ipv4Cidr`, the type netstack takes, wrapped only to be read and written
-/// as that text in board configs, the state file and the cluster channel.
+/// A prefix such as `10.244.0.0/24`, host bits cleared: smoltcp's
+/// family-generic `IpCidr`, wrapped only to be read and written as that text
+/// in board configs, the state file and the cluster channel. netstack is
+/// built for IPv4, so every prefix is IPv4 today, and an IPv6 one is refused
+/// when read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Cidr(Ipv4Cidr);
+pub struct Cidr(IpCidr);
 
 impl Cidr {
     /// The prefix `addr/prefix` (at most 32), with host bits cleared.
     pub const fn new(addr: Ipv4Addr, prefix: u8) -> Cidr {
-        Cidr(Ipv4Cidr::new(addr, prefix).network())
+        Cidr(IpCidr::Ipv4(Ipv4Cidr::new(addr, prefix).network()))
     }
 
-    /// Whether `ip` falls inside the prefix (an IPv6 address never does).
+    /// The prefix in IPv4 form, for netstack, IPAM and the kernel's
+    /// routes. Like `netstack::wire::ipv4_of`, a compile error once IPv6
+    /// is built in, which marks where dual-stack needs its decisions.
+    pub const fn ipv4(&self) -> Ipv4Cidr {
+        match self.0 {
+            IpCidr::Ipv4(v4) => v4,
+        }
+    }
+
+    /// The network address.
+    pub fn address(&self) -> IpAddr {
+        self.0.address().into()
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix_len()
+    }
+
+    /// Whether `ip` falls inside the prefix (never for another family).
     pub fn contains(&self, ip: impl Into<IpAddr>) -> bool {
-        matches!(ip.into(), IpAddr::V4(v4) if self.0.contains_addr(&v4))
+        match ip.into() {
+            IpAddr::V4(v4) => self.0.contains_addr(&v4.into()),
+            IpAddr::V6(_) => false,
+        }
     }
 
-    /// Address at `offset` from the network address.
+    /// IPv4 address at `offset` from the network address.
     pub fn nth(&self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.0.address()) + offset)
+        Ipv4Addr::from(u32::from(self.ipv4().address()) + offset)
     }
 }
 
@@ -54,13 +78,6 @@ fn upstream_dns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Addr>,
         .collect()
 }
 
-impl std::ops::Deref for Cidr {
-    type Target = Ipv4Cidr;
-    fn deref(&self) -> &Ipv4Cidr {
-        &self.0
-    }
-}
-
 impl TryFrom<String> for Cidr {
     type Error = String;
     fn try_from(text: String) -> Result<Cidr, String> {
@@ -81,7 +98,7 @@ impl From<Cidr> for String {
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.0.address(), self.0.prefix_len())
+        write!(f, "{}/{}", self.address(), self.prefix_len())
     }
 }
 
@@ -409,7 +426,7 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// The peer as the switch takes it.
     pub fn to_netstack(&self) -> netstack::overlay::OverlayPeer {
-        let podnet = netstack::overlay::OverlayPeer::podnet(*self.subnet, self.address);
+        let podnet = netstack::overlay::OverlayPeer::podnet(self.subnet.ipv4(), self.address);
         netstack::overlay::OverlayPeer { vtep_mac: self.vtep_mac.map_or(podnet.vtep_mac, |m| m.0), ..podnet }
     }
 }
@@ -744,12 +761,12 @@ impl NodeConfig {
         }
         if self.overlay_enabled() {
             let switch_config = netstack::overlay::OverlayConfig {
-                cluster_cidr: *net.cluster_cidr,
+                cluster_cidr: net.cluster_cidr.ipv4(),
                 max_peers: u16::MAX,
                 ..Default::default()
             };
             let peers: Vec<_> = cluster.peers.iter().map(PeerConfig::to_netstack).collect();
-            if let Err(e) = netstack::overlay::check_peers(&peers, &switch_config, *net.node_subnet) {
+            if let Err(e) = netstack::overlay::check_peers(&peers, &switch_config, net.node_subnet.ipv4()) {
                 found.push((vec!["cluster.peers"], format!("cluster.peers: {e}")));
             }
         }

@@ -64,7 +64,8 @@ pub fn overlay_peers(
     cluster_cidr: Cidr,
     local: Cidr,
 ) -> Vec<OverlayPeer> {
-    let config = OverlayConfig { cluster_cidr: *cluster_cidr, max_peers: u16::MAX, ..Default::default() };
+    let config =
+        OverlayConfig { cluster_cidr: cluster_cidr.ipv4(), max_peers: u16::MAX, ..Default::default() };
     let mut set = fixed.to_vec();
     for peer in nodes {
         // The overlay's underlay is IPv4 (a member's IPv6 hello is refused).
@@ -72,8 +73,8 @@ pub fn overlay_peers(
             tracing::warn!(node = %peer.node, address = %peer.address, "skipping an overlay peer with an IPv6 address");
             continue;
         };
-        set.push(OverlayPeer::podnet(*peer.subnet, address));
-        match netstack::overlay::check_peers(&set, &config, *local) {
+        set.push(OverlayPeer::podnet(peer.subnet.ipv4(), address));
+        match netstack::overlay::check_peers(&set, &config, local.ipv4()) {
             Ok(()) => {}
             Err(e) => {
                 tracing::warn!(node = %peer.node, address = %peer.address, "skipping an unusable overlay peer: {e}");
@@ -106,9 +107,15 @@ mod tests {
             peer("mine", [10, 244, 0, 0], [192, 168, 1, 9]),
             peer("b", [10, 244, 7, 0], [192, 168, 1, 3]),
         ];
-        let fixed = [OverlayPeer::podnet(*Cidr::new([10, 244, 9, 0].into(), 24), [192, 168, 1, 99].into())];
-        let underlays: Vec<[u8; 4]> =
-            overlay_peers(&peers, &fixed, cluster, local).into_iter().map(|p| p.underlay.octets()).collect();
-        assert_eq!(underlays, [[192, 168, 1, 99], [192, 168, 1, 2], [192, 168, 1, 3]], "fixed, then a and b");
+        let fixed =
+            [OverlayPeer::podnet(Cidr::new([10, 244, 9, 0].into(), 24).ipv4(), [192, 168, 1, 99].into())];
+        let underlays: Vec<IpAddr> =
+            overlay_peers(&peers, &fixed, cluster, local).into_iter().map(|p| p.underlay.into()).collect();
+        let at = |a: [u8; 4]| IpAddr::from(a);
+        assert_eq!(
+            underlays,
+            [at([192, 168, 1, 99]), at([192, 168, 1, 2]), at([192, 168, 1, 3])],
+            "fixed, then a and b"
+        );
     }
 }

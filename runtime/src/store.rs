@@ -279,9 +279,9 @@ mod tests {
         assert!(matches!(other, StoreError::Write { .. }), "{other}");
     }
 
-    /// A state file as podnet wrote it before addresses were `IpAddr` and
-    /// deployments held a pod template (commit 30ba0e3): IPv4 strings and a
-    /// deployment's container fields flat in its spec.
+    /// A state file written by podnet's `Store::save` at commit 30ba0e3,
+    /// before addresses were `IpAddr` and deployments held a pod template:
+    /// IPv4 strings, and a deployment's container fields flat in its spec.
     const BEFORE_IPADDR: &str = include_str!("store_fixtures/state-30ba0e3.json");
 
     #[test]
@@ -308,6 +308,7 @@ mod tests {
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap().unwrap(), state);
         let text = fs::read_to_string(dir.join("state.json")).unwrap();
+        assert_eq!(text, BEFORE_IPADDR, "saved again, byte for byte what 30ba0e3 wrote");
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["pods"][0]["ip"], "10.244.0.5");
         assert_eq!(json["deployments"][0]["spec"]["command"][0], "sleep", "container fields stay flat");

@@ -123,14 +123,21 @@ fn a_corrupt_state_file_stops_the_agent_instead_of_emptying_the_node() {
     assert_eq!(std::fs::read(&state).unwrap(), &text[..text.len() / 2], "the file is left for the user");
 }
 
-#[test]
-fn config_check_names_the_bad_line() {
-    let dir = std::env::temp_dir().join(format!("podnet-e2e-config-{}", std::process::id()));
+/// `podnet config check` of a board config holding `text`, in a fresh
+/// directory (returned for the caller to remove); it must fail.
+fn check_config(tag: &str, text: &str) -> (std::path::PathBuf, std::process::Output) {
+    let dir = std::env::temp_dir().join(format!("podnet-e2e-config-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[network]\nmtu = 1400\nmtuu = 9000\n").unwrap();
+    std::fs::write(&bad, text).unwrap();
     let out = std::process::Command::new(podnet_bin()).args(["config", "check"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
+    (dir, out)
+}
+
+#[test]
+fn config_check_names_the_bad_line() {
+    let (dir, out) = check_config("bad", "[network]\nmtu = 1400\nmtuu = 9000\n");
     assert!(stderr(&out).contains("line 3") && stderr(&out).contains("mtuu"), "{}", stderr(&out));
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("board-configs");
     for entry in std::fs::read_dir(root).unwrap() {
@@ -139,5 +146,36 @@ fn config_check_names_the_bad_line() {
             std::process::Command::new(podnet_bin()).args(["config", "check"]).arg(&path).output().unwrap();
         assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn ipv6_addresses_are_refused_naming_the_field_and_nothing_is_made() {
+    let node = Node::start("ipv6");
+    let refused =
+        |field: &str, addr: &str| format!("IPv6 is not supported yet: {field} = {addr}; use an IPv4 address");
+    // A flag's value: clap prints the reason, then its usage hint.
+    let out =
+        node.podnet(&["run", "cam", "--host-port", "[fd00::1]:8554:8554/UDP", "--", "sleep", "infinity"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&refused("hostIP", "fd00::1")), "{}", stderr(&out));
+    assert!(node.pods().is_empty(), "no pod was made");
+    node.ok(&["run", "web", "--", "sleep", "infinity"]);
+    node.fails(
+        &["expose", "pod", "web", "--port", "80", "--cluster-ip", "fd00::5"],
+        &refused("--cluster-ip", "fd00::5"),
+    );
+    assert!(!node.ok(&["get", "services"]).contains("web"), "no service was made");
+
+    let (dir, out) = check_config("ipv6", "[network]\ncluster_dns = \"fd00::10\"\n");
+    assert!(stderr(&out).contains(&refused("network.cluster_dns", "fd00::10")), "{}", stderr(&out));
+    let out = std::process::Command::new(podnet_bin())
+        .args(["node", "up", "--cluster-init", "--node-ip", "fd00::2", "--data-dir"])
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&refused("--node-ip", "fd00::2")), "{}", stderr(&out));
+    assert!(!dir.join("data").exists(), "no data dir was made");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -20,8 +20,8 @@ use crate::Instant;
 use crate::offload::gso;
 use crate::overlay::{DECAP_HEADROOM, OverlayError, OverlayPeer};
 use crate::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, vnet,
-    vxlan,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr,
+    Ipv4Packet, ipv4_of, vnet, vxlan,
 };
 
 impl Switch {
@@ -128,7 +128,7 @@ impl Switch {
         };
         // Anti-spoofing: a node speaks for its own pods only (and for itself,
         // whose gateway address is in its subnet too).
-        if !peer_subnet.contains_addr(&src) {
+        if !peer_subnet.contains_addr(&IpAddress::Ipv4(src)) {
             return Verdict::Drop(DropReason::SpoofedIp);
         }
         // No transit: the overlay delivers to this node's subnet only (never
@@ -181,7 +181,7 @@ impl Switch {
         }
         eth.set_src_addr(self.overlay.vtep_mac);
         eth.set_dst_addr(peer.vtep_mac);
-        Some(Verdict::Encapsulate { peer: peer.underlay })
+        Some(Verdict::Encapsulate { peer: ipv4_of(peer.underlay) })
     }
 
     /// Whether `ip` (an IPv4 packet from a pod) is UDP to the overlay's port

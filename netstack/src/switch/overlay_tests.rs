@@ -8,7 +8,7 @@ use crate::Protocol;
 use crate::overlay::{DECAP_HEADROOM, OverlayConfig, OverlayError, OverlayPeer, vtep_mac};
 use crate::service::{Affinity, Backend, ServiceKey};
 use crate::testing::{self, NOW, Node, Udp, arp_request, peer, pod_ip, pod_mac, subnet, underlay};
-use crate::wire::{ArpPacket, ArpRepr, EthernetAddress, IpProtocol, Ipv4Packet, vxlan};
+use crate::wire::{ArpPacket, ArpRepr, EthernetAddress, IpProtocol, Ipv4Packet, ipv4_of, vxlan};
 use smoltcp::wire::{IpAddress, UdpPacket};
 
 const VNI: u32 = 1;
@@ -140,13 +140,13 @@ fn peers_change_as_nodes_join_and_leave() {
     assert_eq!(n.switch.overlay_peers(), &[peer(1)]);
     assert_eq!(n.process(n.a, &mut frame), Verdict::Encapsulate { peer: underlay(1) });
     // Node 1 moves to another address (a DHCP lease changed).
-    let moved = OverlayPeer { underlay: Ipv4Address::new(192, 168, 250, 99), ..peer(1) };
+    let moved = OverlayPeer { underlay: Ipv4Address::new(192, 168, 250, 99).into(), ..peer(1) };
     n.switch.set_overlay_peers(&[moved]).unwrap();
     let mut frame = from_pod(0, 2, pod_ip(1, 7), 9000);
-    assert_eq!(n.process(n.a, &mut frame), Verdict::Encapsulate { peer: moved.underlay });
+    assert_eq!(n.process(n.a, &mut frame), Verdict::Encapsulate { peer: ipv4_of(moved.underlay) });
     assert_eq!(
         n.switch.set_overlay_peers(&[peer(0)]),
-        Err(OverlayError::OverlapsLocalSubnet(subnet(0))),
+        Err(OverlayError::OverlapsLocalSubnet(subnet(0).into())),
         "a peer cannot claim this node's subnet"
     );
     assert_eq!(n.switch.overlay_peers(), &[moved], "unchanged on error");

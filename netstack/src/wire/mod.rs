@@ -8,8 +8,8 @@ pub mod vxlan;
 
 pub use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IPV4_HEADER_LEN, IpAddress, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TCP_HEADER_LEN,
-    TcpPacket, UDP_HEADER_LEN, UdpPacket,
+    EthernetRepr, IPV4_HEADER_LEN, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet,
+    TCP_HEADER_LEN, TcpPacket, UDP_HEADER_LEN, UdpPacket,
 };
 
 /// The IPv4 address behind a family-generic key's address. netstack is

@@ -18,7 +18,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
 
 impl ControlPlane {
     pub(super) fn add_node(&mut self, record: NodeRecord) -> Result<(), ControlError> {
-        let ipam = Pool::new(*record.subnet).map_err(|source| ControlError::NodeSubnet {
+        let ipam = Pool::new(record.subnet.ipv4()).map_err(|source| ControlError::NodeSubnet {
             node: record.name.clone(),
             subnet: record.subnet,
             source,

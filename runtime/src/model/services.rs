@@ -37,7 +37,7 @@ pub fn allocate_cluster_ip(
     let size = 1u32 << (32 - range.prefix_len());
     let usable = |ip: IpAddr| {
         let IpAddr::V4(v4) = ip else { return false };
-        let offset = u32::from(v4).wrapping_sub(u32::from(range.address()));
+        let offset = u32::from(v4).wrapping_sub(u32::from(range.ipv4().address()));
         range.contains(v4) && offset >= 2 && offset < size - 1 && v4 != dns
     };
     match request {

@@ -131,9 +131,9 @@ impl NodeRuntime {
         let (upstream_tx, upstream_rx) = mpsc::channel(1024);
         let dataplane = Dataplane::start(
             SwitchConfig {
-                subnet: *subnet,
+                subnet: subnet.ipv4(),
                 max_ports: limits.max_pods + 1,
-                service_cidr: *net.service_cidr,
+                service_cidr: net.service_cidr.ipv4(),
                 services: ServiceConfig {
                     max_services: limits.max_services,
                     max_backends: limits.max_backends,
@@ -146,8 +146,8 @@ impl NodeRuntime {
                 cluster_dns: net.cluster_dns,
                 dns: zone::zone_config(config),
                 overlay: netstack::overlay::OverlayConfig {
-                    cluster_cidr: *net.cluster_cidr,
-                    vtep_mac: netstack::overlay::vtep_mac(*subnet),
+                    cluster_cidr: net.cluster_cidr.ipv4(),
+                    vtep_mac: netstack::overlay::vtep_mac(subnet.ipv4()),
                     vni: config.cluster.vni,
                     udp_port: config.cluster.vxlan_port,
                     ..Default::default()
@@ -173,7 +173,7 @@ impl NodeRuntime {
             .map_err(|source| NodeError::Configure { name: net.host_interface.clone(), source })?;
         // ClusterIPs are reachable from the node too, as kube-proxy makes them.
         netlink
-            .add_route(&net.host_interface, net.service_cidr.address(), net.service_cidr.prefix_len())
+            .add_route(&net.host_interface, net.service_cidr.ipv4().address(), net.service_cidr.prefix_len())
             .await
             .map_err(|source| NodeError::Route {
                 cidr: net.service_cidr,
@@ -305,13 +305,13 @@ async fn start_overlay(
     crate::dataplane::overlay::tune(&socket);
     dataplane.attach_overlay(socket, cluster.vxlan_port).await.map_err(NodeError::AttachOverlay)?;
     netlink
-        .add_route(&net.host_interface, net.cluster_cidr.address(), net.cluster_cidr.prefix_len())
+        .add_route(&net.host_interface, net.cluster_cidr.ipv4().address(), net.cluster_cidr.prefix_len())
         .await
         .map_err(|source| NodeError::Route {
-        cidr: net.cluster_cidr,
-        interface: net.host_interface.clone(),
-        source,
-    })?;
+            cidr: net.cluster_cidr,
+            interface: net.host_interface.clone(),
+            source,
+        })?;
     tracing::info!(
         "overlay: VXLAN VNI {} on UDP {}, {} static peers, pod MTU {}",
         cluster.vni,

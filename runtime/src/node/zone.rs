@@ -52,7 +52,7 @@ pub(super) fn zone_config(config: &NodeConfig) -> ZoneConfig {
         ttl: net.dns_ttl,
         max_services: usize::from(limits.max_services),
         max_pods: limits.max_cluster_pods as usize,
-        cluster_cidrs: vec![*net.cluster_cidr, *net.service_cidr],
+        cluster_cidrs: vec![net.cluster_cidr.ipv4(), net.service_cidr.ipv4()],
         ..Default::default()
     }
 }

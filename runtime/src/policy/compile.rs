@@ -134,8 +134,8 @@ impl Ctx<'_> {
     fn peer(&self, policy: &NetworkPolicySpec, peer: &PolicyPeer) -> ResolvedPeer {
         match peer {
             PolicyPeer::Block { cidr, except } => ResolvedPeer::Block {
-                cidr: **cidr,
-                except: except.iter().map(|e| **e).collect::<Vec<Ipv4Cidr>>(),
+                cidr: cidr.ipv4(),
+                except: except.iter().map(|e| e.ipv4()).collect::<Vec<Ipv4Cidr>>(),
             },
             PolicyPeer::Pods { pod_selector, namespace_selector } => {
                 let namespaces: BTreeSet<&str> = match namespace_selector {
