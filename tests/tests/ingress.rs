@@ -515,24 +515,74 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     let big = format!("X-Big: {}", "a".repeat(9000));
     assert_eq!(curl(&lan, &["-H", "Host: web.example", "-H", &big, &url]).0, "431 1.1");
 
-    // Not HTTP: 400. A head trickled past the request timeout: closed.
-    let (malformed, slow) = lan.within(|| {
+    // Not HTTP: 400, closed.
+    let malformed = lan.within(|| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n").unwrap();
-        let started = std::time::Instant::now();
-        let mut rest = Vec::new();
-        let closed = s.read_to_end(&mut rest).is_ok();
-        (answer, (closed, started.elapsed()))
+        answer
     });
     assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed}");
-    assert!(slow.0 && slow.1 < Duration::from_secs(4), "closed by the proxy: {slow:?}");
+
+    // A head trickled a byte every 50 ms (slowloris): 408 once the request
+    // timeout is past, and closed, while another client is answered meanwhile.
+    let slow = lan.within(|| std::net::TcpStream::connect(&addr).unwrap());
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        use std::io::Write;
+        let head = format!("GET / HTTP/1.1\r\nHost: web.example\r\nX-Slow: {}", "a".repeat(100));
+        for byte in head.bytes() {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let (status, body) = curl(&lan, &["-H", "Host: web.example", &url]);
+        assert_eq!(status, "200 1.1", "others are served during a slow head: {body}");
+    }
+    let mut answer = String::new();
+    let closed = std::io::Read::read_to_string(&mut &slow, &mut answer).is_ok();
+    let elapsed = started.elapsed();
+    trickle.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer:?}");
+    assert!(closed && elapsed < Duration::from_secs(4), "closed after the 408: {elapsed:?}");
+
+    // A kept-alive connection with no next request is closed, quietly.
+    let idle = lan.within(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    assert!(idle.starts_with("HTTP/1.1 200") && !idle.contains("408"), "{idle}");
+
+    // h2load: HTTP/2 with prior knowledge, many streams on a few connections.
+    let h2load = require("h2load", "nghttp2-client");
+    let out = lan.run(&[
+        h2load.to_str().unwrap(),
+        "-n",
+        "2000",
+        "-c",
+        "4",
+        "-m",
+        "10",
+        &format!("--connect-to={}:80", lan.node_ip),
+        "http://web.example/h2load",
+    ]);
+    let report = stdout(&out);
+    assert!(report.contains("2000 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
+    assert!(report.contains("status codes: 2000 2xx"), "{report}");
+
     let stats = node.ok(&["node", "stats"]);
     let line = stats.lines().find(|l| l.starts_with("ingress ")).unwrap_or_else(|| panic!("{stats}"));
     assert!(line.contains("request_timeout=") && line.contains("malformed_message="), "{line}");
@@ -707,6 +757,42 @@ fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_carry_on() {
     };
     assert_eq!(ask("/before"), "/before");
 
+    // Under load: h2load's HTTP/2-over-TLS connections stay open across the
+    // change (2000 requests at 400/s), and a curl loop makes a new
+    // connection per request; none may fail.
+    let h2load = require("h2load", "nghttp2-client");
+    let load = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lan.netns))
+        .arg(&h2load)
+        .args(["-n", "2000", "-c", "4", "-m", "1", "--rps", "100"])
+        .arg(format!("--connect-to={}:443", lan.node_ip))
+        .arg("https://shop.example/load")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (stop, netns, ip) = (stop.clone(), lan.netns.clone(), lan.node_ip.to_string());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{netns}"))
+                    .args(["curl", "-sSk", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+                    .args(["--resolve", &format!("shop.example:443:{ip}"), "https://shop.example/loop"])
+                    .output()
+                    .unwrap();
+                match stdout(&out).trim() {
+                    "200" => ok += 1,
+                    other => failed.push(format!("{other} {}", stderr(&out))),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+
     std::fs::write(&file, secret_manifest("shop-tls", &new_crt, &new_key)).unwrap();
     assert!(node.ok(&["apply", "-f", &file.to_string_lossy()]).contains("secret/shop-tls configured"));
     eventually(Duration::from_secs(10), "new handshakes to get the new certificate", || {
@@ -715,4 +801,10 @@ fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_carry_on() {
     assert_eq!(ask("/after"), "/after", "the open connection carries on");
     let _ = open.kill();
     let _ = open.wait();
+    let out = load.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = looping.join().unwrap();
+    let report = stdout(&out);
+    assert!(report.contains("2000 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
+    assert!(failed.is_empty() && ok > 0, "new connections during the change: {ok} ok, failed: {failed:?}");
 }

@@ -1,6 +1,7 @@
 //! Ingress, served by the agent on every node: the routing table
 //! (`routing`), the reverse proxy (`proxy`), TLS with SNI (`tls`), the
-//! board config's `[ingress]` (`config`) and the counters (`stats`).
+//! board config's `[ingress]` (`config`), the counters (`stats`) and the
+//! client connections' timeouts (`watch`).
 //!
 //! The node binds `ingress.http_port` and `ingress.https_port` on every
 //! address while any Ingress of podnet's class exists, and keeps the table
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod routing;
 pub mod stats;
 pub mod tls;
+pub mod watch;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -231,9 +233,12 @@ async fn accept(
         async move {
             let _ = stream.set_nodelay(true);
             match scheme {
-                Scheme::Http => proxy::serve(stream, permit, scheme, shared).await,
+                Scheme::Http => proxy::serve(stream, false, permit, scheme, shared).await,
                 Scheme::Https => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => proxy::serve(tls, permit, scheme, shared).await,
+                    Ok(Ok(tls)) => {
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        proxy::serve(tls, h2, permit, scheme, shared).await
+                    }
                     Ok(Err(e)) => {
                         shared.stats.tls_failed();
                         permit.count(Reason::HandshakeFailed);
