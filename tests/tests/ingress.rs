@@ -611,6 +611,12 @@ fn kubectl_applies_lists_and_deletes_ingresses_and_secrets() {
     let table = kubectl::ok(&node, &["get", "ingress"]);
     assert!(table.starts_with("NAME   CLASS    HOSTS          ADDRESS"), "{table}");
     assert!(table.contains("shop.example") && table.contains("80, 443"), "{table}");
+    eventually(Duration::from_secs(10), "kubectl to show the ADDRESS", || {
+        kubectl::ok(&node, &["get", "ingress"]).contains(kubectl::NODE_IP).then_some(())
+    });
+    let json = kubectl::json(&kubectl::ok(&node, &["get", "ingress", "shop", "-o", "json"]));
+    let ips = &json["status"]["loadBalancer"]["ingress"];
+    assert!(ips.as_array().is_some_and(|a| a.iter().any(|i| i["ip"] == kubectl::NODE_IP)), "{json}");
     let classes = kubectl::ok(&node, &["get", "ingressclass"]);
     assert!(classes.contains("podnet") && classes.contains("podnet.io/ingress"), "{classes}");
     let secrets = kubectl::ok(&node, &["get", "secrets"]);
@@ -658,6 +664,11 @@ fn in_a_cluster_every_nodes_ingress_reaches_pods_on_any_node() {
     ]);
     server.ok(&["expose", "pod", "far", "--port", "80", "--target-port", "8080"]);
     server.ok(&["create", "ingress", "edge", "--rule", "far.example/*=far:80"]);
+    // The status lists every Ready node's address.
+    eventually(Duration::from_secs(15), "get ingress to list both nodes", || {
+        let table = server.ok(&["get", "ingress", "edge"]);
+        (table.contains(&Cluster::address(0)) && table.contains(&Cluster::address(1))).then_some(())
+    });
     for i in 0..2 {
         let url = format!("http://{}/hello", Cluster::address(i));
         eventually(Duration::from_secs(30), &format!("node {i}'s ingress to reach the pod"), || {

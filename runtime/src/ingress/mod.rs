@@ -182,8 +182,9 @@ impl IngressServer {
         }
     }
 
-    /// An Ingress as users see it from this node: the node addresses that
-    /// serve it, or why they do not.
+    /// An Ingress as users see it from this node: the addresses that serve
+    /// it (the control plane's Ready nodes; this node's own addresses when
+    /// it has no cluster address), or why this node does not.
     pub fn reported(&self, ingress: &Ingress) -> Ingress {
         let mut out = ingress.clone();
         if !ingress.spec.is_podnet() {
@@ -191,7 +192,9 @@ impl IngressServer {
         }
         let problem = self.http.problem.clone().or_else(|| self.https.problem.clone());
         let serving = self.http.task.is_some() || self.https.task.is_some();
+        let cluster = ingress.load_balancer.as_ref().map(|lb| lb.ingress.clone()).unwrap_or_default();
         let addresses = match (serving, &problem) {
+            (true, None) if !cluster.is_empty() => cluster,
             (true, None) => crate::listeners::proxy::node_addresses(&self.host_interface),
             _ => Vec::new(),
         };
