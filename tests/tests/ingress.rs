@@ -217,9 +217,51 @@ fn host_and_path_rules_route_to_services_with_404_and_503() {
     );
     assert!(stats.contains("no_rule="), "{stats}");
 
+    // Default backends, as ingress-nginx: an Ingress's serves the paths no
+    // rule matches on the hosts it named; only one without rules catches
+    // every other host.
+    node.ok(&[
+        "create",
+        "ingress",
+        "blog",
+        "--rule",
+        "blog.example/posts*=api:80",
+        "--default-backend",
+        "web:80",
+    ]);
+    eventually(Duration::from_secs(10), "blog's default backend", || {
+        let (status, body) = get("blog.example", "/about");
+        (status == "200 1.1" && field(&body, "pod").starts_with("web-")).then_some(())
+    });
+    assert!(field(&get("blog.example", "/posts/1").1, "pod").starts_with("api-"));
+    assert_eq!(get("nowhere.example", "/").0, "404 1.1", "blog's default is not a catch-all");
+    node.ok(&["create", "ingress", "catchall", "--default-backend", "api:80"]);
+    eventually(Duration::from_secs(10), "the catch-all", || {
+        let (status, body) = get("nowhere.example", "/x");
+        (status == "200 1.1" && field(&body, "pod").starts_with("api-")).then_some(())
+    });
+    assert!(field(&get("blog.example", "/about").1, "pod").starts_with("web-"), "a host keeps its own");
+
+    // Ready endpoints that refuse the connection: 502, counted as upstream errors.
+    node.ok(&["expose", "deployment", "web", "--name", "closed", "--port", "80", "--target-port", "9999"]);
+    node.ok(&["create", "ingress", "broken", "--rule", "closed.example/*=closed:80"]);
+    node.wait_endpoints("closed", 1);
+    eventually(Duration::from_secs(10), "a 502 from a refusing endpoint", || {
+        let (status, body) = get("closed.example", "/");
+        (status == "502 1.1").then_some(body)
+    });
+    let stats = node.ok(&["node", "stats"]);
+    let upstream = stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("upstream_errors="))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(upstream.is_some_and(|n| n > 0), "{stats}");
+    assert!(stats.contains("default/broken closed.example/"), "{stats}");
+
     // Deleting the last Ingress closes the ports.
-    node.ok(&["delete", "ingress", "shop"]);
-    node.ok(&["delete", "ingress", "other"]);
+    for name in ["shop", "other", "blog", "catchall", "broken"] {
+        node.ok(&["delete", "ingress", name]);
+    }
     eventually(Duration::from_secs(10), "port 80 to close", || {
         let out = lan.run(&["curl", "-sS", "--max-time", "2", &url("/")]);
         (!out.status.success()).then_some(())
