@@ -9,6 +9,11 @@
 //! turn, as it does the switch's tables. A port another socket holds is the
 //! Ingresses' status (`<pending: port 80/TCP in use on the node>`), tried
 //! again every 2 s.
+//!
+//! The proxy runs on threads of its own (a multi-threaded tokio runtime of
+//! `ingress.threads` workers, made when the first Ingress is served): HTTP
+//! and TLS work is CPU-bound and would otherwise share the agent's one
+//! event-loop thread with the control plane, the listeners and the pods.
 
 mod config;
 pub mod proxy;
@@ -62,6 +67,34 @@ impl Port {
     }
 }
 
+/// The proxy's own runtime; shut down without waiting when dropped (the
+/// agent drops it from inside its own runtime, where blocking is refused).
+struct Threads(Option<tokio::runtime::Runtime>);
+
+impl Threads {
+    /// A runtime of `threads` workers (0: one per CPU).
+    fn start(threads: u16) -> std::io::Result<Threads> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("podnet-ingress");
+        if threads > 0 {
+            builder.worker_threads(threads as usize);
+        }
+        Ok(Threads(Some(builder.build()?)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle()
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The node's Ingress proxy.
 pub struct IngressServer {
     shared: Arc<Shared>,
@@ -73,6 +106,8 @@ pub struct IngressServer {
     /// What the table and certificates were built from.
     built: Option<Inputs>,
     host_interface: String,
+    /// Made when the first port is bound.
+    threads: Option<Threads>,
 }
 
 impl IngressServer {
@@ -100,6 +135,7 @@ impl IngressServer {
             https: Port { port: config.https_port, ..Port::default() },
             built: None,
             host_interface: host_interface.to_string(),
+            threads: None,
         }
     }
 
@@ -154,6 +190,19 @@ impl IngressServer {
             {
                 continue;
             }
+            if self.threads.is_none() {
+                match Threads::start(self.shared.config.threads) {
+                    Ok(threads) => self.threads = Some(threads),
+                    Err(e) => {
+                        port.problem = Some(format!("cannot start the ingress threads: {e}"));
+                        port.retry_at = Some(Instant::now() + RETRY);
+                        continue;
+                    }
+                }
+            }
+            let runtime = self.threads.as_ref().expect("started above").handle();
+            // The listener belongs to the proxy's runtime (its reactor).
+            let _in_runtime = runtime.enter();
             let key = ListenKey { proto: Protocol::Tcp, ip: Ipv4Addr::UNSPECIFIED, port: port.port };
             match crate::listeners::proxy::bind(&key).map(|bound| match bound {
                 Bound::Tcp(listener) => tokio::net::TcpListener::from_std(listener),
@@ -162,7 +211,7 @@ impl IngressServer {
                 Ok(Ok(listener)) => {
                     let (shared, gate, acceptor) =
                         (self.shared.clone(), self.gate.clone(), self.acceptor.clone());
-                    port.task = Some(tokio::spawn(accept(listener, scheme, shared, gate, acceptor)));
+                    port.task = Some(runtime.spawn(accept(listener, scheme, shared, gate, acceptor)));
                     port.problem = None;
                     port.retry_at = None;
                     tracing::info!("ingress: serving {} on port {}", scheme_name(scheme), port.port);
