@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 /// What a client whose request head took too long is sent before the close.
-const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 52\r\nconnection: close\r\n\r\n408 Request Timeout: the request head came too slowly\n";
+const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 54\r\nconnection: close\r\n\r\n408 Request Timeout: the request head came too slowly\n";
 
 /// What the connection's wrapper and its requests share.
 #[derive(Debug)]
@@ -168,7 +168,7 @@ impl<I> Watched<I> {
             watch: watch.clone(),
             timed: !h2,
             first_read: true,
-            head: Head::Waiting,
+            head: if h2 { Head::Off } else { Head::Waiting },
             seen: 0,
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
@@ -316,5 +316,76 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const CLOCK: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn a_head_past_the_clock_is_answered_408_and_reads_end() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (mut watched, watch) = Watched::new(server, CLOCK, false);
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n";
+        client.write_all(head).await.unwrap();
+        let mut buf = [0u8; 1024];
+        assert_eq!(watched.read(&mut buf).await.unwrap(), head.len());
+        // Nothing more comes: the next read waits out the clock, answers, ends.
+        assert_eq!(watched.read(&mut buf).await.unwrap(), 0);
+        assert!(watch.timed_out());
+        let mut answer = vec![0u8; TIMED_OUT.len()];
+        client.read_exact(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+        let body = &TIMED_OUT[TIMED_OUT.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+        let text = String::from_utf8_lossy(TIMED_OUT);
+        let length = text.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len(), "content-length is the body's");
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_is_not_timed_and_the_wait_after_it_ends_quietly() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (mut watched, watch) = Watched::new(server, CLOCK, false);
+        client.write_all(b"POST / HTTP/1.1\r\ncontent-length: 9\r\n\r\nbody").await.unwrap();
+        let mut buf = [0u8; 128];
+        assert!(watched.read(&mut buf).await.unwrap() > 0);
+        let request = watch.request();
+        // In flight (a slow body or backend): reads wait past the clock.
+        let waited = tokio::time::timeout(CLOCK * 6, watched.read(&mut buf)).await;
+        assert!(waited.is_err(), "not timed while a request is in flight: {waited:?}");
+        drop(request);
+        // Answered: no next head by the clock is a quiet end, not a 408.
+        assert_eq!(watched.read(&mut buf).await.unwrap(), 0);
+        assert!(!watch.timed_out());
+        drop(watched);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+
+    #[tokio::test]
+    async fn http2_by_its_preface_or_alpn_and_upgrades_are_left_to_the_idle_watchdog() {
+        for (first, h2) in [(&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], false), (&b"\0\0\x12\x04"[..], true)] {
+            let (mut client, server) = tokio::io::duplex(4096);
+            let (mut watched, _) = Watched::new(server, CLOCK, h2);
+            client.write_all(first).await.unwrap();
+            let mut buf = [0u8; 64];
+            assert!(watched.read(&mut buf).await.unwrap() > 0);
+            let waited = tokio::time::timeout(CLOCK * 6, watched.read(&mut buf)).await;
+            assert!(waited.is_err(), "HTTP/2 is not timed: {waited:?}");
+        }
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (mut watched, watch) = Watched::new(server, CLOCK, false);
+        client.write_all(b"GET / HTTP/1.1\r\nupgrade: websocket\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(watched.read(&mut buf).await.unwrap() > 0);
+        drop(watch.request());
+        watch.upgraded();
+        let waited = tokio::time::timeout(CLOCK * 6, watched.read(&mut buf)).await;
+        assert!(waited.is_err(), "an upgraded connection is not timed: {waited:?}");
     }
 }
