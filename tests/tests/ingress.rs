@@ -627,6 +627,32 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     assert!(report.contains("2000 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
     assert!(report.contains("status codes: 2000 2xx"), "{report}");
 
+    // HTTP/2 over TLS on one connection for 2 s, four times the request
+    // timeout: its streams are not request heads to time.
+    let (crt, key) = certificate(&node.dir, "tls.example");
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    node.ok(&["create", "secret", "tls", "tls-cert", "--cert", &path(&crt), "--key", &path(&key)]);
+    node.ok(&["create", "ingress", "secure", "--rule", "tls.example/*=web:80,tls=tls-cert"]);
+    eventually(Duration::from_secs(10), "HTTPS to be served", || {
+        let resolve = format!("tls.example:443:{}", lan.node_ip);
+        let (status, _) = curl(&lan, &["-k", "--resolve", &resolve, "https://tls.example/"]);
+        (status == "200 2").then_some(())
+    });
+    let out = lan.run(&[
+        h2load.to_str().unwrap(),
+        "-n",
+        "200",
+        "-c",
+        "1",
+        "--rps",
+        "100",
+        &format!("--connect-to={}:443", lan.node_ip),
+        "https://tls.example/long",
+    ]);
+    let report = stdout(&out);
+    assert!(report.contains("Application protocol: h2"), "{report}");
+    assert!(report.contains("200 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
+
     let stats = node.ok(&["node", "stats"]);
     let line = stats.lines().find(|l| l.starts_with("ingress ")).unwrap_or_else(|| panic!("{stats}"));
     assert!(line.contains("request_timeout=") && line.contains("malformed_message="), "{line}");
