@@ -67,6 +67,30 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
+/// A WebSocket echo server (Python's `websockets`): each message back as `echo:MESSAGE`.
+const WEBSOCKET: &str = r#"
+import asyncio, sys, websockets
+async def echo(ws, path=None):
+    async for message in ws:
+        await ws.send("echo:" + message)
+async def main():
+    async with websockets.serve(echo, "0.0.0.0", int(sys.argv[1])):
+        await asyncio.Future()
+asyncio.run(main())
+"#;
+
+/// A WebSocket client: connects to the node with the URI's Host, sends three
+/// messages and prints the answers.
+const WEBSOCKET_CLIENT: &str = r#"
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], host=sys.argv[2], port=80, open_timeout=5) as ws:
+        for i in range(3):
+            await ws.send("m%d" % i)
+            print(await asyncio.wait_for(ws.recv(), 5))
+asyncio.run(main())
+"#;
+
 /// A deployment of echo backends on 8080 and a Service `name:80` for it.
 fn echo_service(node: &Node, name: &str, replicas: u32) {
     backend(node, name, replicas, "echo.py", ECHO);
@@ -521,9 +545,21 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     let lan = Outside::attach(&node);
     echo_service(&node, "web", 1);
     backend(&node, "ws", 1, "upgrade.py", UPGRADE);
-    node.ok(&["create", "ingress", "edge", "--rule", "web.example/*=web:80", "--rule", "ws.example/*=ws:80"]);
+    backend(&node, "socket", 1, "websocket.py", WEBSOCKET);
+    node.ok(&[
+        "create",
+        "ingress",
+        "edge",
+        "--rule",
+        "web.example/*=web:80",
+        "--rule",
+        "ws.example/*=ws:80",
+        "--rule",
+        "socket.example/*=socket:80",
+    ]);
     node.wait_endpoints("web", 1);
     node.wait_endpoints("ws", 1);
+    node.wait_endpoints("socket", 1);
     wait_served(&node, "edge");
     let url = format!("http://{}/", lan.node_ip);
 
@@ -554,6 +590,12 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     });
     assert!(echoed.0.starts_with("HTTP/1.1 101"), "{}", echoed.0);
     assert_eq!(&echoed.1, b"ping");
+    // A real WebSocket client and server through the proxy.
+    let client = node.dir.join("ws_client.py");
+    std::fs::write(&client, WEBSOCKET_CLIENT).unwrap();
+    let out =
+        lan.run(&["/usr/bin/python3", &client.to_string_lossy(), "ws://socket.example/chat", lan.node_ip]);
+    assert_eq!(stdout(&out), "echo:m0\necho:m1\necho:m2\n", "{}", stderr(&out));
 
     // A head past max_header_bytes: 431.
     let big = format!("X-Big: {}", "a".repeat(9000));
