@@ -540,7 +540,7 @@ fn bad_ingresses_and_secrets_are_refused_with_the_fix() {
 #[test]
 fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     require("curl", "curl");
-    let config = "[ingress]\nrequest_timeout_ms = 500\nidle_timeout_s = 2\nmax_header_bytes = 8192\n";
+    let config = "[ingress]\nrequest_timeout_ms = 500\nidle_timeout_s = 2\nmax_header_bytes = 8192\nmax_connections_per_client = 8\n";
     let node = Node::start_with("inglim", Some(config));
     let lan = Outside::attach(&node);
     echo_service(&node, "web", 1);
@@ -695,9 +695,28 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     assert!(report.contains("Application protocol: h2"), "{report}");
     assert!(report.contains("200 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
 
+    // One client past max_connections_per_client: the next connection is
+    // closed unanswered; once it lets go, it is served again.
+    let refused = lan.within(|| {
+        use std::io::{Read, Write};
+        let held: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+        let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+        extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n\r\n");
+        let mut answer = Vec::new();
+        let _ = extra.read_to_end(&mut answer);
+        drop(held);
+        answer
+    });
+    assert!(refused.is_empty(), "{}", String::from_utf8_lossy(&refused));
+    eventually(Duration::from_secs(5), "the client to be served again", || {
+        (curl(&lan, &["-H", "Host: web.example", &url]).0 == "200 1.1").then_some(())
+    });
+
     let stats = node.ok(&["node", "stats"]);
     let line = stats.lines().find(|l| l.starts_with("ingress ")).unwrap_or_else(|| panic!("{stats}"));
     assert!(line.contains("request_timeout=") && line.contains("malformed_message="), "{line}");
+    assert!(line.contains("per_client_limit="), "{line}");
 }
 
 #[test]
