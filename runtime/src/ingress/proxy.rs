@@ -367,18 +367,31 @@ impl Pool {
         Ok(sender)
     }
 
+    /// The most recently returned ready connection, dropping closed ones on
+    /// the way; not a scan of the whole list per request (it holds the lock
+    /// every proxy thread takes).
     fn take(&self, addr: SocketAddrV4) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(&addr)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(SendRequest::is_ready)?;
-        Some(list.swap_remove(i))
+        // Downwards: what swap_remove moves into `i` was already looked at.
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            if list[i].is_closed() {
+                list.swap_remove(i);
+            } else if list[i].is_ready() {
+                return Some(list.swap_remove(i));
+            }
+        }
+        None
     }
 
     fn put(&self, addr: SocketAddrV4, sender: SendRequest<Incoming>) {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.entry(addr).or_default();
-        list.retain(|s| !s.is_closed());
+        if list.len() >= MAX_IDLE_PER_ENDPOINT {
+            list.retain(|s| !s.is_closed());
+        }
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(sender);
         }
