@@ -29,6 +29,8 @@ class H(http.server.BaseHTTPRequestHandler):
     do_POST = answer
     def log_message(self, *a):
         pass
+# A backlog for load (h2load), not socketserver's 5 (a full one drops SYNs).
+http.server.ThreadingHTTPServer.request_queue_size = 256
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 "#;
 
@@ -63,6 +65,30 @@ s.listen(64)
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A WebSocket echo server (Python's `websockets`): each message back as `echo:MESSAGE`.
+const WEBSOCKET: &str = r#"
+import asyncio, sys, websockets
+async def echo(ws, path=None):
+    async for message in ws:
+        await ws.send("echo:" + message)
+async def main():
+    async with websockets.serve(echo, "0.0.0.0", int(sys.argv[1])):
+        await asyncio.Future()
+asyncio.run(main())
+"#;
+
+/// A WebSocket client: connects to the node with the URI's Host, sends three
+/// messages and prints the answers.
+const WEBSOCKET_CLIENT: &str = r#"
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], host=sys.argv[2], port=80, open_timeout=5) as ws:
+        for i in range(3):
+            await ws.send("m%d" % i)
+            print(await asyncio.wait_for(ws.recv(), 5))
+asyncio.run(main())
 "#;
 
 /// A deployment of echo backends on 8080 and a Service `name:80` for it.
@@ -217,9 +243,51 @@ fn host_and_path_rules_route_to_services_with_404_and_503() {
     );
     assert!(stats.contains("no_rule="), "{stats}");
 
+    // Default backends, as ingress-nginx: an Ingress's serves the paths no
+    // rule matches on the hosts it named; only one without rules catches
+    // every other host.
+    node.ok(&[
+        "create",
+        "ingress",
+        "blog",
+        "--rule",
+        "blog.example/posts*=api:80",
+        "--default-backend",
+        "web:80",
+    ]);
+    eventually(Duration::from_secs(10), "blog's default backend", || {
+        let (status, body) = get("blog.example", "/about");
+        (status == "200 1.1" && field(&body, "pod").starts_with("web-")).then_some(())
+    });
+    assert!(field(&get("blog.example", "/posts/1").1, "pod").starts_with("api-"));
+    assert_eq!(get("nowhere.example", "/").0, "404 1.1", "blog's default is not a catch-all");
+    node.ok(&["create", "ingress", "catchall", "--default-backend", "api:80"]);
+    eventually(Duration::from_secs(10), "the catch-all", || {
+        let (status, body) = get("nowhere.example", "/x");
+        (status == "200 1.1" && field(&body, "pod").starts_with("api-")).then_some(())
+    });
+    assert!(field(&get("blog.example", "/about").1, "pod").starts_with("web-"), "a host keeps its own");
+
+    // Ready endpoints that refuse the connection: 502, counted as upstream errors.
+    node.ok(&["expose", "deployment", "web", "--name", "closed", "--port", "80", "--target-port", "9999"]);
+    node.ok(&["create", "ingress", "broken", "--rule", "closed.example/*=closed:80"]);
+    node.wait_endpoints("closed", 1);
+    eventually(Duration::from_secs(10), "a 502 from a refusing endpoint", || {
+        let (status, body) = get("closed.example", "/");
+        (status == "502 1.1").then_some(body)
+    });
+    let stats = node.ok(&["node", "stats"]);
+    let upstream = stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("upstream_errors="))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(upstream.is_some_and(|n| n > 0), "{stats}");
+    assert!(stats.contains("default/broken closed.example/"), "{stats}");
+
     // Deleting the last Ingress closes the ports.
-    node.ok(&["delete", "ingress", "shop"]);
-    node.ok(&["delete", "ingress", "other"]);
+    for name in ["shop", "other", "blog", "catchall", "broken"] {
+        node.ok(&["delete", "ingress", name]);
+    }
     eventually(Duration::from_secs(10), "port 80 to close", || {
         let out = lan.run(&["curl", "-sS", "--max-time", "2", &url("/")]);
         (!out.status.success()).then_some(())
@@ -472,14 +540,26 @@ fn bad_ingresses_and_secrets_are_refused_with_the_fix() {
 #[test]
 fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     require("curl", "curl");
-    let config = "[ingress]\nrequest_timeout_ms = 500\nidle_timeout_s = 2\nmax_header_bytes = 8192\n";
+    let config = "[ingress]\nrequest_timeout_ms = 500\nidle_timeout_s = 2\nmax_header_bytes = 8192\nmax_connections_per_client = 8\n";
     let node = Node::start_with("inglim", Some(config));
     let lan = Outside::attach(&node);
     echo_service(&node, "web", 1);
     backend(&node, "ws", 1, "upgrade.py", UPGRADE);
-    node.ok(&["create", "ingress", "edge", "--rule", "web.example/*=web:80", "--rule", "ws.example/*=ws:80"]);
+    backend(&node, "socket", 1, "websocket.py", WEBSOCKET);
+    node.ok(&[
+        "create",
+        "ingress",
+        "edge",
+        "--rule",
+        "web.example/*=web:80",
+        "--rule",
+        "ws.example/*=ws:80",
+        "--rule",
+        "socket.example/*=socket:80",
+    ]);
     node.wait_endpoints("web", 1);
     node.wait_endpoints("ws", 1);
+    node.wait_endpoints("socket", 1);
     wait_served(&node, "edge");
     let url = format!("http://{}/", lan.node_ip);
 
@@ -510,32 +590,133 @@ fn upgrades_h2c_and_the_limits_on_slow_big_or_malformed_requests() {
     });
     assert!(echoed.0.starts_with("HTTP/1.1 101"), "{}", echoed.0);
     assert_eq!(&echoed.1, b"ping");
+    // A real WebSocket client and server through the proxy.
+    let client = node.dir.join("ws_client.py");
+    std::fs::write(&client, WEBSOCKET_CLIENT).unwrap();
+    let out =
+        lan.run(&["/usr/bin/python3", &client.to_string_lossy(), "ws://socket.example/chat", lan.node_ip]);
+    assert_eq!(stdout(&out), "echo:m0\necho:m1\necho:m2\n", "{}", stderr(&out));
 
     // A head past max_header_bytes: 431.
     let big = format!("X-Big: {}", "a".repeat(9000));
     assert_eq!(curl(&lan, &["-H", "Host: web.example", "-H", &big, &url]).0, "431 1.1");
 
-    // Not HTTP: 400. A head trickled past the request timeout: closed.
-    let (malformed, slow) = lan.within(|| {
+    // Not HTTP: 400, closed.
+    let malformed = lan.within(|| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n").unwrap();
-        let started = std::time::Instant::now();
-        let mut rest = Vec::new();
-        let closed = s.read_to_end(&mut rest).is_ok();
-        (answer, (closed, started.elapsed()))
+        answer
     });
     assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed}");
-    assert!(slow.0 && slow.1 < Duration::from_secs(4), "closed by the proxy: {slow:?}");
+
+    // A head trickled a byte every 50 ms (slowloris): 408 once the request
+    // timeout is past, and closed, while another client is answered meanwhile.
+    let slow = lan.within(|| std::net::TcpStream::connect(&addr).unwrap());
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        use std::io::Write;
+        let head = format!("GET / HTTP/1.1\r\nHost: web.example\r\nX-Slow: {}", "a".repeat(100));
+        for byte in head.bytes() {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let (status, body) = curl(&lan, &["-H", "Host: web.example", &url]);
+        assert_eq!(status, "200 1.1", "others are served during a slow head: {body}");
+    }
+    let mut answer = String::new();
+    let closed = std::io::Read::read_to_string(&mut &slow, &mut answer).is_ok();
+    let elapsed = started.elapsed();
+    trickle.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer:?}");
+    assert!(closed && elapsed < Duration::from_secs(4), "closed after the 408: {elapsed:?}");
+
+    // A kept-alive connection with no next request is closed, quietly.
+    let idle = lan.within(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    assert!(idle.starts_with("HTTP/1.1 200") && !idle.contains("408"), "{idle}");
+
+    // h2load: HTTP/2 with prior knowledge, many streams on a few connections.
+    let h2load = require("h2load", "nghttp2-client");
+    let out = lan.run(&[
+        h2load.to_str().unwrap(),
+        "-n",
+        "2000",
+        "-c",
+        "2",
+        "-m",
+        "5",
+        &format!("--connect-to={}:80", lan.node_ip),
+        "http://web.example/h2load",
+    ]);
+    let report = stdout(&out);
+    assert!(report.contains("2000 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
+    assert!(report.contains("status codes: 2000 2xx"), "{report}");
+
+    // HTTP/2 over TLS on one connection for 2 s, four times the request
+    // timeout: its streams are not request heads to time.
+    let (crt, key) = certificate(&node.dir, "tls.example");
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    node.ok(&["create", "secret", "tls", "tls-cert", "--cert", &path(&crt), "--key", &path(&key)]);
+    node.ok(&["create", "ingress", "secure", "--rule", "tls.example/*=web:80,tls=tls-cert"]);
+    eventually(Duration::from_secs(10), "HTTPS to be served", || {
+        let resolve = format!("tls.example:443:{}", lan.node_ip);
+        let (status, _) = curl(&lan, &["-k", "--resolve", &resolve, "https://tls.example/"]);
+        (status == "200 2").then_some(())
+    });
+    let out = lan.run(&[
+        h2load.to_str().unwrap(),
+        "-n",
+        "200",
+        "-c",
+        "1",
+        "--rps",
+        "100",
+        &format!("--connect-to={}:443", lan.node_ip),
+        "https://tls.example/long",
+    ]);
+    let report = stdout(&out);
+    assert!(report.contains("Application protocol: h2"), "{report}");
+    assert!(report.contains("200 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
+
+    // One client past max_connections_per_client: the next connection is
+    // closed unanswered; once it lets go, it is served again.
+    let refused = lan.within(|| {
+        use std::io::{Read, Write};
+        let held: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+        let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+        extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n\r\n");
+        let mut answer = Vec::new();
+        let _ = extra.read_to_end(&mut answer);
+        drop(held);
+        answer
+    });
+    assert!(refused.is_empty(), "{}", String::from_utf8_lossy(&refused));
+    eventually(Duration::from_secs(5), "the client to be served again", || {
+        (curl(&lan, &["-H", "Host: web.example", &url]).0 == "200 1.1").then_some(())
+    });
+
     let stats = node.ok(&["node", "stats"]);
     let line = stats.lines().find(|l| l.starts_with("ingress ")).unwrap_or_else(|| panic!("{stats}"));
     assert!(line.contains("request_timeout=") && line.contains("malformed_message="), "{line}");
+    assert!(line.contains("per_client_limit="), "{line}");
 }
 
 #[test]
@@ -561,6 +742,12 @@ fn kubectl_applies_lists_and_deletes_ingresses_and_secrets() {
     let table = kubectl::ok(&node, &["get", "ingress"]);
     assert!(table.starts_with("NAME   CLASS    HOSTS          ADDRESS"), "{table}");
     assert!(table.contains("shop.example") && table.contains("80, 443"), "{table}");
+    eventually(Duration::from_secs(10), "kubectl to show the ADDRESS", || {
+        kubectl::ok(&node, &["get", "ingress"]).contains(kubectl::NODE_IP).then_some(())
+    });
+    let json = kubectl::json(&kubectl::ok(&node, &["get", "ingress", "shop", "-o", "json"]));
+    let ips = &json["status"]["loadBalancer"]["ingress"];
+    assert!(ips.as_array().is_some_and(|a| a.iter().any(|i| i["ip"] == kubectl::NODE_IP)), "{json}");
     let classes = kubectl::ok(&node, &["get", "ingressclass"]);
     assert!(classes.contains("podnet") && classes.contains("podnet.io/ingress"), "{classes}");
     let secrets = kubectl::ok(&node, &["get", "secrets"]);
@@ -608,6 +795,11 @@ fn in_a_cluster_every_nodes_ingress_reaches_pods_on_any_node() {
     ]);
     server.ok(&["expose", "pod", "far", "--port", "80", "--target-port", "8080"]);
     server.ok(&["create", "ingress", "edge", "--rule", "far.example/*=far:80"]);
+    // The status lists every Ready node's address.
+    eventually(Duration::from_secs(15), "get ingress to list both nodes", || {
+        let table = server.ok(&["get", "ingress", "edge"]);
+        (table.contains(&Cluster::address(0)) && table.contains(&Cluster::address(1))).then_some(())
+    });
     for i in 0..2 {
         let url = format!("http://{}/hello", Cluster::address(i));
         eventually(Duration::from_secs(30), &format!("node {i}'s ingress to reach the pod"), || {
@@ -707,6 +899,42 @@ fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_carry_on() {
     };
     assert_eq!(ask("/before"), "/before");
 
+    // Under load: h2load's HTTP/2-over-TLS connections stay open across the
+    // change (2000 requests at 400/s), and a curl loop makes a new
+    // connection per request; none may fail.
+    let h2load = require("h2load", "nghttp2-client");
+    let load = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lan.netns))
+        .arg(&h2load)
+        .args(["-n", "2000", "-c", "4", "-m", "1", "--rps", "100"])
+        .arg(format!("--connect-to={}:443", lan.node_ip))
+        .arg("https://shop.example/load")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (stop, netns, ip) = (stop.clone(), lan.netns.clone(), lan.node_ip.to_string());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{netns}"))
+                    .args(["curl", "-sSk", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+                    .args(["--resolve", &format!("shop.example:443:{ip}"), "https://shop.example/loop"])
+                    .output()
+                    .unwrap();
+                match stdout(&out).trim() {
+                    "200" => ok += 1,
+                    other => failed.push(format!("{other} {}", stderr(&out))),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+
     std::fs::write(&file, secret_manifest("shop-tls", &new_crt, &new_key)).unwrap();
     assert!(node.ok(&["apply", "-f", &file.to_string_lossy()]).contains("secret/shop-tls configured"));
     eventually(Duration::from_secs(10), "new handshakes to get the new certificate", || {
@@ -715,4 +943,10 @@ fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_carry_on() {
     assert_eq!(ask("/after"), "/after", "the open connection carries on");
     let _ = open.kill();
     let _ = open.wait();
+    let out = load.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = looping.join().unwrap();
+    let report = stdout(&out);
+    assert!(report.contains("2000 succeeded, 0 failed, 0 errored"), "{report}{}", stderr(&out));
+    assert!(failed.is_empty() && ok > 0, "new connections during the change: {ok} ok, failed: {failed:?}");
 }

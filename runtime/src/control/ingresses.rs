@@ -2,9 +2,16 @@
 //! rest of the state (so with revisions, saved before they are
 //! acknowledged, undone if saving fails), and handed to every node in its
 //! desired state — the TLS Secrets podnet's Ingresses name, and no other.
+//! An Ingress's status is derived, as a pod's: podnet's class is served on
+//! every Ready node, so `status.loadBalancer.ingress` lists their
+//! addresses, and a node going NotReady or Ready again is a change watchers
+//! see (the agent adds what only it knows: a port it could not bind).
+
+use std::net::IpAddr;
 
 use super::{ControlError, ControlPlane, Now, key};
 use crate::api::{Request, Response};
+use crate::model::LoadBalancerStatus;
 use crate::model::ingress::{Ingress, IngressSpec, check_ingress};
 use crate::model::secret::{Secret, SecretSpec, SecretType, check_secret};
 
@@ -24,7 +31,7 @@ impl ControlPlane {
                     .ingresses
                     .values()
                     .filter(|i| namespace.as_deref().is_none_or(|n| n == i.spec.namespace))
-                    .cloned()
+                    .map(|i| self.ingress_view(i))
                     .collect(),
                 ports: Vec::new(),
             }),
@@ -86,8 +93,22 @@ impl ControlPlane {
         };
         self.transact(|cp| {
             cp.ingresses.insert(k, ingress.clone());
-            Ok(ingress)
+            Ok(cp.ingress_view(&ingress))
         })
+    }
+
+    /// An Ingress as the API shows it: podnet's class with the addresses of
+    /// the Ready nodes serving it, in order.
+    pub(super) fn ingress_view(&self, ingress: &Ingress) -> Ingress {
+        let mut out = ingress.clone();
+        if ingress.spec.is_podnet() {
+            let mut addresses: Vec<IpAddr> =
+                self.nodes.values().filter(|n| n.ready).filter_map(|n| n.record.address).collect();
+            addresses.sort();
+            addresses.dedup();
+            out.load_balancer = Some(LoadBalancerStatus { ingress: addresses, problem: None });
+        }
+        out
     }
 
     /// Creates a Secret, or replaces one's data (`replace`).

@@ -24,6 +24,8 @@ pub struct IngressConfig {
     pub max_connections_per_client: u32,
     /// Longest a connect to a backend may take before the next endpoint is tried.
     pub connect_timeout_ms: u64,
+    /// Threads the proxy runs on; 0: one per CPU.
+    pub threads: u16,
 }
 
 impl Default for IngressConfig {
@@ -37,6 +39,7 @@ impl Default for IngressConfig {
             max_connections: 4096,
             max_connections_per_client: 256,
             connect_timeout_ms: 2_000,
+            threads: 0,
         }
     }
 }
@@ -70,6 +73,7 @@ impl IngressConfig {
             ("ingress.connect_timeout_ms", self.connect_timeout_ms, 10, 60_000),
             ("ingress.max_connections", self.max_connections as u64, 1, 1_000_000),
             ("ingress.max_connections_per_client", self.max_connections_per_client as u64, 1, 1_000_000),
+            ("ingress.threads", self.threads as u64, 0, 64),
         ] {
             if !(low..=high).contains(&value) {
                 found.push((vec![key], format!("{key} {value} must be between {low} and {high}")));

@@ -1,6 +1,7 @@
 //! Ingress, served by the agent on every node: the routing table
 //! (`routing`), the reverse proxy (`proxy`), TLS with SNI (`tls`), the
-//! board config's `[ingress]` (`config`) and the counters (`stats`).
+//! board config's `[ingress]` (`config`), the counters (`stats`) and the
+//! client connections' timeouts (`watch`).
 //!
 //! The node binds `ingress.http_port` and `ingress.https_port` on every
 //! address while any Ingress of podnet's class exists, and keeps the table
@@ -8,12 +9,18 @@
 //! turn, as it does the switch's tables. A port another socket holds is the
 //! Ingresses' status (`<pending: port 80/TCP in use on the node>`), tried
 //! again every 2 s.
+//!
+//! The proxy runs on threads of its own (a multi-threaded tokio runtime of
+//! `ingress.threads` workers, made when the first Ingress is served): HTTP
+//! and TLS work is CPU-bound and would otherwise share the agent's one
+//! event-loop thread with the control plane, the listeners and the pods.
 
 mod config;
 pub mod proxy;
 pub mod routing;
 pub mod stats;
 pub mod tls;
+pub mod watch;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -60,6 +67,34 @@ impl Port {
     }
 }
 
+/// The proxy's own runtime; shut down without waiting when dropped (the
+/// agent drops it from inside its own runtime, where blocking is refused).
+struct Threads(Option<tokio::runtime::Runtime>);
+
+impl Threads {
+    /// A runtime of `threads` workers (0: one per CPU).
+    fn start(threads: u16) -> std::io::Result<Threads> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("podnet-ingress");
+        if threads > 0 {
+            builder.worker_threads(threads as usize);
+        }
+        Ok(Threads(Some(builder.build()?)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle()
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The node's Ingress proxy.
 pub struct IngressServer {
     shared: Arc<Shared>,
@@ -71,6 +106,8 @@ pub struct IngressServer {
     /// What the table and certificates were built from.
     built: Option<Inputs>,
     host_interface: String,
+    /// Made when the first port is bound.
+    threads: Option<Threads>,
 }
 
 impl IngressServer {
@@ -98,6 +135,7 @@ impl IngressServer {
             https: Port { port: config.https_port, ..Port::default() },
             built: None,
             host_interface: host_interface.to_string(),
+            threads: None,
         }
     }
 
@@ -152,6 +190,19 @@ impl IngressServer {
             {
                 continue;
             }
+            if self.threads.is_none() {
+                match Threads::start(self.shared.config.threads) {
+                    Ok(threads) => self.threads = Some(threads),
+                    Err(e) => {
+                        port.problem = Some(format!("cannot start the ingress threads: {e}"));
+                        port.retry_at = Some(Instant::now() + RETRY);
+                        continue;
+                    }
+                }
+            }
+            let runtime = self.threads.as_ref().expect("started above").handle();
+            // The listener belongs to the proxy's runtime (its reactor).
+            let _in_runtime = runtime.enter();
             let key = ListenKey { proto: Protocol::Tcp, ip: Ipv4Addr::UNSPECIFIED.into(), port: port.port };
             match crate::listeners::proxy::bind(&key).map(|bound| match bound {
                 Bound::Tcp(listener) => tokio::net::TcpListener::from_std(listener),
@@ -160,7 +211,7 @@ impl IngressServer {
                 Ok(Ok(listener)) => {
                     let (shared, gate, acceptor) =
                         (self.shared.clone(), self.gate.clone(), self.acceptor.clone());
-                    port.task = Some(tokio::spawn(accept(listener, scheme, shared, gate, acceptor)));
+                    port.task = Some(runtime.spawn(accept(listener, scheme, shared, gate, acceptor)));
                     port.problem = None;
                     port.retry_at = None;
                     tracing::info!("ingress: serving {} on port {}", scheme_name(scheme), port.port);
@@ -180,8 +231,9 @@ impl IngressServer {
         }
     }
 
-    /// An Ingress as users see it from this node: the node addresses that
-    /// serve it, or why they do not.
+    /// An Ingress as users see it from this node: the addresses that serve
+    /// it (the control plane's Ready nodes; this node's own addresses when
+    /// it has no cluster address), or why this node does not.
     pub fn reported(&self, ingress: &Ingress) -> Ingress {
         let mut out = ingress.clone();
         if !ingress.spec.is_podnet() {
@@ -189,7 +241,9 @@ impl IngressServer {
         }
         let problem = self.http.problem.clone().or_else(|| self.https.problem.clone());
         let serving = self.http.task.is_some() || self.https.task.is_some();
+        let cluster = ingress.load_balancer.as_ref().map(|lb| lb.ingress.clone()).unwrap_or_default();
         let addresses = match (serving, &problem) {
+            (true, None) if !cluster.is_empty() => cluster,
             (true, None) => crate::listeners::proxy::node_addresses(&self.host_interface),
             _ => Vec::new(),
         };
@@ -231,9 +285,12 @@ async fn accept(
         async move {
             let _ = stream.set_nodelay(true);
             match scheme {
-                Scheme::Http => proxy::serve(stream, permit, scheme, shared).await,
+                Scheme::Http => proxy::serve(stream, false, permit, scheme, shared).await,
                 Scheme::Https => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => proxy::serve(tls, permit, scheme, shared).await,
+                    Ok(Ok(tls)) => {
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        proxy::serve(tls, h2, permit, scheme, shared).await
+                    }
                     Ok(Err(e)) => {
                         shared.stats.tls_failed();
                         permit.count(Reason::HandshakeFailed);

@@ -11,11 +11,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -24,12 +21,13 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::IngressConfig;
 use super::routing::{Decision, Table};
 use super::stats::Stats;
+use super::watch::{Tracked, Watched};
 use crate::listeners::limits::{Client, Permit, Reason};
 
 /// A response body: the backend's, streamed, or one of the proxy's own.
@@ -37,8 +35,11 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Endpoints tried for one request before it is answered 502.
 const MAX_ENDPOINTS_TRIED: usize = 3;
-/// Idle kept-alive connections kept per endpoint.
-const MAX_IDLE_PER_ENDPOINT: usize = 32;
+/// Idle kept-alive connections kept per endpoint: enough for the requests
+/// a busy node has in flight to one pod (32 made 200 wrk connections open
+/// and close backend connections per request); the total is bounded by the
+/// client connections that caused them.
+const MAX_IDLE_PER_ENDPOINT: usize = 128;
 
 /// How the client reached the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,26 +74,34 @@ pub struct Shared {
 
 /// Serves one accepted connection (TLS already done for HTTPS) until it
 /// closes, is idle past the idle timeout, or breaks a limit.
-pub async fn serve<I>(io: I, permit: Permit, scheme: Scheme, shared: Arc<Shared>)
+pub async fn serve<I>(io: I, h2: bool, permit: Permit, scheme: Scheme, shared: Arc<Shared>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Client::Ip(client) = permit.client() else { return };
     let config = &shared.config;
     let idle = Duration::from_secs(config.idle_timeout_s);
-    let (io, activity) = Watched::new(io);
+    let (io, watch) = Watched::new(io, Duration::from_millis(config.request_timeout_ms), h2);
     let service = {
-        let shared = shared.clone();
+        let (shared, watch) = (shared.clone(), watch.clone());
         hyper::service::service_fn(move |request| {
-            let shared = shared.clone();
-            async move { Ok::<_, Infallible>(forward(request, client, scheme, &shared).await) }
+            let (shared, in_flight) = (shared.clone(), watch.request());
+            let watch = watch.clone();
+            async move {
+                let response = forward(request, client, scheme, &shared).await;
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    watch.upgraded();
+                }
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
         })
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(config.request_timeout_ms))
+        // `Watched` times heads, to answer 408 (hyper's timeout just closes).
+        .header_read_timeout(None)
         .max_buf_size(config.max_header_bytes as usize)
         .keep_alive(true);
     builder
@@ -103,11 +112,11 @@ where
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::select! {
         result = connection => if let Err(e) = result {
-            let reason = classify(&*e);
+            let reason = if watch.timed_out() { Reason::RequestTimeout } else { classify(&*e) };
             permit.count(reason);
             tracing::debug!(%client, reason = reason.name(), "ingress connection closed: {e}");
         },
-        () = activity.idle_for(idle) => permit.count(Reason::IdleTimeout),
+        () = watch.idle_for(idle) => permit.count(Reason::IdleTimeout),
     }
 }
 
@@ -358,18 +367,31 @@ impl Pool {
         Ok(sender)
     }
 
+    /// The most recently returned ready connection, dropping closed ones on
+    /// the way; not a scan of the whole list per request (it holds the lock
+    /// every proxy thread takes).
     fn take(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(&addr)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(SendRequest::is_ready)?;
-        Some(list.swap_remove(i))
+        // Downwards: what swap_remove moves into `i` was already looked at.
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            if list[i].is_closed() {
+                list.swap_remove(i);
+            } else if list[i].is_ready() {
+                return Some(list.swap_remove(i));
+            }
+        }
+        None
     }
 
     fn put(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.entry(addr).or_default();
-        list.retain(|s| !s.is_closed());
+        if list.len() >= MAX_IDLE_PER_ENDPOINT {
+            list.retain(|s| !s.is_closed());
+        }
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(sender);
         }
@@ -378,92 +400,6 @@ impl Pool {
     /// Forgets connections to endpoints no longer in `keep`.
     pub fn retain(&self, keep: &std::collections::HashSet<SocketAddr>) {
         self.idle.lock().expect("pool lock").retain(|addr, _| keep.contains(addr));
-    }
-}
-
-/// A connection's byte stream, noting when bytes last moved either way.
-struct Watched<I> {
-    io: I,
-    activity: Arc<Activity>,
-}
-
-/// When a connection's bytes last moved.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Returns once nothing moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline.into()).await;
-        }
-    }
-}
-
-impl<I> Watched<I> {
-    fn new(io: I) -> (Watched<I>, Arc<Activity>) {
-        let activity = Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0) });
-        (Watched { io, activity: activity.clone() }, activity)
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

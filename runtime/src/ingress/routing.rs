@@ -5,8 +5,14 @@
 //! - Hosts: an exact host first, then a `*.example.com` wildcard (one label
 //!   exactly: not `example.com`, not `a.b.example.com`), then the rules
 //!   without a host. The first group that has the host decides; a path it
-//!   lacks goes to the default backend, not to another group (as
+//!   lacks goes to that host's default backend, not to another group (as
 //!   ingress-nginx's servers do).
+//! - Default backends, as ingress-nginx's `createServers`: an Ingress's
+//!   `spec.defaultBackend` answers the paths no rule matches on the hosts
+//!   that Ingress named first (the older Ingress owns a host); the oldest
+//!   Ingress with a default backend and no rules at all is the catch-all,
+//!   for hosts no rule names (and the host-less rules' unmatched paths).
+//!   Anything else unmatched is 404.
 //! - Paths: the longest match wins, Exact before Prefix on a tie; Prefix is
 //!   segment-wise (`/api` matches `/api`, `/api/`, `/api/x`, not `/apix`)
 //!   with a trailing `/` of the rule ignored; ImplementationSpecific is Prefix.
@@ -56,6 +62,8 @@ pub struct Route {
 
 #[derive(Debug, Default)]
 struct Paths {
+    /// The default backend of the Ingress that named this host first.
+    fallback: Option<Route>,
     exact: HashMap<String, Route>,
     /// Prefixes without a trailing `/` ("" for `/`), longest first.
     prefix: Vec<(String, Route)>,
@@ -100,6 +108,7 @@ pub struct Table {
     /// Keyed by the part after `*.`.
     wildcard: HashMap<String, Paths>,
     any: Option<Paths>,
+    /// The catch-all: the oldest default backend of an Ingress without rules.
     default: Option<Route>,
 }
 
@@ -134,16 +143,28 @@ impl Table {
         for ingress in ingresses {
             let spec = &ingress.spec;
             let id = format!("{}/{}", spec.namespace, spec.name);
+            let fallback = spec.default_backend.as_ref().map(|backend| Route {
+                rule: format!("{id} default").into(),
+                backends: backends(&spec.namespace, backend),
+                redirect: false,
+            });
+            if spec.rules.is_empty() && table.default.is_none() {
+                table.default = fallback.clone();
+            }
             let tls_hosts: Vec<&str> =
                 spec.tls.iter().flat_map(|t| t.hosts.iter().map(String::as_str)).collect();
             for rule in &spec.rules {
                 let redirect =
                     spec.ssl_redirect() && rule.host.as_deref().is_some_and(|h| tls_hosts.contains(&h));
+                // A host's group takes the default backend of the Ingress that made it.
                 let paths = match rule.host.as_deref() {
-                    Some(host) => match host.strip_prefix("*.") {
-                        Some(suffix) => table.wildcard.entry(suffix.to_string()).or_default(),
-                        None => table.exact.entry(host.to_string()).or_default(),
-                    },
+                    Some(host) => {
+                        let group = match host.strip_prefix("*.") {
+                            Some(suffix) => table.wildcard.entry(suffix.to_string()),
+                            None => table.exact.entry(host.to_string()),
+                        };
+                        group.or_insert_with(|| Paths { fallback: fallback.clone(), ..Paths::default() })
+                    }
                     None => table.any.get_or_insert_with(Paths::default),
                 };
                 let host = rule.host.as_deref().unwrap_or("*");
@@ -155,16 +176,6 @@ impl Table {
                     };
                     paths.add(&p.path, p.path_type, route);
                 }
-            }
-            if table.default.is_none()
-                && let Some(backend) = &spec.default_backend
-            {
-                let route = Route {
-                    rule: format!("{id} default").into(),
-                    backends: backends(&spec.namespace, backend),
-                    redirect: false,
-                };
-                table.default = Some(route);
             }
         }
         table
@@ -179,8 +190,11 @@ impl Table {
     /// Where a request for `host` (lowercase, without a port) and `path` goes.
     pub fn route(&self, host: &str, path: &str) -> Decision<'_> {
         let wildcard = || host.split_once('.').and_then(|(_, suffix)| self.wildcard.get(suffix));
-        let paths = self.exact.get(host).or_else(wildcard).or(self.any.as_ref());
-        match paths.and_then(|p| p.find(path)).or(self.default.as_ref()) {
+        let found = match self.exact.get(host).or_else(wildcard) {
+            Some(paths) => paths.find(path).or(paths.fallback.as_ref()),
+            None => self.any.as_ref().and_then(|p| p.find(path)).or(self.default.as_ref()),
+        };
+        match found {
             Some(route) => Decision::Route(route),
             None => Decision::NotFound,
         }
@@ -366,16 +380,41 @@ mod tests {
         assert_eq!(which(&table, "example.com", "/").as_deref(), Some("default/s3:80"));
     }
 
+    /// As ingress-nginx: an Ingress's default backend serves its own hosts'
+    /// unmatched paths; only an Ingress without rules is the catch-all.
     #[test]
-    fn the_default_backend_takes_what_no_rule_matches_and_without_it_nothing() {
-        let mut with_default = ingress("a", 1, Some("shop.example"), &[("/api", PathType::Prefix, "s1")]);
-        let table = Table::build(std::slice::from_ref(&with_default), &services());
+    fn a_default_backend_serves_its_ingresses_hosts_and_without_rules_everything() {
+        use PathType::Prefix;
+        let mut shop = ingress("shop", 1, Some("shop.example"), &[("/api", Prefix, "s1")]);
+        let table = Table::build(std::slice::from_ref(&shop), &services());
         assert_eq!(which(&table, "shop.example", "/web"), None);
         assert_eq!(which(&table, "other.example", "/api"), None);
-        with_default.spec.default_backend = Some(backend("s9"));
-        let table = Table::build(&[with_default], &services());
+        shop.spec.default_backend = Some(backend("s9"));
+        // A later Ingress for the same host: shop made the host, its default stays.
+        let mut later = ingress("later", 2, Some("shop.example"), &[("/later", Prefix, "s2")]);
+        later.spec.default_backend = Some(backend("s8"));
+        let blog = ingress("blog", 3, Some("blog.example"), &[("/", Prefix, "s3")]);
+        let any = ingress("any", 4, None, &[("/any", Prefix, "s4")]);
+        let table = Table::build(&[shop.clone(), later.clone(), blog.clone(), any.clone()], &services());
         assert_eq!(which(&table, "shop.example", "/web").as_deref(), Some("default/s9:80"));
-        assert_eq!(which(&table, "other.example", "/").as_deref(), Some("default/s9:80"));
+        assert_eq!(which(&table, "shop.example", "/later").as_deref(), Some("default/s2:80"));
+        assert_eq!(which(&table, "other.example", "/"), None, "not a catch-all: shop has rules");
+        assert_eq!(which(&table, "other.example", "/any").as_deref(), Some("default/s4:80"));
+        // An Ingress with a default backend and no rules is the catch-all, the oldest one.
+        let mut catch = ingress("catch", 5, None, &[]);
+        catch.spec.rules.clear();
+        catch.spec.default_backend = Some(backend("s7"));
+        let mut newer = catch.clone();
+        newer.spec.name = "newer".into();
+        newer.created_at = 6;
+        newer.spec.default_backend = Some(backend("s6"));
+        let table = Table::build(&[newer, catch, shop, later, blog, any], &services());
+        assert_eq!(which(&table, "other.example", "/").as_deref(), Some("default/s7:80"));
+        assert_eq!(which(&table, "other.example", "/any").as_deref(), Some("default/s4:80"));
+        assert_eq!(which(&table, "shop.example", "/web").as_deref(), Some("default/s9:80"));
+        assert_eq!(which(&table, "blog.example", "/x").as_deref(), Some("default/s3:80"));
+        let Decision::Route(route) = table.route("other.example", "/") else { panic!("routed") };
+        assert_eq!(&*route.rule, "default/catch default");
     }
 
     #[test]

@@ -125,3 +125,48 @@ fn bad_or_duplicate_objects_are_refused_and_change_nothing() {
             .contains("not found")
     );
 }
+
+/// The status podnet writes back: every Ready node's address, in order; a
+/// node going NotReady is a change of the Ingress that watchers see.
+#[test]
+fn the_status_lists_the_ready_nodes_addresses_and_follows_them() {
+    use std::net::Ipv4Addr;
+    let mut h = Harness::new(1);
+    let addresses = |h: &mut Harness| {
+        let Response::Ingresses { items, .. } = h.ok(Request::GetIngresses { namespace: None }) else {
+            panic!("a list")
+        };
+        items[0].load_balancer.as_ref().map(|lb| lb.ingress.clone())
+    };
+    let Response::Ingress(created) = h.ok(Request::CreateIngress(ingress("shop", None))) else { panic!() };
+    let server = std::net::IpAddr::from(Ipv4Addr::new(192, 168, 1, 1));
+    assert_eq!(created.load_balancer.unwrap().ingress, vec![server]);
+    h.join("n2", 9);
+    h.join("n1", 5);
+    h.settle();
+    let all = vec![server, Ipv4Addr::new(192, 168, 1, 5).into(), Ipv4Addr::new(192, 168, 1, 9).into()];
+    assert_eq!(addresses(&mut h), Some(all.clone()));
+    let Response::Objects { items, revision } =
+        h.ok(Request::Objects { kind: ObjectKind::Ingress, namespace: None })
+    else {
+        panic!()
+    };
+    let crate::api::changes::Object::Ingress(watched) = &items[0].object else { panic!() };
+    assert_eq!(watched.load_balancer.as_ref().unwrap().ingress, all, "watchers see the status");
+
+    h.disconnect("n1");
+    h.run_for(10);
+    assert_eq!(addresses(&mut h), Some(vec![server, Ipv4Addr::new(192, 168, 1, 9).into()]));
+    let Response::Changes { changes, .. } = h.ok(Request::Changes { since: revision }) else { panic!() };
+    assert!(
+        changes.iter().any(|c| matches!(&c.object.object, crate::api::changes::Object::Ingress(i)
+            if i.load_balancer.as_ref().unwrap().ingress.len() == 2)),
+        "NotReady is a change of the Ingress"
+    );
+
+    // Another class is not podnet's: no status.
+    let mut other = ingress("other", None);
+    other.class = Some("nginx".into());
+    let Response::Ingress(other) = h.ok(Request::CreateIngress(other)) else { panic!() };
+    assert_eq!(other.load_balancer, None);
+}
