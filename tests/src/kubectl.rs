@@ -3,8 +3,10 @@
 //! registry holding the app image, and kubectl run in the node's namespace
 //! with the node's kubeconfig.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -126,4 +128,62 @@ pub fn json(text: &str) -> Value {
 /// Names of the pods `podnet` itself reports.
 pub fn podnet_pods(node: &Node) -> Vec<String> {
     node.pods().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// Waits for `child` (a kubectl the test started) to end, killing it by
+/// its PID if it has not within `timeout`.
+pub fn wait_for(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait kubectl") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `kubectl ARGS` (binary `bin`) in the node's namespace with `input`
+/// on its stdin.
+pub fn kubectl_fed(node: &Node, bin: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = kubectl_command(node, bin, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let status = wait_for(&mut child, Duration::from_secs(60), &format!("kubectl {}", args.join(" ")));
+    let mut out = Output { status, stdout: Vec::new(), stderr: Vec::new() };
+    child.stdout.take().unwrap().read_to_end(&mut out.stdout).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut out.stderr).unwrap();
+    out
+}
+
+/// Starts `kubectl port-forward ARGS` (binary `bin`) in the node's
+/// namespace and waits until it listens (its "Forwarding from" line).
+pub fn port_forward(node: &Node, bin: &str, args: &[&str]) -> Child {
+    let mut all = vec!["port-forward", "--address", "127.0.0.1"];
+    all.extend_from_slice(args);
+    let mut child = kubectl_command(node, bin, &all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl port-forward");
+    let mut line = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    lines.read_line(&mut line).unwrap();
+    // Read on: kubectl writes a line per connection, and dies of SIGPIPE
+    // if nobody reads them.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    if !line.starts_with("Forwarding from 127.0.0.1:") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("kubectl port-forward {}: {line:?} {}", args.join(" "), stderr(&out));
+    }
+    child
 }

@@ -6,46 +6,12 @@
 //! to the server (runtime/src/cluster/streams.rs).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use podnet_e2e::kubectl::*;
 use podnet_e2e::oci::{self, Scratch};
 use podnet_e2e::{Cluster, Node, eventually, require, stderr, stdout};
-
-/// Waits for `child` (a kubectl the test started) to end, killing it by
-/// its PID if it has not within `timeout`.
-fn wait_for(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait kubectl") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs `kubectl ARGS` (binary `bin`) in the server's namespace with
-/// `input` on its stdin.
-fn fed(server: &Node, bin: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = kubectl_command(server, bin, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let status = wait_for(&mut child, Duration::from_secs(60), &format!("kubectl {}", args.join(" ")));
-    let mut out = Output { status, stdout: Vec::new(), stderr: Vec::new() };
-    child.stdout.take().unwrap().read_to_end(&mut out.stdout).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut out.stderr).unwrap();
-    out
-}
 
 /// A pod of the app image pinned to `node` by `nodeName`, with `command`
 /// (the image's own, busybox httpd on 8080, when empty).
@@ -60,7 +26,7 @@ fn pinned(server: &Node, name: &str, node: &str, command: &[&str]) {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  restartPolicy: Never\n  containers:\n  - name: {name}\n    image: {}\n{command}",
         image_ref()
     );
-    let out = fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
+    let out = kubectl_fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
     assert!(out.status.success(), "apply {name}: {}{}", stderr(&out), server.agent_log());
     eventually(Duration::from_secs(60), &format!("{name} running on {node}"), || {
         let out = kubectl_with(server, KUBECTL, &["get", "pod", name, "-o", "json"]);
@@ -68,29 +34,6 @@ fn pinned(server: &Node, name: &str, node: &str, command: &[&str]) {
         assert_eq!(pod["spec"]["nodeName"], node, "pinned");
         (pod["status"]["phase"] == "Running").then_some(())
     });
-}
-
-/// Starts `kubectl port-forward ARGS` in the server's namespace and waits
-/// until it listens.
-fn port_forward(server: &Node, bin: &str, args: &[&str]) -> Child {
-    let mut all = vec!["port-forward", "--address", "127.0.0.1"];
-    all.extend_from_slice(args);
-    let mut child = kubectl_command(server, bin, &all)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl port-forward");
-    let mut line = String::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    lines.read_line(&mut line).unwrap();
-    // kubectl writes a line per connection and dies of SIGPIPE unread.
-    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-    if !line.starts_with("Forwarding from 127.0.0.1:") {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!("kubectl port-forward {}: {line:?} {}", args.join(" "), stderr(&out));
-    }
-    child
 }
 
 /// `curl URL` in the server's namespace, where kubectl listens.
@@ -142,7 +85,7 @@ fn kubectl_streams_reach_pods_on_member_nodes() {
         assert_eq!(out.status.code(), Some(3), "{bin}: the exit code passes through: {}", stderr(&out));
         assert_eq!(stdout(&out), "out\n");
         assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
-        let out = fed(server, bin, &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"], b"hi\n");
+        let out = kubectl_fed(server, bin, &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"], b"hi\n");
         assert!(out.status.success(), "{bin} exec -i: {}", stderr(&out));
         assert_eq!(stdout(&out), "hi\ndone\n", "{bin}: stdin, then its end");
     }
@@ -311,7 +254,7 @@ fn kubectl_attach_takes_stdin_and_run_it_drives_a_shell_on_a_member() {
         let manifest = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {one}\n  restartPolicy: Never\n  containers:\n  - name: {pod}\n    image: {image}\n    stdin: true\n    command: [sh, -c, 'echo ready; read line; echo got $line']\n"
         );
-        let out = fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
+        let out = kubectl_fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
         assert!(out.status.success(), "{}", stderr(&out));
         let shown = json(&ok(server, &["get", "pod", &pod, "-o", "json"]));
         assert_eq!(shown["spec"]["containers"][0]["stdin"], true, "the pod keeps its stdin");
@@ -319,13 +262,13 @@ fn kubectl_attach_takes_stdin_and_run_it_drives_a_shell_on_a_member() {
             let out = kubectl_with(server, KUBECTL, &["logs", &pod]);
             (stdout(&out) == "ready\n").then_some(())
         });
-        let out = fed(server, bin, &["attach", "-i", &pod], b"hello\n");
+        let out = kubectl_fed(server, bin, &["attach", "-i", &pod], b"hello\n");
         assert!(out.status.success(), "{bin} attach -i: {}{}", stderr(&out), server.agent_log());
         assert_eq!(stdout(&out), "got hello\n", "{bin}: the container read kubectl's stdin");
     }
     // A container without stdin says so.
     pinned(server, "quiet", &two, &["sleep", "3600"]);
-    let out = fed(server, KUBECTL, &["attach", "-i", "quiet"], b"x\n");
+    let out = kubectl_fed(server, KUBECTL, &["attach", "-i", "quiet"], b"x\n");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("has no stdin"), "{}", stderr(&out));
 

@@ -5,46 +5,13 @@
 //! node's own network namespace (helpers: `podnet_e2e::kubectl`), and its
 //! pods are image pods from a registry on a lan of the test's own.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use podnet_e2e::kubectl::*;
 use podnet_e2e::oci::Scratch;
 use podnet_e2e::{eventually, require, stderr, stdout};
-
-/// Waits for `child` (a kubectl the test started) to end, killing it by
-/// its PID if it has not within `timeout`.
-fn wait_for(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait kubectl") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs `kubectl ARGS` (the binary `bin`) with `input` on its stdin.
-fn kubectl_fed(node: &podnet_e2e::Node, bin: &str, args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = kubectl_command(node, bin, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let status = wait_for(&mut child, Duration::from_secs(60), &format!("kubectl {}", args.join(" ")));
-    let mut out = std::process::Output { status, stdout: Vec::new(), stderr: Vec::new() };
-    child.stdout.take().unwrap().read_to_end(&mut out.stdout).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut out.stderr).unwrap();
-    out
-}
 
 #[test]
 fn kubectl_exec_runs_commands_in_a_pod_with_stdin_stderr_terminal_and_exit_code() {
@@ -120,30 +87,6 @@ fn kubectl_exec_runs_commands_in_a_pod_with_stdin_stderr_terminal_and_exit_code(
         assert!(fed.status.success(), "{}", stderr(&fed));
         assert_eq!(stdout(&fed), "hi\ndone\n", "stdin, then its end (the stream's FIN)");
     }
-}
-
-/// Starts `kubectl port-forward ARGS` (binary `bin`) and waits until it
-/// listens (its "Forwarding from" line).
-fn port_forward(node: &podnet_e2e::Node, bin: &str, args: &[&str]) -> Child {
-    let mut all = vec!["port-forward", "--address", "127.0.0.1"];
-    all.extend_from_slice(args);
-    let mut child = kubectl_command(node, bin, &all)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl port-forward");
-    let mut line = String::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    lines.read_line(&mut line).unwrap();
-    // Read on: kubectl writes a line per connection, and dies of SIGPIPE
-    // if nobody reads them.
-    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-    if !line.starts_with("Forwarding from 127.0.0.1:") {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!("kubectl port-forward {}: {line:?} {}", args.join(" "), stderr(&out));
-    }
-    child
 }
 
 /// `curl URL` in the node's namespace (where kubectl listens), through
