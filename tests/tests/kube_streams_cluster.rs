@@ -85,7 +85,8 @@ fn kubectl_streams_reach_pods_on_member_nodes() {
         assert_eq!(out.status.code(), Some(3), "{bin}: the exit code passes through: {}", stderr(&out));
         assert_eq!(stdout(&out), "out\n");
         assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
-        let out = kubectl_fed(server, bin, &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"], b"hi\n");
+        let out =
+            kubectl_fed(server, bin, &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"], b"hi\n");
         assert!(out.status.success(), "{bin} exec -i: {}", stderr(&out));
         assert_eq!(stdout(&out), "hi\ndone\n", "{bin}: stdin, then its end");
     }

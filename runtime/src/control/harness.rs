@@ -434,6 +434,18 @@ pub(super) fn deployment(name: &str, replicas: u32) -> DeploymentSpec {
     }
 }
 
+/// An Opaque Secret `name` holding password=hunter2.
+pub(super) fn opaque_secret(name: &str) -> crate::model::secret::SecretSpec {
+    crate::model::secret::SecretSpec {
+        name: name.into(),
+        namespace: "default".into(),
+        secret_type: crate::model::secret::SecretType::Opaque,
+        data: [("password".to_string(), b"hunter2".to_vec())].into(),
+        labels: Default::default(),
+        annotations: Default::default(),
+    }
+}
+
 /// A ClusterIP service selecting app=`app` on port 80.
 pub(super) fn service(name: &str, app: &str) -> ServiceSpec {
     ServiceSpec {

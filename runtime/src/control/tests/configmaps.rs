@@ -6,7 +6,6 @@ use crate::api::{Request, Response};
 use crate::control::harness::*;
 use crate::model::configmap::{ConfigMapSpec, MAX_CONFIGMAP_BYTES};
 use crate::model::env_refs::{EnvRef, Source};
-use crate::model::secret::{SecretSpec, SecretType};
 use crate::model::{ImageSpec, PodSpec, PullPolicy};
 
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMapSpec {
@@ -15,17 +14,6 @@ fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMapSpec {
         namespace: "default".into(),
         data: data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         binary_data: Default::default(),
-        labels: Default::default(),
-        annotations: Default::default(),
-    }
-}
-
-fn secret(name: &str) -> SecretSpec {
-    SecretSpec {
-        name: name.into(),
-        namespace: "default".into(),
-        secret_type: SecretType::Opaque,
-        data: [("password".to_string(), b"hunter2".to_vec())].into(),
         labels: Default::default(),
         annotations: Default::default(),
     }
@@ -123,7 +111,7 @@ fn references_resolve_for_the_pods_node_only_and_missing_ones_say_why() {
     h.join("n1", 2);
     h.join("n2", 3);
     h.ok(Request::CreateConfigMap(configmap("app", &[("mode", "fast"), ("color", "blue")])));
-    h.ok(Request::CreateSecret(secret("db")));
+    h.ok(Request::CreateSecret(opaque_secret("db")));
     let refs = vec![
         EnvRef::All {
             source: Source::ConfigMap,

@@ -8,7 +8,7 @@ use crate::control::harness::*;
 use crate::model::ingress::{
     BackendPort, IngressBackend, IngressPath, IngressRule, IngressSpec, IngressTls, PathType,
 };
-use crate::model::secret::{SecretSpec, SecretType, TLS_KEY};
+use crate::model::secret::{SecretSpec, TLS_KEY};
 
 fn ingress(name: &str, secret: Option<&str>) -> IngressSpec {
     IngressSpec {
@@ -34,17 +34,6 @@ fn ingress(name: &str, secret: Option<&str>) -> IngressSpec {
 
 fn tls_secret(name: &str) -> SecretSpec {
     SecretSpec::self_signed(name, "shop.example")
-}
-
-fn opaque(name: &str) -> SecretSpec {
-    SecretSpec {
-        name: name.into(),
-        namespace: "default".into(),
-        secret_type: SecretType::Opaque,
-        data: [("password".to_string(), b"hunter2".to_vec())].into(),
-        labels: Default::default(),
-        annotations: Default::default(),
-    }
 }
 
 #[test]
@@ -85,7 +74,7 @@ fn nodes_get_only_the_tls_secrets_podnets_ingresses_name() {
     h.join("n1", 2);
     h.ok(Request::CreateSecret(tls_secret("shop-tls")));
     h.ok(Request::CreateSecret(tls_secret("unused-tls")));
-    h.ok(Request::CreateSecret(opaque("db")));
+    h.ok(Request::CreateSecret(opaque_secret("db")));
     h.ok(Request::CreateIngress(ingress("shop", Some("shop-tls"))));
     let mut other = ingress("other", Some("unused-tls"));
     other.class = Some("nginx".into());
