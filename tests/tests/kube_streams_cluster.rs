@@ -43,15 +43,12 @@ fn fetch(server: &Node, url: &str) -> String {
     stdout(&out)
 }
 
-#[test]
-fn kubectl_streams_reach_pods_on_member_nodes() {
-    require(KUBECTL, "kubectl");
-    require("skopeo", "skopeo");
-    require("curl", "curl");
-    let scratch = Scratch::new("kstreams");
+/// A 3-node cluster (`tag`) whose nodes hold the app image: no registry on
+/// the cluster's lan, so each node imports it from an archive.
+fn cluster_with_app(scratch: &str, tag: &str) -> (Scratch, Cluster) {
+    let scratch = Scratch::new(scratch);
     let layout = scratch.path("oci");
     oci::build_app_image(&scratch, &layout, "v1", "hello from a member");
-    // No registry on the cluster's lan: each node imports the image.
     let archive = scratch.path("app.tar");
     let image = image_ref();
     oci::sh(
@@ -63,16 +60,31 @@ fn kubectl_streams_reach_pods_on_member_nodes() {
             &format!("oci-archive:{archive}:{image}"),
         ],
     );
-    let cluster = Cluster::start("kstr", 2);
+    let cluster = Cluster::start(tag, 2);
     for node in &cluster.nodes {
         assert!(node.ok(&["image", "import", &archive]).starts_with(&format!("imported {image} (")));
     }
-    let server = cluster.server();
-    let (one, two) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
+    (scratch, cluster)
+}
+
+/// kubectl 1.32 (WebSocket), and 1.27 (SPDY) where it is installed.
+fn kubectls() -> Vec<&'static str> {
     let mut kubectls = vec![KUBECTL];
     if std::path::Path::new(OLD_KUBECTL).exists() {
         kubectls.push(OLD_KUBECTL);
     }
+    kubectls
+}
+
+#[test]
+fn kubectl_streams_reach_pods_on_member_nodes() {
+    require(KUBECTL, "kubectl");
+    require("skopeo", "skopeo");
+    require("curl", "curl");
+    let (_scratch, cluster) = cluster_with_app("kstreams", "kstr");
+    let server = cluster.server();
+    let (one, two) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
+    let kubectls = kubectls();
 
     // exec: output, stderr and the exit code, stdin and its end.
     pinned(server, "web", &one, &[]);
@@ -223,33 +235,14 @@ fn kubectl_attach_takes_stdin_and_run_it_drives_a_shell_on_a_member() {
     require(KUBECTL, "kubectl");
     require("skopeo", "skopeo");
     require("python3", "python3");
-    let scratch = Scratch::new("kattach");
-    let layout = scratch.path("oci");
-    oci::build_app_image(&scratch, &layout, "v1", "hello from a member");
-    let archive = scratch.path("app.tar");
+    let (_scratch, cluster) = cluster_with_app("kattach", "katt");
     let image = image_ref();
-    oci::sh(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            &format!("oci:{layout}:v1"),
-            &format!("oci-archive:{archive}:{image}"),
-        ],
-    );
-    let cluster = Cluster::start("katt", 2);
-    for node in &cluster.nodes {
-        assert!(node.ok(&["image", "import", &archive]).starts_with(&format!("imported {image} (")));
-    }
     let server = cluster.server();
     let (one, two) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
 
     // kubectl attach -i: a container made with stdin reads what kubectl
     // reads from a pipe (1.32 over WebSocket, 1.27 over SPDY).
-    let mut kubectls = vec![KUBECTL];
-    if std::path::Path::new(OLD_KUBECTL).exists() {
-        kubectls.push(OLD_KUBECTL);
-    }
+    let kubectls = kubectls();
     for (i, bin) in kubectls.iter().enumerate() {
         let pod = format!("reader{i}");
         let manifest = format!(
