@@ -45,7 +45,7 @@ impl ControlPlane {
                 let literal = std::mem::take(&mut image.env);
                 image.env = resolved.from.into_iter().chain(literal).chain(resolved.keys).collect();
             }
-            Err(why) => image.env_error = Some(why),
+            Err(why) => image.env_error = Some(why.to_string()),
         }
         image.env_refs.clear();
         out

@@ -76,16 +76,13 @@ pub type Values<'a> = Box<dyn Iterator<Item = (&'a str, std::borrow::Cow<'a, str
 /// skipped, as the kubelet does. The error is the kubelet's message, or
 /// the bound the variables passed ([`super::MAX_ENV_BYTES`], counted as
 /// they are read).
-pub fn resolve(refs: &[EnvRef], namespace: &str, lookup: &dyn Lookup) -> Result<Resolved, String> {
+pub fn resolve(refs: &[EnvRef], namespace: &str, lookup: &dyn Lookup) -> Result<Resolved, EnvRefError> {
     let mut resolved = Resolved::default();
     let mut bytes = 0usize;
-    let mut take = |bytes_now: usize| -> Result<(), String> {
+    let mut take = |bytes_now: usize| -> Result<(), EnvRefError> {
         bytes += bytes_now;
         match bytes > super::MAX_ENV_BYTES {
-            true => Err(format!(
-                "the variables from ConfigMaps and Secrets are over {} bytes: name fewer keys",
-                super::MAX_ENV_BYTES
-            )),
+            true => Err(EnvRefError::TooLarge),
             false => Ok(()),
         }
     };
@@ -95,14 +92,14 @@ pub fn resolve(refs: &[EnvRef], namespace: &str, lookup: &dyn Lookup) -> Result<
                 Some(values) => {
                     for (k, v) in values {
                         let var = format!("{prefix}{k}");
-                        if super::check_env(&[(var.clone(), String::new())]).is_ok() {
+                        if super::env_name_ok(&var) {
                             take(var.len() + v.len())?;
                             resolved.from.push((var, v.into_owned()));
                         }
                     }
                 }
                 None if *optional => {}
-                None => return Err(missing(*source, object)),
+                None => return Err(EnvRefError::NoObject { kind: *source, object: object.clone() }),
             }
         }
     }
@@ -112,7 +109,7 @@ pub fn resolve(refs: &[EnvRef], namespace: &str, lookup: &dyn Lookup) -> Result<
                 if *optional {
                     continue;
                 }
-                return Err(missing(*source, object));
+                return Err(EnvRefError::NoObject { kind: *source, object: object.clone() });
             };
             match values.find(|(k, _)| k == key) {
                 Some((_, v)) => {
@@ -121,7 +118,12 @@ pub fn resolve(refs: &[EnvRef], namespace: &str, lookup: &dyn Lookup) -> Result<
                 }
                 None if *optional => {}
                 None => {
-                    return Err(format!("couldn't find key {key} in {} {namespace}/{object}", source.kind()));
+                    return Err(EnvRefError::NoKey {
+                        key: key.clone(),
+                        kind: *source,
+                        namespace: namespace.into(),
+                        object: object.clone(),
+                    });
                 }
             }
         }
@@ -138,8 +140,36 @@ pub struct Resolved {
     pub keys: Vec<(String, String)>,
 }
 
-fn missing(source: Source, object: &str) -> String {
-    format!("{} \"{object}\" not found", source.kind().to_ascii_lowercase())
+/// Why a container's references cannot be resolved now, in the kubelet's
+/// words (shown as the pod's CreateContainerConfigError).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvRefError {
+    /// The ConfigMap or Secret does not exist.
+    #[error("{} \"{object}\" not found", kind.kind().to_ascii_lowercase())]
+    NoObject {
+        /// ConfigMap or Secret (not `source`: thiserror's name for a cause).
+        kind: Source,
+        /// Its name.
+        object: String,
+    },
+    /// It exists without the key.
+    #[error("couldn't find key {key} in {} {namespace}/{object}", kind.kind())]
+    NoKey {
+        /// The key asked for.
+        key: String,
+        /// ConfigMap or Secret (not `source`: thiserror's name for a cause).
+        kind: Source,
+        /// The pod's namespace.
+        namespace: String,
+        /// Its name.
+        object: String,
+    },
+    /// The variables read passed [`super::MAX_ENV_BYTES`].
+    #[error(
+        "the variables from ConfigMaps and Secrets are over {} bytes: name fewer keys",
+        super::MAX_ENV_BYTES
+    )]
+    TooLarge,
 }
 
 #[cfg(test)]
@@ -189,16 +219,19 @@ mod tests {
         assert_eq!(r.keys, vec![("PASSWORD".to_string(), "hunter2".to_string())]);
 
         let e = resolve(&[key("X", Source::ConfigMap, "app", "absent", false)], "default", &Objects);
-        assert_eq!(e.unwrap_err(), "couldn't find key absent in ConfigMap default/app");
+        assert_eq!(e.unwrap_err().to_string(), "couldn't find key absent in ConfigMap default/app");
         let e = resolve(&[key("X", Source::Secret, "nope", "k", false)], "default", &Objects);
-        assert_eq!(e.unwrap_err(), "secret \"nope\" not found");
+        assert_eq!(e.unwrap_err().to_string(), "secret \"nope\" not found");
         let all = EnvRef::All {
             source: Source::ConfigMap,
             object: "nope".into(),
             prefix: String::new(),
             optional: false,
         };
-        assert_eq!(resolve(&[all], "default", &Objects).unwrap_err(), "configmap \"nope\" not found");
+        assert_eq!(
+            resolve(&[all], "default", &Objects).unwrap_err().to_string(),
+            "configmap \"nope\" not found"
+        );
         // Bounded as it is read: a hostile envFrom cannot make a node hold
         // more than MAX_ENV_BYTES of variables.
         assert!(BIG.len() > super::super::MAX_ENV_BYTES / 2);
@@ -208,6 +241,8 @@ mod tests {
             prefix: String::new(),
             optional: false,
         };
-        assert!(resolve(&[big], "default", &Objects).unwrap_err().contains("bytes: name fewer keys"));
+        assert!(
+            resolve(&[big], "default", &Objects).unwrap_err().to_string().contains("bytes: name fewer keys")
+        );
     }
 }

@@ -101,7 +101,7 @@ pub fn check_env(env: &[(String, String)]) -> Result<(), ModelError> {
         return Err(ModelError::EnvSize);
     }
     for (name, value) in env {
-        if name.is_empty() || name.contains('=') || !name.chars().all(|c| c.is_ascii_graphic()) {
+        if !env_name_ok(name) {
             return Err(ModelError::EnvName(name.clone()));
         }
         if value.contains('\0') {
@@ -109,6 +109,11 @@ pub fn check_env(env: &[(String, String)]) -> Result<(), ModelError> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` may name a variable: not empty, printable ASCII, no `=`.
+pub fn env_name_ok(name: &str) -> bool {
+    !name.is_empty() && !name.contains('=') && name.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// The image a pod runs and how its command is made from the image's
