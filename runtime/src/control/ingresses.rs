@@ -26,15 +26,18 @@ impl ControlPlane {
         match request {
             Request::CreateIngress(spec) => self.put_ingress(now, spec, false).map(Response::Ingress),
             Request::UpdateIngress(spec) => self.put_ingress(now, spec, true).map(Response::Ingress),
-            Request::GetIngresses { namespace } => Ok(Response::Ingresses {
-                items: self
-                    .ingresses
-                    .values()
-                    .filter(|i| namespace.as_deref().is_none_or(|n| n == i.spec.namespace))
-                    .map(|i| self.ingress_view(i))
-                    .collect(),
-                ports: Vec::new(),
-            }),
+            Request::GetIngresses { namespace } => {
+                let addresses = self.ingress_addresses();
+                Ok(Response::Ingresses {
+                    items: self
+                        .ingresses
+                        .values()
+                        .filter(|i| namespace.as_deref().is_none_or(|n| n == i.spec.namespace))
+                        .map(|i| ingress_view(i, &addresses))
+                        .collect(),
+                    ports: Vec::new(),
+                })
+            }
             Request::DeleteIngress { namespace, name } => self.transact(|cp| {
                 cp.ingresses.remove(&key(&namespace, &name)).ok_or(ControlError::NotFound {
                     kind: "ingress",
@@ -93,22 +96,18 @@ impl ControlPlane {
         };
         self.transact(|cp| {
             cp.ingresses.insert(k, ingress.clone());
-            Ok(cp.ingress_view(&ingress))
+            Ok(ingress_view(&ingress, &cp.ingress_addresses()))
         })
     }
 
-    /// An Ingress as the API shows it: podnet's class with the addresses of
-    /// the Ready nodes serving it, in order.
-    pub(super) fn ingress_view(&self, ingress: &Ingress) -> Ingress {
-        let mut out = ingress.clone();
-        if ingress.spec.is_podnet() {
-            let mut addresses: Vec<IpAddr> =
-                self.nodes.values().filter(|n| n.ready).filter_map(|n| n.record.address).collect();
-            addresses.sort();
-            addresses.dedup();
-            out.load_balancer = Some(LoadBalancerStatus { ingress: addresses, problem: None });
-        }
-        out
+    /// The Ready nodes' addresses, in order: where podnet's Ingresses are
+    /// served (worked out once per listing, not per Ingress).
+    pub(super) fn ingress_addresses(&self) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> =
+            self.nodes.values().filter(|n| n.ready).filter_map(|n| n.record.address).collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
     }
 
     /// Creates a Secret, or replaces one's data (`replace`).
@@ -165,4 +164,14 @@ impl ControlPlane {
             .cloned()
             .collect()
     }
+}
+
+/// An Ingress as the API shows it: podnet's class with `addresses`
+/// ([`ControlPlane::ingress_addresses`]) as its status.
+pub(super) fn ingress_view(ingress: &Ingress, addresses: &[IpAddr]) -> Ingress {
+    let mut out = ingress.clone();
+    if ingress.spec.is_podnet() {
+        out.load_balancer = Some(LoadBalancerStatus { ingress: addresses.to_vec(), problem: None });
+    }
+    out
 }

@@ -119,7 +119,9 @@ impl ControlPlane {
         let deployments = self.deployments.values().map(|d| Object::Deployment(self.deployment(d)));
         let services = self.services.values().map(|s| Object::Service(s.clone()));
         let policies = self.policies.values().map(|p| Object::NetworkPolicy(p.clone()));
-        let ingresses = self.ingresses.values().map(|i| Object::Ingress(self.ingress_view(i)));
+        let addresses = self.ingress_addresses();
+        let ingresses =
+            self.ingresses.values().map(|i| Object::Ingress(super::ingresses::ingress_view(i, &addresses)));
         let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
         let endpoints = self.services.values().map(|s| Object::Endpoints(self.endpoints(s)));
