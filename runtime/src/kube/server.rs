@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
@@ -28,6 +28,51 @@ use crate::listeners::limits::{Counters, Gate, Permit, Reason};
 /// Largest request body read (Kubernetes takes 3 MB; podnet's objects are
 /// a few KB, and a node may be a Pi).
 pub const MAX_BODY: usize = 1 << 20;
+/// What is read and thrown away of a body past [`MAX_BODY`] before the 413
+/// is sent.
+const MAX_DRAIN: usize = 16 << 20;
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Not complete by the request's deadline.
+    Timeout,
+    /// Past [`MAX_BODY`].
+    TooLarge,
+    /// The connection failed mid-body.
+    Broken,
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes by `deadline`.
+///
+/// A body past the limit is read on and thrown away, up to [`MAX_DRAIN`]
+/// bytes and the deadline, before the 413 goes: a client still sending when
+/// the connection closes gets a reset that can discard the answer before it
+/// reads it (curl then reports the 100 Continue it saw last). This is
+/// nginx's `lingering_close`; bounded, it costs a stranger time and
+/// bandwidth, never memory.
+async fn read_body(mut body: Incoming, deadline: tokio::time::Instant) -> Result<Bytes, BodyError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) if seen > MAX_BODY => return Err(BodyError::TooLarge),
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) if seen > MAX_BODY => return Err(BodyError::TooLarge),
+            Ok(None) => return Ok(Bytes::from(kept)),
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Some(data) = frame.data_ref() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_BODY {
+            kept.extend_from_slice(data);
+        } else if seen > MAX_BODY + MAX_DRAIN {
+            return Err(BodyError::TooLarge);
+        } else {
+            kept = Vec::new();
+        }
+    }
+}
 /// Largest request head (line and headers) read.
 const MAX_HEAD: usize = 64 << 10;
 
@@ -166,19 +211,19 @@ impl Server {
             self.counters.count(Reason::OversizedMessage);
             return Err(Status::too_large(MAX_BODY));
         }
-        let bytes =
-            match tokio::time::timeout(self.request_timeout, Limited::new(body, MAX_BODY).collect()).await {
-                Err(_) => {
-                    self.counters.count(Reason::RequestTimeout);
-                    return Err(Status::timeout());
-                }
-                Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                    self.counters.count(Reason::OversizedMessage);
-                    return Err(Status::too_large(MAX_BODY));
-                }
-                Ok(Err(_)) => return Err(Status::bad_request("the request body could not be read")),
-                Ok(Ok(collected)) => collected.to_bytes(),
-            };
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let bytes = match read_body(body, deadline).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::Timeout) => {
+                self.counters.count(Reason::RequestTimeout);
+                return Err(Status::timeout());
+            }
+            Err(BodyError::TooLarge) => {
+                self.counters.count(Reason::OversizedMessage);
+                return Err(Status::too_large(MAX_BODY));
+            }
+            Err(BodyError::Broken) => return Err(Status::bad_request("the request body could not be read")),
+        };
         if parts.uri.path() == "/openapi/v2" && parts.method == Method::GET {
             return Ok(Answered::Bytes(super::openapi::v2(), super::openapi::V2_PROTOBUF));
         }

@@ -132,6 +132,7 @@ pub fn default_filters() -> io::Result<Option<Filters>> {
     let clone3 =
         SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)
             .map_err(invalid)?;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut filters =
         vec![BpfProgram::try_from(deny).map_err(invalid)?, BpfProgram::try_from(clone3).map_err(invalid)?];
     #[cfg(target_arch = "x86_64")]
