@@ -249,6 +249,6 @@ users:
             ))
             .contains("exec")
         );
-        assert!(e(&K3S.replace("LS0tLS1CRUdJTg==", "!!!")).contains("not base64"));
+        assert!(e(&K3S.replace("LS0tLS1CRUdJTg==", "\"%%%%\"")).contains("not base64"));
     }
 }
