@@ -52,8 +52,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every resource, watched at once.
-    pub const ALL: [Kind; 6] =
-        [Kind::Nodes, Kind::Services, Kind::EndpointSlices, Kind::Pods, Kind::Namespaces, Kind::NetworkPolicies];
+    pub const ALL: [Kind; 6] = [
+        Kind::Nodes,
+        Kind::Services,
+        Kind::EndpointSlices,
+        Kind::Pods,
+        Kind::Namespaces,
+        Kind::NetworkPolicies,
+    ];
 
     /// Its resource name.
     pub fn resource(self) -> &'static str {
@@ -101,8 +107,15 @@ pub enum Changed {
 pub enum Update {
     /// Objects changed.
     Changed(Changed),
-    /// A request failed (it is tried again after a backoff).
-    Failed(Kind, KubernetesError),
+    /// A request failed; it is tried again after `retry`.
+    Failed {
+        /// The resource.
+        kind: Kind,
+        /// Why.
+        error: KubernetesError,
+        /// When the watcher tries again.
+        retry: Duration,
+    },
 }
 
 /// An HTTPS client of one API server.
@@ -143,7 +156,8 @@ impl Client {
 
     fn get(&self, agent: &ureq::Agent, kind: Kind, path: &str) -> Result<ureq::Body, KubernetesError> {
         let server = || self.access.server.clone();
-        let mut request = agent.get(format!("{}{path}", self.access.server)).header("Accept", "application/json");
+        let mut request =
+            agent.get(format!("{}{path}", self.access.server)).header("Accept", "application/json");
         let token = match &self.access.auth {
             Auth::Token(t) => Some(t.clone()),
             Auth::TokenFile(file) => Some(
@@ -172,14 +186,20 @@ impl Client {
                 let mut text = String::new();
                 let _ = body.into_reader().take(4096).read_to_string(&mut text);
                 let status: objects::Status = serde_json::from_str(&text).unwrap_or_default();
-                let message = if status.message.is_empty() { text.trim().to_string() } else { status.message };
+                let message =
+                    if status.message.is_empty() { text.trim().to_string() } else { status.message };
                 Err(KubernetesError::Status { server: server(), path: path.to_string(), code, message })
             }
         }
     }
 
     /// One list page of `path`.
-    fn list(&self, kind: Kind, path: &str, next: Option<&str>) -> Result<List<serde_json::Value>, KubernetesError> {
+    fn list(
+        &self,
+        kind: Kind,
+        path: &str,
+        next: Option<&str>,
+    ) -> Result<List<serde_json::Value>, KubernetesError> {
         let mut query = format!("{path}?limit={PAGE}");
         if let Some(next) = next {
             query.push_str("&continue=");
@@ -203,7 +223,12 @@ impl Client {
     }
 
     /// Opens a watch of `path` from `resource_version`.
-    fn watch(&self, kind: Kind, path: &str, resource_version: &str) -> Result<impl BufRead + use<>, KubernetesError> {
+    fn watch(
+        &self,
+        kind: Kind,
+        path: &str,
+        resource_version: &str,
+    ) -> Result<impl BufRead + use<>, KubernetesError> {
         let query = format!(
             "{path}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
             percent_encode(resource_version)
@@ -240,8 +265,9 @@ fn tls_config(access: &Access) -> Result<TlsConfig, KubernetesError> {
             })
             .unwrap_or_default(),
     };
-    let mut builder =
-        TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(roots))).disable_verification(access.insecure);
+    let mut builder = TlsConfig::builder()
+        .root_certs(RootCerts::Specific(Arc::new(roots)))
+        .disable_verification(access.insecure);
     if let Auth::ClientCert { cert, key } = &access.auth {
         let chain = certs(cert, "client-certificate")?;
         let key = PrivateKey::from_pem(key)
@@ -344,7 +370,11 @@ fn run<T: Object>(
                     Ok(None) => continue,
                     Err(e) => {
                         count(&e);
-                        KubernetesError::Answer { server: client.server().into(), what: "list", message: e.to_string() }
+                        KubernetesError::Answer {
+                            server: client.server().into(),
+                            what: "list",
+                            message: e.to_string(),
+                        }
                     }
                 },
                 Err(KubernetesError::Status { code: 404, .. }) if !watch.listed() && next.is_none() => {
@@ -370,7 +400,7 @@ fn run<T: Object>(
                 }
             },
             Step::Watch { resource_version } => match client.watch(kind, path, &resource_version) {
-                Ok(mut stream) => match follow(&mut stream, &mut watch, &send, &wrap) {
+                Ok(mut stream) => match follow(client.server(), &mut stream, &mut watch, &send, &wrap) {
                     Ok(Some(progress)) => {
                         if progress {
                             backoff = Duration::from_secs(1);
@@ -388,8 +418,7 @@ fn run<T: Object>(
                 Err(e) => e,
             },
         };
-        tracing::warn!(resource = kind.resource(), "{failure}; trying again in {}s", backoff.as_secs());
-        if !send(Update::Failed(kind, failure)) {
+        if !send(Update::Failed { kind, error: failure, retry: backoff }) {
             return false;
         }
         Count::Reconnects.add();
@@ -402,6 +431,7 @@ fn run<T: Object>(
 /// ended (the server's timeout, or an event that ends it), None when the
 /// agent is gone, an error when the connection failed.
 fn follow<T: Object>(
+    server: &str,
     stream: &mut impl BufRead,
     watch: &mut Watch<T>,
     send: &impl Fn(Update) -> bool,
@@ -415,7 +445,7 @@ fn follow<T: Object>(
             .by_ref()
             .take(MAX_EVENT_BYTES as u64 + 1)
             .read_until(b'\n', &mut line)
-            .map_err(|e| KubernetesError::Unreachable { server: String::new(), message: e.to_string() })?;
+            .map_err(|e| transport_io(server, e))?;
         if read == 0 {
             return Ok(Some(progress));
         }

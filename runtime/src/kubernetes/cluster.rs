@@ -167,7 +167,11 @@ impl Cluster {
                 .ports
                 .iter()
                 .filter_map(|p| {
-                    Some(EndpointPort { name: port_name(&p.name), port: p.port?, protocol: protocol(&p.protocol)? })
+                    Some(EndpointPort {
+                        name: port_name(&p.name),
+                        port: p.port?,
+                        protocol: protocol(&p.protocol)?,
+                    })
                 })
                 .collect();
             for endpoint in &slice.endpoints {
@@ -382,7 +386,9 @@ mod tests {
         assert_eq!(c.node_subnet("pi2").unwrap().to_string(), "10.42.1.0/24");
         assert!(matches!(c.node_subnet("nope"), Err(KubernetesError::NoNode { .. })));
         let e = c.node_subnet("bare").unwrap_err();
-        assert!(e.to_string().contains("no spec.podCIDR") && e.to_string().contains("kubectl patch node bare"));
+        assert!(
+            e.to_string().contains("no spec.podCIDR") && e.to_string().contains("kubectl patch node bare")
+        );
         let peers = c.desired("pi2", &NodeDesired::default()).peers;
         assert_eq!(peers.len(), 1, "pi1 only: pi2 is this node, bare has no subnet");
         assert_eq!((peers[0].node.as_str(), peers[0].address.to_string()), ("pi1", "192.168.1.10".into()));
@@ -450,7 +456,10 @@ mod tests {
         ])));
         c.apply(Changed::Namespaces(Change::Replace(vec![obj(json!({
             "metadata": { "name": "shop", "labels": { "team": "x" } } }))])));
-        let local = NodeDesired { pod_ips: vec![("10.42.1.3".parse().unwrap(), "default".into())], ..Default::default() };
+        let local = NodeDesired {
+            pod_ips: vec![("10.42.1.3".parse().unwrap(), "default".into())],
+            ..Default::default()
+        };
         let desired = c.desired("pi2", &local);
         let ips: Vec<String> = desired.pod_ips.iter().map(|(ip, _)| ip.to_string()).collect();
         assert_eq!(ips, ["10.42.0.5", "10.42.1.3"]);

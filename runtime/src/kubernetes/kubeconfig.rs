@@ -110,7 +110,8 @@ fn find<T>(list: &[Named<T>], what: &str, name: &str) -> Result<usize, String> {
 
 /// Parses a kubeconfig's text; relative file paths are taken from `dir`.
 pub fn parse(text: &str, dir: &Path) -> Result<Access, String> {
-    let config: Kubeconfig = serde_yaml_ng::from_str(text).map_err(|e| format!("not kubeconfig YAML: {e}"))?;
+    let config: Kubeconfig =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("not kubeconfig YAML: {e}"))?;
     if config.current_context.is_empty() {
         return Err("no current-context: set one with kubectl config use-context".into());
     }

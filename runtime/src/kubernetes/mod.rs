@@ -46,7 +46,9 @@ pub enum KubernetesError {
         message: String,
     },
     /// The server cannot be reached.
-    #[error("cannot reach the Kubernetes API at {server}: {message}; check the kubeconfig's server address and that the API server runs")]
+    #[error(
+        "cannot reach the Kubernetes API at {server}: {message}; check the kubeconfig's server address and that the API server runs"
+    )]
     Unreachable {
         /// The server URL.
         server: String,
@@ -54,7 +56,9 @@ pub enum KubernetesError {
         message: String,
     },
     /// TLS failed.
-    #[error("TLS with the Kubernetes API at {server} failed: {message}; check the kubeconfig's certificate-authority-data")]
+    #[error(
+        "TLS with the Kubernetes API at {server} failed: {message}; check the kubeconfig's certificate-authority-data"
+    )]
     Tls {
         /// The server URL.
         server: String,
@@ -62,13 +66,17 @@ pub enum KubernetesError {
         message: String,
     },
     /// 401.
-    #[error("the Kubernetes API at {server} refused the kubeconfig's credentials (401 Unauthorized): use a kubeconfig with a valid token or client certificate")]
+    #[error(
+        "the Kubernetes API at {server} refused the kubeconfig's credentials (401 Unauthorized): use a kubeconfig with a valid token or client certificate"
+    )]
     Unauthorized {
         /// The server URL.
         server: String,
     },
     /// 403.
-    #[error("the Kubernetes API at {server} forbids podnet's user to list and watch {resource} (403 Forbidden): grant get, list and watch on nodes, services, endpointslices, pods, namespaces and networkpolicies")]
+    #[error(
+        "the Kubernetes API at {server} forbids podnet's user to list and watch {resource} (403 Forbidden): grant get, list and watch on nodes, services, endpointslices, pods, namespaces and networkpolicies"
+    )]
     Forbidden {
         /// The server URL.
         server: String,
@@ -101,13 +109,17 @@ pub enum KubernetesError {
         message: String,
     },
     /// This node is not a Node of the cluster.
-    #[error("node `{node}` is not a Node of the Kubernetes cluster: start podnet with --name set to this machine's Node name (kubectl get nodes)")]
+    #[error(
+        "node `{node}` is not a Node of the Kubernetes cluster: start podnet with --name set to this machine's Node name (kubectl get nodes)"
+    )]
     NoNode {
         /// The name.
         node: String,
     },
     /// Its Node has no pod subnet.
-    #[error("Node `{node}` has no spec.podCIDR: let the controller manager allocate node CIDRs (--allocate-node-cidrs and --cluster-cidr; k3s does), or set it: kubectl patch node {node} -p '{{\"spec\":{{\"podCIDR\":\"10.42.1.0/24\"}}}}'")]
+    #[error(
+        "Node `{node}` has no spec.podCIDR: let the controller manager allocate node CIDRs (--allocate-node-cidrs and --cluster-cidr; k3s does), or set it: kubectl patch node {node} -p '{{\"spec\":{{\"podCIDR\":\"10.42.1.0/24\"}}}}'"
+    )]
     NoPodCidr {
         /// The name.
         node: String,

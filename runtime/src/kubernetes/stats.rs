@@ -1,7 +1,7 @@
 //! What the Kubernetes watchers counted, for `podnet node stats`: process-
 //! wide, as the listeners' counters are (one agent per process).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A counted event of the watchers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +20,16 @@ pub enum Count {
     Events,
 }
 
-const ALL: [Count; 5] = [Count::Reconnects, Count::Relists, Count::ObjectsRefused, Count::BadAnswers, Count::Events];
+const ALL: [Count; 5] =
+    [Count::Reconnects, Count::Relists, Count::ObjectsRefused, Count::BadAnswers, Count::Events];
 
 static COUNTS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Marks this agent as in Kubernetes mode: its counters are shown.
+pub fn activate() {
+    ACTIVE.store(true, Ordering::Relaxed);
+}
 
 impl Count {
     /// The name shown.
@@ -43,8 +50,8 @@ impl Count {
 }
 
 /// Every counter, by name; empty when the agent is not in Kubernetes mode.
-pub fn report(active: bool) -> Vec<(String, u64)> {
-    if !active {
+pub fn report() -> Vec<(String, u64)> {
+    if !ACTIVE.load(Ordering::Relaxed) {
         return Vec::new();
     }
     ALL.iter().map(|c| (c.name().to_string(), COUNTS[*c as usize].load(Ordering::Relaxed))).collect()
