@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 /// A container's network namespace, as a runtime makes one; removed on drop.
 struct Sandbox {
     name: String,
+    servers: Vec<std::process::Child>,
 }
 
 impl Sandbox {
@@ -27,7 +28,7 @@ impl Sandbox {
         let name = format!("{}-{tag}", node.name);
         let status = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
         assert!(status.success(), "ip netns add {name}");
-        let sandbox = Sandbox { name };
+        let sandbox = Sandbox { name, servers: Vec::new() };
         sandbox.run(&["ip", "link", "set", "lo", "up"]);
         sandbox
     }
@@ -61,6 +62,21 @@ impl Sandbox {
         out.status.success().then(|| stdout(&out).trim().to_string())
     }
 
+    /// Serves `body` over HTTP on port 80 inside, until drop.
+    fn serve(&mut self, dir: &Path, body: &str) {
+        let www = dir.join(format!("www-{}", self.name));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), body).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, &busybox(), "httpd", "-f", "-p", "80", "-h"])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.servers.push(child);
+    }
+
     /// `nslookup NAME` from inside, through the resolv.conf's server.
     fn lookup(&self, name: &str) -> String {
         let out = self.run(&[&busybox(), "nslookup", name]);
@@ -70,6 +86,10 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        for child in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
         let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
     }
@@ -171,6 +191,22 @@ fn a_kubernetes_mode_node_serves_the_clusters_services_and_dns_to_its_containers
     });
     assert!(seen.iter().all(|body| body.starts_with("web-")), "{seen:?}");
 
+    // A NodePort Service is served on this node's address too (from the lan).
+    let server = &cluster.nodes[0];
+    server.ok(&[
+        "expose", "deployment", "web", "--name", "web-np", "--type", "NodePort", "--port", "80", "--target-port",
+        "8080", "--node-port", "30080",
+    ]);
+    let url = format!("http://{}:30080/", Cluster::address(1));
+    let body = eventually(Duration::from_secs(20), "the node port on the Kubernetes-mode node", || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &cluster.lan, "timeout", "5", &busybox(), "wget", "-q", "-O-", &url])
+            .output()
+            .unwrap();
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(body.starts_with("web-"), "{body}");
+
     // Scaled down: one endpoint is left, and only it answers.
     let server = &cluster.nodes[0];
     server.ok(&["scale", "deployment", "web", "--replicas", "1"]);
@@ -192,6 +228,26 @@ fn a_kubernetes_mode_node_serves_the_clusters_services_and_dns_to_its_containers
     });
     let stats = cluster.nodes[1].ok(&["node", "stats"]);
     assert!(stats.contains("KUBERNETES: reconnects="), "{stats}");
+
+    // A NetworkPolicy of the API is this node's too: a deny-all ingress in
+    // default cuts one container here off from another here (traffic only
+    // this node's switch sees).
+    let mut other = Sandbox::new(&cluster.nodes[1], "c2");
+    let result = cni_add(&cluster.nodes[1], "k8sc0003", &other, "other");
+    let other_ip = result["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    other.serve(&cluster.nodes[1].dir, "from c2");
+    let url = format!("http://{other_ip}/");
+    eventually(Duration::from_secs(15), "c2 reachable from c1", || sandbox.fetch(&url));
+    let policy = cluster.nodes[0].dir.join("deny.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-in, namespace: default}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
+    )
+    .unwrap();
+    cluster.nodes[0].ok(&["apply", "-f", policy.to_str().unwrap()]);
+    eventually(Duration::from_secs(15), "the policy to cut c1 off from c2", || {
+        sandbox.fetch(&url).is_none().then_some(())
+    });
 
     // The node changes nothing of the cluster's: it refuses, naming kubectl.
     let refused = cluster.nodes[1].fails(&["run", "extra", "--", "sleep", "60"], "kubectl");

@@ -121,7 +121,7 @@ impl Cluster {
             services: self.services.values().filter_map(|s| Some((service(s)?, self.endpoints(s)))).collect(),
             pod_ips,
             peers: self.peers(node),
-            policy: self.policy(),
+            policy: self.policy(&local.pods),
             ingresses: Vec::new(),
             secrets: Vec::new(),
         }
@@ -191,8 +191,10 @@ impl Cluster {
     }
 
     /// The NetworkPolicy inputs; none without a policy (as the control
-    /// plane's).
-    fn policy(&self) -> PolicyInputs {
+    /// plane's). This node's own attachments count as pods too while the
+    /// API does not list them (a container a runtime other than the
+    /// kubelet attached), with the labels and namespace they were given.
+    fn policy(&self, local: &[crate::store::PodRecord]) -> PolicyInputs {
         if self.policies.is_empty() {
             return PolicyInputs::default();
         }
@@ -219,15 +221,7 @@ impl Cluster {
             .filter_map(|p| {
                 let IpAddr::V4(ip) = p.status.pod_ip.as_deref()?.parse().ok()? else { return None };
                 let namespace = &p.metadata.namespace;
-                namespaces.entry(namespace.clone()).or_insert_with(|| {
-                    let mut labels = self
-                        .namespaces
-                        .get(&(String::new(), namespace.clone()))
-                        .map(|n| n.metadata.labels.clone())
-                        .unwrap_or_default();
-                    labels.insert(NAMESPACE_NAME_LABEL.into(), namespace.clone());
-                    labels
-                });
+                namespaces.entry(namespace.clone()).or_insert_with(|| self.namespace_labels(namespace));
                 let ports = p
                     .spec
                     .containers
@@ -239,8 +233,35 @@ impl Cluster {
                     .collect();
                 Some(PolicyPod { ip, namespace: namespace.clone(), labels: p.metadata.labels.clone(), ports })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let listed: BTreeSet<std::net::Ipv4Addr> = pods.iter().map(|p| p.ip).collect();
+        let mut pods = pods;
+        for record in local {
+            let Ok(ip) = record.ipv4() else { continue };
+            if listed.contains(&ip) {
+                continue;
+            }
+            let spec = &record.spec;
+            namespaces.entry(spec.namespace.clone()).or_insert_with(|| self.namespace_labels(&spec.namespace));
+            let ports =
+                spec.template.ports.iter().filter_map(|c| Some((c.name.clone()?, c.protocol, c.port))).collect();
+            pods.push(PolicyPod { ip, namespace: spec.namespace.clone(), labels: spec.labels.clone(), ports });
+        }
         PolicyInputs { policies, namespaces: namespaces.into_iter().collect(), pods }
+    }
+}
+
+impl Cluster {
+    /// A namespace's labels, `kubernetes.io/metadata.name` included (the
+    /// API sets it; a namespace not listed yet gets it alone).
+    fn namespace_labels(&self, namespace: &str) -> crate::model::Labels {
+        let mut labels = self
+            .namespaces
+            .get(&(String::new(), namespace.to_string()))
+            .map(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels.insert(NAMESPACE_NAME_LABEL.into(), namespace.to_string());
+        labels
     }
 }
 
