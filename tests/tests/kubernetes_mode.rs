@@ -295,6 +295,10 @@ fn a_kubernetes_mode_node_survives_its_api_server_restarting() {
     });
     let log = cluster.nodes[1].agent_log();
     assert!(log.contains("trying again"), "{log}");
+    // The restarted server forgot the old resourceVersions (410): listed again.
+    let stats: Value = serde_json::from_str(&cluster.nodes[1].ok(&["node", "stats", "-o", "json"])).unwrap();
+    let relists = stats["kubernetes"].as_array().unwrap().iter().find(|c| c[0] == "relists").unwrap()[1].clone();
+    assert!(relists.as_u64().unwrap() > 0, "{stats}");
 }
 
 #[test]
