@@ -194,8 +194,19 @@ fn a_kubernetes_mode_node_serves_the_clusters_services_and_dns_to_its_containers
     // A NodePort Service is served on this node's address too (from the lan).
     let server = &cluster.nodes[0];
     server.ok(&[
-        "expose", "deployment", "web", "--name", "web-np", "--type", "NodePort", "--port", "80", "--target-port",
-        "8080", "--node-port", "30080",
+        "expose",
+        "deployment",
+        "web",
+        "--name",
+        "web-np",
+        "--type",
+        "NodePort",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+        "--node-port",
+        "30080",
     ]);
     let url = format!("http://{}:30080/", Cluster::address(1));
     let body = eventually(Duration::from_secs(20), "the node port on the Kubernetes-mode node", || {
@@ -297,7 +308,8 @@ fn a_kubernetes_mode_node_survives_its_api_server_restarting() {
     assert!(log.contains("trying again"), "{log}");
     // The restarted server forgot the old resourceVersions (410): listed again.
     let stats: Value = serde_json::from_str(&cluster.nodes[1].ok(&["node", "stats", "-o", "json"])).unwrap();
-    let relists = stats["kubernetes"].as_array().unwrap().iter().find(|c| c[0] == "relists").unwrap()[1].clone();
+    let relists =
+        stats["kubernetes"].as_array().unwrap().iter().find(|c| c[0] == "relists").unwrap()[1].clone();
     assert!(relists.as_u64().unwrap() > 0, "{stats}");
 }
 

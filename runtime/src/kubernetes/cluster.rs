@@ -242,10 +242,21 @@ impl Cluster {
                 continue;
             }
             let spec = &record.spec;
-            namespaces.entry(spec.namespace.clone()).or_insert_with(|| self.namespace_labels(&spec.namespace));
-            let ports =
-                spec.template.ports.iter().filter_map(|c| Some((c.name.clone()?, c.protocol, c.port))).collect();
-            pods.push(PolicyPod { ip, namespace: spec.namespace.clone(), labels: spec.labels.clone(), ports });
+            namespaces
+                .entry(spec.namespace.clone())
+                .or_insert_with(|| self.namespace_labels(&spec.namespace));
+            let ports = spec
+                .template
+                .ports
+                .iter()
+                .filter_map(|c| Some((c.name.clone()?, c.protocol, c.port)))
+                .collect();
+            pods.push(PolicyPod {
+                ip,
+                namespace: spec.namespace.clone(),
+                labels: spec.labels.clone(),
+                ports,
+            });
         }
         PolicyInputs { policies, namespaces: namespaces.into_iter().collect(), pods }
     }
