@@ -401,10 +401,17 @@ fn run<T: Object>(
             },
             Step::Watch { resource_version } => match client.watch(kind, path, &resource_version) {
                 Ok(mut stream) => match follow(client.server(), &mut stream, &mut watch, &send, &wrap) {
-                    Ok(Some(progress)) => {
-                        if progress {
-                            backoff = Duration::from_secs(1);
-                        }
+                    Ok(Some(true)) => {
+                        backoff = Duration::from_secs(1);
+                        continue;
+                    }
+                    // A watch that ended with nothing taken (a quiet
+                    // timeout, a server closing at once, an event too
+                    // large) is not retried at once: a server that keeps
+                    // ending watches cannot make the watcher spin.
+                    Ok(Some(false)) => {
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
                     }
                     Ok(None) => return false,
@@ -485,5 +492,84 @@ fn count(e: &WatchError) {
         WatchError::Gone => Count::Relists.add(),
         WatchError::TooMany { .. } => Count::ObjectsRefused.add(),
         WatchError::Decode(_) | WatchError::Status { .. } => Count::BadAnswers.add(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn stream(lines: &[String]) -> Cursor<Vec<u8>> {
+        Cursor::new(lines.join("\n").into_bytes())
+    }
+
+    fn line(kind: &str, name: &str, rv: &str) -> String {
+        serde_json::json!({ "type": kind, "object": { "metadata": {
+            "name": name, "namespace": "default", "resourceVersion": rv } } })
+        .to_string()
+    }
+
+    fn listed() -> Watch<objects::Service> {
+        let mut watch = Watch::new(10);
+        let page = serde_json::from_str(r#"{"metadata":{"resourceVersion":"5"},"items":[]}"#).unwrap();
+        assert!(watch.on_page(page).unwrap().is_some());
+        watch
+    }
+
+    #[test]
+    fn a_watch_stream_is_followed_to_its_end_blank_lines_and_bookmarks_included() {
+        let mut watch = listed();
+        let sent = RefCell::new(Vec::new());
+        let send = |u: Update| {
+            sent.borrow_mut().push(u);
+            true
+        };
+        let mut s = stream(&[line("ADDED", "a", "6"), String::new(), line("BOOKMARK", "", "9")]);
+        assert_eq!(follow("https://x", &mut s, &mut watch, &send, &Changed::Services).unwrap(), Some(true));
+        assert_eq!(sent.borrow().len(), 1, "the add; the bookmark only moves the version");
+        assert_eq!(watch.step(), Step::Watch { resource_version: "9".into() });
+    }
+
+    #[test]
+    fn a_410_event_ends_the_stream_and_the_next_step_is_a_list() {
+        let mut watch = listed();
+        let gone = r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired"}}"#.to_string();
+        let mut s = stream(&[gone, line("ADDED", "never", "7")]);
+        let send = |_: Update| true;
+        assert_eq!(follow("https://x", &mut s, &mut watch, &send, &Changed::Services).unwrap(), Some(true));
+        assert_eq!(watch.step(), Step::List { next: None });
+    }
+
+    #[test]
+    fn an_oversized_event_restarts_the_watch_from_the_last_version() {
+        let mut watch = listed();
+        let huge =
+            format!("{{\"type\":\"ADDED\",\"object\":{{\"pad\":\"{}\"}}}}", "x".repeat(MAX_EVENT_BYTES));
+        let mut s = stream(&[huge, line("ADDED", "after", "8")]);
+        let sent = RefCell::new(0);
+        let send = |_: Update| {
+            *sent.borrow_mut() += 1;
+            true
+        };
+        assert_eq!(follow("https://x", &mut s, &mut watch, &send, &Changed::Services).unwrap(), Some(false));
+        assert_eq!(*sent.borrow(), 0, "nothing after the oversized line is taken from that stream");
+        assert_eq!(watch.step(), Step::Watch { resource_version: "5".into() });
+    }
+
+    #[test]
+    fn the_agent_gone_stops_the_watcher() {
+        let mut watch = listed();
+        let mut s = stream(&[line("ADDED", "a", "6")]);
+        let send = |_: Update| false;
+        assert_eq!(follow("https://x", &mut s, &mut watch, &send, &Changed::Services).unwrap(), None);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(percent_encode("eyJ2Ijo+/=="), "eyJ2Ijo%2B%2F%3D%3D");
+        assert_eq!(percent_encode("123"), "123");
     }
 }
