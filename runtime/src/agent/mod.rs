@@ -631,7 +631,7 @@ impl Control {
         self.cp.start_failed(&failed);
         self.cp.report(node.name(), node.statuses());
         let local = self.cp.desired_for(node.name());
-        match &self.kubernetes {
+        match &mut self.kubernetes {
             Some(watched) => node.apply_tables(&watched.cluster.desired(node.name(), &local)).await,
             None => node.apply_tables(&local).await,
         }

@@ -31,6 +31,10 @@ pub struct Cluster {
     namespaces: BTreeMap<Key, objects::Namespace>,
     policies: BTreeMap<Key, objects::NetworkPolicy>,
     listed: BTreeSet<Kind>,
+    /// The cluster's part of the desired state, for the node it was made
+    /// for, until the next change: the event loop converges every 200 ms,
+    /// and decoding policies and Services that often would be waste.
+    made: Option<(String, NodeDesired)>,
 }
 
 fn apply<T: objects::Object>(map: &mut BTreeMap<Key, T>, change: Change<T>) {
@@ -48,6 +52,7 @@ fn apply<T: objects::Object>(map: &mut BTreeMap<Key, T>, change: Change<T>) {
 impl Cluster {
     /// Takes one change.
     pub fn apply(&mut self, changed: Changed) {
+        self.made = None;
         let kind = match changed {
             Changed::Nodes(c) => {
                 let replace = matches!(c, Change::Replace(_));
@@ -106,22 +111,38 @@ impl Cluster {
     }
 
     /// What `node` programs: the cluster's Services, DNS records, policy
-    /// and peers, with `local`'s pods (the CNI attachments this node made).
-    pub fn desired(&self, node: &str, local: &NodeDesired) -> NodeDesired {
-        let mut pod_ips: Vec<(IpAddr, String)> = self
+    /// and peers, with `local`'s pods (the CNI attachments this node made)
+    /// added where the API does not list them.
+    pub fn desired(&mut self, node: &str, local: &NodeDesired) -> NodeDesired {
+        let made = match self.made.take() {
+            Some((for_node, made)) if for_node == node => made,
+            _ => self.make(node),
+        };
+        let mut desired = made.clone();
+        self.made = Some((node.to_string(), made));
+        desired.pods = local.pods.clone();
+        let known: BTreeSet<IpAddr> = desired.pod_ips.iter().map(|(ip, _)| *ip).collect();
+        desired.pod_ips.extend(local.pod_ips.iter().filter(|(ip, _)| !known.contains(ip)).cloned());
+        if !desired.policy.policies.is_empty() {
+            self.add_local_pods(&mut desired.policy, &local.pods);
+        }
+        desired
+    }
+
+    /// The cluster's part alone.
+    fn make(&self, node: &str) -> NodeDesired {
+        let pod_ips = self
             .pods
             .values()
             .filter(|p| !p.spec.host_network)
             .filter_map(|p| Some((p.status.pod_ip.as_deref()?.parse().ok()?, p.metadata.namespace.clone())))
             .collect();
-        let known: BTreeSet<IpAddr> = pod_ips.iter().map(|(ip, _)| *ip).collect();
-        pod_ips.extend(local.pod_ips.iter().filter(|(ip, _)| !known.contains(ip)).cloned());
         NodeDesired {
-            pods: local.pods.clone(),
+            pods: Vec::new(),
             services: self.services.values().filter_map(|s| Some((service(s)?, self.endpoints(s)))).collect(),
             pod_ips,
             peers: self.peers(node),
-            policy: self.policy(&local.pods),
+            policy: self.policy(),
             ingresses: Vec::new(),
             secrets: Vec::new(),
         }
@@ -191,10 +212,8 @@ impl Cluster {
     }
 
     /// The NetworkPolicy inputs; none without a policy (as the control
-    /// plane's). This node's own attachments count as pods too while the
-    /// API does not list them (a container a runtime other than the
-    /// kubelet attached), with the labels and namespace they were given.
-    fn policy(&self, local: &[crate::store::PodRecord]) -> PolicyInputs {
+    /// plane's).
+    fn policy(&self) -> PolicyInputs {
         if self.policies.is_empty() {
             return PolicyInputs::default();
         }
@@ -233,32 +252,38 @@ impl Cluster {
                     .collect();
                 Some(PolicyPod { ip, namespace: namespace.clone(), labels: p.metadata.labels.clone(), ports })
             })
-            .collect::<Vec<_>>();
-        let listed: BTreeSet<std::net::Ipv4Addr> = pods.iter().map(|p| p.ip).collect();
-        let mut pods = pods;
+            .collect();
+        PolicyInputs { policies, namespaces: namespaces.into_iter().collect(), pods }
+    }
+
+    /// This node's own attachments count as pods too while the API does
+    /// not list them (a container a runtime other than the kubelet
+    /// attached), with the labels and namespace they were given.
+    fn add_local_pods(&self, policy: &mut PolicyInputs, local: &[crate::store::PodRecord]) {
+        let listed: BTreeSet<std::net::Ipv4Addr> = policy.pods.iter().map(|p| p.ip).collect();
         for record in local {
             let Ok(ip) = record.ipv4() else { continue };
             if listed.contains(&ip) {
                 continue;
             }
             let spec = &record.spec;
-            namespaces
-                .entry(spec.namespace.clone())
-                .or_insert_with(|| self.namespace_labels(&spec.namespace));
+            if !policy.namespaces.iter().any(|(name, _)| *name == spec.namespace) {
+                policy.namespaces.push((spec.namespace.clone(), self.namespace_labels(&spec.namespace)));
+                policy.namespaces.sort_by(|a, b| a.0.cmp(&b.0));
+            }
             let ports = spec
                 .template
                 .ports
                 .iter()
                 .filter_map(|c| Some((c.name.clone()?, c.protocol, c.port)))
                 .collect();
-            pods.push(PolicyPod {
+            policy.pods.push(PolicyPod {
                 ip,
                 namespace: spec.namespace.clone(),
                 labels: spec.labels.clone(),
                 ports,
             });
         }
-        PolicyInputs { policies, namespaces: namespaces.into_iter().collect(), pods }
     }
 }
 
@@ -414,7 +439,7 @@ mod tests {
 
     #[test]
     fn the_nodes_subnet_is_its_pod_cidr_and_the_others_are_peers() {
-        let c = cluster();
+        let mut c = cluster();
         assert_eq!(c.node_subnet("pi2").unwrap().to_string(), "10.42.1.0/24");
         assert!(matches!(c.node_subnet("nope"), Err(KubernetesError::NoNode { .. })));
         let e = c.node_subnet("bare").unwrap_err();
@@ -428,7 +453,7 @@ mod tests {
 
     #[test]
     fn services_get_their_slices_ready_endpoints_with_ports_by_name() {
-        let c = cluster();
+        let mut c = cluster();
         let desired = c.desired("pi1", &NodeDesired::default());
         assert_eq!(desired.services.len(), 1);
         let (service, endpoints) = &desired.services[0];
