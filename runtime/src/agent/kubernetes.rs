@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 
 use super::AgentError;
 use crate::config::{Cidr, NodeConfig};
-use crate::kubernetes::client::{self, Client, Update};
+use crate::kubernetes::client::Client;
 use crate::kubernetes::cluster::Cluster;
+use crate::kubernetes::watcher::{self, Update};
 use crate::kubernetes::{KubernetesError, kubeconfig, stats};
 
 /// The watched cluster, as the event loop holds it.
@@ -36,7 +37,7 @@ pub(super) async fn start(
     let server = access.server.clone();
     let client = Arc::new(Client::new(access)?);
     let (updates_tx, mut updates) = mpsc::channel(256);
-    client::spawn_all(client, updates_tx);
+    watcher::spawn_all(client, updates_tx);
     let mut cluster = Cluster::default();
     while !cluster.listed_all() {
         match updates.recv().await {

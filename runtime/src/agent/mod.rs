@@ -257,7 +257,7 @@ enum SideEvent {
     /// From the server, on a member.
     Server(Option<FromServer>),
     /// From the Kubernetes watchers.
-    Kubernetes(Option<crate::kubernetes::client::Update>),
+    Kubernetes(Option<crate::kubernetes::watcher::Update>),
 }
 
 /// The one event loop of both roles: requests, process exits, probes, the

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::KubernetesError;
-use super::client::{Changed, Kind};
 use super::objects::{self, SERVICE_NAME_LABEL};
 use super::watch::{Change, Key};
+use super::watcher::{Changed, Kind};
 use crate::config::Cidr;
 use crate::desired::{NodeDesired, PeerNode};
 use crate::model::policy::NAMESPACE_NAME_LABEL;

@@ -1,8 +1,8 @@
 //! `podnet node up --kubernetes KUBECONFIG`: podnet as a real Kubernetes
 //! cluster's network. A read-only client of that cluster's API server
 //! lists and watches Nodes, Services, EndpointSlices, Pods, Namespaces and
-//! NetworkPolicies (`watch.rs` decides, `client.rs` does the requests, one
-//! thread per resource) and keeps them (`cluster.rs`), which the agent
+//! NetworkPolicies (`watch.rs` decides, `client.rs` does the requests,
+//! `watcher.rs` runs one thread per resource) and keeps them (`cluster.rs`), which the agent
 //! turns into this node's desired state (its subnet from its Node's
 //! spec.podCIDR, the switch's services, the DNS zone, node ports, policy
 //! and overlay peers: kube-proxy's, CoreDNS's and flannel's jobs). It never
@@ -17,6 +17,7 @@ pub mod kubeconfig;
 pub mod objects;
 pub mod stats;
 pub mod watch;
+pub mod watcher;
 
 /// Why the Kubernetes mode cannot start or a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
