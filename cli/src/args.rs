@@ -207,7 +207,7 @@ pub(crate) enum CniCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum NodeCommand {
     /// Run the node agent in the foreground (Ctrl-C stops it and removes its pods).
-    Up(NodeUpArgs),
+    Up(Box<NodeUpArgs>),
     /// Per-port packet, byte and drop counters of the switch.
     Stats {
         /// Output format (json or yaml; a table without it).
@@ -249,6 +249,11 @@ pub(crate) struct NodeUpArgs {
     /// (default: /etc/podnet/registries.yaml when it exists).
     #[arg(long)]
     pub registries: Option<PathBuf>,
+    /// Be a Kubernetes cluster's network: take Nodes, Services,
+    /// EndpointSlices, Pods and NetworkPolicies from the API server this
+    /// kubeconfig names (k3s: /etc/rancher/k3s/k3s.yaml), read-only.
+    #[arg(long, value_name = "KUBECONFIG", conflicts_with_all = ["server", "cluster_init"])]
+    pub kubernetes: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

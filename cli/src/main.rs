@@ -73,7 +73,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         let _ = REMOTE.set((config.server, token, admin));
     }
     match cli.command {
-        Command::Node { command: NodeCommand::Up(args) } => node_up(args, socket).await,
+        Command::Node { command: NodeCommand::Up(args) } => node_up(*args, socket).await,
         Command::Node { command: NodeCommand::Stats { output } } => {
             let Response::Stats(report) = call(socket, Request::NodeStats).await? else {
                 return unexpected();
@@ -368,6 +368,9 @@ async fn node_up(args: NodeUpArgs, socket: &Path) -> Result<ExitCode, CliError> 
         None => None,
     };
     let role = match (&args.server, args.cluster_init) {
+        _ if args.kubernetes.is_some() => {
+            runtime::agent::Role::Kubernetes { kubeconfig: args.kubernetes.clone().expect("checked") }
+        }
         (Some(server), _) => {
             let server = match server.parse::<std::net::SocketAddr>() {
                 Ok(addr) => addr,

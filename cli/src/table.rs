@@ -321,6 +321,9 @@ pub(crate) fn stats(report: &runtime::api::StatsReport) -> String {
     if !rules.is_empty() {
         out += &render(&["INGRESS RULE", "STATUS", "REQUESTS"], &rules);
     }
+    if !report.kubernetes.is_empty() {
+        out += &format!("KUBERNETES: {}\n", line(&report.kubernetes));
+    }
     out
 }
 

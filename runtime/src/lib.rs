@@ -20,6 +20,8 @@
 //! - `api` — the control socket the CLI talks to.
 //! - `kube` — the Kubernetes API kubectl talks to, in front of the same
 //!   request channel.
+//! - `kubernetes` — a read-only client of a real Kubernetes API, for
+//!   `node up --kubernetes`.
 //! - `agent` — the event loop that joins them.
 
 // Unsafe code lives in `sys`, behind safe wrappers; the few hooks that must
@@ -37,6 +39,7 @@ mod error;
 pub mod image;
 pub mod ingress;
 pub mod kube;
+pub mod kubernetes;
 pub mod listeners;
 pub mod model;
 pub mod node;

@@ -100,6 +100,27 @@ pub enum AgentError {
     /// The member's link to its server ended.
     #[error("the cluster link stopped")]
     LinkStopped,
+    /// The Kubernetes mode: its kubeconfig, the API server, this node's Node.
+    #[error(transparent)]
+    Kubernetes(#[from] crate::kubernetes::KubernetesError),
+    /// Every Kubernetes watcher stopped.
+    #[error("the Kubernetes API watchers stopped: see the agent's log")]
+    WatchersStopped,
+    /// The data dir's node has another subnet than its Node's podCIDR.
+    #[error("data dir {} holds node subnet {saved}, and the Node's podCIDR is {given}: give the agent a fresh --data-dir", dir.display())]
+    SubnetChanged {
+        /// The data dir.
+        dir: PathBuf,
+        /// The subnet saved.
+        saved: Cidr,
+        /// The podCIDR.
+        given: Cidr,
+    },
+    /// A change asked of a node whose state is the Kubernetes API's.
+    #[error(
+        "this node takes its pods, Services and policies from the Kubernetes API (--kubernetes): make changes there, with kubectl"
+    )]
+    KubernetesOwned,
     /// The server gave this node another subnet than its pods have.
     #[error("the server moved this node to subnet {0}: restart the agent")]
     Moved(Cidr),

@@ -30,6 +30,7 @@ use crate::node::{NodeOptions, NodeRuntime};
 use crate::store::{Store, StoreError};
 
 mod error;
+mod kubernetes;
 
 pub use error::AgentError;
 
@@ -54,6 +55,12 @@ pub enum Role {
         token_file: PathBuf,
         /// The address other nodes reach this one at.
         address: Option<Ipv4Addr>,
+    },
+    /// A real Kubernetes cluster's network (`--kubernetes KUBECONFIG`):
+    /// Services, endpoints, policies and nodes come from its API.
+    Kubernetes {
+        /// The kubeconfig of its API server.
+        kubeconfig: PathBuf,
     },
 }
 
@@ -113,6 +120,18 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     let mut hidden = vec![options.socket.clone(), data_dir.clone()];
     // The port the cluster API shares with the Kubernetes API on a server.
     let kube_port = SharedPort::default();
+    // In Kubernetes mode the subnet is the Node's podCIDR, known once the
+    // watchers have listed: they start before anything else.
+    let watched = match &options.role {
+        Role::Kubernetes { kubeconfig } => {
+            let (watched, subnet) =
+                kubernetes::start(kubeconfig, &options.node_name, &options.config).await?;
+            options.config.network.node_subnet = subnet;
+            hidden.push(kubeconfig.clone());
+            Some(watched)
+        }
+        _ => None,
+    };
     let (mut side, config, subnet) = match options.role.clone() {
         Role::Member { server, token_file, address } => {
             let (member, config) = Member::start(&options, server, &token_file, address, &calls_tx).await?;
@@ -122,6 +141,14 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
         }
         _ => {
             let mut control = Control::start(&options, &calls_tx, &kube_port).await?;
+            if let Some(watched) = watched {
+                let saved = control.cp.subnet_of(&options.node_name).expect("the local node is registered");
+                let given = options.config.network.node_subnet;
+                if saved != given {
+                    return Err(AgentError::SubnetChanged { dir: data_dir.clone(), saved, given });
+                }
+                control.kubernetes = Some(Box::new(watched));
+            }
             control.cp.reconcile(Now::system());
             if let Err(e) = commit(&mut control.cp, &control.store).await {
                 tracing::warn!("{e}");
@@ -143,12 +170,15 @@ pub async fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     // cluster, so the API it could serve would be a read-only echo.
     let (api_address, cluster) = match &options.role {
         Role::Server { address, listen } => (*address, Some((*listen, kube_port.clone()))),
-        Role::Member { .. } => (None, None),
+        Role::Member { .. } | Role::Kubernetes { .. } => (None, None),
         Role::Standalone => (None, None),
     };
     if matches!(options.role, Role::Member { .. }) {
         crate::kube::forget_kubeconfig(data_dir);
         tracing::info!("the Kubernetes API is the cluster server's: use the kubeconfig from its data dir");
+    } else if matches!(options.role, Role::Kubernetes { .. }) {
+        // The cluster's API server is the API: this node serves none.
+        crate::kube::forget_kubeconfig(data_dir);
     } else {
         let api = crate::kube::ApiOptions {
             config: &options.config.api,
@@ -196,6 +226,9 @@ struct Control {
     revision: watch::Sender<u64>,
     /// Streams into members' pods, on a cluster's server.
     streams: Option<crate::cluster::streams::Streams>,
+    /// In Kubernetes mode, the watched cluster: the node's tables come from
+    /// it, and the control plane keeps only CNI attachments.
+    kubernetes: Option<Box<kubernetes::Watched>>,
 }
 
 /// A member: the link to its server and the last state it was given.
@@ -223,6 +256,8 @@ enum SideEvent {
     Cluster(ClusterEvent),
     /// From the server, on a member.
     Server(Option<FromServer>),
+    /// From the Kubernetes watchers.
+    Kubernetes(Option<crate::kubernetes::watcher::Update>),
 }
 
 /// The one event loop of both roles: requests, process exits, probes, the
@@ -271,6 +306,10 @@ impl Side {
     /// The role's next event; never, for a standalone node.
     async fn next(&mut self) -> SideEvent {
         match self {
+            Side::Control(c) if c.kubernetes.is_some() => {
+                let watched = c.kubernetes.as_mut().expect("checked");
+                SideEvent::Kubernetes(watched.updates.recv().await)
+            }
             Side::Control(c) => match &mut c.hub {
                 Some(hub) => match hub.recv().await {
                     Some(event) => SideEvent::Cluster(event),
@@ -293,6 +332,10 @@ impl Side {
                 Ok(())
             }
             (Side::Member(m), SideEvent::Server(message)) => m.on_message(message).await,
+            (Side::Control(c), SideEvent::Kubernetes(update)) => match c.kubernetes.as_mut() {
+                Some(watched) => watched.on_update(update),
+                None => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -401,6 +444,11 @@ impl Side {
                             });
                         }
                     }
+                    return;
+                }
+                // The cluster's state is the Kubernetes API's to change.
+                if c.kubernetes.is_some() && !request.is_read_only() {
+                    let _ = reply.send(Err(AgentError::KubernetesOwned.to_string()));
                     return;
                 }
                 let answer = c.answer(node, request).await.map_err(|e| e.to_string());
@@ -571,7 +619,7 @@ impl Control {
             tracing::warn!("{e}");
         }
         let revision = watch::channel(cp.revision()).0;
-        Ok(Control { cp, store, hub, revision, streams })
+        Ok(Control { cp, store, hub, revision, streams, kubernetes: None })
     }
 
     /// Brings the local node in line with the control plane: its pods
@@ -582,7 +630,11 @@ impl Control {
         let failed = node.apply_pods(&desired.pods).await;
         self.cp.start_failed(&failed);
         self.cp.report(node.name(), node.statuses());
-        node.apply_tables(&self.cp.desired_for(node.name())).await;
+        let local = self.cp.desired_for(node.name());
+        match &mut self.kubernetes {
+            Some(watched) => node.apply_tables(&watched.cluster.desired(node.name(), &local)).await,
+            None => node.apply_tables(&local).await,
+        }
         failed
     }
 

@@ -18,7 +18,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -502,6 +502,10 @@ pub struct StatsReport {
     /// rule matched, backend errors, failed TLS handshakes.
     #[serde(default)]
     pub ingress: Vec<(String, u64)>,
+    /// The Kubernetes mode's watchers: reconnects, relists, events,
+    /// objects refused (empty in the other modes).
+    #[serde(default)]
+    pub kubernetes: Vec<(String, u64)>,
 }
 
 /// One listener's connections, and what it refused or closed, by reason.

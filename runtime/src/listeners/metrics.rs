@@ -139,6 +139,13 @@ pub fn render(report: &StatsReport) -> String {
         let name = format!("podnet_ingress_{what}_total");
         let _ = writeln!(out, "# HELP {name} Ingress: {what}.\n# TYPE {name} counter\n{name} {value}");
     }
+    for (what, value) in &report.kubernetes {
+        let name = format!("podnet_kubernetes_{what}_total");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Kubernetes API watchers: {what}.\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     let name = "podnet_listener_connections";
     let _ = writeln!(out, "# HELP {name} Connections (UDP: flows) open, by listener.\n# TYPE {name} gauge");
     for l in &report.listeners {
@@ -214,6 +221,7 @@ mod tests {
             flows: vec![("active".into(), 1)],
             images: vec![("layers_unpacked".into(), 3)],
             ingress: vec![("default/shop shop.example/api 2xx".into(), 9), ("no_rule".into(), 1)],
+            kubernetes: vec![("reconnects".into(), 2)],
             listeners: vec![crate::api::ListenerCounters {
                 listener: "dns_tcp".into(),
                 open: 2,
@@ -225,6 +233,7 @@ mod tests {
             "podnet_ingress_requests_total{rule=\"default/shop shop.example/api\",class=\"2xx\"} 9"
         ));
         assert!(text.contains("podnet_ingress_no_rule_total 1"));
+        assert!(text.contains("podnet_kubernetes_reconnects_total 2"));
         assert!(text.contains("podnet_dns_queries_total{result=\"answered\"} 4"));
         assert!(text.contains("# TYPE podnet_flows_active gauge\npodnet_flows_active 1"));
         assert!(text.contains(

@@ -185,6 +185,7 @@ impl NodeRuntime {
             listeners: crate::listeners::limits::report(),
             images,
             ingress: self.ingress_stats(),
+            kubernetes: crate::kubernetes::stats::report(),
         })
     }
 
