@@ -32,6 +32,7 @@ impl Resource {
         match self.group {
             "" => "v1",
             "apps" => "apps/v1",
+            super::endpointslices::GROUP => super::endpointslices::API_VERSION,
             _ => super::netpol::API_VERSION,
         }
     }
@@ -185,12 +186,25 @@ pub const NETWORKING: [Resource; 3] = [
     },
 ];
 
+/// The discovery group's resources: EndpointSlices.
+pub const DISCOVERY: [Resource; 1] = [Resource {
+    name: "endpointslices",
+    singular: "endpointslice",
+    kind: "EndpointSlice",
+    group: super::endpointslices::GROUP,
+    namespaced: true,
+    verbs: READ,
+    short_names: &[],
+    categories: &[],
+}];
+
 /// The resource `name` of `group`, if served.
 pub fn find(group: &str, name: &str) -> Option<&'static Resource> {
     let list: &'static [Resource] = match group {
         "" => &CORE,
         "apps" => &APPS,
         NETWORKING_GROUP => &NETWORKING,
+        super::endpointslices::GROUP => &DISCOVERY,
         _ => return None,
     };
     list.iter().find(|r| r.name == name)
@@ -230,7 +244,7 @@ pub fn groups() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [apps_group(), networking_group()],
+        "groups": [apps_group(), networking_group(), discovery_group()],
     })
 }
 
@@ -253,6 +267,22 @@ pub fn networking_resources() -> Value {
         "apiVersion": "v1",
         "groupVersion": "networking.k8s.io/v1",
         "resources": NETWORKING.iter().map(resource_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `/apis/discovery.k8s.io`: the discovery group.
+pub fn discovery_group() -> Value {
+    let version = json!({ "groupVersion": super::endpointslices::API_VERSION, "version": "v1" });
+    json!({ "kind": "APIGroup", "apiVersion": "v1", "name": super::endpointslices::GROUP, "versions": [version], "preferredVersion": version })
+}
+
+/// `/apis/discovery.k8s.io/v1`: endpoint slices.
+pub fn discovery_resources() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": super::endpointslices::API_VERSION,
+        "resources": DISCOVERY.iter().map(resource_json).collect::<Vec<_>>(),
     })
 }
 

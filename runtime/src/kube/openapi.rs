@@ -34,6 +34,7 @@ pub fn root() -> Value {
         "api/v1": { "serverRelativeURL": "/openapi/v3/api/v1" },
         "apis/apps/v1": { "serverRelativeURL": "/openapi/v3/apis/apps/v1" },
         "apis/networking.k8s.io/v1": { "serverRelativeURL": "/openapi/v3/apis/networking.k8s.io/v1" },
+        "apis/discovery.k8s.io/v1": { "serverRelativeURL": "/openapi/v3/apis/discovery.k8s.io/v1" },
     }})
 }
 
@@ -68,6 +69,11 @@ pub fn core() -> Value {
 /// `/openapi/v3/apis/networking.k8s.io/v1`.
 pub fn networking() -> Value {
     document("/apis/networking.k8s.io/v1", NETWORKING_GROUP, &NETWORKING)
+}
+
+/// `/openapi/v3/apis/discovery.k8s.io/v1`.
+pub fn discovery() -> Value {
+    document("/apis/discovery.k8s.io/v1", super::endpointslices::GROUP, &super::discovery::DISCOVERY)
 }
 
 /// `/openapi/v3/apis/apps/v1`.

@@ -39,21 +39,25 @@ struct Template<'a> {
 /// FNV-1a, 64 bits: a stable hash of the template's JSON (the standard
 /// library's hasher may change between Rust releases; a template hash must
 /// not change across an upgrade).
-fn fnv(bytes: &[u8]) -> u64 {
+pub(super) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn hash(template: &Template<'_>) -> String {
-    // The deployment controller's alphabet (no vowels, no look-alikes).
+/// `len` characters of `n` in the alphabet Kubernetes' generated names use
+/// (no vowels, no look-alikes).
+pub(super) fn safe_encode(mut n: u64, len: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = fnv(&serde_json::to_vec(template).unwrap_or_default());
-    (0..10)
+    (0..len)
         .map(|_| {
             let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
             n /= ALPHABET.len() as u64;
             c
         })
         .collect()
+}
+
+fn hash(template: &Template<'_>) -> String {
+    safe_encode(fnv(&serde_json::to_vec(template).unwrap_or_default()), 10)
 }
 
 /// The pod-template-hash of a deployment's current template.
@@ -79,7 +83,7 @@ pub fn pod_hash(spec: &PodSpec) -> String {
 
 /// A ReplicaSet's uid, the same wherever it is derived (a pod's owner
 /// reference and the ReplicaSet itself).
-fn uid(namespace: &str, name: &str) -> String {
+pub(super) fn uid(namespace: &str, name: &str) -> String {
     let h = fnv(format!("{namespace}/{name}").as_bytes());
     format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xffff, 0x8000, h >> 16)
 }

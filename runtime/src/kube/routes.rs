@@ -65,15 +65,21 @@ pub fn route(path: &str) -> Result<Route<'_>, Status> {
         ["openapi", "v3", "apis", "networking.k8s.io", "v1"] => {
             return Ok(Route::Document(openapi::networking));
         }
+        ["openapi", "v3", "apis", "discovery.k8s.io", "v1"] => {
+            return Ok(Route::Document(openapi::discovery));
+        }
         ["api", "v1"] => return Ok(Route::Document(discovery::core_resources)),
         ["apis"] => return Ok(Route::Document(discovery::groups)),
         ["apis", "apps"] => return Ok(Route::Document(discovery::apps_group)),
         ["apis", "apps", "v1"] => return Ok(Route::Document(discovery::apps_resources)),
         ["apis", "networking.k8s.io"] => return Ok(Route::Document(discovery::networking_group)),
         ["apis", "networking.k8s.io", "v1"] => return Ok(Route::Document(discovery::networking_resources)),
+        ["apis", "discovery.k8s.io"] => return Ok(Route::Document(discovery::discovery_group)),
+        ["apis", "discovery.k8s.io", "v1"] => return Ok(Route::Document(discovery::discovery_resources)),
         ["api", "v1", rest @ ..] => ("", rest),
         ["apis", "apps", "v1", rest @ ..] => ("apps", rest),
         ["apis", "networking.k8s.io", "v1", rest @ ..] => (discovery::NETWORKING_GROUP, rest),
+        ["apis", "discovery.k8s.io", "v1", rest @ ..] => (super::endpointslices::GROUP, rest),
         _ => return Err(Status::no_path()),
     };
     let find = |name: &str| discovery::find(group, name).ok_or_else(Status::no_path);

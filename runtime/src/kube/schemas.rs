@@ -318,6 +318,23 @@ static SCHEMAS: &[Schema] = &[
         fields: &[HEAD[0], HEAD[1], HEAD[2], ("subsets", Ty::Object, "Addresses and ports.")],
     },
     Schema {
+        name: "io.k8s.api.discovery.v1.EndpointSlice",
+        description: "A Service's endpoints as kube-proxy reads them: one slice per Service, labelled kubernetes.io/service-name, shown from its Endpoints. Read-only.",
+        kind: Some(("discovery.k8s.io", "EndpointSlice")),
+        fields: &[
+            HEAD[0],
+            HEAD[1],
+            HEAD[2],
+            ("addressType", Ty::Str, "IPv4."),
+            (
+                "endpoints",
+                Ty::Object,
+                "The pods: addresses, conditions (ready, serving, terminating), targetRef.",
+            ),
+            ("ports", Ty::Object, "The ports every endpoint of this slice serves: name, port, protocol."),
+        ],
+    },
+    Schema {
         name: "io.k8s.api.networking.v1.NetworkPolicy",
         description: "A NetworkPolicy: which connections the pods it selects may accept and open, enforced by podnet's switch on every node.",
         kind: Some(("networking.k8s.io", "NetworkPolicy")),

@@ -74,6 +74,16 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Up to three of `items` and how many more, as kubectl's printers show
+/// endpoints (`none` when there are none).
+fn first_three(items: &[String], none: &str) -> String {
+    match items.len() {
+        0 => none.to_string(),
+        n if n > 3 => format!("{} + {} more...", items[..3].join(","), n - 3),
+        _ => items.join(","),
+    }
+}
+
 fn join_labels(v: &Value) -> String {
     match v.as_object() {
         Some(map) if !map.is_empty() => {
@@ -141,6 +151,13 @@ fn columns(kind: &str) -> &'static [Column] {
             ("Selector", "string", 1),
         ],
         "Endpoints" => &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
+        "EndpointSlice" => &[
+            ("Name", "string", 0),
+            ("AddressType", "string", 0),
+            ("Ports", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
         "NetworkPolicy" => &[("Name", "string", 0), ("Pod-Selector", "string", 0), ("Age", "string", 0)],
         "Node" => &[
             ("Name", "string", 0),
@@ -323,12 +340,24 @@ fn cells(kind: &str, o: &Value, now: u64) -> Vec<Value> {
                     }
                 }
             }
-            let shown = match eps.len() {
-                0 => "<none>".to_string(),
-                n if n > 3 => format!("{} + {} more...", eps[..3].join(","), n - 3),
-                _ => eps.join(","),
-            };
-            vec![name, json!(shown), age]
+            vec![name, json!(first_three(&eps, "<none>")), age]
+        }
+        "EndpointSlice" => {
+            let ports: Vec<String> =
+                o["ports"].as_array().into_iter().flatten().map(|p| p["port"].to_string()).collect();
+            let addresses: Vec<String> = o["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().into_iter().flatten().map(text))
+                .collect();
+            vec![
+                name,
+                json!(text(&o["addressType"])),
+                json!(if ports.is_empty() { "<unset>".into() } else { ports.join(",") }),
+                json!(first_three(&addresses, "<unset>")),
+                age,
+            ]
         }
         "Node" => {
             let ready = o["status"]["conditions"][0]["status"] == "True";

@@ -206,6 +206,13 @@ impl Verbs {
             self.seen(revision);
             let objects = match resource.name {
                 "replicasets" => self.replicasets(&items, ns).await?,
+                "endpointslices" => items
+                    .iter()
+                    .filter_map(|v| match &v.object {
+                        Object::Endpoints(e) => Some(super::endpointslices::slice(e, v.revision)),
+                        _ => None,
+                    })
+                    .collect(),
                 // LoadBalancer status is what this node's listeners see: a
                 // service's list answer carries it.
                 "services" => match call(Request::GetServices { namespace: ns }).await? {

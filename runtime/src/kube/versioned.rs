@@ -20,7 +20,7 @@ pub fn kind_of(resource: &str) -> Option<ObjectKind> {
         "ingresses" => ObjectKind::Ingress,
         "secrets" => ObjectKind::Secret,
         "configmaps" => ObjectKind::ConfigMap,
-        "endpoints" => ObjectKind::Endpoints,
+        "endpoints" | "endpointslices" => ObjectKind::Endpoints,
         "namespaces" => ObjectKind::Namespace,
         _ => return None,
     })

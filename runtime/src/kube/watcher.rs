@@ -46,6 +46,7 @@ impl Filter {
     fn shown(&self, object: &Value, source: &Object) -> Value {
         match (self.resource.name, source) {
             ("replicasets", Object::Deployment(d)) => super::replicasets::current(d, object),
+            ("endpointslices", Object::Endpoints(e)) => super::endpointslices::of(e, object),
             _ => object.clone(),
         }
     }
