@@ -391,6 +391,9 @@ impl PodOptions {
                 env,
                 env_refs: Vec::new(),
                 env_error: None,
+                volumes: Vec::new(),
+                mounts: Vec::new(),
+                files: Vec::new(),
                 stdin: Default::default(),
             }),
         )

@@ -57,6 +57,7 @@ impl OciRuntime {
             None => user::resolve(&rootfs.merged(), &spec.config.user)?,
         };
         let merged = rootfs.merged();
+        let volumes = super::volumes::write(&spec.pod_dir, &spec.image)?;
         bundle::write(
             &spec.pod_dir,
             &BundleSpec {
@@ -68,6 +69,7 @@ impl OciRuntime {
                 hostname: &spec.hostname,
                 netns: &spec.netns,
                 etc: &spec.etc,
+                volumes: &volumes,
                 privileged: spec.security.privileged,
                 resources: &spec.resources,
                 pids_limit: spec.pids_limit,

@@ -117,6 +117,9 @@ impl Fixture {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            files: Vec::new(),
             stdin: Default::default(),
         };
         let netns = netns::path(&self.netns);
@@ -390,6 +393,9 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         env: vec![],
         env_refs: vec![],
         env_error: None,
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+        files: Vec::new(),
         stdin: Default::default(),
     };
     let netns = netns::path(&fx.netns);
