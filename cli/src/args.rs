@@ -394,6 +394,7 @@ impl PodOptions {
                 volumes: Vec::new(),
                 mounts: Vec::new(),
                 files: Vec::new(),
+                stdin_once: false,
                 stdin: Default::default(),
             }),
         )

@@ -266,6 +266,7 @@ mod tests {
                         volumes: Vec::new(),
                         mounts: Vec::new(),
                         files: Vec::new(),
+                        stdin_once: false,
                         stdin: Default::default(),
                     }),
                     resources: Default::default(),

@@ -508,6 +508,8 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
             volumes: vols,
             mounts,
             files: Vec::new(),
+            // Without stdin there is no input to close.
+            stdin_once: c["stdinOnce"].as_bool() == Some(true) && c["stdin"].as_bool() == Some(true),
             stdin: match (c["stdin"].as_bool() == Some(true), c["tty"].as_bool() == Some(true)) {
                 (_, true) => ContainerStdin::Tty,
                 (true, false) => ContainerStdin::Open,

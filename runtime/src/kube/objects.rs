@@ -177,6 +177,9 @@ pub fn container(name: &str, c: &PodTemplate) -> Value {
                     .collect();
                 out["volumeMounts"] = json!(mounts);
             }
+            if image.stdin_once {
+                out["stdinOnce"] = json!(true);
+            }
             match image.stdin {
                 ContainerStdin::Closed => {}
                 ContainerStdin::Open => out["stdin"] = json!(true),
@@ -553,6 +556,7 @@ mod tests {
                     volumes: Vec::new(),
                     mounts: Vec::new(),
                     files: Vec::new(),
+                    stdin_once: false,
                     stdin: Default::default(),
                 }),
                 resources: Resources {

@@ -160,6 +160,10 @@ pub struct ImageSpec {
     /// desired state only (empty elsewhere, as `env_refs` are there).
     #[serde(default)]
     pub files: Vec<volumes::VolumeFiles>,
+    /// Its input closes once the first attach that wrote to it leaves
+    /// (Kubernetes' `stdinOnce`, as `kubectl run -i` asks).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// A container's input (Kubernetes' `stdin` and `tty`).
@@ -695,6 +699,7 @@ mod tests {
             volumes: Vec::new(),
             mounts: Vec::new(),
             files: Vec::new(),
+            stdin_once: false,
             stdin: Default::default(),
         };
         let (entrypoint, cmd) =

@@ -34,6 +34,7 @@ fn image_pod(name: &str, node: &str, refs: Vec<EnvRef>) -> PodSpec {
         volumes: Vec::new(),
         mounts: Vec::new(),
         files: Vec::new(),
+        stdin_once: false,
         stdin: Default::default(),
     });
     pod

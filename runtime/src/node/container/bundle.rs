@@ -465,6 +465,7 @@ mod tests {
             volumes: Vec::new(),
             mounts: Vec::new(),
             files: Vec::new(),
+            stdin_once: false,
             stdin: Default::default(),
         }
     }

@@ -85,7 +85,7 @@ impl OciRuntime {
             spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
         let mut err =
             spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
-        let input = super::stdin::make(spec.image.stdin, &spec.pod_dir, &spec.log)
+        let input = super::stdin::make(spec.image.stdin, spec.image.stdin_once, &spec.pod_dir, &spec.log)
             .map_err(ContainerError::io("cannot make the input of", &spec.pod_dir))?;
         let (mut stdin, mut pump) = (Stdio::null(), None);
         if let Some(input) = input {

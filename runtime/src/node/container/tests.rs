@@ -120,6 +120,7 @@ impl Fixture {
             volumes: Vec::new(),
             mounts: Vec::new(),
             files: Vec::new(),
+            stdin_once: false,
             stdin: Default::default(),
         };
         let netns = netns::path(&self.netns);
@@ -396,6 +397,7 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         volumes: Vec::new(),
         mounts: Vec::new(),
         files: Vec::new(),
+        stdin_once: false,
         stdin: Default::default(),
     };
     let netns = netns::path(&fx.netns);

@@ -119,6 +119,7 @@ mod tests {
                 .map(|(n, p)| VolumeMount { name: n.to_string(), mount_path: p.to_string(), read_only: true })
                 .collect(),
             files,
+            stdin_once: false,
             stdin: Default::default(),
         }
     }
