@@ -36,6 +36,7 @@ pub mod configmaps;
 pub mod decode;
 pub mod discovery;
 pub mod encode;
+pub mod event_history;
 mod event_watch;
 pub mod events;
 pub mod fields;
