@@ -47,6 +47,7 @@ pub mod manifest;
 pub mod netpol;
 pub mod objects;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
 pub mod replicasets;
