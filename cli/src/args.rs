@@ -396,6 +396,10 @@ impl PodOptions {
                 env,
                 env_refs: Vec::new(),
                 env_error: None,
+                volumes: Vec::new(),
+                mounts: Vec::new(),
+                files: Vec::new(),
+                stdin_once: false,
                 stdin: Default::default(),
             }),
         )

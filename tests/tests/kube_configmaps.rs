@@ -1,8 +1,9 @@
 //! ConfigMaps end to end (issue #15): kubectl create/get/describe/edit/
 //! patch/apply/delete and `get -w`, the Python client, podnet's own CLI,
 //! and image pods taking variables from ConfigMaps and Secrets
-//! (`valueFrom`, `envFrom`), waiting as CreateContainerConfigError while
-//! one is missing. Needs root (namespaces), kubectl, and for the pods
+//! (`valueFrom`, `envFrom`) and files (ConfigMap and Secret volumes), and
+//! the downward API's variables, waiting as CreateContainerConfigError
+//! while one is missing. Needs root (namespaces), kubectl, and for the pods
 //! umoci, skopeo and the registry (tests/src/oci.rs).
 
 use std::path::Path;
@@ -192,4 +193,115 @@ fn image_pods_take_variables_from_configmaps_and_secrets() {
     ok(&node, &["create", "configmap", "late", "--from-literal=mode=slow", "--from-literal=color=red"]);
     assert_eq!(logs("later"), "MODE=slow PASSWORD=hunter2 COLOR=red MAYBE=unset\n");
     ok(&node, &["delete", "pod", "envy", "later"]);
+}
+
+#[test]
+fn image_pods_mount_configmaps_and_secrets_and_read_the_downward_api() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kubecmvol");
+    let (node, _lan) = node_with_registry("kubecmvol", &scratch);
+    let game = node.dir.join("game.properties");
+    std::fs::write(&game, "lives=3\nlevel=hard\n").unwrap();
+    ok(&node, &["create", "configmap", "app", &format!("--from-file={}", game.display())]);
+    ok(&node, &["create", "secret", "generic", "db", "--from-literal=password=hunter2"]);
+    let manifest = node.dir.join("vols.yaml");
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: NAME
+  labels: {app: vols}
+spec:
+  volumes:
+  - name: cfg
+    configMap: {name: CONFIG}
+  - name: db
+    secret:
+      secretName: db
+      defaultMode: 0400
+      items: [{key: password, path: creds/password}]
+  - name: maybe
+    configMap: {name: absent, optional: true}
+  containers:
+  - name: NAME
+    image: IMAGE
+    command: [sh, -c, 'cat /etc/app/game.properties; echo "name=$MY_POD_NAME ip=$MY_POD_IP node=$MY_NODE app=$MY_APP"; echo "secret=$(cat /etc/db/creds/password) mode=$(busybox stat -c %a /etc/db/creds/password) maybe=[$(ls /etc/maybe)]"; touch /etc/app/x 2>/dev/null && echo writable || echo read-only; sleep 3600']
+    env:
+    - name: MY_POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: MY_POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: MY_NODE
+      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+    - name: MY_APP
+      valueFrom: {fieldRef: {apiVersion: v1, fieldPath: "metadata.labels['app']"}}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/app}
+    - {name: db, mountPath: /etc/db, readOnly: true}
+    - {name: maybe, mountPath: /etc/maybe}
+"#;
+    let pod = |name: &str, config: &str| {
+        pod.replace("NAME", name).replace("CONFIG", config).replace("IMAGE", &image_ref())
+    };
+    std::fs::write(&manifest, format!("{}---\n{}", pod("vols", "app"), pod("later", "late"))).unwrap();
+    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
+    let logs = |name: &str| {
+        eventually(Duration::from_secs(60), &format!("{name}'s output"), || {
+            let out = kubectl_with(&node, KUBECTL, &["logs", name]);
+            let text = stdout(&out);
+            (out.status.success() && (text.contains("read-only\n") || text.contains("writable\n")))
+                .then_some(text)
+        })
+    };
+    let field =
+        |name: &str, path: &str| ok(&node, &["get", "pod", name, "-o", &format!("jsonpath={{{path}}}")]);
+    let (ip, host) = (field("vols", ".status.podIP"), field("vols", ".spec.nodeName"));
+    assert!(!ip.is_empty() && !host.is_empty());
+    assert_eq!(
+        logs("vols"),
+        format!(
+            "lives=3\nlevel=hard\nname=vols ip={ip} node={host} app=vols\nsecret=hunter2 mode=400 maybe=[]\nread-only\n"
+        )
+    );
+    // The pod shows its volumes and references as written, never values;
+    // apply again changes nothing.
+    let shown = ok(&node, &["get", "pod", "vols", "-o", "yaml"]);
+    assert!(
+        shown.contains("secretName: db")
+            && shown.contains("fieldPath: status.podIP")
+            && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let again = ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(again.contains("pod/vols unchanged"), "{again}");
+
+    // A ConfigMap volume whose ConfigMap is not there yet: the pod waits,
+    // saying why, and starts once it exists.
+    let waiting = eventually(Duration::from_secs(30), "later's CreateContainerConfigError", || {
+        let row = ok(&node, &["get", "pod", "later", "--no-headers"]);
+        row.contains("CreateContainerConfigError").then_some(row)
+    });
+    assert!(waiting.contains("0/1"), "{waiting}");
+    let later = json(&ok(&node, &["get", "pod", "later", "-o", "json"]));
+    let state = &later["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert!(state["message"].as_str().unwrap_or("").contains("configmap \"late\" not found"), "{state}");
+    std::fs::write(&game, "lives=9\n").unwrap();
+    ok(&node, &["create", "configmap", "late", &format!("--from-file=game.properties={}", game.display())]);
+    let later = logs("later");
+    assert!(later.starts_with("lives=9\nname=later "), "{later}");
+
+    // Bad input: a volume kind podnet does not mount, a path out of the
+    // volume: 422 with the field, nothing made.
+    let bad = pod("bad", "app").replace("configMap: {name: absent, optional: true}", "emptyDir: {}");
+    std::fs::write(&manifest, bad).unwrap();
+    let err = fails(&node, &["apply", "-f", manifest.to_str().unwrap()], "is invalid");
+    assert!(
+        err.contains("spec.volumes[2].emptyDir") && err.contains("configMap and secret volumes only"),
+        "{err}"
+    );
+    let bad = pod("bad", "app").replace("path: creds/password", "path: ../../etc/passwd");
+    std::fs::write(&manifest, bad).unwrap();
+    let err = fails(&node, &["apply", "-f", manifest.to_str().unwrap()], "is invalid");
+    assert!(err.contains("spec.volumes[1].secret.items[0].path"), "{err}");
+    fails(&node, &["get", "pod", "bad"], "NotFound");
+    ok(&node, &["delete", "pod", "vols", "later"]);
 }

@@ -79,3 +79,41 @@ fn kubectl_watches_events_endpoints_namespaces_and_secrets() {
     ok(&node, &["delete", "namespace", "shop"]);
     namespaces.saw("DELETED", &["shop"]);
 }
+
+#[test]
+fn an_events_watch_from_a_lists_version_replays_what_came_after_it() {
+    require(KUBECTL, "kubectl");
+    let node = node_with_address("kubeevrv", None);
+    node.named_web("web", 1, 8080, &[]);
+    let node = &node;
+    let has = |name: &'static str| {
+        move || ok(node, &["get", "events"]).contains(&format!("pod/{name}")).then_some(())
+    };
+    podnet_e2e::eventually(Duration::from_secs(40), "web's events", has("web-"));
+    // The list kubectl makes before it watches: its version (the API's
+    // list, not the List kubectl prints).
+    let list = json(&ok(node, &["get", "--raw", "/api/v1/namespaces/default/events"]));
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    assert!(rv.parse::<u64>().is_ok_and(|rv| rv > 0), "{list}");
+    node.named_web("late", 1, 8081, &[]);
+    podnet_e2e::eventually(Duration::from_secs(40), "late's events", has("late-"));
+
+    // A watch from the list's version: what came after it, not what the
+    // list held.
+    let url = format!("/api/v1/namespaces/default/events?watch=1&resourceVersion={rv}&timeoutSeconds=3");
+    let replayed = ok(node, &["get", "--raw", &url]);
+    let added: Vec<&str> = replayed.lines().filter(|l| l.contains("\"type\":\"ADDED\"")).collect();
+    assert!(added.iter().any(|l| l.contains("\"name\":\"late-")), "late's events replayed: {replayed}");
+    assert!(
+        !added.iter().any(|l| l.contains("\"name\":\"web-")),
+        "web's listed events not sent again: {replayed}"
+    );
+    // From before every list kept: 410, and the client lists again.
+    let out = kubectl_with(
+        node,
+        KUBECTL,
+        &["get", "--raw", "/api/v1/namespaces/default/events?watch=1&resourceVersion=1"],
+    );
+    let err = podnet_e2e::stderr(&out);
+    assert!(!out.status.success() && (err.contains("Expired") || err.contains("too old")), "{err}");
+}

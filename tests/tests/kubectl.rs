@@ -215,7 +215,7 @@ fn kubectl_lists_creates_scales_and_deletes_podnet_objects() {
     std::fs::write(
         &secret_ref,
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: refs\nspec:\n  containers:\n  - name: refs\n    image: {image_ref}\n    env:\n    - name: PASSWORD\n      valueFrom:\n        fieldRef: {{fieldPath: metadata.name}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: refs\nspec:\n  containers:\n  - name: refs\n    image: {image_ref}\n    env:\n    - name: PASSWORD\n      valueFrom:\n        resourceFieldRef: {{resource: limits.cpu}}\n"
         ),
     )
     .unwrap();
@@ -465,13 +465,23 @@ fn kubectl_explains_the_fields_podnet_takes() {
     assert!(target.contains("by number or by the container port's name"), "{target}");
     let recursive = ok(&node, &["explain", "pod", "--recursive"]);
     assert!(recursive.contains("readinessProbe") && !recursive.contains("matchLabels"), "{recursive}");
-    fails(&node, &["explain", "pod.spec.volumes"], "field \"volumes\" does not exist");
+    let volumes = ok(&node, &["explain", "pod.spec.volumes"]);
+    assert!(volumes.contains("configMap") && volumes.contains("secret"), "{volumes}");
+    fails(&node, &["explain", "pod.spec.affinity"], "field \"affinity\" does not exist");
     // kubectl explains from OpenAPI v3 since 1.29; 1.27 and 1.28 read v2
-    // (protobuf), which podnet does not serve.
-    let v129 = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
-    if Path::new(v129).exists() {
-        let old = ok_with(&node, v129, &["explain", "deployment.spec.replicas"]);
-        assert!(old.contains("How many pods"), "{old}");
+    // (gnostic's protobuf, made from the same schemas).
+    for version in ["1.27", "1.28", "1.29"] {
+        let bin = format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}");
+        if Path::new(&bin).exists() {
+            let old = ok_with(&node, &bin, &["explain", "deployment.spec.replicas"]);
+            assert!(old.contains("How many pods"), "{version}: {old}");
+            let spec = ok_with(&node, &bin, &["explain", "deployment.spec"]);
+            assert!(spec.contains("replicas") && spec.contains("<PodTemplateSpec>"), "{version}: {spec}");
+            let ports = ok_with(&node, &bin, &["explain", "pod.spec.containers.ports"]);
+            assert!(ports.contains("containerPort") && ports.contains("host port"), "{version}: {ports}");
+            let policy = ok_with(&node, &bin, &["explain", "networkpolicy.spec"]);
+            assert!(policy.contains("podSelector"), "{version}: {policy}");
+        }
     }
 }
 

@@ -215,3 +215,82 @@ fn kubectl_follows_a_pods_log_until_it_ends_attaches_and_reads_a_deployments() {
         (out.status.success() && String::from_utf8_lossy(&out.stdout) == "from-deploy\n").then_some(())
     });
 }
+
+/// `kubectl attach -it POD` (binary `bin`) on a terminal of its own
+/// (script(1)) sized 33x77; its output once it ends.
+fn attach_on_a_terminal(node: &podnet_e2e::Node, bin: &str, pod: &str) -> String {
+    let kubectl = kubectl_command(node, bin, &[]);
+    let mut line = vec!["stty rows 33 cols 77;".to_string(), "nsenter".into()];
+    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.push(format!("attach -it {pod}"));
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .envs(kubectl.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let keep_stdin_open = script.stdin.take();
+    let status = wait_for(&mut script, Duration::from_secs(60), &format!("{bin} attach -it {pod}"));
+    drop(keep_stdin_open);
+    let mut text = String::new();
+    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    assert!(status.success(), "{bin} attach -it: {text}");
+    text
+}
+
+#[test]
+fn kubectl_attach_closes_a_stdin_once_input_and_resizes_the_terminal() {
+    require(KUBECTL, "kubectl");
+    require("script", "util-linux");
+    let scratch = Scratch::new("kubectl-once");
+    let (node, _lan) = node_with_registry("kconce", &scratch);
+    let manifest = node.dir.join("pods.yaml");
+    let pod = |name: &str, fields: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: {name}\n    image: {}\n    stdin: true\n{fields}    command: [sh, -c, '{script}']\n",
+            image_ref()
+        )
+    };
+    // Waits for the terminal to take the attached kubectl's size.
+    let sized = "until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized";
+    let mut pods = vec![
+        pod("once", "    stdinOnce: true\n", "echo ready; cat; echo eof"),
+        pod("sized", "    tty: true\n", sized),
+    ];
+    let old = std::path::Path::new(OLD_KUBECTL).exists();
+    if old {
+        pods.push(pod("sized-old", "    tty: true\n", sized));
+    }
+    std::fs::write(&manifest, pods.join("---\n")).unwrap();
+    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
+    let shown = json(&ok(&node, &["get", "pod", "once", "-o", "json"]));
+    assert_eq!(shown["spec"]["containers"][0]["stdinOnce"], true, "the pod keeps stdinOnce");
+
+    // stdinOnce: the first attach's input, then its end, is the
+    // container's (without it, cat would wait for the next attach).
+    node.wait_running("once");
+    let fed = kubectl_fed(&node, KUBECTL, &["attach", "-i", "once"], b"hello\n");
+    assert!(fed.status.success(), "kubectl attach -i: {}", stderr(&fed));
+    let logs = eventually(Duration::from_secs(30), "once's output to its end", || {
+        let text = ok(&node, &["logs", "once"]);
+        text.ends_with("eof\n").then_some(text)
+    });
+    assert_eq!(logs, "ready\nhello\neof\n");
+    let again = kubectl_with(&node, KUBECTL, &["attach", "-i", "once"]);
+    assert!(!again.status.success(), "a second attach finds the input closed: {}", stdout(&again));
+
+    // attach -it: the container's terminal takes kubectl's size (its
+    // resize messages: WebSocket for 1.32, SPDY's resize stream for 1.27).
+    let mut attached = vec![("sized", KUBECTL)];
+    if old {
+        attached.push(("sized-old", OLD_KUBECTL));
+    }
+    for (pod, bin) in attached {
+        node.wait_running(pod);
+        let text = attach_on_a_terminal(&node, bin, pod);
+        let logs = ok(&node, &["logs", pod]);
+        assert!(logs.contains("resized"), "{bin}: the terminal took 33x77: {text:?} {logs:?}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The API's way into the agent: the same request channel the control
 //! socket uses. The API never touches control-plane state itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,6 +14,9 @@ use crate::api::{Request, Response};
 pub struct Agent {
     calls: mpsc::Sender<Call>,
     timeout: Duration,
+    /// The last lists of Events (they are made from the agent's answers,
+    /// and watched from): shared by every clone.
+    events: Arc<super::event_history::EventHistory>,
 }
 
 /// Why the agent did not answer with a response.
@@ -29,7 +33,12 @@ pub enum AgentRefusal {
 impl Agent {
     /// An agent reached through `calls`; answers past `timeout` are given up.
     pub fn new(calls: mpsc::Sender<Call>, timeout: Duration) -> Agent {
-        Agent { calls, timeout }
+        Agent { calls, timeout, events: Arc::default() }
+    }
+
+    /// The last lists of Events made through this agent.
+    pub fn event_history(&self) -> &super::event_history::EventHistory {
+        &self.events
     }
 
     /// Sends `request` and waits for its one answer.

@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use super::status::Status;
-use crate::model::env_refs::{EnvRef, MAX_ENV_REFS, Source};
+use crate::model::env_refs::{EnvRef, FIELD_PATHS, FieldPath, MAX_ENV_REFS, Source};
+use crate::model::volumes::{self, KeyToPath, MAX_VOLUME_ITEMS, MAX_VOLUMES, Volume, VolumeMount};
 use crate::model::{
     Amount, Annotations, ClusterIpRequest, ContainerPort, ContainerStdin, DEFAULT_AFFINITY_TIMEOUT,
     DeploymentSpec, HostPort, ImageSpec, Labels, PodSpec, PodTemplate, Probe, Protocol, PullPolicy,
@@ -131,9 +132,9 @@ fn strings(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<String>, Sta
 /// Literal variables: names and values.
 type Env = Vec<(String, String)>;
 
-/// A container's `env`: names with values, and `valueFrom` references to
-/// ConfigMap and Secret keys; the downward API (`fieldRef`,
-/// `resourceFieldRef`) is refused, not dropped.
+/// A container's `env`: names with values, `valueFrom` references to
+/// ConfigMap and Secret keys and to the pod's fields (the downward API's
+/// `fieldRef`; `resourceFieldRef` is refused, not dropped).
 fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<(Env, Vec<EnvRef>), Status> {
     let items = match value {
         Value::Null => return Ok((Vec::new(), Vec::new())),
@@ -149,18 +150,28 @@ fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<(Env, Vec<EnvRe
         if !item["valueFrom"].is_null() {
             let from = &item["valueFrom"];
             let vf = format!("{at}.valueFrom");
-            let (source, r) = match (&from["configMapKeyRef"], &from["secretKeyRef"]) {
-                (Value::Object(_), Value::Null) => (Source::ConfigMap, &from["configMapKeyRef"]),
-                (Value::Null, Value::Object(_)) => (Source::Secret, &from["secretKeyRef"]),
+            // Checked as a variable name, with no value.
+            crate::model::check_env(&[(name.to_string(), String::new())])
+                .map_err(|e| ctx.invalid(&format!("{at}.name"), format!("Invalid value: {e}")))?;
+            let (source, r) = match (&from["configMapKeyRef"], &from["secretKeyRef"], &from["fieldRef"]) {
+                (Value::Object(_), Value::Null, Value::Null) => (Source::ConfigMap, &from["configMapKeyRef"]),
+                (Value::Null, Value::Object(_), Value::Null) => (Source::Secret, &from["secretKeyRef"]),
+                (Value::Null, Value::Null, Value::Object(_)) => {
+                    refs.push(EnvRef::Field {
+                        var: name.to_string(),
+                        field: field_ref(ctx, &from["fieldRef"], &vf)?,
+                    });
+                    continue;
+                }
                 _ => {
                     return Err(ctx.invalid(
                         &vf,
-                        "Forbidden: podnet takes one configMapKeyRef or secretKeyRef (not the downward API's fieldRef or resourceFieldRef): give a value",
+                        "Forbidden: podnet takes one configMapKeyRef, secretKeyRef or fieldRef (not resourceFieldRef): give a value",
                     ));
                 }
             };
             let sf = if source == Source::ConfigMap { "configMapKeyRef" } else { "secretKeyRef" };
-            let object = ref_name(ctx, r, &format!("{vf}.{sf}.name"))?;
+            let object = ref_name(ctx, &r["name"], &format!("{vf}.{sf}.name"))?;
             let key = r["key"].as_str().filter(|k| !k.is_empty());
             let key = key.ok_or_else(|| ctx.invalid(&format!("{vf}.{sf}.key"), "Required value"))?;
             refs.push(EnvRef::Key {
@@ -170,9 +181,6 @@ fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<(Env, Vec<EnvRe
                 key: key.to_string(),
                 optional: r["optional"].as_bool().unwrap_or(false),
             });
-            // Checked as a variable name, with no value.
-            crate::model::check_env(&[(name.to_string(), String::new())])
-                .map_err(|e| ctx.invalid(&format!("{at}.name"), format!("Invalid value: {e}")))?;
             continue;
         }
         let value = match &item["value"] {
@@ -184,6 +192,172 @@ fn env_vars(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<(Env, Vec<EnvRe
     }
     crate::model::check_env(&env).map_err(|e| ctx.invalid(field, format!("Invalid value: {e}")))?;
     Ok((env, refs))
+}
+
+/// A `valueFrom.fieldRef` at `vf`: a pod field the downward API gives env.
+fn field_ref(ctx: &Ctx<'_>, r: &Value, vf: &str) -> Result<FieldPath, Status> {
+    let at = format!("{vf}.fieldRef");
+    if let Some(version) = r["apiVersion"].as_str().filter(|v| *v != "v1") {
+        return Err(ctx.invalid(
+            &format!("{at}.apiVersion"),
+            format!("Unsupported value: \"{version}\": supported values: \"v1\""),
+        ));
+    }
+    let path = r["fieldPath"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ctx.invalid(&format!("{at}.fieldPath"), "Required value"))?;
+    FieldPath::parse(path).ok_or_else(|| {
+        ctx.invalid(
+            &format!("{at}.fieldPath"),
+            format!("Unsupported value: \"{path}\": supported values: {FIELD_PATHS}"),
+        )
+    })
+}
+
+/// A pod's `volumes`: ConfigMaps and Secrets; other kinds are refused,
+/// not dropped.
+fn pod_volumes(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<Volume>, Status> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) if items.len() > MAX_VOLUMES => {
+            return Err(ctx.invalid(
+                field,
+                format!("Too many: {}: podnet takes at most {MAX_VOLUMES} volumes per pod", items.len()),
+            ));
+        }
+        Value::Array(items) => items,
+        _ => return Err(ctx.invalid(field, "must be a list of {name, configMap} or {name, secret}")),
+    };
+    let mut out: Vec<Volume> = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let name = v["name"].as_str().filter(|n| !n.is_empty());
+        let name = name.ok_or_else(|| ctx.invalid(&format!("{at}.name"), "Required value"))?;
+        crate::model::check_name("volume", name, 63)
+            .map_err(|e| ctx.invalid(&format!("{at}.name"), format!("Invalid value: {e}")))?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(ctx.invalid(&format!("{at}.name"), format!("Duplicate value: \"{name}\"")));
+        }
+        let sources: Vec<&String> =
+            v.as_object().into_iter().flatten().map(|(k, _)| k).filter(|k| *k != "name").collect();
+        let (source, sf, object_field) = match sources.as_slice() {
+            [s] if *s == "configMap" => (Source::ConfigMap, "configMap", "name"),
+            [s] if *s == "secret" => (Source::Secret, "secret", "secretName"),
+            [] => return Err(ctx.invalid(&at, "Required value: must specify a volume type")),
+            [s] => {
+                return Err(ctx.invalid(
+                    &format!("{at}.{s}"),
+                    "Forbidden: podnet mounts configMap and secret volumes only: put the data in a ConfigMap or Secret",
+                ));
+            }
+            _ => return Err(ctx.invalid(&at, "Forbidden: may not specify more than 1 volume type")),
+        };
+        let r = &v[sf];
+        let rf = format!("{at}.{sf}");
+        let object = ref_name(ctx, &r[object_field], &format!("{rf}.{object_field}"))?;
+        let mode = |m: &Value, f: &str| -> Result<Option<u32>, Status> {
+            match m {
+                Value::Null => Ok(None),
+                m => m.as_u64().filter(|m| volumes::mode_ok(*m)).map(|m| Some(m as u32)).ok_or_else(|| {
+                    ctx.invalid(
+                        f,
+                        format!(
+                            "Invalid value: {m}: must be a number between 0 and 0777 (octal), both inclusive"
+                        ),
+                    )
+                }),
+            }
+        };
+        let default_mode = mode(&r["defaultMode"], &format!("{rf}.defaultMode"))?;
+        let list = match &r["items"] {
+            Value::Null => &Vec::new(),
+            Value::Array(l) if l.len() <= MAX_VOLUME_ITEMS => l,
+            Value::Array(l) => {
+                return Err(ctx.invalid(
+                    &format!("{rf}.items"),
+                    format!(
+                        "Too many: {}: podnet takes at most {MAX_VOLUME_ITEMS} items per volume",
+                        l.len()
+                    ),
+                ));
+            }
+            _ => return Err(ctx.invalid(&format!("{rf}.items"), "must be a list of {key, path}")),
+        };
+        let mut items = Vec::with_capacity(list.len());
+        for (j, item) in list.iter().enumerate() {
+            let itf = format!("{rf}.items[{j}]");
+            let key = item["key"].as_str().filter(|k| !k.is_empty());
+            let key = key.ok_or_else(|| ctx.invalid(&format!("{itf}.key"), "Required value"))?;
+            let path = item["path"].as_str().unwrap_or("");
+            volumes::check_file_path(path).map_err(|e| {
+                ctx.invalid(&format!("{itf}.path"), format!("Invalid value: \"{path}\": {e}"))
+            })?;
+            let mode = mode(&item["mode"], &format!("{itf}.mode"))?;
+            items.push(KeyToPath { key: key.to_string(), path: path.to_string(), mode });
+        }
+        out.push(Volume {
+            name: name.to_string(),
+            source,
+            object,
+            items,
+            optional: r["optional"].as_bool().unwrap_or(false),
+            default_mode: default_mode.unwrap_or(volumes::DEFAULT_MODE),
+        });
+    }
+    Ok(out)
+}
+
+/// A container's `volumeMounts`, each of one of the pod's `volumes`.
+fn volume_mounts(
+    ctx: &Ctx<'_>,
+    value: &Value,
+    field: &str,
+    vols: &[Volume],
+) -> Result<Vec<VolumeMount>, Status> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) if items.len() > MAX_VOLUMES => {
+            return Err(ctx.invalid(
+                field,
+                format!("Too many: {}: podnet takes at most {MAX_VOLUMES} mounts per container", items.len()),
+            ));
+        }
+        Value::Array(items) => items,
+        _ => return Err(ctx.invalid(field, "must be a list of {name, mountPath}")),
+    };
+    let mut out: Vec<VolumeMount> = Vec::with_capacity(items.len());
+    for (i, m) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        for f in ["subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"] {
+            if m[f].as_str().is_some_and(|v| !v.is_empty() && v != "None" && v != "Disabled") {
+                return Err(ctx.invalid(
+                    &format!("{at}.{f}"),
+                    "Forbidden: podnet does not support this field yet: mount the whole volume",
+                ));
+            }
+        }
+        let name = m["name"].as_str().filter(|n| !n.is_empty());
+        let name = name.ok_or_else(|| ctx.invalid(&format!("{at}.name"), "Required value"))?;
+        if !vols.iter().any(|v| v.name == name) {
+            return Err(ctx.invalid(&format!("{at}.name"), format!("Not found: \"{name}\"")));
+        }
+        let path = m["mountPath"].as_str().unwrap_or("");
+        volumes::check_mount_path(path).map_err(|e| {
+            ctx.invalid(&format!("{at}.mountPath"), format!("Invalid value: \"{path}\": {e}"))
+        })?;
+        if out.iter().any(|o| o.mount_path == path) {
+            return Err(
+                ctx.invalid(&format!("{at}.mountPath"), format!("Invalid value: \"{path}\": must be unique"))
+            );
+        }
+        out.push(VolumeMount {
+            name: name.to_string(),
+            mount_path: path.to_string(),
+            read_only: m["readOnly"].as_bool().unwrap_or(false),
+        });
+    }
+    Ok(out)
 }
 
 /// A container's `envFrom`: every key of a ConfigMap or Secret, prefixed.
@@ -209,7 +383,7 @@ fn env_from(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<EnvRef>, St
         };
         refs.push(EnvRef::All {
             source,
-            object: ref_name(ctx, r, &format!("{at}.{sf}.name"))?,
+            object: ref_name(ctx, &r["name"], &format!("{at}.{sf}.name"))?,
             prefix,
             optional: r["optional"].as_bool().unwrap_or(false),
         });
@@ -217,10 +391,10 @@ fn env_from(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<Vec<EnvRef>, St
     Ok(refs)
 }
 
-/// The object a reference names: a valid ConfigMap or Secret name.
-fn ref_name(ctx: &Ctx<'_>, r: &Value, field: &str) -> Result<String, Status> {
-    let name =
-        r["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(field, "Required value"))?;
+/// The object a reference names (`name`, a Secret volume's `secretName`):
+/// a valid ConfigMap or Secret name.
+fn ref_name(ctx: &Ctx<'_>, name: &Value, field: &str) -> Result<String, Status> {
+    let name = name.as_str().filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(field, "Required value"))?;
     crate::model::check_name("object", name, 253)
         .map_err(|e| ctx.invalid(field, format!("Invalid value: {e}")))?;
     Ok(name.to_string())
@@ -296,7 +470,6 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
         &[
             "initContainers",
             "ephemeralContainers",
-            "volumes",
             "hostNetwork",
             "hostPID",
             "hostIPC",
@@ -305,11 +478,7 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
         ],
         at,
     )?;
-    unsupported(
-        c,
-        &["workingDir", "volumeMounts", "volumeDevices", "livenessProbe", "startupProbe", "lifecycle"],
-        &cf,
-    )?;
+    unsupported(c, &["workingDir", "volumeDevices", "livenessProbe", "startupProbe", "lifecycle"], &cf)?;
     let command = strings(ctx, &c["command"], &format!("{cf}.command"))?;
     let args = strings(ctx, &c["args"], &format!("{cf}.args"))?;
     let (env, mut env_refs) = env_vars(ctx, &c["env"], &format!("{cf}.env"))?;
@@ -320,6 +489,8 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
             format!("Too many: {}: podnet takes at most {MAX_ENV_REFS} valueFrom and envFrom references per container", env_refs.len()),
         ));
     }
+    let vols = pod_volumes(ctx, &spec["volumes"], &format!("{at}.volumes"))?;
+    let mounts = volume_mounts(ctx, &c["volumeMounts"], &format!("{cf}.volumeMounts"), &vols)?;
     let image = match c["image"].as_str().filter(|i| !i.is_empty()) {
         Some(image) => Some(ImageSpec {
             image: image.to_string(),
@@ -334,12 +505,23 @@ fn pod_parts(ctx: &Ctx<'_>, spec: &Value, at: &str) -> Result<PodTemplate, Statu
             env,
             env_refs,
             env_error: None,
+            volumes: vols,
+            mounts,
+            files: Vec::new(),
+            // Without stdin there is no input to close.
+            stdin_once: c["stdinOnce"].as_bool() == Some(true) && c["stdin"].as_bool() == Some(true),
             stdin: match (c["stdin"].as_bool() == Some(true), c["tty"].as_bool() == Some(true)) {
                 (_, true) => ContainerStdin::Tty,
                 (true, false) => ContainerStdin::Open,
                 (false, false) => ContainerStdin::Closed,
             },
         }),
+        None if !vols.is_empty() => {
+            return Err(ctx.invalid(
+                &format!("{at}.volumes"),
+                "Forbidden: a pod without an image runs a host command on the node's files: give it an image",
+            ));
+        }
         None if !env.is_empty() || !env_refs.is_empty() => {
             return Err(ctx.invalid(
                 &format!("{cf}.env"),
@@ -765,7 +947,7 @@ mod tests {
         );
         env["spec"]["template"]["spec"]["containers"][0]["envFrom"] = Value::Null;
         env["spec"]["template"]["spec"]["containers"][0]["env"] =
-            json!([{ "name": "A", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }]);
+            json!([{ "name": "A", "valueFrom": { "resourceFieldRef": { "resource": "limits.cpu" } } }]);
         let e = deployment(&env, "default").unwrap_err();
         assert_eq!(e.causes[0].0, format!("{at}[0].valueFrom"));
         env["spec"]["template"]["spec"]["containers"][0]["env"] =
@@ -790,6 +972,104 @@ mod tests {
         assert_eq!(pod(&other_ns, "b").unwrap_err().code, 400);
         let wrong_kind = json!({ "kind": "Service", "apiVersion": "v1", "metadata": { "name": "x" } });
         assert_eq!(pod(&wrong_kind, "b").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn configmap_and_secret_volumes_and_the_downward_api_are_read_and_checked() {
+        let mut d = kubectl_deployment();
+        let spec = &mut d["spec"]["template"]["spec"];
+        spec["volumes"] = json!([
+            { "name": "cfg", "configMap": { "name": "app", "items": [{ "key": "k", "path": "conf/k", "mode": 0o600 }], "optional": true } },
+            { "name": "db", "secret": { "secretName": "db", "defaultMode": 0o400 } },
+        ]);
+        spec["containers"][0]["volumeMounts"] =
+            json!([{ "name": "cfg", "mountPath": "/etc/app", "readOnly": true }]);
+        spec["containers"][0]["env"] = json!([
+            { "name": "MY_POD_IP", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "status.podIP" } } },
+            { "name": "APP", "valueFrom": { "fieldRef": { "fieldPath": "metadata.labels['app']" } } },
+        ]);
+        let image = deployment(&d, "default").unwrap().template.image.unwrap();
+        assert_eq!(
+            image.env_refs,
+            [
+                EnvRef::Field { var: "MY_POD_IP".into(), field: FieldPath::PodIp },
+                EnvRef::Field { var: "APP".into(), field: FieldPath::Label("app".into()) },
+            ]
+        );
+        assert_eq!(
+            image.volumes,
+            [
+                Volume {
+                    name: "cfg".into(),
+                    source: Source::ConfigMap,
+                    object: "app".into(),
+                    items: vec![KeyToPath { key: "k".into(), path: "conf/k".into(), mode: Some(0o600) }],
+                    optional: true,
+                    default_mode: 0o644,
+                },
+                Volume {
+                    name: "db".into(),
+                    source: Source::Secret,
+                    object: "db".into(),
+                    items: vec![],
+                    optional: false,
+                    default_mode: 0o400,
+                },
+            ]
+        );
+        assert_eq!(
+            image.mounts,
+            [VolumeMount { name: "cfg".into(), mount_path: "/etc/app".into(), read_only: true }]
+        );
+        // As the API shows it again, and read back the same.
+        let mut shown = kubectl_deployment();
+        shown["spec"]["template"]["spec"] =
+            crate::kube::objects::deployment_template_spec_for_tests(&deployment(&d, "default").unwrap());
+        assert_eq!(
+            deployment(&shown, "default").unwrap().template,
+            deployment(&d, "default").unwrap().template
+        );
+
+        let refused = |f: &dyn Fn(&mut Value)| {
+            let mut d = d.clone();
+            f(&mut d["spec"]["template"]["spec"]);
+            let e = deployment(&d, "default").unwrap_err();
+            (e.causes[0].0.trim_start_matches("spec.template.spec.").to_string(), e.message)
+        };
+        let (at, why) = refused(&|s| s["volumes"][0] = json!({ "name": "cfg", "emptyDir": {} }));
+        assert!(
+            at == "volumes[0].emptyDir" && why.contains("configMap and secret volumes only"),
+            "{at}: {why}"
+        );
+        let (at, _) = refused(&|s| s["volumes"][1]["name"] = json!("cfg"));
+        assert_eq!(at, "volumes[1].name");
+        let (at, _) =
+            refused(&|s| s["volumes"][0]["configMap"]["items"][0]["path"] = json!("../../etc/passwd"));
+        assert_eq!(at, "volumes[0].configMap.items[0].path");
+        let (at, _) = refused(&|s| s["volumes"][1]["secret"]["defaultMode"] = json!(0o7777));
+        assert_eq!(at, "volumes[1].secret.defaultMode");
+        let (at, why) = refused(&|s| s["containers"][0]["volumeMounts"][0]["name"] = json!("nope"));
+        assert!(at == "containers[0].volumeMounts[0].name" && why.contains("Not found"), "{at}: {why}");
+        let (at, _) = refused(&|s| s["containers"][0]["volumeMounts"][0]["mountPath"] = json!("/"));
+        assert_eq!(at, "containers[0].volumeMounts[0].mountPath");
+        let (at, _) = refused(&|s| s["containers"][0]["volumeMounts"][0]["subPath"] = json!("k"));
+        assert_eq!(at, "containers[0].volumeMounts[0].subPath");
+        let (at, why) = refused(&|s| {
+            s["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] = json!("status.phase")
+        });
+        assert!(
+            at == "containers[0].env[0].valueFrom.fieldRef.fieldPath" && why.contains("Unsupported value"),
+            "{why}"
+        );
+        let many: Vec<Value> =
+            (0..17).map(|i| json!({ "name": format!("v{i}"), "secret": { "secretName": "s" } })).collect();
+        let (at, _) = refused(&|s| s["volumes"] = json!(many));
+        assert_eq!(at, "volumes");
+        let (at, _) = refused(&|s| {
+            s["containers"][0]["image"] = Value::Null;
+            s["containers"][0]["env"] = Value::Null;
+        });
+        assert_eq!(at, "volumes");
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! watch lists them again when a pod changes (what makes most of them:
 //! pulling, started, back-off; at most once a second) and every
 //! [`QUIET_POLL`] otherwise (probe failures), and sends what is new
-//! (ADDED) or counted again (MODIFIED). It holds a hub subscription to
-//! pods: its wake-up, and its place under the hub's watcher bounds.
+//! (ADDED) or counted again (MODIFIED). From a list's resourceVersion it
+//! first sends what came after that list (`event_history.rs`; 410 when
+//! it is no longer kept). It holds a hub subscription to pods: its
+//! wake-up, and its place under the hub's watcher bounds.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hyper::body::Bytes;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::agent::Agent;
+use super::event_history::{Seen, mark};
 use super::select::{FieldSelector, LabelSelector};
 use super::table::{self, Include};
 use super::watch::{Ended, Subscription};
@@ -40,15 +42,12 @@ pub(super) struct EventsWatch {
     pub table: Option<Include>,
     /// When it ends.
     pub timeout: Duration,
-    /// Whether the list before it is the client's (resourceVersion given):
-    /// the events now are not sent again.
-    pub from_list: bool,
+    /// What the client's list held (resourceVersion given): only what is
+    /// new since is sent. None: every event now, as ADDED.
+    pub from_list: Option<Seen>,
     /// sendInitialEvents: a bookmark after the initial events.
     pub initial_end: bool,
 }
-
-/// Each event's uid and what tells a change (count, message).
-type Seen = BTreeMap<String, (Value, Value)>;
 
 impl EventsWatch {
     async fn list(&self) -> Option<(Vec<Value>, u64)> {
@@ -62,9 +61,8 @@ impl EventsWatch {
     fn news(seen: &mut Seen, events: Vec<Value>) -> Vec<(&'static str, Value)> {
         let mut out = Vec::new();
         for e in events {
-            let uid = e["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let mark = (e["count"].clone(), e["message"].clone());
-            match seen.insert(uid, mark.clone()) {
+            let (uid, mark) = mark(&e);
+            match seen.insert(uid, mark) {
                 None => out.push(("ADDED", e)),
                 Some(old) if old != mark => out.push(("MODIFIED", e)),
                 Some(_) => {}
@@ -75,7 +73,7 @@ impl EventsWatch {
 
     /// Runs the watch until the client goes, the timeout, or the hub ends
     /// the subscription.
-    pub(super) async fn run(self, mut pods: Subscription, tx: mpsc::Sender<Bytes>) {
+    pub(super) async fn run(mut self, mut pods: Subscription, tx: mpsc::Sender<Bytes>) {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut first = true;
         let mut encode = |kind: &'static str, object: Value, rv: u64| -> Bytes {
@@ -90,14 +88,11 @@ impl EventsWatch {
                 }
             }
         };
-        let mut seen = Seen::new();
+        let mut seen = self.from_list.take().unwrap_or_default();
         let Some((events, rv)) = self.list().await else { return };
-        let initial = Self::news(&mut seen, events);
-        if !self.from_list {
-            for (kind, object) in initial {
-                if tx.send(encode(kind, object, rv)).await.is_err() {
-                    return;
-                }
+        for (kind, object) in Self::news(&mut seen, events) {
+            if tx.send(encode(kind, object, rv)).await.is_err() {
+                return;
             }
         }
         if self.initial_end {

@@ -101,7 +101,11 @@ pub async fn list(
         .buffered(AT_ONCE)
         .collect::<Vec<Vec<Value>>>()
         .await;
-    Ok((asked.into_iter().flatten().collect(), revision))
+    let events: Vec<Value> = asked.into_iter().flatten().collect();
+    // A watch from this list's version starts from what it held.
+    let scope = super::event_history::scope(namespace, field_selector);
+    agent.event_history().record(&scope, revision, &events);
+    Ok((events, revision))
 }
 
 #[cfg(test)]

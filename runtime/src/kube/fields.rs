@@ -1,8 +1,9 @@
 //! The fields Kubernetes defines on the objects podnet takes (from
 //! k8s.io/api's generated.proto), for `fieldValidation=Strict`: kubectl
 //! asks for it by default, and a misspelt field (`replica:`) must be an
-//! error, not silently nothing. Levels podnet never reads inside (volumes,
-//! affinity, probes...) are not walked: podnet refuses those fields whole.
+//! error, not silently nothing. Levels podnet never reads inside (affinity,
+//! probes, volume kinds other than configMap and secret...) are not
+//! walked: podnet refuses those fields whole.
 
 use serde_json::Value;
 
@@ -36,6 +37,63 @@ static META: Level = Level {
 static ENV_VAR: Level = Level { fields: &["name", "value", "valueFrom"], nested: &[] };
 static CONTAINER_PORT: Level =
     Level { fields: &["name", "hostPort", "containerPort", "protocol", "hostIP"], nested: &[] };
+static VOLUME_MOUNT: Level = Level {
+    fields: &[
+        "name",
+        "readOnly",
+        "recursiveReadOnly",
+        "mountPath",
+        "subPath",
+        "mountPropagation",
+        "subPathExpr",
+    ],
+    nested: &[],
+};
+static KEY_TO_PATH: Level = Level { fields: &["key", "path", "mode"], nested: &[] };
+static CONFIGMAP_VOLUME: Level =
+    Level { fields: &["name", "items", "defaultMode", "optional"], nested: &[("items", &KEY_TO_PATH, true)] };
+static SECRET_VOLUME: Level = Level {
+    fields: &["secretName", "items", "defaultMode", "optional"],
+    nested: &[("items", &KEY_TO_PATH, true)],
+};
+/// A volume: its name and every source Kubernetes defines (podnet reads
+/// configMap and secret, and refuses the others by name).
+static VOLUME: Level = Level {
+    fields: &[
+        "name",
+        "hostPath",
+        "emptyDir",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "secret",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "persistentVolumeClaim",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "downwardAPI",
+        "fc",
+        "azureFile",
+        "configMap",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "projected",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+        "csi",
+        "ephemeral",
+        "image",
+    ],
+    nested: &[("configMap", &CONFIGMAP_VOLUME, false), ("secret", &SECRET_VOLUME, false)],
+};
 static CONTAINER: Level = Level {
     fields: &[
         "name",
@@ -64,7 +122,11 @@ static CONTAINER: Level = Level {
         "stdinOnce",
         "tty",
     ],
-    nested: &[("ports", &CONTAINER_PORT, true), ("env", &ENV_VAR, true)],
+    nested: &[
+        ("ports", &CONTAINER_PORT, true),
+        ("env", &ENV_VAR, true),
+        ("volumeMounts", &VOLUME_MOUNT, true),
+    ],
 };
 static POD_SPEC: Level = Level {
     fields: &[
@@ -110,7 +172,11 @@ static POD_SPEC: Level = Level {
         "resources",
         "hostnameOverride",
     ],
-    nested: &[("containers", &CONTAINER, true), ("initContainers", &CONTAINER, true)],
+    nested: &[
+        ("containers", &CONTAINER, true),
+        ("initContainers", &CONTAINER, true),
+        ("volumes", &VOLUME, true),
+    ],
 };
 static TEMPLATE: Level = Level {
     fields: &["metadata", "spec"],
@@ -258,6 +324,13 @@ mod tests {
         let mut bad = ok.clone();
         bad["spec"]["template"]["spec"]["containers"][0]["imagee"] = json!("x");
         assert_eq!(unknown("Deployment", &bad).as_deref(), Some("spec.template.spec.containers[0].imagee"));
+        let mut bad = ok.clone();
+        bad["spec"]["template"]["spec"]["volumes"] =
+            json!([{ "name": "v", "configMap": { "name": "c", "items": [{ "key": "k", "pth": "p" }] } }]);
+        assert_eq!(
+            unknown("Deployment", &bad).as_deref(),
+            Some("spec.template.spec.volumes[0].configMap.items[0].pth")
+        );
         let svc = json!({ "kind": "Service", "spec": { "ports": [{ "port": 80, "targetport": 8080 }] } });
         assert_eq!(unknown("Service", &svc).as_deref(), Some("spec.ports[0].targetport"));
     }

@@ -63,6 +63,52 @@ fn resources(r: &Resources) -> Value {
     Value::Object(out)
 }
 
+/// A pod's (or a deployment's template's) `spec`: its one container and
+/// its volumes.
+fn pod_spec(name: &str, t: &PodTemplate) -> Value {
+    let mut spec = json!({ "containers": [container(name, t)] });
+    let volumes = t.image.as_ref().map(|i| i.volumes.as_slice()).unwrap_or_default();
+    if !volumes.is_empty() {
+        let volumes: Vec<Value> = volumes.iter().map(volume).collect();
+        spec["volumes"] = json!(volumes);
+    }
+    spec
+}
+
+/// A deployment's template's `spec` as the API shows it (for decode's tests).
+#[cfg(test)]
+pub(super) fn deployment_template_spec_for_tests(d: &crate::model::DeploymentSpec) -> Value {
+    pod_spec(&d.name, &d.template)
+}
+
+/// One ConfigMap or Secret volume in the API shape.
+fn volume(v: &crate::model::volumes::Volume) -> Value {
+    let (field, name_field) = match v.source {
+        Source::ConfigMap => ("configMap", "name"),
+        Source::Secret => ("secret", "secretName"),
+    };
+    let mut source = json!({ name_field: v.object });
+    if !v.items.is_empty() {
+        let items: Vec<Value> = v
+            .items
+            .iter()
+            .map(|i| {
+                let mut item = json!({ "key": i.key, "path": i.path });
+                if let Some(mode) = i.mode {
+                    item["mode"] = json!(mode);
+                }
+                item
+            })
+            .collect();
+        source["items"] = json!(items);
+    }
+    source["defaultMode"] = json!(v.default_mode);
+    if v.optional {
+        source["optional"] = json!(true);
+    }
+    json!({ "name": v.name, field: source })
+}
+
 /// The one container of a pod (or of a deployment's template), named
 /// `name`, in the API shape.
 pub fn container(name: &str, c: &PodTemplate) -> Value {
@@ -96,6 +142,8 @@ pub fn container(name: &str, c: &PodTemplate) -> Value {
                         }
                         env.push(json!({ "name": var, "valueFrom": { field(*source, true): r } }));
                     }
+                    EnvRef::Field { var, field } => env.push(json!({ "name": var, "valueFrom": {
+                        "fieldRef": { "apiVersion": "v1", "fieldPath": field.to_string() } } })),
                     EnvRef::All { source, object, prefix, optional } => {
                         let mut r = json!({ "name": object });
                         if *optional {
@@ -114,6 +162,23 @@ pub fn container(name: &str, c: &PodTemplate) -> Value {
             }
             if !env_from.is_empty() {
                 out["envFrom"] = json!(env_from);
+            }
+            if !image.mounts.is_empty() {
+                let mounts: Vec<Value> = image
+                    .mounts
+                    .iter()
+                    .map(|m| {
+                        let mut out = json!({ "name": m.name, "mountPath": m.mount_path });
+                        if m.read_only {
+                            out["readOnly"] = json!(true);
+                        }
+                        out
+                    })
+                    .collect();
+                out["volumeMounts"] = json!(mounts);
+            }
+            if image.stdin_once {
+                out["stdinOnce"] = json!(true);
             }
             match image.stdin {
                 ContainerStdin::Closed => {}
@@ -188,15 +253,14 @@ pub fn pod(pod: &Pod, rv: u64) -> Value {
         } }),
     };
     let ready = if status.ready { "True" } else { "False" };
+    let mut pod_spec = pod_spec(&spec.name, &spec.template);
+    pod_spec["nodeName"] = json!(pod.node_name);
+    pod_spec["restartPolicy"] = json!(spec.restart_policy.to_string());
     let mut object = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
-        "spec": {
-            "nodeName": pod.node_name,
-            "restartPolicy": spec.restart_policy.to_string(),
-            "containers": [container(&spec.name, &spec.template)],
-        },
+        "spec": pod_spec,
         "status": {
             "phase": format!("{:?}", status.phase),
             "conditions": [{ "type": "Ready", "status": ready }],
@@ -242,7 +306,7 @@ pub fn deployment(d: &Deployment, rv: u64) -> Value {
             "strategy": strategy(&spec.strategy),
             "template": {
                 "metadata": template_metadata(spec),
-                "spec": { "containers": [container(&spec.name, &spec.template)] },
+                "spec": pod_spec(&spec.name, &spec.template),
             },
         },
         "status": {
@@ -489,6 +553,10 @@ mod tests {
                     env: vec![("MODE".into(), "test".into())],
                     env_refs: vec![],
                     env_error: None,
+                    volumes: Vec::new(),
+                    mounts: Vec::new(),
+                    files: Vec::new(),
+                    stdin_once: false,
                     stdin: Default::default(),
                 }),
                 resources: Resources {

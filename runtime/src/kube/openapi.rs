@@ -14,18 +14,9 @@ use super::discovery::{APPS, CORE, NETWORKING, NETWORKING_GROUP, Resource};
 /// in an answer).
 pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
-/// `/openapi/v2`: an OpenAPI v2 document without definitions (gnostic's
-/// `Document` in protobuf: swagger "2.0" and its info). kubectl 1.27's
-/// apply downloads it and stops when it is missing; with no definitions
-/// it computes its patches from the types it knows itself.
+/// `/openapi/v2`: every schema in gnostic's protobuf (`openapi_v2.rs`).
 pub fn v2() -> Vec<u8> {
-    let field = |number: u8, bytes: &[u8]| {
-        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
-        out.extend_from_slice(bytes);
-        out
-    };
-    let info = [field(1, b"Kubernetes (podnet)"), field(2, b"v1.32.0")].concat();
-    [field(1, b"2.0"), field(2, &info)].concat()
+    super::openapi_v2::document()
 }
 
 /// `/openapi/v3`: where each group-version's document is.

@@ -113,6 +113,39 @@ static SCHEMAS: &[Schema] = &[
             ("restartPolicy", Ty::Str, "Always (default), OnFailure or Never."),
             ("hostNetwork", Ty::Bool, "Refused by podnet: every pod has its own address."),
             ("securityContext", Ty::Object, "runAsUser and runAsGroup: the user the container runs as."),
+            (
+                "volumes",
+                Ty::List("io.k8s.api.core.v1.Volume", Some("name")),
+                "ConfigMaps and Secrets as files (other volume kinds are refused).",
+            ),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.core.v1.Volume",
+        description: "A ConfigMap or Secret as a directory of files, one per key, mounted read-only.",
+        kind: None,
+        fields: &[
+            ("name", Ty::Str, "Its name, as volumeMounts name it."),
+            (
+                "configMap",
+                Ty::Object,
+                "{name, items: [{key, path, mode}], defaultMode (0644), optional}: the ConfigMap's keys as files.",
+            ),
+            (
+                "secret",
+                Ty::Object,
+                "{secretName, items: [{key, path, mode}], defaultMode (0644), optional}: the Secret's keys as files.",
+            ),
+        ],
+    },
+    Schema {
+        name: "io.k8s.api.core.v1.VolumeMount",
+        description: "Where the container sees a volume (always read-only).",
+        kind: None,
+        fields: &[
+            ("name", Ty::Str, "The volume's name."),
+            ("mountPath", Ty::Str, "The directory in the container: absolute, not /."),
+            ("readOnly", Ty::Bool, "Read-only either way, as the kubelet mounts ConfigMaps and Secrets."),
         ],
     },
     Schema {
@@ -159,6 +192,11 @@ static SCHEMAS: &[Schema] = &[
                 Ty::List("io.k8s.api.core.v1.EnvFromSource", None),
                 "Every key of a ConfigMap or Secret as a variable, with an optional prefix.",
             ),
+            (
+                "volumeMounts",
+                Ty::List("io.k8s.api.core.v1.VolumeMount", Some("mountPath")),
+                "Where the pod's volumes appear in the container.",
+            ),
         ],
     },
     Schema {
@@ -180,7 +218,11 @@ static SCHEMAS: &[Schema] = &[
         fields: &[
             ("name", Ty::Str, "Its name."),
             ("value", Ty::Str, "Its value."),
-            ("valueFrom", Ty::Object, "configMapKeyRef or secretKeyRef: {name, key, optional}."),
+            (
+                "valueFrom",
+                Ty::Object,
+                "configMapKeyRef or secretKeyRef: {name, key, optional}; or fieldRef: {fieldPath} (metadata.name, status.podIP, ...).",
+            ),
         ],
     },
     Schema {

@@ -152,6 +152,23 @@ async fn events(
         .map_or(hub.limits.longest, |t| t.min(hub.limits.longest));
     let initial_end = flag(query.get("sendInitialEvents"));
     let rv = query.get("resourceVersion").map(String::as_str).unwrap_or("");
+    // From a list's version: what that list held, or 410 (list again).
+    let from_list = match (initial_end, rv) {
+        (true, _) | (_, "" | "0") => None,
+        (false, rv) => {
+            let revision = rv
+                .parse::<u64>()
+                .map_err(|_| Status::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+            let scope = super::event_history::scope(namespace, &field_selector);
+            match hub.agent().event_history().at(&scope, revision) {
+                Ok(seen) => Some(seen),
+                Err(too_old) => {
+                    hub.count_expired();
+                    return Err(watch::expired(too_old.to_string()));
+                }
+            }
+        }
+    };
     let watch = super::event_watch::EventsWatch {
         agent: hub.agent().clone(),
         namespace: namespace.map(str::to_string),
@@ -160,7 +177,7 @@ async fn events(
         field_selector,
         table: table.then(|| Include::from_query(query.get("includeObject").map(String::as_str))),
         timeout,
-        from_list: !initial_end && !rv.is_empty() && rv != "0",
+        from_list,
         initial_end,
     };
     hub.admit(client)?;

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod secret;
 pub mod services;
 mod template;
+pub mod volumes;
 
 pub use error::ModelError;
 pub use template::PodTemplate;
@@ -149,6 +150,20 @@ pub struct ImageSpec {
     /// to (Kubernetes' `stdin`), and a terminal (`tty`).
     #[serde(default)]
     pub stdin: ContainerStdin,
+    /// The pod's ConfigMap and Secret volumes (`volumes`).
+    #[serde(default)]
+    pub volumes: Vec<volumes::Volume>,
+    /// Where the container sees them (`volumeMounts`).
+    #[serde(default)]
+    pub mounts: Vec<volumes::VolumeMount>,
+    /// The volumes' files, resolved by the control plane in a node's
+    /// desired state only (empty elsewhere, as `env_refs` are there).
+    #[serde(default)]
+    pub files: Vec<volumes::VolumeFiles>,
+    /// Its input closes once the first attach that wrote to it leaves
+    /// (Kubernetes' `stdinOnce`, as `kubectl run -i` asks).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// A container's input (Kubernetes' `stdin` and `tty`).
@@ -681,6 +696,10 @@ mod tests {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            files: Vec::new(),
+            stdin_once: false,
             stdin: Default::default(),
         };
         let (entrypoint, cmd) =

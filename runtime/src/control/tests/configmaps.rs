@@ -31,6 +31,10 @@ fn image_pod(name: &str, node: &str, refs: Vec<EnvRef>) -> PodSpec {
         env: vec![("MODE".into(), "literal".into())],
         env_refs: refs,
         env_error: None,
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+        files: Vec::new(),
+        stdin_once: false,
         stdin: Default::default(),
     });
     pod
@@ -163,4 +167,111 @@ fn references_resolve_for_the_pods_node_only_and_missing_ones_say_why() {
     let broken =
         desired.pods.iter().find(|p| p.spec.name == "broken").unwrap().spec.template.image.clone().unwrap();
     assert_eq!((broken.env_error, broken.env.last().cloned()), (None, Some(("X".into(), "found".into()))));
+}
+
+#[test]
+fn volumes_and_the_downward_api_resolve_for_the_pods_node_only() {
+    use crate::model::env_refs::FieldPath;
+    use crate::model::volumes::{KeyToPath, Volume, VolumeMount};
+    let mut h = Harness::new(1);
+    h.join("n1", 2);
+    h.join("n2", 3);
+    h.ok(Request::CreateConfigMap(configmap("app", &[("app.conf", "mode=fast\n"), ("color", "blue")])));
+    h.ok(Request::CreateSecret(opaque_secret("db")));
+    let field =
+        |var: &str, path: &str| EnvRef::Field { var: var.into(), field: FieldPath::parse(path).unwrap() };
+    let refs = [
+        "metadata.name",
+        "metadata.namespace",
+        "spec.nodeName",
+        "status.podIP",
+        "status.hostIP",
+        "metadata.labels['app']",
+    ]
+    .iter()
+    .map(|p| field(&format!("F_{p}"), p))
+    .collect();
+    let volume = |name: &str, source: Source, object: &str, items: Vec<KeyToPath>, optional: bool| Volume {
+        name: name.into(),
+        source,
+        object: object.into(),
+        items,
+        optional,
+        default_mode: crate::model::volumes::DEFAULT_MODE,
+    };
+    let mut spec = image_pod("web", "n1", refs);
+    let image = spec.template.image.as_mut().unwrap();
+    image.volumes = vec![
+        volume("cfg", Source::ConfigMap, "app", vec![], false),
+        volume(
+            "db",
+            Source::Secret,
+            "db",
+            vec![KeyToPath { key: "password".into(), path: "pw/password".into(), mode: Some(0o400) }],
+            false,
+        ),
+        volume("gone", Source::ConfigMap, "absent", vec![], true),
+    ];
+    image.mounts = vec![VolumeMount { name: "cfg".into(), mount_path: "/etc/app".into(), read_only: true }];
+    h.ok(Request::RunPod(spec.clone()));
+    let mut broken = spec;
+    broken.name = "broken".into();
+    broken.template.image.as_mut().unwrap().volumes.push(volume(
+        "nope",
+        Source::ConfigMap,
+        "nope",
+        vec![],
+        false,
+    ));
+    h.ok(Request::RunPod(broken));
+    h.converge();
+
+    let desired = &h.nodes["n1"].desired;
+    let ip = desired.pods.iter().find(|p| p.spec.name == "web").unwrap().ip.to_string();
+    let image = |name: &str| {
+        desired.pods.iter().find(|p| p.spec.name == name).unwrap().spec.template.image.clone().unwrap()
+    };
+    let web = image("web");
+    assert_eq!(web.env_error, None);
+    let env: Vec<(&str, &str)> = web.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        env[1..],
+        [
+            ("F_metadata.name", "web"),
+            ("F_metadata.namespace", "default"),
+            ("F_spec.nodeName", "n1"),
+            ("F_status.podIP", ip.as_str()),
+            ("F_status.hostIP", "192.168.1.2"),
+            ("F_metadata.labels['app']", "web"),
+        ]
+    );
+    type Files<'a> = Vec<(&'a str, Vec<(&'a str, &'a [u8], u32)>)>;
+    let files: Files = web
+        .files
+        .iter()
+        .map(|v| {
+            (v.name.as_str(), v.files.iter().map(|f| (f.path.as_str(), f.data.as_slice(), f.mode)).collect())
+        })
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("cfg", vec![("app.conf", &b"mode=fast\n"[..], 0o644), ("color", b"blue", 0o644)]),
+            ("db", vec![("pw/password", b"hunter2", 0o400)]),
+            ("gone", vec![]),
+        ]
+    );
+    assert_eq!(image("broken").env_error.as_deref(), Some("configmap \"nope\" not found"));
+    // The other node holds no file of them; the stored pod holds none.
+    let other = format!("{:?}", h.nodes["n2"].desired);
+    assert!(!other.contains("104, 117, 110, 116, 101, 114, 50") && !other.contains("mode=fast"), "{other}");
+    assert!(h.pod("web").spec.template.image.unwrap().files.is_empty());
+
+    // Once the ConfigMap exists the pod's node gets its files.
+    h.ok(Request::CreateConfigMap(configmap("nope", &[("k", "v")])));
+    h.converge();
+    let desired = &h.nodes["n1"].desired;
+    let broken =
+        desired.pods.iter().find(|p| p.spec.name == "broken").unwrap().spec.template.image.clone().unwrap();
+    assert_eq!((broken.env_error, broken.files.len()), (None, 4));
 }

@@ -3,15 +3,17 @@
 //! podnet keeps a container's stdout and stderr (or its terminal's output)
 //! in its log (`node::log_follow` follows it); a container made with
 //! `stdin: true` or `tty: true` has an input FIFO the attach writes to
-//! (`node::container::stdin`). One without has no stdin: `-i` is refused.
+//! (`node::container::stdin`), and one with `tty: true` a FIFO of terminal
+//! sizes (kubectl's resizes). One without has no stdin: `-i` is refused.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::exec::{Asked, Local, Process};
+use super::exec::{Asked, Local, Process, Terminal};
 use crate::api::{Request, Response};
 use crate::kube::agent::Agent;
 use crate::kube::status::Status;
@@ -19,6 +21,7 @@ use crate::kube::status::Status;
 /// The container's output from now on, as a process whose stdout it is,
 /// and with `-i` its input (a container with `stdin` or `tty`).
 pub async fn process(agent: &Agent, namespace: &str, name: &str, asked: &Asked) -> Result<Process, Status> {
+    let mut terminal = None;
     let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = if asked.stdin || asked.tty {
         let request = Request::ExecTarget { namespace: namespace.into(), name: name.into() };
         let target = match agent.call(request).await.map_err(|e| super::refusal(e, name))? {
@@ -35,6 +38,19 @@ pub async fn process(agent: &Agent, namespace: &str, name: &str, asked: &Asked) 
         let writer = tokio::net::unix::pipe::OpenOptions::new()
             .open_sender(&fifo)
             .map_err(|e| Status::bad_request(format!("pod {namespace}/{name} takes no input now: {e}")))?;
+        // A terminal's sizes, when the container has one (non-blocking:
+        // a resize never holds up the session).
+        terminal = asked
+            .tty
+            .then(|| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(crate::node::container::stdin::resize_fifo(&fifo))
+                    .ok()
+            })
+            .flatten()
+            .map(Terminal::Fifo);
         asked.stdin.then(|| Box::new(writer) as _)
     } else {
         None
@@ -42,13 +58,7 @@ pub async fn process(agent: &Agent, namespace: &str, name: &str, asked: &Asked) 
     let request = Request::FollowLogs { namespace: namespace.into(), name: name.into(), backlog: 0 };
     let items = agent.stream(request).await.map_err(|e| super::refusal(e, name))?;
     let output = LogReader { items, pending: Vec::new(), at: 0 };
-    Ok(Process::Local(Local {
-        stdin,
-        stdout: Some(Box::new(output)),
-        stderr: None,
-        terminal: None,
-        child: None,
-    }))
+    Ok(Process::Local(Local { stdin, stdout: Some(Box::new(output)), stderr: None, terminal, child: None }))
 }
 
 /// A followed log as a byte stream (EOF when the follower ends).

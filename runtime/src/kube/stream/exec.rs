@@ -196,7 +196,7 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
     drop(command);
     let master = std::fs::File::from(pty.master);
     let writer = master.try_clone().map_err(io)?;
-    let terminal = Terminal(OwnedFd::from(master.try_clone().map_err(io)?));
+    let terminal = Terminal::Pty(OwnedFd::from(master.try_clone().map_err(io)?));
     Ok(Process::Local(Local {
         stdin: asked.stdin.then(|| Box::new(tokio::fs::File::from_std(writer)) as _),
         stdout: Some(Box::new(TerminalReader(tokio::fs::File::from_std(master)))),
@@ -206,19 +206,36 @@ pub fn spawn(container: &ContainerExec, asked: &Asked) -> Result<Process, SpawnE
     }))
 }
 
-/// The agent's end of a command's terminal.
-pub struct Terminal(OwnedFd);
+/// What a client's terminal sizes are applied to.
+pub enum Terminal {
+    /// The agent's end of an exec's terminal.
+    Pty(OwnedFd),
+    /// An attached container's resize FIFO, which the thread holding its
+    /// terminal reads (`node::container::stdin`).
+    Fifo(std::fs::File),
+}
 
 impl Terminal {
     /// Applies a size the client sent.
     pub fn resize(&self, size: Size) {
-        let ws = libc::winsize { ws_row: size.height, ws_col: size.width, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which
-        // outlives the call; the fd is this terminal's, open while self is.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::ioctl(self.0.as_raw_fd(), libc::TIOCSWINSZ, &ws)
-        };
+        match self {
+            Terminal::Pty(fd) => {
+                let ws =
+                    libc::winsize { ws_row: size.height, ws_col: size.width, ws_xpixel: 0, ws_ypixel: 0 };
+                // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which
+                // outlives the call; the fd is this terminal's, open while self is.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws)
+                };
+            }
+            Terminal::Fifo(fifo) => {
+                use std::io::Write;
+                // Non-blocking: a FIFO full of unread sizes drops this one.
+                let message = crate::node::container::stdin::resize_message(size.width, size.height);
+                let _ = (&*fifo).write(&message);
+            }
+        }
     }
 }
 
@@ -271,7 +288,9 @@ pub async fn run(process: Process, output: mpsc::Sender<Output>, input: mpsc::Re
 /// [`run`] for a command this agent runs.
 async fn run_local(process: Local, output: mpsc::Sender<Output>, mut input: mpsc::Receiver<Input>) -> Ended {
     let Local { mut stdin, stdout, stderr, terminal, mut child } = process;
-    let tty = terminal.is_some();
+    // An exec's own terminal (an attach writes to its container's FIFO,
+    // which is closed like a pipe).
+    let tty = matches!(terminal, Some(Terminal::Pty(_)));
     let pump = |reader: Option<Box<dyn AsyncRead + Send + Unpin>>, id: u8, out: mpsc::Sender<Output>| async move {
         let Some(mut reader) = reader else { return };
         loop {

@@ -111,6 +111,8 @@ pub struct BundleSpec<'a> {
     pub netns: &'a Path,
     /// The pod's /etc files.
     pub etc: &'a EtcFiles,
+    /// Its ConfigMap and Secret volumes, mounted read-only.
+    pub volumes: &'a [super::volumes::VolumeBind],
     /// All capabilities, no seccomp, nothing masked.
     pub privileged: bool,
     /// Limits and requests.
@@ -229,7 +231,7 @@ pub fn config(spec: &BundleSpec<'_>) -> Spec {
     } else {
         &["nosuid", "noexec", "nodev", "ro"]
     };
-    let mounts = vec![
+    let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
         mount(
@@ -246,6 +248,12 @@ pub fn config(spec: &BundleSpec<'_>) -> Spec {
         bind("/etc/hosts", &spec.etc.hosts),
         bind("/etc/hostname", &spec.etc.hostname),
     ];
+    mounts.extend(spec.volumes.iter().map(|v| Mount {
+        destination: v.destination.clone(),
+        kind: "bind".into(),
+        source: path(&v.source),
+        options: list(&["rbind", "rprivate", "ro"]),
+    }));
     let namespace = |kind: &str| Namespace { kind: kind.into(), path: None };
     let namespaces = vec![
         namespace("pid"),
@@ -454,6 +462,10 @@ mod tests {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            files: Vec::new(),
+            stdin_once: false,
             stdin: Default::default(),
         }
     }
@@ -499,6 +511,7 @@ mod tests {
             hostname: "web",
             netns: Path::new("/run/netns/pn.n1.default.web"),
             etc: &etc,
+            volumes: &[],
             privileged,
             resources,
             pids_limit: 4096,

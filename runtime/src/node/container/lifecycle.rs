@@ -57,6 +57,7 @@ impl OciRuntime {
             None => user::resolve(&rootfs.merged(), &spec.config.user)?,
         };
         let merged = rootfs.merged();
+        let volumes = super::volumes::write(&spec.pod_dir, &spec.image)?;
         bundle::write(
             &spec.pod_dir,
             &BundleSpec {
@@ -68,6 +69,7 @@ impl OciRuntime {
                 hostname: &spec.hostname,
                 netns: &spec.netns,
                 etc: &spec.etc,
+                volumes: &volumes,
                 privileged: spec.security.privileged,
                 resources: &spec.resources,
                 pids_limit: spec.pids_limit,
@@ -83,7 +85,7 @@ impl OciRuntime {
             spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
         let mut err =
             spec.log.try_clone().map_err(ContainerError::io("cannot share the log pipe", &spec.pod_dir))?;
-        let input = super::stdin::make(spec.image.stdin, &spec.pod_dir, &spec.log)
+        let input = super::stdin::make(spec.image.stdin, spec.image.stdin_once, &spec.pod_dir, &spec.log)
             .map_err(ContainerError::io("cannot make the input of", &spec.pod_dir))?;
         let (mut stdin, mut pump) = (Stdio::null(), None);
         if let Some(input) = input {

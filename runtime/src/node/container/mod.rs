@@ -23,6 +23,7 @@ pub mod rootfs;
 pub mod security;
 pub mod stdin;
 pub mod user;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests;

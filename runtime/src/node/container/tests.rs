@@ -117,6 +117,10 @@ impl Fixture {
             env: Vec::new(),
             env_refs: Vec::new(),
             env_error: None,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            files: Vec::new(),
+            stdin_once: false,
             stdin: Default::default(),
         };
         let netns = netns::path(&self.netns);
@@ -390,6 +394,10 @@ async fn crun_is_refused_exactly_where_it_cannot_run() {
         env: vec![],
         env_refs: vec![],
         env_error: None,
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+        files: Vec::new(),
+        stdin_once: false,
         stdin: Default::default(),
     };
     let netns = netns::path(&fx.netns);
