@@ -15,9 +15,11 @@
 //! apiserver whose watch cache is gone.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use super::{ControlError, ControlPlane};
 use crate::api::changes::{Change, ChangeType, Object, ObjectKind, Versioned};
+use crate::model::Endpoints;
 
 /// Changes the log keeps (older ones are forgotten: a watch from before
 /// them gets 410 Gone).
@@ -78,6 +80,15 @@ impl Revisions {
         self.revision
     }
 
+    /// The endpoints of namespace/name as last tracked.
+    pub(super) fn endpoints(&self, namespace: &str, name: &str) -> Option<&Arc<Endpoints>> {
+        let k = (ObjectKind::Endpoints, namespace.to_string(), name.to_string());
+        match self.objects.get(&k).map(|v| &v.object) {
+            Some(Object::Endpoints(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     fn push(&mut self, change: Change) {
         self.bytes += weight(&change);
         self.log.push_back(change);
@@ -113,19 +124,21 @@ impl ControlPlane {
     fn views(&self) -> BTreeMap<ObjectKey, Object> {
         let nodes = self.node_infos().into_iter().map(|mut n| {
             n.pods = 0;
-            Object::Node(n)
+            Object::Node(Arc::new(n))
         });
-        let pods = self.pods.values().map(|p| Object::Pod(self.pod(p)));
-        let deployments = self.deployments.values().map(|d| Object::Deployment(self.deployment(d)));
+        let pods = self.pods.values().map(|p| Object::Pod(Arc::new(self.pod(p))));
+        let deployments = self.deployments.values().map(|d| Object::Deployment(Arc::new(self.deployment(d))));
         let services = self.services.values().map(|s| Object::Service(s.clone()));
-        let policies = self.policies.values().map(|p| Object::NetworkPolicy(p.clone()));
+        let policies = self.policies.values().map(|p| Object::NetworkPolicy(Arc::new(p.clone())));
         let addresses = self.ingress_addresses();
-        let ingresses =
-            self.ingresses.values().map(|i| Object::Ingress(super::ingresses::ingress_view(i, &addresses)));
-        let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
+        let ingresses = self
+            .ingresses
+            .values()
+            .map(|i| Object::Ingress(Arc::new(super::ingresses::ingress_view(i, &addresses))));
+        let secrets = self.secrets.values().map(|s| Object::Secret(Arc::new(s.info())));
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
-        let endpoints = self.services.values().map(|s| Object::Endpoints(self.endpoints(s)));
-        let namespaces = self.namespace_views().into_iter().map(Object::Namespace);
+        let endpoints = self.services.values().map(|s| Object::Endpoints(Arc::new(self.endpoints(s))));
+        let namespaces = self.namespace_views().into_iter().map(|n| Object::Namespace(Arc::new(n)));
         nodes
             .chain(pods)
             .chain(deployments)

@@ -20,7 +20,7 @@ pub(super) struct Snapshot {
     nodes: BTreeMap<String, NodeEntry>,
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
-    services: BTreeMap<Key, Service>,
+    services: BTreeMap<Key, Arc<Service>>,
     revisions: Revisions,
     namespaces: BTreeMap<String, Namespace>,
     policies: BTreeMap<Key, NetworkPolicy>,
