@@ -48,7 +48,6 @@ pub const CHANGES_PER_ANSWER: usize = 256;
 type ObjectKey = (ObjectKind, String, String);
 
 /// The revision, each object's last version, and the recent changes.
-#[derive(Clone)]
 pub(super) struct Revisions {
     revision: u64,
     objects: BTreeMap<ObjectKey, Versioned>,
@@ -58,6 +57,28 @@ pub(super) struct Revisions {
     capacity: usize,
     /// Every change after this revision is in the log.
     floor: u64,
+    /// What was changed since the oldest [`Mark`] still held (None: none
+    /// is): a failed change or save is undone from it, so a transaction
+    /// costs what it changed, not a copy of every object and the log.
+    journal: Option<Vec<Undo>>,
+}
+
+/// One step of [`Revisions::journal`], and how it is undone.
+enum Undo {
+    /// An object's last version was replaced (None: it had none).
+    Object(ObjectKey, Option<Versioned>),
+    /// A change was logged.
+    Logged,
+    /// The oldest change was forgotten.
+    Forgot(Change),
+}
+
+/// A point the revisions can be taken back to ([`Revisions::undo`]).
+pub(super) struct Mark {
+    at: usize,
+    revision: u64,
+    floor: u64,
+    bytes: usize,
 }
 
 impl Revisions {
@@ -72,7 +93,59 @@ impl Revisions {
             bytes: 0,
             capacity,
             floor: revision,
+            journal: None,
         }
+    }
+
+    /// Where [`Revisions::undo`] takes them back to; what changes from
+    /// now is kept until [`Revisions::release`].
+    pub(super) fn mark(&mut self) -> Mark {
+        let at = self.journal.get_or_insert_with(Vec::new).len();
+        Mark { at, revision: self.revision, floor: self.floor, bytes: self.bytes }
+    }
+
+    /// Takes everything back to `mark`, newest first.
+    pub(super) fn undo(&mut self, mark: Mark) {
+        let journal = self.journal.get_or_insert_with(Vec::new);
+        while journal.len() > mark.at {
+            match journal.pop() {
+                Some(Undo::Object(k, Some(old))) => {
+                    self.objects.insert(k, old);
+                }
+                Some(Undo::Object(k, None)) => {
+                    self.objects.remove(&k);
+                }
+                Some(Undo::Logged) => {
+                    self.log.pop_back();
+                }
+                Some(Undo::Forgot(change)) => self.log.push_front(change),
+                None => break,
+            }
+        }
+        (self.revision, self.floor, self.bytes) = (mark.revision, mark.floor, mark.bytes);
+    }
+
+    /// No mark is held any more: changes stop being journaled.
+    pub(super) fn release(&mut self) {
+        self.journal = None;
+    }
+
+    fn journal(&mut self, undo: Undo) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(undo);
+        }
+    }
+
+    /// Sets an object's last version, journaled; the one it replaces.
+    fn set(&mut self, k: ObjectKey, versioned: Option<Versioned>) -> Option<Versioned> {
+        let old = match versioned {
+            Some(v) => self.objects.insert(k.clone(), v),
+            None => self.objects.remove(&k),
+        };
+        if self.journal.is_some() {
+            self.journal(Undo::Object(k, old.clone()));
+        }
+        old
     }
 
     /// The current revision.
@@ -92,12 +165,14 @@ impl Revisions {
     fn push(&mut self, change: Change) {
         self.bytes += weight(&change);
         self.log.push_back(change);
+        self.journal(Undo::Logged);
         // Bounded in count, and in the ConfigMap data its entries hold (an
         // edited 1 MiB ConfigMap keeps both versions).
         while self.log.len() > self.capacity.max(1) || (self.bytes > LOG_BYTES && self.log.len() > 1) {
             let Some(old) = self.log.pop_front() else { break };
             self.bytes -= weight(&old);
             self.floor = old.object.revision;
+            self.journal(Undo::Forgot(old));
         }
     }
 }
@@ -170,7 +245,7 @@ impl ControlPlane {
         let mut changed = false;
         let gone: Vec<ObjectKey> = r.objects.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
         for k in gone {
-            let mut last = r.objects.remove(&k).expect("listed above");
+            let mut last = r.set(k, None).expect("listed above");
             r.revision += 1;
             last.revision = r.revision;
             r.push(Change { change: ChangeType::Deleted, object: last, before: None });
@@ -186,7 +261,7 @@ impl ControlPlane {
             };
             r.revision += 1;
             let versioned = Versioned { revision: r.revision, generation, object };
-            let before = r.objects.insert(k, versioned.clone()).map(|old| old.object);
+            let before = r.set(k, Some(versioned.clone())).map(|old| old.object);
             r.push(Change { change, object: versioned, before });
             changed = true;
         }
