@@ -166,7 +166,7 @@ impl ControlPlane {
             me.ready = true;
         }
         for service in state.services {
-            cp.services.insert(key(&service.spec.namespace, &service.spec.name), Arc::new(service));
+            cp.services.insert(key(&service.spec.namespace, &service.spec.name), service);
         }
         for record in state.deployments {
             cp.deployments.insert(key(&record.spec.namespace, &record.spec.name), record);
@@ -218,7 +218,7 @@ impl ControlPlane {
             node_name: self.local.clone(),
             pods: self.pods.values().map(|p| p.record.clone()).collect(),
             deployments: self.deployments.values().cloned().collect(),
-            services: self.services.values().map(|s| Service::clone(s)).collect(),
+            services: self.services.values().cloned().collect(),
             nodes: self.nodes.values().map(|n| n.record.clone()).collect(),
             revision: self.revision() + revisions::REVISION_RESERVE,
             namespaces: self.namespaces.values().cloned().collect(),
