@@ -181,6 +181,16 @@ fn key(object: &Object) -> ObjectKey {
     (object.kind(), object.namespace().to_string(), object.name().to_string())
 }
 
+/// An object's key, borrowed from it.
+fn view_key(object: &Object) -> (ObjectKind, &str, &str) {
+    (object.kind(), object.namespace(), object.name())
+}
+
+/// A key, borrowed, to compare with [`view_key`]'s.
+fn borrowed(k: &ObjectKey) -> (ObjectKind, &str, &str) {
+    (k.0, &k.1, &k.2)
+}
+
 /// Whether a change of `before` to `after` changes the spec (the generation).
 fn spec_changed(before: &Object, after: &Object) -> bool {
     match (before, after) {
@@ -195,8 +205,8 @@ fn spec_changed(before: &Object, after: &Object) -> bool {
 }
 
 impl ControlPlane {
-    /// Every object as the API shows it now.
-    fn views(&self) -> BTreeMap<ObjectKey, Object> {
+    /// Every object as the API shows it now, in key order.
+    fn views(&self) -> Vec<Object> {
         let nodes = self.node_infos().into_iter().map(|mut n| {
             n.pods = 0;
             Object::Node(Arc::new(n))
@@ -214,7 +224,7 @@ impl ControlPlane {
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
         let endpoints = self.services.values().map(|s| Object::Endpoints(Arc::new(self.endpoints(s))));
         let namespaces = self.namespace_views().into_iter().map(|n| Object::Namespace(Arc::new(n)));
-        nodes
+        let mut all = nodes
             .chain(pods)
             .chain(deployments)
             .chain(services)
@@ -224,8 +234,11 @@ impl ControlPlane {
             .chain(configmaps)
             .chain(endpoints)
             .chain(namespaces)
-            .map(|o| (key(&o), o))
-            .collect()
+            .collect::<Vec<_>>();
+        // Already in order kind by kind, each from a map in key order: the
+        // sort only checks that.
+        all.sort_by(|a, b| view_key(a).cmp(&view_key(b)));
+        all
     }
 
     /// At start: every object gets the start revision, nothing is logged.
@@ -234,7 +247,7 @@ impl ControlPlane {
         self.revisions.objects = self
             .views()
             .into_iter()
-            .map(|(k, object)| (k, Versioned { revision, generation: 1, object }))
+            .map(|object| (key(&object), Versioned { revision, generation: 1, object }))
             .collect();
     }
 
@@ -243,7 +256,29 @@ impl ControlPlane {
         let now = self.views();
         let r = &mut self.revisions;
         let mut changed = false;
-        let gone: Vec<ObjectKey> = r.objects.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
+        // Both in key order, walked together: what is gone, and what is new
+        // or changed (the only ones whose keys are made).
+        let (mut gone, mut touched) = (Vec::new(), Vec::new());
+        let mut last = r.objects.iter().peekable();
+        for object in now {
+            let k = view_key(&object);
+            while let Some((old, _)) = last.peek()
+                && borrowed(old) < k
+            {
+                gone.push((*old).clone());
+                last.next();
+            }
+            match last.peek() {
+                Some((old, v)) if borrowed(old) == k => {
+                    if v.object != object {
+                        touched.push(object);
+                    }
+                    last.next();
+                }
+                _ => touched.push(object),
+            }
+        }
+        gone.extend(last.map(|(k, _)| k.clone()));
         for k in gone {
             let mut last = r.set(k, None).expect("listed above");
             r.revision += 1;
@@ -251,9 +286,9 @@ impl ControlPlane {
             r.push(Change { change: ChangeType::Deleted, object: last, before: None });
             changed = true;
         }
-        for (k, object) in now {
+        for object in touched {
+            let k = key(&object);
             let (change, generation) = match r.objects.get(&k) {
-                Some(old) if old.object == object => continue,
                 Some(old) => {
                     (ChangeType::Modified, old.generation + spec_changed(&old.object, &object) as u64)
                 }
