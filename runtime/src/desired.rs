@@ -2,6 +2,7 @@
 //! same types travel in-process (one node) and over the cluster channel.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use netstack::overlay::{OverlayConfig, OverlayPeer};
 use serde::{Deserialize, Serialize};
@@ -31,8 +32,9 @@ pub struct NodeDesired {
     /// The pods this node runs.
     pub pods: Vec<PodRecord>,
     /// Every Service with its endpoints now: every node's switch and DNS
-    /// serve all of them.
-    pub services: Vec<(Service, Endpoints)>,
+    /// serve all of them (shared with the control plane's versions: the
+    /// server keeps one copy, not one per member).
+    pub services: Vec<(Arc<Service>, Arc<Endpoints>)>,
     /// Every pod's address and namespace, for pod DNS records.
     pub pod_ips: Vec<(IpAddr, String)>,
     /// The other nodes.

@@ -6,7 +6,7 @@
 //! message that says so, and leaves the previous state in place.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -66,9 +66,10 @@ pub struct State {
     pub pods: Vec<PodRecord>,
     /// Deployments.
     pub deployments: Vec<DeploymentRecord>,
-    /// Services, with their ClusterIPs.
+    /// Services, with their ClusterIPs (the control plane's own: a save
+    /// copies none).
     #[serde(default)]
-    pub services: Vec<Service>,
+    pub services: Vec<std::sync::Arc<Service>>,
     /// The cluster's nodes and their pod subnets.
     #[serde(default)]
     pub nodes: Vec<NodeRecord>,
@@ -216,14 +217,18 @@ impl Store {
     fn write(&self, state: &State, tmp: &Path) -> io::Result<()> {
         // Stamped with the format this podnet writes; a copy only when the
         // caller left it unset (a copy of every object costs a Pi).
-        let bytes = match state.format == FORMAT {
-            true => serde_json::to_vec_pretty(state),
-            false => serde_json::to_vec_pretty(&State { format: FORMAT, ..state.clone() }),
-        }
-        .map_err(io::Error::other)?;
         let _ = fs::remove_file(tmp);
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
-        file.write_all(&bytes)?;
+        let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+        // Written as it is encoded: the whole state is never in memory
+        // twice (a thousand Services are a MiB of JSON).
+        let mut out = io::BufWriter::new(file);
+        match state.format == FORMAT {
+            true => serde_json::to_writer_pretty(&mut out, state),
+            false => serde_json::to_writer_pretty(&mut out, &State { format: FORMAT, ..state.clone() }),
+        }
+        // An I/O error comes back as itself (a full disk stays ENOSPC).
+        .map_err(io::Error::from)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         fs::rename(tmp, &self.path)?;

@@ -60,31 +60,34 @@ impl ChangeType {
     }
 }
 
-/// One object, as the API shows it.
+/// One object, as the API shows it. Each is behind an `Arc`: the last
+/// version, the change log and snapshots share one copy, and an `Object`
+/// is a pointer wide however big the largest kind is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Object {
     /// A node (its pod count left out: a node's object does not change
     /// with the pods placed on it).
-    Node(NodeInfo),
+    Node(Arc<NodeInfo>),
     /// A pod with its status.
-    Pod(Pod),
+    Pod(Arc<Pod>),
     /// A deployment with its replica counts.
-    Deployment(Deployment),
-    /// A Service.
-    Service(Service),
+    Deployment(Arc<Deployment>),
+    /// A Service (shared with the control plane's map, the change log and
+    /// the nodes' desired state: one copy however many hold it).
+    Service(Arc<Service>),
     /// A NetworkPolicy.
-    NetworkPolicy(NetworkPolicy),
+    NetworkPolicy(Arc<NetworkPolicy>),
     /// An Ingress.
-    Ingress(Ingress),
+    Ingress(Arc<Ingress>),
     /// A Secret: its keys, sizes and digest, never its bytes.
-    Secret(SecretInfo),
+    Secret(Arc<SecretInfo>),
     /// A ConfigMap, with its data (shared with the stored one: the change
     /// log and snapshots hold it without copying its bytes).
     ConfigMap(Arc<ConfigMap>),
-    /// A Service's endpoints.
-    Endpoints(Endpoints),
+    /// A Service's endpoints (shared by the last version and the change log).
+    Endpoints(Arc<Endpoints>),
     /// A namespace, with the time of its oldest object when it was not made.
-    Namespace(Namespace),
+    Namespace(Arc<Namespace>),
 }
 
 impl Object {

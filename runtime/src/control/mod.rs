@@ -92,7 +92,9 @@ pub struct ControlPlane {
     nodes: BTreeMap<String, NodeEntry>,
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
-    services: BTreeMap<Key, Service>,
+    /// Services, shared with the change log, snapshots and nodes' desired
+    /// state (never copied).
+    services: BTreeMap<Key, Arc<Service>>,
     /// The revision and the change log (the API's resourceVersion and watch).
     revisions: revisions::Revisions,
     namespaces: BTreeMap<String, Namespace>,
@@ -236,7 +238,7 @@ impl ControlPlane {
                 .filter(|p| p.record.node == node)
                 .map(|p| self.for_node(&p.record))
                 .collect(),
-            services: self.services.values().map(|s| (s.clone(), self.endpoints(s))).collect(),
+            services: self.services.values().map(|s| (s.clone(), self.shared_endpoints(s))).collect(),
             pod_ips: self.pods.values().map(|p| (p.record.ip, p.record.spec.namespace.clone())).collect(),
             peers: self
                 .nodes
@@ -305,6 +307,17 @@ impl ControlPlane {
             ready: p.status.ready && self.nodes.get(&p.record.node).is_some_and(|n| n.ready),
         });
         services::endpoints(service, pods)
+    }
+
+    /// [`ControlPlane::endpoints`], shared with their tracked version when
+    /// they did not change since (the usual case: one copy, not one per
+    /// node's desired state).
+    fn shared_endpoints(&self, service: &Service) -> Arc<Endpoints> {
+        let now = self.endpoints(service);
+        match self.revisions.endpoints(&service.spec.namespace, &service.spec.name) {
+            Some(tracked) if **tracked == now => tracked.clone(),
+            _ => Arc::new(now),
+        }
     }
 
     fn pod(&self, pod: &PodEntry) -> Pod {

@@ -2,6 +2,8 @@
 //! deleting pods, deployments, services and nodes. Every change is one
 //! transaction: saved before it is acknowledged, undone if it fails.
 
+use std::sync::Arc;
+
 use netstack::ipam::IpamError;
 
 use super::{ControlError, ControlPlane, Key, Now, PodEntry, key, pending};
@@ -92,7 +94,7 @@ impl ControlPlane {
                 self.services
                     .values()
                     .filter(|s| in_namespace(&s.spec.namespace, &namespace))
-                    .cloned()
+                    .map(|s| Service::clone(s))
                     .collect(),
             )),
             Request::GetEndpoints { namespace } => Ok(Response::Endpoints(
@@ -113,8 +115,8 @@ impl ControlPlane {
                     .services
                     .get_mut(&key(&namespace, &name))
                     .ok_or_else(|| ControlError::no_service(&namespace, &name))?;
-                service.spec.session_affinity = affinity;
-                Ok(Response::Service(service.clone()))
+                Arc::make_mut(service).spec.session_affinity = affinity;
+                Ok(Response::Service(Service::clone(service)))
             }),
             Request::GetNodes => Ok(Response::Nodes(self.node_infos())),
             Request::DeleteNode { name } => self.delete_node(now, &name).map(|()| Response::Done),
@@ -292,7 +294,7 @@ impl ControlPlane {
         let uid = self.rng.id(16);
         let service = Service { uid, created_at: now.unix, cluster_ip, spec, load_balancer: None };
         self.transact(|cp| {
-            cp.services.insert(k, service.clone());
+            cp.services.insert(k, Arc::new(service.clone()));
             Ok(service)
         })
     }

@@ -15,9 +15,11 @@
 //! apiserver whose watch cache is gone.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use super::{ControlError, ControlPlane};
 use crate::api::changes::{Change, ChangeType, Object, ObjectKind, Versioned};
+use crate::model::Endpoints;
 
 /// Changes the log keeps (older ones are forgotten: a watch from before
 /// them gets 410 Gone).
@@ -46,7 +48,6 @@ pub const CHANGES_PER_ANSWER: usize = 256;
 type ObjectKey = (ObjectKind, String, String);
 
 /// The revision, each object's last version, and the recent changes.
-#[derive(Clone)]
 pub(super) struct Revisions {
     revision: u64,
     objects: BTreeMap<ObjectKey, Versioned>,
@@ -56,6 +57,28 @@ pub(super) struct Revisions {
     capacity: usize,
     /// Every change after this revision is in the log.
     floor: u64,
+    /// What was changed since the oldest [`Mark`] still held (None: none
+    /// is): a failed change or save is undone from it, so a transaction
+    /// costs what it changed, not a copy of every object and the log.
+    journal: Option<Vec<Undo>>,
+}
+
+/// One step of [`Revisions::journal`], and how it is undone.
+enum Undo {
+    /// An object's last version was replaced (None: it had none).
+    Object(ObjectKey, Option<Versioned>),
+    /// A change was logged.
+    Logged,
+    /// The oldest change was forgotten.
+    Forgot(Change),
+}
+
+/// A point the revisions can be taken back to ([`Revisions::undo`]).
+pub(super) struct Mark {
+    at: usize,
+    revision: u64,
+    floor: u64,
+    bytes: usize,
 }
 
 impl Revisions {
@@ -70,7 +93,59 @@ impl Revisions {
             bytes: 0,
             capacity,
             floor: revision,
+            journal: None,
         }
+    }
+
+    /// Where [`Revisions::undo`] takes them back to; what changes from
+    /// now is kept until [`Revisions::release`].
+    pub(super) fn mark(&mut self) -> Mark {
+        let at = self.journal.get_or_insert_with(Vec::new).len();
+        Mark { at, revision: self.revision, floor: self.floor, bytes: self.bytes }
+    }
+
+    /// Takes everything back to `mark`, newest first.
+    pub(super) fn undo(&mut self, mark: Mark) {
+        let journal = self.journal.get_or_insert_with(Vec::new);
+        while journal.len() > mark.at {
+            match journal.pop() {
+                Some(Undo::Object(k, Some(old))) => {
+                    self.objects.insert(k, old);
+                }
+                Some(Undo::Object(k, None)) => {
+                    self.objects.remove(&k);
+                }
+                Some(Undo::Logged) => {
+                    self.log.pop_back();
+                }
+                Some(Undo::Forgot(change)) => self.log.push_front(change),
+                None => break,
+            }
+        }
+        (self.revision, self.floor, self.bytes) = (mark.revision, mark.floor, mark.bytes);
+    }
+
+    /// No mark is held any more: changes stop being journaled.
+    pub(super) fn release(&mut self) {
+        self.journal = None;
+    }
+
+    fn journal(&mut self, undo: Undo) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(undo);
+        }
+    }
+
+    /// Sets an object's last version, journaled; the one it replaces.
+    fn set(&mut self, k: ObjectKey, versioned: Option<Versioned>) -> Option<Versioned> {
+        let old = match versioned {
+            Some(v) => self.objects.insert(k.clone(), v),
+            None => self.objects.remove(&k),
+        };
+        if self.journal.is_some() {
+            self.journal(Undo::Object(k, old.clone()));
+        }
+        old
     }
 
     /// The current revision.
@@ -78,21 +153,42 @@ impl Revisions {
         self.revision
     }
 
+    /// The endpoints of namespace/name as last tracked.
+    pub(super) fn endpoints(&self, namespace: &str, name: &str) -> Option<&Arc<Endpoints>> {
+        let k = (ObjectKind::Endpoints, namespace.to_string(), name.to_string());
+        match self.objects.get(&k).map(|v| &v.object) {
+            Some(Object::Endpoints(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     fn push(&mut self, change: Change) {
         self.bytes += weight(&change);
         self.log.push_back(change);
+        self.journal(Undo::Logged);
         // Bounded in count, and in the ConfigMap data its entries hold (an
         // edited 1 MiB ConfigMap keeps both versions).
         while self.log.len() > self.capacity.max(1) || (self.bytes > LOG_BYTES && self.log.len() > 1) {
             let Some(old) = self.log.pop_front() else { break };
             self.bytes -= weight(&old);
             self.floor = old.object.revision;
+            self.journal(Undo::Forgot(old));
         }
     }
 }
 
 fn key(object: &Object) -> ObjectKey {
     (object.kind(), object.namespace().to_string(), object.name().to_string())
+}
+
+/// An object's key, borrowed from it.
+fn view_key(object: &Object) -> (ObjectKind, &str, &str) {
+    (object.kind(), object.namespace(), object.name())
+}
+
+/// A key, borrowed, to compare with [`view_key`]'s.
+fn borrowed(k: &ObjectKey) -> (ObjectKind, &str, &str) {
+    (k.0, &k.1, &k.2)
 }
 
 /// Whether a change of `before` to `after` changes the spec (the generation).
@@ -109,24 +205,26 @@ fn spec_changed(before: &Object, after: &Object) -> bool {
 }
 
 impl ControlPlane {
-    /// Every object as the API shows it now.
-    fn views(&self) -> BTreeMap<ObjectKey, Object> {
+    /// Every object as the API shows it now, in key order.
+    fn views(&self) -> Vec<Object> {
         let nodes = self.node_infos().into_iter().map(|mut n| {
             n.pods = 0;
-            Object::Node(n)
+            Object::Node(Arc::new(n))
         });
-        let pods = self.pods.values().map(|p| Object::Pod(self.pod(p)));
-        let deployments = self.deployments.values().map(|d| Object::Deployment(self.deployment(d)));
+        let pods = self.pods.values().map(|p| Object::Pod(Arc::new(self.pod(p))));
+        let deployments = self.deployments.values().map(|d| Object::Deployment(Arc::new(self.deployment(d))));
         let services = self.services.values().map(|s| Object::Service(s.clone()));
-        let policies = self.policies.values().map(|p| Object::NetworkPolicy(p.clone()));
+        let policies = self.policies.values().map(|p| Object::NetworkPolicy(Arc::new(p.clone())));
         let addresses = self.ingress_addresses();
-        let ingresses =
-            self.ingresses.values().map(|i| Object::Ingress(super::ingresses::ingress_view(i, &addresses)));
-        let secrets = self.secrets.values().map(|s| Object::Secret(s.info()));
+        let ingresses = self
+            .ingresses
+            .values()
+            .map(|i| Object::Ingress(Arc::new(super::ingresses::ingress_view(i, &addresses))));
+        let secrets = self.secrets.values().map(|s| Object::Secret(Arc::new(s.info())));
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
-        let endpoints = self.services.values().map(|s| Object::Endpoints(self.endpoints(s)));
-        let namespaces = self.namespace_views().into_iter().map(Object::Namespace);
-        nodes
+        let endpoints = self.services.values().map(|s| Object::Endpoints(Arc::new(self.endpoints(s))));
+        let namespaces = self.namespace_views().into_iter().map(|n| Object::Namespace(Arc::new(n)));
+        let mut all = nodes
             .chain(pods)
             .chain(deployments)
             .chain(services)
@@ -136,8 +234,11 @@ impl ControlPlane {
             .chain(configmaps)
             .chain(endpoints)
             .chain(namespaces)
-            .map(|o| (key(&o), o))
-            .collect()
+            .collect::<Vec<_>>();
+        // Already in order kind by kind, each from a map in key order: the
+        // sort only checks that.
+        all.sort_by(|a, b| view_key(a).cmp(&view_key(b)));
+        all
     }
 
     /// At start: every object gets the start revision, nothing is logged.
@@ -146,7 +247,7 @@ impl ControlPlane {
         self.revisions.objects = self
             .views()
             .into_iter()
-            .map(|(k, object)| (k, Versioned { revision, generation: 1, object }))
+            .map(|object| (key(&object), Versioned { revision, generation: 1, object }))
             .collect();
     }
 
@@ -155,17 +256,39 @@ impl ControlPlane {
         let now = self.views();
         let r = &mut self.revisions;
         let mut changed = false;
-        let gone: Vec<ObjectKey> = r.objects.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
+        // Both in key order, walked together: what is gone, and what is new
+        // or changed (the only ones whose keys are made).
+        let (mut gone, mut touched) = (Vec::new(), Vec::new());
+        let mut last = r.objects.iter().peekable();
+        for object in now {
+            let k = view_key(&object);
+            while let Some((old, _)) = last.peek()
+                && borrowed(old) < k
+            {
+                gone.push((*old).clone());
+                last.next();
+            }
+            match last.peek() {
+                Some((old, v)) if borrowed(old) == k => {
+                    if v.object != object {
+                        touched.push(object);
+                    }
+                    last.next();
+                }
+                _ => touched.push(object),
+            }
+        }
+        gone.extend(last.map(|(k, _)| k.clone()));
         for k in gone {
-            let mut last = r.objects.remove(&k).expect("listed above");
+            let mut last = r.set(k, None).expect("listed above");
             r.revision += 1;
             last.revision = r.revision;
             r.push(Change { change: ChangeType::Deleted, object: last, before: None });
             changed = true;
         }
-        for (k, object) in now {
+        for object in touched {
+            let k = key(&object);
             let (change, generation) = match r.objects.get(&k) {
-                Some(old) if old.object == object => continue,
                 Some(old) => {
                     (ChangeType::Modified, old.generation + spec_changed(&old.object, &object) as u64)
                 }
@@ -173,7 +296,7 @@ impl ControlPlane {
             };
             r.revision += 1;
             let versioned = Versioned { revision: r.revision, generation, object };
-            let before = r.objects.insert(k, versioned.clone()).map(|old| old.object);
+            let before = r.set(k, Some(versioned.clone())).map(|old| old.object);
             r.push(Change { change, object: versioned, before });
             changed = true;
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::revisions::Revisions;
+use super::revisions::Mark;
 use super::{ControlError, ControlPlane, Key, NodeEntry, Persist, PodEntry};
 use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
@@ -20,8 +20,9 @@ pub(super) struct Snapshot {
     nodes: BTreeMap<String, NodeEntry>,
     pods: BTreeMap<Key, PodEntry>,
     deployments: BTreeMap<Key, DeploymentRecord>,
-    services: BTreeMap<Key, Service>,
-    revisions: Revisions,
+    services: BTreeMap<Key, Arc<Service>>,
+    /// The revisions are taken back from their journal, not copied.
+    revisions: Mark,
     namespaces: BTreeMap<String, Namespace>,
     policies: BTreeMap<Key, NetworkPolicy>,
     ingresses: BTreeMap<Key, Ingress>,
@@ -30,13 +31,13 @@ pub(super) struct Snapshot {
 }
 
 impl ControlPlane {
-    pub(super) fn snapshot(&self) -> Snapshot {
+    pub(super) fn snapshot(&mut self) -> Snapshot {
         Snapshot {
             nodes: self.nodes.clone(),
             pods: self.pods.clone(),
             deployments: self.deployments.clone(),
             services: self.services.clone(),
-            revisions: self.revisions.clone(),
+            revisions: self.revisions.mark(),
             namespaces: self.namespaces.clone(),
             policies: self.policies.clone(),
             ingresses: self.ingresses.clone(),
@@ -64,7 +65,11 @@ impl ControlPlane {
             (nodes, pods, deployments, services, namespaces);
         // Nothing read the changes undone: the agent saves before it answers
         // anything else, so their revisions are taken back too.
-        self.revisions = revisions;
+        self.revisions.undo(revisions);
+        if self.unsaved.is_none() {
+            // The oldest mark: nothing is left to take back.
+            self.revisions.release();
+        }
     }
 
     /// Runs `change`: undone if it fails, else left to save (see
@@ -105,6 +110,7 @@ impl ControlPlane {
         match (result, self.unsaved.take()) {
             (Ok(()), _) => {
                 self.dirty = false;
+                self.revisions.release();
                 // What `to_save` wrote: nothing ran between the two (the
                 // agent holds the control plane across the save).
                 self.ceiling = self.revision() + super::REVISION_RESERVE;

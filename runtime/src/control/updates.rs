@@ -5,6 +5,8 @@
 //! spec keeping its ClusterIP and node ports; namespaces made and deleted
 //! with what is in them; dry runs.
 
+use std::sync::Arc;
+
 use super::{ControlError, ControlPlane, Key, Now, key};
 use crate::api::{Request, Response};
 use crate::model::{
@@ -122,9 +124,9 @@ impl ControlPlane {
         self.transact(|cp| {
             let mut service = cp.services.remove(&k).expect("checked above");
             cp.allocate_node_ports(&mut spec, &kept)?;
-            service.spec = spec;
+            Arc::make_mut(&mut service).spec = spec;
             cp.services.insert(k.clone(), service.clone());
-            Ok(service)
+            Ok(Service::clone(&service))
         })
     }
 

@@ -154,7 +154,7 @@ impl IngressServer {
                         && i.spec.backends().any(|b| b.service == s.spec.name)
                 })
             })
-            .cloned()
+            .map(|(s, e)| (Service::clone(s), Endpoints::clone(e)))
             .collect();
         let inputs = (ingresses, used, desired.secrets.clone());
         if self.built.as_ref() != Some(&inputs) {

@@ -77,7 +77,7 @@ pub async fn list(
         _ => return Err("the agent answered with something else than asked for".into()),
     };
     let only = named_pod(field_selector);
-    let pods: Vec<Pod> = items
+    let pods: Vec<std::sync::Arc<Pod>> = items
         .into_iter()
         .filter_map(|v| match v.object {
             Object::Pod(p) => Some(p),

@@ -277,7 +277,7 @@ impl Verbs {
         let pods: Vec<&crate::model::Pod> = pods
             .iter()
             .filter_map(|v| match &v.object {
-                Object::Pod(p) => Some(p),
+                Object::Pod(p) => Some(&**p),
                 _ => None,
             })
             .collect();

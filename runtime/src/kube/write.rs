@@ -207,7 +207,7 @@ mod tests {
                             true => vec![Versioned {
                                 revision: 5,
                                 generation: 1,
-                                object: Object::Deployment(as_deployment(spec.clone())),
+                                object: Object::Deployment(std::sync::Arc::new(as_deployment(spec.clone()))),
                             }],
                             false => vec![],
                         },

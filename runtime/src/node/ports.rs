@@ -16,7 +16,7 @@ impl NodeRuntime {
     /// one port the older Service wins (the other shows it as its problem).
     pub(super) async fn sync_proxies(&mut self, desired: &NodeDesired) {
         let mut wanted = BTreeMap::new();
-        let mut services: Vec<&Service> = desired.services.iter().map(|(s, _)| s).collect();
+        let mut services: Vec<&Service> = desired.services.iter().map(|(s, _)| &**s).collect();
         services.sort_by_key(|s| s.created_at);
         for s in services {
             for (key, forward) in service_forwards(s) {

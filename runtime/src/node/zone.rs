@@ -24,13 +24,12 @@ pub(super) struct ZoneContent {
     pods: BTreeMap<Ipv4Addr, String>,
 }
 
-/// What the zone was asked to hold, what it holds, and what it refused.
+/// What the zone was asked to hold and what it refused: it holds the rest
+/// (one copy of the records here, not one asked for and one held).
 #[derive(Debug, Default)]
 pub(super) struct ZoneSync {
     /// The content last asked for.
     wanted: ZoneContent,
-    /// The content the zone holds.
-    pushed: ZoneContent,
     /// Pods the full pod table refused, now.
     refused: BTreeSet<Ipv4Addr>,
     /// Pods refused since start (each counted once per refusal).
@@ -57,6 +56,16 @@ pub(super) fn zone_config(config: &NodeConfig) -> ZoneConfig {
     }
 }
 
+/// What takes the zone from what it holds to what is wanted: only the
+/// differences cross to the data-plane thread.
+#[derive(Debug, Default)]
+struct Edit {
+    removed_services: Vec<(String, String)>,
+    removed_pods: Vec<Ipv4Addr>,
+    services: Vec<netstack::dns::Service>,
+    pods: Vec<(Ipv4Addr, String)>,
+}
+
 /// What applying a change to the zone gave.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Applied {
@@ -66,26 +75,21 @@ struct Applied {
     refused: Vec<Ipv4Addr>,
 }
 
-/// Takes `zone` from `before` to `change`: removals first, so they make room.
-fn apply(zone: &mut Zone, before: &ZoneContent, change: &ZoneContent) -> Applied {
+/// Makes `edit` to `zone`: removals first, so they make room.
+fn apply(zone: &mut Zone, edit: &Edit) -> Applied {
     let mut applied = Applied::default();
-    for (ns, name) in before.services.keys().filter(|k| !change.services.contains_key(*k)) {
+    for (ns, name) in &edit.removed_services {
         zone.remove_service(ns, name);
     }
-    for ip in before.pods.keys().filter(|ip| !change.pods.contains_key(*ip)) {
+    for ip in &edit.removed_pods {
         zone.remove_pod(*ip);
     }
-    for (k, record) in &change.services {
-        if before.services.get(k) != Some(record)
-            && let Err(e) = zone.upsert_service(record)
-        {
-            applied.errors.push(format!("service {}/{}: {e}", k.0, k.1));
+    for record in &edit.services {
+        if let Err(e) = zone.upsert_service(record) {
+            applied.errors.push(format!("service {}/{}: {e}", record.namespace, record.name));
         }
     }
-    for (ip, ns) in &change.pods {
-        if before.pods.get(ip) == Some(ns) {
-            continue;
-        }
+    for (ip, ns) in &edit.pods {
         match zone.upsert_pod(*ip, ns) {
             Ok(()) => {}
             Err(ZoneError::PodsFull) => applied.refused.push(*ip),
@@ -96,12 +100,40 @@ fn apply(zone: &mut Zone, before: &ZoneContent, change: &ZoneContent) -> Applied
 }
 
 impl ZoneSync {
+    /// What takes the zone from what it holds (what was asked for, less
+    /// the pods it refused) to `wanted`; refused pods are tried again.
+    fn edit(&self, wanted: &ZoneContent) -> Edit {
+        let held = &self.wanted;
+        Edit {
+            removed_services: held
+                .services
+                .keys()
+                .filter(|k| !wanted.services.contains_key(*k))
+                .cloned()
+                .collect(),
+            removed_pods: held
+                .pods
+                .keys()
+                .filter(|ip| !self.refused.contains(*ip) && !wanted.pods.contains_key(*ip))
+                .copied()
+                .collect(),
+            services: wanted
+                .services
+                .iter()
+                .filter(|(k, record)| held.services.get(*k) != Some(*record))
+                .map(|(_, record)| record.clone())
+                .collect(),
+            pods: wanted
+                .pods
+                .iter()
+                .filter(|(ip, ns)| self.refused.contains(*ip) || held.pods.get(*ip) != Some(*ns))
+                .map(|(ip, ns)| (*ip, ns.clone()))
+                .collect(),
+        }
+    }
+
     /// Records what the zone holds after `applied` was made of `wanted`.
     fn record(&mut self, wanted: ZoneContent, applied: &Applied) {
-        let mut pushed = wanted.clone();
-        for ip in &applied.refused {
-            pushed.pods.remove(ip);
-        }
         let refused: BTreeSet<Ipv4Addr> = applied.refused.iter().copied().collect();
         let new = refused.difference(&self.refused).count();
         if new > 0 {
@@ -112,7 +144,6 @@ impl ZoneSync {
         }
         self.refusals += new as u64;
         self.refused = refused;
-        self.pushed = pushed;
         self.wanted = wanted;
     }
 }
@@ -137,9 +168,8 @@ impl NodeRuntime {
         if wanted == self.zone.wanted {
             return;
         }
-        let before = self.zone.pushed.clone();
-        let change = wanted.clone();
-        let applied = self.dataplane.update(move |switch| apply(switch.zone_mut(), &before, &change)).await;
+        let edit = self.zone.edit(&wanted);
+        let applied = self.dataplane.update(move |switch| apply(switch.zone_mut(), &edit)).await;
         match applied {
             Ok(applied) => {
                 applied.errors.iter().for_each(|e| tracing::warn!("cannot add DNS records for {e}"));
@@ -174,24 +204,44 @@ mod tests {
         let mut sync = ZoneSync::default();
 
         let wanted = pods(&[1, 2, 3]);
-        let applied = apply(&mut zone, &sync.pushed, &wanted);
+        let applied = apply(&mut zone, &sync.edit(&wanted));
         assert_eq!(applied.refused, [Ipv4Addr::new(10, 244, 1, 3)]);
         sync.record(wanted.clone(), &applied);
         assert_eq!((sync.refusals(), zone.pod_count()), (1, 2));
 
         // Asked again with the table still full: the same pod, counted once.
         let wanted = pods(&[1, 2, 3, 4]);
-        let applied = apply(&mut zone, &sync.pushed, &wanted);
+        let applied = apply(&mut zone, &sync.edit(&wanted));
         assert_eq!(applied.refused.len(), 2);
         sync.record(wanted, &applied);
         assert_eq!(sync.refusals(), 2, "only pod .4 is a new refusal");
 
         // A pod goes: the refused ones are tried again and one fits.
         let wanted = pods(&[2, 3, 4]);
-        let applied = apply(&mut zone, &sync.pushed, &wanted);
+        let applied = apply(&mut zone, &sync.edit(&wanted));
         assert_eq!(applied.refused.len(), 1);
         sync.record(wanted, &applied);
         assert_eq!((sync.refusals(), zone.pod_count()), (2, 2));
         assert!(applied.errors.is_empty());
+    }
+
+    #[test]
+    fn only_differences_cross_to_the_zone() {
+        let mut zone = Zone::new(ZoneConfig::default()).unwrap();
+        let mut sync = ZoneSync::default();
+        let wanted = pods(&[1, 2, 3]);
+        let applied = apply(&mut zone, &sync.edit(&wanted));
+        sync.record(wanted, &applied);
+
+        let edit = sync.edit(&pods(&[2, 3, 4]));
+        assert_eq!(edit.removed_pods, [Ipv4Addr::new(10, 244, 1, 1)]);
+        assert_eq!(
+            edit.pods,
+            [(Ipv4Addr::new(10, 244, 1, 4), "default".to_string())],
+            "not the held .2 and .3"
+        );
+        assert!(edit.services.is_empty() && edit.removed_services.is_empty());
+        apply(&mut zone, &edit);
+        assert_eq!(zone.pod_count(), 3);
     }
 }

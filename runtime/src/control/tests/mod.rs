@@ -12,4 +12,5 @@ mod ports;
 mod replicas;
 mod revisions;
 mod scheduling;
+mod sharing;
 mod updates;

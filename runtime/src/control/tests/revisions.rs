@@ -212,3 +212,45 @@ fn endpoints_and_namespaces_are_numbered_as_they_change() {
     let names: Vec<&str> = items.iter().map(|v| v.object.name()).collect();
     assert_eq!(names, ["default"]);
 }
+
+#[test]
+fn a_failed_save_takes_back_the_revision_the_log_and_the_last_versions() {
+    let mut h = Harness::new(5);
+    // A short log, so the failed change also pushes old changes out of it.
+    h.cp.set_change_log(3);
+    h.ok(Request::CreateService(service("a", "web")));
+    h.ok(Request::CreateService(service("b", "web")));
+    let revision = h.cp.revision();
+    let since = revision - 2;
+    let log = changes(&mut h, since).1;
+    let services =
+        |h: &mut Harness| match h.ok(Request::Objects { kind: ObjectKind::Service, namespace: None }) {
+            Response::Objects { revision, items } => (revision, items),
+            other => panic!("{other:?}"),
+        };
+    let listed = services(&mut h);
+
+    h.store.fail_with(libc::ENOSPC);
+    for request in [
+        Request::CreateService(service("c", "web")),
+        Request::DeleteService { namespace: "default".into(), name: "a".into() },
+    ] {
+        h.err(request);
+        assert_eq!(h.cp.revision(), revision, "the revision is taken back");
+    }
+    h.store.heal();
+    assert_eq!(changes(&mut h, since).1, log, "the log, with what the failed changes pushed out of it");
+    assert_eq!(services(&mut h), listed, "the last versions");
+    // The next change gets the next revision, and a watch from before it
+    // sees it alone.
+    h.ok(Request::CreateService(service("c", "web")));
+    let (_, next) = changes(&mut h, revision);
+    assert_eq!(
+        summary(&next),
+        [
+            (ChangeType::Added, ObjectKind::Service, "c".into()),
+            (ChangeType::Added, ObjectKind::Endpoints, "c".into())
+        ]
+    );
+    assert_eq!(next[0].object.revision, revision + 1);
+}
