@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::KubernetesError;
 use super::objects::{self, SERVICE_NAME_LABEL};
@@ -139,7 +140,11 @@ impl Cluster {
             .collect();
         NodeDesired {
             pods: Vec::new(),
-            services: self.services.values().filter_map(|s| Some((service(s)?, self.endpoints(s)))).collect(),
+            services: self
+                .services
+                .values()
+                .filter_map(|s| Some((Arc::new(service(s)?), Arc::new(self.endpoints(s)))))
+                .collect(),
             pod_ips,
             peers: self.peers(node),
             policy: self.policy(),
