@@ -18,7 +18,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -502,6 +502,22 @@ pub struct StatsReport {
     /// rule matched, backend errors, failed TLS handshakes.
     #[serde(default)]
     pub ingress: Vec<(String, u64)>,
+    /// Each data-plane thread's counters, in thread order.
+    pub threads: Vec<ThreadCounters>,
+}
+
+/// One data-plane thread's counters.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThreadCounters {
+    /// Frames it decided.
+    pub frames: u64,
+    /// Frames it read for a flow another thread owns, and passed on.
+    pub handed_off: u64,
+    /// Frames it could not pass on: the owner's handoff queue was full.
+    pub handoff_full: u64,
+    /// Service flows whose replies could not be steered back to it (the
+    /// redirect table was full).
+    pub redirect_full: u64,
 }
 
 /// One listener's connections, and what it refused or closed, by reason.
