@@ -228,7 +228,7 @@ impl Dataplane {
         let max_redirects = config.services.max_flows as usize * threads;
         let seed = config.services.hash_seed;
         let shared = Arc::new(Shared {
-            steering: Steering::new(threads, seed, max_redirects),
+            steering: Steering::new(threads, seed, config.service_cidr, max_redirects),
             lanes,
             counters: (0..threads).map(|_| ThreadCounters::default()).collect(),
         });

@@ -4,7 +4,11 @@
 //!
 //! The owner of a TCP or UDP packet is a keyed hash of its two endpoints,
 //! symmetric in source and destination, modulo the thread count; other IPv4
-//! packets hash their two addresses. One exception: a Service connection's
+//! packets hash their two addresses. Packets to the service CIDR hash their
+//! source address alone: a client's Service connections share one thread,
+//! whose affinity table then remembers each of them (ClientIP affinity
+//! would otherwise hold per thread), and whose flow table counts them
+//! against the client's quota. A Service connection's
 //! replies come from the backend (`backend → client`), a tuple whose hash
 //! has nothing to do with the `client → VIP` tuple that chose the owner.
 //! When a thread opens such a flow and the reply tuple would hash to
@@ -20,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use netstack::conntrack::FlowKey;
 use netstack::conntrack::nat::flow_key;
-use netstack::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, ipv4_of};
+use netstack::wire::{EthernetFrame, EthernetProtocol, Ipv4Cidr, Ipv4Packet, ipv4_of};
 
 /// Shards of the redirect table: threads looking up replies rarely wait on
 /// one that records a new Service flow.
@@ -30,6 +34,7 @@ const SHARDS: usize = 16;
 pub(super) struct Steering {
     threads: usize,
     seed: u64,
+    service_cidr: Ipv4Cidr,
     /// Service flows whose replies hash elsewhere.
     pub(super) redirects: Redirects,
 }
@@ -58,8 +63,8 @@ impl Steering {
     /// Steering over `threads` threads, with a hash keyed by `seed` (so a pod
     /// cannot pick tuples that pile every flow onto one thread), and room
     /// for `max_redirects` Service flows whose replies hash elsewhere.
-    pub(super) fn new(threads: usize, seed: u64, max_redirects: usize) -> Steering {
-        Steering { threads: threads.max(1), seed, redirects: Redirects::new(max_redirects) }
+    pub(super) fn new(threads: usize, seed: u64, service_cidr: Ipv4Cidr, max_redirects: usize) -> Steering {
+        Steering { threads: threads.max(1), seed, service_cidr, redirects: Redirects::new(max_redirects) }
     }
 
     /// The owner of the Ethernet frame `frame`.
@@ -71,7 +76,7 @@ impl Steering {
         let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return Owner::Any };
         match flow_key(&ip) {
             Some((key, _)) => {
-                let thread = self.redirects.get(&key).unwrap_or_else(|| self.by_hash(&key));
+                let thread = self.redirects.get(&key).unwrap_or_else(|| self.natural(&key));
                 Owner::Flow(key, thread)
             }
             None => {
@@ -79,6 +84,15 @@ impl Steering {
                 Owner::Thread(self.pick(u64::from(a.min(b)) << 32 | u64::from(a.max(b)), 0))
             }
         }
+    }
+
+    /// The thread a tuple belongs to without a redirect: its client's for
+    /// Service traffic, else [`Self::by_hash`].
+    pub(super) fn natural(&self, key: &FlowKey) -> usize {
+        if self.service_cidr.contains_addr(&ipv4_of(key.dst)) {
+            return self.pick(u64::from(u32::from(ipv4_of(key.src))), 1);
+        }
+        self.by_hash(key)
     }
 
     /// The thread a tuple hashes to, the same for both directions.
@@ -186,6 +200,8 @@ mod tests {
     use netstack::Protocol;
     use netstack::wire::Ipv4Address;
 
+    const SERVICES: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 96, 0, 0), 12);
+
     fn key(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> FlowKey {
         FlowKey {
             proto: Protocol::Tcp,
@@ -198,7 +214,7 @@ mod tests {
 
     #[test]
     fn both_directions_of_a_flow_have_one_owner_and_flows_spread() {
-        let steering = Steering::new(4, 7, 16);
+        let steering = Steering::new(4, 7, SERVICES, 16);
         let mut used = [0; 4];
         for port in 40_000..40_400 {
             let k = key([10, 244, 0, 2], port, [10, 244, 0, 3], 5201);
@@ -211,8 +227,17 @@ mod tests {
     }
 
     #[test]
+    fn a_clients_service_connections_share_a_thread() {
+        let steering = Steering::new(4, 3, SERVICES, 16);
+        let owners: std::collections::BTreeSet<usize> = (40_000..40_100)
+            .map(|port| steering.natural(&key([10, 244, 0, 2], port, [10, 96, 0, 20], 80)))
+            .collect();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+    }
+
+    #[test]
     fn a_redirect_overrides_the_hash_until_its_flow_is_gone() {
-        let steering = Steering::new(2, 1, 1);
+        let steering = Steering::new(2, 1, SERVICES, 1);
         let reply = key([10, 244, 0, 3], 8080, [10, 244, 0, 2], 40_000);
         let other = 1 - steering.by_hash(&reply);
         assert!(steering.redirects.insert(reply, other));

@@ -416,7 +416,7 @@ impl Worker {
             return;
         };
         let reply = key.reversed();
-        if steering.by_hash(&reply) != self.index && !steering.redirects.insert(reply, self.index) {
+        if steering.natural(&reply) != self.index && !steering.redirects.insert(reply, self.index) {
             self.shared.counters[self.index].redirect_full.fetch_add(1, Ordering::Relaxed);
         }
     }
