@@ -95,7 +95,11 @@ fn pods_keep_their_network_when_the_thread_count_changes() {
         node.stop(libc::SIGKILL);
         let path = node.dir.join("config.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replacen(&format!("threads = {from}"), &format!("threads = {threads}"), 1)).unwrap();
+        std::fs::write(
+            &path,
+            text.replacen(&format!("threads = {from}"), &format!("threads = {threads}"), 1),
+        )
+        .unwrap();
         node.up();
         fetch(&node, &format!("restarted with {threads} threads"));
         assert_eq!(thread_frames(&node).len(), threads);

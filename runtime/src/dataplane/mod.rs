@@ -22,7 +22,7 @@ pub use error::AttachError;
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use netstack::switch::{DnsClient, DropReason, PortId, PortSpec, PortStats, Switch, SwitchConfig};
@@ -33,10 +33,10 @@ use tokio::sync::oneshot;
 use steer::Steering;
 use worker::{Handoff, Lane, Shared, ThreadCounters, WAKE_TOKEN, Worker};
 
-/// Frames one thread may have waiting in its handoff queue; past it a
-/// handed-off frame is dropped and counted (`handoff_full`), as a full TAP
-/// queue drops: TCP retransmits.
-const HANDOFF_QUEUE: usize = 1024;
+/// Frames one thread may have waiting in its handoff queue; past it (or
+/// past [`worker::HANDOFF_BYTES`]) a handed-off frame is dropped and
+/// counted (`handoff_full`), as a full TAP queue drops: TCP retransmits.
+const HANDOFF_QUEUE: usize = 4096;
 
 /// Counters the switch does not see: frames it could not deliver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -220,7 +220,7 @@ impl Dataplane {
         for _ in 0..threads {
             let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
             let (handoff, handoffs) = mpsc::sync_channel::<Handoff>(HANDOFF_QUEUE);
-            lanes.push(Lane { handoff, wake, pending: AtomicBool::new(false) });
+            lanes.push(Lane { handoff, wake, pending: AtomicBool::new(false), bytes: AtomicUsize::new(0) });
             receivers.push(handoffs);
         }
         // Every thread's flow table may hold `max_flows` flows; a redirect

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant as StdInstant;
 
@@ -35,6 +35,10 @@ const FRAME_CAPACITY: usize = vnet::HEADER_LEN + 14 + 65_535;
 const READ_BUDGET: usize = 64;
 /// epoll token of the thread's eventfd (commands and handoffs).
 pub(super) const WAKE_TOKEN: u64 = u64::MAX;
+/// Bytes of frames one thread may have waiting in its handoff queue: as
+/// much as the overlay socket or the egress socketpair buffers, whatever
+/// the frames' sizes (64 KiB super-frames or MSS segments).
+pub(super) const HANDOFF_BYTES: usize = 4 << 20;
 /// How often idle flows are swept from the conntrack table.
 const EXPIRY_INTERVAL: netstack::Duration = netstack::Duration::from_secs(1);
 
@@ -45,6 +49,16 @@ pub(super) enum Handoff {
     /// A VXLAN datagram from the overlay socket, after
     /// [`DECAP_HEADROOM`] bytes of headroom, and its sender.
     Overlay(Ipv4Address, Vec<u8>),
+}
+
+impl Handoff {
+    /// Bytes it holds.
+    fn len(&self) -> usize {
+        match self {
+            Handoff::Frame(_, frame) => frame.len(),
+            Handoff::Overlay(_, datagram) => datagram.len(),
+        }
+    }
 }
 
 /// What the threads share: how flows are steered, each thread's way in, and
@@ -66,6 +80,8 @@ pub(super) struct Lane {
     pub(super) wake: Arc<EventFd>,
     /// Set while a wakeup is pending: senders skip the eventfd write.
     pub(super) pending: AtomicBool,
+    /// Bytes of the frames in its handoff queue.
+    pub(super) bytes: AtomicUsize,
 }
 
 impl Lane {
@@ -294,6 +310,7 @@ impl Worker {
         let mut reply = std::mem::take(&mut self.reply);
         let mut overlay = false;
         while let Ok(handoff) = self.handoffs.try_recv() {
+            self.shared.lanes[self.index].bytes.fetch_sub(handoff.len(), Ordering::AcqRel);
             match handoff {
                 Handoff::Frame(port, mut frame) => self.decide(port, &mut frame, &mut reply),
                 Handoff::Overlay(from, mut buf) => {
@@ -314,16 +331,20 @@ impl Worker {
     fn hand_off(&self, owner: usize, handoff: Handoff) {
         let counters = &self.shared.counters[self.index];
         let lane = &self.shared.lanes[owner];
-        match lane.handoff.try_send(handoff) {
-            Ok(()) => {
-                counters.handed_off.fetch_add(1, Ordering::Relaxed);
-                lane.wake();
-            }
-            Err(_) => {
-                counters.handoff_full.fetch_add(1, Ordering::Relaxed);
-                lane.wake();
-            }
+        let len = handoff.len();
+        if lane.bytes.fetch_add(len, Ordering::AcqRel) + len > HANDOFF_BYTES {
+            lane.bytes.fetch_sub(len, Ordering::AcqRel);
+            counters.handoff_full.fetch_add(1, Ordering::Relaxed);
+            return lane.wake();
         }
+        match lane.handoff.try_send(handoff) {
+            Ok(()) => counters.handed_off.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                lane.bytes.fetch_sub(len, Ordering::AcqRel);
+                counters.handoff_full.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        lane.wake();
     }
 
     /// The thread that decides `frame` (Ethernet, no virtio-net header):
