@@ -102,6 +102,10 @@ fn pods_keep_their_network_when_the_thread_count_changes() {
         .unwrap();
         node.up();
         fetch(&node, &format!("restarted with {threads} threads"));
+        // Taken back as they were, not removed and started again.
+        let log = node.agent_log();
+        assert!(log.contains("took back a running pod"), "{log}");
+        assert!(!log.contains("removing stale pod sandbox"), "{log}");
         assert_eq!(thread_frames(&node).len(), threads);
     }
     assert!(multi_queue(&node, "web"), "the TAP made by two threads stays multi-queue");
