@@ -307,6 +307,19 @@ pub(crate) fn stats(report: &runtime::api::StatsReport) -> String {
         .collect();
     out += "\n";
     out += &render(&["LISTENER", "OPEN", "REFUSED/CLOSED"], &listeners);
+    // Each data-plane thread's share of the frames, and what it passed on.
+    let threads: Vec<Vec<String>> = report
+        .threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            [i as u64, t.frames, t.handed_off, t.handoff_full, t.redirect_full]
+                .map(|n| n.to_string())
+                .to_vec()
+        })
+        .collect();
+    out += "\n";
+    out += &render(&["THREAD", "FRAMES", "HANDED-OFF", "HANDOFF-FULL", "REDIRECT-FULL"], &threads);
     out += &format!(
         "\nINGRESS: {}\n",
         line(&report.ingress.iter().filter(|(k, _)| !k.contains(' ')).cloned().collect::<Vec<_>>())

@@ -482,6 +482,32 @@ pub struct NodeConfig {
     pub api: crate::kube::ApiConfig,
     /// The Ingress proxy.
     pub ingress: crate::ingress::IngressConfig,
+    /// The data plane's threads.
+    pub dataplane: DataplaneConfig,
+}
+
+/// Most data-plane threads a board config may ask for.
+pub const MAX_DATAPLANE_THREADS: u16 = 16;
+
+/// The data plane: how many threads move pod traffic.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneConfig {
+    /// Data-plane threads, each with its own switch and its own queue of
+    /// every TAP; unset: one per online CPU, at most 4. 1 is the
+    /// single-threaded path (single-queue TAPs, no steering).
+    pub threads: Option<u16>,
+}
+
+impl DataplaneConfig {
+    /// The thread count to start: the configured one, else one per online
+    /// CPU up to 4 (a Raspberry Pi's cores).
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            Some(n) => usize::from(n.clamp(1, MAX_DATAPLANE_THREADS)),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        }
+    }
 }
 
 /// One thing wrong in a board config: where (when known) and what.
@@ -745,6 +771,17 @@ impl NodeConfig {
                 ),
             ));
         }
+        if let Some(threads) = self.dataplane.threads
+            && !(1..=MAX_DATAPLANE_THREADS).contains(&threads)
+        {
+            found.push((
+                vec!["dataplane.threads"],
+                format!(
+                    "dataplane.threads {threads} must be between 1 and {MAX_DATAPLANE_THREADS} \
+                     (or left out: one per CPU, at most 4)"
+                ),
+            ));
+        }
         let cluster = &self.cluster;
         if cluster.vni > netstack::wire::vxlan::MAX_VNI {
             found.push((vec!["cluster.vni"], format!("cluster.vni {} must be below 2^24", cluster.vni)));
@@ -977,6 +1014,18 @@ mod tests {
         ] {
             let err = NodeConfig::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("IPv6 is not supported yet: {key}; use an IPv4 address")), "{err}");
+        }
+    }
+
+    #[test]
+    fn dataplane_threads_default_to_the_cpus_up_to_four_and_are_checked() {
+        let default = NodeConfig::parse("").unwrap().dataplane.threads();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default, cpus.min(4));
+        assert_eq!(NodeConfig::parse("[dataplane]\nthreads = 2\n").unwrap().dataplane.threads(), 2);
+        for bad in ["0", "17"] {
+            let err = NodeConfig::parse(&format!("[dataplane]\nthreads = {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("line 2") && err.contains("dataplane.threads"), "{err}");
         }
     }
 

@@ -150,6 +150,14 @@ fn config_check_names_the_bad_line() {
 }
 
 #[test]
+fn a_data_plane_thread_count_out_of_range_is_refused_with_the_range() {
+    let (dir, out) = check_config("threads", "[network]\nmtu = 1400\n[dataplane]\nthreads = 0\n");
+    let err = stderr(&out);
+    assert!(err.contains("line 4") && err.contains("dataplane.threads 0 must be between 1 and 16"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn ipv6_addresses_are_refused_naming_the_field_and_nothing_is_made() {
     let node = Node::start("ipv6");
     let refused =

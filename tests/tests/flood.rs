@@ -125,7 +125,9 @@ fn a_pod_storming_dns_for_outside_names_cannot_starve_another_pods_lookups() {
 #[test]
 fn frames_lost_in_a_full_tap_queue_are_counted_on_the_pods_port() {
     let hping3 = require("hping3", "hping3").to_string_lossy().into_owned();
-    let node = Node::start("tapq");
+    // Two data-plane threads: a TAP queue each, 4,096 frames per queue, and
+    // hping3's UDP moves its source port per frame, so both queues fill.
+    let node = Node::start_with("tapq", Some("[dataplane]\nthreads = 2\n"));
     node.ok(&["run", "sender", "--", "sleep", "infinity"]);
     node.ok(&["run", "sink", "--", "sleep", "infinity"]);
     node.wait_running("sender");
@@ -139,18 +141,18 @@ fn frames_lost_in_a_full_tap_queue_are_counted_on_the_pods_port() {
     // wait for ARP in the pod's kernel instead of filling the TAP.
     let bb = busybox();
     assert!(node.exec("sender", &[&bb, "ping", "-c", "1", "-W", "2", &sink]).status.success());
-    // With the agent stopped nothing drains the TAP: of 6,000 frames, about
-    // 4,096 wait in its queue and the rest are dropped by the pod's kernel.
+    // With the agent stopped nothing drains the TAP: of 12,000 frames, about
+    // 2 x 4,096 wait in its queues and the rest are dropped by the pod's kernel.
     let agent = node.agent_pid();
     // SAFETY: signals to the agent this test started.
     unsafe { libc::kill(agent, libc::SIGSTOP) };
     // Straight into the pod's namespace: `podnet exec` would ask the stopped agent.
     let out =
-        podnet_e2e::in_netns(&netns, &[&hping3, "--udp", "-p", "9", "-c", "6000", "-i", "u20", "-q", &sink]);
+        podnet_e2e::in_netns(&netns, &[&hping3, "--udp", "-p", "9", "-c", "12000", "-i", "u20", "-q", &sink]);
     // SAFETY: as above.
     unsafe { libc::kill(agent, libc::SIGCONT) };
     assert!(out.status.code().is_some(), "hping3: {}", stderr(&out));
     let dropped = node.drops("default/sender", "tap_queue_full");
-    assert!((1000..=6000).contains(&dropped), "about 6,000 - 4,096 dropped, not {dropped}");
+    assert!((1000..=12000).contains(&dropped), "about 12,000 - 8,192 dropped, not {dropped}");
     assert!(node.ok(&["node", "stats"]).contains("tap_queue_full="), "shown in the table too");
 }

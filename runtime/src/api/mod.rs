@@ -11,7 +11,7 @@ pub use client::{Client, ClientError};
 pub use frame::{Frame, MAX_FRAME, read_frame, write_frame};
 pub use proto::{
     CniAdd, CniAttached, ContainerExec, ExecTarget, ListenerCounters, PROTOCOL_VERSION, PortCounters,
-    Request, Response, Route, StatsReport,
+    Request, Response, Route, StatsReport, ThreadCounters,
 };
 
 /// Where the CLI and the agent meet unless told otherwise.

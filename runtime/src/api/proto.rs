@@ -506,6 +506,22 @@ pub struct StatsReport {
     /// objects refused (empty in the other modes).
     #[serde(default)]
     pub kubernetes: Vec<(String, u64)>,
+    /// Each data-plane thread's counters, in thread order.
+    pub threads: Vec<ThreadCounters>,
+}
+
+/// One data-plane thread's counters.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThreadCounters {
+    /// Frames it decided.
+    pub frames: u64,
+    /// Frames it read for a flow another thread owns, and passed on.
+    pub handed_off: u64,
+    /// Frames it could not pass on: the owner's handoff queue was full.
+    pub handoff_full: u64,
+    /// Service flows whose replies could not be steered back to it (the
+    /// redirect table was full).
+    pub redirect_full: u64,
 }
 
 /// One listener's connections, and what it refused or closed, by reason.

@@ -130,7 +130,7 @@ pub async fn start(dataplane: &Dataplane, gateway_mac: [u8; 6], limits: EgressLi
     }
     let mac = EthernetAddress(gateway_mac);
     let spec = PortSpec { kind: PortKind::Egress, mac, ip: Ipv4Addr::UNSPECIFIED.into() };
-    dataplane.attach(spec, theirs).await?;
+    dataplane.attach(spec, vec![theirs]).await?;
     let stop = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
     let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
     let shared = Arc::new(Shared::default());

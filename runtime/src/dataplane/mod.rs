@@ -1,46 +1,42 @@
-//! The data-plane thread: one epoll loop that reads frames from every port's
-//! TAP, hands them to the netstack switch, and writes them where it says.
+//! The data-plane threads: each an epoll loop that reads frames from its
+//! queue of every port's TAP, hands them to its own netstack switch, and
+//! writes them where it says (`worker.rs`).
 //!
-//! One thread owns the switch, so the hot path takes no lock. The control side
-//! talks to it through a command queue and an eventfd that wakes the loop.
-//! Level-triggered epoll plus a per-wakeup read budget gives each port a fair
-//! share: a flooding pod cannot starve the others.
+//! Each thread owns its switch, so the hot path takes no lock; a flow is
+//! decided by one thread only (`steer.rs`). The control side talks to the
+//! threads through a command queue and an eventfd each; what changes the
+//! tables (attach, detach, services, policy, DNS records) goes to every
+//! thread, in one order for all of them, so their port numbers and tables
+//! agree. Level-triggered epoll plus a per-wakeup read budget gives each
+//! port a fair share: a flooding pod cannot starve the others.
 
 pub mod egress;
 mod error;
 pub mod overlay;
+mod steer;
 pub mod tap;
+mod worker;
 
 pub use error::AttachError;
 
-use std::collections::HashMap;
-use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc;
-use std::time::Instant as StdInstant;
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
-use netstack::overlay::DECAP_HEADROOM;
-use netstack::overlay::deliver::{Coalescer, Push};
-use netstack::overlay::transmit::{self, Encapsulator, Fallback, Plan, SendError};
-use netstack::switch::{
-    DnsClient, DropReason, PortId, PortKind, PortSpec, PortStats, Switch, SwitchConfig, Verdict,
-};
-use netstack::wire::{EthernetAddress, Ipv4Address};
-use netstack::{Instant, wire::vnet};
-use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use netstack::switch::{DnsClient, DropReason, PortId, PortSpec, PortStats, Switch, SwitchConfig};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::socket::SockaddrIn;
 use tokio::sync::oneshot;
 
-/// Largest frame a TAP with TSO hands over: 64 KiB of IP plus Ethernet and
-/// the virtio-net header.
-const FRAME_CAPACITY: usize = vnet::HEADER_LEN + 14 + 65_535;
-/// Frames read from one port per wakeup before the others get their turn.
-const READ_BUDGET: usize = 64;
-const WAKE_TOKEN: u64 = u64::MAX;
-/// How often idle flows are swept from the conntrack table.
-const EXPIRY_INTERVAL: netstack::Duration = netstack::Duration::from_secs(1);
+use steer::Steering;
+use worker::{Handoff, Lane, Shared, ThreadCounters, WAKE_TOKEN, Worker};
+
+/// Frames one thread may have waiting in its handoff queue; past it (or
+/// past [`worker::HANDOFF_BYTES`]) a handed-off frame is dropped and
+/// counted (`handoff_full`), as a full TAP queue drops: TCP retransmits.
+const HANDOFF_QUEUE: usize = 4096;
 
 /// Counters the switch does not see: frames it could not deliver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,12 +59,27 @@ pub struct PortReport {
     pub io: IoStats,
 }
 
+/// One data-plane thread's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadStats {
+    /// Frames it decided.
+    pub frames: u64,
+    /// Frames it read for a flow another thread owns, and passed on.
+    pub handed_off: u64,
+    /// Frames it could not pass on: the owner's queue was full.
+    pub handoff_full: u64,
+    /// Service flows whose replies could not be steered back to it.
+    pub redirect_full: u64,
+}
+
+/// A command to one thread. `bool` in the attaches: whether this thread
+/// reads the fd (every thread writes to it).
 enum Command {
-    Attach(PortSpec, OwnedFd, oneshot::Sender<Result<PortId, AttachError>>),
-    AttachOverlay(OwnedFd, u16, oneshot::Sender<Result<PortId, AttachError>>),
+    Attach(PortSpec, OwnedFd, bool, oneshot::Sender<Result<PortId, AttachError>>),
+    AttachOverlay(OwnedFd, u16, bool, oneshot::Sender<Result<PortId, AttachError>>),
     Detach(PortId, oneshot::Sender<()>),
     Report(oneshot::Sender<Vec<PortReport>>),
-    /// Table changes (services, DNS records) made on the data-plane thread,
+    /// Table changes (services, DNS records) made on a data-plane thread,
     /// between two frames.
     Update(Box<dyn FnOnce(&mut Switch) + Send>),
     Capture(PortId, tokio::sync::mpsc::Sender<Captured>),
@@ -85,36 +96,96 @@ pub struct UpstreamQuery {
     pub query: Vec<u8>,
 }
 
-/// A cheap, cloneable handle for tasks that talk to the data-plane thread:
-/// upstream DNS answers, zone look-ups for DNS over TCP.
+/// The command queues of every thread, and the lock that puts commands
+/// meant for all of them in one order.
+struct Threads {
+    commands: Vec<mpsc::Sender<Command>>,
+    shared: Arc<Shared>,
+    order: Mutex<()>,
+}
+
+/// A cheap, cloneable handle for tasks that talk to the data-plane threads:
+/// upstream DNS answers, zone look-ups for DNS over TCP, table changes.
 #[derive(Clone)]
 pub struct DataplaneHandle {
-    commands: mpsc::Sender<Command>,
-    wake: std::sync::Arc<EventFd>,
+    threads: Arc<Threads>,
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("data plane stopped")
 }
 
 impl DataplaneHandle {
-    fn send(&self, command: Command) -> io::Result<()> {
-        self.commands.send(command).map_err(|_| io::Error::other("data plane stopped"))?;
-        self.wake.write(1)?;
+    fn send_to(&self, thread: usize, command: Command) -> io::Result<()> {
+        self.threads.commands[thread].send(command).map_err(|_| stopped())?;
+        self.threads.shared.lanes[thread].wake.write(1)?;
         Ok(())
+    }
+
+    /// Sends one command to every thread, built by `command(thread)`, in
+    /// the same order relative to other such commands on every thread.
+    fn send_all(&self, mut command: impl FnMut(usize) -> Command) -> io::Result<()> {
+        let _order = self.threads.order.lock().unwrap_or_else(|e| e.into_inner());
+        (0..self.threads.commands.len()).try_for_each(|thread| self.send_to(thread, command(thread)))
+    }
+
+    /// The number of data-plane threads: the queues a TAP needs.
+    pub fn threads(&self) -> usize {
+        self.threads.commands.len()
     }
 
     /// Sends `answer` (a DNS response from upstream) to the pod that asked.
     pub fn dns_answer(&self, client: DnsClient, answer: Vec<u8>) {
-        let _ = self.send(Command::DnsAnswer(client, answer));
+        let _ = self.send_to(0, Command::DnsAnswer(client, answer));
     }
 
-    /// Runs `change` on the switch between two frames and returns its result.
+    /// Runs `change` on every thread's switch between two frames and returns
+    /// thread 0's result (the tables are the same on all).
     pub async fn update<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut Switch) -> T + Send + 'static,
+        change: impl Fn(&mut Switch) -> T + Send + Sync + 'static,
+    ) -> io::Result<T> {
+        let mut all = self.update_all(change).await?;
+        Ok(all.swap_remove(0))
+    }
+
+    /// Runs `change` on every thread's switch; the results in thread order
+    /// (counters to sum, say).
+    pub async fn update_all<T: Send + 'static>(
+        &self,
+        change: impl Fn(&mut Switch) -> T + Send + Sync + 'static,
+    ) -> io::Result<Vec<T>> {
+        let change = Arc::new(change);
+        let mut replies = Vec::with_capacity(self.threads());
+        self.send_all(|_| {
+            let (tx, rx) = oneshot::channel();
+            replies.push(rx);
+            let change = change.clone();
+            Command::Update(Box::new(move |switch| {
+                let _ = tx.send(change(switch));
+            }))
+        })?;
+        let mut results = Vec::with_capacity(replies.len());
+        for rx in replies {
+            results.push(rx.await.map_err(|_| stopped())?);
+        }
+        Ok(results)
+    }
+
+    /// Runs `look` on one thread's switch (tables are the same on all):
+    /// reads that need no other thread, such as a zone look-up.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&mut Switch) -> T + Send + 'static,
     ) -> io::Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Update(Box::new(move |switch| {
-            let _ = tx.send(change(switch));
-        })))?;
-        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+        self.send_to(
+            0,
+            Command::Update(Box::new(move |switch| {
+                let _ = tx.send(look(switch));
+            })),
+        )?;
+        rx.await.map_err(|_| stopped())
     }
 }
 
@@ -129,514 +200,243 @@ pub struct Captured {
     pub dropped: Option<DropReason>,
 }
 
-/// The control side's handle on the data-plane thread.
+/// The control side's handle on the data-plane threads.
 pub struct Dataplane {
-    commands: mpsc::Sender<Command>,
-    wake: std::sync::Arc<EventFd>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    handle: DataplaneHandle,
+    joins: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Dataplane {
-    /// Starts the data-plane thread with an empty switch.
+    /// Starts `threads` data-plane threads (at least one), each with an
+    /// empty switch built from `config`.
     pub fn start(
         config: SwitchConfig,
         upstream: tokio::sync::mpsc::Sender<UpstreamQuery>,
+        threads: usize,
     ) -> io::Result<Dataplane> {
-        let switch = Switch::new(config).map_err(io::Error::other)?;
-        let reply_capacity = switch.min_reply_len();
-        let wake = std::sync::Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
-        let (commands, queue) = mpsc::channel();
-        let mut lp = Loop {
-            switch,
-            epoll,
-            wake: wake.clone(),
-            queue,
-            fds: HashMap::new(),
-            io: HashMap::new(),
-            epoch: StdInstant::now(),
-            next_expiry: Instant::ZERO,
-            captures: HashMap::new(),
-            upstream,
-            reply: vec![0u8; reply_capacity],
-            overlay: None,
-            encap: None,
-            coalescer: None,
-            control: overlay::control_buffer(),
+        let threads = threads.max(1);
+        let mut lanes = Vec::with_capacity(threads);
+        let mut receivers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
+            let (handoff, handoffs) = mpsc::sync_channel::<Handoff>(HANDOFF_QUEUE);
+            lanes.push(Lane { handoff, wake, pending: AtomicBool::new(false), bytes: AtomicUsize::new(0) });
+            receivers.push(handoffs);
+        }
+        // Every thread's flow table may hold `max_flows` flows; a redirect
+        // exists only for a flow.
+        let max_redirects = config.services.max_flows as usize * threads;
+        let seed = config.services.hash_seed;
+        let shared = Arc::new(Shared {
+            steering: Steering::new(threads, seed, config.service_cidr, max_redirects),
+            lanes,
+            counters: (0..threads).map(|_| ThreadCounters::default()).collect(),
+        });
+        let mut commands = Vec::with_capacity(threads);
+        let mut joins = Vec::with_capacity(threads);
+        for (index, handoffs) in receivers.into_iter().enumerate() {
+            let switch = Switch::new(config.clone()).map_err(io::Error::other)?;
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            epoll.add(shared.lanes[index].wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
+            let (tx, queue) = mpsc::channel();
+            commands.push(tx);
+            let mut worker =
+                Worker::new(index, shared.clone(), switch, epoll, queue, handoffs, upstream.clone());
+            let name = if threads == 1 { "dataplane".to_string() } else { format!("dataplane-{index}") };
+            joins.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
+        }
+        let handle =
+            DataplaneHandle { threads: Arc::new(Threads { commands, shared, order: Mutex::new(()) }) };
+        Ok(Dataplane { handle, joins })
+    }
+
+    /// The number of data-plane threads: open TAPs with this many queues.
+    pub fn threads(&self) -> usize {
+        self.handle.threads()
+    }
+
+    /// Attaches a port: a TAP's queues (one per thread, or a single one),
+    /// or another port's one fd. With fewer fds than threads, thread 0
+    /// reads the first and the others only write to it.
+    pub async fn attach(&self, spec: PortSpec, fds: Vec<OwnedFd>) -> io::Result<PortId> {
+        let fds = self.per_thread(fds)?;
+        let mut replies = Vec::with_capacity(fds.len());
+        let mut fds = fds.into_iter();
+        self.handle.send_all(|_| {
+            let (tx, rx) = oneshot::channel();
+            replies.push(rx);
+            let (fd, read) = fds.next().expect("one per thread");
+            Command::Attach(spec, fd, read, tx)
+        })?;
+        self.agree(replies).await
+    }
+
+    /// Gives every thread a fd: the queue of its own, or a duplicate of the
+    /// single fd (read by thread 0 only).
+    fn per_thread(&self, fds: Vec<OwnedFd>) -> io::Result<Vec<(OwnedFd, bool)>> {
+        let threads = self.threads();
+        if fds.len() == threads {
+            return Ok(fds.into_iter().map(|fd| (fd, true)).collect());
+        }
+        let first = fds.into_iter().next().ok_or_else(|| io::Error::other("a port needs a fd"))?;
+        let mut out = Vec::with_capacity(threads);
+        for _ in 1..threads {
+            out.push((first.try_clone()?, false));
+        }
+        out.insert(0, (first, true));
+        Ok(out)
+    }
+
+    /// Waits for every thread's attach; they must agree on the port, else
+    /// the ones that attached detach again.
+    async fn agree(
+        &self,
+        replies: Vec<oneshot::Receiver<Result<PortId, AttachError>>>,
+    ) -> io::Result<PortId> {
+        let mut results = Vec::with_capacity(replies.len());
+        for rx in replies {
+            results.push(rx.await.map_err(|_| stopped())?);
+        }
+        let first = match &results[0] {
+            Ok(id) => Some(*id),
+            Err(_) => None,
         };
-        let thread = std::thread::Builder::new().name("dataplane".into()).spawn(move || lp.run())?;
-        Ok(Dataplane { commands, wake, thread: Some(thread) })
-    }
-
-    fn send(&self, command: Command) -> io::Result<()> {
-        self.commands.send(command).map_err(|_| io::Error::other("data plane stopped"))?;
-        self.wake.write(1)?;
-        Ok(())
-    }
-
-    /// Attaches a TAP fd as a switch port.
-    pub async fn attach(&self, spec: PortSpec, fd: OwnedFd) -> io::Result<PortId> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Attach(spec, fd, tx))?;
-        let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
-        result.map_err(io::Error::other)
+        if let Some(id) = first
+            && results.iter().all(|r| matches!(r, Ok(other) if *other == id))
+        {
+            return Ok(id);
+        }
+        // A thread refused (or numbered the port differently, which the one
+        // command order rules out): undo on those that attached.
+        for (thread, result) in results.iter().enumerate() {
+            if let Ok(id) = result {
+                let (tx, _rx) = oneshot::channel();
+                let _ = self.handle.send_to(thread, Command::Detach(*id, tx));
+            }
+        }
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => Err(io::Error::other(e)),
+            None => Err(io::Error::other("data-plane threads numbered a port differently")),
+        }
     }
 
     /// Attaches the overlay: `socket` is a UDP socket bound to the VXLAN
     /// port of the node's underlay, `port` the peers' VXLAN port. The
     /// switch's VTEP MAC and VNI come from its config; peers are set with
-    /// [`Dataplane::update`] and `Switch::set_overlay_peers`.
+    /// [`Dataplane::update`] and `Switch::set_overlay_peers`. Thread 0 reads
+    /// the socket and passes each datagram to the thread owning its flow;
+    /// every thread sends on it.
     pub async fn attach_overlay(&self, socket: std::net::UdpSocket, port: u16) -> io::Result<PortId> {
         socket.set_nonblocking(true)?;
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::AttachOverlay(socket.into(), port, tx))?;
-        let result = rx.await.map_err(|_| io::Error::other("data plane stopped"))?;
-        result.map_err(io::Error::other)
+        let fds = self.per_thread(vec![socket.into()])?;
+        let mut replies = Vec::with_capacity(fds.len());
+        let mut fds = fds.into_iter();
+        self.handle.send_all(|_| {
+            let (tx, rx) = oneshot::channel();
+            replies.push(rx);
+            let (fd, read) = fds.next().expect("one per thread");
+            Command::AttachOverlay(fd, port, read, tx)
+        })?;
+        self.agree(replies).await
     }
 
-    /// Detaches a port and closes its TAP fd (the device disappears with it).
+    /// Detaches a port and closes its fds (a TAP disappears with them
+    /// unless persistent).
     pub async fn detach(&self, id: PortId) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Detach(id, tx))?;
-        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+        let mut replies = Vec::new();
+        self.handle.send_all(|_| {
+            let (tx, rx) = oneshot::channel();
+            replies.push(rx);
+            Command::Detach(id, tx)
+        })?;
+        for rx in replies {
+            rx.await.map_err(|_| stopped())?;
+        }
+        Ok(())
     }
 
     /// A cloneable handle for tasks.
     pub fn handle(&self) -> DataplaneHandle {
-        DataplaneHandle { commands: self.commands.clone(), wake: self.wake.clone() }
+        self.handle.clone()
     }
 
-    /// Runs `change` on the switch between two frames and returns its result.
+    /// Runs `change` on every thread's switch between two frames and
+    /// returns thread 0's result.
     pub async fn update<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut Switch) -> T + Send + 'static,
+        change: impl Fn(&mut Switch) -> T + Send + Sync + 'static,
     ) -> io::Result<T> {
-        self.handle().update(change).await
+        self.handle.update(change).await
+    }
+
+    /// Runs `change` on every thread's switch; the results in thread order.
+    pub async fn update_all<T: Send + 'static>(
+        &self,
+        change: impl Fn(&mut Switch) -> T + Send + Sync + 'static,
+    ) -> io::Result<Vec<T>> {
+        self.handle.update_all(change).await
     }
 
     /// Copies every frame received from or sent to `port` into `sink`, until
     /// the receiver is dropped. Frames are dropped, not queued, when the
     /// receiver lags: a capture never slows the switch.
     pub fn capture(&self, port: PortId, sink: tokio::sync::mpsc::Sender<Captured>) -> io::Result<()> {
-        self.send(Command::Capture(port, sink))
+        self.handle.send_all(|_| Command::Capture(port, sink.clone()))
     }
 
-    /// Every port with its counters.
+    /// Every port with its counters, summed over the threads.
     pub async fn report(&self) -> io::Result<Vec<PortReport>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Report(tx))?;
-        rx.await.map_err(|_| io::Error::other("data plane stopped"))
+        let mut replies = Vec::new();
+        self.handle.send_all(|_| {
+            let (tx, rx) = oneshot::channel();
+            replies.push(rx);
+            Command::Report(tx)
+        })?;
+        let mut ports: BTreeMap<PortId, PortReport> = BTreeMap::new();
+        for rx in replies {
+            for report in rx.await.map_err(|_| stopped())? {
+                match ports.get_mut(&report.id) {
+                    Some(sum) => add_report(sum, &report),
+                    None => {
+                        ports.insert(report.id, report);
+                    }
+                }
+            }
+        }
+        Ok(ports.into_values().collect())
     }
+
+    /// Each thread's counters, in thread order.
+    pub fn thread_stats(&self) -> Vec<ThreadStats> {
+        let read = |c: &ThreadCounters| ThreadStats {
+            frames: c.frames.load(Ordering::Relaxed),
+            handed_off: c.handed_off.load(Ordering::Relaxed),
+            handoff_full: c.handoff_full.load(Ordering::Relaxed),
+            redirect_full: c.redirect_full.load(Ordering::Relaxed),
+        };
+        self.handle.threads.shared.counters.iter().map(read).collect()
+    }
+}
+
+/// Adds one thread's counters of a port to the sum of the others'.
+fn add_report(sum: &mut PortReport, more: &PortReport) {
+    let (s, m) = (&mut sum.stats, &more.stats);
+    s.rx_packets += m.rx_packets;
+    s.rx_bytes += m.rx_bytes;
+    s.tx_packets += m.tx_packets;
+    s.tx_bytes += m.tx_bytes;
+    s.ingress_denied += m.ingress_denied;
+    for (total, n) in s.drops.iter_mut().zip(m.drops) {
+        *total += n;
+    }
+    sum.io.tx_errors += more.io.tx_errors;
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        let _ = self.send(Command::Stop);
-        if let Some(thread) = self.thread.take() {
+        let _ = self.handle.send_all(|_| Command::Stop);
+        for thread in self.joins.drain(..) {
             let _ = thread.join();
-        }
-    }
-}
-
-struct Loop {
-    switch: Switch,
-    epoll: Epoll,
-    wake: std::sync::Arc<EventFd>,
-    queue: mpsc::Receiver<Command>,
-    fds: HashMap<PortId, OwnedFd>,
-    io: HashMap<PortId, IoStats>,
-    epoch: StdInstant,
-    next_expiry: Instant,
-    captures: HashMap<PortId, Vec<tokio::sync::mpsc::Sender<Captured>>>,
-    upstream: tokio::sync::mpsc::Sender<UpstreamQuery>,
-    /// Room for frames the switch builds itself (ARP, ICMP errors, RSTs, DNS).
-    reply: Vec<u8>,
-    /// The overlay port and the peers' VXLAN port.
-    overlay: Option<(PortId, u16)>,
-    /// Plans the VXLAN sends of encapsulated frames (allocated with the
-    /// overlay; taken out while in use).
-    encap: Option<Box<Encapsulator>>,
-    /// Merges TCP segments from the overlay into super-frames for the pods
-    /// (allocated with the overlay; taken out while in use).
-    coalescer: Option<Coalescer>,
-    /// Room for an overlay receive's control message.
-    control: Vec<u8>,
-}
-
-impl Loop {
-    fn run(&mut self) {
-        raise_priority();
-        let mut frame = vec![0u8; FRAME_CAPACITY];
-        let mut events = [EpollEvent::empty(); 64];
-        loop {
-            let ready = match self.epoll.wait(&mut events, EpollTimeout::from(1000u16)) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::error!("data plane epoll failed: {e}");
-                    return;
-                }
-            };
-            let now = self.now();
-            if now >= self.next_expiry {
-                self.switch.expire_flows(now);
-                self.next_expiry = now + EXPIRY_INTERVAL;
-            }
-            for event in &events[..ready] {
-                if event.data() == WAKE_TOKEN {
-                    let _ = self.wake.read();
-                    if !self.run_commands() {
-                        return;
-                    }
-                } else {
-                    self.drain(PortId(event.data() as u16), &mut frame);
-                }
-            }
-        }
-    }
-
-    /// Applies queued commands; false when told to stop.
-    fn run_commands(&mut self) -> bool {
-        while let Ok(command) = self.queue.try_recv() {
-            match command {
-                Command::Attach(spec, fd, reply) => {
-                    let _ = reply.send(self.attach(spec, fd));
-                }
-                Command::AttachOverlay(fd, port, reply) => {
-                    let spec = PortSpec {
-                        kind: PortKind::Overlay,
-                        mac: EthernetAddress([0; 6]),
-                        ip: Ipv4Address::UNSPECIFIED.into(),
-                    };
-                    let result = self.attach(spec, fd);
-                    if let Ok(id) = result {
-                        self.overlay = Some((id, port));
-                        self.encap = Some(Box::new(Encapsulator::new(self.switch.vni())));
-                        self.coalescer = Some(Coalescer::new());
-                    }
-                    let _ = reply.send(result);
-                }
-                Command::Detach(id, reply) => {
-                    if self.overlay.is_some_and(|(overlay, _)| overlay == id) {
-                        self.overlay = None;
-                    }
-                    self.switch.detach(id);
-                    self.captures.remove(&id);
-                    self.io.remove(&id);
-                    if let Some(fd) = self.fds.remove(&id) {
-                        let _ = self.epoll.delete(&fd);
-                    }
-                    let _ = reply.send(());
-                }
-                Command::Report(reply) => {
-                    let ports = self
-                        .switch
-                        .ports()
-                        .map(|(id, spec, stats)| PortReport {
-                            id,
-                            spec: *spec,
-                            stats: *stats,
-                            io: self.io.get(&id).copied().unwrap_or_default(),
-                        })
-                        .collect();
-                    let _ = reply.send(ports);
-                }
-                Command::Update(change) => change(&mut self.switch),
-                Command::Capture(port, sink) => self.captures.entry(port).or_default().push(sink),
-                Command::DnsAnswer(client, answer) => {
-                    let mut out = std::mem::take(&mut self.reply);
-                    if let Some(len) = self.switch.dns_reply_frame(&client, &answer, &mut out) {
-                        self.transmit(client.port, &out[..len]);
-                    }
-                    self.reply = out;
-                }
-                Command::Stop => return false,
-            }
-        }
-        true
-    }
-
-    fn attach(&mut self, spec: PortSpec, fd: OwnedFd) -> Result<PortId, AttachError> {
-        let id = self.switch.attach(spec)?;
-        if let Err(e) = self.epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, id.0 as u64)) {
-            self.switch.detach(id);
-            return Err(AttachError::Epoll(e));
-        }
-        self.fds.insert(id, fd);
-        self.io.insert(id, IoStats::default());
-        Ok(id)
-    }
-
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
-    }
-
-    /// Reads up to [`READ_BUDGET`] frames from one port and acts on each.
-    fn drain(&mut self, port: PortId, frame: &mut [u8]) {
-        let mut reply = std::mem::take(&mut self.reply);
-        self.drain_with(port, frame, &mut reply);
-        self.reply = reply;
-    }
-
-    fn drain_with(&mut self, port: PortId, frame: &mut [u8], reply: &mut [u8]) {
-        if self.overlay.is_some_and(|(overlay, _)| overlay == port) {
-            return self.drain_overlay(port, frame, reply);
-        }
-        self.drain_tap(port, frame, reply);
-        // Held-back datagrams never wait beyond the drain that cut them.
-        self.flush_carry();
-    }
-
-    fn drain_tap(&mut self, port: PortId, frame: &mut [u8], reply: &mut [u8]) {
-        for _ in 0..READ_BUDGET {
-            let Some(fd) = self.fds.get(&port) else {
-                return;
-            };
-            let len = match nix::unistd::read(fd, frame) {
-                Ok(len) => len,
-                Err(Errno::EAGAIN) => return,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::debug!("read from port {}: {e}", port.0);
-                    return;
-                }
-            };
-            let now = self.now();
-            // Captured as received (the switch may rewrite it), with the
-            // switch's verdict, so a capture shows why a frame went nowhere.
-            let seen = self.captures.contains_key(&port).then(|| frame[..len].to_vec());
-            let verdict = self.switch.process(now, port, &mut frame[..len], reply);
-            if let Some(seen) = seen {
-                let dropped = match verdict {
-                    Verdict::Drop(reason) => Some(reason),
-                    _ => None,
-                };
-                self.capture_dropped(port, &seen, dropped);
-            }
-            match verdict {
-                Verdict::Forward { egress } => self.transmit(egress, &frame[..len]),
-                Verdict::Reply { len } => self.transmit(port, &reply[..len]),
-                // Out-of-zone DNS goes to the upstream relay task.
-                Verdict::Upstream(up) => {
-                    // A full queue means a query storm: drop, the client retries.
-                    let query = UpstreamQuery { client: up.client, query: up.query(&frame[..len]).to_vec() };
-                    let _ = self.upstream.try_send(query);
-                }
-                Verdict::Encapsulate { peer } => self.encapsulate(peer, &mut frame[..len]),
-                Verdict::Drop(_) => {}
-            }
-        }
-    }
-
-    /// Reads up to [`READ_BUDGET`] times from the overlay socket (a VXLAN
-    /// datagram, or with UDP GRO a run of them), hands each datagram to the
-    /// switch with its sender, and delivers what it forwards through the
-    /// coalescer: consecutive TCP segments of a flow reach the pod as one
-    /// super-frame, written when the socket is drained.
-    fn drain_overlay(&mut self, port: PortId, buf: &mut [u8], reply: &mut [u8]) {
-        for _ in 0..READ_BUDGET {
-            let Some(fd) = self.fds.get(&port) else { break };
-            let received =
-                match overlay::recv_batch(fd.as_fd(), &mut buf[DECAP_HEADROOM..], &mut self.control) {
-                    Ok(Some(received)) => received,
-                    Ok(None) => continue,
-                    Err(Errno::EAGAIN) => break,
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        // ICMP errors from peers surface here (ECONNREFUSED): not fatal.
-                        tracing::trace!("overlay recvmsg: {e}");
-                        continue;
-                    }
-                };
-            let now = self.now();
-            let from = received.from.ip();
-            let mut at = 0;
-            while at < received.len {
-                let len = received.segment_len.min(received.len - at);
-                // Datagram `at` sits at DECAP_HEADROOM + at; its headroom is
-                // the tail of the datagram before, already copied or written,
-                // so the switch may write the virtio-net header over it.
-                let frame = &mut buf[at..DECAP_HEADROOM + at + len];
-                // The switch answers nothing back into the overlay: the rest is dropped.
-                if let Verdict::Forward { egress } = self.switch.process_overlay(now, from, frame, reply) {
-                    self.capture(port, frame);
-                    self.deliver(egress, frame);
-                }
-                at += len;
-            }
-        }
-        self.flush_gro();
-    }
-
-    /// Passes `frame` (virtio-net header, then the frame) to the coalescer
-    /// for `egress`, writing what it says to write.
-    fn deliver(&mut self, egress: PortId, frame: &[u8]) {
-        let Some(mut coalescer) = self.coalescer.take() else {
-            return self.transmit(egress, frame);
-        };
-        loop {
-            match coalescer.push(egress, frame) {
-                Push::Held => break,
-                Push::Flush => self.write_pending(&mut coalescer),
-                Push::Alone(port) => {
-                    self.transmit(port, frame);
-                    break;
-                }
-            }
-        }
-        self.coalescer = Some(coalescer);
-    }
-
-    /// Writes the coalescer's pending super-frame, if any.
-    fn write_pending(&mut self, coalescer: &mut Coalescer) {
-        if let Some((egress, frame)) = coalescer.take() {
-            self.transmit(egress, frame);
-        }
-    }
-
-    fn flush_gro(&mut self) {
-        if let Some(mut coalescer) = self.coalescer.take() {
-            self.write_pending(&mut coalescer);
-            self.coalescer = Some(coalescer);
-        }
-    }
-
-    /// Sends a frame the switch encapsulated for `peer`, as netstack's
-    /// encapsulation step plans it.
-    fn encapsulate(&mut self, peer: Ipv4Address, frame: &mut [u8]) {
-        let Some(mut encap) = self.encap.take() else { return };
-        let plan = encap.encapsulate(peer, frame);
-        self.send_plan(plan);
-        self.encap = Some(encap);
-    }
-
-    /// Sends the held-back datagrams, if any.
-    fn flush_carry(&mut self) {
-        let Some(mut encap) = self.encap.take() else { return };
-        if encap.held() > 0 {
-            let plan = encap.flush();
-            self.send_plan(plan);
-        }
-        self.encap = Some(encap);
-    }
-
-    /// Makes the sends `plan` describes and reports each result to it.
-    fn send_plan(&mut self, mut plan: Plan<'_>) {
-        let Some((port, udp_port)) = self.overlay else { return };
-        while let Some(tx) = plan.next() {
-            let to = SockaddrIn::from(std::net::SocketAddrV4::new(tx.to, udp_port));
-            if !self.captures.is_empty() && !tx.retry {
-                let gathered: Vec<u8> = plan.parts().iter().flat_map(|p| plan.bytes(p)).copied().collect();
-                let size = tx.segment_len.map_or(gathered.len(), usize::from).max(1);
-                for datagram in gathered.chunks(size) {
-                    self.capture(port, &[&[0u8; DECAP_HEADROOM][..], datagram].concat());
-                }
-            }
-            let Some(fd) = self.fds.get(&port) else { return };
-            let mut iov = [IoSlice::new(&[]); transmit::MAX_PARTS];
-            let parts = plan.parts();
-            for (slot, part) in iov.iter_mut().zip(parts) {
-                *slot = IoSlice::new(plan.bytes(part));
-            }
-            let result = overlay::send_gathered(fd.as_fd(), &iov[..parts.len()], tx.segment_len, &to);
-            let result = result.map_err(|e| {
-                tracing::trace!("overlay sendmsg {to}: {e}");
-                send_error(e)
-            });
-            match plan.sent(result) {
-                Fallback::None => {}
-                Fallback::Retry => {
-                    tracing::debug!("overlay: UDP GSO send to {to} failed; retrying datagram by datagram")
-                }
-                Fallback::GsoOff => {
-                    tracing::info!("overlay: no UDP GSO towards {to}; sending datagram by datagram")
-                }
-            }
-        }
-        let errors = plan.errors();
-        if errors > 0
-            && let Some(io) = self.io.get_mut(&port)
-        {
-            io.tx_errors += u64::from(errors);
-        }
-    }
-
-    /// Hands a copy of a frame to the port's captures, forgetting those whose
-    /// reader went away.
-    fn capture(&mut self, port: PortId, bytes: &[u8]) {
-        self.capture_dropped(port, bytes, None);
-    }
-
-    /// [`Self::capture`] of a frame the switch dropped for `dropped`.
-    fn capture_dropped(&mut self, port: PortId, bytes: &[u8], dropped: Option<DropReason>) {
-        if self.captures.is_empty() {
-            return;
-        }
-        let Some(sinks) = self.captures.get_mut(&port) else { return };
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let frame = bytes.get(vnet::HEADER_LEN..).unwrap_or_default();
-        sinks.retain(|sink| {
-            !matches!(
-                sink.try_send(Captured { at, frame: frame.to_vec(), dropped }),
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
-            )
-        });
-        if sinks.is_empty() {
-            self.captures.remove(&port);
-        }
-    }
-
-    fn transmit(&mut self, port: PortId, bytes: &[u8]) {
-        self.capture(port, bytes);
-        let Some(fd) = self.fds.get(&port) else {
-            return;
-        };
-        if write_frame(fd.as_fd(), bytes).is_err()
-            && let Some(io) = self.io.get_mut(&port)
-        {
-            io.tx_errors += 1;
-        }
-    }
-}
-
-/// What netstack's encapsulation step needs to know of a failed send.
-fn send_error(e: Errno) -> SendError {
-    match e {
-        Errno::EAGAIN | Errno::ENOBUFS => SendError::Full,
-        // EIO: the route's device cannot checksum for GSO; ENOPROTOOPT and
-        // EOPNOTSUPP: a kernel without UDP GSO.
-        Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP => SendError::GsoRefused,
-        _ => SendError::Other,
-    }
-}
-
-/// Nice value of the data-plane thread.
-const DATAPLANE_NICE: libc::c_int = -10;
-
-/// Gives the data-plane thread a larger CPU share than pods' processes.
-/// Every packet between pods waits for this thread to be scheduled; the
-/// kernel's own forwarding runs in softirq context, ahead of any process.
-/// On a busy node a TCP stream through the overlay otherwise waits behind
-/// pod workloads at each hop (bench/overlay, nice 0 and -10 alternating in
-/// one run: 1-stream podnet/kernel medians 0.50 and 0.67). Still one thread,
-/// so a flood takes at most one core. Best effort: without CAP_SYS_NICE the
-/// thread keeps the default.
-fn raise_priority() {
-    if let Err(e) = crate::sys::process::set_thread_nice(nix::unistd::gettid(), DATAPLANE_NICE) {
-        tracing::debug!("data plane: nice {DATAPLANE_NICE} refused: {e}");
-    }
-}
-
-fn write_frame(fd: BorrowedFd<'_>, bytes: &[u8]) -> nix::Result<()> {
-    loop {
-        match nix::unistd::write(fd, bytes) {
-            Err(Errno::EINTR) => continue,
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                tracing::trace!("write to tap fd {}: {e}", fd.as_raw_fd());
-                return Err(e);
-            }
         }
     }
 }

@@ -20,34 +20,65 @@ pub const QUEUE_LEN: u32 = 4096;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 
-/// Makes the TAP behind `fd` outlive the fd: it stays (with its addresses
-/// and routes) until its namespace goes, and [`open`] with its name attaches
-/// to it again. Pods' TAPs are persistent so a pod keeps its network while
-/// a killed agent restarts.
-pub fn persist(fd: &OwnedFd) -> io::Result<()> {
-    tun::set_persist(fd.as_fd(), true)
+/// Makes the TAP behind `queues` outlive them: it stays (with its
+/// addresses and routes) until its namespace goes, and [`open`] with its
+/// name attaches to it again. Pods' TAPs are persistent so a pod keeps its
+/// network while a killed agent restarts.
+pub fn persist(queues: &[OwnedFd]) -> io::Result<()> {
+    let first = queues.first().ok_or_else(|| io::Error::other("no TAP queue to make persistent"))?;
+    tun::set_persist(first.as_fd(), true)
 }
 
 /// Opens a TAP named `name` in the calling thread's network namespace, or
-/// attaches to the persistent one of that name. A device created here lives
-/// as long as the returned fd unless made persistent with [`persist`].
-pub fn open(name: &str) -> io::Result<OwnedFd> {
+/// attaches to the persistent one of that name, with `queues` queues: one
+/// fd each, one per data-plane thread. One queue is a plain TAP (today's
+/// path); more make it multi-queue (`IFF_MULTI_QUEUE`), and the kernel
+/// spreads the frames the pod sends over them by flow. A persistent TAP made
+/// by an agent with another thread count keeps its kind: a single-queue one
+/// is attached with one fd (the data plane then reads it on one thread), a
+/// multi-queue one with as many as asked. A device created here lives as
+/// long as the returned fds unless made persistent with [`persist`].
+pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
     }
+    let multi = queues > 1;
+    let first = match open_queue(name, multi) {
+        // EINVAL: a persistent TAP of the other kind (or not a TAP at all,
+        // which the second try refuses the same way).
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return open_other_kind(name, multi, e),
+        other => other?,
+    };
+    let mut fds = vec![first];
+    for _ in 1..queues {
+        fds.push(open_queue(name, true)?);
+    }
+    Ok(fds)
+}
+
+/// [`open`] of a persistent TAP whose kind (multi-queue or not) is not the
+/// one asked for: one queue of it, whichever kind it is.
+fn open_other_kind(name: &str, multi: bool, first_error: io::Error) -> io::Result<Vec<OwnedFd>> {
+    open_queue(name, !multi).map(|fd| vec![fd]).map_err(|_| first_error)
+}
+
+/// One queue of the TAP `name`: a fresh `/dev/net/tun` fd attached to it.
+fn open_queue(name: &str, multi: bool) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
     let fd = file.as_fd();
-    tun::set_iff(fd, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
+    let kind = if multi { IFF_MULTI_QUEUE } else { 0 };
+    tun::set_iff(fd, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | kind)?;
     tun::set_vnet_hdr_size(fd, vnet::HEADER_LEN as libc::c_int)?;
     tun::set_offload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)?;
     Ok(file.into())

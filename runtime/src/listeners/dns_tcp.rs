@@ -84,7 +84,7 @@ pub async fn answer(
     deadline: Duration,
 ) -> Option<Vec<u8>> {
     let (outcome, answer, query) = switch
-        .update(move |switch| {
+        .read(move |switch| {
             let mut out = Vec::new();
             let outcome = switch.zone().answer(&query, Transport::Tcp, &mut out);
             (outcome, out, query)

@@ -146,6 +146,20 @@ pub fn render(report: &StatsReport) -> String {
             "# HELP {name} Kubernetes API watchers: {what}.\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    let name = "podnet_dataplane_frames_total";
+    let _ = writeln!(out, "# HELP {name} Frames each data-plane thread decided.\n# TYPE {name} counter");
+    for (thread, t) in report.threads.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{thread=\"{thread}\"}} {}", t.frames);
+    }
+    let name = "podnet_dataplane_handoffs_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Frames a data-plane thread read for another thread's flow, by result.\n# TYPE {name} counter"
+    );
+    for (thread, t) in report.threads.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{thread=\"{thread}\",result=\"passed\"}} {}", t.handed_off);
+        let _ = writeln!(out, "{name}{{thread=\"{thread}\",result=\"queue_full\"}} {}", t.handoff_full);
+    }
     let name = "podnet_listener_connections";
     let _ = writeln!(out, "# HELP {name} Connections (UDP: flows) open, by listener.\n# TYPE {name} gauge");
     for l in &report.listeners {
@@ -222,6 +236,7 @@ mod tests {
             images: vec![("layers_unpacked".into(), 3)],
             ingress: vec![("default/shop shop.example/api 2xx".into(), 9), ("no_rule".into(), 1)],
             kubernetes: vec![("reconnects".into(), 2)],
+            threads: vec![crate::api::ThreadCounters { frames: 12, ..Default::default() }],
             listeners: vec![crate::api::ListenerCounters {
                 listener: "dns_tcp".into(),
                 open: 2,
@@ -234,6 +249,7 @@ mod tests {
         ));
         assert!(text.contains("podnet_ingress_no_rule_total 1"));
         assert!(text.contains("podnet_kubernetes_reconnects_total 2"));
+        assert!(text.contains("podnet_dataplane_frames_total{thread=\"0\"} 12"), "{text}");
         assert!(text.contains("podnet_dns_queries_total{result=\"answered\"} 4"));
         assert!(text.contains("# TYPE podnet_flows_active gauge\npodnet_flows_active 1"));
         assert!(text.contains(

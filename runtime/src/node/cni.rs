@@ -39,16 +39,18 @@ impl NodeRuntime {
             gateway: Some(self.gateway),
         };
         let path = attachment.netns.clone();
-        let fd = tokio::task::spawn_blocking(move || plug(&path, setup)).await?.map_err(|source| {
-            NodeError::Plug {
-                what: format!(
-                    "interface {} in {} for pod {pod_name}",
-                    attachment.ifname,
-                    attachment.netns.display()
-                ),
-                source,
-            }
-        })?;
+        let queues = self.dataplane.threads();
+        let fd =
+            tokio::task::spawn_blocking(move || plug(&path, setup, queues)).await?.map_err(|source| {
+                NodeError::Plug {
+                    what: format!(
+                        "interface {} in {} for pod {pod_name}",
+                        attachment.ifname,
+                        attachment.netns.display()
+                    ),
+                    source,
+                }
+            })?;
         let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = match self.dataplane.attach(port_spec, fd).await {
             Ok(port) => port,
@@ -141,13 +143,13 @@ impl NodeRuntime {
 /// the persistent one a previous agent made, else creating, configuring and
 /// persisting it. An existing interface of another kind is refused by the
 /// kernel (the spec's ADD must fail when the interface exists).
-fn plug(netns: &Path, setup: LinkSetup) -> Result<OwnedFd, SysError> {
+fn plug(netns: &Path, setup: LinkSetup, queues: usize) -> Result<Vec<OwnedFd>, SysError> {
     netns::run_in(netns, move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             let netlink = Netlink::open()?;
             let existed = netlink.index(&setup.name).await.is_ok();
-            let fd = tap::open(&setup.name).map_err(|e| match existed {
+            let fd = tap::open(&setup.name, queues).map_err(|e| match existed {
                 // Not a TAP (the kernel's EINVAL): the runtime or another
                 // plugin made it, and the spec's ADD must fail.
                 true => std::io::Error::new(

@@ -136,33 +136,51 @@ impl NodeRuntime {
 
     async fn stats(&self) -> Result<StatsReport, NodeError> {
         let ports = self.dataplane.report().await?;
-        let (mut dns, flows) = self
+        // Every thread has its own counters and flow table: summed.
+        let per_thread = self
             .dataplane
-            .update(|switch| {
+            .update_all(|switch| {
                 let d = switch.dns_stats();
-                let dns = vec![
-                    ("answered".to_string(), d.answered),
-                    ("nxdomain".into(), d.nxdomain),
-                    ("refused".into(), d.refused),
-                    ("forwarded".into(), d.forwarded),
-                    ("upstream_replies".into(), d.upstream_replies),
-                    ("truncated".into(), d.truncated),
-                    ("dropped".into(), d.dropped),
+                let dns = [
+                    d.answered,
+                    d.nxdomain,
+                    d.refused,
+                    d.forwarded,
+                    d.upstream_replies,
+                    d.truncated,
+                    d.dropped,
                 ];
                 let table = switch.conntrack();
                 let s = table.stats();
-                let flows = vec![
-                    ("active".to_string(), table.len() as u64),
-                    ("capacity".into(), table.capacity() as u64),
-                    ("created".into(), s.created),
-                    ("expired".into(), s.expired),
-                    ("refused".into(), s.refused),
-                    ("per_pod_limit".into(), u64::from(table.max_flows_per_pod())),
-                    ("over_quota".into(), s.over_quota),
+                let flows = [
+                    table.len() as u64,
+                    table.capacity() as u64,
+                    s.created,
+                    s.expired,
+                    s.refused,
+                    s.over_quota,
                 ];
-                (dns, flows)
+                (dns, flows, u64::from(table.max_flows_per_pod()))
             })
             .await?;
+        let (mut d, mut f, per_pod) = ([0u64; 7], [0u64; 6], per_thread.first().map_or(0, |t| t.2));
+        for (dns, flows, _) in &per_thread {
+            d.iter_mut().zip(dns).for_each(|(sum, n)| *sum += n);
+            f.iter_mut().zip(flows).for_each(|(sum, n)| *sum += n);
+        }
+        let mut dns: Vec<(String, u64)> =
+            ["answered", "nxdomain", "refused", "forwarded", "upstream_replies", "truncated", "dropped"]
+                .into_iter()
+                .map(String::from)
+                .zip(d)
+                .collect();
+        let mut flows: Vec<(String, u64)> = ["active", "capacity", "created", "expired", "refused"]
+            .into_iter()
+            .map(String::from)
+            .zip(f)
+            .collect();
+        flows.push(("per_pod_limit".into(), per_pod));
+        flows.push(("over_quota".into(), f[5]));
         // Pod records the zone's full pod table refused (see `zone.rs`).
         dns.push(("pod_records_refused".into(), self.zone.refusals()));
         let mut counters = Vec::with_capacity(ports.len());
@@ -186,6 +204,17 @@ impl NodeRuntime {
             images,
             ingress: self.ingress_stats(),
             kubernetes: crate::kubernetes::stats::report(),
+            threads: self
+                .dataplane
+                .thread_stats()
+                .into_iter()
+                .map(|t| crate::api::ThreadCounters {
+                    frames: t.frames,
+                    handed_off: t.handed_off,
+                    handoff_full: t.handoff_full,
+                    redirect_full: t.redirect_full,
+                })
+                .collect(),
         })
     }
 

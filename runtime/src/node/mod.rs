@@ -154,10 +154,11 @@ impl NodeRuntime {
                 },
             },
             upstream_tx,
+            config.dataplane.threads(),
         )
         .map_err(NodeError::Dataplane)?;
 
-        let host_fd = tap::open(&net.host_interface)
+        let host_fd = tap::open(&net.host_interface, dataplane.threads())
             .map_err(|source| NodeError::HostInterface { name: net.host_interface.clone(), source })?;
         let netlink = Netlink::open().map_err(NodeError::Netlink)?;
         netlink

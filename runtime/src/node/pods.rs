@@ -249,8 +249,10 @@ impl NodeRuntime {
         }
         .ok_or(NodeError::NotRunning)?;
         let name = netns_name.to_string();
-        let fd =
-            tokio::task::spawn_blocking(move || sandbox::reopen(&name)).await?.map_err(NodeError::Reopen)?;
+        let queues = self.dataplane.threads();
+        let fd = tokio::task::spawn_blocking(move || sandbox::reopen(&name, queues))
+            .await?
+            .map_err(NodeError::Reopen)?;
         let ip = record.ipv4()?;
         let port_spec = PortSpec { kind: PortKind::Pod, mac: EthernetAddress(mac_for(ip)), ip: ip.into() };
         let port = self.dataplane.attach(port_spec, fd).await?;
@@ -301,6 +303,7 @@ impl NodeRuntime {
             mac: mac_for(ip),
             mtu: self.options.config.pod_mtu(),
             resolv_conf: resolv_conf(net.cluster_dns, &spec.namespace, &net.cluster_domain),
+            queues: self.dataplane.threads(),
         };
         let pod_name = || format!("{}/{}", spec.namespace, spec.name);
         let fd = tokio::task::spawn_blocking(move || sandbox::create(&sandbox_spec))

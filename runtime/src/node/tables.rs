@@ -32,7 +32,7 @@ impl NodeRuntime {
             return;
         }
         let table = crate::policy::compile(&desired.policy, self.gateway);
-        match self.dataplane.update(move |switch| switch.set_policy(table)).await {
+        match self.dataplane.update(move |switch| switch.set_policy(table.clone())).await {
             Ok(closed) => {
                 if closed > 0 {
                     tracing::info!(closed, "NetworkPolicy changed: closed the flows it no longer admits");

@@ -33,6 +33,8 @@ pub struct SandboxSpec {
     pub mtu: u32,
     /// Contents of the pod's resolv.conf.
     pub resolv_conf: String,
+    /// Queues of `eth0`: one per data-plane thread.
+    pub queues: usize,
 }
 
 /// Directory holding a pod's resolv.conf, where `ip netns exec` looks too.
@@ -42,13 +44,13 @@ pub fn etc_dir(netns: &str) -> PathBuf {
 
 /// Builds the sandbox and returns the fd of the pod's TAP. On error nothing
 /// is left behind.
-pub fn create(spec: &SandboxSpec) -> Result<OwnedFd, SysError> {
+pub fn create(spec: &SandboxSpec) -> Result<Vec<OwnedFd>, SysError> {
     let etc = etc_dir(&spec.netns);
     fs::create_dir_all(&etc)?;
     fs::write(etc.join("resolv.conf"), &spec.resolv_conf)?;
     let inside = spec.clone();
     netns::create(&spec.netns, move || {
-        let fd = tap::open(POD_INTERFACE)?;
+        let fd = tap::open(POD_INTERFACE, inside.queues)?;
         tap::persist(&fd)?;
         // Per-namespace sysctls are resolved against the writer's namespace.
         let _ = fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
@@ -77,8 +79,8 @@ pub fn create(spec: &SandboxSpec) -> Result<OwnedFd, SysError> {
 
 /// Attaches to the TAP of an existing sandbox again; its addresses and
 /// routes are as they were.
-pub fn reopen(netns_name: &str) -> Result<OwnedFd, SysError> {
-    netns::run_in(&netns::path(netns_name), || Ok(tap::open(POD_INTERFACE)?))
+pub fn reopen(netns_name: &str, queues: usize) -> Result<Vec<OwnedFd>, SysError> {
+    netns::run_in(&netns::path(netns_name), move || Ok(tap::open(POD_INTERFACE, queues)?))
 }
 
 /// Removes a sandbox's namespace and files. The TAP goes with the namespace.
