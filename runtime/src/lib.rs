@@ -47,3 +47,4 @@ pub mod policy;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod url;

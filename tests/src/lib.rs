@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod kubectl;
 pub mod oci;
+pub mod sandbox;
 
 /// The podnet binary under test: $PODNET_BIN, else the workspace's debug
 /// build, built once per test process.

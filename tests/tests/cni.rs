@@ -7,77 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use podnet_e2e::sandbox::Sandbox;
 use podnet_e2e::{Node, busybox, eventually, oci, podnet_bin, require, stderr, stdout};
 use serde_json::{Value, json};
-
-/// A container's network namespace, as a runtime makes one; removed with
-/// what runs in it (and its resolv.conf) on drop.
-struct Sandbox {
-    name: String,
-    servers: Vec<Child>,
-}
-
-impl Sandbox {
-    fn new(node: &Node, tag: &str) -> Sandbox {
-        let name = format!("{}-{tag}", node.name);
-        let status = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
-        assert!(status.success(), "ip netns add {name}");
-        let sandbox = Sandbox { name, servers: Vec::new() };
-        sandbox.run(&["ip", "link", "set", "lo", "up"]);
-        sandbox
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    /// Runs a command inside; its output.
-    fn run(&self, command: &[&str]) -> std::process::Output {
-        Command::new("ip").args(["netns", "exec", &self.name]).args(command).output().unwrap()
-    }
-
-    /// The resolv.conf a runtime writes from the result's `dns`
-    /// (`ip netns exec` puts /etc/netns/NAME/resolv.conf in place).
-    fn resolv_conf(&self, result: &Value) {
-        let dns = &result["dns"];
-        let search: Vec<&str> =
-            dns["search"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-        let text = format!(
-            "nameserver {}\nsearch {}\noptions ndots:5\n",
-            dns["nameservers"][0].as_str().unwrap(),
-            search.join(" ")
-        );
-        let dir = Path::new("/etc/netns").join(&self.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("resolv.conf"), text).unwrap();
-    }
-
-    /// Serves `body` over HTTP on port 80 inside, until drop.
-    fn serve(&mut self, node: &Node, body: &str) {
-        let www = node.dir.join(format!("www-{}", self.name));
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("index.html"), body).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, &busybox(), "httpd", "-f", "-p", "80", "-h"])
-            .arg(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.servers.push(child);
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for child in &mut self.servers {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
-    }
-}
 
 /// What one plugin call printed, and its exit status.
 struct Call {
@@ -206,7 +138,7 @@ fn add_plugs_a_container_into_the_switch_as_a_pod_and_del_unplugs_it() {
         out.status.success().then(|| stdout(&out))
     });
     assert_eq!(got, "from a podnet pod\n");
-    sandbox.serve(&node, "from the cni container\n");
+    sandbox.serve(&node.dir, "from the cni container\n");
     node.ok(&["label", "pod", "cam", "app=cam"]);
     node.fails(&["label", "pod", "cam", "app=other"], "--overwrite");
     node.fails(&["exec", "cam", "--", "true"], "podman exec");

@@ -259,6 +259,16 @@ impl Dataplane {
     /// or another port's one fd. With fewer fds than threads, thread 0
     /// reads the first and the others only write to it.
     pub async fn attach(&self, spec: PortSpec, fds: Vec<OwnedFd>) -> io::Result<PortId> {
+        self.attach_each(fds, |fd, read, tx| Command::Attach(spec, fd, read, tx)).await
+    }
+
+    /// Sends every thread its fd of a port in the command `attach` makes,
+    /// and waits for them to agree on the port.
+    async fn attach_each(
+        &self,
+        fds: Vec<OwnedFd>,
+        mut attach: impl FnMut(OwnedFd, bool, oneshot::Sender<Result<PortId, AttachError>>) -> Command,
+    ) -> io::Result<PortId> {
         let fds = self.per_thread(fds)?;
         let mut replies = Vec::with_capacity(fds.len());
         let mut fds = fds.into_iter();
@@ -266,7 +276,7 @@ impl Dataplane {
             let (tx, rx) = oneshot::channel();
             replies.push(rx);
             let (fd, read) = fds.next().expect("one per thread");
-            Command::Attach(spec, fd, read, tx)
+            attach(fd, read, tx)
         })?;
         self.agree(replies).await
     }
@@ -328,16 +338,7 @@ impl Dataplane {
     /// every thread sends on it.
     pub async fn attach_overlay(&self, socket: std::net::UdpSocket, port: u16) -> io::Result<PortId> {
         socket.set_nonblocking(true)?;
-        let fds = self.per_thread(vec![socket.into()])?;
-        let mut replies = Vec::with_capacity(fds.len());
-        let mut fds = fds.into_iter();
-        self.handle.send_all(|_| {
-            let (tx, rx) = oneshot::channel();
-            replies.push(rx);
-            let (fd, read) = fds.next().expect("one per thread");
-            Command::AttachOverlay(fd, port, read, tx)
-        })?;
-        self.agree(replies).await
+        self.attach_each(vec![socket.into()], |fd, read, tx| Command::AttachOverlay(fd, port, read, tx)).await
     }
 
     /// Detaches a port and closes its fds (a TAP disappears with them

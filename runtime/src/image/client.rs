@@ -177,10 +177,13 @@ impl Session {
                 let scope = get("scope")
                     .map(String::from)
                     .unwrap_or_else(|| format!("repository:{}:pull", self.endpoint.repository));
-                let mut url =
-                    format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, encode(&scope));
+                let mut url = format!(
+                    "{realm}{}scope={}",
+                    if realm.contains('?') { '&' } else { '?' },
+                    crate::url::percent_encode(&scope)
+                );
                 if let Some(service) = get("service") {
-                    url.push_str(&format!("&service={}", encode(service)));
+                    url.push_str(&format!("&service={}", crate::url::percent_encode(service)));
                 }
                 let mut request = self.agent.get(&url);
                 if let Some(basic) = &basic {
@@ -343,17 +346,6 @@ fn auth_params(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The first message of a registry's JSON error body, or the text.
 fn registry_message(body: &str) -> String {
     #[derive(serde::Deserialize)]
@@ -395,7 +387,7 @@ mod tests {
             auth_params("realm=x, service=y"),
             [("realm".into(), "x".into()), ("service".into(), "y".into())]
         );
-        assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(crate::url::percent_encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
     }
 
     /// A registry on loopback that wants a bearer token from its token

@@ -106,7 +106,7 @@ impl Client {
         let mut query = format!("{path}?limit={PAGE}");
         if let Some(next) = next {
             query.push_str("&continue=");
-            query.push_str(&percent_encode(next));
+            query.push_str(&crate::url::percent_encode(next));
         }
         let body = self.get(&self.lists, kind, &query)?;
         let mut bytes = Vec::new();
@@ -134,7 +134,7 @@ impl Client {
     ) -> Result<impl BufRead + use<>, KubernetesError> {
         let query = format!(
             "{path}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
-            percent_encode(resource_version)
+            crate::url::percent_encode(resource_version)
         );
         Ok(BufReader::new(self.get(&self.watches, kind, &query)?.into_reader()))
     }
@@ -193,27 +193,4 @@ fn transport(server: &str, e: ureq::Error) -> KubernetesError {
 
 pub(super) fn transport_io(server: &str, e: std::io::Error) -> KubernetesError {
     KubernetesError::Unreachable { server: server.to_string(), message: e.to_string() }
-}
-
-/// Query values are resourceVersions and continue tokens: opaque, base64
-/// in practice.
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(percent_encode("eyJ2Ijo+/=="), "eyJ2Ijo%2B%2F%3D%3D");
-        assert_eq!(percent_encode("123"), "123");
-    }
 }
