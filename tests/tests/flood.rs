@@ -11,7 +11,11 @@ use podnet_e2e::{Node, busybox, require, stderr, stdout};
 fn udp_flood_then_victim_fetches(tag: &str, per_pod: Option<u32>) -> (bool, Node) {
     let hping3 = require("hping3", "hping3").to_string_lossy().into_owned();
     let quota = per_pod.map_or(String::new(), |n| format!("max_flows_per_pod = {n}\n"));
-    let node = Node::start_with(tag, Some(&format!("[limits]\nmax_flows = 256\n{quota}")));
+    // One data-plane thread: the table and the quota are per thread, and
+    // with two the victim's connections may hash to the thread the flood
+    // does not fill, which would make the unlimited case pass by luck.
+    let config = format!("[limits]\nmax_flows = 256\n{quota}[dataplane]\nthreads = 1\n");
+    let node = Node::start_with(tag, Some(&config));
     let bb = busybox();
     node.named_web("web", 1, 8080, &[]);
     node.ok(&["run", "flooder", "--", "sleep", "infinity"]);
