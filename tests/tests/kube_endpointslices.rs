@@ -76,6 +76,12 @@ fn kubectl_and_the_python_client_read_and_watch_a_services_endpointslice() {
         .spawn()
         .expect("kubectl get -w"),
     );
+    // Its first line (the list) before the change, so the change is an
+    // event, not already in the list.
+    eventually(Duration::from_secs(30), "the watch to list the slice", || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.lines().any(|l| l.starts_with("ADDED") && l.contains(&name)).then_some(())
+    });
     ok(&node, &["scale", "deployment", "web", "--replicas=2"]);
     let two = eventually(Duration::from_secs(30), "a second ready pod in the slice", || {
         let a = addresses(&node);
