@@ -101,40 +101,88 @@ pub fn load(path: &Path) -> Result<Access, KubernetesError> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
     parse(&text, path.parent().unwrap_or(Path::new(".")))
-        .map_err(|message| KubernetesError::KubeconfigInvalid { path: path.into(), message })
+        .map_err(|problem| KubernetesError::KubeconfigInvalid { path: path.into(), problem })
 }
 
-fn find<T>(list: &[Named<T>], what: &str, name: &str) -> Result<usize, String> {
-    list.iter().position(|n| n.name == name).ok_or_else(|| format!("no {what} named {name:?}"))
+/// What makes a kubeconfig unusable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KubeconfigProblem {
+    /// Not YAML of a kubeconfig's shape.
+    #[error("not kubeconfig YAML: {0}")]
+    NotYaml(String),
+    /// No current context.
+    #[error("no current-context: set one with kubectl config use-context")]
+    NoCurrentContext,
+    /// A context, cluster or user the config names is not in it.
+    #[error("no {what} named {name:?}")]
+    Missing {
+        /// context, cluster or user.
+        what: &'static str,
+        /// The name looked for.
+        name: String,
+    },
+    /// A named entry without its body.
+    #[error("the {0} is empty")]
+    Empty(&'static str),
+    /// The server is not https.
+    #[error("cluster server {0:?} is not an https:// URL (podnet talks to the API over TLS only)")]
+    NotHttps(String),
+    /// A file the config names could not be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// An inline `*-data` field is not base64.
+    #[error("{field} is not base64: {message}")]
+    NotBase64 {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// exec or auth-provider credentials.
+    #[error(
+        "the user authenticates with an exec or auth-provider plugin, which podnet does not run: use a token or a client certificate"
+    )]
+    Plugin,
+    /// Half a client certificate.
+    #[error("the user has a client certificate without its key, or a key without its certificate")]
+    HalfCertificate,
+}
+
+fn find<T>(list: &[Named<T>], what: &'static str, name: &str) -> Result<usize, KubeconfigProblem> {
+    list.iter()
+        .position(|n| n.name == name)
+        .ok_or_else(|| KubeconfigProblem::Missing { what, name: name.into() })
 }
 
 /// Parses a kubeconfig's text; relative file paths are taken from `dir`.
-pub fn parse(text: &str, dir: &Path) -> Result<Access, String> {
+pub fn parse(text: &str, dir: &Path) -> Result<Access, KubeconfigProblem> {
     let config: Kubeconfig =
-        serde_yaml_ng::from_str(text).map_err(|e| format!("not kubeconfig YAML: {e}"))?;
+        serde_yaml_ng::from_str(text).map_err(|e| KubeconfigProblem::NotYaml(e.to_string()))?;
     if config.current_context.is_empty() {
-        return Err("no current-context: set one with kubectl config use-context".into());
+        return Err(KubeconfigProblem::NoCurrentContext);
     }
     let context = &config.contexts[find(&config.contexts, "context", &config.current_context)?];
-    let context = context.value.as_ref().ok_or("the current context is empty")?;
+    let context = context.value.as_ref().ok_or(KubeconfigProblem::Empty("current context"))?;
     let cluster = config.clusters[find(&config.clusters, "cluster", &context.cluster)?]
         .value
         .as_ref()
-        .ok_or("the context's cluster is empty")?;
+        .ok_or(KubeconfigProblem::Empty("context's cluster"))?;
     if !cluster.server.starts_with("https://") {
-        return Err(format!(
-            "cluster server {:?} is not an https:// URL (podnet talks to the API over TLS only)",
-            cluster.server
-        ));
+        return Err(KubeconfigProblem::NotHttps(cluster.server.clone()));
     }
-    let file = |path: &Path| -> Result<Vec<u8>, String> {
+    let file = |path: &Path| -> Result<Vec<u8>, KubeconfigProblem> {
         let path = dir.join(path);
-        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        std::fs::read(&path).map_err(|e| KubeconfigProblem::Unreadable { message: e.to_string(), path })
     };
-    let data = |text: &str, field: &str| {
+    let data = |text: &str, field: &'static str| {
         base64::engine::general_purpose::STANDARD
             .decode(text.trim())
-            .map_err(|e| format!("{field} is not base64: {e}"))
+            .map_err(|e| KubeconfigProblem::NotBase64 { field, message: e.to_string() })
     };
     let ca = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
         (Some(d), _) => Some(data(d, "certificate-authority-data")?),
@@ -148,10 +196,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Access, String> {
         match user {
             None => Auth::None,
             Some(u) if u.exec.is_some() || u.auth_provider.is_some() => {
-                return Err(
-                    "the user authenticates with an exec or auth-provider plugin, which podnet does not run: use a token or a client certificate"
-                        .into(),
-                );
+                return Err(KubeconfigProblem::Plugin);
             }
             Some(u) => match (&u.token, &u.token_file) {
                 (Some(token), _) => Auth::Token(token.trim().to_string()),
@@ -170,7 +215,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Access, String> {
                     match (cert, key) {
                         (Some(cert), Some(key)) => Auth::ClientCert { cert, key },
                         (None, None) => Auth::None,
-                        _ => return Err("the user has a client certificate without its key, or a key without its certificate".into()),
+                        _ => return Err(KubeconfigProblem::HalfCertificate),
                     }
                 }
             },
@@ -237,7 +282,7 @@ users:
 
     #[test]
     fn unusable_kubeconfigs_say_why() {
-        let e = |text: &str| parse(text, Path::new("/")).unwrap_err();
+        let e = |text: &str| parse(text, Path::new("/")).unwrap_err().to_string();
         assert!(e("clusters: 5\n").contains("not kubeconfig YAML"));
         assert!(e("kind: Config\n").contains("no current-context"));
         assert!(e(&K3S.replace("current-context: default", "current-context: other")).contains("no context"));

@@ -31,12 +31,12 @@ pub enum KubernetesError {
         message: String,
     },
     /// The kubeconfig cannot be used.
-    #[error("kubeconfig {} is not usable: {message}", path.display())]
+    #[error("kubeconfig {} is not usable: {problem}", path.display())]
     KubeconfigInvalid {
         /// The file.
         path: PathBuf,
         /// Why.
-        message: String,
+        problem: kubeconfig::KubeconfigProblem,
     },
     /// The kubeconfig's CA or client certificate is not PEM podnet can use.
     #[error("the kubeconfig's {what} is not usable: {message}")]
