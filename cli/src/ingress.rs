@@ -189,10 +189,12 @@ pub(crate) fn ingress_table(list: &[Ingress], ports: &[u16], all_namespaces: boo
             let hosts = i.spec.hosts();
             let hosts = if hosts.is_empty() { "*".to_string() } else { hosts.join(",") };
             let address = match &i.load_balancer {
+                // The nodes serving it; why none does only when none does
+                // (`describe` shows a node's problem beside the others).
                 Some(lb) => match (&lb.problem, lb.ingress.is_empty()) {
-                    (Some(problem), _) => format!("<pending: {problem}>"),
+                    (Some(problem), true) => format!("<pending: {problem}>"),
                     (None, true) => String::new(),
-                    (None, false) => lb.ingress.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(","),
+                    (_, false) => lb.ingress.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(","),
                 },
                 None => String::new(),
             };
@@ -304,9 +306,13 @@ pub(crate) async fn describe(socket: &Path, namespace: &str, name: &str) -> Resu
     let address = i
         .load_balancer
         .as_ref()
-        .map(|lb| match &lb.problem {
-            Some(p) => format!("<pending: {p}>"),
-            None => lb.ingress.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(","),
+        .map(|lb| {
+            let served = lb.ingress.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(",");
+            match (&lb.problem, served.is_empty()) {
+                (Some(p), true) => format!("<pending: {p}>"),
+                (Some(p), false) => format!("{served} (not served: {p})"),
+                (None, _) => served,
+            }
         })
         .unwrap_or_default();
     let mut out = format!(

@@ -52,8 +52,18 @@ pub struct NodeDesired {
     pub secrets: Vec<Secret>,
 }
 
-/// A node's report: the observed status of each of its pods, by uid.
+/// The observed status of each of a node's pods, by uid.
 pub type PodReport = Vec<(String, PodStatus)>;
+
+/// What a node reports to the control plane: its pods' status and, when it
+/// cannot serve podnet's Ingresses, why (a port another socket holds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Its pods' status.
+    pub pods: PodReport,
+    /// Why its Ingress ports are not served, if they are not.
+    pub ingress_problem: Option<String>,
+}
 
 /// The overlay peer set of a node owning `local`: its static peers
 /// (`fixed`), then each of the cluster's nodes in turn, skipped with a

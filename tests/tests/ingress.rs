@@ -466,30 +466,46 @@ fn tls_failures(node: &Node) -> u64 {
         .unwrap_or_else(|| panic!("no tls_handshakes_failed in {stats}"))
 }
 
+/// socat holding a TCP port in a node's namespace, stopped when dropped.
+struct Squatter(std::process::Child);
+
+impl Squatter {
+    /// Listens on `port` in `node`'s namespace; returns once it does.
+    fn hold(node: &Node, port: u16) -> Squatter {
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            .args([
+                require("socat", "socat").to_string_lossy().as_ref(),
+                &format!("TCP-LISTEN:{port},reuseaddr"),
+                "EXEC:cat",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let squatter = Squatter(child);
+        eventually(Duration::from_secs(5), "the squatter to listen", || {
+            let out = node.on_node(&["ss", "-Hltn", &format!("sport = :{port}")]);
+            (!stdout(&out).trim().is_empty()).then_some(())
+        });
+        squatter
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_port_another_socket_holds_is_the_ingress_status() {
     let node = Node::start_with("ingport", Some("[ingress]\nhttp_port = 8088\nhttps_port = 0\n"));
-    let squatter = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", node.netns))
-        .args([require("socat", "socat").to_string_lossy().as_ref(), "TCP-LISTEN:8088,reuseaddr", "EXEC:cat"])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let squatter = Kill(squatter);
-    eventually(Duration::from_secs(5), "the squatter to listen", || {
-        let out = node.on_node(&["ss", "-Hltn", "sport = :8088"]);
-        (!stdout(&out).trim().is_empty()).then_some(())
-    });
+    let squatter = Squatter::hold(&node, 8088);
     node.ok(&["create", "ingress", "shop", "--default-backend", "web:80"]);
     eventually(Duration::from_secs(5), "the problem to show", || {
-        node.ok(&["get", "ingress"]).contains("<pending: port 8088/TCP in use on the node>").then_some(())
+        let held = format!("<pending: port 8088/TCP in use on the node ({})>", node.name);
+        node.ok(&["get", "ingress"]).contains(&held).then_some(())
     });
     drop(squatter);
     let lan = Outside::attach(&node);
@@ -794,7 +810,19 @@ fn in_a_cluster_every_nodes_ingress_reaches_pods_on_any_node() {
         "8080",
     ]);
     server.ok(&["expose", "pod", "far", "--port", "80", "--target-port", "8080"]);
+    // The member's port 80 is held: it reports so, and the status lists
+    // only the server, saying why (the member's heartbeat carries it).
+    let squatter = Squatter::hold(&cluster.nodes[1], 80);
     server.ok(&["create", "ingress", "edge", "--rule", "far.example/*=far:80"]);
+    eventually(Duration::from_secs(15), "describe to name the member's held port", || {
+        let described = server.ok(&["describe", "ingress", "edge"]);
+        (described
+            .contains(&format!("Address:          {} (not served: port 80/TCP in use", Cluster::address(0)))
+            && described.contains(&format!("({member})")))
+        .then_some(())
+    });
+    assert!(!server.ok(&["get", "ingress", "edge"]).contains(&Cluster::address(1)));
+    drop(squatter);
     // The status lists every Ready node's address.
     eventually(Duration::from_secs(15), "get ingress to list both nodes", || {
         let table = server.ok(&["get", "ingress", "edge"]);

@@ -1,6 +1,7 @@
 //! `kubectl get KIND -w` for the kinds whose watches are not the pods'
-//! (issue #15): events, endpoints, namespaces and secrets. Each watch is
-//! opened before the change and must show it. Needs root and kubectl.
+//! (issue #15): events, endpoints, namespaces, secrets and ingresses (#16).
+//! Each watch is opened before the change and must show it. Needs root and
+//! kubectl.
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -53,13 +54,14 @@ impl Drop for Watch {
 }
 
 #[test]
-fn kubectl_watches_events_endpoints_namespaces_and_secrets() {
+fn kubectl_watches_events_endpoints_namespaces_secrets_and_ingresses() {
     require(KUBECTL, "kubectl");
     let node = node_with_address("kubewatch", None);
     let namespaces = Watch::start(&node, "namespaces", &[]);
     let endpoints = Watch::start(&node, "endpoints", &[]);
     let events = Watch::start(&node, "events", &[]);
     let secrets = Watch::start(&node, "secrets", &[]);
+    let ingresses = Watch::start(&node, "ingresses", &[]);
     // Each starts with what is there (a list), then changes.
     namespaces.saw("ADDED", &["default", "Active"]);
 
@@ -76,6 +78,13 @@ fn kubectl_watches_events_endpoints_namespaces_and_secrets() {
     secrets.saw("ADDED", &["db", "Opaque"]);
     ok(&node, &["delete", "secret", "db"]);
     secrets.saw("DELETED", &["db"]);
+    // An Ingress shows up with its class and host, then the node's address
+    // once the node serves it, then goes.
+    ok(&node, &["create", "ingress", "shop", "--class", "podnet", "--rule", "shop.example/*=web:80"]);
+    ingresses.saw("ADDED", &["shop", "podnet", "shop.example"]);
+    ingresses.saw("", &["shop", NODE_IP]);
+    ok(&node, &["delete", "ingress", "shop"]);
+    ingresses.saw("DELETED", &["shop"]);
     ok(&node, &["delete", "namespace", "shop"]);
     namespaces.saw("DELETED", &["shop"]);
 }

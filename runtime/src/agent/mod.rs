@@ -21,7 +21,7 @@ use crate::cluster::server::{ClusterEvent, Hub, Trust};
 use crate::cluster::token::{self, Token};
 use crate::config::{Cidr, NodeConfig};
 use crate::control::{ControlError, ControlPlane, Host, Now, Rng};
-use crate::desired::PodReport;
+use crate::desired::NodeReport;
 use crate::kube::SharedPort;
 use crate::listeners::ListenError;
 use crate::listeners::proxy::ListenKey;
@@ -238,7 +238,7 @@ struct Member {
     /// This node, as it asks the server for its CLI (reads only).
     caller: Caller,
     from_server: mpsc::Receiver<FromServer>,
-    reports: watch::Sender<PodReport>,
+    reports: watch::Sender<NodeReport>,
     cache: Cache,
     data_dir: PathBuf,
     subnet: Cidr,
@@ -370,7 +370,7 @@ impl Side {
             Side::Member(m) => {
                 node.apply_pods(&m.cache.desired.pods).await;
                 node.apply_tables(&m.cache.desired).await;
-                let report = node.statuses();
+                let report = node.report();
                 m.reports.send_if_modified(|current| {
                     let changed = *current != report;
                     *current = report;
@@ -586,6 +586,14 @@ impl Control {
             ControlPlane::new(options.config.clone(), &options.node_name, state, Now::system(), rng, host)?;
         let mut hub = None;
         let mut streams = None;
+        // A node on its own is reached at its first address too (its
+        // INTERNAL-IP, and where its Ingresses are served, for the API's
+        // lists and watches alike); without one it has none.
+        if matches!(options.role, Role::Standalone)
+            && let Some(address) = crate::cluster::node_address(&options.config.network.host_interface)
+        {
+            cp.set_local_address(address.into());
+        }
         if let Role::Server { listen, address } = &options.role {
             let interface = &options.config.network.host_interface;
             let address =
@@ -629,7 +637,7 @@ impl Control {
         let desired = self.cp.desired_for(node.name());
         let failed = node.apply_pods(&desired.pods).await;
         self.cp.start_failed(&failed);
-        self.cp.report(node.name(), node.statuses());
+        self.cp.report(node.name(), node.report());
         let local = self.cp.desired_for(node.name());
         match &mut self.kubernetes {
             Some(watched) => node.apply_tables(&watched.cluster.desired(node.name(), &local)).await,
@@ -742,7 +750,7 @@ impl Member {
         };
         let mut cache = Cache::load(data_dir);
         let (to_loop, mut from_server) = mpsc::channel(16);
-        let (reports, reports_rx) = watch::channel(Vec::new());
+        let (reports, reports_rx) = watch::channel(NodeReport::default());
         // Streams into this node's pods are served by its own agent.
         let timeout = Duration::from_millis(options.config.limits.request_timeout_ms);
         let served =

@@ -18,7 +18,7 @@ use crate::model::{
 };
 
 /// Version of the message shapes below.
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// Something the CLI asks of the agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use super::proto::{Report, ToMember, Welcome, hello_node};
 use super::serve_stream::Served;
 use super::token::Token;
 use super::{channel, server};
-use crate::desired::{NodeDesired, PodReport};
+use crate::desired::{NodeDesired, NodeReport};
 
 /// How often a member reports, unchanged or not: its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -86,7 +86,7 @@ impl Cache {
 pub async fn run(
     link: MemberLink,
     to_loop: mpsc::Sender<FromServer>,
-    mut reports: watch::Receiver<PodReport>,
+    mut reports: watch::Receiver<NodeReport>,
     served: Served,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -134,7 +134,7 @@ fn handshake_refused(e: &std::io::Error) -> bool {
 async fn session(
     link: &MemberLink,
     to_loop: &mpsc::Sender<FromServer>,
-    reports: &mut watch::Receiver<PodReport>,
+    reports: &mut watch::Receiver<NodeReport>,
     welcomed: &mut bool,
     served: &Served,
 ) -> std::io::Result<()> {
@@ -252,7 +252,7 @@ mod tests {
             message_timeout: Duration::from_millis(300),
         };
         let (to_loop, mut from_link) = mpsc::channel(8);
-        let (_reports, reports_rx) = watch::channel(PodReport::default());
+        let (_reports, reports_rx) = watch::channel(NodeReport::default());
         let (calls, _) = mpsc::channel(1);
         let served = Served::new(crate::kube::agent::Agent::new(calls, Duration::from_secs(1)));
         tokio::spawn(run(link, to_loop, reports_rx, served));

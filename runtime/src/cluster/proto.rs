@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::password::NodePassword;
 use crate::api::{PROTOCOL_VERSION, Request, Response};
 use crate::config::Cidr;
-use crate::desired::{NodeDesired, PodReport};
+use crate::desired::{NodeDesired, NodeReport};
 use crate::kube::stream::exec::Asked;
 
 /// The first message on a connection.
@@ -194,9 +194,9 @@ pub enum StreamFrame {
     Failed(String),
 }
 
-/// Member to server: its pods' status; also its heartbeat.
+/// Member to server: its pods' status and Ingress ports; also its heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report(pub PodReport);
+pub struct Report(pub NodeReport);
 
 /// A node's Hello, with this build's version.
 pub fn hello_node(name: &str, address: Ipv4Addr, password: &NodePassword) -> Hello {

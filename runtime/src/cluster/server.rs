@@ -19,7 +19,7 @@ use super::token::Token;
 use crate::api::server::{Answer, Call};
 use crate::api::{PROTOCOL_VERSION, Request, Response};
 use crate::control::{ControlError, ControlPlane, HEARTBEAT_TIMEOUT, Now};
-use crate::desired::{NodeDesired, PodReport};
+use crate::desired::{NodeDesired, NodeReport};
 use crate::kube::auth::Token as AdminToken;
 use crate::listeners::accept;
 use crate::listeners::limits::{Caps, Gate, Listener, Permit, Reason};
@@ -48,7 +48,7 @@ pub enum ClusterEvent {
         /// Connection id: reports of a connection that was replaced are ignored.
         conn: u64,
         /// Its pods' status.
-        report: PodReport,
+        report: NodeReport,
     },
     /// A member asks for its CLI: is it the node it names?
     Authenticate {
@@ -637,7 +637,7 @@ mod tests {
             .unwrap();
         assert!(matches!(ends(rx.recv_value::<ToMember>()).await.unwrap(), ToMember::Welcome(_)));
         // It reports once, then goes silent.
-        tx.send_value(&Report(Vec::new())).await.unwrap();
+        tx.send_value(&Report(NodeReport::default())).await.unwrap();
         assert!(ends(rx.recv()).await.is_err(), "the server hangs up on a silent member");
         counted(counters, Reason::IdleTimeout, 1).await;
         assert_eq!(ends(left.recv()).await.as_deref(), Some("n1"), "the hub hears it left");
@@ -648,7 +648,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(ends(rx.recv_value::<ToMember>()).await.unwrap(), ToMember::Welcome(_)));
-        tx.send_part(&postcard::to_stdvec(&Report(Vec::new())).unwrap(), 3).await.unwrap();
+        tx.send_part(&postcard::to_stdvec(&Report(NodeReport::default())).unwrap(), 3).await.unwrap();
         assert!(ends(rx.recv()).await.is_err(), "the server hangs up on a stalled report");
         counted(counters, Reason::RequestTimeout, 1).await;
         assert_eq!(ends(left.recv()).await.as_deref(), Some("n1"));

@@ -20,7 +20,7 @@ use crate::cluster::password::PasswordDigest;
 use crate::cluster::proto::Welcome;
 use crate::cluster::server::{ClusterEvent, Hub};
 use crate::config::{Cidr, NodeConfig};
-use crate::desired::{NodeDesired, PodReport};
+use crate::desired::{NodeDesired, NodeReport};
 use crate::listeners::ListenError;
 use crate::listeners::proxy::ListenKey;
 use crate::model::{
@@ -107,12 +107,17 @@ pub(super) struct FakeNode {
     pub received: usize,
     /// Whether its pods pass their readiness checks.
     pub pods_ready: bool,
+    /// Why it does not serve its Ingress ports (a port another socket holds).
+    pub ingress_problem: Option<String>,
 }
 
 impl FakeNode {
-    /// What it reports: each desired pod running.
-    fn report(&self) -> PodReport {
-        self.desired.pods.iter().map(|p| (p.uid.clone(), running(p.ip, self.pods_ready))).collect()
+    /// What it reports: each desired pod running, and its Ingress ports.
+    fn report(&self) -> NodeReport {
+        NodeReport {
+            pods: self.desired.pods.iter().map(|p| (p.uid.clone(), running(p.ip, self.pods_ready))).collect(),
+            ingress_problem: self.ingress_problem.clone(),
+        }
     }
 }
 
@@ -228,6 +233,7 @@ impl Harness {
                 desired: NodeDesired::default(),
                 received: 0,
                 pods_ready: true,
+                ingress_problem: None,
             });
             node.address = address;
             node.conn = Some(conn);
@@ -283,8 +289,8 @@ impl Harness {
     pub(super) fn converge(&mut self) {
         let local = self.cp.desired_for(SERVER);
         let ready = self.local_ready;
-        let report: PodReport = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, ready(p)))).collect();
-        self.cp.report(SERVER, report);
+        let pods = local.pods.iter().map(|p| (p.uid.clone(), running(p.ip, ready(p)))).collect();
+        self.cp.report(SERVER, NodeReport { pods, ingress_problem: None });
         self.hub.push(&self.cp);
         for node in self.nodes.values_mut() {
             if let Some(rx) = node.desired_rx.as_mut() {

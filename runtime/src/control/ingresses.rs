@@ -3,9 +3,10 @@
 //! acknowledged, undone if saving fails), and handed to every node in its
 //! desired state — the TLS Secrets podnet's Ingresses name, and no other.
 //! An Ingress's status is derived, as a pod's: podnet's class is served on
-//! every Ready node, so `status.loadBalancer.ingress` lists their
-//! addresses, and a node going NotReady or Ready again is a change watchers
-//! see (the agent adds what only it knows: a port it could not bind).
+//! every Ready node, so `status.loadBalancer.ingress` lists the addresses
+//! of those that bound the Ingress ports (each node reports a port another
+//! socket holds, members with their heartbeat), and a node going NotReady,
+//! Ready again or losing its port is a change watchers see.
 
 use std::net::IpAddr;
 
@@ -27,13 +28,13 @@ impl ControlPlane {
             Request::CreateIngress(spec) => self.put_ingress(now, spec, false).map(Response::Ingress),
             Request::UpdateIngress(spec) => self.put_ingress(now, spec, true).map(Response::Ingress),
             Request::GetIngresses { namespace } => {
-                let addresses = self.ingress_addresses();
+                let status = self.ingress_status();
                 Ok(Response::Ingresses {
                     items: self
                         .ingresses
                         .values()
                         .filter(|i| namespace.as_deref().is_none_or(|n| n == i.spec.namespace))
-                        .map(|i| ingress_view(i, &addresses))
+                        .map(|i| ingress_view(i, &status))
                         .collect(),
                     ports: Vec::new(),
                 })
@@ -96,18 +97,25 @@ impl ControlPlane {
         };
         self.transact(|cp| {
             cp.ingresses.insert(k, ingress.clone());
-            Ok(ingress_view(&ingress, &cp.ingress_addresses()))
+            Ok(ingress_view(&ingress, &cp.ingress_status()))
         })
     }
 
-    /// The Ready nodes' addresses, in order: where podnet's Ingresses are
-    /// served (worked out once per listing, not per Ingress).
-    pub(super) fn ingress_addresses(&self) -> Vec<IpAddr> {
-        let mut addresses: Vec<IpAddr> =
-            self.nodes.values().filter(|n| n.ready).filter_map(|n| n.record.address).collect();
-        addresses.sort();
-        addresses.dedup();
-        addresses
+    /// Where podnet's Ingresses are served: the addresses of the Ready
+    /// nodes that bound the Ingress ports, in order, and which Ready nodes
+    /// could not and why (worked out once per listing, not per Ingress).
+    pub(super) fn ingress_status(&self) -> LoadBalancerStatus {
+        let ready = || self.nodes.iter().filter(|(_, n)| n.ready);
+        let mut ingress: Vec<IpAddr> = ready()
+            .filter(|(_, n)| n.ingress_problem.is_none())
+            .filter_map(|(_, n)| n.record.address)
+            .collect();
+        ingress.sort();
+        ingress.dedup();
+        let problems: Vec<String> = ready()
+            .filter_map(|(name, n)| n.ingress_problem.as_ref().map(|p| format!("{p} ({name})")))
+            .collect();
+        LoadBalancerStatus { ingress, problem: (!problems.is_empty()).then(|| problems.join("; ")) }
     }
 
     /// Creates a Secret, or replaces one's data (`replace`).
@@ -166,12 +174,12 @@ impl ControlPlane {
     }
 }
 
-/// An Ingress as the API shows it: podnet's class with `addresses`
-/// ([`ControlPlane::ingress_addresses`]) as its status.
-pub(super) fn ingress_view(ingress: &Ingress, addresses: &[IpAddr]) -> Ingress {
+/// An Ingress as the API shows it: podnet's class with `status`
+/// ([`ControlPlane::ingress_status`]) as its status.
+pub(super) fn ingress_view(ingress: &Ingress, status: &LoadBalancerStatus) -> Ingress {
     let mut out = ingress.clone();
     if ingress.spec.is_podnet() {
-        out.load_balancer = Some(LoadBalancerStatus { ingress: addresses.to_vec(), problem: None });
+        out.load_balancer = Some(status.clone());
     }
     out
 }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use netstack::ipam::Pool;
 
 use crate::config::NodeConfig;
-use crate::desired::{NodeDesired, PeerNode, PodReport};
+use crate::desired::{NodeDesired, NodeReport, PeerNode};
 use crate::model::configmap::ConfigMap;
 use crate::model::ingress::Ingress;
 use crate::model::policy::NetworkPolicy;
@@ -66,6 +66,8 @@ struct NodeEntry {
     ipam: Pool,
     ready: bool,
     last_seen: Option<std::time::Instant>,
+    /// Why it does not serve Ingresses, as it last reported.
+    ingress_problem: Option<String>,
 }
 
 /// A pod with its last reported status.
@@ -258,11 +260,18 @@ impl ControlPlane {
         }
     }
 
-    /// Takes a node's report of its pods' status (the local node's too;
-    /// a member's report is also its heartbeat: see [`ControlPlane::heartbeat`]).
-    pub fn report(&mut self, node: &str, report: PodReport) {
-        let statuses: BTreeMap<String, PodStatus> = report.into_iter().collect();
+    /// Takes a node's report of its pods' status and Ingress ports (the
+    /// local node's too; a member's report is also its heartbeat: see
+    /// [`ControlPlane::heartbeat`]).
+    pub fn report(&mut self, node: &str, report: NodeReport) {
+        let statuses: BTreeMap<String, PodStatus> = report.pods.into_iter().collect();
         let mut changed = false;
+        if let Some(entry) = self.nodes.get_mut(node)
+            && entry.ingress_problem != report.ingress_problem
+        {
+            entry.ingress_problem = report.ingress_problem;
+            changed = true;
+        }
         for pod in self.pods.values_mut().filter(|p| p.record.node == node) {
             if let Some(status) = statuses.get(&pod.record.uid)
                 && pod.status != *status

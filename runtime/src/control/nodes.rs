@@ -24,7 +24,8 @@ impl ControlPlane {
             source,
         })?;
         let name = record.name.clone();
-        self.nodes.insert(name, NodeEntry { record, ipam, ready: false, last_seen: None });
+        self.nodes
+            .insert(name, NodeEntry { record, ipam, ready: false, last_seen: None, ingress_problem: None });
         Ok(())
     }
 

@@ -215,11 +215,11 @@ impl ControlPlane {
         let deployments = self.deployments.values().map(|d| Object::Deployment(Arc::new(self.deployment(d))));
         let services = self.services.values().map(|s| Object::Service(s.clone()));
         let policies = self.policies.values().map(|p| Object::NetworkPolicy(Arc::new(p.clone())));
-        let addresses = self.ingress_addresses();
+        let status = self.ingress_status();
         let ingresses = self
             .ingresses
             .values()
-            .map(|i| Object::Ingress(Arc::new(super::ingresses::ingress_view(i, &addresses))));
+            .map(|i| Object::Ingress(Arc::new(super::ingresses::ingress_view(i, &status))));
         let secrets = self.secrets.values().map(|s| Object::Secret(Arc::new(s.info())));
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
         let endpoints = self.services.values().map(|s| Object::Endpoints(Arc::new(self.endpoints(s))));

@@ -231,19 +231,27 @@ impl IngressServer {
         }
     }
 
-    /// An Ingress as users see it from this node: the addresses that serve
-    /// it (the control plane's Ready nodes; this node's own addresses when
-    /// it has no cluster address), or why this node does not.
+    /// Why this node does not serve its Ingress ports: a port it could not
+    /// bind, or the proxy's threads it could not start. What it reports to
+    /// the control plane.
+    pub fn problem(&self) -> Option<String> {
+        self.http.problem.clone().or_else(|| self.https.problem.clone())
+    }
+
+    /// An Ingress as users see it from this node: the control plane's view
+    /// (the Ready nodes that serve it, and why others do not) when the
+    /// cluster has addresses; else this node's own addresses, or why it
+    /// does not serve them.
     pub fn reported(&self, ingress: &Ingress) -> Ingress {
         let mut out = ingress.clone();
-        if !ingress.spec.is_podnet() {
+        if !ingress.spec.is_podnet()
+            || ingress.load_balancer.as_ref().is_some_and(|lb| !lb.ingress.is_empty() || lb.problem.is_some())
+        {
             return out;
         }
-        let problem = self.http.problem.clone().or_else(|| self.https.problem.clone());
+        let problem = self.problem();
         let serving = self.http.task.is_some() || self.https.task.is_some();
-        let cluster = ingress.load_balancer.as_ref().map(|lb| lb.ingress.clone()).unwrap_or_default();
         let addresses = match (serving, &problem) {
-            (true, None) if !cluster.is_empty() => cluster,
             (true, None) => crate::listeners::proxy::node_addresses(&self.host_interface),
             _ => Vec::new(),
         };

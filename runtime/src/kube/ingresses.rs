@@ -119,7 +119,8 @@ fn decode_backend(ctx: &Ctx<'_>, value: &Value, field: &str) -> Result<IngressBa
     }
     let name = service["name"].as_str().unwrap_or("");
     let port = &service["port"];
-    let port = match (port["number"].as_u64(), port["name"].as_str()) {
+    // Protobuf bodies carry a named port's number as 0: absent, as in JSON.
+    let port = match (port["number"].as_u64().filter(|n| *n != 0), port["name"].as_str()) {
         (Some(n), None) if (1..=65535).contains(&n) => BackendPort::Number(n as u16),
         (None, Some(name)) => BackendPort::Name(name.to_string()),
         _ => {

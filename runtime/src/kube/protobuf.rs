@@ -173,6 +173,30 @@ const SECRET: &[Field] = &[
 const NAMESPACE: &[Field] = &[(1, "metadata", Ty::Msg(OBJECT_META), false)];
 const SERVICE: &[Field] =
     &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(SERVICE_SPEC), false)];
+/// ServiceBackendPort: Go writes `number` even when the port is named (as 0).
+const BACKEND_PORT: &[Field] = &[(1, "name", Ty::Str, false), (2, "number", Ty::Int, false)];
+const SERVICE_BACKEND: &[Field] = &[(1, "name", Ty::Str, false), (2, "port", Ty::Msg(BACKEND_PORT), false)];
+const INGRESS_BACKEND: &[Field] =
+    &[(4, "service", Ty::Msg(SERVICE_BACKEND), false), (3, "resource", Ty::Marker, false)];
+const INGRESS_PATH: &[Field] = &[
+    (1, "path", Ty::Str, false),
+    (3, "pathType", Ty::Str, false),
+    (2, "backend", Ty::Msg(INGRESS_BACKEND), false),
+];
+const HTTP_RULE: &[Field] = &[(1, "paths", Ty::Msg(INGRESS_PATH), true)];
+/// IngressRuleValue, embedded in the rule: its `http` is lifted.
+const RULE_VALUE: &[Field] = &[(1, "http", Ty::Msg(HTTP_RULE), false)];
+const INGRESS_RULE: &[Field] = &[(1, "host", Ty::Str, false), (2, "", Ty::Msg(RULE_VALUE), false)];
+const INGRESS_TLS: &[Field] = &[(1, "hosts", Ty::Str, true), (2, "secretName", Ty::Str, false)];
+const INGRESS_SPEC: &[Field] = &[
+    (1, "defaultBackend", Ty::Msg(INGRESS_BACKEND), false),
+    (2, "tls", Ty::Msg(INGRESS_TLS), true),
+    (3, "rules", Ty::Msg(INGRESS_RULE), true),
+    (4, "ingressClassName", Ty::Str, false),
+];
+/// `kubectl create ingress`.
+const INGRESS: &[Field] =
+    &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(INGRESS_SPEC), false)];
 
 fn bad(what: &str) -> Status {
     Status::bad_request(format!("the protobuf body is malformed: {what}"))
@@ -326,9 +350,10 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Secret") => SECRET,
+        ("networking.k8s.io/v1", "Ingress") => INGRESS,
         _ => {
             return Err(Status::unsupported_media(format!(
-                "podnet reads protobuf bodies of Pods, Services, Deployments, Namespaces, ConfigMaps and Secrets, not {api_version} {kind}: send JSON"
+                "podnet reads protobuf bodies of Pods, Services, Deployments, Namespaces, ConfigMaps, Secrets and Ingresses, not {api_version} {kind}: send JSON"
             )));
         }
     };
@@ -456,6 +481,38 @@ mod tests {
         let v = decode(&envelope(b"Secret", secret)).unwrap();
         let spec = super::super::ingresses::decode_secret(&v, "default").unwrap();
         assert_eq!(spec.data["password"], b"hunter2");
+    }
+
+    /// What `kubectl create ingress shop --class podnet --rule
+    /// "shop.example/api*=api:http,tls=shop-tls" --default-backend web:80`
+    /// sends: a named port comes with `number` 0, as Go writes it.
+    #[test]
+    fn a_protobuf_ingress_reads_as_its_json() {
+        let port = |name: &[u8], number: u64| [bytes(1, name), int(2, number)].concat();
+        let backend =
+            |service: &[u8], port: Vec<u8>| bytes(4, &[bytes(1, service), bytes(2, &port)].concat());
+        let path =
+            [bytes(1, b"/api"), bytes(3, b"Prefix"), bytes(2, &backend(b"api", port(b"http", 0)))].concat();
+        let rule = [bytes(1, b"shop.example"), bytes(2, &bytes(1, &bytes(1, &path)))].concat();
+        let tls = [bytes(1, b"shop.example"), bytes(2, b"shop-tls")].concat();
+        let spec =
+            [bytes(1, &backend(b"web", port(b"", 80))), bytes(2, &tls), bytes(3, &rule), bytes(4, b"podnet")]
+                .concat();
+        let ingress = [bytes(1, &bytes(1, b"shop")), bytes(2, &spec)].concat();
+        let envelope = [
+            MAGIC.to_vec(),
+            bytes(1, &[bytes(1, b"networking.k8s.io/v1"), bytes(2, b"Ingress")].concat()),
+            bytes(2, &ingress),
+        ]
+        .concat();
+        let v = decode(&envelope).unwrap();
+        let spec = super::super::ingresses::decode_ingress(&v, "default").unwrap();
+        assert_eq!(spec.class.as_deref(), Some("podnet"));
+        assert_eq!(spec.tls[0].secret_name, "shop-tls");
+        let rule = &spec.rules[0];
+        assert_eq!((rule.host.as_deref(), rule.paths[0].path.as_str()), (Some("shop.example"), "/api"));
+        assert_eq!(rule.paths[0].backend.port, crate::model::ingress::BackendPort::Name("http".into()));
+        assert_eq!(spec.default_backend.unwrap().port, crate::model::ingress::BackendPort::Number(80));
     }
 
     #[test]

@@ -99,7 +99,8 @@ fn report(cp: &Cp, uid: &str, phase: Phase, ready: bool) {
         started_at: Some(1),
         message: None,
     };
-    cp.lock().unwrap().report("n1", vec![(uid.to_string(), status)]);
+    let report = crate::desired::NodeReport { pods: vec![(uid.to_string(), status)], ingress_problem: None };
+    cp.lock().unwrap().report("n1", report);
 }
 
 fn pods() -> &'static discovery::Resource {

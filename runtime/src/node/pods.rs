@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::events::Events;
 use super::image_pods::{self, ImageState};
 use super::{NodeError, NodeRuntime, start_backoff};
-use crate::desired::PodReport;
+use crate::desired::{NodeReport, PodReport};
 use crate::model::{Phase, PodSpec, PodStatus, RestartPolicy, unix_now};
 use crate::node::pod::enter::PodEntry;
 use crate::node::pod::log::{self, LogLimits, LogPaths, RotatingLog, SharedLog};
@@ -185,9 +185,15 @@ impl NodeRuntime {
         failed
     }
 
+    /// What this node reports to the control plane: its pods' status and
+    /// why it does not serve its Ingress ports, if it does not.
+    pub fn report(&self) -> NodeReport {
+        NodeReport { pods: self.statuses(), ingress_problem: self.ingress.problem() }
+    }
+
     /// The status of every pod of this node, those waiting to be tried
     /// again included.
-    pub fn statuses(&self) -> PodReport {
+    fn statuses(&self) -> PodReport {
         self.pods
             .iter()
             .map(|(uid, p)| (uid.clone(), p.status.clone()))

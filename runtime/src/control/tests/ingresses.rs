@@ -159,3 +159,45 @@ fn the_status_lists_the_ready_nodes_addresses_and_follows_them() {
     let Response::Ingress(other) = h.ok(Request::CreateIngress(other)) else { panic!() };
     assert_eq!(other.load_balancer, None);
 }
+
+/// A member whose Ingress port another socket holds is not an address of
+/// the Ingress: its report takes it out, names it and the port, and puts
+/// it back once the port is free; watchers see both changes.
+#[test]
+fn a_members_held_port_takes_its_address_out_of_the_status() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut h = Harness::new(1);
+    let status = |h: &mut Harness| {
+        let Response::Ingresses { items, .. } = h.ok(Request::GetIngresses { namespace: None }) else {
+            panic!("a list")
+        };
+        items[0].load_balancer.clone().expect("podnet's class has a status")
+    };
+    h.ok(Request::CreateIngress(ingress("shop", None)));
+    h.join("n1", 5);
+    h.settle();
+    let (server, n1): (IpAddr, IpAddr) =
+        (Ipv4Addr::new(192, 168, 1, 1).into(), Ipv4Addr::new(192, 168, 1, 5).into());
+    assert_eq!((status(&mut h).ingress, status(&mut h).problem), (vec![server, n1], None));
+    let Response::Objects { revision, .. } =
+        h.ok(Request::Objects { kind: ObjectKind::Ingress, namespace: None })
+    else {
+        panic!()
+    };
+
+    h.nodes.get_mut("n1").unwrap().ingress_problem = Some("port 80/TCP in use on the node".into());
+    h.reports();
+    let held = status(&mut h);
+    assert_eq!(held.ingress, vec![server]);
+    assert_eq!(held.problem.as_deref(), Some("port 80/TCP in use on the node (n1)"));
+    let Response::Changes { changes, .. } = h.ok(Request::Changes { since: revision }) else { panic!() };
+    assert!(
+        changes.iter().any(|c| matches!(&c.object.object, crate::api::changes::Object::Ingress(i)
+            if i.load_balancer.as_ref().is_some_and(|lb| lb.ingress == vec![server]))),
+        "a held port is a change of the Ingress"
+    );
+
+    h.nodes.get_mut("n1").unwrap().ingress_problem = None;
+    h.reports();
+    assert_eq!((status(&mut h).ingress, status(&mut h).problem), (vec![server, n1], None));
+}
