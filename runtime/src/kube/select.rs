@@ -116,6 +116,8 @@ fn field_path(kind: &str, field: &str) -> Option<Vec<&'static str>> {
         "status.podIP" if kind == "Pod" => &["status", "podIP"],
         "spec.restartPolicy" if kind == "Pod" => &["spec", "restartPolicy"],
         "spec.type" if kind == "Service" => &["spec", "type"],
+        // What an Ingress controller lists TLS Secrets by.
+        "type" if kind == "Secret" => &["type"],
         "involvedObject.name" if kind == "Event" => &["involvedObject", "name"],
         "involvedObject.namespace" if kind == "Event" => &["involvedObject", "namespace"],
         "involvedObject.kind" if kind == "Event" => &["involvedObject", "kind"],
@@ -196,6 +198,9 @@ mod tests {
         let web = obj(json!({}));
         assert!(FieldSelector::parse("metadata.name=web-1", "Pod").unwrap().matches(&web));
         assert!(!FieldSelector::parse("metadata.name=web-2", "Pod").unwrap().matches(&web));
+        let tls = json!({ "metadata": { "name": "shop-tls" }, "type": "kubernetes.io/tls" });
+        assert!(FieldSelector::parse("type=kubernetes.io/tls", "Secret").unwrap().matches(&tls));
+        assert!(!FieldSelector::parse("type=Opaque", "Secret").unwrap().matches(&tls));
         assert!(
             FieldSelector::parse("status.phase!=Failed,metadata.namespace=default", "Pod")
                 .unwrap()

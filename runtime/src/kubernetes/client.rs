@@ -103,7 +103,7 @@ impl Client {
         path: &str,
         next: Option<&str>,
     ) -> Result<List<serde_json::Value>, KubernetesError> {
-        let mut query = format!("{path}?limit={PAGE}");
+        let mut query = format!("{path}{}limit={PAGE}", separator(path));
         if let Some(next) = next {
             query.push_str("&continue=");
             query.push_str(&crate::url::percent_encode(next));
@@ -133,7 +133,8 @@ impl Client {
         resource_version: &str,
     ) -> Result<impl BufRead + use<>, KubernetesError> {
         let query = format!(
-            "{path}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
+            "{path}{}watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
+            separator(path),
             crate::url::percent_encode(resource_version)
         );
         Ok(BufReader::new(self.get(&self.watches, kind, &query)?.into_reader()))
@@ -193,4 +194,10 @@ fn transport(server: &str, e: ureq::Error) -> KubernetesError {
 
 pub(super) fn transport_io(server: &str, e: std::io::Error) -> KubernetesError {
     KubernetesError::Unreachable { server: server.to_string(), message: e.to_string() }
+}
+
+/// What joins a path and more query parameters: a path may carry its own
+/// (the TLS Secrets' field selector).
+fn separator(path: &str) -> char {
+    if path.contains('?') { '&' } else { '?' }
 }

@@ -2,8 +2,9 @@
 //! node's subnet (its Node's spec.podCIDR), overlay peers (the other
 //! Nodes' InternalIP and podCIDR), every Service with its ready
 //! EndpointSlice endpoints (ports matched by name, as kube-proxy does),
-//! node ports, DNS records, and the NetworkPolicy inputs (policies, pods'
-//! labels and named ports, namespaces' labels).
+//! node ports, DNS records, the NetworkPolicy inputs (policies, pods'
+//! labels and named ports, namespaces' labels), and the Ingresses with the
+//! TLS Secrets podnet's Ingresses name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -15,7 +16,9 @@ use super::watch::{Change, Key};
 use super::watcher::{Changed, Kind};
 use crate::config::Cidr;
 use crate::desired::{NodeDesired, PeerNode};
+use crate::model::ingress::{Ingress, check_ingress};
 use crate::model::policy::NAMESPACE_NAME_LABEL;
+use crate::model::secret::{Secret, check_secret};
 use crate::model::{
     ClusterIpRequest, EndpointAddress, EndpointPort, Endpoints, Protocol, Service, ServicePort, ServiceSpec,
     ServiceType, SessionAffinity, TargetPort,
@@ -31,6 +34,8 @@ pub struct Cluster {
     pods: BTreeMap<Key, objects::Pod>,
     namespaces: BTreeMap<Key, objects::Namespace>,
     policies: BTreeMap<Key, objects::NetworkPolicy>,
+    ingresses: BTreeMap<Key, objects::Ingress>,
+    secrets: BTreeMap<Key, objects::Secret>,
     listed: BTreeSet<Kind>,
     /// The cluster's part of the desired state, for the node it was made
     /// for, until the next change: the event loop converges every 200 ms,
@@ -84,6 +89,16 @@ impl Cluster {
                 let replace = matches!(c, Change::Replace(_));
                 apply(&mut self.policies, c);
                 replace.then_some(Kind::NetworkPolicies)
+            }
+            Changed::Ingresses(c) => {
+                let replace = matches!(c, Change::Replace(_));
+                apply(&mut self.ingresses, c);
+                replace.then_some(Kind::Ingresses)
+            }
+            Changed::TlsSecrets(c) => {
+                let replace = matches!(c, Change::Replace(_));
+                apply(&mut self.secrets, c);
+                replace.then_some(Kind::TlsSecrets)
             }
         };
         if let Some(kind) = kind {
@@ -148,9 +163,74 @@ impl Cluster {
             pod_ips,
             peers: self.peers(node),
             policy: self.policy(),
-            ingresses: Vec::new(),
-            secrets: Vec::new(),
+            ingresses: self.ingresses(),
+            secrets: self.secrets(),
         }
+    }
+
+    /// The Ingresses, as podnet's own API decodes them; one it cannot
+    /// serve is left out with a warning (its class is checked by the node:
+    /// podnet serves its own class and those without one).
+    fn ingresses(&self) -> Vec<Ingress> {
+        self.ingresses
+            .values()
+            .filter_map(|i| {
+                let (namespace, name) = (&i.metadata.namespace, &i.metadata.name);
+                let spec = crate::kube::ingresses::decode_ingress(&i.json, namespace)
+                    .map_err(|e| e.message)
+                    .and_then(|spec| check_ingress(&spec).map(|()| spec).map_err(|e| e.to_string()));
+                match spec {
+                    Ok(spec) => Some(Ingress {
+                        uid: i.metadata.uid.clone(),
+                        created_at: unix_time(&i.metadata.creation_timestamp),
+                        spec,
+                        load_balancer: None,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(ingress = %format!("{namespace}/{name}"), "Ingress not served: {e}");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The TLS Secrets podnet's Ingresses name, and no other (as the
+    /// control plane hands them to nodes).
+    fn secrets(&self) -> Vec<Secret> {
+        let named: BTreeSet<(&str, &str)> = self
+            .ingresses
+            .values()
+            .flat_map(|i| {
+                let namespace = i.metadata.namespace.as_str();
+                i.json["spec"]["tls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(move |t| Some((namespace, t["secretName"].as_str()?)))
+            })
+            .collect();
+        self.secrets
+            .values()
+            .filter(|s| named.contains(&(s.metadata.namespace.as_str(), s.metadata.name.as_str())))
+            .filter_map(|s| {
+                let (namespace, name) = (&s.metadata.namespace, &s.metadata.name);
+                let spec = crate::kube::ingresses::decode_secret(&s.json, namespace)
+                    .map_err(|e| e.message)
+                    .and_then(|spec| check_secret(&spec).map(|()| spec).map_err(|e| e.to_string()));
+                match spec {
+                    Ok(spec) => Some(Secret {
+                        uid: s.metadata.uid.clone(),
+                        created_at: unix_time(&s.metadata.creation_timestamp),
+                        spec,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(secret = %format!("{namespace}/{name}"), "TLS Secret not used: {e}");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn peers(&self, me: &str) -> Vec<PeerNode> {
@@ -385,6 +465,14 @@ fn service(s: &objects::Service) -> Option<Service> {
     })
 }
 
+/// An RFC 3339 timestamp as Unix seconds; 0 when absent or not one.
+fn unix_time(timestamp: &str) -> u64 {
+    humantime::parse_rfc3339(timestamp)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -535,6 +623,45 @@ mod tests {
         assert_eq!(policy.pods[0].ports, [("http".to_string(), Protocol::Tcp, 8080)]);
         let labels = &policy.namespaces[0].1;
         assert_eq!((labels["team"].as_str(), labels[NAMESPACE_NAME_LABEL].as_str()), ("x", "shop"));
+    }
+
+    /// Ingresses reach the node as podnet's API reads them, with their age;
+    /// of the TLS Secrets only those an Ingress names (and usable ones).
+    #[test]
+    fn ingresses_and_the_tls_secrets_they_name_reach_the_node() {
+        use base64::Engine;
+        let mut c = cluster();
+        let ingress = |name: &str, at: &str, secret: &str| -> objects::Ingress {
+            obj(json!({ "metadata": { "name": name, "namespace": "shop", "creationTimestamp": at },
+                "spec": { "tls": [{ "hosts": ["shop.example"], "secretName": secret }],
+                    "rules": [{ "host": "shop.example", "http": { "paths": [{ "path": "/", "pathType": "Prefix",
+                        "backend": { "service": { "name": "web", "port": { "number": 80 } } } }] } }] } }))
+        };
+        c.apply(Changed::Ingresses(Change::Replace(vec![
+            ingress("shop", "2026-12-06T02:00:00Z", "shop-tls"),
+            // Refused by podnet's decoder: left out, the others served.
+            obj(json!({ "metadata": { "name": "bad", "namespace": "shop" },
+                "spec": { "rules": [{ "host": "*", "http": { "paths": [] } }] } })),
+        ])));
+        let made = crate::model::secret::SecretSpec::self_signed("x", "shop.example");
+        let secret = |name: &str, key: &[u8]| -> objects::Secret {
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            obj(json!({ "metadata": { "name": name, "namespace": "shop" }, "type": "kubernetes.io/tls",
+                "data": { "tls.crt": b64(&made.data["tls.crt"]), "tls.key": b64(key) } }))
+        };
+        c.apply(Changed::TlsSecrets(Change::Replace(vec![
+            secret("shop-tls", &made.data["tls.key"]),
+            secret("unnamed", &made.data["tls.key"]),
+        ])));
+        let desired = c.desired("pi1", &NodeDesired::default());
+        assert_eq!(desired.ingresses.len(), 1);
+        assert_eq!(desired.ingresses[0].spec.name, "shop");
+        assert_eq!(desired.ingresses[0].created_at, 1_796_522_400);
+        let secrets: Vec<&str> = desired.secrets.iter().map(|s| s.spec.name.as_str()).collect();
+        assert_eq!(secrets, ["shop-tls"]);
+        // A Secret whose key is not one is not handed on.
+        c.apply(Changed::TlsSecrets(Change::Upsert(secret("shop-tls", b"not a key"))));
+        assert!(c.desired("pi1", &NodeDesired::default()).secrets.is_empty());
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `podnet node up --kubernetes KUBECONFIG`: podnet as a real Kubernetes
 //! cluster's network. A read-only client of that cluster's API server
-//! lists and watches Nodes, Services, EndpointSlices, Pods, Namespaces and
-//! NetworkPolicies (`watch.rs` decides, `client.rs` does the requests,
-//! `watcher.rs` runs one thread per resource) and keeps them (`cluster.rs`), which the agent
-//! turns into this node's desired state (its subnet from its Node's
-//! spec.podCIDR, the switch's services, the DNS zone, node ports, policy
-//! and overlay peers: kube-proxy's, CoreDNS's and flannel's jobs). It never
-//! writes to the API server: the kubelet and the controllers own
-//! everything there.
+//! lists and watches Nodes, Services, EndpointSlices, Pods, Namespaces,
+//! NetworkPolicies, Ingresses and TLS Secrets (`watch.rs` decides,
+//! `client.rs` does the requests, `watcher.rs` runs one thread per
+//! resource) and keeps them (`cluster.rs`), which the agent turns into this
+//! node's desired state (its subnet from its Node's spec.podCIDR, the
+//! switch's services, the DNS zone, node ports, policy, overlay peers and
+//! the Ingresses it serves: kube-proxy's, CoreDNS's, flannel's and
+//! Traefik's jobs). It never writes to the API server: the kubelet and the
+//! controllers own everything there (so no Ingress or LoadBalancer status).
 
 use std::path::PathBuf;
 
@@ -76,7 +77,7 @@ pub enum KubernetesError {
     },
     /// 403.
     #[error(
-        "the Kubernetes API at {server} forbids podnet's user to list and watch {resource} (403 Forbidden): grant get, list and watch on nodes, services, endpointslices, pods, namespaces and networkpolicies"
+        "the Kubernetes API at {server} forbids podnet's user to list and watch {resource} (403 Forbidden): grant get, list and watch on nodes, services, endpointslices, pods, namespaces, networkpolicies, ingresses and secrets"
     )]
     Forbidden {
         /// The server URL.

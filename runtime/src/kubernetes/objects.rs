@@ -24,6 +24,8 @@ pub struct Meta {
     pub resource_version: String,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// When it was made (RFC 3339): the older of two Ingresses wins a path.
+    pub creation_timestamp: String,
 }
 
 /// A list's `metadata`: where the next watch starts, and the next page.
@@ -363,6 +365,30 @@ pub struct NetworkPolicy {
     pub json: serde_json::Value,
 }
 
+/// An Ingress: kept as its JSON, decoded by podnet's own API's decoder
+/// (`kube::ingresses`), so the two read it alike.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Ingress {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: Meta,
+    /// The object as sent (spec included).
+    #[serde(skip)]
+    pub json: serde_json::Value,
+}
+
+/// A TLS Secret an Ingress may name: kept as its JSON (certificate and
+/// key), decoded by podnet's own API's decoder.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Secret {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: Meta,
+    /// The object as sent (data included).
+    #[serde(skip)]
+    pub json: serde_json::Value,
+}
+
 macro_rules! object {
     ($($kind:ty),*) => {$(
         impl Object for $kind {
@@ -375,16 +401,23 @@ macro_rules! object {
 
 object!(Node, Service, EndpointSlice, Endpoints, Pod, Namespace);
 
-impl Object for NetworkPolicy {
-    fn meta(&self) -> &Meta {
-        &self.metadata
-    }
+/// Kinds kept as their JSON, for podnet's own API's decoders.
+macro_rules! json_object {
+    ($($kind:ident),*) => {$(
+        impl Object for $kind {
+            fn meta(&self) -> &Meta {
+                &self.metadata
+            }
 
-    fn from_json(json: serde_json::Value) -> Result<Self, serde_json::Error> {
-        let metadata = Option::<Meta>::deserialize(&json["metadata"])?.unwrap_or_default();
-        Ok(NetworkPolicy { metadata, json })
-    }
+            fn from_json(json: serde_json::Value) -> Result<Self, serde_json::Error> {
+                let metadata = Option::<Meta>::deserialize(&json["metadata"])?.unwrap_or_default();
+                Ok($kind { metadata, json })
+            }
+        }
+    )*};
 }
+
+json_object!(NetworkPolicy, Ingress, Secret);
 
 /// A watch event's Status (`type: ERROR`): 410 means the resourceVersion is
 /// too old and the client must list again.

@@ -39,17 +39,24 @@ pub enum Kind {
     Namespaces,
     /// networking.k8s.io/v1 networkpolicies.
     NetworkPolicies,
+    /// networking.k8s.io/v1 ingresses.
+    Ingresses,
+    /// core/v1 secrets of type kubernetes.io/tls (a field selector: the
+    /// others, Helm's releases among them, are never read).
+    TlsSecrets,
 }
 
 impl Kind {
     /// Every resource, watched at once.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Nodes,
         Kind::Services,
         Kind::EndpointSlices,
         Kind::Pods,
         Kind::Namespaces,
         Kind::NetworkPolicies,
+        Kind::Ingresses,
+        Kind::TlsSecrets,
     ];
 
     /// Its resource name.
@@ -61,6 +68,8 @@ impl Kind {
             Kind::Pods => "pods",
             Kind::Namespaces => "namespaces",
             Kind::NetworkPolicies => "networkpolicies",
+            Kind::Ingresses => "ingresses",
+            Kind::TlsSecrets => "secrets",
         }
     }
 
@@ -72,6 +81,8 @@ impl Kind {
             Kind::Pods => "/api/v1/pods",
             Kind::Namespaces => "/api/v1/namespaces",
             Kind::NetworkPolicies => "/apis/networking.k8s.io/v1/networkpolicies",
+            Kind::Ingresses => "/apis/networking.k8s.io/v1/ingresses",
+            Kind::TlsSecrets => "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls",
         }
     }
 }
@@ -91,6 +102,10 @@ pub enum Changed {
     Namespaces(Change<objects::Namespace>),
     /// NetworkPolicies.
     NetworkPolicies(Change<objects::NetworkPolicy>),
+    /// Ingresses.
+    Ingresses(Change<objects::Ingress>),
+    /// TLS Secrets.
+    TlsSecrets(Change<objects::Secret>),
 }
 
 /// What a watcher thread tells the agent.
@@ -132,6 +147,8 @@ pub fn spawn_all(client: Arc<Client>, updates: mpsc::Sender<Update>) {
                 Kind::Pods => drop(run(&client, kind, kind.path(), &updates, Changed::Pods)),
                 Kind::Namespaces => drop(run(&client, kind, kind.path(), &updates, Changed::Namespaces)),
                 Kind::NetworkPolicies => drop(run(&client, kind, kind.path(), &updates, Changed::NetworkPolicies)),
+                Kind::Ingresses => drop(run(&client, kind, kind.path(), &updates, Changed::Ingresses)),
+                Kind::TlsSecrets => drop(run(&client, kind, kind.path(), &updates, Changed::TlsSecrets)),
             }
         });
         if let Err(e) = spawned {
