@@ -438,6 +438,15 @@ impl Cluster {
         &self.nodes[0]
     }
 
+    /// curl from the lan of `url` with `Host: host` (an Ingress's), within
+    /// 5 s: the body, when the request succeeded.
+    pub fn curl_host(&self, host: &str, url: &str) -> Option<String> {
+        let header = format!("Host: {host}");
+        let args = ["netns", "exec", &self.lan, "curl", "-sS", "--max-time", "5", "-H", &header, url];
+        let out = Command::new("ip").args(args).output().unwrap();
+        out.status.success().then(|| stdout(&out))
+    }
+
     /// Runs `podnet ARGS` from the lan with the server's client config, as a
     /// laptop would.
     pub fn remote(&self, args: &[&str]) -> Output {

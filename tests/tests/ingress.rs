@@ -831,22 +831,7 @@ fn in_a_cluster_every_nodes_ingress_reaches_pods_on_any_node() {
     for i in 0..2 {
         let url = format!("http://{}/hello", Cluster::address(i));
         eventually(Duration::from_secs(30), &format!("node {i}'s ingress to reach the pod"), || {
-            let out = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &cluster.lan,
-                    "curl",
-                    "-sS",
-                    "--max-time",
-                    "3",
-                    "-H",
-                    "Host: far.example",
-                    &url,
-                ])
-                .output()
-                .unwrap();
-            let text = stdout(&out);
+            let text = cluster.curl_host("far.example", &url).unwrap_or_default();
             (field(&text, "pod") == "far" && field(&text, "path") == "/hello").then_some(())
         });
     }

@@ -146,22 +146,7 @@ fn a_kubernetes_mode_node_serves_the_clusters_services_and_dns_to_its_containers
     cluster.nodes[0].ok(&["create", "ingress", "shop", "--rule", "shop.example/*=web-np:80"]);
     let url = format!("http://{}/", Cluster::address(1));
     let body = eventually(Duration::from_secs(20), "the Ingress on the Kubernetes-mode node", || {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &cluster.lan,
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "-H",
-                "Host: shop.example",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        out.status.success().then(|| stdout(&out)).filter(|b| b.starts_with("web-"))
+        cluster.curl_host("shop.example", &url).filter(|b| b.starts_with("web-"))
     });
     assert!(body.starts_with("web-"), "{body}");
 
