@@ -374,3 +374,38 @@ fn kubectl_exec_and_attach_with_a_terminal_reach_members_and_resize() {
         assert!(logs.contains("resized"), "{bin}: the member's terminal took 33x77: {text:?} {logs:?}");
     }
 }
+
+/// The server's own `podnet exec -it` into a member's pod: a terminal
+/// there, sized as the CLI's and following it; without -t, none.
+#[test]
+fn podnet_exec_with_a_terminal_reaches_a_members_pod() {
+    require("skopeo", "skopeo");
+    require("script", "util-linux");
+    let (_scratch, cluster) = cluster_with_app("kexectty", "kxtty");
+    let server = cluster.server();
+    let one = cluster.nodes[1].name.clone();
+    pinned(server, "box", &one, &["sleep", "3600"]);
+    let sized = "until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized";
+    let line = format!(
+        "stty rows 33 cols 77; {} exec -it box -- sh -c 'tty; {sized}; exit 5'",
+        podnet_e2e::podnet_bin().display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PODNET_SOCKET", &server.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let keep_stdin_open = script.stdin.take();
+    let status = wait_for(&mut script, Duration::from_secs(60), "podnet exec -it into a member's pod");
+    drop(keep_stdin_open);
+    let mut text = String::new();
+    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(5), "the exit code: {text}{}", server.agent_log());
+    assert!(text.contains("/dev/pts/") && text.contains("resized"), "a terminal, resized: {text:?}");
+    // Without -t the command has no terminal (its stdin is the session's).
+    let out = server.podnet(&["exec", "box", "--", "sh", "-c", "tty || echo none"]);
+    assert_eq!(stdout(&out), "not a tty\nnone\n", "{}", stderr(&out));
+}
