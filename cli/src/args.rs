@@ -109,9 +109,10 @@ pub(crate) enum Command {
         /// Accepted for kubectl habits; stdin always passes through.
         #[arg(short = 'i', long = "stdin")]
         _stdin: bool,
-        /// Accepted for kubectl habits.
+        /// A terminal for the command (a pod on a member node; a pod on this
+        /// node shares the CLI's own terminal already).
         #[arg(short = 't', long = "tty")]
-        _tty: bool,
+        tty: bool,
         /// The command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,

@@ -2,7 +2,7 @@
 //! so stdin, stdout, signals and the exit code pass through untouched. On
 //! a cluster's server, a pod of a member is reached through the agent: an
 //! exec session whose command the member runs (stdin, stdout, stderr and
-//! the exit code; no terminal). The
+//! the exit code; with `-t` a terminal there, sized as the CLI's). The
 //! command joins the PID, IPC, mount, UTS and network namespaces of the pod's
 //! command and is confined as it is (capabilities, seccomp, user), with the
 //! pod's environment.
@@ -14,12 +14,14 @@ use runtime::api::{ContainerExec, Request, Response};
 use runtime::node::pod::enter::PodEntry;
 
 use crate::error::{CliError, step};
+use crate::terminal;
 
 pub(crate) async fn run(
     socket: &Path,
     namespace: &str,
     pod: &str,
     command: &[String],
+    tty: bool,
 ) -> Result<ExitCode, CliError> {
     let request = Request::ExecTarget { namespace: namespace.into(), name: pod.into() };
     let target = match crate::call(socket, request).await? {
@@ -29,7 +31,7 @@ pub(crate) async fn run(
                 "pod {namespace}/{pod} runs on node {node}: run podnet exec on the cluster server or on {node} (a remote CLI does not carry a command's input and output), or use kubectl exec"
             )));
         }
-        Response::Elsewhere(_) => return remote(socket, namespace, pod, command).await,
+        Response::Elsewhere(_) => return remote(socket, namespace, pod, command, tty).await,
         _ => return Err(CliError::Message("the agent sent an unexpected answer".into())),
     };
     let pid =
@@ -70,8 +72,17 @@ fn exec_container(container: &ContainerExec, command: &[String], pod: &str) -> R
 }
 
 /// Runs `command` in a pod on a member, through the server's agent: the
-/// CLI's stdin goes to it (read on a thread), its output comes back.
-async fn remote(socket: &Path, namespace: &str, pod: &str, command: &[String]) -> Result<ExitCode, CliError> {
+/// CLI's stdin goes to it (read on a thread), its output comes back. With
+/// `tty` and a terminal on stdin, the command gets a terminal there: ours
+/// goes raw meanwhile, and its size and every change of it (SIGWINCH)
+/// follow.
+async fn remote(
+    socket: &Path,
+    namespace: &str,
+    pod: &str,
+    command: &[String],
+    tty: bool,
+) -> Result<ExitCode, CliError> {
     use runtime::api::{Frame, read_frame, write_frame};
     if command.is_empty() {
         return Err("no command given: put it after `--`".into());
@@ -85,9 +96,18 @@ async fn remote(socket: &Path, namespace: &str, pod: &str, command: &[String]) -
         name: pod.into(),
         command: command.to_vec(),
         stdin: true,
+        tty,
     };
     let frame = |r: &Request| Frame::message(r).map_err(step("cannot encode the request"));
     write_frame(&mut write, &frame(&request)?).await.map_err(step("cannot talk to the agent"))?;
+    let mut window = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(step("cannot watch the terminal's size"))?;
+    let resize = |(width, height)| Request::Resize { width, height };
+    if let Some(size) = terminal::size().filter(|_| tty) {
+        write_frame(&mut write, &frame(&resize(size))?).await.map_err(step("cannot talk to the agent"))?;
+    }
+    // Restored when this function returns, however it does.
+    let _raw = if tty { terminal::Raw::enter() } else { None };
     // stdin on a thread (a blocking read), to frames.
     let (input_tx, mut input) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     std::thread::spawn(move || {
@@ -102,9 +122,26 @@ async fn remote(socket: &Path, namespace: &str, pod: &str, command: &[String]) -
         }
     });
     let send = async move {
-        while let Some(bytes) = input.recv().await {
-            let end = bytes.is_empty();
-            if write_frame(&mut write, &frame(&Request::Input(bytes))?).await.is_err() || end {
+        let mut open = true;
+        loop {
+            let request = tokio::select! {
+                bytes = input.recv(), if open => match bytes {
+                    Some(bytes) => {
+                        open = !bytes.is_empty();
+                        Request::Input(bytes)
+                    }
+                    None => {
+                        open = false;
+                        continue;
+                    }
+                },
+                Some(()) = window.recv(), if tty => match terminal::size() {
+                    Some(size) => resize(size),
+                    None => continue,
+                },
+                else => break,
+            };
+            if write_frame(&mut write, &frame(&request)?).await.is_err() {
                 break;
             }
         }

@@ -21,6 +21,7 @@ mod label;
 #[allow(unsafe_code)]
 mod sys;
 mod table;
+mod terminal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -110,7 +111,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Apply { file, ns } => apply::run(socket, &file, &ns.namespace).await,
-        Command::Exec { pod, ns, command, .. } => exec::run(socket, &ns.namespace, &pod, &command).await,
+        Command::Exec { pod, ns, command, tty, .. } => {
+            exec::run(socket, &ns.namespace, &pod, &command, tty).await
+        }
         Command::Run(args) => {
             let (command, image) = args.pod.workload(args.command);
             let resources = args.pod.resources();

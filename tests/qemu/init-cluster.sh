@@ -256,6 +256,18 @@ for n in $NODES; do
     [ "$n" = "$NAME" ] && continue
     step "member $n finished its checks" wait_for 300 sh -c "podnet get pods | grep '^done-$n ' >/dev/null"
 done
+# The server's CLI into the members' pods: the command runs on the member,
+# its stdin, output and exit code cross the stream the member opens back
+# to the server (cluster/streams.rs), the path kubectl's exec and logs take.
+for n in $NODES; do
+    [ "$n" = "$NAME" ] && continue
+    step "exec img-$n (on $n) from the server: the container answers" sh -c \
+        "[ \"\$(timeout 30 podnet exec img-$n -- cat /etc/hostname </dev/null)\" = img-$n ]"
+    step "exec img-$n (on $n): stdin in, output and exit code 7 out" sh -c \
+        "out=\$(echo typed | timeout 30 podnet exec -i img-$n -- sh -c 'cat; exit 7'); code=\$?; [ \"\$out\" = typed ] && [ \$code = 7 ]"
+    step "logs web-$n (on $n) from the server: httpd saw client-$NAME ($MY_CLIENT_IP)" sh -c \
+        "timeout 30 podnet logs web-$n | grep '$MY_CLIENT_IP' >/dev/null"
+done
 podnet node stats
 for n in $NODES; do
     podnet delete pod "web-$n" >/dev/null

@@ -305,3 +305,156 @@ spec:
     fails(&node, &["get", "pod", "bad"], "NotFound");
     ok(&node, &["delete", "pod", "vols", "later"]);
 }
+
+/// A pod's mounted ConfigMap (and Secret) follow their objects while the
+/// container runs, swapped whole through the kubelet's `..data` link, with
+/// no restart; an object that goes leaves the files as they were.
+#[test]
+fn running_pods_see_their_configmap_and_secret_volumes_change() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kubecmupd");
+    let (node, _lan) = node_with_registry("kubecmupd", &scratch);
+    let apply = |args: &[&str]| {
+        let yaml = ok(&node, &[args, &["--dry-run=client", "-o", "yaml"]].concat());
+        let out = kubectl_fed(&node, KUBECTL, &["apply", "-f", "-"], yaml.as_bytes());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    apply(&["create", "configmap", "app", "--from-literal=mode=fast", "--from-literal=color=blue"]);
+    apply(&["create", "secret", "generic", "db", "--from-literal=password=hunter2"]);
+    let manifest = node.dir.join("live.yaml");
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  volumes:
+  - name: cfg
+    configMap: {{name: app}}
+  - name: db
+    secret: {{secretName: db}}
+  containers:
+  - name: live
+    image: {}
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/app}}
+    - {{name: db, mountPath: /etc/db}}
+"#,
+        image_ref()
+    );
+    std::fs::write(&manifest, pod).unwrap();
+    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
+    ok(&node, &["wait", "--for=condition=Ready", "pod/live", "--timeout=60s"]);
+    let read = || {
+        let out = kubectl_with(
+            &node,
+            KUBECTL,
+            &[
+                "exec",
+                "live",
+                "--",
+                "sh",
+                "-c",
+                "echo $(cat /etc/app/mode) $(cat /etc/app/color) $(cat /etc/db/password)",
+            ],
+        );
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(read(), "fast blue hunter2");
+    let listing = ok(&node, &["exec", "live", "--", "ls", "-a", "/etc/app"]);
+    assert!(listing.contains("..data\n") && listing.contains("mode\n"), "{listing}");
+
+    apply(&["create", "configmap", "app", "--from-literal=mode=slow", "--from-literal=color=red"]);
+    // (podnet's API replaces a Secret by delete and create.)
+    ok(&node, &["delete", "secret", "db"]);
+    ok(&node, &["create", "secret", "generic", "db", "--from-literal=password=swordfish"]);
+    eventually(Duration::from_secs(30), "the new values in the running container", || {
+        (read() == "slow red swordfish").then_some(())
+    });
+    // A key that goes, goes from the volume too; one that comes, comes.
+    apply(&["create", "configmap", "app", "--from-literal=mode=slow", "--from-literal=size=9"]);
+    eventually(Duration::from_secs(30), "the key set to follow", || {
+        let listing = ok(&node, &["exec", "live", "--", "ls", "/etc/app"]);
+        (listing == "mode\nsize\n").then_some(())
+    });
+    let pod = json(&ok(&node, &["get", "pod", "live", "-o", "json"]));
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "no restart: {pod}");
+
+    // The ConfigMap deleted: the running container keeps its last files.
+    ok(&node, &["delete", "configmap", "app"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ok(&node, &["exec", "live", "--", "cat", "/etc/app/size"]), "9");
+    ok(&node, &["delete", "pod", "live"]);
+}
+
+/// A Secret volume is a tmpfs of its own, as the kubelet's: the container
+/// sees it mounted as tmpfs, the node's disk never holds the secret's
+/// bytes under the pods' directories, and the mount goes with the pod.
+#[test]
+fn secret_volumes_live_on_tmpfs_and_go_with_their_pod() {
+    require(KUBECTL, "kubectl");
+    let scratch = Scratch::new("kubesectmp");
+    let (node, _lan) = node_with_registry("kubesectmp", &scratch);
+    ok(&node, &["create", "configmap", "app", "--from-literal=mode=fast"]);
+    ok(&node, &["create", "secret", "generic", "db", "--from-literal=password=tmpfs-only-7c1d"]);
+    let manifest = node.dir.join("tmpfs.yaml");
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: secretive
+spec:
+  volumes:
+  - name: cfg
+    configMap: {{name: app}}
+  - name: db
+    secret: {{secretName: db}}
+  containers:
+  - name: secretive
+    image: {}
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/app}}
+    - {{name: db, mountPath: /etc/db}}
+"#,
+        image_ref()
+    );
+    std::fs::write(&manifest, pod).unwrap();
+    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
+    ok(&node, &["wait", "--for=condition=Ready", "pod/secretive", "--timeout=60s"]);
+    assert_eq!(ok(&node, &["exec", "secretive", "--", "cat", "/etc/db/password"]), "tmpfs-only-7c1d");
+    // /proc/mounts in the container: device, mount point, type.
+    let mounts = ok(&node, &["exec", "secretive", "--", "cat", "/proc/mounts"]);
+    let kind = |point: &str| {
+        mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.get(1) == Some(&point)).map(|f| {
+            let (kind, options) = (f[2].to_string(), f[3].to_string());
+            (kind, options)
+        })
+    };
+    let (db, options) = kind("/etc/db").unwrap_or_else(|| panic!("no /etc/db in {mounts}"));
+    assert_eq!(db, "tmpfs", "{mounts}");
+    assert!(options.contains("ro") && options.contains("size="), "read-only and bounded: {options}");
+    assert_ne!(kind("/etc/app").unwrap().0, "tmpfs", "a ConfigMap's volume stays on disk: {mounts}");
+
+    // Nothing under the pods' directories on the data dir's filesystem
+    // holds the secret (find -xdev does not enter the tmpfs).
+    let pods = node.dir.join("data/pods");
+    let on_disk = Command::new("sh")
+        .arg("-c")
+        .arg(format!("find {} -xdev -type f -print0 | xargs -0 -r grep -l tmpfs-only-7c1d", pods.display()))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&on_disk), "", "the secret is on disk");
+    let mountinfo = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let pods_prefix = format!(" {}/", pods.display());
+    assert!(mountinfo().lines().any(|l| l.contains(&pods_prefix) && l.contains(" - tmpfs ")));
+
+    // Deleting the pod takes the tmpfs and its directory.
+    ok(&node, &["delete", "pod", "secretive"]);
+    let info = mountinfo();
+    assert!(!info.lines().any(|l| l.contains(&pods_prefix) && l.contains("volumes")), "{info}");
+    let left: Vec<_> =
+        std::fs::read_dir(&pods).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -308,3 +308,104 @@ fn kubectl_attach_takes_stdin_and_run_it_drives_a_shell_on_a_member() {
         (!out.status.success()).then_some(())
     });
 }
+
+/// `kubectl CMD -it ...` (binary `bin`, `args` after the kubeconfig) on a
+/// terminal of its own (script(1)) sized 33x77; its exit status and all
+/// the terminal showed.
+fn on_a_terminal(server: &Node, bin: &str, args: &str) -> (std::process::ExitStatus, String) {
+    let kubectl = kubectl_command(server, bin, &[]);
+    let mut line = vec!["stty rows 33 cols 77;".to_string(), "nsenter".into()];
+    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.push(args.to_string());
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .envs(kubectl.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let keep_stdin_open = script.stdin.take();
+    let status = wait_for(&mut script, Duration::from_secs(60), &format!("{bin} {args}"));
+    drop(keep_stdin_open);
+    let mut text = String::new();
+    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+/// `kubectl exec -it` and `attach -it` into pods on members: a terminal in
+/// the pod (the tty flag crosses to the member), which takes kubectl's
+/// size (its resize messages relayed), over WebSocket (1.32) and SPDY
+/// (1.27).
+#[test]
+fn kubectl_exec_and_attach_with_a_terminal_reach_members_and_resize() {
+    require(KUBECTL, "kubectl");
+    require("skopeo", "skopeo");
+    require("script", "util-linux");
+    let (_scratch, cluster) = cluster_with_app("kstreamtty", "ktty");
+    let server = cluster.server();
+    let (one, two) = (cluster.nodes[1].name.clone(), cluster.nodes[2].name.clone());
+    let image = image_ref();
+    pinned(server, "box", &one, &["sleep", "3600"]);
+    let sized = "until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized";
+    for (i, bin) in kubectls().into_iter().enumerate() {
+        let (status, text) =
+            on_a_terminal(server, bin, &format!("exec -it box -- sh -c 'tty; {sized}; exit 5'"));
+        assert_eq!(status.code(), Some(5), "{bin} exec -it: the exit code: {text}{}", server.agent_log());
+        assert!(
+            text.contains("/dev/pts/") && text.contains("resized"),
+            "{bin}: a terminal, resized: {text:?}"
+        );
+
+        // attach -it to a container made with a terminal, on the other member.
+        let pod = format!("sized{i}");
+        let manifest = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {two}\n  restartPolicy: Never\n  containers:\n  - name: {pod}\n    image: {image}\n    stdin: true\n    tty: true\n    command: [sh, -c, '{sized}']\n"
+        );
+        let out = kubectl_fed(server, KUBECTL, &["apply", "-f", "-"], manifest.as_bytes());
+        assert!(out.status.success(), "{}", stderr(&out));
+        eventually(Duration::from_secs(60), &format!("{pod} running"), || {
+            let pod = json(&ok(server, &["get", "pod", &pod, "-o", "json"]));
+            (pod["status"]["phase"] == "Running").then_some(())
+        });
+        let (status, text) = on_a_terminal(server, bin, &format!("attach -it {pod}"));
+        assert!(status.success(), "{bin} attach -it: {text}{}", server.agent_log());
+        let logs = ok(server, &["logs", &pod]);
+        assert!(logs.contains("resized"), "{bin}: the member's terminal took 33x77: {text:?} {logs:?}");
+    }
+}
+
+/// The server's own `podnet exec -it` into a member's pod: a terminal
+/// there, sized as the CLI's and following it; without -t, none.
+#[test]
+fn podnet_exec_with_a_terminal_reaches_a_members_pod() {
+    require("skopeo", "skopeo");
+    require("script", "util-linux");
+    let (_scratch, cluster) = cluster_with_app("kexectty", "kxtty");
+    let server = cluster.server();
+    let one = cluster.nodes[1].name.clone();
+    pinned(server, "box", &one, &["sleep", "3600"]);
+    let sized = "until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized";
+    let line = format!(
+        "stty rows 33 cols 77; {} exec -it box -- sh -c 'tty; {sized}; exit 5'",
+        podnet_e2e::podnet_bin().display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PODNET_SOCKET", &server.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let keep_stdin_open = script.stdin.take();
+    let status = wait_for(&mut script, Duration::from_secs(60), "podnet exec -it into a member's pod");
+    drop(keep_stdin_open);
+    let mut text = String::new();
+    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(5), "the exit code: {text}{}", server.agent_log());
+    assert!(text.contains("/dev/pts/") && text.contains("resized"), "a terminal, resized: {text:?}");
+    // Without -t the command has no terminal (its stdin is the session's).
+    let out = server.podnet(&["exec", "box", "--", "sh", "-c", "tty || echo none"]);
+    assert_eq!(stdout(&out), "not a tty\nnone\n", "{}", stderr(&out));
+}

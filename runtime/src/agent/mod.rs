@@ -412,7 +412,9 @@ impl Side {
                 Request::Exec { namespace, name, .. } => {
                     Err(format!("pod {namespace}/{name} runs on this node: podnet exec enters it itself"))
                 }
-                Request::Input(_) => Err("input belongs to a podnet exec session".to_string()),
+                Request::Input(_) | Request::Resize { .. } => {
+                    Err("input belongs to a podnet exec session".to_string())
+                }
                 request => node.handle_local(request).await.map(once).map_err(String::from),
             };
             let _ = reply.send(answer);
@@ -432,9 +434,17 @@ impl Side {
                         Request::ExecTarget { .. } => {
                             let _ = reply.send(Ok(once(Response::Elsewhere(owner))));
                         }
-                        Request::Exec { namespace, name, command, stdin } => {
+                        Request::Exec { namespace, name, command, stdin, tty } => {
                             tokio::spawn(async move {
-                                let session = exec_session(&streams, owner, namespace, name, command, stdin);
+                                let asked = crate::kube::stream::exec::Asked {
+                                    command,
+                                    stdin,
+                                    stdout: true,
+                                    // A terminal's output is one stream.
+                                    stderr: !tty,
+                                    tty,
+                                };
+                                let session = exec_session(&streams, owner, namespace, name, asked);
                                 let _ = reply.send(session.await);
                             });
                         }
@@ -486,32 +496,36 @@ async fn relay(
 
 /// `podnet exec` from the server's CLI into a pod on member `node`: the
 /// command runs there (`kube::stream::remote`), its output and exit code
-/// are the session's items, the CLI's input frames its stdin.
+/// are the session's items, the CLI's input frames its stdin (and, with a
+/// terminal, its resizes the terminal's size).
 async fn exec_session(
     streams: &crate::cluster::streams::Streams,
     node: String,
     namespace: String,
     name: String,
-    command: Vec<String>,
-    stdin: bool,
+    asked: crate::kube::stream::exec::Asked,
 ) -> Result<Answer, String> {
-    use crate::kube::stream::channel::Ended;
-    use crate::kube::stream::exec::{self, Asked, Input};
-    if command.is_empty() {
+    use crate::api::server::SessionInput;
+    use crate::kube::stream::channel::{Ended, Size};
+    use crate::kube::stream::exec::{self, Input};
+    if asked.command.is_empty() {
         return Err("no command given: put it after `--`".into());
     }
-    let asked = Asked { command, stdin, stdout: true, stderr: true, tty: false };
     let request = crate::cluster::proto::StreamRequest::Exec { namespace, name, asked };
     let process =
         crate::kube::stream::remote::process(streams, &node, request).await.map_err(|s| s.message)?;
     let (items_tx, items) = mpsc::channel(8);
-    let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(8);
+    let (input, mut input_rx) = mpsc::channel::<SessionInput>(8);
     tokio::spawn(async move {
         let (out_tx, mut out_rx) = mpsc::channel(8);
         let (in_tx, in_rx) = mpsc::channel(8);
         let feed = async move {
-            while let Some(bytes) = input_rx.recv().await {
-                let item = if bytes.is_empty() { Input::StdinClosed } else { Input::Stdin(bytes) };
+            while let Some(item) = input_rx.recv().await {
+                let item = match item {
+                    SessionInput::Bytes(bytes) if bytes.is_empty() => Input::StdinClosed,
+                    SessionInput::Bytes(bytes) => Input::Stdin(bytes),
+                    SessionInput::Resize(width, height) => Input::Resize(Size { width, height }),
+                };
                 if in_tx.send(item).await.is_err() {
                     break;
                 }

@@ -80,9 +80,19 @@ pub enum Request {
         command: Vec<String>,
         /// The CLI sends input.
         stdin: bool,
+        /// The command runs on a terminal (`-t`), sized by
+        /// [`Request::Resize`]; its stderr is the terminal too.
+        tty: bool,
     },
     /// Input of a [`Request::Exec`] session (empty: no more).
     Input(Vec<u8>),
+    /// The CLI's terminal size, in a [`Request::Exec`] session with a tty.
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
     /// What happened to a pod on its node (kubectl describe's events).
     DescribePod {
         /// Namespace.
@@ -405,7 +415,7 @@ impl Request {
             | Request::Capture { namespace, name }
             | Request::FollowLogs { namespace, name, .. }
             | Request::Exec { namespace, name, .. } => Route::Pod { namespace, name },
-            Request::Input(_) => Route::Node,
+            Request::Input(_) | Request::Resize { .. } => Route::Node,
             _ => Route::Cluster,
         }
     }
@@ -441,6 +451,7 @@ impl Request {
             | Request::ExecTarget { .. }
             | Request::Exec { .. }
             | Request::Input(_)
+            | Request::Resize { .. }
             | Request::Logs { .. }
             | Request::FollowLogs { .. }
             | Request::CreateService(_)

@@ -20,13 +20,23 @@ pub enum Answer {
     /// Responses until the channel closes.
     Stream(mpsc::Receiver<Response>),
     /// A session (an exec): responses until the channel closes, while the
-    /// client's [`Request::Input`] frames go to `input`.
+    /// client's [`Request::Input`] and [`Request::Resize`] frames go to
+    /// `input`.
     Session {
         /// What goes to the client.
         output: mpsc::Receiver<Response>,
         /// Where its input goes.
-        input: mpsc::Sender<Vec<u8>>,
+        input: mpsc::Sender<SessionInput>,
     },
+}
+
+/// What the client of a session sends while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionInput {
+    /// Bytes of its stdin; empty: no more.
+    Bytes(Vec<u8>),
+    /// Its terminal's size (columns, rows).
+    Resize(u16, u16),
 }
 
 /// A request with the channel its answer goes back on.
@@ -121,13 +131,17 @@ async fn connection(mut stream: UnixStream, permit: Permit, calls: mpsc::Sender<
                     // Input frames until the client ends (or stops) sending.
                     loop {
                         let Ok(Some(frame)) = read_frame(&mut read).await else { break };
-                        let Ok(Request::Input(bytes)) =
-                            frame.body.and_then(|b| Frame::decode::<Request>(&b).map_err(|e| e.to_string()))
-                        else {
-                            break;
+                        let item = match frame
+                            .body
+                            .and_then(|b| Frame::decode::<Request>(&b).map_err(|e| e.to_string()))
+                        {
+                            Ok(Request::Input(bytes)) => SessionInput::Bytes(bytes),
+                            Ok(Request::Resize { width, height }) => SessionInput::Resize(width, height),
+                            _ => break,
                         };
-                        let end = bytes.is_empty();
-                        if input.send(bytes).await.is_err() || end {
+                        // Read on after the input's end: a terminal's
+                        // resizes still come.
+                        if input.send(item).await.is_err() {
                             break;
                         }
                     }
@@ -152,7 +166,7 @@ async fn connection(mut stream: UnixStream, permit: Permit, calls: mpsc::Sender<
 enum Reply {
     Frame(Frame),
     Stream(mpsc::Receiver<Response>),
-    Session(mpsc::Receiver<Response>, mpsc::Sender<Vec<u8>>),
+    Session(mpsc::Receiver<Response>, mpsc::Sender<SessionInput>),
 }
 
 async fn answer(frame: Frame, calls: &mpsc::Sender<Call>) -> Reply {

@@ -166,6 +166,7 @@ impl ControlPlane {
             Request::ExecTarget { .. }
             | Request::Exec { .. }
             | Request::Input(_)
+            | Request::Resize { .. }
             | Request::Logs { .. }
             | Request::DescribePod { .. }
             | Request::Capture { .. }

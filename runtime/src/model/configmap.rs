@@ -67,12 +67,13 @@ pub enum ConfigMapError {
 }
 
 /// Kubernetes' rule for a ConfigMap's or Secret's key (`IsConfigMapKey`):
-/// at most 253 of letters, digits, '-', '_' and '.', and not `.` or `..`.
+/// at most 253 of letters, digits, '-', '_' and '.', not `.` and not
+/// starting with `..` (a volume's `..data` is the node's).
 pub fn is_data_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
         && key != "."
-        && key != ".."
+        && !key.starts_with("..")
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
@@ -117,7 +118,7 @@ mod tests {
     #[test]
     fn keys_follow_kubernetes_rule_and_data_is_bounded() {
         assert!(check_configmap(&spec(&[("a", "b"), ("app.properties", "x=1"), ("A_b-c", "")])).is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", "ключ"] {
+        for bad in ["", ".", "..", "..data", "a/b", "a b", "ключ"] {
             let e = check_configmap(&spec(&[(bad, "v")])).unwrap_err().to_string();
             assert!(e.contains("a valid config key"), "{bad}: {e}");
         }

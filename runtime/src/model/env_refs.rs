@@ -273,6 +273,12 @@ pub enum EnvRefError {
         super::volumes::MAX_VOLUME_BYTES
     )]
     VolumesTooLarge,
+    /// The pod's volumes would hold more files than a node writes for one pod.
+    #[error(
+        "the pod's ConfigMap and Secret volumes would hold more than {} files and directories: mount fewer keys (items)",
+        super::volumes::MAX_VOLUME_ENTRIES
+    )]
+    TooManyVolumeFiles,
 }
 
 #[cfg(test)]

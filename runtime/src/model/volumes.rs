@@ -18,6 +18,10 @@ pub const MAX_VOLUME_ITEMS: usize = 64;
 /// which travels in one control frame. (A ConfigMap alone may hold 1 MiB;
 /// a pod mounting more than this names the keys it needs with `items`.)
 pub const MAX_VOLUME_BYTES: usize = 256 << 10;
+/// Most files and directories one pod's volumes may hold in all (each path
+/// counted by its components): each costs the node an inode and a page,
+/// on a Secret volume's tmpfs too.
+pub const MAX_VOLUME_ENTRIES: usize = 1024;
 /// The files' mode when the volume sets none (the kubelet's `defaultMode`,
 /// for Secrets too).
 pub const DEFAULT_MODE: u32 = 0o644;
@@ -110,6 +114,10 @@ pub enum PathError {
     /// `/`: the container's root.
     #[error("must not be the container's root: mount the volume in a directory of its own")]
     Root,
+    /// A file path starting with `..`: the names the node's atomic writer
+    /// keeps for itself (`..data`).
+    #[error("must not start with '..'")]
+    Reserved,
 }
 
 fn check_path(path: &str) -> Result<(), PathError> {
@@ -123,11 +131,15 @@ fn check_path(path: &str) -> Result<(), PathError> {
 }
 
 /// A file path in a volume (an item's `path`, or a key): relative, with no
-/// `..` (Kubernetes' rule): it cannot leave the volume's directory.
+/// `..` component and not starting with `..` (Kubernetes' rules): it cannot
+/// leave the volume's directory nor touch the atomic writer's `..data`.
 pub fn check_file_path(path: &str) -> Result<(), PathError> {
     check_path(path)?;
-    match path.starts_with('/') || path.split('/').all(|c| c.is_empty() || c == ".") {
-        true => Err(PathError::Absolute),
+    if path.starts_with('/') || path.split('/').all(|c| c.is_empty() || c == ".") {
+        return Err(PathError::Absolute);
+    }
+    match path.trim_start_matches("./").starts_with("..") {
+        true => Err(PathError::Reserved),
         false => Ok(()),
     }
 }
@@ -154,15 +166,19 @@ pub fn mode_ok(mode: u64) -> bool {
 /// [`MAX_VOLUME_BYTES`] as they are read; the kubelet's message when an
 /// object or key is missing from a volume that is not optional.
 pub fn resolve(volumes: &[Volume], lookup: &dyn Lookup) -> Result<Vec<VolumeFiles>, EnvRefError> {
-    let mut bytes = 0usize;
+    let (mut bytes, mut entries) = (0usize, 0usize);
     let mut out = Vec::with_capacity(volumes.len());
     for v in volumes {
         let mode = |m: Option<u32>| m.unwrap_or(v.default_mode);
         let mut files = Vec::new();
         let mut take = |path: &str, data: &[u8], mode: u32| -> Result<(), EnvRefError> {
             bytes += path.len() + data.len();
+            entries += path.split('/').filter(|c| !c.is_empty() && *c != ".").count();
             if bytes > MAX_VOLUME_BYTES {
                 return Err(EnvRefError::VolumesTooLarge);
+            }
+            if entries > MAX_VOLUME_ENTRIES {
+                return Err(EnvRefError::TooManyVolumeFiles);
             }
             files.push(VolumeFile { path: path.to_string(), data: data.to_vec(), mode });
             Ok(())
@@ -270,13 +286,17 @@ mod tests {
             "secret references non-existent secret key: absent"
         );
         assert!(e(volume("v", Source::ConfigMap, "big", &[], false)).contains("over 262144 bytes"));
+        let many: Vec<Volume> = (0..=MAX_VOLUME_ENTRIES)
+            .map(|i| volume(&format!("v{i}"), Source::Secret, "db", &[], false))
+            .collect();
+        assert!(resolve(&many, &Objects).unwrap_err().to_string().contains("more than 1024 files"));
         let optional = resolve(&[volume("v", Source::ConfigMap, "app", &[("absent", "a")], true)], &Objects);
         assert_eq!(optional.unwrap()[0].files, vec![]);
     }
 
     #[test]
     fn paths_stay_inside_the_volume_and_mounts_off_the_root() {
-        for ok in ["a", "conf/app.conf", "..data2", "a..b"] {
+        for ok in ["a", "conf/app.conf", "a/..data", "a..b"] {
             assert_eq!(check_file_path(ok), Ok(()), "{ok}");
         }
         for (bad, why) in [
@@ -286,6 +306,9 @@ mod tests {
             ("a/../../x", PathError::DotDot),
             (".", PathError::Absolute),
             ("a\0", PathError::Character),
+            ("..data", PathError::Reserved),
+            ("..2026_12_06/x", PathError::Reserved),
+            ("./..data", PathError::Reserved),
         ] {
             assert_eq!(check_file_path(bad), Err(why), "{bad}");
         }

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -94,12 +95,18 @@ pub(super) struct ImageState {
     failed: Option<(Instant, Failure)>,
     /// The container runs (its init's host PID).
     pub(super) pid: Option<i32>,
+    /// Bumped by each write of its volumes (a start, an update): an update
+    /// that finds it moved on was overtaken and writes nothing.
+    volumes_written: Arc<AtomicU64>,
+    /// Taken back after an agent restart: its volumes may hold what the
+    /// last agent wrote, the next refresh brings them to the desired files.
+    volumes_unchecked: bool,
 }
 
 impl ImageState {
     /// A container adopted after an agent restart, running as `pid`.
     pub(super) fn adopted(pid: i32) -> ImageState {
-        ImageState { pid: Some(pid), ..ImageState::default() }
+        ImageState { pid: Some(pid), volumes_unchecked: true, ..ImageState::default() }
     }
 
     /// Whether the last start failed and the pod waits for its backoff
@@ -265,6 +272,8 @@ impl NodeRuntime {
         let state = pod.image.as_mut().expect("inserted above");
         state.attempt += 1;
         state.starting = true;
+        // The start writes the volumes: updates still queued are older.
+        state.volumes_written.fetch_add(1, Ordering::SeqCst);
         let attempt = state.attempt;
         let (uid, answers) = (uid.to_string(), self.containers_tx.clone());
         tokio::spawn(async move {
@@ -360,6 +369,47 @@ impl NodeRuntime {
                 pod.record.spec.template.image = record.spec.template.image.clone();
                 pod.restart_at = Some(Instant::now());
             }
+        }
+    }
+
+    /// Brings each running container's ConfigMap and Secret volumes to the
+    /// files its desired pod carries (the control plane resolves them again
+    /// whenever the objects change), each volume swapped whole off the
+    /// event loop, as the kubelet's sync does; a container that is not
+    /// running gets them at its next start. Files that did not resolve
+    /// (the object went) stay as they were, as with the kubelet.
+    pub(super) fn refresh_volumes(&mut self, desired: &[PodRecord]) {
+        for record in desired {
+            let Some(pod) = self.pods.get_mut(&record.uid) else { continue };
+            let (Some(state), Some(have), Some(want)) = (
+                pod.image.as_mut(),
+                pod.record.spec.template.image.as_mut(),
+                record.spec.template.image.as_ref(),
+            ) else {
+                continue;
+            };
+            let unchecked = std::mem::take(&mut state.volumes_unchecked);
+            if state.starting || want.env_error.is_some() || (have.files == want.files && !unchecked) {
+                continue;
+            }
+            have.files = want.files.clone();
+            if state.pid.is_none() || have.mounts.is_empty() {
+                continue;
+            }
+            let generation = state.volumes_written.fetch_add(1, Ordering::SeqCst) + 1;
+            let written = state.volumes_written.clone();
+            let (image, dir) = (have.clone(), pod_dir(&self.options.data_dir, &record.uid));
+            let name = format!("{}/{}", record.spec.namespace, record.spec.name);
+            tokio::task::spawn_blocking(move || {
+                let current = || written.load(Ordering::SeqCst) == generation;
+                match container::volumes::update(&dir, &image, &current) {
+                    Ok(changed) if !changed.is_empty() => {
+                        tracing::info!(pod = %name, "volumes updated: {}", changed.join(", "))
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(pod = %name, "cannot update the volumes: {e}"),
+                }
+            });
         }
     }
 

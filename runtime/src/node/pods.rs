@@ -165,6 +165,7 @@ impl NodeRuntime {
         let gone: Vec<LocalPod> = gone.iter().filter_map(|uid| self.pods.remove(uid)).collect();
         futures::future::join_all(gone.into_iter().map(|pod| self.teardown(pod, true))).await;
         self.refresh_waiting(desired);
+        self.refresh_volumes(desired);
         let mut failed = Vec::new();
         let now = Instant::now();
         let new: Vec<&PodRecord> = desired

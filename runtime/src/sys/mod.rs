@@ -13,6 +13,7 @@ pub mod process;
 pub mod random;
 pub mod reaper;
 pub mod seccomp;
+pub mod terminal;
 pub mod tun;
 pub mod xattr;
 

@@ -83,6 +83,17 @@ pub enum ContainerError {
         #[source]
         source: nix::Error,
     },
+    /// A Secret volume's tmpfs could not be mounted or unmounted.
+    #[error("{what} the secret volume's tmpfs at {}: {source}", path.display())]
+    VolumeMount {
+        /// Mounting or unmounting.
+        what: &'static str,
+        /// The mount point.
+        path: PathBuf,
+        /// The kernel's answer.
+        #[source]
+        source: nix::Error,
+    },
     /// The runtime could not be started.
     #[error("cannot start {runtime} {action}: {source}")]
     Spawn {

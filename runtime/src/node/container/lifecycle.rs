@@ -179,6 +179,7 @@ impl OciRuntime {
         check_id(id)?;
         self.delete_state(id)?;
         Rootfs::new(pod_dir).unmount()?;
+        super::volumes::unmount(pod_dir)?;
         match std::fs::remove_dir_all(pod_dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(ContainerError::io("cannot remove", pod_dir)(e))
@@ -214,7 +215,7 @@ impl OciRuntime {
         if let Err(e) = self.delete_state(id) {
             tracing::warn!("cleaning up container {id}: {e}");
         }
-        if let Err(e) = Rootfs::new(pod_dir).unmount() {
+        if let Err(e) = Rootfs::new(pod_dir).unmount().and_then(|()| super::volumes::unmount(pod_dir)) {
             tracing::warn!("cleaning up container {id}: {e}");
             return;
         }

@@ -14,6 +14,7 @@
 //! `delete`, `state`) block for as long as it runs (tens of milliseconds):
 //! call them from `spawn_blocking`, not the agent's event loop.
 
+mod atomic_writer;
 pub mod bundle;
 mod error;
 mod exit;

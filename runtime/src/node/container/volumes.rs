@@ -1,20 +1,39 @@
-//! A container's ConfigMap and Secret volumes on the node: each volume's
-//! files written under `<pod dir>/volumes/<name>/` (removed with the pod's
-//! directory), and the directory bind-mounted read-only where the
-//! container mounts it, as the kubelet does. The files are written when
-//! the container starts; a later change of the ConfigMap reaches a
-//! restarted container only (the kubelet updates them in place).
+//! A container's ConfigMap and Secret volumes on the node: each volume is
+//! a directory `<pod dir>/volumes/<name>/` (removed with the pod's
+//! directory), bind-mounted read-only where the container mounts it, as
+//! the kubelet does. Its files are laid out by the atomic writer
+//! (`..data` swapped over timestamped directories), so a running
+//! container sees a ConfigMap's or Secret's change ([`update`]) whole. A
+//! Secret volume's directory is a size-limited tmpfs of its own: its
+//! files never touch the node's disk, as with the kubelet.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::ContainerError;
+use super::atomic_writer;
 use crate::model::ImageSpec;
-use crate::model::volumes::{check_file_path, check_mount_path};
+use crate::model::env_refs::Source;
+use crate::model::volumes::{
+    MAX_VOLUME_BYTES, MAX_VOLUME_ENTRIES, VolumeFile, check_file_path, check_mount_path,
+};
 
 /// The directory a pod's volumes are written under.
 const VOLUMES_DIR: &str = "volumes";
+/// A Secret volume's tmpfs: room for the pod's files twice (the old and
+/// the new data directory live side by side during a swap), each file
+/// rounded up to a page.
+const SECRET_TMPFS_BYTES: usize = 2 * (MAX_VOLUME_BYTES + MAX_VOLUME_ENTRIES * 4096);
+/// Its inodes: every entry twice, and the links and the root.
+const SECRET_TMPFS_INODES: usize = 3 * MAX_VOLUME_ENTRIES + 16;
+
+/// Writes to volumes one at a time: the atomic writer needs its callers
+/// serialised, and a container's start and an update of its running
+/// volumes run on different blocking threads.
+static WRITING: Mutex<()> = Mutex::new(());
 
 /// One read-only bind mount: the volume's directory on the node, and
 /// where the container sees it.
@@ -26,11 +45,28 @@ pub struct VolumeBind {
     pub destination: String,
 }
 
-/// Writes the files of `image`'s volumes under `pod_dir` (anew: what a
-/// last run left goes first) and gives the mounts to make. Paths were
-/// checked when the pod was taken; they are checked again here, where a
-/// bad one would write outside the volume.
+fn bad(root: &Path, what: &str, path: &str) -> ContainerError {
+    ContainerError::io("refusing", root.join(path))(std::io::Error::other(format!("bad {what} {path:?}")))
+}
+
+/// The volume `name`'s files in `image` (none when it did not resolve:
+/// an optional one that is missing).
+fn payload<'a>(image: &'a ImageSpec, name: &str) -> &'a [VolumeFile] {
+    image.files.iter().find(|v| v.name == name).map(|v| v.files.as_slice()).unwrap_or_default()
+}
+
+/// Whether the volume `name` is a Secret's.
+fn is_secret(image: &ImageSpec, name: &str) -> bool {
+    image.volumes.iter().any(|v| v.name == name && v.source == Source::Secret)
+}
+
+/// Makes the directories and files of `image`'s volumes under `pod_dir`
+/// (anew: what a last run left goes first) and gives the mounts to make.
+/// Paths were checked when the pod was taken; they are checked again
+/// here, where a bad one would write outside the volume.
 pub fn write(pod_dir: &Path, image: &ImageSpec) -> Result<Vec<VolumeBind>, ContainerError> {
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    unmount(pod_dir)?;
     let root = pod_dir.join(VOLUMES_DIR);
     match std::fs::remove_dir_all(&root) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -41,16 +77,6 @@ pub fn write(pod_dir: &Path, image: &ImageSpec) -> Result<Vec<VolumeBind>, Conta
     if image.mounts.is_empty() {
         return Ok(Vec::new());
     }
-    let bad = |what: &str, path: &str| {
-        ContainerError::io("refusing", root.join(path))(std::io::Error::other(format!("bad {what} {path:?}")))
-    };
-    let mkdir = |dir: &Path| {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(ContainerError::io("cannot create", dir))
-    };
     // Root's only on the node (a Secret's files are 0644 by default): the
     // container reaches each volume through its bind mount, not this path.
     std::fs::DirBuilder::new()
@@ -58,44 +84,96 @@ pub fn write(pod_dir: &Path, image: &ImageSpec) -> Result<Vec<VolumeBind>, Conta
         .create(&root)
         .and_then(|()| std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)))
         .map_err(ContainerError::io("cannot create", &root))?;
-    for volume in &image.files {
-        if volume.name.contains('/') || check_file_path(&volume.name).is_err() {
-            return Err(bad("volume name", &volume.name));
+    let mut binds = Vec::with_capacity(image.mounts.len());
+    for m in &image.mounts {
+        check_mount_path(&m.mount_path).map_err(|_| bad(&root, "mount path", &m.mount_path))?;
+        if m.name.contains('/') || check_file_path(&m.name).is_err() {
+            return Err(bad(&root, "volume name", &m.name));
         }
-        let dir = root.join(&volume.name);
-        mkdir(&dir)?;
-        for file in &volume.files {
-            check_file_path(&file.path).map_err(|_| bad("file path", &file.path))?;
-            let path = dir.join(&file.path);
-            if let Some(parent) = path.parent() {
-                mkdir(parent)?;
+        let source = root.join(&m.name);
+        // Two mounts of one volume share its directory.
+        if !source.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&source)
+                .map_err(ContainerError::io("cannot create", &source))?;
+            if is_secret(image, &m.name) {
+                mount_tmpfs(&source)?;
             }
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(file.mode)
-                .open(&path)
-                .map_err(ContainerError::io("cannot create", &path))?;
-            out.write_all(&file.data).map_err(ContainerError::io("cannot write", &path))?;
-            // The mode as given, whatever the agent's umask.
-            out.set_permissions(std::fs::Permissions::from_mode(file.mode))
-                .map_err(ContainerError::io("cannot set the mode of", &path))?;
+            atomic_writer::write(&source, payload(image, &m.name))?;
+        }
+        binds.push(VolumeBind { source, destination: m.mount_path.clone() });
+    }
+    Ok(binds)
+}
+
+/// Brings a running container's volumes to `image`'s files, each volume
+/// swapped whole, as the kubelet's sync does when a ConfigMap or Secret
+/// changes; volumes already holding their files are left alone. Nothing
+/// is written unless `current()` still holds once it is this call's turn
+/// (a later update or start overtook it). The names of the volumes that
+/// changed.
+pub fn update(
+    pod_dir: &Path,
+    image: &ImageSpec,
+    current: &dyn Fn() -> bool,
+) -> Result<Vec<String>, ContainerError> {
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    if !current() {
+        return Ok(Vec::new());
+    }
+    let root = pod_dir.join(VOLUMES_DIR);
+    let mut changed = Vec::new();
+    let mut names: Vec<&str> = image.mounts.iter().map(|m| m.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let dir = root.join(name);
+        // Made when the container started; a volume without one is not
+        // this container's (its spec changed under it: a restart makes it).
+        if name.contains('/') || !dir.join(atomic_writer::DATA_LINK).is_symlink() {
+            continue;
+        }
+        if atomic_writer::write(&dir, payload(image, name))? {
+            changed.push(name.to_string());
         }
     }
-    image
-        .mounts
-        .iter()
-        .map(|m| {
-            check_mount_path(&m.mount_path).map_err(|_| bad("mount path", &m.mount_path))?;
-            // A volume whose files could not be resolved is an empty
-            // directory (an optional one that is missing).
-            let source = root.join(&m.name);
-            if !image.files.iter().any(|v| v.name == m.name) {
-                mkdir(&source)?;
-            }
-            Ok(VolumeBind { source, destination: m.mount_path.clone() })
-        })
-        .collect()
+    Ok(changed)
+}
+
+/// Mounts a Secret volume's tmpfs on `dir`: not executable, no devices or
+/// set-uid files, bounded.
+fn mount_tmpfs(dir: &Path) -> Result<(), ContainerError> {
+    let data = format!("size={SECRET_TMPFS_BYTES},nr_inodes={SECRET_TMPFS_INODES},mode=0755");
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(data.as_str()),
+    )
+    .map_err(|source| ContainerError::VolumeMount {
+        what: "cannot mount",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Unmounts the Secret volumes' tmpfs under `pod_dir`, so its directory can
+/// go; detached if the container still holds them (they go when it does).
+/// Fine when there are none.
+pub fn unmount(pod_dir: &Path) -> Result<(), ContainerError> {
+    let root = pod_dir.join(VOLUMES_DIR);
+    let Ok(entries) = std::fs::read_dir(&root) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match umount2(&path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            // EINVAL: not a mount point (a ConfigMap's volume).
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(source) => return Err(ContainerError::VolumeMount { what: "cannot unmount", path, source }),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -159,6 +237,21 @@ mod tests {
             0o700,
             "not the host users'"
         );
+        assert_eq!(
+            std::fs::read_link(cfg.join("app.conf")).unwrap(),
+            Path::new("..data/app.conf"),
+            "the atomic writer's layout"
+        );
+        // A running container's volume follows its ConfigMap: the new files
+        // swapped in, the unchanged volume left alone, an overtaken update
+        // writes nothing.
+        let mut newer = image(files.clone(), &[("cfg", "/etc/app"), ("gone", "/etc/gone")]);
+        newer.files[0].files[0].data = b"mode=slow\n".to_vec();
+        assert_eq!(update(dir, &newer, &|| false).unwrap(), Vec::<String>::new());
+        assert_eq!(std::fs::read(cfg.join("app.conf")).unwrap(), b"mode=fast\n");
+        assert_eq!(update(dir, &newer, &|| true).unwrap(), vec!["cfg".to_string()]);
+        assert_eq!(std::fs::read(cfg.join("app.conf")).unwrap(), b"mode=slow\n");
+        assert_eq!(update(dir, &newer, &|| true).unwrap(), Vec::<String>::new());
         // A restart writes them anew.
         assert!(write(dir, &image(files, &[("cfg", "/etc/app")])).is_ok());
 
