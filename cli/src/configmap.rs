@@ -30,7 +30,7 @@ pub(crate) fn spec(
         namespace,
         data: BTreeMap::new(),
         binary_data: BTreeMap::new(),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         annotations: BTreeMap::new(),
     };
     for l in literals {
@@ -133,7 +133,7 @@ pub(crate) async fn describe(socket: &Path, namespace: &str, name: &str) -> Resu
         )
         .into());
     };
-    let map = |m: &BTreeMap<String, String>| match m.is_empty() {
+    let map = |m: Vec<(&String, &String)>| match m.is_empty() {
         true => "<none>".to_string(),
         false => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n              "),
     };
@@ -141,8 +141,8 @@ pub(crate) async fn describe(socket: &Path, namespace: &str, name: &str) -> Resu
         "Name:         {}\nNamespace:    {}\nLabels:       {}\nAnnotations:  {}\n\nData\n====\n",
         c.spec.name,
         c.spec.namespace,
-        map(&c.spec.labels),
-        map(&c.spec.annotations)
+        map(c.spec.labels.iter().collect()),
+        map(c.spec.annotations.iter().collect())
     );
     for (k, v) in &c.spec.data {
         out.push_str(&format!("{k}:\n----\n{v}\n\n"));

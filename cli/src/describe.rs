@@ -51,15 +51,15 @@ pub(crate) async fn network_policy(socket: &Path, namespace: &str, name: &str) -
 fn render_policy(p: &NetworkPolicy) -> String {
     let s = &p.spec;
     let mut out = String::new();
-    let pairs = |m: &runtime::model::Labels| match m.is_empty() {
+    let pairs = |m: Vec<(&String, &String)>| match m.is_empty() {
         true => "<none>".to_string(),
         false => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
     };
     let _ = writeln!(out, "Name:         {}", s.name);
     let _ = writeln!(out, "Namespace:    {}", s.namespace);
     let _ = writeln!(out, "Created on:   {}", runtime::kube::objects::timestamp(p.created_at));
-    let _ = writeln!(out, "Labels:       {}", pairs(&s.labels));
-    let _ = writeln!(out, "Annotations:  {}", pairs(&s.annotations));
+    let _ = writeln!(out, "Labels:       {}", pairs(s.labels.iter().collect()));
+    let _ = writeln!(out, "Annotations:  {}", pairs(s.annotations.iter().collect()));
     out.push_str("Spec:\n");
     let selector = match s.pod_selector.is_empty() {
         true => "<none> (Allowing the specific traffic to all pods in this namespace)".to_string(),

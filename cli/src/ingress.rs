@@ -92,7 +92,7 @@ pub(crate) fn ingress_spec(
         default_backend,
         tls: Vec::new(),
         rules: Vec::new(),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         annotations: BTreeMap::new(),
     };
     for a in annotations {
@@ -140,7 +140,7 @@ pub(crate) fn tls_secret(
         namespace,
         secret_type: SecretType::Tls,
         data,
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         annotations: BTreeMap::new(),
     })
 }
@@ -172,7 +172,7 @@ pub(crate) fn generic_secret(
         namespace,
         secret_type: SecretType::Opaque,
         data,
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         annotations: BTreeMap::new(),
     })
 }

@@ -23,7 +23,6 @@ mod sys;
 mod table;
 mod terminal;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -312,7 +311,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 namespace: ns.namespace,
                 cluster_ip: ClusterIpRequest::None,
                 ports: Vec::new(),
-                selector: BTreeMap::new(),
+                selector: Default::default(),
                 session_affinity: SessionAffinity::None,
                 external_name: Some(external_name),
                 service_type: Default::default(),
@@ -444,9 +443,11 @@ async fn get(socket: &Path, args: GetArgs) -> Result<ExitCode, CliError> {
             )
         }
         Kind::Service => {
-            let Response::Services(mut list) = call(socket, Request::GetServices { namespace }).await? else {
+            let Response::Services(list) = call(socket, Request::GetServices { namespace }).await? else {
                 return unexpected();
             };
+            let mut list: Vec<runtime::model::Service> =
+                list.into_iter().map(std::sync::Arc::unwrap_or_clone).collect();
             keep_named(&mut list, args.name.as_deref(), |s| &s.spec.name, "service", &args.namespace)?;
             (list.iter().map(kube::service).collect(), table::services(&list, wide, args.all_namespaces))
         }
@@ -553,11 +554,11 @@ pub(crate) fn unexpected<T>() -> Result<T, CliError> {
 }
 
 /// `podnet run` labels its pod run=NAME unless given labels, as kubectl run does.
-fn run_labels(name: &str, labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn run_labels(name: &str, labels: runtime::model::Labels) -> runtime::model::Labels {
     if labels.is_empty() { [("run".to_string(), name.to_string())].into() } else { labels }
 }
 
-fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+fn parse_labels(items: &[String]) -> Result<runtime::model::Labels, CliError> {
     items
         .iter()
         .filter(|s| !s.is_empty())

@@ -692,7 +692,11 @@ impl Control {
             Response::Services(list) => {
                 Response::Services(list.iter().map(|s| node.reported_service(s)).collect())
             }
-            Response::Service(s) => Response::Service(node.reported_service(&s)),
+            Response::Service(s) => {
+                // The only holder once `s` goes: unwrapped, not copied.
+                let out = node.reported_service(&std::sync::Arc::new(s));
+                Response::Service(std::sync::Arc::unwrap_or_clone(out))
+            }
             // So is an Ingress's address.
             Response::Ingresses { items, .. } => Response::Ingresses {
                 items: items.iter().map(|i| node.reported_ingress(i)).collect(),

@@ -635,8 +635,8 @@ pub enum Response {
     Stats(StatsReport),
     /// One Service.
     Service(Service),
-    /// Services.
-    Services(Vec<Service>),
+    /// Services (the control plane's own, shared: a listing copies none).
+    Services(Vec<std::sync::Arc<Service>>),
     /// Endpoints.
     Endpoints(Vec<Endpoints>),
     /// A DNS answer: the name that was asked last, and the response bytes.

@@ -94,7 +94,7 @@ impl ControlPlane {
                 self.services
                     .values()
                     .filter(|s| in_namespace(&s.spec.namespace, &namespace))
-                    .map(|s| Service::clone(s))
+                    .cloned()
                     .collect(),
             )),
             Request::GetEndpoints { namespace } => Ok(Response::Endpoints(
@@ -240,8 +240,8 @@ impl ControlPlane {
             });
         }
         crate::model::listeners::check_host_ports(&spec.template.host_ports)?;
-        if spec.selector.is_none() {
-            spec.labels.entry("app".into()).or_insert_with(|| spec.name.clone());
+        if spec.selector.is_none() && !spec.labels.contains_key("app") {
+            spec.labels.insert("app".into(), spec.name.clone());
         }
         for labels in
             [Some(&spec.labels), spec.selector.as_ref(), spec.object_labels.as_ref()].into_iter().flatten()

@@ -205,8 +205,10 @@ fn spec_changed(before: &Object, after: &Object) -> bool {
 }
 
 impl ControlPlane {
-    /// Every object as the API shows it now, in key order.
-    fn views(&self) -> Vec<Object> {
+    /// Every object as the API shows it now, in key order: made one at a
+    /// time as they are walked, so a change costs one view at a time, not
+    /// a copy of every object (and every Service's endpoints) at once.
+    fn views(&self) -> impl Iterator<Item = Object> + '_ {
         let nodes = self.node_infos().into_iter().map(|mut n| {
             n.pods = 0;
             Object::Node(Arc::new(n))
@@ -219,12 +221,14 @@ impl ControlPlane {
         let ingresses = self
             .ingresses
             .values()
-            .map(|i| Object::Ingress(Arc::new(super::ingresses::ingress_view(i, &status))));
+            .map(move |i| Object::Ingress(Arc::new(super::ingresses::ingress_view(i, &status))));
         let secrets = self.secrets.values().map(|s| Object::Secret(Arc::new(s.info())));
         let configmaps = self.configmaps.values().map(|c| Object::ConfigMap(c.clone()));
         let endpoints = self.services.values().map(|s| Object::Endpoints(Arc::new(self.endpoints(s))));
         let namespaces = self.namespace_views().into_iter().map(|n| Object::Namespace(Arc::new(n)));
-        let mut all = nodes
+        // In order kind by kind (ObjectKind's order), each from a map in
+        // key order; `track` checks it as it walks.
+        nodes
             .chain(pods)
             .chain(deployments)
             .chain(services)
@@ -234,11 +238,6 @@ impl ControlPlane {
             .chain(configmaps)
             .chain(endpoints)
             .chain(namespaces)
-            .collect::<Vec<_>>();
-        // Already in order kind by kind, each from a map in key order: the
-        // sort only checks that.
-        all.sort_by(|a, b| view_key(a).cmp(&view_key(b)));
-        all
     }
 
     /// At start: every object gets the start revision, nothing is logged.
@@ -246,7 +245,6 @@ impl ControlPlane {
         let revision = self.revisions.revision;
         self.revisions.objects = self
             .views()
-            .into_iter()
             .map(|object| (key(&object), Versioned { revision, generation: 1, object }))
             .collect();
     }
@@ -254,14 +252,19 @@ impl ControlPlane {
     /// Numbers what changed since the last call.
     pub(super) fn track(&mut self) {
         let now = self.views();
-        let r = &mut self.revisions;
         let mut changed = false;
         // Both in key order, walked together: what is gone, and what is new
-        // or changed (the only ones whose keys are made).
+        // or changed (the only ones whose keys are made, and the only views
+        // kept past their comparison).
         let (mut gone, mut touched) = (Vec::new(), Vec::new());
-        let mut last = r.objects.iter().peekable();
+        let mut last = self.revisions.objects.iter().peekable();
+        let mut previous: Option<Object> = None;
         for object in now {
             let k = view_key(&object);
+            debug_assert!(
+                previous.as_ref().is_none_or(|p| view_key(p) < k),
+                "views out of key order at {k:?}"
+            );
             while let Some((old, _)) = last.peek()
                 && borrowed(old) < k
             {
@@ -271,14 +274,16 @@ impl ControlPlane {
             match last.peek() {
                 Some((old, v)) if borrowed(old) == k => {
                     if v.object != object {
-                        touched.push(object);
+                        touched.push(object.clone());
                     }
                     last.next();
                 }
-                _ => touched.push(object),
+                _ => touched.push(object.clone()),
             }
+            previous = Some(object);
         }
         gone.extend(last.map(|(k, _)| k.clone()));
+        let r = &mut self.revisions;
         for k in gone {
             let mut last = r.set(k, None).expect("listed above");
             r.revision += 1;

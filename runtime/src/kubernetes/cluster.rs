@@ -335,7 +335,12 @@ impl Cluster {
                         Some((port.name.clone()?, protocol(&port.protocol)?, port.container_port))
                     })
                     .collect();
-                Some(PolicyPod { ip, namespace: namespace.clone(), labels: p.metadata.labels.clone(), ports })
+                Some(PolicyPod {
+                    ip,
+                    namespace: namespace.clone(),
+                    labels: p.metadata.labels.clone().into(),
+                    ports,
+                })
             })
             .collect();
         PolicyInputs { policies, namespaces: namespaces.into_iter().collect(), pods }
@@ -379,7 +384,7 @@ impl Cluster {
         let mut labels = self
             .namespaces
             .get(&(String::new(), namespace.to_string()))
-            .map(|n| n.metadata.labels.clone())
+            .map(|n| crate::model::Labels::from(n.metadata.labels.clone()))
             .unwrap_or_default();
         labels.insert(NAMESPACE_NAME_LABEL.into(), namespace.to_string());
         labels
@@ -458,7 +463,7 @@ fn service(s: &objects::Service) -> Option<Service> {
             session_affinity,
             external_name,
             service_type,
-            labels: s.metadata.labels.clone(),
+            labels: s.metadata.labels.clone().into(),
             annotations: Default::default(),
         },
         load_balancer: None,

@@ -7,6 +7,7 @@ pub mod configmap;
 pub mod env_refs;
 mod error;
 pub mod ingress;
+mod labels;
 pub mod listeners;
 pub mod policy;
 pub mod secret;
@@ -15,15 +16,13 @@ mod template;
 pub mod volumes;
 
 pub use error::ModelError;
+pub use labels::Labels;
 pub use template::PodTemplate;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-
-/// Labels: `app=web` and friends.
-pub type Labels = BTreeMap<String, String>;
 
 /// Annotations: free-form metadata tools keep on an object (kubectl's
 /// `last-applied-configuration`), stored and returned as given.

@@ -84,7 +84,7 @@ pub fn endpoints<'a>(service: &Service, pods: impl Iterator<Item = PodView<'a>>)
             result.not_ready.push(address);
             continue;
         }
-        let mut ports = Vec::new();
+        let mut ports = Vec::with_capacity(spec.ports.len());
         for port in &spec.ports {
             match resolve_target(&port.target_port, port.protocol, pod.spec) {
                 Some(number) => ports.push(EndpointPort {
@@ -106,6 +106,11 @@ pub fn endpoints<'a>(service: &Service, pods: impl Iterator<Item = PodView<'a>>)
     for (name, count) in unresolved {
         result.problems.push(format!("port name `{name}` is declared by none of {count} selected pod(s)"));
     }
+    // Kept, one per Service, as long as they do not change: exact sizes,
+    // not a pushed Vec's spare room (3 of 4 slots for one pod).
+    result.subsets.iter_mut().for_each(|(_, ports)| ports.shrink_to_fit());
+    result.subsets.shrink_to_fit();
+    result.not_ready.shrink_to_fit();
     result
 }
 
@@ -300,5 +305,11 @@ mod tests {
         let mut lonely = service(TargetPort::Number(80));
         lonely.spec.selector = [("app".to_string(), "nobody".to_string())].into();
         assert!(endpoints(&lonely, views([true; 3])).problems[0].contains("matches no pod"));
+
+        // Kept per Service: no spare room in what one pod's endpoints hold.
+        let eps = endpoints(&service(TargetPort::Number(80)), views([true, true, false]));
+        assert_eq!(eps.subsets.len(), 2);
+        assert_eq!(eps.subsets.capacity(), 2);
+        assert!(eps.subsets.iter().all(|(_, ports)| ports.capacity() == 1));
     }
 }

@@ -5,6 +5,7 @@
 
 mod cni;
 pub mod container;
+mod diff;
 mod error;
 mod events;
 mod image_pods;
@@ -23,7 +24,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netstack::service::{Affinity, Backend, ServiceConfig, ServiceKey, Timeouts};
+use netstack::service::{ServiceConfig, Timeouts};
 use netstack::switch::{PortKind, PortSpec, SwitchConfig};
 use netstack::wire::EthernetAddress;
 use tokio::sync::mpsc;
@@ -82,8 +83,11 @@ pub struct NodeRuntime {
     container_counts: image_pods::ContainerCounts,
     /// Whether container directories of pods gone meanwhile were swept.
     pod_dirs_swept: bool,
-    /// What the switch's service table holds, to push only changes.
-    pushed: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)>,
+    /// The Services the switch's service table was programmed from (shared
+    /// with the control plane), to push only what changes.
+    services_pushed: Vec<diff::Served>,
+    /// Whether the cluster DNS address's TCP entry is in the service table.
+    dns_tcp_pushed: bool,
     /// What the switch's DNS zone holds and refused.
     zone: zone::ZoneSync,
     /// The overlay peers the switch holds.
@@ -262,7 +266,8 @@ impl NodeRuntime {
             oci_runtime,
             pod_dirs_swept: false,
             container_counts: Default::default(),
-            pushed: BTreeMap::new(),
+            services_pushed: Vec::new(),
+            dns_tcp_pushed: false,
             zone: zone::ZoneSync::default(),
             peers_pushed: Vec::new(),
             policy_pushed: None,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use super::NodeRuntime;
 use crate::desired::NodeDesired;
@@ -54,11 +55,12 @@ impl NodeRuntime {
 
     /// A Service as users see it from this node: a LoadBalancer's addresses,
     /// or why it is not served.
-    pub fn reported_service(&self, service: &Service) -> Service {
-        let mut out = service.clone();
+    /// Shared, not copied, when there is nothing to fill in.
+    pub fn reported_service(&self, service: &Arc<Service>) -> Arc<Service> {
         if service.spec.service_type != ServiceType::LoadBalancer {
-            return out;
+            return service.clone();
         }
+        let mut out = Service::clone(service);
         let me = service_owner(&service.spec);
         let mut problem = None;
         for port in &service.spec.ports {
@@ -75,6 +77,6 @@ impl NodeRuntime {
             Some(_) => Vec::new(),
         };
         out.load_balancer = Some(LoadBalancerStatus { ingress, problem });
-        out
+        Arc::new(out)
     }
 }

@@ -2,13 +2,12 @@
 //! table (ClusterIPs and their ready backends), the DNS zone (`zone.rs`), the
 //! overlay peers and the NetworkPolicy table (`crate::policy`). Only differences are pushed to the data-plane thread.
 
-use std::collections::BTreeMap;
-
 use netstack::Protocol;
 use netstack::overlay::OverlayPeer;
 use netstack::service::{Affinity, Backend, ServiceKey};
 
 use super::NodeRuntime;
+use super::diff;
 use crate::desired::{NodeDesired, overlay_peers};
 use crate::model::services::{self, SwitchEntry};
 
@@ -70,30 +69,33 @@ impl NodeRuntime {
         }
     }
 
+    /// The switch's service table: only the entries of Services that
+    /// changed since the last call are made and pushed (the table is not
+    /// rebuilt, nor held here a second time).
     async fn sync_services(&mut self, desired: &NodeDesired) {
-        let mut wanted: BTreeMap<ServiceKey, (Vec<Backend>, Affinity)> = desired
-            .services
-            .iter()
-            .flat_map(|(service, endpoints)| services::switch_entries(service, endpoints))
-            .map(|(k, backends, affinity)| (k, (backends, affinity)))
-            .collect();
-        // DNS over TCP to the cluster DNS address reaches the agent's listener.
-        let dns_tcp = ServiceKey {
-            vip: self.options.config.network.cluster_dns.into(),
-            port: 53,
-            proto: Protocol::Tcp,
-        };
-        let listener = Backend { ip: self.gateway.into(), port: self.dns_tcp_port };
-        wanted.insert(dns_tcp, (vec![listener], Affinity::None));
-        if wanted == self.pushed {
+        let wanted = diff::in_order(&desired.services);
+        let (mut removed, mut changed): (Vec<ServiceKey>, Vec<SwitchEntry>) = (Vec::new(), Vec::new());
+        for (old, new) in diff::differences(&self.services_pushed, &wanted) {
+            let old = old.map_or_else(Vec::new, |(s, e)| services::switch_entries(s, e));
+            let new = new.map_or_else(Vec::new, |(s, e)| services::switch_entries(s, e));
+            removed.extend(old.iter().filter(|(k, ..)| !new.iter().any(|(n, ..)| n == k)).map(|(k, ..)| *k));
+            changed.extend(new.into_iter().filter(|entry| !old.contains(entry)));
+        }
+        if !self.dns_tcp_pushed {
+            // DNS over TCP to the cluster DNS address reaches the agent's listener.
+            let dns_tcp = ServiceKey {
+                vip: self.options.config.network.cluster_dns.into(),
+                port: 53,
+                proto: Protocol::Tcp,
+            };
+            let listener = Backend { ip: self.gateway.into(), port: self.dns_tcp_port };
+            changed.push((dns_tcp, vec![listener], Affinity::None));
+        }
+        self.services_pushed = wanted;
+        if removed.is_empty() && changed.is_empty() {
             return;
         }
-        let removed: Vec<_> = self.pushed.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
-        let changed: Vec<SwitchEntry> = wanted
-            .iter()
-            .filter(|(k, v)| self.pushed.get(k) != Some(v))
-            .map(|(k, (b, a))| (*k, b.clone(), *a))
-            .collect();
+        self.dns_tcp_pushed = true;
         let applied = self
             .dataplane
             .update(move |switch| {
@@ -115,6 +117,5 @@ impl NodeRuntime {
             Ok(errors) => errors.iter().for_each(|e| tracing::warn!("cannot program service {e}")),
             Err(e) => tracing::warn!("cannot program services: {e}"),
         }
-        self.pushed = wanted;
     }
 }

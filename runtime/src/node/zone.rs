@@ -13,14 +13,17 @@ use std::net::{IpAddr, Ipv4Addr};
 use netstack::dns::{Zone, ZoneConfig, ZoneError};
 
 use super::NodeRuntime;
+use super::diff::{self, Served};
 use crate::config::NodeConfig;
 use crate::desired::NodeDesired;
 use crate::model::services;
 
-/// The DNS records the zone holds: services by (namespace, name), pods by IP.
+/// What the zone's records are made of: the Services (shared with the
+/// control plane, in key order; their records are made only when they
+/// change) and the pods by IP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct ZoneContent {
-    services: BTreeMap<(String, String), netstack::dns::Service>,
+    services: Vec<Served>,
     pods: BTreeMap<Ipv4Addr, String>,
 }
 
@@ -104,25 +107,31 @@ impl ZoneSync {
     /// the pods it refused) to `wanted`; refused pods are tried again.
     fn edit(&self, wanted: &ZoneContent) -> Edit {
         let held = &self.wanted;
+        let (mut removed_services, mut records) = (Vec::new(), Vec::new());
+        for difference in diff::differences(&held.services, &wanted.services) {
+            match difference {
+                (Some((old, _)), None) => {
+                    removed_services.push((old.spec.namespace.clone(), old.spec.name.clone()))
+                }
+                (old, Some((service, endpoints))) => {
+                    let record = services::dns_record(service, endpoints);
+                    // A Service's endpoints change its records only when it is headless.
+                    if old.is_none_or(|(s, e)| services::dns_record(s, e) != record) {
+                        records.push(record);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
         Edit {
-            removed_services: held
-                .services
-                .keys()
-                .filter(|k| !wanted.services.contains_key(*k))
-                .cloned()
-                .collect(),
+            removed_services,
             removed_pods: held
                 .pods
                 .keys()
                 .filter(|ip| !self.refused.contains(*ip) && !wanted.pods.contains_key(*ip))
                 .copied()
                 .collect(),
-            services: wanted
-                .services
-                .iter()
-                .filter(|(k, record)| held.services.get(*k) != Some(*record))
-                .map(|(_, record)| record.clone())
-                .collect(),
+            services: records,
             pods: wanted
                 .pods
                 .iter()
@@ -151,11 +160,7 @@ impl ZoneSync {
 impl NodeRuntime {
     /// Brings the switch's DNS zone in line with `desired`.
     pub(super) async fn sync_zone(&mut self, desired: &NodeDesired) {
-        let mut wanted = ZoneContent::default();
-        for (service, endpoints) in &desired.services {
-            let k = (service.spec.namespace.clone(), service.spec.name.clone());
-            wanted.services.insert(k, services::dns_record(service, endpoints));
-        }
+        let mut wanted = ZoneContent { services: diff::in_order(&desired.services), ..Default::default() };
         // A records only: IPv6 is refused where addresses come in.
         wanted.pods = desired
             .pod_ips
@@ -186,7 +191,7 @@ mod tests {
 
     fn pods(ips: &[u8]) -> ZoneContent {
         ZoneContent {
-            services: BTreeMap::new(),
+            services: Vec::new(),
             pods: ips.iter().map(|i| (Ipv4Addr::new(10, 244, 1, *i), "default".to_string())).collect(),
         }
     }
@@ -243,5 +248,29 @@ mod tests {
         assert!(edit.services.is_empty() && edit.removed_services.is_empty());
         apply(&mut zone, &edit);
         assert_eq!(zone.pod_count(), 3);
+    }
+
+    #[test]
+    fn only_changed_services_cross_to_the_zone() {
+        use super::super::diff::served;
+        let mut zone = Zone::new(ZoneConfig::default()).unwrap();
+        let mut sync = ZoneSync::default();
+        let (a, b) = (served("a", 1, &[1]), served("b", 2, &[2]));
+        let wanted = ZoneContent { services: vec![a.clone(), b.clone()], pods: BTreeMap::new() };
+        let edit = sync.edit(&wanted);
+        assert_eq!(edit.services.len(), 2);
+        let applied = apply(&mut zone, &edit);
+        sync.record(wanted, &applied);
+
+        // b's endpoints change: a ClusterIP's records do not; a is the same Arcs.
+        let b2 = (b.0.clone(), served("b", 2, &[2, 3]).1);
+        let edit = sync.edit(&ZoneContent { services: vec![a.clone(), b2.clone()], pods: BTreeMap::new() });
+        assert!(edit.services.is_empty() && edit.removed_services.is_empty(), "{edit:?}");
+
+        // b goes, c comes: one removal, one record.
+        let c = served("c", 3, &[4]);
+        let edit = sync.edit(&ZoneContent { services: vec![a, c], pods: BTreeMap::new() });
+        assert_eq!(edit.removed_services, [("default".to_string(), "b".to_string())]);
+        assert_eq!(edit.services.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["c"]);
     }
 }

@@ -1,6 +1,6 @@
 //! One copy of each Service and its endpoints however many hold them (issue
 //! #19): the control plane's map, the last version the API lists, the change
-//! log and a member's desired state share them.
+//! log, a listing's answer and a member's desired state share them.
 
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ fn services_and_endpoints_are_shared_not_copied() {
     assert!(desired.services.iter().all(|(_, e)| e.subsets.len() == 3), "three ready endpoints each");
     let services = objects(&mut h, ObjectKind::Service);
     let endpoints = objects(&mut h, ObjectKind::Endpoints);
+    let Response::Services(list) = h.ok(Request::GetServices { namespace: None }) else { panic!() };
     let log = match h.ok(Request::Changes { since: start }) {
         Response::Changes { changes, .. } => changes,
         other => panic!("{other:?}"),
@@ -49,6 +50,8 @@ fn services_and_endpoints_are_shared_not_copied() {
         let listed = services.iter().find(|o| o.name() == name).expect("listed");
         let Object::Service(listed) = listed else { panic!() };
         assert!(Arc::ptr_eq(stored, listed), "{name}: the last version is the control plane's");
+        let got = list.iter().find(|s| s.spec.name == *name).expect("in GetServices");
+        assert!(Arc::ptr_eq(stored, got), "{name}: a listing hands out the control plane's, not a copy");
         let Some(Object::Endpoints(tracked)) = endpoints.iter().find(|o| o.name() == name) else { panic!() };
         assert!(Arc::ptr_eq(tracked, endpoint), "{name}: the member's endpoints are the tracked ones");
         // Their last changes in the log hold the same allocations.
