@@ -6,7 +6,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-const EMPTY: u32 = u32::MAX;
+/// An empty slot. A slot holds its slab index plus one, so an empty index is
+/// all zeroes: allocated zeroed, its pages stay untouched (and cost no
+/// resident memory) until entries land in them.
+const EMPTY: u32 = 0;
 
 /// An open-addressing (linear probing) index from hashes to slab indices.
 #[derive(Debug, Clone)]
@@ -33,7 +36,7 @@ impl Index {
         loop {
             match self.slots[pos] {
                 EMPTY => return None,
-                at if is(at) => return Some(at),
+                slot if is(slot - 1) => return Some(slot - 1),
                 _ => pos = (pos + 1) & self.mask,
             }
         }
@@ -45,7 +48,7 @@ impl Index {
         while self.slots[pos] != EMPTY {
             pos = (pos + 1) & self.mask;
         }
-        self.slots[pos] = at;
+        self.slots[pos] = at + 1;
     }
 
     /// Removes `at` (stored under `hash`); `hash_of` gives the hash of any
@@ -55,7 +58,7 @@ impl Index {
         loop {
             match self.slots[hole] {
                 EMPTY => return,
-                found if found == at => break,
+                found if found == at + 1 => break,
                 _ => hole = (hole + 1) & self.mask,
             }
         }
@@ -67,7 +70,7 @@ impl Index {
             if entry == EMPTY {
                 return;
             }
-            let home = hash_of(entry) as usize & self.mask;
+            let home = hash_of(entry - 1) as usize & self.mask;
             // The entry may move into the hole unless its home lies
             // cyclically in (hole, pos]: then the hole is before its home.
             let stays = if hole <= pos { hole < home && home <= pos } else { hole < home || home <= pos };

@@ -2,7 +2,8 @@
 //! a slab of entries with a free list ([`Slab`]), open-addressing indexes
 //! over it ([`Index`]), and the seeded hash that places keys in them
 //! ([`hash2`]). Everything is allocated at construction; nothing allocates
-//! per frame.
+//! per frame. Pages are written only as entries come, so a table sized for
+//! a busy node costs an idle one no resident memory.
 //!
 //! An index slot is a `u32` naming a slab entry, so the key lives only once
 //! (in the entry) and a flow can be reached by two keys at 4 bytes each.
