@@ -494,16 +494,29 @@ pub const MAX_DATAPLANE_THREADS: u16 = 16;
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     /// Data-plane threads, each with its own switch and its own queue of
-    /// every TAP; unset: 1, the single-threaded path (single-queue TAPs, no
-    /// steering). Several are opt-in until a large egress transfer that
-    /// stalled under load in CI with two is understood.
+    /// every TAP; unset: one per CPU the agent may run on, at most
+    /// [`DEFAULT_DATAPLANE_THREADS_MAX`]. 1 is the single-threaded path
+    /// (single-queue TAPs, no steering).
     pub threads: Option<u16>,
 }
 
+/// Most data-plane threads started when the config names none: a Raspberry
+/// Pi's four cores.
+pub const DEFAULT_DATAPLANE_THREADS_MAX: usize = 4;
+
 impl DataplaneConfig {
-    /// The thread count to start: the configured one, else 1.
+    /// The thread count to start: the configured one, else one per usable
+    /// CPU up to [`DEFAULT_DATAPLANE_THREADS_MAX`].
     pub fn threads(&self) -> usize {
-        self.threads.map_or(1, |n| usize::from(n.clamp(1, MAX_DATAPLANE_THREADS)))
+        self.threads_on(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// [`Self::threads`] on a machine with `cpus` usable CPUs.
+    fn threads_on(&self, cpus: usize) -> usize {
+        match self.threads {
+            Some(n) => usize::from(n.clamp(1, MAX_DATAPLANE_THREADS)),
+            None => cpus.clamp(1, DEFAULT_DATAPLANE_THREADS_MAX),
+        }
     }
 }
 
@@ -1015,9 +1028,13 @@ mod tests {
     }
 
     #[test]
-    fn dataplane_threads_default_to_one_and_are_checked() {
-        assert_eq!(NodeConfig::parse("").unwrap().dataplane.threads(), 1);
-        assert_eq!(NodeConfig::parse("[dataplane]\nthreads = 2\n").unwrap().dataplane.threads(), 2);
+    fn dataplane_threads_default_to_one_per_cpu_up_to_four_and_are_checked() {
+        let unset = NodeConfig::parse("").unwrap().dataplane;
+        assert_eq!([1, 2, 3, 4, 8, 64].map(|cpus| unset.threads_on(cpus)), [1, 2, 3, 4, 4, 4]);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(unset.threads(), cpus.min(4));
+        let two = NodeConfig::parse("[dataplane]\nthreads = 2\n").unwrap().dataplane;
+        assert_eq!((two.threads(), two.threads_on(1), two.threads_on(8)), (2, 2, 2));
         for bad in ["0", "17"] {
             let err = NodeConfig::parse(&format!("[dataplane]\nthreads = {bad}\n")).unwrap_err().to_string();
             assert!(err.contains("line 2") && err.contains("dataplane.threads"), "{err}");

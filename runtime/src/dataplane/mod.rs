@@ -10,6 +10,7 @@
 //! agree. Level-triggered epoll plus a per-wakeup read budget gives each
 //! port a fair share: a flooding pod cannot starve the others.
 
+mod doorbell;
 pub mod egress;
 mod error;
 pub mod overlay;
@@ -22,7 +23,7 @@ pub use error::AttachError;
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use netstack::switch::{DnsClient, DropReason, PortId, PortSpec, PortStats, Switch, SwitchConfig};
@@ -30,6 +31,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::sync::oneshot;
 
+use doorbell::Doorbell;
 use steer::Steering;
 use worker::{Handoff, Lane, Shared, ThreadCounters, WAKE_TOKEN, Worker};
 
@@ -118,7 +120,7 @@ fn stopped() -> io::Error {
 impl DataplaneHandle {
     fn send_to(&self, thread: usize, command: Command) -> io::Result<()> {
         self.threads.commands[thread].send(command).map_err(|_| stopped())?;
-        self.threads.shared.lanes[thread].wake.write(1)?;
+        self.threads.shared.lanes[thread].doorbell.ring();
         Ok(())
     }
 
@@ -218,9 +220,9 @@ impl Dataplane {
         let mut lanes = Vec::with_capacity(threads);
         let mut receivers = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let wake = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
+            let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
             let (handoff, handoffs) = mpsc::sync_channel::<Handoff>(HANDOFF_QUEUE);
-            lanes.push(Lane { handoff, wake, pending: AtomicBool::new(false), bytes: AtomicUsize::new(0) });
+            lanes.push(Lane { handoff, doorbell: Doorbell::new(wake), bytes: AtomicUsize::new(0) });
             receivers.push(handoffs);
         }
         // Every thread's flow table may hold `max_flows` flows; a redirect
@@ -237,7 +239,10 @@ impl Dataplane {
         for (index, handoffs) in receivers.into_iter().enumerate() {
             let switch = Switch::new(config.clone()).map_err(io::Error::other)?;
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-            epoll.add(shared.lanes[index].wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
+            epoll.add(
+                shared.lanes[index].doorbell.bell().as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+            )?;
             let (tx, queue) = mpsc::channel();
             commands.push(tx);
             let mut worker =

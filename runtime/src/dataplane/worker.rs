@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant as StdInstant;
 
@@ -22,9 +22,9 @@ use netstack::wire::{EthernetAddress, Ipv4Address, vxlan};
 use netstack::{Instant, wire::vnet};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::EventFd;
 use nix::sys::socket::SockaddrIn;
 
+use super::doorbell::Doorbell;
 use super::steer::{Owner, Steering};
 use super::{AttachError, Captured, Command, IoStats, PortReport, UpstreamQuery, overlay};
 
@@ -76,21 +76,10 @@ pub(super) struct Shared {
 pub(super) struct Lane {
     /// Its handoff queue (bounded).
     pub(super) handoff: mpsc::SyncSender<Handoff>,
-    /// Its eventfd.
-    pub(super) wake: Arc<EventFd>,
-    /// Set while a wakeup is pending: senders skip the eventfd write.
-    pub(super) pending: AtomicBool,
+    /// Its wakeup, for handoffs and commands alike.
+    pub(super) doorbell: Doorbell,
     /// Bytes of the frames in its handoff queue.
     pub(super) bytes: AtomicUsize,
-}
-
-impl Lane {
-    /// Wakes the thread unless a wakeup is already pending.
-    pub(super) fn wake(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            let _ = self.wake.write(1);
-        }
-    }
 }
 
 /// One thread's counters, written by it alone.
@@ -198,8 +187,8 @@ impl Worker {
             }
             for event in &events[..ready] {
                 if event.data() == WAKE_TOKEN {
-                    self.shared.lanes[self.index].pending.store(false, Ordering::Release);
-                    let _ = self.shared.lanes[self.index].wake.read();
+                    // Before draining: the commands now, the handoffs below.
+                    self.shared.lanes[self.index].doorbell.answer();
                     if !self.run_commands() {
                         return;
                     }
@@ -335,7 +324,7 @@ impl Worker {
         if lane.bytes.fetch_add(len, Ordering::AcqRel) + len > HANDOFF_BYTES {
             lane.bytes.fetch_sub(len, Ordering::AcqRel);
             counters.handoff_full.fetch_add(1, Ordering::Relaxed);
-            return lane.wake();
+            return lane.doorbell.ring();
         }
         match lane.handoff.try_send(handoff) {
             Ok(()) => counters.handed_off.fetch_add(1, Ordering::Relaxed),
@@ -344,7 +333,7 @@ impl Worker {
                 counters.handoff_full.fetch_add(1, Ordering::Relaxed)
             }
         };
-        lane.wake();
+        lane.doorbell.ring();
     }
 
     /// The thread that decides `frame` (Ethernet, no virtio-net header):
