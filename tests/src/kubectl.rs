@@ -147,6 +147,42 @@ pub fn wait_for(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus 
     }
 }
 
+/// `kubectl CMD -it ...` (binary `bin`, `args` after the kubeconfig) on a
+/// terminal of its own (script(1)) sized 33x77; its exit status and all
+/// the terminal showed.
+pub fn on_a_terminal(server: &Node, bin: &str, args: &str) -> (ExitStatus, String) {
+    let kubectl = kubectl_command(server, bin, &[]);
+    let mut line = vec!["nsenter".to_string()];
+    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.push(args.to_string());
+    let envs = kubectl.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    in_a_terminal(&line.join(" "), envs, &format!("{bin} {args}"))
+}
+
+/// The shell command `line` with `envs` on a terminal of its own
+/// (script(1)) sized 33x77, stdin kept open; its exit status and all the
+/// terminal showed once it ends (within 60 s).
+pub fn in_a_terminal(
+    line: &str,
+    envs: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    what: &str,
+) -> (ExitStatus, String) {
+    let mut script = Command::new("script")
+        .args(["-qec", &format!("stty rows 33 cols 77; {line}"), "/dev/null"])
+        .envs(envs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let keep_stdin_open = script.stdin.take();
+    let status = wait_for(&mut script, Duration::from_secs(60), what);
+    drop(keep_stdin_open);
+    let mut text = String::new();
+    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
 /// Runs `kubectl ARGS` (binary `bin`) in the node's namespace with `input`
 /// on its stdin.
 pub fn kubectl_fed(node: &Node, bin: &str, args: &[&str], input: &[u8]) -> Output {

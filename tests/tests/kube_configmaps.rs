@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use podnet_e2e::kubectl::*;
 use podnet_e2e::oci::Scratch;
-use podnet_e2e::{eventually, require, require_root, stdout};
+use podnet_e2e::{Node, eventually, require, require_root, stdout};
 
 #[test]
 fn kubectl_and_podnet_make_edit_watch_and_delete_configmaps() {
@@ -321,31 +321,7 @@ fn running_pods_see_their_configmap_and_secret_volumes_change() {
     };
     apply(&["create", "configmap", "app", "--from-literal=mode=fast", "--from-literal=color=blue"]);
     apply(&["create", "secret", "generic", "db", "--from-literal=password=hunter2"]);
-    let manifest = node.dir.join("live.yaml");
-    let pod = format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: live
-spec:
-  volumes:
-  - name: cfg
-    configMap: {{name: app}}
-  - name: db
-    secret: {{secretName: db}}
-  containers:
-  - name: live
-    image: {}
-    command: [sleep, "3600"]
-    volumeMounts:
-    - {{name: cfg, mountPath: /etc/app}}
-    - {{name: db, mountPath: /etc/db}}
-"#,
-        image_ref()
-    );
-    std::fs::write(&manifest, pod).unwrap();
-    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
-    ok(&node, &["wait", "--for=condition=Ready", "pod/live", "--timeout=60s"]);
+    run_with_volumes(&node, "live");
     let read = || {
         let out = kubectl_with(
             &node,
@@ -398,31 +374,7 @@ fn secret_volumes_live_on_tmpfs_and_go_with_their_pod() {
     let (node, _lan) = node_with_registry("kubesectmp", &scratch);
     ok(&node, &["create", "configmap", "app", "--from-literal=mode=fast"]);
     ok(&node, &["create", "secret", "generic", "db", "--from-literal=password=tmpfs-only-7c1d"]);
-    let manifest = node.dir.join("tmpfs.yaml");
-    let pod = format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: secretive
-spec:
-  volumes:
-  - name: cfg
-    configMap: {{name: app}}
-  - name: db
-    secret: {{secretName: db}}
-  containers:
-  - name: secretive
-    image: {}
-    command: [sleep, "3600"]
-    volumeMounts:
-    - {{name: cfg, mountPath: /etc/app}}
-    - {{name: db, mountPath: /etc/db}}
-"#,
-        image_ref()
-    );
-    std::fs::write(&manifest, pod).unwrap();
-    ok(&node, &["apply", "-f", manifest.to_str().unwrap()]);
-    ok(&node, &["wait", "--for=condition=Ready", "pod/secretive", "--timeout=60s"]);
+    run_with_volumes(&node, "secretive");
     assert_eq!(ok(&node, &["exec", "secretive", "--", "cat", "/etc/db/password"]), "tmpfs-only-7c1d");
     // /proc/mounts in the container: device, mount point, type.
     let mounts = ok(&node, &["exec", "secretive", "--", "cat", "/proc/mounts"]);
@@ -457,4 +409,34 @@ spec:
     let left: Vec<_> =
         std::fs::read_dir(&pods).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Runs pod `name` (the test image, sleeping) with ConfigMap `app` at
+/// /etc/app and Secret `db` at /etc/db; returns once it is Ready.
+fn run_with_volumes(node: &Node, name: &str) {
+    let manifest = node.dir.join(format!("{name}.yaml"));
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  volumes:
+  - name: cfg
+    configMap: {{name: app}}
+  - name: db
+    secret: {{secretName: db}}
+  containers:
+  - name: {name}
+    image: {}
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/app}}
+    - {{name: db, mountPath: /etc/db}}
+"#,
+        image_ref()
+    );
+    std::fs::write(&manifest, pod).unwrap();
+    ok(node, &["apply", "-f", manifest.to_str().unwrap()]);
+    ok(node, &["wait", "--for=condition=Ready", &format!("pod/{name}"), "--timeout=60s"]);
 }

@@ -309,30 +309,6 @@ fn kubectl_attach_takes_stdin_and_run_it_drives_a_shell_on_a_member() {
     });
 }
 
-/// `kubectl CMD -it ...` (binary `bin`, `args` after the kubeconfig) on a
-/// terminal of its own (script(1)) sized 33x77; its exit status and all
-/// the terminal showed.
-fn on_a_terminal(server: &Node, bin: &str, args: &str) -> (std::process::ExitStatus, String) {
-    let kubectl = kubectl_command(server, bin, &[]);
-    let mut line = vec!["stty rows 33 cols 77;".to_string(), "nsenter".into()];
-    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
-    line.push(args.to_string());
-    let mut script = std::process::Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
-        .envs(kubectl.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start script");
-    let keep_stdin_open = script.stdin.take();
-    let status = wait_for(&mut script, Duration::from_secs(60), &format!("{bin} {args}"));
-    drop(keep_stdin_open);
-    let mut text = String::new();
-    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
-    (status, text)
-}
-
 /// `kubectl exec -it` and `attach -it` into pods on members: a terminal in
 /// the pod (the tty flag crosses to the member), which takes kubectl's
 /// size (its resize messages relayed), over WebSocket (1.32) and SPDY
@@ -386,23 +362,9 @@ fn podnet_exec_with_a_terminal_reaches_a_members_pod() {
     let one = cluster.nodes[1].name.clone();
     pinned(server, "box", &one, &["sleep", "3600"]);
     let sized = "until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized";
-    let line = format!(
-        "stty rows 33 cols 77; {} exec -it box -- sh -c 'tty; {sized}; exit 5'",
-        podnet_e2e::podnet_bin().display()
-    );
-    let mut script = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("PODNET_SOCKET", &server.socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start script");
-    let keep_stdin_open = script.stdin.take();
-    let status = wait_for(&mut script, Duration::from_secs(60), "podnet exec -it into a member's pod");
-    drop(keep_stdin_open);
-    let mut text = String::new();
-    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    let line = format!("{} exec -it box -- sh -c 'tty; {sized}; exit 5'", podnet_e2e::podnet_bin().display());
+    let socket = ("PODNET_SOCKET".into(), server.socket.clone().into_os_string());
+    let (status, text) = in_a_terminal(&line, vec![socket], "podnet exec -it into a member's pod");
     assert_eq!(status.code(), Some(5), "the exit code: {text}{}", server.agent_log());
     assert!(text.contains("/dev/pts/") && text.contains("resized"), "a terminal, resized: {text:?}");
     // Without -t the command has no terminal (its stdin is the session's).

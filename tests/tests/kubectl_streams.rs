@@ -40,26 +40,8 @@ fn kubectl_exec_runs_commands_in_a_pod_with_stdin_stderr_terminal_and_exit_code(
     // -it, kubectl on a terminal of its own (script(1)) sized 33x77: a
     // terminal in the pod, which takes kubectl's size (its resize message).
     require("script", "util-linux");
-    let kubectl = kubectl_command(&node, KUBECTL, &[]);
-    let mut line = vec!["stty rows 33 cols 77;".to_string(), "nsenter".into()];
-    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
-    line.push(
-        "exec -it box -- sh -c 'tty; until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized'"
-            .into(),
-    );
-    let mut script = std::process::Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
-        .envs(kubectl.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start script");
-    let keep_stdin_open = script.stdin.take();
-    let status = wait_for(&mut script, Duration::from_secs(60), "kubectl exec -it");
-    drop(keep_stdin_open);
-    let mut text = String::new();
-    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    let sized = "until [ \"$(stty size)\" = \"33 77\" ]; do sleep 0.1; done; echo resized";
+    let (status, text) = on_a_terminal(&node, KUBECTL, &format!("exec -it box -- sh -c 'tty; {sized}'"));
     assert!(status.success(), "kubectl exec -it: {text}");
     assert!(text.contains("/dev/pts/") && text.contains("resized"), "a terminal, resized: {text:?}");
 
@@ -219,23 +201,7 @@ fn kubectl_follows_a_pods_log_until_it_ends_attaches_and_reads_a_deployments() {
 /// `kubectl attach -it POD` (binary `bin`) on a terminal of its own
 /// (script(1)) sized 33x77; its output once it ends.
 fn attach_on_a_terminal(node: &podnet_e2e::Node, bin: &str, pod: &str) -> String {
-    let kubectl = kubectl_command(node, bin, &[]);
-    let mut line = vec!["stty rows 33 cols 77;".to_string(), "nsenter".into()];
-    line.extend(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()));
-    line.push(format!("attach -it {pod}"));
-    let mut script = std::process::Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
-        .envs(kubectl.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start script");
-    let keep_stdin_open = script.stdin.take();
-    let status = wait_for(&mut script, Duration::from_secs(60), &format!("{bin} attach -it {pod}"));
-    drop(keep_stdin_open);
-    let mut text = String::new();
-    script.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    let (status, text) = on_a_terminal(node, bin, &format!("attach -it {pod}"));
     assert!(status.success(), "{bin} attach -it: {text}");
     text
 }
